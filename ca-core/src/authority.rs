@@ -1,0 +1,378 @@
+//! The certificate authority: its key, its certificate chain, and the building and signing
+//! of end-entity certificates per RFC 5280 section 4.
+//!
+//! Each profile is turned once into a parameter template (key usage, extended key usage,
+//! basic constraints, CRL distribution points, authority information access); issuing fills
+//! in only serial, validity, subject, SANs and key.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use der::asn1::{Ia5String, ObjectIdentifier};
+use der::Encode;
+use keys::{SignatureScheme, Signer};
+use rcgen::{
+    BasicConstraints, CertificateParams, CrlDistributionPoint, CustomExtension, DistinguishedName,
+    DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyUsagePurpose, SanType,
+    SerialNumber, SignatureAlgorithm,
+};
+use time::{Duration, OffsetDateTime};
+use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::ext::pkix::{AccessDescription, AuthorityInfoAccessSyntax};
+
+use crate::csr::{AttributeKind, San, SubjectAttribute, SubjectKey, SubjectKeyType};
+use crate::error::CaError;
+use crate::profile::{ExtendedKeyUsage, KeyUsage, Profile, ValidatedRequest};
+use crate::serial::Serial;
+
+/// How far `notBefore` is set before the moment of issuance, to absorb relying parties'
+/// clock skew.
+pub const BACKDATE: Duration = Duration::seconds(60);
+
+/// The URLs written into every issued certificate (RFC 5280 sections 4.2.1.13 and 4.2.2.1).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Urls {
+    /// CRL distribution point URLs.
+    pub crl: Vec<String>,
+    /// OCSP responder URLs (AIA id-ad-ocsp).
+    pub ocsp: Vec<String>,
+    /// URLs of the issuing CA's certificate (AIA id-ad-caIssuers).
+    pub ca_issuers: Vec<String>,
+}
+
+/// A certificate just signed, not yet stored.
+#[derive(Clone, Debug)]
+pub struct SignedCertificate {
+    /// Its serial.
+    pub serial: Serial,
+    /// Its DER.
+    pub der: Vec<u8>,
+    /// notBefore.
+    pub not_before: OffsetDateTime,
+    /// notAfter.
+    pub not_after: OffsetDateTime,
+}
+
+/// The issuing CA: key, chain and per-profile templates.
+pub struct CertificateAuthority {
+    chain: Vec<Vec<u8>>,
+    issuer: Issuer<'static, SignerKey>,
+    templates: BTreeMap<String, (Profile, CertificateParams)>,
+}
+
+impl std::fmt::Debug for CertificateAuthority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateAuthority")
+            .field("profiles", &self.templates.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CertificateAuthority {
+    /// Builds the CA from its signing key and chain (the CA's own certificate first, then its
+    /// issuers up to the root), after checking that the key matches the certificate.
+    pub fn new(
+        signer: Arc<dyn Signer>,
+        chain: Vec<Vec<u8>>,
+        profiles: &BTreeMap<String, Profile>,
+        urls: &Urls,
+    ) -> Result<Self, CaError> {
+        let ca_der = chain
+            .first()
+            .ok_or_else(|| CaError::Signing("the CA chain is empty".into()))?;
+        let (_, ca_cert) = x509_parser::parse_x509_certificate(ca_der)
+            .map_err(|e| CaError::Signing(format!("the CA certificate does not parse: {e}")))?;
+        if ca_cert.tbs_certificate.subject_pki.raw != signer.spki_der() {
+            return Err(CaError::Signing(
+                "the CA key does not match the CA certificate's public key".into(),
+            ));
+        }
+        let issuer = Issuer::from_ca_cert_der(&ca_der.as_slice().into(), SignerKey(signer))
+            .map_err(|e| CaError::Signing(format!("the CA certificate is not usable: {e}")))?;
+        let extras = url_extensions(urls)?;
+        let templates = profiles
+            .iter()
+            .map(|(name, p)| (name.clone(), (p.clone(), template(p, &extras))))
+            .collect();
+        Ok(CertificateAuthority {
+            chain,
+            issuer,
+            templates,
+        })
+    }
+
+    /// The CA's certificate followed by its issuers up to the root, DER.
+    pub fn chain(&self) -> &[Vec<u8>] {
+        &self.chain
+    }
+
+    /// The profile of that name.
+    pub fn profile(&self, name: &str) -> Result<&Profile, CaError> {
+        self.templates
+            .get(name)
+            .map(|(p, _)| p)
+            .ok_or_else(|| CaError::UnknownProfile(name.to_string()))
+    }
+
+    /// The configured profile names.
+    pub fn profile_names(&self) -> impl Iterator<Item = &str> {
+        self.templates.keys().map(String::as_str)
+    }
+
+    /// Builds and signs an end-entity certificate for a request that passed its profile.
+    pub fn sign(
+        &self,
+        profile: &str,
+        serial: Serial,
+        req: &ValidatedRequest,
+        now: OffsetDateTime,
+    ) -> Result<SignedCertificate, CaError> {
+        let (_, template) = self
+            .templates
+            .get(profile)
+            .ok_or_else(|| CaError::UnknownProfile(profile.to_string()))?;
+        let now = now.replace_nanosecond(0).unwrap_or(now);
+        let not_before = now - BACKDATE;
+        let not_after =
+            not_before + Duration::days(i64::from(req.validity_days)) - Duration::seconds(1);
+        let mut params = template.clone();
+        params.serial_number = Some(SerialNumber::from_slice(serial.as_bytes()));
+        params.not_before = not_before;
+        params.not_after = not_after;
+        params.distinguished_name = distinguished_name(&req.subject)?;
+        params.subject_alt_names = req.sans.iter().map(san_type).collect::<Result<_, _>>()?;
+        params.key_identifier_method = key_identifier(&req.key.bits);
+        let cert = params
+            .signed_by(&SubjectPublicKey(&req.key), &self.issuer)
+            .map_err(|e| CaError::Signing(e.to_string()))?;
+        Ok(SignedCertificate {
+            serial,
+            der: cert.der().to_vec(),
+            not_before,
+            not_after,
+        })
+    }
+}
+
+/// Creates a self-signed root CA certificate (RFC 5280 section 4.2.1.9: cA true; key usage
+/// keyCertSign and cRLSign) for the given key and subject.
+pub fn create_root(
+    signer: Arc<dyn Signer>,
+    subject: &[SubjectAttribute],
+    validity_days: u32,
+    serial: Serial,
+) -> Result<Vec<u8>, CaError> {
+    let mut params = ca_params(subject, validity_days, serial)?;
+    params.key_identifier_method = key_identifier(signer.public_key_bits());
+    let cert = params
+        .self_signed(&SignerKey(signer))
+        .map_err(|e| CaError::Signing(e.to_string()))?;
+    Ok(cert.der().to_vec())
+}
+
+/// Creates a PKCS#10 request for an intermediate CA key, to be signed by a parent CA.
+pub fn create_intermediate_csr(
+    signer: Arc<dyn Signer>,
+    subject: &[SubjectAttribute],
+) -> Result<Vec<u8>, CaError> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = distinguished_name(subject)?;
+    let csr = params
+        .serialize_request(&SignerKey(signer))
+        .map_err(|e| CaError::Signing(e.to_string()))?;
+    Ok(csr.der().to_vec())
+}
+
+fn ca_params(
+    subject: &[SubjectAttribute],
+    validity_days: u32,
+    serial: Serial,
+) -> Result<CertificateParams, CaError> {
+    let now = OffsetDateTime::now_utc();
+    let now = now.replace_nanosecond(0).unwrap_or(now);
+    let mut params = CertificateParams::default();
+    params.distinguished_name = distinguished_name(subject)?;
+    params.serial_number = Some(SerialNumber::from_slice(serial.as_bytes()));
+    params.not_before = now - BACKDATE;
+    params.not_after = now + Duration::days(i64::from(validity_days));
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    Ok(params)
+}
+
+/// The key identifier of RFC 7093 section 2 method 1: the leftmost 160 bits of the SHA-256
+/// of the subjectPublicKey BIT STRING's value (used for SKI, and so for the AKI of what the
+/// key signs).
+fn key_identifier(public_key_bits: &[u8]) -> KeyIdMethod {
+    let digest = ring::digest::digest(&ring::digest::SHA256, public_key_bits);
+    KeyIdMethod::PreSpecified(digest.as_ref()[..20].to_vec())
+}
+
+fn template(profile: &Profile, extras: &UrlExtensions) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.use_authority_key_identifier_extension = true;
+    params.key_usages = profile
+        .key_usage
+        .iter()
+        .map(|ku| match ku {
+            KeyUsage::DigitalSignature => KeyUsagePurpose::DigitalSignature,
+            KeyUsage::NonRepudiation => KeyUsagePurpose::ContentCommitment,
+            KeyUsage::KeyEncipherment => KeyUsagePurpose::KeyEncipherment,
+            KeyUsage::KeyAgreement => KeyUsagePurpose::KeyAgreement,
+            KeyUsage::DataEncipherment => KeyUsagePurpose::DataEncipherment,
+        })
+        .collect();
+    params.extended_key_usages = profile
+        .extended_key_usage
+        .iter()
+        .map(|eku| match eku {
+            ExtendedKeyUsage::ServerAuth => ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsage::ClientAuth => ExtendedKeyUsagePurpose::ClientAuth,
+            ExtendedKeyUsage::EmailProtection => ExtendedKeyUsagePurpose::EmailProtection,
+            ExtendedKeyUsage::CodeSigning => ExtendedKeyUsagePurpose::CodeSigning,
+            ExtendedKeyUsage::TimeStamping => ExtendedKeyUsagePurpose::TimeStamping,
+        })
+        .collect();
+    params.crl_distribution_points = extras.crl.clone();
+    params.custom_extensions = extras.aia.iter().cloned().collect();
+    params
+}
+
+struct UrlExtensions {
+    crl: Vec<CrlDistributionPoint>,
+    aia: Option<CustomExtension>,
+}
+
+const OID_AIA: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 1, 1];
+const OID_AD_OCSP: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1");
+const OID_AD_CA_ISSUERS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.2");
+
+fn url_extensions(urls: &Urls) -> Result<UrlExtensions, CaError> {
+    let crl = if urls.crl.is_empty() {
+        Vec::new()
+    } else {
+        vec![CrlDistributionPoint {
+            uris: urls.crl.clone(),
+        }]
+    };
+    let mut access = Vec::new();
+    for (method, list) in [
+        (OID_AD_OCSP, &urls.ocsp),
+        (OID_AD_CA_ISSUERS, &urls.ca_issuers),
+    ] {
+        for url in list {
+            let uri = Ia5String::new(url)
+                .map_err(|_| CaError::Signing(format!("URL {url:?} is not IA5 text")))?;
+            access.push(AccessDescription {
+                access_method: method,
+                access_location: GeneralName::UniformResourceIdentifier(uri),
+            });
+        }
+    }
+    let aia = if access.is_empty() {
+        None
+    } else {
+        let der = AuthorityInfoAccessSyntax(access)
+            .to_der()
+            .map_err(|e| CaError::Signing(format!("encoding AIA: {e}")))?;
+        Some(CustomExtension::from_oid_content(OID_AIA, der))
+    };
+    Ok(UrlExtensions { crl, aia })
+}
+
+/// Builds an rcgen name from checked attributes. countryName and serialNumber are
+/// PrintableString (RFC 5280 appendix A.1); the rest UTF8String (RFC 5280 section 4.1.2.6).
+fn distinguished_name(subject: &[SubjectAttribute]) -> Result<DistinguishedName, CaError> {
+    let mut dn = DistinguishedName::new();
+    for attr in subject {
+        let ty = match attr.kind {
+            AttributeKind::CommonName => DnType::CommonName,
+            AttributeKind::Country => DnType::CountryName,
+            AttributeKind::State => DnType::StateOrProvinceName,
+            AttributeKind::Locality => DnType::LocalityName,
+            AttributeKind::Organization => DnType::OrganizationName,
+            AttributeKind::OrganizationalUnit => DnType::OrganizationalUnitName,
+            other => DnType::CustomDnType(other.oid().to_vec()),
+        };
+        let value = match attr.kind {
+            AttributeKind::Country | AttributeKind::SerialNumber => {
+                DnValue::PrintableString(attr.value.as_str().try_into().map_err(|_| {
+                    CaError::SubjectNotAllowed(format!(
+                        "{} must be a PrintableString",
+                        attr.kind.short_name()
+                    ))
+                })?)
+            }
+            _ => DnValue::Utf8String(attr.value.clone()),
+        };
+        dn.push(ty, value);
+    }
+    Ok(dn)
+}
+
+fn san_type(san: &San) -> Result<SanType, CaError> {
+    let ia5 = |s: &str| {
+        s.try_into()
+            .map_err(|_| CaError::SanNotAllowed(format!("{san} (not IA5 text)")))
+    };
+    Ok(match san {
+        San::Dns(d) => SanType::DnsName(ia5(d)?),
+        San::Email(e) => SanType::Rfc822Name(ia5(e)?),
+        San::Ip(ip) => SanType::IpAddress(*ip),
+        San::Other(_) => return Err(CaError::SanNotAllowed(san.to_string())),
+    })
+}
+
+/// The rcgen view of a CA [`Signer`].
+struct SignerKey(Arc<dyn Signer>);
+
+fn rcgen_algorithm(scheme: SignatureScheme) -> &'static SignatureAlgorithm {
+    match scheme {
+        SignatureScheme::EcdsaP256Sha256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+        SignatureScheme::EcdsaP384Sha384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+        SignatureScheme::Ed25519 => &rcgen::PKCS_ED25519,
+        SignatureScheme::RsaPkcs1Sha256 => &rcgen::PKCS_RSA_SHA256,
+    }
+}
+
+impl rcgen::PublicKeyData for SignerKey {
+    fn der_bytes(&self) -> &[u8] {
+        self.0.public_key_bits()
+    }
+
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        rcgen_algorithm(self.0.scheme())
+    }
+}
+
+impl rcgen::SigningKey for SignerKey {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        self.0.sign(msg).map_err(|_| rcgen::Error::RemoteKeyError)
+    }
+}
+
+/// The rcgen view of a subject key: only its SubjectPublicKeyInfo is written.
+struct SubjectPublicKey<'a>(&'a SubjectKey);
+
+impl rcgen::PublicKeyData for SubjectPublicKey<'_> {
+    fn der_bytes(&self) -> &[u8] {
+        &self.0.bits
+    }
+
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        // Only the key's AlgorithmIdentifier in the SPKI is taken from this.
+        match self.0.key_type {
+            SubjectKeyType::EcP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            SubjectKeyType::EcP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+            SubjectKeyType::Ed25519 => &rcgen::PKCS_ED25519,
+            SubjectKeyType::Rsa(_) => &rcgen::PKCS_RSA_SHA256,
+        }
+    }
+}

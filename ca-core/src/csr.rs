@@ -1,0 +1,425 @@
+//! PKCS#10 certificate signing requests (RFC 2986): parse once, verify the self-signature
+//! with `ring`, and extract what the profile check needs.
+//!
+//! Only the subject, the public key and the subject alternative names of the
+//! `extensionRequest` attribute (RFC 2985 section 5.4.2) are taken from a CSR. Every other
+//! requested extension is ignored: the profile, not the applicant, decides key usage,
+//! extended key usage and the rest.
+
+use std::net::IpAddr;
+
+use ring::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
+use x509_parser::certification_request::X509CertificationRequest;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::oid_registry::{self as oids, Oid};
+use x509_parser::prelude::FromDer;
+use x509_parser::public_key::PublicKey;
+use x509_parser::x509::X509Name;
+
+use crate::error::CaError;
+
+/// Largest CSR accepted, in bytes of DER. An RSA-4096 CSR with a hundred SANs is ~6 KiB.
+pub const MAX_CSR_DER: usize = 64 * 1024;
+
+/// The subject key's type and size, named as in profiles (`ec-p256`, `rsa-3072`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubjectKeyType {
+    /// ECDSA on P-256.
+    EcP256,
+    /// ECDSA on P-384.
+    EcP384,
+    /// Ed25519.
+    Ed25519,
+    /// RSA with the given modulus size in bits.
+    Rsa(u32),
+}
+
+impl SubjectKeyType {
+    /// The profile name of this key type.
+    pub fn name(&self) -> String {
+        match self {
+            SubjectKeyType::EcP256 => "ec-p256".into(),
+            SubjectKeyType::EcP384 => "ec-p384".into(),
+            SubjectKeyType::Ed25519 => "ed25519".into(),
+            SubjectKeyType::Rsa(bits) => format!("rsa-{bits}"),
+        }
+    }
+}
+
+/// A subject public key taken from a verified CSR.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubjectKey {
+    /// The key's type and size.
+    pub key_type: SubjectKeyType,
+    /// The content of the `subjectPublicKey` BIT STRING.
+    pub bits: Vec<u8>,
+}
+
+/// A subject attribute type this CA can carry into a certificate (RFC 5280 section 4.1.2.4,
+/// RFC 4519).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AttributeKind {
+    /// commonName (2.5.4.3).
+    CommonName,
+    /// countryName (2.5.4.6), two letters.
+    Country,
+    /// stateOrProvinceName (2.5.4.8).
+    State,
+    /// localityName (2.5.4.7).
+    Locality,
+    /// organizationName (2.5.4.10).
+    Organization,
+    /// organizationalUnitName (2.5.4.11).
+    OrganizationalUnit,
+    /// serialNumber (2.5.4.5), e.g. a national identity number.
+    SerialNumber,
+    /// givenName (2.5.4.42).
+    GivenName,
+    /// surname (2.5.4.4).
+    Surname,
+}
+
+impl AttributeKind {
+    /// Every supported attribute.
+    pub const ALL: [AttributeKind; 9] = [
+        AttributeKind::CommonName,
+        AttributeKind::Country,
+        AttributeKind::State,
+        AttributeKind::Locality,
+        AttributeKind::Organization,
+        AttributeKind::OrganizationalUnit,
+        AttributeKind::SerialNumber,
+        AttributeKind::GivenName,
+        AttributeKind::Surname,
+    ];
+
+    /// The RFC 4514 short name (`CN`, `O`, ...), also used in profiles.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            AttributeKind::CommonName => "CN",
+            AttributeKind::Country => "C",
+            AttributeKind::State => "ST",
+            AttributeKind::Locality => "L",
+            AttributeKind::Organization => "O",
+            AttributeKind::OrganizationalUnit => "OU",
+            AttributeKind::SerialNumber => "serialNumber",
+            AttributeKind::GivenName => "GN",
+            AttributeKind::Surname => "SN",
+        }
+    }
+
+    /// The attribute's OID arcs.
+    pub fn oid(self) -> &'static [u64] {
+        match self {
+            AttributeKind::CommonName => &[2, 5, 4, 3],
+            AttributeKind::Country => &[2, 5, 4, 6],
+            AttributeKind::State => &[2, 5, 4, 8],
+            AttributeKind::Locality => &[2, 5, 4, 7],
+            AttributeKind::Organization => &[2, 5, 4, 10],
+            AttributeKind::OrganizationalUnit => &[2, 5, 4, 11],
+            AttributeKind::SerialNumber => &[2, 5, 4, 5],
+            AttributeKind::GivenName => &[2, 5, 4, 42],
+            AttributeKind::Surname => &[2, 5, 4, 4],
+        }
+    }
+
+    /// The upper bound on the value's length (RFC 5280 appendix A.1).
+    pub fn max_len(self) -> usize {
+        match self {
+            AttributeKind::Country => 2,
+            AttributeKind::State | AttributeKind::Locality => 128,
+            AttributeKind::SerialNumber => 64,
+            AttributeKind::GivenName | AttributeKind::Surname => 32768,
+            _ => 64,
+        }
+    }
+
+    /// Looks an attribute up by its short name (case-insensitive) or OID arcs.
+    pub fn from_short_name(name: &str) -> Option<Self> {
+        AttributeKind::ALL
+            .into_iter()
+            .find(|k| k.short_name().eq_ignore_ascii_case(name))
+    }
+
+    fn from_oid(oid: &Oid<'_>) -> Option<Self> {
+        let arcs: Vec<u64> = oid.iter()?.collect();
+        AttributeKind::ALL
+            .into_iter()
+            .find(|k| k.oid() == arcs.as_slice())
+    }
+}
+
+/// One subject attribute, in the order it appears.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubjectAttribute {
+    /// Which attribute.
+    pub kind: AttributeKind,
+    /// Its value as text.
+    pub value: String,
+}
+
+/// A subject alternative name requested in a CSR (RFC 5280 section 4.2.1.6).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum San {
+    /// dNSName.
+    Dns(String),
+    /// iPAddress.
+    Ip(IpAddr),
+    /// rfc822Name (an e-mail address).
+    Email(String),
+    /// Any other form, described for the error message; no profile allows these.
+    Other(String),
+}
+
+impl San {
+    /// The name's value as the API shows it: a host name, an IP address or an e-mail address.
+    pub fn value(&self) -> String {
+        match self {
+            San::Dns(d) | San::Email(d) | San::Other(d) => d.clone(),
+            San::Ip(ip) => ip.to_string(),
+        }
+    }
+
+    /// Reads a SAN as the API writes it: an IP address if it parses as one, an e-mail
+    /// address if it holds `@`, a DNS name otherwise.
+    pub fn from_value(s: &str) -> San {
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            San::Ip(ip)
+        } else if s.contains('@') {
+            San::Email(s.to_string())
+        } else {
+            San::Dns(s.to_string())
+        }
+    }
+}
+
+impl std::fmt::Display for San {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            San::Dns(d) => write!(f, "DNS:{d}"),
+            San::Ip(ip) => write!(f, "IP:{ip}"),
+            San::Email(e) => write!(f, "email:{e}"),
+            San::Other(o) => f.write_str(o),
+        }
+    }
+}
+
+/// A CSR whose self-signature verified: proof that the applicant holds the private key.
+#[derive(Clone, Debug)]
+pub struct VerifiedCsr {
+    /// The subject key.
+    pub key: SubjectKey,
+    /// The subject, in order.
+    pub subject: Vec<SubjectAttribute>,
+    /// The requested subject alternative names.
+    pub sans: Vec<San>,
+}
+
+/// Turns a PEM `CERTIFICATE REQUEST` (or `NEW CERTIFICATE REQUEST`) or raw DER into DER.
+pub fn decode_input(input: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, CaError> {
+    let trimmed = input.trim_ascii_start();
+    if trimmed.starts_with(b"-----BEGIN") {
+        let pem =
+            pem::parse(trimmed).map_err(|e| CaError::CsrMalformed(format!("invalid PEM: {e}")))?;
+        if pem.tag() != "CERTIFICATE REQUEST" && pem.tag() != "NEW CERTIFICATE REQUEST" {
+            return Err(CaError::CsrMalformed(format!(
+                "expected a CERTIFICATE REQUEST PEM block, found {:?}",
+                pem.tag()
+            )));
+        }
+        Ok(std::borrow::Cow::Owned(pem.into_contents()))
+    } else {
+        Ok(std::borrow::Cow::Borrowed(input))
+    }
+}
+
+/// Parses a CSR (PEM or DER), verifies its self-signature and extracts its subject, key and
+/// subject alternative names.
+pub fn parse_and_verify(input: &[u8]) -> Result<VerifiedCsr, CaError> {
+    let der = decode_input(input)?;
+    if der.len() > MAX_CSR_DER {
+        return Err(CaError::CsrMalformed(format!(
+            "CSR of {} bytes exceeds the limit of {MAX_CSR_DER}",
+            der.len()
+        )));
+    }
+    let (rest, csr) = X509CertificationRequest::from_der(&der)
+        .map_err(|e| CaError::CsrMalformed(format!("not a PKCS#10 request: {e}")))?;
+    if !rest.is_empty() {
+        return Err(CaError::CsrMalformed(
+            "trailing bytes after the request".into(),
+        ));
+    }
+    let info = &csr.certification_request_info;
+    if info.version.0 != 0 {
+        return Err(CaError::CsrMalformed(format!(
+            "unsupported version {}",
+            info.version.0
+        )));
+    }
+    let key = subject_key(&info.subject_pki)?;
+    verify_signature(&csr, &key)?;
+    Ok(VerifiedCsr {
+        subject: subject_attributes(&info.subject)?,
+        sans: requested_sans(&csr)?,
+        key,
+    })
+}
+
+fn subject_key(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Result<SubjectKey, CaError> {
+    let bits = spki.subject_public_key.data.to_vec();
+    let alg = &spki.algorithm.algorithm;
+    let key_type = if *alg == oids::OID_KEY_TYPE_EC_PUBLIC_KEY {
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok())
+            .ok_or_else(|| CaError::CsrMalformed("EC key without a named curve".into()))?;
+        if curve == oids::OID_EC_P256 {
+            SubjectKeyType::EcP256
+        } else if curve == oids::OID_NIST_EC_P384 {
+            SubjectKeyType::EcP384
+        } else {
+            return Err(unsupported_key(format!("ec-{curve}")));
+        }
+    } else if *alg == oids::OID_SIG_ED25519 {
+        SubjectKeyType::Ed25519
+    } else if *alg == oids::OID_PKCS1_RSAENCRYPTION {
+        match spki.parsed() {
+            Ok(PublicKey::RSA(rsa)) => SubjectKeyType::Rsa(rsa.key_size() as u32),
+            _ => return Err(CaError::CsrMalformed("invalid RSA public key".into())),
+        }
+    } else {
+        return Err(unsupported_key(alg.to_id_string()));
+    };
+    Ok(SubjectKey { key_type, bits })
+}
+
+fn unsupported_key(key: String) -> CaError {
+    CaError::KeyTypeNotAllowed {
+        key,
+        profile: "(any)".into(),
+        allowed: "ec-p256, ec-p384, ed25519, rsa-2048..4096".into(),
+    }
+}
+
+fn verify_signature(csr: &X509CertificationRequest<'_>, key: &SubjectKey) -> Result<(), CaError> {
+    let sig_oid = &csr.signature_algorithm.algorithm;
+    let algorithm: &dyn VerificationAlgorithm = match key.key_type {
+        SubjectKeyType::EcP256 if *sig_oid == oids::OID_SIG_ECDSA_WITH_SHA256 => {
+            &signature::ECDSA_P256_SHA256_ASN1
+        }
+        SubjectKeyType::EcP256 if *sig_oid == oids::OID_SIG_ECDSA_WITH_SHA384 => {
+            &signature::ECDSA_P256_SHA384_ASN1
+        }
+        SubjectKeyType::EcP384 if *sig_oid == oids::OID_SIG_ECDSA_WITH_SHA384 => {
+            &signature::ECDSA_P384_SHA384_ASN1
+        }
+        SubjectKeyType::EcP384 if *sig_oid == oids::OID_SIG_ECDSA_WITH_SHA256 => {
+            &signature::ECDSA_P384_SHA256_ASN1
+        }
+        SubjectKeyType::Ed25519 if *sig_oid == oids::OID_SIG_ED25519 => &signature::ED25519,
+        SubjectKeyType::Rsa(_) if *sig_oid == oids::OID_PKCS1_SHA256WITHRSA => {
+            &signature::RSA_PKCS1_2048_8192_SHA256
+        }
+        SubjectKeyType::Rsa(_) if *sig_oid == oids::OID_PKCS1_SHA384WITHRSA => {
+            &signature::RSA_PKCS1_2048_8192_SHA384
+        }
+        SubjectKeyType::Rsa(_) if *sig_oid == oids::OID_PKCS1_SHA512WITHRSA => {
+            &signature::RSA_PKCS1_2048_8192_SHA512
+        }
+        _ => {
+            return Err(CaError::CsrSignatureAlgorithm(format!(
+                "{} with a {} key",
+                sig_oid.to_id_string(),
+                key.key_type.name()
+            )))
+        }
+    };
+    UnparsedPublicKey::new(algorithm, &key.bits)
+        .verify(
+            csr.certification_request_info.raw,
+            &csr.signature_value.data,
+        )
+        .map_err(|_| CaError::CsrSignatureInvalid)
+}
+
+pub(crate) fn subject_attributes(name: &X509Name<'_>) -> Result<Vec<SubjectAttribute>, CaError> {
+    let mut out = Vec::new();
+    for rdn in name.iter() {
+        let mut attrs = rdn.iter();
+        let (Some(attr), None) = (attrs.next(), attrs.next()) else {
+            return Err(CaError::SubjectNotAllowed(
+                "multi-valued or empty relative distinguished names are not supported".into(),
+            ));
+        };
+        let kind = AttributeKind::from_oid(attr.attr_type()).ok_or_else(|| {
+            CaError::SubjectNotAllowed(format!(
+                "attribute {} is not supported",
+                attr.attr_type().to_id_string()
+            ))
+        })?;
+        let value = attr.as_str().map_err(|_| {
+            CaError::CsrMalformed(format!(
+                "subject attribute {} is not a text string",
+                kind.short_name()
+            ))
+        })?;
+        out.push(SubjectAttribute {
+            kind,
+            value: value.to_owned(),
+        });
+    }
+    Ok(out)
+}
+
+fn requested_sans(csr: &X509CertificationRequest<'_>) -> Result<Vec<San>, CaError> {
+    let mut sans = Vec::new();
+    let Some(extensions) = csr.requested_extensions() else {
+        return Ok(sans);
+    };
+    for ext in extensions {
+        match ext {
+            ParsedExtension::SubjectAlternativeName(san) => {
+                for name in &san.general_names {
+                    sans.push(san_from(name)?);
+                }
+            }
+            ParsedExtension::ParseError { error } => {
+                return Err(CaError::CsrMalformed(format!(
+                    "malformed requested extension: {error}"
+                )))
+            }
+            _ => {}
+        }
+    }
+    Ok(sans)
+}
+
+pub(crate) fn san_from(name: &GeneralName<'_>) -> Result<San, CaError> {
+    Ok(match name {
+        GeneralName::DNSName(d) => San::Dns((*d).to_owned()),
+        GeneralName::RFC822Name(e) => San::Email((*e).to_owned()),
+        GeneralName::IPAddress(bytes) => match bytes.len() {
+            4 => San::Ip(IpAddr::from(
+                <[u8; 4]>::try_from(*bytes).unwrap_or_default(),
+            )),
+            16 => San::Ip(IpAddr::from(
+                <[u8; 16]>::try_from(*bytes).unwrap_or_default(),
+            )),
+            n => {
+                return Err(CaError::CsrMalformed(format!(
+                    "iPAddress SAN of {n} octets"
+                )))
+            }
+        },
+        GeneralName::URI(u) => San::Other(format!("URI:{u}")),
+        GeneralName::Invalid(..) => {
+            return Err(CaError::CsrMalformed(
+                "invalid subject alternative name".into(),
+            ))
+        }
+        other => San::Other(format!("{other:?}").chars().take(80).collect()),
+    })
+}

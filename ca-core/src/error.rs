@@ -1,0 +1,148 @@
+//! Errors of the CA core, each with the stable API code it maps to.
+//!
+//! The mapping from error to `{"error": {"code", "message"}}` and HTTP status lives here, in
+//! one place, so that every front end (HTTP, batch, command line) reports the same refusal
+//! the same way.
+
+use crate::serial::Serial;
+
+/// The class of a refusal, which fixes the HTTP status of the API contract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// 400: the input cannot be understood.
+    BadInput,
+    /// 404: the named object does not exist.
+    NotFound,
+    /// 409: the request conflicts with stored state.
+    Conflict,
+    /// 422: the input is understood but the profile refuses it.
+    Policy,
+    /// 429: the engine's queue is full; try again shortly.
+    Overloaded,
+    /// 503: the CA is shutting down or not ready.
+    Unavailable,
+    /// 500: a fault of the CA itself (storage, signing), never caused by input.
+    Internal,
+}
+
+/// Why an issuance (or another core operation) was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    /// The CSR is not a well-formed PKCS#10 request (RFC 2986) in PEM or DER.
+    #[error("the CSR is malformed: {0}")]
+    CsrMalformed(String),
+    /// The CSR's self-signature does not verify (no proof of possession).
+    #[error("the CSR's signature does not verify with its public key")]
+    CsrSignatureInvalid,
+    /// The CSR is signed with an algorithm the CA does not accept.
+    #[error("the CSR's signature algorithm is not supported: {0}")]
+    CsrSignatureAlgorithm(String),
+    /// The subject key type or size is not allowed by the profile.
+    #[error("key type {key} is not allowed by profile {profile} (allowed: {allowed})")]
+    KeyTypeNotAllowed {
+        /// The CSR's key type.
+        key: String,
+        /// The profile.
+        profile: String,
+        /// What the profile allows.
+        allowed: String,
+    },
+    /// A subject alternative name is not allowed by the profile.
+    #[error("subject alternative name {0} is not allowed by the profile")]
+    SanNotAllowed(String),
+    /// The profile requires at least one subject alternative name.
+    #[error("profile {0} requires at least one subject alternative name")]
+    SanRequired(String),
+    /// The subject distinguished name is not allowed by the profile.
+    #[error("subject not allowed: {0}")]
+    SubjectNotAllowed(String),
+    /// The requested validity exceeds the profile's maximum or is zero.
+    #[error("validity of {requested} days is not allowed (profile {profile} allows 1 to {max})")]
+    ValidityNotAllowed {
+        /// Requested days.
+        requested: u32,
+        /// The profile.
+        profile: String,
+        /// The profile's maximum.
+        max: u32,
+    },
+    /// No profile of that name is configured.
+    #[error("unknown profile {0:?}")]
+    UnknownProfile(String),
+    /// The request body is not valid (missing field, wrong type, malformed value).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// No certificate with that serial was issued by this CA.
+    #[error("no certificate with serial {0}")]
+    SerialNotFound(String),
+    /// The same `request_id` was used before by this token with a different request.
+    #[error("request_id {0:?} was already used with a different request")]
+    IdempotencyConflict(String),
+    /// The engine's queue is full.
+    #[error("the CA is at capacity; retry shortly")]
+    Overloaded,
+    /// The engine is shutting down.
+    #[error("the CA is shutting down")]
+    ShuttingDown,
+    /// A freshly drawn serial collided with a stored one; the request may be retried.
+    #[error("serial {0} collided with an existing certificate")]
+    SerialCollision(Serial),
+    /// The store failed. The message names the operation, never secret data.
+    #[error("storage failure: {0}")]
+    Storage(String),
+    /// Signing or encoding a certificate failed.
+    #[error("certificate signing failed: {0}")]
+    Signing(String),
+}
+
+impl CaError {
+    /// The stable snake_case code of the API contract.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CaError::CsrMalformed(_) => "csr_malformed",
+            CaError::CsrSignatureInvalid => "csr_signature_invalid",
+            CaError::CsrSignatureAlgorithm(_) => "csr_signature_algorithm_not_supported",
+            CaError::KeyTypeNotAllowed { .. } => "key_type_not_allowed",
+            CaError::SanNotAllowed(_) => "san_not_allowed",
+            CaError::SanRequired(_) => "san_required",
+            CaError::SubjectNotAllowed(_) => "subject_not_allowed",
+            CaError::ValidityNotAllowed { .. } => "validity_not_allowed",
+            CaError::UnknownProfile(_) => "unknown_profile",
+            CaError::InvalidRequest(_) => "invalid_request",
+            CaError::SerialNotFound(_) => "serial_not_found",
+            CaError::IdempotencyConflict(_) => "idempotency_conflict",
+            CaError::Overloaded => "overloaded",
+            CaError::ShuttingDown => "shutting_down",
+            CaError::SerialCollision(_) => "serial_collision",
+            CaError::Storage(_) => "storage_error",
+            CaError::Signing(_) => "signing_error",
+        }
+    }
+
+    /// The class of the error, which fixes its HTTP status.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            CaError::CsrMalformed(_)
+            | CaError::CsrSignatureInvalid
+            | CaError::InvalidRequest(_) => ErrorClass::BadInput,
+            CaError::CsrSignatureAlgorithm(_)
+            | CaError::KeyTypeNotAllowed { .. }
+            | CaError::SanNotAllowed(_)
+            | CaError::SanRequired(_)
+            | CaError::SubjectNotAllowed(_)
+            | CaError::ValidityNotAllowed { .. }
+            | CaError::UnknownProfile(_) => ErrorClass::Policy,
+            CaError::SerialNotFound(_) => ErrorClass::NotFound,
+            CaError::IdempotencyConflict(_) => ErrorClass::Conflict,
+            CaError::Overloaded => ErrorClass::Overloaded,
+            CaError::ShuttingDown | CaError::SerialCollision(_) => ErrorClass::Unavailable,
+            CaError::Storage(_) | CaError::Signing(_) => ErrorClass::Internal,
+        }
+    }
+}
+
+impl From<rocksdb::Error> for CaError {
+    fn from(e: rocksdb::Error) -> Self {
+        CaError::Storage(e.into_string())
+    }
+}

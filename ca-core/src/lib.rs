@@ -1,0 +1,26 @@
+//! The CA core: profiles, CSR validation, certificate building, the issuance engine and the
+//! RocksDB store.
+//!
+//! Layers, each talking to the next through a small typed interface (after Boulder's split
+//! into registration authority, certificate authority and storage authority):
+//!
+//! - [`csr`] parses a PKCS#10 request once and verifies its proof of possession;
+//! - [`profile`] checks it against a certificate profile, giving a
+//!   [`profile::ValidatedRequest`];
+//! - [`authority`] builds and signs the certificate (RFC 5280) with a [`keys::Signer`];
+//! - [`store`] records it durably in RocksDB, through a single group-committing writer;
+//! - [`engine`] runs the above on a worker pool behind a bounded queue.
+
+pub mod armor;
+pub mod authority;
+pub mod csr;
+pub mod engine;
+pub mod error;
+pub mod inspect;
+pub mod name;
+pub mod profile;
+pub mod serial;
+pub mod store;
+
+pub use error::{CaError, ErrorClass};
+pub use serial::Serial;

@@ -1,0 +1,286 @@
+//! The RocksDB store: certificates, idempotency keys, indexes and tokens.
+//!
+//! Column families (keys are fixed-width big-endian bytes; hex appears only at the API edge):
+//!
+//! | family      | key                                   | value                    |
+//! |-------------|---------------------------------------|--------------------------|
+//! | `certs`     | serial (16)                           | [`CertRecord`]           |
+//! | `idem`      | SHA-256(token) ‖ request_id            | [`IdempotencyRecord`]    |
+//! | `by_issued` | seq (8)                               | serial (16)              |
+//! | `by_expiry` | notAfter (8) ‖ serial (16)            | empty                    |
+//! | `revoked`   | serial (16)                           | revocation (issue 3)     |
+//! | `tokens`    | SHA-256(token) (32)                   | [`TokenRecord`]          |
+//! | `meta`      | name                                  | schema version, counters |
+//!
+//! Reads may come from any thread. While the engine runs, only its writer thread
+//! ([`writer`]) writes, in synced WriteBatches (group commit); before it starts (bootstrap,
+//! command line) [`Store::commit`] is called directly.
+
+pub mod record;
+pub mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rocksdb::{
+    BlockBasedOptions, ColumnFamilyDescriptor, DBCompressionType, Options, WriteBatch,
+    WriteOptions, DB,
+};
+
+pub use record::{CertRecord, IdempotencyRecord, TokenRecord};
+
+use crate::error::CaError;
+use crate::serial::Serial;
+
+/// The store format this build writes. Older versions are migrated on open; a newer one is
+/// refused.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Column family names.
+pub mod cf {
+    /// Certificates by serial.
+    pub const CERTS: &str = "certs";
+    /// Idempotency keys.
+    pub const IDEM: &str = "idem";
+    /// Issuance order.
+    pub const BY_ISSUED: &str = "by_issued";
+    /// Expiry order.
+    pub const BY_EXPIRY: &str = "by_expiry";
+    /// Revocations.
+    pub const REVOKED: &str = "revoked";
+    /// API tokens.
+    pub const TOKENS: &str = "tokens";
+    /// Schema version and counters.
+    pub const META: &str = "meta";
+    /// Every family this build uses.
+    pub const ALL: [&str; 7] = [CERTS, IDEM, BY_ISSUED, BY_EXPIRY, REVOKED, TOKENS, META];
+}
+
+const META_SCHEMA: &[u8] = b"schema_version";
+const META_CERT_SEQ: &[u8] = b"cert_seq";
+
+/// The key of an idempotency entry: the requesting token's hash and the `request_id`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(Vec<u8>);
+
+impl IdempotencyKey {
+    /// Builds the key for a token (by the SHA-256 of the token) and a request id.
+    pub fn new(token_hash: &[u8; 32], request_id: &str) -> Self {
+        let mut key = Vec::with_capacity(32 + request_id.len());
+        key.extend_from_slice(token_hash);
+        key.extend_from_slice(request_id.as_bytes());
+        IdempotencyKey(key)
+    }
+
+    /// The stored key bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// A handle on the open store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<DB>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.db.path())
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path`, checks its schema version and records it.
+    pub fn open(path: &Path) -> Result<Self, CaError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_max_background_jobs(2);
+        opts.set_bytes_per_sync(1 << 20);
+        let existing = DB::list_cf(&opts, path).unwrap_or_default();
+        let mut names: Vec<String> = cf::ALL.iter().map(|s| s.to_string()).collect();
+        for name in existing {
+            if name != "default" && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        let descriptors = names.iter().map(|name| {
+            let mut cf_opts = Options::default();
+            let mut table = BlockBasedOptions::default();
+            table.set_bloom_filter(10.0, false);
+            cf_opts.set_block_based_table_factory(&table);
+            if name == cf::CERTS {
+                cf_opts.set_compression_type(DBCompressionType::Lz4);
+            }
+            ColumnFamilyDescriptor::new(name.as_str(), cf_opts)
+        });
+        let db = DB::open_cf_descriptors(&opts, path, descriptors).map_err(|e| {
+            let msg = e.into_string();
+            if msg.contains("lock") {
+                CaError::Storage(format!(
+                    "the store at {} is in use by another process (is ca-server already \
+                     running on this data directory?): {msg}",
+                    path.display()
+                ))
+            } else {
+                CaError::Storage(format!("opening the store at {}: {msg}", path.display()))
+            }
+        })?;
+        let store = Store { db: Arc::new(db) };
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    fn check_schema(&self) -> Result<(), CaError> {
+        let meta = self.cf(cf::META)?;
+        match self.db.get_cf(&meta, META_SCHEMA)? {
+            None => {
+                let mut batch = WriteBatch::default();
+                batch.put_cf(&meta, META_SCHEMA, SCHEMA_VERSION.to_be_bytes());
+                self.write(batch)
+            }
+            Some(v) => {
+                let version = <[u8; 4]>::try_from(v.as_slice())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| CaError::Storage("malformed schema version".into()))?;
+                if version > SCHEMA_VERSION {
+                    return Err(CaError::Storage(format!(
+                        "the store has schema version {version}, newer than this build's \
+                         {SCHEMA_VERSION}; run a newer ca-server"
+                    )));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub(crate) fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, CaError> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| CaError::Storage(format!("column family {name} is missing")))
+    }
+
+    /// Writes a batch with the WAL synced to disk before returning.
+    pub(crate) fn write(&self, batch: WriteBatch) -> Result<(), CaError> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.db.write_opt(batch, &opts).map_err(CaError::from)
+    }
+
+    /// The certificate with this serial.
+    pub fn certificate(&self, serial: &Serial) -> Result<Option<CertRecord>, CaError> {
+        let certs = self.cf(cf::CERTS)?;
+        self.db
+            .get_pinned_cf(&certs, serial.as_bytes())?
+            .map(|v| CertRecord::decode(&v))
+            .transpose()
+    }
+
+    /// Whether a certificate with this serial exists.
+    pub fn contains_serial(&self, serial: &Serial) -> Result<bool, CaError> {
+        let certs = self.cf(cf::CERTS)?;
+        if !self.db.key_may_exist_cf(&certs, serial.as_bytes()) {
+            return Ok(false);
+        }
+        Ok(self.db.get_pinned_cf(&certs, serial.as_bytes())?.is_some())
+    }
+
+    /// The idempotency entry for this key.
+    pub fn idempotency(&self, key: &IdempotencyKey) -> Result<Option<IdempotencyRecord>, CaError> {
+        let idem = self.cf(cf::IDEM)?;
+        self.db
+            .get_pinned_cf(&idem, key.as_bytes())?
+            .map(|v| IdempotencyRecord::decode(&v))
+            .transpose()
+    }
+
+    /// The token stored under this hash.
+    pub fn token(&self, token_hash: &[u8; 32]) -> Result<Option<TokenRecord>, CaError> {
+        let tokens = self.cf(cf::TOKENS)?;
+        self.db
+            .get_pinned_cf(&tokens, token_hash)?
+            .map(|v| TokenRecord::decode(&v))
+            .transpose()
+    }
+
+    /// Whether any token is stored (false on a new store: bootstrap tokens are due).
+    pub fn has_tokens(&self) -> Result<bool, CaError> {
+        let tokens = self.cf(cf::TOKENS)?;
+        let mut it = self.db.raw_iterator_cf(&tokens);
+        it.seek_to_first();
+        it.status()?;
+        Ok(it.valid())
+    }
+
+    /// Stores a token (hash → record), synced. Not for use while the engine's writer runs.
+    pub fn put_token(&self, token_hash: &[u8; 32], record: &TokenRecord) -> Result<(), CaError> {
+        let tokens = self.cf(cf::TOKENS)?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(&tokens, token_hash, record.encode()?);
+        self.write(batch)
+    }
+
+    /// The last issuance sequence number assigned (0 on an empty store).
+    pub fn last_cert_seq(&self) -> Result<u64, CaError> {
+        let meta = self.cf(cf::META)?;
+        Ok(self
+            .db
+            .get_pinned_cf(&meta, META_CERT_SEQ)?
+            .and_then(|v| <[u8; 8]>::try_from(&v[..]).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0))
+    }
+
+    /// Number of stored certificates, walking the issuance index (for tests and tools).
+    pub fn count_certificates(&self) -> Result<u64, CaError> {
+        let by_issued = self.cf(cf::BY_ISSUED)?;
+        let mut it = self.db.raw_iterator_cf(&by_issued);
+        it.seek_to_first();
+        let mut n = 0;
+        while it.valid() {
+            n += 1;
+            it.next();
+        }
+        it.status()?;
+        Ok(n)
+    }
+
+    /// Flushes memtables to SST files (on shutdown, so that the next start replays no WAL).
+    pub fn flush(&self) -> Result<(), CaError> {
+        for name in cf::ALL {
+            self.db.flush_cf(&self.cf(name)?)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_version_is_recorded_and_newer_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            assert!(!store.has_tokens().unwrap());
+            let meta = store.cf(cf::META).unwrap();
+            let mut batch = WriteBatch::default();
+            batch.put_cf(&meta, META_SCHEMA, (SCHEMA_VERSION + 1).to_be_bytes());
+            store.write(batch).unwrap();
+        }
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    #[test]
+    fn a_second_open_says_the_store_is_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Store::open(dir.path()).unwrap();
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("in use"), "{err}");
+    }
+}

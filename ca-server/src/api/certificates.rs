@@ -1,0 +1,206 @@
+//! Issuance and reading of certificates (API contract: Issuance, Reading).
+
+use std::sync::Arc;
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use ca_core::engine::{IssueRequest, Issued, Requester};
+use ca_core::store::CertRecord;
+use ca_core::{inspect, CaError, Serial};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::{body_or_error, parse_json, ApiError, AppState};
+use crate::auth::{Caller, Role};
+
+/// The issuance body of the contract.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssueBody {
+    csr: String,
+    profile: String,
+    validity_days: Option<u32>,
+    request_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchBody {
+    requests: Vec<Value>,
+}
+
+/// `POST /v1/certificates` (ra).
+pub async fn issue(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let caller = state.authorize(&headers, &[Role::Ra])?;
+    let body: IssueBody = parse_json(&body_or_error(body)?)?;
+    let issued = state.engine.issue(request(body, &caller)?).await?;
+    let status = if issued.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(issued_json(&state, &issued)?)).into_response())
+}
+
+/// `POST /v1/certificates/batch` (ra): one result per request, in order; one bad request
+/// never fails the others.
+pub async fn issue_batch(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let caller = state.authorize(&headers, &[Role::Ra])?;
+    let body: BatchBody = parse_json(&body_or_error(body)?)?;
+    if body.requests.len() > state.max_batch {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!(
+                "the batch holds {} requests; the maximum is {}",
+                body.requests.len(),
+                state.max_batch
+            ),
+        ));
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, item) in body.requests.into_iter().enumerate() {
+        let state = state.clone();
+        let caller = caller.clone();
+        tasks.spawn(async move {
+            let result = async {
+                let body: IssueBody = serde_json::from_value(item)
+                    .map_err(|e| ApiError::invalid_request(format!("invalid request: {e}")))?;
+                let issued = state.engine.issue(request(body, &caller)?).await?;
+                issued_json(&state, &issued)
+            }
+            .await;
+            (index, result.unwrap_or_else(|e| e.body()))
+        });
+    }
+    let mut results = vec![Value::Null; tasks.len()];
+    while let Some(joined) = tasks.join_next().await {
+        let (index, value) = joined
+            .map_err(|e| ApiError::from(CaError::Signing(format!("a batch task failed: {e}"))))?;
+        results[index] = value;
+    }
+    Ok(Json(json!({ "results": results })))
+}
+
+/// `GET /v1/certificates/{serial}` (auditor; ra for the certificates its token requested).
+pub async fn get_one(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(serial): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let caller = state.authorize(&headers, &[Role::Auditor, Role::Ra])?;
+    let record = find(&state, &serial, &caller)?;
+    Ok(Json(certificate_json(&record)?))
+}
+
+fn find(state: &AppState, serial_hex: &str, caller: &Caller) -> Result<CertRecord, ApiError> {
+    if serial_hex.is_empty()
+        || serial_hex.len() > 40
+        || !serial_hex.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_serial",
+            "a serial is 1 to 40 hexadecimal digits",
+        ));
+    }
+    let not_found = || ApiError::from(CaError::SerialNotFound(serial_hex.to_ascii_lowercase()));
+    let serial = Serial::from_hex(serial_hex).ok_or_else(not_found)?;
+    let record = state.store().certificate(&serial)?.ok_or_else(not_found)?;
+    // An RA sees only what its own token requested; to it, others' certificates do not exist.
+    if caller.role == Role::Ra && record.requester != caller.name {
+        return Err(not_found());
+    }
+    Ok(record)
+}
+
+fn request(body: IssueBody, caller: &Caller) -> Result<IssueRequest, ApiError> {
+    if let Some(id) = &body.request_id {
+        if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
+            return Err(ApiError::invalid_request(
+                "request_id must have 1 to 128 printable characters",
+            ));
+        }
+    }
+    Ok(IssueRequest {
+        csr: body.csr.into_bytes(),
+        profile: body.profile,
+        validity_days: body.validity_days,
+        request_id: body.request_id,
+        requester: Requester {
+            name: caller.name.clone(),
+            token_hash: caller.token_hash,
+        },
+    })
+}
+
+fn pem_of(der: &[u8]) -> String {
+    ca_core::armor::to_pem("CERTIFICATE", der)
+}
+
+fn rfc3339(unix: i64) -> Result<String, ApiError> {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .ok_or_else(|| CaError::Storage(format!("stored time {unix} is out of range")).into())
+}
+
+fn status(record: &CertRecord) -> &'static str {
+    if record.not_after < OffsetDateTime::now_utc().unix_timestamp() {
+        "expired"
+    } else {
+        "valid"
+    }
+}
+
+fn serial_hex(record: &CertRecord) -> String {
+    hex::encode(record.serial)
+}
+
+/// The answer to an issuance: the certificate, its chain and validity.
+fn issued_json(state: &AppState, issued: &Issued) -> Result<Value, ApiError> {
+    let r = &issued.record;
+    Ok(json!({
+        "serial": serial_hex(r),
+        "certificate": pem_of(&r.der),
+        "chain": state.chain_pem,
+        "not_before": rfc3339(r.not_before)?,
+        "not_after": rfc3339(r.not_after)?,
+        "profile": r.profile,
+        "status": status(r),
+    }))
+}
+
+/// The full view of a stored certificate.
+fn certificate_json(r: &CertRecord) -> Result<Value, ApiError> {
+    let view = inspect::view(&r.der)?;
+    Ok(json!({
+        "serial": serial_hex(r),
+        "certificate": pem_of(&r.der),
+        "status": status(r),
+        "revocation": null,
+        "renewed_from": r.renewed_from.map(hex::encode),
+        "renewed_by": null,
+        "profile": r.profile,
+        "subject": view.subject,
+        "sans": view.sans.iter().map(|s| s.value()).collect::<Vec<_>>(),
+        "requester": r.requester,
+        "issued_at": rfc3339(r.issued_at)?,
+        "not_before": rfc3339(r.not_before)?,
+        "not_after": rfc3339(r.not_after)?,
+    }))
+}

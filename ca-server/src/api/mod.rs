@@ -1,0 +1,107 @@
+//! The HTTP API of `../shared/API.md`: routes, authentication and the shared state.
+
+mod certificates;
+mod error;
+mod ops;
+
+use std::sync::Arc;
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use ca_core::engine::Engine;
+use ca_core::store::Store;
+
+pub use error::ApiError;
+
+use crate::auth::{authenticate, Caller, Role};
+
+/// What every handler shares.
+pub struct AppState {
+    /// The issuance engine (and through it the CA and the store).
+    pub engine: Arc<Engine>,
+    /// The CA chain as PEM strings, issuing CA first.
+    pub chain_pem: Vec<String>,
+    /// Most requests in one batch call.
+    pub max_batch: usize,
+}
+
+impl AppState {
+    fn store(&self) -> &Store {
+        self.engine.store()
+    }
+
+    /// Authenticates the bearer token and checks that its role is one of `allowed`.
+    fn authorize(&self, headers: &HeaderMap, allowed: &[Role]) -> Result<Caller, ApiError> {
+        let token = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(ApiError::unauthorized)?;
+        let caller = authenticate(self.store(), token)?.ok_or_else(ApiError::unauthorized)?;
+        if !allowed.contains(&caller.role) {
+            let needed: Vec<_> = allowed.iter().map(|r| r.name()).collect();
+            return Err(ApiError::forbidden(
+                caller.role.name(),
+                &needed.join(" or "),
+            ));
+        }
+        Ok(caller)
+    }
+}
+
+/// Limits of the request bodies.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimits {
+    /// Single-request endpoints.
+    pub single: usize,
+    /// The batch endpoint.
+    pub batch: usize,
+}
+
+/// Builds the router.
+pub fn router(state: Arc<AppState>, limits: BodyLimits) -> Router {
+    let single = Router::new()
+        .route("/v1/certificates", post(certificates::issue))
+        .layer(DefaultBodyLimit::max(limits.single));
+    let batch = Router::new()
+        .route("/v1/certificates/batch", post(certificates::issue_batch))
+        .layer(DefaultBodyLimit::max(limits.batch));
+    Router::new()
+        .merge(single)
+        .merge(batch)
+        .route("/v1/certificates/{serial}", get(certificates::get_one))
+        .route("/ca.pem", get(ops::ca_pem))
+        .route("/ca.der", get(ops::ca_der))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .with_state(state)
+}
+
+/// Turns a body extraction failure into the API's error shape (413 for an oversized body).
+fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body exceeds the configured limit",
+            )
+        } else {
+            ApiError::invalid_request(format!("unreadable request body: {rejection}"))
+        }
+    })
+}
+
+/// Parses a JSON body into `T`, answering 400 `invalid_request` with serde's explanation.
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))
+}

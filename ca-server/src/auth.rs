@@ -1,0 +1,93 @@
+//! API tokens and roles.
+//!
+//! A token is 32 random bytes, shown once as `cat_` + base64url. The store keeps only its
+//! SHA-256, so lookups go by hash: the secret itself is never compared byte by byte, and a
+//! stolen database holds no usable token.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use ca_core::store::{Store, TokenRecord};
+use ca_core::CaError;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+/// What a token may do (API contract: Conventions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// A registration authority: issue, renew, revoke, enrol.
+    Ra,
+    /// Read-only access to everything.
+    Auditor,
+    /// Metrics, CRL generation, administration.
+    Operator,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Role; 3] = [Role::Ra, Role::Auditor, Role::Operator];
+
+    /// The role's name as stored and shown.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Ra => "ra",
+            Role::Auditor => "auditor",
+            Role::Operator => "operator",
+        }
+    }
+
+    /// Parses a role name.
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.name() == s)
+    }
+}
+
+/// An authenticated caller.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The token's name.
+    pub name: String,
+    /// The token's role.
+    pub role: Role,
+    /// SHA-256 of the token.
+    pub token_hash: [u8; 32],
+}
+
+/// SHA-256 of a token, the key it is stored under.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Creates a token with a role and a name, stores its hash, and returns the token (the only
+/// time it exists outside the caller's hands).
+pub fn create_token(store: &Store, role: Role, name: &str) -> Result<String, CaError> {
+    if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+        return Err(CaError::InvalidRequest(
+            "a token name must have 1 to 128 printable characters".into(),
+        ));
+    }
+    let mut secret = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    let token = format!("cat_{}", URL_SAFE_NO_PAD.encode(secret));
+    let record = TokenRecord {
+        name: name.to_string(),
+        role: role.name().to_string(),
+        created_at: time::OffsetDateTime::now_utc().unix_timestamp(),
+    };
+    store.put_token(&token_hash(&token), &record)?;
+    Ok(token)
+}
+
+/// Looks up the caller of a bearer token; `None` for an unknown token.
+pub fn authenticate(store: &Store, token: &str) -> Result<Option<Caller>, CaError> {
+    let hash = token_hash(token);
+    let Some(record) = store.token(&hash)? else {
+        return Ok(None);
+    };
+    let role = Role::parse(&record.role)
+        .ok_or_else(|| CaError::Storage(format!("token with unknown role {:?}", record.role)))?;
+    Ok(Some(Caller {
+        name: record.name,
+        role,
+        token_hash: hash,
+    }))
+}

@@ -1,0 +1,170 @@
+//! The `ca-server` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use keys::KeyAlgorithm;
+
+use crate::auth::{create_token, Role};
+use crate::datadir::{self, Created, ROOT_VALIDITY_DAYS};
+use crate::serve::{serve, ServeOptions};
+
+/// A high-throughput certificate authority.
+#[derive(Debug, Parser)]
+#[command(name = "ca-server", version)]
+pub struct Cli {
+    /// The data directory: configuration, CA key and certificate, store.
+    #[arg(long, global = true, default_value = "./ca-data")]
+    pub data_dir: PathBuf,
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API (creates a development CA and bootstrap tokens on first start).
+    Serve {
+        /// Listen address, overriding the configuration (e.g. 127.0.0.1:0 for any port).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Create a CA: a self-signed root, or with --intermediate a key and a CSR for the
+    /// parent CA to sign (then `import` the certificate).
+    Init {
+        /// Key type: ec-p256, ec-p384, ed25519, rsa-3072, rsa-4096.
+        #[arg(long, default_value = "ec-p256")]
+        key_type: KeyAlgorithm,
+        /// Subject as an RFC 4514 string.
+        #[arg(long, default_value = "CN=ca-core Root CA")]
+        subject: String,
+        /// Validity of a root certificate in days.
+        #[arg(long, default_value_t = ROOT_VALIDITY_DAYS)]
+        validity_days: u32,
+        /// Create an intermediate's key and CSR instead of a self-signed root.
+        #[arg(long)]
+        intermediate: bool,
+    },
+    /// Install an intermediate CA's certificate signed by the parent CA.
+    Import {
+        /// The signed certificate, PEM.
+        #[arg(long)]
+        cert: PathBuf,
+        /// The parent's chain up to the root, PEM.
+        #[arg(long)]
+        chain: PathBuf,
+    },
+    /// Manage API tokens (with the server stopped).
+    Token {
+        /// What to do with tokens.
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+/// Token subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it once.
+    Create {
+        /// ra, auditor or operator.
+        #[arg(long)]
+        role: String,
+        /// A name for the token's holder (shown as requester and actor).
+        #[arg(long)]
+        name: String,
+    },
+}
+
+/// Parses the command line, runs the command and maps failure to exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("ca-server: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    let dir = cli.data_dir;
+    match cli.command {
+        Command::Serve { listen } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("ca-http")
+                .build()
+                .map_err(|e| format!("starting the runtime: {e}"))?;
+            runtime.block_on(serve(&dir, ServeOptions { listen }))
+        }
+        Command::Init {
+            key_type,
+            subject,
+            validity_days,
+            intermediate,
+        } => {
+            let config = datadir::prepare(&dir)?;
+            match datadir::init_ca(
+                &dir,
+                &config,
+                key_type,
+                &subject,
+                validity_days,
+                intermediate,
+            )? {
+                Created::Root(path) => {
+                    println!("root CA certificate written to {}", path.display())
+                }
+                Created::IntermediateCsr(path) => println!(
+                    "intermediate CA request written to {}; have the parent CA sign it, then run \
+                     `ca-server import --cert SIGNED.pem --chain PARENT-CHAIN.pem`",
+                    path.display()
+                ),
+            }
+            Ok(())
+        }
+        Command::Import { cert, chain } => {
+            let config = datadir::prepare(&dir)?;
+            let read = |p: &PathBuf| {
+                std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()))
+            };
+            let path = datadir::import(&dir, &config, &read(&cert)?, &read(&chain)?)?;
+            println!("CA chain written to {}", path.display());
+            Ok(())
+        }
+        Command::Token {
+            command: TokenCommand::Create { role, name },
+        } => {
+            let role = Role::parse(&role).ok_or_else(|| {
+                format!("unknown role {role:?}; expected ra, auditor or operator")
+            })?;
+            let config = datadir::prepare(&dir)?;
+            let store = datadir::open_store(&dir, &config)?;
+            let token = create_token(&store, role, &name).map_err(|e| e.to_string())?;
+            println!("{token}");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The server's configuration: one TOML file, every option with a default.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ca_core::authority::Urls;
+use ca_core::engine::EngineConfig;
+use ca_core::profile::Profile;
+use serde::{Deserialize, Serialize};
+
+/// Name of the configuration file inside the data directory.
+pub const CONFIG_FILE: &str = "config.toml";
+
+/// The whole configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on (plain HTTP; only loopback addresses in this version).
+    pub listen: SocketAddr,
+    /// Base URL that relying parties use to reach this server; the CRL, OCSP and caIssuers
+    /// URLs in certificates are derived from it unless `[urls]` sets them. Empty: derived from
+    /// the address the server is bound to.
+    pub public_base_url: String,
+    /// Largest request body on single-request endpoints, in bytes (413 beyond).
+    pub body_limit_bytes: usize,
+    /// Largest request body on the batch endpoint, in bytes.
+    pub batch_body_limit_bytes: usize,
+    /// Most requests in one batch call.
+    pub max_batch: usize,
+    /// Where the CA's key and certificates are.
+    pub ca: CaFiles,
+    /// URLs written into certificates; empty lists are derived from `public_base_url`.
+    pub urls: Urls,
+    /// Engine sizing.
+    pub engine: EngineConfig,
+    /// Certificate profiles by name.
+    pub profiles: BTreeMap<String, Profile>,
+}
+
+/// Files of the CA, relative to the data directory unless absolute.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaFiles {
+    /// The CA's PKCS#8 private key (mode 0600).
+    pub key_file: PathBuf,
+    /// The CA's certificate followed by its issuers up to the root, PEM.
+    pub chain_file: PathBuf,
+    /// The RocksDB directory.
+    pub db_dir: PathBuf,
+}
+
+impl Default for CaFiles {
+    fn default() -> Self {
+        CaFiles {
+            key_file: "ca-key.pem".into(),
+            chain_file: "ca.pem".into(),
+            db_dir: "db".into(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_base_url: String::new(),
+            body_limit_bytes: 1 << 20,
+            batch_body_limit_bytes: 16 << 20,
+            max_batch: 1000,
+            ca: CaFiles::default(),
+            urls: Urls::default(),
+            engine: EngineConfig::default(),
+            profiles: Profile::builtin(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks the configuration file.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let config: Config =
+            toml::from_str(&text).map_err(|e| format!("in {}: {e}", path.display()))?;
+        for (name, profile) in &config.profiles {
+            profile.check(name)?;
+        }
+        if config.profiles.is_empty() {
+            return Err(format!("{}: no [profiles.NAME] configured", path.display()));
+        }
+        Ok(config)
+    }
+
+    /// The configuration as TOML text, for writing the default file.
+    pub fn to_toml(&self) -> Result<String, String> {
+        toml::to_string_pretty(self).map_err(|e| e.to_string())
+    }
+
+    /// The certificate URLs, deriving empty ones from the public base URL (or, when that is
+    /// empty too, from the bound address).
+    pub fn effective_urls(&self, bound: SocketAddr) -> Urls {
+        let base = if self.public_base_url.is_empty() {
+            format!("http://{bound}")
+        } else {
+            self.public_base_url.trim_end_matches('/').to_string()
+        };
+        let or = |list: &Vec<String>, path: &str| {
+            if list.is_empty() {
+                vec![format!("{base}{path}")]
+            } else {
+                list.clone()
+            }
+        };
+        Urls {
+            crl: or(&self.urls.crl, "/crl"),
+            ocsp: or(&self.urls.ocsp, "/ocsp"),
+            ca_issuers: or(&self.urls.ca_issuers, "/ca.der"),
+        }
+    }
+
+    /// A path from the configuration, resolved against the data directory.
+    pub fn resolve(data_dir: &Path, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            data_dir.join(path)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_round_trips_through_toml() {
+        let text = Config::default().to_toml().unwrap();
+        let dir = std::env::temp_dir().join(format!("ca-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(CONFIG_FILE);
+        std::fs::write(&path, &text).unwrap();
+        let back = Config::load(&path).unwrap();
+        assert_eq!(back.profiles.len(), 3);
+        assert_eq!(back.max_batch, 1000);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_empty_file_means_every_default() {
+        let config: Config = toml::from_str("").unwrap();
+        assert_eq!(config.listen.port(), 8080);
+        assert!(config.profiles.contains_key("tls-server"));
+    }
+}

@@ -1,0 +1,190 @@
+//! The data directory: first-start bootstrap, CA creation and import, bootstrap tokens.
+//!
+//! Layout (every name configurable in `config.toml`):
+//! `config.toml`, `ca-key.pem` (0600), `ca.pem` (CA certificate and its issuers),
+//! `ca.csr.pem` (an intermediate's request, until `import`), `db/` (RocksDB),
+//! `bootstrap-tokens.json` (0600, written once).
+
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ca_core::authority::{create_intermediate_csr, create_root};
+use ca_core::store::Store;
+use ca_core::{armor, name, Serial};
+use keys::{KeyAlgorithm, Signer, SoftwareKey};
+
+use crate::auth::{create_token, Role};
+use crate::config::{Config, CONFIG_FILE};
+
+/// The subject of the development CA created on first start.
+pub const DEV_CA_SUBJECT: &str = "CN=ca-core Development Root CA,O=ca-core development";
+/// Validity of a root CA created by `init`, in days (10 years).
+pub const ROOT_VALIDITY_DAYS: u32 = 3650;
+/// Name of the bootstrap token file.
+pub const BOOTSTRAP_TOKENS: &str = "bootstrap-tokens.json";
+/// Name of an intermediate CA's pending request.
+pub const CA_CSR_FILE: &str = "ca.csr.pem";
+
+/// Creates the data directory (mode 0700) and a default `config.toml` if they are missing,
+/// then loads the configuration.
+pub fn prepare(dir: &Path) -> Result<Config, String> {
+    if !dir.exists() {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    let config_path = dir.join(CONFIG_FILE);
+    if !config_path.exists() {
+        let text = Config::default().to_toml()?;
+        fs::write(&config_path, text)
+            .map_err(|e| format!("writing {}: {e}", config_path.display()))?;
+        tracing::info!(path = %config_path.display(), "wrote the default configuration");
+    }
+    Config::load(&config_path)
+}
+
+/// What `init` created.
+#[derive(Debug)]
+pub enum Created {
+    /// A self-signed root; its certificate is at this path.
+    Root(PathBuf),
+    /// An intermediate key; its CSR (to be signed by the parent) is at this path.
+    IntermediateCsr(PathBuf),
+}
+
+/// Creates a CA key and either a self-signed root certificate or an intermediate's CSR.
+pub fn init_ca(
+    dir: &Path,
+    config: &Config,
+    key_type: KeyAlgorithm,
+    subject: &str,
+    validity_days: u32,
+    intermediate: bool,
+) -> Result<Created, String> {
+    let key_path = Config::resolve(dir, &config.ca.key_file);
+    let chain_path = Config::resolve(dir, &config.ca.chain_file);
+    if key_path.exists() || chain_path.exists() {
+        return Err(format!(
+            "a CA exists already in {} ({} / {}); refusing to replace it",
+            dir.display(),
+            key_path.display(),
+            chain_path.display()
+        ));
+    }
+    let attrs = name::parse_rfc4514(subject).map_err(|e| e.to_string())?;
+    if attrs.is_empty() {
+        return Err("the CA subject must not be empty".into());
+    }
+    let der = keys::generate_pkcs8(key_type).map_err(|e| e.to_string())?;
+    keys::write_key_file(&key_path, &der).map_err(|e| e.to_string())?;
+    let signer: Arc<dyn Signer> =
+        Arc::new(SoftwareKey::from_pkcs8(&der).map_err(|e| e.to_string())?);
+    if intermediate {
+        let csr = create_intermediate_csr(signer, &attrs).map_err(|e| e.to_string())?;
+        let path = dir.join(CA_CSR_FILE);
+        fs::write(&path, armor::to_pem("CERTIFICATE REQUEST", &csr))
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        return Ok(Created::IntermediateCsr(path));
+    }
+    let serial = Serial::random(&ring_rng()).map_err(|_| "the system RNG failed".to_string())?;
+    let cert = create_root(signer, &attrs, validity_days, serial).map_err(|e| e.to_string())?;
+    write_chain(&chain_path, &[cert])?;
+    Ok(Created::Root(chain_path))
+}
+
+fn ring_rng() -> ring::rand::SystemRandom {
+    ring::rand::SystemRandom::new()
+}
+
+/// Installs an intermediate CA's signed certificate (and its issuers) after checking that it
+/// certifies the CA key created by `init --intermediate`.
+pub fn import(
+    dir: &Path,
+    config: &Config,
+    cert_pem: &str,
+    chain_pem: &str,
+) -> Result<PathBuf, String> {
+    let key_path = Config::resolve(dir, &config.ca.key_file);
+    let chain_path = Config::resolve(dir, &config.ca.chain_file);
+    if chain_path.exists() {
+        return Err(format!(
+            "{} exists already; refusing to replace it",
+            chain_path.display()
+        ));
+    }
+    let key = keys::load_key_file(&key_path).map_err(|e| e.to_string())?;
+    let mut chain = armor::parse_certificates(cert_pem)?;
+    if chain.len() != 1 {
+        return Err("the certificate file must hold exactly one certificate".into());
+    }
+    chain.extend(armor::parse_certificates(chain_pem)?);
+    let (_, cert) = x509_parser::parse_x509_certificate(&chain[0])
+        .map_err(|e| format!("the certificate does not parse: {e}"))?;
+    if cert.tbs_certificate.subject_pki.raw != key.spki_der() {
+        return Err(format!(
+            "the certificate's public key does not match the CA key at {}",
+            key_path.display()
+        ));
+    }
+    if !cert.is_ca() {
+        return Err("the certificate is not a CA certificate (basicConstraints cA)".into());
+    }
+    write_chain(&chain_path, &chain)?;
+    Ok(chain_path)
+}
+
+fn write_chain(path: &Path, chain: &[Vec<u8>]) -> Result<(), String> {
+    fs::write(path, armor::certificates_to_pem(chain).concat())
+        .map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// Loads the CA key and chain named by the configuration.
+pub fn load_ca(dir: &Path, config: &Config) -> Result<(Arc<dyn Signer>, Vec<Vec<u8>>), String> {
+    let key_path = Config::resolve(dir, &config.ca.key_file);
+    let chain_path = Config::resolve(dir, &config.ca.chain_file);
+    let key = keys::load_key_file(&key_path).map_err(|e| e.to_string())?;
+    let text = fs::read_to_string(&chain_path)
+        .map_err(|e| format!("reading the CA chain {}: {e}", chain_path.display()))?;
+    let chain = armor::parse_certificates(&text)?;
+    if chain.is_empty() {
+        return Err(format!("{} holds no certificate", chain_path.display()));
+    }
+    Ok((Arc::new(key), chain))
+}
+
+/// On a store with no tokens yet, creates one token per role and writes them, mode 0600, to
+/// `bootstrap-tokens.json`; returns its path when it did.
+pub fn bootstrap_tokens(dir: &Path, store: &Store) -> Result<Option<PathBuf>, String> {
+    if store.has_tokens().map_err(|e| e.to_string())? {
+        return Ok(None);
+    }
+    let path = dir.join(BOOTSTRAP_TOKENS);
+    let mut tokens = serde_json::Map::new();
+    for role in Role::ALL {
+        let token = create_token(store, role, &format!("bootstrap-{}", role.name()))
+            .map_err(|e| e.to_string())?;
+        tokens.insert(role.name().into(), token.into());
+    }
+    let text = serde_json::to_string_pretty(&tokens).map_err(|e| e.to_string())?;
+    let _ = fs::remove_file(&path);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    Ok(Some(path))
+}
+
+/// Opens the store named by the configuration.
+pub fn open_store(dir: &Path, config: &Config) -> Result<Store, String> {
+    Store::open(&Config::resolve(dir, &config.ca.db_dir)).map_err(|e| e.to_string())
+}

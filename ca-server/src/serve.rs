@@ -1,0 +1,123 @@
+//! `ca-server serve`: bootstrap the data directory, start the engine and the HTTP listener,
+//! and shut down gracefully on SIGINT or SIGTERM.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use ca_core::authority::CertificateAuthority;
+use ca_core::engine::Engine;
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState, BodyLimits};
+use crate::datadir::{self, Created, DEV_CA_SUBJECT, ROOT_VALIDITY_DAYS};
+
+/// Options of `serve` that override the configuration.
+#[derive(Debug, Default)]
+pub struct ServeOptions {
+    /// Listen address instead of the configured one.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// Runs the server until a shutdown signal; returns an operator-readable message on failure.
+pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
+    let config = datadir::prepare(dir)?;
+    let key_path = crate::config::Config::resolve(dir, &config.ca.key_file);
+    let chain_path = crate::config::Config::resolve(dir, &config.ca.chain_file);
+    if !key_path.exists() && !chain_path.exists() {
+        let created = datadir::init_ca(
+            dir,
+            &config,
+            keys::KeyAlgorithm::EcdsaP256,
+            DEV_CA_SUBJECT,
+            ROOT_VALIDITY_DAYS,
+            false,
+        )?;
+        if let Created::Root(path) = created {
+            tracing::warn!(path = %path.display(), "created a DEVELOPMENT root CA (ECDSA P-256); do not use it in production");
+        }
+    } else if !chain_path.exists() {
+        return Err(format!(
+            "{} has a CA key but no certificate at {}; if this is an intermediate CA, sign {} \
+             with the parent CA and run `ca-server import`",
+            dir.display(),
+            chain_path.display(),
+            dir.join(datadir::CA_CSR_FILE).display()
+        ));
+    }
+    let (signer, chain) = datadir::load_ca(dir, &config)?;
+    let store = datadir::open_store(dir, &config)?;
+    if let Some(path) = datadir::bootstrap_tokens(dir, &store)? {
+        println!("bootstrap tokens written to {}", path.display());
+    }
+
+    let listen = options.listen.unwrap_or(config.listen);
+    if !listen.ip().is_loopback() {
+        return Err(format!(
+            "refusing to serve plain HTTP on {listen}: only loopback addresses are allowed \
+             until TLS is configured"
+        ));
+    }
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("binding {listen}: {e}"))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| format!("reading the bound address: {e}"))?;
+    let urls = config.effective_urls(bound);
+    let ca = CertificateAuthority::new(signer, chain, &config.profiles, &urls).map_err(|e| {
+        format!(
+            "{e}; the CA key ({}) and certificate ({}) must belong together",
+            key_path.display(),
+            chain_path.display()
+        )
+    })?;
+    let chain_pem = ca_core::armor::certificates_to_pem(ca.chain());
+    let engine =
+        Arc::new(Engine::start(Arc::new(ca), store, &config.engine).map_err(|e| e.to_string())?);
+    let state = Arc::new(AppState {
+        engine: engine.clone(),
+        chain_pem,
+        max_batch: config.max_batch,
+    });
+    let app = api::router(
+        state,
+        BodyLimits {
+            single: config.body_limit_bytes,
+            batch: config.batch_body_limit_bytes,
+        },
+    );
+    tracing::info!(%bound, crl = ?urls.crl, ocsp = ?urls.ocsp, "serving");
+    println!("listening on http://{bound}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))?;
+    tracing::info!("no more connections; stopping the engine");
+    // Handlers are done, so this is the last reference; stopping joins threads, off the runtime.
+    tokio::task::spawn_blocking(move || match Arc::try_unwrap(engine) {
+        Ok(engine) => engine.shutdown(),
+        Err(_) => tracing::warn!("engine still referenced at shutdown; it stops on drop"),
+    })
+    .await
+    .map_err(|e| format!("stopping the engine: {e}"))?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing open requests");
+}

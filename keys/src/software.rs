@@ -1,0 +1,221 @@
+//! Software keys held in memory, signing through `ring`.
+
+use pkcs8::der::asn1::{AnyRef, BitStringRef, ObjectIdentifier};
+use pkcs8::der::Encode;
+use pkcs8::PrivateKeyInfo;
+use ring::rand::SystemRandom;
+use ring::signature::{
+    EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING,
+    ECDSA_P384_SHA384_ASN1_SIGNING, RSA_PKCS1_SHA256,
+};
+use spki::{AlgorithmIdentifierRef, SubjectPublicKeyInfoRef};
+use zeroize::Zeroizing;
+
+use crate::{KeyAlgorithm, KeyError, SignatureScheme, Signer};
+
+const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const OID_P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+const OID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+const OID_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+
+/// Generates a new CA key and returns it as PKCS#8 DER (zeroized on drop).
+///
+/// EC and Ed25519 keys come from `ring`; RSA keys from the `rsa` crate, since `ring` does not
+/// generate RSA keys.
+pub fn generate_pkcs8(algorithm: KeyAlgorithm) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    let rng = SystemRandom::new();
+    let der = match algorithm {
+        KeyAlgorithm::EcdsaP256 => {
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
+                .map_err(|_| KeyError::Generation)?
+                .as_ref()
+                .to_vec()
+        }
+        KeyAlgorithm::EcdsaP384 => {
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_ASN1_SIGNING, &rng)
+                .map_err(|_| KeyError::Generation)?
+                .as_ref()
+                .to_vec()
+        }
+        KeyAlgorithm::Ed25519 => Ed25519KeyPair::generate_pkcs8(&rng)
+            .map_err(|_| KeyError::Generation)?
+            .as_ref()
+            .to_vec(),
+        KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => {
+            use rsa::pkcs8::EncodePrivateKey;
+            let bits = if algorithm == KeyAlgorithm::Rsa3072 {
+                3072
+            } else {
+                4096
+            };
+            let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, bits)
+                .map_err(|_| KeyError::Generation)?;
+            key.to_pkcs8_der()
+                .map_err(|_| KeyError::Generation)?
+                .as_bytes()
+                .to_vec()
+        }
+    };
+    Ok(Zeroizing::new(der))
+}
+
+enum Inner {
+    Ecdsa(EcdsaKeyPair),
+    Ed25519(Ed25519KeyPair),
+    Rsa(RsaKeyPair),
+}
+
+/// A CA key held in process memory (`ring` keeps the secret; its types are not `Debug`).
+pub struct SoftwareKey {
+    inner: Inner,
+    algorithm: KeyAlgorithm,
+    spki: Vec<u8>,
+    rng: SystemRandom,
+}
+
+impl std::fmt::Debug for SoftwareKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SoftwareKey")
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SoftwareKey {
+    /// Loads a key from PKCS#8 DER (v1 as OpenSSL writes it, or v2 as `ring` writes it).
+    pub fn from_pkcs8(der: &[u8]) -> Result<Self, KeyError> {
+        let info =
+            PrivateKeyInfo::try_from(der).map_err(|_| KeyError::Malformed("invalid PKCS#8"))?;
+        let oid = info.algorithm.oid;
+        let rng = SystemRandom::new();
+        let (inner, algorithm) = if oid == OID_EC_PUBLIC_KEY {
+            let curve = info
+                .algorithm
+                .parameters_oid()
+                .map_err(|_| KeyError::Malformed("EC key without a named curve"))?;
+            let (alg, signing) = if curve == OID_P256 {
+                (KeyAlgorithm::EcdsaP256, &ECDSA_P256_SHA256_ASN1_SIGNING)
+            } else if curve == OID_P384 {
+                (KeyAlgorithm::EcdsaP384, &ECDSA_P384_SHA384_ASN1_SIGNING)
+            } else {
+                return Err(KeyError::Unsupported(format!("EC curve {curve}")));
+            };
+            let pair = EcdsaKeyPair::from_pkcs8(signing, der, &rng)
+                .map_err(|_| KeyError::Malformed("invalid EC key"))?;
+            (Inner::Ecdsa(pair), alg)
+        } else if oid == OID_ED25519 {
+            let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
+                .map_err(|_| KeyError::Malformed("invalid Ed25519 key"))?;
+            (Inner::Ed25519(pair), KeyAlgorithm::Ed25519)
+        } else if oid == OID_RSA {
+            let pair =
+                RsaKeyPair::from_pkcs8(der).map_err(|_| KeyError::Malformed("invalid RSA key"))?;
+            let alg = match pair.public().modulus_len() * 8 {
+                3072 => KeyAlgorithm::Rsa3072,
+                4096 => KeyAlgorithm::Rsa4096,
+                bits => {
+                    return Err(KeyError::Unsupported(format!(
+                        "RSA-{bits}: a CA key must be RSA 3072 or 4096"
+                    )))
+                }
+            };
+            (Inner::Rsa(pair), alg)
+        } else {
+            return Err(KeyError::Unsupported(format!("key algorithm {oid}")));
+        };
+        let mut key = SoftwareKey {
+            inner,
+            algorithm,
+            spki: Vec::new(),
+            rng,
+        };
+        key.spki = key.encode_spki()?;
+        Ok(key)
+    }
+
+    /// The key's algorithm and size.
+    pub fn algorithm(&self) -> KeyAlgorithm {
+        self.algorithm
+    }
+
+    fn encode_spki(&self) -> Result<Vec<u8>, KeyError> {
+        let null = AnyRef::NULL;
+        let (oid, parameters) = match self.algorithm {
+            KeyAlgorithm::EcdsaP256 => (OID_EC_PUBLIC_KEY, Some(AnyRef::from(&OID_P256))),
+            KeyAlgorithm::EcdsaP384 => (OID_EC_PUBLIC_KEY, Some(AnyRef::from(&OID_P384))),
+            KeyAlgorithm::Ed25519 => (OID_ED25519, None),
+            KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => (OID_RSA, Some(null)),
+        };
+        let spki = SubjectPublicKeyInfoRef {
+            algorithm: AlgorithmIdentifierRef { oid, parameters },
+            subject_public_key: BitStringRef::from_bytes(self.public_key_bits())
+                .map_err(|_| KeyError::Malformed("public key"))?,
+        };
+        spki.to_der()
+            .map_err(|_| KeyError::Malformed("public key encoding"))
+    }
+}
+
+impl Signer for SoftwareKey {
+    fn scheme(&self) -> SignatureScheme {
+        self.algorithm.scheme()
+    }
+
+    fn spki_der(&self) -> &[u8] {
+        &self.spki
+    }
+
+    fn public_key_bits(&self) -> &[u8] {
+        match &self.inner {
+            Inner::Ecdsa(k) => k.public_key().as_ref(),
+            Inner::Ed25519(k) => k.public_key().as_ref(),
+            Inner::Rsa(k) => k.public_key().as_ref(),
+        }
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        match &self.inner {
+            Inner::Ecdsa(k) => k
+                .sign(&self.rng, message)
+                .map(|s| s.as_ref().to_vec())
+                .map_err(|_| KeyError::Signing),
+            Inner::Ed25519(k) => Ok(k.sign(message).as_ref().to_vec()),
+            Inner::Rsa(k) => {
+                let mut sig = vec![0u8; k.public().modulus_len()];
+                k.sign(&RSA_PKCS1_SHA256, &self.rng, message, &mut sig)
+                    .map_err(|_| KeyError::Signing)?;
+                Ok(sig)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1, ED25519};
+
+    #[test]
+    fn signatures_verify_with_the_public_key() {
+        let key =
+            SoftwareKey::from_pkcs8(&generate_pkcs8(KeyAlgorithm::EcdsaP256).unwrap()).unwrap();
+        let sig = key.sign(b"tbs").unwrap();
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, key.public_key_bits())
+            .verify(b"tbs", &sig)
+            .unwrap();
+        let key = SoftwareKey::from_pkcs8(&generate_pkcs8(KeyAlgorithm::Ed25519).unwrap()).unwrap();
+        let sig = key.sign(b"tbs").unwrap();
+        UnparsedPublicKey::new(&ED25519, key.public_key_bits())
+            .verify(b"tbs", &sig)
+            .unwrap();
+        assert_eq!(key.spki_der().len(), 44);
+    }
+
+    #[test]
+    fn rsa_3072_generates_loads_and_signs() {
+        let key = SoftwareKey::from_pkcs8(&generate_pkcs8(KeyAlgorithm::Rsa3072).unwrap()).unwrap();
+        assert_eq!(key.algorithm(), KeyAlgorithm::Rsa3072);
+        assert_eq!(key.sign(b"tbs").unwrap().len(), 384);
+    }
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what building and testing need on a fresh Debian machine, when it is missing:
+# a C++ compiler and libclang (RocksDB's bindings), the OpenSSL CLI, and pkilint in a venv.
+# Idempotent and quiet when everything is there.
+set -euo pipefail
+
+need_apt=()
+command -v c++ >/dev/null 2>&1 || need_apt+=(g++)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null || compgen -G "/usr/lib/*/libclang*.so*" >/dev/null || need_apt+=(libclang-dev)
+if [ "${1:-}" = "--with-pkilint" ]; then
+  python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]}" >&2
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+command -v cargo >/dev/null 2>&1 || { echo "setup: cargo is missing; install Rust with rustup" >&2; exit 1; }
+
+if [ "${1:-}" = "--with-pkilint" ]; then
+  venv="${PKILINT_VENV:-$(pwd)/.venv}"
+  if [ ! -x "$venv/bin/lint_pkix_cert" ]; then
+    echo "setup: installing pkilint into $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check pkilint
+  fi
+fi
