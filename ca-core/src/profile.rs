@@ -246,7 +246,7 @@ impl Profile {
         validity_days: Option<u32>,
     ) -> Result<ValidatedRequest, CaError> {
         let key_name = csr.key.key_type.name();
-        if !self.key_types.iter().any(|k| *k == key_name) {
+        if !self.key_types.contains(&key_name) {
             return Err(CaError::KeyTypeNotAllowed {
                 key: key_name,
                 profile: name.to_string(),

@@ -143,8 +143,16 @@ fn write_chain(path: &Path, chain: &[Vec<u8>]) -> Result<(), String> {
         .map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
+/// The CA's key and certificate chain as loaded from the data directory.
+pub struct CaMaterial {
+    /// The CA's signing key.
+    pub signer: Arc<dyn Signer>,
+    /// The CA certificate then its issuers up to the root, DER.
+    pub chain: Vec<Vec<u8>>,
+}
+
 /// Loads the CA key and chain named by the configuration.
-pub fn load_ca(dir: &Path, config: &Config) -> Result<(Arc<dyn Signer>, Vec<Vec<u8>>), String> {
+pub fn load_ca(dir: &Path, config: &Config) -> Result<CaMaterial, String> {
     let key_path = Config::resolve(dir, &config.ca.key_file);
     let chain_path = Config::resolve(dir, &config.ca.chain_file);
     let key = keys::load_key_file(&key_path).map_err(|e| e.to_string())?;
@@ -154,7 +162,10 @@ pub fn load_ca(dir: &Path, config: &Config) -> Result<(Arc<dyn Signer>, Vec<Vec<
     if chain.is_empty() {
         return Err(format!("{} holds no certificate", chain_path.display()));
     }
-    Ok((Arc::new(key), chain))
+    Ok(CaMaterial {
+        signer: Arc::new(key),
+        chain,
+    })
 }
 
 /// On a store with no tokens yet, creates one token per role and writes them, mode 0600, to

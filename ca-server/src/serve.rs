@@ -44,7 +44,7 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
             dir.join(datadir::CA_CSR_FILE).display()
         ));
     }
-    let (signer, chain) = datadir::load_ca(dir, &config)?;
+    let material = datadir::load_ca(dir, &config)?;
     let store = datadir::open_store(dir, &config)?;
     if let Some(path) = datadir::bootstrap_tokens(dir, &store)? {
         println!("bootstrap tokens written to {}", path.display());
@@ -64,13 +64,14 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
         .local_addr()
         .map_err(|e| format!("reading the bound address: {e}"))?;
     let urls = config.effective_urls(bound);
-    let ca = CertificateAuthority::new(signer, chain, &config.profiles, &urls).map_err(|e| {
-        format!(
-            "{e}; the CA key ({}) and certificate ({}) must belong together",
-            key_path.display(),
-            chain_path.display()
-        )
-    })?;
+    let ca = CertificateAuthority::new(material.signer, material.chain, &config.profiles, &urls)
+        .map_err(|e| {
+            format!(
+                "{e}; the CA key ({}) and certificate ({}) must belong together",
+                key_path.display(),
+                chain_path.display()
+            )
+        })?;
     let chain_pem = ca_core::armor::certificates_to_pem(ca.chain());
     let engine =
         Arc::new(Engine::start(Arc::new(ca), store, &config.engine).map_err(|e| e.to_string())?);

@@ -1,0 +1,167 @@
+//! The engine in-process, with a real RocksDB store in a temporary directory.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use ca_core::authority::{create_root, CertificateAuthority, Urls};
+use ca_core::engine::{Engine, EngineConfig, IssueRequest, Requester};
+use ca_core::name::parse_rfc4514;
+use ca_core::profile::Profile;
+use ca_core::store::Store;
+use ca_core::{CaError, Serial};
+use keys::{KeyAlgorithm, Signer, SoftwareKey};
+use ring::rand::SystemRandom;
+
+fn authority() -> Arc<CertificateAuthority> {
+    let der = keys::generate_pkcs8(KeyAlgorithm::EcdsaP256).unwrap();
+    let signer: Arc<dyn Signer> = Arc::new(SoftwareKey::from_pkcs8(&der).unwrap());
+    let subject = parse_rfc4514("CN=Engine Test CA").unwrap();
+    let serial = Serial::random(&SystemRandom::new()).unwrap();
+    let root = create_root(signer.clone(), &subject, 365, serial).unwrap();
+    let urls = Urls {
+        crl: vec!["http://ca.test/crl".into()],
+        ..Urls::default()
+    };
+    Arc::new(CertificateAuthority::new(signer, vec![root], &Profile::builtin(), &urls).unwrap())
+}
+
+fn csr_pem(host: &str) -> Vec<u8> {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![host.to_string()]).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap()
+        .into_bytes()
+}
+
+fn request(csr: Vec<u8>, request_id: Option<&str>) -> IssueRequest {
+    IssueRequest {
+        csr,
+        profile: "tls-server".into(),
+        validity_days: Some(10),
+        request_id: request_id.map(String::from),
+        requester: Requester {
+            name: "test-ra".into(),
+            token_hash: [7; 32],
+        },
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn concurrent_issuance_is_durable_unique_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = authority();
+    let csrs: Vec<_> = (0..200)
+        .map(|i| csr_pem(&format!("h{i}.example")))
+        .collect();
+    let mut issued = BTreeMap::new();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let engine = Arc::new(Engine::start(ca.clone(), store, &EngineConfig::default()).unwrap());
+        runtime().block_on(async {
+            let mut tasks = tokio::task::JoinSet::new();
+            for csr in csrs {
+                let engine = engine.clone();
+                tasks.spawn(async move { engine.issue(request(csr, None)).await });
+            }
+            while let Some(result) = tasks.join_next().await {
+                let issued_cert = result.unwrap().unwrap();
+                assert!(!issued_cert.replayed);
+                let record = issued_cert.record;
+                assert!(
+                    issued.insert(record.serial, record).is_none(),
+                    "serial repeated"
+                );
+            }
+        });
+        Arc::try_unwrap(engine).unwrap().shutdown();
+    }
+    assert_eq!(issued.len(), 200);
+    let seqs: HashSet<u64> = issued.values().map(|r| r.seq).collect();
+    assert_eq!(seqs, (1..=200).collect());
+
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.count_certificates().unwrap(), 200);
+    assert_eq!(store.last_cert_seq().unwrap(), 200);
+    for (serial, record) in &issued {
+        let serial = Serial::from_bytes(serial).unwrap();
+        assert_eq!(store.certificate(&serial).unwrap().as_ref(), Some(record));
+        let (_, cert) = x509_parser::parse_x509_certificate(&record.der).unwrap();
+        assert_eq!(cert.raw_serial(), serial.as_bytes());
+    }
+}
+
+#[test]
+fn request_ids_replay_or_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let engine = Engine::start(authority(), store, &EngineConfig::default()).unwrap();
+    let csr = csr_pem("idem.example");
+    runtime().block_on(async {
+        let first = engine
+            .issue(request(csr.clone(), Some("r-1")))
+            .await
+            .unwrap();
+        let again = engine
+            .issue(request(csr.clone(), Some("r-1")))
+            .await
+            .unwrap();
+        assert!(!first.replayed && again.replayed);
+        assert_eq!(first.record, again.record);
+        let mut different = request(csr.clone(), Some("r-1"));
+        different.validity_days = Some(11);
+        assert!(matches!(
+            engine.issue(different).await,
+            Err(CaError::IdempotencyConflict(_))
+        ));
+        let mut other_token = request(csr, Some("r-1"));
+        other_token.requester.token_hash = [8; 32];
+        let other = engine.issue(other_token).await.unwrap();
+        assert_ne!(other.record.serial, first.record.serial);
+    });
+}
+
+#[test]
+fn a_full_queue_refuses_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let config = EngineConfig {
+        workers: 1,
+        queue_capacity: 1,
+        ..EngineConfig::default()
+    };
+    let engine = Arc::new(Engine::start(authority(), store, &config).unwrap());
+    let csr = csr_pem("busy.example");
+    let (ok, overloaded) = runtime().block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..64 {
+            let engine = engine.clone();
+            let csr = csr.clone();
+            tasks.spawn(async move { engine.issue(request(csr, None)).await });
+        }
+        let (mut ok, mut overloaded) = (0, 0);
+        while let Some(result) = tasks.join_next().await {
+            match result.unwrap() {
+                Ok(_) => ok += 1,
+                Err(CaError::Overloaded) => overloaded += 1,
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        (ok, overloaded)
+    });
+    assert!(
+        ok >= 1 && overloaded >= 1,
+        "ok {ok}, overloaded {overloaded}"
+    );
+    assert_eq!(ok + overloaded, 64);
+}

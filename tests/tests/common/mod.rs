@@ -1,0 +1,1276 @@
+//! Shared helpers of the end-to-end tests: starting and stopping the real `ca-server` binary,
+//! talking to it over loopback HTTP, making CSRs with the OpenSSL command line, and judging
+//! issued certificates with x509-parser, `openssl verify` and pkilint.
+//!
+//! Every test binary compiles this module and uses only part of it.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use serde_json::Value;
+use tempfile::TempDir;
+use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
+use x509_parser::prelude::{FromDer, X509Certificate, X509CertificationRequest};
+
+/// How long a server may take to print its `listening on` line.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a server may take to exit after SIGTERM.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------------------------
+// The binary
+// ---------------------------------------------------------------------------------------------
+
+/// The `ca-server` binary: `$CA_SERVER_BIN`, else `target/release/ca-server` beside the test
+/// executable (which lives in `target/release/deps/`).
+pub fn server_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("CA_SERVER_BIN") {
+        let p = PathBuf::from(p);
+        assert!(
+            p.is_file(),
+            "CA_SERVER_BIN={} does not name a file; build the server first",
+            p.display()
+        );
+        return p;
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test executable lives in target/<profile>/deps")
+        .join("ca-server");
+    assert!(
+        bin.is_file(),
+        "ca-server binary not found at {}: build it first with \
+         `cargo build --release --workspace --bins` (or set CA_SERVER_BIN)",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `ca-server ARGS` to completion (for `init`, `token create`, ...).
+pub fn ca_server(args: &[&str]) -> Output {
+    Command::new(server_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running ca-server")
+}
+
+/// Runs `ca-server ARGS` and asserts that it succeeded; returns its stdout.
+pub fn ca_server_ok(args: &[&str]) -> String {
+    let out = ca_server(args);
+    assert!(
+        out.status.success(),
+        "`ca-server {}` failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("ca-server stdout is UTF-8")
+}
+
+/// `ca-server init --data-dir DIR --key-type K --subject "CN=Test Root,O=Test"`.
+pub fn init_ca(dir: &Path, key_type: &str) {
+    ca_server_ok(&[
+        "init",
+        "--data-dir",
+        dir.to_str().expect("UTF-8 path"),
+        "--key-type",
+        key_type,
+        "--subject",
+        "CN=Test Root,O=Test",
+    ]);
+}
+
+/// `ca-server token create --data-dir DIR --role ROLE --name NAME`: the new token.
+pub fn create_token(dir: &Path, role: &str, name: &str) -> String {
+    let out = ca_server_ok(&[
+        "token",
+        "create",
+        "--data-dir",
+        dir.to_str().expect("UTF-8 path"),
+        "--role",
+        role,
+        "--name",
+        name,
+    ]);
+    let token = out.trim().to_string();
+    assert!(
+        !token.is_empty() && !token.contains(char::is_whitespace),
+        "`token create` should print the token alone on stdout, printed {out:?}"
+    );
+    token
+}
+
+// ---------------------------------------------------------------------------------------------
+// A running server
+// ---------------------------------------------------------------------------------------------
+
+/// The bootstrap tokens of `DIR/bootstrap-tokens.json`.
+#[derive(Clone, Debug)]
+pub struct Tokens {
+    pub ra: String,
+    pub auditor: String,
+    pub operator: String,
+}
+
+impl Tokens {
+    pub fn read(dir: &Path) -> Tokens {
+        let path = dir.join("bootstrap-tokens.json");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        let v: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{} is not JSON ({e}): {text}", path.display()));
+        let get = |role: &str| {
+            v[role]
+                .as_str()
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| panic!("{} has no {role:?} token: {text}", path.display()))
+                .to_string()
+        };
+        Tokens {
+            ra: get("ra"),
+            auditor: get("auditor"),
+            operator: get("operator"),
+        }
+    }
+}
+
+/// An HTTP answer: status, body text and the body as JSON (`Null` when it is not JSON).
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub text: String,
+    pub json: Value,
+    pub content_type: String,
+}
+
+impl std::fmt::Display for Resp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut text = self.text.clone();
+        if text.len() > 2000 {
+            text.truncate(2000);
+            text.push_str("...");
+        }
+        write!(f, "HTTP {} {}", self.status, text)
+    }
+}
+
+/// A `ca-server serve` child process on a loopback port. Killed (SIGKILL) on drop unless it was
+/// stopped before; its output is printed when a test panics while it is alive.
+pub struct Server {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The data directory.
+    pub dir: PathBuf,
+    /// The bootstrap tokens.
+    pub tokens: Tokens,
+    log: Arc<Mutex<String>>,
+    client: reqwest::blocking::Client,
+    /// Set when the server owns its data directory (`Server::fresh`).
+    owned_dir: Option<TempDir>,
+    /// Scratch space for files handed to openssl and pkilint.
+    scratch: TempDir,
+    ca: OnceLock<CaCert>,
+}
+
+/// A blocking HTTP client that never goes through a proxy.
+pub fn http_client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("building the HTTP client")
+}
+
+impl Server {
+    /// A server on a fresh temporary data directory (a development CA is created on start).
+    pub fn fresh() -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut s = Server::serve(tmp.path());
+        s.owned_dir = Some(tmp);
+        s
+    }
+
+    /// `ca-server serve --data-dir DIR --listen 127.0.0.1:0`, waiting for its `listening on`
+    /// line.
+    pub fn serve(dir: &Path) -> Server {
+        let mut child = Command::new(server_bin())
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning ca-server serve");
+        let log = Arc::new(Mutex::new(String::new()));
+
+        let stderr = child.stderr.take().expect("stderr pipe");
+        let err_log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stderr);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match reader.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => err_log
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push_str(&format!("[stderr] {}", String::from_utf8_lossy(&buf))),
+                }
+            }
+        });
+
+        let stdout = child.stdout.take().expect("stdout pipe");
+        let out_log = Arc::clone(&log);
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut buf = Vec::new();
+            let mut tx = Some(tx);
+            loop {
+                buf.clear();
+                match reader.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&buf).to_string();
+                        out_log
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push_str(&format!("[stdout] {line}"));
+                        if let Some(pos) = line.find("listening on http://") {
+                            let url = line[pos + "listening on ".len()..].trim().to_string();
+                            if let Some(tx) = tx.take() {
+                                let _ = tx.send(url);
+                            }
+                        }
+                    }
+                }
+            }
+        });
+
+        let base = match rx.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(url) => url.trim_end_matches('/').to_string(),
+            Err(e) => {
+                let _ = child.kill();
+                let status = child.wait();
+                std::thread::sleep(Duration::from_millis(200));
+                panic!(
+                    "ca-server serve --data-dir {} never printed `listening on http://...` \
+                     ({e:?}; exit: {status:?}). Output:\n{}",
+                    dir.display(),
+                    log.lock().unwrap_or_else(|e| e.into_inner())
+                );
+            }
+        };
+        let tokens = Tokens::read(dir);
+        Server {
+            child: Some(child),
+            base,
+            dir: dir.to_path_buf(),
+            tokens,
+            log,
+            client: http_client(),
+            owned_dir: None,
+            scratch: tempfile::tempdir().expect("tempdir"),
+            ca: OnceLock::new(),
+        }
+    }
+
+    /// Everything the server printed so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The process id of the server.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server is running").id()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; panics (with the log) if the server does not
+    /// exit in time or exits unsuccessfully.
+    pub fn terminate(mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("server is running");
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                std::thread::sleep(Duration::from_millis(100));
+                assert!(
+                    status.success(),
+                    "ca-server did not exit cleanly after SIGTERM: {status}. Output:\n{}",
+                    self.log()
+                );
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "ca-server did not exit within {SHUTDOWN_TIMEOUT:?} of SIGTERM. Output:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGKILL (kill -9) and reaps the process.
+    pub fn kill9(mut self) {
+        let mut child = self.child.take().expect("server is running");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("wait");
+    }
+
+    /// A request with an optional bearer token and JSON body.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Resp {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        self.send(req, path)
+    }
+
+    /// POST of raw bytes with the given content type.
+    pub fn post_raw(&self, path: &str, token: Option<&str>, content_type: &str, body: Vec<u8>) -> Resp {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        self.send(req, path)
+    }
+
+    /// Sends a request, panicking with the server's output when it fails at the HTTP level.
+    pub fn send(&self, req: reqwest::blocking::RequestBuilder, what: &str) -> Resp {
+        match req.send() {
+            Ok(r) => to_resp(r),
+            Err(e) => panic!("request {what} failed: {e:?}. Server output:\n{}", self.log()),
+        }
+    }
+
+    pub fn post(&self, path: &str, token: &str, body: &Value) -> Resp {
+        self.request(reqwest::Method::POST, path, Some(token), Some(body))
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> Resp {
+        self.request(reqwest::Method::GET, path, token, None)
+    }
+
+    /// The HTTP client, for tests that send from several threads.
+    pub fn client(&self) -> reqwest::blocking::Client {
+        self.client.clone()
+    }
+
+    /// POST /v1/certificates with the bootstrap RA token; asserts 201.
+    pub fn issue(&self, csr: &Csr, profile: &str, validity_days: Option<u32>) -> Value {
+        let mut body = serde_json::json!({"csr": csr.pem, "profile": profile});
+        if let Some(d) = validity_days {
+            body["validity_days"] = d.into();
+        }
+        let r = self.post("/v1/certificates", &self.tokens.ra, &body);
+        assert_eq!(
+            r.status, 201,
+            "issuing {profile} for {} ({}): {r}",
+            csr.subj, csr.key_type
+        );
+        r.json
+    }
+
+    /// GET /v1/certificates/{serial} with the auditor token; asserts 200.
+    pub fn record(&self, serial: &str) -> Value {
+        let r = self.get(&format!("/v1/certificates/{serial}"), Some(&self.tokens.auditor));
+        assert_eq!(r.status, 200, "GET /v1/certificates/{serial}: {r}");
+        r.json
+    }
+
+    /// The CA chain as served on GET /ca.pem, fetched once.
+    pub fn ca(&self) -> &CaCert {
+        self.ca.get_or_init(|| {
+            let r = self.get("/ca.pem", None);
+            assert_eq!(r.status, 200, "GET /ca.pem: {r}");
+            CaCert::from_pem(&r.text, self.scratch.path())
+        })
+    }
+
+    /// A scratch directory for this server's checks.
+    pub fn scratch(&self) -> &Path {
+        self.scratch.path()
+    }
+
+    /// Runs every check on a 201/200 issuance answer for `csr` (see [`check_issued`]).
+    pub fn check_issued(&self, resp: &Value, csr: &Csr, profile: &str, validity_days: u32) {
+        check_issued(self.ca(), self.scratch.path(), resp, csr, profile, validity_days);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            if std::thread::panicking() {
+                let log = self.log();
+                let tail = if log.len() > 20_000 {
+                    &log[log.len() - 20_000..]
+                } else {
+                    &log[..]
+                };
+                eprintln!("---- ca-server output ({}) ----\n{tail}\n---- end ----", self.base);
+            }
+        }
+    }
+}
+
+fn to_resp(r: reqwest::blocking::Response) -> Resp {
+    let status = r.status().as_u16();
+    let content_type = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let bytes = r.bytes().map(|b| b.to_vec()).unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes).to_string();
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Resp {
+        status,
+        text,
+        json,
+        content_type,
+    }
+}
+
+/// Sends with a client of its own (for threads), returning the answer or the transport error.
+pub fn try_post(
+    client: &reqwest::blocking::Client,
+    base: &str,
+    path: &str,
+    token: &str,
+    body: &Value,
+) -> Result<Resp, reqwest::Error> {
+    client
+        .post(format!("{base}{path}"))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .map(to_resp)
+}
+
+/// What is wrong with an answer expected to be HTTP `status` with error code `code` in the
+/// shape `{"error": {"code": CODE, "message": "<non-empty>"}}`; `None` when it is right.
+pub fn error_problem(r: &Resp, status: u16, code: &str) -> Option<String> {
+    if (r.status, r.json["error"]["code"].as_str()) != (status, Some(code)) {
+        return Some(format!("expected HTTP {status} with code {code:?}, got {r}"));
+    }
+    error_shape_problem(&r.json)
+}
+
+/// Asserts status, code and error shape (see [`error_problem`]).
+pub fn assert_error(r: &Resp, status: u16, code: &str, what: &str) {
+    if let Some(p) = error_problem(r, status, code) {
+        panic!("{what}: {p}");
+    }
+}
+
+/// What is wrong with an error body: it must be exactly
+/// `{"error": {"code": "<snake_case>", "message": "<non-empty>"}}`.
+pub fn error_shape_problem(v: &Value) -> Option<String> {
+    let Some(obj) = v.as_object() else {
+        return Some(format!("error body is not a JSON object: {v}"));
+    };
+    if obj.len() != 1 {
+        return Some(format!("error body has keys besides \"error\": {v}"));
+    }
+    let Some(err) = obj.get("error").and_then(Value::as_object) else {
+        return Some(format!("\"error\" is not an object: {v}"));
+    };
+    let Some(code) = err.get("code").and_then(Value::as_str) else {
+        return Some(format!("error.code is not a string: {v}"));
+    };
+    if code.is_empty()
+        || !code
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Some(format!("error.code {code:?} is not snake_case"));
+    }
+    match err.get("message").and_then(Value::as_str) {
+        Some(m) if !m.trim().is_empty() => None,
+        _ => Some(format!("error.message is missing or empty: {v}")),
+    }
+}
+
+/// Asserts the error shape of a JSON value.
+pub fn assert_error_shape(v: &Value, what: &str) {
+    if let Some(p) = error_shape_problem(v) {
+        panic!("{what}: {p}");
+    }
+}
+
+/// Collects failed checks so that one test reports all of them at once.
+#[derive(Default)]
+pub struct Checks {
+    failures: Vec<String>,
+    count: usize,
+}
+
+impl Checks {
+    /// Records a failure unless the answer is HTTP `status` with error `code` in the right shape.
+    pub fn error(&mut self, r: &Resp, status: u16, code: &str, what: &str) {
+        self.count += 1;
+        if let Some(p) = error_problem(r, status, code) {
+            self.failures.push(format!("{what}: {p}"));
+        }
+    }
+
+    /// Records a failure unless the answer matches one of the (status, code) pairs.
+    pub fn error_any(&mut self, r: &Resp, allowed: &[(u16, &str)], what: &str) {
+        self.count += 1;
+        if allowed
+            .iter()
+            .all(|(s, c)| error_problem(r, *s, c).is_some())
+        {
+            self.failures
+                .push(format!("{what}: expected one of {allowed:?}, got {r}"));
+        }
+    }
+
+    /// Records a failure unless `ok`.
+    pub fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
+        self.count += 1;
+        if !ok {
+            self.failures.push(what());
+        }
+    }
+
+    /// Panics listing every failure.
+    pub fn finish(self, what: &str) {
+        assert!(
+            self.failures.is_empty(),
+            "{what}: {} of {} checks failed:\n  - {}",
+            self.failures.len(),
+            self.count,
+            self.failures.join("\n  - ")
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys and CSRs, made by the OpenSSL command line
+// ---------------------------------------------------------------------------------------------
+
+/// Runs openssl, asserting success; returns stdout.
+pub fn openssl(args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running openssl (is it installed?)");
+    assert!(
+        out.status.success(),
+        "`openssl {}` failed ({}):\n{}{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("openssl stdout is UTF-8")
+}
+
+fn key_cache_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-keys");
+    std::fs::create_dir_all(&dir).expect("creating the key cache");
+    dir
+}
+
+/// A private key of the given type (`ec-p256`, `ec-p384`, `ed25519`, `rsa-BITS`), generated
+/// once by `openssl genpkey` and cached under the target directory.
+pub fn key_file(key_type: &str) -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let path = key_cache_dir().join(format!("{key_type}.pem"));
+    if path.is_file() {
+        return path;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let tmp_s = tmp.to_str().expect("UTF-8 path");
+    let mut args = vec!["genpkey"];
+    let bits;
+    let curve;
+    match key_type {
+        "ed25519" => args.extend(["-algorithm", "ED25519"]),
+        ec if ec.starts_with("ec-") => {
+            curve = match &ec[3..] {
+                "p256" => "ec_paramgen_curve:P-256".to_string(),
+                "p384" => "ec_paramgen_curve:P-384".to_string(),
+                other => format!("ec_paramgen_curve:{other}"),
+            };
+            args.extend(["-algorithm", "EC", "-pkeyopt", &curve]);
+        }
+        rsa if rsa.starts_with("rsa-") => {
+            bits = format!("rsa_keygen_bits:{}", &rsa[4..]);
+            args.extend(["-algorithm", "RSA", "-pkeyopt", &bits]);
+        }
+        other => panic!("unknown key type {other}"),
+    }
+    args.extend(["-out", tmp_s]);
+    openssl(&args);
+    std::fs::rename(&tmp, &path).expect("renaming the generated key");
+    path
+}
+
+/// A CSR made by `openssl req`, with what it asks for.
+#[derive(Clone, Debug)]
+pub struct Csr {
+    pub pem: String,
+    /// The key type it was made with.
+    pub key_type: String,
+    /// OpenSSL's `-subj` form, e.g. `/C=BR/O=Acme/CN=Maria Silva` (DER order).
+    pub subj: String,
+    /// The SANs as in OpenSSL's `subjectAltName`, e.g. `DNS:a.example`, `IP:192.0.2.1`,
+    /// `email:m@a.example`.
+    pub sans: Vec<String>,
+}
+
+impl Csr {
+    /// The subject attributes in DER order, as (short name, value).
+    pub fn subject_attrs(&self) -> Vec<(String, String)> {
+        self.subj
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                let (k, v) = s.split_once('=').expect("attribute in -subj");
+                (k.to_string(), v.to_string())
+            })
+            .collect()
+    }
+
+    /// The subject as RFC 4514 writes it (last RDN first).
+    pub fn rfc4514(&self) -> String {
+        self.subject_attrs()
+            .iter()
+            .rev()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The SAN values without their type prefix, as the API lists them.
+    pub fn san_values(&self) -> Vec<String> {
+        self.sans
+            .iter()
+            .map(|s| s.split_once(':').expect("TYPE:value").1.to_string())
+            .collect()
+    }
+
+    /// The DER of the CSR.
+    pub fn der(&self) -> Vec<u8> {
+        pem_blocks(&self.pem)
+            .into_iter()
+            .next()
+            .expect("a PEM block")
+            .1
+    }
+}
+
+/// `openssl req -new -key <cached key of key_type> -subj SUBJ -addext subjectAltName=SANS`.
+pub fn make_csr(key_type: &str, subj: &str, sans: &[&str]) -> Csr {
+    make_csr_with(key_type, subj, sans, &[])
+}
+
+/// [`make_csr`] with extra `openssl req` arguments (e.g. `-sha1`).
+pub fn make_csr_with(key_type: &str, subj: &str, sans: &[&str], extra: &[&str]) -> Csr {
+    let key = key_file(key_type);
+    let mut args: Vec<String> = vec![
+        "req".into(),
+        "-new".into(),
+        "-batch".into(),
+        "-key".into(),
+        key.to_str().expect("UTF-8 path").into(),
+        "-subj".into(),
+        if subj.is_empty() { "/".into() } else { subj.into() },
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    if !sans.is_empty() {
+        args.push("-addext".into());
+        args.push(format!("subjectAltName={}", sans.join(",")));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let pem = openssl(&args);
+    assert!(pem.contains("-----BEGIN CERTIFICATE REQUEST-----"), "openssl req printed {pem}");
+    Csr {
+        pem,
+        key_type: key_type.to_string(),
+        subj: subj.to_string(),
+        sans: sans.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// The CSR's PEM with the last byte of its DER (inside the signature) flipped.
+pub fn tamper_signature(csr: &Csr) -> String {
+    let mut der = csr.der();
+    let last = der.len() - 1;
+    der[last] ^= 0x01;
+    to_pem("CERTIFICATE REQUEST", &der)
+}
+
+/// The CSR's PEM with the first occurrence of `from` in its DER (in the signed part) replaced
+/// by `to` (of the same length).
+pub fn tamper_bytes(csr: &Csr, from: &str, to: &str) -> String {
+    assert_eq!(from.len(), to.len());
+    let mut der = csr.der();
+    let pos = der
+        .windows(from.len())
+        .position(|w| w == from.as_bytes())
+        .unwrap_or_else(|| panic!("{from:?} not in the CSR"));
+    der[pos..pos + to.len()].copy_from_slice(to.as_bytes());
+    to_pem("CERTIFICATE REQUEST", &der)
+}
+
+/// A tls-server CSR for `host` (CN and DNS SAN) with a P-256 key.
+pub fn server_csr(host: &str) -> Csr {
+    make_csr("ec-p256", &format!("/CN={host}"), &[&format!("DNS:{host}")])
+}
+
+// ---------------------------------------------------------------------------------------------
+// PEM and time
+// ---------------------------------------------------------------------------------------------
+
+/// The blocks of a PEM text as (label, DER).
+pub fn pem_blocks(text: &str) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut label: Option<String> = None;
+    let mut b64 = String::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("-----BEGIN ") {
+            label = Some(rest.trim_end_matches('-').to_string());
+            b64.clear();
+        } else if line.starts_with("-----END ") {
+            let l = label.take().unwrap_or_else(|| panic!("END without BEGIN in {text}"));
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(&b64)
+                .unwrap_or_else(|e| panic!("bad base64 in PEM ({e}): {text}"));
+            out.push((l, der));
+        } else if label.is_some() {
+            b64.push_str(line);
+        }
+    }
+    out
+}
+
+/// The DER certificates of a PEM text, asserting that every block is a CERTIFICATE.
+pub fn pem_certs(text: &str) -> Vec<Vec<u8>> {
+    pem_blocks(text)
+        .into_iter()
+        .map(|(label, der)| {
+            assert_eq!(label, "CERTIFICATE", "unexpected PEM block in {text}");
+            der
+        })
+        .collect()
+}
+
+/// PEM-encodes DER with the given label, 64 characters a line.
+pub fn to_pem(label: &str, der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).expect("ASCII"));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// Parses an RFC 3339 UTC time (`2025-01-02T03:04:05Z`, fraction and `+00:00` allowed) into
+/// Unix seconds.
+pub fn parse_rfc3339(s: &str) -> i64 {
+    let bad = || panic!("{s:?} is not an RFC 3339 UTC time");
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') {
+        bad();
+    }
+    let num = |r: std::ops::Range<usize>| -> i64 { s[r].parse().unwrap_or_else(|_| bad()) };
+    let (y, mo, d, h, mi, sec) = (num(0..4), num(5..7), num(8..10), num(11..13), num(14..16), num(17..19));
+    let mut rest = &s[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            bad();
+        }
+        rest = &frac[digits..];
+    }
+    if !matches!(rest, "Z" | "z" | "+00:00" | "-00:00") {
+        bad();
+    }
+    days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+pub fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
+}
+
+/// Whether a string is a serial of the API's form: 32 lower-case hex digits.
+pub fn is_serial(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Judging certificates
+// ---------------------------------------------------------------------------------------------
+
+/// The CA chain as served, with what leaf checks need.
+#[derive(Clone, Debug)]
+pub struct CaCert {
+    pub pem: String,
+    pub ders: Vec<Vec<u8>>,
+    /// The issuing CA's subjectKeyIdentifier.
+    pub ski: Vec<u8>,
+    /// The issuing CA's subject, DER.
+    pub subject_der: Vec<u8>,
+    /// The chain written to a file, for `openssl verify -CAfile`.
+    pub file: PathBuf,
+}
+
+impl CaCert {
+    pub fn from_pem(pem: &str, dir: &Path) -> CaCert {
+        let ders = pem_certs(pem);
+        assert!(!ders.is_empty(), "the CA chain holds no certificate: {pem:?}");
+        let (_, ca) = X509Certificate::from_der(&ders[0]).expect("the CA certificate parses");
+        assert!(ca.is_ca(), "the first certificate of the chain is not a CA");
+        let ski = ca
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+                _ => None,
+            })
+            .expect("the CA certificate has a subjectKeyIdentifier");
+        let subject_der = ca.subject().as_raw().to_vec();
+        let file = dir.join(format!("ca-{}.pem", hex::encode(&ski)));
+        std::fs::write(&file, pem).expect("writing the CA file");
+        CaCert {
+            pem: pem.to_string(),
+            ders,
+            ski,
+            subject_der,
+            file,
+        }
+    }
+}
+
+fn short_name_oid(short: &str) -> &'static str {
+    match short {
+        "CN" => "2.5.4.3",
+        "C" => "2.5.4.6",
+        "ST" => "2.5.4.8",
+        "L" => "2.5.4.7",
+        "O" => "2.5.4.10",
+        "OU" => "2.5.4.11",
+        "serialNumber" => "2.5.4.5",
+        "GN" => "2.5.4.42",
+        "SN" => "2.5.4.4",
+        other => panic!("no OID known for {other}"),
+    }
+}
+
+/// The openssl verify purpose fitting a profile.
+fn purpose(profile: &str) -> &'static str {
+    match profile {
+        "tls-server" => "sslserver",
+        "tls-client" => "sslclient",
+        "personal" => "smimesign",
+        _ => "any",
+    }
+}
+
+/// Key usage flags (x509-parser's bit order: digitalSignature = 1, nonRepudiation = 2, ...) and
+/// the EKU of a built-in profile.
+fn profile_usages(profile: &str) -> (u16, &'static str) {
+    match profile {
+        "tls-server" => (1, "serverAuth"),
+        "tls-client" => (1, "clientAuth"),
+        "personal" => (1 | 2, "emailProtection"),
+        other => panic!("no expectations for profile {other}"),
+    }
+}
+
+/// Every check on an issuance answer (201 body, or one batch result) for `csr` under a
+/// built-in profile: the answer's fields, the certificate's content parsed with x509-parser,
+/// `openssl verify -x509_strict -purpose P -CAfile ca.pem`, and pkilint's RFC 5280 linter.
+pub fn check_issued(
+    ca: &CaCert,
+    scratch: &Path,
+    resp: &Value,
+    csr: &Csr,
+    profile: &str,
+    validity_days: u32,
+) {
+    let what = format!("{profile} certificate for {} ({})", csr.subj, csr.key_type);
+    // The answer's fields.
+    let serial = resp["serial"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{what}: no serial in {resp}"));
+    assert!(is_serial(serial), "{what}: serial {serial:?} is not 32 lower-case hex digits");
+    assert_eq!(resp["profile"], profile, "{what}: profile in {resp}");
+    assert_eq!(resp["status"], "valid", "{what}: status in {resp}");
+    let cert_pem = resp["certificate"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{what}: no certificate in {resp}"));
+    let ders = pem_certs(cert_pem);
+    assert_eq!(ders.len(), 1, "{what}: `certificate` should hold exactly one certificate");
+    let der = &ders[0];
+    let chain: Vec<Vec<u8>> = resp["chain"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{what}: chain is not a list in {resp}"))
+        .iter()
+        .flat_map(|p| pem_certs(p.as_str().expect("chain entries are PEM strings")))
+        .collect();
+    assert_eq!(chain, ca.ders, "{what}: `chain` differs from GET /ca.pem");
+    assert!(!chain.contains(der), "{what}: `chain` contains the leaf");
+
+    let (rest, cert) = X509Certificate::from_der(der)
+        .unwrap_or_else(|e| panic!("{what}: certificate does not parse: {e}"));
+    assert!(rest.is_empty(), "{what}: trailing bytes after the certificate");
+    assert_eq!(cert.version().0, 2, "{what}: not an X.509 v3 certificate");
+
+    // Serial.
+    assert_eq!(hex::encode(cert.raw_serial()), serial, "{what}: certificate serial vs answer");
+
+    // Issuer and subject.
+    assert_eq!(cert.issuer().as_raw(), &ca.subject_der[..], "{what}: issuer is not the CA's subject");
+    let subject: Vec<(String, String)> = cert
+        .subject()
+        .iter_attributes()
+        .map(|a| {
+            (
+                a.attr_type().to_id_string(),
+                a.as_str().unwrap_or("<non-string>").to_string(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = csr
+        .subject_attrs()
+        .into_iter()
+        .map(|(k, v)| (short_name_oid(&k).to_string(), v))
+        .collect();
+    assert_eq!(subject, expected, "{what}: subject");
+
+    // Public key: the CSR's.
+    let (_, req) = X509CertificationRequest::from_der(&csr.der()).expect("CSR parses");
+    assert_eq!(
+        cert.public_key().raw,
+        req.certification_request_info.subject_pki.raw,
+        "{what}: subjectPublicKeyInfo differs from the CSR's"
+    );
+
+    // Validity.
+    let nb = cert.validity().not_before.timestamp();
+    let na = cert.validity().not_after.timestamp();
+    let span = na - nb;
+    let want = i64::from(validity_days) * 86_400;
+    assert!(
+        span == want || span == want - 1,
+        "{what}: validity is {span} s, expected {validity_days} days ({want} s, or 1 s less)"
+    );
+    let now = now_unix();
+    assert!(
+        nb <= now + 5 && nb >= now - 3600,
+        "{what}: notBefore {nb} is not around now ({now})"
+    );
+    for (field, t) in [("not_before", nb), ("not_after", na)] {
+        let s = resp[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: no {field} in {resp}"));
+        assert_eq!(parse_rfc3339(s), t, "{what}: {field} {s:?} vs the certificate");
+    }
+
+    // Extensions.
+    let mut seen = HashMap::new();
+    for ext in cert.extensions() {
+        let oid = ext.oid.to_id_string();
+        assert!(
+            seen.insert(oid.clone(), ()).is_none(),
+            "{what}: extension {oid} appears twice"
+        );
+    }
+    let bc = cert
+        .basic_constraints()
+        .expect("basicConstraints parses")
+        .unwrap_or_else(|| panic!("{what}: no basicConstraints"));
+    assert!(bc.critical, "{what}: basicConstraints not critical");
+    assert!(!bc.value.ca, "{what}: basicConstraints cA is true");
+    assert_eq!(bc.value.path_len_constraint, None, "{what}: pathLen on an end entity");
+
+    let (ku_flags, eku_name) = profile_usages(profile);
+    let ku = cert
+        .key_usage()
+        .expect("keyUsage parses")
+        .unwrap_or_else(|| panic!("{what}: no keyUsage"));
+    assert!(ku.critical, "{what}: keyUsage not critical");
+    assert_eq!(ku.value.flags, ku_flags, "{what}: keyUsage bits ({})", ku.value);
+
+    let eku = cert
+        .extended_key_usage()
+        .expect("extendedKeyUsage parses")
+        .unwrap_or_else(|| panic!("{what}: no extendedKeyUsage"))
+        .value;
+    let purposes = [
+        ("serverAuth", eku.server_auth),
+        ("clientAuth", eku.client_auth),
+        ("emailProtection", eku.email_protection),
+        ("codeSigning", eku.code_signing),
+        ("timeStamping", eku.time_stamping),
+        ("OCSPSigning", eku.ocsp_signing),
+        ("anyExtendedKeyUsage", eku.any),
+    ];
+    let present: Vec<&str> = purposes.iter().filter(|p| p.1).map(|p| p.0).collect();
+    assert_eq!(present, vec![eku_name], "{what}: extendedKeyUsage");
+    assert!(eku.other.is_empty(), "{what}: unexpected EKU OIDs {:?}", eku.other);
+
+    let mut sans: Vec<String> = Vec::new();
+    let mut ski = None;
+    let mut aki = None;
+    let mut crl_uris = Vec::new();
+    let (mut ocsp, mut ca_issuers) = (Vec::new(), Vec::new());
+    for ext in cert.extensions() {
+        match ext.parsed_extension() {
+            ParsedExtension::SubjectAlternativeName(san) => {
+                assert!(
+                    !ext.critical || cert.subject().iter_attributes().next().is_none(),
+                    "{what}: SAN critical although the subject is not empty"
+                );
+                for name in &san.general_names {
+                    sans.push(match name {
+                        GeneralName::DNSName(d) => format!("DNS:{d}"),
+                        GeneralName::RFC822Name(e) => format!("email:{e}"),
+                        GeneralName::IPAddress(b) => {
+                            let ip: IpAddr = match b.len() {
+                                4 => <[u8; 4]>::try_from(*b).expect("4").into(),
+                                16 => <[u8; 16]>::try_from(*b).expect("16").into(),
+                                n => panic!("{what}: IP SAN of {n} bytes"),
+                            };
+                            format!("IP:{ip}")
+                        }
+                        other => panic!("{what}: unexpected SAN {other:?}"),
+                    });
+                }
+            }
+            ParsedExtension::SubjectKeyIdentifier(k) => {
+                assert!(!ext.critical, "{what}: SKI critical");
+                ski = Some(k.0.to_vec());
+            }
+            ParsedExtension::AuthorityKeyIdentifier(a) => {
+                assert!(!ext.critical, "{what}: AKI critical");
+                aki = a.key_identifier.as_ref().map(|k| k.0.to_vec());
+            }
+            ParsedExtension::CRLDistributionPoints(points) => {
+                for p in &points.points {
+                    if let Some(DistributionPointName::FullName(names)) = &p.distribution_point {
+                        for n in names {
+                            if let GeneralName::URI(u) = n {
+                                crl_uris.push(u.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+            ParsedExtension::AuthorityInfoAccess(aia) => {
+                assert!(!ext.critical, "{what}: AIA critical");
+                for ad in &aia.accessdescs {
+                    let uri = match &ad.access_location {
+                        GeneralName::URI(u) => u.to_string(),
+                        other => panic!("{what}: AIA location {other:?} is not a URI"),
+                    };
+                    match ad.access_method.to_id_string().as_str() {
+                        "1.3.6.1.5.5.7.48.1" => ocsp.push(uri),
+                        "1.3.6.1.5.5.7.48.2" => ca_issuers.push(uri),
+                        m => panic!("{what}: unexpected AIA method {m}"),
+                    }
+                }
+            }
+            ParsedExtension::ParseError { error } => {
+                panic!("{what}: extension {} does not parse: {error:?}", ext.oid)
+            }
+            _ => {}
+        }
+    }
+    let mut want_sans = csr.sans.clone();
+    want_sans.sort();
+    sans.sort();
+    assert_eq!(sans, want_sans, "{what}: subjectAltName");
+    let ski = ski.unwrap_or_else(|| panic!("{what}: no subjectKeyIdentifier"));
+    assert!(!ski.is_empty(), "{what}: empty subjectKeyIdentifier");
+    assert_eq!(
+        aki.as_deref(),
+        Some(&ca.ski[..]),
+        "{what}: authorityKeyIdentifier.keyIdentifier is not the CA's subjectKeyIdentifier"
+    );
+    let is_url = |u: &String| u.starts_with("http://") || u.starts_with("https://");
+    assert!(
+        !crl_uris.is_empty() && crl_uris.iter().all(is_url),
+        "{what}: CRL distribution point URLs {crl_uris:?}"
+    );
+    assert!(!ocsp.is_empty() && ocsp.iter().all(is_url), "{what}: AIA OCSP URLs {ocsp:?}");
+    assert!(
+        !ca_issuers.is_empty() && ca_issuers.iter().all(is_url),
+        "{what}: AIA caIssuers URLs {ca_issuers:?}"
+    );
+
+    // The independent judges.
+    let leaf = scratch.join(format!("leaf-{serial}.pem"));
+    std::fs::write(&leaf, cert_pem).expect("writing the leaf");
+    openssl_verify(ca, &leaf, profile, &what);
+    pkilint(&leaf, &what);
+}
+
+/// `openssl verify -x509_strict -purpose P -CAfile ca.pem leaf.pem` must say OK.
+pub fn openssl_verify(ca: &CaCert, leaf: &Path, profile: &str, what: &str) {
+    let out = Command::new("openssl")
+        .args(["verify", "-x509_strict", "-purpose", purpose(profile), "-CAfile"])
+        .arg(&ca.file)
+        .arg(leaf)
+        .output()
+        .expect("running openssl verify");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with(": OK"),
+        "{what}: openssl verify failed:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The pkilint RFC 5280 linter: `$PKILINT_VENV/bin/lint_pkix_cert`, by default in the
+/// workspace's `.venv`.
+pub fn pkilint_bin() -> PathBuf {
+    let venv = std::env::var("PKILINT_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv"));
+    let bin = venv.join("bin").join("lint_pkix_cert");
+    assert!(
+        bin.is_file(),
+        "pkilint is missing ({} not found). Run ./test at the workspace root, which installs it \
+         (python3 -m venv .venv && .venv/bin/pip install pkilint), or set PKILINT_VENV.",
+        bin.display()
+    );
+    bin
+}
+
+/// Lints a PEM certificate file with pkilint, asserting no ERROR or FATAL finding.
+pub fn pkilint(file: &Path, what: &str) {
+    let out = Command::new(pkilint_bin())
+        .args(["lint", "-s", "ERROR"])
+        .arg(file)
+        .output()
+        .expect("running lint_pkix_cert");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stdout.contains("(ERROR)") && !stdout.contains("(FATAL)"),
+        "{what}: pkilint reports ({}):\n{stdout}{stderr}\ncertificate:\n{}",
+        out.status,
+        std::fs::read_to_string(file).unwrap_or_default()
+    );
+}
+
+/// Lints the CA's own certificate (the first of the chain).
+pub fn pkilint_ca(ca: &CaCert, what: &str) {
+    let file = ca.file.with_extension("first.pem");
+    std::fs::write(&file, to_pem("CERTIFICATE", &ca.ders[0])).expect("writing the CA cert");
+    pkilint(&file, what);
+}
+
+/// Checks a GET /v1/certificates/{serial} record against the issuance answer.
+pub fn check_record(rec: &Value, issued: &Value, csr: &Csr, profile: &str, requester: Option<&str>) {
+    let serial = issued["serial"].as_str().expect("serial");
+    let what = format!("record of {serial}");
+    assert_eq!(rec["serial"], serial, "{what}: serial in {rec}");
+    assert_eq!(rec["certificate"], issued["certificate"], "{what}: certificate PEM differs from the issuance answer");
+    assert_eq!(rec["status"], "valid", "{what}: status in {rec}");
+    for field in ["revocation", "renewed_from", "renewed_by"] {
+        assert!(
+            rec.get(field).is_some_and(Value::is_null),
+            "{what}: {field} should be present and null in {rec}"
+        );
+    }
+    assert_eq!(rec["profile"], profile, "{what}: profile in {rec}");
+    assert_eq!(rec["subject"], csr.rfc4514().as_str(), "{what}: subject in {rec}");
+    let mut sans: Vec<String> = rec["sans"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{what}: sans is not a list in {rec}"))
+        .iter()
+        .map(|v| v.as_str().expect("SAN strings").to_string())
+        .collect();
+    let mut want = csr.san_values();
+    sans.sort();
+    want.sort();
+    assert_eq!(sans, want, "{what}: sans in {rec}");
+    let req = rec["requester"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{what}: requester is not a string in {rec}"));
+    assert!(!req.is_empty(), "{what}: empty requester");
+    if let Some(r) = requester {
+        assert_eq!(req, r, "{what}: requester");
+    }
+    for field in ["not_before", "not_after"] {
+        let a = parse_rfc3339(rec[field].as_str().expect("time string"));
+        let b = parse_rfc3339(issued[field].as_str().expect("time string"));
+        assert_eq!(a, b, "{what}: {field} differs from the issuance answer");
+    }
+    let issued_at = parse_rfc3339(
+        rec["issued_at"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: issued_at missing in {rec}")),
+    );
+    let now = now_unix();
+    assert!(
+        issued_at <= now + 5 && issued_at >= now - 3600,
+        "{what}: issued_at {issued_at} is not around now ({now})"
+    );
+}
