@@ -11,6 +11,8 @@
 //! - [`store`] records it durably in RocksDB, through a single group-committing writer;
 //! - [`engine`] runs the above on a worker pool behind a bounded queue.
 
+#![deny(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 pub mod armor;
 pub mod authority;
 pub mod csr;

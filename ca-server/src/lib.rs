@@ -1,6 +1,8 @@
 //! The CA server: the HTTP API of `../shared/API.md` over the CA core, and the `ca-server`
 //! command line.
 
+#![deny(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 pub mod api;
 pub mod auth;
 pub mod cli;

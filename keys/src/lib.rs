@@ -9,6 +9,8 @@
 //! Supported CA key algorithms: ECDSA P-256 and P-384, Ed25519 (all through `ring`) and RSA
 //! 3072/4096 (generated with the `rsa` crate, signed through `ring`).
 
+#![deny(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod algorithm;
 mod error;
 mod file;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -100,9 +100,10 @@ pub async fn issue_batch(
 pub async fn get_one(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Path(serial): Path<String>,
+    serial: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let caller = state.authorize(&headers, &[Role::Auditor, Role::Ra])?;
+    let serial = serial.map(|Path(s)| s).unwrap_or_default();
     let record = find(&state, &serial, &caller)?;
     Ok(Json(certificate_json(&record)?))
 }
