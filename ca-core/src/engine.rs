@@ -116,6 +116,7 @@ pub struct Engine {
     store: Store,
     workers_done: Receiver<()>,
     writer: Option<StoreWriter>,
+    _pool: rayon::ThreadPool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -169,6 +170,7 @@ impl Engine {
             store,
             workers_done,
             writer: Some(writer),
+            _pool: pool,
         })
     }
 

@@ -44,6 +44,13 @@ pub async fn issue(
     let caller = state.authorize(&headers, &[Role::Ra])?;
     let body: IssueBody = parse_json(&body_or_error(body)?)?;
     let issued = state.engine.issue(request(body, &caller)?).await?;
+    tracing::debug!(
+        serial = %hex::encode(issued.record.serial),
+        profile = %issued.record.profile,
+        requester = %caller.name,
+        replayed = issued.replayed,
+        "issued"
+    );
     let status = if issued.replayed {
         StatusCode::OK
     } else {

@@ -361,7 +361,13 @@ impl Server {
     }
 
     /// POST of raw bytes with the given content type.
-    pub fn post_raw(&self, path: &str, token: Option<&str>, content_type: &str, body: Vec<u8>) -> Resp {
+    pub fn post_raw(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Resp {
         let mut req = self
             .client
             .post(format!("{}{path}", self.base))
@@ -377,7 +383,10 @@ impl Server {
     pub fn send(&self, req: reqwest::blocking::RequestBuilder, what: &str) -> Resp {
         match req.send() {
             Ok(r) => to_resp(r),
-            Err(e) => panic!("request {what} failed: {e:?}. Server output:\n{}", self.log()),
+            Err(e) => panic!(
+                "request {what} failed: {e:?}. Server output:\n{}",
+                self.log()
+            ),
         }
     }
 
@@ -411,7 +420,10 @@ impl Server {
 
     /// GET /v1/certificates/{serial} with the auditor token; asserts 200.
     pub fn record(&self, serial: &str) -> Value {
-        let r = self.get(&format!("/v1/certificates/{serial}"), Some(&self.tokens.auditor));
+        let r = self.get(
+            &format!("/v1/certificates/{serial}"),
+            Some(&self.tokens.auditor),
+        );
         assert_eq!(r.status, 200, "GET /v1/certificates/{serial}: {r}");
         r.json
     }
@@ -432,7 +444,14 @@ impl Server {
 
     /// Runs every check on a 201/200 issuance answer for `csr` (see [`check_issued`]).
     pub fn check_issued(&self, resp: &Value, csr: &Csr, profile: &str, validity_days: u32) {
-        check_issued(self.ca(), self.scratch.path(), resp, csr, profile, validity_days);
+        check_issued(
+            self.ca(),
+            self.scratch.path(),
+            resp,
+            csr,
+            profile,
+            validity_days,
+        );
     }
 }
 
@@ -448,7 +467,10 @@ impl Drop for Server {
                 } else {
                     &log[..]
                 };
-                eprintln!("---- ca-server output ({}) ----\n{tail}\n---- end ----", self.base);
+                eprintln!(
+                    "---- ca-server output ({}) ----\n{tail}\n---- end ----",
+                    self.base
+                );
             }
         }
     }
@@ -493,7 +515,9 @@ pub fn try_post(
 /// shape `{"error": {"code": CODE, "message": "<non-empty>"}}`; `None` when it is right.
 pub fn error_problem(r: &Resp, status: u16, code: &str) -> Option<String> {
     if (r.status, r.json["error"]["code"].as_str()) != (status, Some(code)) {
-        return Some(format!("expected HTTP {status} with code {code:?}, got {r}"));
+        return Some(format!(
+            "expected HTTP {status} with code {code:?}, got {r}"
+        ));
     }
     error_shape_problem(&r.json)
 }
@@ -721,7 +745,11 @@ pub fn make_csr_with(key_type: &str, subj: &str, sans: &[&str], extra: &[&str]) 
         "-key".into(),
         key.to_str().expect("UTF-8 path").into(),
         "-subj".into(),
-        if subj.is_empty() { "/".into() } else { subj.into() },
+        if subj.is_empty() {
+            "/".into()
+        } else {
+            subj.into()
+        },
     ];
     args.extend(extra.iter().map(|a| a.to_string()));
     if !sans.is_empty() {
@@ -730,7 +758,10 @@ pub fn make_csr_with(key_type: &str, subj: &str, sans: &[&str], extra: &[&str]) 
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let pem = openssl(&args);
-    assert!(pem.contains("-----BEGIN CERTIFICATE REQUEST-----"), "openssl req printed {pem}");
+    assert!(
+        pem.contains("-----BEGIN CERTIFICATE REQUEST-----"),
+        "openssl req printed {pem}"
+    );
     Csr {
         pem,
         key_type: key_type.to_string(),
@@ -780,7 +811,9 @@ pub fn pem_blocks(text: &str) -> Vec<(String, Vec<u8>)> {
             label = Some(rest.trim_end_matches('-').to_string());
             b64.clear();
         } else if line.starts_with("-----END ") {
-            let l = label.take().unwrap_or_else(|| panic!("END without BEGIN in {text}"));
+            let l = label
+                .take()
+                .unwrap_or_else(|| panic!("END without BEGIN in {text}"));
             let der = base64::engine::general_purpose::STANDARD
                 .decode(&b64)
                 .unwrap_or_else(|e| panic!("bad base64 in PEM ({e}): {text}"));
@@ -824,7 +857,14 @@ pub fn parse_rfc3339(s: &str) -> i64 {
         bad();
     }
     let num = |r: std::ops::Range<usize>| -> i64 { s[r].parse().unwrap_or_else(|_| bad()) };
-    let (y, mo, d, h, mi, sec) = (num(0..4), num(5..7), num(8..10), num(11..13), num(14..16), num(17..19));
+    let (y, mo, d, h, mi, sec) = (
+        num(0..4),
+        num(5..7),
+        num(8..10),
+        num(11..13),
+        num(14..16),
+        num(17..19),
+    );
     let mut rest = &s[19..];
     if let Some(frac) = rest.strip_prefix('.') {
         let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
@@ -858,7 +898,9 @@ pub fn now_unix() -> i64 {
 
 /// Whether a string is a serial of the API's form: 32 lower-case hex digits.
 pub fn is_serial(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -881,7 +923,10 @@ pub struct CaCert {
 impl CaCert {
     pub fn from_pem(pem: &str, dir: &Path) -> CaCert {
         let ders = pem_certs(pem);
-        assert!(!ders.is_empty(), "the CA chain holds no certificate: {pem:?}");
+        assert!(
+            !ders.is_empty(),
+            "the CA chain holds no certificate: {pem:?}"
+        );
         let (_, ca) = X509Certificate::from_der(&ders[0]).expect("the CA certificate parses");
         assert!(ca.is_ca(), "the first certificate of the chain is not a CA");
         let ski = ca
@@ -957,14 +1002,21 @@ pub fn check_issued(
     let serial = resp["serial"]
         .as_str()
         .unwrap_or_else(|| panic!("{what}: no serial in {resp}"));
-    assert!(is_serial(serial), "{what}: serial {serial:?} is not 32 lower-case hex digits");
+    assert!(
+        is_serial(serial),
+        "{what}: serial {serial:?} is not 32 lower-case hex digits"
+    );
     assert_eq!(resp["profile"], profile, "{what}: profile in {resp}");
     assert_eq!(resp["status"], "valid", "{what}: status in {resp}");
     let cert_pem = resp["certificate"]
         .as_str()
         .unwrap_or_else(|| panic!("{what}: no certificate in {resp}"));
     let ders = pem_certs(cert_pem);
-    assert_eq!(ders.len(), 1, "{what}: `certificate` should hold exactly one certificate");
+    assert_eq!(
+        ders.len(),
+        1,
+        "{what}: `certificate` should hold exactly one certificate"
+    );
     let der = &ders[0];
     let chain: Vec<Vec<u8>> = resp["chain"]
         .as_array()
@@ -977,14 +1029,25 @@ pub fn check_issued(
 
     let (rest, cert) = X509Certificate::from_der(der)
         .unwrap_or_else(|e| panic!("{what}: certificate does not parse: {e}"));
-    assert!(rest.is_empty(), "{what}: trailing bytes after the certificate");
+    assert!(
+        rest.is_empty(),
+        "{what}: trailing bytes after the certificate"
+    );
     assert_eq!(cert.version().0, 2, "{what}: not an X.509 v3 certificate");
 
     // Serial.
-    assert_eq!(hex::encode(cert.raw_serial()), serial, "{what}: certificate serial vs answer");
+    assert_eq!(
+        hex::encode(cert.raw_serial()),
+        serial,
+        "{what}: certificate serial vs answer"
+    );
 
     // Issuer and subject.
-    assert_eq!(cert.issuer().as_raw(), &ca.subject_der[..], "{what}: issuer is not the CA's subject");
+    assert_eq!(
+        cert.issuer().as_raw(),
+        &ca.subject_der[..],
+        "{what}: issuer is not the CA's subject"
+    );
     let subject: Vec<(String, String)> = cert
         .subject()
         .iter_attributes()
@@ -1003,7 +1066,8 @@ pub fn check_issued(
     assert_eq!(subject, expected, "{what}: subject");
 
     // Public key: the CSR's.
-    let (_, req) = X509CertificationRequest::from_der(&csr.der()).expect("CSR parses");
+    let csr_der = csr.der();
+    let (_, req) = X509CertificationRequest::from_der(&csr_der).expect("CSR parses");
     assert_eq!(
         cert.public_key().raw,
         req.certification_request_info.subject_pki.raw,
@@ -1028,7 +1092,11 @@ pub fn check_issued(
         let s = resp[field]
             .as_str()
             .unwrap_or_else(|| panic!("{what}: no {field} in {resp}"));
-        assert_eq!(parse_rfc3339(s), t, "{what}: {field} {s:?} vs the certificate");
+        assert_eq!(
+            parse_rfc3339(s),
+            t,
+            "{what}: {field} {s:?} vs the certificate"
+        );
     }
 
     // Extensions.
@@ -1046,7 +1114,10 @@ pub fn check_issued(
         .unwrap_or_else(|| panic!("{what}: no basicConstraints"));
     assert!(bc.critical, "{what}: basicConstraints not critical");
     assert!(!bc.value.ca, "{what}: basicConstraints cA is true");
-    assert_eq!(bc.value.path_len_constraint, None, "{what}: pathLen on an end entity");
+    assert_eq!(
+        bc.value.path_len_constraint, None,
+        "{what}: pathLen on an end entity"
+    );
 
     let (ku_flags, eku_name) = profile_usages(profile);
     let ku = cert
@@ -1054,7 +1125,11 @@ pub fn check_issued(
         .expect("keyUsage parses")
         .unwrap_or_else(|| panic!("{what}: no keyUsage"));
     assert!(ku.critical, "{what}: keyUsage not critical");
-    assert_eq!(ku.value.flags, ku_flags, "{what}: keyUsage bits ({})", ku.value);
+    assert_eq!(
+        ku.value.flags, ku_flags,
+        "{what}: keyUsage bits ({})",
+        ku.value
+    );
 
     let eku = cert
         .extended_key_usage()
@@ -1072,7 +1147,11 @@ pub fn check_issued(
     ];
     let present: Vec<&str> = purposes.iter().filter(|p| p.1).map(|p| p.0).collect();
     assert_eq!(present, vec![eku_name], "{what}: extendedKeyUsage");
-    assert!(eku.other.is_empty(), "{what}: unexpected EKU OIDs {:?}", eku.other);
+    assert!(
+        eku.other.is_empty(),
+        "{what}: unexpected EKU OIDs {:?}",
+        eku.other
+    );
 
     let mut sans: Vec<String> = Vec::new();
     let mut ski = None;
@@ -1157,7 +1236,10 @@ pub fn check_issued(
         !crl_uris.is_empty() && crl_uris.iter().all(is_url),
         "{what}: CRL distribution point URLs {crl_uris:?}"
     );
-    assert!(!ocsp.is_empty() && ocsp.iter().all(is_url), "{what}: AIA OCSP URLs {ocsp:?}");
+    assert!(
+        !ocsp.is_empty() && ocsp.iter().all(is_url),
+        "{what}: AIA OCSP URLs {ocsp:?}"
+    );
     assert!(
         !ca_issuers.is_empty() && ca_issuers.iter().all(is_url),
         "{what}: AIA caIssuers URLs {ca_issuers:?}"
@@ -1173,7 +1255,13 @@ pub fn check_issued(
 /// `openssl verify -x509_strict -purpose P -CAfile ca.pem leaf.pem` must say OK.
 pub fn openssl_verify(ca: &CaCert, leaf: &Path, profile: &str, what: &str) {
     let out = Command::new("openssl")
-        .args(["verify", "-x509_strict", "-purpose", purpose(profile), "-CAfile"])
+        .args([
+            "verify",
+            "-x509_strict",
+            "-purpose",
+            purpose(profile),
+            "-CAfile",
+        ])
         .arg(&ca.file)
         .arg(leaf)
         .output()
@@ -1227,11 +1315,20 @@ pub fn pkilint_ca(ca: &CaCert, what: &str) {
 }
 
 /// Checks a GET /v1/certificates/{serial} record against the issuance answer.
-pub fn check_record(rec: &Value, issued: &Value, csr: &Csr, profile: &str, requester: Option<&str>) {
+pub fn check_record(
+    rec: &Value,
+    issued: &Value,
+    csr: &Csr,
+    profile: &str,
+    requester: Option<&str>,
+) {
     let serial = issued["serial"].as_str().expect("serial");
     let what = format!("record of {serial}");
     assert_eq!(rec["serial"], serial, "{what}: serial in {rec}");
-    assert_eq!(rec["certificate"], issued["certificate"], "{what}: certificate PEM differs from the issuance answer");
+    assert_eq!(
+        rec["certificate"], issued["certificate"],
+        "{what}: certificate PEM differs from the issuance answer"
+    );
     assert_eq!(rec["status"], "valid", "{what}: status in {rec}");
     for field in ["revocation", "renewed_from", "renewed_by"] {
         assert!(
@@ -1240,7 +1337,11 @@ pub fn check_record(rec: &Value, issued: &Value, csr: &Csr, profile: &str, reque
         );
     }
     assert_eq!(rec["profile"], profile, "{what}: profile in {rec}");
-    assert_eq!(rec["subject"], csr.rfc4514().as_str(), "{what}: subject in {rec}");
+    assert_eq!(
+        rec["subject"],
+        csr.rfc4514().as_str(),
+        "{what}: subject in {rec}"
+    );
     let mut sans: Vec<String> = rec["sans"]
         .as_array()
         .unwrap_or_else(|| panic!("{what}: sans is not a list in {rec}"))
