@@ -287,7 +287,12 @@ fn subject_key(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Result<Sub
         SubjectKeyType::Ed25519
     } else if *alg == oids::OID_PKCS1_RSAENCRYPTION {
         match spki.parsed() {
-            Ok(PublicKey::RSA(rsa)) => SubjectKeyType::Rsa(rsa.key_size() as u32),
+            // ring verifies RSA signatures of 2048 to 8192 bits only; anything else is refused
+            // as a key type before its signature is looked at.
+            Ok(PublicKey::RSA(rsa)) => match rsa.key_size() as u32 {
+                bits @ 2048..=8192 => SubjectKeyType::Rsa(bits),
+                bits => return Err(unsupported_key(format!("rsa-{bits}"))),
+            },
             _ => return Err(CaError::CsrMalformed("invalid RSA public key".into())),
         }
     } else {

@@ -1,0 +1,589 @@
+//! Every error code of the issuance and reading endpoints, with its HTTP status and the error
+//! shape `{"error": {"code", "message"}}`. Each test collects all its failed checks and reports
+//! them together.
+
+mod common;
+
+use common::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+fn issue(s: &Server, body: &Value) -> Resp {
+    s.post("/v1/certificates", &s.tokens.ra, body)
+}
+
+#[test]
+fn authentication_and_roles() {
+    let s = Server::fresh();
+    let csr = server_csr("auth.example");
+    let body = json!({"csr": csr.pem, "profile": "tls-server"});
+    let serial = s.issue(&csr, "tls-server", None)["serial"]
+        .as_str()
+        .expect("serial")
+        .to_string();
+    let mut c = Checks::default();
+
+    let r = s.request(Method::POST, "/v1/certificates", None, Some(&body));
+    c.error(&r, 401, "unauthorized", "POST without a token");
+    let r = s.request(
+        Method::POST,
+        "/v1/certificates",
+        Some("not-a-token"),
+        Some(&body),
+    );
+    c.error(&r, 401, "unauthorized", "POST with an unknown token");
+    let r = s.request(Method::POST, "/v1/certificates", Some(""), Some(&body));
+    c.error(&r, 401, "unauthorized", "POST with an empty bearer token");
+    let basic = s
+        .client()
+        .post(format!("{}/v1/certificates", s.base))
+        .header("authorization", format!("Basic {}", s.tokens.ra))
+        .json(&body);
+    let r = s.send(basic, "Basic auth");
+    c.error(
+        &r,
+        401,
+        "unauthorized",
+        "POST with Authorization: Basic <the RA token>",
+    );
+    let r = s.post_raw(
+        "/v1/certificates",
+        None,
+        "application/json",
+        b"{not json".to_vec(),
+    );
+    c.error(
+        &r,
+        401,
+        "unauthorized",
+        "POST with neither token nor valid JSON",
+    );
+    let r = s.get(&format!("/v1/certificates/{serial}"), None);
+    c.error(&r, 401, "unauthorized", "GET a certificate without a token");
+    let r = s.get(&format!("/v1/certificates/{serial}"), Some("not-a-token"));
+    c.error(
+        &r,
+        401,
+        "unauthorized",
+        "GET a certificate with an unknown token",
+    );
+
+    let r = s.post("/v1/certificates", &s.tokens.auditor, &body);
+    c.error(&r, 403, "forbidden", "POST with the auditor token");
+    let r = s.post("/v1/certificates", &s.tokens.operator, &body);
+    c.error(&r, 403, "forbidden", "POST with the operator token");
+
+    // Public endpoints need no token.
+    for path in ["/ca.pem", "/healthz", "/readyz"] {
+        let r = s.get(path, None);
+        c.check(r.status == 200, || {
+            format!("GET {path} without a token: {r}")
+        });
+    }
+    c.finish("authentication and roles");
+}
+
+#[test]
+fn bad_input_is_400() {
+    let s = Server::fresh();
+    let csr = server_csr("bad-input.example");
+    let mut c = Checks::default();
+    let ra = s.tokens.ra.clone();
+    let raw = |body: &[u8]| {
+        s.post_raw(
+            "/v1/certificates",
+            Some(&ra),
+            "application/json",
+            body.to_vec(),
+        )
+    };
+
+    c.error(&raw(b"{not json"), 400, "invalid_request", "broken JSON");
+    c.error(&raw(b""), 400, "invalid_request", "empty body");
+    c.error(
+        &raw(b"[1, 2]"),
+        400,
+        "invalid_request",
+        "a JSON list as body",
+    );
+    c.error(
+        &issue(&s, &json!({"profile": "tls-server"})),
+        400,
+        "invalid_request",
+        "missing csr",
+    );
+    c.error(
+        &issue(&s, &json!({"csr": csr.pem})),
+        400,
+        "invalid_request",
+        "missing profile",
+    );
+    c.error(
+        &issue(&s, &json!({"csr": 42, "profile": "tls-server"})),
+        400,
+        "invalid_request",
+        "csr of the wrong type",
+    );
+    c.error(
+        &issue(
+            &s,
+            &json!({"csr": csr.pem, "profile": "tls-server", "validity_days": "ninety"}),
+        ),
+        400,
+        "invalid_request",
+        "validity_days of the wrong type",
+    );
+    c.error_any(
+        &issue(
+            &s,
+            &json!({"csr": csr.pem, "profile": "tls-server", "validity_days": -5}),
+        ),
+        &[(400, "invalid_request"), (422, "validity_not_allowed")],
+        "negative validity_days",
+    );
+    c.error(
+        &issue(
+            &s,
+            &json!({"csr": csr.pem, "profile": "tls-server", "request_id": 7}),
+        ),
+        400,
+        "invalid_request",
+        "request_id of the wrong type",
+    );
+    // A body that is JSON but not declared so: a 4xx in the error shape, never a bare answer.
+    let r = s.post_raw(
+        "/v1/certificates",
+        Some(&ra),
+        "text/plain",
+        serde_json::to_vec(&json!({"csr": csr.pem, "profile": "tls-server"})).expect("json"),
+    );
+    c.check(
+        r.status == 201 || (matches!(r.status, 400 | 415) && error_shape_problem(&r.json).is_none()),
+        || format!("JSON body sent as text/plain: expected 201, or 400/415 in the error shape; got {r}"),
+    );
+
+    // Malformed CSRs.
+    let der = csr.der();
+    let cases: Vec<(&str, String)> = vec![
+        ("a CSR that is plain text", "hello".into()),
+        ("an empty CSR", String::new()),
+        (
+            "a PEM CSR whose body is not base64",
+            "-----BEGIN CERTIFICATE REQUEST-----\n!!!!not base64!!!!\n-----END CERTIFICATE REQUEST-----\n".into(),
+        ),
+        ("a truncated CSR", to_pem("CERTIFICATE REQUEST", &der[..der.len() / 2])),
+        ("a certificate in place of a CSR", s.ca().pem.clone()),
+        ("random bytes in a CSR PEM", to_pem("CERTIFICATE REQUEST", &[0x30, 0x03, 0x02, 0x01, 0x00])),
+    ];
+    for (what, pem) in cases {
+        let r = issue(&s, &json!({"csr": pem, "profile": "tls-server"}));
+        c.error(&r, 400, "csr_malformed", what);
+    }
+
+    // Broken proof of possession.
+    let ec = server_csr("tamper.example");
+    let r = issue(
+        &s,
+        &json!({"csr": tamper_signature(&ec), "profile": "tls-server"}),
+    );
+    c.error(
+        &r,
+        400,
+        "csr_signature_invalid",
+        "P-256 CSR with a flipped signature byte",
+    );
+    let r = issue(
+        &s,
+        &json!({"csr": tamper_bytes(&ec, "tamper.example", "tamqer.example"), "profile": "tls-server"}),
+    );
+    c.error(
+        &r,
+        400,
+        "csr_signature_invalid",
+        "P-256 CSR whose subject was altered after signing",
+    );
+    let rsa = make_csr(
+        "rsa-2048",
+        "/CN=tamper-rsa.example",
+        &["DNS:tamper-rsa.example"],
+    );
+    let r = issue(
+        &s,
+        &json!({"csr": tamper_signature(&rsa), "profile": "tls-server"}),
+    );
+    c.error(
+        &r,
+        400,
+        "csr_signature_invalid",
+        "RSA CSR with a flipped signature byte",
+    );
+    let ed = make_csr(
+        "ed25519",
+        "/CN=tamper-ed.example",
+        &["DNS:tamper-ed.example"],
+    );
+    let r = issue(
+        &s,
+        &json!({"csr": tamper_signature(&ed), "profile": "tls-server"}),
+    );
+    c.error(
+        &r,
+        400,
+        "csr_signature_invalid",
+        "Ed25519 CSR with a flipped signature byte",
+    );
+
+    // Every refusal above left nothing behind: the server still issues.
+    let r = issue(&s, &json!({"csr": csr.pem, "profile": "tls-server"}));
+    c.check(r.status == 201, || {
+        format!("issuing after the refusals: {r}")
+    });
+    c.finish("bad input");
+}
+
+#[test]
+fn policy_refusals_are_422() {
+    let s = Server::fresh();
+    let mut c = Checks::default();
+    let mut refuse = |csr: &Csr, profile: &str, days: Option<u32>, code: &str, what: &str| {
+        let mut body = json!({"csr": csr.pem, "profile": profile});
+        if let Some(d) = days {
+            body["validity_days"] = d.into();
+        }
+        let r = issue(&s, &body);
+        c.error(
+            &r,
+            422,
+            code,
+            &format!("{what} ({profile}, {}, {})", csr.subj, csr.sans.join(" ")),
+        );
+    };
+
+    // Key types.
+    let rsa1024 = make_csr("rsa-1024", "/CN=weak.example", &["DNS:weak.example"]);
+    refuse(
+        &rsa1024,
+        "tls-server",
+        None,
+        "key_type_not_allowed",
+        "RSA-1024 key",
+    );
+    let k1 = make_csr("ec-secp256k1", "/CN=k1.example", &["DNS:k1.example"]);
+    refuse(
+        &k1,
+        "tls-server",
+        None,
+        "key_type_not_allowed",
+        "secp256k1 key",
+    );
+
+    // SANs.
+    let p = |subj: &str, sans: &[&str]| make_csr("ec-p256", subj, sans);
+    refuse(
+        &p("", &["email:a@b.example"]),
+        "tls-server",
+        None,
+        "san_not_allowed",
+        "e-mail SAN",
+    );
+    refuse(
+        &p("", &["DNS:localhost"]),
+        "tls-server",
+        None,
+        "san_not_allowed",
+        "dotless host",
+    );
+    refuse(
+        &p("", &["DNS:bad_name.example"]),
+        "tls-server",
+        None,
+        "san_not_allowed",
+        "underscore",
+    );
+    refuse(
+        &p("", &["DNS:a.*.example"]),
+        "tls-server",
+        None,
+        "san_not_allowed",
+        "inner wildcard",
+    );
+    refuse(
+        &p("", &["DNS:-a.example"]),
+        "tls-server",
+        None,
+        "san_not_allowed",
+        "leading hyphen",
+    );
+    refuse(
+        &p("", &["IP:0.0.0.0"]),
+        "tls-server",
+        None,
+        "san_not_allowed",
+        "unspecified IP",
+    );
+    refuse(
+        &p("", &["DNS:a.example", "DNS:a.example"]),
+        "tls-server",
+        None,
+        "san_not_allowed",
+        "repeated SAN",
+    );
+    refuse(
+        &p("/CN=client", &["URI:https://a.example/"]),
+        "tls-client",
+        None,
+        "san_not_allowed",
+        "URI SAN",
+    );
+    refuse(
+        &p("/CN=Ana", &["DNS:ana.example"]),
+        "personal",
+        None,
+        "san_not_allowed",
+        "DNS SAN",
+    );
+    refuse(
+        &p("/CN=Ana", &["email:not-an-address"]),
+        "personal",
+        None,
+        "san_not_allowed",
+        "bad e-mail",
+    );
+    refuse(
+        &p("/CN=a.example", &[]),
+        "tls-server",
+        None,
+        "san_required",
+        "CN and no SAN",
+    );
+    refuse(
+        &p("/O=Acme", &[]),
+        "tls-server",
+        None,
+        "san_required",
+        "no SAN",
+    );
+
+    // Subjects.
+    refuse(
+        &p("/CN=b.example", &["DNS:a.example"]),
+        "tls-server",
+        None,
+        "subject_not_allowed",
+        "CN not among the SANs",
+    );
+    refuse(
+        &p("/serialNumber=123/CN=a.example", &["DNS:a.example"]),
+        "tls-server",
+        None,
+        "subject_not_allowed",
+        "serialNumber not allowed in tls-server",
+    );
+    refuse(
+        &p("/O=A/O=B/CN=a.example", &["DNS:a.example"]),
+        "tls-server",
+        None,
+        "subject_not_allowed",
+        "repeated O",
+    );
+    refuse(
+        &p("/O=Acme", &["DNS:c.example"]),
+        "tls-client",
+        None,
+        "subject_not_allowed",
+        "no CN",
+    );
+    refuse(
+        &p("/O=Acme", &["email:a@b.example"]),
+        "personal",
+        None,
+        "subject_not_allowed",
+        "no CN",
+    );
+
+    // Validity.
+    let ok = p("/CN=v.example", &["DNS:v.example"]);
+    refuse(
+        &ok,
+        "tls-server",
+        Some(398),
+        "validity_not_allowed",
+        "398 days",
+    );
+    refuse(&ok, "tls-server", Some(0), "validity_not_allowed", "0 days");
+    refuse(
+        &ok,
+        "tls-server",
+        Some(100_000),
+        "validity_not_allowed",
+        "100000 days",
+    );
+    let person = p("/CN=Ana", &["email:ana@b.example"]);
+    refuse(
+        &person,
+        "personal",
+        Some(1096),
+        "validity_not_allowed",
+        "1096 days",
+    );
+
+    // Profiles.
+    refuse(
+        &ok,
+        "no-such-profile",
+        None,
+        "unknown_profile",
+        "unknown profile",
+    );
+    refuse(&ok, "", None, "unknown_profile", "empty profile name");
+    refuse(
+        &ok,
+        "TLS-SERVER",
+        None,
+        "unknown_profile",
+        "profile name in other case",
+    );
+
+    // A signature algorithm the CA does not take (SHA-1): a policy refusal, not a crash.
+    let sha1 = make_csr_with(
+        "rsa-2048",
+        "/CN=sha1.example",
+        &["DNS:sha1.example"],
+        &["-sha1"],
+    );
+    let r = issue(&s, &json!({"csr": sha1.pem, "profile": "tls-server"}));
+    c.error(
+        &r,
+        422,
+        "csr_signature_algorithm_not_supported",
+        "CSR signed with SHA-1",
+    );
+
+    // The limits themselves are allowed.
+    let r = issue(
+        &s,
+        &json!({"csr": ok.pem, "profile": "tls-server", "validity_days": 397}),
+    );
+    c.check(r.status == 201, || {
+        format!("397 days under tls-server: {r}")
+    });
+    let r = issue(
+        &s,
+        &json!({"csr": person.pem, "profile": "personal", "validity_days": 1095}),
+    );
+    c.check(r.status == 201, || format!("1095 days under personal: {r}"));
+    c.finish("policy refusals");
+}
+
+#[test]
+fn serials_in_the_path() {
+    let s = Server::fresh();
+    let mut c = Checks::default();
+    let issued = s.issue(&server_csr("serial.example"), "tls-server", None);
+    let serial = issued["serial"].as_str().expect("serial");
+    let (auditor, ra) = (s.tokens.auditor.clone(), s.tokens.ra.clone());
+
+    // Well-formed serials that were never issued.
+    let mut unknown = format!("4{}", &serial[1..]);
+    if unknown == serial {
+        unknown = format!("5{}", &serial[1..]);
+    }
+    for (token, who) in [(&auditor, "auditor"), (&ra, "ra")] {
+        let r = s.get(&format!("/v1/certificates/{unknown}"), Some(token));
+        c.error(
+            &r,
+            404,
+            "serial_not_found",
+            &format!("{who}: GET an unknown serial"),
+        );
+        let r = s.get(
+            "/v1/certificates/41000000000000000000000000000001",
+            Some(token),
+        );
+        c.error(
+            &r,
+            404,
+            "serial_not_found",
+            &format!("{who}: GET another unknown serial"),
+        );
+    }
+    // Not hex at all.
+    for bad in [
+        "not-a-serial",
+        "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz",
+        "12%2034",
+        "0x1234",
+    ] {
+        let r = s.get(&format!("/v1/certificates/{bad}"), Some(&auditor));
+        c.error(
+            &r,
+            400,
+            "invalid_serial",
+            &format!("GET /v1/certificates/{bad}"),
+        );
+    }
+    // The real one still reads.
+    let r = s.get(&format!("/v1/certificates/{serial}"), Some(&auditor));
+    c.check(r.status == 200, || format!("GET the issued serial: {r}"));
+    c.finish("serials in the path");
+}
+
+#[test]
+fn oversized_body_is_413() {
+    let s = Server::fresh();
+    let mut c = Checks::default();
+    // Just over 1 MiB.
+    let big = "A".repeat((1 << 20) + 1024);
+    let body = serde_json::to_vec(&json!({"csr": big, "profile": "tls-server"})).expect("json");
+    let r = s.post_raw(
+        "/v1/certificates",
+        Some(&s.tokens.ra),
+        "application/json",
+        body,
+    );
+    c.error(&r, 413, "payload_too_large", "a body of 1 MiB + 1 KiB");
+    // Just under: read, and refused for what it is.
+    let small = "A".repeat((1 << 20) - 4096);
+    let body = serde_json::to_vec(&json!({"csr": small, "profile": "tls-server"})).expect("json");
+    let r = s.post_raw(
+        "/v1/certificates",
+        Some(&s.tokens.ra),
+        "application/json",
+        body,
+    );
+    c.error(
+        &r,
+        400,
+        "csr_malformed",
+        "a body just under 1 MiB with a junk CSR",
+    );
+    // The server is still fine.
+    let r = s.get("/healthz", None);
+    c.check(r.status == 200, || {
+        format!("healthz after large bodies: {r}")
+    });
+    c.finish("body size");
+}
+
+#[test]
+fn unknown_routes_answer_in_the_error_shape() {
+    let s = Server::fresh();
+    let mut c = Checks::default();
+    let r = s.get("/v1/no-such-endpoint", Some(&s.tokens.auditor));
+    c.error(&r, 404, "not_found", "GET an unknown path");
+    let r = s.get("/no-such-endpoint", None);
+    c.error(&r, 404, "not_found", "GET an unknown path without a token");
+    let r = s.request(Method::PUT, "/ca.pem", None, Some(&json!({})));
+    c.error(&r, 405, "method_not_allowed", "PUT /ca.pem");
+    let r = s.request(
+        Method::GET,
+        "/v1/certificates/batch",
+        Some(&s.tokens.ra),
+        None,
+    );
+    c.check(
+        r.status >= 400 && r.status < 500 && error_shape_problem(&r.json).is_none(),
+        || format!("GET /v1/certificates/batch: expected a 4xx in the error shape, got {r}"),
+    );
+    c.finish("unknown routes");
+}
