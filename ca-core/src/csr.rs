@@ -266,7 +266,9 @@ pub fn parse_and_verify(input: &[u8]) -> Result<VerifiedCsr, CaError> {
     })
 }
 
-fn subject_key(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Result<SubjectKey, CaError> {
+pub(crate) fn subject_key(
+    spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>,
+) -> Result<SubjectKey, CaError> {
     let bits = spki.subject_public_key.data.to_vec();
     let alg = &spki.algorithm.algorithm;
     let key_type = if *alg == oids::OID_KEY_TYPE_EC_PUBLIC_KEY {

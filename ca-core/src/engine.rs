@@ -21,11 +21,14 @@ use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
 use crate::authority::CertificateAuthority;
-use crate::csr;
 use crate::error::CaError;
+use crate::revocation::{Revocation, RevocationReason};
 use crate::serial::Serial;
-use crate::store::writer::{Committed, NewCertificate, StoreWriter, WriteOp};
-use crate::store::{CertRecord, IdempotencyKey, Store};
+use crate::store::writer::{
+    Committed, CrlPosition, NewCertificate, RevokeRequest, StoreWriter, WriteOp,
+};
+use crate::store::{CertRecord, IdempotencyKey, IdempotencyRecord, Store};
+use crate::{csr, inspect};
 
 /// How many times an issuance is retried after a serial collision (each at odds of 2^-126).
 const SERIAL_ATTEMPTS: usize = 3;
@@ -76,17 +79,65 @@ pub struct IssueRequest {
     pub requester: Requester,
 }
 
-impl IssueRequest {
+/// A renewal request (API contract: Renewal): same subject, SANs and profile as the old
+/// certificate; the old key unless a CSR re-keys.
+#[derive(Clone, Debug)]
+pub struct RenewRequest {
+    /// The certificate to renew.
+    pub serial: Serial,
+    /// A CSR for a new key (re-key); `None` keeps the old public key.
+    pub csr: Option<Vec<u8>>,
+    /// Requested validity in days; the profile's default when absent.
+    pub validity_days: Option<u32>,
+    /// The RA's idempotency key.
+    pub request_id: Option<String>,
+    /// Who asked.
+    pub requester: Requester,
+}
+
+/// Where a job's subject, names and key come from.
+#[derive(Clone, Debug)]
+enum Input {
+    /// A CSR: everything from it, checked against the profile.
+    Csr(Vec<u8>),
+    /// A renewal: names from the old certificate; the key from it or from a CSR.
+    Renewal {
+        old: Box<CertRecord>,
+        csr: Option<Vec<u8>>,
+    },
+}
+
+/// What the workers process: one certificate to verify, check, sign and store.
+#[derive(Clone, Debug)]
+struct Work {
+    input: Input,
+    profile: String,
+    validity_days: Option<u32>,
+    request_id: Option<String>,
+    requester: Requester,
+}
+
+impl Work {
     /// SHA-256 over the fields that define the request, to tell a retry from a different
     /// request under the same `request_id`.
     fn digest(&self) -> [u8; 32] {
         let mut h = Sha256::new();
-        h.update((self.csr.len() as u64).to_be_bytes());
-        h.update(&self.csr);
-        h.update((self.profile.len() as u64).to_be_bytes());
-        h.update(self.profile.as_bytes());
-        h.update(
-            self.validity_days
+        let mut field = |bytes: &[u8]| {
+            h.update((bytes.len() as u64).to_be_bytes());
+            h.update(bytes);
+        };
+        match &self.input {
+            Input::Csr(csr) => field(csr),
+            Input::Renewal { old, csr } => {
+                field(b"renewal");
+                field(&old.serial);
+                field(csr.as_deref().unwrap_or_default());
+            }
+        }
+        field(self.profile.as_bytes());
+        field(
+            &self
+                .validity_days
                 .map_or(0, |d| u64::from(d) + 1)
                 .to_be_bytes(),
         );
@@ -104,7 +155,7 @@ pub struct Issued {
 }
 
 struct Job {
-    request: IssueRequest,
+    work: Work,
     idempotency: Option<(IdempotencyKey, [u8; 32])>,
     reply: oneshot::Sender<Result<Committed, CaError>>,
 }
@@ -112,6 +163,7 @@ struct Job {
 /// The running engine: queue, workers and store writer.
 pub struct Engine {
     queue: Option<Sender<Job>>,
+    to_writer: Option<Sender<WriteOp>>,
     ca: Arc<CertificateAuthority>,
     store: Store,
     workers_done: Receiver<()>,
@@ -166,6 +218,7 @@ impl Engine {
         );
         Ok(Engine {
             queue: Some(queue),
+            to_writer: Some(writer.sender()),
             ca,
             store,
             workers_done,
@@ -192,19 +245,84 @@ impl Engine {
     /// Issues one certificate: answers an earlier result for a repeated `request_id`,
     /// otherwise queues the request and waits until its certificate is durably stored.
     pub async fn issue(&self, request: IssueRequest) -> Result<Issued, CaError> {
-        let idempotency = request.request_id.as_ref().map(|id| {
+        self.run(Work {
+            input: Input::Csr(request.csr),
+            profile: request.profile,
+            validity_days: request.validity_days,
+            request_id: request.request_id,
+            requester: request.requester,
+        })
+        .await
+    }
+
+    /// Renews a certificate: refused (409) when it is revoked or on hold, or expired longer
+    /// ago than its profile's `renewal_grace_days`.
+    pub async fn renew(&self, request: RenewRequest) -> Result<Issued, CaError> {
+        let old = self
+            .store
+            .certificate(&request.serial)?
+            .ok_or_else(|| CaError::SerialNotFound(request.serial.to_hex()))?;
+        let work = Work {
+            profile: old.profile.clone(),
+            input: Input::Renewal {
+                old: Box::new(old),
+                csr: request.csr,
+            },
+            validity_days: request.validity_days,
+            request_id: request.request_id,
+            requester: request.requester,
+        };
+        // A repeated request_id answers its first result even if the old one changed since.
+        if self.replayable(&work)?.is_none() {
+            self.check_renewable(&request.serial, &work)?;
+        }
+        self.run(work).await
+    }
+
+    fn check_renewable(&self, serial: &Serial, work: &Work) -> Result<(), CaError> {
+        let Input::Renewal { old, .. } = &work.input else {
+            return Ok(());
+        };
+        if let Some(r) = self.store.revocation(serial)? {
+            return Err(CaError::RenewalRefused(format!(
+                "{serial} is revoked ({})",
+                r.reason.name()
+            )));
+        }
+        let grace = i64::from(self.ca.profile(&old.profile)?.renewal_grace_days) * 86_400;
+        if OffsetDateTime::now_utc().unix_timestamp() > old.not_after.saturating_add(grace) {
+            return Err(CaError::RenewalRefused(format!(
+                "{serial} expired more than the profile's {} grace days ago",
+                grace / 86_400
+            )));
+        }
+        Ok(())
+    }
+
+    /// The stored answer of an earlier request with the same `request_id`, if there is one.
+    fn replayable(&self, work: &Work) -> Result<Option<Issued>, CaError> {
+        let Some(id) = &work.request_id else {
+            return Ok(None);
+        };
+        let key = IdempotencyKey::new(&work.requester.token_hash, id);
+        match self.store.idempotency(&key)? {
+            Some(existing) => self.replay(id, existing, &work.digest()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn run(&self, work: Work) -> Result<Issued, CaError> {
+        if let Some(issued) = self.replayable(&work)? {
+            return Ok(issued);
+        }
+        let idempotency = work.request_id.as_ref().map(|id| {
             (
-                IdempotencyKey::new(&request.requester.token_hash, id),
-                request.digest(),
+                IdempotencyKey::new(&work.requester.token_hash, id),
+                work.digest(),
             )
         });
-        if let Some((key, digest)) = &idempotency {
-            if let Some(existing) = self.store.idempotency(key)? {
-                return self.replay(&request, existing.serial, existing.request_hash, digest);
-            }
-        }
         for _ in 0..SERIAL_ATTEMPTS {
-            let rx = self.submit(request.clone(), idempotency.clone())?;
+            let rx = self.submit(work.clone(), idempotency.clone())?;
             let committed = rx
                 .await
                 .map_err(|_| CaError::Storage("the request was dropped before commit".into()))?;
@@ -216,8 +334,8 @@ impl Engine {
                     })
                 }
                 Ok(Committed::Existing(existing)) => {
-                    let digest = idempotency.as_ref().map_or([0; 32], |(_, d)| *d);
-                    return self.replay(&request, existing.serial, existing.request_hash, &digest);
+                    let id = work.request_id.as_deref().unwrap_or_default();
+                    return self.replay(id, existing, &work.digest());
                 }
                 Err(CaError::SerialCollision(serial)) => {
                     tracing::warn!(%serial, "serial collision; drawing a new serial");
@@ -230,16 +348,14 @@ impl Engine {
 
     fn replay(
         &self,
-        request: &IssueRequest,
-        serial: Serial,
-        stored_digest: [u8; 32],
+        request_id: &str,
+        existing: IdempotencyRecord,
         digest: &[u8; 32],
     ) -> Result<Issued, CaError> {
-        if stored_digest != *digest {
-            return Err(CaError::IdempotencyConflict(
-                request.request_id.clone().unwrap_or_default(),
-            ));
+        if existing.request_hash != *digest {
+            return Err(CaError::IdempotencyConflict(request_id.to_string()));
         }
+        let serial = existing.serial;
         let record = self
             .store
             .certificate(&serial)?
@@ -252,14 +368,14 @@ impl Engine {
 
     fn submit(
         &self,
-        request: IssueRequest,
+        work: Work,
         idempotency: Option<(IdempotencyKey, [u8; 32])>,
     ) -> Result<oneshot::Receiver<Result<Committed, CaError>>, CaError> {
         let queue = self.queue.as_ref().ok_or(CaError::ShuttingDown)?;
         let (reply, rx) = oneshot::channel();
         queue
             .try_send(Job {
-                request,
+                work,
                 idempotency,
                 reply,
             })
@@ -268,6 +384,58 @@ impl Engine {
                 TrySendError::Disconnected(_) => CaError::ShuttingDown,
             })?;
         Ok(rx)
+    }
+
+    /// Sends one operation straight to the store writer; the receiver answers once it is
+    /// durable.
+    fn send_op<T>(
+        &self,
+        op: impl FnOnce(oneshot::Sender<Result<T, CaError>>) -> WriteOp,
+    ) -> Result<oneshot::Receiver<Result<T, CaError>>, CaError> {
+        let to_writer = self.to_writer.as_ref().ok_or(CaError::ShuttingDown)?;
+        let (reply, rx) = oneshot::channel();
+        to_writer
+            .send(op(reply))
+            .map_err(|_| CaError::ShuttingDown)?;
+        Ok(rx)
+    }
+
+    async fn write<T>(
+        &self,
+        op: impl FnOnce(oneshot::Sender<Result<T, CaError>>) -> WriteOp,
+    ) -> Result<T, CaError> {
+        self.send_op(op)?.await.map_err(|_| writer_gone())?
+    }
+
+    /// Revokes a certificate (or puts it on hold, or makes a hold permanent), durably.
+    /// Revoking a revoked certificate is [`CaError::AlreadyRevoked`].
+    pub async fn revoke(
+        &self,
+        serial: Serial,
+        reason: RevocationReason,
+        invalidity_date: Option<i64>,
+    ) -> Result<Revocation, CaError> {
+        let request = RevokeRequest {
+            serial,
+            reason,
+            at: OffsetDateTime::now_utc().unix_timestamp(),
+            invalidity_date,
+        };
+        self.write(|reply| WriteOp::Revoke(request, reply)).await
+    }
+
+    /// Ends a certificateHold, durably.
+    pub async fn release_hold(&self, serial: Serial) -> Result<(), CaError> {
+        self.write(|reply| WriteOp::ReleaseHold(serial, reply))
+            .await
+    }
+
+    /// Allocates the next CRL number (at least `floor`), durably, with the revocation change
+    /// sequence it covers. Blocking: not for the async runtime's threads.
+    pub fn next_crl_number_blocking(&self, floor: u64) -> Result<CrlPosition, CaError> {
+        self.send_op(|reply| WriteOp::NextCrlNumber(floor, reply))?
+            .blocking_recv()
+            .map_err(|_| writer_gone())?
     }
 
     /// Stops taking requests, lets the workers finish what is queued, waits for the writer to
@@ -282,6 +450,7 @@ impl Engine {
             // Every worker holds a sender of this channel; recv fails once all have ended.
             let _ = self.workers_done.recv();
         }
+        self.to_writer.take();
         if let Some(writer) = self.writer.take() {
             writer.join();
             if let Err(e) = self.store.flush() {
@@ -298,51 +467,65 @@ impl Drop for Engine {
     }
 }
 
+fn writer_gone() -> CaError {
+    CaError::Storage("the store writer dropped the request".into())
+}
+
 /// Verifies, checks, signs and hands one request to the writer.
 fn process(ca: &CertificateAuthority, rng: &SystemRandom, to_writer: &Sender<WriteOp>, job: Job) {
     let Job {
-        request,
+        work,
         idempotency,
         reply,
     } = job;
     if reply.is_closed() {
         return; // the requester gave up; do not sign for nobody
     }
-    let signed = (|| {
-        let verified = csr::parse_and_verify(&request.csr)?;
-        let profile = ca.profile(&request.profile)?;
-        let validated = profile.validate(&request.profile, verified, request.validity_days)?;
-        let serial = Serial::random(rng)
-            .map_err(|_| CaError::Signing("the system random generator failed".into()))?;
-        let now = OffsetDateTime::now_utc();
-        let signed = ca.sign(&request.profile, serial, &validated, now)?;
-        Ok::<_, CaError>(CertRecord {
-            seq: 0,
-            serial: *serial.as_bytes(),
-            der: signed.der,
-            profile: request.profile,
-            requester: request.requester.name,
-            issued_at: now.unix_timestamp(),
-            not_before: signed.not_before.unix_timestamp(),
-            not_after: signed.not_after.unix_timestamp(),
-            renewed_from: None,
-        })
-    })();
-    match signed {
+    match sign(ca, rng, work) {
         Ok(record) => {
-            let op = WriteOp {
-                cert: NewCertificate {
-                    record,
-                    idempotency,
-                },
-                reply,
+            let cert = NewCertificate {
+                record,
+                idempotency,
             };
-            if let Err(e) = to_writer.send(op) {
-                let _ = e.0.reply.send(Err(CaError::ShuttingDown));
+            if let Err(e) = to_writer.send(WriteOp::Certificate(cert, reply)) {
+                if let WriteOp::Certificate(_, reply) = e.0 {
+                    let _ = reply.send(Err(CaError::ShuttingDown));
+                }
             }
         }
         Err(e) => {
             let _ = reply.send(Err(e));
         }
     }
+}
+
+/// The CPU part: decode and verify once, check against the profile, draw a serial, sign.
+fn sign(ca: &CertificateAuthority, rng: &SystemRandom, work: Work) -> Result<CertRecord, CaError> {
+    let (verified, renewed_from) = match work.input {
+        Input::Csr(csr) => (csr::parse_and_verify(&csr)?, None),
+        Input::Renewal { old, csr } => {
+            let mut names = inspect::as_request(&old.der)?;
+            if let Some(csr) = csr {
+                names.key = csr::parse_and_verify(&csr)?.key;
+            }
+            (names, Some(old.serial))
+        }
+    };
+    let profile = ca.profile(&work.profile)?;
+    let validated = profile.validate(&work.profile, verified, work.validity_days)?;
+    let serial = Serial::random(rng)
+        .map_err(|_| CaError::Signing("the system random generator failed".into()))?;
+    let now = OffsetDateTime::now_utc();
+    let signed = ca.sign(&work.profile, serial, &validated, now)?;
+    Ok(CertRecord {
+        seq: 0,
+        serial: *serial.as_bytes(),
+        der: signed.der,
+        profile: work.profile,
+        requester: work.requester.name,
+        issued_at: now.unix_timestamp(),
+        not_before: signed.not_before.unix_timestamp(),
+        not_after: signed.not_after.unix_timestamp(),
+        renewed_from,
+    })
 }

@@ -78,6 +78,20 @@ pub enum CaError {
     /// The same `request_id` was used before by this token with a different request.
     #[error("request_id {0:?} was already used with a different request")]
     IdempotencyConflict(String),
+    /// The certificate is revoked already (a hold may still be made permanent).
+    #[error("certificate {serial} is already revoked ({reason})")]
+    AlreadyRevoked {
+        /// The serial.
+        serial: String,
+        /// The existing reason.
+        reason: &'static str,
+    },
+    /// Release of a hold that is not one.
+    #[error("{0}")]
+    NotOnHold(String),
+    /// A renewal the CA refuses (revoked, or expired beyond the grace period).
+    #[error("renewal refused: {0}")]
+    RenewalRefused(String),
     /// The engine's queue is full.
     #[error("the CA is at capacity; retry shortly")]
     Overloaded,
@@ -111,6 +125,9 @@ impl CaError {
             CaError::InvalidRequest(_) => "invalid_request",
             CaError::SerialNotFound(_) => "serial_not_found",
             CaError::IdempotencyConflict(_) => "idempotency_conflict",
+            CaError::AlreadyRevoked { .. } => "already_revoked",
+            CaError::NotOnHold(_) => "not_on_hold",
+            CaError::RenewalRefused(_) => "renewal_refused",
             CaError::Overloaded => "overloaded",
             CaError::ShuttingDown => "shutting_down",
             CaError::SerialCollision(_) => "serial_collision",
@@ -133,7 +150,10 @@ impl CaError {
             | CaError::ValidityNotAllowed { .. }
             | CaError::UnknownProfile(_) => ErrorClass::Policy,
             CaError::SerialNotFound(_) => ErrorClass::NotFound,
-            CaError::IdempotencyConflict(_) => ErrorClass::Conflict,
+            CaError::IdempotencyConflict(_)
+            | CaError::AlreadyRevoked { .. }
+            | CaError::NotOnHold(_)
+            | CaError::RenewalRefused(_) => ErrorClass::Conflict,
             CaError::Overloaded => ErrorClass::Overloaded,
             CaError::ShuttingDown | CaError::SerialCollision(_) => ErrorClass::Unavailable,
             CaError::Storage(_) | CaError::Signing(_) => ErrorClass::Internal,

@@ -3,7 +3,7 @@
 
 use x509_parser::extensions::ParsedExtension;
 
-use crate::csr::{san_from, subject_attributes, San};
+use crate::csr::{san_from, subject_attributes, subject_key, San, VerifiedCsr};
 use crate::error::CaError;
 use crate::name::to_rfc4514;
 
@@ -18,9 +18,18 @@ pub struct CertificateView {
 
 /// Parses an issued certificate's subject and SANs.
 pub fn view(der: &[u8]) -> Result<CertificateView, CaError> {
+    let request = as_request(der)?;
+    Ok(CertificateView {
+        subject: to_rfc4514(&request.subject),
+        sans: request.sans,
+    })
+}
+
+/// The subject, SANs and public key of an issued certificate, in the form a verified CSR
+/// gives them: what a renewal issues again.
+pub fn as_request(der: &[u8]) -> Result<VerifiedCsr, CaError> {
     let (_, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| CaError::Storage(format!("a stored certificate does not parse: {e}")))?;
-    let subject = to_rfc4514(&subject_attributes(cert.subject())?);
     let mut sans = Vec::new();
     for ext in cert.extensions() {
         if let ParsedExtension::SubjectAlternativeName(san) = ext.parsed_extension() {
@@ -29,5 +38,9 @@ pub fn view(der: &[u8]) -> Result<CertificateView, CaError> {
             }
         }
     }
-    Ok(CertificateView { subject, sans })
+    Ok(VerifiedCsr {
+        key: subject_key(cert.public_key())?,
+        subject: subject_attributes(cert.subject())?,
+        sans,
+    })
 }

@@ -15,12 +15,15 @@
 
 pub mod armor;
 pub mod authority;
+pub mod crl;
 pub mod csr;
 pub mod engine;
 pub mod error;
 pub mod inspect;
 pub mod name;
+pub mod ocsp;
 pub mod profile;
+pub mod revocation;
 pub mod serial;
 pub mod store;
 

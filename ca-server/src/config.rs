@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use ca_core::authority::Urls;
+use ca_core::crl::CrlConfig;
 use ca_core::engine::EngineConfig;
 use ca_core::profile::Profile;
 use serde::{Deserialize, Serialize};
@@ -34,8 +35,31 @@ pub struct Config {
     pub urls: Urls,
     /// Engine sizing.
     pub engine: EngineConfig,
+    /// CRL generation.
+    pub crl: CrlConfig,
+    /// The OCSP responder.
+    pub ocsp: OcspConfig,
     /// Certificate profiles by name.
     pub profiles: BTreeMap<String, Profile>,
+}
+
+/// OCSP settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OcspConfig {
+    /// nextUpdate minus thisUpdate of each response, in seconds.
+    pub validity_secs: u64,
+    /// Responses kept in the cache (RFC 5019 requests: one CertID, no nonce).
+    pub cache_capacity: usize,
+}
+
+impl Default for OcspConfig {
+    fn default() -> Self {
+        OcspConfig {
+            validity_secs: 3600,
+            cache_capacity: 100_000,
+        }
+    }
 }
 
 /// Files of the CA, relative to the data directory unless absolute.
@@ -71,6 +95,8 @@ impl Default for Config {
             ca: CaFiles::default(),
             urls: Urls::default(),
             engine: EngineConfig::default(),
+            crl: CrlConfig::default(),
+            ocsp: OcspConfig::default(),
             profiles: Profile::builtin(),
         }
     }

@@ -5,7 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use ca_core::authority::CertificateAuthority;
+use ca_core::crl::{CrlBuilder, CrlPublisher};
 use ca_core::engine::Engine;
+use ca_core::ocsp::{OcspCache, OcspResponder};
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState, BodyLimits};
@@ -64,6 +66,7 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
         .local_addr()
         .map_err(|e| format!("reading the bound address: {e}"))?;
     let urls = config.effective_urls(bound);
+    let signer = material.signer.clone();
     let ca = CertificateAuthority::new(material.signer, material.chain, &config.profiles, &urls)
         .map_err(|e| {
             format!(
@@ -75,11 +78,41 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
     let chain_pem = ca_core::armor::certificates_to_pem(ca.chain());
     let engine =
         Arc::new(Engine::start(Arc::new(ca), store, &config.engine).map_err(|e| e.to_string())?);
+    let ca_der = engine.ca().chain().first().cloned().unwrap_or_default();
+    let crl_url = config
+        .crl
+        .issuing_distribution_point
+        .then(|| urls.crl.first().cloned())
+        .flatten();
+    let crl_builder =
+        CrlBuilder::new(signer.clone(), &ca_der, crl_url).map_err(|e| e.to_string())?;
+    let crl = Arc::new(CrlPublisher::new(
+        crl_builder,
+        engine.clone(),
+        config.crl.clone(),
+    ));
+    let first = crl.clone();
+    tokio::task::spawn_blocking(move || first.generate())
+        .await
+        .map_err(|e| format!("generating the first CRL: {e}"))?
+        .map_err(|e| format!("generating the first CRL: {e}"))?;
+    let ocsp_cache = Arc::new(OcspCache::new(config.ocsp.cache_capacity));
+    let validity =
+        time::Duration::seconds(i64::try_from(config.ocsp.validity_secs).unwrap_or(3600));
+    let ocsp = Arc::new(
+        OcspResponder::new(signer, &ca_der, validity)
+            .map_err(|e| e.to_string())?
+            .with_cache(ocsp_cache.clone()),
+    );
     let state = Arc::new(AppState {
         engine: engine.clone(),
         chain_pem,
         max_batch: config.max_batch,
+        crl: crl.clone(),
+        ocsp,
+        ocsp_cache,
     });
+    let crl_timer = tokio::spawn(crl_timer(crl));
     let app = api::router(
         state,
         BodyLimits {
@@ -93,6 +126,8 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| format!("server error: {e}"))?;
+    crl_timer.abort();
+    let _ = crl_timer.await;
     tracing::info!("no more connections; stopping the engine");
     // Handlers are done, so this is the last reference; stopping joins threads, off the runtime.
     tokio::task::spawn_blocking(move || match Arc::try_unwrap(engine) {
@@ -102,6 +137,27 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
     .await
     .map_err(|e| format!("stopping the engine: {e}"))?;
     Ok(())
+}
+
+/// Rebuilds the CRLs every `interval_secs` when a revocation changed or half their validity
+/// has passed. The build runs on the blocking pool; issuance goes on meanwhile.
+async fn crl_timer(crl: Arc<CrlPublisher>) {
+    let period = std::time::Duration::from_secs(crl.config().interval_secs.max(1));
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        if !crl.due(time::OffsetDateTime::now_utc().unix_timestamp()) {
+            continue;
+        }
+        let job = crl.clone();
+        match tokio::task::spawn_blocking(move || job.generate()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "CRL generation failed; retrying next tick"),
+            Err(e) => tracing::error!(error = %e, "CRL generation task failed"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -8,7 +8,9 @@
 //! | `idem`      | SHA-256(token) ‖ request_id            | [`IdempotencyRecord`]    |
 //! | `by_issued` | seq (8)                               | serial (16)              |
 //! | `by_expiry` | notAfter (8) ‖ serial (16)            | empty                    |
-//! | `revoked`   | serial (16)                           | revocation (issue 3)     |
+//! | `revoked`   | serial (16)                           | [`Revocation`]           |
+//! | `renewals`  | old serial (16)                       | newest renewal's serial  |
+//! | `crl_changes` | change seq (8)                      | serial whose revocation changed |
 //! | `tokens`    | SHA-256(token) (32)                   | [`TokenRecord`]          |
 //! | `meta`      | name                                  | schema version, counters |
 //!
@@ -28,6 +30,8 @@ use rocksdb::{
 };
 
 pub use record::{CertRecord, IdempotencyRecord, TokenRecord};
+
+use crate::revocation::Revocation;
 
 use crate::error::CaError;
 use crate::serial::Serial;
@@ -50,14 +54,30 @@ pub mod cf {
     pub const REVOKED: &str = "revoked";
     /// API tokens.
     pub const TOKENS: &str = "tokens";
+    /// Renewal links, old serial to new.
+    pub const RENEWALS: &str = "renewals";
+    /// Revocation changes in order, for delta CRLs.
+    pub const CRL_CHANGES: &str = "crl_changes";
     /// Schema version and counters.
     pub const META: &str = "meta";
     /// Every family this build uses.
-    pub const ALL: [&str; 7] = [CERTS, IDEM, BY_ISSUED, BY_EXPIRY, REVOKED, TOKENS, META];
+    pub const ALL: [&str; 9] = [
+        CERTS,
+        IDEM,
+        BY_ISSUED,
+        BY_EXPIRY,
+        REVOKED,
+        TOKENS,
+        META,
+        RENEWALS,
+        CRL_CHANGES,
+    ];
 }
 
 const META_SCHEMA: &[u8] = b"schema_version";
 const META_CERT_SEQ: &[u8] = b"cert_seq";
+const META_CHANGE_SEQ: &[u8] = b"crl_change_seq";
+const META_CRL_NUMBER: &[u8] = b"crl_number";
 
 /// The key of an idempotency entry: the requesting token's hash and the `request_id`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -139,7 +159,7 @@ impl Store {
         match self.db.get_cf(&meta, META_SCHEMA)? {
             None => {
                 let mut batch = WriteBatch::default();
-                batch.put_cf(&meta, META_SCHEMA, SCHEMA_VERSION.to_be_bytes());
+                batch.put_cf(meta, META_SCHEMA, SCHEMA_VERSION.to_be_bytes());
                 self.write(batch)
             }
             Some(v) => {
@@ -174,7 +194,7 @@ impl Store {
     pub fn certificate(&self, serial: &Serial) -> Result<Option<CertRecord>, CaError> {
         let certs = self.cf(cf::CERTS)?;
         self.db
-            .get_pinned_cf(&certs, serial.as_bytes())?
+            .get_pinned_cf(certs, serial.as_bytes())?
             .map(|v| CertRecord::decode(&v))
             .transpose()
     }
@@ -185,14 +205,14 @@ impl Store {
         if !self.db.key_may_exist_cf(&certs, serial.as_bytes()) {
             return Ok(false);
         }
-        Ok(self.db.get_pinned_cf(&certs, serial.as_bytes())?.is_some())
+        Ok(self.db.get_pinned_cf(certs, serial.as_bytes())?.is_some())
     }
 
     /// The idempotency entry for this key.
     pub fn idempotency(&self, key: &IdempotencyKey) -> Result<Option<IdempotencyRecord>, CaError> {
         let idem = self.cf(cf::IDEM)?;
         self.db
-            .get_pinned_cf(&idem, key.as_bytes())?
+            .get_pinned_cf(idem, key.as_bytes())?
             .map(|v| IdempotencyRecord::decode(&v))
             .transpose()
     }
@@ -201,7 +221,7 @@ impl Store {
     pub fn token(&self, token_hash: &[u8; 32]) -> Result<Option<TokenRecord>, CaError> {
         let tokens = self.cf(cf::TOKENS)?;
         self.db
-            .get_pinned_cf(&tokens, token_hash)?
+            .get_pinned_cf(tokens, token_hash)?
             .map(|v| TokenRecord::decode(&v))
             .transpose()
     }
@@ -209,7 +229,7 @@ impl Store {
     /// Whether any token is stored (false on a new store: bootstrap tokens are due).
     pub fn has_tokens(&self) -> Result<bool, CaError> {
         let tokens = self.cf(cf::TOKENS)?;
-        let mut it = self.db.raw_iterator_cf(&tokens);
+        let mut it = self.db.raw_iterator_cf(tokens);
         it.seek_to_first();
         it.status()?;
         Ok(it.valid())
@@ -219,25 +239,94 @@ impl Store {
     pub fn put_token(&self, token_hash: &[u8; 32], record: &TokenRecord) -> Result<(), CaError> {
         let tokens = self.cf(cf::TOKENS)?;
         let mut batch = WriteBatch::default();
-        batch.put_cf(&tokens, token_hash, record.encode()?);
+        batch.put_cf(tokens, token_hash, record.encode()?);
         self.write(batch)
     }
 
     /// The last issuance sequence number assigned (0 on an empty store).
     pub fn last_cert_seq(&self) -> Result<u64, CaError> {
+        self.meta_u64(META_CERT_SEQ)
+    }
+
+    /// The last CRL number used (0 before the first CRL).
+    pub fn last_crl_number(&self) -> Result<u64, CaError> {
+        self.meta_u64(META_CRL_NUMBER)
+    }
+
+    fn meta_u64(&self, key: &[u8]) -> Result<u64, CaError> {
         let meta = self.cf(cf::META)?;
         Ok(self
             .db
-            .get_pinned_cf(&meta, META_CERT_SEQ)?
+            .get_pinned_cf(meta, key)?
             .and_then(|v| <[u8; 8]>::try_from(&v[..]).ok())
             .map(u64::from_be_bytes)
             .unwrap_or(0))
     }
 
+    /// The revocation of this serial, if it is revoked or on hold.
+    pub fn revocation(&self, serial: &Serial) -> Result<Option<Revocation>, CaError> {
+        let revoked = self.cf(cf::REVOKED)?;
+        self.db
+            .get_pinned_cf(revoked, serial.as_bytes())?
+            .map(|v| Revocation::decode(&v))
+            .transpose()
+    }
+
+    /// The newest certificate that renewed this one.
+    pub fn renewed_by(&self, serial: &Serial) -> Result<Option<Serial>, CaError> {
+        let renewals = self.cf(cf::RENEWALS)?;
+        Ok(self
+            .db
+            .get_pinned_cf(renewals, serial.as_bytes())?
+            .and_then(|v| Serial::from_bytes(&v)))
+    }
+
+    /// Calls `f` for every revoked or held certificate, in serial order (the CRL's source: a
+    /// scan of the small `revoked` family, never of all certificates).
+    pub fn for_each_revocation(
+        &self,
+        mut f: impl FnMut(Serial, Revocation) -> Result<(), CaError>,
+    ) -> Result<(), CaError> {
+        let revoked = self.cf(cf::REVOKED)?;
+        let mut it = self.db.raw_iterator_cf(revoked);
+        it.seek_to_first();
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            let serial = Serial::from_bytes(k)
+                .ok_or_else(|| CaError::Storage("malformed serial in revoked".into()))?;
+            f(serial, Revocation::decode(v)?)?;
+            it.next();
+        }
+        it.status()?;
+        Ok(())
+    }
+
+    /// The serials whose revocation state changed after change sequence `after` (exclusive)
+    /// up to `until` (inclusive), each once.
+    pub fn changed_since(&self, after: u64, until: u64) -> Result<Vec<Serial>, CaError> {
+        let changes = self.cf(cf::CRL_CHANGES)?;
+        let mut it = self.db.raw_iterator_cf(changes);
+        it.seek((after + 1).to_be_bytes());
+        let mut seen = std::collections::BTreeSet::new();
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            let seq = <[u8; 8]>::try_from(k)
+                .map(u64::from_be_bytes)
+                .unwrap_or(u64::MAX);
+            if seq > until {
+                break;
+            }
+            if let Some(serial) = Serial::from_bytes(v) {
+                seen.insert(serial);
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(seen.into_iter().collect())
+    }
+
     /// Number of stored certificates, walking the issuance index (for tests and tools).
     pub fn count_certificates(&self) -> Result<u64, CaError> {
         let by_issued = self.cf(cf::BY_ISSUED)?;
-        let mut it = self.db.raw_iterator_cf(&by_issued);
+        let mut it = self.db.raw_iterator_cf(by_issued);
         it.seek_to_first();
         let mut n = 0;
         while it.valid() {
@@ -251,7 +340,7 @@ impl Store {
     /// Flushes memtables to SST files (on shutdown, so that the next start replays no WAL).
     pub fn flush(&self) -> Result<(), CaError> {
         for name in cf::ALL {
-            self.db.flush_cf(&self.cf(name)?)?;
+            self.db.flush_cf(self.cf(name)?)?;
         }
         Ok(())
     }
@@ -269,7 +358,7 @@ mod tests {
             assert!(!store.has_tokens().unwrap());
             let meta = store.cf(cf::META).unwrap();
             let mut batch = WriteBatch::default();
-            batch.put_cf(&meta, META_SCHEMA, (SCHEMA_VERSION + 1).to_be_bytes());
+            batch.put_cf(meta, META_SCHEMA, (SCHEMA_VERSION + 1).to_be_bytes());
             store.write(batch).unwrap();
         }
         let err = Store::open(dir.path()).unwrap_err();

@@ -1,9 +1,10 @@
-//! The store writer: the one thread that writes issuance results to RocksDB.
+//! The store writer: the one thread that writes to RocksDB while the engine runs.
 //!
-//! It takes everything that has arrived (up to a maximum), checks serial uniqueness and
-//! idempotency keys against the store and the batch itself, writes one WriteBatch with the WAL
-//! synced, and only then answers each waiting request (group commit). Being the only writer
-//! makes these checks and the issuance sequence race-free without locks.
+//! It takes everything that has arrived (up to a maximum), checks each operation against the
+//! store and the batch itself (serial uniqueness, idempotency keys, revocation state), writes
+//! one WriteBatch with the WAL synced, and only then answers each waiting request (group
+//! commit). Being the only writer makes these checks, the issuance sequence, the CRL change
+//! sequence and the CRL number race-free without locks.
 
 use std::collections::{HashMap, HashSet};
 use std::thread::JoinHandle;
@@ -12,8 +13,12 @@ use crossbeam_channel::{Receiver, Sender};
 use rocksdb::WriteBatch;
 use tokio::sync::oneshot;
 
-use super::{cf, CertRecord, IdempotencyKey, IdempotencyRecord, Store, META_CERT_SEQ};
+use super::{
+    cf, CertRecord, IdempotencyKey, IdempotencyRecord, Store, META_CERT_SEQ, META_CHANGE_SEQ,
+    META_CRL_NUMBER,
+};
 use crate::error::CaError;
+use crate::revocation::{Revocation, RevocationReason};
 use crate::serial::Serial;
 
 /// A certificate to record, with the idempotency entry that should point at it.
@@ -35,16 +40,39 @@ pub enum Committed {
     Existing(IdempotencyRecord),
 }
 
-/// A reply channel for one write.
-pub type CommitReply = oneshot::Sender<Result<Committed, CaError>>;
+/// A revocation to record.
+#[derive(Clone, Copy, Debug)]
+pub struct RevokeRequest {
+    /// The certificate.
+    pub serial: Serial,
+    /// Why.
+    pub reason: RevocationReason,
+    /// When, Unix seconds.
+    pub at: i64,
+    /// Invalidity date, Unix seconds.
+    pub invalidity_date: Option<i64>,
+}
 
-/// A request to the writer.
+/// A freshly allocated CRL number and the CRL change sequence at that moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CrlPosition {
+    /// The CRL number (RFC 5280 section 5.2.3), never reused.
+    pub number: u64,
+    /// Every revocation change up to this sequence number is in the store.
+    pub change_seq: u64,
+}
+
+/// A request to the writer, with where to answer once it is durable (or refused).
 #[derive(Debug)]
-pub struct WriteOp {
-    /// What to write.
-    pub cert: NewCertificate,
-    /// Where to answer once it is durable (or refused).
-    pub reply: CommitReply,
+pub enum WriteOp {
+    /// Store an issued certificate.
+    Certificate(NewCertificate, oneshot::Sender<Result<Committed, CaError>>),
+    /// Revoke (or put on hold, or make a hold permanent).
+    Revoke(RevokeRequest, oneshot::Sender<Result<Revocation, CaError>>),
+    /// End a certificateHold.
+    ReleaseHold(Serial, oneshot::Sender<Result<(), CaError>>),
+    /// Allocate the next CRL number, at least `floor` (e.g. thisUpdate in Unix seconds).
+    NextCrlNumber(u64, oneshot::Sender<Result<CrlPosition, CaError>>),
 }
 
 /// The running writer thread.
@@ -57,11 +85,15 @@ pub struct StoreWriter {
 impl StoreWriter {
     /// Starts the writer on `store`, committing at most `max_batch` operations per WriteBatch.
     pub fn start(store: Store, max_batch: usize) -> Result<Self, CaError> {
-        let seq = store.last_cert_seq()?;
+        let counters = Counters {
+            cert_seq: store.meta_u64(META_CERT_SEQ)?,
+            change_seq: store.meta_u64(META_CHANGE_SEQ)?,
+            crl_number: store.meta_u64(META_CRL_NUMBER)?,
+        };
         let (tx, rx) = crossbeam_channel::unbounded();
         let handle = std::thread::Builder::new()
             .name("ca-store-writer".into())
-            .spawn(move || run(&store, &rx, seq, max_batch.max(1)))
+            .spawn(move || run(&store, &rx, counters, max_batch.max(1)))
             .map_err(|e| CaError::Storage(format!("starting the writer thread: {e}")))?;
         Ok(StoreWriter { tx, handle })
     }
@@ -81,7 +113,15 @@ impl StoreWriter {
     }
 }
 
-fn run(store: &Store, rx: &Receiver<WriteOp>, mut seq: u64, max_batch: usize) {
+/// The sequences the writer owns.
+#[derive(Clone, Copy, Debug)]
+struct Counters {
+    cert_seq: u64,
+    change_seq: u64,
+    crl_number: u64,
+}
+
+fn run(store: &Store, rx: &Receiver<WriteOp>, mut counters: Counters, max_batch: usize) {
     while let Ok(first) = rx.recv() {
         let mut ops = Vec::with_capacity(max_batch.min(1024));
         ops.push(first);
@@ -91,89 +131,268 @@ fn run(store: &Store, rx: &Receiver<WriteOp>, mut seq: u64, max_batch: usize) {
                 Err(_) => break,
             }
         }
-        seq = commit(store, ops, seq);
+        counters = commit(store, ops, counters);
     }
 }
 
-type Pending = (CommitReply, Result<Committed, CaError>);
+/// An answer that waits for the commit.
+enum Reply {
+    Certificate(
+        oneshot::Sender<Result<Committed, CaError>>,
+        Result<Committed, CaError>,
+    ),
+    Revoke(
+        oneshot::Sender<Result<Revocation, CaError>>,
+        Result<Revocation, CaError>,
+    ),
+    Release(oneshot::Sender<Result<(), CaError>>, Result<(), CaError>),
+    Crl(
+        oneshot::Sender<Result<CrlPosition, CaError>>,
+        Result<CrlPosition, CaError>,
+    ),
+}
 
-/// Commits one group; returns the issuance sequence after it.
-fn commit(store: &Store, ops: Vec<WriteOp>, seq_before: u64) -> u64 {
-    let started = std::time::Instant::now();
-    let mut replies: Vec<Pending> = Vec::with_capacity(ops.len());
-    let mut batch = WriteBatch::default();
-    let mut seq = seq_before;
-    let result = (|| -> Result<(), CaError> {
-        let certs = store.cf(cf::CERTS)?;
-        let by_issued = store.cf(cf::BY_ISSUED)?;
-        let by_expiry = store.cf(cf::BY_EXPIRY)?;
-        let idem = store.cf(cf::IDEM)?;
-        let mut serials: HashSet<Serial> = HashSet::new();
-        let mut keys: HashMap<IdempotencyKey, IdempotencyRecord> = HashMap::new();
-        for WriteOp { cert, reply } in ops {
-            let outcome = (|| -> Result<Committed, CaError> {
-                let NewCertificate {
-                    mut record,
-                    idempotency,
-                } = cert;
-                let serial = record
-                    .serial()
-                    .ok_or_else(|| CaError::Storage("record with a malformed serial".into()))?;
-                if let Some((key, _)) = &idempotency {
-                    if let Some(existing) = keys.get(key) {
-                        return Ok(Committed::Existing(*existing));
-                    }
-                    if let Some(existing) = store.idempotency(key)? {
-                        return Ok(Committed::Existing(existing));
-                    }
-                }
-                if serials.contains(&serial) || store.contains_serial(&serial)? {
-                    return Err(CaError::SerialCollision(serial));
-                }
-                seq += 1;
-                record.seq = seq;
-                batch.put_cf(&certs, serial.as_bytes(), record.encode()?);
-                batch.put_cf(&by_issued, seq.to_be_bytes(), serial.as_bytes());
-                let mut expiry_key = [0u8; 24];
-                expiry_key[..8].copy_from_slice(&record.not_after.to_be_bytes());
-                expiry_key[8..].copy_from_slice(serial.as_bytes());
-                batch.put_cf(&by_expiry, expiry_key, []);
-                if let Some((key, request_hash)) = idempotency {
-                    let entry = IdempotencyRecord {
-                        serial,
-                        request_hash,
-                    };
-                    batch.put_cf(&idem, key.as_bytes(), entry.encode());
-                    keys.insert(key, entry);
-                }
-                serials.insert(serial);
-                Ok(Committed::Stored(record))
-            })();
-            replies.push((reply, outcome));
-        }
-        if seq != seq_before {
-            batch.put_cf(&store.cf(cf::META)?, META_CERT_SEQ, seq.to_be_bytes());
-            store.write(batch)?;
-        }
-        Ok(())
-    })();
-    if let Err(e) = result {
-        tracing::error!(error = %e, "store commit failed; the batch's requests are refused");
-        seq = seq_before;
-        for (_, outcome) in &mut replies {
-            if matches!(outcome, Ok(Committed::Stored(_))) {
-                *outcome = Err(CaError::Storage(e.to_string()));
-            }
+impl Reply {
+    /// Turns a success into `error` (the batch did not commit).
+    fn fail(&mut self, error: &CaError) {
+        let e = || CaError::Storage(error.to_string());
+        match self {
+            Reply::Certificate(_, r @ Ok(Committed::Stored(_))) => *r = Err(e()),
+            Reply::Revoke(_, r @ Ok(_)) => *r = Err(e()),
+            Reply::Release(_, r @ Ok(_)) => *r = Err(e()),
+            Reply::Crl(_, r @ Ok(_)) => *r = Err(e()),
+            _ => {}
         }
     }
+
+    fn send(self) {
+        // A requester that went away does not undo what was committed.
+        let _ = match self {
+            Reply::Certificate(tx, r) => tx.send(r).map_err(drop),
+            Reply::Revoke(tx, r) => tx.send(r).map_err(drop),
+            Reply::Release(tx, r) => tx.send(r).map_err(drop),
+            Reply::Crl(tx, r) => tx.send(r).map_err(drop),
+        };
+    }
+}
+
+/// One group being assembled: the batch and what it already holds, so that operations in
+/// the same group see each other.
+struct Group<'a> {
+    store: &'a Store,
+    batch: WriteBatch,
+    counters: Counters,
+    serials: HashSet<Serial>,
+    keys: HashMap<IdempotencyKey, IdempotencyRecord>,
+    revocations: HashMap<Serial, Option<Revocation>>,
+    certificates: HashMap<Serial, i64>,
+}
+
+/// Commits one group; returns the counters after it.
+fn commit(store: &Store, ops: Vec<WriteOp>, before: Counters) -> Counters {
+    let started = std::time::Instant::now();
+    let mut group = Group {
+        store,
+        batch: WriteBatch::default(),
+        counters: before,
+        serials: HashSet::new(),
+        keys: HashMap::new(),
+        revocations: HashMap::new(),
+        certificates: HashMap::new(),
+    };
+    let mut replies = Vec::with_capacity(ops.len());
+    for op in ops {
+        replies.push(match op {
+            WriteOp::Certificate(cert, tx) => Reply::Certificate(tx, group.certificate(cert)),
+            WriteOp::Revoke(req, tx) => Reply::Revoke(tx, group.revoke(req)),
+            WriteOp::ReleaseHold(serial, tx) => Reply::Release(tx, group.release(serial)),
+            WriteOp::NextCrlNumber(floor, tx) => Reply::Crl(tx, group.crl_number(floor)),
+        });
+    }
+    let counters = group.counters;
+    let written = if group.batch.is_empty() {
+        Ok(())
+    } else {
+        group
+            .write_counters()
+            .and_then(|()| store.write(group.batch))
+    };
+    let counters = match written {
+        Ok(()) => counters,
+        Err(e) => {
+            tracing::error!(error = %e, "store commit failed; the group's requests are refused");
+            replies.iter_mut().for_each(|r| r.fail(&e));
+            before
+        }
+    };
     tracing::trace!(
         ops = replies.len(),
         elapsed_us = started.elapsed().as_micros() as u64,
         "commit"
     );
-    for (reply, outcome) in replies {
-        // The requester may have gone away (client disconnected); the result stands.
-        let _ = reply.send(outcome);
+    replies.into_iter().for_each(Reply::send);
+    counters
+}
+
+impl Group<'_> {
+    fn write_counters(&mut self) -> Result<(), CaError> {
+        let meta = self.store.cf(cf::META)?;
+        self.batch
+            .put_cf(meta, META_CERT_SEQ, self.counters.cert_seq.to_be_bytes());
+        self.batch.put_cf(
+            meta,
+            META_CHANGE_SEQ,
+            self.counters.change_seq.to_be_bytes(),
+        );
+        self.batch.put_cf(
+            meta,
+            META_CRL_NUMBER,
+            self.counters.crl_number.to_be_bytes(),
+        );
+        Ok(())
     }
-    seq
+
+    fn certificate(&mut self, cert: NewCertificate) -> Result<Committed, CaError> {
+        let NewCertificate {
+            mut record,
+            idempotency,
+        } = cert;
+        let serial = record
+            .serial()
+            .ok_or_else(|| CaError::Storage("record with a malformed serial".into()))?;
+        if let Some((key, _)) = &idempotency {
+            if let Some(existing) = self.keys.get(key) {
+                return Ok(Committed::Existing(*existing));
+            }
+            if let Some(existing) = self.store.idempotency(key)? {
+                return Ok(Committed::Existing(existing));
+            }
+        }
+        if self.serials.contains(&serial) || self.store.contains_serial(&serial)? {
+            return Err(CaError::SerialCollision(serial));
+        }
+        if let Some(old) = record.renewed_from.and_then(|s| Serial::from_bytes(&s)) {
+            if self.revocation(&old)?.is_some() {
+                return Err(CaError::RenewalRefused(format!(
+                    "{old} was revoked while its renewal was being signed"
+                )));
+            }
+            self.batch.put_cf(
+                self.store.cf(cf::RENEWALS)?,
+                old.as_bytes(),
+                serial.as_bytes(),
+            );
+        }
+        self.counters.cert_seq += 1;
+        record.seq = self.counters.cert_seq;
+        let store = self.store;
+        self.batch
+            .put_cf(store.cf(cf::CERTS)?, serial.as_bytes(), record.encode()?);
+        self.batch.put_cf(
+            store.cf(cf::BY_ISSUED)?,
+            record.seq.to_be_bytes(),
+            serial.as_bytes(),
+        );
+        let mut expiry_key = [0u8; 24];
+        expiry_key[..8].copy_from_slice(&record.not_after.to_be_bytes());
+        expiry_key[8..].copy_from_slice(serial.as_bytes());
+        self.batch.put_cf(store.cf(cf::BY_EXPIRY)?, expiry_key, []);
+        if let Some((key, request_hash)) = idempotency {
+            let entry = IdempotencyRecord {
+                serial,
+                request_hash,
+            };
+            self.batch
+                .put_cf(store.cf(cf::IDEM)?, key.as_bytes(), entry.encode());
+            self.keys.insert(key, entry);
+        }
+        self.serials.insert(serial);
+        self.certificates.insert(serial, record.not_after);
+        Ok(Committed::Stored(record))
+    }
+
+    /// The revocation state of `serial` as this group leaves it.
+    fn revocation(&self, serial: &Serial) -> Result<Option<Revocation>, CaError> {
+        match self.revocations.get(serial) {
+            Some(state) => Ok(*state),
+            None => self.store.revocation(serial),
+        }
+    }
+
+    fn not_after(&self, serial: &Serial) -> Result<i64, CaError> {
+        if let Some(not_after) = self.certificates.get(serial) {
+            return Ok(*not_after);
+        }
+        self.store
+            .certificate(serial)?
+            .map(|r| r.not_after)
+            .ok_or_else(|| CaError::SerialNotFound(serial.to_hex()))
+    }
+
+    fn record_change(&mut self, serial: &Serial, state: Option<Revocation>) -> Result<(), CaError> {
+        self.counters.change_seq += 1;
+        let store = self.store;
+        match &state {
+            Some(r) => self
+                .batch
+                .put_cf(store.cf(cf::REVOKED)?, serial.as_bytes(), r.encode()?),
+            None => self
+                .batch
+                .delete_cf(store.cf(cf::REVOKED)?, serial.as_bytes()),
+        }
+        self.batch.put_cf(
+            store.cf(cf::CRL_CHANGES)?,
+            self.counters.change_seq.to_be_bytes(),
+            serial.as_bytes(),
+        );
+        self.revocations.insert(*serial, state);
+        Ok(())
+    }
+
+    fn revoke(&mut self, req: RevokeRequest) -> Result<Revocation, CaError> {
+        let not_after = self.not_after(&req.serial)?;
+        if let Some(existing) = self.revocation(&req.serial)? {
+            if !existing.is_hold() || req.reason == RevocationReason::CertificateHold {
+                return Err(CaError::AlreadyRevoked {
+                    serial: req.serial.to_hex(),
+                    reason: existing.reason.name(),
+                });
+            }
+        }
+        let revocation = Revocation {
+            reason: req.reason,
+            revoked_at: req.at,
+            invalidity_date: req.invalidity_date,
+            not_after,
+        };
+        self.record_change(&req.serial, Some(revocation))?;
+        Ok(revocation)
+    }
+
+    fn release(&mut self, serial: Serial) -> Result<(), CaError> {
+        self.not_after(&serial)?;
+        match self.revocation(&serial)? {
+            Some(r) if r.is_hold() => self.record_change(&serial, None),
+            Some(r) => Err(CaError::NotOnHold(format!(
+                "{serial} is revoked ({}) for good",
+                r.reason.name()
+            ))),
+            None => Err(CaError::NotOnHold(format!("{serial} is not on hold"))),
+        }
+    }
+
+    fn crl_number(&mut self, floor: u64) -> Result<CrlPosition, CaError> {
+        self.counters.crl_number = (self.counters.crl_number + 1).max(floor);
+        // An empty batch is not written; a CRL number must be durable before it is used.
+        let meta = self.store.cf(cf::META)?;
+        self.batch.put_cf(
+            meta,
+            META_CRL_NUMBER,
+            self.counters.crl_number.to_be_bytes(),
+        );
+        Ok(CrlPosition {
+            number: self.counters.crl_number,
+            change_seq: self.counters.change_seq,
+        })
+    }
 }

@@ -8,7 +8,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
-use ca_core::engine::{IssueRequest, Issued, Requester};
+use ca_core::engine::{IssueRequest, Issued, RenewRequest, Requester};
+use ca_core::revocation::Status;
 use ca_core::store::CertRecord;
 use ca_core::{inspect, CaError, Serial};
 use serde::Deserialize;
@@ -103,6 +104,52 @@ pub async fn issue_batch(
     Ok(Json(json!({ "results": results })))
 }
 
+/// The renewal body of the contract.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewBody {
+    csr: Option<String>,
+    validity_days: Option<u32>,
+    request_id: Option<String>,
+}
+
+/// `POST /v1/certificates/{serial}/renew` (ra): a new certificate for the same subject, SANs
+/// and profile; the same key without a CSR, a new one with.
+pub async fn renew(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    serial: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let caller = state.authorize(&headers, &[Role::Ra])?;
+    let old = find(&state, &path_serial(serial), &caller)?;
+    let body = body_or_error(body)?;
+    let body: RenewBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RenewBody::default()
+    } else {
+        parse_json(&body)?
+    };
+    check_request_id(body.request_id.as_deref())?;
+    let serial = Serial::from_bytes(&old.serial)
+        .ok_or_else(|| ApiError::from(CaError::Storage("stored serial malformed".into())))?;
+    let issued = state
+        .engine
+        .renew(RenewRequest {
+            serial,
+            csr: body.csr.map(String::into_bytes),
+            validity_days: body.validity_days,
+            request_id: body.request_id,
+            requester: requester(&caller),
+        })
+        .await?;
+    let status = if issued.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(issued_json(&state, &issued)?)).into_response())
+}
+
 /// `GET /v1/certificates/{serial}` (auditor; ra for the certificates its token requested).
 pub async fn get_one(
     State(state): State<Arc<AppState>>,
@@ -110,12 +157,22 @@ pub async fn get_one(
     serial: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let caller = state.authorize(&headers, &[Role::Auditor, Role::Ra])?;
-    let serial = serial.map(|Path(s)| s).unwrap_or_default();
-    let record = find(&state, &serial, &caller)?;
-    Ok(Json(certificate_json(&record)?))
+    let record = find(&state, &path_serial(serial), &caller)?;
+    Ok(Json(certificate_json(&state, &record)?))
 }
 
-fn find(state: &AppState, serial_hex: &str, caller: &Caller) -> Result<CertRecord, ApiError> {
+/// The serial of the path, or "" (then refused as `invalid_serial`).
+pub(super) fn path_serial(serial: Result<Path<String>, PathRejection>) -> String {
+    serial.map(|Path(s)| s).unwrap_or_default()
+}
+
+/// The certificate named by a path serial, as the caller may see it: an RA sees only what its
+/// own token requested; to it, others' certificates do not exist.
+pub(super) fn find(
+    state: &AppState,
+    serial_hex: &str,
+    caller: &Caller,
+) -> Result<CertRecord, ApiError> {
     if serial_hex.is_empty()
         || serial_hex.len() > 40
         || !serial_hex.bytes().all(|b| b.is_ascii_hexdigit())
@@ -129,30 +186,36 @@ fn find(state: &AppState, serial_hex: &str, caller: &Caller) -> Result<CertRecor
     let not_found = || ApiError::from(CaError::SerialNotFound(serial_hex.to_ascii_lowercase()));
     let serial = Serial::from_hex(serial_hex).ok_or_else(not_found)?;
     let record = state.store().certificate(&serial)?.ok_or_else(not_found)?;
-    // An RA sees only what its own token requested; to it, others' certificates do not exist.
     if caller.role == Role::Ra && record.requester != caller.name {
         return Err(not_found());
     }
     Ok(record)
 }
 
-fn request(body: IssueBody, caller: &Caller) -> Result<IssueRequest, ApiError> {
-    if let Some(id) = &body.request_id {
-        if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
-            return Err(ApiError::invalid_request(
-                "request_id must have 1 to 128 printable characters",
-            ));
-        }
+fn check_request_id(id: Option<&str>) -> Result<(), ApiError> {
+    match id {
+        Some(id) if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) => Err(
+            ApiError::invalid_request("request_id must have 1 to 128 printable characters"),
+        ),
+        _ => Ok(()),
     }
+}
+
+fn requester(caller: &Caller) -> Requester {
+    Requester {
+        name: caller.name.clone(),
+        token_hash: caller.token_hash,
+    }
+}
+
+fn request(body: IssueBody, caller: &Caller) -> Result<IssueRequest, ApiError> {
+    check_request_id(body.request_id.as_deref())?;
     Ok(IssueRequest {
         csr: body.csr.into_bytes(),
         profile: body.profile,
         validity_days: body.validity_days,
         request_id: body.request_id,
-        requester: Requester {
-            name: caller.name.clone(),
-            token_hash: caller.token_hash,
-        },
+        requester: requester(caller),
     })
 }
 
@@ -160,28 +223,32 @@ fn pem_of(der: &[u8]) -> String {
     ca_core::armor::to_pem("CERTIFICATE", der)
 }
 
-fn rfc3339(unix: i64) -> Result<String, ApiError> {
+pub(super) fn rfc3339(unix: i64) -> Result<String, ApiError> {
     OffsetDateTime::from_unix_timestamp(unix)
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
         .ok_or_else(|| CaError::Storage(format!("stored time {unix} is out of range")).into())
 }
 
-fn status(record: &CertRecord) -> &'static str {
-    if record.not_after < OffsetDateTime::now_utc().unix_timestamp() {
-        "expired"
-    } else {
-        "valid"
-    }
-}
-
 fn serial_hex(record: &CertRecord) -> String {
     hex::encode(record.serial)
+}
+
+fn stored_serial(record: &CertRecord) -> Result<Serial, ApiError> {
+    Serial::from_bytes(&record.serial)
+        .ok_or_else(|| CaError::Storage("stored serial malformed".into()).into())
 }
 
 /// The answer to an issuance: the certificate, its chain and validity.
 fn issued_json(state: &AppState, issued: &Issued) -> Result<Value, ApiError> {
     let r = &issued.record;
+    // A fresh certificate cannot be revoked yet; a replayed one may have been since.
+    let revocation = if issued.replayed {
+        state.store().revocation(&stored_serial(r)?)?
+    } else {
+        None
+    };
+    let status = Status::of(r.not_after, revocation.as_ref(), OffsetDateTime::now_utc());
     Ok(json!({
         "serial": serial_hex(r),
         "certificate": pem_of(&r.der),
@@ -189,20 +256,33 @@ fn issued_json(state: &AppState, issued: &Issued) -> Result<Value, ApiError> {
         "not_before": rfc3339(r.not_before)?,
         "not_after": rfc3339(r.not_after)?,
         "profile": r.profile,
-        "status": status(r),
+        "status": status.name(),
+        "renewed_from": r.renewed_from.map(hex::encode),
     }))
 }
 
-/// The full view of a stored certificate.
-fn certificate_json(r: &CertRecord) -> Result<Value, ApiError> {
+/// The full view of a stored certificate, with its derived status.
+pub(super) fn certificate_json(state: &AppState, r: &CertRecord) -> Result<Value, ApiError> {
     let view = inspect::view(&r.der)?;
+    let serial = stored_serial(r)?;
+    let store = state.store();
+    let revocation = store.revocation(&serial)?;
+    let status = Status::of(r.not_after, revocation.as_ref(), OffsetDateTime::now_utc());
+    let revocation = match revocation {
+        Some(rev) => json!({
+            "reason": rev.reason.name(),
+            "revoked_at": rfc3339(rev.revoked_at)?,
+            "invalidity_date": rev.invalidity_date.map(rfc3339).transpose()?,
+        }),
+        None => Value::Null,
+    };
     Ok(json!({
         "serial": serial_hex(r),
         "certificate": pem_of(&r.der),
-        "status": status(r),
-        "revocation": null,
+        "status": status.name(),
+        "revocation": revocation,
         "renewed_from": r.renewed_from.map(hex::encode),
-        "renewed_by": null,
+        "renewed_by": store.renewed_by(&serial)?.map(|s| s.to_hex()),
         "profile": r.profile,
         "subject": view.subject,
         "sans": view.sans.iter().map(|s| s.value()).collect::<Vec<_>>(),

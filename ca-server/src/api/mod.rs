@@ -2,7 +2,9 @@
 
 mod certificates;
 mod error;
+mod ocsp;
 mod ops;
+mod revocation;
 
 use std::sync::Arc;
 
@@ -12,8 +14,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
+use ca_core::crl::CrlPublisher;
 use ca_core::engine::Engine;
+use ca_core::ocsp::{OcspCache, OcspResponder};
 use ca_core::store::Store;
+use ca_core::Serial;
 
 pub use error::ApiError;
 
@@ -27,11 +32,24 @@ pub struct AppState {
     pub chain_pem: Vec<String>,
     /// Most requests in one batch call.
     pub max_batch: usize,
+    /// The CRL publisher.
+    pub crl: Arc<CrlPublisher>,
+    /// The OCSP responder.
+    pub ocsp: Arc<OcspResponder>,
+    /// Its response cache, invalidated on every status change.
+    pub ocsp_cache: Arc<OcspCache>,
 }
 
 impl AppState {
     fn store(&self) -> &Store {
         self.engine.store()
+    }
+
+    /// After a revocation or a released hold: OCSP forgets its cached answer at once, and
+    /// the next CRL tick rebuilds.
+    fn status_changed(&self, serial: &Serial) {
+        self.ocsp_cache.invalidate(serial);
+        self.crl.mark_dirty();
     }
 
     /// Authenticates the bearer token and checks that its role is one of `allowed`.
@@ -77,6 +95,17 @@ pub fn router(state: Arc<AppState>, limits: BodyLimits) -> Router {
         .merge(single)
         .merge(batch)
         .route("/v1/certificates/{serial}", get(certificates::get_one))
+        .route("/v1/certificates/{serial}/renew", post(certificates::renew))
+        .route("/v1/certificates/{serial}/revoke", post(revocation::revoke))
+        .route(
+            "/v1/certificates/{serial}/release-hold",
+            post(revocation::release_hold),
+        )
+        .route("/v1/crl/generate", post(revocation::generate))
+        .route("/crl", get(revocation::full_crl))
+        .route("/crl/delta", get(revocation::delta_crl))
+        .route("/ocsp", post(ocsp::post))
+        .route("/ocsp/{*request}", get(ocsp::get))
         .route("/ca.pem", get(ops::ca_pem))
         .route("/ca.der", get(ops::ca_der))
         .route("/healthz", get(ops::healthz))

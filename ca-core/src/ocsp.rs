@@ -1,0 +1,603 @@
+//! The OCSP responder core: RFC 6960 requests and responses, in the lightweight profile of
+//! RFC 5019.
+//!
+//! The issuing CA signs its responses itself (RFC 6960 section 2.2, first case), so responses
+//! carry no certificates and the responderID is the CA's key hash. A request is parsed once,
+//! each CertID is matched against the CA's name and key hashes (SHA-1 or SHA-256), and the
+//! status of a matching serial comes from a caller-given lookup, so this module knows nothing
+//! of the store. Everything that can go wrong with the input becomes an OCSP error response
+//! (RFC 6960 section 2.3), never a Rust error.
+//!
+//! Responses to RFC 5019 requests (one CertID, no nonce) may be kept in an [`OcspCache`] for
+//! half their validity; a revocation must [`OcspCache::invalidate`] the serial.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine as _;
+use der::asn1::{BitString, GeneralizedTime, Null, ObjectIdentifier, OctetString};
+use der::{Any, Decode, Encode};
+use keys::{SignatureScheme, Signer};
+use ring::digest;
+use time::{Duration, OffsetDateTime};
+use x509_cert::ext::pkix::CrlReason;
+use x509_cert::ext::Extension;
+use x509_cert::spki::AlgorithmIdentifierOwned;
+use x509_ocsp::{
+    BasicOcspResponse, CertId, OcspGeneralizedTime, OcspRequest, OcspResponse, ResponderId,
+    ResponseData, RevokedInfo, SingleResponse, Version,
+};
+
+use crate::error::CaError;
+use crate::revocation::{Revocation, RevocationReason};
+use crate::serial::Serial;
+
+/// The largest DER OCSPRequest answered; anything longer is a `malformedRequest`.
+pub const MAX_REQUEST_DER: usize = 64 * 1024;
+
+/// The most CertIDs answered in one request (RFC 6960 section 4.1.1 `requestList`); more is a
+/// `malformedRequest`. RFC 5019 section 2.1.1 clients send exactly one.
+pub const MAX_CERT_IDS: usize = 64;
+
+/// The longest nonce echoed, in octets (RFC 8954 section 2.1: `Nonce ::= OCTET STRING(SIZE(1..32))`).
+/// A longer or empty nonce is not echoed, which RFC 8954 allows.
+pub const MAX_NONCE_LEN: usize = 32;
+
+/// The longest GET path segment [`decode_get_request`] accepts: a percent-encoded base64 form of
+/// a [`MAX_REQUEST_DER`]-octet request.
+pub const MAX_GET_PATH: usize = 3 * 4 * MAX_REQUEST_DER.div_ceil(3);
+
+const ID_SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
+const ID_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
+const ID_PKIX_OCSP_NONCE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.2");
+const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
+const ECDSA_WITH_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
+const ID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+const SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
+
+/// `OCSPResponse { responseStatus malformedRequest }` (RFC 6960 section 4.2.1).
+const MALFORMED_REQUEST: [u8; 5] = [0x30, 0x03, 0x0a, 0x01, 0x01];
+/// `OCSPResponse { responseStatus internalError }` (RFC 6960 section 4.2.1).
+const INTERNAL_ERROR: [u8; 5] = [0x30, 0x03, 0x0a, 0x01, 0x02];
+
+/// What the store says about a serial of this CA (RFC 6960 section 2.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CertStatus {
+    /// Issued by this CA and not revoked.
+    Good,
+    /// Revoked, or on hold (reason `certificateHold`, RFC 6960 section 2.2).
+    Revoked {
+        /// When the CA revoked it (`revocationTime`).
+        revoked_at: OffsetDateTime,
+        /// Why (`revocationReason`).
+        reason: RevocationReason,
+    },
+    /// Never issued by this CA.
+    Unknown,
+}
+
+impl CertStatus {
+    /// The status of a certificate this CA issued, from its stored revocation if any. An
+    /// expired certificate stays `good` unless revoked (RFC 6960 section 2.2 speaks only of
+    /// revocation).
+    pub fn issued(revocation: Option<&Revocation>) -> Result<Self, CaError> {
+        match revocation {
+            None => Ok(CertStatus::Good),
+            Some(r) => Ok(CertStatus::Revoked {
+                revoked_at: OffsetDateTime::from_unix_timestamp(r.revoked_at)
+                    .map_err(|e| CaError::Storage(format!("revocation time out of range: {e}")))?,
+                reason: r.reason,
+            }),
+        }
+    }
+}
+
+/// The hash algorithm of a CertID (RFC 6960 section 4.1.1 `hashAlgorithm`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum CertIdHash {
+    Sha1,
+    Sha256,
+}
+
+impl CertIdHash {
+    fn of(alg: &AlgorithmIdentifierOwned) -> Option<Self> {
+        // The parameters are NULL or absent (RFC 5754 section 2; OpenSSL writes NULL).
+        let params_ok = match &alg.parameters {
+            None => true,
+            Some(p) => p.decode_as::<Null>().is_ok(),
+        };
+        if !params_ok {
+            return None;
+        }
+        if alg.oid == ID_SHA1 {
+            Some(CertIdHash::Sha1)
+        } else if alg.oid == ID_SHA256 {
+            Some(CertIdHash::Sha256)
+        } else {
+            None
+        }
+    }
+
+    fn digest(self, data: &[u8]) -> Vec<u8> {
+        let alg = match self {
+            CertIdHash::Sha1 => &digest::SHA1_FOR_LEGACY_USE_ONLY,
+            CertIdHash::Sha256 => &digest::SHA256,
+        };
+        digest::digest(alg, data).as_ref().to_vec()
+    }
+}
+
+/// The issuer name and key hashes of one hash algorithm (RFC 6960 section 4.1.1).
+struct IssuerHashes {
+    hash: CertIdHash,
+    name: Vec<u8>,
+    key: Vec<u8>,
+}
+
+/// An OCSP responder for one issuing CA that signs its own responses (RFC 6960 section 2.2,
+/// RFC 5019 section 2.2).
+pub struct OcspResponder {
+    signer: Arc<dyn Signer>,
+    signature_algorithm: AlgorithmIdentifierOwned,
+    responder_key_hash: OctetString,
+    issuer: [IssuerHashes; 2],
+    validity: Duration,
+    cache: Option<Arc<OcspCache>>,
+}
+
+impl std::fmt::Debug for OcspResponder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OcspResponder")
+            .field("scheme", &self.signer.scheme())
+            .field("validity", &self.validity)
+            .field("cached", &self.cache.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a request got no `successful` answer (RFC 6960 section 4.2.1 `OCSPResponseStatus`).
+enum Failure {
+    Malformed,
+    Internal,
+}
+
+impl OcspResponder {
+    /// Builds the responder of the CA whose certificate is `ca_cert_der` and whose key is
+    /// `signer`. The certificate's subject and subjectPublicKey give the CertID hashes
+    /// (RFC 6960 section 4.1.1) and the responderID `byKey`, the SHA-1 of the subjectPublicKey
+    /// BIT STRING's value (RFC 6960 section 4.2.1). Each response is valid for `validity`
+    /// (`nextUpdate - thisUpdate`, RFC 5019 section 2.2.4), which must be positive.
+    pub fn new(
+        signer: Arc<dyn Signer>,
+        ca_cert_der: &[u8],
+        validity: Duration,
+    ) -> Result<Self, CaError> {
+        if !validity.is_positive() {
+            return Err(CaError::Signing(
+                "the OCSP response validity must be positive".into(),
+            ));
+        }
+        let (_, ca_cert) = x509_parser::parse_x509_certificate(ca_cert_der)
+            .map_err(|e| CaError::Signing(format!("the CA certificate does not parse: {e}")))?;
+        let tbs = &ca_cert.tbs_certificate;
+        if tbs.subject_pki.raw != signer.spki_der() {
+            return Err(CaError::Signing(
+                "the CA key does not match the CA certificate's public key".into(),
+            ));
+        }
+        let name = tbs.subject.as_raw();
+        let key = tbs.subject_pki.subject_public_key.data.as_ref();
+        let issuer = [CertIdHash::Sha1, CertIdHash::Sha256].map(|hash| IssuerHashes {
+            hash,
+            name: hash.digest(name),
+            key: hash.digest(key),
+        });
+        let responder_key_hash = OctetString::new(CertIdHash::Sha1.digest(key))
+            .map_err(|e| CaError::Signing(format!("encoding the responder key hash: {e}")))?;
+        let signature_algorithm = signature_algorithm(signer.scheme());
+        Ok(OcspResponder {
+            signer,
+            signature_algorithm,
+            responder_key_hash,
+            issuer,
+            validity,
+            cache: None,
+        })
+    }
+
+    /// Keeps responses to RFC 5019 requests (one CertID, no nonce) in `cache`, and answers
+    /// such requests from it while fresh (RFC 5019 section 6).
+    pub fn with_cache(mut self, cache: Arc<OcspCache>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// The validity of each response (`nextUpdate - thisUpdate`).
+    pub fn validity(&self) -> Duration {
+        self.validity
+    }
+
+    /// Answers a DER OCSPRequest (RFC 6960 section 4.1.1) with a DER OCSPResponse
+    /// (section 4.2.1).
+    ///
+    /// Every requested CertID whose issuer hashes match this CA gets the status `lookup` gives
+    /// for its serial; a serial that cannot be one of this CA's, and a CertID of another
+    /// issuer or of a hash algorithm other than SHA-1 and SHA-256, is answered `unknown`
+    /// (section 2.2). `producedAt` and each `thisUpdate` are `now`, `nextUpdate` is
+    /// `now + validity`, a nonce (section 4.4.1) of 1 to [`MAX_NONCE_LEN`] octets is echoed.
+    ///
+    /// Input that is not a request (unparsable, over [`MAX_REQUEST_DER`], no CertID or more than
+    /// [`MAX_CERT_IDS`], an unknown critical extension) gets `malformedRequest`; a failing
+    /// `lookup` or signature gets `internalError` (section 2.3). Request signatures are
+    /// ignored (RFC 5019 section 2.1.2).
+    pub fn respond(
+        &self,
+        request_der: &[u8],
+        now: OffsetDateTime,
+        lookup: impl Fn(&Serial) -> Result<CertStatus, CaError>,
+    ) -> Vec<u8> {
+        match self.answer(request_der, now, lookup) {
+            Ok(der) => der,
+            Err(Failure::Malformed) => MALFORMED_REQUEST.to_vec(),
+            Err(Failure::Internal) => INTERNAL_ERROR.to_vec(),
+        }
+    }
+
+    fn answer(
+        &self,
+        request_der: &[u8],
+        now: OffsetDateTime,
+        lookup: impl Fn(&Serial) -> Result<CertStatus, CaError>,
+    ) -> Result<Vec<u8>, Failure> {
+        if request_der.len() > MAX_REQUEST_DER {
+            return Err(Failure::Malformed);
+        }
+        let request = OcspRequest::from_der(request_der).map_err(|_| Failure::Malformed)?;
+        let tbs = &request.tbs_request;
+        if tbs.request_list.is_empty() || tbs.request_list.len() > MAX_CERT_IDS {
+            return Err(Failure::Malformed);
+        }
+        let mut nonce_seen = false;
+        let mut nonce = None;
+        for ext in tbs.request_extensions.iter().flatten() {
+            if ext.extn_id == ID_PKIX_OCSP_NONCE {
+                if nonce_seen {
+                    // RFC 5280 section 4.2: an extension appears at most once.
+                    return Err(Failure::Malformed);
+                }
+                nonce_seen = true;
+                nonce = echoed_nonce(ext);
+            } else if ext.critical {
+                return Err(Failure::Malformed);
+            }
+        }
+        let single_critical = tbs
+            .request_list
+            .iter()
+            .flat_map(|r| r.single_request_extensions.iter().flatten())
+            .any(|ext| ext.critical);
+        if single_critical {
+            return Err(Failure::Malformed);
+        }
+
+        let ids: Vec<_> = tbs
+            .request_list
+            .iter()
+            .map(|r| (&r.req_cert, self.our_serial(&r.req_cert)))
+            .collect();
+        // RFC 5019 requests: one CertID of ours, no nonce. Keyed by the hash algorithm too,
+        // since the response repeats the request's CertID.
+        let cache_key = match (&self.cache, ids.as_slice(), nonce_seen) {
+            (Some(_), [(_, Some((hash, serial)))], false) => Some(CacheKey {
+                serial: *serial,
+                hash: *hash,
+            }),
+            _ => None,
+        };
+        let generation = match (&self.cache, &cache_key) {
+            (Some(cache), Some(key)) => {
+                let (cached, generation) = cache.get(key, now);
+                if let Some(der) = cached {
+                    return Ok(der);
+                }
+                generation
+            }
+            _ => 0,
+        };
+
+        let this_update = generalized_time(now)?;
+        let next_update = generalized_time(now + self.validity)?;
+        let mut responses = Vec::with_capacity(ids.len());
+        let mut all_known = true;
+        for (cert_id, ours) in ids {
+            let status = match ours {
+                Some((_, serial)) => lookup(&serial).map_err(|e| {
+                    tracing::warn!(serial = %serial, error = %e, "OCSP status lookup failed");
+                    Failure::Internal
+                })?,
+                None => CertStatus::Unknown,
+            };
+            let cert_status = match status {
+                CertStatus::Good => x509_ocsp::CertStatus::good(),
+                CertStatus::Revoked { revoked_at, reason } => {
+                    x509_ocsp::CertStatus::revoked(RevokedInfo {
+                        revocation_time: generalized_time(revoked_at)?,
+                        revocation_reason: crl_reason(reason),
+                    })
+                }
+                CertStatus::Unknown => {
+                    all_known = false;
+                    x509_ocsp::CertStatus::unknown()
+                }
+            };
+            responses.push(SingleResponse {
+                cert_id: cert_id.clone(),
+                cert_status,
+                this_update,
+                next_update: Some(next_update),
+                single_extensions: None,
+            });
+        }
+        let der = self.sign(this_update, responses, nonce)?;
+        if let (Some(cache), Some(key), true) = (&self.cache, cache_key, all_known) {
+            // Not `unknown`: a serial may be looked up just before its certificate is stored.
+            cache.put(key, (der.clone(), now + self.validity / 2), now, generation);
+        }
+        Ok(der)
+    }
+
+    /// The hash algorithm and serial of a CertID of this CA whose serial has this CA's form.
+    fn our_serial(&self, id: &CertId) -> Option<(CertIdHash, Serial)> {
+        let hash = CertIdHash::of(&id.hash_algorithm)?;
+        let ours = self.issuer.iter().find(|h| h.hash == hash)?;
+        let matches = id.issuer_name_hash.as_bytes() == ours.name.as_slice()
+            && id.issuer_key_hash.as_bytes() == ours.key.as_slice();
+        if !matches {
+            return None;
+        }
+        Some((hash, Serial::from_bytes(id.serial_number.as_bytes())?))
+    }
+
+    /// Signs the ResponseData and wraps it in a `successful` OCSPResponse (RFC 6960
+    /// section 4.2.1).
+    fn sign(
+        &self,
+        produced_at: OcspGeneralizedTime,
+        responses: Vec<SingleResponse>,
+        nonce: Option<Extension>,
+    ) -> Result<Vec<u8>, Failure> {
+        let tbs_response_data = ResponseData {
+            version: Version::V1,
+            responder_id: ResponderId::ByKey(self.responder_key_hash.clone()),
+            produced_at,
+            responses,
+            response_extensions: nonce.map(|n| vec![n]),
+        };
+        let tbs_der = tbs_response_data.to_der().map_err(internal("encoding"))?;
+        let signature = self.signer.sign(&tbs_der).map_err(internal("signing"))?;
+        let basic = BasicOcspResponse {
+            tbs_response_data,
+            signature_algorithm: self.signature_algorithm.clone(),
+            signature: BitString::from_bytes(&signature).map_err(internal("encoding"))?,
+            certs: None,
+        };
+        OcspResponse::successful(basic)
+            .and_then(|r| r.to_der())
+            .map_err(internal("encoding"))
+    }
+}
+
+fn internal<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> Failure {
+    move |e| {
+        tracing::error!(error = %e, "OCSP response {what} failed");
+        Failure::Internal
+    }
+}
+
+/// The response's nonce extension for a request's (RFC 6960 section 4.4.1): the same value,
+/// non-critical, if the nonce is an OCTET STRING of 1 to [`MAX_NONCE_LEN`] octets (RFC 8954
+/// section 2.1).
+fn echoed_nonce(ext: &Extension) -> Option<Extension> {
+    let value = OctetString::from_der(ext.extn_value.as_bytes()).ok()?;
+    (1..=MAX_NONCE_LEN)
+        .contains(&value.as_bytes().len())
+        .then(|| Extension {
+            extn_id: ID_PKIX_OCSP_NONCE,
+            critical: false,
+            extn_value: ext.extn_value.clone(),
+        })
+}
+
+/// The `revocationReason` of a revocation: absent for `unspecified`, as RFC 5280 section
+/// 5.3.1 asks of CRLs and the CA/Browser Forum Baseline Requirements (section 7.3) of OCSP.
+fn crl_reason(reason: RevocationReason) -> Option<CrlReason> {
+    match reason {
+        RevocationReason::Unspecified => None,
+        RevocationReason::KeyCompromise => Some(CrlReason::KeyCompromise),
+        RevocationReason::CaCompromise => Some(CrlReason::CaCompromise),
+        RevocationReason::AffiliationChanged => Some(CrlReason::AffiliationChanged),
+        RevocationReason::Superseded => Some(CrlReason::Superseded),
+        RevocationReason::CessationOfOperation => Some(CrlReason::CessationOfOperation),
+        RevocationReason::CertificateHold => Some(CrlReason::CertificateHold),
+        RevocationReason::PrivilegeWithdrawn => Some(CrlReason::PrivilegeWithdrawn),
+        RevocationReason::AaCompromise => Some(CrlReason::AaCompromise),
+    }
+}
+
+/// A GeneralizedTime of whole seconds (RFC 6960 section 4.2.2.1; RFC 5280 section 4.1.2.5.2).
+fn generalized_time(t: OffsetDateTime) -> Result<OcspGeneralizedTime, Failure> {
+    let secs = u64::try_from(t.unix_timestamp()).map_err(|_| Failure::Internal)?;
+    GeneralizedTime::from_unix_duration(std::time::Duration::from_secs(secs))
+        .map(OcspGeneralizedTime)
+        .map_err(|_| Failure::Internal)
+}
+
+/// The AlgorithmIdentifier of a signature scheme: RFC 5758 section 3.2 (ECDSA, no
+/// parameters), RFC 8410 section 3 (Ed25519, no parameters), RFC 4055 section 5 (RSA, NULL
+/// parameters).
+fn signature_algorithm(scheme: SignatureScheme) -> AlgorithmIdentifierOwned {
+    let (oid, parameters) = match scheme {
+        SignatureScheme::EcdsaP256Sha256 => (ECDSA_WITH_SHA256, None),
+        SignatureScheme::EcdsaP384Sha384 => (ECDSA_WITH_SHA384, None),
+        SignatureScheme::Ed25519 => (ID_ED25519, None),
+        SignatureScheme::RsaPkcs1Sha256 => (SHA256_WITH_RSA, Some(Any::from(Null))),
+    };
+    AlgorithmIdentifierOwned { oid, parameters }
+}
+
+/// Decodes the path segment of an OCSP GET request (RFC 6960 appendix A.1,
+/// `{url}/{url-encoding of base-64 encoding of the DER encoding of the OCSPRequest}`) to the
+/// request's DER.
+///
+/// Percent-escapes (`%2B`, `%2F`, `%3D`, any `%XX`) are undone first, so the segment may be
+/// given raw or already unescaped; leading `/` are skipped; padding is optional. Anything
+/// that is not base64 of 1 to [`MAX_REQUEST_DER`] octets is an error.
+pub fn decode_get_request(path: &str) -> Result<Vec<u8>, CaError> {
+    let bad = |why: &str| CaError::InvalidRequest(format!("OCSP GET request: {why}"));
+    if path.len() > MAX_GET_PATH {
+        return Err(bad("too long"));
+    }
+    let raw = path.trim_start_matches('/').as_bytes();
+    let mut text = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        if b == b'%' {
+            let hex = raw
+                .get(i + 1..i + 3)
+                .ok_or_else(|| bad("truncated percent-escape"))?;
+            let mut byte = [0u8; 1];
+            hex::decode_to_slice(hex, &mut byte).map_err(|_| bad("invalid percent-escape"))?;
+            text.push(byte[0]);
+            i += 3;
+        } else {
+            text.push(b);
+            i += 1;
+        }
+    }
+    const BASE64: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    let der = BASE64.decode(&text).map_err(|_| bad("not base64"))?;
+    if der.is_empty() || der.len() > MAX_REQUEST_DER {
+        return Err(bad("empty or too long"));
+    }
+    Ok(der)
+}
+
+/// The key of a cached response: the serial and the CertID hash algorithm, which the response
+/// repeats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct CacheKey {
+    serial: Serial,
+    hash: CertIdHash,
+}
+
+struct CacheInner {
+    entries: HashMap<CacheKey, (Vec<u8>, OffsetDateTime)>,
+    /// Bumped by every invalidation, so that a response built from a status read before a
+    /// revocation is not stored after the revocation's invalidation.
+    generation: u64,
+}
+
+/// A bounded cache of signed responses to RFC 5019 requests (one CertID, no nonce), each kept
+/// for half its validity (RFC 5019 section 6 lets responders pre-produce responses).
+///
+/// Only `good` and `revoked` answers are cached. A revocation must call
+/// [`OcspCache::invalidate`] once it is durable; a response whose status was read before that
+/// call is then never stored.
+pub struct OcspCache {
+    capacity: usize,
+    inner: Mutex<CacheInner>,
+}
+
+impl std::fmt::Debug for OcspCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OcspCache")
+            .field("capacity", &self.capacity)
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl OcspCache {
+    /// A cache of at most `capacity` responses (0 disables it).
+    pub fn new(capacity: usize) -> Self {
+        OcspCache {
+            capacity,
+            inner: Mutex::new(CacheInner {
+                entries: HashMap::new(),
+                generation: 0,
+            }),
+        }
+    }
+
+    /// Drops every cached response for `serial`, whatever its CertID hash algorithm. Call it
+    /// after a revocation (or a release from hold) is stored.
+    pub fn invalidate(&self, serial: &Serial) {
+        let mut inner = self.lock();
+        inner.generation = inner.generation.wrapping_add(1);
+        inner.entries.retain(|k, _| k.serial != *serial);
+    }
+
+    /// Drops every cached response.
+    pub fn clear(&self) {
+        let mut inner = self.lock();
+        inner.generation = inner.generation.wrapping_add(1);
+        inner.entries.clear();
+    }
+
+    /// The number of cached responses, fresh or not.
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    /// Whether no response is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The fresh response for `key` if any, and the current generation.
+    fn get(&self, key: &CacheKey, now: OffsetDateTime) -> (Option<Vec<u8>>, u64) {
+        let inner = self.lock();
+        let fresh = inner
+            .entries
+            .get(key)
+            .filter(|(_, until)| now < *until)
+            .map(|(der, _)| der.clone());
+        (fresh, inner.generation)
+    }
+
+    /// Stores a response and the time until which it is fresh, unless an invalidation happened since
+    /// `generation` was read.
+    fn put(
+        &self,
+        key: CacheKey,
+        entry: (Vec<u8>, OffsetDateTime),
+        now: OffsetDateTime,
+        generation: u64,
+    ) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut inner = self.lock();
+        if inner.generation != generation {
+            return;
+        }
+        if inner.entries.len() >= self.capacity && !inner.entries.contains_key(&key) {
+            // Drop stale entries; if that frees less than a quarter, start over. Either way
+            // the next sweep is at least capacity / 4 insertions away.
+            inner.entries.retain(|_, (_, until)| now < *until);
+            if inner.entries.len() >= self.capacity - self.capacity / 4 {
+                inner.entries.clear();
+            }
+        }
+        inner.entries.insert(key, entry);
+    }
+}

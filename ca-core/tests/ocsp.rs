@@ -1,0 +1,750 @@
+//! The OCSP responder, judged by the OpenSSL command line: requests are made by
+//! `openssl ocsp -reqout`, responses are verified by `openssl ocsp -respin`.
+
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use ca_core::armor::to_pem;
+use ca_core::authority::{create_root, CertificateAuthority, Urls};
+use ca_core::name::parse_rfc4514;
+use ca_core::ocsp::{decode_get_request, CertStatus, OcspCache, OcspResponder, MAX_CERT_IDS};
+use ca_core::profile::Profile;
+use ca_core::revocation::{Revocation, RevocationReason};
+use ca_core::{CaError, Serial};
+use der::{Decode, Encode};
+use keys::{KeyAlgorithm, Signer, SoftwareKey};
+use ring::rand::SystemRandom;
+use time::{Duration, OffsetDateTime};
+use x509_ocsp::{BasicOcspResponse, OcspRequest, OcspResponse, OcspResponseStatus, ResponderId};
+
+const VALIDITY: Duration = Duration::hours(4);
+
+/// A CA with one issued leaf, both written as PEM into a temporary directory.
+struct Fixture {
+    dir: tempfile::TempDir,
+    signer: Arc<dyn Signer>,
+    ca_der: Vec<u8>,
+    leaf_serial: Serial,
+}
+
+impl Fixture {
+    fn new(algorithm: KeyAlgorithm) -> Fixture {
+        Fixture::named(algorithm, "CN=OCSP Test CA,O=Example")
+    }
+
+    fn named(algorithm: KeyAlgorithm, subject: &str) -> Fixture {
+        let rng = SystemRandom::new();
+        let pkcs8 = keys::generate_pkcs8(algorithm).unwrap();
+        let signer: Arc<dyn Signer> = Arc::new(SoftwareKey::from_pkcs8(&pkcs8).unwrap());
+        let subject = parse_rfc4514(subject).unwrap();
+        let ca_der =
+            create_root(signer.clone(), &subject, 365, Serial::random(&rng).unwrap()).unwrap();
+        let ca = CertificateAuthority::new(
+            signer.clone(),
+            vec![ca_der.clone()],
+            &Profile::builtin(),
+            &Urls::default(),
+        )
+        .unwrap();
+
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["leaf.example".to_string()]).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        let csr = params.serialize_request(&key).unwrap();
+        let verified = ca_core::csr::parse_and_verify(csr.der()).unwrap();
+        let validated = ca
+            .profile("tls-server")
+            .unwrap()
+            .validate("tls-server", verified, Some(30))
+            .unwrap();
+        let leaf_serial = Serial::random(&rng).unwrap();
+        let leaf = ca
+            .sign(
+                "tls-server",
+                leaf_serial,
+                &validated,
+                OffsetDateTime::now_utc(),
+            )
+            .unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), to_pem("CERTIFICATE", &ca_der)).unwrap();
+        std::fs::write(
+            dir.path().join("leaf.pem"),
+            to_pem("CERTIFICATE", &leaf.der),
+        )
+        .unwrap();
+        Fixture {
+            dir,
+            signer,
+            ca_der,
+            leaf_serial,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn responder(&self) -> OcspResponder {
+        OcspResponder::new(self.signer.clone(), &self.ca_der, VALIDITY).unwrap()
+    }
+
+    /// `openssl ocsp <args> -reqout <name>`, returning the request's DER.
+    fn request(&self, name: &str, args: &[&str]) -> Vec<u8> {
+        let mut all: Vec<&str> = args.to_vec();
+        let out = self.path(name);
+        all.extend(["-reqout", out.to_str().unwrap()]);
+        let (ok, text) = openssl(self.dir.path(), &all);
+        assert!(ok, "openssl ocsp failed to make a request: {text}");
+        std::fs::read(out).unwrap()
+    }
+
+    /// Writes a response and runs `openssl ocsp -respin` on it with `args`.
+    fn check(&self, response: &[u8], args: &[&str]) -> (bool, String) {
+        std::fs::write(self.path("resp.der"), response).unwrap();
+        let mut all = vec!["-respin", "resp.der"];
+        all.extend_from_slice(args);
+        openssl(self.dir.path(), &all)
+    }
+}
+
+impl Fixture {
+    /// Verifies a response against the request in `request` (`-reqin`), so that OpenSSL
+    /// checks the nonce; asserts success and no nonce complaint and returns the response text.
+    /// (`-cert` would make OpenSSL build a new request, with a new nonce.)
+    fn check_with_request(&self, response: &[u8], request: &str) -> String {
+        let (ok, text) = self.check(
+            response,
+            &[
+                "-reqin",
+                request,
+                "-issuer",
+                "ca.pem",
+                "-CAfile",
+                "ca.pem",
+                "-resp_text",
+            ],
+        );
+        assert!(ok, "{text}");
+        assert!(text.contains("Response verify OK"), "{text}");
+        assert!(!text.contains("Nonce Verify error"), "{text}");
+        assert!(!text.contains("WARNING"), "{text}");
+        text
+    }
+}
+
+/// Runs `openssl ocsp` in `dir`; success and stdout + stderr.
+fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new("openssl")
+        .arg("ocsp")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the openssl command line is needed for these tests");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+fn parse(response: &[u8]) -> (OcspResponseStatus, Option<BasicOcspResponse>) {
+    let resp = OcspResponse::from_der(response).unwrap();
+    let basic = resp
+        .response_bytes
+        .map(|b| BasicOcspResponse::from_der(b.response.as_bytes()).unwrap());
+    (resp.response_status, basic)
+}
+
+fn revoked(reason: RevocationReason) -> CertStatus {
+    CertStatus::Revoked {
+        revoked_at: OffsetDateTime::now_utc() - Duration::hours(1),
+        reason,
+    }
+}
+
+fn random_serial_hex() -> String {
+    Serial::random(&SystemRandom::new()).unwrap().to_hex()
+}
+
+/// good (with a nonce that OpenSSL checks), revoked and unknown, for each kind of CA key.
+fn statuses_verify_in_openssl(algorithm: KeyAlgorithm) {
+    let f = Fixture::new(algorithm);
+    let responder = f.responder();
+    let now = OffsetDateTime::now_utc();
+    // `-no_nonce`: with `-cert`, OpenSSL builds a request of its own, whose nonce would differ.
+    let verify = [
+        "-issuer",
+        "ca.pem",
+        "-CAfile",
+        "ca.pem",
+        "-cert",
+        "leaf.pem",
+        "-no_nonce",
+    ];
+
+    // good, with OpenSSL's nonce, checked against the request.
+    let req = f.request("req.der", &["-issuer", "ca.pem", "-cert", "leaf.pem"]);
+    let looked_up = Cell::new(None);
+    let resp = responder.respond(&req, now, |s| {
+        looked_up.set(Some(*s));
+        Ok(CertStatus::Good)
+    });
+    assert_eq!(looked_up.get(), Some(f.leaf_serial), "{algorithm}");
+    let (ok, text) = f.check(&resp, &verify);
+    assert!(ok, "{algorithm}: {text}");
+    assert!(text.contains("Response verify OK"), "{algorithm}: {text}");
+    assert!(text.contains("leaf.pem: good"), "{algorithm}: {text}");
+    assert!(!text.contains("WARNING"), "{algorithm}: {text}");
+    let text = f.check_with_request(&resp, "req.der");
+    assert!(text.contains("OCSP Nonce"), "{algorithm}: {text}");
+    assert!(text.contains("Cert Status: good"), "{algorithm}: {text}");
+
+    // The signature is really checked: the last octet of the response is the signature's.
+    let mut tampered = resp.clone();
+    *tampered.last_mut().unwrap() ^= 1;
+    let (ok, text) = f.check(&tampered, &verify);
+    assert!(
+        !ok && !text.contains("Response verify OK"),
+        "{algorithm}: {text}"
+    );
+    assert!(
+        text.contains("Response Verify Failure"),
+        "{algorithm}: {text}"
+    );
+
+    // revoked, keyCompromise, without a nonce.
+    let req = f.request(
+        "req.der",
+        &["-issuer", "ca.pem", "-cert", "leaf.pem", "-no_nonce"],
+    );
+    let resp = responder.respond(&req, now, |_| Ok(revoked(RevocationReason::KeyCompromise)));
+    let (ok, text) = f.check(&resp, &verify);
+    assert!(ok, "{algorithm}: {text}");
+    assert!(text.contains("Response verify OK"), "{algorithm}: {text}");
+    assert!(text.contains("leaf.pem: revoked"), "{algorithm}: {text}");
+    assert!(
+        text.contains("Reason: keyCompromise"),
+        "{algorithm}: {text}"
+    );
+    assert!(text.contains("Revocation Time:"), "{algorithm}: {text}");
+
+    // unknown: the lookup says the serial was never issued.
+    let resp = responder.respond(&req, now, |_| Ok(CertStatus::Unknown));
+    let (ok, text) = f.check(&resp, &verify);
+    assert!(ok, "{algorithm}: {text}");
+    assert!(text.contains("Response verify OK"), "{algorithm}: {text}");
+    assert!(text.contains("leaf.pem: unknown"), "{algorithm}: {text}");
+}
+
+#[test]
+fn ec_p256_responses_verify_in_openssl() {
+    statuses_verify_in_openssl(KeyAlgorithm::EcdsaP256);
+}
+
+#[test]
+fn ed25519_responses_verify_in_openssl() {
+    statuses_verify_in_openssl(KeyAlgorithm::Ed25519);
+}
+
+#[test]
+fn rsa_3072_responses_verify_in_openssl() {
+    statuses_verify_in_openssl(KeyAlgorithm::Rsa3072);
+}
+
+#[test]
+fn ec_p384_responses_verify_in_openssl() {
+    statuses_verify_in_openssl(KeyAlgorithm::EcdsaP384);
+}
+
+#[test]
+fn several_cert_ids_sha256_and_foreign_serials() {
+    let f = Fixture::new(KeyAlgorithm::EcdsaP256);
+    let responder = f.responder();
+    let now = OffsetDateTime::now_utc();
+    let unknown = random_serial_hex();
+    let not_ours = "0x0102"; // cannot be a serial of this CA: never looked up.
+    let req = f.request(
+        "req.der",
+        &[
+            "-sha256",
+            "-issuer",
+            "ca.pem",
+            "-cert",
+            "leaf.pem",
+            "-serial",
+            &format!("0x{unknown}"),
+            "-serial",
+            not_ours,
+        ],
+    );
+    let lookups = Cell::new(0);
+    let resp = responder.respond(&req, now, |s| {
+        lookups.set(lookups.get() + 1);
+        if *s == f.leaf_serial {
+            Ok(revoked(RevocationReason::CertificateHold))
+        } else {
+            Ok(CertStatus::Unknown)
+        }
+    });
+    assert_eq!(lookups.get(), 2);
+    let (ok, text) = f.check(
+        &resp,
+        &[
+            "-no_nonce",
+            "-CAfile",
+            "ca.pem",
+            "-sha256",
+            "-issuer",
+            "ca.pem",
+            "-cert",
+            "leaf.pem",
+            "-serial",
+            &format!("0x{unknown}"),
+            "-serial",
+            not_ours,
+        ],
+    );
+    assert!(ok, "{text}");
+    assert!(text.contains("Response verify OK"), "{text}");
+    assert!(text.contains("leaf.pem: revoked"), "{text}");
+    assert!(text.contains("Reason: certificateHold"), "{text}");
+    assert!(text.contains(&format!("0x{unknown}: unknown")), "{text}");
+    assert!(text.contains(&format!("{not_ours}: unknown")), "{text}");
+    let text = f.check_with_request(&resp, "req.der");
+    assert_eq!(text.matches("Cert Status: unknown").count(), 2, "{text}");
+
+    let (status, basic) = parse(&resp);
+    assert_eq!(status, OcspResponseStatus::Successful);
+    let basic = basic.unwrap();
+    let tbs = &basic.tbs_response_data;
+    assert_eq!(tbs.responses.len(), 3);
+    let request = OcspRequest::from_der(&req).unwrap();
+    for (single, asked) in tbs.responses.iter().zip(&request.tbs_request.request_list) {
+        assert_eq!(
+            single.cert_id, asked.req_cert,
+            "the CertID is repeated as asked"
+        );
+    }
+    assert!(basic.certs.is_none());
+}
+
+#[test]
+fn unspecified_revocations_carry_no_reason() {
+    let f = Fixture::new(KeyAlgorithm::EcdsaP256);
+    let req = f.request(
+        "req.der",
+        &["-issuer", "ca.pem", "-cert", "leaf.pem", "-no_nonce"],
+    );
+    let resp = f.responder().respond(&req, OffsetDateTime::now_utc(), |_| {
+        Ok(revoked(RevocationReason::Unspecified))
+    });
+    let (ok, text) = f.check(
+        &resp,
+        &[
+            "-issuer", "ca.pem", "-CAfile", "ca.pem", "-cert", "leaf.pem",
+        ],
+    );
+    assert!(ok && text.contains("Response verify OK"), "{text}");
+    assert!(text.contains("leaf.pem: revoked"), "{text}");
+    assert!(!text.contains("Reason:"), "{text}");
+}
+
+#[test]
+fn another_issuers_cert_ids_are_unknown_and_never_looked_up() {
+    let ours = Fixture::new(KeyAlgorithm::EcdsaP256);
+    // Same subject, another key: the name hash matches, the key hash does not.
+    let twin = Fixture::named(KeyAlgorithm::EcdsaP256, "CN=OCSP Test CA,O=Example");
+    let req = twin.request(
+        "req.der",
+        &["-issuer", "ca.pem", "-cert", "leaf.pem", "-no_nonce"],
+    );
+    let resp = ours
+        .responder()
+        .respond(&req, OffsetDateTime::now_utc(), |s| {
+            panic!("looked up {s} of another issuer")
+        });
+    let (status, basic) = parse(&resp);
+    assert_eq!(status, OcspResponseStatus::Successful);
+    let tbs = basic.unwrap().tbs_response_data;
+    assert_eq!(tbs.responses.len(), 1);
+    assert_eq!(
+        tbs.responses[0].cert_status,
+        x509_ocsp::CertStatus::unknown()
+    );
+}
+
+#[test]
+fn response_fields_follow_rfc_6960_and_5019() {
+    let f = Fixture::new(KeyAlgorithm::EcdsaP256);
+    let req = f.request("req.der", &["-issuer", "ca.pem", "-cert", "leaf.pem"]);
+    let now = OffsetDateTime::now_utc();
+    let resp = f.responder().respond(&req, now, |_| Ok(CertStatus::Good));
+    let (_, basic) = parse(&resp);
+    let basic = basic.unwrap();
+    let tbs = &basic.tbs_response_data;
+
+    // producedAt = thisUpdate = now (whole seconds); nextUpdate = now + validity.
+    let secs = |t: &x509_ocsp::OcspGeneralizedTime| t.0.to_unix_duration().as_secs() as i64;
+    assert_eq!(secs(&tbs.produced_at), now.unix_timestamp());
+    let single = &tbs.responses[0];
+    assert_eq!(secs(&single.this_update), now.unix_timestamp());
+    assert_eq!(
+        secs(single.next_update.as_ref().unwrap()),
+        (now + VALIDITY).unix_timestamp()
+    );
+
+    // The nonce is echoed byte for byte.
+    let request = OcspRequest::from_der(&req).unwrap();
+    assert_eq!(basic.nonce().unwrap(), request.nonce().unwrap());
+
+    // responderID byKey is the CA's public key hash as `openssl x509 -ocspid` computes it.
+    let ResponderId::ByKey(key_hash) = &tbs.responder_id else {
+        panic!("responderID byName")
+    };
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-ocspid", "-in", "ca.pem"])
+        .current_dir(f.dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("Public key OCSP hash:"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let expected = line
+        .trim_start_matches("Public key OCSP hash:")
+        .trim()
+        .replace(':', "")
+        .to_lowercase();
+    assert_eq!(hex::encode(key_hash.as_bytes()), expected);
+
+    // ECDSA P-256 signs with ecdsa-with-SHA256 and no parameters (RFC 5758 section 3.2).
+    assert_eq!(
+        basic.signature_algorithm.oid.to_string(),
+        "1.2.840.10045.4.3.2"
+    );
+    assert!(basic.signature_algorithm.parameters.is_none());
+}
+
+#[test]
+fn nonces_are_checked_by_openssl() {
+    let f = Fixture::new(KeyAlgorithm::EcdsaP256);
+    let responder = f.responder();
+    let now = OffsetDateTime::now_utc();
+    let a = f.request("a.der", &["-issuer", "ca.pem", "-cert", "leaf.pem"]);
+    f.request("b.der", &["-issuer", "ca.pem", "-cert", "leaf.pem"]);
+    let resp_a = responder.respond(&a, now, |_| Ok(CertStatus::Good));
+    f.check_with_request(&resp_a, "a.der");
+
+    // The same response against another request's nonce: OpenSSL must object, which shows
+    // that the check above is real.
+    let against_b = ["-reqin", "b.der", "-issuer", "ca.pem", "-CAfile", "ca.pem"];
+    let (_, text) = f.check(&resp_a, &against_b);
+    assert!(text.contains("Nonce Verify error"), "{text}");
+
+    // A nonce longer than 32 octets is not echoed (RFC 8954 section 2.1): OpenSSL warns.
+    let mut long = OcspRequest::from_der(&a).unwrap();
+    let ext = &mut long.tbs_request.request_extensions.as_mut().unwrap()[0];
+    ext.extn_value = der::asn1::OctetString::new(
+        der::asn1::OctetString::new(vec![7u8; 33])
+            .unwrap()
+            .to_der()
+            .unwrap(),
+    )
+    .unwrap();
+    let long = long.to_der().unwrap();
+    std::fs::write(f.path("long.der"), &long).unwrap();
+    let resp = responder.respond(&long, now, |_| Ok(CertStatus::Good));
+    assert!(parse(&resp).1.unwrap().nonce().is_none());
+    let (ok, text) = f.check(
+        &resp,
+        &[
+            "-reqin",
+            "long.der",
+            "-issuer",
+            "ca.pem",
+            "-CAfile",
+            "ca.pem",
+            "-resp_text",
+        ],
+    );
+    assert!(ok && text.contains("Response verify OK"), "{text}");
+    assert!(text.contains("WARNING: no nonce in response"), "{text}");
+    assert!(text.contains("Cert Status: good"), "{text}");
+}
+
+#[test]
+fn bad_input_gets_malformed_request_and_lookup_failure_internal_error() {
+    let f = Fixture::new(KeyAlgorithm::EcdsaP256);
+    let responder = f.responder();
+    let now = OffsetDateTime::now_utc();
+    let never = |s: &Serial| -> Result<CertStatus, CaError> { panic!("looked up {s}") };
+
+    let req = f.request(
+        "req.der",
+        &["-issuer", "ca.pem", "-cert", "leaf.pem", "-no_nonce"],
+    );
+    let mut truncated = req.clone();
+    truncated.pop();
+    let mut trailing = req.clone();
+    trailing.push(0);
+    let huge = vec![0x30; 70 * 1024];
+    for garbage in [
+        &b""[..],
+        b"\x30\x00",
+        b"hello, OCSP",
+        &truncated,
+        &trailing,
+        &huge,
+        &f.ca_der, // a certificate is not a request
+    ] {
+        let resp = responder.respond(garbage, now, never);
+        assert_eq!(parse(&resp), (OcspResponseStatus::MalformedRequest, None));
+        let (_, text) = f.check(&resp, &["-resp_text"]);
+        assert!(text.contains("malformedrequest"), "{text}");
+    }
+
+    // MAX_CERT_IDS CertIDs are answered; one more is refused.
+    let mut many = OcspRequest::from_der(&req).unwrap();
+    let one = many.tbs_request.request_list[0].clone();
+    many.tbs_request.request_list = vec![one.clone(); MAX_CERT_IDS];
+    let resp = responder.respond(&many.to_der().unwrap(), now, |_| Ok(CertStatus::Good));
+    let (status, basic) = parse(&resp);
+    assert_eq!(status, OcspResponseStatus::Successful);
+    assert_eq!(
+        basic.unwrap().tbs_response_data.responses.len(),
+        MAX_CERT_IDS
+    );
+    many.tbs_request.request_list.push(one.clone());
+    let resp = responder.respond(&many.to_der().unwrap(), now, never);
+    assert_eq!(parse(&resp).0, OcspResponseStatus::MalformedRequest);
+    many.tbs_request.request_list.clear();
+    let resp = responder.respond(&many.to_der().unwrap(), now, never);
+    assert_eq!(parse(&resp).0, OcspResponseStatus::MalformedRequest);
+
+    // An unknown critical extension cannot be ignored (RFC 6960 section 4.4).
+    let mut critical = OcspRequest::from_der(&req).unwrap();
+    critical.tbs_request.request_extensions = Some(vec![x509_cert::ext::Extension {
+        extn_id: der::asn1::ObjectIdentifier::new_unwrap("1.2.3.4"),
+        critical: true,
+        extn_value: der::asn1::OctetString::new(vec![5, 0]).unwrap(),
+    }]);
+    let resp = responder.respond(&critical.to_der().unwrap(), now, never);
+    assert_eq!(parse(&resp).0, OcspResponseStatus::MalformedRequest);
+    // Non-critical, it is ignored.
+    critical.tbs_request.request_extensions.as_mut().unwrap()[0].critical = false;
+    let resp = responder.respond(&critical.to_der().unwrap(), now, |_| Ok(CertStatus::Good));
+    assert_eq!(parse(&resp).0, OcspResponseStatus::Successful);
+
+    // The store failing is the responder's fault.
+    let resp = responder.respond(&req, now, |_| Err(CaError::Storage("disk on fire".into())));
+    assert_eq!(parse(&resp), (OcspResponseStatus::InternalError, None));
+    let (_, text) = f.check(&resp, &["-resp_text"]);
+    assert!(text.contains("internalerror"), "{text}");
+}
+
+#[test]
+fn get_paths_decode_to_the_request() {
+    let f = Fixture::new(KeyAlgorithm::EcdsaP256);
+    // Try requests until one's base64 has '+', '/' and '=', so the escapes matter.
+    let (req, b64) = (0..200)
+        .find_map(|i| {
+            let name = format!("req{i}.der");
+            // A second CertID of 1 to 3 octets varies the length, the nonce the content.
+            let extra = format!("0x{}", &random_serial_hex()[..2 * (1 + i % 3)]);
+            let req = f.request(
+                &name,
+                &["-issuer", "ca.pem", "-cert", "leaf.pem", "-serial", &extra],
+            );
+            let out = Command::new("openssl")
+                .args(["base64", "-A", "-in", &name])
+                .current_dir(f.dir.path())
+                .output()
+                .unwrap();
+            let b64 = String::from_utf8(out.stdout).unwrap().trim().to_string();
+            (b64.contains('+') && b64.contains('/') && b64.contains('=')).then_some((req, b64))
+        })
+        .expect("no request with + / and = in its base64");
+    let escaped = b64
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D");
+    let lower = b64
+        .replace('+', "%2b")
+        .replace('/', "%2f")
+        .replace('=', "%3d");
+    for path in [&b64, &escaped, &lower, &format!("/{escaped}")] {
+        assert_eq!(decode_get_request(path).unwrap(), req, "{path}");
+    }
+    assert_eq!(decode_get_request(b64.trim_end_matches('=')).unwrap(), req);
+    let resp = f.responder().respond(
+        &decode_get_request(&escaped).unwrap(),
+        OffsetDateTime::now_utc(),
+        |_| Ok(CertStatus::Good),
+    );
+    assert_eq!(parse(&resp).0, OcspResponseStatus::Successful);
+
+    for garbage in [
+        "",
+        "%",
+        "%2",
+        "%zz",
+        "not base64!",
+        "MEUw-_",
+        &"A".repeat(200_000),
+    ] {
+        assert!(decode_get_request(garbage).is_err(), "{garbage}");
+    }
+}
+
+#[test]
+fn rfc_5019_responses_are_cached_until_invalidated() {
+    let f = Fixture::new(KeyAlgorithm::EcdsaP256);
+    let cache = Arc::new(OcspCache::new(100));
+    let responder = f.responder().with_cache(cache.clone());
+    let now = OffsetDateTime::now_utc();
+    let lookups = Cell::new(0);
+    let status = Cell::new(CertStatus::Good);
+    let lookup = |_: &Serial| {
+        lookups.set(lookups.get() + 1);
+        Ok(status.get())
+    };
+
+    let sha1 = f.request(
+        "req.der",
+        &["-issuer", "ca.pem", "-cert", "leaf.pem", "-no_nonce"],
+    );
+    let first = responder.respond(&sha1, now, lookup);
+    assert_eq!(lookups.get(), 1);
+    let again = responder.respond(&sha1, now + Duration::minutes(5), lookup);
+    assert_eq!(lookups.get(), 1, "served from the cache");
+    assert_eq!(first, again);
+    assert_eq!(cache.len(), 1);
+
+    // A SHA-256 CertID gets its own response, which OpenSSL matches.
+    let sha256 = f.request(
+        "req256.der",
+        &[
+            "-sha256",
+            "-issuer",
+            "ca.pem",
+            "-cert",
+            "leaf.pem",
+            "-no_nonce",
+        ],
+    );
+    let resp = responder.respond(&sha256, now, lookup);
+    assert_eq!(lookups.get(), 2);
+    let (ok, text) = f.check(
+        &resp,
+        &[
+            "-CAfile", "ca.pem", "-sha256", "-issuer", "ca.pem", "-cert", "leaf.pem",
+        ],
+    );
+    assert!(ok && text.contains("leaf.pem: good"), "{text}");
+    assert_eq!(responder.respond(&sha256, now, lookup), resp);
+    assert_eq!(lookups.get(), 2);
+
+    // Requests with a nonce are never cached.
+    let nonced = f.request("n.der", &["-issuer", "ca.pem", "-cert", "leaf.pem"]);
+    responder.respond(&nonced, now, lookup);
+    responder.respond(&nonced, now, lookup);
+    assert_eq!(lookups.get(), 4);
+
+    // Revocation: invalidated, the next answer is revoked and verifies.
+    status.set(revoked(RevocationReason::KeyCompromise));
+    cache.invalidate(&f.leaf_serial);
+    assert!(cache.is_empty());
+    let resp = responder.respond(&sha1, now, lookup);
+    assert_eq!(lookups.get(), 5);
+    let (ok, text) = f.check(
+        &resp,
+        &[
+            "-CAfile", "ca.pem", "-issuer", "ca.pem", "-cert", "leaf.pem",
+        ],
+    );
+    assert!(ok && text.contains("leaf.pem: revoked"), "{text}");
+
+    // Stale after half the validity.
+    responder.respond(&sha1, now + VALIDITY / 2 - Duration::seconds(1), lookup);
+    assert_eq!(lookups.get(), 5);
+    responder.respond(&sha1, now + VALIDITY / 2, lookup);
+    assert_eq!(lookups.get(), 6);
+
+    // A revocation landing between the lookup and the store keeps the old answer out.
+    cache.clear();
+    let racing = |s: &Serial| {
+        lookups.set(lookups.get() + 1);
+        cache.invalidate(s);
+        Ok(CertStatus::Good)
+    };
+    responder.respond(&sha1, now, racing);
+    assert!(cache.is_empty());
+
+    // Unknown serials are not cached: the certificate may be about to be stored.
+    let unknown = f.request(
+        "u.der",
+        &[
+            "-issuer",
+            "ca.pem",
+            "-serial",
+            &format!("0x{}", random_serial_hex()),
+            "-no_nonce",
+        ],
+    );
+    responder.respond(&unknown, now, |_| Ok(CertStatus::Unknown));
+    assert!(cache.is_empty());
+}
+
+#[test]
+fn the_cache_stays_bounded() {
+    let f = Fixture::new(KeyAlgorithm::Ed25519);
+    let cache = Arc::new(OcspCache::new(8));
+    let responder = f.responder().with_cache(cache.clone());
+    let now = OffsetDateTime::now_utc();
+    for i in 0..40 {
+        let req = f.request(
+            &format!("r{i}.der"),
+            &[
+                "-issuer",
+                "ca.pem",
+                "-serial",
+                &format!("0x{}", random_serial_hex()),
+                "-no_nonce",
+            ],
+        );
+        responder.respond(&req, now, |_| Ok(CertStatus::Good));
+        assert!(cache.len() <= 8);
+    }
+    assert!(!cache.is_empty());
+}
+
+#[test]
+fn construction_checks_key_and_validity() {
+    let f = Fixture::new(KeyAlgorithm::EcdsaP256);
+    let other = Fixture::new(KeyAlgorithm::EcdsaP256);
+    assert!(OcspResponder::new(other.signer.clone(), &f.ca_der, VALIDITY).is_err());
+    assert!(OcspResponder::new(f.signer.clone(), &f.ca_der, Duration::ZERO).is_err());
+    assert!(OcspResponder::new(f.signer.clone(), b"not a certificate", VALIDITY).is_err());
+}
+
+#[test]
+fn stored_revocations_become_statuses() {
+    assert_eq!(CertStatus::issued(None).unwrap(), CertStatus::Good);
+    let r = Revocation {
+        reason: RevocationReason::Superseded,
+        revoked_at: 1_700_000_000,
+        invalidity_date: None,
+        not_after: 1_800_000_000,
+    };
+    assert_eq!(
+        CertStatus::issued(Some(&r)).unwrap(),
+        CertStatus::Revoked {
+            revoked_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
+            reason: RevocationReason::Superseded,
+        }
+    );
+}

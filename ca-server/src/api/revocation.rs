@@ -1,0 +1,118 @@
+//! Revocation, holds and CRLs (API contract: Revocation and status).
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use ca_core::revocation::RevocationReason;
+use ca_core::{CaError, Serial};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::certificates::{certificate_json, find, path_serial, rfc3339};
+use super::{body_or_error, parse_json, ApiError, AppState};
+use crate::auth::Role;
+
+/// The revocation body of the contract.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeBody {
+    reason: String,
+    invalidity_date: Option<String>,
+}
+
+/// `POST /v1/certificates/{serial}/revoke` (ra, for its own certificates). Durable before
+/// the answer; OCSP answers the new status at once, the CRL within its interval.
+pub async fn revoke(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    serial: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let caller = state.authorize(&headers, &[Role::Ra])?;
+    let record = find(&state, &path_serial(serial), &caller)?;
+    let body: RevokeBody = parse_json(&body_or_error(body)?)?;
+    let reason = RevocationReason::from_name(&body.reason)?;
+    let invalidity_date = body
+        .invalidity_date
+        .as_deref()
+        .map(|s| {
+            OffsetDateTime::parse(s, &Rfc3339)
+                .map(OffsetDateTime::unix_timestamp)
+                .map_err(|e| ApiError::invalid_request(format!("invalid_date {s:?}: {e}")))
+        })
+        .transpose()?;
+    let serial = stored(&record.serial)?;
+    state.engine.revoke(serial, reason, invalidity_date).await?;
+    state.status_changed(&serial);
+    tracing::info!(%serial, reason = reason.name(), actor = %caller.name, "revoked");
+    Ok(Json(certificate_json(&state, &record)?))
+}
+
+/// `POST /v1/certificates/{serial}/release-hold` (ra): ends a certificateHold.
+pub async fn release_hold(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    serial: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let caller = state.authorize(&headers, &[Role::Ra])?;
+    let record = find(&state, &path_serial(serial), &caller)?;
+    let serial = stored(&record.serial)?;
+    state.engine.release_hold(serial).await?;
+    state.status_changed(&serial);
+    tracing::info!(%serial, actor = %caller.name, "hold released");
+    Ok(Json(certificate_json(&state, &record)?))
+}
+
+fn stored(bytes: &[u8; 16]) -> Result<Serial, ApiError> {
+    Serial::from_bytes(bytes)
+        .ok_or_else(|| CaError::Storage("stored serial malformed".into()).into())
+}
+
+fn crl_response(der: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/pkix-crl")], der).into_response()
+}
+
+fn not_yet() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "crl_unavailable",
+        "no CRL has been generated yet; retry shortly",
+    )
+}
+
+/// `GET /crl`: the current complete CRL, DER, served from memory.
+pub async fn full_crl(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let crls = state.crl.current().ok_or_else(not_yet)?;
+    Ok(crl_response(crls.full))
+}
+
+/// `GET /crl/delta`: the delta CRL against the previous complete CRL, DER.
+pub async fn delta_crl(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let crls = state.crl.current().ok_or_else(not_yet)?;
+    Ok(crl_response(crls.delta))
+}
+
+/// `POST /v1/crl/generate` (operator): builds and publishes new CRLs now.
+pub async fn generate(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    state.authorize(&headers, &[Role::Operator])?;
+    let crl = state.crl.clone();
+    let published = tokio::task::spawn_blocking(move || crl.generate())
+        .await
+        .map_err(|e| CaError::Signing(format!("CRL task failed: {e}")))??;
+    Ok(Json(json!({
+        "crl_number": published.number,
+        "entries": published.entries,
+        "this_update": rfc3339(published.this_update)?,
+        "bytes": published.full.len(),
+    })))
+}
