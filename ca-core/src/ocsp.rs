@@ -49,6 +49,10 @@ pub const MAX_NONCE_LEN: usize = 32;
 /// a [`MAX_REQUEST_DER`]-octet request.
 pub const MAX_GET_PATH: usize = 3 * 4 * MAX_REQUEST_DER.div_ceil(3);
 
+/// The longest response validity [`OcspResponder::new`] accepts. (The CA/Browser Forum
+/// Baseline Requirements, section 4.9.10, allow at most 10 days for subscriber certificates.)
+pub const MAX_VALIDITY: Duration = Duration::days(366);
+
 const ID_SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
 const ID_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
 const ID_PKIX_OCSP_NONCE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.2");
@@ -57,10 +61,12 @@ const ECDSA_WITH_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.84
 const ID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 const SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
 
-/// `OCSPResponse { responseStatus malformedRequest }` (RFC 6960 section 4.2.1).
-const MALFORMED_REQUEST: [u8; 5] = [0x30, 0x03, 0x0a, 0x01, 0x01];
-/// `OCSPResponse { responseStatus internalError }` (RFC 6960 section 4.2.1).
-const INTERNAL_ERROR: [u8; 5] = [0x30, 0x03, 0x0a, 0x01, 0x02];
+/// The DER of `OCSPResponse { responseStatus malformedRequest }` (RFC 6960 section 4.2.1), for
+/// front ends that refuse a request before it reaches [`OcspResponder::respond`].
+pub const MALFORMED_REQUEST: [u8; 5] = [0x30, 0x03, 0x0a, 0x01, 0x01];
+/// The DER of `OCSPResponse { responseStatus internalError }` (RFC 6960 section 4.2.1), for
+/// front ends whose own machinery fails (a lost worker task, say).
+pub const INTERNAL_ERROR: [u8; 5] = [0x30, 0x03, 0x0a, 0x01, 0x02];
 
 /// What the store says about a serial of this CA (RFC 6960 section 2.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,16 +174,17 @@ impl OcspResponder {
     /// `signer`. The certificate's subject and subjectPublicKey give the CertID hashes
     /// (RFC 6960 section 4.1.1) and the responderID `byKey`, the SHA-1 of the subjectPublicKey
     /// BIT STRING's value (RFC 6960 section 4.2.1). Each response is valid for `validity`
-    /// (`nextUpdate - thisUpdate`, RFC 5019 section 2.2.4), which must be positive.
+    /// (`nextUpdate - thisUpdate`, RFC 5019 section 2.2.4), from 1 second to [`MAX_VALIDITY`].
     pub fn new(
         signer: Arc<dyn Signer>,
         ca_cert_der: &[u8],
         validity: Duration,
     ) -> Result<Self, CaError> {
-        if !validity.is_positive() {
-            return Err(CaError::Signing(
-                "the OCSP response validity must be positive".into(),
-            ));
+        if validity < Duration::SECOND || validity > MAX_VALIDITY {
+            return Err(CaError::Signing(format!(
+                "the OCSP response validity must be between 1 second and {} days",
+                MAX_VALIDITY.whole_days()
+            )));
         }
         let (_, ca_cert) = x509_parser::parse_x509_certificate(ca_cert_der)
             .map_err(|e| CaError::Signing(format!("the CA certificate does not parse: {e}")))?;
@@ -308,7 +315,10 @@ impl OcspResponder {
         };
 
         let this_update = generalized_time(now)?;
-        let next_update = generalized_time(now + self.validity)?;
+        let next_update = now
+            .checked_add(self.validity)
+            .ok_or(Failure::Internal)
+            .and_then(generalized_time)?;
         let mut responses = Vec::with_capacity(ids.len());
         let mut all_known = true;
         for (cert_id, ours) in ids {
@@ -341,9 +351,12 @@ impl OcspResponder {
             });
         }
         let der = self.sign(this_update, responses, nonce)?;
-        if let (Some(cache), Some(key), true) = (&self.cache, cache_key, all_known) {
-            // Not `unknown`: a serial may be looked up just before its certificate is stored.
-            cache.put(key, (der.clone(), now + self.validity / 2), now, generation);
+        // Not `unknown`: a serial may be looked up just before its certificate is stored.
+        let fresh_until = now.checked_add(self.validity / 2);
+        if let (Some(cache), Some(key), Some(until), true) =
+            (&self.cache, cache_key, fresh_until, all_known)
+        {
+            cache.put(key, (der.clone(), until), now, generation);
         }
         Ok(der)
     }

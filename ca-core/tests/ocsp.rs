@@ -239,27 +239,27 @@ fn statuses_verify_in_openssl(algorithm: KeyAlgorithm) {
 }
 
 #[test]
-fn ec_p256_responses_verify_in_openssl() {
+fn ocsp_ec_p256_responses_verify_in_openssl() {
     statuses_verify_in_openssl(KeyAlgorithm::EcdsaP256);
 }
 
 #[test]
-fn ed25519_responses_verify_in_openssl() {
+fn ocsp_ed25519_responses_verify_in_openssl() {
     statuses_verify_in_openssl(KeyAlgorithm::Ed25519);
 }
 
 #[test]
-fn rsa_3072_responses_verify_in_openssl() {
+fn ocsp_rsa_3072_responses_verify_in_openssl() {
     statuses_verify_in_openssl(KeyAlgorithm::Rsa3072);
 }
 
 #[test]
-fn ec_p384_responses_verify_in_openssl() {
+fn ocsp_ec_p384_responses_verify_in_openssl() {
     statuses_verify_in_openssl(KeyAlgorithm::EcdsaP384);
 }
 
 #[test]
-fn several_cert_ids_sha256_and_foreign_serials() {
+fn ocsp_several_cert_ids_sha256_and_foreign_serials() {
     let f = Fixture::new(KeyAlgorithm::EcdsaP256);
     let responder = f.responder();
     let now = OffsetDateTime::now_utc();
@@ -331,7 +331,7 @@ fn several_cert_ids_sha256_and_foreign_serials() {
 }
 
 #[test]
-fn unspecified_revocations_carry_no_reason() {
+fn ocsp_unspecified_revocations_carry_no_reason() {
     let f = Fixture::new(KeyAlgorithm::EcdsaP256);
     let req = f.request(
         "req.der",
@@ -352,7 +352,7 @@ fn unspecified_revocations_carry_no_reason() {
 }
 
 #[test]
-fn another_issuers_cert_ids_are_unknown_and_never_looked_up() {
+fn ocsp_another_issuers_cert_ids_are_unknown_and_never_looked_up() {
     let ours = Fixture::new(KeyAlgorithm::EcdsaP256);
     // Same subject, another key: the name hash matches, the key hash does not.
     let twin = Fixture::named(KeyAlgorithm::EcdsaP256, "CN=OCSP Test CA,O=Example");
@@ -376,7 +376,7 @@ fn another_issuers_cert_ids_are_unknown_and_never_looked_up() {
 }
 
 #[test]
-fn response_fields_follow_rfc_6960_and_5019() {
+fn ocsp_response_fields_follow_rfc_6960_and_5019() {
     let f = Fixture::new(KeyAlgorithm::EcdsaP256);
     let req = f.request("req.der", &["-issuer", "ca.pem", "-cert", "leaf.pem"]);
     let now = OffsetDateTime::now_utc();
@@ -430,7 +430,7 @@ fn response_fields_follow_rfc_6960_and_5019() {
 }
 
 #[test]
-fn nonces_are_checked_by_openssl() {
+fn ocsp_nonces_are_checked_by_openssl() {
     let f = Fixture::new(KeyAlgorithm::EcdsaP256);
     let responder = f.responder();
     let now = OffsetDateTime::now_utc();
@@ -477,7 +477,7 @@ fn nonces_are_checked_by_openssl() {
 }
 
 #[test]
-fn bad_input_gets_malformed_request_and_lookup_failure_internal_error() {
+fn ocsp_bad_input_gets_malformed_request_and_lookup_failure_internal_error() {
     let f = Fixture::new(KeyAlgorithm::EcdsaP256);
     let responder = f.responder();
     let now = OffsetDateTime::now_utc();
@@ -539,6 +539,19 @@ fn bad_input_gets_malformed_request_and_lookup_failure_internal_error() {
     let resp = responder.respond(&critical.to_der().unwrap(), now, |_| Ok(CertStatus::Good));
     assert_eq!(parse(&resp).0, OcspResponseStatus::Successful);
 
+    // Times out of GeneralizedTime's or OffsetDateTime's range are an internal error, not a
+    // panic.
+    let end_of_time = time::macros::datetime!(9999-12-31 23:00 UTC);
+    let resp = responder.respond(&req, end_of_time, |_| Ok(CertStatus::Good));
+    assert_eq!(parse(&resp), (OcspResponseStatus::InternalError, None));
+    let resp = responder.respond(&req, now, |_| {
+        Ok(CertStatus::Revoked {
+            revoked_at: time::macros::datetime!(1900-01-01 0:00 UTC),
+            reason: RevocationReason::Superseded,
+        })
+    });
+    assert_eq!(parse(&resp), (OcspResponseStatus::InternalError, None));
+
     // The store failing is the responder's fault.
     let resp = responder.respond(&req, now, |_| Err(CaError::Storage("disk on fire".into())));
     assert_eq!(parse(&resp), (OcspResponseStatus::InternalError, None));
@@ -547,7 +560,7 @@ fn bad_input_gets_malformed_request_and_lookup_failure_internal_error() {
 }
 
 #[test]
-fn get_paths_decode_to_the_request() {
+fn ocsp_get_paths_decode_to_the_request() {
     let f = Fixture::new(KeyAlgorithm::EcdsaP256);
     // Try requests until one's base64 has '+', '/' and '=', so the escapes matter.
     let (req, b64) = (0..200)
@@ -601,7 +614,7 @@ fn get_paths_decode_to_the_request() {
 }
 
 #[test]
-fn rfc_5019_responses_are_cached_until_invalidated() {
+fn ocsp_rfc_5019_responses_are_cached_until_invalidated() {
     let f = Fixture::new(KeyAlgorithm::EcdsaP256);
     let cache = Arc::new(OcspCache::new(100));
     let responder = f.responder().with_cache(cache.clone());
@@ -700,7 +713,7 @@ fn rfc_5019_responses_are_cached_until_invalidated() {
 }
 
 #[test]
-fn the_cache_stays_bounded() {
+fn ocsp_the_cache_stays_bounded() {
     let f = Fixture::new(KeyAlgorithm::Ed25519);
     let cache = Arc::new(OcspCache::new(8));
     let responder = f.responder().with_cache(cache.clone());
@@ -723,16 +736,24 @@ fn the_cache_stays_bounded() {
 }
 
 #[test]
-fn construction_checks_key_and_validity() {
+fn ocsp_construction_checks_key_and_validity() {
     let f = Fixture::new(KeyAlgorithm::EcdsaP256);
     let other = Fixture::new(KeyAlgorithm::EcdsaP256);
     assert!(OcspResponder::new(other.signer.clone(), &f.ca_der, VALIDITY).is_err());
-    assert!(OcspResponder::new(f.signer.clone(), &f.ca_der, Duration::ZERO).is_err());
+    for validity in [
+        Duration::ZERO,
+        Duration::milliseconds(500),
+        -VALIDITY,
+        ca_core::ocsp::MAX_VALIDITY + Duration::SECOND,
+    ] {
+        assert!(OcspResponder::new(f.signer.clone(), &f.ca_der, validity).is_err());
+    }
+    assert!(OcspResponder::new(f.signer.clone(), &f.ca_der, ca_core::ocsp::MAX_VALIDITY).is_ok());
     assert!(OcspResponder::new(f.signer.clone(), b"not a certificate", VALIDITY).is_err());
 }
 
 #[test]
-fn stored_revocations_become_statuses() {
+fn ocsp_stored_revocations_become_statuses() {
     assert_eq!(CertStatus::issued(None).unwrap(), CertStatus::Good);
     let r = Revocation {
         reason: RevocationReason::Superseded,

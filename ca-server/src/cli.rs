@@ -59,11 +59,28 @@ pub enum Command {
         #[arg(long)]
         chain: PathBuf,
     },
+    /// CRLs (with the server stopped).
+    Crl {
+        /// What to do with CRLs.
+        #[command(subcommand)]
+        command: CrlCommand,
+    },
     /// Manage API tokens (with the server stopped).
     Token {
         /// What to do with tokens.
         #[command(subcommand)]
         command: TokenCommand,
+    },
+}
+
+/// CRL subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CrlCommand {
+    /// Build a new complete CRL (a new CRL number) and write it, DER, to a file.
+    Generate {
+        /// Where to write the CRL.
+        #[arg(long, default_value = "crl.der")]
+        out: PathBuf,
     },
 }
 
@@ -152,6 +169,25 @@ fn run(cli: Cli) -> Result<(), String> {
             };
             let path = datadir::import(&dir, &config, &read(&cert)?, &read(&chain)?)?;
             println!("CA chain written to {}", path.display());
+            Ok(())
+        }
+        Command::Crl {
+            command: CrlCommand::Generate { out },
+        } => {
+            let config = datadir::prepare(&dir)?;
+            let material = datadir::load_ca(&dir, &config)?;
+            let store = datadir::open_store(&dir, &config)?;
+            let urls = config.effective_urls(config.listen);
+            let core = datadir::start_core(&dir, &config, material, store, &urls)?;
+            let published = core.crl.generate().map_err(|e| e.to_string())?;
+            std::fs::write(&out, &published.full)
+                .map_err(|e| format!("writing {}: {e}", out.display()))?;
+            println!(
+                "CRL number {} with {} entries written to {}",
+                published.number,
+                published.entries,
+                out.display()
+            );
             Ok(())
         }
         Command::Token {

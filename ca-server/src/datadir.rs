@@ -11,7 +11,9 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ca_core::authority::{create_intermediate_csr, create_root};
+use ca_core::authority::{create_intermediate_csr, create_root, CertificateAuthority, Urls};
+use ca_core::crl::{CrlBuilder, CrlPublisher};
+use ca_core::engine::Engine;
 use ca_core::store::Store;
 use ca_core::{armor, name, Serial};
 use keys::{KeyAlgorithm, Signer, SoftwareKey};
@@ -193,6 +195,55 @@ pub fn bootstrap_tokens(dir: &Path, store: &Store) -> Result<Option<PathBuf>, St
         .and_then(|()| file.sync_all())
         .map_err(|e| format!("writing {}: {e}", path.display()))?;
     Ok(Some(path))
+}
+
+/// The running core: engine (with CA and store), CRL publisher, and the CA key.
+pub struct Core {
+    /// The issuance engine.
+    pub engine: Arc<Engine>,
+    /// The CRL publisher (no CRL is built yet).
+    pub crl: Arc<CrlPublisher>,
+    /// The CA's signing key.
+    pub signer: Arc<dyn Signer>,
+}
+
+/// Builds the CA (checking that key and certificate belong together), starts the engine and
+/// prepares the CRL publisher.
+pub fn start_core(
+    dir: &Path,
+    config: &Config,
+    material: CaMaterial,
+    store: Store,
+    urls: &Urls,
+) -> Result<Core, String> {
+    let signer = material.signer.clone();
+    let ca = CertificateAuthority::new(material.signer, material.chain, &config.profiles, urls)
+        .map_err(|e| {
+            format!(
+                "{e}; the CA key ({}) and certificate ({}) must belong together",
+                Config::resolve(dir, &config.ca.key_file).display(),
+                Config::resolve(dir, &config.ca.chain_file).display()
+            )
+        })?;
+    let ca_der = ca.chain().first().cloned().unwrap_or_default();
+    let engine =
+        Arc::new(Engine::start(Arc::new(ca), store, &config.engine).map_err(|e| e.to_string())?);
+    let crl_url = config
+        .crl
+        .issuing_distribution_point
+        .then(|| urls.crl.first().cloned())
+        .flatten();
+    let builder = CrlBuilder::new(signer.clone(), &ca_der, crl_url).map_err(|e| e.to_string())?;
+    let crl = Arc::new(CrlPublisher::new(
+        builder,
+        engine.clone(),
+        config.crl.clone(),
+    ));
+    Ok(Core {
+        engine,
+        crl,
+        signer,
+    })
 }
 
 /// Opens the store named by the configuration.

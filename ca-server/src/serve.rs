@@ -4,14 +4,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use ca_core::authority::CertificateAuthority;
-use ca_core::crl::{CrlBuilder, CrlPublisher};
-use ca_core::engine::Engine;
+use ca_core::crl::CrlPublisher;
 use ca_core::ocsp::{OcspCache, OcspResponder};
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState, BodyLimits};
-use crate::datadir::{self, Created, DEV_CA_SUBJECT, ROOT_VALIDITY_DAYS};
+use crate::datadir::{self, Core, Created, DEV_CA_SUBJECT, ROOT_VALIDITY_DAYS};
 
 /// Options of `serve` that override the configuration.
 #[derive(Debug, Default)]
@@ -66,31 +64,13 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
         .local_addr()
         .map_err(|e| format!("reading the bound address: {e}"))?;
     let urls = config.effective_urls(bound);
-    let signer = material.signer.clone();
-    let ca = CertificateAuthority::new(material.signer, material.chain, &config.profiles, &urls)
-        .map_err(|e| {
-            format!(
-                "{e}; the CA key ({}) and certificate ({}) must belong together",
-                key_path.display(),
-                chain_path.display()
-            )
-        })?;
-    let chain_pem = ca_core::armor::certificates_to_pem(ca.chain());
-    let engine =
-        Arc::new(Engine::start(Arc::new(ca), store, &config.engine).map_err(|e| e.to_string())?);
+    let Core {
+        engine,
+        crl,
+        signer,
+    } = datadir::start_core(dir, &config, material, store, &urls)?;
+    let chain_pem = ca_core::armor::certificates_to_pem(engine.ca().chain());
     let ca_der = engine.ca().chain().first().cloned().unwrap_or_default();
-    let crl_url = config
-        .crl
-        .issuing_distribution_point
-        .then(|| urls.crl.first().cloned())
-        .flatten();
-    let crl_builder =
-        CrlBuilder::new(signer.clone(), &ca_der, crl_url).map_err(|e| e.to_string())?;
-    let crl = Arc::new(CrlPublisher::new(
-        crl_builder,
-        engine.clone(),
-        config.crl.clone(),
-    ));
     let first = crl.clone();
     tokio::task::spawn_blocking(move || first.generate())
         .await

@@ -1,0 +1,278 @@
+//! Revocation, holds, CRL numbers and renewal through the engine, with a real RocksDB store.
+
+use std::sync::Arc;
+
+use ca_core::authority::{create_root, CertificateAuthority, Urls};
+use ca_core::csr::parse_and_verify;
+use ca_core::engine::{Engine, EngineConfig, IssueRequest, RenewRequest, Requester};
+use ca_core::name::parse_rfc4514;
+use ca_core::profile::Profile;
+use ca_core::revocation::RevocationReason;
+use ca_core::store::writer::{NewCertificate, StoreWriter, WriteOp};
+use ca_core::store::{CertRecord, Store};
+use ca_core::{CaError, Serial};
+use keys::{KeyAlgorithm, Signer, SoftwareKey};
+use ring::rand::SystemRandom;
+use time::{Duration, OffsetDateTime};
+
+fn authority() -> Arc<CertificateAuthority> {
+    let der = keys::generate_pkcs8(KeyAlgorithm::EcdsaP256).unwrap();
+    let signer: Arc<dyn Signer> = Arc::new(SoftwareKey::from_pkcs8(&der).unwrap());
+    let subject = parse_rfc4514("CN=Lifecycle Test CA").unwrap();
+    let root = create_root(signer.clone(), &subject, 365, serial()).unwrap();
+    Arc::new(
+        CertificateAuthority::new(signer, vec![root], &Profile::builtin(), &Urls::default())
+            .unwrap(),
+    )
+}
+
+fn serial() -> Serial {
+    Serial::random(&SystemRandom::new()).unwrap()
+}
+
+fn requester() -> Requester {
+    Requester {
+        name: "test-ra".into(),
+        token_hash: [3; 32],
+    }
+}
+
+/// A CSR for `cn` (also its e-mail SAN for `personal`, its DNS SAN for `tls-server`).
+fn csr(profile: &str, name: &str) -> Vec<u8> {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    if profile == "personal" {
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+    } else {
+        params.subject_alt_names = vec![rcgen::SanType::DnsName(name.try_into().unwrap())];
+    }
+    params.serialize_request(&key).unwrap().der().to_vec()
+}
+
+/// Stores a certificate signed `days_ago` days in the past with `validity_days`, as if it had
+/// been issued then, and returns its serial.
+fn store_backdated(
+    ca: &CertificateAuthority,
+    store: &Store,
+    profile: &str,
+    days_ago: i64,
+    validity_days: u32,
+) -> Serial {
+    let verified = parse_and_verify(&csr(profile, "old.example")).unwrap();
+    let req = ca
+        .profile(profile)
+        .unwrap()
+        .validate(profile, verified, Some(validity_days))
+        .unwrap();
+    let then = OffsetDateTime::now_utc() - Duration::days(days_ago);
+    let serial = serial();
+    let signed = ca.sign(profile, serial, &req, then).unwrap();
+    let record = CertRecord {
+        seq: 0,
+        serial: *serial.as_bytes(),
+        der: signed.der,
+        profile: profile.into(),
+        requester: "test-ra".into(),
+        issued_at: then.unix_timestamp(),
+        not_before: signed.not_before.unix_timestamp(),
+        not_after: signed.not_after.unix_timestamp(),
+        renewed_from: None,
+    };
+    let writer = StoreWriter::start(store.clone(), 16).unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    writer
+        .sender()
+        .send(WriteOp::Certificate(
+            NewCertificate {
+                record,
+                idempotency: None,
+            },
+            tx,
+        ))
+        .unwrap();
+    rx.blocking_recv().unwrap().unwrap();
+    writer.join();
+    serial
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+}
+
+fn renew(serial: Serial) -> RenewRequest {
+    RenewRequest {
+        serial,
+        csr: None,
+        validity_days: None,
+        request_id: None,
+        requester: requester(),
+    }
+}
+
+#[test]
+fn revocation_state_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::start(
+        authority(),
+        Store::open(dir.path()).unwrap(),
+        &EngineConfig::default(),
+    )
+    .unwrap();
+    runtime().block_on(async {
+        let issue = |name: &str| IssueRequest {
+            csr: csr("tls-server", name),
+            profile: "tls-server".into(),
+            validity_days: None,
+            request_id: None,
+            requester: requester(),
+        };
+        let a = Serial::from_bytes(
+            &engine
+                .issue(issue("a.example"))
+                .await
+                .unwrap()
+                .record
+                .serial,
+        )
+        .unwrap();
+        let b = Serial::from_bytes(
+            &engine
+                .issue(issue("b.example"))
+                .await
+                .unwrap()
+                .record
+                .serial,
+        )
+        .unwrap();
+
+        engine
+            .revoke(a, RevocationReason::KeyCompromise, None)
+            .await
+            .unwrap();
+        assert!(matches!(
+            engine.revoke(a, RevocationReason::Superseded, None).await,
+            Err(CaError::AlreadyRevoked { .. })
+        ));
+        assert!(matches!(
+            engine.release_hold(a).await,
+            Err(CaError::NotOnHold(_))
+        ));
+
+        engine
+            .revoke(b, RevocationReason::CertificateHold, None)
+            .await
+            .unwrap();
+        assert!(matches!(
+            engine
+                .revoke(b, RevocationReason::CertificateHold, None)
+                .await,
+            Err(CaError::AlreadyRevoked { .. })
+        ));
+        engine.release_hold(b).await.unwrap();
+        assert_eq!(engine.store().revocation(&b).unwrap(), None);
+        engine
+            .revoke(b, RevocationReason::CertificateHold, None)
+            .await
+            .unwrap();
+        let permanent = engine
+            .revoke(b, RevocationReason::CessationOfOperation, Some(5))
+            .await
+            .unwrap();
+        assert_eq!(permanent.reason, RevocationReason::CessationOfOperation);
+        assert_eq!(permanent.invalidity_date, Some(5));
+
+        assert!(matches!(
+            engine
+                .revoke(serial(), RevocationReason::KeyCompromise, None)
+                .await,
+            Err(CaError::SerialNotFound(_))
+        ));
+        assert!(matches!(
+            engine.renew(renew(a)).await,
+            Err(CaError::RenewalRefused(_))
+        ));
+    });
+    let changes = engine.store().changed_since(0, u64::MAX).unwrap();
+    assert_eq!(changes.len(), 2);
+}
+
+#[test]
+fn crl_numbers_only_grow_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = authority();
+    let first = {
+        let engine = Engine::start(
+            ca.clone(),
+            Store::open(dir.path()).unwrap(),
+            &EngineConfig::default(),
+        )
+        .unwrap();
+        let a = engine.next_crl_number_blocking(0).unwrap().number;
+        let b = engine.next_crl_number_blocking(0).unwrap().number;
+        assert!(b > a);
+        let floored = engine.next_crl_number_blocking(1_000_000).unwrap().number;
+        assert_eq!(floored, 1_000_000);
+        floored
+    };
+    let engine = Engine::start(
+        ca,
+        Store::open(dir.path()).unwrap(),
+        &EngineConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(engine.store().last_crl_number().unwrap(), first);
+    assert!(engine.next_crl_number_blocking(0).unwrap().number > first);
+}
+
+#[test]
+fn renewal_keeps_names_and_key_within_the_grace_period_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = authority();
+    let store = Store::open(dir.path()).unwrap();
+    // personal allows 30 days of grace, tls-server none.
+    let personal_recent = store_backdated(&ca, &store, "personal", 30, 10); // expired 20 days ago
+    let personal_old = store_backdated(&ca, &store, "personal", 45, 10); // expired 35 days ago
+    let server_expired = store_backdated(&ca, &store, "tls-server", 3, 1); // expired 2 days ago
+    let engine = Engine::start(ca, store, &EngineConfig::default()).unwrap();
+    runtime().block_on(async {
+        let renewed = engine.renew(renew(personal_recent)).await.unwrap();
+        assert_eq!(
+            renewed.record.renewed_from,
+            Some(*personal_recent.as_bytes())
+        );
+        let new_serial = Serial::from_bytes(&renewed.record.serial).unwrap();
+        assert_eq!(
+            engine.store().renewed_by(&personal_recent).unwrap(),
+            Some(new_serial)
+        );
+        let old = engine
+            .store()
+            .certificate(&personal_recent)
+            .unwrap()
+            .unwrap();
+        let (_, old_cert) = x509_parser::parse_x509_certificate(&old.der).unwrap();
+        let (_, new_cert) = x509_parser::parse_x509_certificate(&renewed.record.der).unwrap();
+        assert_eq!(old_cert.public_key().raw, new_cert.public_key().raw);
+        assert_eq!(old_cert.subject().as_raw(), new_cert.subject().as_raw());
+        assert!(new_cert.validity().is_valid());
+
+        for refused in [personal_old, server_expired] {
+            assert!(matches!(
+                engine.renew(renew(refused)).await,
+                Err(CaError::RenewalRefused(_))
+            ));
+        }
+
+        let mut rekey = renew(new_serial);
+        rekey.csr = Some(csr("personal", "ignored subject"));
+        let rekeyed = engine.renew(rekey).await.unwrap();
+        let (_, rekeyed_cert) = x509_parser::parse_x509_certificate(&rekeyed.record.der).unwrap();
+        assert_ne!(rekeyed_cert.public_key().raw, new_cert.public_key().raw);
+        assert_eq!(rekeyed_cert.subject().as_raw(), new_cert.subject().as_raw());
+    });
+}
