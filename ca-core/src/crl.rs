@@ -17,8 +17,8 @@ use keys::{SignatureScheme, Signer};
 use spki::AlgorithmIdentifierOwned;
 use time::OffsetDateTime;
 use x509_cert::crl::RevokedCert;
-use x509_cert::ext::pkix::crl::dp::IssuingDistributionPoint;
-use x509_cert::ext::pkix::crl::CrlReason;
+use x509_cert::ext::pkix::crl::dp::{DistributionPoint, IssuingDistributionPoint};
+use x509_cert::ext::pkix::crl::{CrlReason, FreshestCrl};
 use x509_cert::ext::pkix::name::DistributionPointName;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::AuthorityKeyIdentifier;
@@ -40,6 +40,7 @@ const OID_REASON: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.21");
 const OID_INVALIDITY_DATE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.24");
 const OID_DELTA_CRL_INDICATOR: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.27");
 const OID_IDP: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.28");
+const OID_FRESHEST_CRL: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.46");
 
 /// CRL settings.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -184,7 +185,8 @@ pub fn signature_algorithm(scheme: SignatureScheme) -> AlgorithmIdentifierOwned 
 
 impl CrlBuilder {
     /// A builder for the CA whose certificate is `ca_cert_der`; `crl_url`, when given, is
-    /// written as the issuing distribution point.
+    /// written as the issuing distribution point, and `{crl_url}/delta` as the complete CRL's
+    /// freshest CRL (where its deltas are).
     pub fn new(
         signer: Arc<dyn Signer>,
         ca_cert_der: &[u8],
@@ -293,11 +295,24 @@ impl CrlBuilder {
             exts.push(extension(OID_DELTA_CRL_INDICATOR, true, &uint(base)?)?);
         }
         if let Some(url) = &self.crl_url {
-            let uri = Ia5String::new(url).map_err(encoding)?;
+            let full_name = |url: &str| {
+                Ia5String::new(url).map_err(encoding).map(|uri| {
+                    DistributionPointName::FullName(vec![GeneralName::UniformResourceIdentifier(
+                        uri,
+                    )])
+                })
+            };
+            if base.is_none() {
+                // Where the deltas of this complete CRL are (RFC 5280 5.2.6).
+                let freshest = FreshestCrl(vec![DistributionPoint {
+                    distribution_point: Some(full_name(&format!("{url}/delta"))?),
+                    reasons: None,
+                    crl_issuer: None,
+                }]);
+                exts.push(extension(OID_FRESHEST_CRL, false, &freshest)?);
+            }
             let idp = IssuingDistributionPoint {
-                distribution_point: Some(DistributionPointName::FullName(vec![
-                    GeneralName::UniformResourceIdentifier(uri),
-                ])),
+                distribution_point: Some(full_name(url)?),
                 only_contains_user_certs: true,
                 only_contains_ca_certs: false,
                 only_some_reasons: None,

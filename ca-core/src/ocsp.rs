@@ -41,8 +41,9 @@ pub const MAX_REQUEST_DER: usize = 64 * 1024;
 /// `malformedRequest`. RFC 5019 section 2.1.1 clients send exactly one.
 pub const MAX_CERT_IDS: usize = 64;
 
-/// The longest nonce echoed, in octets (RFC 8954 section 2.1: `Nonce ::= OCTET STRING(SIZE(1..32))`).
-/// A longer or empty nonce is not echoed, which RFC 8954 allows.
+/// The longest nonce echoed, in octets (RFC 8954 section 2.1:
+/// `Nonce ::= OCTET STRING(SIZE(1..32))`). A longer or empty nonce is not echoed, which
+/// RFC 8954 allows.
 pub const MAX_NONCE_LEN: usize = 32;
 
 /// The longest GET path segment [`decode_get_request`] accepts: a percent-encoded base64 form of
@@ -587,8 +588,8 @@ impl OcspCache {
         (fresh, inner.generation)
     }
 
-    /// Stores a response and the time until which it is fresh, unless an invalidation happened since
-    /// `generation` was read.
+    /// Stores a response and the time until which it is fresh, unless an invalidation happened
+    /// since `generation` was read.
     fn put(
         &self,
         key: CacheKey,

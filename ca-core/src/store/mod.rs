@@ -16,7 +16,7 @@
 //!
 //! Reads may come from any thread. While the engine runs, only its writer thread
 //! ([`writer`]) writes, in synced WriteBatches (group commit); before it starts (bootstrap,
-//! command line) [`Store::commit`] is called directly.
+//! command line) the few writes it needs (schema version, tokens) are made directly.
 
 pub mod record;
 pub mod writer;

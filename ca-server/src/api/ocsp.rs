@@ -7,14 +7,13 @@ use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use ca_core::ocsp::{decode_get_request, CertStatus};
+use ca_core::ocsp::{decode_get_request, CertStatus, INTERNAL_ERROR, MALFORMED_REQUEST};
 use time::OffsetDateTime;
 
 use super::AppState;
 
-/// `OCSPResponse { responseStatus malformedRequest }`.
-const MALFORMED: [u8; 5] = [0x30, 0x03, 0x0a, 0x01, 0x01];
-
+/// An OCSP answer. `no-cache`: a revocation must show at once (the API contract), so HTTP
+/// caches must not keep answers; the responder caches signed answers itself.
 fn ocsp_response(der: Vec<u8>) -> Response {
     (
         [
@@ -42,7 +41,7 @@ async fn answer(state: Arc<AppState>, request: Vec<u8>) -> Response {
             })
     })
     .await
-    .unwrap_or_else(|_| MALFORMED.to_vec());
+    .unwrap_or_else(|_| INTERNAL_ERROR.to_vec());
     ocsp_response(der)
 }
 
@@ -53,7 +52,7 @@ pub async fn post(
 ) -> Response {
     match body {
         Ok(body) => answer(state, body.to_vec()).await,
-        Err(_) => ocsp_response(MALFORMED.to_vec()),
+        Err(_) => ocsp_response(MALFORMED_REQUEST.to_vec()),
     }
 }
 
@@ -65,6 +64,6 @@ pub async fn get(
     let encoded = encoded.map(|Path(s)| s).unwrap_or_default();
     match decode_get_request(&encoded) {
         Ok(request) => answer(state, request).await,
-        Err(_) => ocsp_response(MALFORMED.to_vec()),
+        Err(_) => ocsp_response(MALFORMED_REQUEST.to_vec()),
     }
 }

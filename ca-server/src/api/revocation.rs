@@ -45,9 +45,18 @@ pub async fn revoke(
         .map(|s| {
             OffsetDateTime::parse(s, &Rfc3339)
                 .map(OffsetDateTime::unix_timestamp)
-                .map_err(|e| ApiError::invalid_request(format!("invalid_date {s:?}: {e}")))
+                .map_err(|e| {
+                    ApiError::invalid_request(format!(
+                        "invalidity_date {s:?} is not an RFC 3339 time: {e}"
+                    ))
+                })
         })
         .transpose()?;
+    if invalidity_date.is_some_and(|d| d > OffsetDateTime::now_utc().unix_timestamp()) {
+        return Err(ApiError::invalid_request(
+            "invalidity_date must not be in the future (RFC 5280 5.3.2)",
+        ));
+    }
     let serial = stored(&record.serial)?;
     state.engine.revoke(serial, reason, invalidity_date).await?;
     state.status_changed(&serial);

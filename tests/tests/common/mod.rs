@@ -152,6 +152,8 @@ pub struct Resp {
     pub text: String,
     pub json: Value,
     pub content_type: String,
+    /// The raw body (for DER answers: CRLs, OCSP responses).
+    pub bytes: Vec<u8>,
 }
 
 impl std::fmt::Display for Resp {
@@ -491,6 +493,7 @@ fn to_resp(r: reqwest::blocking::Response) -> Resp {
         text,
         json,
         content_type,
+        bytes,
     }
 }
 
@@ -1253,13 +1256,16 @@ pub fn openssl_verify(ca: &CaCert, leaf: &Path, profile: &str, what: &str) {
     );
 }
 
-/// The pkilint RFC 5280 linter: `$PKILINT_VENV/bin/lint_pkix_cert`, by default in the
-/// workspace's `.venv`.
-pub fn pkilint_bin() -> PathBuf {
-    let venv = std::env::var("PKILINT_VENV")
+/// The pkilint virtual environment: `$PKILINT_VENV`, by default the workspace's `.venv`.
+fn pkilint_venv() -> PathBuf {
+    std::env::var("PKILINT_VENV")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv"));
-    let bin = venv.join("bin").join("lint_pkix_cert");
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv"))
+}
+
+/// A pkilint command of the venv (`lint_pkix_cert`, `lint_crl`, ...), asserting it exists.
+fn pkilint_tool(name: &str) -> PathBuf {
+    let bin = pkilint_venv().join("bin").join(name);
     assert!(
         bin.is_file(),
         "pkilint is missing ({} not found). Run ./test at the workspace root, which installs it \
@@ -1267,6 +1273,17 @@ pub fn pkilint_bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// The pkilint RFC 5280 linter: `$PKILINT_VENV/bin/lint_pkix_cert`, by default in the
+/// workspace's `.venv`.
+pub fn pkilint_bin() -> PathBuf {
+    pkilint_tool("lint_pkix_cert")
+}
+
+/// pkilint's CRL linter: `$PKILINT_VENV/bin/lint_crl`.
+pub fn pkilint_crl_bin() -> PathBuf {
+    pkilint_tool("lint_crl")
 }
 
 /// Lints a PEM certificate file with pkilint, asserting no ERROR or FATAL finding.
@@ -1280,13 +1297,48 @@ pub fn pkilint(file: &Path, what: &str) {
         .arg(file)
         .output()
         .expect("running lint_pkix_cert");
+    assert_no_pkilint_findings(&out, file, what);
+}
+
+/// Lints a DER CRL (complete or delta) with pkilint's PKIX CRL profile
+/// (`lint_crl lint -t CRL -p PKIX -s ERROR -f JSON`), asserting no ERROR or FATAL finding.
+pub fn pkilint_crl(file: &Path, what: &str) {
+    let out = Command::new(pkilint_crl_bin())
+        .args([
+            "lint", "-t", "CRL", "-p", "PKIX", "-s", "ERROR", "-f", "JSON",
+        ])
+        .arg(file)
+        .output()
+        .expect("running lint_crl");
+    assert_no_pkilint_findings(&out, file, what);
+}
+
+/// Lints a DER OCSP response with pkilint's RFC 6960 linter (`lint_ocsp_response lint -s
+/// ERROR -f JSON`), asserting no ERROR or FATAL finding.
+pub fn pkilint_ocsp(file: &Path, what: &str) {
+    let out = Command::new(pkilint_tool("lint_ocsp_response"))
+        .args(["lint", "-s", "ERROR", "-f", "JSON"])
+        .arg(file)
+        .output()
+        .expect("running lint_ocsp_response");
+    assert_no_pkilint_findings(&out, file, what);
+}
+
+/// Judges the JSON report of a pkilint run (severity threshold ERROR): panics listing every
+/// finding but the wildcard one [`pkilint`] lets through.
+fn assert_no_pkilint_findings(out: &Output, file: &Path, what: &str) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let fail = |why: &str| -> ! {
+        let bytes = std::fs::read(file).unwrap_or_default();
+        let shown = match String::from_utf8(bytes.clone()) {
+            Ok(text) => text,
+            Err(_) => to_pem("DER", &bytes),
+        };
         panic!(
-            "{what}: {why} (pkilint {}):\n{stdout}{stderr}\ncertificate:\n{}",
+            "{what}: {why} (pkilint {}):\n{stdout}{stderr}\nfile {}:\n{shown}",
             out.status,
-            std::fs::read_to_string(file).unwrap_or_default()
+            file.display()
         )
     };
     let report: Value = serde_json::from_str(stdout.trim())
@@ -1389,4 +1441,452 @@ pub fn check_record(
         issued_at <= now + 5 && issued_at >= now - 3600,
         "{what}: issued_at {issued_at} is not around now ({now})"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Revocation, renewal, CRLs and OCSP
+// ---------------------------------------------------------------------------------------------
+
+impl Server {
+    /// POST /v1/certificates/{serial}/revoke with the bootstrap RA token.
+    pub fn revoke(&self, serial: &str, reason: &str, invalidity_date: Option<&str>) -> Resp {
+        let mut body = serde_json::json!({ "reason": reason });
+        if let Some(d) = invalidity_date {
+            body["invalidity_date"] = d.into();
+        }
+        self.post(
+            &format!("/v1/certificates/{serial}/revoke"),
+            &self.tokens.ra,
+            &body,
+        )
+    }
+
+    /// [`Server::revoke`], asserting 200 and the new status (`revoked`, or `on_hold` for
+    /// certificateHold); returns the certificate's new state.
+    pub fn revoke_ok(&self, serial: &str, reason: &str) -> Value {
+        let r = self.revoke(serial, reason, None);
+        let want = if reason == "certificateHold" {
+            "on_hold"
+        } else {
+            "revoked"
+        };
+        assert_eq!(r.status, 200, "revoking {serial} ({reason}): {r}");
+        assert_eq!(r.json["status"], want, "revoking {serial} ({reason}): {r}");
+        assert_eq!(
+            r.json["revocation"]["reason"], reason,
+            "revoking {serial}: {r}"
+        );
+        r.json
+    }
+
+    /// POST /v1/certificates/{serial}/release-hold with the bootstrap RA token (no body).
+    pub fn release_hold(&self, serial: &str) -> Resp {
+        self.request(
+            reqwest::Method::POST,
+            &format!("/v1/certificates/{serial}/release-hold"),
+            Some(&self.tokens.ra),
+            None,
+        )
+    }
+
+    /// POST /v1/certificates/{serial}/renew with the bootstrap RA token; `None` sends no body.
+    pub fn renew(&self, serial: &str, body: Option<&Value>) -> Resp {
+        self.request(
+            reqwest::Method::POST,
+            &format!("/v1/certificates/{serial}/renew"),
+            Some(&self.tokens.ra),
+            body,
+        )
+    }
+
+    /// GET /crl (or /crl/delta): asserts 200 and `application/pkix-crl`; the DER.
+    fn crl_at(&self, path: &str) -> Vec<u8> {
+        let r = self.get(path, None);
+        assert_eq!(r.status, 200, "GET {path}: {r}");
+        assert_eq!(
+            r.content_type, "application/pkix-crl",
+            "GET {path}: content type"
+        );
+        assert!(r.bytes.first() == Some(&0x30), "GET {path}: not DER: {r}");
+        r.bytes
+    }
+
+    /// The complete CRL being served (GET /crl), DER.
+    pub fn crl(&self) -> Vec<u8> {
+        self.crl_at("/crl")
+    }
+
+    /// The delta CRL being served (GET /crl/delta), DER.
+    pub fn delta_crl(&self) -> Vec<u8> {
+        self.crl_at("/crl/delta")
+    }
+
+    /// POST /v1/crl/generate with the operator token: asserts 200 and the answer's shape
+    /// `{"crl_number", "entries", "this_update", "bytes"}`; returns it.
+    pub fn generate_crl(&self) -> Value {
+        let r = self.request(
+            reqwest::Method::POST,
+            "/v1/crl/generate",
+            Some(&self.tokens.operator),
+            None,
+        );
+        assert_eq!(r.status, 200, "POST /v1/crl/generate: {r}");
+        let v = r.json;
+        assert!(
+            v["crl_number"].is_u64() && v["entries"].is_u64() && v["bytes"].is_u64(),
+            "POST /v1/crl/generate: crl_number, entries and bytes should be numbers: {v}"
+        );
+        let t = parse_rfc3339(v["this_update"].as_str().unwrap_or("missing"));
+        assert!(
+            (t - now_unix()).abs() < 120,
+            "POST /v1/crl/generate: this_update {t} is not now: {v}"
+        );
+        v
+    }
+
+    /// The issuing CA's certificate alone (the first of the chain) in a PEM file, for
+    /// `openssl ocsp -issuer`.
+    pub fn issuer_file(&self) -> PathBuf {
+        let ca = self.ca();
+        let file = ca.file.with_extension("issuer.pem");
+        if !file.is_file() {
+            std::fs::write(&file, to_pem("CERTIFICATE", &ca.ders[0])).expect("writing the issuer");
+        }
+        file
+    }
+
+    /// Writes the certificate of an issuance answer or record to the scratch directory.
+    pub fn leaf_file(&self, issued: &Value) -> PathBuf {
+        let serial = issued["serial"].as_str().expect("serial");
+        let file = self.scratch().join(format!("leaf-{serial}.pem"));
+        let pem = issued["certificate"].as_str().expect("certificate PEM");
+        std::fs::write(&file, pem).expect("writing the leaf");
+        file
+    }
+
+    /// Every check on a CRL (complete or delta) in DER: `openssl crl -CAfile` says
+    /// `verify OK`, pkilint's PKIX CRL linter finds no ERROR or FATAL; returns it parsed, with
+    /// `openssl crl -text`.
+    pub fn check_crl(&self, der: &[u8], name: &str) -> Crl {
+        check_crl(self.ca(), self.scratch(), der, name)
+    }
+
+    /// Asks the OCSP responder at `url` with `openssl ocsp -issuer CA -CAfile CA -url URL
+    /// TARGETS` (`-cert FILE` / `-serial 0xHEX`, nonce on), asserting `Response verify OK`, no
+    /// warning (a missing nonce echo warns) and success; returns stdout and stderr.
+    pub fn ocsp_ask(&self, url: &str, targets: &[&str]) -> String {
+        let issuer = self.issuer_file();
+        let mut args = vec![
+            "ocsp",
+            "-issuer",
+            issuer.to_str().expect("UTF-8 path"),
+            "-CAfile",
+            self.ca().file.to_str().expect("UTF-8 path"),
+            "-url",
+            url,
+        ];
+        args.extend_from_slice(targets);
+        let (ok, out) = openssl_ocsp(&args);
+        assert!(
+            ok && out.contains("Response verify OK") && !out.contains("WARNING"),
+            "`openssl {}` failed or did not verify the response:\n{out}",
+            args.join(" ")
+        );
+        out
+    }
+
+    /// A DER OCSP request (no nonce) for `targets`, made by `openssl ocsp -reqout`, in base64
+    /// (not URL-encoded).
+    pub fn ocsp_request_base64(&self, targets: &[&str]) -> String {
+        let issuer = self.issuer_file();
+        let req = self.scratch().join(format!("req-{}.der", unique()));
+        let mut args = vec![
+            "ocsp",
+            "-issuer",
+            issuer.to_str().expect("UTF-8 path"),
+            "-no_nonce",
+            "-reqout",
+            req.to_str().expect("UTF-8 path"),
+        ];
+        args.extend_from_slice(targets);
+        let (ok, out) = openssl_ocsp(&args);
+        assert!(ok, "`openssl {}` failed:\n{out}", args.join(" "));
+        openssl(&["base64", "-A", "-in", req.to_str().expect("UTF-8 path")])
+            .trim()
+            .to_string()
+    }
+
+    /// GET /ocsp/{encoded}: asserts HTTP 200 and `application/ocsp-response`; the DER answer.
+    pub fn ocsp_get_encoded(&self, encoded: &str) -> Vec<u8> {
+        let path = format!("/ocsp/{encoded}");
+        let r = self.get(&path, None);
+        assert_eq!(r.status, 200, "GET {path}: {r}");
+        assert_eq!(
+            r.content_type, "application/ocsp-response",
+            "GET {path}: content type"
+        );
+        r.bytes
+    }
+
+    /// The RFC 6960 GET form: a request for `targets` (see [`Server::ocsp_request_base64`]),
+    /// sent as GET /ocsp/{url-encoded base64}; the DER answer.
+    pub fn ocsp_get(&self, targets: &[&str]) -> Vec<u8> {
+        let b64 = self.ocsp_request_base64(targets);
+        self.ocsp_get_encoded(&url_encode_base64(&b64))
+    }
+
+    /// Checks a DER OCSP response with `openssl ocsp -respin F -issuer CA -CAfile CA -no_nonce
+    /// TARGETS`, asserting `Response verify OK`; returns the output.
+    pub fn ocsp_respin(&self, der: &[u8], targets: &[&str]) -> String {
+        let issuer = self.issuer_file();
+        let file = self.scratch().join(format!("resp-{}.der", unique()));
+        std::fs::write(&file, der).expect("writing the OCSP response");
+        let mut args = vec![
+            "ocsp",
+            "-respin",
+            file.to_str().expect("UTF-8 path"),
+            "-issuer",
+            issuer.to_str().expect("UTF-8 path"),
+            "-CAfile",
+            self.ca().file.to_str().expect("UTF-8 path"),
+            "-no_nonce",
+        ];
+        args.extend_from_slice(targets);
+        let (ok, out) = openssl_ocsp(&args);
+        assert!(
+            ok && out.contains("Response verify OK"),
+            "`openssl {}` failed or did not verify the response:\n{out}",
+            args.join(" ")
+        );
+        out
+    }
+}
+
+/// A process-wide counter for scratch file names.
+fn unique() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Percent-encodes the three base64 characters that are not safe in a URL path segment.
+pub fn url_encode_base64(b64: &str) -> String {
+    b64.replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D")
+}
+
+/// Runs `openssl ARGS` (an `ocsp` command) without any proxy from the environment; returns
+/// whether it succeeded and its stdout followed by its stderr.
+pub fn openssl_ocsp(args: &[&str]) -> (bool, String) {
+    let out = Command::new("openssl")
+        .args(args)
+        .env_remove("http_proxy")
+        .env_remove("HTTP_PROXY")
+        .env_remove("https_proxy")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("all_proxy")
+        .env_remove("ALL_PROXY")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running openssl ocsp");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The status `openssl ocsp` printed for a target (`NAME: good`), and the `Reason:` line that
+/// follows it, if any.
+pub fn ocsp_status(out: &str, name: &str) -> (String, Option<String>) {
+    let prefix = format!("{name}: ");
+    let mut lines = out.lines().skip_while(|l| !l.starts_with(&prefix));
+    let status = lines
+        .next()
+        .unwrap_or_else(|| panic!("no status for {name} in openssl's output:\n{out}"))
+        [prefix.len()..]
+        .trim()
+        .to_string();
+    let reason = lines
+        .take_while(|l| l.starts_with(char::is_whitespace))
+        .find_map(|l| l.trim().strip_prefix("Reason: ").map(str::to_string));
+    (status, reason)
+}
+
+/// A CRL as parsed by x509-parser, with `openssl crl -text`.
+#[derive(Clone, Debug)]
+pub struct Crl {
+    pub der: Vec<u8>,
+    /// The DER in a file of the scratch directory.
+    pub file: PathBuf,
+    /// The CRL number.
+    pub number: u128,
+    /// The Delta CRL Indicator (the base CRL's number): `Some` for a delta CRL.
+    pub delta_base: Option<u128>,
+    pub this_update: i64,
+    pub next_update: Option<i64>,
+    pub entries: Vec<CrlEntry>,
+    /// `openssl crl -inform DER -noout -text`.
+    pub text: String,
+}
+
+/// One revokedCertificates entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CrlEntry {
+    /// Lower-case hex, as the API writes serials.
+    pub serial: String,
+    pub revoked_at: i64,
+    /// The reasonCode (1 keyCompromise, 4 superseded, 6 certificateHold, 8 removeFromCRL...).
+    pub reason: Option<u8>,
+    pub invalidity_date: Option<i64>,
+}
+
+impl Crl {
+    /// The entry for a serial.
+    pub fn entry(&self, serial: &str) -> Option<&CrlEntry> {
+        self.entries.iter().find(|e| e.serial == serial)
+    }
+
+    /// The openssl text of one entry: from its `Serial Number:` line to the next one.
+    pub fn entry_text(&self, serial: &str) -> Option<String> {
+        let want = format!("Serial Number: {}", serial.to_uppercase());
+        let mut lines = self.text.lines().skip_while(|l| !l.contains(&want));
+        let first = lines.next()?;
+        let mut text = format!("{first}\n");
+        for l in lines.take_while(|l| !l.contains("Serial Number:") && !l.contains("Signature")) {
+            text.push_str(l);
+            text.push('\n');
+        }
+        Some(text)
+    }
+}
+
+/// A DER INTEGER (tag, short length, content) as u128.
+fn der_uint(value: &[u8]) -> Option<u128> {
+    match value {
+        [0x02, len, rest @ ..] if usize::from(*len) == rest.len() && rest.len() <= 17 => {
+            Some(rest.iter().fold(0u128, |n, b| (n << 8) | u128::from(*b)))
+        }
+        _ => None,
+    }
+}
+
+/// Parses a DER CRL with x509-parser, asserting that it parses without trailing bytes and
+/// carries a CRL number (`file` and `text` are left empty).
+pub fn parse_crl(der: &[u8], what: &str) -> Crl {
+    use x509_parser::revocation_list::CertificateRevocationList;
+    let (rest, crl) = CertificateRevocationList::from_der(der)
+        .unwrap_or_else(|e| panic!("{what}: the CRL does not parse: {e}"));
+    assert!(rest.is_empty(), "{what}: trailing bytes after the CRL");
+    let number: u128 = crl
+        .crl_number()
+        .unwrap_or_else(|| panic!("{what}: no CRL number"))
+        .to_string()
+        .parse()
+        .unwrap_or_else(|e| panic!("{what}: CRL number too large: {e}"));
+    let delta_base = crl
+        .extensions()
+        .iter()
+        .find(|e| e.oid.to_id_string() == "2.5.29.27")
+        .map(|e| {
+            assert!(e.critical, "{what}: Delta CRL Indicator not critical");
+            der_uint(e.value)
+                .unwrap_or_else(|| panic!("{what}: Delta CRL Indicator is not an INTEGER"))
+        });
+    let entries = crl
+        .iter_revoked_certificates()
+        .map(|r| CrlEntry {
+            serial: hex::encode(r.raw_serial()),
+            revoked_at: r.revocation_date.timestamp(),
+            reason: r.reason_code().map(|(_, c)| c.0),
+            invalidity_date: r.invalidity_date().map(|(_, t)| t.timestamp()),
+        })
+        .collect();
+    Crl {
+        der: der.to_vec(),
+        file: PathBuf::new(),
+        number,
+        delta_base,
+        this_update: crl.last_update().timestamp(),
+        next_update: crl.next_update().map(|t| t.timestamp()),
+        entries,
+        text: String::new(),
+    }
+}
+
+/// Every check on a DER CRL: `openssl crl -inform DER -CAfile CA -noout` says `verify OK`,
+/// `lint_crl -t CRL -p PKIX` finds no ERROR or FATAL, x509-parser parses it (thisUpdate around
+/// now, nextUpdate after it). `name` names the file written to `scratch`.
+pub fn check_crl(ca: &CaCert, scratch: &Path, der: &[u8], name: &str) -> Crl {
+    let what = format!("CRL {name}");
+    let file = scratch.join(format!("{name}.der"));
+    std::fs::write(&file, der).expect("writing the CRL");
+    let file_s = file.to_str().expect("UTF-8 path");
+    let ca_s = ca.file.to_str().expect("UTF-8 path");
+    let out = Command::new("openssl")
+        .args([
+            "crl", "-inform", "DER", "-in", file_s, "-CAfile", ca_s, "-noout",
+        ])
+        .output()
+        .expect("running openssl crl");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.contains("verify OK"),
+        "{what}: `openssl crl -CAfile` did not say verify OK ({}):\n{said}",
+        out.status
+    );
+    let text = openssl(&["crl", "-inform", "DER", "-in", file_s, "-noout", "-text"]);
+    pkilint_crl(&file, &what);
+    let crl = parse_crl(der, &what);
+    let (this_update, next_update) = (crl.this_update, crl.next_update);
+    let now = now_unix();
+    assert!(
+        (this_update - now).abs() < 3600,
+        "{what}: thisUpdate {this_update} is not around now ({now})"
+    );
+    assert!(
+        next_update.is_some_and(|n| n > this_update),
+        "{what}: nextUpdate {next_update:?} missing or not after thisUpdate"
+    );
+    Crl { file, text, ..crl }
+}
+
+/// `openssl verify -crl_check -CAfile <CA chain + CRLs in PEM> leaf.pem`: whether it
+/// succeeded, and its output.
+///
+/// Only for complete CRLs: OpenSSL applies delta CRLs only when the certificate or the CRL
+/// carries a freshestCRL extension, and without `-extended_crl` it may even take a delta CRL
+/// for a complete one.
+pub fn openssl_verify_crl(ca: &CaCert, crls: &[&Crl], leaf: &Path) -> (bool, String) {
+    assert!(
+        crls.iter().all(|c| c.delta_base.is_none()),
+        "openssl_verify_crl takes complete CRLs only"
+    );
+    let mut bundle = ca.pem.clone();
+    if !bundle.ends_with('\n') {
+        bundle.push('\n');
+    }
+    for crl in crls {
+        bundle.push_str(&to_pem("X509 CRL", &crl.der));
+    }
+    let file = leaf.with_extension(format!("bundle{}.pem", unique()));
+    std::fs::write(&file, bundle).expect("writing the CA and CRL bundle");
+    let out = Command::new("openssl")
+        .args(["verify", "-crl_check", "-CAfile"])
+        .arg(&file)
+        .arg(leaf)
+        .output()
+        .expect("running openssl verify");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ok = out.status.success() && text.lines().any(|l| l.trim_end().ends_with(": OK"));
+    (ok, text)
 }
