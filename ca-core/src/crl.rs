@@ -497,6 +497,13 @@ impl CrlPublisher {
         if let Ok(mut current) = self.current.write() {
             *current = Some(published.clone());
         }
+        let metrics = self.engine.metrics();
+        metrics
+            .crl_number
+            .set(i64::try_from(published.number).unwrap_or(i64::MAX));
+        metrics.crl_entries.set(count as i64);
+        metrics.crl_bytes.set(published.full.len() as i64);
+        metrics.crl_this_update.set(now);
         tracing::info!(
             number = full_pos.number,
             entries = count,

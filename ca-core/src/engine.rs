@@ -13,6 +13,7 @@
 //! ([`CaError::Overloaded`]), so latency stays bounded and memory flat.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use ring::rand::SystemRandom;
@@ -21,7 +22,8 @@ use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
 use crate::authority::CertificateAuthority;
-use crate::error::CaError;
+use crate::error::{CaError, ErrorClass};
+use crate::metrics::Metrics;
 use crate::revocation::{Revocation, RevocationReason};
 use crate::serial::Serial;
 use crate::store::writer::{
@@ -158,6 +160,7 @@ struct Job {
     work: Work,
     idempotency: Option<(IdempotencyKey, [u8; 32])>,
     reply: oneshot::Sender<Result<Committed, CaError>>,
+    queued_at: Instant,
 }
 
 /// The running engine: queue, workers and store writer.
@@ -169,6 +172,7 @@ pub struct Engine {
     workers_done: Receiver<()>,
     writer: Option<StoreWriter>,
     _pool: rayon::ThreadPool,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -189,7 +193,8 @@ impl Engine {
         } else {
             config.workers
         };
-        let writer = StoreWriter::start(store.clone(), config.max_commit_batch)?;
+        let metrics = Arc::new(Metrics::new()?);
+        let writer = StoreWriter::start(store.clone(), config.max_commit_batch, metrics.clone())?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(workers)
             .thread_name(|i| format!("ca-worker-{i}"))
@@ -202,11 +207,12 @@ impl Engine {
             let ca = ca.clone();
             let to_writer = writer.sender();
             let done = done_tx.clone();
+            let metrics = metrics.clone();
             // Each worker is a long-lived loop on the pool; it ends when the queue closes.
             pool.spawn(move || {
                 let rng = SystemRandom::new();
                 while let Ok(job) = jobs.recv() {
-                    process(&ca, &rng, &to_writer, job);
+                    process(&ca, &rng, &to_writer, &metrics, job);
                 }
                 drop(done);
             });
@@ -224,6 +230,7 @@ impl Engine {
             workers_done,
             writer: Some(writer),
             _pool: pool,
+            metrics,
         })
     }
 
@@ -235,6 +242,11 @@ impl Engine {
     /// The store this engine writes to.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The engine's metrics (and their registry, which the server exposes).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Requests currently waiting for a worker.
@@ -312,6 +324,33 @@ impl Engine {
     }
 
     async fn run(&self, work: Work) -> Result<Issued, CaError> {
+        let profile = work.profile.clone();
+        let renewal = matches!(work.input, Input::Renewal { .. });
+        let result = self.run_once(work).await;
+        let outcome = match &result {
+            Ok(issued) if issued.replayed => return result,
+            Ok(_) if renewal => "renewed",
+            Ok(_) => "issued",
+            Err(e) if e.class() == ErrorClass::Internal => "failed",
+            Err(_) => "refused",
+        };
+        // Only configured profile names become labels: request input must not grow the set.
+        let label = if self.ca.profile(&profile).is_ok() {
+            profile.as_str()
+        } else {
+            "(unknown)"
+        };
+        self.metrics
+            .certificates
+            .with_label_values(&[label, outcome])
+            .inc();
+        if let Err(e) = &result {
+            self.metrics.error(e);
+        }
+        result
+    }
+
+    async fn run_once(&self, work: Work) -> Result<Issued, CaError> {
         if let Some(issued) = self.replayable(&work)? {
             return Ok(issued);
         }
@@ -378,6 +417,7 @@ impl Engine {
                 work,
                 idempotency,
                 reply,
+                queued_at: Instant::now(),
             })
             .map_err(|e| match e {
                 TrySendError::Full(_) => CaError::Overloaded,
@@ -421,7 +461,12 @@ impl Engine {
             at: OffsetDateTime::now_utc().unix_timestamp(),
             invalidity_date,
         };
-        self.write(|reply| WriteOp::Revoke(request, reply)).await
+        let revocation = self.write(|reply| WriteOp::Revoke(request, reply)).await?;
+        self.metrics
+            .revocations
+            .with_label_values(&[reason.name()])
+            .inc();
+        Ok(revocation)
     }
 
     /// Ends a certificateHold, durably.
@@ -467,21 +512,51 @@ impl Drop for Engine {
     }
 }
 
+/// Times consecutive stages into their histograms.
+struct StageClock {
+    last: Instant,
+}
+
+impl StageClock {
+    fn new() -> Self {
+        StageClock {
+            last: Instant::now(),
+        }
+    }
+
+    fn lap(&mut self, stage: &prometheus::Histogram) {
+        let now = Instant::now();
+        stage.observe((now - self.last).as_secs_f64());
+        self.last = now;
+    }
+}
+
 fn writer_gone() -> CaError {
     CaError::Storage("the store writer dropped the request".into())
 }
 
 /// Verifies, checks, signs and hands one request to the writer.
-fn process(ca: &CertificateAuthority, rng: &SystemRandom, to_writer: &Sender<WriteOp>, job: Job) {
+fn process(
+    ca: &CertificateAuthority,
+    rng: &SystemRandom,
+    to_writer: &Sender<WriteOp>,
+    metrics: &Metrics,
+    job: Job,
+) {
     let Job {
         work,
         idempotency,
         reply,
+        queued_at,
     } = job;
+    metrics
+        .stages
+        .queue_wait
+        .observe(queued_at.elapsed().as_secs_f64());
     if reply.is_closed() {
         return; // the requester gave up; do not sign for nobody
     }
-    match sign(ca, rng, work) {
+    match sign(ca, rng, metrics, work) {
         Ok(record) => {
             let cert = NewCertificate {
                 record,
@@ -500,7 +575,13 @@ fn process(ca: &CertificateAuthority, rng: &SystemRandom, to_writer: &Sender<Wri
 }
 
 /// The CPU part: decode and verify once, check against the profile, draw a serial, sign.
-fn sign(ca: &CertificateAuthority, rng: &SystemRandom, work: Work) -> Result<CertRecord, CaError> {
+fn sign(
+    ca: &CertificateAuthority,
+    rng: &SystemRandom,
+    metrics: &Metrics,
+    work: Work,
+) -> Result<CertRecord, CaError> {
+    let mut clock = StageClock::new();
     let (verified, renewed_from) = match work.input {
         Input::Csr(csr) => (csr::parse_and_verify(&csr)?, None),
         Input::Renewal { old, csr } => {
@@ -511,12 +592,15 @@ fn sign(ca: &CertificateAuthority, rng: &SystemRandom, work: Work) -> Result<Cer
             (names, Some(old.serial))
         }
     };
+    clock.lap(&metrics.stages.csr_verify);
     let profile = ca.profile(&work.profile)?;
     let validated = profile.validate(&work.profile, verified, work.validity_days)?;
+    clock.lap(&metrics.stages.profile);
     let serial = Serial::random(rng)
         .map_err(|_| CaError::Signing("the system random generator failed".into()))?;
     let now = OffsetDateTime::now_utc();
     let signed = ca.sign(&work.profile, serial, &validated, now)?;
+    clock.lap(&metrics.stages.sign);
     Ok(CertRecord {
         seq: 0,
         serial: *serial.as_bytes(),

@@ -20,6 +20,7 @@ pub mod csr;
 pub mod engine;
 pub mod error;
 pub mod inspect;
+pub mod metrics;
 pub mod name;
 pub mod ocsp;
 pub mod profile;

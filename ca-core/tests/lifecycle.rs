@@ -81,7 +81,8 @@ fn store_backdated(
         not_after: signed.not_after.unix_timestamp(),
         renewed_from: None,
     };
-    let writer = StoreWriter::start(store.clone(), 16).unwrap();
+    let metrics = Arc::new(ca_core::metrics::Metrics::new().unwrap());
+    let writer = StoreWriter::start(store.clone(), 16, metrics).unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel();
     writer
         .sender()

@@ -8,7 +8,7 @@ use ca_core::crl::CrlPublisher;
 use ca_core::ocsp::{OcspCache, OcspResponder};
 use tokio::net::TcpListener;
 
-use crate::api::{self, AppState, BodyLimits};
+use crate::api::{self, AppState, BodyLimits, HttpMetrics};
 use crate::datadir::{self, Core, Created, DEV_CA_SUBJECT, ROOT_VALIDITY_DAYS};
 
 /// Options of `serve` that override the configuration.
@@ -91,6 +91,7 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
         crl: crl.clone(),
         ocsp,
         ocsp_cache,
+        http_metrics: HttpMetrics::new(engine.metrics().registry()).map_err(|e| e.to_string())?,
     });
     let crl_timer = tokio::spawn(crl_timer(crl));
     let app = api::router(

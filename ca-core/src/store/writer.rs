@@ -7,6 +7,7 @@
 //! sequence and the CRL number race-free without locks.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -18,6 +19,7 @@ use super::{
     META_CRL_NUMBER,
 };
 use crate::error::CaError;
+use crate::metrics::Metrics;
 use crate::revocation::{Revocation, RevocationReason};
 use crate::serial::Serial;
 
@@ -83,8 +85,9 @@ pub struct StoreWriter {
 }
 
 impl StoreWriter {
-    /// Starts the writer on `store`, committing at most `max_batch` operations per WriteBatch.
-    pub fn start(store: Store, max_batch: usize) -> Result<Self, CaError> {
+    /// Starts the writer on `store`, committing at most `max_batch` operations per WriteBatch
+    /// and recording commit times and sizes in `metrics`.
+    pub fn start(store: Store, max_batch: usize, metrics: Arc<Metrics>) -> Result<Self, CaError> {
         let counters = Counters {
             cert_seq: store.meta_u64(META_CERT_SEQ)?,
             change_seq: store.meta_u64(META_CHANGE_SEQ)?,
@@ -93,7 +96,7 @@ impl StoreWriter {
         let (tx, rx) = crossbeam_channel::unbounded();
         let handle = std::thread::Builder::new()
             .name("ca-store-writer".into())
-            .spawn(move || run(&store, &rx, counters, max_batch.max(1)))
+            .spawn(move || run(&store, &rx, counters, max_batch.max(1), &metrics))
             .map_err(|e| CaError::Storage(format!("starting the writer thread: {e}")))?;
         Ok(StoreWriter { tx, handle })
     }
@@ -121,7 +124,13 @@ struct Counters {
     crl_number: u64,
 }
 
-fn run(store: &Store, rx: &Receiver<WriteOp>, mut counters: Counters, max_batch: usize) {
+fn run(
+    store: &Store,
+    rx: &Receiver<WriteOp>,
+    mut counters: Counters,
+    max_batch: usize,
+    metrics: &Metrics,
+) {
     while let Ok(first) = rx.recv() {
         let mut ops = Vec::with_capacity(max_batch.min(1024));
         ops.push(first);
@@ -131,7 +140,12 @@ fn run(store: &Store, rx: &Receiver<WriteOp>, mut counters: Counters, max_batch:
                 Err(_) => break,
             }
         }
+        metrics.commit_batch.observe(ops.len() as f64);
+        let started = std::time::Instant::now();
         counters = commit(store, ops, counters);
+        metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
     }
 }
 
@@ -190,7 +204,6 @@ struct Group<'a> {
 
 /// Commits one group; returns the counters after it.
 fn commit(store: &Store, ops: Vec<WriteOp>, before: Counters) -> Counters {
-    let started = std::time::Instant::now();
     let mut group = Group {
         store,
         batch: WriteBatch::default(),
@@ -225,11 +238,6 @@ fn commit(store: &Store, ops: Vec<WriteOp>, before: Counters) -> Counters {
             before
         }
     };
-    tracing::trace!(
-        ops = replies.len(),
-        elapsed_us = started.elapsed().as_micros() as u64,
-        "commit"
-    );
     replies.into_iter().for_each(Reply::send);
     counters
 }

@@ -80,6 +80,11 @@ pub async fn issue_batch(
             ),
         ));
     }
+    state
+        .engine
+        .metrics()
+        .request_batch
+        .observe(body.requests.len() as f64);
     let mut tasks = tokio::task::JoinSet::new();
     for (index, item) in body.requests.into_iter().enumerate() {
         let state = state.clone();

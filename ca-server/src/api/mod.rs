@@ -2,6 +2,7 @@
 
 mod certificates;
 mod error;
+mod metrics;
 mod ocsp;
 mod ops;
 mod revocation;
@@ -21,6 +22,7 @@ use ca_core::store::Store;
 use ca_core::Serial;
 
 pub use error::ApiError;
+pub use metrics::HttpMetrics;
 
 use crate::auth::{authenticate, Caller, Role};
 
@@ -38,6 +40,8 @@ pub struct AppState {
     pub ocsp: Arc<OcspResponder>,
     /// Its response cache, invalidated on every status change.
     pub ocsp_cache: Arc<OcspCache>,
+    /// HTTP request metrics.
+    pub http_metrics: HttpMetrics,
 }
 
 impl AppState {
@@ -108,10 +112,15 @@ pub fn router(state: Arc<AppState>, limits: BodyLimits) -> Router {
         .route("/ocsp/{*request}", get(ocsp::get))
         .route("/ca.pem", get(ops::ca_pem))
         .route("/ca.der", get(ops::ca_der))
+        .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .with_state(state)
 }
 
