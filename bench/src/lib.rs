@@ -3,6 +3,8 @@
 
 #![deny(missing_docs)]
 
+pub mod limit;
+
 use std::sync::Arc;
 
 use ca_core::authority::{create_root, CertificateAuthority, Urls};
@@ -34,7 +36,8 @@ pub fn authority(algorithm: KeyAlgorithm) -> Result<Arc<CertificateAuthority>, C
 }
 
 /// The subject key types CSRs can be made with here.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum CsrKey {
     /// ECDSA P-256.
     EcP256,

@@ -1,0 +1,414 @@
+//! `ca-bench`: drives a running ca-server and reports certificates per second, latency
+//! percentiles and errors by code, next to the machine's limit L measured just before.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bench::limit::{self, Limit};
+use bench::{csr_der, CsrKey};
+use clap::{Parser, ValueEnum};
+use keys::KeyAlgorithm;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// Load generator for ca-server.
+#[derive(Debug, Parser)]
+#[command(name = "ca-bench", version)]
+struct Args {
+    /// Base URL of the server.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// RA bearer token; by default the `ra` token of DATA_DIR/bootstrap-tokens.json.
+    #[arg(long)]
+    token: Option<String>,
+    /// Data directory whose bootstrap tokens to use.
+    #[arg(long, default_value = "./ca-data")]
+    data_dir: PathBuf,
+    /// Endpoint: one certificate per request, or batches.
+    #[arg(long, value_enum, default_value = "single")]
+    mode: Mode,
+    /// Requests per batch call (batch mode).
+    #[arg(long, default_value_t = 100)]
+    batch_size: usize,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Total request rate cap per second (0: as fast as the server answers).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// CSR key type.
+    #[arg(long, value_enum, default_value = "ec-p256")]
+    key_type: KeyArg,
+    /// The CA's key type, for measuring L.
+    #[arg(long, default_value = "ec-p256")]
+    ca_key_type: KeyAlgorithm,
+    /// Distinct pre-generated CSRs (used round-robin).
+    #[arg(long, default_value_t = 512)]
+    csrs: usize,
+    /// Profile to request.
+    #[arg(long, default_value = "tls-server")]
+    profile: String,
+    /// Seconds spent measuring each rate of L (0 skips L).
+    #[arg(long, default_value_t = 2.0)]
+    limit_seconds: f64,
+    /// Write the result as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// A label for the scenario in the JSON.
+    #[arg(long, default_value = "")]
+    label: String,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Mode {
+    Single,
+    Batch,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum KeyArg {
+    #[value(name = "ec-p256")]
+    EcP256,
+    #[value(name = "ec-p384")]
+    EcP384,
+    #[value(name = "ed25519")]
+    Ed25519,
+}
+
+impl From<KeyArg> for CsrKey {
+    fn from(k: KeyArg) -> Self {
+        match k {
+            KeyArg::EcP256 => CsrKey::EcP256,
+            KeyArg::EcP384 => CsrKey::EcP384,
+            KeyArg::Ed25519 => CsrKey::Ed25519,
+        }
+    }
+}
+
+/// What all connections share.
+struct Shared {
+    client: reqwest::Client,
+    url: String,
+    token: String,
+    bodies: Vec<String>,
+    next: AtomicU64,
+    issued: AtomicU64,
+    stop: AtomicBool,
+    latencies_us: Mutex<Vec<u32>>,
+    errors: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Shared {
+    fn error(&self, code: String) {
+        if let Ok(mut errors) = self.errors.lock() {
+            *errors.entry(code).or_default() += 1;
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    label: String,
+    mode: Mode,
+    connections: usize,
+    batch_size: usize,
+    key_type: CsrKey,
+    ca_key_type: String,
+    rate_cap: f64,
+    seconds: f64,
+    certificates: u64,
+    certificates_per_sec: f64,
+    fraction_of_limit: Option<f64>,
+    latency_ms: BTreeMap<&'static str, f64>,
+    errors: BTreeMap<String, u64>,
+    limit: Option<Limit>,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ca-bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn token(args: &Args) -> Result<String, String> {
+    if let Some(t) = &args.token {
+        return Ok(t.clone());
+    }
+    let path = args.data_dir.join("bootstrap-tokens.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("reading {} (or pass --token): {e}", path.display()))?;
+    let tokens: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    tokens["ra"]
+        .as_str()
+        .map(String::from)
+        .ok_or_else(|| format!("{} has no ra token", path.display()))
+}
+
+fn bodies(args: &Args) -> Result<Vec<String>, String> {
+    eprint!("generating {} CSRs ...", args.csrs);
+    let mut requests = Vec::with_capacity(args.csrs);
+    for i in 0..args.csrs.max(1) {
+        let der = csr_der(args.key_type.into(), &format!("h{i}.bench.example"))
+            .map_err(|e| e.to_string())?;
+        let pem = ca_core::armor::to_pem("CERTIFICATE REQUEST", &der);
+        requests.push(json!({"csr": pem, "profile": args.profile}));
+    }
+    eprintln!(" done");
+    Ok(match args.mode {
+        Mode::Single => requests.iter().map(Value::to_string).collect(),
+        Mode::Batch => requests
+            .chunks(args.batch_size.max(1))
+            .cycle()
+            .take(requests.len().div_ceil(args.batch_size.max(1)).max(8))
+            .map(|chunk| json!({"requests": chunk}).to_string())
+            .collect(),
+    })
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let limit = if args.limit_seconds > 0.0 {
+        eprintln!("measuring the machine's limit L (ring sign and verify rates) ...");
+        Some(limit::measure(
+            args.ca_key_type,
+            args.key_type.into(),
+            Duration::from_secs_f64(args.limit_seconds),
+        )?)
+    } else {
+        None
+    };
+    if let Some(l) = &limit {
+        eprintln!(
+            "L = {} cores / (1/{:.0} sign/s + 1/{:.0} verify/s) = {:.0} certificates/s; \
+             all cores at once: 1/(1/{:.0} + 1/{:.0}) = {:.0}",
+            l.cores,
+            l.sign_per_sec,
+            l.verify_per_sec,
+            l.certificates_per_sec,
+            l.parallel_sign_per_sec,
+            l.parallel_verify_per_sec,
+            l.parallel_certificates_per_sec
+        );
+    }
+    let shared = Arc::new(Shared {
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(args.connections)
+            .build()
+            .map_err(|e| e.to_string())?,
+        url: format!(
+            "{}/v1/certificates{}",
+            args.url.trim_end_matches('/'),
+            match args.mode {
+                Mode::Single => "",
+                Mode::Batch => "/batch",
+            }
+        ),
+        token: token(&args)?,
+        bodies: bodies(&args)?,
+        next: AtomicU64::new(0),
+        issued: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        latencies_us: Mutex::new(Vec::new()),
+        errors: Mutex::new(BTreeMap::new()),
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let (seconds, issued) = runtime.block_on(drive(&args, shared.clone()));
+    let mut latencies = shared
+        .latencies_us
+        .lock()
+        .map(|l| l.clone())
+        .unwrap_or_default();
+    latencies.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        let i = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
+        f64::from(latencies[i]) / 1000.0
+    };
+    let per_sec = issued as f64 / seconds;
+    let report = Report {
+        label: args.label.clone(),
+        mode: args.mode,
+        connections: args.connections,
+        batch_size: args.batch_size,
+        key_type: args.key_type.into(),
+        ca_key_type: args.ca_key_type.to_string(),
+        rate_cap: args.rate,
+        seconds,
+        certificates: issued,
+        certificates_per_sec: per_sec,
+        fraction_of_limit: limit.map(|l| per_sec / l.certificates_per_sec),
+        latency_ms: BTreeMap::from([
+            ("p50", pct(0.50)),
+            ("p90", pct(0.90)),
+            ("p99", pct(0.99)),
+            ("max", pct(1.0)),
+        ]),
+        errors: shared.errors.lock().map(|e| e.clone()).unwrap_or_default(),
+        limit,
+    };
+    print_table(&report);
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+async fn drive(args: &Args, shared: Arc<Shared>) -> (f64, u64) {
+    let started = Instant::now();
+    let per_connection =
+        (args.rate > 0.0).then(|| Duration::from_secs_f64(args.connections as f64 / args.rate));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..args.connections.max(1) {
+        let shared = shared.clone();
+        tasks.spawn(connection(shared, per_connection));
+    }
+    let duration = Duration::from_secs_f64(args.duration);
+    let mut last = 0;
+    while started.elapsed() < duration {
+        tokio::time::sleep(Duration::from_secs(1).min(duration.saturating_sub(started.elapsed())))
+            .await;
+        let issued = shared.issued.load(Ordering::Relaxed);
+        let errors: u64 = shared.errors.lock().map(|e| e.values().sum()).unwrap_or(0);
+        eprint!(
+            "\r{:6.1} s  {:>9} certificates  {:>8.0}/s now  {:>6} errors   ",
+            started.elapsed().as_secs_f64(),
+            issued,
+            (issued - last) as f64,
+            errors
+        );
+        last = issued;
+    }
+    shared.stop.store(true, Ordering::Relaxed);
+    let seconds = started.elapsed().as_secs_f64();
+    let issued = shared.issued.load(Ordering::Relaxed);
+    while tasks.join_next().await.is_some() {}
+    eprintln!();
+    (seconds, issued)
+}
+
+async fn connection(shared: Arc<Shared>, pace: Option<Duration>) {
+    let mut ticker = pace.map(|p| {
+        let mut t = tokio::time::interval(p);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        t
+    });
+    while !shared.stop.load(Ordering::Relaxed) {
+        if let Some(t) = ticker.as_mut() {
+            t.tick().await;
+        }
+        let i = shared.next.fetch_add(1, Ordering::Relaxed) as usize % shared.bodies.len();
+        let body = shared.bodies[i].clone();
+        let sent = Instant::now();
+        let response = shared
+            .client
+            .post(&shared.url)
+            .bearer_auth(&shared.token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await;
+        let outcome = match response {
+            Ok(r) => {
+                let status = r.status();
+                let text = r.text().await.unwrap_or_default();
+                Some((status, text))
+            }
+            Err(e) => {
+                shared.error(format!("transport: {}", e.without_url()));
+                None
+            }
+        };
+        let elapsed = sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+        if shared.stop.load(Ordering::Relaxed) {
+            break; // answers after the end are not counted
+        }
+        if let Ok(mut l) = shared.latencies_us.lock() {
+            l.push(elapsed);
+        }
+        if let Some((status, text)) = outcome {
+            count(&shared, status, &text);
+        }
+    }
+}
+
+fn count(shared: &Shared, status: reqwest::StatusCode, text: &str) {
+    let parsed: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    if let Some(results) = parsed["results"].as_array() {
+        for r in results {
+            match r["error"]["code"].as_str() {
+                Some(code) => shared.error(code.to_string()),
+                None => {
+                    shared.issued.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    } else if status.is_success() {
+        shared.issued.fetch_add(1, Ordering::Relaxed);
+    } else {
+        let code = parsed["error"]["code"]
+            .as_str()
+            .map_or_else(|| format!("http_{}", status.as_u16()), String::from);
+        shared.error(code);
+    }
+}
+
+fn print_table(r: &Report) {
+    println!("| scenario | certificates/s | fraction of L | p50 ms | p90 ms | p99 ms | max ms | errors |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let errors = if r.errors.is_empty() {
+        "0".to_string()
+    } else {
+        r.errors
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "| {} {:?} x{} c{} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+        r.label,
+        r.mode,
+        if matches!(r.mode, Mode::Batch) {
+            r.batch_size
+        } else {
+            1
+        },
+        r.connections,
+        r.certificates_per_sec,
+        r.fraction_of_limit
+            .map_or_else(|| "-".to_string(), |f| format!("{f:.2}")),
+        r.latency_ms["p50"],
+        r.latency_ms["p90"],
+        r.latency_ms["p99"],
+        r.latency_ms["max"],
+        errors
+    );
+    if let Some(l) = &r.limit {
+        println!(
+            "L = {} cores / (1/{:.0} + 1/{:.0}) = {:.0} certificates/s; measured with all \
+             cores at once: {:.0}",
+            l.cores,
+            l.sign_per_sec,
+            l.verify_per_sec,
+            l.certificates_per_sec,
+            l.parallel_certificates_per_sec
+        );
+    }
+}

@@ -1,0 +1,103 @@
+//! The machine's limit L for issuance (issue 4): `cores / (1/sign_rate + 1/verify_rate)`,
+//! both rates measured here with `ring`, the library the CA uses, for the CA key's signature
+//! and the CSR key's verification.
+
+use std::time::{Duration, Instant};
+
+use keys::{KeyAlgorithm, Signer, SoftwareKey};
+use ring::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
+use serde::Serialize;
+
+use crate::CsrKey;
+
+/// The measured limit.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Limit {
+    /// CA key signatures per second on one core.
+    pub sign_per_sec: f64,
+    /// CSR signature verifications per second on one core.
+    pub verify_per_sec: f64,
+    /// Cores available to this process.
+    pub cores: usize,
+    /// Certificates per second the crypto allows on all cores: L as issue 4 defines it.
+    pub certificates_per_sec: f64,
+    /// The same rates measured with one thread per core at once, summed: what the cores
+    /// really give together (virtual cores may share a physical one).
+    pub parallel_sign_per_sec: f64,
+    /// See `parallel_sign_per_sec`.
+    pub parallel_verify_per_sec: f64,
+    /// `1 / (1/parallel_sign + 1/parallel_verify)`: the limit the hardware shows when
+    /// every core works at once.
+    pub parallel_certificates_per_sec: f64,
+}
+
+fn rate(duration: Duration, mut op: impl FnMut()) -> f64 {
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < duration {
+        for _ in 0..16 {
+            op();
+        }
+        n += 16;
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Runs `rate` on every core at once and sums the rates.
+fn parallel_rate(cores: usize, duration: Duration, op: impl Fn() + Sync) -> f64 {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..cores)
+            .map(|_| s.spawn(|| rate(duration, &op)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(0.0)).sum()
+    })
+}
+
+/// Measures L for a CA key type and a CSR key type, spending about `4 × per_rate` seconds.
+pub fn measure(ca: KeyAlgorithm, csr: CsrKey, per_rate: Duration) -> Result<Limit, String> {
+    let der = keys::generate_pkcs8(ca).map_err(|e| e.to_string())?;
+    let key = SoftwareKey::from_pkcs8(&der).map_err(|e| e.to_string())?;
+    // A to-be-signed certificate is about 400 bytes.
+    let tbs = [0x5a_u8; 400];
+    let sign_per_sec = rate(per_rate, || {
+        let _ = key.sign(&tbs);
+    });
+
+    let pair = rcgen::KeyPair::generate_for(match csr {
+        CsrKey::EcP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+        CsrKey::EcP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+        CsrKey::Ed25519 => &rcgen::PKCS_ED25519,
+    })
+    .map_err(|e| e.to_string())?;
+    let message = [0x3c_u8; 250]; // a CSR's CertificationRequestInfo
+    let sig = rcgen::SigningKey::sign(&pair, &message).map_err(|e| e.to_string())?;
+    let algorithm: &dyn VerificationAlgorithm = match csr {
+        CsrKey::EcP256 => &signature::ECDSA_P256_SHA256_ASN1,
+        CsrKey::EcP384 => &signature::ECDSA_P384_SHA384_ASN1,
+        CsrKey::Ed25519 => &signature::ED25519,
+    };
+    let public = UnparsedPublicKey::new(algorithm, pair.public_key_raw().to_vec());
+    if public.verify(&message, &sig).is_err() {
+        return Err("the reference signature does not verify".into());
+    }
+    let verify_per_sec = rate(per_rate, || {
+        let _ = public.verify(&message, &sig);
+    });
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let parallel_sign_per_sec = parallel_rate(cores, per_rate, || {
+        let _ = key.sign(&tbs);
+    });
+    let parallel_verify_per_sec = parallel_rate(cores, per_rate, || {
+        let _ = public.verify(&message, &sig);
+    });
+    Ok(Limit {
+        sign_per_sec,
+        verify_per_sec,
+        cores,
+        certificates_per_sec: cores as f64 / (1.0 / sign_per_sec + 1.0 / verify_per_sec),
+        parallel_sign_per_sec,
+        parallel_verify_per_sec,
+        parallel_certificates_per_sec: 1.0
+            / (1.0 / parallel_sign_per_sec + 1.0 / parallel_verify_per_sec),
+    })
+}
