@@ -30,6 +30,10 @@ struct Args {
     /// Endpoint: one certificate per request, or batches.
     #[arg(long, value_enum, default_value = "single")]
     mode: Mode,
+    /// Which server: ca-server, or `cfssl serve` (its /api/v1/cfssl/sign, single mode only)
+    /// for a side-by-side comparison.
+    #[arg(long, value_enum, default_value = "ca")]
+    target: Target,
     /// Requests per batch call (batch mode).
     #[arg(long, default_value_t = 100)]
     batch_size: usize,
@@ -63,6 +67,13 @@ struct Args {
     /// A label for the scenario in the JSON.
     #[arg(long, default_value = "")]
     label: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Target {
+    Ca,
+    Cfssl,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, Serialize)]
@@ -116,6 +127,7 @@ impl Shared {
 #[derive(Debug, Serialize)]
 struct Report {
     label: String,
+    target: Target,
     mode: Mode,
     connections: usize,
     batch_size: usize,
@@ -143,6 +155,10 @@ fn main() -> std::process::ExitCode {
 }
 
 fn token(args: &Args) -> Result<String, String> {
+    if args.target == Target::Cfssl {
+        return Ok(String::new());
+    }
+
     if let Some(t) = &args.token {
         return Ok(t.clone());
     }
@@ -163,7 +179,10 @@ fn bodies(args: &Args) -> Result<Vec<String>, String> {
         let der = csr_der(args.key_type.into(), &format!("h{i}.bench.example"))
             .map_err(|e| e.to_string())?;
         let pem = ca_core::armor::to_pem("CERTIFICATE REQUEST", &der);
-        requests.push(json!({"csr": pem, "profile": args.profile}));
+        requests.push(match args.target {
+            Target::Ca => json!({"csr": pem, "profile": args.profile}),
+            Target::Cfssl => json!({"certificate_request": pem}),
+        });
     }
     eprintln!(" done");
     Ok(match args.mode {
@@ -178,6 +197,9 @@ fn bodies(args: &Args) -> Result<Vec<String>, String> {
 }
 
 fn run(args: Args) -> Result<(), String> {
+    if args.target == Target::Cfssl && matches!(args.mode, Mode::Batch) {
+        return Err("cfssl has no batch endpoint".into());
+    }
     let limit = if args.limit_seconds > 0.0 {
         eprintln!("measuring the machine's limit L (ring sign and verify rates) ...");
         Some(limit::measure(
@@ -207,11 +229,12 @@ fn run(args: Args) -> Result<(), String> {
             .build()
             .map_err(|e| e.to_string())?,
         url: format!(
-            "{}/v1/certificates{}",
+            "{}{}",
             args.url.trim_end_matches('/'),
-            match args.mode {
-                Mode::Single => "",
-                Mode::Batch => "/batch",
+            match (args.target, args.mode) {
+                (Target::Cfssl, _) => "/api/v1/cfssl/sign",
+                (Target::Ca, Mode::Single) => "/v1/certificates",
+                (Target::Ca, Mode::Batch) => "/v1/certificates/batch",
             }
         ),
         token: token(&args)?,
@@ -243,6 +266,7 @@ fn run(args: Args) -> Result<(), String> {
     let per_sec = issued as f64 / seconds;
     let report = Report {
         label: args.label.clone(),
+        target: args.target,
         mode: args.mode,
         connections: args.connections,
         batch_size: args.batch_size,
@@ -359,12 +383,14 @@ fn count(shared: &Shared, status: reqwest::StatusCode, text: &str) {
                 }
             }
         }
-    } else if status.is_success() {
+    } else if status.is_success() && parsed["success"] != Value::Bool(false) {
         shared.issued.fetch_add(1, Ordering::Relaxed);
     } else {
         let code = parsed["error"]["code"]
             .as_str()
-            .map_or_else(|| format!("http_{}", status.as_u16()), String::from);
+            .map(String::from)
+            .or_else(|| parsed["errors"][0]["message"].as_str().map(String::from))
+            .unwrap_or_else(|| format!("http_{}", status.as_u16()));
         shared.error(code);
     }
 }

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Regenerates bench/RESULTS.md: the machine's limit, criterion figures, and ca-bench load
+# scenarios against a real ca-server (and `cfssl serve` on the same CA, same CSRs) on this
+# machine, each figure as a fraction of the limit L measured in the same run.
+#
+#   bench/run-all.sh          # about 6 minutes
+#   bench/run-all.sh --long   # adds 1,000,000 issuances, sampling the server's resident memory
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LONG=${1:-}
+DURATION=${DURATION:-10}
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$(pwd)/target}"
+BIN="$CARGO_TARGET_DIR/release"
+OUT=$(mktemp -d)
+trap 'pkill -P $$ 2>/dev/null || true; rm -rf "$OUT"' EXIT
+
+scripts/setup.sh
+command -v cfssl >/dev/null 2>&1 || {
+  echo "run-all: installing golang-cfssl (the peer CA for the comparison)" >&2
+  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get install -y -qq golang-cfssl >/dev/null
+}
+cargo build --release -p ca-server -p bench --bins
+
+step() { printf '\n== %s\n' "$*" >&2; }
+
+# A server on a fresh data directory: start_server NAME CA_KEY_TYPE [WORKERS]
+start_server() {
+  local dir="$OUT/$1" port
+  mkdir -p "$dir"
+  [ -n "${3:-}" ] && printf '[engine]\nworkers = %s\n' "$3" > "$dir/config.toml"
+  "$BIN/ca-server" init --data-dir "$dir" --key-type "$2" --subject "CN=Bench $2 CA" >/dev/null 2>&1
+  "$BIN/ca-server" serve --data-dir "$dir" --listen 127.0.0.1:0 > "$dir/out.log" 2> "$dir/err.log" &
+  echo $! > "$dir/pid"
+  for _ in $(seq 100); do
+    port=$(sed -n 's|^listening on http://127.0.0.1:\([0-9]*\)$|\1|p' "$dir/out.log")
+    [ -n "$port" ] && { echo "$port" > "$dir/port"; return; }
+    sleep 0.1
+  done
+  echo "server $1 did not start" >&2; cat "$dir/err.log" >&2; exit 1
+}
+stop_server() { kill "$(cat "$OUT/$1/pid")" 2>/dev/null || true; wait "$(cat "$OUT/$1/pid")" 2>/dev/null || true; }
+# load NAME SCENARIO-LABEL ca-bench-args...
+load() {
+  local name=$1 label=$2; shift 2
+  step "$label"
+  "$BIN/ca-bench" --url "http://127.0.0.1:$(cat "$OUT/$name/port")" --data-dir "$OUT/$name" \
+    --duration "$DURATION" --label "$label" --json "$OUT/results/$label.json" "$@" | tail -n 3
+}
+mkdir -p "$OUT/results"
+
+step "machine limit (OpenSSL)"
+openssl speed -seconds 3 ecdsap256 2>/dev/null | tail -n 1 | tee "$OUT/openssl-p256.txt"
+openssl speed -seconds 3 -multi "$(nproc)" ecdsap256 2>/dev/null | tail -n 1 | tee "$OUT/openssl-p256-multi.txt"
+
+step "criterion: stages and the in-process engine"
+cargo bench -p bench --bench issuance -- --warm-up-time 1 --measurement-time 5 2>&1 | grep -E "^[a-z_]+/|time:|thrpt:" | tee "$OUT/criterion.txt"
+step "criterion: 1,000,000-entry CRL, and issuance while it is built"
+cargo bench -p bench --bench crl 2>&1 | grep -E "^[a-z_]+/|time:|thrpt:|complete CRL|built during" | tee "$OUT/criterion-crl.txt"
+
+start_server p256 ec-p256
+for c in 1 4 16 64; do load p256 "single-c$c" --connections "$c"; done
+load p256 batch100-c4 --mode batch --batch-size 100 --connections 4
+half=$(python3 -c "import json;print(round(json.load(open('$OUT/results/single-c64.json'))['certificates_per_sec']/2))")
+load p256 single-c64-half-rate --connections 64 --rate "$half"
+
+step "cfssl serve on the same CA and CSRs"
+cat > "$OUT/cfssl.json" <<'EOF'
+{"signing": {"default": {"expiry": "2160h", "usages": ["digital signature", "server auth"]}}}
+EOF
+cfssl_port=$((20000 + RANDOM % 20000))
+cfssl serve -address 127.0.0.1 -port "$cfssl_port" -ca "$OUT/p256/ca.pem" -ca-key "$OUT/p256/ca-key.pem" \
+  -config "$OUT/cfssl.json" > "$OUT/cfssl.log" 2>&1 &
+sleep 2
+mkdir -p "$OUT/cfssl"; echo "$cfssl_port" > "$OUT/cfssl/port"
+for c in 16 64; do load cfssl "cfssl-single-c$c" --target cfssl --connections "$c" --limit-seconds 0; done
+kill %?cfssl 2>/dev/null || pkill -f "cfssl serve -address 127.0.0.1 -port $cfssl_port" || true
+stop_server p256
+
+start_server ed25519 ed25519
+load ed25519 ed25519-single-c64 --connections 64 --key-type ed25519 --ca-key-type ed25519
+load ed25519 ed25519-batch100-c4 --mode batch --connections 4 --key-type ed25519 --ca-key-type ed25519
+stop_server ed25519
+
+start_server rsa rsa-3072
+load rsa rsa3072-single-c64 --connections 64 --ca-key-type rsa-3072
+load rsa rsa3072-batch100-c4 --mode batch --connections 4 --ca-key-type rsa-3072
+stop_server rsa
+
+start_server w1 ec-p256 1
+load w1 workers1-batch100-c4 --mode batch --connections 4
+stop_server w1
+start_server w2 ec-p256 2
+load w2 workers2-batch100-c4 --mode batch --connections 4
+stop_server w2
+
+if [ "$LONG" = "--long" ]; then
+  step "1,000,000 issuances: resident memory"
+  start_server mem ec-p256
+  pid=$(cat "$OUT/mem/pid")
+  ( while kill -0 "$pid" 2>/dev/null; do awk '/VmRSS/ {print $2}' "/proc/$pid/status"; sleep 1; done ) > "$OUT/rss.txt" &
+  DURATION=$(( 1000000 / 15000 + 5 )) load mem million --mode batch --connections 4 --limit-seconds 0
+  stop_server mem
+fi
+
+step "rendering bench/RESULTS.md"
+python3 bench/render-results.py "$OUT" > bench/RESULTS.md.new
+mv bench/RESULTS.md.new bench/RESULTS.md
+cp "$OUT/chart.svg" bench/throughput-vs-concurrency.svg
+echo "bench/RESULTS.md and bench/throughput-vs-concurrency.svg written" >&2
