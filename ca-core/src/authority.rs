@@ -238,10 +238,19 @@ fn template(profile: &Profile, extras: &UrlExtensions) -> CertificateParams {
             ExtendedKeyUsage::EmailProtection => ExtendedKeyUsagePurpose::EmailProtection,
             ExtendedKeyUsage::CodeSigning => ExtendedKeyUsagePurpose::CodeSigning,
             ExtendedKeyUsage::TimeStamping => ExtendedKeyUsagePurpose::TimeStamping,
+            ExtendedKeyUsage::OcspSigning => ExtendedKeyUsagePurpose::OcspSigning,
         })
         .collect();
     params.crl_distribution_points = extras.crl.clone();
     params.custom_extensions = extras.aia.iter().cloned().collect();
+    if profile
+        .extended_key_usage
+        .contains(&ExtendedKeyUsage::OcspSigning)
+    {
+        // id-pkix-ocsp-nocheck (RFC 6960 section 4.2.2.2.1): NULL, not critical.
+        let nocheck = CustomExtension::from_oid_content(OID_OCSP_NOCHECK, vec![0x05, 0x00]);
+        params.custom_extensions.push(nocheck);
+    }
     params
 }
 
@@ -251,6 +260,7 @@ struct UrlExtensions {
 }
 
 const OID_AIA: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 1, 1];
+const OID_OCSP_NOCHECK: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 48, 1, 5];
 const OID_AD_OCSP: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1");
 const OID_AD_CA_ISSUERS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.2");
 

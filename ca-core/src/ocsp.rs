@@ -1,18 +1,22 @@
 //! The OCSP responder core: RFC 6960 requests and responses, in the lightweight profile of
 //! RFC 5019.
 //!
-//! The issuing CA signs its responses itself (RFC 6960 section 2.2, first case), so responses
-//! carry no certificates and the responderID is the CA's key hash. A request is parsed once,
-//! each CertID is matched against the CA's name and key hashes (SHA-1 or SHA-256), and the
-//! status of a matching serial comes from a caller-given lookup, so this module knows nothing
-//! of the store. Everything that can go wrong with the input becomes an OCSP error response
-//! (RFC 6960 section 2.3), never a Rust error.
+//! By default the issuing CA signs its responses itself (RFC 6960 section 2.2, first case), so
+//! responses carry no certificates and the responderID is the CA's key hash. A delegated
+//! responder ([`OcspResponder::delegated`], RFC 6960 section 4.2.2.2) signs with its own key
+//! instead, names that key in the responderID and sends its certificate, which the CA issued
+//! with id-kp-OCSPSigning ([`issue_responder_certificate`]), in every response.
+//!
+//! A request is parsed once, each CertID is matched against the CA's name and key hashes
+//! (SHA-1 or SHA-256), and the status of a matching serial comes from a caller-given lookup,
+//! so this module knows nothing of the store. Everything that can go wrong with the input
+//! becomes an OCSP error response (RFC 6960 section 2.3), never a Rust error.
 //!
 //! Responses to RFC 5019 requests (one CertID, no nonce) may be kept in an [`OcspCache`] for
 //! half their validity; a revocation must [`OcspCache::invalidate`] the serial.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
@@ -25,12 +29,17 @@ use time::{Duration, OffsetDateTime};
 use x509_cert::ext::pkix::CrlReason;
 use x509_cert::ext::Extension;
 use x509_cert::spki::AlgorithmIdentifierOwned;
+use x509_cert::Certificate;
 use x509_ocsp::{
     BasicOcspResponse, CertId, OcspGeneralizedTime, OcspRequest, OcspResponse, ResponderId,
     ResponseData, RevokedInfo, SingleResponse, Version,
 };
+use x509_parser::prelude::FromDer as _;
 
+use crate::authority::{CertificateAuthority, Urls};
+use crate::csr::{subject_key, AttributeKind, SubjectAttribute};
 use crate::error::CaError;
+use crate::profile::{ExtendedKeyUsage, KeyUsage, Profile, ValidatedRequest};
 use crate::revocation::{Revocation, RevocationReason};
 use crate::serial::Serial;
 
@@ -53,6 +62,11 @@ pub const MAX_GET_PATH: usize = 3 * 4 * MAX_REQUEST_DER.div_ceil(3);
 /// The longest response validity [`OcspResponder::new`] accepts. (The CA/Browser Forum
 /// Baseline Requirements, section 4.9.10, allow at most 10 days for subscriber certificates.)
 pub const MAX_VALIDITY: Duration = Duration::days(366);
+
+/// The longest validity of a delegated responder's certificate, in days. (RFC 6960 section
+/// 4.2.2.2.1 asks for short-lived responder certificates when clients are told not to check
+/// their revocation.)
+pub const MAX_RESPONDER_VALIDITY_DAYS: u32 = 366;
 
 const ID_SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
 const ID_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
@@ -143,12 +157,34 @@ struct IssuerHashes {
     key: Vec<u8>,
 }
 
-/// An OCSP responder for one issuing CA that signs its own responses (RFC 6960 section 2.2,
-/// RFC 5019 section 2.2).
-pub struct OcspResponder {
+/// The key that signs responses, how the responses name it, and the certificates they carry.
+struct SigningIdentity {
     signer: Arc<dyn Signer>,
     signature_algorithm: AlgorithmIdentifierOwned,
-    responder_key_hash: OctetString,
+    /// `responderID byKey`: the SHA-1 of the signing key's subjectPublicKey BIT STRING value.
+    key_hash: OctetString,
+    /// `BasicOCSPResponse.certs`: a delegated responder's certificate, none for the CA.
+    certs: Option<Vec<Certificate>>,
+}
+
+impl SigningIdentity {
+    fn new(signer: Arc<dyn Signer>, certs: Option<Vec<Certificate>>) -> Result<Self, CaError> {
+        let key_hash = OctetString::new(CertIdHash::Sha1.digest(signer.public_key_bits()))
+            .map_err(|e| CaError::Signing(format!("encoding the responder key hash: {e}")))?;
+        Ok(SigningIdentity {
+            signature_algorithm: signature_algorithm(signer.scheme()),
+            signer,
+            key_hash,
+            certs,
+        })
+    }
+}
+
+/// An OCSP responder for one issuing CA (RFC 6960 section 2.2, RFC 5019 section 2.2),
+/// signing with the CA key or with a delegated responder's key.
+pub struct OcspResponder {
+    identity: RwLock<Arc<SigningIdentity>>,
+    ca_cert_der: Vec<u8>,
     issuer: [IssuerHashes; 2],
     validity: Duration,
     cache: Option<Arc<OcspCache>>,
@@ -156,8 +192,10 @@ pub struct OcspResponder {
 
 impl std::fmt::Debug for OcspResponder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let identity = self.identity();
         f.debug_struct("OcspResponder")
-            .field("scheme", &self.signer.scheme())
+            .field("scheme", &identity.signer.scheme())
+            .field("delegated", &identity.certs.is_some())
             .field("validity", &self.validity)
             .field("cached", &self.cache.is_some())
             .finish_non_exhaustive()
@@ -181,20 +219,44 @@ impl OcspResponder {
         ca_cert_der: &[u8],
         validity: Duration,
     ) -> Result<Self, CaError> {
+        let ca_cert = parse_certificate(ca_cert_der, "the CA certificate")?;
+        if ca_cert.tbs_certificate.subject_pki.raw != signer.spki_der() {
+            return Err(CaError::Signing(
+                "the CA key does not match the CA certificate's public key".into(),
+            ));
+        }
+        OcspResponder::build(ca_cert_der, SigningIdentity::new(signer, None)?, validity)
+    }
+
+    /// Builds the responder of the CA whose certificate is `ca_cert_der`, signing with a
+    /// delegated responder's key `signer` (RFC 6960 section 4.2.2.2) whose certificate
+    /// `responder_cert_der` the CA issued with id-kp-OCSPSigning (checked as
+    /// [`check_responder_certificate`] does). The responderID is `byKey` of the delegated key
+    /// and every successful response carries its certificate; CertIDs are still matched
+    /// against the CA's name and key. `validity` as for [`OcspResponder::new`].
+    pub fn delegated(
+        ca_cert_der: &[u8],
+        signer: Arc<dyn Signer>,
+        responder_cert_der: &[u8],
+        validity: Duration,
+    ) -> Result<Self, CaError> {
+        let identity = delegate_identity(ca_cert_der, signer, responder_cert_der)?;
+        OcspResponder::build(ca_cert_der, identity, validity)
+    }
+
+    fn build(
+        ca_cert_der: &[u8],
+        identity: SigningIdentity,
+        validity: Duration,
+    ) -> Result<Self, CaError> {
         if validity < Duration::SECOND || validity > MAX_VALIDITY {
             return Err(CaError::Signing(format!(
                 "the OCSP response validity must be between 1 second and {} days",
                 MAX_VALIDITY.whole_days()
             )));
         }
-        let (_, ca_cert) = x509_parser::parse_x509_certificate(ca_cert_der)
-            .map_err(|e| CaError::Signing(format!("the CA certificate does not parse: {e}")))?;
+        let ca_cert = parse_certificate(ca_cert_der, "the CA certificate")?;
         let tbs = &ca_cert.tbs_certificate;
-        if tbs.subject_pki.raw != signer.spki_der() {
-            return Err(CaError::Signing(
-                "the CA key does not match the CA certificate's public key".into(),
-            ));
-        }
         let name = tbs.subject.as_raw();
         let key = tbs.subject_pki.subject_public_key.data.as_ref();
         let issuer = [CertIdHash::Sha1, CertIdHash::Sha256].map(|hash| IssuerHashes {
@@ -202,17 +264,47 @@ impl OcspResponder {
             name: hash.digest(name),
             key: hash.digest(key),
         });
-        let responder_key_hash = OctetString::new(CertIdHash::Sha1.digest(key))
-            .map_err(|e| CaError::Signing(format!("encoding the responder key hash: {e}")))?;
-        let signature_algorithm = signature_algorithm(signer.scheme());
         Ok(OcspResponder {
-            signer,
-            signature_algorithm,
-            responder_key_hash,
+            identity: RwLock::new(Arc::new(identity)),
+            ca_cert_der: ca_cert_der.to_vec(),
             issuer,
             validity,
             cache: None,
         })
+    }
+
+    /// From now on, signs with the delegated responder key `signer` and sends its certificate
+    /// `responder_cert_der` (checked as for [`OcspResponder::delegated`]): a renewed delegated
+    /// responder, taken into use without a restart. Drops every cached response, so that all
+    /// answers carry the new certificate.
+    pub fn set_delegate(
+        &self,
+        signer: Arc<dyn Signer>,
+        responder_cert_der: &[u8],
+    ) -> Result<(), CaError> {
+        let identity = delegate_identity(&self.ca_cert_der, signer, responder_cert_der)?;
+        *self
+            .identity
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(identity);
+        if let Some(cache) = &self.cache {
+            cache.clear();
+        }
+        Ok(())
+    }
+
+    /// The certificate responses carry: the delegated responder's, none when the CA signs.
+    pub fn responder_certificate(&self) -> Option<Vec<u8>> {
+        let identity = self.identity();
+        let cert = identity.certs.as_ref()?.first()?;
+        cert.to_der().ok()
+    }
+
+    fn identity(&self) -> Arc<SigningIdentity> {
+        self.identity
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Keeps responses to RFC 5019 requests (one CertID, no nonce) in `cache`, and answers
@@ -382,24 +474,178 @@ impl OcspResponder {
         responses: Vec<SingleResponse>,
         nonce: Option<Extension>,
     ) -> Result<Vec<u8>, Failure> {
+        let identity = self.identity();
         let tbs_response_data = ResponseData {
             version: Version::V1,
-            responder_id: ResponderId::ByKey(self.responder_key_hash.clone()),
+            responder_id: ResponderId::ByKey(identity.key_hash.clone()),
             produced_at,
             responses,
             response_extensions: nonce.map(|n| vec![n]),
         };
         let tbs_der = tbs_response_data.to_der().map_err(internal("encoding"))?;
-        let signature = self.signer.sign(&tbs_der).map_err(internal("signing"))?;
+        let signature = identity
+            .signer
+            .sign(&tbs_der)
+            .map_err(internal("signing"))?;
         let basic = BasicOcspResponse {
             tbs_response_data,
-            signature_algorithm: self.signature_algorithm.clone(),
+            signature_algorithm: identity.signature_algorithm.clone(),
             signature: BitString::from_bytes(&signature).map_err(internal("encoding"))?,
-            certs: None,
+            certs: identity.certs.clone(),
         };
         OcspResponse::successful(basic)
             .and_then(|r| r.to_der())
             .map_err(internal("encoding"))
+    }
+}
+
+/// The profile name of the responder certificate template (never a configured profile).
+const RESPONDER_PROFILE: &str = "ocsp-responder";
+
+/// What follows the CA's commonName in a delegated responder's commonName.
+const RESPONDER_CN_SUFFIX: &str = " OCSP Responder";
+
+/// Issues the certificate of a delegated OCSP responder whose key is `responder` (RFC 6960
+/// section 4.2.2.2), signed by the CA (`ca_signer`, `ca_cert_der`) through
+/// [`CertificateAuthority::sign`]: subject `CN=<the CA's CN> OCSP Responder` (64 characters
+/// at most), extended key usage id-kp-OCSPSigning, key usage digitalSignature (critical),
+/// basicConstraints cA false, authority and subject key identifiers, no CRL distribution point
+/// and no AIA; valid `validity_days` (1 to [`MAX_RESPONDER_VALIDITY_DAYS`]) from a minute
+/// before `now`. Returns its DER.
+pub fn issue_responder_certificate(
+    ca_signer: Arc<dyn Signer>,
+    ca_cert_der: &[u8],
+    responder: &dyn Signer,
+    validity_days: u32,
+    serial: Serial,
+    now: OffsetDateTime,
+) -> Result<Vec<u8>, CaError> {
+    if validity_days == 0 || validity_days > MAX_RESPONDER_VALIDITY_DAYS {
+        return Err(CaError::Signing(format!(
+            "the OCSP responder certificate validity must be between 1 and \
+             {MAX_RESPONDER_VALIDITY_DAYS} days"
+        )));
+    }
+    let profile = Profile {
+        max_validity_days: validity_days,
+        default_validity_days: validity_days,
+        key_usage: vec![KeyUsage::DigitalSignature],
+        extended_key_usage: vec![ExtendedKeyUsage::OcspSigning],
+        ..Profile::default()
+    };
+    let profiles = BTreeMap::from([(RESPONDER_PROFILE.to_string(), profile)]);
+    let ca = CertificateAuthority::new(
+        ca_signer,
+        vec![ca_cert_der.to_vec()],
+        &profiles,
+        &Urls::default(),
+    )?;
+    let ca_cert = parse_certificate(ca_cert_der, "the CA certificate")?;
+    let ca_cn = ca_cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok());
+    let cn = match ca_cn {
+        // ub-common-name is 64 characters (RFC 5280 appendix A.1).
+        Some(ca_cn) => {
+            let room = 64 - RESPONDER_CN_SUFFIX.len();
+            let ca_cn: String = ca_cn.chars().take(room).collect();
+            format!("{}{RESPONDER_CN_SUFFIX}", ca_cn.trim_end())
+        }
+        None => RESPONDER_CN_SUFFIX.trim_start().to_string(),
+    };
+    let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(responder.spki_der())
+        .map_err(|e| CaError::Signing(format!("the OCSP responder key does not parse: {e}")))?;
+    let request = ValidatedRequest {
+        subject: vec![SubjectAttribute {
+            kind: AttributeKind::CommonName,
+            value: cn,
+        }],
+        sans: Vec::new(),
+        key: subject_key(&spki)?,
+        validity_days,
+    };
+    Ok(ca.sign(RESPONDER_PROFILE, serial, &request, now)?.der)
+}
+
+/// The validity period of a delegated responder's certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResponderValidity {
+    /// notBefore.
+    pub not_before: OffsetDateTime,
+    /// notAfter.
+    pub not_after: OffsetDateTime,
+}
+
+impl ResponderValidity {
+    /// Whether a responder certificate of this validity should be replaced at `now`: it is not
+    /// valid yet, or less than a third of its validity remains.
+    pub fn renewal_due(&self, now: OffsetDateTime) -> bool {
+        let third = (self.not_after - self.not_before) / 3;
+        now < self.not_before || self.not_after - now < third
+    }
+}
+
+/// Checks that `responder_cert_der` is a delegated OCSP responder certificate of the CA whose
+/// certificate is `ca_cert_der`, for the key `responder`: one DER certificate, its public key
+/// that of `responder`, its issuer the CA's subject, its signature made by the CA key, and
+/// id-kp-OCSPSigning among its extended key usages (RFC 6960 section 4.2.2.2). Returns its
+/// validity period, which is not checked against any time.
+pub fn check_responder_certificate(
+    ca_cert_der: &[u8],
+    responder: &dyn Signer,
+    responder_cert_der: &[u8],
+) -> Result<ResponderValidity, CaError> {
+    let ca = parse_certificate(ca_cert_der, "the CA certificate")?;
+    let cert = parse_certificate(responder_cert_der, "the OCSP responder certificate")?;
+    let bad = |why: &str| {
+        Err(CaError::Signing(format!(
+            "the OCSP responder certificate {why}"
+        )))
+    };
+    if cert.tbs_certificate.subject_pki.raw != responder.spki_der() {
+        return bad("does not match the OCSP responder key");
+    }
+    if cert.issuer().as_raw() != ca.subject().as_raw()
+        || cert.verify_signature(Some(ca.public_key())).is_err()
+    {
+        return bad("was not issued by this CA");
+    }
+    match cert.extended_key_usage() {
+        Ok(Some(eku)) if eku.value.ocsp_signing => {}
+        _ => return bad("lacks the extended key usage id-kp-OCSPSigning"),
+    }
+    Ok(ResponderValidity {
+        not_before: cert.validity().not_before.to_datetime(),
+        not_after: cert.validity().not_after.to_datetime(),
+    })
+}
+
+/// The signing identity of a delegated responder, after [`check_responder_certificate`].
+fn delegate_identity(
+    ca_cert_der: &[u8],
+    signer: Arc<dyn Signer>,
+    responder_cert_der: &[u8],
+) -> Result<SigningIdentity, CaError> {
+    check_responder_certificate(ca_cert_der, signer.as_ref(), responder_cert_der)?;
+    let cert = Certificate::from_der(responder_cert_der).map_err(|e| {
+        CaError::Signing(format!(
+            "the OCSP responder certificate does not parse: {e}"
+        ))
+    })?;
+    SigningIdentity::new(signer, Some(vec![cert]))
+}
+
+/// One DER certificate, with nothing after it.
+fn parse_certificate<'a>(
+    der: &'a [u8],
+    what: &str,
+) -> Result<x509_parser::certificate::X509Certificate<'a>, CaError> {
+    match x509_parser::parse_x509_certificate(der) {
+        Ok(([], cert)) => Ok(cert),
+        Ok(_) => Err(CaError::Signing(format!("{what} has trailing data"))),
+        Err(e) => Err(CaError::Signing(format!("{what} does not parse: {e}"))),
     }
 }
 

@@ -43,6 +43,12 @@ pub enum ExtendedKeyUsage {
     CodeSigning,
     /// id-kp-timeStamping.
     TimeStamping,
+    /// id-kp-OCSPSigning (RFC 6960 section 4.2.2.2): a delegated OCSP responder. Never read
+    /// from or written to configuration: only the CA's own responder certificate
+    /// ([`crate::ocsp::issue_responder_certificate`]) carries it, since a certificate with it
+    /// answers OCSP for the whole CA.
+    #[serde(skip)]
+    OcspSigning,
 }
 
 /// Rules for the subject distinguished name.

@@ -1,5 +1,6 @@
 //! The OCSP responder, judged by the OpenSSL command line: requests are made by
-//! `openssl ocsp -reqout`, responses are verified by `openssl ocsp -respin`.
+//! `openssl ocsp -reqout`, responses are verified by `openssl ocsp -respin`; signed by the CA
+//! and by a delegated responder (RFC 6960 section 4.2.2.2).
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -8,9 +9,13 @@ use std::sync::Arc;
 
 use ca_core::armor::to_pem;
 use ca_core::authority::{create_root, CertificateAuthority, Urls};
+use ca_core::csr::{AttributeKind, SubjectAttribute, SubjectKey, SubjectKeyType};
 use ca_core::name::parse_rfc4514;
-use ca_core::ocsp::{decode_get_request, CertStatus, OcspCache, OcspResponder, MAX_CERT_IDS};
-use ca_core::profile::Profile;
+use ca_core::ocsp::{
+    check_responder_certificate, decode_get_request, issue_responder_certificate, CertStatus,
+    OcspCache, OcspResponder, ResponderValidity, MAX_CERT_IDS, MAX_RESPONDER_VALIDITY_DAYS,
+};
+use ca_core::profile::{Profile, ValidatedRequest};
 use ca_core::revocation::{Revocation, RevocationReason};
 use ca_core::{CaError, Serial};
 use der::{Decode, Encode};
@@ -18,6 +23,7 @@ use keys::{KeyAlgorithm, Signer, SoftwareKey};
 use ring::rand::SystemRandom;
 use time::{Duration, OffsetDateTime};
 use x509_ocsp::{BasicOcspResponse, OcspRequest, OcspResponse, OcspResponseStatus, ResponderId};
+use x509_parser::extensions::ParsedExtension;
 
 const VALIDITY: Duration = Duration::hours(4);
 
@@ -90,6 +96,50 @@ impl Fixture {
 
     fn responder(&self) -> OcspResponder {
         OcspResponder::new(self.signer.clone(), &self.ca_der, VALIDITY).unwrap()
+    }
+
+    /// A delegated responder's new ECDSA P-256 key and its certificate from this CA, valid
+    /// 30 days; the certificate is also written to `name`.
+    fn delegate(&self, name: &str) -> (Arc<dyn Signer>, Vec<u8>) {
+        let pkcs8 = keys::generate_pkcs8(KeyAlgorithm::EcdsaP256).unwrap();
+        let key: Arc<dyn Signer> = Arc::new(SoftwareKey::from_pkcs8(&pkcs8).unwrap());
+        let cert = issue_responder_certificate(
+            self.signer.clone(),
+            &self.ca_der,
+            key.as_ref(),
+            30,
+            Serial::random(&SystemRandom::new()).unwrap(),
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+        std::fs::write(self.path(name), to_pem("CERTIFICATE", &cert)).unwrap();
+        (key, cert)
+    }
+
+    /// A responder that signs with a new delegate (its certificate in `ocsp.pem`).
+    fn delegated_responder(&self) -> (OcspResponder, Arc<dyn Signer>, Vec<u8>) {
+        let (key, cert) = self.delegate("ocsp.pem");
+        let responder = OcspResponder::delegated(&self.ca_der, key.clone(), &cert, VALIDITY);
+        (responder.unwrap(), key, cert)
+    }
+
+    /// `openssl x509 -noout -ocspid -in <name>`: the SHA-1 of the certificate's public key.
+    fn ocsp_key_hash(&self, name: &str) -> String {
+        let out = Command::new("openssl")
+            .args(["x509", "-noout", "-ocspid", "-in", name])
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let line = text
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("Public key OCSP hash:"))
+            .unwrap_or_else(|| panic!("{text}"));
+        line.trim_start_matches("Public key OCSP hash:")
+            .trim()
+            .replace(':', "")
+            .to_lowercase()
     }
 
     /// `openssl ocsp <args> -reqout <name>`, returning the request's DER.
@@ -403,23 +453,10 @@ fn ocsp_response_fields_follow_rfc_6960_and_5019() {
     let ResponderId::ByKey(key_hash) = &tbs.responder_id else {
         panic!("responderID byName")
     };
-    let out = Command::new("openssl")
-        .args(["x509", "-noout", "-ocspid", "-in", "ca.pem"])
-        .current_dir(f.dir.path())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let line = text
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("Public key OCSP hash:"))
-        .unwrap_or_else(|| panic!("{text}"));
-    let expected = line
-        .trim_start_matches("Public key OCSP hash:")
-        .trim()
-        .replace(':', "")
-        .to_lowercase();
-    assert_eq!(hex::encode(key_hash.as_bytes()), expected);
+    assert_eq!(hex::encode(key_hash.as_bytes()), f.ocsp_key_hash("ca.pem"));
+    // Signed by the CA itself: no certificates.
+    assert!(basic.certs.is_none());
+    assert!(f.responder().responder_certificate().is_none());
 
     // ECDSA P-256 signs with ecdsa-with-SHA256 and no parameters (RFC 5758 section 3.2).
     assert_eq!(
@@ -768,4 +805,345 @@ fn ocsp_stored_revocations_become_statuses() {
             reason: RevocationReason::Superseded,
         }
     );
+}
+
+/// A delegated responder: good (with a nonce that OpenSSL checks), revoked and unknown verify
+/// with `openssl ocsp -issuer ca.pem -CAfile ca.pem`, which finds the responder certificate in
+/// the response, builds its chain to the CA and requires id-kp-OCSPSigning.
+fn delegated_statuses_verify_in_openssl(algorithm: KeyAlgorithm) {
+    let f = Fixture::new(algorithm);
+    let (responder, _, cert) = f.delegated_responder();
+    let now = OffsetDateTime::now_utc();
+    let verify = [
+        "-issuer",
+        "ca.pem",
+        "-CAfile",
+        "ca.pem",
+        "-cert",
+        "leaf.pem",
+        "-no_nonce",
+    ];
+
+    let req = f.request("req.der", &["-issuer", "ca.pem", "-cert", "leaf.pem"]);
+    let resp = responder.respond(&req, now, |_| Ok(CertStatus::Good));
+    let (ok, text) = f.check(&resp, &verify);
+    assert!(ok, "{algorithm}: {text}");
+    assert!(text.contains("Response verify OK"), "{algorithm}: {text}");
+    assert!(text.contains("leaf.pem: good"), "{algorithm}: {text}");
+    assert!(!text.contains("WARNING"), "{algorithm}: {text}");
+    let text = f.check_with_request(&resp, "req.der");
+    assert!(text.contains("Cert Status: good"), "{algorithm}: {text}");
+    assert!(text.contains("OCSP Signing"), "{algorithm}: {text}");
+
+    // The response names the delegated key and carries its certificate.
+    let basic = parse(&resp).1.unwrap();
+    let ResponderId::ByKey(key_hash) = &basic.tbs_response_data.responder_id else {
+        panic!("responderID byName")
+    };
+    assert_eq!(
+        hex::encode(key_hash.as_bytes()),
+        f.ocsp_key_hash("ocsp.pem")
+    );
+    assert_ne!(f.ocsp_key_hash("ocsp.pem"), f.ocsp_key_hash("ca.pem"));
+    let certs = basic.certs.unwrap();
+    assert_eq!(certs.len(), 1);
+    assert_eq!(certs[0].to_der().unwrap(), cert);
+    assert_eq!(responder.responder_certificate(), Some(cert.clone()));
+    // The delegated key is P-256 whatever the CA's key.
+    assert_eq!(
+        basic.signature_algorithm.oid.to_string(),
+        "1.2.840.10045.4.3.2"
+    );
+
+    // The signature is really checked.
+    let mut tampered = resp.clone();
+    *tampered.last_mut().unwrap() ^= 1;
+    let (ok, text) = f.check(&tampered, &verify);
+    assert!(
+        !ok && !text.contains("Response verify OK"),
+        "{algorithm}: {text}"
+    );
+
+    let req = f.request(
+        "req.der",
+        &["-issuer", "ca.pem", "-cert", "leaf.pem", "-no_nonce"],
+    );
+    let resp = responder.respond(&req, now, |_| Ok(revoked(RevocationReason::KeyCompromise)));
+    let (ok, text) = f.check(&resp, &verify);
+    assert!(ok, "{algorithm}: {text}");
+    assert!(text.contains("Response verify OK"), "{algorithm}: {text}");
+    assert!(text.contains("leaf.pem: revoked"), "{algorithm}: {text}");
+    assert!(
+        text.contains("Reason: keyCompromise"),
+        "{algorithm}: {text}"
+    );
+
+    let resp = responder.respond(&req, now, |_| Ok(CertStatus::Unknown));
+    let (ok, text) = f.check(&resp, &verify);
+    assert!(ok, "{algorithm}: {text}");
+    assert!(text.contains("Response verify OK"), "{algorithm}: {text}");
+    assert!(text.contains("leaf.pem: unknown"), "{algorithm}: {text}");
+
+    // Trusting another CA of the same name, OpenSSL cannot build the responder's chain.
+    let twin = Fixture::named(algorithm, "CN=OCSP Test CA,O=Example");
+    let twin_ca = twin.path("ca.pem");
+    let (ok, text) = f.check(
+        &resp,
+        &[
+            "-issuer",
+            "ca.pem",
+            "-CAfile",
+            twin_ca.to_str().unwrap(),
+            "-cert",
+            "leaf.pem",
+            "-no_nonce",
+        ],
+    );
+    assert!(
+        !ok && !text.contains("Response verify OK"),
+        "{algorithm}: {text}"
+    );
+}
+
+#[test]
+fn ocsp_delegated_ec_p256_responses_verify_in_openssl() {
+    delegated_statuses_verify_in_openssl(KeyAlgorithm::EcdsaP256);
+}
+
+#[test]
+fn ocsp_delegated_ec_p384_responses_verify_in_openssl() {
+    delegated_statuses_verify_in_openssl(KeyAlgorithm::EcdsaP384);
+}
+
+#[test]
+fn ocsp_delegated_ed25519_responses_verify_in_openssl() {
+    delegated_statuses_verify_in_openssl(KeyAlgorithm::Ed25519);
+}
+
+#[test]
+fn ocsp_delegated_rsa_3072_responses_verify_in_openssl() {
+    delegated_statuses_verify_in_openssl(KeyAlgorithm::Rsa3072);
+}
+
+#[test]
+fn ocsp_responder_certificate_follows_rfc_6960_4_2_2_2() {
+    let f = Fixture::new(KeyAlgorithm::EcdsaP256);
+    let now = OffsetDateTime::now_utc();
+    let (key, der) = f.delegate("ocsp.pem");
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    let (_, ca) = x509_parser::parse_x509_certificate(&f.ca_der).unwrap();
+
+    assert_eq!(cert.subject().to_string(), "CN=OCSP Test CA OCSP Responder");
+    assert_eq!(cert.issuer().as_raw(), ca.subject().as_raw());
+    assert_eq!(cert.public_key().raw, key.spki_der());
+    cert.verify_signature(Some(ca.public_key())).unwrap();
+    let validity = cert.validity();
+    let not_before = validity.not_before.timestamp();
+    assert!((not_before - (now.unix_timestamp() - 60)).abs() <= 2);
+    assert_eq!(validity.not_after.timestamp() - not_before, 30 * 86_400 - 1);
+
+    let mut seen = Vec::new();
+    let mut ca_ski = None;
+    for ext in ca.extensions() {
+        if let ParsedExtension::SubjectKeyIdentifier(ski) = ext.parsed_extension() {
+            ca_ski = Some(ski.0.to_vec());
+        }
+    }
+    for ext in cert.extensions() {
+        seen.push(ext.oid.to_id_string());
+        if ext.oid.to_id_string() == "1.3.6.1.5.5.7.48.1.5" {
+            // id-pkix-ocsp-nocheck (RFC 6960 section 4.2.2.2.1): NULL, not critical.
+            assert!(!ext.critical && ext.value == [0x05, 0x00]);
+            continue;
+        }
+        match ext.parsed_extension() {
+            ParsedExtension::ExtendedKeyUsage(eku) => {
+                assert!(eku.ocsp_signing && !eku.server_auth && !eku.client_auth);
+                assert!(eku.other.is_empty());
+            }
+            ParsedExtension::KeyUsage(ku) => {
+                assert!(ext.critical, "keyUsage is critical");
+                assert!(ku.digital_signature());
+                assert_eq!(ku.flags, 1, "digitalSignature only");
+            }
+            ParsedExtension::BasicConstraints(bc) => assert!(!bc.ca),
+            ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                assert_eq!(
+                    aki.key_identifier.as_ref().map(|k| k.0.to_vec()),
+                    ca_ski.clone()
+                );
+            }
+            ParsedExtension::SubjectKeyIdentifier(_) => {}
+            other => panic!("unexpected extension {}: {other:?}", ext.oid),
+        }
+    }
+    for oid in [
+        "2.5.29.37",            // extKeyUsage
+        "2.5.29.15",            // keyUsage
+        "2.5.29.19",            // basicConstraints
+        "2.5.29.35",            // authorityKeyIdentifier
+        "2.5.29.14",            // subjectKeyIdentifier
+        "1.3.6.1.5.5.7.48.1.5", // id-pkix-ocsp-nocheck
+    ] {
+        assert!(seen.iter().any(|s| s == oid), "{oid} missing: {seen:?}");
+    }
+
+    // What the server checks before reusing it.
+    let checked = check_responder_certificate(&f.ca_der, key.as_ref(), &der).unwrap();
+    assert_eq!(checked.not_before.unix_timestamp(), not_before);
+    assert!(!checked.renewal_due(now));
+}
+
+#[test]
+fn ocsp_responder_common_names_fit_64_characters() {
+    let long = format!("CN={},O=Example", "L".repeat(64));
+    for (subject, expected) in [
+        (long.as_str(), format!("{} OCSP Responder", "L".repeat(49))),
+        ("O=Example Without CN", "OCSP Responder".to_string()),
+    ] {
+        let f = Fixture::named(KeyAlgorithm::EcdsaP256, subject);
+        let (_, der) = f.delegate("ocsp.pem");
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let cn = cert.subject().iter_common_name().next().unwrap();
+        assert_eq!(cn.as_str().unwrap(), expected, "{subject}");
+    }
+}
+
+#[test]
+fn ocsp_delegated_construction_checks_key_issuer_and_usage() {
+    let f = Fixture::new(KeyAlgorithm::EcdsaP256);
+    let twin = Fixture::named(KeyAlgorithm::EcdsaP256, "CN=OCSP Test CA,O=Example");
+    let (key, cert) = f.delegate("ocsp.pem");
+    let (other_key, other_cert) = f.delegate("other.pem");
+    let (twin_key, twin_cert) = twin.delegate("ocsp.pem");
+    let ok = |k: &Arc<dyn Signer>, c: &[u8]| {
+        OcspResponder::delegated(&f.ca_der, k.clone(), c, VALIDITY).map(|_| ())
+    };
+    ok(&key, &cert).unwrap();
+    ok(&other_key, &other_cert).unwrap();
+    // The key must be the certificate's.
+    let e = ok(&other_key, &cert).unwrap_err().to_string();
+    assert!(e.contains("does not match"), "{e}");
+    // Issued by another CA of the same name.
+    let e = ok(&twin_key, &twin_cert).unwrap_err().to_string();
+    assert!(e.contains("not issued by this CA"), "{e}");
+    // Not a certificate, or followed by something.
+    assert!(ok(&key, b"not a certificate").is_err());
+    let mut trailing = cert.clone();
+    trailing.push(0);
+    assert!(ok(&key, &trailing).is_err());
+    // The CA's own certificate is not a delegate's.
+    assert!(ok(&f.signer, &f.ca_der).is_err());
+
+    // A certificate of this CA for the key, but without id-kp-OCSPSigning.
+    let ca = CertificateAuthority::new(
+        f.signer.clone(),
+        vec![f.ca_der.clone()],
+        &Profile::builtin(),
+        &Urls::default(),
+    )
+    .unwrap();
+    let request = ValidatedRequest {
+        subject: vec![SubjectAttribute {
+            kind: AttributeKind::CommonName,
+            value: "not a responder".into(),
+        }],
+        sans: Vec::new(),
+        key: SubjectKey {
+            key_type: SubjectKeyType::EcP256,
+            bits: key.public_key_bits().to_vec(),
+        },
+        validity_days: 30,
+    };
+    let client = ca
+        .sign(
+            "tls-client",
+            Serial::random(&SystemRandom::new()).unwrap(),
+            &request,
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+    let e = ok(&key, &client.der).unwrap_err().to_string();
+    assert!(e.contains("OCSPSigning"), "{e}");
+
+    // The response validity is checked as for a CA-signed responder.
+    assert!(OcspResponder::delegated(&f.ca_der, key.clone(), &cert, Duration::ZERO).is_err());
+
+    // Responder certificates last 1 to MAX_RESPONDER_VALIDITY_DAYS days.
+    for days in [0, MAX_RESPONDER_VALIDITY_DAYS + 1] {
+        let issued = issue_responder_certificate(
+            f.signer.clone(),
+            &f.ca_der,
+            key.as_ref(),
+            days,
+            Serial::random(&SystemRandom::new()).unwrap(),
+            OffsetDateTime::now_utc(),
+        );
+        assert!(issued.is_err(), "{days} days");
+    }
+    // Only the CA's own key can issue them.
+    assert!(issue_responder_certificate(
+        twin.signer.clone(),
+        &f.ca_der,
+        key.as_ref(),
+        30,
+        Serial::random(&SystemRandom::new()).unwrap(),
+        OffsetDateTime::now_utc(),
+    )
+    .is_err());
+}
+
+#[test]
+fn ocsp_responder_renewal_is_due_with_a_third_left() {
+    let start = time::macros::datetime!(2030-01-01 0:00 UTC);
+    let v = ResponderValidity {
+        not_before: start,
+        not_after: start + Duration::days(30),
+    };
+    assert!(v.renewal_due(start - Duration::seconds(1)), "not valid yet");
+    assert!(!v.renewal_due(start));
+    assert!(!v.renewal_due(start + Duration::days(20)));
+    assert!(v.renewal_due(start + Duration::days(20) + Duration::seconds(1)));
+    assert!(v.renewal_due(start + Duration::days(31)), "expired");
+}
+
+#[test]
+fn ocsp_a_renewed_delegate_is_taken_into_use() {
+    let f = Fixture::new(KeyAlgorithm::EcdsaP256);
+    let cache = Arc::new(OcspCache::new(100));
+    let (responder, _, first) = f.delegated_responder();
+    let responder = responder.with_cache(cache.clone());
+    let now = OffsetDateTime::now_utc();
+    let req = f.request(
+        "req.der",
+        &["-issuer", "ca.pem", "-cert", "leaf.pem", "-no_nonce"],
+    );
+    responder.respond(&req, now, |_| Ok(CertStatus::Good));
+    assert_eq!(cache.len(), 1);
+
+    let (key, second) = f.delegate("ocsp.pem");
+    responder.set_delegate(key, &second).unwrap();
+    assert!(
+        cache.is_empty(),
+        "answers carrying the old certificate are dropped"
+    );
+    assert_eq!(responder.responder_certificate(), Some(second.clone()));
+    let resp = responder.respond(&req, now, |_| Ok(CertStatus::Good));
+    let certs = parse(&resp).1.unwrap().certs.unwrap();
+    assert_eq!(certs[0].to_der().unwrap(), second);
+    assert_ne!(first, second);
+    let (ok, text) = f.check(
+        &resp,
+        &[
+            "-issuer", "ca.pem", "-CAfile", "ca.pem", "-cert", "leaf.pem",
+        ],
+    );
+    assert!(ok && text.contains("Response verify OK"), "{text}");
+    assert!(text.contains("leaf.pem: good"), "{text}");
+
+    // A delegate that does not fit is refused and the current one stays.
+    let other = Fixture::new(KeyAlgorithm::EcdsaP256);
+    let (other_key, other_cert) = other.delegate("ocsp.pem");
+    assert!(responder.set_delegate(other_key, &other_cert).is_err());
+    assert_eq!(responder.responder_certificate(), Some(second));
 }

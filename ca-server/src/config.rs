@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use ca_core::authority::Urls;
 use ca_core::crl::CrlConfig;
 use ca_core::engine::EngineConfig;
+use ca_core::ocsp::MAX_RESPONDER_VALIDITY_DAYS;
 use ca_core::profile::Profile;
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +52,12 @@ pub struct OcspConfig {
     pub validity_secs: u64,
     /// Responses kept in the cache (RFC 5019 requests: one CertID, no nonce).
     pub cache_capacity: usize,
+    /// Sign responses with a delegated OCSP responder's key (RFC 6960 section 4.2.2.2), whose
+    /// certificate the CA issues with id-kp-OCSPSigning, instead of with the CA key.
+    pub delegated: bool,
+    /// Validity of the delegated responder's certificate, in days; it is replaced (with a new
+    /// key) when less than a third of it remains.
+    pub delegated_validity_days: u32,
 }
 
 impl Default for OcspConfig {
@@ -58,7 +65,32 @@ impl Default for OcspConfig {
         OcspConfig {
             validity_secs: 3600,
             cache_capacity: 100_000,
+            delegated: false,
+            delegated_validity_days: 30,
         }
+    }
+}
+
+impl OcspConfig {
+    /// Checks the delegated responder's settings; returns a message naming the first fault.
+    pub fn check(&self) -> Result<(), String> {
+        let days = self.delegated_validity_days;
+        if days == 0 || days > MAX_RESPONDER_VALIDITY_DAYS {
+            return Err(format!(
+                "[ocsp] delegated_validity_days must be between 1 and \
+                 {MAX_RESPONDER_VALIDITY_DAYS}"
+            ));
+        }
+        // The certificate is replaced when a third of its validity remains: responses signed
+        // just before must not outlive it.
+        if self.delegated && self.validity_secs > u64::from(days) * 86_400 / 3 {
+            return Err(
+                "[ocsp] validity_secs must not exceed a third of delegated_validity_days, \
+                 so that no response outlives the responder certificate that signed it"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -115,6 +147,10 @@ impl Config {
         if config.profiles.is_empty() {
             return Err(format!("{}: no [profiles.NAME] configured", path.display()));
         }
+        config
+            .ocsp
+            .check()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(config)
     }
 
@@ -177,5 +213,31 @@ mod tests {
         let config: Config = toml::from_str("").unwrap();
         assert_eq!(config.listen.port(), 8080);
         assert!(config.profiles.contains_key("tls-server"));
+        assert!(!config.ocsp.delegated);
+        assert_eq!(config.ocsp.delegated_validity_days, 30);
+    }
+
+    #[test]
+    fn delegated_ocsp_settings_are_checked() {
+        let ocsp = |text: &str| toml::from_str::<Config>(text).unwrap().ocsp.check();
+        ocsp("[ocsp]\ndelegated = true").unwrap();
+        ocsp("[ocsp]\ndelegated = true\ndelegated_validity_days = 1\nvalidity_secs = 28800")
+            .unwrap();
+        let e =
+            ocsp("[ocsp]\ndelegated = true\ndelegated_validity_days = 1\nvalidity_secs = 28801")
+                .unwrap_err();
+        assert!(e.contains("validity_secs"), "{e}");
+        // Off, the response validity is not bound by the responder certificate's.
+        ocsp("[ocsp]\ndelegated_validity_days = 1\nvalidity_secs = 86400").unwrap();
+        for days in [0, 367] {
+            let e = ocsp(&format!("[ocsp]\ndelegated_validity_days = {days}")).unwrap_err();
+            assert!(e.contains("delegated_validity_days"), "{e}");
+        }
+    }
+
+    #[test]
+    fn profiles_cannot_grant_ocsp_signing() {
+        let text = "[profiles.evil]\nextended_key_usage = [\"ocspSigning\"]";
+        assert!(toml::from_str::<Config>(text).is_err());
     }
 }

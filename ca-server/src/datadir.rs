@@ -3,7 +3,8 @@
 //! Layout (every name configurable in `config.toml`):
 //! `config.toml`, `ca-key.pem` (0600), `ca.pem` (CA certificate and its issuers),
 //! `ca.csr.pem` (an intermediate's request, until `import`), `db/` (RocksDB),
-//! `bootstrap-tokens.json` (0600, written once).
+//! `bootstrap-tokens.json` (0600, written once); with `[ocsp] delegated`, the delegated OCSP
+//! responder's `ocsp-key.pem` (0600) and `ocsp.pem` (its certificate, issued by the CA).
 
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::Write;
@@ -14,9 +15,11 @@ use std::sync::Arc;
 use ca_core::authority::{create_intermediate_csr, create_root, CertificateAuthority, Urls};
 use ca_core::crl::{CrlBuilder, CrlPublisher};
 use ca_core::engine::Engine;
+use ca_core::ocsp::{check_responder_certificate, issue_responder_certificate, ResponderValidity};
 use ca_core::store::Store;
 use ca_core::{armor, name, Serial};
 use keys::{KeyAlgorithm, Signer, SoftwareKey};
+use time::OffsetDateTime;
 
 use crate::auth::{create_token, Role};
 use crate::config::{Config, CONFIG_FILE};
@@ -29,6 +32,10 @@ pub const ROOT_VALIDITY_DAYS: u32 = 3650;
 pub const BOOTSTRAP_TOKENS: &str = "bootstrap-tokens.json";
 /// Name of an intermediate CA's pending request.
 pub const CA_CSR_FILE: &str = "ca.csr.pem";
+/// Name of the delegated OCSP responder's key file (mode 0600).
+pub const OCSP_KEY_FILE: &str = "ocsp-key.pem";
+/// Name of the delegated OCSP responder's certificate file.
+pub const OCSP_CERT_FILE: &str = "ocsp.pem";
 
 /// Creates the data directory (mode 0700) and a default `config.toml` if they are missing,
 /// then loads the configuration.
@@ -249,4 +256,103 @@ pub fn start_core(
 /// Opens the store named by the configuration.
 pub fn open_store(dir: &Path, config: &Config) -> Result<Store, String> {
     Store::open(&Config::resolve(dir, &config.ca.db_dir)).map_err(|e| e.to_string())
+}
+
+/// A delegated OCSP responder (RFC 6960 section 4.2.2.2): its key and its certificate.
+pub struct OcspDelegate {
+    /// The responder's signing key.
+    pub signer: Arc<dyn Signer>,
+    /// Its certificate, issued by the CA, DER.
+    pub cert_der: Vec<u8>,
+}
+
+/// The delegated OCSP responder of `ocsp-key.pem` and `ocsp.pem` in `dir`, or a new one: a
+/// new ECDSA P-256 key and a certificate for it, valid `validity_days`, issued by the CA
+/// (`ca_signer`, `ca_der`). A new one is issued when either file is missing or unusable, when
+/// the certificate is not the CA's OCSP signing certificate for that key, or when it is not
+/// valid yet or less than a third of its validity remains at `now`.
+pub fn ocsp_delegate(
+    dir: &Path,
+    validity_days: u32,
+    ca_signer: &Arc<dyn Signer>,
+    ca_der: &[u8],
+    now: OffsetDateTime,
+) -> Result<OcspDelegate, String> {
+    let key_path = dir.join(OCSP_KEY_FILE);
+    let cert_path = dir.join(OCSP_CERT_FILE);
+    match load_ocsp_delegate(&key_path, &cert_path, ca_der) {
+        Ok((delegate, validity)) if !validity.renewal_due(now) => return Ok(delegate),
+        Ok((_, validity)) => tracing::info!(
+            not_before = %validity.not_before,
+            not_after = %validity.not_after,
+            "the delegated OCSP responder is due for renewal"
+        ),
+        Err(_) if !key_path.exists() && !cert_path.exists() => {
+            tracing::info!("no delegated OCSP responder yet")
+        }
+        Err(e) => tracing::warn!(reason = %e, "the delegated OCSP responder is not usable"),
+    }
+    let pkcs8 = keys::generate_pkcs8(KeyAlgorithm::EcdsaP256).map_err(|e| e.to_string())?;
+    let signer: Arc<dyn Signer> =
+        Arc::new(SoftwareKey::from_pkcs8(&pkcs8).map_err(|e| e.to_string())?);
+    let serial = Serial::random(&ring_rng()).map_err(|_| "the system RNG failed".to_string())?;
+    let cert_der = issue_responder_certificate(
+        ca_signer.clone(),
+        ca_der,
+        signer.as_ref(),
+        validity_days,
+        serial,
+        now,
+    )
+    .map_err(|e| format!("issuing the OCSP responder certificate: {e}"))?;
+    // Key first: a crash between the two renames leaves a certificate that does not match
+    // the key, which the next start replaces.
+    let key_tmp = with_suffix(&key_path, ".new");
+    let _ = fs::remove_file(&key_tmp);
+    keys::write_key_file(&key_tmp, &pkcs8).map_err(|e| e.to_string())?;
+    fs::rename(&key_tmp, &key_path).map_err(|e| {
+        format!(
+            "renaming {} to {}: {e}",
+            key_tmp.display(),
+            key_path.display()
+        )
+    })?;
+    let cert_tmp = with_suffix(&cert_path, ".new");
+    fs::write(&cert_tmp, armor::to_pem("CERTIFICATE", &cert_der))
+        .and_then(|()| fs::rename(&cert_tmp, &cert_path))
+        .map_err(|e| format!("writing {}: {e}", cert_path.display()))?;
+    tracing::info!(
+        serial = %serial,
+        path = %cert_path.display(),
+        validity_days,
+        "issued a new delegated OCSP responder key and certificate"
+    );
+    Ok(OcspDelegate { signer, cert_der })
+}
+
+fn load_ocsp_delegate(
+    key_path: &Path,
+    cert_path: &Path,
+    ca_der: &[u8],
+) -> Result<(OcspDelegate, ResponderValidity), String> {
+    let key = keys::load_key_file(key_path).map_err(|e| e.to_string())?;
+    let text = fs::read_to_string(cert_path)
+        .map_err(|e| format!("reading {}: {e}", cert_path.display()))?;
+    let cert_der = match armor::parse_certificates(&text)?.as_slice() {
+        [one] => one.clone(),
+        _ => return Err(format!("{} must hold one certificate", cert_path.display())),
+    };
+    let validity = check_responder_certificate(ca_der, &key, &cert_der)
+        .map_err(|e| format!("{}: {e}", cert_path.display()))?;
+    let delegate = OcspDelegate {
+        signer: Arc::new(key),
+        cert_der,
+    };
+    Ok((delegate, validity))
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }

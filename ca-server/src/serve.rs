@@ -1,11 +1,12 @@
 //! `ca-server serve`: bootstrap the data directory, start the engine and the HTTP listener,
 //! and shut down gracefully on SIGINT or SIGTERM.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ca_core::crl::CrlPublisher;
 use ca_core::ocsp::{OcspCache, OcspResponder};
+use keys::Signer;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState, BodyLimits, HttpMetrics};
@@ -79,11 +80,32 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
     let ocsp_cache = Arc::new(OcspCache::new(config.ocsp.cache_capacity));
     let validity =
         time::Duration::seconds(i64::try_from(config.ocsp.validity_secs).unwrap_or(3600));
+    let responder = if config.ocsp.delegated {
+        let days = config.ocsp.delegated_validity_days;
+        let (dir, ca_signer, ca) = (dir.to_path_buf(), signer.clone(), ca_der.clone());
+        let delegate = tokio::task::spawn_blocking(move || {
+            datadir::ocsp_delegate(&dir, days, &ca_signer, &ca, time::OffsetDateTime::now_utc())
+        })
+        .await
+        .map_err(|e| format!("preparing the delegated OCSP responder: {e}"))??;
+        OcspResponder::delegated(&ca_der, delegate.signer, &delegate.cert_der, validity)
+    } else {
+        OcspResponder::new(signer.clone(), &ca_der, validity)
+    };
     let ocsp = Arc::new(
-        OcspResponder::new(signer, &ca_der, validity)
+        responder
             .map_err(|e| e.to_string())?
             .with_cache(ocsp_cache.clone()),
     );
+    let ocsp_renewal = config.ocsp.delegated.then(|| {
+        tokio::spawn(ocsp_renewal(
+            dir.to_path_buf(),
+            config.ocsp.delegated_validity_days,
+            signer,
+            ca_der,
+            ocsp.clone(),
+        ))
+    });
     let state = Arc::new(AppState {
         engine: engine.clone(),
         chain_pem,
@@ -102,13 +124,19 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
         },
     );
     tracing::info!(%bound, crl = ?urls.crl, ocsp = ?urls.ocsp, "serving");
+    // Before `listening on`: a SIGTERM right after that line must stop the server gracefully.
+    let shutdown = shutdown_signal()?;
     println!("listening on http://{bound}");
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| format!("server error: {e}"))?;
     crl_timer.abort();
     let _ = crl_timer.await;
+    if let Some(task) = ocsp_renewal {
+        task.abort();
+        let _ = task.await;
+    }
     tracing::info!("no more connections; stopping the engine");
     // Handlers are done, so this is the last reference; stopping joins threads, off the runtime.
     tokio::task::spawn_blocking(move || match Arc::try_unwrap(engine) {
@@ -141,21 +169,68 @@ async fn crl_timer(crl: Arc<CrlPublisher>) {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// How often a running server checks whether its delegated OCSP responder is due for renewal.
+const OCSP_RENEWAL_CHECK: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Keeps the delegated OCSP responder fresh while the server runs: every
+/// [`OCSP_RENEWAL_CHECK`], the check made at start ([`datadir::ocsp_delegate`], which issues a
+/// new key and certificate when a third of the validity remains); a responder other than the
+/// one in use is taken into use at once.
+async fn ocsp_renewal(
+    dir: PathBuf,
+    validity_days: u32,
+    ca_signer: Arc<dyn Signer>,
+    ca_der: Vec<u8>,
+    ocsp: Arc<OcspResponder>,
+) {
+    let mut ticks = tokio::time::interval(OCSP_RENEWAL_CHECK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let (dir, ca_signer, ca) = (dir.clone(), ca_signer.clone(), ca_der.clone());
+        let job = tokio::task::spawn_blocking(move || {
+            datadir::ocsp_delegate(
+                &dir,
+                validity_days,
+                &ca_signer,
+                &ca,
+                time::OffsetDateTime::now_utc(),
+            )
+        });
+        match job.await {
+            Ok(Ok(delegate)) => {
+                if ocsp.responder_certificate().as_ref() == Some(&delegate.cert_der) {
+                    continue;
+                }
+                match ocsp.set_delegate(delegate.signer, &delegate.cert_der) {
+                    Ok(()) => tracing::info!("the OCSP responder now signs with its new key"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "taking the new OCSP responder into use failed")
+                    }
+                }
             }
-            Err(_) => std::future::pending::<()>().await,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "renewing the OCSP responder failed; retrying later")
+            }
+            Err(e) => tracing::error!(error = %e, "the OCSP responder renewal task failed"),
         }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
-    tracing::info!("shutdown signal received; finishing open requests");
+}
+
+/// Installs the SIGINT and SIGTERM handlers at once; the future resolves on either signal.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let handler = |kind: SignalKind, name: &str| {
+        signal(kind).map_err(|e| format!("installing the {name} handler: {e}"))
+    };
+    let mut int = handler(SignalKind::interrupt(), "SIGINT")?;
+    let mut term = handler(SignalKind::terminate(), "SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {},
+            _ = term.recv() => {},
+        }
+        tracing::info!("shutdown signal received; finishing open requests");
+    })
 }
