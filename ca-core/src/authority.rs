@@ -340,6 +340,26 @@ fn san_type(san: &San) -> Result<SanType, CaError> {
     })
 }
 
+/// The AlgorithmIdentifier of a signature scheme: RFC 5758 section 3.2 (ECDSA, no
+/// parameters), RFC 8410 section 3 (Ed25519, no parameters), RFC 4055 section 5 (RSA, NULL
+/// parameters).
+pub fn signature_algorithm(scheme: SignatureScheme) -> spki::AlgorithmIdentifierOwned {
+    let (oid, parameters) = match scheme {
+        SignatureScheme::EcdsaP256Sha256 => {
+            (ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2"), None)
+        }
+        SignatureScheme::EcdsaP384Sha384 => {
+            (ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3"), None)
+        }
+        SignatureScheme::Ed25519 => (ObjectIdentifier::new_unwrap("1.3.101.112"), None),
+        SignatureScheme::RsaPkcs1Sha256 => (
+            ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11"),
+            Some(der::asn1::Any::null()),
+        ),
+    };
+    spki::AlgorithmIdentifierOwned { oid, parameters }
+}
+
 /// The rcgen view of a CA [`Signer`].
 struct SignerKey(Arc<dyn Signer>);
 

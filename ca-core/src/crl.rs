@@ -13,7 +13,7 @@ use der::asn1::{
     AnyRef, BitString, GeneralizedTime, Ia5String, ObjectIdentifier, OctetString, Uint, UtcTime,
 };
 use der::{Decode, Encode, Sequence, Tag};
-use keys::{SignatureScheme, Signer};
+use keys::Signer;
 use spki::AlgorithmIdentifierOwned;
 use time::OffsetDateTime;
 use x509_cert::crl::RevokedCert;
@@ -28,6 +28,7 @@ use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::Time;
 use x509_cert::{Certificate, Version};
 
+use crate::authority::signature_algorithm;
 use crate::engine::Engine;
 use crate::error::CaError;
 use crate::revocation::{Revocation, RevocationReason};
@@ -167,20 +168,6 @@ fn extension(
         critical,
         extn_value: OctetString::new(value.to_der().map_err(encoding)?).map_err(encoding)?,
     })
-}
-
-/// The AlgorithmIdentifier of a signature scheme (RFC 5758 3.2, RFC 8410 3, RFC 4055 5).
-pub fn signature_algorithm(scheme: SignatureScheme) -> AlgorithmIdentifierOwned {
-    let (oid, null) = match scheme {
-        SignatureScheme::EcdsaP256Sha256 => ("1.2.840.10045.4.3.2", false),
-        SignatureScheme::EcdsaP384Sha384 => ("1.2.840.10045.4.3.3", false),
-        SignatureScheme::Ed25519 => ("1.3.101.112", false),
-        SignatureScheme::RsaPkcs1Sha256 => ("1.2.840.113549.1.1.11", true),
-    };
-    AlgorithmIdentifierOwned {
-        oid: ObjectIdentifier::new_unwrap(oid),
-        parameters: null.then_some(der::asn1::Any::null()),
-    }
 }
 
 impl CrlBuilder {

@@ -22,8 +22,8 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 use der::asn1::{BitString, GeneralizedTime, Null, ObjectIdentifier, OctetString};
-use der::{Any, Decode, Encode};
-use keys::{SignatureScheme, Signer};
+use der::{Decode, Encode};
+use keys::Signer;
 use ring::digest;
 use time::{Duration, OffsetDateTime};
 use x509_cert::ext::pkix::CrlReason;
@@ -36,7 +36,7 @@ use x509_ocsp::{
 };
 use x509_parser::prelude::FromDer as _;
 
-use crate::authority::{CertificateAuthority, Urls};
+use crate::authority::{signature_algorithm, CertificateAuthority, Urls};
 use crate::csr::{subject_key, AttributeKind, SubjectAttribute};
 use crate::error::CaError;
 use crate::profile::{ExtendedKeyUsage, KeyUsage, Profile, ValidatedRequest};
@@ -71,10 +71,6 @@ pub const MAX_RESPONDER_VALIDITY_DAYS: u32 = 366;
 const ID_SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
 const ID_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
 const ID_PKIX_OCSP_NONCE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.2");
-const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
-const ECDSA_WITH_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
-const ID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
-const SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
 
 /// The DER of `OCSPResponse { responseStatus malformedRequest }` (RFC 6960 section 4.2.1), for
 /// front ends that refuse a request before it reaches [`OcspResponder::respond`].
@@ -692,19 +688,6 @@ fn generalized_time(t: OffsetDateTime) -> Result<OcspGeneralizedTime, Failure> {
     GeneralizedTime::from_unix_duration(std::time::Duration::from_secs(secs))
         .map(OcspGeneralizedTime)
         .map_err(|_| Failure::Internal)
-}
-
-/// The AlgorithmIdentifier of a signature scheme: RFC 5758 section 3.2 (ECDSA, no
-/// parameters), RFC 8410 section 3 (Ed25519, no parameters), RFC 4055 section 5 (RSA, NULL
-/// parameters).
-fn signature_algorithm(scheme: SignatureScheme) -> AlgorithmIdentifierOwned {
-    let (oid, parameters) = match scheme {
-        SignatureScheme::EcdsaP256Sha256 => (ECDSA_WITH_SHA256, None),
-        SignatureScheme::EcdsaP384Sha384 => (ECDSA_WITH_SHA384, None),
-        SignatureScheme::Ed25519 => (ID_ED25519, None),
-        SignatureScheme::RsaPkcs1Sha256 => (SHA256_WITH_RSA, Some(Any::from(Null))),
-    };
-    AlgorithmIdentifierOwned { oid, parameters }
 }
 
 /// Decodes the path segment of an OCSP GET request (RFC 6960 appendix A.1,

@@ -25,7 +25,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rocksdb::{
-    BlockBasedOptions, ColumnFamilyDescriptor, DBCompressionType, Options, WriteBatch,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Options, WriteBatch,
     WriteOptions, DB,
 };
 
@@ -74,6 +74,13 @@ pub mod cf {
     ];
 }
 
+/// All memtables together (RocksDB's write buffer manager).
+const DB_WRITE_BUFFER: usize = 64 << 20;
+/// One memtable of one column family.
+const CF_WRITE_BUFFER: usize = 16 << 20;
+/// The block cache shared by every column family.
+const BLOCK_CACHE: usize = 32 << 20;
+
 const META_SCHEMA: &[u8] = b"schema_version";
 const META_CERT_SEQ: &[u8] = b"cert_seq";
 const META_CHANGE_SEQ: &[u8] = b"crl_change_seq";
@@ -120,6 +127,10 @@ impl Store {
         opts.create_missing_column_families(true);
         opts.set_max_background_jobs(2);
         opts.set_bytes_per_sync(1 << 20);
+        // Memory stays bounded whatever the store's size: all memtables together flush at
+        // 64 MiB, and every column family reads through one 32 MiB block cache.
+        opts.set_db_write_buffer_size(DB_WRITE_BUFFER);
+        let cache = Cache::new_lru_cache(BLOCK_CACHE);
         let existing = DB::list_cf(&opts, path).unwrap_or_default();
         let mut names: Vec<String> = cf::ALL.iter().map(|s| s.to_string()).collect();
         for name in existing {
@@ -131,6 +142,11 @@ impl Store {
             let mut cf_opts = Options::default();
             let mut table = BlockBasedOptions::default();
             table.set_bloom_filter(10.0, false);
+            table.set_block_cache(&cache);
+            table.set_cache_index_and_filter_blocks(true);
+            table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+            cf_opts.set_write_buffer_size(CF_WRITE_BUFFER);
+            cf_opts.set_max_write_buffer_number(2);
             cf_opts.set_block_based_table_factory(&table);
             if name == cf::CERTS {
                 cf_opts.set_compression_type(DBCompressionType::Lz4);
