@@ -148,6 +148,11 @@ CRL number by the store writer (one small synced write). The benchmark rebuilds 
 CRLs back to back, which takes a whole vCPU; the server rebuilds at most once per
 `crl.interval_secs` (60 s), i.e. well under a second of one vCPU per minute for a million
 revoked certificates.""")
+store_bytes = read("store-bytes.txt").strip()
+if store_bytes and "million" in R:
+    n = R["million"]["certificates"]
+    print(f"\nStore size after those {n:,} certificates: {int(store_bytes):,} bytes on disk, "
+          f"{int(store_bytes) / n:.0f} bytes per certificate (DER, record and indexes; LZ4).")
 rss = [int(x) for x in read("rss.txt").split()]
 if rss:
     mid = rss[len(rss) // 10:]

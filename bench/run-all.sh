@@ -101,6 +101,7 @@ if [ "$LONG" = "--long" ]; then
   ( while kill -0 "$pid" 2>/dev/null; do awk '/VmRSS/ {print $2}' "/proc/$pid/status"; sleep 1; done ) > "$OUT/rss.txt" &
   DURATION=$(( 1000000 / 15000 + 5 )) load mem million --mode batch --connections 4 --limit-seconds 0
   stop_server mem
+  du -sb "$OUT/mem/db" | cut -f1 > "$OUT/store-bytes.txt"
 fi
 
 step "rendering bench/RESULTS.md"
