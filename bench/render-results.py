@@ -153,6 +153,12 @@ if store_bytes and "million" in R:
     n = R["million"]["certificates"]
     print(f"\nStore size after those {n:,} certificates: {int(store_bytes):,} bytes on disk, "
           f"{int(store_bytes) / n:.0f} bytes per certificate (DER, record and indexes; LZ4).")
+if "large-fill" in R and "large-after" in R and "batch100-c4" in R:
+    full, empty = R["large-after"], R["batch100-c4"]
+    change = full["certificates_per_sec"] / empty["certificates_per_sec"] - 1
+    print(f"\nWith {R['large-fill']['certificates']:,} certificates in the store, batch issuance ran at "
+          f"{full['certificates_per_sec']:,.0f}/s ({full['fraction_of_limit']:.2f} L) against "
+          f"{empty['certificates_per_sec']:,.0f}/s on an empty store: {change:+.1%}.")
 rss = [int(x) for x in read("rss.txt").split()]
 if rss:
     mid = rss[len(rss) // 10:]

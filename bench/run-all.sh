@@ -5,6 +5,8 @@
 #
 #   bench/run-all.sh          # about 6 minutes
 #   bench/run-all.sh --long   # adds 1,000,000 issuances, sampling the server's resident memory
+#   bench/run-all.sh --large-store   # instead: 9 minutes of issuance (~9M certificates), then
+#                                    # the batch scenario again on that store
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LONG=${1:-}
@@ -102,6 +104,14 @@ if [ "$LONG" = "--long" ]; then
   DURATION=$(( 1000000 / 15000 + 5 )) load mem million --mode batch --connections 4 --limit-seconds 0
   stop_server mem
   du -sb "$OUT/mem/db" | cut -f1 > "$OUT/store-bytes.txt"
+fi
+
+if [ "$LONG" = "--large-store" ]; then
+  step "a store of millions of certificates"
+  start_server large ec-p256
+  DURATION=540 load large large-fill --mode batch --connections 4 --limit-seconds 0
+  load large large-after --mode batch --connections 4
+  stop_server large
 fi
 
 step "rendering bench/RESULTS.md"
