@@ -4,11 +4,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use bench::{authority, csr_der, CsrKey};
+use bench::{authority, EngineFixture};
 use ca_core::crl::{CrlBuilder, CrlEntry, EntryReason};
-use ca_core::engine::{Engine, EngineConfig, IssueRequest, Requester};
 use ca_core::revocation::RevocationReason;
-use ca_core::store::Store;
 use ca_core::Serial;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use keys::{KeyAlgorithm, Signer, SoftwareKey};
@@ -68,44 +66,9 @@ fn issuance_during_crl(c: &mut Criterion) {
     let (crl_builder, ca) = builder();
     let crl_builder = Arc::new(crl_builder);
     let list = Arc::new(entries());
-    let dir = tempfile::tempdir().unwrap();
-    let engine = Arc::new(
-        Engine::start(
-            ca,
-            Store::open(dir.path()).unwrap(),
-            &EngineConfig::default(),
-        )
-        .unwrap(),
-    );
-    let csrs: Vec<Vec<u8>> = (0..N)
-        .map(|i| csr_der(CsrKey::EcP256, &format!("h{i}.bench.example")).unwrap())
-        .collect();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let issue_all = |csrs: Vec<Vec<u8>>| {
-        runtime.block_on(async {
-            let mut tasks = tokio::task::JoinSet::new();
-            for csr in csrs {
-                let engine = engine.clone();
-                tasks.spawn(async move {
-                    engine
-                        .issue(IssueRequest {
-                            csr,
-                            profile: "tls-server".into(),
-                            validity_days: None,
-                            request_id: None,
-                            requester: Requester {
-                                name: "bench".into(),
-                                token_hash: [1; 32],
-                            },
-                        })
-                        .await
-                });
-            }
-            while let Some(r) = tasks.join_next().await {
-                r.unwrap().unwrap();
-            }
-        })
-    };
+    let fixture = EngineFixture::new(ca, N).unwrap();
+    let issue_all = |csrs: Vec<Vec<u8>>| fixture.issue_all(csrs).unwrap();
+    let csrs = fixture.csrs.clone();
     let mut group = c.benchmark_group("engine_vs_crl");
     group.sample_size(10);
     group.throughput(Throughput::Elements(N as u64));

@@ -1,12 +1,8 @@
 //! Stage and whole-engine benchmarks of issuance: CSR verification, signing, and the engine
 //! with its durable store. See bench/RESULTS.md for figures and the machine's limit.
 
-use std::sync::Arc;
-
-use bench::{authority, csr_der, CsrKey};
+use bench::{authority, csr_der, CsrKey, EngineFixture};
 use ca_core::csr::parse_and_verify;
-use ca_core::engine::{Engine, EngineConfig, IssueRequest, Requester};
-use ca_core::store::Store;
 use ca_core::Serial;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use keys::KeyAlgorithm;
@@ -54,50 +50,11 @@ fn engine(c: &mut Criterion) {
     let mut group = c.benchmark_group("engine");
     group.throughput(Throughput::Elements(N as u64));
     group.sample_size(10);
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let engine = Arc::new(
-        Engine::start(
-            authority(KeyAlgorithm::EcdsaP256).unwrap(),
-            store,
-            &EngineConfig::default(),
-        )
-        .unwrap(),
-    );
-    let csrs: Vec<Vec<u8>> = (0..N)
-        .map(|i| csr_der(CsrKey::EcP256, &format!("h{i}.bench.example")).unwrap())
-        .collect();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let requester = Requester {
-        name: "bench".into(),
-        token_hash: [1; 32],
-    };
+    let fixture = EngineFixture::new(authority(KeyAlgorithm::EcdsaP256).unwrap(), N).unwrap();
     group.bench_function("issue_p256_durable", |b| {
         b.iter_batched(
-            || csrs.clone(),
-            |csrs| {
-                runtime.block_on(async {
-                    let mut tasks = tokio::task::JoinSet::new();
-                    for csr in csrs {
-                        let engine = engine.clone();
-                        let requester = requester.clone();
-                        tasks.spawn(async move {
-                            engine
-                                .issue(IssueRequest {
-                                    csr,
-                                    profile: "tls-server".into(),
-                                    validity_days: None,
-                                    request_id: None,
-                                    requester,
-                                })
-                                .await
-                        });
-                    }
-                    while let Some(r) = tasks.join_next().await {
-                        r.unwrap().unwrap();
-                    }
-                })
-            },
+            || fixture.csrs.clone(),
+            |csrs| fixture.issue_all(csrs).unwrap(),
             BatchSize::PerIteration,
         )
     });

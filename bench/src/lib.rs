@@ -59,3 +59,66 @@ pub fn csr_der(key: CsrKey, host: &str) -> Result<Vec<u8>, rcgen::Error> {
     params.distinguished_name = rcgen::DistinguishedName::new();
     Ok(params.serialize_request(&pair)?.der().to_vec())
 }
+
+/// An engine on a fresh store in a temporary directory, with the built-in profiles, and the
+/// CSRs to feed it: what the in-process benchmarks drive.
+pub struct EngineFixture {
+    /// The engine.
+    pub engine: std::sync::Arc<ca_core::engine::Engine>,
+    /// `count` P-256 CSRs, one DNS SAN each.
+    pub csrs: Vec<Vec<u8>>,
+    /// The runtime the requests are awaited on.
+    pub runtime: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+impl EngineFixture {
+    /// Starts an engine for `ca` and makes `count` CSRs.
+    pub fn new(ca: Arc<CertificateAuthority>, count: usize) -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let store = ca_core::store::Store::open(dir.path()).map_err(|e| e.to_string())?;
+        let engine = ca_core::engine::Engine::start(ca, store, &Default::default())
+            .map_err(|e| e.to_string())?;
+        let csrs = (0..count)
+            .map(|i| csr_der(CsrKey::EcP256, &format!("h{i}.bench.example")))
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+        let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+        Ok(EngineFixture {
+            engine: Arc::new(engine),
+            csrs,
+            runtime,
+            _dir: dir,
+        })
+    }
+
+    /// Issues one certificate per CSR, all at once, and waits until every one is stored.
+    pub fn issue_all(&self, csrs: Vec<Vec<u8>>) -> Result<(), String> {
+        self.runtime.block_on(async {
+            let mut tasks = tokio::task::JoinSet::new();
+            for csr in csrs {
+                let engine = self.engine.clone();
+                tasks.spawn(async move {
+                    engine
+                        .issue(ca_core::engine::IssueRequest {
+                            csr,
+                            profile: "tls-server".into(),
+                            validity_days: None,
+                            request_id: None,
+                            requester: ca_core::engine::Requester {
+                                name: "bench".into(),
+                                token_hash: [1; 32],
+                            },
+                        })
+                        .await
+                });
+            }
+            while let Some(joined) = tasks.join_next().await {
+                joined
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        })
+    }
+}
