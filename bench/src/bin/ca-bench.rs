@@ -299,9 +299,13 @@ async fn drive(args: &Args, shared: Arc<Shared>) -> (f64, u64) {
     let per_connection =
         (args.rate > 0.0).then(|| Duration::from_secs_f64(args.connections as f64 / args.rate));
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..args.connections.max(1) {
+    let connections = args.connections.max(1);
+    for i in 0..connections {
         let shared = shared.clone();
-        tasks.spawn(connection(shared, per_connection));
+        // Paced connections start staggered over one period, so that the load is even
+        // instead of arriving in bursts of one request per connection.
+        let pace = per_connection.map(|p| (p, p.mul_f64(i as f64 / connections as f64)));
+        tasks.spawn(connection(shared, pace));
     }
     let duration = Duration::from_secs_f64(args.duration);
     let mut last = 0;
@@ -327,9 +331,9 @@ async fn drive(args: &Args, shared: Arc<Shared>) -> (f64, u64) {
     (seconds, issued)
 }
 
-async fn connection(shared: Arc<Shared>, pace: Option<Duration>) {
-    let mut ticker = pace.map(|p| {
-        let mut t = tokio::time::interval(p);
+async fn connection(shared: Arc<Shared>, pace: Option<(Duration, Duration)>) {
+    let mut ticker = pace.map(|(period, offset)| {
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         t
     });
