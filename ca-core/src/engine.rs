@@ -98,7 +98,7 @@ pub struct RenewRequest {
 }
 
 /// Where a job's subject, names and key come from.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 enum Input {
     /// A CSR: everything from it, checked against the profile.
     Csr(Vec<u8>),
@@ -110,7 +110,7 @@ enum Input {
 }
 
 /// What the workers process: one certificate to verify, check, sign and store.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct Work {
     input: Input,
     profile: String,
@@ -157,7 +157,7 @@ pub struct Issued {
 }
 
 struct Job {
-    work: Work,
+    work: Arc<Work>,
     idempotency: Option<(IdempotencyKey, [u8; 32])>,
     reply: oneshot::Sender<Result<Committed, CaError>>,
     queued_at: Instant,
@@ -284,18 +284,18 @@ impl Engine {
             request_id: request.request_id,
             requester: request.requester,
         };
-        // A repeated request_id answers its first result even if the old one changed since.
-        if self.replayable(&work)?.is_none() {
-            self.check_renewable(&request.serial, &work)?;
-        }
         self.run(work).await
     }
 
-    fn check_renewable(&self, serial: &Serial, work: &Work) -> Result<(), CaError> {
+    /// Refuses the renewal of a revoked or held certificate, or of one expired longer ago than
+    /// its profile's grace period. Other work passes.
+    fn check_renewable(&self, work: &Work) -> Result<(), CaError> {
         let Input::Renewal { old, .. } = &work.input else {
             return Ok(());
         };
-        if let Some(r) = self.store.revocation(serial)? {
+        let serial = Serial::from_bytes(&old.serial)
+            .ok_or_else(|| CaError::Storage("stored serial malformed".into()))?;
+        if let Some(r) = self.store.revocation(&serial)? {
             return Err(CaError::RenewalRefused(format!(
                 "{serial} is revoked ({})",
                 r.reason.name()
@@ -309,18 +309,6 @@ impl Engine {
             )));
         }
         Ok(())
-    }
-
-    /// The stored answer of an earlier request with the same `request_id`, if there is one.
-    fn replayable(&self, work: &Work) -> Result<Option<Issued>, CaError> {
-        let Some(id) = &work.request_id else {
-            return Ok(None);
-        };
-        let key = IdempotencyKey::new(&work.requester.token_hash, id);
-        match self.store.idempotency(&key)? {
-            Some(existing) => self.replay(id, existing, &work.digest()).map(Some),
-            None => Ok(None),
-        }
     }
 
     async fn run(&self, work: Work) -> Result<Issued, CaError> {
@@ -351,15 +339,22 @@ impl Engine {
     }
 
     async fn run_once(&self, work: Work) -> Result<Issued, CaError> {
-        if let Some(issued) = self.replayable(&work)? {
-            return Ok(issued);
-        }
         let idempotency = work.request_id.as_ref().map(|id| {
             (
                 IdempotencyKey::new(&work.requester.token_hash, id),
                 work.digest(),
             )
         });
+        // A repeated request_id answers its first result, even if the renewed certificate has
+        // been revoked since.
+        if let Some((key, digest)) = &idempotency {
+            if let Some(existing) = self.store.idempotency(key)? {
+                let id = work.request_id.as_deref().unwrap_or_default();
+                return self.replay(id, existing, digest);
+            }
+        }
+        self.check_renewable(&work)?;
+        let work = Arc::new(work);
         for _ in 0..SERIAL_ATTEMPTS {
             let rx = self.submit(work.clone(), idempotency.clone())?;
             let committed = rx
@@ -374,7 +369,8 @@ impl Engine {
                 }
                 Ok(Committed::Existing(existing)) => {
                     let id = work.request_id.as_deref().unwrap_or_default();
-                    return self.replay(id, existing, &work.digest());
+                    let digest = idempotency.as_ref().map_or([0; 32], |(_, d)| *d);
+                    return self.replay(id, existing, &digest);
                 }
                 Err(CaError::SerialCollision(serial)) => {
                     tracing::warn!(%serial, "serial collision; drawing a new serial");
@@ -407,7 +403,7 @@ impl Engine {
 
     fn submit(
         &self,
-        work: Work,
+        work: Arc<Work>,
         idempotency: Option<(IdempotencyKey, [u8; 32])>,
     ) -> Result<oneshot::Receiver<Result<Committed, CaError>>, CaError> {
         let queue = self.queue.as_ref().ok_or(CaError::ShuttingDown)?;
@@ -556,7 +552,7 @@ fn process(
     if reply.is_closed() {
         return; // the requester gave up; do not sign for nobody
     }
-    match sign(ca, rng, metrics, work) {
+    match sign(ca, rng, metrics, &work) {
         Ok(record) => {
             let cert = NewCertificate {
                 record,
@@ -579,15 +575,15 @@ fn sign(
     ca: &CertificateAuthority,
     rng: &SystemRandom,
     metrics: &Metrics,
-    work: Work,
+    work: &Work,
 ) -> Result<CertRecord, CaError> {
     let mut clock = StageClock::new();
-    let (verified, renewed_from) = match work.input {
-        Input::Csr(csr) => (csr::parse_and_verify(&csr)?, None),
+    let (verified, renewed_from) = match &work.input {
+        Input::Csr(csr) => (csr::parse_and_verify(csr)?, None),
         Input::Renewal { old, csr } => {
             let mut names = inspect::as_request(&old.der)?;
             if let Some(csr) = csr {
-                names.key = csr::parse_and_verify(&csr)?.key;
+                names.key = csr::parse_and_verify(csr)?.key;
             }
             (names, Some(old.serial))
         }
@@ -605,8 +601,8 @@ fn sign(
         seq: 0,
         serial: *serial.as_bytes(),
         der: signed.der,
-        profile: work.profile,
-        requester: work.requester.name,
+        profile: work.profile.clone(),
+        requester: work.requester.name.clone(),
         issued_at: now.unix_timestamp(),
         not_before: signed.not_before.unix_timestamp(),
         not_after: signed.not_after.unix_timestamp(),

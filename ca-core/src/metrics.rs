@@ -51,7 +51,8 @@ pub struct Metrics {
     pub crl_bytes: IntGauge,
     /// thisUpdate of the last complete CRL, Unix seconds (its age is now minus this).
     pub crl_this_update: IntGauge,
-    /// OCSP responses by status (`good`, `revoked`, `unknown`, `malformed`, `error`).
+    /// OCSP responses by response status (`successful`, `malformed_request`,
+    /// `internal_error`).
     pub ocsp_responses: IntCounterVec,
 }
 
@@ -82,6 +83,12 @@ impl Metrics {
         };
         let gauge =
             |name: &str, help: &str| build(IntGauge::new(name, help)).and_then(|m| register(r, m));
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            build(Histogram::with_opts(
+                HistogramOpts::new(name, help).buckets(buckets),
+            ))
+            .and_then(|m| register(r, m))
+        };
         Ok(Metrics {
             certificates: counter(
                 "certificates_total",
@@ -111,26 +118,20 @@ impl Metrics {
                     sign: stage("sign")?,
                 }
             },
-            commit_seconds: register(
-                r,
-                build(Histogram::with_opts(
-                    HistogramOpts::new("store_commit_seconds", "Seconds per synced store commit")
-                        .buckets(fine),
-                ))?,
+            commit_seconds: histogram(
+                "store_commit_seconds",
+                "Seconds per synced store commit",
+                fine,
             )?,
-            commit_batch: register(
-                r,
-                build(Histogram::with_opts(
-                    HistogramOpts::new("store_commit_batch_size", "Operations per store commit")
-                        .buckets(build(exponential_buckets(1.0, 2.0, 12))?),
-                ))?,
+            commit_batch: histogram(
+                "store_commit_batch_size",
+                "Operations per store commit",
+                build(exponential_buckets(1.0, 2.0, 12))?,
             )?,
-            request_batch: register(
-                r,
-                build(Histogram::with_opts(
-                    HistogramOpts::new("request_batch_size", "Requests per batch call")
-                        .buckets(build(exponential_buckets(1.0, 2.0, 11))?),
-                ))?,
+            request_batch: histogram(
+                "request_batch_size",
+                "Requests per batch call",
+                build(exponential_buckets(1.0, 2.0, 11))?,
             )?,
             queue_depth: gauge("queue_depth", "Requests waiting for a worker")?,
             crl_number: gauge("crl_number", "Number of the last complete CRL")?,
@@ -142,7 +143,7 @@ impl Metrics {
             )?,
             ocsp_responses: counter(
                 "ocsp_responses_total",
-                "OCSP responses by status",
+                "OCSP responses by response status",
                 &["status"],
             )?,
             registry,

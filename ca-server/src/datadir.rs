@@ -100,14 +100,16 @@ pub fn init_ca(
             .map_err(|e| format!("writing {}: {e}", path.display()))?;
         return Ok(Created::IntermediateCsr(path));
     }
-    let serial = Serial::random(&ring_rng()).map_err(|_| "the system RNG failed".to_string())?;
+    let serial = new_serial()?;
     let cert = create_root(signer, &attrs, validity_days, serial).map_err(|e| e.to_string())?;
     write_chain(&chain_path, &[cert])?;
     Ok(Created::Root(chain_path))
 }
 
-fn ring_rng() -> ring::rand::SystemRandom {
-    ring::rand::SystemRandom::new()
+/// A fresh serial for a certificate the data directory issues itself (root, OCSP responder).
+fn new_serial() -> Result<Serial, String> {
+    Serial::random(&ring::rand::SystemRandom::new())
+        .map_err(|_| "the system random generator failed".to_string())
 }
 
 /// Installs an intermediate CA's signed certificate (and its issuers) after checking that it
@@ -295,7 +297,7 @@ pub fn ocsp_delegate(
     let pkcs8 = keys::generate_pkcs8(KeyAlgorithm::EcdsaP256).map_err(|e| e.to_string())?;
     let signer: Arc<dyn Signer> =
         Arc::new(SoftwareKey::from_pkcs8(&pkcs8).map_err(|e| e.to_string())?);
-    let serial = Serial::random(&ring_rng()).map_err(|_| "the system RNG failed".to_string())?;
+    let serial = new_serial()?;
     let cert_der = issue_responder_certificate(
         ca_signer.clone(),
         ca_der,

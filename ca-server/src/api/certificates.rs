@@ -135,8 +135,7 @@ pub async fn renew(
         parse_json(&body)?
     };
     check_request_id(body.request_id.as_deref())?;
-    let serial = Serial::from_bytes(&old.serial)
-        .ok_or_else(|| ApiError::from(CaError::Storage("stored serial malformed".into())))?;
+    let serial = stored_serial(&old)?;
     let issued = state
         .engine
         .renew(RenewRequest {
@@ -239,8 +238,10 @@ fn serial_hex(record: &CertRecord) -> String {
     hex::encode(record.serial)
 }
 
-fn stored_serial(record: &CertRecord) -> Result<Serial, ApiError> {
-    Serial::from_bytes(&record.serial)
+/// A stored record's serial as a typed value.
+pub(super) fn stored_serial(record: &CertRecord) -> Result<Serial, ApiError> {
+    record
+        .serial()
         .ok_or_else(|| CaError::Storage("stored serial malformed".into()).into())
 }
 

@@ -14,7 +14,18 @@ use super::AppState;
 
 /// An OCSP answer. `no-cache`: a revocation must show at once (the API contract), so HTTP
 /// caches must not keep answers; the responder caches signed answers itself.
-fn ocsp_response(der: Vec<u8>) -> Response {
+fn ocsp_response(state: &AppState, der: Vec<u8>) -> Response {
+    let status = match der.as_slice() {
+        d if d == MALFORMED_REQUEST => "malformed_request",
+        d if d == INTERNAL_ERROR => "internal_error",
+        _ => "successful",
+    };
+    state
+        .engine
+        .metrics()
+        .ocsp_responses
+        .with_label_values(&[status])
+        .inc();
     (
         [
             (header::CONTENT_TYPE, "application/ocsp-response"),
@@ -28,7 +39,9 @@ fn ocsp_response(der: Vec<u8>) -> Response {
 /// Answers a DER request against the store. Blocking (store reads, a signature): runs on the
 /// blocking pool.
 async fn answer(state: Arc<AppState>, request: Vec<u8>) -> Response {
+    let responder = state.clone();
     let der = tokio::task::spawn_blocking(move || {
+        let state = responder;
         let store = state.engine.store();
         state
             .ocsp
@@ -42,7 +55,7 @@ async fn answer(state: Arc<AppState>, request: Vec<u8>) -> Response {
     })
     .await
     .unwrap_or_else(|_| INTERNAL_ERROR.to_vec());
-    ocsp_response(der)
+    ocsp_response(&state, der)
 }
 
 /// `POST /ocsp` with an `application/ocsp-request` body.
@@ -52,7 +65,7 @@ pub async fn post(
 ) -> Response {
     match body {
         Ok(body) => answer(state, body.to_vec()).await,
-        Err(_) => ocsp_response(MALFORMED_REQUEST.to_vec()),
+        Err(_) => ocsp_response(&state, MALFORMED_REQUEST.to_vec()),
     }
 }
 
@@ -64,6 +77,6 @@ pub async fn get(
     let encoded = encoded.map(|Path(s)| s).unwrap_or_default();
     match decode_get_request(&encoded) {
         Ok(request) => answer(state, request).await,
-        Err(_) => ocsp_response(MALFORMED_REQUEST.to_vec()),
+        Err(_) => ocsp_response(&state, MALFORMED_REQUEST.to_vec()),
     }
 }

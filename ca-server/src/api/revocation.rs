@@ -9,13 +9,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use ca_core::revocation::RevocationReason;
-use ca_core::{CaError, Serial};
+use ca_core::CaError;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::certificates::{certificate_json, find, path_serial, rfc3339};
+use super::certificates::{certificate_json, find, path_serial, rfc3339, stored_serial};
 use super::{body_or_error, parse_json, ApiError, AppState};
 use crate::auth::Role;
 
@@ -57,7 +57,7 @@ pub async fn revoke(
             "invalidity_date must not be in the future (RFC 5280 5.3.2)",
         ));
     }
-    let serial = stored(&record.serial)?;
+    let serial = stored_serial(&record)?;
     state.engine.revoke(serial, reason, invalidity_date).await?;
     state.status_changed(&serial);
     tracing::info!(%serial, reason = reason.name(), actor = %caller.name, "revoked");
@@ -72,16 +72,11 @@ pub async fn release_hold(
 ) -> Result<Json<Value>, ApiError> {
     let caller = state.authorize(&headers, &[Role::Ra])?;
     let record = find(&state, &path_serial(serial), &caller)?;
-    let serial = stored(&record.serial)?;
+    let serial = stored_serial(&record)?;
     state.engine.release_hold(serial).await?;
     state.status_changed(&serial);
     tracing::info!(%serial, actor = %caller.name, "hold released");
     Ok(Json(certificate_json(&state, &record)?))
-}
-
-fn stored(bytes: &[u8; 16]) -> Result<Serial, ApiError> {
-    Serial::from_bytes(bytes)
-        .ok_or_else(|| CaError::Storage("stored serial malformed".into()).into())
 }
 
 fn crl_response(der: Bytes) -> Response {
