@@ -7,7 +7,17 @@ set -euo pipefail
 need_apt=()
 command -v c++ >/dev/null 2>&1 || need_apt+=(g++)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
-compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null || compgen -G "/usr/lib/*/libclang*.so*" >/dev/null || need_apt+=(libclang-dev)
+# libclang itself (libclang.so.N or libclang-N.so.M), not libclang-cpp, which some images carry
+# without it.
+has_libclang() {
+  local dir
+  for dir in /usr/lib/llvm-*/lib /usr/lib/*-linux-gnu /usr/lib; do
+    compgen -G "$dir/libclang.so*" >/dev/null && return 0
+    compgen -G "$dir/libclang-[0-9]*.so*" >/dev/null && return 0
+  done
+  return 1
+}
+has_libclang || need_apt+=(libclang-dev)
 if [ "${1:-}" = "--with-pkilint" ]; then
   python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 fi

@@ -69,14 +69,26 @@ pub struct EngineFixture {
     pub csrs: Vec<Vec<u8>>,
     /// The runtime the requests are awaited on.
     pub runtime: tokio::runtime::Runtime,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl EngineFixture {
     /// Starts an engine for `ca` and makes `count` CSRs.
     pub fn new(ca: Arc<CertificateAuthority>, count: usize) -> Result<Self, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let store = ca_core::store::Store::open(dir.path()).map_err(|e| e.to_string())?;
+        let mut fixture = Self::at(ca, dir.path(), count)?;
+        fixture._dir = Some(dir);
+        Ok(fixture)
+    }
+
+    /// Starts an engine for `ca` on the store at `path` (kept afterwards) and makes `count`
+    /// CSRs.
+    pub fn at(
+        ca: Arc<CertificateAuthority>,
+        path: &std::path::Path,
+        count: usize,
+    ) -> Result<Self, String> {
+        let store = ca_core::store::Store::open(path).map_err(|e| e.to_string())?;
         let engine = ca_core::engine::Engine::start(ca, store, &Default::default())
             .map_err(|e| e.to_string())?;
         let csrs = (0..count)
@@ -88,7 +100,7 @@ impl EngineFixture {
             engine: Arc::new(engine),
             csrs,
             runtime,
-            _dir: dir,
+            _dir: None,
         })
     }
 

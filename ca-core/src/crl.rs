@@ -422,18 +422,24 @@ impl CrlPublisher {
     /// for large CRLs; call it off the async runtime. Issuance goes on meanwhile: only the
     /// CRL number allocation passes through the store writer.
     pub fn generate(&self) -> Result<PublishedCrls, CaError> {
+        self.generate_as("ca-server")
+    }
+
+    /// [`CrlPublisher::generate`], recording `actor` (a token's name) in the audit log as the
+    /// one who asked.
+    pub fn generate_as(&self, actor: &str) -> Result<PublishedCrls, CaError> {
         self.dirty.store(false, std::sync::atomic::Ordering::SeqCst);
-        let result = self.build_and_publish();
+        let result = self.build_and_publish(actor);
         if result.is_err() {
             self.mark_dirty();
         }
         result
     }
 
-    fn build_and_publish(&self) -> Result<PublishedCrls, CaError> {
+    fn build_and_publish(&self, actor: &str) -> Result<PublishedCrls, CaError> {
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let floor = u64::try_from(now).unwrap_or(0);
-        let full_pos = self.engine.next_crl_number_blocking(floor)?;
+        let full_pos = self.engine.next_crl_number_blocking(floor, actor, "full")?;
         let next_update = now + (self.config.next_update_hours * 3600) as i64;
         let keep_until = now - i64::from(self.config.keep_expired_days) * 86_400;
         let store = self.engine.store();
@@ -454,7 +460,9 @@ impl CrlPublisher {
             .lock()
             .map_err(|_| CaError::Signing("CRL state poisoned".into()))?
             .unwrap_or((full_pos.number, full_pos.change_seq));
-        let delta_pos = self.engine.next_crl_number_blocking(floor)?;
+        let delta_pos = self
+            .engine
+            .next_crl_number_blocking(floor, actor, "delta")?;
         let mut changes = Vec::new();
         for serial in store.changed_since(previous.1, full_pos.change_seq)? {
             changes.push(match store.revocation(&serial)? {

@@ -21,16 +21,18 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
+use crate::audit::{AuditEvent, AuditHead, Checkpoint};
 use crate::authority::CertificateAuthority;
 use crate::error::{CaError, ErrorClass};
 use crate::metrics::Metrics;
 use crate::revocation::{Revocation, RevocationReason};
 use crate::serial::Serial;
+use crate::store::query::{names_prefix, SAN_TAG, SUBJECT_TAG};
 use crate::store::writer::{
-    Committed, CrlPosition, NewCertificate, RevokeRequest, StoreWriter, WriteOp,
+    Committed, CrlPosition, CrlRequest, NewCertificate, RevokeRequest, StoreWriter, WriteOp,
 };
-use crate::store::{CertRecord, IdempotencyKey, IdempotencyRecord, Store};
-use crate::{csr, inspect};
+use crate::store::{CertRecord, IdempotencyKey, IdempotencyRecord, Store, TokenRecord};
+use crate::{csr, inspect, name};
 
 /// How many times an issuance is retried after a serial collision (each at odds of 2^-126).
 const SERIAL_ATTEMPTS: usize = 3;
@@ -443,19 +445,21 @@ impl Engine {
         self.send_op(op)?.await.map_err(|_| writer_gone())?
     }
 
-    /// Revokes a certificate (or puts it on hold, or makes a hold permanent), durably.
-    /// Revoking a revoked certificate is [`CaError::AlreadyRevoked`].
+    /// Revokes a certificate (or puts it on hold, or makes a hold permanent), durably, as
+    /// `actor` asked. Revoking a revoked certificate is [`CaError::AlreadyRevoked`].
     pub async fn revoke(
         &self,
         serial: Serial,
         reason: RevocationReason,
         invalidity_date: Option<i64>,
+        actor: &str,
     ) -> Result<Revocation, CaError> {
         let request = RevokeRequest {
             serial,
             reason,
             at: OffsetDateTime::now_utc().unix_timestamp(),
             invalidity_date,
+            actor: actor.to_string(),
         };
         let revocation = self.write(|reply| WriteOp::Revoke(request, reply)).await?;
         self.metrics
@@ -465,18 +469,63 @@ impl Engine {
         Ok(revocation)
     }
 
-    /// Ends a certificateHold, durably.
-    pub async fn release_hold(&self, serial: Serial) -> Result<(), CaError> {
-        self.write(|reply| WriteOp::ReleaseHold(serial, reply))
+    /// Ends a certificateHold, durably, as `actor` asked.
+    pub async fn release_hold(&self, serial: Serial, actor: &str) -> Result<(), CaError> {
+        let actor = actor.to_string();
+        self.write(|reply| WriteOp::ReleaseHold(serial, actor, reply))
             .await
     }
 
-    /// Allocates the next CRL number (at least `floor`), durably, with the revocation change
-    /// sequence it covers. Blocking: not for the async runtime's threads.
-    pub fn next_crl_number_blocking(&self, floor: u64) -> Result<CrlPosition, CaError> {
-        self.send_op(|reply| WriteOp::NextCrlNumber(floor, reply))?
+    /// Allocates the next CRL number (at least `floor`), durably and in the audit log (as
+    /// `actor` asked, for a `kind` of CRL), with the revocation change sequence it covers.
+    /// Blocking: not for the async runtime's threads.
+    pub fn next_crl_number_blocking(
+        &self,
+        floor: u64,
+        actor: &str,
+        kind: &'static str,
+    ) -> Result<CrlPosition, CaError> {
+        let request = CrlRequest {
+            floor,
+            actor: actor.to_string(),
+            kind,
+        };
+        self.send_op(|reply| WriteOp::NextCrlNumber(request, reply))?
             .blocking_recv()
             .map_err(|_| writer_gone())?
+    }
+
+    /// Stores an API token under its hash (and its creation in the audit log), durably.
+    pub async fn put_token(
+        &self,
+        token_hash: [u8; 32],
+        record: TokenRecord,
+        actor: &str,
+    ) -> Result<(), CaError> {
+        let actor = actor.to_string();
+        self.write(|reply| WriteOp::PutToken(token_hash, record, actor, reply))
+            .await
+    }
+
+    /// Appends an event to the audit log, durably, with pointers from `serials` to it.
+    pub async fn record(
+        &self,
+        event: AuditEvent,
+        serials: Vec<Serial>,
+    ) -> Result<AuditHead, CaError> {
+        self.write(|reply| WriteOp::Record(event, serials, reply))
+            .await
+    }
+
+    /// The audit log's head, as of everything committed before this call.
+    pub async fn audit_head(&self) -> Result<AuditHead, CaError> {
+        self.write(WriteOp::AuditHead).await
+    }
+
+    /// Stores a signed checkpoint of the audit log, durably.
+    pub async fn store_checkpoint(&self, checkpoint: Checkpoint) -> Result<(), CaError> {
+        self.write(|reply| WriteOp::Checkpoint(checkpoint, reply))
+            .await
     }
 
     /// Stops taking requests, lets the workers finish what is queued, waits for the writer to
@@ -553,10 +602,11 @@ fn process(
         return; // the requester gave up; do not sign for nobody
     }
     match sign(ca, rng, metrics, &work) {
-        Ok(record) => {
+        Ok((record, names)) => {
             let cert = NewCertificate {
                 record,
                 idempotency,
+                names,
             };
             if let Err(e) = to_writer.send(WriteOp::Certificate(cert, reply)) {
                 if let WriteOp::Certificate(_, reply) = e.0 {
@@ -571,12 +621,13 @@ fn process(
 }
 
 /// The CPU part: decode and verify once, check against the profile, draw a serial, sign.
+/// Returns the record and its `names` index prefixes.
 fn sign(
     ca: &CertificateAuthority,
     rng: &SystemRandom,
     metrics: &Metrics,
     work: &Work,
-) -> Result<CertRecord, CaError> {
+) -> Result<(CertRecord, Vec<Vec<u8>>), CaError> {
     let mut clock = StageClock::new();
     let (verified, renewed_from) = match &work.input {
         Input::Csr(csr) => (csr::parse_and_verify(csr)?, None),
@@ -597,7 +648,15 @@ fn sign(
     let now = OffsetDateTime::now_utc();
     let signed = ca.sign(&work.profile, serial, &validated, now)?;
     clock.lap(&metrics.stages.sign);
-    Ok(CertRecord {
+    let mut names = Vec::with_capacity(1 + validated.sans.len());
+    names.push(names_prefix(
+        SUBJECT_TAG,
+        &name::to_rfc4514(&validated.subject),
+    ));
+    for san in &validated.sans {
+        names.push(names_prefix(SAN_TAG, &san.value()));
+    }
+    let record = CertRecord {
         seq: 0,
         serial: *serial.as_bytes(),
         der: signed.der,
@@ -607,5 +666,6 @@ fn sign(
         not_before: signed.not_before.unix_timestamp(),
         not_after: signed.not_after.unix_timestamp(),
         renewed_from,
-    })
+    };
+    Ok((record, names))
 }

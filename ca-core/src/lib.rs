@@ -14,6 +14,7 @@
 #![deny(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod armor;
+pub mod audit;
 pub mod authority;
 pub mod crl;
 pub mod csr;

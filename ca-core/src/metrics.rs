@@ -54,6 +54,10 @@ pub struct Metrics {
     /// OCSP responses by response status (`successful`, `malformed_request`,
     /// `internal_error`).
     pub ocsp_responses: IntCounterVec,
+    /// Sequence number of the audit log's newest entry (sampled when scraped).
+    pub audit_head: IntGauge,
+    /// Sequence number of the newest signed audit checkpoint.
+    pub audit_checkpoint: IntGauge,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(
@@ -145,6 +149,14 @@ impl Metrics {
                 "ocsp_responses_total",
                 "OCSP responses by response status",
                 &["status"],
+            )?,
+            audit_head: gauge(
+                "audit_head_seq",
+                "Sequence number of the newest audit entry",
+            )?,
+            audit_checkpoint: gauge(
+                "audit_checkpoint_seq",
+                "Sequence number of the newest signed audit checkpoint",
             )?,
             registry,
         })

@@ -90,6 +90,7 @@ fn store_backdated(
             NewCertificate {
                 record,
                 idempotency: None,
+                names: Vec::new(),
             },
             tx,
         ))
@@ -152,36 +153,38 @@ fn revocation_state_machine() {
         .unwrap();
 
         engine
-            .revoke(a, RevocationReason::KeyCompromise, None)
-            .await
-            .unwrap();
-        assert!(matches!(
-            engine.revoke(a, RevocationReason::Superseded, None).await,
-            Err(CaError::AlreadyRevoked { .. })
-        ));
-        assert!(matches!(
-            engine.release_hold(a).await,
-            Err(CaError::NotOnHold(_))
-        ));
-
-        engine
-            .revoke(b, RevocationReason::CertificateHold, None)
+            .revoke(a, RevocationReason::KeyCompromise, None, "tester")
             .await
             .unwrap();
         assert!(matches!(
             engine
-                .revoke(b, RevocationReason::CertificateHold, None)
+                .revoke(a, RevocationReason::Superseded, None, "tester")
                 .await,
             Err(CaError::AlreadyRevoked { .. })
         ));
-        engine.release_hold(b).await.unwrap();
+        assert!(matches!(
+            engine.release_hold(a, "tester").await,
+            Err(CaError::NotOnHold(_))
+        ));
+
+        engine
+            .revoke(b, RevocationReason::CertificateHold, None, "tester")
+            .await
+            .unwrap();
+        assert!(matches!(
+            engine
+                .revoke(b, RevocationReason::CertificateHold, None, "tester")
+                .await,
+            Err(CaError::AlreadyRevoked { .. })
+        ));
+        engine.release_hold(b, "tester").await.unwrap();
         assert_eq!(engine.store().revocation(&b).unwrap(), None);
         engine
-            .revoke(b, RevocationReason::CertificateHold, None)
+            .revoke(b, RevocationReason::CertificateHold, None, "tester")
             .await
             .unwrap();
         let permanent = engine
-            .revoke(b, RevocationReason::CessationOfOperation, Some(5))
+            .revoke(b, RevocationReason::CessationOfOperation, Some(5), "tester")
             .await
             .unwrap();
         assert_eq!(permanent.reason, RevocationReason::CessationOfOperation);
@@ -189,7 +192,7 @@ fn revocation_state_machine() {
 
         assert!(matches!(
             engine
-                .revoke(serial(), RevocationReason::KeyCompromise, None)
+                .revoke(serial(), RevocationReason::KeyCompromise, None, "tester")
                 .await,
             Err(CaError::SerialNotFound(_))
         ));
@@ -213,10 +216,19 @@ fn crl_numbers_only_grow_across_reopen() {
             &EngineConfig::default(),
         )
         .unwrap();
-        let a = engine.next_crl_number_blocking(0).unwrap().number;
-        let b = engine.next_crl_number_blocking(0).unwrap().number;
+        let a = engine
+            .next_crl_number_blocking(0, "tester", "full")
+            .unwrap()
+            .number;
+        let b = engine
+            .next_crl_number_blocking(0, "tester", "full")
+            .unwrap()
+            .number;
         assert!(b > a);
-        let floored = engine.next_crl_number_blocking(1_000_000).unwrap().number;
+        let floored = engine
+            .next_crl_number_blocking(1_000_000, "tester", "full")
+            .unwrap()
+            .number;
         assert_eq!(floored, 1_000_000);
         floored
     };
@@ -227,7 +239,13 @@ fn crl_numbers_only_grow_across_reopen() {
     )
     .unwrap();
     assert_eq!(engine.store().last_crl_number().unwrap(), first);
-    assert!(engine.next_crl_number_blocking(0).unwrap().number > first);
+    assert!(
+        engine
+            .next_crl_number_blocking(0, "tester", "full")
+            .unwrap()
+            .number
+            > first
+    );
 }
 
 #[test]

@@ -57,9 +57,19 @@ pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// Creates a token with a role and a name, stores its hash, and returns the token (the only
-/// time it exists outside the caller's hands).
-pub fn create_token(store: &Store, role: Role, name: &str) -> Result<String, CaError> {
+/// A freshly drawn token, before it is stored.
+#[derive(Debug)]
+pub struct NewToken {
+    /// The token, to show once.
+    pub token: String,
+    /// Its SHA-256, the key it is stored under.
+    pub hash: [u8; 32],
+    /// What is stored.
+    pub record: TokenRecord,
+}
+
+/// Draws a token for a role and a name (1 to 128 printable characters).
+pub fn new_token(role: Role, name: &str) -> Result<NewToken, CaError> {
     if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
         return Err(CaError::InvalidRequest(
             "a token name must have 1 to 128 printable characters".into(),
@@ -73,8 +83,20 @@ pub fn create_token(store: &Store, role: Role, name: &str) -> Result<String, CaE
         role: role.name().to_string(),
         created_at: time::OffsetDateTime::now_utc().unix_timestamp(),
     };
-    store.put_token(&token_hash(&token), &record)?;
-    Ok(token)
+    Ok(NewToken {
+        hash: token_hash(&token),
+        token,
+        record,
+    })
+}
+
+/// Creates a token with a role and a name directly in a store that no server has open
+/// (first start, the command line), with its audit entry under `actor`, and returns the token
+/// (the only time it exists outside the caller's hands).
+pub fn create_token(store: &Store, role: Role, name: &str, actor: &str) -> Result<String, CaError> {
+    let new = new_token(role, name)?;
+    store.put_token(&new.hash, &new.record, actor)?;
+    Ok(new.token)
 }
 
 /// Looks up the caller of a bearer token; `None` for an unknown token.

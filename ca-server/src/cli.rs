@@ -8,6 +8,7 @@ use keys::KeyAlgorithm;
 
 use crate::auth::{create_token, Role};
 use crate::datadir::{self, Created, ROOT_VALIDITY_DAYS};
+use crate::offline::{self, ExportFormat};
 use crate::serve::{serve, ServeOptions};
 
 /// A high-throughput certificate authority.
@@ -65,11 +66,40 @@ pub enum Command {
         #[command(subcommand)]
         command: CrlCommand,
     },
-    /// Manage API tokens (with the server stopped).
+    /// Manage API tokens (with the server stopped; a running server has `POST /v1/tokens`).
     Token {
         /// What to do with tokens.
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// The audit log (works while the server runs).
+    Audit {
+        /// What to do with the audit log.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Write every certificate, in issuance order, for offline audit (works while the server
+    /// runs).
+    Export {
+        /// jsonl (the API's view, one object per line) or csv.
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+        /// Where to write; standard output when absent.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// Audit log subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk the log and check its hash chain, its recorded head and its signed checkpoints;
+    /// exit 1 naming the first broken entry.
+    Verify {
+        /// A checkpoint kept outside the CA (the JSON of `GET /v1/audit/checkpoint`), which
+        /// the log must still contain.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
     },
 }
 
@@ -198,8 +228,27 @@ fn run(cli: Cli) -> Result<(), String> {
             })?;
             let config = datadir::prepare(&dir)?;
             let store = datadir::open_store(&dir, &config)?;
-            let token = create_token(&store, role, &name).map_err(|e| e.to_string())?;
+            let token =
+                create_token(&store, role, &name, "command-line").map_err(|e| e.to_string())?;
             println!("{token}");
+            Ok(())
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { checkpoint },
+        } => offline::audit_verify(&dir, checkpoint.as_deref()),
+        Command::Export { format, out } => {
+            match out {
+                Some(path) => {
+                    let file = std::fs::File::create(&path)
+                        .map_err(|e| format!("creating {}: {e}", path.display()))?;
+                    offline::export(&dir, format, &mut std::io::BufWriter::new(file))?
+                }
+                None => offline::export(
+                    &dir,
+                    format,
+                    &mut std::io::BufWriter::new(std::io::stdout().lock()),
+                )?,
+            };
             Ok(())
         }
     }

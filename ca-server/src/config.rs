@@ -40,8 +40,27 @@ pub struct Config {
     pub crl: CrlConfig,
     /// The OCSP responder.
     pub ocsp: OcspConfig,
+    /// The audit log.
+    pub audit: AuditConfig,
     /// Certificate profiles by name.
     pub profiles: BTreeMap<String, Profile>,
+}
+
+/// Audit log settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// How often the CA signs a checkpoint of the audit log's head (when it moved), in
+    /// seconds; one is also signed at start and at shutdown. 0 signs only at those two.
+    pub checkpoint_interval_secs: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            checkpoint_interval_secs: 300,
+        }
+    }
 }
 
 /// OCSP settings.
@@ -129,6 +148,7 @@ impl Default for Config {
             engine: EngineConfig::default(),
             crl: CrlConfig::default(),
             ocsp: OcspConfig::default(),
+            audit: AuditConfig::default(),
             profiles: Profile::builtin(),
         }
     }

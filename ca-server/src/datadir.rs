@@ -12,6 +12,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use ca_core::audit::{AuditAction, AuditEvent};
 use ca_core::authority::{create_intermediate_csr, create_root, CertificateAuthority, Urls};
 use ca_core::crl::{CrlBuilder, CrlPublisher};
 use ca_core::engine::Engine;
@@ -19,6 +20,7 @@ use ca_core::ocsp::{check_responder_certificate, issue_responder_certificate, Re
 use ca_core::store::Store;
 use ca_core::{armor, name, Serial};
 use keys::{KeyAlgorithm, Signer, SoftwareKey};
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::auth::{create_token, Role};
@@ -28,6 +30,8 @@ use crate::config::{Config, CONFIG_FILE};
 pub const DEV_CA_SUBJECT: &str = "CN=ca-core Development Root CA,O=ca-core development";
 /// Validity of a root CA created by `init`, in days (10 years).
 pub const ROOT_VALIDITY_DAYS: u32 = 3650;
+/// The actor the audit log names for the CA's own actions (first start, timers).
+pub const ACTOR: &str = "ca-server";
 /// Name of the bootstrap token file.
 pub const BOOTSTRAP_TOKENS: &str = "bootstrap-tokens.json";
 /// Name of an intermediate CA's pending request.
@@ -55,6 +59,25 @@ pub fn prepare(dir: &Path) -> Result<Config, String> {
         tracing::info!(path = %config_path.display(), "wrote the default configuration");
     }
     Config::load(&config_path)
+}
+
+/// Records in the audit log that the server starts with the configuration in `dir`, by the
+/// SHA-256 of the file (before the engine runs).
+pub fn record_configuration(dir: &Path, store: &Store) -> Result<(), String> {
+    let path = dir.join(CONFIG_FILE);
+    let text = fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let event = AuditEvent::new(
+        OffsetDateTime::now_utc().unix_timestamp(),
+        ACTOR,
+        AuditAction::ConfigurationLoaded,
+        path.display().to_string(),
+    )
+    .with("sha256", hex::encode(Sha256::digest(&text)))
+    .with("version", env!("CARGO_PKG_VERSION"));
+    store
+        .record_event(event)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// What `init` created.
@@ -165,18 +188,24 @@ pub struct CaMaterial {
 /// Loads the CA key and chain named by the configuration.
 pub fn load_ca(dir: &Path, config: &Config) -> Result<CaMaterial, String> {
     let key_path = Config::resolve(dir, &config.ca.key_file);
-    let chain_path = Config::resolve(dir, &config.ca.chain_file);
     let key = keys::load_key_file(&key_path).map_err(|e| e.to_string())?;
+    let chain = load_ca_certificates(dir, config)?;
+    Ok(CaMaterial {
+        signer: Arc::new(key),
+        chain,
+    })
+}
+
+/// Loads the CA certificate and its issuers (no key): what verifying needs.
+pub fn load_ca_certificates(dir: &Path, config: &Config) -> Result<Vec<Vec<u8>>, String> {
+    let chain_path = Config::resolve(dir, &config.ca.chain_file);
     let text = fs::read_to_string(&chain_path)
         .map_err(|e| format!("reading the CA chain {}: {e}", chain_path.display()))?;
     let chain = armor::parse_certificates(&text)?;
     if chain.is_empty() {
         return Err(format!("{} holds no certificate", chain_path.display()));
     }
-    Ok(CaMaterial {
-        signer: Arc::new(key),
-        chain,
-    })
+    Ok(chain)
 }
 
 /// On a store with no tokens yet, creates one token per role and writes them, mode 0600, to
@@ -188,7 +217,7 @@ pub fn bootstrap_tokens(dir: &Path, store: &Store) -> Result<Option<PathBuf>, St
     let path = dir.join(BOOTSTRAP_TOKENS);
     let mut tokens = serde_json::Map::new();
     for role in Role::ALL {
-        let token = create_token(store, role, &format!("bootstrap-{}", role.name()))
+        let token = create_token(store, role, &format!("bootstrap-{}", role.name()), ACTOR)
             .map_err(|e| e.to_string())?;
         tokens.insert(role.name().into(), token.into());
     }
@@ -257,7 +286,10 @@ pub fn start_core(
 
 /// Opens the store named by the configuration.
 pub fn open_store(dir: &Path, config: &Config) -> Result<Store, String> {
-    Store::open(&Config::resolve(dir, &config.ca.db_dir)).map_err(|e| e.to_string())
+    let store = Store::open(&Config::resolve(dir, &config.ca.db_dir)).map_err(|e| e.to_string())?;
+    // A store whose audit log does not end where the store says is not written to.
+    store.checked_audit_head().map_err(|e| e.to_string())?;
+    Ok(store)
 }
 
 /// A delegated OCSP responder (RFC 6960 section 4.2.2.2): its key and its certificate.

@@ -8,4 +8,5 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod datadir;
+pub mod offline;
 pub mod serve;

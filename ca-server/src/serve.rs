@@ -4,8 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use ca_core::audit::Checkpoint;
 use ca_core::crl::CrlPublisher;
+use ca_core::engine::Engine;
 use ca_core::ocsp::{OcspCache, OcspResponder};
+use ca_core::CaError;
 use keys::Signer;
 use tokio::net::TcpListener;
 
@@ -50,6 +53,7 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
     if let Some(path) = datadir::bootstrap_tokens(dir, &store)? {
         println!("bootstrap tokens written to {}", path.display());
     }
+    datadir::record_configuration(dir, &store)?;
 
     let listen = options.listen.unwrap_or(config.listen);
     if !listen.ip().is_loopback() {
@@ -101,7 +105,7 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
         tokio::spawn(ocsp_renewal(
             dir.to_path_buf(),
             config.ocsp.delegated_validity_days,
-            signer,
+            signer.clone(),
             ca_der,
             ocsp.clone(),
         ))
@@ -116,6 +120,14 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
         http_metrics: HttpMetrics::new(engine.metrics().registry()).map_err(|e| e.to_string())?,
     });
     let crl_timer = tokio::spawn(crl_timer(crl));
+    checkpoint(&engine, &signer).await;
+    let checkpoint_timer = (config.audit.checkpoint_interval_secs > 0).then(|| {
+        tokio::spawn(checkpoint_timer(
+            engine.clone(),
+            signer.clone(),
+            config.audit.checkpoint_interval_secs,
+        ))
+    });
     let app = api::router(
         state,
         BodyLimits {
@@ -133,6 +145,11 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
         .map_err(|e| format!("server error: {e}"))?;
     crl_timer.abort();
     let _ = crl_timer.await;
+    if let Some(task) = checkpoint_timer {
+        task.abort();
+        let _ = task.await;
+    }
+    checkpoint(&engine, &signer).await;
     if let Some(task) = ocsp_renewal {
         task.abort();
         let _ = task.await;
@@ -166,6 +183,49 @@ async fn crl_timer(crl: Arc<CrlPublisher>) {
             Ok(Err(e)) => tracing::error!(error = %e, "CRL generation failed; retrying next tick"),
             Err(e) => tracing::error!(error = %e, "CRL generation task failed"),
         }
+    }
+}
+
+/// Signs a checkpoint of the audit log's head every `interval_secs` (when the head moved).
+async fn checkpoint_timer(engine: Arc<Engine>, signer: Arc<dyn Signer>, interval_secs: u64) {
+    let mut ticks = tokio::time::interval(std::time::Duration::from_secs(interval_secs));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        checkpoint(&engine, &signer).await;
+    }
+}
+
+/// Signs and stores a checkpoint of the audit log's head with the CA key, unless the newest
+/// checkpoint already covers it. Failures are logged: they leave the log itself intact.
+async fn checkpoint(engine: &Arc<Engine>, signer: &Arc<dyn Signer>) {
+    let result = async {
+        let head = engine.audit_head().await?;
+        let latest = engine.store().latest_checkpoint()?;
+        if head.seq == 0 || latest.is_some_and(|cp| cp.head == head) {
+            return Ok(None);
+        }
+        let signer = signer.clone();
+        let at = time::OffsetDateTime::now_utc().unix_timestamp();
+        let cp = tokio::task::spawn_blocking(move || Checkpoint::sign(signer.as_ref(), head, at))
+            .await
+            .map_err(|e| CaError::Signing(format!("checkpoint task failed: {e}")))??;
+        engine.store_checkpoint(cp.clone()).await?;
+        Ok::<_, CaError>(Some(cp))
+    }
+    .await;
+    match result {
+        Ok(Some(cp)) => {
+            let seq = cp.head.seq;
+            engine
+                .metrics()
+                .audit_checkpoint
+                .set(i64::try_from(seq).unwrap_or(i64::MAX));
+            tracing::info!(seq, hash = %hex::encode(cp.head.hash), "signed an audit checkpoint");
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = %e, "signing an audit checkpoint failed"),
     }
 }
 

@@ -12,12 +12,25 @@
 //! | `renewals`  | old serial (16)                       | newest renewal's serial  |
 //! | `crl_changes` | change seq (8)                      | serial whose revocation changed |
 //! | `tokens`    | SHA-256(token) (32)                   | [`TokenRecord`]          |
+//! | `names`     | tag ‖ lower-case name ‖ 0 ‖ seq (8)   | serial (16)              |
+//! | `audit`     | audit seq (8)                         | [`AuditEntry`]           |
+//! | `events`    | serial (16) ‖ audit seq (8)           | empty                    |
+//! | `checkpoints` | audit seq (8)                       | [`Checkpoint`]           |
 //! | `meta`      | name                                  | schema version, counters |
+//!
+//! `names` indexes each certificate's subject (tag `S`) and each SAN (tag `N`) for the
+//! auditor's queries ([`query`]); `events` points from a serial to the audit entries that
+//! changed it after issuance (revocation, hold release, renewal).
+//!
+//! [`AuditEntry`]: crate::audit::AuditEntry
+//! [`Checkpoint`]: crate::audit::Checkpoint
 //!
 //! Reads may come from any thread. While the engine runs, only its writer thread
 //! ([`writer`]) writes, in synced WriteBatches (group commit); before it starts (bootstrap,
 //! command line) the few writes it needs (schema version, tokens) are made directly.
 
+mod audit_log;
+pub mod query;
 pub mod record;
 pub mod writer;
 
@@ -29,6 +42,7 @@ use rocksdb::{
     WriteOptions, DB,
 };
 
+pub use audit_log::AuditReport;
 pub use record::{CertRecord, IdempotencyRecord, TokenRecord};
 
 use crate::revocation::Revocation;
@@ -37,8 +51,9 @@ use crate::error::CaError;
 use crate::serial::Serial;
 
 /// The store format this build writes. Older versions are migrated on open; a newer one is
-/// refused.
-pub const SCHEMA_VERSION: u32 = 1;
+/// refused. Version 2 added the audit log and the query indexes (new column families; a
+/// version 1 store simply starts its audit log at the upgrade).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Column family names.
 pub mod cf {
@@ -58,10 +73,22 @@ pub mod cf {
     pub const RENEWALS: &str = "renewals";
     /// Revocation changes in order, for delta CRLs.
     pub const CRL_CHANGES: &str = "crl_changes";
+    /// Subject and SAN index for queries.
+    pub const NAMES: &str = "names";
+    /// The audit log.
+    pub const AUDIT: &str = "audit";
+    /// Per-serial pointers into the audit log.
+    pub const EVENTS: &str = "events";
+    /// Signed checkpoints of the audit log's head.
+    pub const CHECKPOINTS: &str = "checkpoints";
     /// Schema version and counters.
     pub const META: &str = "meta";
     /// Every family this build uses.
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 13] = [
+        NAMES,
+        AUDIT,
+        EVENTS,
+        CHECKPOINTS,
         CERTS,
         IDEM,
         BY_ISSUED,
@@ -85,6 +112,7 @@ const META_SCHEMA: &[u8] = b"schema_version";
 const META_CERT_SEQ: &[u8] = b"cert_seq";
 const META_CHANGE_SEQ: &[u8] = b"crl_change_seq";
 const META_CRL_NUMBER: &[u8] = b"crl_number";
+const META_AUDIT_HEAD: &[u8] = b"audit_head";
 
 /// The key of an idempotency entry: the requesting token's hash and the `request_id`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -122,19 +150,58 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (or creates) the store at `path`, checks its schema version and records it.
     pub fn open(path: &Path) -> Result<Self, CaError> {
+        let store = Self::open_mode(path, false)?;
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    /// Opens an existing store read-only, as it is on disk now: for offline tools (`audit
+    /// verify`, `export`), which may run while a server holds the store open for writing.
+    pub fn open_read_only(path: &Path) -> Result<Self, CaError> {
+        if !path.join("CURRENT").exists() {
+            return Err(CaError::Storage(format!(
+                "there is no store at {}",
+                path.display()
+            )));
+        }
+        // A running server may delete a log or table file between listing and opening it;
+        // the next attempt sees the newer state.
+        let mut attempt = 0;
+        loop {
+            match Self::open_mode(path, true) {
+                Err(e) if attempt < 4 => {
+                    tracing::debug!(error = %e, "opening the store read-only; retrying");
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn open_mode(path: &Path, read_only: bool) -> Result<Self, CaError> {
         let mut opts = Options::default();
-        opts.create_if_missing(true);
-        opts.create_missing_column_families(true);
+        opts.create_if_missing(!read_only);
+        opts.create_missing_column_families(!read_only);
         opts.set_max_background_jobs(2);
         opts.set_bytes_per_sync(1 << 20);
         // Memory stays bounded whatever the store's size: all memtables together flush at
         // 64 MiB, and every column family reads through one 32 MiB block cache.
         opts.set_db_write_buffer_size(DB_WRITE_BUFFER);
+        if read_only {
+            // Every table file is opened now: a running server's compactions may delete
+            // files later, and an open file stays readable.
+            opts.set_max_open_files(-1);
+        }
         let cache = Cache::new_lru_cache(BLOCK_CACHE);
         let existing = DB::list_cf(&opts, path).unwrap_or_default();
-        let mut names: Vec<String> = cf::ALL.iter().map(|s| s.to_string()).collect();
+        let mut names: Vec<String> = if read_only {
+            Vec::new()
+        } else {
+            cf::ALL.iter().map(|s| s.to_string()).collect()
+        };
         for name in existing {
-            if name != "default" && !names.contains(&name) {
+            if (name != "default" || read_only) && !names.contains(&name) {
                 names.push(name);
             }
         }
@@ -153,7 +220,12 @@ impl Store {
             }
             ColumnFamilyDescriptor::new(name.as_str(), cf_opts)
         });
-        let db = DB::open_cf_descriptors(&opts, path, descriptors).map_err(|e| {
+        let opened = if read_only {
+            DB::open_cf_descriptors_read_only(&opts, path, descriptors, false)
+        } else {
+            DB::open_cf_descriptors(&opts, path, descriptors)
+        };
+        let db = opened.map_err(|e| {
             let msg = e.into_string();
             if msg.contains("lock") {
                 CaError::Storage(format!(
@@ -165,9 +237,7 @@ impl Store {
                 CaError::Storage(format!("opening the store at {}: {msg}", path.display()))
             }
         })?;
-        let store = Store { db: Arc::new(db) };
-        store.check_schema()?;
-        Ok(store)
+        Ok(Store { db: Arc::new(db) })
     }
 
     fn check_schema(&self) -> Result<(), CaError> {
@@ -249,14 +319,6 @@ impl Store {
         it.seek_to_first();
         it.status()?;
         Ok(it.valid())
-    }
-
-    /// Stores a token (hash → record), synced. Not for use while the engine's writer runs.
-    pub fn put_token(&self, token_hash: &[u8; 32], record: &TokenRecord) -> Result<(), CaError> {
-        let tokens = self.cf(cf::TOKENS)?;
-        let mut batch = WriteBatch::default();
-        batch.put_cf(tokens, token_hash, record.encode()?);
-        self.write(batch)
     }
 
     /// The last issuance sequence number assigned (0 on an empty store).

@@ -14,10 +14,12 @@ use crossbeam_channel::{Receiver, Sender};
 use rocksdb::WriteBatch;
 use tokio::sync::oneshot;
 
+use super::audit_log::token_event;
 use super::{
-    cf, CertRecord, IdempotencyKey, IdempotencyRecord, Store, META_CERT_SEQ, META_CHANGE_SEQ,
-    META_CRL_NUMBER,
+    cf, CertRecord, IdempotencyKey, IdempotencyRecord, Store, TokenRecord, META_CERT_SEQ,
+    META_CHANGE_SEQ, META_CRL_NUMBER,
 };
+use crate::audit::{AuditAction, AuditEvent, AuditHead, Checkpoint};
 use crate::error::CaError;
 use crate::metrics::Metrics;
 use crate::revocation::{Revocation, RevocationReason};
@@ -30,6 +32,9 @@ pub struct NewCertificate {
     pub record: CertRecord,
     /// The `(token, request_id)` key and request digest, when the request had a request_id.
     pub idempotency: Option<(IdempotencyKey, [u8; 32])>,
+    /// The certificate's `names` index prefixes (see [`super::query::names_prefix`]): its
+    /// subject and each SAN.
+    pub names: Vec<Vec<u8>>,
 }
 
 /// What became of a [`NewCertificate`].
@@ -43,7 +48,7 @@ pub enum Committed {
 }
 
 /// A revocation to record.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct RevokeRequest {
     /// The certificate.
     pub serial: Serial,
@@ -53,6 +58,19 @@ pub struct RevokeRequest {
     pub at: i64,
     /// Invalidity date, Unix seconds.
     pub invalidity_date: Option<i64>,
+    /// Who asked (a token's name), for the audit log.
+    pub actor: String,
+}
+
+/// A CRL number to allocate.
+#[derive(Clone, Debug)]
+pub struct CrlRequest {
+    /// The least acceptable number (e.g. thisUpdate in Unix seconds).
+    pub floor: u64,
+    /// Who asked, for the audit log.
+    pub actor: String,
+    /// `full` or `delta`, for the audit log.
+    pub kind: &'static str,
 }
 
 /// A freshly allocated CRL number and the CRL change sequence at that moment.
@@ -64,6 +82,9 @@ pub struct CrlPosition {
     pub change_seq: u64,
 }
 
+/// A reply channel of the writer.
+pub type Reply<T> = oneshot::Sender<Result<T, CaError>>;
+
 /// A request to the writer, with where to answer once it is durable (or refused).
 #[derive(Debug)]
 pub enum WriteOp {
@@ -71,10 +92,18 @@ pub enum WriteOp {
     Certificate(NewCertificate, oneshot::Sender<Result<Committed, CaError>>),
     /// Revoke (or put on hold, or make a hold permanent).
     Revoke(RevokeRequest, oneshot::Sender<Result<Revocation, CaError>>),
-    /// End a certificateHold.
-    ReleaseHold(Serial, oneshot::Sender<Result<(), CaError>>),
-    /// Allocate the next CRL number, at least `floor` (e.g. thisUpdate in Unix seconds).
-    NextCrlNumber(u64, oneshot::Sender<Result<CrlPosition, CaError>>),
+    /// End a certificateHold (the serial, and who asked).
+    ReleaseHold(Serial, String, Reply<()>),
+    /// Allocate the next CRL number.
+    NextCrlNumber(CrlRequest, Reply<CrlPosition>),
+    /// Store an API token under its hash, as `actor` asked.
+    PutToken([u8; 32], TokenRecord, String, Reply<()>),
+    /// Append an event to the audit log, with `events` pointers for the serials.
+    Record(AuditEvent, Vec<Serial>, Reply<AuditHead>),
+    /// Tell the audit log's head (writes nothing).
+    AuditHead(Reply<AuditHead>),
+    /// Store a signed checkpoint of the audit log.
+    Checkpoint(Checkpoint, Reply<()>),
 }
 
 /// The running writer thread.
@@ -92,6 +121,7 @@ impl StoreWriter {
             cert_seq: store.meta_u64(META_CERT_SEQ)?,
             change_seq: store.meta_u64(META_CHANGE_SEQ)?,
             crl_number: store.meta_u64(META_CRL_NUMBER)?,
+            audit: store.checked_audit_head()?,
         };
         let (tx, rx) = crossbeam_channel::unbounded();
         let handle = std::thread::Builder::new()
@@ -122,6 +152,7 @@ struct Counters {
     cert_seq: u64,
     change_seq: u64,
     crl_number: u64,
+    audit: AuditHead,
 }
 
 fn run(
@@ -150,31 +181,24 @@ fn run(
 }
 
 /// An answer that waits for the commit.
-enum Reply {
-    Certificate(
-        oneshot::Sender<Result<Committed, CaError>>,
-        Result<Committed, CaError>,
-    ),
-    Revoke(
-        oneshot::Sender<Result<Revocation, CaError>>,
-        Result<Revocation, CaError>,
-    ),
-    Release(oneshot::Sender<Result<(), CaError>>, Result<(), CaError>),
-    Crl(
-        oneshot::Sender<Result<CrlPosition, CaError>>,
-        Result<CrlPosition, CaError>,
-    ),
+enum Answer {
+    Certificate(Reply<Committed>, Result<Committed, CaError>),
+    Revoke(Reply<Revocation>, Result<Revocation, CaError>),
+    Unit(Reply<()>, Result<(), CaError>),
+    Crl(Reply<CrlPosition>, Result<CrlPosition, CaError>),
+    Head(Reply<AuditHead>, Result<AuditHead, CaError>),
 }
 
-impl Reply {
+impl Answer {
     /// Turns a success into `error` (the batch did not commit).
     fn fail(&mut self, error: &CaError) {
         let e = || CaError::Storage(error.to_string());
         match self {
-            Reply::Certificate(_, r @ Ok(Committed::Stored(_))) => *r = Err(e()),
-            Reply::Revoke(_, r @ Ok(_)) => *r = Err(e()),
-            Reply::Release(_, r @ Ok(_)) => *r = Err(e()),
-            Reply::Crl(_, r @ Ok(_)) => *r = Err(e()),
+            Answer::Certificate(_, r @ Ok(Committed::Stored(_))) => *r = Err(e()),
+            Answer::Revoke(_, r @ Ok(_)) => *r = Err(e()),
+            Answer::Unit(_, r @ Ok(_)) => *r = Err(e()),
+            Answer::Crl(_, r @ Ok(_)) => *r = Err(e()),
+            Answer::Head(_, r @ Ok(_)) => *r = Err(e()),
             _ => {}
         }
     }
@@ -182,10 +206,11 @@ impl Reply {
     fn send(self) {
         // A requester that went away does not undo what was committed.
         let _ = match self {
-            Reply::Certificate(tx, r) => tx.send(r).map_err(drop),
-            Reply::Revoke(tx, r) => tx.send(r).map_err(drop),
-            Reply::Release(tx, r) => tx.send(r).map_err(drop),
-            Reply::Crl(tx, r) => tx.send(r).map_err(drop),
+            Answer::Certificate(tx, r) => tx.send(r).map_err(drop),
+            Answer::Revoke(tx, r) => tx.send(r).map_err(drop),
+            Answer::Unit(tx, r) => tx.send(r).map_err(drop),
+            Answer::Crl(tx, r) => tx.send(r).map_err(drop),
+            Answer::Head(tx, r) => tx.send(r).map_err(drop),
         };
     }
 }
@@ -216,10 +241,18 @@ fn commit(store: &Store, ops: Vec<WriteOp>, before: Counters) -> Counters {
     let mut replies = Vec::with_capacity(ops.len());
     for op in ops {
         replies.push(match op {
-            WriteOp::Certificate(cert, tx) => Reply::Certificate(tx, group.certificate(cert)),
-            WriteOp::Revoke(req, tx) => Reply::Revoke(tx, group.revoke(req)),
-            WriteOp::ReleaseHold(serial, tx) => Reply::Release(tx, group.release(serial)),
-            WriteOp::NextCrlNumber(floor, tx) => Reply::Crl(tx, group.crl_number(floor)),
+            WriteOp::Certificate(cert, tx) => Answer::Certificate(tx, group.certificate(cert)),
+            WriteOp::Revoke(req, tx) => Answer::Revoke(tx, group.revoke(req)),
+            WriteOp::ReleaseHold(serial, actor, tx) => {
+                Answer::Unit(tx, group.release(serial, actor))
+            }
+            WriteOp::NextCrlNumber(req, tx) => Answer::Crl(tx, group.crl_number(req)),
+            WriteOp::PutToken(hash, record, actor, tx) => {
+                Answer::Unit(tx, group.token(&hash, &record, &actor))
+            }
+            WriteOp::Record(event, serials, tx) => Answer::Head(tx, group.audit(event, &serials)),
+            WriteOp::AuditHead(tx) => Answer::Head(tx, Ok(group.counters.audit)),
+            WriteOp::Checkpoint(cp, tx) => Answer::Unit(tx, group.checkpoint(&cp)),
         });
     }
     let counters = group.counters;
@@ -238,7 +271,7 @@ fn commit(store: &Store, ops: Vec<WriteOp>, before: Counters) -> Counters {
             before
         }
     };
-    replies.into_iter().for_each(Reply::send);
+    replies.into_iter().for_each(Answer::send);
     counters
 }
 
@@ -257,13 +290,33 @@ impl Group<'_> {
             META_CRL_NUMBER,
             self.counters.crl_number.to_be_bytes(),
         );
-        Ok(())
+        self.store
+            .put_audit_head(&mut self.batch, &self.counters.audit)
+    }
+
+    /// Appends an audit entry to the group, pointing from each of `serials` to it.
+    fn audit(&mut self, event: AuditEvent, serials: &[Serial]) -> Result<AuditHead, CaError> {
+        self.counters.audit =
+            self.store
+                .append_audit(&mut self.batch, self.counters.audit, event, serials)?;
+        Ok(self.counters.audit)
+    }
+
+    fn token(&mut self, hash: &[u8; 32], record: &TokenRecord, actor: &str) -> Result<(), CaError> {
+        self.batch
+            .put_cf(self.store.cf(cf::TOKENS)?, hash, record.encode()?);
+        self.audit(token_event(record, actor), &[]).map(drop)
+    }
+
+    fn checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<(), CaError> {
+        self.store.put_checkpoint(&mut self.batch, checkpoint)
     }
 
     fn certificate(&mut self, cert: NewCertificate) -> Result<Committed, CaError> {
         let NewCertificate {
             mut record,
             idempotency,
+            names,
         } = cert;
         let serial = record
             .serial()
@@ -279,7 +332,8 @@ impl Group<'_> {
         if self.serials.contains(&serial) || self.store.contains_serial(&serial)? {
             return Err(CaError::SerialCollision(serial));
         }
-        if let Some(old) = record.renewed_from.and_then(|s| Serial::from_bytes(&s)) {
+        let renewed_from = record.renewed_from.and_then(|s| Serial::from_bytes(&s));
+        if let Some(old) = renewed_from {
             if self.revocation(&old)?.is_some() {
                 return Err(CaError::RenewalRefused(format!(
                     "{old} was revoked while its renewal was being signed"
@@ -314,6 +368,29 @@ impl Group<'_> {
                 .put_cf(store.cf(cf::IDEM)?, key.as_bytes(), entry.encode());
             self.keys.insert(key, entry);
         }
+        let names_cf = store.cf(cf::NAMES)?;
+        for mut key in names {
+            key.extend_from_slice(&record.seq.to_be_bytes());
+            self.batch.put_cf(names_cf, key, serial.as_bytes());
+        }
+        let event = AuditEvent::new(
+            record.issued_at,
+            &record.requester,
+            AuditAction::CertificateIssued,
+            serial.to_hex(),
+        )
+        .with("profile", record.profile.clone());
+        match renewed_from {
+            Some(old) => self.audit(
+                AuditEvent {
+                    action: AuditAction::CertificateRenewed,
+                    ..event
+                }
+                .with("renewed_from", old.to_hex()),
+                &[old],
+            )?,
+            None => self.audit(event, &[])?,
+        };
         self.serials.insert(serial);
         self.certificates.insert(serial, record.not_after);
         Ok(Committed::Stored(record))
@@ -374,13 +451,29 @@ impl Group<'_> {
             not_after,
         };
         self.record_change(&req.serial, Some(revocation))?;
+        let mut event = AuditEvent::new(
+            req.at,
+            &req.actor,
+            AuditAction::CertificateRevoked,
+            req.serial.to_hex(),
+        )
+        .with("reason", req.reason.name());
+        if let Some(d) = req.invalidity_date {
+            event = event.with("invalidity_date", crate::audit::rfc3339(d)?);
+        }
+        self.audit(event, &[req.serial])?;
         Ok(revocation)
     }
 
-    fn release(&mut self, serial: Serial) -> Result<(), CaError> {
+    fn release(&mut self, serial: Serial, actor: String) -> Result<(), CaError> {
         self.not_after(&serial)?;
         match self.revocation(&serial)? {
-            Some(r) if r.is_hold() => self.record_change(&serial, None),
+            Some(r) if r.is_hold() => {
+                self.record_change(&serial, None)?;
+                let at = time::OffsetDateTime::now_utc().unix_timestamp();
+                let event = AuditEvent::new(at, &actor, AuditAction::HoldReleased, serial.to_hex());
+                self.audit(event, &[serial]).map(drop)
+            }
             Some(r) => Err(CaError::NotOnHold(format!(
                 "{serial} is revoked ({}) for good",
                 r.reason.name()
@@ -389,8 +482,17 @@ impl Group<'_> {
         }
     }
 
-    fn crl_number(&mut self, floor: u64) -> Result<CrlPosition, CaError> {
-        self.counters.crl_number = (self.counters.crl_number + 1).max(floor);
+    fn crl_number(&mut self, req: CrlRequest) -> Result<CrlPosition, CaError> {
+        self.counters.crl_number = (self.counters.crl_number + 1).max(req.floor);
+        let at = time::OffsetDateTime::now_utc().unix_timestamp();
+        let event = AuditEvent::new(
+            at,
+            &req.actor,
+            AuditAction::CrlGenerated,
+            self.counters.crl_number.to_string(),
+        )
+        .with("kind", req.kind);
+        self.audit(event, &[])?;
         // An empty batch is not written; a CRL number must be durable before it is used.
         let meta = self.store.cf(cf::META)?;
         self.batch.put_cf(

@@ -9,12 +9,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use ca_core::engine::{IssueRequest, Issued, RenewRequest, Requester};
-use ca_core::revocation::Status;
-use ca_core::store::CertRecord;
+use ca_core::revocation::{Revocation, Status};
+use ca_core::store::{CertRecord, Store};
 use ca_core::{inspect, CaError, Serial};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::{body_or_error, parse_json, ApiError, AppState};
@@ -228,10 +227,7 @@ fn pem_of(der: &[u8]) -> String {
 }
 
 pub(super) fn rfc3339(unix: i64) -> Result<String, ApiError> {
-    OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .ok_or_else(|| CaError::Storage(format!("stored time {unix} is out of range")).into())
+    Ok(ca_core::audit::rfc3339(unix)?)
 }
 
 fn serial_hex(record: &CertRecord) -> String {
@@ -269,11 +265,20 @@ fn issued_json(state: &AppState, issued: &Issued) -> Result<Value, ApiError> {
 
 /// The full view of a stored certificate, with its derived status.
 pub(super) fn certificate_json(state: &AppState, r: &CertRecord) -> Result<Value, ApiError> {
+    let revocation = state.store().revocation(&stored_serial(r)?)?;
+    certificate_view(state.store(), r, revocation.as_ref())
+}
+
+/// The contract's view of a stored certificate (`GET /v1/certificates/{serial}`, the list's
+/// items, and `ca-server export`), given its current revocation.
+pub fn certificate_view(
+    store: &Store,
+    r: &CertRecord,
+    revocation: Option<&Revocation>,
+) -> Result<Value, ApiError> {
     let view = inspect::view(&r.der)?;
     let serial = stored_serial(r)?;
-    let store = state.store();
-    let revocation = store.revocation(&serial)?;
-    let status = Status::of(r.not_after, revocation.as_ref(), OffsetDateTime::now_utc());
+    let status = Status::of(r.not_after, revocation, OffsetDateTime::now_utc());
     let revocation = match revocation {
         Some(rev) => json!({
             "reason": rev.reason.name(),

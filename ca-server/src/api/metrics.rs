@@ -61,7 +61,12 @@ pub async fn metrics(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     state.authorize(&headers, &[Role::Operator])?;
-    Ok(render(state.engine.metrics(), state.engine.queue_depth()))
+    let head = state.engine.store().audit_head()?;
+    let metrics = state.engine.metrics();
+    metrics
+        .audit_head
+        .set(i64::try_from(head.seq).unwrap_or(i64::MAX));
+    Ok(render(metrics, state.engine.queue_depth()))
 }
 
 fn render(metrics: &Metrics, queue_depth: usize) -> Response {

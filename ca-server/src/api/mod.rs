@@ -1,5 +1,6 @@
 //! The HTTP API of `../shared/API.md`: routes, authentication and the shared state.
 
+mod audit;
 mod certificates;
 mod error;
 mod metrics;
@@ -21,6 +22,8 @@ use ca_core::ocsp::{OcspCache, OcspResponder};
 use ca_core::store::Store;
 use ca_core::Serial;
 
+pub use audit::{audit_entry_json, checkpoint_json};
+pub use certificates::certificate_view;
 pub use error::ApiError;
 pub use metrics::HttpMetrics;
 
@@ -90,7 +93,10 @@ pub struct BodyLimits {
 /// Builds the router.
 pub fn router(state: Arc<AppState>, limits: BodyLimits) -> Router {
     let single = Router::new()
-        .route("/v1/certificates", post(certificates::issue))
+        .route(
+            "/v1/certificates",
+            post(certificates::issue).get(audit::list),
+        )
         .layer(DefaultBodyLimit::max(limits.single));
     let batch = Router::new()
         .route("/v1/certificates/batch", post(certificates::issue_batch))
@@ -99,6 +105,10 @@ pub fn router(state: Arc<AppState>, limits: BodyLimits) -> Router {
         .merge(single)
         .merge(batch)
         .route("/v1/certificates/{serial}", get(certificates::get_one))
+        .route("/v1/certificates/{serial}/events", get(audit::events))
+        .route("/v1/audit", get(audit::log))
+        .route("/v1/audit/checkpoint", get(audit::checkpoint))
+        .route("/v1/tokens", post(audit::create_token))
         .route("/v1/certificates/{serial}/renew", post(certificates::renew))
         .route("/v1/certificates/{serial}/revoke", post(revocation::revoke))
         .route(

@@ -58,7 +58,10 @@ pub async fn revoke(
         ));
     }
     let serial = stored_serial(&record)?;
-    state.engine.revoke(serial, reason, invalidity_date).await?;
+    state
+        .engine
+        .revoke(serial, reason, invalidity_date, &caller.name)
+        .await?;
     state.status_changed(&serial);
     tracing::info!(%serial, reason = reason.name(), actor = %caller.name, "revoked");
     Ok(Json(certificate_json(&state, &record)?))
@@ -73,7 +76,7 @@ pub async fn release_hold(
     let caller = state.authorize(&headers, &[Role::Ra])?;
     let record = find(&state, &path_serial(serial), &caller)?;
     let serial = stored_serial(&record)?;
-    state.engine.release_hold(serial).await?;
+    state.engine.release_hold(serial, &caller.name).await?;
     state.status_changed(&serial);
     tracing::info!(%serial, actor = %caller.name, "hold released");
     Ok(Json(certificate_json(&state, &record)?))
@@ -108,9 +111,9 @@ pub async fn generate(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    state.authorize(&headers, &[Role::Operator])?;
+    let caller = state.authorize(&headers, &[Role::Operator])?;
     let crl = state.crl.clone();
-    let published = tokio::task::spawn_blocking(move || crl.generate())
+    let published = tokio::task::spawn_blocking(move || crl.generate_as(&caller.name))
         .await
         .map_err(|e| CaError::Signing(format!("CRL task failed: {e}")))??;
     Ok(Json(json!({

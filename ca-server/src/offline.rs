@@ -1,0 +1,241 @@
+//! Commands that read the store on disk, also while a server runs on it (RocksDB read-only):
+//! `audit verify` and `export`.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use ca_core::audit::{AuditHead, Checkpoint};
+use ca_core::store::query::CertificateQuery;
+use ca_core::store::Store;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::api::certificate_view;
+use crate::config::Config;
+use crate::datadir;
+
+/// Opens the configured store read-only.
+fn open(dir: &Path) -> Result<(Config, Store), String> {
+    let path = dir.join(crate::config::CONFIG_FILE);
+    if !path.exists() {
+        return Err(format!(
+            "{} is not a data directory (no {})",
+            dir.display(),
+            path.display()
+        ));
+    }
+    let config = Config::load(&path)?;
+    let db = Config::resolve(dir, &config.ca.db_dir);
+    let store = Store::open_read_only(&db).map_err(|e| e.to_string())?;
+    Ok((config, store))
+}
+
+/// A checkpoint as `GET /v1/audit/checkpoint` gives it, kept by an auditor.
+#[derive(Debug, Deserialize)]
+struct KeptCheckpoint {
+    seq: u64,
+    hash: String,
+    at: String,
+    signature: String,
+}
+
+impl KeptCheckpoint {
+    fn parse(text: &str) -> Result<Checkpoint, String> {
+        let kept: KeptCheckpoint =
+            serde_json::from_str(text).map_err(|e| format!("the checkpoint file: {e}"))?;
+        let hash = hex::decode(&kept.hash)
+            .ok()
+            .and_then(|h| <[u8; 32]>::try_from(h).ok())
+            .ok_or("the checkpoint's hash is not 64 hex digits")?;
+        let at =
+            time::OffsetDateTime::parse(&kept.at, &time::format_description::well_known::Rfc3339)
+                .map_err(|e| format!("the checkpoint's time: {e}"))?;
+        Ok(Checkpoint {
+            head: AuditHead {
+                seq: kept.seq,
+                hash,
+            },
+            at: at.unix_timestamp(),
+            signature: STANDARD
+                .decode(&kept.signature)
+                .map_err(|e| format!("the checkpoint's signature: {e}"))?,
+        })
+    }
+}
+
+/// `ca-server audit verify [--checkpoint FILE]`: walks the whole log and checks the chain,
+/// the recorded head, every stored signed checkpoint, and optionally a checkpoint an auditor
+/// kept outside the CA. Prints a summary; fails naming the first broken entry.
+pub fn audit_verify(dir: &Path, kept: Option<&Path>) -> Result<(), String> {
+    let (config, store) = open(dir)?;
+    let material = datadir::load_ca_certificates(dir, &config)?;
+    let ca_der = material.first().ok_or("the CA chain is empty")?;
+    let started = Instant::now();
+    let report = store.verify_audit(ca_der).map_err(|e| e.to_string())?;
+    let kept = kept
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("reading {}: {e}", path.display()))
+                .and_then(|t| KeptCheckpoint::parse(&t))
+        })
+        .transpose()?;
+    println!(
+        "audit log: {} entries walked in {:.1} s; head {} {}",
+        report.entries,
+        started.elapsed().as_secs_f64(),
+        report.head.seq,
+        hex::encode(report.head.hash)
+    );
+    if let Some(cp) = &report.latest_checkpoint {
+        println!(
+            "signed checkpoints verified: {} (newest at entry {}, {})",
+            report.checkpoints,
+            cp.head.seq,
+            ca_core::audit::rfc3339(cp.at).unwrap_or_default()
+        );
+    }
+    if let Some(broken) = &report.broken {
+        return Err(format!(
+            "audit log BROKEN at entry {}: {broken}",
+            broken.seq()
+        ));
+    }
+    if let Some(cp) = kept {
+        cp.verify(ca_der)
+            .map_err(|e| format!("the kept checkpoint: {e}"))?;
+        let entry = store
+            .audit_entries(cp.head.seq.saturating_sub(1), 1)
+            .map_err(|e| e.to_string())?;
+        match entry.first() {
+            Some(e) if e.seq == cp.head.seq && e.hash == cp.head.hash => {
+                println!("kept checkpoint at entry {} matches the log", cp.head.seq)
+            }
+            Some(e) if e.seq == cp.head.seq => {
+                return Err(format!(
+                    "audit log BROKEN at entry {}: its hash differs from the kept checkpoint",
+                    cp.head.seq
+                ))
+            }
+            _ => {
+                return Err(format!(
+                    "audit log BROKEN at entry {}: the log ends at entry {}, before the kept \
+                     checkpoint",
+                    report.head.seq + 1,
+                    report.head.seq
+                ))
+            }
+        }
+    }
+    println!("audit log OK");
+    Ok(())
+}
+
+/// Output format of `export`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// One JSON object per line, as `GET /v1/certificates/{serial}` shows it.
+    Jsonl,
+    /// RFC 4180 CSV with a header row; no certificate PEM.
+    Csv,
+}
+
+const CSV_COLUMNS: [&str; 14] = [
+    "serial",
+    "status",
+    "profile",
+    "subject",
+    "sans",
+    "requester",
+    "issued_at",
+    "not_before",
+    "not_after",
+    "revocation_reason",
+    "revoked_at",
+    "invalidity_date",
+    "renewed_from",
+    "renewed_by",
+];
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break (RFC 4180).
+fn csv_field(value: &Value) -> String {
+    let text = match value {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => other.to_string(),
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
+fn csv_row(item: &Value) -> String {
+    let revocation = &item["revocation"];
+    CSV_COLUMNS
+        .iter()
+        .map(|column| match *column {
+            "revocation_reason" => csv_field(&revocation["reason"]),
+            "revoked_at" => csv_field(&revocation["revoked_at"]),
+            "invalidity_date" => csv_field(&revocation["invalidity_date"]),
+            c => csv_field(&item[c]),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `ca-server export --format jsonl|csv`: every certificate in issuance order, to `out`, with
+/// a progress line on stderr.
+pub fn export(dir: &Path, format: ExportFormat, out: &mut dyn Write) -> Result<u64, String> {
+    let (_, store) = open(dir)?;
+    let total = store.last_cert_seq().map_err(|e| e.to_string())?;
+    let query = CertificateQuery {
+        now: time::OffsetDateTime::now_utc().unix_timestamp(),
+        ..CertificateQuery::default()
+    };
+    let write_err = |e: std::io::Error| format!("writing the export: {e}");
+    if format == ExportFormat::Csv {
+        writeln!(out, "{}", CSV_COLUMNS.join(",")).map_err(write_err)?;
+    }
+    let started = Instant::now();
+    let mut last_progress = started;
+    let mut cursor = None;
+    let mut n = 0u64;
+    loop {
+        let page = store
+            .query(&query, cursor.as_ref(), 1000)
+            .map_err(|e| e.to_string())?;
+        for row in &page.rows {
+            let item = certificate_view(&store, &row.record, row.revocation.as_ref())
+                .map_err(|e| e.message)?;
+            match format {
+                ExportFormat::Jsonl => writeln!(out, "{item}"),
+                ExportFormat::Csv => writeln!(out, "{}", csv_row(&item)),
+            }
+            .map_err(write_err)?;
+            n += 1;
+        }
+        if last_progress.elapsed() >= Duration::from_secs(1) {
+            last_progress = Instant::now();
+            eprint!("\rexport: {n} of {total} certificates");
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    out.flush().map_err(write_err)?;
+    eprintln!(
+        "\rexport: {n} certificates in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(n)
+}
