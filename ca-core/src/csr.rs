@@ -266,6 +266,20 @@ pub fn parse_and_verify(input: &[u8]) -> Result<VerifiedCsr, CaError> {
     })
 }
 
+/// The subject key of a DER SubjectPublicKeyInfo (RFC 5280 section 4.1.2.7), e.g. of a key
+/// the CA generated for a subscriber.
+pub fn key_from_spki_der(spki: &[u8]) -> Result<SubjectKey, CaError> {
+    use x509_parser::prelude::FromDer;
+    let (rest, info) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki)
+        .map_err(|e| CaError::InvalidRequest(format!("malformed public key: {e}")))?;
+    if !rest.is_empty() {
+        return Err(CaError::InvalidRequest(
+            "trailing data after the public key".into(),
+        ));
+    }
+    subject_key(&info)
+}
+
 pub(crate) fn subject_key(
     spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>,
 ) -> Result<SubjectKey, CaError> {

@@ -21,6 +21,12 @@ pub enum ErrorClass {
     Overloaded,
     /// 503: the CA is shutting down or not ready.
     Unavailable,
+    /// 403: a secret given in the request (an enrolment code) is wrong.
+    Forbidden,
+    /// 410: the named object existed but has expired.
+    Gone,
+    /// 423: the named object is locked.
+    Locked,
     /// 500: a fault of the CA itself (storage, signing), never caused by input.
     Internal,
 }
@@ -107,6 +113,31 @@ pub enum CaError {
     /// Signing or encoding a certificate failed.
     #[error("certificate signing failed: {0}")]
     Signing(String),
+    /// Another cryptographic operation of the CA failed: drawing randomness, deriving or
+    /// encrypting (an enrolment code, a PKCS#12 file). The message never holds secret data.
+    #[error("cryptographic failure: {0}")]
+    Crypto(String),
+    /// No enrolment with this id.
+    #[error("no enrolment with id {0}")]
+    EnrollmentNotFound(String),
+    /// The enrolment code is wrong; `attempts_left` more may be tried.
+    #[error("the enrolment code is wrong ({attempts_left} attempts left)")]
+    EnrollmentCodeInvalid {
+        /// Wrong codes still accepted before the enrolment locks.
+        attempts_left: u32,
+    },
+    /// Too many wrong codes: the enrolment is locked.
+    #[error("the enrolment is locked after too many wrong codes")]
+    EnrollmentLocked,
+    /// The enrolment's code expired before it was redeemed.
+    #[error("the enrolment expired")]
+    EnrollmentExpired,
+    /// The enrolment was already redeemed (a code works once).
+    #[error("the enrolment was already redeemed")]
+    EnrollmentRedeemed,
+    /// The PKCS#12 password is shorter than the configured minimum.
+    #[error("the PKCS#12 password must have at least {0} characters")]
+    PasswordTooShort(usize),
 }
 
 impl CaError {
@@ -133,6 +164,13 @@ impl CaError {
             CaError::SerialCollision(_) => "serial_collision",
             CaError::Storage(_) => "storage_error",
             CaError::Signing(_) => "signing_error",
+            CaError::Crypto(_) => "crypto_error",
+            CaError::EnrollmentNotFound(_) => "enrollment_not_found",
+            CaError::EnrollmentCodeInvalid { .. } => "enrollment_code_invalid",
+            CaError::EnrollmentLocked => "enrollment_locked",
+            CaError::EnrollmentExpired => "enrollment_expired",
+            CaError::EnrollmentRedeemed => "enrollment_already_redeemed",
+            CaError::PasswordTooShort(_) => "password_too_short",
         }
     }
 
@@ -148,15 +186,20 @@ impl CaError {
             | CaError::SanRequired(_)
             | CaError::SubjectNotAllowed(_)
             | CaError::ValidityNotAllowed { .. }
-            | CaError::UnknownProfile(_) => ErrorClass::Policy,
-            CaError::SerialNotFound(_) => ErrorClass::NotFound,
-            CaError::IdempotencyConflict(_)
+            | CaError::UnknownProfile(_)
+            | CaError::PasswordTooShort(_) => ErrorClass::Policy,
+            CaError::SerialNotFound(_) | CaError::EnrollmentNotFound(_) => ErrorClass::NotFound,
+            CaError::EnrollmentCodeInvalid { .. } => ErrorClass::Forbidden,
+            CaError::EnrollmentLocked => ErrorClass::Locked,
+            CaError::EnrollmentExpired => ErrorClass::Gone,
+            CaError::EnrollmentRedeemed
+            | CaError::IdempotencyConflict(_)
             | CaError::AlreadyRevoked { .. }
             | CaError::NotOnHold(_)
             | CaError::RenewalRefused(_) => ErrorClass::Conflict,
             CaError::Overloaded => ErrorClass::Overloaded,
             CaError::ShuttingDown | CaError::SerialCollision(_) => ErrorClass::Unavailable,
-            CaError::Storage(_) | CaError::Signing(_) => ErrorClass::Internal,
+            CaError::Storage(_) | CaError::Signing(_) | CaError::Crypto(_) => ErrorClass::Internal,
         }
     }
 }

@@ -91,6 +91,7 @@ fn store_backdated(
                 record,
                 idempotency: None,
                 names: Vec::new(),
+                enrollment: None,
             },
             tx,
         ))

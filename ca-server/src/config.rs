@@ -42,8 +42,29 @@ pub struct Config {
     pub ocsp: OcspConfig,
     /// The audit log.
     pub audit: AuditConfig,
+    /// Enrolments (one-time codes, PKCS#12 delivery).
+    pub enrollment: EnrollmentConfig,
     /// Certificate profiles by name.
     pub profiles: BTreeMap<String, Profile>,
+}
+
+/// Enrolment settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnrollmentConfig {
+    /// Shortest PKCS#12 password accepted when the CA generates the key (422 below).
+    pub min_password_length: usize,
+    /// Longest code lifetime an RA may ask for, in hours.
+    pub max_lifetime_hours: u32,
+}
+
+impl Default for EnrollmentConfig {
+    fn default() -> Self {
+        EnrollmentConfig {
+            min_password_length: 8,
+            max_lifetime_hours: 720,
+        }
+    }
 }
 
 /// Audit log settings.
@@ -149,6 +170,7 @@ impl Default for Config {
             crl: CrlConfig::default(),
             ocsp: OcspConfig::default(),
             audit: AuditConfig::default(),
+            enrollment: EnrollmentConfig::default(),
             profiles: Profile::builtin(),
         }
     }

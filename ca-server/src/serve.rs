@@ -12,7 +12,7 @@ use ca_core::CaError;
 use keys::Signer;
 use tokio::net::TcpListener;
 
-use crate::api::{self, AppState, BodyLimits, HttpMetrics};
+use crate::api::{self, AppState, BodyLimits, EnrollmentLimits, HttpMetrics};
 use crate::datadir::{self, Core, Created, DEV_CA_SUBJECT, ROOT_VALIDITY_DAYS};
 
 /// Options of `serve` that override the configuration.
@@ -118,6 +118,10 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
         ocsp,
         ocsp_cache,
         http_metrics: HttpMetrics::new(engine.metrics().registry()).map_err(|e| e.to_string())?,
+        enrollment: EnrollmentLimits {
+            min_password_length: config.enrollment.min_password_length,
+            max_lifetime_hours: config.enrollment.max_lifetime_hours,
+        },
     });
     let crl_timer = tokio::spawn(crl_timer(crl));
     checkpoint(&engine, &signer).await;

@@ -16,6 +16,7 @@
 //! | `audit`     | audit seq (8)                         | [`AuditEntry`]           |
 //! | `events`    | serial (16) ‖ audit seq (8)           | empty                    |
 //! | `checkpoints` | audit seq (8)                       | [`Checkpoint`]           |
+//! | `enrollments` | enrolment id (16)                   | [`EnrollmentRecord`]     |
 //! | `meta`      | name                                  | schema version, counters |
 //!
 //! `names` indexes each certificate's subject (tag `S`) and each SAN (tag `N`) for the
@@ -43,7 +44,7 @@ use rocksdb::{
 };
 
 pub use audit_log::AuditReport;
-pub use record::{CertRecord, IdempotencyRecord, TokenRecord};
+pub use record::{CertRecord, EnrollmentRecord, IdempotencyRecord, TokenRecord};
 
 use crate::revocation::Revocation;
 
@@ -81,10 +82,13 @@ pub mod cf {
     pub const EVENTS: &str = "events";
     /// Signed checkpoints of the audit log's head.
     pub const CHECKPOINTS: &str = "checkpoints";
+    /// Enrolments (one-time codes).
+    pub const ENROLLMENTS: &str = "enrollments";
     /// Schema version and counters.
     pub const META: &str = "meta";
     /// Every family this build uses.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 14] = [
+        ENROLLMENTS,
         NAMES,
         AUDIT,
         EVENTS,
@@ -300,6 +304,15 @@ impl Store {
         self.db
             .get_pinned_cf(idem, key.as_bytes())?
             .map(|v| IdempotencyRecord::decode(&v))
+            .transpose()
+    }
+
+    /// The enrolment with this id.
+    pub fn enrollment(&self, id: &[u8; 16]) -> Result<Option<EnrollmentRecord>, CaError> {
+        let enrollments = self.cf(cf::ENROLLMENTS)?;
+        self.db
+            .get_pinned_cf(enrollments, id)?
+            .map(|v| EnrollmentRecord::decode(&v))
             .transpose()
     }
 

@@ -11,6 +11,7 @@ use crate::serial::Serial;
 
 const CERT_RECORD_V1: u8 = 1;
 const TOKEN_RECORD_V1: u8 = 1;
+const ENROLLMENT_RECORD_V1: u8 = 1;
 
 /// What the CA keeps about each certificate it issued. Immutable once written: revocation
 /// and renewal links live in their own column families.
@@ -115,6 +116,77 @@ impl TokenRecord {
         match bytes.split_first() {
             Some((&TOKEN_RECORD_V1, body)) => decode(body, "token record"),
             _ => Err(CaError::Storage("token record of an unknown format".into())),
+        }
+    }
+}
+
+/// An enrolment (API contract: Enrolment): what an RA approved for a subscriber who will
+/// redeem it later with a one-time code. The code itself is never stored, only its salted
+/// hash ([`crate::enrolment::CodeHash`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollmentRecord {
+    /// The profile to issue under.
+    pub profile: String,
+    /// The subject, RFC 4514.
+    pub subject: String,
+    /// The SANs, as the API writes them.
+    pub sans: Vec<String>,
+    /// Certificate validity in days; the profile's default when absent.
+    pub validity_days: Option<u32>,
+    /// [`crate::enrolment::CodeHash::to_bytes`].
+    pub code_hash: Vec<u8>,
+    /// The name of the RA token that created it.
+    pub requester: String,
+    /// Created, Unix seconds.
+    pub created_at: i64,
+    /// The code expires at, Unix seconds.
+    pub expires_at: i64,
+    /// Wrong codes accepted before the enrolment locks.
+    pub max_attempts: u32,
+    /// Wrong codes given so far.
+    pub failed_attempts: u32,
+    /// The certificate it was redeemed for.
+    pub serial: Option<[u8; 16]>,
+}
+
+impl EnrollmentRecord {
+    /// The state at `now` (API: pending, redeemed, locked, expired).
+    pub fn state(&self, now: i64) -> crate::enrolment::EnrolmentState {
+        use crate::enrolment::EnrolmentState;
+        if self.serial.is_some() {
+            EnrolmentState::Redeemed
+        } else if self.failed_attempts >= self.max_attempts {
+            EnrolmentState::Locked
+        } else if now >= self.expires_at {
+            EnrolmentState::Expired
+        } else {
+            EnrolmentState::Pending
+        }
+    }
+
+    /// Refuses a redemption unless the enrolment is pending at `now`.
+    pub fn check_redeemable(&self, now: i64) -> Result<(), CaError> {
+        use crate::enrolment::EnrolmentState;
+        match self.state(now) {
+            EnrolmentState::Pending => Ok(()),
+            EnrolmentState::Redeemed => Err(CaError::EnrollmentRedeemed),
+            EnrolmentState::Locked => Err(CaError::EnrollmentLocked),
+            EnrolmentState::Expired => Err(CaError::EnrollmentExpired),
+        }
+    }
+
+    /// Encodes the record with its format version.
+    pub fn encode(&self) -> Result<Vec<u8>, CaError> {
+        encode(ENROLLMENT_RECORD_V1, self)
+    }
+
+    /// Decodes a stored record of any known format version.
+    pub fn decode(bytes: &[u8]) -> Result<Self, CaError> {
+        match bytes.split_first() {
+            Some((&ENROLLMENT_RECORD_V1, body)) => decode(body, "enrolment record"),
+            _ => Err(CaError::Storage(
+                "enrolment record of an unknown format".into(),
+            )),
         }
     }
 }

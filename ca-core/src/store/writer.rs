@@ -16,8 +16,8 @@ use tokio::sync::oneshot;
 
 use super::audit_log::token_event;
 use super::{
-    cf, CertRecord, IdempotencyKey, IdempotencyRecord, Store, TokenRecord, META_CERT_SEQ,
-    META_CHANGE_SEQ, META_CRL_NUMBER,
+    cf, CertRecord, EnrollmentRecord, IdempotencyKey, IdempotencyRecord, Store, TokenRecord,
+    META_CERT_SEQ, META_CHANGE_SEQ, META_CRL_NUMBER,
 };
 use crate::audit::{AuditAction, AuditEvent, AuditHead, Checkpoint};
 use crate::error::CaError;
@@ -35,6 +35,9 @@ pub struct NewCertificate {
     /// The certificate's `names` index prefixes (see [`super::query::names_prefix`]): its
     /// subject and each SAN.
     pub names: Vec<Vec<u8>>,
+    /// The enrolment this certificate redeems: it must still be pending when the certificate
+    /// commits, and is marked redeemed in the same batch (a code works once).
+    pub enrollment: Option<[u8; 16]>,
 }
 
 /// What became of a [`NewCertificate`].
@@ -104,6 +107,10 @@ pub enum WriteOp {
     AuditHead(Reply<AuditHead>),
     /// Store a signed checkpoint of the audit log.
     Checkpoint(Checkpoint, Reply<()>),
+    /// Store a new enrolment (its id and record), as `actor` asked.
+    CreateEnrollment([u8; 16], EnrollmentRecord, String, Reply<()>),
+    /// Count a wrong code for an enrolment; answers the record after it.
+    FailedAttempt([u8; 16], Reply<EnrollmentRecord>),
 }
 
 /// The running writer thread.
@@ -187,6 +194,7 @@ enum Answer {
     Unit(Reply<()>, Result<(), CaError>),
     Crl(Reply<CrlPosition>, Result<CrlPosition, CaError>),
     Head(Reply<AuditHead>, Result<AuditHead, CaError>),
+    Enrollment(Reply<EnrollmentRecord>, Result<EnrollmentRecord, CaError>),
 }
 
 impl Answer {
@@ -199,6 +207,7 @@ impl Answer {
             Answer::Unit(_, r @ Ok(_)) => *r = Err(e()),
             Answer::Crl(_, r @ Ok(_)) => *r = Err(e()),
             Answer::Head(_, r @ Ok(_)) => *r = Err(e()),
+            Answer::Enrollment(_, r @ Ok(_)) => *r = Err(e()),
             _ => {}
         }
     }
@@ -211,6 +220,7 @@ impl Answer {
             Answer::Unit(tx, r) => tx.send(r).map_err(drop),
             Answer::Crl(tx, r) => tx.send(r).map_err(drop),
             Answer::Head(tx, r) => tx.send(r).map_err(drop),
+            Answer::Enrollment(tx, r) => tx.send(r).map_err(drop),
         };
     }
 }
@@ -225,6 +235,7 @@ struct Group<'a> {
     keys: HashMap<IdempotencyKey, IdempotencyRecord>,
     revocations: HashMap<Serial, Option<Revocation>>,
     certificates: HashMap<Serial, i64>,
+    enrollments: HashMap<[u8; 16], EnrollmentRecord>,
 }
 
 /// Commits one group; returns the counters after it.
@@ -237,6 +248,7 @@ fn commit(store: &Store, ops: Vec<WriteOp>, before: Counters) -> Counters {
         keys: HashMap::new(),
         revocations: HashMap::new(),
         certificates: HashMap::new(),
+        enrollments: HashMap::new(),
     };
     let mut replies = Vec::with_capacity(ops.len());
     for op in ops {
@@ -253,6 +265,10 @@ fn commit(store: &Store, ops: Vec<WriteOp>, before: Counters) -> Counters {
             WriteOp::Record(event, serials, tx) => Answer::Head(tx, group.audit(event, &serials)),
             WriteOp::AuditHead(tx) => Answer::Head(tx, Ok(group.counters.audit)),
             WriteOp::Checkpoint(cp, tx) => Answer::Unit(tx, group.checkpoint(&cp)),
+            WriteOp::CreateEnrollment(id, record, actor, tx) => {
+                Answer::Unit(tx, group.create_enrollment(id, record, &actor))
+            }
+            WriteOp::FailedAttempt(id, tx) => Answer::Enrollment(tx, group.failed_attempt(id)),
         });
     }
     let counters = group.counters;
@@ -312,11 +328,69 @@ impl Group<'_> {
         self.store.put_checkpoint(&mut self.batch, checkpoint)
     }
 
+    /// The enrolment as this group leaves it.
+    fn enrollment(&self, id: &[u8; 16]) -> Result<EnrollmentRecord, CaError> {
+        match self.enrollments.get(id) {
+            Some(r) => Ok(r.clone()),
+            None => self
+                .store
+                .enrollment(id)?
+                .ok_or_else(|| CaError::EnrollmentNotFound(hex::encode(id))),
+        }
+    }
+
+    fn put_enrollment(&mut self, id: [u8; 16], record: EnrollmentRecord) -> Result<(), CaError> {
+        self.batch
+            .put_cf(self.store.cf(cf::ENROLLMENTS)?, id, record.encode()?);
+        self.enrollments.insert(id, record);
+        Ok(())
+    }
+
+    fn create_enrollment(
+        &mut self,
+        id: [u8; 16],
+        record: EnrollmentRecord,
+        actor: &str,
+    ) -> Result<(), CaError> {
+        if self.enrollments.contains_key(&id) || self.store.enrollment(&id)?.is_some() {
+            return Err(CaError::Storage("enrolment id collision".into()));
+        }
+        let event = AuditEvent::new(
+            record.created_at,
+            actor,
+            AuditAction::EnrollmentCreated,
+            hex::encode(id),
+        )
+        .with("profile", record.profile.clone())
+        .with("subject", record.subject.clone());
+        self.put_enrollment(id, record)?;
+        self.audit(event, &[]).map(drop)
+    }
+
+    fn failed_attempt(&mut self, id: [u8; 16]) -> Result<EnrollmentRecord, CaError> {
+        let mut record = self.enrollment(&id)?;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        record.check_redeemable(now)?;
+        record.failed_attempts += 1;
+        let locked = record.failed_attempts >= record.max_attempts;
+        let action = if locked {
+            AuditAction::EnrollmentLocked
+        } else {
+            AuditAction::EnrollmentAttemptFailed
+        };
+        let event = AuditEvent::new(now, "(public)", action, hex::encode(id))
+            .with("failed_attempts", record.failed_attempts.to_string());
+        self.put_enrollment(id, record.clone())?;
+        self.audit(event, &[])?;
+        Ok(record)
+    }
+
     fn certificate(&mut self, cert: NewCertificate) -> Result<Committed, CaError> {
         let NewCertificate {
             mut record,
             idempotency,
             names,
+            enrollment,
         } = cert;
         let serial = record
             .serial()
@@ -332,6 +406,15 @@ impl Group<'_> {
         if self.serials.contains(&serial) || self.store.contains_serial(&serial)? {
             return Err(CaError::SerialCollision(serial));
         }
+        let redeemed = match enrollment {
+            Some(id) => {
+                let mut e = self.enrollment(&id)?;
+                e.check_redeemable(record.issued_at)?;
+                e.serial = Some(record.serial);
+                Some((id, e))
+            }
+            None => None,
+        };
         let renewed_from = record.renewed_from.and_then(|s| Serial::from_bytes(&s));
         if let Some(old) = renewed_from {
             if self.revocation(&old)?.is_some() {
@@ -391,6 +474,17 @@ impl Group<'_> {
             )?,
             None => self.audit(event, &[])?,
         };
+        if let Some((id, e)) = redeemed {
+            let event = AuditEvent::new(
+                record.issued_at,
+                "(public)",
+                AuditAction::EnrollmentRedeemed,
+                hex::encode(id),
+            )
+            .with("serial", serial.to_hex());
+            self.put_enrollment(id, e)?;
+            self.audit(event, &[])?;
+        }
         self.serials.insert(serial);
         self.certificates.insert(serial, record.not_after);
         Ok(Committed::Stored(record))

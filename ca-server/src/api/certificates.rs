@@ -204,7 +204,7 @@ fn check_request_id(id: Option<&str>) -> Result<(), ApiError> {
     }
 }
 
-fn requester(caller: &Caller) -> Requester {
+pub(super) fn requester(caller: &Caller) -> Requester {
     Requester {
         name: caller.name.clone(),
         token_hash: caller.token_hash,
@@ -242,7 +242,7 @@ pub(super) fn stored_serial(record: &CertRecord) -> Result<Serial, ApiError> {
 }
 
 /// The answer to an issuance: the certificate, its chain and validity.
-fn issued_json(state: &AppState, issued: &Issued) -> Result<Value, ApiError> {
+pub(super) fn issued_json(state: &AppState, issued: &Issued) -> Result<Value, ApiError> {
     let r = &issued.record;
     // A fresh certificate cannot be revoked yet; a replayed one may have been since.
     let revocation = if issued.replayed {

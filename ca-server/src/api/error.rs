@@ -67,6 +67,9 @@ pub fn status_of(class: ErrorClass) -> StatusCode {
         ErrorClass::Overloaded => StatusCode::TOO_MANY_REQUESTS,
         ErrorClass::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorClass::Forbidden => StatusCode::FORBIDDEN,
+        ErrorClass::Gone => StatusCode::GONE,
+        ErrorClass::Locked => StatusCode::LOCKED,
     }
 }
 

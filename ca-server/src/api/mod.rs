@@ -2,6 +2,7 @@
 
 mod audit;
 mod certificates;
+mod enrollments;
 mod error;
 mod metrics;
 mod ocsp;
@@ -24,6 +25,7 @@ use ca_core::Serial;
 
 pub use audit::{audit_entry_json, checkpoint_json};
 pub use certificates::certificate_view;
+pub use enrollments::EnrollmentLimits;
 pub use error::ApiError;
 pub use metrics::HttpMetrics;
 
@@ -45,6 +47,8 @@ pub struct AppState {
     pub ocsp_cache: Arc<OcspCache>,
     /// HTTP request metrics.
     pub http_metrics: HttpMetrics,
+    /// Limits of enrolments.
+    pub enrollment: EnrollmentLimits,
 }
 
 impl AppState {
@@ -109,6 +113,9 @@ pub fn router(state: Arc<AppState>, limits: BodyLimits) -> Router {
         .route("/v1/audit", get(audit::log))
         .route("/v1/audit/checkpoint", get(audit::checkpoint))
         .route("/v1/tokens", post(audit::create_token))
+        .route("/v1/enrollments", post(enrollments::create))
+        .route("/v1/enrollments/{id}", get(enrollments::get))
+        .route("/v1/enrollments/{id}/redeem", post(enrollments::redeem))
         .route("/v1/certificates/{serial}/renew", post(certificates::renew))
         .route("/v1/certificates/{serial}/revoke", post(revocation::revoke))
         .route(

@@ -1,0 +1,323 @@
+//! Enrolment with one-time codes: redemption with a CSR and with a key the CA generates
+//! (delivered as PKCS#12, opened with OpenSSL), single use, attempt limits, expiry, and no
+//! code, password or key in the logs.
+
+mod common;
+
+use base64::Engine as _;
+use common::*;
+use serde_json::{json, Value};
+
+fn create(s: &Server, body: &Value) -> (String, String) {
+    let r = s.post("/v1/enrollments", &s.tokens.ra, body);
+    assert_eq!(r.status, 201, "POST /v1/enrollments: {r}");
+    let id = r.json["id"].as_str().expect("id").to_string();
+    let code = r.json["code"].as_str().expect("code").to_string();
+    (id, code)
+}
+
+fn maria(hours: f64, attempts: u32) -> Value {
+    json!({"profile": "personal", "subject": "CN=Maria Silva,O=Example", "sans": ["maria@example.com"],
+           "expires_in_hours": hours, "max_attempts": attempts})
+}
+
+fn redeem(s: &Server, id: &str, body: &Value) -> Resp {
+    s.request(
+        reqwest::Method::POST,
+        &format!("/v1/enrollments/{id}/redeem"),
+        None,
+        Some(body),
+    )
+}
+
+fn state(s: &Server, id: &str) -> Value {
+    let r = s.get(&format!("/v1/enrollments/{id}"), Some(&s.tokens.ra));
+    assert_eq!(r.status, 200, "GET /v1/enrollments/{id}: {r}");
+    r.json
+}
+
+#[test]
+fn a_code_redeems_once_with_a_csr_whose_own_names_are_ignored() {
+    let s = Server::fresh();
+    let (id, code) = create(&s, &maria(24.0, 3));
+    // The code: at least 60 bits, groups a person can type.
+    let symbols: String = code.chars().filter(|c| *c != '-').collect();
+    assert!(symbols.len() * 5 >= 60, "code {code:?} too short");
+    assert!(
+        symbols
+            .chars()
+            .all(|c| c.is_ascii_digit() || (c.is_ascii_uppercase() && !"ILOU".contains(c))),
+        "{code}"
+    );
+    assert_eq!(state(&s, &id)["state"], "pending");
+
+    let csr = make_csr("ec-p256", "/CN=Someone Else", &["email:other@example.org"]);
+    // Typed by a person: lower case, spaces instead of dashes.
+    let typed = code.to_lowercase().replace('-', " ");
+    let r = redeem(&s, &id, &json!({"code": typed, "csr": csr.pem}));
+    assert_eq!(r.status, 201, "redeem with CSR: {r}");
+    let serial = r.json["serial"].as_str().unwrap().to_string();
+    let der = pem_certs(r.json["certificate"].as_str().unwrap())
+        .pop()
+        .unwrap();
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    assert_eq!(
+        cert.subject().to_string(),
+        "O=Example, CN=Maria Silva",
+        "the enrolment's subject (DER order)"
+    );
+    let san = cert.subject_alternative_name().unwrap().unwrap().value;
+    assert_eq!(
+        format!("{:?}", san.general_names),
+        r#"[RFC822Name("maria@example.com")]"#
+    );
+    assert_eq!(cert.public_key().raw, &csr_spki(&csr)[..], "the CSR's key");
+    let leaf = s.leaf_file(&r.json);
+    openssl_verify(s.ca(), &leaf, "personal", "enrolment certificate");
+    pkilint(&leaf, "enrolment certificate");
+
+    let st = state(&s, &id);
+    assert_eq!(st["state"], "redeemed", "{st}");
+    assert_eq!(st["serial"], serial.as_str());
+    let rec = s.record(&serial);
+    assert_eq!(
+        rec["requester"], "bootstrap-ra",
+        "the enrolling RA is the requester"
+    );
+    // A second redemption, even with the right code, is refused.
+    let r = redeem(&s, &id, &json!({"code": code, "csr": csr.pem}));
+    assert_error(&r, 409, "enrollment_already_redeemed", "second redemption");
+}
+
+fn csr_spki(csr: &Csr) -> Vec<u8> {
+    let der = csr.der();
+    let (_, req) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(&der).unwrap();
+    req.certification_request_info.subject_pki.raw.to_vec()
+}
+use x509_parser::prelude::FromDer;
+
+#[test]
+fn the_ca_generates_the_key_and_delivers_a_pkcs12_for_each_key_type() {
+    let s = Server::fresh();
+    let password = "correct horse battery";
+    let mut texts = vec![password.to_string()];
+    for key_type in ["ec-p256", "ec-p384", "ed25519", "rsa-3072", "rsa-4096"] {
+        let (id, code) = create(&s, &maria(1.0, 3));
+        texts.push(code.clone());
+        let r = redeem(
+            &s,
+            &id,
+            &json!({"code": code, "key_type": key_type, "pkcs12_password": password}),
+        );
+        assert_eq!(r.status, 201, "redeem {key_type} for a PKCS#12: {r}");
+        let pfx = base64::engine::general_purpose::STANDARD
+            .decode(r.json["pkcs12"].as_str().unwrap())
+            .unwrap();
+        let dir = s.scratch();
+        let file = dir.join(format!("{key_type}.p12"));
+        std::fs::write(&file, &pfx).unwrap();
+        let f = file.to_str().unwrap();
+        let pass = format!("pass:{password}");
+        // -info writes the algorithms on stderr.
+        let info = std::process::Command::new("openssl")
+            .args(["pkcs12", "-in", f, "-passin", &pass, "-info", "-noout"])
+            .output()
+            .unwrap();
+        assert!(info.status.success(), "{key_type}: openssl pkcs12 -info");
+        let info = String::from_utf8_lossy(&info.stderr).to_string()
+            + &String::from_utf8_lossy(&info.stdout);
+        assert!(
+            info.contains("AES-256-CBC")
+                && info.contains("PBKDF2")
+                && info.contains("hmacWithSHA256"),
+            "{key_type}: {info}"
+        );
+        let out = openssl(&["pkcs12", "-in", f, "-passin", &pass, "-nodes"]);
+        assert!(
+            out.contains("-----BEGIN PRIVATE KEY-----"),
+            "{key_type}: key in {out}"
+        );
+        assert!(
+            out.contains("friendlyName: CN=Maria Silva,O=Example"),
+            "{key_type}: friendly name in {out}"
+        );
+        assert!(
+            out.contains("localKeyID"),
+            "{key_type}: local key id in {out}"
+        );
+        let certs: Vec<Vec<u8>> = pem_blocks(&out)
+            .into_iter()
+            .filter(|(label, _)| label == "CERTIFICATE")
+            .map(|(_, der)| der)
+            .collect();
+        assert_eq!(certs.len(), 2, "{key_type}: leaf and CA certificate");
+        let serial = r.json["serial"].as_str().unwrap();
+        let (_, leaf) = x509_parser::parse_x509_certificate(&certs[0]).unwrap();
+        assert_eq!(hex::encode(leaf.raw_serial()), serial);
+        // The key matches the certificate.
+        let key_pem = pem_blocks(&out)
+            .into_iter()
+            .find(|(l, _)| l == "PRIVATE KEY")
+            .unwrap()
+            .1;
+        texts.push(base64::engine::general_purpose::STANDARD.encode(&key_pem)[..40].to_string());
+        let key_file = dir.join(format!("{key_type}.key"));
+        std::fs::write(&key_file, to_pem("PRIVATE KEY", &key_pem)).unwrap();
+        let leaf_file = dir.join(format!("{key_type}.crt"));
+        std::fs::write(&leaf_file, to_pem("CERTIFICATE", &certs[0])).unwrap();
+        let from_key = openssl(&["pkey", "-in", key_file.to_str().unwrap(), "-pubout"]);
+        let from_cert = openssl(&[
+            "x509",
+            "-in",
+            leaf_file.to_str().unwrap(),
+            "-pubkey",
+            "-noout",
+        ]);
+        assert_eq!(from_key, from_cert, "{key_type}: key and certificate");
+        openssl_verify(s.ca(), &leaf_file, "personal", key_type);
+        // A wrong password fails.
+        let wrong = std::process::Command::new("openssl")
+            .args([
+                "pkcs12",
+                "-in",
+                f,
+                "-passin",
+                "pass:wrong password",
+                "-nodes",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            !wrong.status.success(),
+            "{key_type}: a wrong password must fail"
+        );
+        assert_eq!(state(&s, &id)["state"], "redeemed");
+    }
+    // Nothing about codes, passwords or keys in the logs.
+    let log = s.log();
+    for t in &texts {
+        assert!(
+            !log.contains(t.as_str()),
+            "the log holds a secret ({t:.8}...): {log}"
+        );
+        let bare: String = t.chars().filter(|c| *c != '-').collect();
+        assert!(!log.contains(&bare), "the log holds a code");
+    }
+    assert!(
+        log.contains("enrolment redeemed"),
+        "redemptions are logged: {log}"
+    );
+}
+
+#[test]
+fn wrong_codes_lock_expired_codes_are_gone_and_bad_input_is_refused() {
+    let s = Server::fresh();
+    let csr = make_csr("ec-p256", "/CN=x", &[]);
+    let (id, code) = create(&s, &maria(24.0, 3));
+    let wrong = if code.starts_with('0') {
+        code.replacen('0', "1", 1)
+    } else {
+        format!("0{}", &code[1..])
+    };
+    for left in [2, 1, 0] {
+        let r = redeem(&s, &id, &json!({"code": wrong, "csr": csr.pem}));
+        assert_error(&r, 403, "enrollment_code_invalid", "a wrong code");
+        assert!(
+            r.json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("{left} attempts left")),
+            "{r}"
+        );
+    }
+    let r = redeem(&s, &id, &json!({"code": code, "csr": csr.pem}));
+    assert_error(
+        &r,
+        423,
+        "enrollment_locked",
+        "the right code after the limit",
+    );
+    assert_eq!(state(&s, &id)["state"], "locked");
+
+    let (id, code) = create(&s, &maria(1.0 / 3600.0, 3));
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_eq!(state(&s, &id)["state"], "expired");
+    let r = redeem(&s, &id, &json!({"code": code, "csr": csr.pem}));
+    assert_error(&r, 410, "enrollment_expired", "an expired code");
+
+    let (id, code) = create(&s, &maria(1.0, 3));
+    let r = redeem(
+        &s,
+        &id,
+        &json!({"code": code, "key_type": "ec-p256", "pkcs12_password": "short"}),
+    );
+    assert_error(&r, 422, "password_too_short", "a 5-character password");
+    let r = redeem(
+        &s,
+        &id,
+        &json!({"code": code, "key_type": "rsa-1024", "pkcs12_password": "long enough"}),
+    );
+    assert_error(&r, 422, "key_type_not_allowed", "rsa-1024");
+    let r = redeem(&s, &id, &json!({"code": code}));
+    assert_error(&r, 400, "invalid_request", "neither CSR nor key type");
+    let r = redeem(&s, &id, &json!({"code": code, "csr": "not a csr"}));
+    assert_error(&r, 400, "csr_malformed", "a bad CSR");
+    assert_eq!(
+        state(&s, &id)["state"],
+        "pending",
+        "refused input does not use the code"
+    );
+    let r = redeem(
+        &s,
+        "00112233445566778899aabbccddeeff",
+        &json!({"code": code, "csr": csr.pem}),
+    );
+    assert_error(&r, 404, "enrollment_not_found", "unknown id");
+    let r = redeem(&s, "xyz", &json!({"code": code, "csr": csr.pem}));
+    assert_error(&r, 404, "enrollment_not_found", "malformed id");
+
+    // Creation is the RA's, checked against the profile.
+    let r = s.post("/v1/enrollments", &s.tokens.auditor, &maria(1.0, 3));
+    assert_error(&r, 403, "forbidden", "an auditor creating an enrolment");
+    let mut bad = maria(1.0, 3);
+    bad["sans"] = json!(["www.example.com"]);
+    assert_error(
+        &s.post("/v1/enrollments", &s.tokens.ra, &bad),
+        422,
+        "san_not_allowed",
+        "a DNS SAN on personal",
+    );
+    let mut bad = maria(1.0, 3);
+    bad["expires_in_hours"] = json!(0);
+    assert_error(
+        &s.post("/v1/enrollments", &s.tokens.ra, &bad),
+        400,
+        "invalid_request",
+        "zero lifetime",
+    );
+    let mut bad = maria(1.0, 3);
+    bad["profile"] = json!("nope");
+    assert_error(
+        &s.post("/v1/enrollments", &s.tokens.ra, &bad),
+        422,
+        "unknown_profile",
+        "unknown profile",
+    );
+
+    // Every state change is in the audit log.
+    let r = s.get("/v1/audit?limit=1000", Some(&s.tokens.auditor));
+    let actions: Vec<&str> = r.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for a in [
+        "enrollment_created",
+        "enrollment_attempt_failed",
+        "enrollment_locked",
+    ] {
+        assert!(actions.contains(&a), "{a} in the audit log: {actions:?}");
+    }
+}
