@@ -59,6 +59,8 @@ step "criterion: stages and the in-process engine"
 cargo bench -p bench --bench issuance -- --warm-up-time 1 --measurement-time 5 2>&1 | grep -E "^[a-z_]+/|time:|thrpt:" | tee "$OUT/criterion.txt"
 step "criterion: 1,000,000-entry CRL, and issuance while it is built"
 cargo bench -p bench --bench crl 2>&1 | grep -E "^[a-z_]+/|time:|thrpt:|complete CRL|built during" | tee "$OUT/criterion-crl.txt"
+step "criterion: auditor queries over 1,000,000 stored certificates (the store is built once, ~2 min)"
+cargo bench -p bench --bench query -- --warm-up-time 1 --measurement-time 3 2>&1 | tr '\r' '\n' | grep -E "^[a-z_0-9]+/|time:|rows, more" | tee "$OUT/criterion-query.txt"
 
 start_server p256 ec-p256
 for c in 1 4 16 64; do load p256 "single-c$c" --connections "$c"; done

@@ -125,13 +125,6 @@ fn query(c: &mut Criterion) {
             },
         ),
         (
-            "subject_1000_matches",
-            CertificateQuery {
-                subject: Some("CN=h7.bench.example".into()),
-                ..base.clone()
-            },
-        ),
-        (
             "status_revoked",
             CertificateQuery {
                 status: Some(Status::Revoked),
@@ -168,6 +161,8 @@ fn query(c: &mut Criterion) {
         ),
     ];
     let mut group = c.benchmark_group("query_1m");
+    // The worst case examines 10,000 certificates per page: keep the sample count small.
+    group.sample_size(20);
     for (name, q) in &cases {
         let page = store.query(q, None, 100).unwrap();
         eprintln!(

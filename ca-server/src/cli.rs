@@ -72,6 +72,13 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Issue the server's own TLS certificate from the CA (with the server stopped) and
+    /// configure `[tls]` to use it.
+    TlsCert {
+        /// DNS names (the first is the CN) and IP addresses for the certificate.
+        #[arg(long = "name", required = true)]
+        names: Vec<String>,
+    },
     /// The audit log (works while the server runs).
     Audit {
         /// What to do with the audit log.
@@ -231,6 +238,15 @@ fn run(cli: Cli) -> Result<(), String> {
             let token =
                 create_token(&store, role, &name, "command-line").map_err(|e| e.to_string())?;
             println!("{token}");
+            Ok(())
+        }
+        Command::TlsCert { names } => {
+            let path = datadir::issue_tls_certificate(&dir, &names)?;
+            println!(
+                "TLS certificate written to {}; [tls] in {} now uses it",
+                path.display(),
+                dir.join(crate::config::CONFIG_FILE).display()
+            );
             Ok(())
         }
         Command::Audit {

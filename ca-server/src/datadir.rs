@@ -258,7 +258,8 @@ pub fn start_core(
     let ca = CertificateAuthority::new(material.signer, material.chain, &config.profiles, urls)
         .map_err(|e| {
             format!(
-                "{e}; the CA key ({}) and certificate ({}) must belong together",
+                "{e}; the CA key ({}) and certificate ({}) must belong together: restore the \
+                 matching pair from your backup (never serve with another key)",
                 Config::resolve(dir, &config.ca.key_file).display(),
                 Config::resolve(dir, &config.ca.chain_file).display()
             )
@@ -282,6 +283,78 @@ pub fn start_core(
         crl,
         signer,
     })
+}
+
+/// Name of the TLS server key file written by `tls-cert` (mode 0600).
+pub const TLS_KEY_FILE: &str = "tls-key.pem";
+/// Name of the TLS server certificate chain written by `tls-cert`.
+pub const TLS_CERT_FILE: &str = "tls.pem";
+
+/// `ca-server tls-cert`: issues the server's own TLS certificate from the CA (profile
+/// `tls-server`, an ECDSA P-256 key in `tls-key.pem`, mode 0600; the certificate and the CA
+/// chain in `tls.pem`), records it in the store and the audit log like any certificate, and
+/// points `[tls]` of the configuration at the two files. `names`: DNS names (the first is the
+/// CN) and IP addresses.
+pub fn issue_tls_certificate(dir: &Path, names: &[String]) -> Result<PathBuf, String> {
+    let config = prepare(dir)?;
+    let first_dns = names
+        .iter()
+        .find(|n| n.parse::<std::net::IpAddr>().is_err())
+        .ok_or("give at least one DNS name (--dns) for the certificate's CN")?;
+    let (key_path, cert_path) = (dir.join(TLS_KEY_FILE), dir.join(TLS_CERT_FILE));
+    if key_path.exists() || cert_path.exists() {
+        return Err(format!(
+            "{} or {} exists; move them away to issue a new TLS certificate",
+            key_path.display(),
+            cert_path.display()
+        ));
+    }
+    let pkcs8 = keys::generate_pkcs8(KeyAlgorithm::EcdsaP256).map_err(|e| e.to_string())?;
+    let key_pair = rcgen::KeyPair::try_from(pkcs8.as_slice()).map_err(|e| e.to_string())?;
+    let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(|e| e.to_string())?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, first_dns.as_str());
+    let csr = params
+        .serialize_request(&key_pair)
+        .map_err(|e| e.to_string())?
+        .der()
+        .to_vec();
+    let material = load_ca(dir, &config)?;
+    let store = open_store(dir, &config)?;
+    let core = start_core(
+        dir,
+        &config,
+        material,
+        store,
+        &config.effective_urls(config.listen),
+    )?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let issued = runtime
+        .block_on(core.engine.issue(ca_core::engine::IssueRequest {
+            csr,
+            profile: "tls-server".into(),
+            validity_days: None,
+            request_id: None,
+            requester: ca_core::engine::Requester {
+                name: ACTOR.into(),
+                token_hash: [0; 32],
+            },
+        }))
+        .map_err(|e| e.to_string())?;
+    keys::write_key_file(&key_path, &pkcs8).map_err(|e| e.to_string())?;
+    let mut chain = vec![issued.record.der.clone()];
+    chain.extend_from_slice(core.engine.ca().chain());
+    write_chain(&cert_path, &chain)?;
+    let mut config = config;
+    config.tls.cert_file = TLS_CERT_FILE.into();
+    config.tls.key_file = TLS_KEY_FILE.into();
+    let config_path = dir.join(CONFIG_FILE);
+    fs::write(&config_path, config.to_toml()?)
+        .map_err(|e| format!("writing {}: {e}", config_path.display()))?;
+    Ok(cert_path)
 }
 
 /// Opens the store named by the configuration.

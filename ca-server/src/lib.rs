@@ -8,5 +8,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod datadir;
+pub mod limits;
+pub mod listener;
 pub mod offline;
 pub mod serve;

@@ -1,8 +1,10 @@
 //! `ca-server serve`: bootstrap the data directory, start the engine and the HTTP listener,
 //! and shut down gracefully on SIGINT or SIGTERM.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use ca_core::audit::Checkpoint;
 use ca_core::crl::CrlPublisher;
@@ -13,7 +15,11 @@ use keys::Signer;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState, BodyLimits, EnrollmentLimits, HttpMetrics};
+use crate::auth::Role;
+use crate::config::Config;
 use crate::datadir::{self, Core, Created, DEV_CA_SUBJECT, ROOT_VALIDITY_DAYS};
+use crate::limits::{self, CertificateRole, Limits, RateLimiter};
+use crate::listener::{self, ListenerOptions};
 
 /// Options of `serve` that override the configuration.
 #[derive(Debug, Default)]
@@ -50,16 +56,27 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
     }
     let material = datadir::load_ca(dir, &config)?;
     let store = datadir::open_store(dir, &config)?;
+    if config.store.verify_on_start {
+        let started = std::time::Instant::now();
+        let entries = store.verify_checksums().map_err(|e| e.to_string())?;
+        tracing::info!(
+            entries,
+            seconds = started.elapsed().as_secs_f64(),
+            "store checksums verified"
+        );
+    }
     if let Some(path) = datadir::bootstrap_tokens(dir, &store)? {
         println!("bootstrap tokens written to {}", path.display());
     }
     datadir::record_configuration(dir, &store)?;
 
     let listen = options.listen.unwrap_or(config.listen);
-    if !listen.ip().is_loopback() {
+    let tls = tls_options(dir, &config)?;
+    if tls.is_none() && !listen.ip().is_loopback() && !config.tls.allow_plain_http {
         return Err(format!(
-            "refusing to serve plain HTTP on {listen}: only loopback addresses are allowed \
-             until TLS is configured"
+            "refusing to serve plain HTTP on {listen}: configure [tls] cert_file and key_file \
+             (`ca-server tls-cert` issues them), or set [tls] allow_plain_http = true behind a \
+             TLS-terminating proxy"
         ));
     }
     let listener = TcpListener::bind(listen)
@@ -132,21 +149,27 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
             config.audit.checkpoint_interval_secs,
         ))
     });
+    let limits = Arc::new(limits_of(&config)?);
     let app = api::router(
         state,
         BodyLimits {
             single: config.body_limit_bytes,
             batch: config.batch_body_limit_bytes,
         },
-    );
-    tracing::info!(%bound, crl = ?urls.crl, ocsp = ?urls.ocsp, "serving");
+    )
+    .layer(axum::middleware::from_fn_with_state(limits, limits::limit));
+    tracing::info!(%bound, crl = ?urls.crl, ocsp = ?urls.ocsp, tls = tls.is_some(), "serving");
     // Before `listening on`: a SIGTERM right after that line must stop the server gracefully.
     let shutdown = shutdown_signal()?;
-    println!("listening on http://{bound}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| format!("server error: {e}"))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("listening on {scheme}://{bound}");
+    let options = ListenerOptions {
+        tls,
+        max_connections: config.limits.max_connections,
+        header_timeout: Duration::from_secs(config.limits.header_timeout_secs.max(1)),
+        max_header_bytes: config.limits.max_header_bytes,
+    };
+    listener::serve(listener, app, options, shutdown).await;
     crl_timer.abort();
     let _ = crl_timer.await;
     if let Some(task) = checkpoint_timer {
@@ -167,6 +190,43 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
     .await
     .map_err(|e| format!("stopping the engine: {e}"))?;
     Ok(())
+}
+
+/// The rustls configuration named by `[tls]`, if any.
+fn tls_options(dir: &Path, config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+    let tls = &config.tls;
+    if tls.cert_file.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    let client_ca = (!tls.client_ca_file.as_os_str().is_empty())
+        .then(|| Config::resolve(dir, &tls.client_ca_file));
+    listener::tls_config(
+        &Config::resolve(dir, &tls.cert_file),
+        &Config::resolve(dir, &tls.key_file),
+        client_ca.as_deref(),
+    )
+    .map(Some)
+}
+
+/// The request limits of `[limits]` and the client certificates of `[tls]`.
+fn limits_of(config: &Config) -> Result<Limits, String> {
+    let mut certificates = HashMap::new();
+    for c in &config.tls.clients {
+        let role = Role::parse(&c.role)
+            .ok_or_else(|| format!("[[tls.clients]] {}: unknown role {:?}", c.subject, c.role))?;
+        // The subject as the certificate will render it.
+        let subject = ca_core::name::to_rfc4514(
+            &ca_core::name::parse_rfc4514(&c.subject)
+                .map_err(|e| format!("[[tls.clients]] subject {:?}: {e}", c.subject))?,
+        );
+        let name = c.name.clone();
+        certificates.insert(subject, CertificateRole { name, role });
+    }
+    Ok(Limits {
+        rate: RateLimiter::new(config.limits.requests_per_second, config.limits.burst),
+        request_timeout: Duration::from_secs(config.limits.request_timeout_secs.max(1)),
+        certificates,
+    })
 }
 
 /// Rebuilds the CRLs every `interval_secs` when a revocation changed or half their validity

@@ -43,6 +43,12 @@ pub fn write_key_file(path: &Path, pkcs8_der: &[u8]) -> Result<(), KeyError> {
 /// Refuses a file that group or others may access (mode bits `0o077`), with a message that
 /// says how to fix it. Neither the file's content nor the key appears in any error.
 pub fn load_key_file(path: &Path) -> Result<SoftwareKey, KeyError> {
+    SoftwareKey::from_pkcs8(&load_pkcs8_file(path)?)
+}
+
+/// Reads the PKCS#8 DER of a key file (e.g. a TLS server key), with the checks of
+/// [`load_key_file`]; the bytes are wiped when dropped.
+pub fn load_pkcs8_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     let io = |source| KeyError::Io {
         path: path.to_path_buf(),
         source,
@@ -62,8 +68,7 @@ pub fn load_key_file(path: &Path) -> Result<SoftwareKey, KeyError> {
             "expected a PKCS#8 \"PRIVATE KEY\" PEM block",
         ));
     }
-    let der = Zeroizing::new(parsed.into_contents());
-    SoftwareKey::from_pkcs8(&der)
+    Ok(Zeroizing::new(parsed.into_contents()))
 }
 
 #[cfg(test)]

@@ -39,8 +39,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Options, WriteBatch,
-    WriteOptions, DB,
+    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType,
+    Options, ReadOptions, WriteBatch, WriteOptions, DB,
 };
 
 pub use audit_log::AuditReport;
@@ -214,7 +214,16 @@ impl Store {
             let mut table = BlockBasedOptions::default();
             table.set_bloom_filter(10.0, false);
             table.set_block_cache(&cache);
+            // Indexes and filters are partitioned into 4 KiB blocks behind a small pinned top
+            // level, all through the bounded cache: a lookup reads one small index partition
+            // instead of decompressing a whole table's index, which in a store far larger
+            // than the cache made every random read (a serial check, a query row) cost
+            // ~100 µs.
+            table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+            table.set_partition_filters(true);
+            table.set_metadata_block_size(4096);
             table.set_cache_index_and_filter_blocks(true);
+            table.set_pin_top_level_index_and_filter(true);
             table.set_pin_l0_filter_and_index_blocks_in_cache(true);
             cf_opts.set_write_buffer_size(CF_WRITE_BUFFER);
             cf_opts.set_max_write_buffer_number(2);
@@ -235,6 +244,12 @@ impl Store {
                 CaError::Storage(format!(
                     "the store at {} is in use by another process (is ca-server already \
                      running on this data directory?): {msg}",
+                    path.display()
+                ))
+            } else if msg.contains("Corruption") || msg.contains("checksum") {
+                CaError::Storage(format!(
+                    "the store at {} is damaged ({msg}); do not serve from it: restore the data \
+                     directory from a backup, then run `ca-server audit verify`",
                     path.display()
                 ))
             } else {
@@ -339,6 +354,19 @@ impl Store {
         self.meta_u64(META_CERT_SEQ)
     }
 
+    /// `issued_at` of the newest certificate (0 on an empty store).
+    pub fn last_issued_at(&self) -> Result<i64, CaError> {
+        let by_issued = self.cf(cf::BY_ISSUED)?;
+        let mut it = self.db.raw_iterator_cf(by_issued);
+        it.seek_to_last();
+        let serial = it.value().and_then(Serial::from_bytes);
+        it.status()?;
+        Ok(match serial {
+            Some(s) => self.certificate(&s)?.map_or(0, |r| r.issued_at),
+            None => 0,
+        })
+    }
+
     /// The last CRL number used (0 before the first CRL).
     pub fn last_crl_number(&self) -> Result<u64, CaError> {
         self.meta_u64(META_CRL_NUMBER)
@@ -426,6 +454,34 @@ impl Store {
         }
         it.status()?;
         Ok(n)
+    }
+
+    /// Reads every entry of every column family with block checksums verified (bypassing the
+    /// cache), so that a damaged table file is found before the CA serves from it. Returns
+    /// the number of entries read.
+    pub fn verify_checksums(&self) -> Result<u64, CaError> {
+        let mut entries = 0u64;
+        for name in cf::ALL {
+            let mut opts = ReadOptions::default();
+            opts.set_verify_checksums(true);
+            opts.fill_cache(false);
+            let mut it = self.db.raw_iterator_cf_opt(self.cf(name)?, opts);
+            it.seek_to_first();
+            while it.valid() {
+                entries += 1;
+                it.next();
+            }
+            it.status().map_err(|e| {
+                CaError::Storage(format!(
+                    "the store at {} is damaged (column family {name}: {}); do not serve from \
+                     it: restore the data directory from a backup, then run `ca-server audit \
+                     verify`",
+                    self.db.path().display(),
+                    e.into_string()
+                ))
+            })?;
+        }
+        Ok(entries)
     }
 
     /// Flushes memtables to SST files (on shutdown, so that the next start replays no WAL).

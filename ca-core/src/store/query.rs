@@ -20,11 +20,7 @@ use crate::revocation::{Revocation, Status};
 use crate::serial::Serial;
 
 /// Most certificates one page examines.
-pub const MAX_EXAMINED: usize = 20_000;
-
-/// How far issuance time may run behind issuance order (a request signed just before
-/// another may commit just after it): the issued-range seek starts this much early.
-const ISSUED_AT_SLACK: i64 = 300;
+pub const MAX_EXAMINED: usize = 10_000;
 
 /// Tag of a subject in the `names` index.
 pub const SUBJECT_TAG: u8 = b'S';
@@ -192,7 +188,7 @@ impl Store {
                 if plan.walk == Walk::Issued
                     && query
                         .issued_before
-                        .is_some_and(|b| row.record.issued_at >= b + ISSUED_AT_SLACK)
+                        .is_some_and(|b| row.record.issued_at >= b)
                 {
                     return Ok(Page { rows, next: None });
                 }
@@ -279,7 +275,7 @@ impl Store {
             });
         }
         let start = match q.issued_after {
-            Some(t) => self.first_issued_at_or_after(t - ISSUED_AT_SLACK)?,
+            Some(t) => self.first_issued_at_or_after(t)?,
             None => 1,
         };
         Ok(Plan {
@@ -292,8 +288,8 @@ impl Store {
     }
 
     /// The first issuance sequence number whose certificate was issued at or after `t`, by
-    /// binary search over the issuance index (issuance time grows with the sequence, within
-    /// [`ISSUED_AT_SLACK`]).
+    /// binary search over the issuance index (the store writer keeps issuance times from
+    /// decreasing along the sequence).
     fn first_issued_at_or_after(&self, t: i64) -> Result<u64, CaError> {
         let (mut lo, mut hi) = (1u64, self.last_cert_seq()? + 1);
         let by_issued = self.cf(cf::BY_ISSUED)?;

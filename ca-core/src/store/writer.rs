@@ -129,6 +129,7 @@ impl StoreWriter {
             change_seq: store.meta_u64(META_CHANGE_SEQ)?,
             crl_number: store.meta_u64(META_CRL_NUMBER)?,
             audit: store.checked_audit_head()?,
+            last_issued_at: store.last_issued_at()?,
         };
         let (tx, rx) = crossbeam_channel::unbounded();
         let handle = std::thread::Builder::new()
@@ -160,6 +161,9 @@ struct Counters {
     change_seq: u64,
     crl_number: u64,
     audit: AuditHead,
+    /// `issued_at` of the newest certificate: issuance times never decrease along the
+    /// issuance sequence, so that time ranges are exact ranges of the `by_issued` index.
+    last_issued_at: i64,
 }
 
 fn run(
@@ -430,6 +434,8 @@ impl Group<'_> {
         }
         self.counters.cert_seq += 1;
         record.seq = self.counters.cert_seq;
+        record.issued_at = record.issued_at.max(self.counters.last_issued_at);
+        self.counters.last_issued_at = record.issued_at;
         let store = self.store;
         self.batch
             .put_cf(store.cf(cf::CERTS)?, serial.as_bytes(), record.encode()?);

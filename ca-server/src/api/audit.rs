@@ -256,9 +256,9 @@ pub async fn checkpoint(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TokenBody {
-    role: String,
-    name: String,
+pub(super) struct TokenBody {
+    pub(super) role: String,
+    pub(super) name: String,
 }
 
 /// `POST /v1/tokens` (operator) `{"role", "name"}` → `201 {"token", "role", "name"}`: a new

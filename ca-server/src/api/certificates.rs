@@ -23,16 +23,16 @@ use crate::auth::{Caller, Role};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IssueBody {
-    csr: String,
-    profile: String,
-    validity_days: Option<u32>,
-    request_id: Option<String>,
+    pub(super) csr: String,
+    pub(super) profile: String,
+    pub(super) validity_days: Option<u32>,
+    pub(super) request_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct BatchBody {
-    requests: Vec<Value>,
+pub(super) struct BatchBody {
+    pub(super) requests: Vec<Value>,
 }
 
 /// `POST /v1/certificates` (ra).
@@ -112,9 +112,9 @@ pub async fn issue_batch(
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RenewBody {
-    csr: Option<String>,
-    validity_days: Option<u32>,
-    request_id: Option<String>,
+    pub(super) csr: Option<String>,
+    pub(super) validity_days: Option<u32>,
+    pub(super) request_id: Option<String>,
 }
 
 /// `POST /v1/certificates/{serial}/renew` (ra): a new certificate for the same subject, SANs

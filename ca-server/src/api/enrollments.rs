@@ -36,14 +36,14 @@ pub struct EnrollmentLimits {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
-    profile: String,
-    subject: String,
+pub(super) struct CreateBody {
+    pub(super) profile: String,
+    pub(super) subject: String,
     #[serde(default)]
-    sans: Vec<String>,
-    expires_in_hours: f64,
-    max_attempts: u32,
-    validity_days: Option<u32>,
+    pub(super) sans: Vec<String>,
+    pub(super) expires_in_hours: f64,
+    pub(super) max_attempts: u32,
+    pub(super) validity_days: Option<u32>,
 }
 
 /// `POST /v1/enrollments` (ra) → `201 {"id", "code", "expires_at"}`; the code is shown only
@@ -136,11 +136,11 @@ pub async fn get(
 /// The redemption body: a code with either a CSR, or a key type and a PKCS#12 password.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RedeemBody {
-    code: Zeroizing<String>,
-    csr: Option<String>,
-    key_type: Option<String>,
-    pkcs12_password: Option<Zeroizing<String>>,
+pub(super) struct RedeemBody {
+    pub(super) code: Zeroizing<String>,
+    pub(super) csr: Option<String>,
+    pub(super) key_type: Option<String>,
+    pub(super) pkcs12_password: Option<Zeroizing<String>>,
 }
 
 /// Key types the CA generates for subscribers.

@@ -4,6 +4,7 @@ mod audit;
 mod certificates;
 mod enrollments;
 mod error;
+pub mod fuzzing;
 mod metrics;
 mod ocsp;
 mod ops;
@@ -29,7 +30,7 @@ pub use enrollments::EnrollmentLimits;
 pub use error::ApiError;
 pub use metrics::HttpMetrics;
 
-use crate::auth::{authenticate, Caller, Role};
+use crate::auth::{authenticate, certificate_caller, Caller, Role};
 
 /// What every handler shares.
 pub struct AppState {
@@ -65,15 +66,21 @@ impl AppState {
 
     /// Authenticates the bearer token and checks that its role is one of `allowed`.
     fn authorize(&self, headers: &HeaderMap, allowed: &[Role]) -> Result<Caller, ApiError> {
-        let token = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .filter(|t| !t.is_empty())
-            .ok_or_else(ApiError::unauthorized)?;
-        let caller = authenticate(self.store(), token)?.ok_or_else(ApiError::unauthorized)?;
+        let caller = match headers.get(axum::http::header::AUTHORIZATION) {
+            Some(value) => {
+                let token = value
+                    .to_str()
+                    .ok()
+                    .and_then(|v| v.split_once(' '))
+                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                    .map(|(_, token)| token.trim())
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(ApiError::unauthorized)?;
+                authenticate(self.store(), token)?.ok_or_else(ApiError::unauthorized)?
+            }
+            // Without a token, a TLS client certificate mapped to a role.
+            None => certificate_caller().ok_or_else(ApiError::unauthorized)?,
+        };
         if !allowed.contains(&caller.role) {
             let needed: Vec<_> = allowed.iter().map(|r| r.name()).collect();
             return Err(ApiError::forbidden(

@@ -23,8 +23,8 @@ use crate::auth::Role;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeBody {
-    reason: String,
-    invalidity_date: Option<String>,
+    pub(super) reason: String,
+    pub(super) invalidity_date: Option<String>,
 }
 
 /// `POST /v1/certificates/{serial}/revoke` (ra, for its own certificates). Durable before

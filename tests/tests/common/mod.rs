@@ -254,7 +254,7 @@ impl Server {
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
                             .push_str(&format!("[stdout] {line}"));
-                        if let Some(pos) = line.find("listening on http://") {
+                        if let Some(pos) = line.find("listening on http") {
                             let url = line[pos + "listening on ".len()..].trim().to_string();
                             if let Some(tx) = tx.take() {
                                 let _ = tx.send(url);
@@ -334,6 +334,12 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Reaps a server that was killed by pid (e.g. `kill -KILL` while clients held it).
+    pub fn reap(mut self) {
+        let mut child = self.child.take().expect("server was started");
+        child.wait().expect("wait");
     }
 
     /// Sends SIGKILL (kill -9) and reaps the process.

@@ -1,0 +1,113 @@
+//! A hook for the `json_bodies` fuzz target (`fuzz/fuzz_targets/json_bodies.rs`): the JSON
+//! request bodies of the API, decoded into the handlers' own types, followed by the cheap,
+//! side-effect-free checks the handlers and the engine run on them next. Not part of the API.
+
+use ca_core::csr::{self, San};
+use ca_core::enrolment::EnrolmentCode;
+use ca_core::name;
+use ca_core::profile::Profile;
+use ca_core::revocation::RevocationReason;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::audit::TokenBody;
+use super::certificates::{BatchBody, IssueBody, RenewBody};
+use super::enrollments::{CreateBody, RedeemBody};
+use super::revocation::RevokeBody;
+use crate::auth::{new_token, Role};
+
+/// Most requests of a batch body checked per input (the server's limit is configured).
+const MAX_BATCH_CHECKED: usize = 16;
+
+/// Decodes `data` as each JSON request body of the API (issuance, batch, renewal,
+/// revocation, enrolment creation and redemption, token creation) with `serde_json`, as the
+/// handlers do, and runs the validation that follows on whatever decodes. Never panics; the
+/// results are discarded.
+#[doc(hidden)]
+pub fn parse_bodies(data: &[u8]) {
+    let profiles = Profile::builtin();
+
+    if let Ok(body) = serde_json::from_slice::<IssueBody>(data) {
+        check_issue(&profiles, body);
+    }
+    if let Ok(body) = serde_json::from_slice::<BatchBody>(data) {
+        for item in body.requests.into_iter().take(MAX_BATCH_CHECKED) {
+            if let Ok(body) = serde_json::from_value::<IssueBody>(item) {
+                check_issue(&profiles, body);
+            }
+        }
+    }
+    if let Ok(body) = serde_json::from_slice::<RenewBody>(data) {
+        check_request_id(body.request_id.as_deref());
+        if let Some(csr) = body.csr {
+            let _ = csr::parse_and_verify(csr.as_bytes());
+        }
+        let _ = body.validity_days;
+    }
+    if let Ok(body) = serde_json::from_slice::<RevokeBody>(data) {
+        let _ = RevocationReason::from_name(&body.reason);
+        if let Some(date) = body.invalidity_date {
+            let _ = OffsetDateTime::parse(&date, &Rfc3339).map(OffsetDateTime::unix_timestamp);
+        }
+    }
+    if let Ok(body) = serde_json::from_slice::<CreateBody>(data) {
+        check_create(&profiles, body);
+    }
+    if let Ok(body) = serde_json::from_slice::<RedeemBody>(data) {
+        let _ = EnrolmentCode::normalize(&body.code);
+        if let Some(csr) = body.csr {
+            let _ = csr::parse_and_verify(csr.as_bytes());
+        }
+        if let Some(password) = body.pkcs12_password {
+            let _ = password.chars().count();
+        }
+        let _ = body.key_type;
+    }
+    if let Ok(body) = serde_json::from_slice::<TokenBody>(data) {
+        if let Some(role) = Role::parse(&body.role) {
+            let _ = new_token(role, &body.name);
+        }
+    }
+}
+
+/// The issuance handler's request-id rule, then the engine's CSR check and profile check.
+fn check_issue(profiles: &std::collections::BTreeMap<String, Profile>, body: IssueBody) {
+    check_request_id(body.request_id.as_deref());
+    let Some(profile) = profiles.get(&body.profile) else {
+        return;
+    };
+    if let Ok(verified) = csr::parse_and_verify(body.csr.as_bytes()) {
+        let _ = profile.validate(&body.profile, verified, body.validity_days);
+    }
+}
+
+/// The request-id rule of the handlers: 1 to 128 bytes, no control characters.
+fn check_request_id(id: Option<&str>) -> bool {
+    match id {
+        Some(id) => !(id.is_empty() || id.len() > 128 || id.chars().any(char::is_control)),
+        None => true,
+    }
+}
+
+/// The enrolment handler's lifetime and attempts checks, then the engine's subject, SAN and
+/// profile checks, and the subject's stored form.
+fn check_create(profiles: &std::collections::BTreeMap<String, Profile>, body: CreateBody) {
+    let lifetime_secs = (body.expires_in_hours * 3600.0).round();
+    // 720 hours: the default `enrollment.max_lifetime_hours`.
+    let lifetime_ok = (1.0..=720.0 * 3600.0).contains(&lifetime_secs);
+    let _ = (lifetime_ok, lifetime_secs as i64);
+    let _ = body.max_attempts == 0 || body.max_attempts > 100;
+    let Some(profile) = profiles.get(&body.profile) else {
+        return;
+    };
+    let Ok(subject) = name::parse_rfc4514(&body.subject) else {
+        return;
+    };
+    let sans: Vec<San> = body.sans.iter().map(|s| San::from_value(s)).collect();
+    if profile.check_names(&body.profile, &subject, &sans).is_ok() {
+        let stored = name::to_rfc4514(&subject);
+        let _ = name::parse_rfc4514(&stored);
+        let _ = sans.iter().map(San::value).count();
+    }
+    let _ = body.validity_days;
+}

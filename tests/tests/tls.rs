@@ -1,0 +1,338 @@
+//! Transport and access: TLS with the CA's own server certificate (checked with OpenSSL and
+//! curl), client certificates mapped to roles, plain HTTP refused off loopback, and the
+//! limits: request rate per client, connections, slow clients.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+/// Appends TOML to a data directory's configuration, replacing a `key = value` line first
+/// where `replace` names one.
+fn configure(dir: &Path, replace: &[(&str, &str)], append: &str) {
+    let path = dir.join("config.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for (from, to) in replace {
+        assert!(text.contains(from), "config has {from}: {text}");
+        text = text.replacen(from, to, 1);
+    }
+    text.push_str(append);
+    std::fs::write(&path, text).unwrap();
+}
+
+/// A data directory with a CA, stopped.
+fn new_dir(tmp: &Path) -> std::path::PathBuf {
+    let dir = tmp.join("ca");
+    Server::serve(&dir).terminate();
+    dir
+}
+
+/// curl over TLS against the server, trusting only the CA; (HTTP status, body).
+fn curl(s: &Server, path: &str, extra: &[&str]) -> (u16, String) {
+    let port = s.base.rsplit(':').next().unwrap();
+    let url = format!("https://ca.test.example:{port}{path}");
+    let resolve = format!("ca.test.example:{port}:127.0.0.1");
+    let ca = s.dir.join("ca.pem");
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "--cacert",
+            ca.to_str().unwrap(),
+            "--resolve",
+            &resolve,
+        ])
+        .args(extra)
+        .arg(&url)
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+#[test]
+fn tls_with_the_cas_own_certificate_and_client_certificates_as_roles() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = new_dir(tmp.path());
+    // A client certificate for a portal, issued by this CA (tls-client) while plain.
+    let plain = Server::serve(&dir);
+    let key = tmp.path().join("portal.key");
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        key.to_str().unwrap(),
+    ]);
+    let csr = openssl(&[
+        "req",
+        "-new",
+        "-key",
+        key.to_str().unwrap(),
+        "-subj",
+        "/O=Example/CN=portal",
+        "-addext",
+        "subjectAltName=DNS:portal.example",
+    ]);
+    let r = plain.post(
+        "/v1/certificates",
+        &plain.tokens.ra,
+        &json!({"csr": csr, "profile": "tls-client"}),
+    );
+    assert_eq!(r.status, 201, "client certificate: {r}");
+    let client_cert = tmp.path().join("portal.pem");
+    std::fs::write(&client_cert, r.json["certificate"].as_str().unwrap()).unwrap();
+    let stranger_csr = openssl(&[
+        "req",
+        "-new",
+        "-key",
+        key.to_str().unwrap(),
+        "-subj",
+        "/CN=stranger",
+        "-addext",
+        "subjectAltName=DNS:stranger.example",
+    ]);
+    let r = plain.post(
+        "/v1/certificates",
+        &plain.tokens.ra,
+        &json!({"csr": stranger_csr, "profile": "tls-client"}),
+    );
+    let stranger_cert = tmp.path().join("stranger.pem");
+    std::fs::write(&stranger_cert, r.json["certificate"].as_str().unwrap()).unwrap();
+    let tokens = plain.tokens.clone();
+    plain.terminate();
+
+    let out = ca_server(&[
+        "tls-cert",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--name",
+        "ca.test.example",
+        "--name",
+        "127.0.0.1",
+    ]);
+    assert!(
+        out.status.success(),
+        "tls-cert: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.join("tls-key.pem"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the TLS key is 0600");
+    configure(&dir, &[("client_ca_file = \"\"", "client_ca_file = \"ca.pem\""), ("clients = []\n", "")],
+        "\n[[tls.clients]]\nsubject = \"CN=portal,O=Example\"\nrole = \"auditor\"\nname = \"portal\"\n");
+    let s = Server::serve(&dir);
+    assert!(s.base.starts_with("https://"), "TLS is on: {}", s.base);
+
+    // The server certificate verifies with OpenSSL against the CA, for its name.
+    let port = s.base.rsplit(':').next().unwrap().to_string();
+    let mut child = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-CAfile",
+            dir.join("ca.pem").to_str().unwrap(),
+            "-verify_hostname",
+            "ca.test.example",
+            "-verify_return_error",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Verify return code: 0 (ok)") && text.contains("TLSv1.3"),
+        "s_client: {text}"
+    );
+
+    let (code, body) = curl(&s, "/healthz", &[]);
+    assert_eq!(
+        (code, body.contains("ok")),
+        (200, true),
+        "GET /healthz over TLS: {body}"
+    );
+    let bearer = format!("Authorization: Bearer {}", tokens.auditor);
+    assert_eq!(
+        curl(&s, "/v1/audit?limit=1", &["-H", &bearer]).0,
+        200,
+        "a token over TLS"
+    );
+    // No token, no certificate: 401. The mapped client certificate acts as its role.
+    assert_eq!(curl(&s, "/v1/audit?limit=1", &[]).0, 401);
+    let cert_args = [
+        "--cert",
+        client_cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ];
+    let (code, body) = curl(&s, "/v1/audit?limit=1", &cert_args);
+    assert_eq!(
+        code, 200,
+        "the portal's certificate reads the audit log: {body}"
+    );
+    let (code, body) = curl(
+        &s,
+        "/v1/crl/generate",
+        &[&cert_args[..], &["-X", "POST"]].concat(),
+    );
+    assert_eq!(
+        code, 403,
+        "an auditor certificate may not generate CRLs: {body}"
+    );
+    assert!(body.contains("\"forbidden\""), "{body}");
+    let stranger = [
+        "--cert",
+        stranger_cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ];
+    assert_eq!(
+        curl(&s, "/v1/audit?limit=1", &stranger).0,
+        401,
+        "an unmapped certificate is no one"
+    );
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let mut raw = TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    raw.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = raw.read_to_end(&mut answer);
+    assert!(
+        !answer.starts_with(b"HTTP/"),
+        "plain HTTP answered on the TLS port"
+    );
+    s.terminate();
+}
+
+#[test]
+fn plain_http_is_refused_off_loopback_unless_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = new_dir(tmp.path());
+    let out = ca_server(&[
+        "serve",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--listen",
+        "0.0.0.0:0",
+    ]);
+    assert!(
+        !out.status.success(),
+        "plain HTTP on 0.0.0.0 must be refused"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to serve plain HTTP") && err.contains("tls-cert"),
+        "{err}"
+    );
+}
+
+#[test]
+fn rate_connection_and_slow_client_limits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = new_dir(tmp.path());
+    configure(
+        &dir,
+        &[
+            ("requests_per_second = 0.0", "requests_per_second = 5.0"),
+            ("burst = 100.0", "burst = 5.0"),
+            ("max_connections = 1024", "max_connections = 3"),
+            ("header_timeout_secs = 10", "header_timeout_secs = 1"),
+        ],
+        "",
+    );
+    let s = Server::serve(&dir);
+    // One client over its rate gets 429 with Retry-After; another client is unaffected.
+    let client = http_client();
+    let mut limited = None;
+    for _ in 0..20 {
+        let r = client
+            .get(format!("{}/v1/audit?limit=1", s.base))
+            .bearer_auth(&s.tokens.auditor)
+            .send()
+            .unwrap();
+        if r.status() == 429 {
+            limited = Some(r);
+            break;
+        }
+    }
+    let r = limited.expect("20 requests at once exceed 5/s with a burst of 5");
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry), "Retry-After {retry}");
+    let body: serde_json::Value = r.json().unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    let other = client
+        .get(format!("{}/v1/audit?limit=1", s.base))
+        .bearer_auth(&s.tokens.operator)
+        .send()
+        .unwrap();
+    assert_ne!(other.status(), 429, "the operator has its own bucket");
+    std::thread::sleep(Duration::from_millis(1200));
+    let again = client
+        .get(format!("{}/v1/audit?limit=1", s.base))
+        .bearer_auth(&s.tokens.auditor)
+        .send()
+        .unwrap();
+    assert_eq!(again.status(), 200, "the bucket refills");
+    drop(client);
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Connections beyond the limit get one 429 and are closed; the server stays up.
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let held: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut extra = TcpStream::connect(&addr).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    extra
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    let _ = extra.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 429") && answer.contains("retry-after: 1"),
+        "over the limit: {answer}"
+    );
+    // A slow client that never finishes its headers is dropped after header_timeout_secs.
+    drop(held);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHo").unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let _ = slow.read_to_end(&mut buf);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(800) && waited < Duration::from_secs(5),
+        "the slow client was dropped after {waited:?}, not after the 1 s header deadline"
+    );
+    assert_eq!(s.get("/healthz", None).status, 200, "the server is up");
+    s.terminate();
+}
