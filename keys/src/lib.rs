@@ -19,7 +19,7 @@ mod software;
 pub use algorithm::{KeyAlgorithm, SignatureScheme};
 pub use error::KeyError;
 pub use file::{load_key_file, load_pkcs8_file, write_key_file};
-pub use software::{generate_pkcs8, SoftwareKey};
+pub use software::{generate_pkcs8, generate_rsa_pkcs8, SoftwareKey};
 
 /// A key that signs on behalf of the CA.
 ///

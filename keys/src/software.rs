@@ -42,22 +42,31 @@ pub fn generate_pkcs8(algorithm: KeyAlgorithm) -> Result<Zeroizing<Vec<u8>>, Key
             .map_err(|_| KeyError::Generation)?
             .as_ref()
             .to_vec(),
-        KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => {
-            use rsa::pkcs8::EncodePrivateKey;
-            let bits = if algorithm == KeyAlgorithm::Rsa3072 {
-                3072
-            } else {
-                4096
-            };
-            let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, bits)
-                .map_err(|_| KeyError::Generation)?;
-            key.to_pkcs8_der()
-                .map_err(|_| KeyError::Generation)?
-                .as_bytes()
-                .to_vec()
-        }
+        KeyAlgorithm::Rsa3072 => return generate_rsa_pkcs8(3072).map(|(key, _)| key),
+        KeyAlgorithm::Rsa4096 => return generate_rsa_pkcs8(4096).map(|(key, _)| key),
     };
     Ok(Zeroizing::new(der))
+}
+
+/// Generates an RSA key of `bits` (2048 to 4096; also the 2048-bit subscriber keys a CA may
+/// generate for enrolment, which are not CA keys) and returns its PKCS#8 DER (zeroized on
+/// drop) and its SubjectPublicKeyInfo DER.
+pub fn generate_rsa_pkcs8(bits: usize) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), KeyError> {
+    use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey};
+    if !(2048..=4096).contains(&bits) {
+        return Err(KeyError::Generation);
+    }
+    let key =
+        rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, bits).map_err(|_| KeyError::Generation)?;
+    let pkcs8 = key.to_pkcs8_der().map_err(|_| KeyError::Generation)?;
+    let spki = key
+        .to_public_key()
+        .to_public_key_der()
+        .map_err(|_| KeyError::Generation)?;
+    Ok((
+        Zeroizing::new(pkcs8.as_bytes().to_vec()),
+        spki.as_bytes().to_vec(),
+    ))
 }
 
 enum Inner {

@@ -102,7 +102,9 @@ fn the_ca_generates_the_key_and_delivers_a_pkcs12_for_each_key_type() {
     let s = Server::fresh();
     let password = "correct horse battery";
     let mut texts = vec![password.to_string()];
-    for key_type in ["ec-p256", "ec-p384", "ed25519", "rsa-3072", "rsa-4096"] {
+    for key_type in [
+        "ec-p256", "ec-p384", "ed25519", "rsa-2048", "rsa-3072", "rsa-4096",
+    ] {
         let (id, code) = create(&s, &maria(1.0, 3));
         texts.push(code.clone());
         let r = redeem(

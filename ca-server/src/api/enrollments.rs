@@ -144,19 +144,28 @@ pub(super) struct RedeemBody {
 }
 
 /// Key types the CA generates for subscribers.
-fn generated_key_type(name: &str) -> Result<KeyAlgorithm, ApiError> {
+#[derive(Clone, Copy, Debug)]
+enum Generated {
+    /// An EC or Ed25519 key from `ring`, or an RSA key of a CA size.
+    Key(KeyAlgorithm),
+    /// A 2048-bit RSA key (a subscriber size, never a CA key).
+    Rsa2048,
+}
+
+fn generated_key_type(name: &str) -> Result<Generated, ApiError> {
     match name {
-        "ec-p256" => Ok(KeyAlgorithm::EcdsaP256),
-        "ec-p384" => Ok(KeyAlgorithm::EcdsaP384),
-        "ed25519" => Ok(KeyAlgorithm::Ed25519),
-        "rsa-3072" => Ok(KeyAlgorithm::Rsa3072),
-        "rsa-4096" => Ok(KeyAlgorithm::Rsa4096),
+        "ec-p256" => Ok(Generated::Key(KeyAlgorithm::EcdsaP256)),
+        "ec-p384" => Ok(Generated::Key(KeyAlgorithm::EcdsaP384)),
+        "ed25519" => Ok(Generated::Key(KeyAlgorithm::Ed25519)),
+        "rsa-2048" => Ok(Generated::Rsa2048),
+        "rsa-3072" => Ok(Generated::Key(KeyAlgorithm::Rsa3072)),
+        "rsa-4096" => Ok(Generated::Key(KeyAlgorithm::Rsa4096)),
         other => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "key_type_not_allowed",
             format!(
-                "the CA generates ec-p256, ec-p384, ed25519, rsa-3072 and rsa-4096 keys, not \
-                 {:?}",
+                "the CA generates ec-p256, ec-p384, ed25519, rsa-2048, rsa-3072 and rsa-4096 \
+                 keys, not {:?}",
                 other.chars().take(32).collect::<String>()
             ),
         )),
@@ -186,8 +195,8 @@ pub async fn redeem(
             if password.chars().count() < min {
                 return Err(CaError::PasswordTooShort(min).into());
             }
-            let algorithm = generated_key_type(&key_type)?;
-            let (pkcs8, key) = tokio::task::spawn_blocking(move || generate(algorithm))
+            let kind = generated_key_type(&key_type)?;
+            let (pkcs8, key) = tokio::task::spawn_blocking(move || generate(kind))
                 .await
                 .map_err(|e| CaError::Crypto(format!("key generation task failed: {e}")))??;
             let issued = state
@@ -222,13 +231,20 @@ pub async fn redeem(
 }
 
 /// Generates a subscriber key: its PKCS#8 (wiped on drop) and its public key.
-fn generate(algorithm: KeyAlgorithm) -> Result<(Zeroizing<Vec<u8>>, csr::SubjectKey), CaError> {
-    let pkcs8 = keys::generate_pkcs8(algorithm)
-        .map_err(|e| CaError::Crypto(format!("key generation: {e}")))?;
-    let key = SoftwareKey::from_pkcs8(&pkcs8)
-        .map_err(|e| CaError::Crypto(format!("key generation: {e}")))?;
-    let public = csr::key_from_spki_der(key.spki_der())?;
-    Ok((pkcs8, public))
+fn generate(kind: Generated) -> Result<(Zeroizing<Vec<u8>>, csr::SubjectKey), CaError> {
+    let failed = |e: keys::KeyError| CaError::Crypto(format!("key generation: {e}"));
+    let (pkcs8, spki) = match kind {
+        Generated::Rsa2048 => keys::generate_rsa_pkcs8(2048).map_err(failed)?,
+        Generated::Key(algorithm) => {
+            let pkcs8 = keys::generate_pkcs8(algorithm).map_err(failed)?;
+            let spki = SoftwareKey::from_pkcs8(&pkcs8)
+                .map_err(failed)?
+                .spki_der()
+                .to_vec();
+            (pkcs8, spki)
+        }
+    };
+    Ok((pkcs8, csr::key_from_spki_der(&spki)?))
 }
 
 /// The friendly name of the PFX: the certificate's subject.
