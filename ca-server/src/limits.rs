@@ -19,6 +19,8 @@ use crate::listener::Peer;
 
 /// Buckets idle this long are forgotten (the map stays bounded by the active clients).
 const IDLE: Duration = Duration::from_secs(60);
+/// Most buckets kept.
+const MAX_BUCKETS: usize = 100_000;
 
 /// A token bucket per client.
 #[derive(Debug)]
@@ -42,8 +44,13 @@ impl RateLimiter {
     /// Takes one request from `client`'s bucket, or says how long until one is available.
     pub fn take(&self, client: [u8; 32], now: Instant) -> Result<(), Duration> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() > 100_000 {
+        if buckets.len() > MAX_BUCKETS {
             buckets.retain(|_, (_, last)| now.duration_since(*last) < IDLE);
+            if buckets.len() > MAX_BUCKETS {
+                // A flood of distinct clients (e.g. made-up tokens): start over rather than
+                // grow without bound.
+                buckets.clear();
+            }
         }
         let (tokens, last) = buckets.entry(client).or_insert((self.burst, now));
         *tokens =
