@@ -50,6 +50,10 @@ pub enum Command {
         /// Create an intermediate's key and CSR instead of a self-signed root.
         #[arg(long)]
         intermediate: bool,
+        /// With a root: also issue the server's own TLS certificate for these names (DNS
+        /// names and IP addresses) and turn TLS on, as `tls-cert` does.
+        #[arg(long = "tls-name")]
+        tls_names: Vec<String>,
     },
     /// Install an intermediate CA's certificate signed by the parent CA.
     Import {
@@ -178,7 +182,15 @@ fn run(cli: Cli) -> Result<(), String> {
             subject,
             validity_days,
             intermediate,
+            tls_names,
         } => {
+            if intermediate && !tls_names.is_empty() {
+                return Err(
+                    "--tls-name needs a root; an intermediate issues its TLS certificate with \
+                     `tls-cert` after `import`"
+                        .into(),
+                );
+            }
             let config = datadir::prepare(&dir)?;
             match datadir::init_ca(
                 &dir,
@@ -189,7 +201,11 @@ fn run(cli: Cli) -> Result<(), String> {
                 intermediate,
             )? {
                 Created::Root(path) => {
-                    println!("root CA certificate written to {}", path.display())
+                    println!("root CA certificate written to {}", path.display());
+                    if !tls_names.is_empty() {
+                        let tls = datadir::issue_tls_certificate(&dir, &tls_names)?;
+                        println!("TLS certificate written to {}; TLS is on", tls.display());
+                    }
                 }
                 Created::IntermediateCsr(path) => println!(
                     "intermediate CA request written to {}; have the parent CA sign it, then run \

@@ -226,6 +226,35 @@ fn tls_with_the_cas_own_certificate_and_client_certificates_as_roles() {
 }
 
 #[test]
+fn init_can_issue_the_servers_tls_certificate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ca");
+    let out = ca_server(&[
+        "init",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--tls-name",
+        "ca.test.example",
+        "--tls-name",
+        "127.0.0.1",
+    ]);
+    assert!(
+        out.status.success(),
+        "init --tls-name: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = Server::serve(&dir);
+    assert!(
+        s.base.starts_with("https://"),
+        "TLS is on after init: {}",
+        s.base
+    );
+    let (code, _) = curl(&s, "/healthz", &[]);
+    assert_eq!(code, 200);
+    s.terminate();
+}
+
+#[test]
 fn plain_http_is_refused_off_loopback_unless_allowed() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = new_dir(tmp.path());
