@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Writes the named seed inputs of each fuzz target into fuzz/corpus/<target>/ (real inputs made
+# with OpenSSL, and the JSON bodies of the API documents). The rest of each corpus is what
+# libFuzzer found, minimized with `cargo fuzz cmin`. Needs openssl and python3.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+corpus="$here/corpus"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+mkdir -p "$corpus"/{csr,ocsp_request,pem,json_bodies}
+
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ec.key 2>/dev/null
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out ec384.key 2>/dev/null
+openssl genpkey -algorithm ED25519 -out ed.key
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out rsa.key 2>/dev/null
+
+# CSRs, PEM and DER.
+csr() { # name key subject [subjectAltName]
+  openssl req -new -key "$2" -subj "$3" ${4:+-addext "subjectAltName=$4"} -out "$1.pem"
+  openssl req -in "$1.pem" -outform DER -out "$1.der"
+  cp "$1.pem" "$1.der" "$corpus/csr/"
+}
+csr seed-ec-p256-tls ec.key "/CN=www.example.com/O=Example/C=BR" \
+  "DNS:www.example.com,DNS:*.example.com,IP:192.0.2.1,IP:2001:db8::1"
+csr seed-ed25519-client ed.key "/CN=alice/OU=Users/ST=SP/L=Campinas" \
+  "DNS:alice.example.com,email:alice@example.com"
+csr seed-rsa-2048-personal rsa.key \
+  "/CN=Maria Silva/GN=Maria/SN=Silva/serialNumber=12345678900/O=Acme/C=BR" "email:maria@example.com"
+csr seed-ec-p384-nosan ec384.key "/CN=host.example.org"
+csr seed-ec-p256-uri ec.key "/CN=svc.example" "URI:https://svc.example/,DNS:svc.example"
+openssl req -new -key ec.key -subj "/" -addext "subjectAltName=DNS:only-san.example" \
+  -out "$corpus/csr/seed-empty-subject.pem"
+
+# OCSP requests against the fixture CA of the ocsp_request target, and their GET forms.
+openssl x509 -inform DER -in "$here/fixtures/ocsp-ca.der" -out ca.pem
+openssl pkey -inform DER -in "$here/fixtures/ocsp-ca.key.der" -out ca.key
+openssl req -new -key ec.key -subj "/CN=leaf.example" -out leaf.csr
+openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key \
+  -set_serial 0x41a2b3c4d5e6f708192a3b4c5d6e7f80 -days 30 -out leaf.pem 2>/dev/null
+o="$corpus/ocsp_request"
+openssl ocsp -issuer ca.pem -cert leaf.pem -reqout "$o/seed-sha1-nonce.der"
+openssl ocsp -issuer ca.pem -cert leaf.pem -no_nonce -reqout "$o/seed-sha1-nononce.der"
+openssl ocsp -sha256 -issuer ca.pem -cert leaf.pem -no_nonce -reqout "$o/seed-sha256-nononce.der"
+openssl ocsp -issuer ca.pem -serial 0x7fffffffffffffffffffffffffffff01 \
+  -serial 0x41a2b3c4d5e6f708192a3b4c5d6e7f80 -serial 12345 -reqout "$o/seed-multi.der"
+openssl ocsp -issuer leaf.pem -cert ca.pem -no_nonce -reqout "$o/seed-other-issuer.der"
+openssl ocsp -issuer ca.pem -cert leaf.pem -signer leaf.pem -signkey ec.key \
+  -reqout "$o/seed-signed.der"
+python3 - "$o" <<'PY'
+import base64, sys, urllib.parse
+o = sys.argv[1]
+for name in ["sha1-nononce", "sha256-nononce", "sha1-nonce"]:
+    b = base64.b64encode(open(f"{o}/seed-{name}.der", "rb").read()).decode()
+    open(f"{o}/seed-get-{name}.txt", "w").write(urllib.parse.quote(b, safe=""))
+b = base64.b64encode(open(f"{o}/seed-multi.der", "rb").read()).decode()
+open(f"{o}/seed-get-multi-raw.txt", "w").write("/" + b.rstrip("="))
+PY
+
+# PEM texts.
+p="$corpus/pem"
+cp ca.pem "$p/seed-ca.pem"
+cat leaf.pem ca.pem > "$p/seed-chain.pem"
+cp seed-ec-p256-tls.pem "$p/seed-csr.pem"
+sed 's/CERTIFICATE REQUEST/NEW CERTIFICATE REQUEST/' seed-ed25519-client.pem > "$p/seed-csr-new.pem"
+(cat ca.pem; openssl pkey -in ec.key -pubout; cat leaf.pem) | sed 's/$/\r/' > "$p/seed-mixed-crlf.pem"
+{ printf '  \n\t'; cat seed-ec-p256-tls.pem; } > "$p/seed-ws-prefix.pem"
+
+# JSON bodies, as in ../shared/API.md and docs/API.md.
+python3 - "$corpus/json_bodies" <<'PY'
+import json, sys
+out = sys.argv[1]
+csr = open("seed-ec-p256-tls.pem").read()
+csr2 = open("seed-ed25519-client.pem").read()
+csr3 = open("seed-rsa-2048-personal.pem").read()
+bodies = {
+    "issue": {"csr": csr, "profile": "tls-server", "validity_days": 90, "request_id": "ra-42-7f3c"},
+    "issue-client": {"csr": csr2, "profile": "tls-client"},
+    "batch": {"requests": [{"csr": csr, "profile": "tls-server"},
+                           {"csr": csr3, "profile": "personal", "validity_days": 365},
+                           {"csr": "x", "profile": "nope"}]},
+    "renew": {"csr": csr, "validity_days": 30, "request_id": "renew-1"},
+    "renew-empty": {},
+    "revoke": {"reason": "keyCompromise", "invalidity_date": "2024-01-02T03:04:05Z"},
+    "revoke-hold": {"reason": "certificateHold"},
+    "enrol-create": {"profile": "personal", "subject": "CN=Maria Silva,O=Acme\\, Inc.,C=BR",
+                     "sans": ["maria@example.com"], "expires_in_hours": 72, "max_attempts": 5},
+    "enrol-create-tls": {"profile": "tls-server", "subject": "CN=www.example.com",
+                         "sans": ["www.example.com", "192.0.2.7", "*.example.com"],
+                         "expires_in_hours": 0.5, "max_attempts": 1, "validity_days": 30},
+    "redeem-csr": {"code": "ABCD-EFGH-JKMN-PQRS", "csr": csr2},
+    "redeem-p12": {"code": "abcd efgh jkmn pqr0", "key_type": "ec-p256",
+                   "pkcs12_password": "correct horse battery"},
+    "token": {"role": "ra", "name": "ra-frontend"},
+}
+for name, body in bodies.items():
+    open(f"{out}/seed-{name}.json", "w").write(json.dumps(body))
+PY
+echo "seeds written to $corpus"
