@@ -131,6 +131,10 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // Small answers go out at once (no Nagle delay on keep-alive connections).
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(%addr, error = %e, "setting TCP_NODELAY");
+        }
         let permit = slots.clone().try_acquire_owned().ok();
         let (builder, acceptor, app) = (builder.clone(), acceptor.clone(), app.clone());
         let timeout = options.header_timeout;
