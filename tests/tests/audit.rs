@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -381,36 +381,11 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// `ca-server serve` on `dir` must refuse to start, saying what to do.
 fn assert_refuses_to_serve(dir: &Path) {
-    let mut child = Command::new(server_bin())
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            dir.to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let out = child.wait_with_output().unwrap();
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert!(!status.success(), "serve must refuse an altered store");
-            assert!(
-                err.contains("audit verify"),
-                "the refusal says what to do: {err}"
-            );
-            return;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("ca-server served a store whose audit log was cut");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let err = serve_refused(dir);
+    assert!(
+        err.contains("audit verify"),
+        "the refusal says what to do: {err}"
+    );
 }
 
 #[test]

@@ -241,33 +241,6 @@ fn sigkill_during_issuance_and_revocation_loses_nothing_acknowledged() {
     }
 }
 
-/// Waits for `ca-server serve` on `dir` to exit on its own; returns its stderr.
-fn refused_start(dir: &std::path::Path) -> String {
-    let mut child = std::process::Command::new(server_bin())
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            dir.to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("ca-server served from {}", dir.display());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(!out.status.success());
-    String::from_utf8_lossy(&out.stderr).to_string()
-}
-
 #[test]
 fn start_up_refuses_a_foreign_key_and_a_damaged_store() {
     let tmp = tempfile::tempdir().unwrap();
@@ -289,7 +262,7 @@ fn start_up_refuses_a_foreign_key_and_a_damaged_store() {
     let original = std::fs::read(&key).unwrap();
     std::fs::remove_file(&key).unwrap();
     std::fs::copy(other.join("ca-key.pem"), &key).unwrap();
-    let err = refused_start(&dir);
+    let err = serve_refused(&dir);
     assert!(
         err.contains("does not match") && err.contains("backup"),
         "foreign key: {err}"
@@ -317,7 +290,7 @@ fn start_up_refuses_a_foreign_key_and_a_damaged_store() {
         *b ^= 0xff;
     }
     std::fs::write(victim, bytes).unwrap();
-    let err = refused_start(&dir);
+    let err = serve_refused(&dir);
     assert!(
         err.contains("damaged") || err.contains("Corruption"),
         "damaged store: {err}"

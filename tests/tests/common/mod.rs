@@ -91,6 +91,32 @@ pub fn init_ca(dir: &Path, key_type: &str) {
     ]);
 }
 
+/// `ca-server serve` on `dir`, which must refuse to start: waits up to 60 s for it to exit
+/// unsuccessfully and returns what it printed on stderr.
+pub fn serve_refused(dir: &Path) -> String {
+    let mut child = Command::new(server_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning ca-server serve");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "ca-server served from {}, which it must refuse",
+                dir.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("wait");
+    assert!(!out.status.success(), "ca-server serve exited successfully");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
 /// `ca-server token create --data-dir DIR --role ROLE --name NAME`: the new token.
 pub fn create_token(dir: &Path, role: &str, name: &str) -> String {
     let out = ca_server_ok(&[
