@@ -26,6 +26,7 @@ use time::OffsetDateTime;
 
 use crate::csr::SubjectKeyType;
 use crate::error::CaError;
+use crate::store::record::{decode_versioned, encode};
 
 const ENTRY_V1: u8 = 1;
 const CHECKPOINT_V1: u8 = 1;
@@ -208,19 +209,12 @@ impl AuditEntry {
 
     /// Encodes the entry with its format version.
     pub fn encode(&self) -> Result<Vec<u8>, CaError> {
-        let mut out = vec![ENTRY_V1];
-        postcard::to_io(self, &mut out)
-            .map_err(|e| CaError::Storage(format!("encoding an audit entry: {e}")))?;
-        Ok(out)
+        encode(ENTRY_V1, self)
     }
 
     /// Decodes a stored entry.
     pub fn decode(bytes: &[u8]) -> Result<Self, CaError> {
-        match bytes.split_first() {
-            Some((&ENTRY_V1, body)) => postcard::from_bytes(body)
-                .map_err(|e| CaError::Storage(format!("decoding an audit entry: {e}"))),
-            _ => Err(CaError::Storage("audit entry of an unknown format".into())),
-        }
+        decode_versioned(bytes, ENTRY_V1, "audit entry")
     }
 }
 
@@ -316,19 +310,12 @@ impl Checkpoint {
 
     /// Encodes the checkpoint with its format version.
     pub fn encode(&self) -> Result<Vec<u8>, CaError> {
-        let mut out = vec![CHECKPOINT_V1];
-        postcard::to_io(self, &mut out)
-            .map_err(|e| CaError::Storage(format!("encoding a checkpoint: {e}")))?;
-        Ok(out)
+        encode(CHECKPOINT_V1, self)
     }
 
     /// Decodes a stored checkpoint.
     pub fn decode(bytes: &[u8]) -> Result<Self, CaError> {
-        match bytes.split_first() {
-            Some((&CHECKPOINT_V1, body)) => postcard::from_bytes(body)
-                .map_err(|e| CaError::Storage(format!("decoding a checkpoint: {e}"))),
-            _ => Err(CaError::Storage("checkpoint of an unknown format".into())),
-        }
+        decode_versioned(bytes, CHECKPOINT_V1, "checkpoint")
     }
 }
 

@@ -113,19 +113,12 @@ const REVOCATION_V1: u8 = 1;
 impl Revocation {
     /// Encodes the record with its format version.
     pub fn encode(&self) -> Result<Vec<u8>, CaError> {
-        let mut out = vec![REVOCATION_V1];
-        postcard::to_io(self, &mut out)
-            .map_err(|e| CaError::Storage(format!("encoding a revocation: {e}")))?;
-        Ok(out)
+        crate::store::record::encode(REVOCATION_V1, self)
     }
 
     /// Decodes a stored record.
     pub fn decode(bytes: &[u8]) -> Result<Self, CaError> {
-        match bytes.split_first() {
-            Some((&REVOCATION_V1, body)) => postcard::from_bytes(body)
-                .map_err(|e| CaError::Storage(format!("decoding a revocation: {e}"))),
-            _ => Err(CaError::Storage("revocation of an unknown format".into())),
-        }
+        crate::store::record::decode_versioned(bytes, REVOCATION_V1, "revocation")
     }
 
     /// Whether this is a hold, which may still be released.

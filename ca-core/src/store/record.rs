@@ -50,12 +50,7 @@ impl CertRecord {
 
     /// Decodes a stored record of any known format version.
     pub fn decode(bytes: &[u8]) -> Result<Self, CaError> {
-        match bytes.split_first() {
-            Some((&CERT_RECORD_V1, body)) => decode(body, "certificate record"),
-            _ => Err(CaError::Storage(
-                "certificate record of an unknown format".into(),
-            )),
-        }
+        decode_versioned(bytes, CERT_RECORD_V1, "certificate record")
     }
 }
 
@@ -113,10 +108,7 @@ impl TokenRecord {
 
     /// Decodes a stored record of any known format version.
     pub fn decode(bytes: &[u8]) -> Result<Self, CaError> {
-        match bytes.split_first() {
-            Some((&TOKEN_RECORD_V1, body)) => decode(body, "token record"),
-            _ => Err(CaError::Storage("token record of an unknown format".into())),
-        }
+        decode_versioned(bytes, TOKEN_RECORD_V1, "token record")
     }
 }
 
@@ -182,20 +174,29 @@ impl EnrollmentRecord {
 
     /// Decodes a stored record of any known format version.
     pub fn decode(bytes: &[u8]) -> Result<Self, CaError> {
-        match bytes.split_first() {
-            Some((&ENROLLMENT_RECORD_V1, body)) => decode(body, "enrolment record"),
-            _ => Err(CaError::Storage(
-                "enrolment record of an unknown format".into(),
-            )),
-        }
+        decode_versioned(bytes, ENROLLMENT_RECORD_V1, "enrolment record")
     }
 }
 
-fn encode<T: Serialize>(version: u8, value: &T) -> Result<Vec<u8>, CaError> {
+/// Encodes a stored value: its format version byte, then its postcard body.
+pub(crate) fn encode<T: Serialize>(version: u8, value: &T) -> Result<Vec<u8>, CaError> {
     let mut out = vec![version];
     postcard::to_io(value, &mut out)
         .map_err(|e| CaError::Storage(format!("encoding a record: {e}")))?;
     Ok(out)
+}
+
+/// Decodes a stored value written by [`encode`] with format version `version`; `what` names
+/// it in errors.
+pub(crate) fn decode_versioned<'a, T: Deserialize<'a>>(
+    bytes: &'a [u8],
+    version: u8,
+    what: &str,
+) -> Result<T, CaError> {
+    match bytes.split_first() {
+        Some((&v, body)) if v == version => decode(body, what),
+        _ => Err(CaError::Storage(format!("{what} of an unknown format"))),
+    }
 }
 
 fn decode<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, CaError> {

@@ -195,7 +195,7 @@ pub(super) fn find(
     Ok(record)
 }
 
-fn check_request_id(id: Option<&str>) -> Result<(), ApiError> {
+pub(super) fn check_request_id(id: Option<&str>) -> Result<(), ApiError> {
     match id {
         Some(id) if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) => Err(
             ApiError::invalid_request("request_id must have 1 to 128 printable characters"),

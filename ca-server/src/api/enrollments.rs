@@ -46,17 +46,9 @@ pub(super) struct CreateBody {
     pub(super) validity_days: Option<u32>,
 }
 
-/// `POST /v1/enrollments` (ra) → `201 {"id", "code", "expires_at"}`; the code is shown only
-/// here.
-pub async fn create(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let caller = state.authorize(&headers, &[Role::Ra])?;
-    let body: CreateBody = parse_json(&body_or_error(body)?)?;
-    let max_hours = state.enrollment.max_lifetime_hours;
-    // Fractions of an hour are allowed (at least a second).
+/// The creation body's own limits: the code's lifetime in seconds (fractions of an hour are
+/// allowed, at least a second, at most `max_hours`) and 1 to 100 attempts.
+pub(super) fn check_create(body: &CreateBody, max_hours: u32) -> Result<i64, ApiError> {
     let lifetime_secs = (body.expires_in_hours * 3600.0).round();
     if !(1.0..=f64::from(max_hours) * 3600.0).contains(&lifetime_secs) {
         return Err(ApiError::invalid_request(format!(
@@ -68,13 +60,26 @@ pub async fn create(
             "max_attempts must be between 1 and 100",
         ));
     }
+    Ok(lifetime_secs as i64)
+}
+
+/// `POST /v1/enrollments` (ra) → `201 {"id", "code", "expires_at"}`; the code is shown only
+/// here.
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let caller = state.authorize(&headers, &[Role::Ra])?;
+    let body: CreateBody = parse_json(&body_or_error(body)?)?;
+    let lifetime_secs = check_create(&body, state.enrollment.max_lifetime_hours)?;
     let engine = state.engine.clone();
     let request = EnrollmentRequest {
         profile: body.profile,
         subject: body.subject,
         sans: body.sans,
         validity_days: body.validity_days,
-        lifetime_secs: lifetime_secs as i64,
+        lifetime_secs,
         max_attempts: body.max_attempts,
         requester: requester(&caller),
     };

@@ -11,8 +11,8 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::audit::TokenBody;
-use super::certificates::{BatchBody, IssueBody, RenewBody};
-use super::enrollments::{CreateBody, RedeemBody};
+use super::certificates::{check_request_id, BatchBody, IssueBody, RenewBody};
+use super::enrollments::{self, CreateBody, RedeemBody};
 use super::revocation::RevokeBody;
 use crate::auth::{new_token, Role};
 
@@ -38,7 +38,7 @@ pub fn parse_bodies(data: &[u8]) {
         }
     }
     if let Ok(body) = serde_json::from_slice::<RenewBody>(data) {
-        check_request_id(body.request_id.as_deref());
+        let _ = check_request_id(body.request_id.as_deref());
         if let Some(csr) = body.csr {
             let _ = csr::parse_and_verify(csr.as_bytes());
         }
@@ -72,7 +72,7 @@ pub fn parse_bodies(data: &[u8]) {
 
 /// The issuance handler's request-id rule, then the engine's CSR check and profile check.
 fn check_issue(profiles: &std::collections::BTreeMap<String, Profile>, body: IssueBody) {
-    check_request_id(body.request_id.as_deref());
+    let _ = check_request_id(body.request_id.as_deref());
     let Some(profile) = profiles.get(&body.profile) else {
         return;
     };
@@ -81,22 +81,11 @@ fn check_issue(profiles: &std::collections::BTreeMap<String, Profile>, body: Iss
     }
 }
 
-/// The request-id rule of the handlers: 1 to 128 bytes, no control characters.
-fn check_request_id(id: Option<&str>) -> bool {
-    match id {
-        Some(id) => !(id.is_empty() || id.len() > 128 || id.chars().any(char::is_control)),
-        None => true,
-    }
-}
-
 /// The enrolment handler's lifetime and attempts checks, then the engine's subject, SAN and
 /// profile checks, and the subject's stored form.
 fn check_create(profiles: &std::collections::BTreeMap<String, Profile>, body: CreateBody) {
-    let lifetime_secs = (body.expires_in_hours * 3600.0).round();
     // 720 hours: the default `enrollment.max_lifetime_hours`.
-    let lifetime_ok = (1.0..=720.0 * 3600.0).contains(&lifetime_secs);
-    let _ = (lifetime_ok, lifetime_secs as i64);
-    let _ = body.max_attempts == 0 || body.max_attempts > 100;
+    let _ = enrollments::check_create(&body, 720);
     let Some(profile) = profiles.get(&body.profile) else {
         return;
     };
