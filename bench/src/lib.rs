@@ -3,6 +3,7 @@
 
 #![deny(missing_docs)]
 
+pub mod cpu;
 pub mod limit;
 
 use std::sync::Arc;
@@ -67,7 +68,7 @@ pub struct EngineFixture {
     pub engine: std::sync::Arc<ca_core::engine::Engine>,
     /// `count` P-256 CSRs, one DNS SAN each.
     pub csrs: Vec<Vec<u8>>,
-    /// The runtime the requests are awaited on.
+    /// The (single-threaded) runtime the requests are awaited on.
     pub runtime: tokio::runtime::Runtime,
     _dir: Option<tempfile::TempDir>,
 }
@@ -95,7 +96,12 @@ impl EngineFixture {
             .map(|i| csr_der(CsrKey::EcP256, &format!("h{i}.bench.example")))
             .collect::<Result<_, _>>()
             .map_err(|e| e.to_string())?;
-        let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+        // One thread awaits the answers: the engine's own threads do the work, and a
+        // multi-threaded runtime would only add threads competing for the same cores.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
         Ok(EngineFixture {
             engine: Arc::new(engine),
             csrs,

@@ -207,3 +207,96 @@ fn certificate_urls_point_at_this_server() {
         "caIssuers does not serve the issuing CA certificate"
     );
 }
+
+/// The DER form of `POST /v1/certificates` (docs/API.md): a DER PKCS#10 body with
+/// `Content-Type: application/pkcs10` and the options in the query string answers the DER
+/// certificate as `application/pkix-cert`, the same certificate the JSON form would store;
+/// errors keep the contract's JSON shape.
+#[test]
+fn der_form_issues_a_der_certificate() {
+    let s = Server::fresh();
+    let ra = &s.tokens.ra;
+    let csr = make_csr("ec-p256", "/CN=der.acme.example", &["DNS:der.acme.example"]);
+    let path = "/v1/certificates?profile=tls-server&validity_days=30&request_id=der-1";
+    let r = s.post_raw(path, Some(ra), "application/pkcs10", csr.der());
+    assert_eq!(r.status, 201, "DER issuance: {r}");
+    assert_eq!(r.content_type, "application/pkix-cert", "DER issuance: {r}");
+    let serial = r
+        .location
+        .strip_prefix("/v1/certificates/")
+        .unwrap_or_else(|| panic!("Location {:?} names no certificate", r.location))
+        .to_string();
+    // The stored certificate is the DER answered; judge it as the JSON answer is judged.
+    let record = s.record(&serial);
+    let answer = serde_json::json!({
+        "serial": serial,
+        "certificate": to_pem("CERTIFICATE", &r.bytes),
+        "chain": s.ca().ders.iter().map(|d| to_pem("CERTIFICATE", d)).collect::<Vec<_>>(),
+        "not_before": record["not_before"],
+        "not_after": record["not_after"],
+        "profile": "tls-server",
+        "status": "valid",
+    });
+    assert_eq!(
+        record["certificate"], answer["certificate"],
+        "stored vs answered"
+    );
+    s.check_issued(&answer, &csr, "tls-server", 30);
+
+    // A repeated request_id answers the same certificate, 200.
+    let again = s.post_raw(path, Some(ra), "application/pkcs10", csr.der());
+    assert_eq!(again.status, 200, "repeated DER issuance: {again}");
+    assert_eq!(
+        again.bytes, r.bytes,
+        "a replay answers the first certificate"
+    );
+
+    // Errors are the contract's JSON.
+    let mut c = Checks::default();
+    let r = s.post_raw(
+        "/v1/certificates",
+        Some(ra),
+        "application/pkcs10",
+        csr.der(),
+    );
+    c.error(&r, 400, "invalid_request", "DER form without a profile");
+    let r = s.post_raw(
+        "/v1/certificates?profile=tls-server&colour=blue",
+        Some(ra),
+        "application/pkcs10",
+        csr.der(),
+    );
+    c.error(
+        &r,
+        400,
+        "invalid_request",
+        "DER form with an unknown parameter",
+    );
+    let r = s.post_raw(
+        "/v1/certificates?profile=tls-server",
+        Some(ra),
+        "application/pkcs10",
+        b"\x30\x03\x02\x01\x00".to_vec(),
+    );
+    c.error(&r, 400, "csr_malformed", "DER form with a malformed CSR");
+    let r = s.post_raw(
+        "/v1/certificates?profile=no-such-profile",
+        Some(ra),
+        "application/pkcs10",
+        csr.der(),
+    );
+    c.error(
+        &r,
+        422,
+        "unknown_profile",
+        "DER form with an unknown profile",
+    );
+    let r = s.post_raw(
+        "/v1/certificates?profile=tls-server",
+        None,
+        "application/pkcs10",
+        csr.der(),
+    );
+    c.error(&r, 401, "unauthorized", "DER form without a token");
+    c.finish("DER form errors");
+}

@@ -7,11 +7,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bench::cpu;
 use bench::limit::{self, Limit};
 use bench::{csr_der, CsrKey};
+use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use keys::KeyAlgorithm;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// Load generator for ca-server.
@@ -34,6 +36,10 @@ struct Args {
     /// for a side-by-side comparison.
     #[arg(long, value_enum, default_value = "ca")]
     target: Target,
+    /// Single-mode request body: the contract's JSON (PEM CSR, JSON answer), or the DER
+    /// form (`application/pkcs10` in, `application/pkix-cert` out; docs/API.md).
+    #[arg(long, value_enum, default_value = "json")]
+    body: BodyFormat,
     /// Requests per batch call (batch mode).
     #[arg(long, default_value_t = 100)]
     batch_size: usize,
@@ -64,6 +70,10 @@ struct Args {
     /// Write the result as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// The server's process id (same machine): report the CPU time per certificate of each
+    /// of its thread groups and of this client.
+    #[arg(long)]
+    server_pid: Option<u32>,
     /// A label for the scenario in the JSON.
     #[arg(long, default_value = "")]
     label: String,
@@ -81,6 +91,13 @@ enum Target {
 enum Mode {
     Single,
     Batch,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum BodyFormat {
+    Json,
+    Der,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -108,7 +125,8 @@ struct Shared {
     client: reqwest::Client,
     url: String,
     token: String,
-    bodies: Vec<String>,
+    content_type: &'static str,
+    bodies: Vec<Bytes>,
     next: AtomicU64,
     issued: AtomicU64,
     stop: AtomicBool,
@@ -129,6 +147,7 @@ struct Report {
     label: String,
     target: Target,
     mode: Mode,
+    body: BodyFormat,
     connections: usize,
     batch_size: usize,
     key_type: CsrKey,
@@ -141,6 +160,9 @@ struct Report {
     latency_ms: BTreeMap<&'static str, f64>,
     errors: BTreeMap<String, u64>,
     limit: Option<Limit>,
+    /// CPU microseconds per certificate by thread group (`server:NAME`, `client`), with
+    /// `--server-pid`.
+    cpu_us_per_certificate: BTreeMap<String, f64>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -172,26 +194,39 @@ fn token(args: &Args) -> Result<String, String> {
         .ok_or_else(|| format!("{} has no ra token", path.display()))
 }
 
-fn bodies(args: &Args) -> Result<Vec<String>, String> {
+fn bodies(args: &Args) -> Result<Vec<Bytes>, String> {
     eprint!("generating {} CSRs ...", args.csrs);
-    let mut requests = Vec::with_capacity(args.csrs);
+    let mut ders = Vec::with_capacity(args.csrs);
     for i in 0..args.csrs.max(1) {
-        let der = csr_der(args.key_type.into(), &format!("h{i}.bench.example"))
-            .map_err(|e| e.to_string())?;
-        let pem = ca_core::armor::to_pem("CERTIFICATE REQUEST", &der);
-        requests.push(match args.target {
-            Target::Ca => json!({"csr": pem, "profile": args.profile}),
-            Target::Cfssl => json!({"certificate_request": pem}),
-        });
+        ders.push(
+            csr_der(args.key_type.into(), &format!("h{i}.bench.example"))
+                .map_err(|e| e.to_string())?,
+        );
     }
     eprintln!(" done");
+    if args.body == BodyFormat::Der {
+        return Ok(ders.into_iter().map(Bytes::from).collect());
+    }
+    let requests: Vec<Value> = ders
+        .iter()
+        .map(|der| {
+            let pem = ca_core::armor::to_pem("CERTIFICATE REQUEST", der);
+            match args.target {
+                Target::Ca => json!({"csr": pem, "profile": args.profile}),
+                Target::Cfssl => json!({"certificate_request": pem}),
+            }
+        })
+        .collect();
     Ok(match args.mode {
-        Mode::Single => requests.iter().map(Value::to_string).collect(),
+        Mode::Single => requests
+            .iter()
+            .map(|r| Bytes::from(r.to_string()))
+            .collect(),
         Mode::Batch => requests
             .chunks(args.batch_size.max(1))
             .cycle()
             .take(requests.len().div_ceil(args.batch_size.max(1)).max(8))
-            .map(|chunk| json!({"requests": chunk}).to_string())
+            .map(|chunk| Bytes::from(json!({"requests": chunk}).to_string()))
             .collect(),
     })
 }
@@ -199,6 +234,11 @@ fn bodies(args: &Args) -> Result<Vec<String>, String> {
 fn run(args: Args) -> Result<(), String> {
     if args.target == Target::Cfssl && matches!(args.mode, Mode::Batch) {
         return Err("cfssl has no batch endpoint".into());
+    }
+    if args.body == BodyFormat::Der
+        && (args.target == Target::Cfssl || matches!(args.mode, Mode::Batch))
+    {
+        return Err("--body der is ca-server's single-request form only".into());
     }
     let limit = if args.limit_seconds > 0.0 {
         eprintln!("measuring the machine's limit L (ring sign and verify rates) ...");
@@ -231,12 +271,18 @@ fn run(args: Args) -> Result<(), String> {
         url: format!(
             "{}{}",
             args.url.trim_end_matches('/'),
-            match (args.target, args.mode) {
-                (Target::Cfssl, _) => "/api/v1/cfssl/sign",
-                (Target::Ca, Mode::Single) => "/v1/certificates",
-                (Target::Ca, Mode::Batch) => "/v1/certificates/batch",
+            match (args.target, args.mode, args.body) {
+                (Target::Cfssl, _, _) => "/api/v1/cfssl/sign".to_string(),
+                (Target::Ca, Mode::Single, BodyFormat::Json) => "/v1/certificates".to_string(),
+                (Target::Ca, Mode::Single, BodyFormat::Der) =>
+                    format!("/v1/certificates?profile={}", args.profile),
+                (Target::Ca, Mode::Batch, _) => "/v1/certificates/batch".to_string(),
             }
         ),
+        content_type: match args.body {
+            BodyFormat::Json => "application/json",
+            BodyFormat::Der => "application/pkcs10",
+        },
         token: token(&args)?,
         bodies: bodies(&args)?,
         next: AtomicU64::new(0),
@@ -249,7 +295,25 @@ fn run(args: Args) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    let cpu_before = args
+        .server_pid
+        .map(|pid| (cpu::sample(pid), cpu::sample(std::process::id())));
     let (seconds, issued) = runtime.block_on(drive(&args, shared.clone()));
+    let cpu_us_per_certificate = match (args.server_pid, cpu_before) {
+        (Some(pid), Some((server, client))) if issued > 0 => {
+            let per_cert = |d: Duration| d.as_secs_f64() * 1e6 / issued as f64;
+            let mut split: BTreeMap<String, f64> = cpu::used(&server, &cpu::sample(pid))
+                .into_iter()
+                .map(|(name, d)| (format!("server:{name}"), per_cert(d)))
+                .collect();
+            let client: Duration = cpu::used(&client, &cpu::sample(std::process::id()))
+                .values()
+                .sum();
+            split.insert("client".into(), per_cert(client));
+            split
+        }
+        _ => BTreeMap::new(),
+    };
     let mut latencies = shared
         .latencies_us
         .lock()
@@ -268,6 +332,7 @@ fn run(args: Args) -> Result<(), String> {
         label: args.label.clone(),
         target: args.target,
         mode: args.mode,
+        body: args.body,
         connections: args.connections,
         batch_size: args.batch_size,
         key_type: args.key_type.into(),
@@ -285,6 +350,7 @@ fn run(args: Args) -> Result<(), String> {
         ]),
         errors: shared.errors.lock().map(|e| e.clone()).unwrap_or_default(),
         limit,
+        cpu_us_per_certificate,
     };
     print_table(&report);
     if let Some(path) = &args.json {
@@ -348,15 +414,15 @@ async fn connection(shared: Arc<Shared>, pace: Option<(Duration, Duration)>) {
             .client
             .post(&shared.url)
             .bearer_auth(&shared.token)
-            .header("content-type", "application/json")
+            .header("content-type", shared.content_type)
             .body(body)
             .send()
             .await;
         let outcome = match response {
             Ok(r) => {
                 let status = r.status();
-                let text = r.text().await.unwrap_or_default();
-                Some((status, text))
+                let body = r.bytes().await.unwrap_or_default();
+                Some((status, body))
             }
             Err(e) => {
                 shared.error(format!("transport: {}", e.without_url()));
@@ -370,30 +436,63 @@ async fn connection(shared: Arc<Shared>, pace: Option<(Duration, Duration)>) {
         if let Ok(mut l) = shared.latencies_us.lock() {
             l.push(elapsed);
         }
-        if let Some((status, text)) = outcome {
-            count(&shared, status, &text);
+        if let Some((status, body)) = outcome {
+            count(&shared, status, &body);
         }
     }
 }
 
-fn count(shared: &Shared, status: reqwest::StatusCode, text: &str) {
-    let parsed: Value = serde_json::from_str(text).unwrap_or(Value::Null);
-    if let Some(results) = parsed["results"].as_array() {
+/// The parts of an answer the load generator looks at (ca-server's issuance, batch and error
+/// answers, and cfssl's); everything else is skipped unparsed, so that the client spends as
+/// little as it can of the machine it shares with the server.
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct Answer {
+    success: Option<bool>,
+    results: Option<Vec<BatchItem>>,
+    error: Option<ErrorCode>,
+    errors: Vec<ErrorMessage>,
+}
+
+#[derive(Deserialize)]
+struct BatchItem {
+    #[serde(default)]
+    error: Option<ErrorCode>,
+}
+
+#[derive(Deserialize)]
+struct ErrorCode {
+    code: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorMessage {
+    message: String,
+}
+
+fn count(shared: &Shared, status: reqwest::StatusCode, body: &[u8]) {
+    let der = shared.content_type == "application/pkcs10";
+    if der && status.is_success() {
+        shared.issued.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let answer: Answer = serde_json::from_slice(body).unwrap_or_default();
+    if let Some(results) = answer.results {
         for r in results {
-            match r["error"]["code"].as_str() {
-                Some(code) => shared.error(code.to_string()),
+            match r.error {
+                Some(e) => shared.error(e.code),
                 None => {
                     shared.issued.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
-    } else if status.is_success() && parsed["success"] != Value::Bool(false) {
+    } else if status.is_success() && answer.success != Some(false) {
         shared.issued.fetch_add(1, Ordering::Relaxed);
     } else {
-        let code = parsed["error"]["code"]
-            .as_str()
-            .map(String::from)
-            .or_else(|| parsed["errors"][0]["message"].as_str().map(String::from))
+        let code = answer
+            .error
+            .map(|e| e.code)
+            .or_else(|| answer.errors.into_iter().next().map(|e| e.message))
             .unwrap_or_else(|| format!("http_{}", status.as_u16()));
         shared.error(code);
     }
@@ -430,6 +529,19 @@ fn print_table(r: &Report) {
         r.latency_ms["max"],
         errors
     );
+    if !r.cpu_us_per_certificate.is_empty() {
+        let parts: Vec<String> = r
+            .cpu_us_per_certificate
+            .iter()
+            .filter(|(_, us)| **us >= 0.05)
+            .map(|(name, us)| format!("{name} {us:.1}"))
+            .collect();
+        let total: f64 = r.cpu_us_per_certificate.values().sum();
+        println!(
+            "CPU µs per certificate: {} (total {total:.1})",
+            parts.join(", ")
+        );
+    }
     if let Some(l) = &r.limit {
         println!(
             "L = {} cores / (1/{:.0} + 1/{:.0}) = {:.0} certificates/s; measured with all \

@@ -35,6 +35,7 @@ pub mod query;
 pub mod record;
 pub mod writer;
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -311,6 +312,24 @@ impl Store {
             return Ok(false);
         }
         Ok(self.db.get_pinned_cf(certs, serial.as_bytes())?.is_some())
+    }
+
+    /// Which of `serials` are already stored, in one sorted multi-get: the writer checks a
+    /// whole group's serials at once, which costs RocksDB one walk of the memtable and of
+    /// each table's filter instead of one per certificate.
+    pub fn stored_serials(&self, serials: &mut [Serial]) -> Result<HashSet<Serial>, CaError> {
+        serials.sort_unstable();
+        let certs = self.cf(cf::CERTS)?;
+        let found = self
+            .db
+            .batched_multi_get_cf(certs, serials.iter().map(Serial::as_bytes), true);
+        let mut stored = HashSet::new();
+        for (serial, result) in serials.iter().zip(found) {
+            if result?.is_some() {
+                stored.insert(*serial);
+            }
+        }
+        Ok(stored)
     }
 
     /// The idempotency entry for this key.

@@ -235,6 +235,9 @@ struct Group<'a> {
     store: &'a Store,
     batch: WriteBatch,
     counters: Counters,
+    /// Which of the group's serials the store already holds (looked up once per group).
+    stored: Result<HashSet<Serial>, CaError>,
+    /// The serials this group stores.
     serials: HashSet<Serial>,
     keys: HashMap<IdempotencyKey, IdempotencyRecord>,
     revocations: HashMap<Serial, Option<Revocation>>,
@@ -244,10 +247,20 @@ struct Group<'a> {
 
 /// Commits one group; returns the counters after it.
 fn commit(store: &Store, ops: Vec<WriteOp>, before: Counters) -> Counters {
+    let mut drawn: Vec<Serial> = ops
+        .iter()
+        .filter_map(|op| match op {
+            WriteOp::Certificate(cert, _) => cert.record.serial(),
+            _ => None,
+        })
+        .collect();
+    // Should the look-up fail, every certificate of the group is refused with its error.
+    let stored = store.stored_serials(&mut drawn);
     let mut group = Group {
         store,
         batch: WriteBatch::default(),
         counters: before,
+        stored,
         serials: HashSet::new(),
         keys: HashMap::new(),
         revocations: HashMap::new(),
@@ -407,7 +420,11 @@ impl Group<'_> {
                 return Ok(Committed::Existing(existing));
             }
         }
-        if self.serials.contains(&serial) || self.store.contains_serial(&serial)? {
+        let stored = match &self.stored {
+            Ok(stored) => stored.contains(&serial),
+            Err(e) => return Err(CaError::Storage(e.to_string())),
+        };
+        if stored || self.serials.contains(&serial) {
             return Err(CaError::SerialCollision(serial));
         }
         let redeemed = match enrollment {

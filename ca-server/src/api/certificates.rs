@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
@@ -12,7 +12,8 @@ use ca_core::engine::{IssueRequest, Issued, RenewRequest, Requester};
 use ca_core::revocation::{Revocation, Status};
 use ca_core::store::{CertRecord, Store};
 use ca_core::{inspect, CaError, Serial};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
@@ -29,21 +30,90 @@ pub struct IssueBody {
     pub(super) request_id: Option<String>,
 }
 
+/// The batch body: each request stays raw JSON until its own task decodes it, so that one bad
+/// request answers its own error and the rest are decoded once, straight into [`IssueBody`].
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct BatchBody {
-    pub(super) requests: Vec<Value>,
+    pub(super) requests: Vec<Box<RawValue>>,
 }
 
-/// `POST /v1/certificates` (ra).
+/// Query parameters of the DER issuance form (`Content-Type: application/pkcs10`), which
+/// carry what the JSON body's other fields carry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DerIssueQuery {
+    pub(super) profile: String,
+    pub(super) validity_days: Option<u32>,
+    pub(super) request_id: Option<String>,
+}
+
+/// The media type of a DER PKCS#10 request body (RFC 5967).
+const PKCS10: &str = "application/pkcs10";
+/// The media type of a DER certificate (RFC 2585).
+const PKIX_CERT: &str = "application/pkix-cert";
+
+/// `POST /v1/certificates` (ra). A JSON body answers JSON; a DER CSR with `Content-Type:
+/// application/pkcs10` (the profile and options in the query string) answers the DER
+/// certificate as `application/pkix-cert`, with its serial in `Location`: no JSON, PEM or
+/// base64 on either side (docs/API.md).
 pub async fn issue(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    query: Result<Query<DerIssueQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let caller = state.authorize(&headers, &[Role::Ra])?;
-    let body: IssueBody = parse_json(&body_or_error(body)?)?;
-    let issued = state.engine.issue(request(body, &caller)?).await?;
+    let body = body_or_error(body)?;
+    if is_pkcs10(&headers) {
+        let Query(query) = query
+            .map_err(|e| ApiError::invalid_request(format!("invalid query: {}", e.body_text())))?;
+        check_request_id(query.request_id.as_deref())?;
+        let request = IssueRequest {
+            csr: body.to_vec(),
+            profile: query.profile,
+            validity_days: query.validity_days,
+            request_id: query.request_id,
+            requester: requester(&caller),
+        };
+        let issued = issue_one(&state, request, &caller).await?;
+        let location = format!("/v1/certificates/{}", serial_hex(&issued.record));
+        let headers = [
+            (header::CONTENT_TYPE, PKIX_CERT.to_string()),
+            (header::LOCATION, location),
+        ];
+        return Ok((status_of(&issued), headers, issued.record.der).into_response());
+    }
+    let body: IssueBody = parse_json(&body)?;
+    let issued = issue_one(&state, request(body, &caller)?, &caller).await?;
+    Ok((status_of(&issued), Json(issued_view(&state, &issued)?)).into_response())
+}
+
+/// True when the body is a DER PKCS#10 request rather than the contract's JSON.
+fn is_pkcs10(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(PKCS10))
+}
+
+/// 201 for a new certificate, 200 for one answered again for a repeated `request_id`.
+fn status_of(issued: &Issued) -> StatusCode {
+    if issued.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    }
+}
+
+/// Issues the certificate of one request (single or batch).
+async fn issue_one(
+    state: &AppState,
+    request: IssueRequest,
+    caller: &Caller,
+) -> Result<Issued, ApiError> {
+    let issued = state.engine.issue(request).await?;
     tracing::debug!(
         serial = %hex::encode(issued.record.serial),
         profile = %issued.record.profile,
@@ -51,12 +121,7 @@ pub async fn issue(
         replayed = issued.replayed,
         "issued"
     );
-    let status = if issued.replayed {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok((status, Json(issued_json(&state, &issued)?)).into_response())
+    Ok(issued)
 }
 
 /// `POST /v1/certificates/batch` (ra): one result per request, in order; one bad request
@@ -65,7 +130,7 @@ pub async fn issue_batch(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let caller = state.authorize(&headers, &[Role::Ra])?;
     let body: BatchBody = parse_json(&body_or_error(body)?)?;
     if body.requests.len() > state.max_batch {
@@ -90,22 +155,36 @@ pub async fn issue_batch(
         let caller = caller.clone();
         tasks.spawn(async move {
             let result = async {
-                let body: IssueBody = serde_json::from_value(item)
+                let body: IssueBody = serde_json::from_str(item.get())
                     .map_err(|e| ApiError::invalid_request(format!("invalid request: {e}")))?;
-                let issued = state.engine.issue(request(body, &caller)?).await?;
-                issued_json(&state, &issued)
+                let issued = issue_one(&state, request(body, &caller)?, &caller).await?;
+                let view = issued_view(&state, &issued)?;
+                serde_json::value::to_raw_value(&view).map_err(json_failed)
             }
             .await;
-            (index, result.unwrap_or_else(|e| e.body()))
+            let result =
+                result.or_else(|e| serde_json::value::to_raw_value(&e.body()).map_err(json_failed));
+            (index, result)
         });
     }
-    let mut results = vec![Value::Null; tasks.len()];
+    let mut results = Vec::with_capacity(tasks.len());
+    results.resize_with(tasks.len(), || None);
     while let Some(joined) = tasks.join_next().await {
         let (index, value) = joined
             .map_err(|e| ApiError::from(CaError::Signing(format!("a batch task failed: {e}"))))?;
-        results[index] = value;
+        results[index] = Some(value?);
     }
-    Ok(Json(json!({ "results": results })))
+    Ok(Json(BatchResults { results }).into_response())
+}
+
+/// The batch answer: each result already serialised by its own task.
+#[derive(Serialize)]
+struct BatchResults {
+    results: Vec<Option<Box<RawValue>>>,
+}
+
+fn json_failed(e: serde_json::Error) -> ApiError {
+    CaError::Storage(format!("encoding an answer: {e}")).into()
 }
 
 /// The renewal body of the contract.
@@ -145,12 +224,7 @@ pub async fn renew(
             requester: requester(&caller),
         })
         .await?;
-    let status = if issued.replayed {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok((status, Json(issued_json(&state, &issued)?)).into_response())
+    Ok((status_of(&issued), Json(issued_view(&state, &issued)?)).into_response())
 }
 
 /// `GET /v1/certificates/{serial}` (auditor; ra for the certificates its token requested).
@@ -241,8 +315,25 @@ pub(super) fn stored_serial(record: &CertRecord) -> Result<Serial, ApiError> {
         .ok_or_else(|| CaError::Storage("stored serial malformed".into()).into())
 }
 
-/// The answer to an issuance: the certificate, its chain and validity.
-pub(super) fn issued_json(state: &AppState, issued: &Issued) -> Result<Value, ApiError> {
+/// The answer to an issuance (API contract: Issuance): the certificate, its chain and
+/// validity. Serialised straight from borrowed parts: the chain is not copied per answer.
+#[derive(Debug, Serialize)]
+pub(super) struct IssuedView<'a> {
+    serial: String,
+    certificate: String,
+    chain: &'a [String],
+    not_before: String,
+    not_after: String,
+    profile: &'a str,
+    status: &'static str,
+    renewed_from: Option<String>,
+}
+
+/// The answer to an issuance, for `issued`.
+pub(super) fn issued_view<'a>(
+    state: &'a AppState,
+    issued: &'a Issued,
+) -> Result<IssuedView<'a>, ApiError> {
     let r = &issued.record;
     // A fresh certificate cannot be revoked yet; a replayed one may have been since.
     let revocation = if issued.replayed {
@@ -251,16 +342,16 @@ pub(super) fn issued_json(state: &AppState, issued: &Issued) -> Result<Value, Ap
         None
     };
     let status = Status::of(r.not_after, revocation.as_ref(), OffsetDateTime::now_utc());
-    Ok(json!({
-        "serial": serial_hex(r),
-        "certificate": pem_of(&r.der),
-        "chain": state.chain_pem,
-        "not_before": rfc3339(r.not_before)?,
-        "not_after": rfc3339(r.not_after)?,
-        "profile": r.profile,
-        "status": status.name(),
-        "renewed_from": r.renewed_from.map(hex::encode),
-    }))
+    Ok(IssuedView {
+        serial: serial_hex(r),
+        certificate: pem_of(&r.der),
+        chain: &state.chain_pem,
+        not_before: rfc3339(r.not_before)?,
+        not_after: rfc3339(r.not_after)?,
+        profile: &r.profile,
+        status: status.name(),
+        renewed_from: r.renewed_from.map(hex::encode),
+    })
 }
 
 /// The full view of a stored certificate, with its derived status.

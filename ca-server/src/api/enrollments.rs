@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-use super::certificates::{issued_json, path_serial, requester, rfc3339};
+use super::certificates::{issued_view, path_serial, requester, rfc3339};
 use super::{body_or_error, parse_json, ApiError, AppState};
 use crate::auth::Role;
 
@@ -193,7 +193,7 @@ pub async fn redeem(
             let key = RedeemKey::Csr(csr.into_bytes());
             let issued = state.engine.redeem(id, &body.code, key).await?;
             log_redeemed(&id, &issued);
-            Ok((StatusCode::CREATED, Json(issued_json(&state, &issued)?)).into_response())
+            Ok((StatusCode::CREATED, Json(issued_view(&state, &issued)?)).into_response())
         }
         (None, Some(key_type), Some(password)) => {
             let min = state.enrollment.min_password_length;

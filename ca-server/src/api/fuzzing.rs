@@ -32,7 +32,7 @@ pub fn parse_bodies(data: &[u8]) {
     }
     if let Ok(body) = serde_json::from_slice::<BatchBody>(data) {
         for item in body.requests.into_iter().take(MAX_BATCH_CHECKED) {
-            if let Ok(body) = serde_json::from_value::<IssueBody>(item) {
+            if let Ok(body) = serde_json::from_str::<IssueBody>(item.get()) {
                 check_issue(&profiles, body);
             }
         }

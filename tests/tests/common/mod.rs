@@ -178,8 +178,10 @@ pub struct Resp {
     pub text: String,
     pub json: Value,
     pub content_type: String,
-    /// The raw body (for DER answers: CRLs, OCSP responses).
+    /// The raw body (for DER answers: CRLs, OCSP responses, certificates).
     pub bytes: Vec<u8>,
+    /// The `Location` header, or "".
+    pub location: String,
 }
 
 impl std::fmt::Display for Resp {
@@ -511,12 +513,15 @@ impl Drop for Server {
 
 fn to_resp(r: reqwest::blocking::Response) -> Resp {
     let status = r.status().as_u16();
-    let content_type = r
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let header = |name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let content_type = header("content-type");
+    let location = header("location");
     let bytes = r.bytes().map(|b| b.to_vec()).unwrap_or_default();
     let text = String::from_utf8_lossy(&bytes).to_string();
     let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
@@ -526,6 +531,7 @@ fn to_resp(r: reqwest::blocking::Response) -> Resp {
         json,
         content_type,
         bytes,
+        location,
     }
 }
 
