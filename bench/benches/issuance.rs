@@ -2,7 +2,7 @@
 //! with its durable store. See bench/RESULTS.md for figures and the machine's limit.
 
 use bench::{authority, csr_der, CsrKey, EngineFixture};
-use ca_core::csr::parse_and_verify;
+use ca_core::csr::{parse, parse_and_verify, verify_all};
 use ca_core::Serial;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use keys::KeyAlgorithm;
@@ -17,6 +17,21 @@ fn csr_verify(c: &mut Criterion) {
         let csr = csr_der(key, "bench.example").unwrap();
         group.bench_function(name, |b| b.iter(|| parse_and_verify(&csr).unwrap()));
     }
+    group.finish();
+    // What a worker does with 64 queued Ed25519 requests: parse each, verify the signatures
+    // together (the time per request is the figure to compare with the line above).
+    const BATCH: usize = 64;
+    let mut group = c.benchmark_group("csr_parse_verify_batch");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let csrs: Vec<Vec<u8>> = (0..BATCH)
+        .map(|i| csr_der(CsrKey::Ed25519, &format!("h{i}.bench.example")).unwrap())
+        .collect();
+    group.bench_function("ed25519x64", |b| {
+        b.iter(|| {
+            let parsed = csrs.iter().map(|c| parse(c).unwrap()).collect();
+            verify_all(parsed)
+        })
+    });
     group.finish();
 }
 

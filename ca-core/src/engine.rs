@@ -23,6 +23,7 @@ use tokio::sync::oneshot;
 
 use crate::audit::{AuditEvent, AuditHead, Checkpoint};
 use crate::authority::CertificateAuthority;
+use crate::csr::VerifiedCsr;
 use crate::enrolment::{CodeHash, EnrolmentCode};
 use crate::error::{CaError, ErrorClass};
 use crate::metrics::Metrics;
@@ -39,6 +40,9 @@ use crate::{csr, inspect, name};
 
 /// How many times an issuance is retried after a serial collision (each at odds of 2^-126).
 const SERIAL_ATTEMPTS: usize = 3;
+
+/// Most queued requests a worker takes at once (their CSRs are verified together).
+const MAX_WORKER_BATCH: usize = 64;
 
 /// Engine sizing.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -264,11 +268,16 @@ impl Engine {
             let to_writer = writer.sender();
             let done = done_tx.clone();
             let metrics = metrics.clone();
-            // Each worker is a long-lived loop on the pool; it ends when the queue closes.
+            // Each worker is a long-lived loop on the pool; it ends when the queue closes. It
+            // takes its share of what waits, so that CSR signatures can be verified together.
             pool.spawn(move || {
                 let rng = SystemRandom::new();
-                while let Ok(job) = jobs.recv() {
-                    process(&ca, &rng, &to_writer, &metrics, job);
+                while let Ok(first) = jobs.recv() {
+                    let share = (jobs.len() / workers).min(MAX_WORKER_BATCH - 1);
+                    let mut batch = Vec::with_capacity(share + 1);
+                    batch.push(first);
+                    batch.extend(jobs.try_iter().take(share));
+                    process_batch(&ca, &rng, &to_writer, &metrics, batch);
                 }
                 drop(done);
             });
@@ -728,32 +737,91 @@ fn writer_gone() -> CaError {
     CaError::Storage("the store writer dropped the request".into())
 }
 
-/// Verifies, checks, signs and hands one request to the writer.
+/// Verifies, checks, signs and hands each of `batch`'s requests to the writer. The CSRs of
+/// plain issuance requests are parsed first and their signatures verified together
+/// ([`csr::verify_all`]); the rest of each request's work follows one at a time.
+fn process_batch(
+    ca: &CertificateAuthority,
+    rng: &SystemRandom,
+    to_writer: &Sender<WriteOp>,
+    metrics: &Metrics,
+    batch: Vec<Job>,
+) {
+    metrics.worker_batch.observe(batch.len() as f64);
+    let batch: Vec<Job> = batch
+        .into_iter()
+        .filter(|job| {
+            metrics
+                .stages
+                .queue_wait
+                .observe(job.queued_at.elapsed().as_secs_f64());
+            !job.reply.is_closed() // the requester gave up; do not sign for nobody
+        })
+        .collect();
+    let mut verified = verify_csrs(&batch, metrics).into_iter();
+    for job in batch {
+        let pre = verified.next().flatten();
+        process(ca, rng, to_writer, metrics, job, pre);
+    }
+}
+
+/// For each job whose input is a CSR, the CSR verified (together with the others when there
+/// are several); `None` for the others.
+fn verify_csrs(batch: &[Job], metrics: &Metrics) -> Vec<Option<Result<VerifiedCsr, CaError>>> {
+    if batch.len() < 2 {
+        return batch.iter().map(|_| None).collect();
+    }
+    let started = Instant::now();
+    let mut out: Vec<Option<Result<VerifiedCsr, CaError>>> = Vec::with_capacity(batch.len());
+    let mut parsed = Vec::new();
+    let mut slots = Vec::new();
+    for job in batch {
+        match &job.work.input {
+            Input::Csr(csr) => match csr::parse(csr) {
+                Ok(p) => {
+                    slots.push(out.len());
+                    parsed.push(p);
+                    out.push(None);
+                }
+                Err(e) => out.push(Some(Err(e))),
+            },
+            _ => out.push(None),
+        }
+    }
+    for (slot, result) in slots.into_iter().zip(csr::verify_all(parsed)) {
+        out[slot] = Some(result);
+    }
+    let count = out.iter().filter(|o| o.is_some()).count();
+    if count > 0 {
+        let each = started.elapsed().as_secs_f64() / count as f64;
+        for _ in 0..count {
+            metrics.stages.csr_verify.observe(each);
+        }
+    }
+    out
+}
+
+/// Verifies (unless `verified` already holds its CSR's verification), checks, signs and
+/// hands one request to the writer.
 fn process(
     ca: &CertificateAuthority,
     rng: &SystemRandom,
     to_writer: &Sender<WriteOp>,
     metrics: &Metrics,
     job: Job,
+    verified: Option<Result<VerifiedCsr, CaError>>,
 ) {
     let Job {
         work,
         idempotency,
         reply,
-        queued_at,
+        ..
     } = job;
-    metrics
-        .stages
-        .queue_wait
-        .observe(queued_at.elapsed().as_secs_f64());
-    if reply.is_closed() {
-        return; // the requester gave up; do not sign for nobody
-    }
     let enrollment = match &work.input {
         Input::Enrollment { id, .. } => Some(*id),
         _ => None,
     };
-    match sign(ca, rng, metrics, &work) {
+    match sign(ca, rng, metrics, &work, verified) {
         Ok((record, names)) => {
             let cert = NewCertificate {
                 record,
@@ -780,10 +848,15 @@ fn sign(
     rng: &SystemRandom,
     metrics: &Metrics,
     work: &Work,
+    pre_verified: Option<Result<VerifiedCsr, CaError>>,
 ) -> Result<(CertRecord, Vec<Vec<u8>>), CaError> {
     let mut clock = StageClock::new();
+    let pre_checked = pre_verified.is_some();
     let (verified, renewed_from) = match &work.input {
-        Input::Csr(csr) => (csr::parse_and_verify(csr)?, None),
+        Input::Csr(csr) => match pre_verified {
+            Some(verified) => (verified?, None),
+            None => (csr::parse_and_verify(csr)?, None),
+        },
         Input::Renewal { old, csr } => {
             let mut names = inspect::as_request(&old.der)?;
             if let Some(csr) = csr {
@@ -806,7 +879,9 @@ fn sign(
             (names, None)
         }
     };
-    clock.lap(&metrics.stages.csr_verify);
+    if !pre_checked {
+        clock.lap(&metrics.stages.csr_verify);
+    }
     let profile = ca.profile(&work.profile)?;
     let validated = profile.validate(&work.profile, verified, work.validity_days)?;
     clock.lap(&metrics.stages.profile);

@@ -41,6 +41,9 @@ pub struct Metrics {
     pub commit_batch: Histogram,
     /// Requests per batch call.
     pub request_batch: Histogram,
+    /// Requests a worker took from the queue at once (their CSR signatures are verified
+    /// together).
+    pub worker_batch: Histogram,
     /// Requests waiting for a worker (sampled when scraped).
     pub queue_depth: IntGauge,
     /// Number of the last complete CRL.
@@ -136,6 +139,11 @@ impl Metrics {
                 "request_batch_size",
                 "Requests per batch call",
                 build(exponential_buckets(1.0, 2.0, 11))?,
+            )?,
+            worker_batch: histogram(
+                "worker_batch_size",
+                "Requests a worker took from the queue at once",
+                build(exponential_buckets(1.0, 2.0, 7))?,
             )?,
             queue_depth: gauge("queue_depth", "Requests waiting for a worker")?,
             crl_number: gauge("crl_number", "Number of the last complete CRL")?,

@@ -165,3 +165,67 @@ fn a_full_queue_refuses_at_once() {
     );
     assert_eq!(ok + overloaded, 64);
 }
+
+/// Many Ed25519 requests at once reach the workers in batches whose CSR signatures are
+/// verified together; one tampered request is refused alone and the others are issued.
+#[test]
+fn queued_ed25519_requests_are_verified_together_and_a_bad_one_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    // One worker: everything queued behind the first request is taken in batches.
+    let config = EngineConfig {
+        workers: 1,
+        ..EngineConfig::default()
+    };
+    let engine = Arc::new(Engine::start(authority(), store, &config).unwrap());
+    let csrs: Vec<Vec<u8>> = (0..200)
+        .map(|i| {
+            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+            let mut params = rcgen::CertificateParams::new(vec![format!("e{i}.example")]).unwrap();
+            params.distinguished_name = rcgen::DistinguishedName::new();
+            let mut der = params.serialize_request(&key).unwrap().der().to_vec();
+            if i == 150 {
+                let n = der.len();
+                der[n - 40] ^= 1; // a byte of the signature
+            }
+            der
+        })
+        .collect();
+    let results = runtime().block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, csr) in csrs.into_iter().enumerate() {
+            let engine = engine.clone();
+            tasks.spawn(async move { (i, engine.issue(request(csr, None)).await) });
+        }
+        let mut results = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            results.push(joined.unwrap());
+        }
+        results
+    });
+    for (i, result) in results {
+        match result {
+            Err(CaError::CsrSignatureInvalid) if i == 150 => {}
+            Ok(issued) if i != 150 => {
+                let (_, cert) = x509_parser::parse_x509_certificate(&issued.record.der).unwrap();
+                let san = cert.subject_alternative_name().unwrap().unwrap();
+                assert_eq!(
+                    format!("{:?}", san.value.general_names[0]),
+                    format!("DNSName(\"e{i}.example\")")
+                );
+            }
+            other => panic!("request {i}: {other:?}"),
+        }
+    }
+    let metrics = engine.metrics();
+    assert_eq!(
+        metrics.stages.csr_verify.get_sample_count(),
+        200,
+        "every request's verification is timed once"
+    );
+    let taken = metrics.worker_batch.get_sample_count();
+    assert!(
+        taken < 100,
+        "200 queued requests were taken in {taken} goes: no batches"
+    );
+}
