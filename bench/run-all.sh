@@ -7,7 +7,8 @@
 #   bench/run-all.sh --long   # adds 1,000,000 issuances, sampling the server's resident memory
 #   bench/run-all.sh --large-store   # adds 9 minutes of issuance (~7M certificates), then
 #                                    # the batch scenario again on that store
-# (both flags may be given.) Every scenario also reports the CPU time per certificate of each
+# (both flags may be given.) The raw figures stay in bench/last-run/, from which
+# `python3 bench/render-results.py bench/last-run` renders RESULTS.md again. Every scenario also reports the CPU time per certificate of each
 # of the server's thread groups and of the client (`ca-bench --server-pid`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -116,14 +117,19 @@ fi
 if [[ "$LONG" == *" --large-store "* ]]; then
   step "a store of millions of certificates"
   start_server large ec-p256
+  pid=$(cat "$OUT/large/pid")
+  ( while kill -0 "$pid" 2>/dev/null; do awk '/VmRSS/ {print $2}' "/proc/$pid/status"; sleep 1; done ) > "$OUT/rss-large.txt" &
   DURATION=540 load large large-fill --mode batch --connections 4 --limit-seconds 0
   load large large-after --mode batch --connections 4
   stop_server large
   du -sb "$OUT/large/db" | cut -f1 > "$OUT/large-store-bytes.txt"
 fi
 
-step "rendering bench/RESULTS.md"
-python3 bench/render-results.py "$OUT" > bench/RESULTS.md.new
+step "rendering bench/RESULTS.md (raw figures kept in bench/last-run/)"
+rm -rf bench/last-run && mkdir -p bench/last-run
+cp -r "$OUT/results" bench/last-run/
+find "$OUT" -maxdepth 1 -name '*.txt' -exec cp {} bench/last-run/ \;
+python3 bench/render-results.py bench/last-run > bench/RESULTS.md.new
 mv bench/RESULTS.md.new bench/RESULTS.md
-cp "$OUT/chart.svg" bench/throughput-vs-concurrency.svg
+mv bench/last-run/chart.svg bench/throughput-vs-concurrency.svg
 echo "bench/RESULTS.md and bench/throughput-vs-concurrency.svg written" >&2
