@@ -75,6 +75,18 @@ def engine_fraction():
     return per_sec, (per_sec / lim if lim else 0)
 
 
+def million_window(series, certificates):
+    """Largest RSS growth (max/min - 1) within any stretch of 1,000,000 issuances after the
+    first quarter of a run sampled once a second; the whole rest when the run is shorter."""
+    rest = series[len(series) // 4:]
+    if not rest or not certificates:
+        return 0
+    w = max(1, int(len(series) * 1e6 / certificates))
+    if w >= len(rest):
+        return max(rest) / min(rest) - 1
+    return max(max(rest[i:i + w]) / min(rest[i:i + w]) - 1 for i in range(len(rest) - w + 1))
+
+
 def verdict(ok):
     return "**met**" if ok else "not met"
 
@@ -86,7 +98,7 @@ def targets_table():
     single, batch = rate("single-c64"), rate("batch100-c4")
     rss = [int(x) for x in (read("rss-large.txt") or read("rss.txt")).split()]
     mid = rss[len(rss) // 4:] if rss else []
-    flat = (max(mid) / min(mid) - 1) if mid else None
+    flat = million_window(rss, (R.get("large-fill") or R.get("million") or {}).get("certificates", 0))
     large = None
     if "large-after" in R and "batch100-c4" in R:
         large = rate("large-after") / batch - 1
@@ -107,14 +119,15 @@ def targets_table():
         ("RSA-3072 CA, P-256 CSRs: same ratios",
          f"single {frac('rsa3072-single-c64'):.2f} L, batch {frac('rsa3072-batch100-c4'):.2f} L",
          frac("rsa3072-single-c64") >= 0.5 and frac("rsa3072-batch100-c4") >= 0.75,
-         "the signature dominates; overheads are small beside it"),
+         "the signature dominates; the overheads are small beside it"),
         ("1 → 2 workers ≥ 1.8x", f"{w2 / w1:.2f}x" if w1 else "not run", w1 and w2 / w1 >= 1.8,
          "two vCPUs give < 2x one; the writer and HTTP share them"),
         ("resident memory flat (±10%) over 1M issuances, < 256 MiB",
-         f"{min(mid) / 1024:.0f}–{max(mid) / 1024:.0f} MiB ({flat:+.0%}) after the first quarter of "
-         f"{(R.get('large-fill') or R.get('million') or {}).get('certificates', 0):,}; peak {max(rss) / 1024:.0f} MiB"
+         f"at most {flat:+.1%} within any 1,000,000 issuances after the first quarter of the run "
+         f"({(R.get('large-fill') or R.get('million') or {}).get('certificates', 0):,}); "
+         f"{min(mid) / 1024:.0f}–{max(mid) / 1024:.0f} MiB, peak {max(rss) / 1024:.0f} MiB"
          if mid else "run with --long", bool(mid) and flat <= 0.10 and max(rss) < 256 * 1024,
-         "memtables and block cache filling; see below"),
+         "a slow creep over millions remains: see *Memory* below"),
         ("with millions stored: within 10% of empty",
          f"{large:+.1%} with {R['large-fill']['certificates']:,} stored" if large is not None
          else "run with --large-store", large is not None and large >= -0.10, "compaction; see below"),
@@ -125,7 +138,7 @@ def targets_table():
     out = ["## The issue's targets in this run", "",
            "| target | measured | | where the time goes |", "|---|---|---|---|"]
     for target, measured, ok, why in rows:
-        out.append(f"| {target} | {measured} | {verdict(ok)} | {'' if ok else why} |")
+        out.append(f"| {target} | {measured} | {verdict(ok)} | {why} |")
     return "\n".join(out)
 
 
@@ -405,12 +418,19 @@ for name, label, what in [("rss.txt", "million", "the 1,000,000-issuance run (`-
     rest = series[len(series) // 4:]
     print(f"\nResident memory during {what}, {n:,} certificates in {len(series)} s, at each tenth of "
           f"the run: {', '.join(f'{d:.0f}' for d in deciles)} MiB (peak {max(series) / 1024:.0f} MiB). "
-          f"After the first quarter it stays within {max(rest) / min(rest) - 1:+.0%} of its lowest.")
+          f"After the first quarter: {max(rest) / min(rest) - 1:+.0%} from lowest to highest, at most "
+          f"{million_window(series, n):+.1%} within any 1,000,000 issuances.")
 print("""
-Memory is bounded by configuration, not by the store's size: RocksDB's memtables (64 MiB for
-all column families together, `DB_WRITE_BUFFER`) and its block cache (32 MiB, `BLOCK_CACHE`)
-fill during the first tens of seconds, which is the early growth; the engine's queue is
-bounded (`queue_capacity`), and every other buffer is per request.""")
+### Memory
+
+The early growth is RocksDB's memtables (64 MiB for all column families together,
+`DB_WRITE_BUFFER`) and block cache (32 MiB, `BLOCK_CACHE`) filling to their bounds in the
+first tens of seconds; the engine's queue is bounded (`queue_capacity`) and every other
+buffer is per request. After that, resident memory still creeps up slowly as the store grows
+(the large-store line above: a few bytes per stored certificate), which is not yet
+attributed; RocksDB's per-table metadata and the allocator's arenas are the suspects to
+measure first (`ca-server` with `MALLOC_ARENA_MAX=2`, and RocksDB's
+`rocksdb.estimate-table-readers-mem` property).""")
 
 # The chart: throughput against concurrency, ours and cfssl's.
 series = {
