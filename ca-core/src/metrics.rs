@@ -3,8 +3,8 @@
 //! same breakdown the benchmarks show.
 
 use prometheus::{
-    exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts,
-    Registry,
+    exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 use crate::error::CaError;
@@ -46,6 +46,9 @@ pub struct Metrics {
     pub worker_batch: Histogram,
     /// Requests waiting for a worker (sampled when scraped).
     pub queue_depth: IntGauge,
+    /// RocksDB's memory by use (`block_cache`, `memtables`, `table_readers`), in bytes
+    /// (sampled when scraped).
+    pub store_memory: IntGaugeVec,
     /// Number of the last complete CRL.
     pub crl_number: IntGauge,
     /// Entries on the last complete CRL.
@@ -146,6 +149,11 @@ impl Metrics {
                 build(exponential_buckets(1.0, 2.0, 7))?,
             )?,
             queue_depth: gauge("queue_depth", "Requests waiting for a worker")?,
+            store_memory: build(IntGaugeVec::new(
+                Opts::new("store_memory_bytes", "RocksDB memory by use, in bytes"),
+                &["use"],
+            ))
+            .and_then(|m| register(r, m))?,
             crl_number: gauge("crl_number", "Number of the last complete CRL")?,
             crl_entries: gauge("crl_entries", "Entries on the last complete CRL")?,
             crl_bytes: gauge("crl_bytes", "Size of the last complete CRL in bytes")?,

@@ -597,7 +597,15 @@ fn metrics_counters_move_with_the_actions() {
         "ca_crl_number",
         "ca_audit_checkpoint_seq",
         "ca_queue_depth",
+        "ca_worker_batch_size_bucket",
     ] {
         assert!(text.contains(name), "{name} is exposed");
     }
+    // RocksDB's memory: the memtables hold what was just written.
+    let memtables = metric(&s, r#"ca_store_memory_bytes{use="memtables"}"#);
+    assert!(memtables > 0.0, "memtable bytes: {memtables}");
+    assert!(
+        text.contains(r#"ca_store_memory_bytes{use="block_cache"}"#),
+        "block cache bytes are exposed"
+    );
 }

@@ -152,6 +152,18 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Where RocksDB's memory goes ([`Store::memory`]), in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreMemory {
+    /// The shared block cache (data, index and filter blocks), bounded by `BLOCK_CACHE`
+    /// except for pinned top-level index and filter partitions.
+    pub block_cache: u64,
+    /// All memtables, bounded by `DB_WRITE_BUFFER` plus those being flushed.
+    pub memtables: u64,
+    /// Table readers outside the block cache (per open table file).
+    pub table_readers: u64,
+}
+
 impl Store {
     /// Opens (or creates) the store at `path`, checks its schema version and records it.
     pub fn open(path: &Path) -> Result<Self, CaError> {
@@ -312,6 +324,31 @@ impl Store {
             return Ok(false);
         }
         Ok(self.db.get_pinned_cf(certs, serial.as_bytes())?.is_some())
+    }
+
+    /// RocksDB's memory by use (RocksDB properties `rocksdb.block-cache-usage`,
+    /// `rocksdb.cur-size-all-mem-tables`, `rocksdb.estimate-table-readers-mem`), in bytes.
+    pub fn memory(&self) -> Result<StoreMemory, CaError> {
+        let per_family = |property: &str| -> Result<Vec<u64>, CaError> {
+            cf::ALL
+                .iter()
+                .map(|name| {
+                    let cf = self.cf(name)?;
+                    Ok(self.db.property_int_value_cf(cf, property)?.unwrap_or(0))
+                })
+                .collect()
+        };
+        Ok(StoreMemory {
+            // Every family reads through the same cache, so each reports the same usage.
+            block_cache: per_family("rocksdb.block-cache-usage")?
+                .into_iter()
+                .max()
+                .unwrap_or(0),
+            memtables: per_family("rocksdb.cur-size-all-mem-tables")?.iter().sum(),
+            table_readers: per_family("rocksdb.estimate-table-readers-mem")?
+                .iter()
+                .sum(),
+        })
     }
 
     /// Which of `serials` are already stored, in one sorted multi-get: the writer checks a

@@ -66,6 +66,17 @@ pub async fn metrics(
     metrics
         .audit_head
         .set(i64::try_from(head.seq).unwrap_or(i64::MAX));
+    let memory = state.engine.store().memory()?;
+    for (name, bytes) in [
+        ("block_cache", memory.block_cache),
+        ("memtables", memory.memtables),
+        ("table_readers", memory.table_readers),
+    ] {
+        metrics
+            .store_memory
+            .with_label_values(&[name])
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
     Ok(render(metrics, state.engine.queue_depth()))
 }
 
