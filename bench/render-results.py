@@ -87,6 +87,13 @@ def million_window(series, certificates):
     return max(max(rest[i:i + w]) / min(rest[i:i + w]) - 1 for i in range(len(rest) - w + 1))
 
 
+def quarter_means(series):
+    """Mean resident memory (MiB) of each quarter of a run: the trend under the swings."""
+    q = max(1, len(series) // 4)
+    return [sum(series[i * q:(i + 1) * q]) / max(1, len(series[i * q:(i + 1) * q])) / 1024
+            for i in range(4)]
+
+
 def verdict(ok):
     return "**met**" if ok else "not met"
 
@@ -419,7 +426,8 @@ for name, label, what in [("rss.txt", "million", "the 1,000,000-issuance run (`-
     print(f"\nResident memory during {what}, {n:,} certificates in {len(series)} s, at each tenth of "
           f"the run: {', '.join(f'{d:.0f}' for d in deciles)} MiB (peak {max(series) / 1024:.0f} MiB). "
           f"After the first quarter: {max(rest) / min(rest) - 1:+.0%} from lowest to highest, at most "
-          f"{million_window(series, n):+.1%} within any 1,000,000 issuances.")
+          f"{million_window(series, n):+.1%} within any 1,000,000 issuances. Mean of each quarter: "
+          f"{', '.join(f'{m:.0f}' for m in quarter_means(series))} MiB.")
 print("""
 ### Memory
 
@@ -432,7 +440,11 @@ bounded (`queue_capacity`) and every other buffer is per request. An earlier bui
 by a few MiB per million certificates: glibc's dynamic mmap threshold served RocksDB's 2 MiB
 memtable blocks from the heap after the first flush and kept their pages resident once
 freed; `ca-server` now fixes the threshold at 128 KiB at start (`main.rs`), measured as
-134 → 152 MiB over 200 s of issuance before and 104 → 116 MiB after.""")
+134 → 152 MiB over 200 s of issuance before and 104 → 116 MiB after. The peak is lower and
+resident memory now swings with the memtables, which the issue's ±10% does not allow for;
+the quarter means still rise by a few percent per million certificates over a long fill,
+which is not yet attributed (next to measure: RocksDB's pinned top-level index and filter
+partitions, which grow with the number of table files).""")
 
 # The chart: throughput against concurrency, ours and cfssl's.
 series = {
