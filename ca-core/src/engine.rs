@@ -765,12 +765,9 @@ fn process_batch(
     }
 }
 
-/// For each job whose input is a CSR, the CSR verified (together with the others when there
-/// are several); `None` for the others.
+/// For each job whose input is a CSR, the CSR verified (together with the others, see
+/// [`csr::verify_all`]); `None` for the others, whose keys [`sign`] checks itself.
 fn verify_csrs(batch: &[Job], metrics: &Metrics) -> Vec<Option<Result<VerifiedCsr, CaError>>> {
-    if batch.len() < 2 {
-        return batch.iter().map(|_| None).collect();
-    }
     let started = Instant::now();
     let mut out: Vec<Option<Result<VerifiedCsr, CaError>>> = Vec::with_capacity(batch.len());
     let mut parsed = Vec::new();
@@ -801,8 +798,8 @@ fn verify_csrs(batch: &[Job], metrics: &Metrics) -> Vec<Option<Result<VerifiedCs
     out
 }
 
-/// Verifies (unless `verified` already holds its CSR's verification), checks, signs and
-/// hands one request to the writer.
+/// Checks, signs and hands one request to the writer; `verified` is its CSR's verification
+/// when [`verify_csrs`] did it.
 fn process(
     ca: &CertificateAuthority,
     rng: &SystemRandom,
@@ -851,12 +848,13 @@ fn sign(
     pre_verified: Option<Result<VerifiedCsr, CaError>>,
 ) -> Result<(CertRecord, Vec<Vec<u8>>), CaError> {
     let mut clock = StageClock::new();
-    let pre_checked = pre_verified.is_some();
+    // A plain CSR was verified (and timed) with its batch; the others are verified here.
+    let verified_here = pre_verified.is_none();
     let (verified, renewed_from) = match &work.input {
-        Input::Csr(csr) => match pre_verified {
-            Some(verified) => (verified?, None),
-            None => (csr::parse_and_verify(csr)?, None),
-        },
+        Input::Csr(csr) => (
+            pre_verified.unwrap_or_else(|| csr::parse_and_verify(csr))?,
+            None,
+        ),
         Input::Renewal { old, csr } => {
             let mut names = inspect::as_request(&old.der)?;
             if let Some(csr) = csr {
@@ -879,7 +877,7 @@ fn sign(
             (names, None)
         }
     };
-    if !pre_checked {
+    if verified_here {
         clock.lap(&metrics.stages.csr_verify);
     }
     let profile = ca.profile(&work.profile)?;

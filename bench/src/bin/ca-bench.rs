@@ -100,6 +100,15 @@ enum BodyFormat {
     Der,
 }
 
+impl BodyFormat {
+    fn content_type(self) -> &'static str {
+        match self {
+            BodyFormat::Json => "application/json",
+            BodyFormat::Der => "application/pkcs10",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum KeyArg {
     #[value(name = "ec-p256")]
@@ -125,7 +134,7 @@ struct Shared {
     client: reqwest::Client,
     url: String,
     token: String,
-    content_type: &'static str,
+    body: BodyFormat,
     bodies: Vec<Bytes>,
     next: AtomicU64,
     issued: AtomicU64,
@@ -279,10 +288,7 @@ fn run(args: Args) -> Result<(), String> {
                 (Target::Ca, Mode::Batch, _) => "/v1/certificates/batch".to_string(),
             }
         ),
-        content_type: match args.body {
-            BodyFormat::Json => "application/json",
-            BodyFormat::Der => "application/pkcs10",
-        },
+        body: args.body,
         token: token(&args)?,
         bodies: bodies(&args)?,
         next: AtomicU64::new(0),
@@ -414,7 +420,7 @@ async fn connection(shared: Arc<Shared>, pace: Option<(Duration, Duration)>) {
             .client
             .post(&shared.url)
             .bearer_auth(&shared.token)
-            .header("content-type", shared.content_type)
+            .header("content-type", shared.body.content_type())
             .body(body)
             .send()
             .await;
@@ -471,8 +477,7 @@ struct ErrorMessage {
 }
 
 fn count(shared: &Shared, status: reqwest::StatusCode, body: &[u8]) {
-    let der = shared.content_type == "application/pkcs10";
-    if der && status.is_success() {
+    if shared.body == BodyFormat::Der && status.is_success() {
         shared.issued.fetch_add(1, Ordering::Relaxed);
         return;
     }

@@ -68,14 +68,13 @@ pub async fn issue(
     if is_pkcs10(&headers) {
         let Query(query) = query
             .map_err(|e| ApiError::invalid_request(format!("invalid query: {}", e.body_text())))?;
-        check_request_id(query.request_id.as_deref())?;
-        let request = IssueRequest {
-            csr: body.to_vec(),
-            profile: query.profile,
-            validity_days: query.validity_days,
-            request_id: query.request_id,
-            requester: requester(&caller),
-        };
+        let request = request(
+            body.to_vec(),
+            query.profile,
+            query.validity_days,
+            query.request_id,
+            &caller,
+        )?;
         let issued = issue_one(&state, request, &caller).await?;
         let location = format!("/v1/certificates/{}", serial_hex(&issued.record));
         let headers = [
@@ -85,7 +84,7 @@ pub async fn issue(
         return Ok((status_of(&issued), headers, issued.record.der).into_response());
     }
     let body: IssueBody = parse_json(&body)?;
-    let issued = issue_one(&state, request(body, &caller)?, &caller).await?;
+    let issued = issue_one(&state, body.into_request(&caller)?, &caller).await?;
     Ok((status_of(&issued), Json(issued_view(&state, &issued)?)).into_response())
 }
 
@@ -157,7 +156,7 @@ pub async fn issue_batch(
             let result = async {
                 let body: IssueBody = serde_json::from_str(item.get())
                     .map_err(|e| ApiError::invalid_request(format!("invalid request: {e}")))?;
-                let issued = issue_one(&state, request(body, &caller)?, &caller).await?;
+                let issued = issue_one(&state, body.into_request(&caller)?, &caller).await?;
                 let view = issued_view(&state, &issued)?;
                 serde_json::value::to_raw_value(&view).map_err(json_failed)
             }
@@ -285,13 +284,32 @@ pub(super) fn requester(caller: &Caller) -> Requester {
     }
 }
 
-fn request(body: IssueBody, caller: &Caller) -> Result<IssueRequest, ApiError> {
-    check_request_id(body.request_id.as_deref())?;
+impl IssueBody {
+    fn into_request(self, caller: &Caller) -> Result<IssueRequest, ApiError> {
+        request(
+            self.csr.into_bytes(),
+            self.profile,
+            self.validity_days,
+            self.request_id,
+            caller,
+        )
+    }
+}
+
+/// The engine's request for a CSR and the issuance options (JSON body or DER form's query).
+fn request(
+    csr: Vec<u8>,
+    profile: String,
+    validity_days: Option<u32>,
+    request_id: Option<String>,
+    caller: &Caller,
+) -> Result<IssueRequest, ApiError> {
+    check_request_id(request_id.as_deref())?;
     Ok(IssueRequest {
-        csr: body.csr.into_bytes(),
-        profile: body.profile,
-        validity_days: body.validity_days,
-        request_id: body.request_id,
+        csr,
+        profile,
+        validity_days,
+        request_id,
         requester: requester(caller),
     })
 }
