@@ -366,10 +366,19 @@ for name in ["csr_parse_verify/ec-p256", "csr_parse_verify/ed25519", "csr_parse_
              "engine/issue_p256_durable"]:
     t, thr = crit(crit_text, name)
     print(f"| {name} | {t} | {thr or ''} | `cargo bench -p bench --bench issuance -- {name}` |")
+store_text = read("criterion-store.txt")
+for size in ["1", "16", "128", "1024"]:
+    t, thr = crit(store_text, "store_commit/" + size)
+    print(f"| store_commit/{size} | {t} | {thr or ''} | `cargo bench -p bench --bench store -- store_commit/{size}` |")
 m = re.search(r"complete CRL with (\d+) entries: (\d+) bytes \(([\d.]+) bytes/entry\)", crl_text)
 for name in ["crl/build_full_1m", "engine_vs_crl/issue_p256_idle", "engine_vs_crl/issue_p256_during_1m_crl_build"]:
     t, thr = crit(crl_text, name)
     print(f"| {name} | {t} | {thr or ''} | `cargo bench -p bench --bench crl -- {name}` |")
+print("""
+`store_commit/N` is the store writer alone, fed already-signed certificates, 4,096 per
+iteration, in groups of at most N per synced WriteBatch (serial check, record, serial, expiry
+and two name index entries, the chained audit entry): 1 is one fsync per certificate, the
+larger sizes are group commit.""")
 if m:
     print(f"\nA complete CRL of {int(m.group(1)):,} entries is {int(m.group(2)):,} bytes ({m.group(3)} bytes per entry).")
 print("""

@@ -61,6 +61,8 @@ openssl speed -seconds 3 -multi "$(nproc)" ecdsap256 2>/dev/null | tail -n 1 | t
 
 step "criterion: stages and the in-process engine"
 cargo bench -p bench --bench issuance -- --warm-up-time 1 --measurement-time 5 2>&1 | grep -E "^[a-z_]+/|time:|thrpt:" | tee "$OUT/criterion.txt"
+step "criterion: store commit per group size (the writer alone)"
+cargo bench -p bench --bench store -- --warm-up-time 1 --measurement-time 5 2>&1 | grep -E "^[a-z_]+/|time:|thrpt:" | tee "$OUT/criterion-store.txt"
 step "criterion: 1,000,000-entry CRL, and issuance while it is built"
 cargo bench -p bench --bench crl 2>&1 | grep -E "^[a-z_]+/|time:|thrpt:|complete CRL|built during" | tee "$OUT/criterion-crl.txt"
 step "criterion: auditor queries over 1,000,000 stored certificates (the store is built once, ~2 min)"

@@ -4,20 +4,28 @@
 //!
 //! | family      | key                                   | value                    |
 //! |-------------|---------------------------------------|--------------------------|
-//! | `certs`     | serial (16)                           | [`CertRecord`]           |
+//! | `issued`    | issuance seq (8)                      | [`CertRecord`]           |
+//! | `serials`   | serial (16)                           | issuance seq (8)         |
 //! | `idem`      | SHA-256(token) ‖ request_id            | [`IdempotencyRecord`]    |
-//! | `by_issued` | seq (8)                               | serial (16)              |
 //! | `by_expiry` | notAfter (8) ‖ serial (16)            | empty                    |
 //! | `revoked`   | serial (16)                           | [`Revocation`]           |
 //! | `renewals`  | old serial (16)                       | newest renewal's serial  |
 //! | `crl_changes` | change seq (8)                      | serial whose revocation changed |
 //! | `tokens`    | SHA-256(token) (32)                   | [`TokenRecord`]          |
-//! | `names`     | tag ‖ lower-case name ‖ 0 ‖ seq (8)   | serial (16)              |
+//! | `names`     | tag ‖ lower-case name ‖ 0 ‖ seq (8)   | empty (v2: serial)       |
 //! | `audit`     | audit seq (8)                         | [`AuditEntry`]           |
 //! | `events`    | serial (16) ‖ audit seq (8)           | empty                    |
 //! | `checkpoints` | audit seq (8)                       | [`Checkpoint`]           |
 //! | `enrollments` | enrolment id (16)                   | [`EnrollmentRecord`]     |
 //! | `meta`      | name                                  | schema version, counters |
+//!
+//! Certificates are keyed by their issuance sequence number, so that new ones are appended:
+//! table files of `issued` never overlap, compactions move them instead of rewriting them,
+//! and a store of millions of certificates stops paying for its large values again and again
+//! (bench/RESULTS.md, *Large store*). The random serials go to `serials`, whose entries are 24
+//! bytes. A look-up by serial reads both; a walk in issuance order reads `issued` alone.
+//! Schema version 2 keyed certificates by serial (`certs`, with a `by_issued` index); `migrate.rs`
+//! converts such a store when it is opened.
 //!
 //! `names` indexes each certificate's subject (tag `S`) and each SAN (tag `N`) for the
 //! auditor's queries ([`query`]); `events` points from a serial to the audit entries that
@@ -31,6 +39,7 @@
 //! command line) the few writes it needs (schema version, tokens) are made directly.
 
 mod audit_log;
+mod migrate;
 pub mod query;
 pub mod record;
 pub mod writer;
@@ -54,17 +63,18 @@ use crate::serial::Serial;
 
 /// The store format this build writes. Older versions are migrated on open; a newer one is
 /// refused. Version 2 added the audit log and the query indexes (new column families; a
-/// version 1 store simply starts its audit log at the upgrade).
-pub const SCHEMA_VERSION: u32 = 2;
+/// version 1 store simply starts its audit log at the upgrade). Version 3 keys certificates
+/// by issuance sequence (`issued`) with a serial index (`serials`), instead of by serial.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Column family names.
 pub mod cf {
-    /// Certificates by serial.
-    pub const CERTS: &str = "certs";
+    /// Certificates by issuance sequence number.
+    pub const ISSUED: &str = "issued";
+    /// Serial to issuance sequence number.
+    pub const SERIALS: &str = "serials";
     /// Idempotency keys.
     pub const IDEM: &str = "idem";
-    /// Issuance order.
-    pub const BY_ISSUED: &str = "by_issued";
     /// Expiry order.
     pub const BY_EXPIRY: &str = "by_expiry";
     /// Revocations.
@@ -94,9 +104,9 @@ pub mod cf {
         AUDIT,
         EVENTS,
         CHECKPOINTS,
-        CERTS,
+        ISSUED,
+        SERIALS,
         IDEM,
-        BY_ISSUED,
         BY_EXPIRY,
         REVOKED,
         TOKENS,
@@ -118,6 +128,13 @@ const META_CERT_SEQ: &[u8] = b"cert_seq";
 const META_CHANGE_SEQ: &[u8] = b"crl_change_seq";
 const META_CRL_NUMBER: &[u8] = b"crl_number";
 const META_AUDIT_HEAD: &[u8] = b"audit_head";
+
+fn newer_schema(version: u32) -> CaError {
+    CaError::Storage(format!(
+        "the store has schema version {version}, newer than this build's {SCHEMA_VERSION}; \
+         run a newer ca-server"
+    ))
+}
 
 /// The key of an idempotency entry: the requesting token's hash and the `request_id`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -167,7 +184,7 @@ pub struct StoreMemory {
 impl Store {
     /// Opens (or creates) the store at `path`, checks its schema version and records it.
     pub fn open(path: &Path) -> Result<Self, CaError> {
-        let store = Self::open_mode(path, false)?;
+        let mut store = Self::open_mode(path, false)?;
         store.check_schema()?;
         Ok(store)
     }
@@ -190,6 +207,10 @@ impl Store {
                     tracing::debug!(error = %e, "opening the store read-only; retrying");
                     attempt += 1;
                     std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Ok(store) => {
+                    store.check_readable()?;
+                    return Ok(store);
                 }
                 result => return result,
             }
@@ -241,8 +262,15 @@ impl Store {
             cf_opts.set_write_buffer_size(CF_WRITE_BUFFER);
             cf_opts.set_max_write_buffer_number(2);
             cf_opts.set_block_based_table_factory(&table);
-            if name == cf::CERTS {
+            if name == cf::ISSUED {
                 cf_opts.set_compression_type(DBCompressionType::Lz4);
+            }
+            if name == cf::SERIALS || name == cf::IDEM {
+                // The writer looks up every new serial and idempotency key, and nearly all
+                // are absent: a bloom filter over the memtable answers those without walking
+                // its skip list (about 1.6 MiB per 16 MiB memtable).
+                cf_opts.set_memtable_whole_key_filtering(true);
+                cf_opts.set_memtable_prefix_bloom_ratio(0.1);
             }
             ColumnFamilyDescriptor::new(name.as_str(), cf_opts)
         });
@@ -272,26 +300,54 @@ impl Store {
         Ok(Store { db: Arc::new(db) })
     }
 
-    fn check_schema(&self) -> Result<(), CaError> {
+    /// The recorded schema version (`None` on a new store).
+    fn schema_version(&self) -> Result<Option<u32>, CaError> {
         let meta = self.cf(cf::META)?;
-        match self.db.get_cf(&meta, META_SCHEMA)? {
-            None => {
-                let mut batch = WriteBatch::default();
-                batch.put_cf(meta, META_SCHEMA, SCHEMA_VERSION.to_be_bytes());
-                self.write(batch)
-            }
-            Some(v) => {
-                let version = <[u8; 4]>::try_from(v.as_slice())
+        self.db
+            .get_pinned_cf(meta, META_SCHEMA)?
+            .map(|v| {
+                <[u8; 4]>::try_from(&v[..])
                     .map(u32::from_be_bytes)
-                    .map_err(|_| CaError::Storage("malformed schema version".into()))?;
-                if version > SCHEMA_VERSION {
-                    return Err(CaError::Storage(format!(
-                        "the store has schema version {version}, newer than this build's \
-                         {SCHEMA_VERSION}; run a newer ca-server"
-                    )));
-                }
-                Ok(())
-            }
+                    .map_err(|_| CaError::Storage("malformed schema version".into()))
+            })
+            .transpose()
+    }
+
+    /// Refuses a newer store, migrates an older one, and records this build's version.
+    fn check_schema(&mut self) -> Result<(), CaError> {
+        let version = self.schema_version()?;
+        if let Some(v) = version.filter(|v| *v > SCHEMA_VERSION) {
+            return Err(newer_schema(v));
+        }
+        if version.is_none_or(|v| v < 3) {
+            migrate::copy_legacy_certificates(self)?;
+        }
+        if version != Some(SCHEMA_VERSION) {
+            let mut batch = WriteBatch::default();
+            batch.put_cf(
+                self.cf(cf::META)?,
+                META_SCHEMA,
+                SCHEMA_VERSION.to_be_bytes(),
+            );
+            self.write(batch)?;
+        }
+        // Also finishes a migration that stopped after recording the version.
+        migrate::drop_legacy_families(self)
+    }
+
+    /// A read-only store must already be in this build's format: read-only tools cannot
+    /// migrate it.
+    fn check_readable(&self) -> Result<(), CaError> {
+        match self.schema_version()? {
+            Some(SCHEMA_VERSION) => Ok(()),
+            Some(v) if v > SCHEMA_VERSION => Err(newer_schema(v)),
+            other => Err(CaError::Storage(format!(
+                "the store at {} has schema version {}, older than this build's \
+                 {SCHEMA_VERSION}: start `ca-server serve` on it once (it upgrades the store on \
+                 open), then run this again",
+                self.db.path().display(),
+                other.unwrap_or(0)
+            ))),
         }
     }
 
@@ -310,20 +366,35 @@ impl Store {
 
     /// The certificate with this serial.
     pub fn certificate(&self, serial: &Serial) -> Result<Option<CertRecord>, CaError> {
-        let certs = self.cf(cf::CERTS)?;
+        match self.issuance_seq(serial)? {
+            Some(seq) => self.certificate_at(seq),
+            None => Ok(None),
+        }
+    }
+
+    /// The certificate with this issuance sequence number.
+    pub fn certificate_at(&self, seq: u64) -> Result<Option<CertRecord>, CaError> {
         self.db
-            .get_pinned_cf(certs, serial.as_bytes())?
+            .get_pinned_cf(self.cf(cf::ISSUED)?, seq.to_be_bytes())?
             .map(|v| CertRecord::decode(&v))
+            .transpose()
+    }
+
+    /// The issuance sequence number of the certificate with this serial.
+    fn issuance_seq(&self, serial: &Serial) -> Result<Option<u64>, CaError> {
+        self.db
+            .get_pinned_cf(self.cf(cf::SERIALS)?, serial.as_bytes())?
+            .map(|v| decode_seq(&v))
             .transpose()
     }
 
     /// Whether a certificate with this serial exists.
     pub fn contains_serial(&self, serial: &Serial) -> Result<bool, CaError> {
-        let certs = self.cf(cf::CERTS)?;
-        if !self.db.key_may_exist_cf(&certs, serial.as_bytes()) {
+        let serials = self.cf(cf::SERIALS)?;
+        if !self.db.key_may_exist_cf(&serials, serial.as_bytes()) {
             return Ok(false);
         }
-        Ok(self.db.get_pinned_cf(certs, serial.as_bytes())?.is_some())
+        Ok(self.db.get_pinned_cf(serials, serial.as_bytes())?.is_some())
     }
 
     /// RocksDB's memory by use (RocksDB properties `rocksdb.block-cache-usage`,
@@ -356,10 +427,11 @@ impl Store {
     /// each table's filter instead of one per certificate.
     pub fn stored_serials(&self, serials: &mut [Serial]) -> Result<HashSet<Serial>, CaError> {
         serials.sort_unstable();
-        let certs = self.cf(cf::CERTS)?;
-        let found = self
-            .db
-            .batched_multi_get_cf(certs, serials.iter().map(Serial::as_bytes), true);
+        let found = self.db.batched_multi_get_cf(
+            self.cf(cf::SERIALS)?,
+            serials.iter().map(Serial::as_bytes),
+            true,
+        );
         let mut stored = HashSet::new();
         for (serial, result) in serials.iter().zip(found) {
             if result?.is_some() {
@@ -412,15 +484,11 @@ impl Store {
 
     /// `issued_at` of the newest certificate (0 on an empty store).
     pub fn last_issued_at(&self) -> Result<i64, CaError> {
-        let by_issued = self.cf(cf::BY_ISSUED)?;
-        let mut it = self.db.raw_iterator_cf(by_issued);
+        let mut it = self.db.raw_iterator_cf(self.cf(cf::ISSUED)?);
         it.seek_to_last();
-        let serial = it.value().and_then(Serial::from_bytes);
+        let last = it.value().map(CertRecord::decode).transpose()?;
         it.status()?;
-        Ok(match serial {
-            Some(s) => self.certificate(&s)?.map_or(0, |r| r.issued_at),
-            None => 0,
-        })
+        Ok(last.map_or(0, |r| r.issued_at))
     }
 
     /// The last CRL number used (0 before the first CRL).
@@ -498,10 +566,9 @@ impl Store {
         Ok(seen.into_iter().collect())
     }
 
-    /// Number of stored certificates, walking the issuance index (for tests and tools).
+    /// Number of stored certificates, walking the serial index (for tests and tools).
     pub fn count_certificates(&self) -> Result<u64, CaError> {
-        let by_issued = self.cf(cf::BY_ISSUED)?;
-        let mut it = self.db.raw_iterator_cf(by_issued);
+        let mut it = self.db.raw_iterator_cf(self.cf(cf::SERIALS)?);
         it.seek_to_first();
         let mut n = 0;
         while it.valid() {
@@ -547,6 +614,13 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Reads an issuance sequence number stored as 8 big-endian bytes.
+fn decode_seq(bytes: &[u8]) -> Result<u64, CaError> {
+    <[u8; 8]>::try_from(bytes)
+        .map(u64::from_be_bytes)
+        .map_err(|_| CaError::Storage("malformed issuance sequence number".into()))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! A query walks one index in key order and applies every filter to each certificate it
 //! meets. The index is chosen from the filters, most selective first: a SAN or a subject
 //! (`names`), revoked or held certificates (`revoked`), an expiry bound (`by_expiry`), and
-//! otherwise issuance order (`by_issued`, starting at the first certificate issued in range).
+//! otherwise issuance order (`issued`, starting at the first certificate issued in range).
 //! Index keys never change once written, so a cursor — the index and the last key visited —
 //! resumes a walk exactly where it stopped: certificates that existed when it began are
 //! visited once each, whatever is issued meanwhile. A page stops after [`MAX_EXAMINED`]
@@ -178,13 +178,7 @@ impl Store {
                 break;
             }
             examined += 1;
-            let serial = match plan.walk {
-                Walk::Revoked => Serial::from_bytes(key),
-                Walk::Expiry => key.get(8..).and_then(Serial::from_bytes),
-                _ => it.value().and_then(Serial::from_bytes),
-            }
-            .ok_or_else(|| CaError::Storage(format!("malformed entry in {}", plan.family)))?;
-            if let Some(row) = self.matching_row(query, &serial)? {
+            if let Some(row) = self.matching_row(query, self.record_of(&plan, key, it.value())?)? {
                 if plan.walk == Walk::Issued
                     && query
                         .issued_before
@@ -210,12 +204,39 @@ impl Store {
         Ok(Page { rows, next })
     }
 
+    /// The certificate an index entry points at: `issued` holds it, `names` keys end with
+    /// its issuance sequence number, `revoked` and `by_expiry` keys hold its serial.
+    fn record_of(
+        &self,
+        plan: &Plan,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<Option<CertRecord>, CaError> {
+        let malformed = || CaError::Storage(format!("malformed entry in {}", plan.family));
+        match plan.walk {
+            Walk::Issued => value.map(CertRecord::decode).transpose(),
+            Walk::Subject | Walk::San => {
+                let seq = key
+                    .len()
+                    .checked_sub(8)
+                    .and_then(|at| <[u8; 8]>::try_from(&key[at..]).ok())
+                    .ok_or_else(malformed)?;
+                self.certificate_at(u64::from_be_bytes(seq))
+            }
+            Walk::Revoked => self.certificate(&Serial::from_bytes(key).ok_or_else(malformed)?),
+            Walk::Expiry => {
+                let serial = key.get(8..).and_then(Serial::from_bytes);
+                self.certificate(&serial.ok_or_else(malformed)?)
+            }
+        }
+    }
+
     fn matching_row(
         &self,
         query: &CertificateQuery,
-        serial: &Serial,
+        record: Option<CertRecord>,
     ) -> Result<Option<Row>, CaError> {
-        let Some(record) = self.certificate(serial)? else {
+        let Some(record) = record else {
             return Ok(None);
         };
         if query
@@ -230,7 +251,10 @@ impl Store {
                 revocation: None,
             }));
         }
-        let revocation = self.revocation(serial)?;
+        let serial = record
+            .serial()
+            .ok_or_else(|| CaError::Storage("certificate record with a malformed serial".into()))?;
+        let revocation = self.revocation(&serial)?;
         Ok(Some(Row { record, revocation }))
     }
 
@@ -280,7 +304,7 @@ impl Store {
         };
         Ok(Plan {
             walk: Walk::Issued,
-            family: cf::BY_ISSUED,
+            family: cf::ISSUED,
             prefix: Vec::new(),
             start: start.to_be_bytes().to_vec(),
             end: None,
@@ -288,20 +312,13 @@ impl Store {
     }
 
     /// The first issuance sequence number whose certificate was issued at or after `t`, by
-    /// binary search over the issuance index (the store writer keeps issuance times from
+    /// binary search over `issued` (the store writer keeps issuance times from
     /// decreasing along the sequence).
     fn first_issued_at_or_after(&self, t: i64) -> Result<u64, CaError> {
         let (mut lo, mut hi) = (1u64, self.last_cert_seq()? + 1);
-        let by_issued = self.cf(cf::BY_ISSUED)?;
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let issued_at = match self.db.get_pinned_cf(by_issued, mid.to_be_bytes())? {
-                Some(v) => match Serial::from_bytes(&v) {
-                    Some(s) => self.certificate(&s)?.map_or(i64::MIN, |r| r.issued_at),
-                    None => i64::MIN,
-                },
-                None => i64::MIN,
-            };
+            let issued_at = self.certificate_at(mid)?.map_or(i64::MIN, |r| r.issued_at);
             if issued_at < t {
                 lo = mid + 1;
             } else {

@@ -17,11 +17,13 @@ const ENROLLMENT_RECORD_V1: u8 = 1;
 /// and renewal links live in their own column families.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertRecord {
-    /// Position in issuance order (the `by_issued` index key), assigned by the store writer.
+    /// Position in issuance order (the `issued` key), assigned by the store writer.
     pub seq: u64,
-    /// The certificate's serial (also the record's key).
+    /// The certificate's serial (the `serials` key).
     pub serial: [u8; 16],
-    /// The certificate, DER.
+    /// The certificate, DER. Encoded as one byte string (the same bytes postcard writes for a
+    /// sequence of `u8`, so records written either way decode alike), not byte by byte.
+    #[serde(with = "serde_bytes")]
     pub der: Vec<u8>,
     /// The profile it was issued under.
     pub profile: String,

@@ -162,7 +162,7 @@ struct Counters {
     crl_number: u64,
     audit: AuditHead,
     /// `issued_at` of the newest certificate: issuance times never decrease along the
-    /// issuance sequence, so that time ranges are exact ranges of the `by_issued` index.
+    /// issuance sequence, so that time ranges are exact ranges of `issued`.
     last_issued_at: i64,
 }
 
@@ -454,13 +454,11 @@ impl Group<'_> {
         record.issued_at = record.issued_at.max(self.counters.last_issued_at);
         self.counters.last_issued_at = record.issued_at;
         let store = self.store;
+        let seq = record.seq.to_be_bytes();
         self.batch
-            .put_cf(store.cf(cf::CERTS)?, serial.as_bytes(), record.encode()?);
-        self.batch.put_cf(
-            store.cf(cf::BY_ISSUED)?,
-            record.seq.to_be_bytes(),
-            serial.as_bytes(),
-        );
+            .put_cf(store.cf(cf::ISSUED)?, seq, record.encode()?);
+        self.batch
+            .put_cf(store.cf(cf::SERIALS)?, serial.as_bytes(), seq);
         let mut expiry_key = [0u8; 24];
         expiry_key[..8].copy_from_slice(&record.not_after.to_be_bytes());
         expiry_key[8..].copy_from_slice(serial.as_bytes());
@@ -476,8 +474,8 @@ impl Group<'_> {
         }
         let names_cf = store.cf(cf::NAMES)?;
         for mut key in names {
-            key.extend_from_slice(&record.seq.to_be_bytes());
-            self.batch.put_cf(names_cf, key, serial.as_bytes());
+            key.extend_from_slice(&seq);
+            self.batch.put_cf(names_cf, key, []);
         }
         let event = AuditEvent::new(
             record.issued_at,
