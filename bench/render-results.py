@@ -231,10 +231,12 @@ profile check and building the certificate: {workers:.0f} µs in batches, of whi
 criterion lines below add about 10 µs of parsing and encoding to ring's own rates). The store
 writer costs {writer:.0f} µs per certificate in large groups and more in small ones (one
 fsync and its kernel work per group): a `perf record --call-graph dwarf` of the server puts
-about half of it in RocksDB's WriteBatch insert (memtable skiplist inserts of the record, two
-time indexes, two names, an events pointer and the audit entry, and the WAL write), a fifth
-in the serial-uniqueness lookups (now one sorted multi-get per group), and the rest in the
-audit entry's hash, record encoding, replies and `fdatasync`. HTTP costs {http_b:.0f} µs per
+about a quarter of it in the memtable inserts (the record, its serial, expiry and two name
+entries, the audit entry: the random keys, serial and names, cost the most), a fifth in the
+serial-uniqueness lookups (one sorted multi-get per group, behind a memtable bloom filter),
+a sixth in the WAL write and `fdatasync`, and the rest in the audit entry's hash, record
+encoding, page faults of fresh buffers and the replies (`store_commit` below is the writer
+alone). HTTP costs {http_b:.0f} µs per
 certificate in batches of 100 and {http_s:.0f} µs per single request, and the client, on the
 same two vCPUs, another {client_s:.0f} µs per single request: a loopback HTTP/1.1 request and
 answer costs about as much as the certificate's signature. The DER form saves the JSON, PEM
@@ -247,8 +249,9 @@ and base64 work, which is a small part of that.
   them, close to what the batch scenario measures). Closing it takes CPU that is not on the
   signing vCPUs (the writer and HTTP on a third core: on a larger machine the same code runs
   one worker per core beside them), or less work per certificate in the writer: certificates
-  keyed by issuance sequence (appends instead of random skiplist inserts, and no compaction
-  rewrites of the DER), fewer index entries. ECDSA has no batch verification; Ed25519 has,
+  fewer or cheaper index entries (each random key costs a skiplist walk), or the writer's
+  index and audit encoding moved to the workers, which would only move the CPU between
+  threads on two vCPUs. ECDSA has no batch verification; Ed25519 has,
   and uses it (the Ed25519 rows).
 - *Single requests 0.50 L.* The server needs about {server_s:.0f} µs per single request; the client
   on the same machine takes {client_s:.0f} µs of the same two vCPUs. A client on another machine,
@@ -266,10 +269,11 @@ and base64 work, which is a small part of that.
   `ca_store_commit_seconds` shows it in production.
 - *Millions stored.* With the large store, RocksDB's flushes and compactions cost
   {comp_large:.0f} µs per certificate (against {comp_empty:.0f} on an empty store) and the writer
-  {writer_large:.0f} µs (against {writer:.0f}): certificates are keyed by random serial, so every
-  compaction rewrites certificates stored long ago. Keying them by issuance sequence (appends,
-  which RocksDB moves down its levels without rewriting) behind a small serial → sequence
-  index would remove most of that; the reads are already cheap (partitioned indexes).
+  {writer_large:.0f} µs (against {writer:.0f}). Certificates are keyed by issuance sequence
+  (schema 3), so their table files never overlap and RocksDB moves them down its levels
+  without rewriting them; what compaction remains is the small random-keyed indexes
+  (`serials`, `names`). With certificates keyed by serial (schema 2) the same measurement
+  cost 41 µs of compaction per certificate and 13–26% of the throughput at 5.4–5.7M.
 - *1 → 2 workers.* Two vCPUs computing at once give the factor in *The machine's limit*, not
   2x, and the second worker competes with the writer and HTTP for the second vCPU.
 """
@@ -444,16 +448,16 @@ Resident memory is the process's own (a few tens of MiB) plus RocksDB's memtable
 64 MiB for all column families together, `DB_WRITE_BUFFER`, plus one being flushed) and block
 cache (32 MiB, `BLOCK_CACHE`); `ca_store_memory_bytes{use="memtables|block_cache|table_readers"}`
 shows both in production. They fill during the first tens of seconds, which is the early
-growth; afterwards resident memory rises and falls with the memtables. The engine's queue is
-bounded (`queue_capacity`) and every other buffer is per request. An earlier build crept up
-by a few MiB per million certificates: glibc's dynamic mmap threshold served RocksDB's 2 MiB
-memtable blocks from the heap after the first flush and kept their pages resident once
-freed; `ca-server` now fixes the threshold at 128 KiB at start (`main.rs`), measured as
-134 → 152 MiB over 200 s of issuance before and 104 → 116 MiB after. The peak is lower and
-resident memory now swings with the memtables, which the issue's ±10% does not allow for;
-the quarter means still rise by a few percent per million certificates over a long fill,
-which is not yet attributed (next to measure: RocksDB's pinned top-level index and filter
-partitions, which grow with the number of table files).""")
+growth; afterwards resident memory rises and falls with the memtables (up to 64 MiB between
+two flushes), which is the swing within a window. The engine's queue is bounded
+(`queue_capacity`) and every other buffer is per request. Under glibc's malloc the quarter
+means kept rising by several MiB per million certificates (77, 105, 119, 126 MiB over a
+3M-certificate fill) even with its mmap threshold fixed: its per-thread arenas kept the
+blocks RocksDB frees resident. `ca-server` now runs on jemalloc, RocksDB's allocations
+included (99, 127, 130, 130 MiB in the same fill; 6-13% more throughput in the same
+comparison, from cheaper allocation in HTTP and the writer). A server restarted on a store
+of 7M certificates comes back to the same figures: nothing grows with the store's size
+(table readers 0.9 MiB at 7M).""")
 
 # The chart: throughput against concurrency, ours and cfssl's.
 series = {

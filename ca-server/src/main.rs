@@ -1,23 +1,15 @@
 //! `ca-server`: see `ca-server --help`.
 
-fn main() -> std::process::ExitCode {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    fixed_mmap_threshold();
-    ca_server::cli::main()
-}
+/// jemalloc serves every allocation of the process, RocksDB's included (its `malloc` replaces
+/// glibc's). RocksDB's memtables and block cache allocate and free many blocks of a few
+/// hundred KiB to a few MiB; glibc's per-thread arenas kept freed ones resident, so resident
+/// memory crept up over a long run of issuance (bench/RESULTS.md, *Memory*). jemalloc returns
+/// unused pages to the system after a few seconds (its decay), and is what RocksDB is tuned
+/// and tested with.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// Makes glibc serve every allocation of 128 KiB or more from its own mapping, given back to
-/// the system when freed. By default glibc raises that threshold after the first such free
-/// (up to 32 MiB); RocksDB's memtable arena blocks (2 MiB) then come from the heap, and their
-/// memory stays resident after each flush frees them, so the server's resident memory creeps
-/// up as memtables fill and flush (bench/RESULTS.md, *Memory*). With the threshold fixed,
-/// resident memory follows the memtables and the block cache, both bounded.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn fixed_mmap_threshold() {
-    const THRESHOLD: libc::c_int = 128 * 1024;
-    // SAFETY: mallopt only sets an allocator parameter; it is called once, first thing in
-    // main, before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, THRESHOLD);
-    }
+fn main() -> std::process::ExitCode {
+    ca_server::cli::main()
 }
