@@ -148,38 +148,31 @@ pub async fn issue_batch(
         .metrics()
         .request_batch
         .observe(body.requests.len() as f64);
-    let mut tasks = tokio::task::JoinSet::new();
-    for (index, item) in body.requests.into_iter().enumerate() {
-        let state = state.clone();
-        let caller = caller.clone();
-        tasks.spawn(async move {
-            let result = async {
-                let body: IssueBody = serde_json::from_str(item.get())
-                    .map_err(|e| ApiError::invalid_request(format!("invalid request: {e}")))?;
-                let issued = issue_one(&state, body.into_request(&caller)?, &caller).await?;
-                let view = issued_view(&state, &issued)?;
-                serde_json::value::to_raw_value(&view).map_err(json_failed)
-            }
-            .await;
-            let result =
-                result.or_else(|e| serde_json::value::to_raw_value(&e.body()).map_err(json_failed));
-            (index, result)
-        });
-    }
-    let mut results = Vec::with_capacity(tasks.len());
-    results.resize_with(tasks.len(), || None);
-    while let Some(joined) = tasks.join_next().await {
-        let (index, value) = joined
-            .map_err(|e| ApiError::from(CaError::Signing(format!("a batch task failed: {e}"))))?;
-        results[index] = Some(value?);
-    }
+    // The items run concurrently within this request's task: each is queued for the workers
+    // on the first poll, and the answers come back in request order.
+    let (state, caller) = (&state, &caller);
+    let items = body.requests.iter().map(|item| async move {
+        let result = async {
+            let body: IssueBody = serde_json::from_str(item.get())
+                .map_err(|e| ApiError::invalid_request(format!("invalid request: {e}")))?;
+            let issued = issue_one(state, body.into_request(caller)?, caller).await?;
+            let view = issued_view(state, &issued)?;
+            serde_json::value::to_raw_value(&view).map_err(json_failed)
+        }
+        .await;
+        result.or_else(|e| serde_json::value::to_raw_value(&e.body()).map_err(json_failed))
+    });
+    let results = futures_util::future::join_all(items)
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
     Ok(Json(BatchResults { results }).into_response())
 }
 
-/// The batch answer: each result already serialised by its own task.
+/// The batch answer: each result already serialised.
 #[derive(Serialize)]
 struct BatchResults {
-    results: Vec<Option<Box<RawValue>>>,
+    results: Vec<Box<RawValue>>,
 }
 
 fn json_failed(e: serde_json::Error) -> ApiError {
