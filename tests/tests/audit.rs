@@ -604,8 +604,8 @@ fn metrics_counters_move_with_the_actions() {
     // RocksDB's memory: the memtables hold what was just written.
     let memtables = metric(&s, r#"ca_store_memory_bytes{use="memtables"}"#);
     assert!(memtables > 0.0, "memtable bytes: {memtables}");
-    assert!(
-        text.contains(r#"ca_store_memory_bytes{use="block_cache"}"#),
-        "block cache bytes are exposed"
-    );
+    for name in ["block_cache", "block_cache_pinned", "table_readers"] {
+        let series = format!(r#"ca_store_memory_bytes{{use="{name}"}}"#);
+        assert!(text.contains(&series), "{series} is exposed");
+    }
 }

@@ -175,6 +175,9 @@ pub struct StoreMemory {
     /// The shared block cache (data, index and filter blocks), bounded by `BLOCK_CACHE`
     /// except for pinned top-level index and filter partitions.
     pub block_cache: u64,
+    /// The part of `block_cache` that cannot be evicted now (blocks held by open tables and
+    /// iterators), which may take the cache beyond its capacity.
+    pub block_cache_pinned: u64,
     /// All memtables, bounded by `DB_WRITE_BUFFER` plus those being flushed.
     pub memtables: u64,
     /// Table readers outside the block cache (per open table file).
@@ -246,7 +249,12 @@ impl Store {
         let descriptors = names.iter().map(|name| {
             let mut cf_opts = Options::default();
             let mut table = BlockBasedOptions::default();
-            table.set_bloom_filter(10.0, false);
+            if name != cf::ISSUED {
+                // `issued` is only read at sequence numbers known to exist (from `serials`, a
+                // name entry or a walk), where a filter cannot help; without one, a large
+                // store keeps no filter for its largest family in memory.
+                table.set_bloom_filter(10.0, false);
+            }
             table.set_block_cache(&cache);
             // Indexes and filters are partitioned into 4 KiB blocks behind a small pinned top
             // level, all through the bounded cache: a lookup reads one small index partition
@@ -258,7 +266,11 @@ impl Store {
             table.set_metadata_block_size(4096);
             table.set_cache_index_and_filter_blocks(true);
             table.set_pin_top_level_index_and_filter(true);
-            table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+            // Not pinned for level-0 files: a table stays open (and its pins held) after
+            // compaction moves it down without rewriting it, which is what happens to every
+            // `issued` table, so pinned partitions grew with the store (about 7 MiB per
+            // million certificates, beyond the cache's capacity).
+            table.set_pin_l0_filter_and_index_blocks_in_cache(false);
             cf_opts.set_write_buffer_size(CF_WRITE_BUFFER);
             cf_opts.set_max_write_buffer_number(2);
             cf_opts.set_block_based_table_factory(&table);
@@ -412,6 +424,10 @@ impl Store {
         Ok(StoreMemory {
             // Every family reads through the same cache, so each reports the same usage.
             block_cache: per_family("rocksdb.block-cache-usage")?
+                .into_iter()
+                .max()
+                .unwrap_or(0),
+            block_cache_pinned: per_family("rocksdb.block-cache-pinned-usage")?
                 .into_iter()
                 .max()
                 .unwrap_or(0),

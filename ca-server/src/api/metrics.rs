@@ -69,6 +69,7 @@ pub async fn metrics(
     let memory = state.engine.store().memory()?;
     for (name, bytes) in [
         ("block_cache", memory.block_cache),
+        ("block_cache_pinned", memory.block_cache_pinned),
         ("memtables", memory.memtables),
         ("table_readers", memory.table_readers),
     ] {
