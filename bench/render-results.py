@@ -245,7 +245,7 @@ profile check and building the certificate: {workers:.0f} µs in batches, of whi
 {extra:.0f} µs is not the crypto floor of {floor:.0f} µs (the `csr_parse_verify` and `build_sign`
 criterion lines below add about 10 µs of parsing and encoding to ring's own rates). The store
 writer costs {writer:.0f} µs per certificate in large groups and more in small ones (one
-fsync and its kernel work per group): a `perf record --call-graph dwarf` of the server puts
+fsync and its kernel work per group): a `perf record -g -p PID` of the server (batch load) puts
 about a quarter of it in the memtable inserts (the record, its serial, expiry and two name
 entries, the audit entry: the random keys, serial and names, cost the most), a fifth in the
 serial-uniqueness lookups (one sorted multi-get per group, behind a memtable bloom filter),
