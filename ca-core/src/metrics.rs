@@ -46,8 +46,8 @@ pub struct Metrics {
     pub worker_batch: Histogram,
     /// Requests waiting for a worker (sampled when scraped).
     pub queue_depth: IntGauge,
-    /// RocksDB's memory by use (`block_cache`, of which `block_cache_pinned`, `memtables`, `table_readers`), in bytes
-    /// (sampled when scraped).
+    /// RocksDB's memory by use (`block_cache`, of which `block_cache_pinned`, `memtables`,
+    /// `table_readers`), in bytes (sampled when scraped).
     pub store_memory: IntGaugeVec,
     /// Number of the last complete CRL.
     pub crl_number: IntGauge,

@@ -14,12 +14,14 @@ use rocksdb::WriteBatch;
 use super::{cf, CertRecord, Store, META_CERT_SEQ};
 use crate::error::CaError;
 
+/// The first schema version that keys certificates by issuance order.
+pub(super) const ISSUANCE_ORDER_SCHEMA: u32 = 3;
 /// The column family of certificates by serial, up to schema version 2.
 const LEGACY_CERTS: &str = "certs";
 /// The column family of issuance sequence number to serial, up to schema version 2.
 const LEGACY_BY_ISSUED: &str = "by_issued";
 /// Records copied per synced write.
-const CHUNK: usize = 10_000;
+const CHUNK: u64 = 10_000;
 /// Records between two progress lines.
 const PROGRESS_EVERY: u64 = 100_000;
 
@@ -59,7 +61,7 @@ pub(super) fn copy_legacy_certificates(store: &Store) -> Result<(), CaError> {
         batch.put_cf(issued, seq, value);
         batch.put_cf(serials, serial, seq);
         copied += 1;
-        if batch.len() >= 2 * CHUNK {
+        if copied % CHUNK == 0 {
             store.write(std::mem::take(&mut batch))?;
         }
         if copied % PROGRESS_EVERY == 0 {

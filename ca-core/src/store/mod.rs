@@ -331,7 +331,7 @@ impl Store {
         if let Some(v) = version.filter(|v| *v > SCHEMA_VERSION) {
             return Err(newer_schema(v));
         }
-        if version.is_none_or(|v| v < 3) {
+        if version.is_none_or(|v| v < migrate::ISSUANCE_ORDER_SCHEMA) {
             migrate::copy_legacy_certificates(self)?;
         }
         if version != Some(SCHEMA_VERSION) {
@@ -412,29 +412,22 @@ impl Store {
     /// RocksDB's memory by use (RocksDB properties `rocksdb.block-cache-usage`,
     /// `rocksdb.cur-size-all-mem-tables`, `rocksdb.estimate-table-readers-mem`), in bytes.
     pub fn memory(&self) -> Result<StoreMemory, CaError> {
-        let per_family = |property: &str| -> Result<Vec<u64>, CaError> {
-            cf::ALL
-                .iter()
-                .map(|name| {
-                    let cf = self.cf(name)?;
-                    Ok(self.db.property_int_value_cf(cf, property)?.unwrap_or(0))
-                })
-                .collect()
+        let of = |name: &str, property: &str| -> Result<u64, CaError> {
+            Ok(self
+                .db
+                .property_int_value_cf(self.cf(name)?, property)?
+                .unwrap_or(0))
+        };
+        // Every family reads through the same cache, so any one of them reports its usage.
+        let cache = |property| of(cf::ISSUED, property);
+        let summed = |property| -> Result<u64, CaError> {
+            cf::ALL.iter().map(|name| of(name, property)).sum()
         };
         Ok(StoreMemory {
-            // Every family reads through the same cache, so each reports the same usage.
-            block_cache: per_family("rocksdb.block-cache-usage")?
-                .into_iter()
-                .max()
-                .unwrap_or(0),
-            block_cache_pinned: per_family("rocksdb.block-cache-pinned-usage")?
-                .into_iter()
-                .max()
-                .unwrap_or(0),
-            memtables: per_family("rocksdb.cur-size-all-mem-tables")?.iter().sum(),
-            table_readers: per_family("rocksdb.estimate-table-readers-mem")?
-                .iter()
-                .sum(),
+            block_cache: cache("rocksdb.block-cache-usage")?,
+            block_cache_pinned: cache("rocksdb.block-cache-pinned-usage")?,
+            memtables: summed("rocksdb.cur-size-all-mem-tables")?,
+            table_readers: summed("rocksdb.estimate-table-readers-mem")?,
         })
     }
 

@@ -14,7 +14,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
-use super::{cf, CertRecord, Store};
+use super::{cf, decode_seq, CertRecord, Store};
 use crate::error::CaError;
 use crate::revocation::{Revocation, Status};
 use crate::serial::Serial;
@@ -216,12 +216,8 @@ impl Store {
         match plan.walk {
             Walk::Issued => value.map(CertRecord::decode).transpose(),
             Walk::Subject | Walk::San => {
-                let seq = key
-                    .len()
-                    .checked_sub(8)
-                    .and_then(|at| <[u8; 8]>::try_from(&key[at..]).ok())
-                    .ok_or_else(malformed)?;
-                self.certificate_at(u64::from_be_bytes(seq))
+                let at = key.len().checked_sub(8).ok_or_else(malformed)?;
+                self.certificate_at(decode_seq(&key[at..])?)
             }
             Walk::Revoked => self.certificate(&Serial::from_bytes(key).ok_or_else(malformed)?),
             Walk::Expiry => {

@@ -150,23 +150,28 @@ pub async fn issue_batch(
         .observe(body.requests.len() as f64);
     // The items run concurrently within this request's task: each is queued for the workers
     // on the first poll, and the answers come back in request order.
-    let (state, caller) = (&state, &caller);
-    let items = body.requests.iter().map(|item| async move {
-        let result = async {
-            let body: IssueBody = serde_json::from_str(item.get())
-                .map_err(|e| ApiError::invalid_request(format!("invalid request: {e}")))?;
-            let issued = issue_one(state, body.into_request(caller)?, caller).await?;
-            let view = issued_view(state, &issued)?;
-            serde_json::value::to_raw_value(&view).map_err(json_failed)
-        }
-        .await;
-        result.or_else(|e| serde_json::value::to_raw_value(&e.body()).map_err(json_failed))
+    let items = body.requests.iter().map(|item| async {
+        batch_item(&state, &caller, item)
+            .await
+            .or_else(|e| serde_json::value::to_raw_value(&e.body()).map_err(json_failed))
     });
     let results = futures_util::future::join_all(items)
         .await
         .into_iter()
         .collect::<Result<_, _>>()?;
     Ok(Json(BatchResults { results }).into_response())
+}
+
+/// One item of a batch, issued and serialised; its error becomes the item's answer.
+async fn batch_item(
+    state: &AppState,
+    caller: &Caller,
+    item: &RawValue,
+) -> Result<Box<RawValue>, ApiError> {
+    let body: IssueBody = serde_json::from_str(item.get())
+        .map_err(|e| ApiError::invalid_request(format!("invalid request: {e}")))?;
+    let issued = issue_one(state, body.into_request(caller)?, caller).await?;
+    serde_json::value::to_raw_value(&issued_view(state, &issued)?).map_err(json_failed)
 }
 
 /// The batch answer: each result already serialised.
