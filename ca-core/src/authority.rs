@@ -1,29 +1,29 @@
 //! The certificate authority: its key, its certificate chain, and the building and signing
 //! of end-entity certificates per RFC 5280 section 4.
 //!
-//! Each profile is turned once into a parameter template (key usage, extended key usage,
-//! basic constraints, CRL distribution points, authority information access); issuing fills
-//! in only serial, validity, subject, SANs and key.
+//! Each profile is turned once into a DER template (key usage, extended key usage, basic
+//! constraints, CRL distribution points, authority information access: [`crate::template`]);
+//! issuing writes only serial, validity, subject, SANs and key. The CA's own certificates
+//! (a root, an intermediate's request) are built with rcgen.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use der::asn1::{Ia5String, ObjectIdentifier};
+use der::asn1::ObjectIdentifier;
 use der::Encode;
 use keys::{SignatureScheme, Signer};
 use rcgen::{
-    BasicConstraints, CertificateParams, CrlDistributionPoint, CustomExtension, DistinguishedName,
-    DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyUsagePurpose, SanType,
-    SerialNumber, SignatureAlgorithm,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue, IsCa, KeyIdMethod,
+    KeyUsagePurpose, SerialNumber, SignatureAlgorithm,
 };
 use time::{Duration, OffsetDateTime};
-use x509_cert::ext::pkix::name::GeneralName;
-use x509_cert::ext::pkix::{AccessDescription, AuthorityInfoAccessSyntax};
+use x509_parser::extensions::ParsedExtension;
 
-use crate::csr::{AttributeKind, San, SubjectAttribute, SubjectKey, SubjectKeyType};
+use crate::csr::{AttributeKind, SubjectAttribute};
 use crate::error::CaError;
-use crate::profile::{ExtendedKeyUsage, KeyUsage, Profile, ValidatedRequest};
+use crate::profile::{Profile, ValidatedRequest};
 use crate::serial::Serial;
+use crate::template::{self, CertFields, CertTemplate, IssuerParts, UrlExtensions};
 
 /// How far `notBefore` is set before the moment of issuance, to absorb relying parties'
 /// clock skew.
@@ -57,8 +57,9 @@ pub struct SignedCertificate {
 /// The issuing CA: key, chain and per-profile templates.
 pub struct CertificateAuthority {
     chain: Vec<Vec<u8>>,
-    issuer: Issuer<'static, SignerKey>,
-    templates: BTreeMap<String, (Profile, CertificateParams)>,
+    signer: Arc<dyn Signer>,
+    issuer: IssuerParts,
+    templates: BTreeMap<String, (Profile, CertTemplate)>,
 }
 
 impl std::fmt::Debug for CertificateAuthority {
@@ -88,15 +89,27 @@ impl CertificateAuthority {
                 "the CA key does not match the CA certificate's public key".into(),
             ));
         }
-        let issuer = Issuer::from_ca_cert_der(&ca_der.as_slice().into(), SignerKey(signer))
-            .map_err(|e| CaError::Signing(format!("the CA certificate is not usable: {e}")))?;
-        let extras = url_extensions(urls)?;
+        let key_id = ca_cert
+            .iter_extensions()
+            .find_map(|ext| match ext.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                CaError::Signing("the CA certificate has no subject key identifier".into())
+            })?;
+        let algorithm = signature_algorithm(signer.scheme())
+            .to_der()
+            .map_err(|e| CaError::Signing(format!("encoding the signature algorithm: {e}")))?;
+        let issuer = IssuerParts::new(algorithm, ca_cert.tbs_certificate.subject.as_raw(), key_id)?;
+        let urls = UrlExtensions::new(urls)?;
         let templates = profiles
             .iter()
-            .map(|(name, p)| (name.clone(), (p.clone(), template(p, &extras))))
-            .collect();
+            .map(|(name, p)| Ok((name.clone(), (p.clone(), CertTemplate::new(p, &urls)?))))
+            .collect::<Result<_, CaError>>()?;
         Ok(CertificateAuthority {
             chain,
+            signer,
             issuer,
             templates,
         })
@@ -136,19 +149,18 @@ impl CertificateAuthority {
         let not_before = now - BACKDATE;
         let not_after =
             not_before + Duration::days(i64::from(req.validity_days)) - Duration::seconds(1);
-        let mut params = template.clone();
-        params.serial_number = Some(SerialNumber::from_slice(serial.as_bytes()));
-        params.not_before = not_before;
-        params.not_after = not_after;
-        params.distinguished_name = distinguished_name(&req.subject)?;
-        params.subject_alt_names = req.sans.iter().map(san_type).collect::<Result<_, _>>()?;
-        params.key_identifier_method = key_identifier(&req.key.bits);
-        let cert = params
-            .signed_by(&SubjectPublicKey(&req.key), &self.issuer)
-            .map_err(|e| CaError::Signing(e.to_string()))?;
+        let fields = CertFields {
+            serial: &serial,
+            not_before: not_before.unix_timestamp(),
+            not_after: not_after.unix_timestamp(),
+            subject: &req.subject,
+            sans: &req.sans,
+            key: &req.key,
+        };
+        let der = template.sign(&self.issuer, self.signer.as_ref(), &fields)?;
         Ok(SignedCertificate {
             serial,
-            der: cert.der().to_vec(),
+            der,
             not_before,
             not_after,
         })
@@ -210,91 +222,7 @@ fn ca_params(
 /// of the subjectPublicKey BIT STRING's value (used for SKI, and so for the AKI of what the
 /// key signs).
 fn key_identifier(public_key_bits: &[u8]) -> KeyIdMethod {
-    let digest = ring::digest::digest(&ring::digest::SHA256, public_key_bits);
-    KeyIdMethod::PreSpecified(digest.as_ref()[..20].to_vec())
-}
-
-fn template(profile: &Profile, extras: &UrlExtensions) -> CertificateParams {
-    let mut params = CertificateParams::default();
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.use_authority_key_identifier_extension = true;
-    params.key_usages = profile
-        .key_usage
-        .iter()
-        .map(|ku| match ku {
-            KeyUsage::DigitalSignature => KeyUsagePurpose::DigitalSignature,
-            KeyUsage::NonRepudiation => KeyUsagePurpose::ContentCommitment,
-            KeyUsage::KeyEncipherment => KeyUsagePurpose::KeyEncipherment,
-            KeyUsage::KeyAgreement => KeyUsagePurpose::KeyAgreement,
-            KeyUsage::DataEncipherment => KeyUsagePurpose::DataEncipherment,
-        })
-        .collect();
-    params.extended_key_usages = profile
-        .extended_key_usage
-        .iter()
-        .map(|eku| match eku {
-            ExtendedKeyUsage::ServerAuth => ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsage::ClientAuth => ExtendedKeyUsagePurpose::ClientAuth,
-            ExtendedKeyUsage::EmailProtection => ExtendedKeyUsagePurpose::EmailProtection,
-            ExtendedKeyUsage::CodeSigning => ExtendedKeyUsagePurpose::CodeSigning,
-            ExtendedKeyUsage::TimeStamping => ExtendedKeyUsagePurpose::TimeStamping,
-            ExtendedKeyUsage::OcspSigning => ExtendedKeyUsagePurpose::OcspSigning,
-        })
-        .collect();
-    params.crl_distribution_points = extras.crl.clone();
-    params.custom_extensions = extras.aia.iter().cloned().collect();
-    if profile
-        .extended_key_usage
-        .contains(&ExtendedKeyUsage::OcspSigning)
-    {
-        // id-pkix-ocsp-nocheck (RFC 6960 section 4.2.2.2.1): NULL, not critical.
-        let nocheck = CustomExtension::from_oid_content(OID_OCSP_NOCHECK, vec![0x05, 0x00]);
-        params.custom_extensions.push(nocheck);
-    }
-    params
-}
-
-struct UrlExtensions {
-    crl: Vec<CrlDistributionPoint>,
-    aia: Option<CustomExtension>,
-}
-
-const OID_AIA: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 1, 1];
-const OID_OCSP_NOCHECK: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 48, 1, 5];
-const OID_AD_OCSP: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1");
-const OID_AD_CA_ISSUERS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.2");
-
-fn url_extensions(urls: &Urls) -> Result<UrlExtensions, CaError> {
-    let crl = if urls.crl.is_empty() {
-        Vec::new()
-    } else {
-        vec![CrlDistributionPoint {
-            uris: urls.crl.clone(),
-        }]
-    };
-    let mut access = Vec::new();
-    for (method, list) in [
-        (OID_AD_OCSP, &urls.ocsp),
-        (OID_AD_CA_ISSUERS, &urls.ca_issuers),
-    ] {
-        for url in list {
-            let uri = Ia5String::new(url)
-                .map_err(|_| CaError::Signing(format!("URL {url:?} is not IA5 text")))?;
-            access.push(AccessDescription {
-                access_method: method,
-                access_location: GeneralName::UniformResourceIdentifier(uri),
-            });
-        }
-    }
-    let aia = if access.is_empty() {
-        None
-    } else {
-        let der = AuthorityInfoAccessSyntax(access)
-            .to_der()
-            .map_err(|e| CaError::Signing(format!("encoding AIA: {e}")))?;
-        Some(CustomExtension::from_oid_content(OID_AIA, der))
-    };
-    Ok(UrlExtensions { crl, aia })
+    KeyIdMethod::PreSpecified(template::key_identifier(public_key_bits).to_vec())
 }
 
 /// Builds an rcgen name from checked attributes. countryName and serialNumber are
@@ -327,19 +255,6 @@ fn distinguished_name(subject: &[SubjectAttribute]) -> Result<DistinguishedName,
     Ok(dn)
 }
 
-fn san_type(san: &San) -> Result<SanType, CaError> {
-    let ia5 = |s: &str| {
-        s.try_into()
-            .map_err(|_| CaError::SanNotAllowed(format!("{san} (not IA5 text)")))
-    };
-    Ok(match san {
-        San::Dns(d) => SanType::DnsName(ia5(d)?),
-        San::Email(e) => SanType::Rfc822Name(ia5(e)?),
-        San::Ip(ip) => SanType::IpAddress(*ip),
-        San::Other(_) => return Err(CaError::SanNotAllowed(san.to_string())),
-    })
-}
-
 /// The AlgorithmIdentifier of a signature scheme: RFC 5758 section 3.2 (ECDSA, no
 /// parameters), RFC 8410 section 3 (Ed25519, no parameters), RFC 4055 section 5 (RSA, NULL
 /// parameters).
@@ -361,7 +276,7 @@ pub fn signature_algorithm(scheme: SignatureScheme) -> spki::AlgorithmIdentifier
 }
 
 /// The rcgen view of a CA [`Signer`].
-struct SignerKey(Arc<dyn Signer>);
+pub(crate) struct SignerKey(pub(crate) Arc<dyn Signer>);
 
 fn rcgen_algorithm(scheme: SignatureScheme) -> &'static SignatureAlgorithm {
     match scheme {
@@ -385,24 +300,5 @@ impl rcgen::PublicKeyData for SignerKey {
 impl rcgen::SigningKey for SignerKey {
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
         self.0.sign(msg).map_err(|_| rcgen::Error::RemoteKeyError)
-    }
-}
-
-/// The rcgen view of a subject key: only its SubjectPublicKeyInfo is written.
-struct SubjectPublicKey<'a>(&'a SubjectKey);
-
-impl rcgen::PublicKeyData for SubjectPublicKey<'_> {
-    fn der_bytes(&self) -> &[u8] {
-        &self.0.bits
-    }
-
-    fn algorithm(&self) -> &'static SignatureAlgorithm {
-        // Only the key's AlgorithmIdentifier in the SPKI is taken from this.
-        match self.0.key_type {
-            SubjectKeyType::EcP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
-            SubjectKeyType::EcP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
-            SubjectKeyType::Ed25519 => &rcgen::PKCS_ED25519,
-            SubjectKeyType::Rsa(_) => &rcgen::PKCS_RSA_SHA256,
-        }
     }
 }

@@ -458,7 +458,7 @@ mod tests {
         assert!(debug.contains("redacted"));
         let hash = CodeHash::new(&code).unwrap();
         let debug = format!("{hash:?}");
-        assert!(!debug.contains(&hex::encode(hash.to_bytes()[17..].as_ref())));
+        assert!(!debug.contains(&hex::encode(&hash.to_bytes()[17..])));
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! - [`csr`] parses a PKCS#10 request once and verifies its proof of possession;
 //! - [`profile`] checks it against a certificate profile, giving a
 //!   [`profile::ValidatedRequest`];
-//! - [`authority`] builds and signs the certificate (RFC 5280) with a [`keys::Signer`];
+//! - [`authority`] builds and signs the certificate (RFC 5280) with a [`keys::Signer`], from
+//!   a DER template per profile (`template`) that leaves only the per-certificate fields to
+//!   write;
 //! - [`store`] records it durably in RocksDB, through a single group-committing writer;
 //! - [`engine`] runs the above on a worker pool behind a bounded queue.
 
@@ -30,6 +32,7 @@ pub mod profile;
 pub mod revocation;
 pub mod serial;
 pub mod store;
+mod template;
 
 pub use error::{CaError, ErrorClass};
 pub use serial::Serial;

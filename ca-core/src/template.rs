@@ -1,0 +1,983 @@
+//! Per-profile DER templates of end-entity certificates (RFC 5280 section 4.1).
+//!
+//! Everything a profile fixes is encoded once, when the CA starts: the signature algorithm,
+//! the issuer, and the extensions that are the same in every certificate of the profile
+//! (authority key identifier, key usage, extended key usage, CRL distribution points, basic
+//! constraints, authority information access, OCSP no-check). Issuing writes only what
+//! differs per certificate (serial, validity, subject, subject public key, subject key
+//! identifier, subject alternative names) between those pre-encoded runs, into one buffer,
+//! signs the TBSCertificate where it lies and appends the signature.
+//!
+//! The extensions stand in the order rcgen writes them; the unit tests compare the output
+//! with rcgen's, for every built-in profile and key type, byte for byte.
+
+use der::asn1::{
+    GeneralizedTime, Ia5String, Ia5StringRef, ObjectIdentifier, OctetString, PrintableStringRef,
+    UtcTime, Utf8StringRef,
+};
+use der::{Encode, Header, Length, Tag, TagNumber};
+use keys::Signer;
+use x509_cert::ext::pkix::crl::dp::DistributionPoint;
+use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
+use x509_cert::ext::pkix::{
+    AccessDescription, AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, BasicConstraints,
+    CrlDistributionPoints, ExtendedKeyUsage, KeyUsage, KeyUsages,
+};
+use x509_cert::ext::Extension;
+
+use crate::authority::Urls;
+use crate::csr::{AttributeKind, San, SubjectAttribute, SubjectKey, SubjectKeyType};
+use crate::error::CaError;
+use crate::profile::{self, Profile};
+use crate::serial::Serial;
+
+const OID_SKI: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.14");
+const OID_KU: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.15");
+const OID_SAN: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.17");
+const OID_BC: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.19");
+const OID_CRL_DP: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.31");
+const OID_AKI: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.35");
+const OID_EKU: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37");
+const OID_AIA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.1.1");
+const OID_AD_OCSP: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1");
+const OID_AD_CA_ISSUERS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.2");
+const OID_OCSP_NOCHECK: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.5");
+
+/// An OID, parsed when the program is compiled (in a `const`) or when a template is built.
+const fn oid(dotted: &str) -> ObjectIdentifier {
+    ObjectIdentifier::new_unwrap(dotted)
+}
+
+/// What a certificate holds beyond the parts its buffer is sized by (headers, version,
+/// serial, validity, the subject key identifier), at most: the buffer is allocated once.
+const FIXED_OVERHEAD: usize = 192;
+/// The largest CA signature: RSA-4096.
+const MAX_SIGNATURE: usize = 512;
+
+/// What the CA contributes to every certificate it signs, whatever the profile: encoded once.
+#[derive(Debug)]
+pub(crate) struct IssuerParts {
+    /// The signature's AlgorithmIdentifier (RFC 5280 sections 4.1.1.2 and 4.1.2.3).
+    signature_algorithm: Vec<u8>,
+    /// The issuer Name: the CA certificate's subject, byte for byte (RFC 5280 section 4.1.2.4).
+    name: Vec<u8>,
+    /// The authorityKeyIdentifier extension: the CA's subject key identifier (section 4.2.1.1).
+    authority_key_id: Vec<u8>,
+}
+
+impl IssuerParts {
+    /// The parts of the CA whose certificate has `subject_der` and `key_id` (its subject key
+    /// identifier), signing with `signature_algorithm` (DER).
+    pub(crate) fn new(
+        signature_algorithm: Vec<u8>,
+        subject_der: &[u8],
+        key_id: &[u8],
+    ) -> Result<Self, CaError> {
+        let aki = AuthorityKeyIdentifier {
+            key_identifier: Some(OctetString::new(key_id).map_err(encoding)?),
+            authority_cert_issuer: None,
+            authority_cert_serial_number: None,
+        };
+        Ok(IssuerParts {
+            signature_algorithm,
+            name: subject_der.to_vec(),
+            authority_key_id: extension_der(OID_AKI, false, &aki)?,
+        })
+    }
+}
+
+/// The URL-bearing extensions shared by every profile, DER-encoded (RFC 5280 sections
+/// 4.2.1.13 and 4.2.2.1).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct UrlExtensions {
+    /// cRLDistributionPoints, when there are CRL URLs: one distribution point naming them all.
+    crl_distribution_points: Option<Vec<u8>>,
+    /// authorityInfoAccess, when there are OCSP or CA-issuer URLs.
+    authority_info_access: Option<Vec<u8>>,
+}
+
+impl UrlExtensions {
+    /// The extensions for these URLs.
+    pub(crate) fn new(urls: &Urls) -> Result<Self, CaError> {
+        let uri = |url: &String| {
+            Ia5String::new(url)
+                .map(GeneralName::UniformResourceIdentifier)
+                .map_err(|_| CaError::Signing(format!("URL {url:?} is not IA5 text")))
+        };
+        let crl_distribution_points = if urls.crl.is_empty() {
+            None
+        } else {
+            let points = CrlDistributionPoints(vec![DistributionPoint {
+                distribution_point: Some(DistributionPointName::FullName(
+                    urls.crl.iter().map(uri).collect::<Result<_, _>>()?,
+                )),
+                reasons: None,
+                crl_issuer: None,
+            }]);
+            Some(extension_der(OID_CRL_DP, false, &points)?)
+        };
+        let mut access = Vec::new();
+        for (method, list) in [
+            (OID_AD_OCSP, &urls.ocsp),
+            (OID_AD_CA_ISSUERS, &urls.ca_issuers),
+        ] {
+            for url in list {
+                access.push(AccessDescription {
+                    access_method: method,
+                    access_location: uri(url)?,
+                });
+            }
+        }
+        let authority_info_access = if access.is_empty() {
+            None
+        } else {
+            let aia = AuthorityInfoAccessSyntax(access);
+            Some(extension_der(OID_AIA, false, &aia)?)
+        };
+        Ok(UrlExtensions {
+            crl_distribution_points,
+            authority_info_access,
+        })
+    }
+}
+
+/// One profile's template: the extensions it fixes, pre-encoded in rcgen's order around the
+/// per-certificate ones.
+#[derive(Debug)]
+pub(crate) struct CertTemplate {
+    /// keyUsage, extendedKeyUsage and cRLDistributionPoints: between subjectAltName and
+    /// subjectKeyIdentifier.
+    middle: Vec<u8>,
+    /// basicConstraints (cA false), authorityInfoAccess and id-pkix-ocsp-nocheck: after
+    /// subjectKeyIdentifier.
+    tail: Vec<u8>,
+}
+
+/// The per-certificate fields of a TBSCertificate.
+pub(crate) struct CertFields<'a> {
+    /// serialNumber (section 4.1.2.2).
+    pub(crate) serial: &'a Serial,
+    /// notBefore, seconds since the Unix epoch (section 4.1.2.5).
+    pub(crate) not_before: i64,
+    /// notAfter, seconds since the Unix epoch.
+    pub(crate) not_after: i64,
+    /// The subject, in order (section 4.1.2.6).
+    pub(crate) subject: &'a [SubjectAttribute],
+    /// The subject alternative names (section 4.2.1.6).
+    pub(crate) sans: &'a [San],
+    /// The subject public key (section 4.1.2.7).
+    pub(crate) key: &'a SubjectKey,
+}
+
+impl CertTemplate {
+    /// Encodes what `profile` fixes, with the CA's URL extensions.
+    pub(crate) fn new(profile: &Profile, urls: &UrlExtensions) -> Result<Self, CaError> {
+        let mut middle = Vec::new();
+        if !profile.key_usage.is_empty() {
+            let usages = profile
+                .key_usage
+                .iter()
+                .fold(der::flagset::FlagSet::default(), |set, ku| {
+                    set | key_usage_flag(*ku)
+                });
+            // "When present, conforming CAs SHOULD mark this extension as critical."
+            middle.extend(extension_der(OID_KU, true, &KeyUsage(usages))?);
+        }
+        if !profile.extended_key_usage.is_empty() {
+            let eku = ExtendedKeyUsage(
+                profile
+                    .extended_key_usage
+                    .iter()
+                    .map(|eku| extended_key_usage_oid(*eku))
+                    .collect(),
+            );
+            middle.extend(extension_der(OID_EKU, false, &eku)?);
+        }
+        if let Some(crl_dp) = &urls.crl_distribution_points {
+            middle.extend(crl_dp);
+        }
+        let mut tail = extension_der(
+            OID_BC,
+            true,
+            &BasicConstraints {
+                ca: false,
+                path_len_constraint: None,
+            },
+        )?;
+        if let Some(aia) = &urls.authority_info_access {
+            tail.extend(aia);
+        }
+        if profile
+            .extended_key_usage
+            .contains(&profile::ExtendedKeyUsage::OcspSigning)
+        {
+            // id-pkix-ocsp-nocheck (RFC 6960 section 4.2.2.2.1): NULL, not critical.
+            tail.extend(extension_der(OID_OCSP_NOCHECK, false, &der::asn1::Null)?);
+        }
+        Ok(CertTemplate { middle, tail })
+    }
+
+    /// Encodes the certificate's TBSCertificate from this template and `fields`, has
+    /// `signer` sign it, and returns the Certificate's DER (RFC 5280 section 4.1).
+    pub(crate) fn sign(
+        &self,
+        issuer: &IssuerParts,
+        signer: &dyn Signer,
+        fields: &CertFields<'_>,
+    ) -> Result<Vec<u8>, CaError> {
+        let subject: usize = fields.subject.iter().map(|a| a.value.len() + 16).sum();
+        let sans: usize = fields.sans.iter().map(|s| san_len(s) + 4).sum();
+        let mut out = Vec::with_capacity(
+            FIXED_OVERHEAD
+                + 2 * issuer.signature_algorithm.len()
+                + issuer.name.len()
+                + issuer.authority_key_id.len()
+                + self.middle.len()
+                + self.tail.len()
+                + fields.key.bits.len()
+                + subject
+                + sans
+                + MAX_SIGNATURE,
+        );
+        nested(&mut out, Tag::Sequence, |out| {
+            let tbs_start = out.len();
+            nested(out, Tag::Sequence, |out| {
+                self.write_tbs(out, issuer, fields)
+            })?;
+            let signature = signer
+                .sign(&out[tbs_start..])
+                .map_err(|e| CaError::Signing(e.to_string()))?;
+            out.extend_from_slice(&issuer.signature_algorithm);
+            bit_string(out, &signature)
+        })?;
+        Ok(out)
+    }
+
+    fn write_tbs(
+        &self,
+        out: &mut Vec<u8>,
+        issuer: &IssuerParts,
+        fields: &CertFields<'_>,
+    ) -> Result<(), CaError> {
+        // version [0] EXPLICIT INTEGER v3 (2)
+        out.extend_from_slice(&[0xa0, 0x03, 0x02, 0x01, 0x02]);
+        // The serial is 16 octets whose top bits are 01: a positive INTEGER as it stands.
+        tlv(out, Tag::Integer, fields.serial.as_bytes())?;
+        out.extend_from_slice(&issuer.signature_algorithm);
+        out.extend_from_slice(&issuer.name);
+        nested(out, Tag::Sequence, |out| {
+            time(out, fields.not_before)?;
+            time(out, fields.not_after)
+        })?;
+        name(out, fields.subject)?;
+        subject_public_key_info(out, fields.key)?;
+        let explicit3 = Tag::ContextSpecific {
+            constructed: true,
+            number: TagNumber::N3,
+        };
+        nested(out, explicit3, |out| {
+            nested(out, Tag::Sequence, |out| {
+                out.extend_from_slice(&issuer.authority_key_id);
+                if !fields.sans.is_empty() {
+                    // Critical when the subject is empty (RFC 5280 section 4.2.1.6).
+                    subject_alt_name(out, fields.sans, fields.subject.is_empty())?;
+                }
+                out.extend_from_slice(&self.middle);
+                subject_key_identifier(out, &fields.key.bits)?;
+                out.extend_from_slice(&self.tail);
+                Ok(())
+            })
+        })
+    }
+}
+
+/// The subject key identifier of RFC 7093 section 2 method 1: the leftmost 160 bits of the
+/// SHA-256 of the subjectPublicKey BIT STRING's value.
+pub(crate) fn key_identifier(public_key_bits: &[u8]) -> [u8; 20] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, public_key_bits);
+    let mut id = [0u8; 20];
+    id.copy_from_slice(&digest.as_ref()[..20]);
+    id
+}
+
+fn key_usage_flag(ku: profile::KeyUsage) -> KeyUsages {
+    match ku {
+        profile::KeyUsage::DigitalSignature => KeyUsages::DigitalSignature,
+        profile::KeyUsage::NonRepudiation => KeyUsages::NonRepudiation,
+        profile::KeyUsage::KeyEncipherment => KeyUsages::KeyEncipherment,
+        profile::KeyUsage::KeyAgreement => KeyUsages::KeyAgreement,
+        profile::KeyUsage::DataEncipherment => KeyUsages::DataEncipherment,
+    }
+}
+
+/// The key purpose OIDs of RFC 5280 section 4.2.1.12.
+fn extended_key_usage_oid(eku: profile::ExtendedKeyUsage) -> ObjectIdentifier {
+    use profile::ExtendedKeyUsage as E;
+    match eku {
+        E::ServerAuth => oid("1.3.6.1.5.5.7.3.1"),
+        E::ClientAuth => oid("1.3.6.1.5.5.7.3.2"),
+        E::CodeSigning => oid("1.3.6.1.5.5.7.3.3"),
+        E::EmailProtection => oid("1.3.6.1.5.5.7.3.4"),
+        E::TimeStamping => oid("1.3.6.1.5.5.7.3.8"),
+        E::OcspSigning => oid("1.3.6.1.5.5.7.3.9"),
+    }
+}
+
+/// The attribute type OIDs of RFC 4519 (and RFC 5280 appendix A.1).
+fn attribute_oid(kind: AttributeKind) -> ObjectIdentifier {
+    const CN: ObjectIdentifier = oid("2.5.4.3");
+    const C: ObjectIdentifier = oid("2.5.4.6");
+    const ST: ObjectIdentifier = oid("2.5.4.8");
+    const L: ObjectIdentifier = oid("2.5.4.7");
+    const O: ObjectIdentifier = oid("2.5.4.10");
+    const OU: ObjectIdentifier = oid("2.5.4.11");
+    const SERIAL_NUMBER: ObjectIdentifier = oid("2.5.4.5");
+    const GIVEN_NAME: ObjectIdentifier = oid("2.5.4.42");
+    const SURNAME: ObjectIdentifier = oid("2.5.4.4");
+    match kind {
+        AttributeKind::CommonName => CN,
+        AttributeKind::Country => C,
+        AttributeKind::State => ST,
+        AttributeKind::Locality => L,
+        AttributeKind::Organization => O,
+        AttributeKind::OrganizationalUnit => OU,
+        AttributeKind::SerialNumber => SERIAL_NUMBER,
+        AttributeKind::GivenName => GIVEN_NAME,
+        AttributeKind::Surname => SURNAME,
+    }
+}
+
+/// The AlgorithmIdentifier of a subject key (RFC 5480 section 2.1.1, RFC 8410 section 3,
+/// RFC 3279 section 2.3.1).
+fn key_algorithm(key_type: SubjectKeyType) -> (ObjectIdentifier, KeyParameters) {
+    const EC: ObjectIdentifier = oid("1.2.840.10045.2.1");
+    const P256: ObjectIdentifier = oid("1.2.840.10045.3.1.7");
+    const P384: ObjectIdentifier = oid("1.3.132.0.34");
+    const ED25519: ObjectIdentifier = oid("1.3.101.112");
+    const RSA: ObjectIdentifier = oid("1.2.840.113549.1.1.1");
+    match key_type {
+        SubjectKeyType::EcP256 => (EC, KeyParameters::Curve(P256)),
+        SubjectKeyType::EcP384 => (EC, KeyParameters::Curve(P384)),
+        SubjectKeyType::Ed25519 => (ED25519, KeyParameters::Absent),
+        SubjectKeyType::Rsa(_) => (RSA, KeyParameters::Null),
+    }
+}
+
+/// The parameters of a subject key's AlgorithmIdentifier.
+enum KeyParameters {
+    /// A named curve.
+    Curve(ObjectIdentifier),
+    /// NULL (RSA).
+    Null,
+    /// None at all (Ed25519).
+    Absent,
+}
+
+fn subject_public_key_info(out: &mut Vec<u8>, key: &SubjectKey) -> Result<(), CaError> {
+    nested(out, Tag::Sequence, |out| {
+        let (oid, parameters) = key_algorithm(key.key_type);
+        nested(out, Tag::Sequence, |out| {
+            oid.encode_to_vec(out).map_err(encoding)?;
+            match parameters {
+                KeyParameters::Curve(curve) => curve.encode_to_vec(out).map(drop),
+                KeyParameters::Null => der::asn1::Null.encode_to_vec(out).map(drop),
+                KeyParameters::Absent => Ok(()),
+            }
+            .map_err(encoding)
+        })?;
+        bit_string(out, &key.bits)
+    })
+}
+
+/// A Name of one attribute per RDN: PrintableString for countryName and serialNumber (RFC 5280
+/// appendix A.1), UTF8String for the rest (section 4.1.2.6).
+fn name(out: &mut Vec<u8>, subject: &[SubjectAttribute]) -> Result<(), CaError> {
+    nested(out, Tag::Sequence, |out| {
+        for attr in subject {
+            nested(out, Tag::Set, |out| {
+                nested(out, Tag::Sequence, |out| {
+                    attribute_oid(attr.kind)
+                        .encode_to_vec(out)
+                        .map_err(encoding)?;
+                    match attr.kind {
+                        AttributeKind::Country | AttributeKind::SerialNumber => {
+                            PrintableStringRef::new(&attr.value)
+                                .map_err(|_| {
+                                    CaError::SubjectNotAllowed(format!(
+                                        "{} must be a PrintableString",
+                                        attr.kind.short_name()
+                                    ))
+                                })?
+                                .encode_to_vec(out)
+                        }
+                        _ => Utf8StringRef::new(&attr.value).and_then(|s| s.encode_to_vec(out)),
+                    }
+                    .map(drop)
+                    .map_err(encoding)
+                })
+            })?;
+        }
+        Ok(())
+    })
+}
+
+fn san_len(san: &San) -> usize {
+    match san {
+        San::Dns(s) | San::Email(s) | San::Other(s) => s.len(),
+        San::Ip(_) => 16,
+    }
+}
+
+fn subject_alt_name(out: &mut Vec<u8>, sans: &[San], critical: bool) -> Result<(), CaError> {
+    nested(out, Tag::Sequence, |out| {
+        OID_SAN.encode_to_vec(out).map_err(encoding)?;
+        if critical {
+            true.encode_to_vec(out).map_err(encoding)?;
+        }
+        nested(out, Tag::OctetString, |out| {
+            nested(out, Tag::Sequence, |out| {
+                for san in sans {
+                    general_name(out, san)?;
+                }
+                Ok(())
+            })
+        })
+    })
+}
+
+/// One GeneralName (RFC 5280 section 4.2.1.6), implicitly tagged.
+fn general_name(out: &mut Vec<u8>, san: &San) -> Result<(), CaError> {
+    let tag = |number| Tag::ContextSpecific {
+        constructed: false,
+        number,
+    };
+    let ia5 = |s: &str| {
+        Ia5StringRef::new(s)
+            .map(drop)
+            .map_err(|_| CaError::SanNotAllowed(format!("{san} (not IA5 text)")))
+    };
+    match san {
+        San::Dns(d) => {
+            ia5(d)?;
+            tlv(out, tag(TagNumber::N2), d.as_bytes())
+        }
+        San::Email(e) => {
+            ia5(e)?;
+            tlv(out, tag(TagNumber::N1), e.as_bytes())
+        }
+        San::Ip(std::net::IpAddr::V4(ip)) => tlv(out, tag(TagNumber::N7), &ip.octets()),
+        San::Ip(std::net::IpAddr::V6(ip)) => tlv(out, tag(TagNumber::N7), &ip.octets()),
+        San::Other(_) => Err(CaError::SanNotAllowed(san.to_string())),
+    }
+}
+
+fn subject_key_identifier(out: &mut Vec<u8>, public_key_bits: &[u8]) -> Result<(), CaError> {
+    nested(out, Tag::Sequence, |out| {
+        OID_SKI.encode_to_vec(out).map_err(encoding)?;
+        nested(out, Tag::OctetString, |out| {
+            tlv(out, Tag::OctetString, &key_identifier(public_key_bits))
+        })
+    })
+}
+
+/// UTCTime through 2049, GeneralizedTime from 2050 (RFC 5280 section 4.1.2.5).
+fn time(out: &mut Vec<u8>, unix: i64) -> Result<(), CaError> {
+    let secs = u64::try_from(unix).map_err(|_| CaError::Signing("time before 1970".into()))?;
+    let since_epoch = std::time::Duration::from_secs(secs);
+    match UtcTime::from_unix_duration(since_epoch) {
+        Ok(t) => t.encode_to_vec(out),
+        Err(_) => {
+            GeneralizedTime::from_unix_duration(since_epoch).and_then(|t| t.encode_to_vec(out))
+        }
+    }
+    .map(drop)
+    .map_err(encoding)
+}
+
+/// A BIT STRING with no unused bits.
+fn bit_string(out: &mut Vec<u8>, bits: &[u8]) -> Result<(), CaError> {
+    header(out, Tag::BitString, bits.len() + 1)?;
+    out.push(0);
+    out.extend_from_slice(bits);
+    Ok(())
+}
+
+/// A TLV of `tag` around `content`.
+fn tlv(out: &mut Vec<u8>, tag: Tag, content: &[u8]) -> Result<(), CaError> {
+    header(out, tag, content.len())?;
+    out.extend_from_slice(content);
+    Ok(())
+}
+
+fn header(out: &mut Vec<u8>, tag: Tag, len: usize) -> Result<(), CaError> {
+    Header::new(tag, Length::try_from(len).map_err(encoding)?)
+        .and_then(|h| h.encode_to_vec(out))
+        .map(drop)
+        .map_err(encoding)
+}
+
+/// A TLV of `tag` around what `content` appends: the header is written once the length is
+/// known (DER's definite length, X.690 section 8.1.3), moving the content when the length
+/// takes more than one octet.
+fn nested(
+    out: &mut Vec<u8>,
+    tag: Tag,
+    content: impl FnOnce(&mut Vec<u8>) -> Result<(), CaError>,
+) -> Result<(), CaError> {
+    let start = out.len();
+    out.extend_from_slice(&[0, 0]);
+    content(out)?;
+    let len = out.len() - start - 2;
+    let mut buf = [0u8; 8];
+    let header = Header::new(tag, Length::try_from(len).map_err(encoding)?)
+        .and_then(|h| h.encode_to_slice(&mut buf).map(|b| b.len()))
+        .map_err(encoding)?;
+    out.splice(start..start + 2, buf[..header].iter().copied());
+    Ok(())
+}
+
+/// An Extension (RFC 5280 section 4.1) of `value`'s DER, itself DER-encoded.
+fn extension_der(
+    oid: ObjectIdentifier,
+    critical: bool,
+    value: &impl Encode,
+) -> Result<Vec<u8>, CaError> {
+    Extension {
+        extn_id: oid,
+        critical,
+        extn_value: OctetString::new(value.to_der().map_err(encoding)?).map_err(encoding)?,
+    }
+    .to_der()
+    .map_err(encoding)
+}
+
+fn encoding(e: der::Error) -> CaError {
+    CaError::Signing(format!("encoding a certificate: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The template's output against rcgen's for the same fields: rcgen, which built every
+    //! certificate before the templates, is the reference.
+
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use keys::{KeyAlgorithm, SoftwareKey};
+    use rcgen::{
+        CertificateParams, CrlDistributionPoint, CustomExtension, DistinguishedName, DnType,
+        DnValue, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyUsagePurpose, SanType,
+        SerialNumber, SignatureAlgorithm,
+    };
+    use ring::rand::SystemRandom;
+    use time::{Duration, OffsetDateTime};
+    use x509_parser::prelude::FromDer;
+
+    use super::*;
+    use crate::authority::{create_root, CertificateAuthority, SignerKey, BACKDATE};
+    use crate::profile::{ExtendedKeyUsage, KeyUsage, ValidatedRequest};
+
+    fn urls(full: bool) -> Urls {
+        if !full {
+            return Urls::default();
+        }
+        Urls {
+            crl: vec![
+                "http://ca.test/crl".into(),
+                "http://mirror.test/ca.crl".into(),
+            ],
+            ocsp: vec!["http://ca.test/ocsp".into()],
+            ca_issuers: vec!["http://ca.test/ca.cer".into()],
+        }
+    }
+
+    fn profiles() -> BTreeMap<String, Profile> {
+        let mut profiles = Profile::builtin();
+        profiles.insert(
+            "ocsp-responder".into(),
+            Profile {
+                key_usage: vec![KeyUsage::DigitalSignature],
+                extended_key_usage: vec![ExtendedKeyUsage::OcspSigning],
+                ..Profile::default()
+            },
+        );
+        profiles.insert(
+            "everything".into(),
+            Profile {
+                key_usage: vec![
+                    KeyUsage::DigitalSignature,
+                    KeyUsage::NonRepudiation,
+                    KeyUsage::KeyEncipherment,
+                    KeyUsage::DataEncipherment,
+                    KeyUsage::KeyAgreement,
+                ],
+                extended_key_usage: vec![
+                    ExtendedKeyUsage::ServerAuth,
+                    ExtendedKeyUsage::ClientAuth,
+                    ExtendedKeyUsage::EmailProtection,
+                    ExtendedKeyUsage::CodeSigning,
+                    ExtendedKeyUsage::TimeStamping,
+                ],
+                ..Profile::default()
+            },
+        );
+        profiles.insert(
+            "bare".into(),
+            Profile {
+                key_usage: Vec::new(),
+                ..Profile::default()
+            },
+        );
+        profiles
+    }
+
+    fn attr(kind: AttributeKind, value: &str) -> SubjectAttribute {
+        SubjectAttribute {
+            kind,
+            value: value.into(),
+        }
+    }
+
+    fn subjects() -> Vec<Vec<SubjectAttribute>> {
+        vec![
+            vec![attr(AttributeKind::CommonName, "www.example.com")],
+            AttributeKind::ALL
+                .into_iter()
+                .map(|kind| {
+                    let value = match kind {
+                        AttributeKind::Country => "PT".to_string(),
+                        AttributeKind::SerialNumber => "IDCPT-12345678".to_string(),
+                        // UTF-8 beyond ASCII, and long enough for a two-octet length.
+                        other => format!("Maria João {}", "x".repeat(130 + other.max_len() % 7)),
+                    };
+                    attr(kind, &value)
+                })
+                .collect(),
+            Vec::new(),
+        ]
+    }
+
+    fn san_sets() -> Vec<Vec<San>> {
+        vec![
+            Vec::new(),
+            vec![San::Dns("www.example.com".into())],
+            vec![
+                San::Dns("*.example.com".into()),
+                San::Ip("192.0.2.7".parse().unwrap()),
+                San::Ip("2001:db8::1".parse().unwrap()),
+                San::Email("maria@example.com".into()),
+            ],
+        ]
+    }
+
+    fn keys() -> Vec<SubjectKey> {
+        let key = |key_type, len: usize| SubjectKey {
+            key_type,
+            bits: (0..len).map(|i| (i * 7 + 3) as u8).collect(),
+        };
+        vec![
+            key(SubjectKeyType::EcP256, 65),
+            key(SubjectKeyType::EcP384, 97),
+            key(SubjectKeyType::Ed25519, 32),
+            key(SubjectKeyType::Rsa(2048), 270),
+        ]
+    }
+
+    /// The rcgen parameters that issued every certificate before the templates.
+    fn reference(profile: &Profile, urls: &Urls, req: &ValidatedRequest) -> CertificateParams {
+        let mut params = CertificateParams::default();
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.use_authority_key_identifier_extension = true;
+        params.key_usages = profile
+            .key_usage
+            .iter()
+            .map(|ku| match ku {
+                KeyUsage::DigitalSignature => KeyUsagePurpose::DigitalSignature,
+                KeyUsage::NonRepudiation => KeyUsagePurpose::ContentCommitment,
+                KeyUsage::KeyEncipherment => KeyUsagePurpose::KeyEncipherment,
+                KeyUsage::KeyAgreement => KeyUsagePurpose::KeyAgreement,
+                KeyUsage::DataEncipherment => KeyUsagePurpose::DataEncipherment,
+            })
+            .collect();
+        params.extended_key_usages = profile
+            .extended_key_usage
+            .iter()
+            .map(|eku| match eku {
+                ExtendedKeyUsage::ServerAuth => ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsage::ClientAuth => ExtendedKeyUsagePurpose::ClientAuth,
+                ExtendedKeyUsage::EmailProtection => ExtendedKeyUsagePurpose::EmailProtection,
+                ExtendedKeyUsage::CodeSigning => ExtendedKeyUsagePurpose::CodeSigning,
+                ExtendedKeyUsage::TimeStamping => ExtendedKeyUsagePurpose::TimeStamping,
+                ExtendedKeyUsage::OcspSigning => ExtendedKeyUsagePurpose::OcspSigning,
+            })
+            .collect();
+        if !urls.crl.is_empty() {
+            params.crl_distribution_points = vec![CrlDistributionPoint {
+                uris: urls.crl.clone(),
+            }];
+        }
+        let mut access = Vec::new();
+        for (method, list) in [
+            (OID_AD_OCSP, &urls.ocsp),
+            (OID_AD_CA_ISSUERS, &urls.ca_issuers),
+        ] {
+            for url in list {
+                access.push(AccessDescription {
+                    access_method: method,
+                    access_location: GeneralName::UniformResourceIdentifier(
+                        Ia5String::new(url).unwrap(),
+                    ),
+                });
+            }
+        }
+        if !access.is_empty() {
+            let der = AuthorityInfoAccessSyntax(access).to_der().unwrap();
+            params
+                .custom_extensions
+                .push(CustomExtension::from_oid_content(
+                    &[1, 3, 6, 1, 5, 5, 7, 1, 1],
+                    der,
+                ));
+        }
+        if profile
+            .extended_key_usage
+            .contains(&ExtendedKeyUsage::OcspSigning)
+        {
+            params
+                .custom_extensions
+                .push(CustomExtension::from_oid_content(
+                    &[1, 3, 6, 1, 5, 5, 7, 48, 1, 5],
+                    vec![0x05, 0x00],
+                ));
+        }
+        params.distinguished_name = DistinguishedName::new();
+        for a in &req.subject {
+            let ty = match a.kind {
+                AttributeKind::CommonName => DnType::CommonName,
+                AttributeKind::Country => DnType::CountryName,
+                AttributeKind::State => DnType::StateOrProvinceName,
+                AttributeKind::Locality => DnType::LocalityName,
+                AttributeKind::Organization => DnType::OrganizationName,
+                AttributeKind::OrganizationalUnit => DnType::OrganizationalUnitName,
+                other => DnType::CustomDnType(other.oid().to_vec()),
+            };
+            let value = match a.kind {
+                AttributeKind::Country | AttributeKind::SerialNumber => {
+                    DnValue::PrintableString(a.value.as_str().try_into().unwrap())
+                }
+                _ => DnValue::Utf8String(a.value.clone()),
+            };
+            params.distinguished_name.push(ty, value);
+        }
+        params.subject_alt_names = req
+            .sans
+            .iter()
+            .map(|san| match san {
+                San::Dns(d) => SanType::DnsName(d.as_str().try_into().unwrap()),
+                San::Email(e) => SanType::Rfc822Name(e.as_str().try_into().unwrap()),
+                San::Ip(ip) => SanType::IpAddress(*ip),
+                San::Other(_) => unreachable!(),
+            })
+            .collect();
+        params.key_identifier_method =
+            KeyIdMethod::PreSpecified(key_identifier(&req.key.bits).to_vec());
+        params
+    }
+
+    /// The rcgen view of a subject key: only its SubjectPublicKeyInfo is written.
+    struct SubjectPublicKey<'a>(&'a SubjectKey);
+
+    impl rcgen::PublicKeyData for SubjectPublicKey<'_> {
+        fn der_bytes(&self) -> &[u8] {
+            &self.0.bits
+        }
+
+        fn algorithm(&self) -> &'static SignatureAlgorithm {
+            match self.0.key_type {
+                SubjectKeyType::EcP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+                SubjectKeyType::EcP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+                SubjectKeyType::Ed25519 => &rcgen::PKCS_ED25519,
+                SubjectKeyType::Rsa(_) => &rcgen::PKCS_RSA_SHA256,
+            }
+        }
+    }
+
+    fn tbs(der: &[u8]) -> Vec<u8> {
+        let (rest, cert) = x509_parser::certificate::X509Certificate::from_der(der).unwrap();
+        assert!(rest.is_empty());
+        cert.tbs_certificate.as_ref().to_vec()
+    }
+
+    /// Every profile, URL set, subject, SAN set, subject key type and validity (UTCTime and
+    /// GeneralizedTime), under CA keys of each kind of signature: the same certificate as
+    /// rcgen's, to the byte where the signature is deterministic (Ed25519, RSA PKCS#1 v1.5),
+    /// the same TBSCertificate where it is not (ECDSA).
+    #[test]
+    fn same_certificates_as_rcgen() {
+        let rng = SystemRandom::new();
+        let profiles = profiles();
+        for algorithm in [
+            KeyAlgorithm::Ed25519,
+            KeyAlgorithm::EcdsaP256,
+            KeyAlgorithm::Rsa3072,
+        ] {
+            let der = keys::generate_pkcs8(algorithm).unwrap();
+            let signer: Arc<dyn Signer> = Arc::new(SoftwareKey::from_pkcs8(&der).unwrap());
+            let ca_subject = vec![
+                attr(AttributeKind::Country, "PT"),
+                attr(AttributeKind::CommonName, "Template Test CA"),
+            ];
+            let root = create_root(
+                signer.clone(),
+                &ca_subject,
+                365,
+                Serial::random(&rng).unwrap(),
+            )
+            .unwrap();
+            let rcgen_issuer =
+                Issuer::from_ca_cert_der(&root.as_slice().into(), SignerKey(signer.clone()))
+                    .unwrap();
+            let deterministic = algorithm != KeyAlgorithm::EcdsaP256;
+            let mut compared = 0;
+            for full_urls in [false, true] {
+                let urls = urls(full_urls);
+                let ca =
+                    CertificateAuthority::new(signer.clone(), vec![root.clone()], &profiles, &urls)
+                        .unwrap();
+                for (name, profile) in &profiles {
+                    for subject in subjects() {
+                        for sans in san_sets() {
+                            for (i, key) in keys().into_iter().enumerate() {
+                                let validity_days = if i == 0 { 10_000 } else { 90 };
+                                let req = ValidatedRequest {
+                                    subject: subject.clone(),
+                                    sans: sans.clone(),
+                                    key,
+                                    validity_days,
+                                };
+                                let serial = Serial::random(&rng).unwrap();
+                                let now = OffsetDateTime::now_utc();
+                                let ours = ca.sign(name, serial, &req, now).unwrap();
+                                let mut params = reference(profile, &urls, &req);
+                                params.serial_number =
+                                    Some(SerialNumber::from_slice(serial.as_bytes()));
+                                params.not_before = ours.not_before;
+                                params.not_after = ours.not_after;
+                                let theirs = params
+                                    .signed_by(&SubjectPublicKey(&req.key), &rcgen_issuer)
+                                    .unwrap();
+                                let context = format!(
+                                    "{algorithm:?} {name} urls={full_urls} subject={} sans={} \
+                                     key={:?}",
+                                    req.subject.len(),
+                                    req.sans.len(),
+                                    req.key.key_type
+                                );
+                                if deterministic {
+                                    assert_eq!(ours.der, theirs.der().as_ref(), "{context}");
+                                } else {
+                                    assert_eq!(tbs(&ours.der), tbs(theirs.der()), "{context}");
+                                }
+                                assert_eq!(
+                                    ours.not_before,
+                                    now.replace_nanosecond(0).unwrap() - BACKDATE
+                                );
+                                assert_eq!(
+                                    ours.not_after,
+                                    ours.not_before + Duration::days(validity_days.into())
+                                        - Duration::seconds(1)
+                                );
+                                compared += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            assert_eq!(compared, 2 * profiles.len() * 3 * 3 * 4);
+        }
+    }
+
+    /// The signature covers the TBSCertificate as written, under the CA's key.
+    #[test]
+    fn signature_verifies_under_the_ca_key() {
+        let rng = SystemRandom::new();
+        let der = keys::generate_pkcs8(KeyAlgorithm::EcdsaP256).unwrap();
+        let signer: Arc<dyn Signer> = Arc::new(SoftwareKey::from_pkcs8(&der).unwrap());
+        let subject = vec![attr(AttributeKind::CommonName, "Template Test CA")];
+        let root =
+            create_root(signer.clone(), &subject, 365, Serial::random(&rng).unwrap()).unwrap();
+        let ca = CertificateAuthority::new(signer.clone(), vec![root], &profiles(), &urls(true))
+            .unwrap();
+        let req = ValidatedRequest {
+            subject: subjects()[0].clone(),
+            sans: san_sets()[1].clone(),
+            key: keys()[0].clone(),
+            validity_days: 90,
+        };
+        let cert = ca
+            .sign(
+                "tls-server",
+                Serial::random(&rng).unwrap(),
+                &req,
+                OffsetDateTime::now_utc(),
+            )
+            .unwrap();
+        let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(&cert.der).unwrap();
+        ring::signature::UnparsedPublicKey::new(
+            &ring::signature::ECDSA_P256_SHA256_ASN1,
+            signer.public_key_bits(),
+        )
+        .verify(
+            parsed.tbs_certificate.as_ref(),
+            &parsed.signature_value.data,
+        )
+        .unwrap();
+    }
+
+    /// What a name cannot carry is refused with the error the API reports, not encoded.
+    #[test]
+    fn unencodable_names_are_refused() {
+        let rng = SystemRandom::new();
+        let der = keys::generate_pkcs8(KeyAlgorithm::Ed25519).unwrap();
+        let signer: Arc<dyn Signer> = Arc::new(SoftwareKey::from_pkcs8(&der).unwrap());
+        let subject = vec![attr(AttributeKind::CommonName, "Template Test CA")];
+        let root =
+            create_root(signer.clone(), &subject, 365, Serial::random(&rng).unwrap()).unwrap();
+        let ca = CertificateAuthority::new(signer, vec![root], &profiles(), &urls(false)).unwrap();
+        let sign = |subject: Vec<SubjectAttribute>, sans: Vec<San>| {
+            let req = ValidatedRequest {
+                subject,
+                sans,
+                key: keys()[2].clone(),
+                validity_days: 90,
+            };
+            let serial = Serial::random(&rng).unwrap();
+            ca.sign("personal", serial, &req, OffsetDateTime::now_utc())
+        };
+        assert!(matches!(
+            sign(vec![attr(AttributeKind::Country, "P_")], Vec::new()),
+            Err(CaError::SubjectNotAllowed(_))
+        ));
+        assert!(matches!(
+            sign(Vec::new(), vec![San::Dns("bücher.example".into())]),
+            Err(CaError::SanNotAllowed(_))
+        ));
+        assert!(matches!(
+            sign(Vec::new(), vec![San::Email("maría@example.com".into())]),
+            Err(CaError::SanNotAllowed(_))
+        ));
+        assert!(matches!(
+            sign(Vec::new(), vec![San::Other("URI:http://x".into())]),
+            Err(CaError::SanNotAllowed(_))
+        ));
+        assert!(sign(Vec::new(), vec![San::Dns("ok.example".into())]).is_ok());
+    }
+
+    #[test]
+    fn attribute_oids_match_their_arcs() {
+        for kind in AttributeKind::ALL {
+            let arcs: Vec<u64> = attribute_oid(kind).arcs().map(u64::from).collect();
+            assert_eq!(arcs, kind.oid(), "{kind:?}");
+        }
+    }
+}
