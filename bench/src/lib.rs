@@ -6,6 +6,13 @@
 pub mod cpu;
 pub mod limit;
 
+/// The benchmarks and the load generator run on jemalloc, as ca-server does (its `main.rs`
+/// says why), so that the in-process figures are those of the server's allocator, RocksDB's
+/// allocations included. Declared here, it serves every binary that links this crate.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::sync::Arc;
 
 use ca_core::authority::{create_root, CertificateAuthority, Urls};

@@ -12,6 +12,10 @@ use bench::limit::{self, Limit};
 use bench::{csr_der, CsrKey};
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
+use http_body_util::{BodyExt, Full};
+use hyper::header::{self, HeaderValue};
+use hyper::StatusCode;
+use hyper_util::rt::TokioIo;
 use keys::KeyAlgorithm;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -131,9 +135,12 @@ impl From<KeyArg> for CsrKey {
 
 /// What all connections share.
 struct Shared {
-    client: reqwest::Client,
-    url: String,
-    token: String,
+    /// `host:port` to connect to.
+    address: String,
+    /// The request target (path and query).
+    path: String,
+    host: HeaderValue,
+    authorization: HeaderValue,
     body: BodyFormat,
     bodies: Vec<Bytes>,
     next: AtomicU64,
@@ -272,24 +279,26 @@ fn run(args: Args) -> Result<(), String> {
             l.parallel_certificates_per_sec
         );
     }
+    let address = args
+        .url
+        .strip_prefix("http://")
+        .ok_or("--url must be a plain http:// URL (ca-bench drives loopback servers)")?
+        .trim_end_matches('/')
+        .to_string();
     let shared = Arc::new(Shared {
-        client: reqwest::Client::builder()
-            .pool_max_idle_per_host(args.connections)
-            .build()
-            .map_err(|e| e.to_string())?,
-        url: format!(
-            "{}{}",
-            args.url.trim_end_matches('/'),
-            match (args.target, args.mode, args.body) {
-                (Target::Cfssl, _, _) => "/api/v1/cfssl/sign".to_string(),
-                (Target::Ca, Mode::Single, BodyFormat::Json) => "/v1/certificates".to_string(),
-                (Target::Ca, Mode::Single, BodyFormat::Der) =>
-                    format!("/v1/certificates?profile={}", args.profile),
-                (Target::Ca, Mode::Batch, _) => "/v1/certificates/batch".to_string(),
+        address: address.clone(),
+        host: HeaderValue::from_str(&address).map_err(|e| e.to_string())?,
+        path: match (args.target, args.mode, args.body) {
+            (Target::Cfssl, _, _) => "/api/v1/cfssl/sign".to_string(),
+            (Target::Ca, Mode::Single, BodyFormat::Json) => "/v1/certificates".to_string(),
+            (Target::Ca, Mode::Single, BodyFormat::Der) => {
+                format!("/v1/certificates?profile={}", args.profile)
             }
-        ),
+            (Target::Ca, Mode::Batch, _) => "/v1/certificates/batch".to_string(),
+        },
+        authorization: HeaderValue::from_str(&format!("Bearer {}", token(&args)?))
+            .map_err(|_| "the token is not a valid header value".to_string())?,
         body: args.body,
-        token: token(&args)?,
         bodies: bodies(&args)?,
         next: AtomicU64::new(0),
         issued: AtomicU64::new(0),
@@ -403,38 +412,34 @@ async fn drive(args: &Args, shared: Arc<Shared>) -> (f64, u64) {
     (seconds, issued)
 }
 
+/// One keep-alive HTTP/1.1 connection (hyper's client connection, no pool in between),
+/// sending one request at a time until the run ends; a failed connection is counted as a
+/// transport error and opened again.
 async fn connection(shared: Arc<Shared>, pace: Option<(Duration, Duration)>) {
     let mut ticker = pace.map(|(period, offset)| {
         let mut t = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         t
     });
+    let mut sender = None;
     while !shared.stop.load(Ordering::Relaxed) {
+        let send = match sender.as_mut() {
+            Some(send) => send,
+            None => match connect(&shared.address).await {
+                Ok(send) => sender.insert(send),
+                Err(e) => {
+                    shared.error(format!("transport: {e}"));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
         if let Some(t) = ticker.as_mut() {
             t.tick().await;
         }
         let i = shared.next.fetch_add(1, Ordering::Relaxed) as usize % shared.bodies.len();
-        let body = shared.bodies[i].clone();
         let sent = Instant::now();
-        let response = shared
-            .client
-            .post(&shared.url)
-            .bearer_auth(&shared.token)
-            .header("content-type", shared.body.content_type())
-            .body(body)
-            .send()
-            .await;
-        let outcome = match response {
-            Ok(r) => {
-                let status = r.status();
-                let body = r.bytes().await.unwrap_or_default();
-                Some((status, body))
-            }
-            Err(e) => {
-                shared.error(format!("transport: {}", e.without_url()));
-                None
-            }
-        };
+        let outcome = exchange(&shared, send, shared.bodies[i].clone()).await;
         let elapsed = sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
         if shared.stop.load(Ordering::Relaxed) {
             break; // answers after the end are not counted
@@ -442,10 +447,59 @@ async fn connection(shared: Arc<Shared>, pace: Option<(Duration, Duration)>) {
         if let Ok(mut l) = shared.latencies_us.lock() {
             l.push(elapsed);
         }
-        if let Some((status, body)) = outcome {
-            count(&shared, status, &body);
+        match outcome {
+            Ok((status, body)) => count(&shared, status, &body),
+            Err(e) => {
+                shared.error(format!("transport: {e}"));
+                sender = None;
+            }
         }
     }
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// Opens a connection to `address` and starts driving it on the runtime.
+async fn connect(address: &str) -> Result<Sender, String> {
+    let stream = tokio::net::TcpStream::connect(address)
+        .await
+        .map_err(|e| e.to_string())?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// Sends one request and reads its whole answer.
+async fn exchange(
+    shared: &Shared,
+    sender: &mut Sender,
+    body: Bytes,
+) -> Result<(StatusCode, Bytes), String> {
+    let request = hyper::Request::post(shared.path.as_str())
+        .header(header::HOST, shared.host.clone())
+        .header(header::AUTHORIZATION, shared.authorization.clone())
+        .header(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(shared.body.content_type()),
+        )
+        .body(Full::new(body))
+        .map_err(|e| e.to_string())?;
+    sender.ready().await.map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, body))
 }
 
 /// The parts of an answer the load generator looks at (ca-server's issuance, batch and error
@@ -476,7 +530,7 @@ struct ErrorMessage {
     message: String,
 }
 
-fn count(shared: &Shared, status: reqwest::StatusCode, body: &[u8]) {
+fn count(shared: &Shared, status: StatusCode, body: &[u8]) {
     if shared.body == BodyFormat::Der && status.is_success() {
         shared.issued.fetch_add(1, Ordering::Relaxed);
         return;
