@@ -242,19 +242,29 @@ def gap_figures(floor):
 ANALYSIS = """
 **Reading it.** The workers' part is the two signatures' arithmetic plus CSR parsing, the
 profile check and building the certificate: {workers:.0f} µs in batches, of which about
-{extra:.0f} µs is not the crypto floor of {floor:.0f} µs (the `csr_parse_verify` and `build_sign`
-criterion lines below add about 10 µs of parsing and encoding to ring's own rates). The store
+{extra:.0f} µs is not the crypto floor of {floor:.0f} µs. A `perf record` of the
+`csr_parse_verify/ec-p256` and `build_sign/ca-ec-p256` benchmarks puts CSR parsing (x509-parser)
+under 0.5% of the first, and writing the certificate into the profile's DER template
+(`ca-core/src/template.rs`) at about 3% of the second: the rest is ring's P-256 arithmetic,
+SHA-256, and the two `getrandom` system calls of each certificate (its serial and ring's ECDSA
+nonce, about 4%). The remainder of the workers' time is their queue's wake-ups (kernel time
+counted in their threads) and the signing rate under load, with the writer and HTTP sharing the
+vCPUs and their caches, against ring's rate measured alone. The store
 writer costs {writer:.0f} µs per certificate in large groups and more in small ones (one
-fsync and its kernel work per group): a `perf record -g -p PID` of the server (batch load) puts
-about a quarter of it in the memtable inserts (the record, its serial, expiry and two name
-entries, the audit entry: the random keys, serial and names, cost the most), a fifth in the
-serial-uniqueness lookups (one sorted multi-get per group, behind a memtable bloom filter),
-a sixth in the WAL write and `fdatasync`, and the rest in the audit entry's hash, record
-encoding, page faults of fresh buffers and the replies (`store_commit` below is the writer
-alone). HTTP costs {http_b:.0f} µs per
+fsync and its kernel work per group): a `perf record -p PID` of the server (batch load) puts
+about a quarter of it in RocksDB's skip-list insert (`InlineSkipList::RecomputeSpliceLevels`,
+for the random keys: serial and names), a fifth in the serial-uniqueness lookups (one sorted
+multi-get per group, behind a memtable bloom filter), a sixth in the WAL write and `fdatasync`,
+and the rest in the other inserts (record, expiry, audit entry), the audit entry's hash, record
+encoding and the replies (`store_commit` below is the writer alone). An insert reuses the
+previous one's place in the skip list only when the keys are adjacent, so putting a group's
+random keys in order does not help (measured: the same share); RocksDB's hinted insert
+(`memtable_insert_with_hint_prefix_extractor`), which would, is not in the C API that the Rust
+bindings wrap. HTTP costs {http_b:.0f} µs per
 certificate in batches of 100 and {http_s:.0f} µs per single request, and the client, on the
-same two vCPUs, another {client_s:.0f} µs per single request: a loopback HTTP/1.1 request and
-answer costs about as much as the certificate's signature. The DER form saves the JSON, PEM
+same two vCPUs, another {client_s:.0f} µs per single request (one hyper HTTP/1.1 connection per
+task, no pool: about half of what reqwest's pooled client took): a loopback HTTP/1.1 request
+and answer costs about as much as the certificate's signature. The DER form saves the JSON, PEM
 and base64 work, which is a small part of that.
 
 **What would close the gaps.**

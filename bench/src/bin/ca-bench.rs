@@ -413,16 +413,23 @@ async fn drive(args: &Args, shared: Arc<Shared>) -> (f64, u64) {
 }
 
 /// One keep-alive HTTP/1.1 connection (hyper's client connection, no pool in between),
-/// sending one request at a time until the run ends; a failed connection is counted as a
-/// transport error and opened again.
+/// sending one request at a time until the run ends. A request that fails on the wire is
+/// counted as a transport error; the connection is then opened again, as it is, uncounted,
+/// when the server closed it between two requests.
 async fn connection(shared: Arc<Shared>, pace: Option<(Duration, Duration)>) {
     let mut ticker = pace.map(|(period, offset)| {
         let mut t = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         t
     });
-    let mut sender = None;
+    let mut sender: Option<Sender> = None;
     while !shared.stop.load(Ordering::Relaxed) {
+        if let Some(send) = sender.as_mut() {
+            if send.ready().await.is_err() {
+                // Closed by the server between two requests (nothing was sent): open another.
+                sender = None;
+            }
+        }
         let send = match sender.as_mut() {
             Some(send) => send,
             None => match connect(&shared.address).await {
