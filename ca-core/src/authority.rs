@@ -227,7 +227,9 @@ fn key_identifier(public_key_bits: &[u8]) -> KeyIdMethod {
 
 /// Builds an rcgen name from checked attributes. countryName and serialNumber are
 /// PrintableString (RFC 5280 appendix A.1); the rest UTF8String (RFC 5280 section 4.1.2.6).
-fn distinguished_name(subject: &[SubjectAttribute]) -> Result<DistinguishedName, CaError> {
+pub(crate) fn distinguished_name(
+    subject: &[SubjectAttribute],
+) -> Result<DistinguishedName, CaError> {
     let mut dn = DistinguishedName::new();
     for attr in subject {
         let ty = match attr.kind {

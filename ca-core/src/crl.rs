@@ -148,8 +148,9 @@ fn encoding(e: der::Error) -> CaError {
     CaError::Signing(format!("encoding a CRL: {e}"))
 }
 
-/// UTCTime through 2049, GeneralizedTime from 2050 (RFC 5280 sections 5.1.2.4 to 5.1.2.6).
-fn time(unix: i64) -> Result<Time, CaError> {
+/// UTCTime through 2049, GeneralizedTime from 2050, for CRLs (RFC 5280 sections 5.1.2.4 to
+/// 5.1.2.6) as for certificates' validity (section 4.1.2.5).
+pub(crate) fn time(unix: i64) -> Result<Time, CaError> {
     let secs = u64::try_from(unix).map_err(|_| CaError::Signing("time before 1970".into()))?;
     let since_epoch = StdDuration::from_secs(secs);
     UtcTime::from_unix_duration(since_epoch)
@@ -158,7 +159,8 @@ fn time(unix: i64) -> Result<Time, CaError> {
         .map_err(encoding)
 }
 
-fn extension(
+/// An Extension (RFC 5280 section 4.1) holding `value`'s DER, of a CRL or a certificate.
+pub(crate) fn extension(
     oid: ObjectIdentifier,
     critical: bool,
     value: &impl Encode,

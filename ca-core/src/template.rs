@@ -12,8 +12,7 @@
 //! with rcgen's, for every built-in profile and key type, byte for byte.
 
 use der::asn1::{
-    GeneralizedTime, Ia5String, Ia5StringRef, ObjectIdentifier, OctetString, PrintableStringRef,
-    UtcTime, Utf8StringRef,
+    Ia5String, Ia5StringRef, ObjectIdentifier, OctetString, PrintableStringRef, Utf8StringRef,
 };
 use der::{Encode, Header, Length, Tag, TagNumber};
 use keys::Signer;
@@ -23,9 +22,9 @@ use x509_cert::ext::pkix::{
     AccessDescription, AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, BasicConstraints,
     CrlDistributionPoints, ExtendedKeyUsage, KeyUsage, KeyUsages,
 };
-use x509_cert::ext::Extension;
 
 use crate::authority::Urls;
+use crate::crl;
 use crate::csr::{AttributeKind, San, SubjectAttribute, SubjectKey, SubjectKeyType};
 use crate::error::CaError;
 use crate::profile::{self, Profile};
@@ -99,46 +98,54 @@ pub(crate) struct UrlExtensions {
 impl UrlExtensions {
     /// The extensions for these URLs.
     pub(crate) fn new(urls: &Urls) -> Result<Self, CaError> {
-        let uri = |url: &String| {
-            Ia5String::new(url)
-                .map(GeneralName::UniformResourceIdentifier)
-                .map_err(|_| CaError::Signing(format!("URL {url:?} is not IA5 text")))
-        };
         let crl_distribution_points = if urls.crl.is_empty() {
             None
         } else {
             let points = CrlDistributionPoints(vec![DistributionPoint {
                 distribution_point: Some(DistributionPointName::FullName(
-                    urls.crl.iter().map(uri).collect::<Result<_, _>>()?,
+                    urls.crl
+                        .iter()
+                        .map(|url| uri(url))
+                        .collect::<Result<_, _>>()?,
                 )),
                 reasons: None,
                 crl_issuer: None,
             }]);
             Some(extension_der(OID_CRL_DP, false, &points)?)
         };
-        let mut access = Vec::new();
-        for (method, list) in [
-            (OID_AD_OCSP, &urls.ocsp),
-            (OID_AD_CA_ISSUERS, &urls.ca_issuers),
-        ] {
-            for url in list {
-                access.push(AccessDescription {
-                    access_method: method,
-                    access_location: uri(url)?,
-                });
-            }
-        }
-        let authority_info_access = if access.is_empty() {
-            None
-        } else {
-            let aia = AuthorityInfoAccessSyntax(access);
-            Some(extension_der(OID_AIA, false, &aia)?)
-        };
+        let authority_info_access = authority_info_access(urls)?
+            .map(|aia| extension_der(OID_AIA, false, &aia))
+            .transpose()?;
         Ok(UrlExtensions {
             crl_distribution_points,
             authority_info_access,
         })
     }
+}
+
+/// The authorityInfoAccess content for the OCSP and CA-issuer URLs (RFC 5280 section
+/// 4.2.2.1), when there are any.
+fn authority_info_access(urls: &Urls) -> Result<Option<AuthorityInfoAccessSyntax>, CaError> {
+    let mut access = Vec::new();
+    for (method, list) in [
+        (OID_AD_OCSP, &urls.ocsp),
+        (OID_AD_CA_ISSUERS, &urls.ca_issuers),
+    ] {
+        for url in list {
+            access.push(AccessDescription {
+                access_method: method,
+                access_location: uri(url)?,
+            });
+        }
+    }
+    Ok((!access.is_empty()).then_some(AuthorityInfoAccessSyntax(access)))
+}
+
+/// A uniformResourceIdentifier GeneralName.
+fn uri(url: &str) -> Result<GeneralName, CaError> {
+    Ia5String::new(url)
+        .map(GeneralName::UniformResourceIdentifier)
+        .map_err(|_| CaError::Signing(format!("URL {url:?} is not IA5 text")))
 }
 
 /// One profile's template: the extensions it fixes, pre-encoded in rcgen's order around the
@@ -480,18 +487,12 @@ fn subject_key_identifier(out: &mut Vec<u8>, public_key_bits: &[u8]) -> Result<(
     })
 }
 
-/// UTCTime through 2049, GeneralizedTime from 2050 (RFC 5280 section 4.1.2.5).
+/// A validity time (RFC 5280 section 4.1.2.5).
 fn time(out: &mut Vec<u8>, unix: i64) -> Result<(), CaError> {
-    let secs = u64::try_from(unix).map_err(|_| CaError::Signing("time before 1970".into()))?;
-    let since_epoch = std::time::Duration::from_secs(secs);
-    match UtcTime::from_unix_duration(since_epoch) {
-        Ok(t) => t.encode_to_vec(out),
-        Err(_) => {
-            GeneralizedTime::from_unix_duration(since_epoch).and_then(|t| t.encode_to_vec(out))
-        }
-    }
-    .map(drop)
-    .map_err(encoding)
+    crl::time(unix)?
+        .encode_to_vec(out)
+        .map(drop)
+        .map_err(encoding)
 }
 
 /// A BIT STRING with no unused bits.
@@ -542,13 +543,9 @@ fn extension_der(
     critical: bool,
     value: &impl Encode,
 ) -> Result<Vec<u8>, CaError> {
-    Extension {
-        extn_id: oid,
-        critical,
-        extn_value: OctetString::new(value.to_der().map_err(encoding)?).map_err(encoding)?,
-    }
-    .to_der()
-    .map_err(encoding)
+    crl::extension(oid, critical, value)?
+        .to_der()
+        .map_err(encoding)
 }
 
 fn encoding(e: der::Error) -> CaError {
@@ -565,16 +562,17 @@ mod tests {
 
     use keys::{KeyAlgorithm, SoftwareKey};
     use rcgen::{
-        CertificateParams, CrlDistributionPoint, CustomExtension, DistinguishedName, DnType,
-        DnValue, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyUsagePurpose, SanType,
-        SerialNumber, SignatureAlgorithm,
+        CertificateParams, CrlDistributionPoint, CustomExtension, ExtendedKeyUsagePurpose, IsCa,
+        Issuer, KeyIdMethod, KeyUsagePurpose, SanType, SerialNumber, SignatureAlgorithm,
     };
     use ring::rand::SystemRandom;
     use time::{Duration, OffsetDateTime};
     use x509_parser::prelude::FromDer;
 
     use super::*;
-    use crate::authority::{create_root, CertificateAuthority, SignerKey, BACKDATE};
+    use crate::authority::{
+        create_root, distinguished_name, CertificateAuthority, SignerKey, BACKDATE,
+    };
     use crate::profile::{ExtendedKeyUsage, KeyUsage, ValidatedRequest};
 
     fn urls(full: bool) -> Urls {
@@ -716,27 +714,12 @@ mod tests {
                 uris: urls.crl.clone(),
             }];
         }
-        let mut access = Vec::new();
-        for (method, list) in [
-            (OID_AD_OCSP, &urls.ocsp),
-            (OID_AD_CA_ISSUERS, &urls.ca_issuers),
-        ] {
-            for url in list {
-                access.push(AccessDescription {
-                    access_method: method,
-                    access_location: GeneralName::UniformResourceIdentifier(
-                        Ia5String::new(url).unwrap(),
-                    ),
-                });
-            }
-        }
-        if !access.is_empty() {
-            let der = AuthorityInfoAccessSyntax(access).to_der().unwrap();
+        if let Some(aia) = authority_info_access(urls).unwrap() {
             params
                 .custom_extensions
                 .push(CustomExtension::from_oid_content(
                     &[1, 3, 6, 1, 5, 5, 7, 1, 1],
-                    der,
+                    aia.to_der().unwrap(),
                 ));
         }
         if profile
@@ -750,25 +733,7 @@ mod tests {
                     vec![0x05, 0x00],
                 ));
         }
-        params.distinguished_name = DistinguishedName::new();
-        for a in &req.subject {
-            let ty = match a.kind {
-                AttributeKind::CommonName => DnType::CommonName,
-                AttributeKind::Country => DnType::CountryName,
-                AttributeKind::State => DnType::StateOrProvinceName,
-                AttributeKind::Locality => DnType::LocalityName,
-                AttributeKind::Organization => DnType::OrganizationName,
-                AttributeKind::OrganizationalUnit => DnType::OrganizationalUnitName,
-                other => DnType::CustomDnType(other.oid().to_vec()),
-            };
-            let value = match a.kind {
-                AttributeKind::Country | AttributeKind::SerialNumber => {
-                    DnValue::PrintableString(a.value.as_str().try_into().unwrap())
-                }
-                _ => DnValue::Utf8String(a.value.clone()),
-            };
-            params.distinguished_name.push(ty, value);
-        }
+        params.distinguished_name = distinguished_name(&req.subject).unwrap();
         params.subject_alt_names = req
             .sans
             .iter()
@@ -802,6 +767,19 @@ mod tests {
         }
     }
 
+    /// A signer of `algorithm` and its self-signed root certificate.
+    fn root_ca(algorithm: KeyAlgorithm) -> (Arc<dyn Signer>, Vec<u8>) {
+        let der = keys::generate_pkcs8(algorithm).unwrap();
+        let signer: Arc<dyn Signer> = Arc::new(SoftwareKey::from_pkcs8(&der).unwrap());
+        let subject = vec![
+            attr(AttributeKind::Country, "PT"),
+            attr(AttributeKind::CommonName, "Template Test CA"),
+        ];
+        let serial = Serial::random(&SystemRandom::new()).unwrap();
+        let root = create_root(signer.clone(), &subject, 365, serial).unwrap();
+        (signer, root)
+    }
+
     fn tbs(der: &[u8]) -> Vec<u8> {
         let (rest, cert) = x509_parser::certificate::X509Certificate::from_der(der).unwrap();
         assert!(rest.is_empty());
@@ -821,19 +799,7 @@ mod tests {
             KeyAlgorithm::EcdsaP256,
             KeyAlgorithm::Rsa3072,
         ] {
-            let der = keys::generate_pkcs8(algorithm).unwrap();
-            let signer: Arc<dyn Signer> = Arc::new(SoftwareKey::from_pkcs8(&der).unwrap());
-            let ca_subject = vec![
-                attr(AttributeKind::Country, "PT"),
-                attr(AttributeKind::CommonName, "Template Test CA"),
-            ];
-            let root = create_root(
-                signer.clone(),
-                &ca_subject,
-                365,
-                Serial::random(&rng).unwrap(),
-            )
-            .unwrap();
+            let (signer, root) = root_ca(algorithm);
             let rcgen_issuer =
                 Issuer::from_ca_cert_der(&root.as_slice().into(), SignerKey(signer.clone()))
                     .unwrap();
@@ -901,11 +867,7 @@ mod tests {
     #[test]
     fn signature_verifies_under_the_ca_key() {
         let rng = SystemRandom::new();
-        let der = keys::generate_pkcs8(KeyAlgorithm::EcdsaP256).unwrap();
-        let signer: Arc<dyn Signer> = Arc::new(SoftwareKey::from_pkcs8(&der).unwrap());
-        let subject = vec![attr(AttributeKind::CommonName, "Template Test CA")];
-        let root =
-            create_root(signer.clone(), &subject, 365, Serial::random(&rng).unwrap()).unwrap();
+        let (signer, root) = root_ca(KeyAlgorithm::EcdsaP256);
         let ca = CertificateAuthority::new(signer.clone(), vec![root], &profiles(), &urls(true))
             .unwrap();
         let req = ValidatedRequest {
@@ -938,11 +900,7 @@ mod tests {
     #[test]
     fn unencodable_names_are_refused() {
         let rng = SystemRandom::new();
-        let der = keys::generate_pkcs8(KeyAlgorithm::Ed25519).unwrap();
-        let signer: Arc<dyn Signer> = Arc::new(SoftwareKey::from_pkcs8(&der).unwrap());
-        let subject = vec![attr(AttributeKind::CommonName, "Template Test CA")];
-        let root =
-            create_root(signer.clone(), &subject, 365, Serial::random(&rng).unwrap()).unwrap();
+        let (signer, root) = root_ca(KeyAlgorithm::Ed25519);
         let ca = CertificateAuthority::new(signer, vec![root], &profiles(), &urls(false)).unwrap();
         let sign = |subject: Vec<SubjectAttribute>, sans: Vec<San>| {
             let req = ValidatedRequest {
