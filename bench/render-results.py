@@ -473,13 +473,26 @@ for name, label, what in [("rss.txt", "million", "the 1,000,000-issuance run (`-
 print("""
 ### Memory
 
-Resident memory is the process's own (a few tens of MiB) plus RocksDB's memtables (at most
-64 MiB for all column families together, `DB_WRITE_BUFFER`, plus one being flushed) and block
-cache (32 MiB, `BLOCK_CACHE`); `ca_store_memory_bytes{use="memtables|block_cache|block_cache_pinned|table_readers"}`
-shows both in production. They fill during the first tens of seconds, which is the early
-growth; afterwards resident memory rises and falls with the memtables (up to 64 MiB between
-two flushes), which is the swing within a window. The engine's queue is bounded
-(`queue_capacity`) and every other buffer is per request. Two things made it creep over long
+Resident memory is the process's own (a few tens of MiB) plus RocksDB's one budget of 96 MiB
+(`STORE_MEMORY`): memtables (at most 64 MiB for all column families together,
+`DB_WRITE_BUFFER`) charged to the block cache, and cached blocks in the rest;
+`ca_store_memory_bytes{use="memtables|block_cache|block_cache_pinned|table_readers"}`
+shows both in production. Each flush puts the blocks it writes into the cache
+(`prepopulate_block_cache`), so the budget is in use from the first flush, seconds into a
+fill, and what a flush frees from the memtables the cache takes up again. Before that change,
+memtables and a separate 32 MiB cache rose and fell on their own: in a 120 s batch fill on
+this machine (1.84M certificates, sampled each second) the cache took a minute of reads to
+fill and resident memory grew +36.4% within 1,000,000 issuances after the first quarter
+(quarter means 87, 113, 125, 128 MiB); with the shared budget and prepopulated cache, in the
+same fill (1.90M certificates, same throughput: 15,359 against 15,348/s), +13.2% (quarter
+means 125, 140, 141, 146 MiB, every tenth after the first between 137 and 144 MiB). What
+still moves it by about ±5% is live memory outside the budget's accounting: a flush holds its
+memtable and the blocks it writes at once, and compactions hold their buffers (with
+jemalloc's `dirty_decay_ms:0`, which hands every freed page back at once, resident memory
+moved as much, 8% slower; a 4 MiB memtable for `issued` instead of 16 MiB gave +18.0%, and
+a 4-shard cache +20.6%: neither is kept). Flat within 10% would take that transient live
+memory out of the swing: a flush that frees its memtable block by block as it writes, or a
+budget large enough that ±10 MiB is under 10% of it. (`queue_capacity`) and every other buffer is per request. Two things made it creep over long
 fills, both measured with `ca_store_memory_bytes` sampled every 10 s during a fill and both
 fixed: glibc's per-thread arenas kept the blocks RocksDB frees resident (quarter means 77,
 105, 119, 126 MiB over a 3M-certificate fill; `ca-server` now runs on jemalloc, RocksDB's

@@ -50,7 +50,7 @@ use std::sync::Arc;
 
 use rocksdb::{
     BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType,
-    Options, ReadOptions, WriteBatch, WriteOptions, DB,
+    Options, ReadOptions, WriteBatch, WriteBufferManager, WriteOptions, DB,
 };
 
 pub use audit_log::AuditReport;
@@ -116,12 +116,14 @@ pub mod cf {
     ];
 }
 
-/// All memtables together (RocksDB's write buffer manager).
+/// All memtables together (RocksDB's write buffer manager), charged to the block cache.
 const DB_WRITE_BUFFER: usize = 64 << 20;
 /// One memtable of one column family.
 const CF_WRITE_BUFFER: usize = 16 << 20;
-/// The block cache shared by every column family.
+/// The block cache shared by every column family, beyond what the memtables take of it.
 const BLOCK_CACHE: usize = 32 << 20;
+/// RocksDB's one memory budget: memtables and cached blocks together.
+const STORE_MEMORY: usize = DB_WRITE_BUFFER + BLOCK_CACHE;
 
 const META_SCHEMA: &[u8] = b"schema_version";
 const META_CERT_SEQ: &[u8] = b"cert_seq";
@@ -172,13 +174,15 @@ impl std::fmt::Debug for Store {
 /// Where RocksDB's memory goes ([`Store::memory`]), in bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreMemory {
-    /// The shared block cache (data, index and filter blocks), bounded by `BLOCK_CACHE`
-    /// except for pinned top-level index and filter partitions.
+    /// Blocks in the shared block cache (data, index and filter blocks): the cache's usage
+    /// less what the memtables reserve in it (in 256 KiB units, so within a few MiB). With
+    /// `memtables`, bounded by `STORE_MEMORY` except for pinned top-level partitions.
     pub block_cache: u64,
     /// The part of `block_cache` that cannot be evicted now (blocks held by open tables and
     /// iterators), which may take the cache beyond its capacity.
     pub block_cache_pinned: u64,
-    /// All memtables, bounded by `DB_WRITE_BUFFER` plus those being flushed.
+    /// All memtables, bounded by `DB_WRITE_BUFFER` plus those being flushed, and charged to
+    /// the block cache.
     pub memtables: u64,
     /// Table readers outside the block cache (per open table file).
     pub table_readers: u64,
@@ -226,15 +230,27 @@ impl Store {
         opts.create_missing_column_families(!read_only);
         opts.set_max_background_jobs(2);
         opts.set_bytes_per_sync(1 << 20);
-        // Memory stays bounded whatever the store's size: all memtables together flush at
-        // 64 MiB, and every column family reads through one 32 MiB block cache.
-        opts.set_db_write_buffer_size(DB_WRITE_BUFFER);
+        // Memory stays bounded whatever the store's size, and flat: memtables (flushed at
+        // 64 MiB all together) and cached blocks share one 96 MiB budget. The memtables are
+        // charged to the block cache, which evicts blocks as they grow, and a flush puts the
+        // blocks it writes into the cache (`prepopulate_block_cache`, below), so the cache
+        // holds the newest certificates from the first flush on instead of filling over
+        // minutes of reads, and what a flush frees the cache takes up again.
+        let cache = Cache::new_lru_cache(STORE_MEMORY);
+        if !read_only {
+            opts.set_write_buffer_manager(
+                &WriteBufferManager::new_write_buffer_manager_with_cache(
+                    DB_WRITE_BUFFER,
+                    false,
+                    cache.clone(),
+                ),
+            );
+        }
         if read_only {
             // Every table file is opened now: a running server's compactions may delete
             // files later, and an open file stays readable.
             opts.set_max_open_files(-1);
         }
-        let cache = Cache::new_lru_cache(BLOCK_CACHE);
         let existing = DB::list_cf(&opts, path).unwrap_or_default();
         let mut names: Vec<String> = if read_only {
             Vec::new()
@@ -309,6 +325,9 @@ impl Store {
                 CaError::Storage(format!("opening the store at {}: {msg}", path.display()))
             }
         })?;
+        if !read_only {
+            prepopulate_block_cache(&db, &names)?;
+        }
         Ok(Store { db: Arc::new(db) })
     }
 
@@ -423,10 +442,14 @@ impl Store {
         let summed = |property| -> Result<u64, CaError> {
             cf::ALL.iter().map(|name| of(name, property)).sum()
         };
+        // The memtables' reservation in the cache counts as pinned usage; it is reported
+        // under `memtables`, not twice.
+        let memtables = summed("rocksdb.cur-size-all-mem-tables")?;
         Ok(StoreMemory {
-            block_cache: cache("rocksdb.block-cache-usage")?,
-            block_cache_pinned: cache("rocksdb.block-cache-pinned-usage")?,
-            memtables: summed("rocksdb.cur-size-all-mem-tables")?,
+            block_cache: cache("rocksdb.block-cache-usage")?.saturating_sub(memtables),
+            block_cache_pinned: cache("rocksdb.block-cache-pinned-usage")?
+                .saturating_sub(memtables),
+            memtables,
             table_readers: summed("rocksdb.estimate-table-readers-mem")?,
         })
     }
@@ -630,6 +653,26 @@ fn decode_seq(bytes: &[u8]) -> Result<u64, CaError> {
     <[u8; 8]>::try_from(bytes)
         .map(u64::from_be_bytes)
         .map_err(|_| CaError::Storage("malformed issuance sequence number".into()))
+}
+
+/// Makes every column family's flushes put the blocks they write into the block cache
+/// (RocksDB's `BlockBasedTableOptions::prepopulate_block_cache = kFlushOnly`). The Rust
+/// bindings expose no setter for it, so it is set as a mutable option once the store is open.
+fn prepopulate_block_cache(db: &DB, names: &[String]) -> Result<(), CaError> {
+    for name in names {
+        let handle = db
+            .cf_handle(name)
+            .ok_or_else(|| CaError::Storage(format!("column family {name} is missing")))?;
+        db.set_options_cf(
+            &handle,
+            &[(
+                "block_based_table_factory",
+                "{prepopulate_block_cache=kFlushOnly;}",
+            )],
+        )
+        .map_err(|e| CaError::Storage(format!("configuring the block cache of {name}: {e}")))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
