@@ -114,7 +114,8 @@ def targets_table():
     rss = [int(x) for x in (read("rss-large.txt") or read("rss.txt")).split()]
     mid = rss[len(rss) // 4:] if rss else []
     short = [int(x) for x in read("rss.txt").split()]
-    flat = million_window(rss, (R.get("large-fill") or R.get("million") or {}).get("certificates", 0))
+    filled = (R.get("large-fill") or R.get("million") or {}).get("certificates", 0)
+    flat = million_window(rss, filled)
     large = large_raw = None
     if "large-after" in R and "batch100-c4" in R:
         # As a fraction of the limit measured just before each: the shared machine's speed
@@ -144,7 +145,7 @@ def targets_table():
          "two vCPUs give < 2x one; the writer and HTTP share them"),
         ("resident memory flat (±10%) over 1M issuances, < 256 MiB",
          f"at most {flat:+.1%} within any 1,000,000 issuances after the first quarter of the run "
-         f"({(R.get('large-fill') or R.get('million') or {}).get('certificates', 0):,}); "
+         f"({filled:,}); "
          f"{min(mid) / 1024:.0f}–{max(mid) / 1024:.0f} MiB, peak {max(rss) / 1024:.0f} MiB"
          + (f" (the 1,000,000-issuance run alone: {million_window(short, R['million']['certificates']):+.1%}, "
             f"peak {max(short) / 1024:.0f} MiB)" if short and "large-fill" in R and "million" in R else "")
@@ -318,7 +319,11 @@ ossl_scaling = osslN[1] / ossl1[1] if ossl1[1] else 0
 w1 = (R.get("workers1-batch100-c4") or {}).get("certificates_per_sec", 0)
 w2 = (R.get("workers2-batch100-c4") or {}).get("certificates_per_sec", 0)
 worker_scaling = w2 / w1 if w1 else 0
-now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+# When the figures were written (run-all copies them into `out` as it ends), so that
+# rendering them again keeps the run's time.
+stamp = os.path.join(out, "openssl-p256.txt")
+now = (datetime.fromtimestamp(os.path.getmtime(stamp), timezone.utc) if os.path.exists(stamp)
+       else datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")
 B = "ca-bench --url URL --duration 10"
 print(f"""# Benchmark results
 
@@ -495,7 +500,8 @@ jemalloc's `dirty_decay_ms:0`, which hands every freed page back at once, reside
 moved as much, 8% slower; a 4 MiB memtable for `issued` instead of 16 MiB gave +18.0%, and
 a 4-shard cache +20.6%: neither is kept). Flat within 10% would take that transient live
 memory out of the swing: a flush that frees its memtable block by block as it writes, or a
-budget large enough that ±10 MiB is under 10% of it. (`queue_capacity`) and every other buffer is per request. Two things made it creep over long
+budget large enough that ±10 MiB is under 10% of it. The engine's queue is bounded
+(`queue_capacity`) and every other buffer is per request. Two things made it creep over long
 fills, both measured with `ca_store_memory_bytes` sampled every 10 s during a fill and both
 fixed: glibc's per-thread arenas kept the blocks RocksDB frees resident (quarter means 77,
 105, 119, 126 MiB over a 3M-certificate fill; `ca-server` now runs on jemalloc, RocksDB's

@@ -230,14 +230,18 @@ impl Store {
         opts.create_missing_column_families(!read_only);
         opts.set_max_background_jobs(2);
         opts.set_bytes_per_sync(1 << 20);
-        // Memory stays bounded whatever the store's size, and flat: memtables (flushed at
+        // Memory stays bounded whatever the store's size, and nearly level: memtables (flushed at
         // 64 MiB all together) and cached blocks share one 96 MiB budget. The memtables are
         // charged to the block cache, which evicts blocks as they grow, and a flush puts the
         // blocks it writes into the cache (`prepopulate_block_cache`, below), so the cache
         // holds the newest certificates from the first flush on instead of filling over
         // minutes of reads, and what a flush frees the cache takes up again.
         let cache = Cache::new_lru_cache(STORE_MEMORY);
-        if !read_only {
+        if read_only {
+            // Every table file is opened now: a running server's compactions may delete
+            // files later, and an open file stays readable.
+            opts.set_max_open_files(-1);
+        } else {
             opts.set_write_buffer_manager(
                 &WriteBufferManager::new_write_buffer_manager_with_cache(
                     DB_WRITE_BUFFER,
@@ -245,11 +249,6 @@ impl Store {
                     cache.clone(),
                 ),
             );
-        }
-        if read_only {
-            // Every table file is opened now: a running server's compactions may delete
-            // files later, and an open file stays readable.
-            opts.set_max_open_files(-1);
         }
         let existing = DB::list_cf(&opts, path).unwrap_or_default();
         let mut names: Vec<String> = if read_only {
