@@ -72,16 +72,33 @@ pub struct TlsConfig {
     pub clients: Vec<ClientCertificateConfig>,
 }
 
-/// A client certificate subject mapped to a role.
+/// A client certificate mapped to a role ([`crate::client_auth`]): by the SHA-256 of the
+/// certificate or of its public key, or (only when `client_ca_file` is another CA) by subject.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientCertificateConfig {
-    /// The certificate's subject as an RFC 4514 string (e.g. `CN=portal,O=Example`).
-    pub subject: String,
+    /// SHA-256 of the certificate's DER, hex (colons allowed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_sha256: Option<String>,
+    /// SHA-256 of the certificate's SubjectPublicKeyInfo DER, hex (colons allowed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spki_sha256: Option<String>,
+    /// The certificate's subject as an RFC 4514 string (e.g. `CN=portal,O=Example`): with a
+    /// fingerprint, it must match too; alone, it maps only certificates of a client CA other
+    /// than this CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
     /// `ra`, `auditor` or `operator`.
     pub role: String,
     /// The name shown as requester and actor.
     pub name: String,
+}
+
+impl ClientCertificateConfig {
+    /// The entry as messages name it: `[[tls.clients]] name "portal"`.
+    pub fn describe(&self) -> String {
+        format!("[[tls.clients]] name {:?}", self.name)
+    }
 }
 
 /// Limits of the listener and of each client.

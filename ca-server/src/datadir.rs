@@ -42,9 +42,11 @@ pub const OCSP_KEY_FILE: &str = "ocsp-key.pem";
 pub const OCSP_CERT_FILE: &str = "ocsp.pem";
 
 /// Creates the data directory (mode 0700) and a default `config.toml` if they are missing,
-/// then loads the configuration.
+/// then loads the configuration. An existing directory must pass [`check_dir_permissions`].
 pub fn prepare(dir: &Path) -> Result<Config, String> {
-    if !dir.exists() {
+    if dir.exists() {
+        check_dir_permissions(dir)?;
+    } else {
         DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -59,6 +61,49 @@ pub fn prepare(dir: &Path) -> Result<Config, String> {
         tracing::info!(path = %config_path.display(), "wrote the default configuration");
     }
     Config::load(&config_path)
+}
+
+/// Refuses a data directory that someone other than this process's user could change: it
+/// must be a directory owned by the effective user, and neither group- nor world-writable
+/// (whoever can write to it can replace the configuration, the CA certificate or the store).
+pub fn check_dir_permissions(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
+    if !meta.is_dir() {
+        return Err(format!("{} is not a directory", dir.display()));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(format!(
+            "refusing the data directory {}: it belongs to uid {}, not to this process's user \
+             (uid {me}); chown it to the user that runs ca-server",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "refusing the data directory {}: its mode {mode:04o} lets others write to it; \
+             run `chmod 700 {}`",
+            dir.display(),
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Warns when `bootstrap-tokens.json` is still in `dir`: the tokens it holds are live until
+/// revoked, so it should be deleted once its tokens are handed to their holders.
+pub fn warn_bootstrap_file(dir: &Path) {
+    let path = dir.join(BOOTSTRAP_TOKENS);
+    if path.exists() {
+        tracing::warn!(
+            path = %path.display(),
+            "the bootstrap token file is still on disk; hand its tokens to their holders \
+             (or revoke them) and delete it"
+        );
+    }
 }
 
 /// Records in the audit log that the server starts with the configuration in `dir`, by the

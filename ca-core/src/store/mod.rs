@@ -130,6 +130,7 @@ const META_CERT_SEQ: &[u8] = b"cert_seq";
 const META_CHANGE_SEQ: &[u8] = b"crl_change_seq";
 const META_CRL_NUMBER: &[u8] = b"crl_number";
 const META_AUDIT_HEAD: &[u8] = b"audit_head";
+const META_CURSOR_KEY: &[u8] = b"cursor_key";
 
 fn newer_schema(version: u32) -> CaError {
     CaError::Storage(format!(
@@ -193,6 +194,7 @@ impl Store {
     pub fn open(path: &Path) -> Result<Self, CaError> {
         let mut store = Self::open_mode(path, false)?;
         store.check_schema()?;
+        store.ensure_cursor_key()?;
         Ok(store)
     }
 
@@ -363,6 +365,33 @@ impl Store {
         }
         // Also finishes a migration that stopped after recording the version.
         migrate::drop_legacy_families(self)
+    }
+
+    /// Draws the secret that seals query cursors when the store has none yet.
+    fn ensure_cursor_key(&self) -> Result<(), CaError> {
+        let meta = self.cf(cf::META)?;
+        if self.db.get_pinned_cf(meta, META_CURSOR_KEY)?.is_some() {
+            return Ok(());
+        }
+        let mut secret = zeroize::Zeroizing::new([0u8; query::CURSOR_KEY_LEN]);
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), secret.as_mut())
+            .map_err(|_| CaError::Crypto("drawing the cursor key".into()))?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(meta, META_CURSOR_KEY, secret.as_ref());
+        self.write(batch)
+    }
+
+    /// The key that seals the query cursors this store's queries hand out
+    /// ([`query::Cursor::seal`]).
+    pub fn cursor_key(&self) -> Result<query::CursorKey, CaError> {
+        let meta = self.cf(cf::META)?;
+        let secret = self
+            .db
+            .get_pinned_cf(meta, META_CURSOR_KEY)?
+            .and_then(|v| <[u8; query::CURSOR_KEY_LEN]>::try_from(&v[..]).ok())
+            .map(zeroize::Zeroizing::new)
+            .ok_or_else(|| CaError::Storage("the store has no cursor key".into()))?;
+        query::CursorKey::new(&secret)
     }
 
     /// A read-only store must already be in this build's format: read-only tools cannot

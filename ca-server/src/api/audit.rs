@@ -110,10 +110,18 @@ pub async fn list(
         expires_before: time_param("expires_before", p.expires_before.as_deref())?,
         now: OffsetDateTime::now_utc().unix_timestamp(),
     };
-    let cursor = p.cursor.as_deref().map(Cursor::decode).transpose()?;
+    // A cursor serves only the caller it was given to: an RA's holds keys of rows it may not
+    // see, so it is sealed, and bound to the caller.
+    let context = format!("{}\0{}", caller.role.name(), caller.name).into_bytes();
     let limit = limit(p.limit)?;
     let page = tokio::task::spawn_blocking(move || {
         let store = state.engine.store();
+        let key = store.cursor_key()?;
+        let cursor = p
+            .cursor
+            .as_deref()
+            .map(|c| Cursor::open(c, &key, &context))
+            .transpose()?;
         let page = store.query(&query, cursor.as_ref(), limit)?;
         let items = page
             .rows
@@ -122,7 +130,7 @@ pub async fn list(
             .collect::<Result<Vec<_>, ApiError>>()?;
         Ok::<_, ApiError>(json!({
             "items": items,
-            "next_cursor": page.next.map(|c| c.encode()),
+            "next_cursor": page.next.map(|c| c.seal(&key, &context)).transpose()?,
         }))
     })
     .await
