@@ -9,6 +9,7 @@ use ca_core::crl::CrlConfig;
 use ca_core::engine::EngineConfig;
 use ca_core::ocsp::MAX_RESPONDER_VALIDITY_DAYS;
 use ca_core::profile::Profile;
+use ca_core::revocation::RevocationConfig;
 use serde::{Deserialize, Serialize};
 
 /// Name of the configuration file inside the data directory.
@@ -50,6 +51,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Store checks.
     pub store: StoreConfig,
+    /// Revocation requests.
+    pub revocation: RevocationConfig,
     /// Certificate profiles by name.
     pub profiles: BTreeMap<String, Profile>,
 }
@@ -260,6 +263,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             limits: LimitsConfig::default(),
             store: StoreConfig::default(),
+            revocation: RevocationConfig::default(),
             profiles: Profile::builtin(),
         }
     }
@@ -281,6 +285,10 @@ impl Config {
         config
             .ocsp
             .check()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        config
+            .revocation
+            .min_invalidity_unix()
             .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(config)
     }
