@@ -375,6 +375,32 @@ mod tests {
     }
 
     #[test]
+    fn the_invalidity_date_floor_is_checked_at_load() {
+        let dir = std::env::temp_dir().join(format!("ca-config-floor-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(CONFIG_FILE);
+        std::fs::write(
+            &path,
+            "[revocation]\nmin_invalidity_date = \"1900-01-01T00:00:00Z\"",
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap();
+        assert_eq!(
+            config.revocation.min_invalidity_unix().unwrap(),
+            -2_208_988_800
+        );
+        std::fs::write(&path, "[revocation]\nmin_invalidity_date = \"1950\"").unwrap();
+        let e = Config::load(&path).unwrap_err();
+        assert!(e.contains("min_invalidity_date"), "{e}");
+        let default: Config = toml::from_str("").unwrap();
+        assert_eq!(
+            default.revocation.min_invalidity_date,
+            "1950-01-01T00:00:00Z"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn profiles_cannot_grant_ocsp_signing() {
         let text = "[profiles.evil]\nextended_key_usage = [\"ocspSigning\"]";
         assert!(toml::from_str::<Config>(text).is_err());
