@@ -615,8 +615,13 @@ impl Engine {
         let at = OffsetDateTime::now_utc().unix_timestamp();
         if let Some(date) = invalidity_date {
             // The operator's floor is the caller's to check; a compromise is never dated
-            // after the revocation (RFC 5280 section 5.3.2).
-            crate::revocation::check_invalidity_date(date, at, i64::MIN)?;
+            // after the revocation (RFC 5280 section 5.3.2), nor before what the audit log
+            // and X.509 can write.
+            crate::revocation::check_invalidity_date(
+                date,
+                at,
+                crate::revocation::EARLIEST_INVALIDITY_DATE,
+            )?;
         }
         let request = RevokeRequest {
             serial,

@@ -12,6 +12,10 @@ use crate::error::CaError;
 /// any key this CA certifies.
 pub const DEFAULT_MIN_INVALIDITY_DATE: &str = "1950-01-01T00:00:00Z";
 
+/// 0000-01-01T00:00:00Z, the earliest time RFC 3339 and GeneralizedTime carry: no
+/// invalidity date before it is ever stored, whatever the caller's floor.
+pub const EARLIEST_INVALIDITY_DATE: i64 = -62_167_219_200;
+
 /// Revocation settings (`[revocation]` of the configuration).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -269,6 +273,11 @@ mod tests {
         };
         let floor = early.min_invalidity_unix().unwrap();
         assert!(parse_invalidity_date("1900-01-01T00:00:00Z", now, floor).is_ok());
+        let earliest = "0000-01-01T00:00:00Z";
+        assert_eq!(
+            parse_invalidity_date(earliest, now, EARLIEST_INVALIDITY_DATE).unwrap(),
+            EARLIEST_INVALIDITY_DATE
+        );
         let bad = RevocationConfig {
             min_invalidity_date: "1950".into(),
         };
