@@ -603,7 +603,8 @@ impl Engine {
     }
 
     /// Revokes a certificate (or puts it on hold, or makes a hold permanent), durably, as
-    /// `actor` asked. Revoking a revoked certificate is [`CaError::AlreadyRevoked`].
+    /// `actor` asked. Revoking a revoked certificate is [`CaError::AlreadyRevoked`]; an
+    /// `invalidity_date` after the revocation time is [`CaError::InvalidRequest`].
     pub async fn revoke(
         &self,
         serial: Serial,
@@ -611,10 +612,21 @@ impl Engine {
         invalidity_date: Option<i64>,
         actor: &str,
     ) -> Result<Revocation, CaError> {
+        let at = OffsetDateTime::now_utc().unix_timestamp();
+        if let Some(date) = invalidity_date {
+            // The operator's floor is the caller's to check; a compromise is never dated
+            // after the revocation (RFC 5280 section 5.3.2), nor before what the audit log
+            // and X.509 can write.
+            crate::revocation::check_invalidity_date(
+                date,
+                at,
+                crate::revocation::EARLIEST_INVALIDITY_DATE,
+            )?;
+        }
         let request = RevokeRequest {
             serial,
             reason,
-            at: OffsetDateTime::now_utc().unix_timestamp(),
+            at,
             invalidity_date,
             actor: actor.to_string(),
         };
@@ -857,8 +869,10 @@ fn sign(
         ),
         Input::Renewal { old, csr } => {
             let mut names = inspect::as_request(&old.der)?;
-            if let Some(csr) = csr {
-                names.key = csr::parse_and_verify(csr)?.key;
+            match csr {
+                Some(csr) => names.key = csr::parse_and_verify(csr)?.key,
+                // A key certified before weak keys were refused is not certified again.
+                None => names.key.check_strength()?,
             }
             (names, Some(old.serial))
         }

@@ -138,6 +138,12 @@ pub enum CaError {
     /// The PKCS#12 password is shorter than the configured minimum.
     #[error("the PKCS#12 password must have at least {0} characters")]
     PasswordTooShort(usize),
+    /// The subject public key is one no CA should certify: a small-order or non-canonical
+    /// Ed25519 point, an EC point at infinity, an RSA modulus that is even or has a small
+    /// factor, an RSA exponent that is even or below 3, or one other than 65537 where the
+    /// profile asks for it.
+    #[error("weak public key: {0}")]
+    WeakKey(String),
 }
 
 impl CaError {
@@ -171,6 +177,7 @@ impl CaError {
             CaError::EnrollmentExpired => "enrollment_expired",
             CaError::EnrollmentRedeemed => "enrollment_already_redeemed",
             CaError::PasswordTooShort(_) => "password_too_short",
+            CaError::WeakKey(_) => "weak_key",
         }
     }
 
@@ -187,7 +194,8 @@ impl CaError {
             | CaError::SubjectNotAllowed(_)
             | CaError::ValidityNotAllowed { .. }
             | CaError::UnknownProfile(_)
-            | CaError::PasswordTooShort(_) => ErrorClass::Policy,
+            | CaError::PasswordTooShort(_)
+            | CaError::WeakKey(_) => ErrorClass::Policy,
             CaError::SerialNotFound(_) | CaError::EnrollmentNotFound(_) => ErrorClass::NotFound,
             CaError::EnrollmentCodeInvalid { .. } => ErrorClass::Forbidden,
             CaError::EnrollmentLocked => ErrorClass::Locked,

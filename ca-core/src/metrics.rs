@@ -8,6 +8,7 @@ use prometheus::{
 };
 
 use crate::error::CaError;
+use crate::serial::Serial;
 
 /// The stage histograms of issuance.
 #[derive(Clone, Debug)]
@@ -64,6 +65,41 @@ pub struct Metrics {
     pub audit_head: IntGauge,
     /// Sequence number of the newest signed audit checkpoint.
     pub audit_checkpoint: IntGauge,
+    /// Stored revocations written into a CRL or an OCSP answer without a field that could
+    /// not be encoded, by field (`ca_status_entries_degraded_total{field=...}`).
+    pub status_entries_degraded: IntCounterVec,
+}
+
+/// Where the CRL and OCSP builders report a stored entry that they wrote without one of its
+/// fields because that field cannot be encoded (e.g. an invalidityDate outside the years 0000
+/// to 9999 of GeneralizedTime, RFC 5280 section 4.1.2.5.2): one warning naming the serial,
+/// and `ca_status_entries_degraded_total{field}` when a counter is attached. No single stored
+/// entry may make a whole CRL or OCSP answer unbuildable; the revocation itself still appears.
+#[derive(Clone, Debug, Default)]
+pub struct DegradedEntries {
+    counter: Option<IntCounterVec>,
+}
+
+impl DegradedEntries {
+    /// Reports to `metrics`' `status_entries_degraded` counter (and the log).
+    pub fn counted(metrics: &Metrics) -> Self {
+        DegradedEntries {
+            counter: Some(metrics.status_entries_degraded.clone()),
+        }
+    }
+
+    /// Notes that `field` of `serial`'s entry was left out or replaced, and why.
+    pub fn report(&self, serial: &Serial, field: &'static str, why: &CaError) {
+        tracing::warn!(
+            %serial,
+            field,
+            error = %why,
+            "a stored revocation field cannot be encoded; the entry is written without it"
+        );
+        if let Some(counter) = &self.counter {
+            counter.with_label_values(&[field]).inc();
+        }
+    }
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(
@@ -173,6 +209,12 @@ impl Metrics {
             audit_checkpoint: gauge(
                 "audit_checkpoint_seq",
                 "Sequence number of the newest signed audit checkpoint",
+            )?,
+            status_entries_degraded: counter(
+                "status_entries_degraded_total",
+                "Stored revocations written into a CRL or OCSP answer without a field that \
+                 cannot be encoded, by field",
+                &["field"],
             )?,
             registry,
         })

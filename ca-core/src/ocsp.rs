@@ -25,7 +25,7 @@ use der::asn1::{BitString, GeneralizedTime, Null, ObjectIdentifier, OctetString}
 use der::{Decode, Encode};
 use keys::Signer;
 use ring::digest;
-use time::{Duration, OffsetDateTime};
+use time::{Duration, OffsetDateTime, PrimitiveDateTime};
 use x509_cert::ext::pkix::CrlReason;
 use x509_cert::ext::Extension;
 use x509_cert::spki::AlgorithmIdentifierOwned;
@@ -37,8 +37,10 @@ use x509_ocsp::{
 use x509_parser::prelude::FromDer as _;
 
 use crate::authority::{signature_algorithm, CertificateAuthority, Urls};
+use crate::crl::{self, OID_INVALIDITY_DATE};
 use crate::csr::{subject_key, AttributeKind, SubjectAttribute};
 use crate::error::CaError;
+use crate::metrics::DegradedEntries;
 use crate::profile::{ExtendedKeyUsage, KeyUsage, Profile, ValidatedRequest};
 use crate::revocation::{Revocation, RevocationReason};
 use crate::serial::Serial;
@@ -90,6 +92,9 @@ pub enum CertStatus {
         revoked_at: OffsetDateTime,
         /// Why (`revocationReason`).
         reason: RevocationReason,
+        /// When the key is known or suspected to have been compromised, Unix seconds: the
+        /// invalidityDate single extension (RFC 6960 section 4.4.5, RFC 5280 section 5.3.2).
+        invalidity_date: Option<i64>,
     },
     /// Never issued by this CA.
     Unknown,
@@ -98,14 +103,25 @@ pub enum CertStatus {
 impl CertStatus {
     /// The status of a certificate this CA issued, from its stored revocation if any. An
     /// expired certificate stays `good` unless revoked (RFC 6960 section 2.2 speaks only of
-    /// revocation).
+    /// revocation). Never fails on a stored time: one beyond `OffsetDateTime`'s range is taken
+    /// as its nearest end, which the responder cannot encode either and answers as
+    /// [`OcspResponder::respond`] says.
     pub fn issued(revocation: Option<&Revocation>) -> Result<Self, CaError> {
         match revocation {
             None => Ok(CertStatus::Good),
             Some(r) => Ok(CertStatus::Revoked {
-                revoked_at: OffsetDateTime::from_unix_timestamp(r.revoked_at)
-                    .map_err(|e| CaError::Storage(format!("revocation time out of range: {e}")))?,
+                revoked_at: OffsetDateTime::from_unix_timestamp(r.revoked_at).unwrap_or_else(
+                    |_| {
+                        let end = if r.revoked_at < 0 {
+                            PrimitiveDateTime::MIN
+                        } else {
+                            PrimitiveDateTime::MAX
+                        };
+                        end.assume_utc()
+                    },
+                ),
                 reason: r.reason,
+                invalidity_date: r.invalidity_date,
             }),
         }
     }
@@ -184,6 +200,7 @@ pub struct OcspResponder {
     issuer: [IssuerHashes; 2],
     validity: Duration,
     cache: Option<Arc<OcspCache>>,
+    degraded: DegradedEntries,
 }
 
 impl std::fmt::Debug for OcspResponder {
@@ -266,6 +283,7 @@ impl OcspResponder {
             issuer,
             validity,
             cache: None,
+            degraded: DegradedEntries::default(),
         })
     }
 
@@ -310,6 +328,13 @@ impl OcspResponder {
         self
     }
 
+    /// Reports stored revocations answered without a field that cannot be encoded to
+    /// `degraded` (they are logged in any case).
+    pub fn with_degraded(mut self, degraded: DegradedEntries) -> Self {
+        self.degraded = degraded;
+        self
+    }
+
     /// The validity of each response (`nextUpdate - thisUpdate`).
     pub fn validity(&self) -> Duration {
         self.validity
@@ -328,6 +353,12 @@ impl OcspResponder {
     /// [`MAX_CERT_IDS`], an unknown critical extension) gets `malformedRequest`; a failing
     /// `lookup` or signature gets `internalError` (section 2.3). Request signatures are
     /// ignored (RFC 5019 section 2.1.2).
+    ///
+    /// A revoked certificate's invalidity date is sent as the invalidityDate single extension
+    /// (section 4.4.5). No stored time makes an answer unbuildable: an invalidity date that
+    /// GeneralizedTime cannot carry is left out, a revocation time it cannot carry becomes
+    /// `thisUpdate` (revoked by then at the latest); both are reported to the degraded-entry
+    /// counter ([`OcspResponder::with_degraded`]).
     pub fn respond(
         &self,
         request_der: &[u8],
@@ -411,6 +442,7 @@ impl OcspResponder {
         let mut responses = Vec::with_capacity(ids.len());
         let mut all_known = true;
         for (cert_id, ours) in ids {
+            let mut single_extensions = None;
             let status = match ours {
                 Some((_, serial)) => lookup(&serial).map_err(|e| {
                     tracing::warn!(serial = %serial, error = %e, "OCSP status lookup failed");
@@ -420,9 +452,35 @@ impl OcspResponder {
             };
             let cert_status = match status {
                 CertStatus::Good => x509_ocsp::CertStatus::good(),
-                CertStatus::Revoked { revoked_at, reason } => {
+                CertStatus::Revoked {
+                    revoked_at,
+                    reason,
+                    invalidity_date,
+                } => {
+                    let serial = ours.map(|(_, serial)| serial);
+                    let degrade = |field: &'static str, e: CaError| {
+                        if let Some(serial) = &serial {
+                            self.degraded.report(serial, field, &e);
+                        }
+                    };
+                    if let Some(date) = invalidity_date {
+                        match invalidity_extension(date) {
+                            Ok(ext) => single_extensions = Some(vec![ext]),
+                            Err(e) => degrade("invalidity_date", e),
+                        }
+                    }
+                    let revocation_time = generalized_time(revoked_at).unwrap_or_else(|_| {
+                        degrade(
+                            "revocation_time",
+                            CaError::Signing(format!(
+                                "revocation time {revoked_at} is outside GeneralizedTime's \
+                                 1970 to 9999"
+                            )),
+                        );
+                        this_update
+                    });
                     x509_ocsp::CertStatus::revoked(RevokedInfo {
-                        revocation_time: generalized_time(revoked_at)?,
+                        revocation_time,
                         revocation_reason: crl_reason(reason),
                     })
                 }
@@ -436,7 +494,7 @@ impl OcspResponder {
                 cert_status,
                 this_update,
                 next_update: Some(next_update),
-                single_extensions: None,
+                single_extensions,
             });
         }
         let der = self.sign(this_update, responses, nonce)?;
@@ -680,6 +738,12 @@ fn crl_reason(reason: RevocationReason) -> Option<CrlReason> {
         RevocationReason::PrivilegeWithdrawn => Some(CrlReason::PrivilegeWithdrawn),
         RevocationReason::AaCompromise => Some(CrlReason::AaCompromise),
     }
+}
+
+/// The invalidityDate extension (RFC 5280 section 5.3.2) as a single extension of an OCSP
+/// answer (RFC 6960 section 4.4.5): a GeneralizedTime of any year from 0000 to 9999.
+fn invalidity_extension(date: i64) -> Result<Extension, CaError> {
+    crl::extension(OID_INVALIDITY_DATE, false, &crl::generalized_time(date)?)
 }
 
 /// A GeneralizedTime of whole seconds (RFC 6960 section 4.2.2.1; RFC 5280 section 4.1.2.5.2).

@@ -211,6 +211,7 @@ fn revoked(reason: RevocationReason) -> CertStatus {
     CertStatus::Revoked {
         revoked_at: OffsetDateTime::now_utc() - Duration::hours(1),
         reason,
+        invalidity_date: None,
     }
 }
 
@@ -592,13 +593,24 @@ fn ocsp_bad_input_gets_malformed_request_and_lookup_failure_internal_error() {
     let end_of_time = time::macros::datetime!(9999-12-31 23:00 UTC);
     let resp = responder.respond(&req, end_of_time, |_| Ok(CertStatus::Good));
     assert_eq!(parse(&resp), (OcspResponseStatus::InternalError, None));
+    // A stored revocation time GeneralizedTime cannot carry does not make the answer
+    // unbuildable: the certificate is still answered revoked, as of thisUpdate.
     let resp = responder.respond(&req, now, |_| {
         Ok(CertStatus::Revoked {
             revoked_at: time::macros::datetime!(1900-01-01 0:00 UTC),
             reason: RevocationReason::Superseded,
+            invalidity_date: None,
         })
     });
-    assert_eq!(parse(&resp), (OcspResponseStatus::InternalError, None));
+    let (status, basic) = parse(&resp);
+    assert_eq!(status, OcspResponseStatus::Successful);
+    let single = &basic.unwrap().tbs_response_data.responses[0];
+    match &single.cert_status {
+        x509_ocsp::CertStatus::Revoked(info) => {
+            assert_eq!(info.revocation_time, single.this_update)
+        }
+        other => panic!("expected revoked, got {other:?}"),
+    }
 
     // The store failing is the responder's fault.
     let resp = responder.respond(&req, now, |_| Err(CaError::Storage("disk on fire".into())));
@@ -814,6 +826,7 @@ fn ocsp_stored_revocations_become_statuses() {
         CertStatus::Revoked {
             revoked_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
             reason: RevocationReason::Superseded,
+            invalidity_date: None,
         }
     );
 }

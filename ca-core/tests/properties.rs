@@ -16,7 +16,7 @@ use ca_core::authority::{create_root, CertificateAuthority, Urls};
 use ca_core::csr::{AttributeKind, San, SubjectAttribute, SubjectKey, SubjectKeyType, VerifiedCsr};
 use ca_core::engine::{Engine, EngineConfig, IssueRequest, Requester};
 use ca_core::name::{parse_rfc4514, to_rfc4514};
-use ca_core::profile::{is_valid_hostname, Profile};
+use ca_core::profile::{is_format_character, is_valid_hostname, Profile};
 use ca_core::revocation::{RevocationReason, Status};
 use ca_core::serial::SERIAL_LEN;
 use ca_core::store::query::{CertificateQuery, Cursor, CursorKey, CURSOR_KEY_LEN};
@@ -516,11 +516,16 @@ fn verified(
     subject: Vec<SubjectAttribute>,
     sans: Vec<San>,
 ) -> VerifiedCsr {
+    // An RSAPublicKey (RFC 8017 appendix A.1.1) of exponent 65537, which profiles require
+    // by default; other key types' bits are not looked at.
+    let bits = match key_type {
+        SubjectKeyType::Rsa(_) => vec![
+            0x30, 0x0a, 0x02, 0x03, 0x00, 0xc1, 0x01, 0x02, 0x03, 0x01, 0x00, 0x01,
+        ],
+        _ => vec![4; 65],
+    };
     VerifiedCsr {
-        key: SubjectKey {
-            key_type,
-            bits: vec![4; 65],
-        },
+        key: SubjectKey { key_type, bits },
         subject,
         sans,
     }
@@ -748,6 +753,7 @@ fn accepted_obeys_rules(
         let chars = attr.value.chars().count();
         prop_assert!((1..=attr.kind.max_len()).contains(&chars));
         prop_assert!(!attr.value.chars().any(char::is_control));
+        prop_assert!(!attr.value.chars().any(is_format_character));
     }
     let cn = subject.iter().find(|a| a.kind == AttributeKind::CommonName);
     prop_assert!(!profile.subject.require_cn || cn.is_some());

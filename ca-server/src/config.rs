@@ -9,6 +9,7 @@ use ca_core::crl::CrlConfig;
 use ca_core::engine::EngineConfig;
 use ca_core::ocsp::MAX_RESPONDER_VALIDITY_DAYS;
 use ca_core::profile::Profile;
+use ca_core::revocation::RevocationConfig;
 use serde::{Deserialize, Serialize};
 
 /// Name of the configuration file inside the data directory.
@@ -50,6 +51,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Store checks.
     pub store: StoreConfig,
+    /// Revocation requests.
+    pub revocation: RevocationConfig,
     /// Certificate profiles by name.
     pub profiles: BTreeMap<String, Profile>,
 }
@@ -277,6 +280,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             limits: LimitsConfig::default(),
             store: StoreConfig::default(),
+            revocation: RevocationConfig::default(),
             profiles: Profile::builtin(),
         }
     }
@@ -298,6 +302,10 @@ impl Config {
         config
             .ocsp
             .check()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        config
+            .revocation
+            .min_invalidity_unix()
             .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(config)
     }
@@ -381,6 +389,32 @@ mod tests {
             let e = ocsp(&format!("[ocsp]\ndelegated_validity_days = {days}")).unwrap_err();
             assert!(e.contains("delegated_validity_days"), "{e}");
         }
+    }
+
+    #[test]
+    fn the_invalidity_date_floor_is_checked_at_load() {
+        let dir = std::env::temp_dir().join(format!("ca-config-floor-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(CONFIG_FILE);
+        std::fs::write(
+            &path,
+            "[revocation]\nmin_invalidity_date = \"1900-01-01T00:00:00Z\"",
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap();
+        assert_eq!(
+            config.revocation.min_invalidity_unix().unwrap(),
+            -2_208_988_800
+        );
+        std::fs::write(&path, "[revocation]\nmin_invalidity_date = \"1950\"").unwrap();
+        let e = Config::load(&path).unwrap_err();
+        assert!(e.contains("min_invalidity_date"), "{e}");
+        let default: Config = toml::from_str("").unwrap();
+        assert_eq!(
+            default.revocation.min_invalidity_date,
+            "1950-01-01T00:00:00Z"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

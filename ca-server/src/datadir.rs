@@ -16,6 +16,7 @@ use ca_core::audit::{AuditAction, AuditEvent};
 use ca_core::authority::{create_intermediate_csr, create_root, CertificateAuthority, Urls};
 use ca_core::crl::{CrlBuilder, CrlPublisher};
 use ca_core::engine::Engine;
+use ca_core::metrics::DegradedEntries;
 use ca_core::ocsp::{check_responder_certificate, issue_responder_certificate, ResponderValidity};
 use ca_core::store::Store;
 use ca_core::{armor, name, Serial};
@@ -317,7 +318,9 @@ pub fn start_core(
         .issuing_distribution_point
         .then(|| urls.crl.first().cloned())
         .flatten();
-    let builder = CrlBuilder::new(signer.clone(), &ca_der, crl_url).map_err(|e| e.to_string())?;
+    let builder = CrlBuilder::new(signer.clone(), &ca_der, crl_url)
+        .map_err(|e| e.to_string())?
+        .with_degraded(DegradedEntries::counted(engine.metrics()));
     let crl = Arc::new(CrlPublisher::new(
         builder,
         engine.clone(),

@@ -8,6 +8,7 @@ use std::time::Duration;
 use ca_core::audit::Checkpoint;
 use ca_core::crl::CrlPublisher;
 use ca_core::engine::Engine;
+use ca_core::metrics::DegradedEntries;
 use ca_core::ocsp::{OcspCache, OcspResponder};
 use ca_core::CaError;
 use keys::Signer;
@@ -116,7 +117,8 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
     let ocsp = Arc::new(
         responder
             .map_err(|e| e.to_string())?
-            .with_cache(ocsp_cache.clone()),
+            .with_cache(ocsp_cache.clone())
+            .with_degraded(DegradedEntries::counted(engine.metrics())),
     );
     let ocsp_renewal = config.ocsp.delegated.then(|| {
         tokio::spawn(ocsp_renewal(
@@ -139,6 +141,10 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
             min_password_length: config.enrollment.min_password_length,
             max_lifetime_hours: config.enrollment.max_lifetime_hours,
         },
+        min_invalidity_date: config
+            .revocation
+            .min_invalidity_unix()
+            .map_err(|e| e.to_string())?,
     });
     let crl_timer = tokio::spawn(crl_timer(crl));
     checkpoint(&engine, &signer).await;

@@ -60,6 +60,7 @@ fn lookup(serial: &Serial) -> Result<CertStatus, CaError> {
             revoked_at: OffsetDateTime::from_unix_timestamp(1_700_000_000 + i64::from(last))
                 .unwrap_or(OffsetDateTime::UNIX_EPOCH),
             reason: reasons[usize::from(last) % reasons.len()],
+            invalidity_date: (last % 8 == 1).then_some(-1 - i64::from(last)),
         }),
         2 => Ok(CertStatus::Unknown),
         _ => Err(CaError::Storage("fuzz: lookup fails".into())),

@@ -50,6 +50,9 @@ pub struct AppState {
     pub http_metrics: HttpMetrics,
     /// Limits of enrolments.
     pub enrollment: EnrollmentLimits,
+    /// The earliest invalidity date a revocation may give, Unix seconds
+    /// (`[revocation] min_invalidity_date`).
+    pub min_invalidity_date: i64,
 }
 
 impl AppState {
