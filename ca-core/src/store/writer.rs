@@ -243,10 +243,30 @@ struct Group<'a> {
     revocations: HashMap<Serial, Option<Revocation>>,
     certificates: HashMap<Serial, i64>,
     enrollments: HashMap<[u8; 16], EnrollmentRecord>,
+    /// Test-only fault injection (see [`Fault`]).
+    #[cfg(test)]
+    fault: Fault,
+}
+
+/// Test-only: the operations of a group (by position) that fail right after their first
+/// write, to show that a failed operation leaves no trace.
+#[cfg(test)]
+#[derive(Default)]
+struct Fault {
+    faulty: HashSet<usize>,
+    op: usize,
+    writes: u32,
 }
 
 /// Commits one group; returns the counters after it.
 fn commit(store: &Store, ops: Vec<WriteOp>, before: Counters) -> Counters {
+    let group = Group::new(store, &ops, before);
+    group.commit(ops, before)
+}
+
+impl<'a> Group<'a> {
+    /// A new group for `ops` on `store`, starting from the counters `before`.
+    fn new(store: &'a Store, ops: &[WriteOp], before: Counters) -> Self {
     let mut drawn: Vec<Serial> = ops
         .iter()
         .filter_map(|op| match op {
@@ -256,7 +276,7 @@ fn commit(store: &Store, ops: Vec<WriteOp>, before: Counters) -> Counters {
         .collect();
     // Should the look-up fail, every certificate of the group is refused with its error.
     let stored = store.stored_serials(&mut drawn);
-    let mut group = Group {
+    Group {
         store,
         batch: WriteBatch::default(),
         counters: before,
@@ -266,49 +286,78 @@ fn commit(store: &Store, ops: Vec<WriteOp>, before: Counters) -> Counters {
         revocations: HashMap::new(),
         certificates: HashMap::new(),
         enrollments: HashMap::new(),
-    };
-    let mut replies = Vec::with_capacity(ops.len());
-    for op in ops {
-        replies.push(match op {
-            WriteOp::Certificate(cert, tx) => Answer::Certificate(tx, group.certificate(cert)),
-            WriteOp::Revoke(req, tx) => Answer::Revoke(tx, group.revoke(req)),
-            WriteOp::ReleaseHold(serial, actor, tx) => {
-                Answer::Unit(tx, group.release(serial, actor))
-            }
-            WriteOp::NextCrlNumber(req, tx) => Answer::Crl(tx, group.crl_number(req)),
-            WriteOp::PutToken(hash, record, actor, tx) => {
-                Answer::Unit(tx, group.token(&hash, &record, &actor))
-            }
-            WriteOp::Record(event, serials, tx) => Answer::Head(tx, group.audit(event, &serials)),
-            WriteOp::AuditHead(tx) => Answer::Head(tx, Ok(group.counters.audit)),
-            WriteOp::Checkpoint(cp, tx) => Answer::Unit(tx, group.checkpoint(&cp)),
-            WriteOp::CreateEnrollment(id, record, actor, tx) => {
-                Answer::Unit(tx, group.create_enrollment(id, record, &actor))
-            }
-            WriteOp::FailedAttempt(id, tx) => Answer::Enrollment(tx, group.failed_attempt(id)),
-        });
+        #[cfg(test)]
+        fault: Fault::default(),
     }
-    let counters = group.counters;
-    let written = if group.batch.is_empty() {
-        Ok(())
-    } else {
-        group
-            .write_counters()
-            .and_then(|()| store.write(group.batch))
-    };
-    let counters = match written {
-        Ok(()) => counters,
-        Err(e) => {
-            tracing::error!(error = %e, "store commit failed; the group's requests are refused");
-            replies.iter_mut().for_each(|r| r.fail(&e));
-            before
+    }
+
+    /// Applies `ops`, writes the group and answers each operation; returns the counters
+    /// after it (`before` when the write failed).
+    fn commit(mut self, ops: Vec<WriteOp>, before: Counters) -> Counters {
+        let mut replies = Vec::with_capacity(ops.len());
+        for (_index, op) in ops.into_iter().enumerate() {
+            #[cfg(test)]
+            {
+                self.fault.op = _index;
+                self.fault.writes = 0;
+            }
+            replies.push(self.apply(op));
         }
-    };
-    replies.into_iter().for_each(Answer::send);
-    counters
+        let counters = self.counters;
+        let written = if self.batch.is_empty() {
+            Ok(())
+        } else {
+            self.write_counters()
+                .and_then(|()| self.store.write(std::mem::take(&mut self.batch)))
+        };
+        let counters = match written {
+            Ok(()) => counters,
+            Err(e) => {
+                tracing::error!(error = %e, "store commit failed; the group's requests are refused");
+                replies.iter_mut().for_each(|r| r.fail(&e));
+                before
+            }
+        };
+        replies.into_iter().for_each(Answer::send);
+        counters
+    }
+
+    /// Applies one operation to the group; answers what to tell its requester once the group
+    /// is written.
+    fn apply(&mut self, op: WriteOp) -> Answer {
+        match op {
+            WriteOp::Certificate(cert, tx) => Answer::Certificate(tx, self.certificate(cert)),
+            WriteOp::Revoke(req, tx) => Answer::Revoke(tx, self.revoke(req)),
+            WriteOp::ReleaseHold(serial, actor, tx) => Answer::Unit(tx, self.release(serial, actor)),
+            WriteOp::NextCrlNumber(req, tx) => Answer::Crl(tx, self.crl_number(req)),
+            WriteOp::PutToken(hash, record, actor, tx) => {
+                Answer::Unit(tx, self.token(&hash, &record, &actor))
+            }
+            WriteOp::Record(event, serials, tx) => Answer::Head(tx, self.audit(event, &serials)),
+            WriteOp::AuditHead(tx) => Answer::Head(tx, Ok(self.counters.audit)),
+            WriteOp::Checkpoint(cp, tx) => Answer::Unit(tx, self.checkpoint(&cp)),
+            WriteOp::CreateEnrollment(id, record, actor, tx) => {
+                Answer::Unit(tx, self.create_enrollment(id, record, &actor))
+            }
+            WriteOp::FailedAttempt(id, tx) => Answer::Enrollment(tx, self.failed_attempt(id)),
+        }
+    }
 }
 
 impl Group<'_> {
+    /// Called after each write an operation adds to the batch: under test, fails the
+    /// operations chosen by [`Fault`] right after their first write.
+    fn wrote(&mut self) -> Result<(), CaError> {
+        #[cfg(test)]
+        {
+            self.fault.writes += 1;
+            if self.fault.writes == 1 && self.fault.faulty.contains(&self.fault.op) {
+                return Err(CaError::Storage("injected fault".into()));
+            }
+        }
+        Ok(())
+    }
+
     fn write_counters(&mut self) -> Result<(), CaError> {
         let meta = self.store.cf(cf::META)?;
         self.batch
@@ -332,17 +381,20 @@ impl Group<'_> {
         self.counters.audit =
             self.store
                 .append_audit(&mut self.batch, self.counters.audit, event, serials)?;
+        self.wrote()?;
         Ok(self.counters.audit)
     }
 
     fn token(&mut self, hash: &[u8; 32], record: &TokenRecord, actor: &str) -> Result<(), CaError> {
         self.batch
             .put_cf(self.store.cf(cf::TOKENS)?, hash, record.encode()?);
+        self.wrote()?;
         self.audit(token_event(record, actor), &[]).map(drop)
     }
 
     fn checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<(), CaError> {
-        self.store.put_checkpoint(&mut self.batch, checkpoint)
+        self.store.put_checkpoint(&mut self.batch, checkpoint)?;
+        self.wrote()
     }
 
     /// The enrolment as this group leaves it.
@@ -360,7 +412,7 @@ impl Group<'_> {
         self.batch
             .put_cf(self.store.cf(cf::ENROLLMENTS)?, id, record.encode()?);
         self.enrollments.insert(id, record);
-        Ok(())
+        self.wrote()
     }
 
     fn create_enrollment(
@@ -448,6 +500,7 @@ impl Group<'_> {
                 old.as_bytes(),
                 serial.as_bytes(),
             );
+            self.wrote()?;
         }
         self.counters.cert_seq += 1;
         record.seq = self.counters.cert_seq;
@@ -457,6 +510,7 @@ impl Group<'_> {
         let seq = record.seq.to_be_bytes();
         self.batch
             .put_cf(store.cf(cf::ISSUED)?, seq, record.encode()?);
+        self.wrote()?;
         self.batch
             .put_cf(store.cf(cf::SERIALS)?, serial.as_bytes(), seq);
         let mut expiry_key = [0u8; 24];
@@ -540,6 +594,7 @@ impl Group<'_> {
                 .batch
                 .delete_cf(store.cf(cf::REVOKED)?, serial.as_bytes()),
         }
+        self.wrote()?;
         self.batch.put_cf(
             store.cf(cf::CRL_CHANGES)?,
             self.counters.change_seq.to_be_bytes(),
@@ -619,5 +674,222 @@ impl Group<'_> {
             number: self.counters.crl_number,
             change_seq: self.counters.change_seq,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::audit::AuditEntry;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn counters(store: &Store) -> Counters {
+        Counters {
+            cert_seq: store.meta_u64(META_CERT_SEQ).unwrap(),
+            change_seq: store.meta_u64(META_CHANGE_SEQ).unwrap(),
+            crl_number: store.meta_u64(META_CRL_NUMBER).unwrap(),
+            audit: store.checked_audit_head().unwrap(),
+            last_issued_at: store.last_issued_at().unwrap(),
+        }
+    }
+
+    fn serial(n: u8) -> Serial {
+        let mut bytes = [n; 16];
+        bytes[0] = 0x40;
+        Serial::from_bytes(&bytes).unwrap()
+    }
+
+    fn certificate(n: u8, renewed_from: Option<Serial>, enrollment: Option<[u8; 16]>) -> NewCertificate {
+        NewCertificate {
+            record: CertRecord {
+                seq: 0,
+                serial: *serial(n).as_bytes(),
+                der: vec![0x30, 0x03, 0x02, 0x01, n],
+                profile: "tls-server".into(),
+                requester: "ra".into(),
+                issued_at: NOW,
+                not_before: NOW - 60,
+                not_after: NOW + 86_400,
+                renewed_from: renewed_from.map(|s| *s.as_bytes()),
+            },
+            idempotency: Some((IdempotencyKey::new(&[n; 32], "request"), [n; 32])),
+            names: vec![b"Nexample.com\0".to_vec()],
+            enrollment,
+        }
+    }
+
+    fn enrollment() -> EnrollmentRecord {
+        EnrollmentRecord {
+            profile: "personal".into(),
+            subject: "CN=x".into(),
+            sans: Vec::new(),
+            validity_days: None,
+            code_hash: vec![1; 48],
+            requester: "ra".into(),
+            created_at: NOW,
+            expires_at: NOW + 3_600,
+            max_attempts: 5,
+            failed_attempts: 0,
+            serial: None,
+        }
+    }
+
+    fn revoke(n: u8, reason: RevocationReason) -> RevokeRequest {
+        RevokeRequest {
+            serial: serial(n),
+            reason,
+            at: NOW,
+            invalidity_date: Some(NOW - 10),
+            actor: "ra".into(),
+        }
+    }
+
+    /// Every entry of every column family.
+    fn dump(store: &Store) -> BTreeMap<(&'static str, Vec<u8>), Vec<u8>> {
+        let mut out = BTreeMap::new();
+        for name in cf::ALL {
+            let mut it = store.db.raw_iterator_cf(store.cf(name).unwrap());
+            it.seek_to_first();
+            while let (Some(k), Some(v)) = (it.key(), it.value()) {
+                out.insert((name, k.to_vec()), v.to_vec());
+                it.next();
+            }
+            it.status().unwrap();
+        }
+        out
+    }
+
+    /// Commits `ops` in one group, the operations at `faulty` failing right after their first
+    /// write; returns the counters after the group.
+    fn commit_with_faults(store: &Store, ops: Vec<WriteOp>, faulty: &[usize]) -> Counters {
+        let before = counters(store);
+        let mut group = Group::new(store, &ops, before);
+        group.fault.faulty = faulty.iter().copied().collect();
+        group.commit(ops, before)
+    }
+
+    /// The writer's promise: an operation that fails, wherever it fails, leaves no trace in
+    /// the group (batch, counters, what later operations of the group see), so that the
+    /// group commits exactly the healthy operations and the audit log stays whole.
+    #[test]
+    fn a_failed_operation_leaves_no_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let enrolment_id = [7u8; 16];
+        // Setup, healthy: certificates 1 and 2, certificate 2 on hold, an enrolment.
+        let (tx1, mut rx1) = oneshot::channel();
+        let (tx2, mut rx2) = oneshot::channel();
+        let (tx3, mut rx3) = oneshot::channel();
+        commit_with_faults(
+            &store,
+            vec![
+                WriteOp::Certificate(certificate(1, None, None), tx1),
+                WriteOp::Certificate(certificate(2, None, None), tx2),
+                WriteOp::CreateEnrollment(enrolment_id, enrollment(), "ra".into(), tx3),
+            ],
+            &[],
+        );
+        assert!(rx1.try_recv().unwrap().is_ok());
+        assert!(rx2.try_recv().unwrap().is_ok());
+        assert!(rx3.try_recv().unwrap().is_ok());
+        let (tx, mut rx) = oneshot::channel();
+        commit_with_faults(
+            &store,
+            vec![WriteOp::Revoke(revoke(2, RevocationReason::CertificateHold), tx)],
+            &[],
+        );
+        assert!(rx.try_recv().unwrap().is_ok());
+
+        let before = counters(&store);
+        let stored_before = dump(&store);
+        // Every kind of operation that writes, each failing after its first write, and one
+        // healthy operation after them.
+        let mut receivers: Vec<Box<dyn FnMut() -> Option<bool>>> = Vec::new();
+        macro_rules! op {
+            ($variant:ident, $($arg:expr),*) => {{
+                let (tx, mut rx) = oneshot::channel();
+                let op = WriteOp::$variant($($arg,)* tx);
+                receivers.push(Box::new(move || rx.try_recv().ok().map(|r| r.is_ok())));
+                op
+            }};
+        }
+        let token = TokenRecord {
+            name: "new".into(),
+            role: "ra".into(),
+            created_at: NOW,
+        };
+        let event = |target: &str| AuditEvent::new(NOW, "op", AuditAction::CrlGenerated, target);
+        let ops = vec![
+            op!(Certificate, certificate(3, Some(serial(1)), Some(enrolment_id))),
+            op!(Certificate, certificate(4, None, None)),
+            op!(Revoke, revoke(1, RevocationReason::KeyCompromise)),
+            op!(ReleaseHold, serial(2), "ra".to_string()),
+            op!(
+                NextCrlNumber,
+                CrlRequest {
+                    floor: 0,
+                    actor: "op".into(),
+                    kind: "full"
+                }
+            ),
+            op!(PutToken, [9; 32], token, "op".to_string()),
+            op!(Record, event("faulty"), vec![serial(1)]),
+            op!(
+                Checkpoint,
+                Checkpoint {
+                    head: before.audit,
+                    at: NOW,
+                    signature: vec![1, 2, 3],
+                }
+            ),
+            op!(CreateEnrollment, [8; 16], enrollment(), "ra".to_string()),
+            op!(FailedAttempt, enrolment_id),
+            op!(Record, event("healthy"), vec![]),
+        ];
+        let faulty: Vec<usize> = (0..ops.len() - 1).collect();
+        let after = commit_with_faults(&store, ops, &faulty);
+
+        let answers: Vec<Option<bool>> = receivers.iter_mut().map(|f| f()).collect();
+        let mut expected = vec![Some(false); faulty.len()];
+        expected.push(Some(true));
+        assert_eq!(answers, expected, "every faulty operation refused, the healthy one done");
+
+        // Counters: only the audit head moved, by the healthy entry.
+        assert_eq!(after.cert_seq, before.cert_seq);
+        assert_eq!(after.change_seq, before.change_seq);
+        assert_eq!(after.crl_number, before.crl_number);
+        assert_eq!(after.last_issued_at, before.last_issued_at);
+        assert_eq!(after.audit.seq, before.audit.seq + 1);
+
+        // The store: exactly the healthy operation's writes.
+        let stored_after = dump(&store);
+        let changed: Vec<_> = stored_after
+            .iter()
+            .filter(|(k, v)| stored_before.get(*k) != Some(*v))
+            .map(|((name, key), _)| (*name, hex::encode(key)))
+            .collect();
+        let removed: Vec<_> = stored_before
+            .keys()
+            .filter(|k| !stored_after.contains_key(*k))
+            .map(|(name, key)| (*name, hex::encode(key)))
+            .collect();
+        assert_eq!(
+            changed,
+            vec![
+                (cf::AUDIT, hex::encode(after.audit.seq.to_be_bytes())),
+                (cf::META, hex::encode(super::super::META_AUDIT_HEAD)),
+            ],
+            "written beyond the healthy operation"
+        );
+        assert!(removed.is_empty(), "removed: {removed:?}");
+        let entry = store.audit_entries(before.audit.seq, 10).unwrap();
+        let targets: Vec<&str> = entry.iter().map(|e: &AuditEntry| e.event.target.as_str()).collect();
+        assert_eq!(targets, ["healthy"]);
+        let report = store.verify_audit(&[]).unwrap();
+        assert!(report.broken.is_none(), "{:?}", report.broken);
+        assert_eq!(report.head, after.audit);
     }
 }
