@@ -664,6 +664,16 @@ impl Engine {
             .await
     }
 
+    /// Revokes the API token named `name`, durably and in the audit log, as `actor` asked;
+    /// answers the revoked record ([`CaError::TokenNotFound`], or
+    /// [`CaError::TokenAlreadyRevoked`]). The name stays taken.
+    pub async fn revoke_token(&self, name: &str, actor: &str) -> Result<TokenRecord, CaError> {
+        let (name, actor) = (name.to_string(), actor.to_string());
+        let at = OffsetDateTime::now_utc().unix_timestamp();
+        self.write(|reply| WriteOp::RevokeToken(name, at, actor, reply))
+            .await
+    }
+
     /// Appends an event to the audit log, durably, with pointers from `serials` to it.
     pub async fn record(
         &self,

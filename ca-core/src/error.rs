@@ -138,6 +138,16 @@ pub enum CaError {
     /// The PKCS#12 password is shorter than the configured minimum.
     #[error("the PKCS#12 password must have at least {0} characters")]
     PasswordTooShort(usize),
+    /// An API token with this name exists or existed: token names are unique and never
+    /// reused, since certificate ownership follows the name.
+    #[error("a token named {0:?} exists or existed; token names are never reused")]
+    TokenNameTaken(String),
+    /// No API token with this name.
+    #[error("no token named {0:?}")]
+    TokenNotFound(String),
+    /// The API token is revoked already.
+    #[error("the token named {0:?} is already revoked")]
+    TokenAlreadyRevoked(String),
 }
 
 impl CaError {
@@ -171,6 +181,9 @@ impl CaError {
             CaError::EnrollmentExpired => "enrollment_expired",
             CaError::EnrollmentRedeemed => "enrollment_already_redeemed",
             CaError::PasswordTooShort(_) => "password_too_short",
+            CaError::TokenNameTaken(_) => "token_name_taken",
+            CaError::TokenNotFound(_) => "token_not_found",
+            CaError::TokenAlreadyRevoked(_) => "token_already_revoked",
         }
     }
 
@@ -189,6 +202,8 @@ impl CaError {
             | CaError::UnknownProfile(_)
             | CaError::PasswordTooShort(_) => ErrorClass::Policy,
             CaError::SerialNotFound(_) | CaError::EnrollmentNotFound(_) => ErrorClass::NotFound,
+            CaError::TokenNotFound(_) => ErrorClass::NotFound,
+            CaError::TokenNameTaken(_) | CaError::TokenAlreadyRevoked(_) => ErrorClass::Conflict,
             CaError::EnrollmentCodeInvalid { .. } => ErrorClass::Forbidden,
             CaError::EnrollmentLocked => ErrorClass::Locked,
             CaError::EnrollmentExpired => ErrorClass::Gone,
