@@ -104,8 +104,10 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
     let responder = if config.ocsp.delegated {
         let days = config.ocsp.delegated_validity_days;
         let (dir, ca_signer, ca) = (dir.to_path_buf(), signer.clone(), ca_der.clone());
+        let core = engine.clone();
         let delegate = tokio::task::spawn_blocking(move || {
-            datadir::ocsp_delegate(&dir, days, &ca_signer, &ca, time::OffsetDateTime::now_utc())
+            let now = time::OffsetDateTime::now_utc();
+            datadir::ocsp_delegate(&dir, days, &ca_signer, &ca, &core, now)
         })
         .await
         .map_err(|e| format!("preparing the delegated OCSP responder: {e}"))??;
@@ -125,6 +127,7 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
             signer.clone(),
             ca_der,
             ocsp.clone(),
+            engine.clone(),
         ))
     });
     let state = Arc::new(AppState {
@@ -306,6 +309,7 @@ async fn ocsp_renewal(
     ca_signer: Arc<dyn Signer>,
     ca_der: Vec<u8>,
     ocsp: Arc<OcspResponder>,
+    engine: Arc<Engine>,
 ) {
     let mut ticks = tokio::time::interval(OCSP_RENEWAL_CHECK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -313,14 +317,10 @@ async fn ocsp_renewal(
     loop {
         ticks.tick().await;
         let (dir, ca_signer, ca) = (dir.clone(), ca_signer.clone(), ca_der.clone());
+        let core = engine.clone();
         let job = tokio::task::spawn_blocking(move || {
-            datadir::ocsp_delegate(
-                &dir,
-                validity_days,
-                &ca_signer,
-                &ca,
-                time::OffsetDateTime::now_utc(),
-            )
+            let now = time::OffsetDateTime::now_utc();
+            datadir::ocsp_delegate(&dir, validity_days, &ca_signer, &ca, &core, now)
         });
         match job.await {
             Ok(Ok(delegate)) => {
