@@ -306,7 +306,10 @@ fn restore<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, key: K, previous
 #[cfg(test)]
 #[derive(Default)]
 struct Fault {
+    /// Fail right after the first write.
     faulty: HashSet<usize>,
+    /// Fail once every write is staged, as the operation is about to succeed.
+    at_end: HashSet<usize>,
     op: usize,
     writes: u32,
 }
@@ -421,7 +424,12 @@ impl<'a> Group<'a> {
         operation: impl FnOnce(&mut Self) -> Result<T, CaError>,
     ) -> Result<T, CaError> {
         let counters = self.counters;
-        let result = operation(self);
+        #[allow(unused_mut)]
+        let mut result = operation(self);
+        #[cfg(test)]
+        if result.is_ok() && self.fault.at_end.contains(&self.fault.op) {
+            result = Err(CaError::Storage("injected fault".into()));
+        }
         if result.is_ok() {
             for (cf, key, value) in self.staged.0.drain(..) {
                 match value {
@@ -918,13 +926,18 @@ mod tests {
         group.commit(ops, before)
     }
 
-    /// The writer's promise: an operation that fails, wherever it fails, leaves no trace in
-    /// the group (batch, counters, what later operations of the group see), so that the
-    /// group commits exactly the healthy operations and the audit log stays whole.
-    #[test]
-    fn a_failed_operation_leaves_no_trace() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+    /// Commits `ops` in one group, the operations at `at_end` failing once all their writes
+    /// are staged; returns the counters after the group.
+    fn commit_failing_at_end(store: &Store, ops: Vec<WriteOp>, at_end: &[usize]) -> Counters {
+        let before = counters(store);
+        let mut group = Group::new(store, &ops, before);
+        group.fault.at_end = at_end.iter().copied().collect();
+        group.commit(ops, before)
+    }
+
+    /// Healthy setup: certificates 1 and 2, certificate 2 on hold, an enrolment (its id is
+    /// answered) and a token named `old`.
+    fn setup(store: &Store) -> [u8; 16] {
         let enrolment_id = [7u8; 16];
         // Setup, healthy: certificates 1 and 2, certificate 2 on hold, an enrolment.
         let (tx1, mut rx1) = oneshot::channel();
@@ -932,7 +945,7 @@ mod tests {
         let (tx3, mut rx3) = oneshot::channel();
         let (tx4, mut rx4) = oneshot::channel();
         commit_with_faults(
-            &store,
+            store,
             vec![
                 WriteOp::Certificate(certificate(1, None, None), tx1),
                 WriteOp::Certificate(certificate(2, None, None), tx2),
@@ -947,7 +960,7 @@ mod tests {
         assert!(rx4.try_recv().unwrap().is_ok());
         let (tx, mut rx) = oneshot::channel();
         commit_with_faults(
-            &store,
+            store,
             vec![WriteOp::Revoke(
                 revoke(2, RevocationReason::CertificateHold),
                 tx,
@@ -955,6 +968,17 @@ mod tests {
             &[],
         );
         assert!(rx.try_recv().unwrap().is_ok());
+        enrolment_id
+    }
+
+    /// The writer's promise: an operation that fails, wherever it fails, leaves no trace in
+    /// the group (batch, counters, what later operations of the group see), so that the
+    /// group commits exactly the healthy operations and the audit log stays whole.
+    #[test]
+    fn a_failed_operation_leaves_no_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let enrolment_id = setup(&store);
 
         let before = counters(&store);
         let stored_before = dump(&store);
@@ -1086,5 +1110,87 @@ mod tests {
         );
         let report = store.verify_audit(&[]).unwrap();
         assert!(report.broken.is_none() && report.entries == 2, "{report:?}");
+    }
+
+    /// The group's maps are restored too: operations failing once all their writes are
+    /// staged (so after every change they make to the maps), followed in the same group by
+    /// healthy operations that would be refused, or answer differently, had a failed one left
+    /// anything behind.
+    #[test]
+    fn a_failed_operation_leaves_the_group_as_it_found_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let enrolment_id = setup(&store);
+        let before = counters(&store);
+        let mut receivers: Vec<Box<dyn FnMut() -> Option<String>>> = Vec::new();
+        macro_rules! op {
+            ($variant:ident, $($arg:expr),*) => {{
+                let (tx, mut rx) = oneshot::channel();
+                let op = WriteOp::$variant($($arg,)* tx);
+                receivers.push(Box::new(move || {
+                    rx.try_recv().ok().map(|r| match r {
+                        Ok(v) => format!("{v:?}"),
+                        Err(e) => format!("error {}", e.code()),
+                    })
+                }));
+                op
+            }};
+        }
+        let crl = || CrlRequest {
+            floor: 0,
+            actor: "op".into(),
+            kind: "full",
+        };
+        let mut all = Vec::new();
+        for _ in 0..2 {
+            all.push(op!(FailedAttempt, enrolment_id));
+            all.push(op!(
+                Certificate,
+                certificate(3, Some(serial(1)), Some(enrolment_id))
+            ));
+            all.push(op!(Revoke, revoke(1, RevocationReason::KeyCompromise)));
+            all.push(op!(ReleaseHold, serial(2), "ra".to_string()));
+            all.push(op!(NextCrlNumber, crl()));
+            all.push(op!(PutToken, [9; 32], token("new"), "op".to_string()));
+            all.push(op!(RevokeToken, "old".to_string(), NOW, "op".to_string()));
+            all.push(op!(
+                CreateEnrollment,
+                [8; 16],
+                enrollment(),
+                "ra".to_string()
+            ));
+        }
+        let n = all.len() / 2;
+        let after = commit_failing_at_end(&store, all, &(0..n).collect::<Vec<_>>());
+        let answers: Vec<Option<String>> = receivers.iter_mut().map(|f| f()).collect();
+        assert!(
+            answers[..n]
+                .iter()
+                .all(|a| a.as_deref() == Some("error storage_error")),
+            "{answers:?}"
+        );
+        assert!(
+            answers[n..]
+                .iter()
+                .all(|a| a.as_ref().is_some_and(|a| !a.starts_with("error"))),
+            "a healthy operation saw what a failed one left behind: {:?}",
+            &answers[n..]
+        );
+        // The healthy ones' effects, as if the failed ones had never been sent.
+        assert_eq!(after.cert_seq, before.cert_seq + 1);
+        assert_eq!(after.change_seq, before.change_seq + 2);
+        assert_eq!(after.crl_number, before.crl_number + 1);
+        let e = store.enrollment(&enrolment_id).unwrap().unwrap();
+        assert_eq!(
+            (e.failed_attempts, e.serial),
+            (1, Some(*serial(3).as_bytes()))
+        );
+        assert!(store.revocation(&serial(2)).unwrap().is_none());
+        assert!(store.revocation(&serial(1)).unwrap().is_some());
+        assert!(store.token(&[5; 32]).unwrap().unwrap().revoked_at.is_some());
+        assert_eq!(store.token_name_holder("new").unwrap(), Some([9; 32]));
+        let report = store.verify_audit(&[]).unwrap();
+        assert!(report.broken.is_none(), "{:?}", report.broken);
+        assert_eq!(report.head, after.audit);
     }
 }
