@@ -60,11 +60,16 @@ pub enum AuditAction {
     EnrollmentLocked,
     /// The server started with a configuration (details: its SHA-256).
     ConfigurationLoaded,
+    /// An API token was revoked (target: its name; details: `id`).
+    TokenRevoked,
+    /// An API token was renamed when the store was upgraded, because an older token held
+    /// its name (target: the new name; details: `from`, `id`).
+    TokenRenamed,
 }
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [AuditAction; 11] = [
+    pub const ALL: [AuditAction; 13] = [
         AuditAction::CertificateIssued,
         AuditAction::CertificateRenewed,
         AuditAction::CertificateRevoked,
@@ -76,6 +81,8 @@ impl AuditAction {
         AuditAction::EnrollmentAttemptFailed,
         AuditAction::EnrollmentLocked,
         AuditAction::ConfigurationLoaded,
+        AuditAction::TokenRevoked,
+        AuditAction::TokenRenamed,
     ];
 
     /// The action's name as the API shows it and the hash covers it.
@@ -92,6 +99,8 @@ impl AuditAction {
             AuditAction::EnrollmentAttemptFailed => "enrollment_attempt_failed",
             AuditAction::EnrollmentLocked => "enrollment_locked",
             AuditAction::ConfigurationLoaded => "configuration_loaded",
+            AuditAction::TokenRevoked => "token_revoked",
+            AuditAction::TokenRenamed => "token_renamed",
         }
     }
 }

@@ -66,6 +66,10 @@ impl Default for EngineConfig {
     }
 }
 
+/// The requester recorded for certificates the CA issues to itself (its delegated OCSP
+/// responder's, its own TLS server certificate): no token may have this name.
+pub const CA_REQUESTER: &str = "(ca)";
+
 /// Who asked: the requesting token's name and hash.
 #[derive(Clone, Debug)]
 pub struct Requester {
@@ -676,6 +680,56 @@ impl Engine {
             .await
     }
 
+    /// Revokes the API token named `name`, durably and in the audit log, as `actor` asked;
+    /// answers the revoked record ([`CaError::TokenNotFound`], or
+    /// [`CaError::TokenAlreadyRevoked`]). The name stays taken.
+    pub async fn revoke_token(&self, name: &str, actor: &str) -> Result<TokenRecord, CaError> {
+        let (name, actor) = (name.to_string(), actor.to_string());
+        let at = OffsetDateTime::now_utc().unix_timestamp();
+        self.write(|reply| WriteOp::RevokeToken(name, at, actor, reply))
+            .await
+    }
+
+    /// Records a certificate that the CA key signed outside the issuance queue (the delegated
+    /// OCSP responder's), as every certificate the CA signs is recorded: stored under
+    /// `profile` (what it is for) with requester [`CA_REQUESTER`], in the audit log
+    /// (`certificate_issued`), in the auditor's queries, and known to OCSP and CRLs. A
+    /// certificate already stored is answered as stored. Blocks until it is durable: call it
+    /// off the async runtime.
+    pub fn record_signed_certificate(
+        &self,
+        der: &[u8],
+        profile: &str,
+    ) -> Result<CertRecord, CaError> {
+        let (record, names) = signed_record(der, profile)?;
+        let serial = record
+            .serial()
+            .ok_or_else(|| CaError::Storage("a signed certificate with a foreign serial".into()))?;
+        if let Some(existing) = self.store.certificate(&serial)? {
+            return if existing.der == der {
+                Ok(existing)
+            } else {
+                Err(CaError::SerialCollision(serial))
+            };
+        }
+        let new = NewCertificate {
+            record,
+            idempotency: None,
+            names,
+            enrollment: None,
+        };
+        match self
+            .send_op(|reply| WriteOp::Certificate(new, reply))?
+            .blocking_recv()
+            .map_err(|_| writer_gone())??
+        {
+            Committed::Stored(record) => Ok(record),
+            Committed::Existing(_) => Err(CaError::Storage(
+                "a signed certificate without request_id met an idempotency entry".into(),
+            )),
+        }
+    }
+
     /// Appends an event to the audit log, durably, with pointers from `serials` to it.
     pub async fn record(
         &self,
@@ -747,6 +801,32 @@ impl StageClock {
 
 fn writer_gone() -> CaError {
     CaError::Storage("the store writer dropped the request".into())
+}
+
+/// The record (and `names` index prefixes) of a DER certificate this CA signed outside the
+/// issuance queue: serial, validity and subject from the certificate (RFC 5280 section
+/// 4.1.2), issued now, requested by [`CA_REQUESTER`].
+fn signed_record(der: &[u8], profile: &str) -> Result<(CertRecord, Vec<Vec<u8>>), CaError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| {
+        CaError::Signing(format!("a certificate the CA signed does not parse: {e}"))
+    })?;
+    let serial = Serial::from_bytes(cert.raw_serial()).ok_or_else(|| {
+        CaError::Signing("a certificate the CA signed has a serial of another form".into())
+    })?;
+    let validity = cert.validity();
+    let record = CertRecord {
+        seq: 0,
+        serial: *serial.as_bytes(),
+        der: der.to_vec(),
+        profile: profile.to_string(),
+        requester: CA_REQUESTER.to_string(),
+        issued_at: OffsetDateTime::now_utc().unix_timestamp(),
+        not_before: validity.not_before.timestamp(),
+        not_after: validity.not_after.timestamp(),
+        renewed_from: None,
+    };
+    let names = vec![names_prefix(SUBJECT_TAG, &cert.subject().to_string())];
+    Ok((record, names))
 }
 
 /// Verifies, checks, signs and hands each of `batch`'s requests to the writer. The CSRs of

@@ -144,6 +144,16 @@ pub enum CaError {
     /// profile asks for it.
     #[error("weak public key: {0}")]
     WeakKey(String),
+    /// An API token with this name exists or existed: token names are unique and never
+    /// reused, since certificate ownership follows the name.
+    #[error("a token named {0:?} exists or existed; token names are never reused")]
+    TokenNameTaken(String),
+    /// No API token with this name.
+    #[error("no token named {0:?}")]
+    TokenNotFound(String),
+    /// The API token is revoked already.
+    #[error("the token named {0:?} is already revoked")]
+    TokenAlreadyRevoked(String),
 }
 
 impl CaError {
@@ -178,6 +188,9 @@ impl CaError {
             CaError::EnrollmentRedeemed => "enrollment_already_redeemed",
             CaError::PasswordTooShort(_) => "password_too_short",
             CaError::WeakKey(_) => "weak_key",
+            CaError::TokenNameTaken(_) => "token_name_taken",
+            CaError::TokenNotFound(_) => "token_not_found",
+            CaError::TokenAlreadyRevoked(_) => "token_already_revoked",
         }
     }
 
@@ -197,6 +210,8 @@ impl CaError {
             | CaError::PasswordTooShort(_)
             | CaError::WeakKey(_) => ErrorClass::Policy,
             CaError::SerialNotFound(_) | CaError::EnrollmentNotFound(_) => ErrorClass::NotFound,
+            CaError::TokenNotFound(_) => ErrorClass::NotFound,
+            CaError::TokenNameTaken(_) | CaError::TokenAlreadyRevoked(_) => ErrorClass::Conflict,
             CaError::EnrollmentCodeInvalid { .. } => ErrorClass::Forbidden,
             CaError::EnrollmentLocked => ErrorClass::Locked,
             CaError::EnrollmentExpired => ErrorClass::Gone,

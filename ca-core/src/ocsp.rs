@@ -553,8 +553,9 @@ impl OcspResponder {
     }
 }
 
-/// The profile name of the responder certificate template (never a configured profile).
-const RESPONDER_PROFILE: &str = "ocsp-responder";
+/// The profile name of the responder certificate template (never a configured profile), also
+/// the profile its stored record names.
+pub const RESPONDER_PROFILE: &str = "ocsp-responder";
 
 /// What follows the CA's commonName in a delegated responder's commonName.
 const RESPONDER_CN_SUFFIX: &str = " OCSP Responder";

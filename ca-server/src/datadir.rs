@@ -17,7 +17,9 @@ use ca_core::authority::{create_intermediate_csr, create_root, CertificateAuthor
 use ca_core::crl::{CrlBuilder, CrlPublisher};
 use ca_core::engine::Engine;
 use ca_core::metrics::DegradedEntries;
-use ca_core::ocsp::{check_responder_certificate, issue_responder_certificate, ResponderValidity};
+use ca_core::ocsp::{
+    check_responder_certificate, issue_responder_certificate, ResponderValidity, RESPONDER_PROFILE,
+};
 use ca_core::store::Store;
 use ca_core::{armor, name, Serial};
 use keys::{KeyAlgorithm, Signer, SoftwareKey};
@@ -387,7 +389,7 @@ pub fn issue_tls_certificate(dir: &Path, names: &[String]) -> Result<PathBuf, St
             validity_days: None,
             request_id: None,
             requester: ca_core::engine::Requester {
-                name: ACTOR.into(),
+                name: ca_core::engine::CA_REQUESTER.into(),
                 token_hash: [0; 32],
             },
         }))
@@ -426,17 +428,30 @@ pub struct OcspDelegate {
 /// (`ca_signer`, `ca_der`). A new one is issued when either file is missing or unusable, when
 /// the certificate is not the CA's OCSP signing certificate for that key, or when it is not
 /// valid yet or less than a third of its validity remains at `now`.
+///
+/// Like every certificate the CA key signs, the responder's is recorded through `engine`
+/// (profile `ocsp-responder`, requester `(ca)`, audited) before it is used or written; one
+/// kept from a build that did not record it is recorded now.
 pub fn ocsp_delegate(
     dir: &Path,
     validity_days: u32,
     ca_signer: &Arc<dyn Signer>,
     ca_der: &[u8],
+    engine: &Engine,
     now: OffsetDateTime,
 ) -> Result<OcspDelegate, String> {
     let key_path = dir.join(OCSP_KEY_FILE);
     let cert_path = dir.join(OCSP_CERT_FILE);
+    let record = |der: &[u8]| {
+        engine
+            .record_signed_certificate(der, RESPONDER_PROFILE)
+            .map_err(|e| format!("recording the OCSP responder certificate: {e}"))
+    };
     match load_ocsp_delegate(&key_path, &cert_path, ca_der) {
-        Ok((delegate, validity)) if !validity.renewal_due(now) => return Ok(delegate),
+        Ok((delegate, validity)) if !validity.renewal_due(now) => {
+            record(&delegate.cert_der)?;
+            return Ok(delegate);
+        }
         Ok((_, validity)) => tracing::info!(
             not_before = %validity.not_before,
             not_after = %validity.not_after,
@@ -460,6 +475,7 @@ pub fn ocsp_delegate(
         now,
     )
     .map_err(|e| format!("issuing the OCSP responder certificate: {e}"))?;
+    record(&cert_der)?;
     // Key first: a crash between the two renames leaves a certificate that does not match
     // the key, which the next start replaces.
     let key_tmp = with_suffix(&key_path, ".new");

@@ -105,8 +105,10 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
     let responder = if config.ocsp.delegated {
         let days = config.ocsp.delegated_validity_days;
         let (dir, ca_signer, ca) = (dir.to_path_buf(), signer.clone(), ca_der.clone());
+        let core = engine.clone();
         let delegate = tokio::task::spawn_blocking(move || {
-            datadir::ocsp_delegate(&dir, days, &ca_signer, &ca, time::OffsetDateTime::now_utc())
+            let now = time::OffsetDateTime::now_utc();
+            datadir::ocsp_delegate(&dir, days, &ca_signer, &ca, &core, now)
         })
         .await
         .map_err(|e| format!("preparing the delegated OCSP responder: {e}"))??;
@@ -127,6 +129,7 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
             signer.clone(),
             ca_der,
             ocsp.clone(),
+            engine.clone(),
         ))
     });
     let state = Arc::new(AppState {
@@ -319,6 +322,7 @@ async fn ocsp_renewal(
     ca_signer: Arc<dyn Signer>,
     ca_der: Vec<u8>,
     ocsp: Arc<OcspResponder>,
+    engine: Arc<Engine>,
 ) {
     let mut ticks = tokio::time::interval(OCSP_RENEWAL_CHECK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -326,14 +330,10 @@ async fn ocsp_renewal(
     loop {
         ticks.tick().await;
         let (dir, ca_signer, ca) = (dir.clone(), ca_signer.clone(), ca_der.clone());
+        let core = engine.clone();
         let job = tokio::task::spawn_blocking(move || {
-            datadir::ocsp_delegate(
-                &dir,
-                validity_days,
-                &ca_signer,
-                &ca,
-                time::OffsetDateTime::now_utc(),
-            )
+            let now = time::OffsetDateTime::now_utc();
+            datadir::ocsp_delegate(&dir, validity_days, &ca_signer, &ca, &core, now)
         });
         match job.await {
             Ok(Ok(delegate)) => {

@@ -344,6 +344,17 @@ fn init_can_issue_the_servers_tls_certificate() {
     );
     let (code, _) = curl(&s, "/healthz", &[]);
     assert_eq!(code, 200);
+    // The CA signed the server's certificate, so it is recorded (requester `(ca)`) and
+    // audited like every certificate the CA key signs; no token may take that name.
+    let auth = format!("Authorization: Bearer {}", s.tokens.auditor);
+    let (code, body) = curl(&s, "/v1/certificates?profile=tls-server", &["-H", &auth]);
+    assert_eq!(code, 200, "{body}");
+    let list: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let items = list["items"].as_array().expect("items");
+    assert!(
+        items.len() == 1 && items[0]["requester"] == "(ca)",
+        "the server's certificate is recorded as the CA's: {body}"
+    );
     s.terminate();
 }
 

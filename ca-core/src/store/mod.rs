@@ -12,6 +12,7 @@
 //! | `renewals`  | old serial (16)                       | newest renewal's serial  |
 //! | `crl_changes` | change seq (8)                      | serial whose revocation changed |
 //! | `tokens`    | SHA-256(token) (32)                   | [`TokenRecord`]          |
+//! | `token_names` | token name (UTF-8)                  | SHA-256(token) (32)      |
 //! | `names`     | tag ‖ lower-case name ‖ 0 ‖ seq (8)   | empty (v2: serial)       |
 //! | `audit`     | audit seq (8)                         | [`AuditEntry`]           |
 //! | `events`    | serial (16) ‖ audit seq (8)           | empty                    |
@@ -42,6 +43,7 @@ mod audit_log;
 mod migrate;
 pub mod query;
 pub mod record;
+mod tokens;
 pub mod writer;
 
 use std::collections::HashSet;
@@ -49,12 +51,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rocksdb::{
-    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType,
-    Options, ReadOptions, WriteBatch, WriteBufferManager, WriteOptions, DB,
+    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor,
+    DBCompressionType, Options, ReadOptions, WriteBatch, WriteBufferManager, WriteOptions, DB,
 };
 
 pub use audit_log::AuditReport;
 pub use record::{CertRecord, EnrollmentRecord, IdempotencyRecord, TokenRecord};
+pub use tokens::{new_token_id, UPGRADE_ACTOR};
 
 use crate::revocation::Revocation;
 
@@ -65,7 +68,9 @@ use crate::serial::Serial;
 /// refused. Version 2 added the audit log and the query indexes (new column families; a
 /// version 1 store simply starts its audit log at the upgrade). Version 3 keys certificates
 /// by issuance sequence (`issued`) with a serial index (`serials`), instead of by serial.
-pub const SCHEMA_VERSION: u32 = 3;
+/// Version 4 gives every token an immutable id and a unique name (`token_names`); the
+/// upgrade renames all but the oldest of tokens that shared a name.
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Column family names.
 pub mod cf {
@@ -81,6 +86,8 @@ pub mod cf {
     pub const REVOKED: &str = "revoked";
     /// API tokens.
     pub const TOKENS: &str = "tokens";
+    /// Token names (every name a token ever had) to the token's hash: names are unique.
+    pub const TOKEN_NAMES: &str = "token_names";
     /// Renewal links, old serial to new.
     pub const RENEWALS: &str = "renewals";
     /// Revocation changes in order, for delta CRLs.
@@ -98,7 +105,7 @@ pub mod cf {
     /// Schema version and counters.
     pub const META: &str = "meta";
     /// Every family this build uses.
-    pub const ALL: [&str; 14] = [
+    pub const ALL: [&str; 15] = [
         ENROLLMENTS,
         NAMES,
         AUDIT,
@@ -113,6 +120,7 @@ pub mod cf {
         META,
         RENEWALS,
         CRL_CHANGES,
+        TOKEN_NAMES,
     ];
 }
 
@@ -137,6 +145,19 @@ fn newer_schema(version: u32) -> CaError {
         "the store has schema version {version}, newer than this build's {SCHEMA_VERSION}; \
          run a newer ca-server"
     ))
+}
+
+/// Where a store change's writes go: a [`WriteBatch`], or the store writer's staging of one
+/// operation (which joins the group's batch only when the whole operation succeeded).
+pub(crate) trait Writes<'a> {
+    /// Adds `key` → `value` to the column family `cf`.
+    fn put(&mut self, cf: &'a ColumnFamily, key: &[u8], value: &[u8]);
+}
+
+impl<'a> Writes<'a> for WriteBatch {
+    fn put(&mut self, cf: &'a ColumnFamily, key: &[u8], value: &[u8]) {
+        self.put_cf(cf, key, value);
+    }
 }
 
 /// The key of an idempotency entry: the requesting token's hash and the `request_id`.
@@ -353,6 +374,9 @@ impl Store {
         }
         if version.is_none_or(|v| v < migrate::ISSUANCE_ORDER_SCHEMA) {
             migrate::copy_legacy_certificates(self)?;
+        }
+        if version.is_none_or(|v| v < tokens::UNIQUE_TOKEN_NAMES_SCHEMA) {
+            self.index_tokens()?;
         }
         if version != Some(SCHEMA_VERSION) {
             let mut batch = WriteBatch::default();

@@ -23,7 +23,7 @@ use zeroize::Zeroizing;
 
 use super::certificates::{issued_view, path_serial, requester, rfc3339};
 use super::{body_or_error, parse_json, ApiError, AppState};
-use crate::auth::Role;
+use crate::auth::{owns, Role};
 
 /// Limits of enrolments.
 #[derive(Clone, Copy, Debug)]
@@ -129,12 +129,12 @@ pub async fn get(
 ) -> Result<Json<Value>, ApiError> {
     let caller = state.authorize(&headers, &[Role::Ra, Role::Auditor])?;
     let id = enrollment_id(id)?;
-    let record = state
-        .engine
-        .store()
-        .enrollment(&id)?
-        .filter(|r| caller.role == Role::Auditor || r.requester == caller.name)
-        .ok_or_else(|| CaError::EnrollmentNotFound(hex::encode(id)))?;
+    let store = state.engine.store();
+    let not_found = || CaError::EnrollmentNotFound(hex::encode(id));
+    let record = store.enrollment(&id)?.ok_or_else(not_found)?;
+    if caller.role != Role::Auditor && !owns(store, &caller, &record.requester)? {
+        return Err(not_found().into());
+    }
     Ok(Json(enrollment_json(&id, &record)?))
 }
 

@@ -9,13 +9,14 @@ mod metrics;
 mod ocsp;
 mod ops;
 mod revocation;
+mod tokens;
 
 use std::sync::Arc;
 
 use axum::extract::rejection::BytesRejection;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use bytes::Bytes;
 use ca_core::crl::CrlPublisher;
@@ -29,6 +30,7 @@ pub use certificates::certificate_view;
 pub use enrollments::EnrollmentLimits;
 pub use error::ApiError;
 pub use metrics::HttpMetrics;
+pub use tokens::MAX_TOKEN_LIFETIME_DAYS;
 
 use crate::auth::{authenticate, certificate_caller, Caller, Role};
 
@@ -122,7 +124,8 @@ pub fn router(state: Arc<AppState>, limits: BodyLimits) -> Router {
         .route("/v1/certificates/{serial}/events", get(audit::events))
         .route("/v1/audit", get(audit::log))
         .route("/v1/audit/checkpoint", get(audit::checkpoint))
-        .route("/v1/tokens", post(audit::create_token))
+        .route("/v1/tokens", post(audit::create_token).get(tokens::list))
+        .route("/v1/tokens/{name}", delete(tokens::revoke))
         .route("/v1/enrollments", post(enrollments::create))
         .route("/v1/enrollments/{id}", get(enrollments::get))
         .route("/v1/enrollments/{id}/redeem", post(enrollments::redeem))
