@@ -58,13 +58,16 @@ pub enum AuditAction {
     EnrollmentAttemptFailed,
     /// An enrolment locked after too many wrong codes.
     EnrollmentLocked,
+    /// A redemption was rolled back because its PKCS#12 file could not be built: the
+    /// certificate (details: `serial`) is revoked and the enrolment may be redeemed again.
+    EnrollmentReopened,
     /// The server started with a configuration (details: its SHA-256).
     ConfigurationLoaded,
 }
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [AuditAction; 11] = [
+    pub const ALL: [AuditAction; 12] = [
         AuditAction::CertificateIssued,
         AuditAction::CertificateRenewed,
         AuditAction::CertificateRevoked,
@@ -76,6 +79,7 @@ impl AuditAction {
         AuditAction::EnrollmentAttemptFailed,
         AuditAction::EnrollmentLocked,
         AuditAction::ConfigurationLoaded,
+        AuditAction::EnrollmentReopened,
     ];
 
     /// The action's name as the API shows it and the hash covers it.
@@ -91,6 +95,7 @@ impl AuditAction {
             AuditAction::EnrollmentRedeemed => "enrollment_redeemed",
             AuditAction::EnrollmentAttemptFailed => "enrollment_attempt_failed",
             AuditAction::EnrollmentLocked => "enrollment_locked",
+            AuditAction::EnrollmentReopened => "enrollment_reopened",
             AuditAction::ConfigurationLoaded => "configuration_loaded",
         }
     }

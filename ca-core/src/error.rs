@@ -138,6 +138,10 @@ pub enum CaError {
     /// The PKCS#12 password is shorter than the configured minimum.
     #[error("the PKCS#12 password must have at least {0} characters")]
     PasswordTooShort(usize),
+    /// The PKCS#12 password cannot protect a PKCS#12 file (a character outside Unicode's Basic
+    /// Multilingual Plane, a control character, too long); the message says which rule.
+    #[error("{0}")]
+    PasswordNotAllowed(String),
 }
 
 impl CaError {
@@ -171,6 +175,7 @@ impl CaError {
             CaError::EnrollmentExpired => "enrollment_expired",
             CaError::EnrollmentRedeemed => "enrollment_already_redeemed",
             CaError::PasswordTooShort(_) => "password_too_short",
+            CaError::PasswordNotAllowed(_) => "password_not_allowed",
         }
     }
 
@@ -187,7 +192,8 @@ impl CaError {
             | CaError::SubjectNotAllowed(_)
             | CaError::ValidityNotAllowed { .. }
             | CaError::UnknownProfile(_)
-            | CaError::PasswordTooShort(_) => ErrorClass::Policy,
+            | CaError::PasswordTooShort(_)
+            | CaError::PasswordNotAllowed(_) => ErrorClass::Policy,
             CaError::SerialNotFound(_) | CaError::EnrollmentNotFound(_) => ErrorClass::NotFound,
             CaError::EnrollmentCodeInvalid { .. } => ErrorClass::Forbidden,
             CaError::EnrollmentLocked => ErrorClass::Locked,

@@ -14,7 +14,9 @@ use ca_core::CaError;
 use keys::Signer;
 use tokio::net::TcpListener;
 
-use crate::api::{self, AppState, BodyLimits, EnrollmentLimits, HttpMetrics};
+use crate::api::{
+    self, AppState, BodyLimits, EnrollmentLimits, HttpMetrics, KeyGeneration, OcspBudget,
+};
 use crate::auth::Role;
 use crate::config::Config;
 use crate::datadir::{self, Core, Created, DEV_CA_SUBJECT, ROOT_VALIDITY_DAYS};
@@ -139,6 +141,8 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
             min_password_length: config.enrollment.min_password_length,
             max_lifetime_hours: config.enrollment.max_lifetime_hours,
         },
+        key_generation: KeyGeneration::new(config.enrollment.key_generation_concurrency),
+        ocsp_budget: OcspBudget::new(&config.ocsp),
     });
     let crl_timer = tokio::spawn(crl_timer(crl));
     checkpoint(&engine, &signer).await;

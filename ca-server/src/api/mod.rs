@@ -26,9 +26,10 @@ use ca_core::Serial;
 
 pub use audit::{audit_entry_json, checkpoint_json};
 pub use certificates::certificate_view;
-pub use enrollments::EnrollmentLimits;
+pub use enrollments::{EnrollmentLimits, KeyGeneration};
 pub use error::ApiError;
 pub use metrics::HttpMetrics;
+pub use ocsp::OcspBudget;
 
 use crate::auth::{authenticate, certificate_caller, Caller, Role};
 
@@ -50,6 +51,10 @@ pub struct AppState {
     pub http_metrics: HttpMetrics,
     /// Limits of enrolments.
     pub enrollment: EnrollmentLimits,
+    /// The bounded pool for keys the CA generates for subscribers.
+    pub key_generation: KeyGeneration,
+    /// The budget of OCSP signatures on demand, per client and overall.
+    pub ocsp_budget: OcspBudget,
 }
 
 impl AppState {
