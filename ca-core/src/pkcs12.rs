@@ -812,7 +812,10 @@ mod tests {
 
     #[test]
     fn any_text_makes_a_friendly_name_that_build_pfx_takes() {
-        assert_eq!(FriendlyName::new("CN=Maria Silva").as_str(), "CN=Maria Silva");
+        assert_eq!(
+            FriendlyName::new("CN=Maria Silva").as_str(),
+            "CN=Maria Silva"
+        );
         assert_eq!(
             FriendlyName::new("CN=Maria 😀\u{0} Silva").as_str(),
             "CN=Maria \u{FFFD}\u{FFFD} Silva"

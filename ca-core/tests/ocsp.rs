@@ -789,7 +789,13 @@ fn ocsp_signatures_on_demand_ask_the_budget() {
     let several = f.request(
         "s.der",
         &[
-            "-issuer", "ca.pem", "-cert", "leaf.pem", "-serial", "0x01", "-no_nonce",
+            "-issuer",
+            "ca.pem",
+            "-cert",
+            "leaf.pem",
+            "-serial",
+            "0x01",
+            "-no_nonce",
         ],
     );
     let asked = Cell::new(0);
@@ -817,7 +823,9 @@ fn ocsp_signatures_on_demand_ask_the_budget() {
     assert_eq!(c.der, b.der);
     let (ok, text) = f.check(
         &c.der,
-        &["-CAfile", "ca.pem", "-issuer", "ca.pem", "-cert", "leaf.pem"],
+        &[
+            "-CAfile", "ca.pem", "-issuer", "ca.pem", "-cert", "leaf.pem",
+        ],
     );
     assert!(ok && text.contains("leaf.pem: good"), "{text}");
 
@@ -841,7 +849,10 @@ fn ocsp_signatures_on_demand_ask_the_budget() {
     // Malformed input never asks.
     let before = asked.get();
     let h = responder.respond_within(b"junk", now, good, allow(true));
-    assert_eq!((h.der.as_slice(), asked.get()), (&MALFORMED_REQUEST[..], before));
+    assert_eq!(
+        (h.der.as_slice(), asked.get()),
+        (&MALFORMED_REQUEST[..], before)
+    );
 }
 
 #[test]

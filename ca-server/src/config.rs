@@ -226,9 +226,18 @@ impl OcspConfig {
             ));
         }
         let rates = [
-            ("on_demand_per_client_per_second", self.on_demand_per_client_per_second),
-            ("on_demand_per_client_burst", self.on_demand_per_client_burst),
-            ("on_demand_global_per_second", self.on_demand_global_per_second),
+            (
+                "on_demand_per_client_per_second",
+                self.on_demand_per_client_per_second,
+            ),
+            (
+                "on_demand_per_client_burst",
+                self.on_demand_per_client_burst,
+            ),
+            (
+                "on_demand_global_per_second",
+                self.on_demand_global_per_second,
+            ),
             ("on_demand_global_burst", self.on_demand_global_burst),
         ];
         for (key, value) in rates {

@@ -354,9 +354,7 @@ fn redeem_checks_the_enrolment_and_code_before_generating_a_key() {
     } else {
         format!("0{}", &code[1..])
     };
-    let body = |code: &str| {
-        json!({"code": code, "key_type": "rsa-4096", "pkcs12_password": "a long passphrase"})
-    };
+    let body = |code: &str| json!({"code": code, "key_type": "rsa-4096", "pkcs12_password": "a long passphrase"});
     // Warm up the route (first-use allocations, lazy statics) before measuring.
     let r = redeem(&s, "ffeeddccbbaa99887766554433221100", &body(&code));
     assert_error(&r, 404, "enrollment_not_found", "warm-up");
@@ -470,14 +468,14 @@ fn an_unusable_pkcs12_password_is_refused_before_the_code_is_used() {
         .unwrap();
     let file = s.scratch().join("emoji-subject.p12");
     std::fs::write(&file, &pfx).unwrap();
-    let out = openssl(&[
-        "pkcs12",
-        "-in",
-        file.to_str().unwrap(),
-        "-passin",
-        &format!("pass:{password}"),
-        "-nodes",
-    ]);
+    // OpenSSL prints the friendly name's U+FFFD as one Latin-1 byte: not UTF-8.
+    let out = std::process::Command::new("openssl")
+        .args(["pkcs12", "-in", file.to_str().unwrap(), "-nodes", "-passin"])
+        .arg(format!("pass:{password}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl pkcs12: {out:?}");
+    let out = String::from_utf8_lossy(&out.stdout);
     assert!(out.contains("-----BEGIN PRIVATE KEY-----"), "{out}");
     assert!(out.contains("friendlyName: CN=Maria"), "{out}");
 }

@@ -11,9 +11,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use bytes::Bytes;
-use ca_core::ocsp::{
-    decode_get_request, CertStatus, INTERNAL_ERROR, MALFORMED_REQUEST, TRY_LATER,
-};
+use ca_core::ocsp::{decode_get_request, CertStatus, INTERNAL_ERROR, MALFORMED_REQUEST, TRY_LATER};
 use time::OffsetDateTime;
 
 use super::AppState;
