@@ -276,22 +276,24 @@ pub async fn redeem(
             .await
             .map_err(|e| CaError::Crypto(format!("PKCS#12 task failed: {e}")))
             .and_then(|pfx| pfx);
-            let pfx = match pfx {
-                Ok(pfx) => pfx,
-                Err(e) => return Err(undo(&state, &id, &issued, e).await),
-            };
-            log_redeemed(&id, &issued);
-            Ok((
-                StatusCode::CREATED,
-                Json(json!({
+            // Everything that can fail after the commit is inside `delivery`, which a failure
+            // rolls back.
+            let delivery = pfx.and_then(|pfx| {
+                Ok(json!({
                     "serial": hex::encode(issued.record.serial),
                     "pkcs12": STANDARD.encode(pfx),
-                    "not_before": rfc3339(issued.record.not_before)?,
-                    "not_after": rfc3339(issued.record.not_after)?,
+                    "not_before": ca_core::audit::rfc3339(issued.record.not_before)?,
+                    "not_after": ca_core::audit::rfc3339(issued.record.not_after)?,
                     "profile": issued.record.profile,
-                })),
-            )
-                .into_response())
+                }))
+            });
+            match delivery {
+                Ok(body) => {
+                    log_redeemed(&id, &issued);
+                    Ok((StatusCode::CREATED, Json(body)).into_response())
+                }
+                Err(e) => Err(undo(&state, &id, &issued, e).await),
+            }
         }
         _ => Err(ApiError::invalid_request(
             "give code with either csr, or key_type and pkcs12_password",
@@ -299,17 +301,17 @@ pub async fn redeem(
     }
 }
 
-/// Rolls back a redemption whose PKCS#12 file could not be built after its certificate was
-/// committed (only an internal fault can cause that: the password and the friendly name were
-/// checked before): the certificate, whose key is lost, is revoked (cessationOfOperation) and
-/// the enrolment is pending again, so the code can be redeemed anew. Returns the error to
-/// answer.
+/// Rolls back a redemption whose delivery (the PKCS#12 file and the answer) could not be built
+/// after its certificate was committed (only an internal fault can cause that: the password
+/// and the friendly name were checked before): the certificate, whose key is lost, is revoked
+/// (cessationOfOperation) and the enrolment is pending again, so the code can be redeemed
+/// anew. Returns the error to answer.
 async fn undo(state: &AppState, id: &[u8; 16], issued: &Issued, error: CaError) -> ApiError {
     tracing::error!(
         enrollment = %hex::encode(id),
         serial = %hex::encode(issued.record.serial),
         error = %error,
-        "the PKCS#12 file of a redemption could not be built; rolling the redemption back"
+        "the delivery of a redemption could not be built; rolling the redemption back"
     );
     let Some(serial) = Serial::from_bytes(&issued.record.serial) else {
         return error.into();
