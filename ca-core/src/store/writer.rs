@@ -25,7 +25,8 @@ use crate::metrics::Metrics;
 use crate::revocation::{Revocation, RevocationReason};
 use crate::serial::Serial;
 
-/// The actor of the audit entries a subscriber causes with an enrolment code (no token).
+/// The actor of the audit entries a subscriber causes with an enrolment code (no token), as
+/// `failed_attempt` and `certificate` write it.
 const PUBLIC_ACTOR: &str = "(public)";
 
 /// A certificate to record, with the idempotency entry that should point at it.
@@ -404,7 +405,7 @@ impl Group<'_> {
         } else {
             AuditAction::EnrollmentAttemptFailed
         };
-        let event = AuditEvent::new(now, PUBLIC_ACTOR, action, hex::encode(id))
+        let event = AuditEvent::new(now, "(public)", action, hex::encode(id))
             .with("failed_attempts", record.failed_attempts.to_string());
         self.put_enrollment(id, record.clone())?;
         self.audit(event, &[])?;
@@ -539,7 +540,7 @@ impl Group<'_> {
         if let Some((id, e)) = redeemed {
             let event = AuditEvent::new(
                 record.issued_at,
-                PUBLIC_ACTOR,
+                "(public)",
                 AuditAction::EnrollmentRedeemed,
                 hex::encode(id),
             )
