@@ -58,6 +58,9 @@ pub enum AuditAction {
     EnrollmentAttemptFailed,
     /// An enrolment locked after too many wrong codes.
     EnrollmentLocked,
+    /// A redemption was rolled back because its PKCS#12 file could not be built: the
+    /// certificate (details: `serial`) is revoked and the enrolment may be redeemed again.
+    EnrollmentReopened,
     /// The server started with a configuration (details: its SHA-256).
     ConfigurationLoaded,
     /// An API token was revoked (target: its name; details: `id`).
@@ -69,7 +72,7 @@ pub enum AuditAction {
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [AuditAction; 13] = [
+    pub const ALL: [AuditAction; 14] = [
         AuditAction::CertificateIssued,
         AuditAction::CertificateRenewed,
         AuditAction::CertificateRevoked,
@@ -83,6 +86,7 @@ impl AuditAction {
         AuditAction::ConfigurationLoaded,
         AuditAction::TokenRevoked,
         AuditAction::TokenRenamed,
+        AuditAction::EnrollmentReopened,
     ];
 
     /// The action's name as the API shows it and the hash covers it.
@@ -98,6 +102,7 @@ impl AuditAction {
             AuditAction::EnrollmentRedeemed => "enrollment_redeemed",
             AuditAction::EnrollmentAttemptFailed => "enrollment_attempt_failed",
             AuditAction::EnrollmentLocked => "enrollment_locked",
+            AuditAction::EnrollmentReopened => "enrollment_reopened",
             AuditAction::ConfigurationLoaded => "configuration_loaded",
             AuditAction::TokenRevoked => "token_revoked",
             AuditAction::TokenRenamed => "token_renamed",

@@ -150,6 +150,28 @@ pub enum RedeemKey {
     Generated(csr::SubjectKey),
 }
 
+/// An enrolment whose code was verified and which was pending when it was read: what
+/// [`Engine::redeem_verified`] issues for. Only [`Engine::verify_redemption`] makes one, so
+/// that nothing is spent on a redemption (a key generated, a PKCS#12 file prepared) before its
+/// code is known to be right.
+#[derive(Debug)]
+pub struct VerifiedRedemption {
+    id: [u8; 16],
+    record: EnrollmentRecord,
+}
+
+impl VerifiedRedemption {
+    /// The enrolment's id.
+    pub fn id(&self) -> &[u8; 16] {
+        &self.id
+    }
+
+    /// The enrolment as it was read (pending).
+    pub fn record(&self) -> &EnrollmentRecord {
+        &self.record
+    }
+}
+
 /// Where a job's subject, names and key come from.
 #[derive(Debug)]
 enum Input {
@@ -403,16 +425,28 @@ impl Engine {
         Ok(CreatedEnrollment { id, code, record })
     }
 
-    /// Redeems an enrolment with its code: a wrong code counts towards `max_attempts` (then
-    /// the enrolment locks); a right one issues the enrolment's certificate for `key`. The
-    /// enrolment is marked redeemed in the same commit as the certificate, so a code works
-    /// once even when two redemptions race.
+    /// Redeems an enrolment with its code: [`Engine::verify_redemption`], then
+    /// [`Engine::redeem_verified`] for `key`.
     pub async fn redeem(
         &self,
         id: [u8; 16],
         code: &str,
         key: RedeemKey,
     ) -> Result<Issued, CaError> {
+        let verified = self.verify_redemption(id, code).await?;
+        self.redeem_verified(verified, key).await
+    }
+
+    /// Checks a redemption before anything is spent on it: the enrolment exists and is
+    /// pending (else [`CaError::EnrollmentNotFound`], `Redeemed`, `Locked` or `Expired`), and
+    /// `code` is its code. A wrong code counts towards `max_attempts`, durably and in the audit
+    /// log (the attempt that reaches it locks the enrolment), and is
+    /// [`CaError::EnrollmentCodeInvalid`].
+    pub async fn verify_redemption(
+        &self,
+        id: [u8; 16],
+        code: &str,
+    ) -> Result<VerifiedRedemption, CaError> {
         let record = self
             .store
             .enrollment(&id)?
@@ -426,6 +460,39 @@ impl Engine {
                 attempts_left: after.max_attempts.saturating_sub(after.failed_attempts),
             });
         }
+        Ok(VerifiedRedemption { id, record })
+    }
+
+    /// Refuses a key type (`ec-p256`, `rsa-4096`, ...) that the profile of a verified
+    /// enrolment does not allow, so that a key the CA would generate for it is never made in
+    /// vain ([`CaError::KeyTypeNotAllowed`]).
+    pub fn check_key_type(
+        &self,
+        redemption: &VerifiedRedemption,
+        key_type: &str,
+    ) -> Result<(), CaError> {
+        let name = &redemption.record.profile;
+        let profile = self.ca.profile(name)?;
+        if profile.key_types.iter().any(|k| k == key_type) {
+            Ok(())
+        } else {
+            Err(CaError::KeyTypeNotAllowed {
+                key: key_type.to_string(),
+                profile: name.clone(),
+                allowed: profile.key_types.join(", "),
+            })
+        }
+    }
+
+    /// Issues the certificate of a verified enrolment for `key`. The enrolment is marked
+    /// redeemed in the same commit as the certificate, after the store writer checked again
+    /// that it is still pending, so a code works once even when two redemptions race.
+    pub async fn redeem_verified(
+        &self,
+        redemption: VerifiedRedemption,
+        key: RedeemKey,
+    ) -> Result<Issued, CaError> {
+        let VerifiedRedemption { id, record } = redemption;
         let subject = name::parse_rfc4514(&record.subject)?;
         let sans = record
             .sans
@@ -448,6 +515,20 @@ impl Engine {
             },
         })
         .await
+    }
+
+    /// Rolls back the redemption of enrolment `id` for the certificate `serial`, when what
+    /// the redemption was to deliver could not be built after the commit: the certificate is
+    /// revoked (cessationOfOperation) and the enrolment is pending again, durably and in the
+    /// audit log (`certificate_revoked`, `enrollment_reopened`).
+    pub async fn undo_redemption(&self, id: [u8; 16], serial: Serial) -> Result<(), CaError> {
+        self.write(|reply| WriteOp::UndoRedemption(id, serial, reply))
+            .await?;
+        self.metrics
+            .revocations
+            .with_label_values(&[RevocationReason::CessationOfOperation.name()])
+            .inc();
+        Ok(())
     }
 
     /// Refuses the renewal of a revoked or held certificate, or of one expired longer ago than

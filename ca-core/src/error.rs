@@ -154,6 +154,10 @@ pub enum CaError {
     /// The API token is revoked already.
     #[error("the token named {0:?} is already revoked")]
     TokenAlreadyRevoked(String),
+    /// The PKCS#12 password cannot protect a PKCS#12 file (a character outside Unicode's Basic
+    /// Multilingual Plane, a control character, too long); the message says which rule.
+    #[error("{0}")]
+    PasswordNotAllowed(String),
 }
 
 impl CaError {
@@ -191,6 +195,7 @@ impl CaError {
             CaError::TokenNameTaken(_) => "token_name_taken",
             CaError::TokenNotFound(_) => "token_not_found",
             CaError::TokenAlreadyRevoked(_) => "token_already_revoked",
+            CaError::PasswordNotAllowed(_) => "password_not_allowed",
         }
     }
 
@@ -208,7 +213,8 @@ impl CaError {
             | CaError::ValidityNotAllowed { .. }
             | CaError::UnknownProfile(_)
             | CaError::PasswordTooShort(_)
-            | CaError::WeakKey(_) => ErrorClass::Policy,
+            | CaError::WeakKey(_)
+            | CaError::PasswordNotAllowed(_) => ErrorClass::Policy,
             CaError::SerialNotFound(_) | CaError::EnrollmentNotFound(_) => ErrorClass::NotFound,
             CaError::TokenNotFound(_) => ErrorClass::NotFound,
             CaError::TokenNameTaken(_) | CaError::TokenAlreadyRevoked(_) => ErrorClass::Conflict,

@@ -59,8 +59,11 @@ pub struct Metrics {
     /// thisUpdate of the last complete CRL, Unix seconds (its age is now minus this).
     pub crl_this_update: IntGauge,
     /// OCSP responses by response status (`successful`, `malformed_request`,
-    /// `internal_error`).
+    /// `internal_error`, `try_later`).
     pub ocsp_responses: IntCounterVec,
+    /// OCSP signatures by why they were made (`kind`: `cache_fill`, `on_demand`; see
+    /// `ocsp::SignatureKind`).
+    pub ocsp_signatures: IntCounterVec,
     /// Sequence number of the audit log's newest entry (sampled when scraped).
     pub audit_head: IntGauge,
     /// Sequence number of the newest signed audit checkpoint.
@@ -201,6 +204,11 @@ impl Metrics {
                 "ocsp_responses_total",
                 "OCSP responses by response status",
                 &["status"],
+            )?,
+            ocsp_signatures: counter(
+                "ocsp_signatures_total",
+                "OCSP responses signed, by kind (cache_fill, on_demand)",
+                &["kind"],
             )?,
             audit_head: gauge(
                 "audit_head_seq",

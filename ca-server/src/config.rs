@@ -162,6 +162,9 @@ pub struct EnrollmentConfig {
     pub min_password_length: usize,
     /// Longest code lifetime an RA may ask for, in hours.
     pub max_lifetime_hours: u32,
+    /// Keys (and their PKCS#12 files) generated for subscribers at once; 0: half the cores,
+    /// at least one. A redemption waits at most 5 s for a slot (then 429 `overloaded`).
+    pub key_generation_concurrency: usize,
 }
 
 impl Default for EnrollmentConfig {
@@ -169,6 +172,7 @@ impl Default for EnrollmentConfig {
         EnrollmentConfig {
             min_password_length: 8,
             max_lifetime_hours: 720,
+            key_generation_concurrency: 0,
         }
     }
 }
@@ -204,6 +208,15 @@ pub struct OcspConfig {
     /// Validity of the delegated responder's certificate, in days; it is replaced (with a new
     /// key) when less than a third of it remains.
     pub delegated_validity_days: u32,
+    /// Signatures on demand (answers with a nonce, several CertIDs or an `unknown` status) per
+    /// second for one client address (an IPv6 client by its /64); 0: no per-client limit.
+    pub on_demand_per_client_per_second: f64,
+    /// Burst of signatures on demand above that rate, per client address.
+    pub on_demand_per_client_burst: f64,
+    /// Signatures on demand per second for all clients together; 0: no global limit.
+    pub on_demand_global_per_second: f64,
+    /// Burst of signatures on demand above that rate, for all clients together.
+    pub on_demand_global_burst: f64,
 }
 
 impl Default for OcspConfig {
@@ -213,12 +226,17 @@ impl Default for OcspConfig {
             cache_capacity: 100_000,
             delegated: false,
             delegated_validity_days: 30,
+            on_demand_per_client_per_second: 50.0,
+            on_demand_per_client_burst: 100.0,
+            on_demand_global_per_second: 2000.0,
+            on_demand_global_burst: 4000.0,
         }
     }
 }
 
 impl OcspConfig {
-    /// Checks the delegated responder's settings; returns a message naming the first fault.
+    /// Checks the delegated responder's settings and the on-demand signing budget; returns a
+    /// message naming the first fault.
     pub fn check(&self) -> Result<(), String> {
         let days = self.delegated_validity_days;
         if days == 0 || days > MAX_RESPONDER_VALIDITY_DAYS {
@@ -226,6 +244,26 @@ impl OcspConfig {
                 "[ocsp] delegated_validity_days must be between 1 and \
                  {MAX_RESPONDER_VALIDITY_DAYS}"
             ));
+        }
+        let rates = [
+            (
+                "on_demand_per_client_per_second",
+                self.on_demand_per_client_per_second,
+            ),
+            (
+                "on_demand_per_client_burst",
+                self.on_demand_per_client_burst,
+            ),
+            (
+                "on_demand_global_per_second",
+                self.on_demand_global_per_second,
+            ),
+            ("on_demand_global_burst", self.on_demand_global_burst),
+        ];
+        for (key, value) in rates {
+            if !value.is_finite() || value < 0.0 {
+                return Err(format!("[ocsp] {key} must be a number of at least 0"));
+            }
         }
         // The certificate is replaced when a third of its validity remains: responses signed
         // just before must not outlive it.

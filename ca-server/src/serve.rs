@@ -14,7 +14,9 @@ use ca_core::CaError;
 use keys::Signer;
 use tokio::net::TcpListener;
 
-use crate::api::{self, AppState, BodyLimits, EnrollmentLimits, HttpMetrics};
+use crate::api::{
+    self, AppState, BodyLimits, EnrollmentLimits, HttpMetrics, KeyGeneration, OcspBudget,
+};
 use crate::client_auth::ClientCertificates;
 use crate::config::Config;
 use crate::datadir::{self, Core, Created, DEV_CA_SUBJECT, ROOT_VALIDITY_DAYS};
@@ -148,6 +150,8 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
             .revocation
             .min_invalidity_unix()
             .map_err(|e| e.to_string())?,
+        key_generation: KeyGeneration::new(config.enrollment.key_generation_concurrency),
+        ocsp_budget: OcspBudget::new(&config.ocsp),
     });
     let crl_timer = tokio::spawn(crl_timer(crl));
     checkpoint(&engine, &signer).await;

@@ -76,6 +76,9 @@ fn answer(request: &[u8], now: OffsetDateTime) {
     OcspResponse::from_der(&first).expect("the cached responder's answer is DER");
     let second = f.cached.respond(request, now, lookup);
     OcspResponse::from_der(&second).expect("the cached responder's second answer is DER");
+    // Over the budget of signatures on demand: still a DER answer (cached, or tryLater).
+    let over = f.cached.respond_within(request, now, lookup, || false);
+    OcspResponse::from_der(&over.der).expect("the answer over budget is DER");
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -25,6 +25,10 @@ use crate::metrics::Metrics;
 use crate::revocation::{Revocation, RevocationReason};
 use crate::serial::Serial;
 
+/// The actor of the audit entries a subscriber causes with an enrolment code (no token), as
+/// `failed_attempt` and `certificate` write it.
+const PUBLIC_ACTOR: &str = "(public)";
+
 /// A certificate to record, with the idempotency entry that should point at it.
 #[derive(Debug)]
 pub struct NewCertificate {
@@ -115,6 +119,9 @@ pub enum WriteOp {
     CreateEnrollment([u8; 16], EnrollmentRecord, String, Reply<()>),
     /// Count a wrong code for an enrolment; answers the record after it.
     FailedAttempt([u8; 16], Reply<EnrollmentRecord>),
+    /// Roll back the redemption of an enrolment (its id) for a certificate (its serial) that
+    /// could not be delivered: revoke the certificate and make the enrolment pending again.
+    UndoRedemption([u8; 16], Serial, Reply<()>),
 }
 
 /// The running writer thread.
@@ -414,6 +421,9 @@ impl<'a> Group<'a> {
             WriteOp::FailedAttempt(id, tx) => {
                 Answer::Enrollment(tx, self.atomic(|g| g.failed_attempt(id)))
             }
+            WriteOp::UndoRedemption(id, serial, tx) => {
+                Answer::Unit(tx, self.atomic(|g| g.undo_redemption(id, serial)))
+            }
         }
     }
 
@@ -611,6 +621,38 @@ impl<'a> Group<'a> {
         self.put_enrollment(id, record.clone())?;
         self.audit(event, &[])?;
         Ok(record)
+    }
+
+    /// Revokes `serial` (cessationOfOperation) and clears the enrolment's serial, so that it is
+    /// pending again (or locked or expired, as its counts and deadline say), with an
+    /// `enrollment_reopened` audit entry. Refused unless the enrolment was redeemed for exactly
+    /// that certificate.
+    fn undo_redemption(&mut self, id: [u8; 16], serial: Serial) -> Result<(), CaError> {
+        let mut record = self.enrollment(&id)?;
+        if record.serial != Some(*serial.as_bytes()) {
+            return Err(CaError::Storage(format!(
+                "enrolment {} was not redeemed for {serial}",
+                hex::encode(id)
+            )));
+        }
+        let at = time::OffsetDateTime::now_utc().unix_timestamp();
+        self.revoke(RevokeRequest {
+            serial,
+            reason: RevocationReason::CessationOfOperation,
+            at,
+            invalidity_date: None,
+            actor: PUBLIC_ACTOR.to_string(),
+        })?;
+        record.serial = None;
+        let event = AuditEvent::new(
+            at,
+            PUBLIC_ACTOR,
+            AuditAction::EnrollmentReopened,
+            hex::encode(id),
+        )
+        .with("serial", serial.to_hex());
+        self.put_enrollment(id, record)?;
+        self.audit(event, &[serial]).map(drop)
     }
 
     fn certificate(&mut self, cert: NewCertificate) -> Result<Committed, CaError> {

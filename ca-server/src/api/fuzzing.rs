@@ -62,7 +62,7 @@ pub fn parse_bodies(data: &[u8]) {
             let _ = csr::parse_and_verify(csr.as_bytes());
         }
         if let Some(password) = body.pkcs12_password {
-            let _ = password.chars().count();
+            let _ = ca_core::pkcs12::Pkcs12Password::new(password, 8);
         }
         let _ = body.key_type;
     }

@@ -27,10 +27,11 @@ use ca_core::Serial;
 
 pub use audit::{audit_entry_json, checkpoint_json};
 pub use certificates::certificate_view;
-pub use enrollments::EnrollmentLimits;
+pub use enrollments::{EnrollmentLimits, KeyGeneration};
 pub use error::ApiError;
 pub use metrics::HttpMetrics;
 pub use tokens::MAX_TOKEN_LIFETIME_DAYS;
+pub use ocsp::OcspBudget;
 
 use crate::auth::{authenticate, certificate_caller, Caller, Role};
 
@@ -55,6 +56,10 @@ pub struct AppState {
     /// The earliest invalidity date a revocation may give, Unix seconds
     /// (`[revocation] min_invalidity_date`).
     pub min_invalidity_date: i64,
+    /// The bounded pool for keys the CA generates for subscribers.
+    pub key_generation: KeyGeneration,
+    /// The budget of OCSP signatures on demand, per client and overall.
+    pub ocsp_budget: OcspBudget,
 }
 
 impl AppState {
