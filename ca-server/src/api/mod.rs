@@ -30,8 +30,8 @@ pub use certificates::certificate_view;
 pub use enrollments::{EnrollmentLimits, KeyGeneration};
 pub use error::ApiError;
 pub use metrics::HttpMetrics;
-pub use tokens::MAX_TOKEN_LIFETIME_DAYS;
 pub use ocsp::OcspBudget;
+pub use tokens::MAX_TOKEN_LIFETIME_DAYS;
 
 use crate::auth::{authenticate, certificate_caller, Caller, Role};
 
