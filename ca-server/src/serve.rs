@@ -149,12 +149,13 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
             config.audit.checkpoint_interval_secs,
         ))
     });
-    let limits = Arc::new(limits_of(&config)?);
+    let limits = Arc::new(limits_of(&config, engine.store().clone())?);
     let app = api::router(
         state,
         BodyLimits {
             single: config.body_limit_bytes,
             batch: config.batch_body_limit_bytes,
+            inflight: config.limits.max_inflight_body_bytes,
         },
     )
     .layer(axum::middleware::from_fn_with_state(limits, limits::limit));
@@ -167,6 +168,7 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
         tls,
         max_connections: config.limits.max_connections,
         header_timeout: Duration::from_secs(config.limits.header_timeout_secs.max(1)),
+        idle_timeout: Duration::from_secs(config.limits.idle_timeout_secs.max(1)),
         max_header_bytes: config.limits.max_header_bytes,
     };
     listener::serve(listener, app, options, shutdown).await;
@@ -208,8 +210,9 @@ fn tls_options(dir: &Path, config: &Config) -> Result<Option<Arc<rustls::ServerC
     .map(Some)
 }
 
-/// The request limits of `[limits]` and the client certificates of `[tls]`.
-fn limits_of(config: &Config) -> Result<Limits, String> {
+/// The request limits of `[limits]` and the client certificates of `[tls]`; tokens are looked
+/// up in `store`.
+fn limits_of(config: &Config, store: ca_core::store::Store) -> Result<Limits, String> {
     let mut certificates = HashMap::new();
     for c in &config.tls.clients {
         let role = Role::parse(&c.role)
@@ -224,6 +227,11 @@ fn limits_of(config: &Config) -> Result<Limits, String> {
     }
     Ok(Limits {
         rate: RateLimiter::new(config.limits.requests_per_second, config.limits.burst),
+        public_rate: RateLimiter::new(
+            config.limits.public_requests_per_second,
+            config.limits.public_burst,
+        ),
+        store,
         request_timeout: Duration::from_secs(config.limits.request_timeout_secs.max(1)),
         certificates,
     })

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD;
@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use super::certificates::{issued_view, path_serial, requester, rfc3339};
-use super::{body_or_error, parse_json, ApiError, AppState};
+use super::{body_or_error, parse_json, ApiError, AppState, Authenticated};
 use crate::auth::Role;
 
 /// Limits of enrolments.
@@ -67,10 +67,9 @@ pub(super) fn check_create(body: &CreateBody, max_hours: u32) -> Result<i64, Api
 /// here.
 pub async fn create(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Authenticated(caller): Authenticated,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let caller = state.authorize(&headers, &[Role::Ra])?;
     let body: CreateBody = parse_json(&body_or_error(body)?)?;
     let lifetime_secs = check_create(&body, state.enrollment.max_lifetime_hours)?;
     let engine = state.engine.clone();
@@ -124,10 +123,9 @@ fn enrollment_json(id: &[u8; 16], r: &EnrollmentRecord) -> Result<Value, ApiErro
 /// `locked` or `expired`.
 pub async fn get(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Authenticated(caller): Authenticated,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = state.authorize(&headers, &[Role::Ra, Role::Auditor])?;
     let id = enrollment_id(id)?;
     let record = state
         .engine
