@@ -108,9 +108,9 @@ pub const REFUSAL_DEADLINE: Duration = Duration::from_secs(2);
 /// Interval of HTTP/2 keep-alive pings (RFC 9113 section 6.7); a ping unanswered within the
 /// header timeout closes the connection.
 const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
-/// How long a connection told to close (idle, or the server stopping) may take to finish
-/// before it is dropped.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// How long an idle connection told to close may take to do so (an HTTP/2 client to read
+/// the GOAWAY) before it is dropped; it has no request in progress.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// How long open requests may take to finish once shutdown began.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -280,7 +280,8 @@ impl Drop for InFlight {
 /// Serves one admitted connection until the client closes it, it stays without a request
 /// (the first one within the header timeout, later ones within the idle timeout), or the
 /// server stops; in the last two cases it is asked to close gracefully (HTTP/2 GOAWAY, or
-/// HTTP/1.1 closing after the response in progress) and dropped after [`CLOSE_GRACE`].
+/// HTTP/1.1 closing after the response in progress) and dropped after [`CLOSE_GRACE`]
+/// (idle) or [`SHUTDOWN_GRACE`] (stopping, requests may be in progress).
 async fn connection<S>(
     stream: S,
     peer: Peer,

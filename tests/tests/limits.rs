@@ -231,6 +231,60 @@ fn silent_connections_over_the_limit_are_closed_quickly() {
     s.terminate();
 }
 
+/// The HTTP/2 connection preface (RFC 9113 section 3.4) and an empty SETTINGS frame.
+const H2_PREFACE_AND_SETTINGS: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+
+// Finding 4: a complete HTTP/2 preface followed by no request, and an HTTP/1.1 keep-alive
+// connection after its request, are closed once the header deadline passes.
+#[test]
+fn connections_without_requests_are_closed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = new_dir(tmp.path());
+    configure(
+        &dir,
+        &[("header_timeout_secs = 10", "header_timeout_secs = 2")],
+        "",
+    );
+    let s = Server::serve(&dir);
+    let addr = addr_of(&s);
+
+    let mut h2 = TcpStream::connect(&addr).unwrap();
+    h2.write_all(H2_PREFACE_AND_SETTINGS).unwrap();
+    let started = Instant::now();
+    let (frames, closed) = read_until_closed(&mut h2, Duration::from_secs(8));
+    let waited = started.elapsed();
+    assert!(
+        closed && waited >= Duration::from_millis(1500) && waited < Duration::from_secs(6),
+        "an HTTP/2 connection without a stream was {} after {waited:?}",
+        if closed { "closed" } else { "still open" }
+    );
+    // It was sent a GOAWAY (frame type 7) before the connection closed.
+    let mut at = 0;
+    let mut types = Vec::new();
+    while at + 9 <= frames.len() {
+        let len = usize::from(frames[at]) << 16
+            | usize::from(frames[at + 1]) << 8
+            | usize::from(frames[at + 2]);
+        types.push(frames[at + 3]);
+        at += 9 + len;
+    }
+    assert!(types.contains(&7), "frame types: {types:?}");
+
+    let mut h1 = TcpStream::connect(&addr).unwrap();
+    h1.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let started = Instant::now();
+    let (answer, closed) = read_until_closed(&mut h1, Duration::from_secs(8));
+    let waited = started.elapsed();
+    assert_eq!(parse_answer(&answer).0, 200);
+    assert!(
+        closed && waited >= Duration::from_millis(1500) && waited < Duration::from_secs(6),
+        "an idle HTTP/1.1 keep-alive connection was {} after {waited:?}",
+        if closed { "closed" } else { "still open" }
+    );
+    s.terminate();
+}
+
 // Finding 5: a bogus token (or a role that may not use the route) announcing a 16 MiB body is
 // answered from the headers at once, and the connection is closed, without waiting for the
 // body.
