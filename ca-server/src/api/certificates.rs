@@ -499,3 +499,41 @@ pub fn certificate_view(
         "not_after": rfc3339(r.not_after)?,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_bodies_are_counted_while_parsed() {
+        let ok = BatchBody::parse(br#"{"requests":[{"csr":"x"},1,"y"]}"#, 3).unwrap();
+        assert_eq!(ok.requests.len(), 3);
+        assert_eq!(ok.requests[0].get(), r#"{"csr":"x"}"#);
+        // The fourth item stops the parse: what follows is never looked at.
+        let over = BatchBody::parse(br#"{"requests":[1,2,3,4,not json"#, 3).unwrap_err();
+        assert_eq!(
+            (over.status, over.code),
+            (StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large")
+        );
+        for bad in [
+            &br#"{"requests":[1],"extra":1}"#[..],
+            br#"{"requests":[1],"requests":[2]}"#,
+            br#"{}"#,
+            br#"{"requests":{}}"#,
+            br#"{"requests":[1]} trailing"#,
+            br#"[1]"#,
+        ] {
+            let e = BatchBody::parse(bad, 3).unwrap_err();
+            assert_eq!(
+                e.code,
+                "invalid_request",
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert!(BatchBody::parse(br#"{"requests":[]}"#, 3)
+            .unwrap()
+            .requests
+            .is_empty());
+    }
+}
