@@ -9,8 +9,10 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -277,6 +279,33 @@ impl Drop for InFlight {
     }
 }
 
+/// A response body that keeps its request counted as in progress until hyper has sent it
+/// (and dropped it), so that a slow client reading a large answer is not taken for idle.
+struct CountedBody {
+    body: Body,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for CountedBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// Serves one admitted connection until the client closes it, it stays without a request
 /// (the first one within the header timeout, later ones within the idle timeout), or the
 /// server stops; in the last two cases it is asked to close gracefully (HTTP/2 GOAWAY, or
@@ -300,8 +329,12 @@ async fn connection<S>(
         let answer = app.call(request);
         async move {
             let response = answer.await;
-            drop(in_flight);
-            response
+            response.map(|response| {
+                response.map(|body| CountedBody {
+                    body,
+                    _in_flight: in_flight,
+                })
+            })
         }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
