@@ -57,17 +57,6 @@ pub struct Caller {
     pub token_hash: [u8; 32],
 }
 
-tokio::task_local! {
-    /// The caller a verified TLS client certificate maps to, for the request being handled
-    /// (set by [`crate::limits::limit`]); used when the request has no bearer token.
-    pub static CERTIFICATE_CALLER: Option<Caller>;
-}
-
-/// The caller of the current request's client certificate, if any.
-pub fn certificate_caller() -> Option<Caller> {
-    CERTIFICATE_CALLER.try_with(Clone::clone).ok().flatten()
-}
-
 /// SHA-256 of a token, the key it is stored under.
 pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()

@@ -110,12 +110,27 @@ impl ClientCertificateConfig {
 pub struct LimitsConfig {
     /// Connections open at once; beyond, a connection is answered 429 and closed.
     pub max_connections: usize,
-    /// Requests per second per client (token, client certificate or address); 0: no limit.
+    /// Requests per second per authenticated client (valid token or mapped client
+    /// certificate); 0: no limit.
     pub requests_per_second: f64,
     /// Burst above that rate.
     pub burst: f64,
-    /// Deadline for a request's headers and for a TLS handshake, seconds.
+    /// Requests per second per client address (IPv4 address, IPv6 /64) for requests without
+    /// valid credentials: public routes (OCSP, CRL, redemption, ...) and failed
+    /// authentications; 0: no limit.
+    pub public_requests_per_second: f64,
+    /// Burst above that rate.
+    pub public_burst: f64,
+    /// Deadline for a request's headers, for a new connection's first request (protocol
+    /// detection included) and for a TLS handshake, seconds; also the HTTP/2 keep-alive ping
+    /// timeout.
     pub header_timeout_secs: u64,
+    /// A connection with no request in progress is closed after this many seconds (HTTP/2:
+    /// GOAWAY; HTTP/1.1 keep-alive connections also by `header_timeout_secs`).
+    pub idle_timeout_secs: u64,
+    /// Bytes of request bodies in flight across the server; beyond, a request with a body
+    /// waits up to a second, then is answered 503 `overloaded`.
+    pub max_inflight_body_bytes: usize,
     /// Deadline for a whole request, seconds (408 beyond).
     pub request_timeout_secs: u64,
     /// Largest request head (request line and headers), bytes.
@@ -128,7 +143,11 @@ impl Default for LimitsConfig {
             max_connections: 1024,
             requests_per_second: 0.0,
             burst: 100.0,
+            public_requests_per_second: 100.0,
+            public_burst: 1000.0,
             header_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_inflight_body_bytes: 256 << 20,
             request_timeout_secs: 60,
             max_header_bytes: 16 * 1024,
         }

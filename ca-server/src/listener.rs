@@ -1,22 +1,26 @@
 //! The listener: accepts connections, optionally terminates TLS (rustls, RFC 8446), and
 //! serves HTTP/1.1 and HTTP/2 with hyper under the server's limits: a bounded number of
-//! connections (beyond it a connection gets one `429` answer and is closed), a deadline for
-//! request headers (slow clients are dropped) and for TLS handshakes, and a bounded header
-//! size. Each request carries a [`Peer`] extension: the client's address and, with TLS client
-//! authentication, its certificate's subject.
+//! connections (beyond it a connection gets one `429` answer and is closed within
+//! [`REFUSAL_DEADLINE`]), deadlines for the TLS handshake, for a connection's first request
+//! (protocol detection included) and for request headers, an idle timeout, HTTP/2 keep-alive
+//! pings, and a bounded header size. Each request carries a [`Peer`] extension: the client's
+//! address and, with TLS client authentication, its certificate's subject.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Request, Response, StatusCode};
 use axum::Router;
+use hyper::service::Service as _;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -24,7 +28,8 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::client_auth::ClientCertificate;
@@ -46,8 +51,11 @@ pub struct ListenerOptions {
     pub tls: Option<Arc<ServerConfig>>,
     /// Most connections open at once.
     pub max_connections: usize,
-    /// Deadline for a request's headers and for a TLS handshake.
+    /// Deadline for a TLS handshake, for a connection's first request and for a request's
+    /// headers; also the HTTP/2 keep-alive ping timeout.
     pub header_timeout: Duration,
+    /// A connection with no request in progress for this long is closed.
+    pub idle_timeout: Duration,
     /// Largest request head (request line and headers), bytes.
     pub max_header_bytes: usize,
 }
@@ -98,8 +106,20 @@ pub fn tls_config(
     Ok(Arc::new(config))
 }
 
+/// How long a connection over the limit may take, TLS handshake and reading its request
+/// included, to receive its `429` before it is closed.
+pub const REFUSAL_DEADLINE: Duration = Duration::from_secs(2);
+/// Interval of HTTP/2 keep-alive pings (RFC 9113 section 6.7); a ping unanswered within the
+/// header timeout closes the connection.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
+/// How long an idle connection told to close may take to do so (an HTTP/2 client to read
+/// the GOAWAY) before it is dropped; it has no request in progress.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// How long open requests may take to finish once shutdown began.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
 /// Serves `app` on `listener` until `shutdown` resolves, then lets open requests finish
-/// (at most 30 seconds).
+/// (at most [`SHUTDOWN_GRACE`]).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -115,10 +135,16 @@ pub async fn serve(
     builder
         .http2()
         .timer(TokioTimer::new())
+        .keep_alive_interval(H2_PING_INTERVAL)
+        .keep_alive_timeout(options.header_timeout)
         .max_header_list_size(u32::try_from(options.max_header_bytes).unwrap_or(u32::MAX));
     let acceptor = options.tls.clone().map(TlsAcceptor::from);
     let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
-    let graceful = GracefulShutdown::new();
+    // Connections being refused are bounded too: beyond, a connection is closed at once.
+    let refusals = Arc::new(Semaphore::new((options.max_connections / 4).max(16)));
+    // Each connection holds a receiver; the sender learns when the last one is gone.
+    let (stopping, stop) = watch::channel(false);
+    let options = Arc::new(options);
     tokio::pin!(shutdown);
     loop {
         let (tcp, addr) = tokio::select! {
@@ -137,20 +163,38 @@ pub async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(%addr, error = %e, "setting TCP_NODELAY");
         }
-        let permit = slots.clone().try_acquire_owned().ok();
         let (builder, acceptor, app) = (builder.clone(), acceptor.clone(), app.clone());
-        let timeout = options.header_timeout;
-        let watcher = graceful.watcher();
+        let (options, stop) = (options.clone(), stop.clone());
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            let Ok(refusal) = refusals.clone().try_acquire_owned() else {
+                tracing::debug!(%addr, "connection limit reached and refusals busy; closing");
+                continue;
+            };
+            tokio::spawn(async move {
+                let _refusal = refusal;
+                let _stop = stop;
+                tracing::warn!(%addr, "connection limit reached; answering 429");
+                let refused = refuse(tcp, acceptor, &builder);
+                if tokio::time::timeout(REFUSAL_DEADLINE, refused)
+                    .await
+                    .is_err()
+                {
+                    tracing::debug!(%addr, "refused connection closed at its deadline");
+                }
+            });
+            continue;
+        };
         tokio::spawn(async move {
-            let _permit = permit.as_ref();
+            let _permit = permit;
             let Some(acceptor) = acceptor else {
                 let peer = Peer {
                     addr,
                     client_certificate: None,
                 };
-                return connection(tcp, peer, app, permit.is_some(), &builder, watcher).await;
+                return connection(tcp, peer, app, &builder, &options, stop).await;
             };
-            let tls = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+            let tls = match tokio::time::timeout(options.header_timeout, acceptor.accept(tcp)).await
+            {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => return tracing::debug!(%addr, error = %e, "TLS handshake failed"),
                 Err(_) => return tracing::debug!(%addr, "TLS handshake timed out"),
@@ -166,52 +210,202 @@ pub async fn serve(
                 addr,
                 client_certificate,
             };
-            connection(tls, peer, app, permit.is_some(), &builder, watcher).await;
+            connection(tls, peer, app, &builder, &options, stop).await;
         });
     }
     drop(listener);
+    drop(stop);
+    let _ = stopping.send(true);
     tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(Duration::from_secs(30)) => {
+        () = stopping.closed() => {}
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => {
             tracing::warn!("connections still open 30 s after shutdown began; closing them");
         }
     }
 }
 
-/// Serves one connection: the app, or, when it is over the connection limit, one `429`.
+/// When a connection last had a request in progress, and how many it has.
+#[derive(Debug)]
+struct Activity {
+    in_flight: AtomicUsize,
+    served: AtomicU64,
+    last: Mutex<Instant>,
+}
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Activity {
+            in_flight: AtomicUsize::new(0),
+            served: AtomicU64::new(0),
+            last: Mutex::new(Instant::now()),
+        })
+    }
+
+    fn touch(&self) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    /// When the connection is due to close if nothing happens: `first` after it opened while
+    /// it has had no request, `idle` after its last request ended; `None` while a request is
+    /// in progress.
+    fn deadline(&self, first: Duration, idle: Duration) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let last = *self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let wait = if self.served.load(Ordering::Acquire) == 0 {
+            first
+        } else {
+            idle
+        };
+        Some(last + wait)
+    }
+}
+
+/// Counts a request in progress on its connection while alive.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn begin(activity: &Arc<Activity>) -> Self {
+        activity.served.fetch_add(1, Ordering::AcqRel);
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        activity.touch();
+        InFlight(activity.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its request counted as in progress until hyper has sent it
+/// (and dropped it), so that a slow client reading a large answer is not taken for idle.
+struct CountedBody {
+    body: Body,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for CountedBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Serves one admitted connection until the client closes it, it stays without a request
+/// (the first one within the header timeout, later ones within the idle timeout), or the
+/// server stops; in the last two cases it is asked to close gracefully (HTTP/2 GOAWAY, or
+/// HTTP/1.1 closing after the response in progress) and dropped after [`CLOSE_GRACE`]
+/// (idle) or [`SHUTDOWN_GRACE`] (stopping, requests may be in progress).
 async fn connection<S>(
     stream: S,
     peer: Peer,
     app: Router,
-    admitted: bool,
     builder: &Builder<TokioExecutor>,
-    watcher: hyper_util::server::graceful::Watcher,
+    options: &ListenerOptions,
+    mut stop: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let io = TokioIo::new(stream);
-    let result = if admitted {
-        let service = TowerToHyperService::new(app.layer(axum::Extension(peer)));
-        watcher
-            .watch(
-                builder
-                    .serve_connection_with_upgrades(io, service)
-                    .into_owned(),
-            )
-            .await
-    } else {
-        tracing::warn!(addr = %peer.addr, "connection limit reached; answering 429");
-        let mut refusing = builder.clone();
-        refusing.http1().keep_alive(false);
-        let service = hyper::service::service_fn(|_: Request<hyper::body::Incoming>| async {
-            Ok::<_, std::convert::Infallible>(too_many_connections())
+    let activity = Activity::new();
+    let app = TowerToHyperService::new(app.layer(axum::Extension(peer)));
+    let counted = activity.clone();
+    let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+        let in_flight = InFlight::begin(&counted);
+        let answer = app.call(request);
+        async move {
+            let response = answer.await;
+            response.map(|response| {
+                response.map(|body| CountedBody {
+                    body,
+                    _in_flight: in_flight,
+                })
+            })
+        }
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let mut closing: Option<Instant> = None;
+    loop {
+        let wake = closing.unwrap_or_else(|| {
+            activity
+                .deadline(options.header_timeout, options.idle_timeout)
+                .unwrap_or_else(|| Instant::now() + options.idle_timeout)
         });
-        watcher
-            .watch(refusing.serve_connection(io, service).into_owned())
-            .await
-    };
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "connection ended with an error");
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = stop.changed(), if closing.is_none() => {
+                conn.as_mut().graceful_shutdown();
+                closing = Some(Instant::now() + SHUTDOWN_GRACE);
+            }
+            () = tokio::time::sleep_until(wake) => {
+                if closing.is_some() {
+                    tracing::debug!("connection did not close in time; dropping it");
+                    return;
+                }
+                let due = activity.deadline(options.header_timeout, options.idle_timeout);
+                if due.is_some_and(|due| due <= Instant::now()) {
+                    tracing::debug!("connection idle; closing it");
+                    conn.as_mut().graceful_shutdown();
+                    closing = Some(Instant::now() + CLOSE_GRACE);
+                }
+            }
+        }
+    }
+}
+
+/// Answers a connection over the limit: one `429` (after the TLS handshake, if any), then
+/// the connection is closed. The caller bounds the whole with [`REFUSAL_DEADLINE`].
+async fn refuse(
+    tcp: tokio::net::TcpStream,
+    acceptor: Option<TlsAcceptor>,
+    builder: &Builder<TokioExecutor>,
+) {
+    match acceptor {
+        None => refuse_on(tcp, builder).await,
+        Some(acceptor) => {
+            if let Ok(tls) = acceptor.accept(tcp).await {
+                refuse_on(tls, builder).await;
+            }
+        }
+    }
+}
+
+async fn refuse_on<S>(stream: S, builder: &Builder<TokioExecutor>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut refusing = builder.clone();
+    refusing.http1().keep_alive(false);
+    let service = hyper::service::service_fn(|_: Request<hyper::body::Incoming>| async {
+        Ok::<_, std::convert::Infallible>(too_many_connections())
+    });
+    if let Err(e) = refusing
+        .serve_connection(TokioIo::new(stream), service)
+        .await
+    {
+        tracing::debug!(error = %e, "refused connection ended with an error");
     }
 }
 

@@ -168,6 +168,7 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
         BodyLimits {
             single: config.body_limit_bytes,
             batch: config.batch_body_limit_bytes,
+            inflight: config.limits.max_inflight_body_bytes,
         },
     )
     .layer(axum::middleware::from_fn_with_state(limits, limits::limit));
@@ -180,6 +181,7 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
         tls,
         max_connections: config.limits.max_connections,
         header_timeout: Duration::from_secs(config.limits.header_timeout_secs.max(1)),
+        idle_timeout: Duration::from_secs(config.limits.idle_timeout_secs.max(1)),
         max_header_bytes: config.limits.max_header_bytes,
     };
     listener::serve(listener, app, options, shutdown).await;
@@ -244,6 +246,11 @@ fn limits_of(dir: &Path, config: &Config, engine: &Engine) -> Result<Limits, Str
     }
     Ok(Limits {
         rate: RateLimiter::new(config.limits.requests_per_second, config.limits.burst),
+        public_rate: RateLimiter::new(
+            config.limits.public_requests_per_second,
+            config.limits.public_burst,
+        ),
+        store: engine.store().clone(),
         request_timeout: Duration::from_secs(config.limits.request_timeout_secs.max(1)),
         certificates: loaded.certificates,
     })

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD;
@@ -21,7 +21,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::certificates::{certificate_view, find, path_serial, rfc3339, stored_serial};
-use super::{body_or_error, parse_json, ApiError, AppState};
+use super::{body_or_error, parse_json, ApiError, AppState, Authenticated};
 use crate::auth::{new_token_expiring, owns, Role};
 
 /// Default and largest page sizes of the list endpoints.
@@ -94,10 +94,9 @@ fn status_param(value: Option<&str>) -> Result<Option<Status>, ApiError> {
 /// `limit` and an opaque `cursor`; `next_cursor` is null once the walk is complete.
 pub async fn list(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Authenticated(caller): Authenticated,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = state.authorize(&headers, &[Role::Auditor, Role::Ra])?;
     let p = query_params(params)?;
     if caller.role == Role::Ra && !owns(state.store(), &caller, &caller.name)? {
         // A caller whose name a token holds that is not its own requested nothing.
@@ -147,10 +146,9 @@ pub async fn list(
 /// its actor (a token's name) and the audit entry that records it.
 pub async fn events(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Authenticated(caller): Authenticated,
     serial: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = state.authorize(&headers, &[Role::Auditor, Role::Ra])?;
     let record = find(&state, &path_serial(serial), &caller)?;
     let serial = stored_serial(&record)?;
     let mut issued = json!({
@@ -221,10 +219,9 @@ pub fn audit_entry_json(entry: &AuditEntry) -> Result<Value, ApiError> {
 /// `next_after` is the last entry's sequence number, null when the page is empty.
 pub async fn log(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Authenticated(_): Authenticated,
     params: Result<Query<AuditParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    state.authorize(&headers, &[Role::Auditor])?;
     let p = query_params(params)?;
     let limit = limit(p.limit)?;
     let entries = state
@@ -256,9 +253,8 @@ pub fn checkpoint_json(cp: &Checkpoint) -> Result<Value, ApiError> {
 /// `GET /v1/audit/checkpoint` (auditor): the newest signed checkpoint of the log's head.
 pub async fn checkpoint(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Authenticated(_): Authenticated,
 ) -> Result<Json<Value>, ApiError> {
-    state.authorize(&headers, &[Role::Auditor])?;
     let cp =
         state.engine.store().latest_checkpoint()?.ok_or_else(|| {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no checkpoint yet")
@@ -285,10 +281,9 @@ pub(super) struct TokenBody {
 /// `token_name_taken`): certificates belong to the token whose name they record.
 pub async fn create_token(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Authenticated(caller): Authenticated,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let caller = state.authorize(&headers, &[Role::Operator])?;
     let body: TokenBody = parse_json(&body_or_error(body)?)?;
     let role = Role::parse(&body.role).ok_or_else(|| {
         ApiError::invalid_request(format!(

@@ -1,5 +1,6 @@
 //! Issuance and reading of certificates (API contract: Issuance, Reading).
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
@@ -12,12 +13,13 @@ use ca_core::engine::{IssueRequest, Issued, RenewRequest, Requester};
 use ca_core::revocation::{Revocation, Status};
 use ca_core::store::{CertRecord, Store};
 use ca_core::{inspect, CaError, Serial};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use super::{body_or_error, parse_json, ApiError, AppState};
+use super::{body_or_error, parse_json, ApiError, AppState, Authenticated};
 use crate::auth::{owns, Caller, Role};
 
 /// The issuance body of the contract.
@@ -32,10 +34,111 @@ pub struct IssueBody {
 
 /// The batch body: each request stays raw JSON until its own task decodes it, so that one bad
 /// request answers its own error and the rest are decoded once, straight into [`IssueBody`].
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub(super) struct BatchBody {
     pub(super) requests: Vec<Box<RawValue>>,
+}
+
+impl BatchBody {
+    /// Parses `{"requests": [...]}`, counting the requests as they are read: the request after
+    /// the `max`-th stops the parse with 413 `batch_too_large`, before the rest of the body is
+    /// looked at. Other faults are 400 `invalid_request`, as for every JSON body.
+    pub(super) fn parse(body: &[u8], max: usize) -> Result<BatchBody, ApiError> {
+        let over = Cell::new(false);
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let parsed = BatchSeed { max, over: &over }
+            .deserialize(&mut de)
+            .and_then(|b| de.end().map(|()| b));
+        match parsed {
+            Ok(b) => Ok(b),
+            Err(_) if over.get() => Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "batch_too_large",
+                format!("the batch holds more than {max} requests; the maximum is {max}"),
+            )),
+            Err(e) => Err(ApiError::invalid_request(format!("invalid JSON body: {e}"))),
+        }
+    }
+}
+
+/// The body's only field, `requests`.
+const BATCH_FIELDS: &[&str] = &["requests"];
+
+/// Deserializes a [`BatchBody`] with at most `max` requests; sets `over` when there are more.
+struct BatchSeed<'a> {
+    max: usize,
+    over: &'a Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for BatchSeed<'_> {
+    type Value = BatchBody;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<BatchBody, D::Error> {
+        d.deserialize_struct("BatchBody", BATCH_FIELDS, self)
+    }
+}
+
+impl<'de> Visitor<'de> for BatchSeed<'_> {
+    type Value = BatchBody;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object with a requests array")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<BatchBody, A::Error> {
+        let mut requests = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key != "requests" {
+                return Err(de::Error::unknown_field(&key, BATCH_FIELDS));
+            }
+            if requests.is_some() {
+                return Err(de::Error::duplicate_field("requests"));
+            }
+            requests = Some(map.next_value_seed(RequestsSeed {
+                max: self.max,
+                over: self.over,
+            })?);
+        }
+        let requests = requests.ok_or_else(|| de::Error::missing_field("requests"))?;
+        Ok(BatchBody { requests })
+    }
+}
+
+/// The `requests` array, counted as it is read.
+struct RequestsSeed<'a> {
+    max: usize,
+    over: &'a Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for RequestsSeed<'_> {
+    type Value = Vec<Box<RawValue>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RequestsSeed<'_> {
+    type Value = Vec<Box<RawValue>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "an array of at most {} requests", self.max)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max));
+        while let Some(item) = seq.next_element::<Box<RawValue>>()? {
+            if items.len() == self.max {
+                self.over.set(true);
+                return Err(de::Error::custom(format_args!(
+                    "more than {} requests",
+                    self.max
+                )));
+            }
+            items.push(item);
+        }
+        Ok(items)
+    }
 }
 
 /// Query parameters of the DER issuance form (`Content-Type: application/pkcs10`), which
@@ -60,10 +163,10 @@ const PKIX_CERT: &str = "application/pkix-cert";
 pub async fn issue(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    Authenticated(caller): Authenticated,
     query: Result<Query<DerIssueQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let caller = state.authorize(&headers, &[Role::Ra])?;
     let body = body_or_error(body)?;
     if is_pkcs10(&headers) {
         let Query(query) = query
@@ -127,22 +230,10 @@ async fn issue_one(
 /// never fails the others.
 pub async fn issue_batch(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Authenticated(caller): Authenticated,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let caller = state.authorize(&headers, &[Role::Ra])?;
-    let body: BatchBody = parse_json(&body_or_error(body)?)?;
-    if body.requests.len() > state.max_batch {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "batch_too_large",
-            format!(
-                "the batch holds {} requests; the maximum is {}",
-                body.requests.len(),
-                state.max_batch
-            ),
-        ));
-    }
+    let body = BatchBody::parse(&body_or_error(body)?, state.max_batch)?;
     state
         .engine
         .metrics()
@@ -197,11 +288,10 @@ pub struct RenewBody {
 /// and profile; the same key without a CSR, a new one with.
 pub async fn renew(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Authenticated(caller): Authenticated,
     serial: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let caller = state.authorize(&headers, &[Role::Ra])?;
     let old = find(&state, &path_serial(serial), &caller)?;
     let body = body_or_error(body)?;
     let body: RenewBody = if body.iter().all(u8::is_ascii_whitespace) {
@@ -227,10 +317,9 @@ pub async fn renew(
 /// `GET /v1/certificates/{serial}` (auditor; ra for the certificates its token requested).
 pub async fn get_one(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Authenticated(caller): Authenticated,
     serial: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = state.authorize(&headers, &[Role::Auditor, Role::Ra])?;
     let record = find(&state, &path_serial(serial), &caller)?;
     Ok(Json(certificate_json(&state, &record)?))
 }
@@ -409,4 +498,42 @@ pub fn certificate_view(
         "not_before": rfc3339(r.not_before)?,
         "not_after": rfc3339(r.not_after)?,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_bodies_are_counted_while_parsed() {
+        let ok = BatchBody::parse(br#"{"requests":[{"csr":"x"},1,"y"]}"#, 3).unwrap();
+        assert_eq!(ok.requests.len(), 3);
+        assert_eq!(ok.requests[0].get(), r#"{"csr":"x"}"#);
+        // The fourth item stops the parse: what follows is never looked at.
+        let over = BatchBody::parse(br#"{"requests":[1,2,3,4,not json"#, 3).unwrap_err();
+        assert_eq!(
+            (over.status, over.code),
+            (StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large")
+        );
+        for bad in [
+            &br#"{"requests":[1],"extra":1}"#[..],
+            br#"{"requests":[1],"requests":[2]}"#,
+            br#"{}"#,
+            br#"{"requests":{}}"#,
+            br#"{"requests":[1]} trailing"#,
+            br#"[1]"#,
+        ] {
+            let e = BatchBody::parse(bad, 3).unwrap_err();
+            assert_eq!(
+                e.code,
+                "invalid_request",
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert!(BatchBody::parse(br#"{"requests":[]}"#, 3)
+            .unwrap()
+            .requests
+            .is_empty());
+    }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD;
@@ -25,7 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use zeroize::Zeroizing;
 
 use super::certificates::{issued_view, path_serial, requester, rfc3339};
-use super::{body_or_error, parse_json, ApiError, AppState};
+use super::{body_or_error, parse_json, ApiError, AppState, Authenticated};
 use crate::auth::{owns, Role};
 
 /// Limits of enrolments.
@@ -108,10 +108,9 @@ pub(super) fn check_create(body: &CreateBody, max_hours: u32) -> Result<i64, Api
 /// here.
 pub async fn create(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Authenticated(caller): Authenticated,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let caller = state.authorize(&headers, &[Role::Ra])?;
     let body: CreateBody = parse_json(&body_or_error(body)?)?;
     let lifetime_secs = check_create(&body, state.enrollment.max_lifetime_hours)?;
     let engine = state.engine.clone();
@@ -165,10 +164,9 @@ fn enrollment_json(id: &[u8; 16], r: &EnrollmentRecord) -> Result<Value, ApiErro
 /// `locked` or `expired`.
 pub async fn get(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Authenticated(caller): Authenticated,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = state.authorize(&headers, &[Role::Ra, Role::Auditor])?;
     let id = enrollment_id(id)?;
     let store = state.engine.store();
     let not_found = || CaError::EnrollmentNotFound(hex::encode(id));

@@ -15,7 +15,8 @@ use super::enrollments::{self, CreateBody, RedeemBody};
 use super::revocation::RevokeBody;
 use crate::auth::{new_token, Role};
 
-/// Most requests of a batch body checked per input (the server's limit is configured).
+/// Most requests of a batch body parsed and checked per input (the server's limit is
+/// configured).
 const MAX_BATCH_CHECKED: usize = 16;
 
 /// Decodes `data` as each JSON request body of the API (issuance, batch, renewal,
@@ -29,7 +30,7 @@ pub fn parse_bodies(data: &[u8]) {
     if let Ok(body) = serde_json::from_slice::<IssueBody>(data) {
         check_issue(&profiles, body);
     }
-    if let Ok(body) = serde_json::from_slice::<BatchBody>(data) {
+    if let Ok(body) = BatchBody::parse(data, MAX_BATCH_CHECKED) {
         for item in body.requests.into_iter().take(MAX_BATCH_CHECKED) {
             if let Ok(body) = serde_json::from_str::<IssueBody>(item.get()) {
                 check_issue(&profiles, body);

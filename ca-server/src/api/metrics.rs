@@ -4,15 +4,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderMap};
+use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use ca_core::metrics::Metrics;
 use ca_core::CaError;
 use prometheus::{exponential_buckets, HistogramOpts, HistogramVec, Registry, TextEncoder};
 
-use super::{ApiError, AppState};
-use crate::auth::Role;
+use super::{ApiError, AppState, Authenticated};
 
 /// Latency of HTTP requests by route and status.
 #[derive(Clone, Debug)]
@@ -58,9 +57,8 @@ pub async fn track(State(state): State<Arc<AppState>>, request: Request, next: N
 /// `GET /metrics` (operator): Prometheus text exposition.
 pub async fn metrics(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Authenticated(_): Authenticated,
 ) -> Result<Response, ApiError> {
-    state.authorize(&headers, &[Role::Operator])?;
     let head = state.engine.store().audit_head()?;
     let metrics = state.engine.metrics();
     metrics

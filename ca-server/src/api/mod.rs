@@ -12,10 +12,15 @@ mod revocation;
 mod tokens;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::body::{Body, HttpBody};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
 use bytes::Bytes;
@@ -33,7 +38,8 @@ pub use metrics::HttpMetrics;
 pub use ocsp::OcspBudget;
 pub use tokens::MAX_TOKEN_LIFETIME_DAYS;
 
-use crate::auth::{authenticate, certificate_caller, Caller, Role};
+use crate::auth::{Caller, Role};
+use crate::limits::Identity;
 
 /// What every handler shares.
 pub struct AppState {
@@ -73,58 +79,218 @@ impl AppState {
         self.ocsp_cache.invalidate(serial);
         self.crl.mark_dirty();
     }
-
-    /// Authenticates the bearer token and checks that its role is one of `allowed`.
-    fn authorize(&self, headers: &HeaderMap, allowed: &[Role]) -> Result<Caller, ApiError> {
-        let caller = match headers.get(axum::http::header::AUTHORIZATION) {
-            Some(value) => {
-                let token = value
-                    .to_str()
-                    .ok()
-                    .and_then(|v| v.split_once(' '))
-                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                    .map(|(_, token)| token.trim())
-                    .filter(|t| !t.is_empty())
-                    .ok_or_else(ApiError::unauthorized)?;
-                authenticate(self.store(), token)?.ok_or_else(ApiError::unauthorized)?
-            }
-            // Without a token, a TLS client certificate mapped to a role.
-            None => certificate_caller().ok_or_else(ApiError::unauthorized)?,
-        };
-        if !allowed.contains(&caller.role) {
-            let needed: Vec<_> = allowed.iter().map(|r| r.name()).collect();
-            return Err(ApiError::forbidden(
-                caller.role.name(),
-                &needed.join(" or "),
-            ));
-        }
-        Ok(caller)
-    }
 }
 
 /// Limits of the request bodies.
 #[derive(Clone, Copy, Debug)]
 pub struct BodyLimits {
-    /// Single-request endpoints.
+    /// Every route but the batch.
     pub single: usize,
     /// The batch endpoint.
     pub batch: usize,
+    /// Bytes of request bodies in flight across the server (announced lengths, or each
+    /// route's limit for bodies of unknown length).
+    pub inflight: usize,
+}
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    /// Anyone: relying parties and subscribers (CRL, OCSP, CA certificate, redemption, which
+    /// its one-time code protects), and probes.
+    Public,
+    /// A caller authenticated by bearer token or mapped client certificate, with one of these
+    /// roles.
+    Roles(&'static [Role]),
+}
+
+/// The access table of the API (docs/API.md, "Access and limits"): the one place that says
+/// which roles may call which route. `route` is the router's path template. A route that is
+/// missing here reaches its handler without a caller, and the handler's [`Authenticated`]
+/// extractor refuses it (401): a forgotten row fails closed.
+fn access(method: &Method, route: &str) -> Option<Access> {
+    use Access::{Public, Roles};
+    const RA: &[Role] = &[Role::Ra];
+    const READERS: &[Role] = &[Role::Auditor, Role::Ra];
+    const AUDITOR: &[Role] = &[Role::Auditor];
+    const OPERATOR: &[Role] = &[Role::Operator];
+    const TOKEN_READERS: &[Role] = &[Role::Operator, Role::Auditor];
+    let read = *method == Method::GET || *method == Method::HEAD;
+    let write = *method == Method::POST;
+    Some(match route {
+        "/v1/certificates" if write => Roles(RA),
+        "/v1/certificates" if read => Roles(READERS),
+        "/v1/certificates/batch" if write => Roles(RA),
+        "/v1/certificates/{serial}" | "/v1/certificates/{serial}/events" if read => Roles(READERS),
+        "/v1/certificates/{serial}/renew"
+        | "/v1/certificates/{serial}/revoke"
+        | "/v1/certificates/{serial}/release-hold"
+            if write =>
+        {
+            Roles(RA)
+        }
+        "/v1/audit" | "/v1/audit/checkpoint" if read => Roles(AUDITOR),
+        "/v1/tokens" if write => Roles(OPERATOR),
+        "/v1/tokens" if read => Roles(TOKEN_READERS),
+        "/v1/tokens/{name}" if *method == Method::DELETE => Roles(OPERATOR),
+        "/v1/enrollments" if write => Roles(RA),
+        "/v1/enrollments/{id}" if read => Roles(READERS),
+        "/v1/enrollments/{id}/redeem" if write => Public,
+        "/v1/crl/generate" if write => Roles(OPERATOR),
+        "/metrics" if read => Roles(OPERATOR),
+        "/crl" | "/crl/delta" | "/ocsp/{*request}" | "/ca.pem" | "/ca.der" | "/healthz"
+        | "/readyz"
+            if read =>
+        {
+            Public
+        }
+        "/ocsp" if write => Public,
+        _ => return None,
+    })
+}
+
+/// The body limit of a route, in bytes: the batch's, or the single-request limit for every
+/// other route (whether or not its handler reads a body).
+fn body_limit(limits: &BodyLimits, route: &str) -> usize {
+    match route {
+        "/v1/certificates/batch" => limits.batch,
+        _ => limits.single,
+    }
+}
+
+/// The caller a request was authenticated as, put there by the access check before any body
+/// was read. A handler that takes it cannot run unauthenticated: without one the request is
+/// refused 401.
+#[derive(Clone, Debug)]
+pub struct Authenticated(
+    /// The caller.
+    pub Caller,
+);
+
+impl<S: Send + Sync> FromRequestParts<S> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Authenticated>()
+            .cloned()
+            .ok_or_else(ApiError::unauthorized)
+    }
+}
+
+/// How long a request waits for room in the server's body budget before it is refused 503.
+const BODY_BUDGET_WAIT: Duration = Duration::from_secs(1);
+
+/// What the access check shares.
+struct Gate {
+    bodies: BodyLimits,
+    /// The body budget: one permit per byte.
+    budget: Arc<tokio::sync::Semaphore>,
+}
+
+/// True when the request announces a body (a positive length, or one of unknown length).
+fn announces_body(request: &Request) -> bool {
+    let body = request.body();
+    !body.is_end_stream() && body.size_hint().exact() != Some(0)
+}
+
+/// An answer given before the request's body is read: when the request announced one, the
+/// connection is closed after the answer (`Connection: close`) rather than the body read.
+pub fn early_answer(request: &Request, error: ApiError) -> Response {
+    let mut response = error.into_response();
+    if announces_body(request) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+fn payload_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "the request body exceeds the configured limit",
+    )
+}
+
+/// The access check, from the request's head alone: the route's roles against the
+/// [`Identity`] that [`crate::limits::limit`] found (401 or 403 at once), then the route's
+/// body limit against the announced length (413 at once), then room for the body in the
+/// server's budget (503 `overloaded` after a short wait). Only then does the handler read the
+/// body, through a reader that stops at the route's limit.
+async fn gate(State(gate): State<Arc<Gate>>, mut request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string());
+    let Some(route) = route else {
+        // No route matched: the fallback answers 404 without reading a body.
+        return next.run(request).await;
+    };
+    if let Some(Access::Roles(allowed)) = access(request.method(), &route) {
+        let identity = request.extensions().get::<Identity>().cloned();
+        let caller = match identity {
+            Some(Identity::Caller(caller)) => caller,
+            Some(Identity::Refused(e)) => {
+                let e = ApiError::new(e.status, e.code, e.message.clone());
+                return early_answer(&request, e);
+            }
+            Some(Identity::Anonymous) | None => {
+                return early_answer(&request, ApiError::unauthorized())
+            }
+        };
+        if !allowed.contains(&caller.role) {
+            let needed: Vec<_> = allowed.iter().map(|r| r.name()).collect();
+            let e = ApiError::forbidden(caller.role.name(), &needed.join(" or "));
+            return early_answer(&request, e);
+        }
+        request.extensions_mut().insert(Authenticated(caller));
+    }
+    if !announces_body(&request) {
+        return next.run(request).await;
+    }
+    let limit = body_limit(&gate.bodies, &route);
+    let announced = request.body().size_hint().exact();
+    if announced.is_some_and(|n| n > limit as u64) {
+        return early_answer(&request, payload_too_large());
+    }
+    let reserve = announced
+        .map_or(limit, |n| n as usize)
+        .min(gate.bodies.inflight)
+        .min(u32::MAX as usize);
+    let permit = tokio::time::timeout(
+        BODY_BUDGET_WAIT,
+        gate.budget
+            .clone()
+            .acquire_many_owned(u32::try_from(reserve).unwrap_or(u32::MAX)),
+    )
+    .await;
+    let Ok(Ok(_permit)) = permit else {
+        let e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "too many request bodies in flight; retry shortly",
+        );
+        return early_answer(&request, e);
+    };
+    let request = request.map(|body| Body::new(http_body_util::Limited::new(body, limit)));
+    next.run(request).await
 }
 
 /// Builds the router.
 pub fn router(state: Arc<AppState>, limits: BodyLimits) -> Router {
-    let single = Router::new()
+    let gate_state = Arc::new(Gate {
+        bodies: limits,
+        budget: Arc::new(tokio::sync::Semaphore::new(limits.inflight.max(1))),
+    });
+    Router::new()
         .route(
             "/v1/certificates",
             post(certificates::issue).get(audit::list),
         )
-        .layer(DefaultBodyLimit::max(limits.single));
-    let batch = Router::new()
         .route("/v1/certificates/batch", post(certificates::issue_batch))
-        .layer(DefaultBodyLimit::max(limits.batch));
-    Router::new()
-        .merge(single)
-        .merge(batch)
         .route("/v1/certificates/{serial}", get(certificates::get_one))
         .route("/v1/certificates/{serial}/events", get(audit::events))
         .route("/v1/audit", get(audit::log))
@@ -152,6 +318,10 @@ pub fn router(state: Arc<AppState>, limits: BodyLimits) -> Router {
         .route("/readyz", get(ops::readyz))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
+        // The gate bounds every body with its route's limit; axum's own default must not cut
+        // the batch route's larger one.
+        .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(gate_state, gate))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
@@ -163,11 +333,7 @@ pub fn router(state: Arc<AppState>, limits: BodyLimits) -> Router {
 fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the request body exceeds the configured limit",
-            )
+            payload_too_large()
         } else {
             ApiError::invalid_request(format!("unreadable request body: {rejection}"))
         }

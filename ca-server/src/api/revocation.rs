@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
@@ -15,8 +15,7 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use super::certificates::{certificate_json, find, path_serial, rfc3339, stored_serial};
-use super::{body_or_error, parse_json, ApiError, AppState};
-use crate::auth::Role;
+use super::{body_or_error, parse_json, ApiError, AppState, Authenticated};
 
 /// The revocation body of the contract.
 #[derive(Debug, Deserialize)]
@@ -30,11 +29,10 @@ pub struct RevokeBody {
 /// the answer; OCSP answers the new status at once, the CRL within its interval.
 pub async fn revoke(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Authenticated(caller): Authenticated,
     serial: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = state.authorize(&headers, &[Role::Ra])?;
     let record = find(&state, &path_serial(serial), &caller)?;
     let body: RevokeBody = parse_json(&body_or_error(body)?)?;
     let reason = RevocationReason::from_name(&body.reason)?;
@@ -64,10 +62,9 @@ pub async fn revoke(
 /// `POST /v1/certificates/{serial}/release-hold` (ra): ends a certificateHold.
 pub async fn release_hold(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Authenticated(caller): Authenticated,
     serial: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = state.authorize(&headers, &[Role::Ra])?;
     let record = find(&state, &path_serial(serial), &caller)?;
     let serial = stored_serial(&record)?;
     state.engine.release_hold(serial, &caller.name).await?;
@@ -103,9 +100,8 @@ pub async fn delta_crl(State(state): State<Arc<AppState>>) -> Result<Response, A
 /// `POST /v1/crl/generate` (operator): builds and publishes new CRLs now.
 pub async fn generate(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Authenticated(caller): Authenticated,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = state.authorize(&headers, &[Role::Operator])?;
     let crl = state.crl.clone();
     let published = tokio::task::spawn_blocking(move || crl.generate_as(&caller.name))
         .await

@@ -7,15 +7,14 @@ use std::sync::Arc;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::Json;
 use ca_core::store::TokenRecord;
 use ca_core::CaError;
 use serde_json::{json, Value};
 
 use super::certificates::rfc3339;
-use super::{ApiError, AppState};
-use crate::auth::Role;
+use super::{ApiError, AppState, Authenticated};
 
 /// The longest `expires_in_days` (and the furthest `expires_at`): ten years.
 pub const MAX_TOKEN_LIFETIME_DAYS: u32 = 3650;
@@ -65,9 +64,8 @@ pub(super) fn token_json(record: &TokenRecord) -> Result<Value, ApiError> {
 /// ever created (revoked and expired ones too).
 pub async fn list(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Authenticated(_): Authenticated,
 ) -> Result<Json<Value>, ApiError> {
-    state.authorize(&headers, &[Role::Operator, Role::Auditor])?;
     let items = state
         .store()
         .tokens()?
@@ -81,10 +79,9 @@ pub async fn list(
 /// name stays taken. 404 `token_not_found`, 409 `token_already_revoked`.
 pub async fn revoke(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Authenticated(caller): Authenticated,
     name: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let caller = state.authorize(&headers, &[Role::Operator])?;
     let name = name
         .map(|Path(n)| n)
         .map_err(|_| ApiError::from(CaError::TokenNotFound(String::new())))?;
