@@ -279,6 +279,12 @@ fn run(cli: Cli) -> Result<(), String> {
                 None => None,
             };
             let config = datadir::prepare(&dir)?;
+            if config.tls.clients.iter().any(|c| c.name == name) {
+                return Err(format!(
+                    "{name:?} is the name of a [[tls.clients]] client certificate; a token may \
+                     not take it"
+                ));
+            }
             let store = datadir::open_store(&dir, &config)?;
             let token = create_token_expiring(&store, role, &name, CLI_ACTOR, expires_at)
                 .map_err(|e| e.to_string())?;

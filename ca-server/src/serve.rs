@@ -152,6 +152,7 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
             .map_err(|e| e.to_string())?,
         key_generation: KeyGeneration::new(config.enrollment.key_generation_concurrency),
         ocsp_budget: OcspBudget::new(&config.ocsp),
+        client_certificate_names: config.tls.clients.iter().map(|c| c.name.clone()).collect(),
     });
     let crl_timer = tokio::spawn(crl_timer(crl));
     checkpoint(&engine, &signer).await;
@@ -243,6 +244,20 @@ fn limits_of(dir: &Path, config: &Config, engine: &Engine) -> Result<Limits, Str
     )?;
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
+    }
+    for c in &tls.clients {
+        if engine
+            .store()
+            .token_name_holder(&c.name)
+            .map_err(|e| e.to_string())?
+            .is_some()
+        {
+            tracing::warn!(
+                "{} acts under a name a token holds: the certificates requested under it \
+                 belong to that token, not to this client certificate; give it a name of its own",
+                c.describe()
+            );
+        }
     }
     Ok(Limits {
         rate: RateLimiter::new(config.limits.requests_per_second, config.limits.burst),

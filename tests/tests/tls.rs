@@ -531,7 +531,7 @@ fn a_revoked_client_certificate_loses_its_role() {
     map_client_certificates(
         &dir,
         &format!(
-            "[[tls.clients]]\ncertificate_sha256 = \"{}\"\nrole = \"ra\"\nname = \"bootstrap-ra\"\n",
+            "[[tls.clients]]\ncertificate_sha256 = \"{}\"\nrole = \"auditor\"\nname = \"console\"\n",
             sha256_fingerprint(&cert)
         ),
     );
@@ -539,7 +539,19 @@ fn a_revoked_client_certificate_loses_its_role() {
     let args = cert_args(&cert, &key);
     let get = format!("/v1/certificates/{serial}");
     let (code, body) = curl(&s, &get, &args);
-    assert_eq!(code, 200, "the mapped certificate acts as the RA: {body}");
+    assert_eq!(
+        code, 200,
+        "the mapped certificate acts as the auditor: {body}"
+    );
+    // No token may take the client certificate's name (it would own what the name requested).
+    let op = format!("Authorization: Bearer {}", tokens.operator);
+    let (code, body) = curl(
+        &s,
+        "/v1/tokens",
+        &["-H", &op, "--data", r#"{"role": "ra", "name": "console"}"#],
+    );
+    assert_eq!(code, 409, "a token named like a client certificate: {body}");
+    assert!(body.contains("token_name_taken"), "{body}");
     let bearer = format!("Authorization: Bearer {}", tokens.ra);
     let (code, body) = curl(
         &s,

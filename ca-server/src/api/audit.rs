@@ -291,6 +291,16 @@ pub async fn create_token(
             body.role
         ))
     })?;
+    if state.client_certificate_names.contains(&body.name) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "token_name_taken",
+            format!(
+                "{:?} is the name of a [[tls.clients]] client certificate; a token may not take it",
+                body.name
+            ),
+        ));
+    }
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let expires_at = super::tokens::expiry(
         now,

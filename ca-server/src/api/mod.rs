@@ -66,6 +66,9 @@ pub struct AppState {
     pub key_generation: KeyGeneration,
     /// The budget of OCSP signatures on demand, per client and overall.
     pub ocsp_budget: OcspBudget,
+    /// The names `[[tls.clients]]` entries act as: no token may take one, since a token
+    /// holding a name owns the certificates requested under it.
+    pub client_certificate_names: Vec<String>,
 }
 
 impl AppState {
