@@ -410,8 +410,8 @@ fn varying_bogus_tokens_are_rate_limited_by_address() {
     configure(
         &dir,
         &[
-            ("requests_per_second = 0.0", "requests_per_second = 0.01"),
-            ("burst = 100.0", "burst = 3.0"),
+            ("\nrequests_per_second = 0.0", "\nrequests_per_second = 0.01"),
+            ("\nburst = 100.0", "\nburst = 3.0"),
         ],
         "",
     );
@@ -441,8 +441,8 @@ fn slow_rate_server(tmp: &Path) -> Server {
     configure(
         &dir,
         &[
-            ("requests_per_second = 0.0", "requests_per_second = 0.01"),
-            ("burst = 100.0", "burst = 3.0"),
+            ("\nrequests_per_second = 0.0", "\nrequests_per_second = 0.01"),
+            ("\nburst = 100.0", "\nburst = 3.0"),
         ],
         "",
     );

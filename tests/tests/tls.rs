@@ -387,8 +387,8 @@ fn rate_connection_and_slow_client_limits() {
     configure(
         &dir,
         &[
-            ("requests_per_second = 0.0", "requests_per_second = 5.0"),
-            ("burst = 100.0", "burst = 5.0"),
+            ("\nrequests_per_second = 0.0", "\nrequests_per_second = 5.0"),
+            ("\nburst = 100.0", "\nburst = 5.0"),
             ("max_connections = 1024", "max_connections = 3"),
             ("header_timeout_secs = 10", "header_timeout_secs = 1"),
         ],
