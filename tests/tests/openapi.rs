@@ -326,15 +326,13 @@ fn schemathesis_finds_nothing_for_any_role() {
     );
     let log = server.log();
     for bad in ["panicked", "internal error"] {
-        assert!(
-            !log.contains(bad),
-            "the server logged {bad:?} while fuzzed:\n{}",
-            log.lines()
-                .filter(|l| l.contains(bad))
-                .take(20)
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
+        let lines: Vec<_> = log.lines().filter(|l| l.contains(bad)).take(20).collect();
+        if !lines.is_empty() {
+            failures.push(format!(
+                "=== the server logged {bad:?} ===\n{}",
+                lines.join("\n")
+            ));
+        }
     }
     assert!(
         failures.is_empty(),
