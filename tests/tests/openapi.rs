@@ -308,8 +308,13 @@ fn schemathesis_finds_nothing_for_any_role() {
     for (role, token) in &tokens {
         let started = Instant::now();
         let (passed, output) = schemathesis(&server, &spec_file, token, secs, &exclude);
+        let cases = output
+            .lines()
+            .find(|l| l.contains(" generated, "))
+            .unwrap_or_default()
+            .trim();
         println!(
-            "schemathesis as {role}: {} in {:.0?}",
+            "schemathesis as {role}: {} in {:.0?} ({cases})",
             if passed { "passed" } else { "FAILED" },
             started.elapsed()
         );
