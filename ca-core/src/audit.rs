@@ -58,13 +58,21 @@ pub enum AuditAction {
     EnrollmentAttemptFailed,
     /// An enrolment locked after too many wrong codes.
     EnrollmentLocked,
+    /// A redemption was rolled back because its PKCS#12 file could not be built: the
+    /// certificate (details: `serial`) is revoked and the enrolment may be redeemed again.
+    EnrollmentReopened,
     /// The server started with a configuration (details: its SHA-256).
     ConfigurationLoaded,
+    /// An API token was revoked (target: its name; details: `id`).
+    TokenRevoked,
+    /// An API token was renamed when the store was upgraded, because an older token held
+    /// its name (target: the new name; details: `from`, `id`).
+    TokenRenamed,
 }
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [AuditAction; 11] = [
+    pub const ALL: [AuditAction; 14] = [
         AuditAction::CertificateIssued,
         AuditAction::CertificateRenewed,
         AuditAction::CertificateRevoked,
@@ -76,6 +84,9 @@ impl AuditAction {
         AuditAction::EnrollmentAttemptFailed,
         AuditAction::EnrollmentLocked,
         AuditAction::ConfigurationLoaded,
+        AuditAction::TokenRevoked,
+        AuditAction::TokenRenamed,
+        AuditAction::EnrollmentReopened,
     ];
 
     /// The action's name as the API shows it and the hash covers it.
@@ -91,7 +102,10 @@ impl AuditAction {
             AuditAction::EnrollmentRedeemed => "enrollment_redeemed",
             AuditAction::EnrollmentAttemptFailed => "enrollment_attempt_failed",
             AuditAction::EnrollmentLocked => "enrollment_locked",
+            AuditAction::EnrollmentReopened => "enrollment_reopened",
             AuditAction::ConfigurationLoaded => "configuration_loaded",
+            AuditAction::TokenRevoked => "token_revoked",
+            AuditAction::TokenRenamed => "token_renamed",
         }
     }
 }

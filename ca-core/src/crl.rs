@@ -6,17 +6,13 @@
 //! own size rather than a million heap objects.
 
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration as StdDuration;
 
 use bytes::Bytes;
-use der::asn1::{
-    AnyRef, BitString, GeneralizedTime, Ia5String, ObjectIdentifier, OctetString, Uint, UtcTime,
-};
+use der::asn1::{Any, AnyRef, BitString, Ia5String, ObjectIdentifier, OctetString, Uint};
 use der::{Decode, Encode, Sequence, Tag};
 use keys::Signer;
 use spki::AlgorithmIdentifierOwned;
 use time::OffsetDateTime;
-use x509_cert::crl::RevokedCert;
 use x509_cert::ext::pkix::crl::dp::{DistributionPoint, IssuingDistributionPoint};
 use x509_cert::ext::pkix::crl::{CrlReason, FreshestCrl};
 use x509_cert::ext::pkix::name::DistributionPointName;
@@ -25,12 +21,12 @@ use x509_cert::ext::pkix::AuthorityKeyIdentifier;
 use x509_cert::ext::{Extension, Extensions};
 use x509_cert::name::Name;
 use x509_cert::serial_number::SerialNumber;
-use x509_cert::time::Time;
 use x509_cert::{Certificate, Version};
 
 use crate::authority::signature_algorithm;
 use crate::engine::Engine;
 use crate::error::CaError;
+use crate::metrics::DegradedEntries;
 use crate::revocation::{Revocation, RevocationReason};
 use crate::serial::Serial;
 
@@ -38,7 +34,7 @@ const OID_AKI: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.35");
 const OID_SKI: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.14");
 const OID_CRL_NUMBER: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.20");
 const OID_REASON: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.21");
-const OID_INVALIDITY_DATE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.24");
+pub(crate) const OID_INVALIDITY_DATE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.24");
 const OID_DELTA_CRL_INDICATOR: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.27");
 const OID_IDP: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.28");
 const OID_FRESHEST_CRL: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.46");
@@ -113,6 +109,7 @@ pub struct CrlBuilder {
     algorithm: AlgorithmIdentifierOwned,
     key_identifier: Vec<u8>,
     crl_url: Option<String>,
+    degraded: DegradedEntries,
 }
 
 impl std::fmt::Debug for CrlBuilder {
@@ -129,8 +126,8 @@ struct TbsCrl<'a> {
     version: Version,
     signature: AlgorithmIdentifierOwned,
     issuer: Name,
-    this_update: Time,
-    next_update: Option<Time>,
+    this_update: Any,
+    next_update: Option<Any>,
     revoked_certificates: Option<AnyRef<'a>>,
     #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
     crl_extensions: Option<Extensions>,
@@ -144,19 +141,85 @@ struct SignedCrl<'a> {
     signature: BitString,
 }
 
+/// One entry of revokedCertificates (RFC 5280 section 5.1.2.6). `x509-cert`'s `RevokedCert`
+/// holds its time in `der`'s types, which stop at 1970; [`time`] encodes any year.
+#[derive(Sequence)]
+struct RevokedEntry {
+    serial_number: SerialNumber,
+    revocation_date: Any,
+    crl_entry_extensions: Option<Extensions>,
+}
+
 fn encoding(e: der::Error) -> CaError {
     CaError::Signing(format!("encoding a CRL: {e}"))
 }
 
-/// UTCTime through 2049, GeneralizedTime from 2050, for CRLs (RFC 5280 sections 5.1.2.4 to
-/// 5.1.2.6) as for certificates' validity (section 4.1.2.5).
-pub(crate) fn time(unix: i64) -> Result<Time, CaError> {
-    let secs = u64::try_from(unix).map_err(|_| CaError::Signing("time before 1970".into()))?;
-    let since_epoch = StdDuration::from_secs(secs);
-    UtcTime::from_unix_duration(since_epoch)
-        .map(Time::UtcTime)
-        .or_else(|_| GeneralizedTime::from_unix_duration(since_epoch).map(Time::GeneralTime))
-        .map_err(encoding)
+/// The years an X.509 time can carry: GeneralizedTime's four digits (RFC 5280 section
+/// 4.1.2.5.2; X.680 section 46).
+const ENCODABLE_YEARS: std::ops::RangeInclusive<i32> = 0..=9999;
+
+/// The years UTCTime carries, its two digits read as 1950 to 2049 (RFC 5280 section
+/// 4.1.2.5.1).
+const UTC_TIME_YEARS: std::ops::RangeInclusive<i32> = 1950..=2049;
+
+/// The calendar time of `unix` (seconds, negative before 1970) in UTC, if X.509 can carry it.
+fn calendar(unix: i64) -> Result<OffsetDateTime, CaError> {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .filter(|t| ENCODABLE_YEARS.contains(&t.year()))
+        .ok_or_else(|| {
+            CaError::Signing(format!(
+                "time {unix} (Unix seconds) is outside the years 0000 to 9999 that X.509 can \
+                 encode"
+            ))
+        })
+}
+
+/// A UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`) of whole seconds in
+/// UTC, as RFC 5280 section 4.1.2.5 requires of both. `t`'s year is within
+/// [`ENCODABLE_YEARS`].
+fn encode_time(tag: Tag, t: OffsetDateTime) -> Result<Any, CaError> {
+    let mut text = Vec::with_capacity(15);
+    let mut digits = |value: u32, width: u32| {
+        for place in (0..width).rev() {
+            text.push(b'0' + (value / 10u32.pow(place) % 10) as u8);
+        }
+    };
+    let year = t.year().unsigned_abs();
+    if tag == Tag::UtcTime {
+        digits(year % 100, 2);
+    } else {
+        digits(year, 4);
+    }
+    for part in [
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+    ] {
+        digits(u32::from(part), 2);
+    }
+    text.push(b'Z');
+    Any::new(tag, text).map_err(encoding)
+}
+
+/// A time of a CRL or a certificate: UTCTime for the years 1950 through 2049,
+/// GeneralizedTime otherwise (RFC 5280 sections 4.1.2.5 and 5.1.2.4 to 5.1.2.6). Any year
+/// from 0000 to 9999 is encoded, before 1970 too.
+pub(crate) fn time(unix: i64) -> Result<Any, CaError> {
+    let t = calendar(unix)?;
+    if UTC_TIME_YEARS.contains(&t.year()) {
+        encode_time(Tag::UtcTime, t)
+    } else {
+        encode_time(Tag::GeneralizedTime, t)
+    }
+}
+
+/// A GeneralizedTime whatever the year, as the invalidityDate CRL entry extension always is
+/// (RFC 5280 section 5.3.2), of any year from 0000 to 9999.
+pub(crate) fn generalized_time(unix: i64) -> Result<Any, CaError> {
+    encode_time(Tag::GeneralizedTime, calendar(unix)?)
 }
 
 /// An Extension (RFC 5280 section 4.1) holding `value`'s DER, of a CRL or a certificate.
@@ -200,7 +263,15 @@ impl CrlBuilder {
             issuer: cert.tbs_certificate.subject,
             key_identifier: ski,
             crl_url,
+            degraded: DegradedEntries::default(),
         })
+    }
+
+    /// Reports entries written without a field that cannot be encoded to `degraded` (they
+    /// are logged in any case).
+    pub fn with_degraded(mut self, degraded: DegradedEntries) -> Self {
+        self.degraded = degraded;
+        self
     }
 
     /// Builds and signs a complete CRL (RFC 5280 section 5) with the given number and times.
@@ -235,9 +306,10 @@ impl CrlBuilder {
         next_update: i64,
         entries: impl IntoIterator<Item = CrlEntry>,
     ) -> Result<Vec<u8>, CaError> {
+        let this_update = time(this_update)?;
         let mut revoked = Vec::new();
         for entry in entries {
-            revoked_entry(&entry)?
+            revoked_entry(&entry, &this_update, &self.degraded)?
                 .encode_to_vec(&mut revoked)
                 .map_err(encoding)?;
         }
@@ -249,7 +321,7 @@ impl CrlBuilder {
             version: Version::V2,
             signature: self.algorithm.clone(),
             issuer: self.issuer.clone(),
-            this_update: time(this_update)?,
+            this_update,
             next_update: Some(time(next_update)?),
             revoked_certificates: list,
             crl_extensions: Some(self.extensions(number, base)?),
@@ -314,7 +386,15 @@ impl CrlBuilder {
     }
 }
 
-fn revoked_entry(entry: &CrlEntry) -> Result<RevokedCert, CaError> {
+/// The revokedCertificates entry of `entry`. A stored time that cannot be encoded does not
+/// keep the revocation off the CRL: an invalidityDate is left out, a revocationDate becomes
+/// the CRL's `this_update` (the certificate was revoked by then at the latest); either is
+/// reported to `degraded`.
+fn revoked_entry(
+    entry: &CrlEntry,
+    this_update: &Any,
+    degraded: &DegradedEntries,
+) -> Result<RevokedEntry, CaError> {
     let mut exts = Vec::new();
     if let Some(reason) = entry.reason {
         let reason = match reason {
@@ -324,14 +404,18 @@ fn revoked_entry(entry: &CrlEntry) -> Result<RevokedCert, CaError> {
         exts.push(extension(OID_REASON, false, &reason)?);
     }
     if let Some(date) = entry.invalidity_date {
-        let secs = u64::try_from(date).map_err(|_| CaError::Signing("time before 1970".into()))?;
-        let t =
-            GeneralizedTime::from_unix_duration(StdDuration::from_secs(secs)).map_err(encoding)?;
-        exts.push(extension(OID_INVALIDITY_DATE, false, &t)?);
+        match generalized_time(date) {
+            Ok(t) => exts.push(extension(OID_INVALIDITY_DATE, false, &t)?),
+            Err(e) => degraded.report(&entry.serial, "invalidity_date", &e),
+        }
     }
-    Ok(RevokedCert {
+    let revocation_date = time(entry.revoked_at).unwrap_or_else(|e| {
+        degraded.report(&entry.serial, "revocation_date", &e);
+        this_update.clone()
+    });
+    Ok(RevokedEntry {
         serial_number: SerialNumber::new(entry.serial.as_bytes()).map_err(encoding)?,
-        revocation_date: time(entry.revoked_at)?,
+        revocation_date,
         crl_entry_extensions: (!exts.is_empty()).then_some(exts),
     })
 }

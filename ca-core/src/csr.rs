@@ -9,6 +9,7 @@
 
 use std::net::IpAddr;
 
+use der::Decode as _;
 use ring::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
@@ -54,6 +55,177 @@ pub struct SubjectKey {
     pub key_type: SubjectKeyType,
     /// The content of the `subjectPublicKey` BIT STRING.
     pub bits: Vec<u8>,
+}
+
+/// The RSA public exponent F4 = 2^16 + 1, which profiles with `rsa_require_f4` ask for.
+pub const RSA_F4: u64 = 65_537;
+
+/// Odd primes below this divide no RSA modulus this CA certifies (trial division, a cheap
+/// screen for broken key generators; 2 is the evenness check).
+const SMALL_PRIME_BOUND: u32 = 1000;
+
+/// The primes below [`SMALL_PRIME_BOUND`] (168 of them).
+const SMALL_PRIMES: [u32; 168] = small_primes();
+
+const fn small_primes() -> [u32; 168] {
+    let mut out = [0u32; 168];
+    let (mut n, mut k) = (0, 2);
+    while k < SMALL_PRIME_BOUND {
+        let mut d = 2;
+        let mut prime = true;
+        while d * d <= k {
+            if k % d == 0 {
+                prime = false;
+                break;
+            }
+            d += 1;
+        }
+        if prime {
+            out[n] = k;
+            n += 1;
+        }
+        k += 1;
+    }
+    out
+}
+
+/// p = 2^255 - 19, little-endian: an Ed25519 point encoding whose y (the low 255 bits) is
+/// at least this is non-canonical (RFC 8032 section 5.1.3).
+const ED25519_P: [u8; 32] = {
+    let mut p = [0xff; 32];
+    p[0] = 0xed;
+    p[31] = 0x7f;
+    p
+};
+
+impl SubjectKey {
+    /// Refuses a key that no CA should certify, whatever the profile, with
+    /// [`CaError::WeakKey`]: an Ed25519 key whose encoding is non-canonical or is a point of
+    /// small order (RFC 8032 section 5.1.3; such a key "verifies" forged signatures such as
+    /// R = B, s = 1 for any message), an EC point at infinity (SEC 1 section 2.3.4; points
+    /// off the curve are refused by `ring` when the CSR's signature is verified), an RSA
+    /// modulus that is even or divisible by a prime below 1000, an RSA public exponent that
+    /// is even or below 3 (RFC 8017 section 3.1, CA/Browser Forum Baseline Requirements
+    /// section 6.1.6).
+    pub fn check_strength(&self) -> Result<(), CaError> {
+        self.checked_ed25519().map(drop)
+    }
+
+    /// [`SubjectKey::check_strength`], returning the decoded key when it is Ed25519 (so that
+    /// batch verification need not decode it again).
+    fn checked_ed25519(&self) -> Result<Option<ed25519_dalek::VerifyingKey>, CaError> {
+        match self.key_type {
+            SubjectKeyType::Ed25519 => ed25519_key(&self.bits).map(Some),
+            SubjectKeyType::EcP256 | SubjectKeyType::EcP384 => {
+                if self.bits.first() == Some(&0) {
+                    return Err(CaError::WeakKey(
+                        "the EC public key is the point at infinity".into(),
+                    ));
+                }
+                Ok(None)
+            }
+            SubjectKeyType::Rsa(_) => check_rsa(&self.bits).map(|_| None),
+        }
+    }
+
+    /// The RSA public exponent, when this is an RSA key whose exponent fits 64 bits.
+    pub fn rsa_exponent(&self) -> Option<u64> {
+        if !matches!(self.key_type, SubjectKeyType::Rsa(_)) {
+            return None;
+        }
+        let key = pkcs1::RsaPublicKey::from_der(&self.bits).ok()?;
+        be_u64(key.public_exponent.as_bytes())
+    }
+}
+
+fn be_u64(bytes: &[u8]) -> Option<u64> {
+    (bytes.len() <= 8).then(|| bytes.iter().fold(0u64, |n, b| (n << 8) | u64::from(*b)))
+}
+
+/// Decodes an Ed25519 public key (RFC 8032 section 5.1.3), refusing a non-canonical
+/// encoding (y not below p) and a point of small order.
+fn ed25519_key(bits: &[u8]) -> Result<ed25519_dalek::VerifyingKey, CaError> {
+    let bytes: [u8; 32] = bits
+        .try_into()
+        .map_err(|_| CaError::CsrMalformed("an Ed25519 public key has 32 octets".into()))?;
+    let mut y = bytes;
+    y[31] &= 0x7f;
+    // Little-endian comparison of y with p, from the most significant octet.
+    if y.iter().rev().cmp(ED25519_P.iter().rev()) != std::cmp::Ordering::Less {
+        return Err(CaError::WeakKey(
+            "the Ed25519 public key is not canonically encoded (y is not below 2^255 - 19)".into(),
+        ));
+    }
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| {
+        CaError::WeakKey("the Ed25519 public key is not a point on the curve".into())
+    })?;
+    if key.is_weak() {
+        return Err(CaError::WeakKey(
+            "the Ed25519 public key is a point of small order, for which forged signatures \
+             verify"
+                .into(),
+        ));
+    }
+    Ok(key)
+}
+
+/// Checks an RSAPublicKey (RFC 8017 appendix A.1.1): the modulus odd and free of prime
+/// factors below [`SMALL_PRIME_BOUND`], the exponent odd and at least 3.
+fn check_rsa(bits: &[u8]) -> Result<(), CaError> {
+    let key = pkcs1::RsaPublicKey::from_der(bits)
+        .map_err(|e| CaError::CsrMalformed(format!("invalid RSA public key: {e}")))?;
+    let n = key.modulus.as_bytes();
+    if n.last().is_none_or(|b| b % 2 == 0) {
+        return Err(CaError::WeakKey("the RSA modulus is even".into()));
+    }
+    if let Some(p) = small_factor(n) {
+        return Err(CaError::WeakKey(format!(
+            "the RSA modulus is divisible by {p}"
+        )));
+    }
+    let e = key.public_exponent.as_bytes();
+    if e.last().is_none_or(|b| b % 2 == 0) {
+        return Err(CaError::WeakKey("the RSA public exponent is even".into()));
+    }
+    if be_u64(e).is_some_and(|e| e < 3) {
+        return Err(CaError::WeakKey(
+            "the RSA public exponent is below 3".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The smallest odd prime below [`SMALL_PRIME_BOUND`] dividing the big-endian `n`, if any.
+/// Primes are taken in groups whose product fits 32 bits, so that one pass over `n` in
+/// 32-bit words per group gives the remainders of all of them.
+fn small_factor(n: &[u8]) -> Option<u32> {
+    let mut primes = SMALL_PRIMES[1..].iter().copied().peekable();
+    while primes.peek().is_some() {
+        let mut group = Vec::new();
+        let mut product = 1u64;
+        while let Some(&p) = primes.peek() {
+            if product * u64::from(p) > u64::from(u32::MAX) {
+                break;
+            }
+            product *= u64::from(p);
+            group.push(p);
+            primes.next();
+        }
+        let pad = (4 - n.len() % 4) % 4;
+        let mut rem = 0u64;
+        let mut word = 0u64;
+        for (i, b) in std::iter::repeat_n(&0u8, pad).chain(n).enumerate() {
+            word = (word << 8) | u64::from(*b);
+            if i % 4 == 3 {
+                rem = ((rem << 32) | word) % product;
+                word = 0;
+            }
+        }
+        if let Some(p) = group.into_iter().find(|p| rem % u64::from(*p) == 0) {
+            return Some(p);
+        }
+    }
+    None
 }
 
 /// A subject attribute type this CA can carry into a certificate (RFC 5280 section 4.1.2.4,
@@ -245,6 +417,8 @@ pub fn parse_and_verify(input: &[u8]) -> Result<VerifiedCsr, CaError> {
 /// [`VerifiedCsr`] that issuance needs.
 pub struct ParsedCsr {
     key: SubjectKey,
+    /// The decoded key of an Ed25519 request, checked not to be weak.
+    ed25519_key: Option<ed25519_dalek::VerifyingKey>,
     /// The subject and SANs, or why they are refused (reported after the signature, so that
     /// a tampered request is `csr_signature_invalid` whatever else is wrong with it).
     names: Result<(Vec<SubjectAttribute>, Vec<San>), CaError>,
@@ -286,6 +460,7 @@ pub fn parse(input: &[u8]) -> Result<ParsedCsr, CaError> {
         )));
     }
     let key = subject_key(&info.subject_pki)?;
+    let ed25519_key = key.checked_ed25519()?;
     let algorithm = signature_algorithm(&csr, &key)?;
     let names =
         subject_attributes(&info.subject).and_then(|subject| Ok((subject, requested_sans(&csr)?)));
@@ -295,6 +470,7 @@ pub fn parse(input: &[u8]) -> Result<ParsedCsr, CaError> {
         signature: csr.signature_value.data.to_vec(),
         names,
         key,
+        ed25519_key,
     })
 }
 
@@ -318,15 +494,11 @@ impl ParsedCsr {
     }
 
     /// The Ed25519 key and signature, in `ed25519-dalek`'s types, when this is an Ed25519
-    /// request that batch verification may check: not when the key is of small order (a
-    /// weak key, which only single verification judges).
+    /// request (whose key [`parse`] checked not to be of small order).
     fn ed25519(&self) -> Option<(ed25519_dalek::VerifyingKey, ed25519_dalek::Signature)> {
-        if self.key.key_type != SubjectKeyType::Ed25519 {
-            return None;
-        }
-        let key = ed25519_dalek::VerifyingKey::try_from(self.key.bits.as_slice()).ok()?;
+        let key = self.ed25519_key?;
         let signature = ed25519_dalek::Signature::from_slice(&self.signature).ok()?;
-        (!key.is_weak()).then_some((key, signature))
+        Some((key, signature))
     }
 }
 
@@ -342,8 +514,8 @@ const MIN_ED25519_BATCH: usize = 4;
 /// verification checks one random linear combination of the signatures' equations; it can
 /// accept a signature that single verification refuses only when the signature was built
 /// with small-order components, which takes the private key, so it proves possession just
-/// the same. Weak (small-order) keys never enter a batch. Other key types are verified one by
-/// one with `ring`.
+/// the same. Weak (small-order) keys never get this far: [`parse`] refuses them. Other key
+/// types are verified one by one with `ring`.
 pub fn verify_all(requests: Vec<ParsedCsr>) -> Vec<Result<VerifiedCsr, CaError>> {
     let batchable: Vec<_> = requests.iter().map(ParsedCsr::ed25519).collect();
     let in_batch = batchable.iter().filter(|b| b.is_some()).count();
@@ -376,7 +548,7 @@ pub fn verify_all(requests: Vec<ParsedCsr>) -> Vec<Result<VerifiedCsr, CaError>>
 }
 
 /// The subject key of a DER SubjectPublicKeyInfo (RFC 5280 section 4.1.2.7), e.g. of a key
-/// the CA generated for a subscriber.
+/// the CA generated for a subscriber, checked as [`SubjectKey::check_strength`] does.
 pub fn key_from_spki_der(spki: &[u8]) -> Result<SubjectKey, CaError> {
     use x509_parser::prelude::FromDer;
     let (rest, info) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki)
@@ -386,7 +558,9 @@ pub fn key_from_spki_der(spki: &[u8]) -> Result<SubjectKey, CaError> {
             "trailing data after the public key".into(),
         ));
     }
-    subject_key(&info)
+    let key = subject_key(&info)?;
+    key.check_strength()?;
+    Ok(key)
 }
 
 pub(crate) fn subject_key(

@@ -66,6 +66,10 @@ impl Default for EngineConfig {
     }
 }
 
+/// The requester recorded for certificates the CA issues to itself (its delegated OCSP
+/// responder's, its own TLS server certificate): no token may have this name.
+pub const CA_REQUESTER: &str = "(ca)";
+
 /// Who asked: the requesting token's name and hash.
 #[derive(Clone, Debug)]
 pub struct Requester {
@@ -144,6 +148,28 @@ pub enum RedeemKey {
     Csr(Vec<u8>),
     /// The public key of a key pair the CA generated.
     Generated(csr::SubjectKey),
+}
+
+/// An enrolment whose code was verified and which was pending when it was read: what
+/// [`Engine::redeem_verified`] issues for. Only [`Engine::verify_redemption`] makes one, so
+/// that nothing is spent on a redemption (a key generated, a PKCS#12 file prepared) before its
+/// code is known to be right.
+#[derive(Debug)]
+pub struct VerifiedRedemption {
+    id: [u8; 16],
+    record: EnrollmentRecord,
+}
+
+impl VerifiedRedemption {
+    /// The enrolment's id.
+    pub fn id(&self) -> &[u8; 16] {
+        &self.id
+    }
+
+    /// The enrolment as it was read (pending).
+    pub fn record(&self) -> &EnrollmentRecord {
+        &self.record
+    }
 }
 
 /// Where a job's subject, names and key come from.
@@ -399,16 +425,28 @@ impl Engine {
         Ok(CreatedEnrollment { id, code, record })
     }
 
-    /// Redeems an enrolment with its code: a wrong code counts towards `max_attempts` (then
-    /// the enrolment locks); a right one issues the enrolment's certificate for `key`. The
-    /// enrolment is marked redeemed in the same commit as the certificate, so a code works
-    /// once even when two redemptions race.
+    /// Redeems an enrolment with its code: [`Engine::verify_redemption`], then
+    /// [`Engine::redeem_verified`] for `key`.
     pub async fn redeem(
         &self,
         id: [u8; 16],
         code: &str,
         key: RedeemKey,
     ) -> Result<Issued, CaError> {
+        let verified = self.verify_redemption(id, code).await?;
+        self.redeem_verified(verified, key).await
+    }
+
+    /// Checks a redemption before anything is spent on it: the enrolment exists and is
+    /// pending (else [`CaError::EnrollmentNotFound`], `Redeemed`, `Locked` or `Expired`), and
+    /// `code` is its code. A wrong code counts towards `max_attempts`, durably and in the audit
+    /// log (the attempt that reaches it locks the enrolment), and is
+    /// [`CaError::EnrollmentCodeInvalid`].
+    pub async fn verify_redemption(
+        &self,
+        id: [u8; 16],
+        code: &str,
+    ) -> Result<VerifiedRedemption, CaError> {
         let record = self
             .store
             .enrollment(&id)?
@@ -422,6 +460,39 @@ impl Engine {
                 attempts_left: after.max_attempts.saturating_sub(after.failed_attempts),
             });
         }
+        Ok(VerifiedRedemption { id, record })
+    }
+
+    /// Refuses a key type (`ec-p256`, `rsa-4096`, ...) that the profile of a verified
+    /// enrolment does not allow, so that a key the CA would generate for it is never made in
+    /// vain ([`CaError::KeyTypeNotAllowed`]).
+    pub fn check_key_type(
+        &self,
+        redemption: &VerifiedRedemption,
+        key_type: &str,
+    ) -> Result<(), CaError> {
+        let name = &redemption.record.profile;
+        let profile = self.ca.profile(name)?;
+        if profile.key_types.iter().any(|k| k == key_type) {
+            Ok(())
+        } else {
+            Err(CaError::KeyTypeNotAllowed {
+                key: key_type.to_string(),
+                profile: name.clone(),
+                allowed: profile.key_types.join(", "),
+            })
+        }
+    }
+
+    /// Issues the certificate of a verified enrolment for `key`. The enrolment is marked
+    /// redeemed in the same commit as the certificate, after the store writer checked again
+    /// that it is still pending, so a code works once even when two redemptions race.
+    pub async fn redeem_verified(
+        &self,
+        redemption: VerifiedRedemption,
+        key: RedeemKey,
+    ) -> Result<Issued, CaError> {
+        let VerifiedRedemption { id, record } = redemption;
         let subject = name::parse_rfc4514(&record.subject)?;
         let sans = record
             .sans
@@ -444,6 +515,20 @@ impl Engine {
             },
         })
         .await
+    }
+
+    /// Rolls back the redemption of enrolment `id` for the certificate `serial`, when what
+    /// the redemption was to deliver could not be built after the commit: the certificate is
+    /// revoked (cessationOfOperation) and the enrolment is pending again, durably and in the
+    /// audit log (`certificate_revoked`, `enrollment_reopened`).
+    pub async fn undo_redemption(&self, id: [u8; 16], serial: Serial) -> Result<(), CaError> {
+        self.write(|reply| WriteOp::UndoRedemption(id, serial, reply))
+            .await?;
+        self.metrics
+            .revocations
+            .with_label_values(&[RevocationReason::CessationOfOperation.name()])
+            .inc();
+        Ok(())
     }
 
     /// Refuses the renewal of a revoked or held certificate, or of one expired longer ago than
@@ -603,7 +688,8 @@ impl Engine {
     }
 
     /// Revokes a certificate (or puts it on hold, or makes a hold permanent), durably, as
-    /// `actor` asked. Revoking a revoked certificate is [`CaError::AlreadyRevoked`].
+    /// `actor` asked. Revoking a revoked certificate is [`CaError::AlreadyRevoked`]; an
+    /// `invalidity_date` after the revocation time is [`CaError::InvalidRequest`].
     pub async fn revoke(
         &self,
         serial: Serial,
@@ -611,10 +697,21 @@ impl Engine {
         invalidity_date: Option<i64>,
         actor: &str,
     ) -> Result<Revocation, CaError> {
+        let at = OffsetDateTime::now_utc().unix_timestamp();
+        if let Some(date) = invalidity_date {
+            // The operator's floor is the caller's to check; a compromise is never dated
+            // after the revocation (RFC 5280 section 5.3.2), nor before what the audit log
+            // and X.509 can write.
+            crate::revocation::check_invalidity_date(
+                date,
+                at,
+                crate::revocation::EARLIEST_INVALIDITY_DATE,
+            )?;
+        }
         let request = RevokeRequest {
             serial,
             reason,
-            at: OffsetDateTime::now_utc().unix_timestamp(),
+            at,
             invalidity_date,
             actor: actor.to_string(),
         };
@@ -662,6 +759,56 @@ impl Engine {
         let actor = actor.to_string();
         self.write(|reply| WriteOp::PutToken(token_hash, record, actor, reply))
             .await
+    }
+
+    /// Revokes the API token named `name`, durably and in the audit log, as `actor` asked;
+    /// answers the revoked record ([`CaError::TokenNotFound`], or
+    /// [`CaError::TokenAlreadyRevoked`]). The name stays taken.
+    pub async fn revoke_token(&self, name: &str, actor: &str) -> Result<TokenRecord, CaError> {
+        let (name, actor) = (name.to_string(), actor.to_string());
+        let at = OffsetDateTime::now_utc().unix_timestamp();
+        self.write(|reply| WriteOp::RevokeToken(name, at, actor, reply))
+            .await
+    }
+
+    /// Records a certificate that the CA key signed outside the issuance queue (the delegated
+    /// OCSP responder's), as every certificate the CA signs is recorded: stored under
+    /// `profile` (what it is for) with requester [`CA_REQUESTER`], in the audit log
+    /// (`certificate_issued`), in the auditor's queries, and known to OCSP and CRLs. A
+    /// certificate already stored is answered as stored. Blocks until it is durable: call it
+    /// off the async runtime.
+    pub fn record_signed_certificate(
+        &self,
+        der: &[u8],
+        profile: &str,
+    ) -> Result<CertRecord, CaError> {
+        let (record, names) = signed_record(der, profile)?;
+        let serial = record
+            .serial()
+            .ok_or_else(|| CaError::Storage("a signed certificate with a foreign serial".into()))?;
+        if let Some(existing) = self.store.certificate(&serial)? {
+            return if existing.der == der {
+                Ok(existing)
+            } else {
+                Err(CaError::SerialCollision(serial))
+            };
+        }
+        let new = NewCertificate {
+            record,
+            idempotency: None,
+            names,
+            enrollment: None,
+        };
+        match self
+            .send_op(|reply| WriteOp::Certificate(new, reply))?
+            .blocking_recv()
+            .map_err(|_| writer_gone())??
+        {
+            Committed::Stored(record) => Ok(record),
+            Committed::Existing(_) => Err(CaError::Storage(
+                "a signed certificate without request_id met an idempotency entry".into(),
+            )),
+        }
     }
 
     /// Appends an event to the audit log, durably, with pointers from `serials` to it.
@@ -735,6 +882,32 @@ impl StageClock {
 
 fn writer_gone() -> CaError {
     CaError::Storage("the store writer dropped the request".into())
+}
+
+/// The record (and `names` index prefixes) of a DER certificate this CA signed outside the
+/// issuance queue: serial, validity and subject from the certificate (RFC 5280 section
+/// 4.1.2), issued now, requested by [`CA_REQUESTER`].
+fn signed_record(der: &[u8], profile: &str) -> Result<(CertRecord, Vec<Vec<u8>>), CaError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| {
+        CaError::Signing(format!("a certificate the CA signed does not parse: {e}"))
+    })?;
+    let serial = Serial::from_bytes(cert.raw_serial()).ok_or_else(|| {
+        CaError::Signing("a certificate the CA signed has a serial of another form".into())
+    })?;
+    let validity = cert.validity();
+    let record = CertRecord {
+        seq: 0,
+        serial: *serial.as_bytes(),
+        der: der.to_vec(),
+        profile: profile.to_string(),
+        requester: CA_REQUESTER.to_string(),
+        issued_at: OffsetDateTime::now_utc().unix_timestamp(),
+        not_before: validity.not_before.timestamp(),
+        not_after: validity.not_after.timestamp(),
+        renewed_from: None,
+    };
+    let names = vec![names_prefix(SUBJECT_TAG, &cert.subject().to_string())];
+    Ok((record, names))
 }
 
 /// Verifies, checks, signs and hands each of `batch`'s requests to the writer. The CSRs of
@@ -857,8 +1030,10 @@ fn sign(
         ),
         Input::Renewal { old, csr } => {
             let mut names = inspect::as_request(&old.der)?;
-            if let Some(csr) = csr {
-                names.key = csr::parse_and_verify(csr)?.key;
+            match csr {
+                Some(csr) => names.key = csr::parse_and_verify(csr)?.key,
+                // A key certified before weak keys were refused is not certified again.
+                None => names.key.check_strength()?,
             }
             (names, Some(old.serial))
         }

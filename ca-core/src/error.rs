@@ -138,6 +138,26 @@ pub enum CaError {
     /// The PKCS#12 password is shorter than the configured minimum.
     #[error("the PKCS#12 password must have at least {0} characters")]
     PasswordTooShort(usize),
+    /// The subject public key is one no CA should certify: a small-order or non-canonical
+    /// Ed25519 point, an EC point at infinity, an RSA modulus that is even or has a small
+    /// factor, an RSA exponent that is even or below 3, or one other than 65537 where the
+    /// profile asks for it.
+    #[error("weak public key: {0}")]
+    WeakKey(String),
+    /// An API token with this name exists or existed: token names are unique and never
+    /// reused, since certificate ownership follows the name.
+    #[error("a token named {0:?} exists or existed; token names are never reused")]
+    TokenNameTaken(String),
+    /// No API token with this name.
+    #[error("no token named {0:?}")]
+    TokenNotFound(String),
+    /// The API token is revoked already.
+    #[error("the token named {0:?} is already revoked")]
+    TokenAlreadyRevoked(String),
+    /// The PKCS#12 password cannot protect a PKCS#12 file (a character outside Unicode's Basic
+    /// Multilingual Plane, a control character, too long); the message says which rule.
+    #[error("{0}")]
+    PasswordNotAllowed(String),
 }
 
 impl CaError {
@@ -171,6 +191,11 @@ impl CaError {
             CaError::EnrollmentExpired => "enrollment_expired",
             CaError::EnrollmentRedeemed => "enrollment_already_redeemed",
             CaError::PasswordTooShort(_) => "password_too_short",
+            CaError::WeakKey(_) => "weak_key",
+            CaError::TokenNameTaken(_) => "token_name_taken",
+            CaError::TokenNotFound(_) => "token_not_found",
+            CaError::TokenAlreadyRevoked(_) => "token_already_revoked",
+            CaError::PasswordNotAllowed(_) => "password_not_allowed",
         }
     }
 
@@ -187,8 +212,12 @@ impl CaError {
             | CaError::SubjectNotAllowed(_)
             | CaError::ValidityNotAllowed { .. }
             | CaError::UnknownProfile(_)
-            | CaError::PasswordTooShort(_) => ErrorClass::Policy,
+            | CaError::PasswordTooShort(_)
+            | CaError::WeakKey(_)
+            | CaError::PasswordNotAllowed(_) => ErrorClass::Policy,
             CaError::SerialNotFound(_) | CaError::EnrollmentNotFound(_) => ErrorClass::NotFound,
+            CaError::TokenNotFound(_) => ErrorClass::NotFound,
+            CaError::TokenNameTaken(_) | CaError::TokenAlreadyRevoked(_) => ErrorClass::Conflict,
             CaError::EnrollmentCodeInvalid { .. } => ErrorClass::Forbidden,
             CaError::EnrollmentLocked => ErrorClass::Locked,
             CaError::EnrollmentExpired => ErrorClass::Gone,

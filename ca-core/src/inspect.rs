@@ -44,3 +44,14 @@ pub fn as_request(der: &[u8]) -> Result<VerifiedCsr, CaError> {
         sans,
     })
 }
+
+/// A certificate's subject and issuer as RFC 4514 strings (RFC 5280 §4.1.2.4, §4.1.2.6), in
+/// the form the API and the configuration write names.
+pub fn subject_and_issuer(der: &[u8]) -> Result<(String, String), CaError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| CaError::InvalidRequest(format!("the certificate does not parse: {e}")))?;
+    Ok((
+        to_rfc4514(&subject_attributes(cert.subject())?),
+        to_rfc4514(&subject_attributes(cert.issuer())?),
+    ))
+}

@@ -8,6 +8,7 @@ use prometheus::{
 };
 
 use crate::error::CaError;
+use crate::serial::Serial;
 
 /// The stage histograms of issuance.
 #[derive(Clone, Debug)]
@@ -58,12 +59,50 @@ pub struct Metrics {
     /// thisUpdate of the last complete CRL, Unix seconds (its age is now minus this).
     pub crl_this_update: IntGauge,
     /// OCSP responses by response status (`successful`, `malformed_request`,
-    /// `internal_error`).
+    /// `internal_error`, `try_later`).
     pub ocsp_responses: IntCounterVec,
+    /// OCSP signatures by why they were made (`kind`: `cache_fill`, `on_demand`; see
+    /// `ocsp::SignatureKind`).
+    pub ocsp_signatures: IntCounterVec,
     /// Sequence number of the audit log's newest entry (sampled when scraped).
     pub audit_head: IntGauge,
     /// Sequence number of the newest signed audit checkpoint.
     pub audit_checkpoint: IntGauge,
+    /// Stored revocations written into a CRL or an OCSP answer without a field that could
+    /// not be encoded, by field (`ca_status_entries_degraded_total{field=...}`).
+    pub status_entries_degraded: IntCounterVec,
+}
+
+/// Where the CRL and OCSP builders report a stored entry that they wrote without one of its
+/// fields because that field cannot be encoded (e.g. an invalidityDate outside the years 0000
+/// to 9999 of GeneralizedTime, RFC 5280 section 4.1.2.5.2): one warning naming the serial,
+/// and `ca_status_entries_degraded_total{field}` when a counter is attached. No single stored
+/// entry may make a whole CRL or OCSP answer unbuildable; the revocation itself still appears.
+#[derive(Clone, Debug, Default)]
+pub struct DegradedEntries {
+    counter: Option<IntCounterVec>,
+}
+
+impl DegradedEntries {
+    /// Reports to `metrics`' `status_entries_degraded` counter (and the log).
+    pub fn counted(metrics: &Metrics) -> Self {
+        DegradedEntries {
+            counter: Some(metrics.status_entries_degraded.clone()),
+        }
+    }
+
+    /// Notes that `field` of `serial`'s entry was left out or replaced, and why.
+    pub fn report(&self, serial: &Serial, field: &'static str, why: &CaError) {
+        tracing::warn!(
+            %serial,
+            field,
+            error = %why,
+            "a stored revocation field cannot be encoded; the entry is written without it"
+        );
+        if let Some(counter) = &self.counter {
+            counter.with_label_values(&[field]).inc();
+        }
+    }
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(
@@ -166,6 +205,11 @@ impl Metrics {
                 "OCSP responses by response status",
                 &["status"],
             )?,
+            ocsp_signatures: counter(
+                "ocsp_signatures_total",
+                "OCSP responses signed, by kind (cache_fill, on_demand)",
+                &["kind"],
+            )?,
             audit_head: gauge(
                 "audit_head_seq",
                 "Sequence number of the newest audit entry",
@@ -173,6 +217,12 @@ impl Metrics {
             audit_checkpoint: gauge(
                 "audit_checkpoint_seq",
                 "Sequence number of the newest signed audit checkpoint",
+            )?,
+            status_entries_degraded: counter(
+                "status_entries_degraded_total",
+                "Stored revocations written into a CRL or OCSP answer without a field that \
+                 cannot be encoded, by field",
+                &["field"],
             )?,
             registry,
         })

@@ -14,6 +14,12 @@
 //!
 //! Responses to RFC 5019 requests (one CertID, no nonce) may be kept in an [`OcspCache`] for
 //! half their validity; a revocation must [`OcspCache::invalidate`] the serial.
+//!
+//! Every other answer (a nonce to echo, several CertIDs, an `unknown` status) is signed on
+//! demand, which costs the signing key one operation per request. [`OcspResponder::respond_within`]
+//! asks the caller's budget before each such signature; over budget, a request with one CertID
+//! is answered as its RFC 5019 form, without the nonce (RFC 9654 section 2.1 lets a responder
+//! ignore it), and anything else gets `tryLater` (RFC 6960 section 4.2.1).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -25,7 +31,7 @@ use der::asn1::{BitString, GeneralizedTime, Null, ObjectIdentifier, OctetString}
 use der::{Decode, Encode};
 use keys::Signer;
 use ring::digest;
-use time::{Duration, OffsetDateTime};
+use time::{Duration, OffsetDateTime, PrimitiveDateTime};
 use x509_cert::ext::pkix::CrlReason;
 use x509_cert::ext::Extension;
 use x509_cert::spki::AlgorithmIdentifierOwned;
@@ -37,8 +43,10 @@ use x509_ocsp::{
 use x509_parser::prelude::FromDer as _;
 
 use crate::authority::{signature_algorithm, CertificateAuthority, Urls};
+use crate::crl::{self, OID_INVALIDITY_DATE};
 use crate::csr::{subject_key, AttributeKind, SubjectAttribute};
 use crate::error::CaError;
+use crate::metrics::DegradedEntries;
 use crate::profile::{ExtendedKeyUsage, KeyUsage, Profile, ValidatedRequest};
 use crate::revocation::{Revocation, RevocationReason};
 use crate::serial::Serial;
@@ -47,13 +55,14 @@ use crate::serial::Serial;
 pub const MAX_REQUEST_DER: usize = 64 * 1024;
 
 /// The most CertIDs answered in one request (RFC 6960 section 4.1.1 `requestList`); more is a
-/// `malformedRequest`. RFC 5019 section 2.1.1 clients send exactly one.
-pub const MAX_CERT_IDS: usize = 64;
+/// `malformedRequest`. RFC 5019 section 2.1.1 clients send exactly one; a request with several
+/// is always signed on demand, so the cap bounds the store reads one signature can buy.
+pub const MAX_CERT_IDS: usize = 16;
 
-/// The longest nonce echoed, in octets (RFC 8954 section 2.1:
-/// `Nonce ::= OCTET STRING(SIZE(1..32))`). A longer or empty nonce is not echoed, which
-/// RFC 8954 allows.
-pub const MAX_NONCE_LEN: usize = 32;
+/// The longest nonce accepted and echoed, in octets (RFC 9654 section 2.1:
+/// `Nonce ::= OCTET STRING(SIZE(1..128))`). An empty or longer nonce is a `malformedRequest`,
+/// as that section asks.
+pub const MAX_NONCE_LEN: usize = 128;
 
 /// The longest GET path segment [`decode_get_request`] accepts: a percent-encoded base64 form of
 /// a [`MAX_REQUEST_DER`]-octet request.
@@ -78,6 +87,41 @@ pub const MALFORMED_REQUEST: [u8; 5] = [0x30, 0x03, 0x0a, 0x01, 0x01];
 /// The DER of `OCSPResponse { responseStatus internalError }` (RFC 6960 section 4.2.1), for
 /// front ends whose own machinery fails (a lost worker task, say).
 pub const INTERNAL_ERROR: [u8; 5] = [0x30, 0x03, 0x0a, 0x01, 0x02];
+/// The DER of `OCSPResponse { responseStatus tryLater }` (RFC 6960 section 4.2.1): the answer
+/// to a request that needs a signature on demand when the signing budget is spent.
+pub const TRY_LATER: [u8; 5] = [0x30, 0x03, 0x0a, 0x01, 0x03];
+
+/// Why an answer cost a signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SignatureKind {
+    /// A response kept in the cache for later RFC 5019 requests: at most one per issued
+    /// certificate and CertID hash algorithm per half validity, whoever asks.
+    CacheFill,
+    /// A response for this request alone (its nonce, several CertIDs, an `unknown` status),
+    /// which the caller's budget allowed.
+    OnDemand,
+}
+
+impl SignatureKind {
+    /// The metric label: `cache_fill` or `on_demand`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignatureKind::CacheFill => "cache_fill",
+            SignatureKind::OnDemand => "on_demand",
+        }
+    }
+}
+
+/// The answer to one request and what it cost.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OcspAnswer {
+    /// The DER OCSPResponse.
+    pub der: Vec<u8>,
+    /// The signature made for it, if any (none for a cached answer or an error status).
+    pub signature: Option<SignatureKind>,
+    /// Whether the request's nonce was left out because the budget was spent.
+    pub nonce_ignored: bool,
+}
 
 /// What the store says about a serial of this CA (RFC 6960 section 2.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +134,9 @@ pub enum CertStatus {
         revoked_at: OffsetDateTime,
         /// Why (`revocationReason`).
         reason: RevocationReason,
+        /// When the key is known or suspected to have been compromised, Unix seconds: the
+        /// invalidityDate single extension (RFC 6960 section 4.4.5, RFC 5280 section 5.3.2).
+        invalidity_date: Option<i64>,
     },
     /// Never issued by this CA.
     Unknown,
@@ -98,14 +145,25 @@ pub enum CertStatus {
 impl CertStatus {
     /// The status of a certificate this CA issued, from its stored revocation if any. An
     /// expired certificate stays `good` unless revoked (RFC 6960 section 2.2 speaks only of
-    /// revocation).
+    /// revocation). Never fails on a stored time: one beyond `OffsetDateTime`'s range is taken
+    /// as its nearest end, which the responder cannot encode either and answers as
+    /// [`OcspResponder::respond`] says.
     pub fn issued(revocation: Option<&Revocation>) -> Result<Self, CaError> {
         match revocation {
             None => Ok(CertStatus::Good),
             Some(r) => Ok(CertStatus::Revoked {
-                revoked_at: OffsetDateTime::from_unix_timestamp(r.revoked_at)
-                    .map_err(|e| CaError::Storage(format!("revocation time out of range: {e}")))?,
+                revoked_at: OffsetDateTime::from_unix_timestamp(r.revoked_at).unwrap_or_else(
+                    |_| {
+                        let end = if r.revoked_at < 0 {
+                            PrimitiveDateTime::MIN
+                        } else {
+                            PrimitiveDateTime::MAX
+                        };
+                        end.assume_utc()
+                    },
+                ),
                 reason: r.reason,
+                invalidity_date: r.invalidity_date,
             }),
         }
     }
@@ -184,6 +242,7 @@ pub struct OcspResponder {
     issuer: [IssuerHashes; 2],
     validity: Duration,
     cache: Option<Arc<OcspCache>>,
+    degraded: DegradedEntries,
 }
 
 impl std::fmt::Debug for OcspResponder {
@@ -202,6 +261,7 @@ impl std::fmt::Debug for OcspResponder {
 enum Failure {
     Malformed,
     Internal,
+    TryLater,
 }
 
 impl OcspResponder {
@@ -266,6 +326,7 @@ impl OcspResponder {
             issuer,
             validity,
             cache: None,
+            degraded: DegradedEntries::default(),
         })
     }
 
@@ -310,6 +371,13 @@ impl OcspResponder {
         self
     }
 
+    /// Reports stored revocations answered without a field that cannot be encoded to
+    /// `degraded` (they are logged in any case).
+    pub fn with_degraded(mut self, degraded: DegradedEntries) -> Self {
+        self.degraded = degraded;
+        self
+    }
+
     /// The validity of each response (`nextUpdate - thisUpdate`).
     pub fn validity(&self) -> Duration {
         self.validity
@@ -322,23 +390,56 @@ impl OcspResponder {
     /// for its serial; a serial that cannot be one of this CA's, and a CertID of another
     /// issuer or of a hash algorithm other than SHA-1 and SHA-256, is answered `unknown`
     /// (section 2.2). `producedAt` and each `thisUpdate` are `now`, `nextUpdate` is
-    /// `now + validity`, a nonce (section 4.4.1) of 1 to [`MAX_NONCE_LEN`] octets is echoed.
+    /// `now + validity`, a nonce (RFC 9654 section 2.1) of 1 to [`MAX_NONCE_LEN`] octets is
+    /// echoed.
     ///
     /// Input that is not a request (unparsable, over [`MAX_REQUEST_DER`], no CertID or more than
-    /// [`MAX_CERT_IDS`], an unknown critical extension) gets `malformedRequest`; a failing
-    /// `lookup` or signature gets `internalError` (section 2.3). Request signatures are
-    /// ignored (RFC 5019 section 2.1.2).
+    /// [`MAX_CERT_IDS`], an unknown critical extension, a nonce of 0 or more than
+    /// [`MAX_NONCE_LEN`] octets) gets `malformedRequest`; a failing `lookup` or signature gets
+    /// `internalError` (section 2.3). Request signatures are ignored (RFC 5019 section 2.1.2).
+    /// Every signature is allowed; [`OcspResponder::respond_within`] bounds them.
+    ///
+    /// A revoked certificate's invalidity date is sent as the invalidityDate single extension
+    /// (section 4.4.5). No stored time makes an answer unbuildable: an invalidity date that
+    /// GeneralizedTime cannot carry is left out, a revocation time it cannot carry becomes
+    /// `thisUpdate` (revoked by then at the latest); both are reported to the degraded-entry
+    /// counter ([`OcspResponder::with_degraded`]).
     pub fn respond(
         &self,
         request_der: &[u8],
         now: OffsetDateTime,
         lookup: impl Fn(&Serial) -> Result<CertStatus, CaError>,
     ) -> Vec<u8> {
-        match self.answer(request_der, now, lookup) {
+        self.respond_within(request_der, now, lookup, || true).der
+    }
+
+    /// Answers as [`OcspResponder::respond`] does, asking `budget` once before a signature on
+    /// demand ([`SignatureKind::OnDemand`]).
+    ///
+    /// When `budget` refuses, a request with one CertID of this CA whose status is `good` or
+    /// `revoked` is answered as the same request without a nonce: from the cache, or signed
+    /// once and cached ([`SignatureKind::CacheFill`], bounded by the issued certificates, not
+    /// by the requests). RFC 9654 section 2.1 lets a responder ignore a nonce. Any other request
+    /// gets `tryLater` (RFC 6960 section 4.2.1), which costs no signature.
+    pub fn respond_within(
+        &self,
+        request_der: &[u8],
+        now: OffsetDateTime,
+        lookup: impl Fn(&Serial) -> Result<CertStatus, CaError>,
+        budget: impl FnOnce() -> bool,
+    ) -> OcspAnswer {
+        let mut answer = OcspAnswer {
+            der: Vec::new(),
+            signature: None,
+            nonce_ignored: false,
+        };
+        let der = match self.answer(request_der, now, lookup, budget, &mut answer) {
             Ok(der) => der,
             Err(Failure::Malformed) => MALFORMED_REQUEST.to_vec(),
             Err(Failure::Internal) => INTERNAL_ERROR.to_vec(),
-        }
+            Err(Failure::TryLater) => TRY_LATER.to_vec(),
+        };
+        OcspAnswer { der, ..answer }
     }
 
     fn answer(
@@ -346,6 +447,8 @@ impl OcspResponder {
         request_der: &[u8],
         now: OffsetDateTime,
         lookup: impl Fn(&Serial) -> Result<CertStatus, CaError>,
+        budget: impl FnOnce() -> bool,
+        cost: &mut OcspAnswer,
     ) -> Result<Vec<u8>, Failure> {
         if request_der.len() > MAX_REQUEST_DER {
             return Err(Failure::Malformed);
@@ -364,7 +467,7 @@ impl OcspResponder {
                     return Err(Failure::Malformed);
                 }
                 nonce_seen = true;
-                nonce = echoed_nonce(ext);
+                nonce = echoed_nonce(ext)?;
             } else if ext.critical {
                 return Err(Failure::Malformed);
             }
@@ -383,25 +486,26 @@ impl OcspResponder {
             .iter()
             .map(|r| (&r.req_cert, self.our_serial(&r.req_cert)))
             .collect();
-        // RFC 5019 requests: one CertID of ours, no nonce. Keyed by the hash algorithm too,
-        // since the response repeats the request's CertID.
-        let cache_key = match (&self.cache, ids.as_slice(), nonce_seen) {
-            (Some(_), [(_, Some((hash, serial)))], false) => Some(CacheKey {
+        // One CertID of ours: the RFC 5019 form, answerable from the cache once the nonce (if
+        // any) is set aside. Keyed by the hash algorithm too, since the response repeats the
+        // request's CertID.
+        let cache = self.cache.as_ref().filter(|c| c.enabled());
+        let cache_key = match (cache, ids.as_slice()) {
+            (Some(_), [(_, Some((hash, serial)))]) => Some(CacheKey {
                 serial: *serial,
                 hash: *hash,
             }),
             _ => None,
         };
-        let generation = match (&self.cache, &cache_key) {
-            (Some(cache), Some(key)) => {
-                let (cached, generation) = cache.get(key, now);
-                if let Some(der) = cached {
-                    return Ok(der);
-                }
-                generation
-            }
-            _ => 0,
+        // The generation is read before any status, so that an answer built from a status read
+        // before a revocation is never stored after the revocation's invalidation.
+        let (cached, generation) = match (cache, &cache_key) {
+            (Some(cache), Some(key)) => cache.get(key, now),
+            _ => (None, 0),
         };
+        if let (Some(der), None) = (&cached, &nonce) {
+            return Ok(der.clone());
+        }
 
         let this_update = generalized_time(now)?;
         let next_update = now
@@ -411,6 +515,7 @@ impl OcspResponder {
         let mut responses = Vec::with_capacity(ids.len());
         let mut all_known = true;
         for (cert_id, ours) in ids {
+            let mut single_extensions = None;
             let status = match ours {
                 Some((_, serial)) => lookup(&serial).map_err(|e| {
                     tracing::warn!(serial = %serial, error = %e, "OCSP status lookup failed");
@@ -420,9 +525,35 @@ impl OcspResponder {
             };
             let cert_status = match status {
                 CertStatus::Good => x509_ocsp::CertStatus::good(),
-                CertStatus::Revoked { revoked_at, reason } => {
+                CertStatus::Revoked {
+                    revoked_at,
+                    reason,
+                    invalidity_date,
+                } => {
+                    let serial = ours.map(|(_, serial)| serial);
+                    let degrade = |field: &'static str, e: CaError| {
+                        if let Some(serial) = &serial {
+                            self.degraded.report(serial, field, &e);
+                        }
+                    };
+                    if let Some(date) = invalidity_date {
+                        match invalidity_extension(date) {
+                            Ok(ext) => single_extensions = Some(vec![ext]),
+                            Err(e) => degrade("invalidity_date", e),
+                        }
+                    }
+                    let revocation_time = generalized_time(revoked_at).unwrap_or_else(|_| {
+                        degrade(
+                            "revocation_time",
+                            CaError::Signing(format!(
+                                "revocation time {revoked_at} is outside GeneralizedTime's \
+                                 1970 to 9999"
+                            )),
+                        );
+                        this_update
+                    });
                     x509_ocsp::CertStatus::revoked(RevokedInfo {
-                        revocation_time: generalized_time(revoked_at)?,
+                        revocation_time,
                         revocation_reason: crl_reason(reason),
                     })
                 }
@@ -436,16 +567,30 @@ impl OcspResponder {
                 cert_status,
                 this_update,
                 next_update: Some(next_update),
-                single_extensions: None,
+                single_extensions,
             });
         }
-        let der = self.sign(this_update, responses, nonce)?;
         // Not `unknown`: a serial may be looked up just before its certificate is stored.
+        let cacheable = cache_key.filter(|_| all_known);
+        let on_demand = nonce.is_some() || cacheable.is_none();
+        if on_demand && !budget() {
+            if cacheable.is_none() {
+                return Err(Failure::TryLater);
+            }
+            nonce = None;
+            cost.nonce_ignored = true;
+            if let Some(der) = cached {
+                return Ok(der);
+            }
+        }
+        let der = self.sign(this_update, responses, nonce.clone())?;
         let fresh_until = now.checked_add(self.validity / 2);
-        if let (Some(cache), Some(key), Some(until), true) =
-            (&self.cache, cache_key, fresh_until, all_known)
-        {
-            cache.put(key, (der.clone(), until), now, generation);
+        match (cache, cacheable, fresh_until, &nonce) {
+            (Some(cache), Some(key), Some(until), None) => {
+                cache.put(key, (der.clone(), until), now, generation);
+                cost.signature = Some(SignatureKind::CacheFill);
+            }
+            _ => cost.signature = Some(SignatureKind::OnDemand),
         }
         Ok(der)
     }
@@ -495,8 +640,9 @@ impl OcspResponder {
     }
 }
 
-/// The profile name of the responder certificate template (never a configured profile).
-const RESPONDER_PROFILE: &str = "ocsp-responder";
+/// The profile name of the responder certificate template (never a configured profile), also
+/// the profile its stored record names.
+pub const RESPONDER_PROFILE: &str = "ocsp-responder";
 
 /// What follows the CA's commonName in a delegated responder's commonName.
 const RESPONDER_CN_SUFFIX: &str = " OCSP Responder";
@@ -652,18 +798,22 @@ fn internal<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> Failure {
     }
 }
 
-/// The response's nonce extension for a request's (RFC 6960 section 4.4.1): the same value,
-/// non-critical, if the nonce is an OCTET STRING of 1 to [`MAX_NONCE_LEN`] octets (RFC 8954
-/// section 2.1).
-fn echoed_nonce(ext: &Extension) -> Option<Extension> {
-    let value = OctetString::from_der(ext.extn_value.as_bytes()).ok()?;
-    (1..=MAX_NONCE_LEN)
-        .contains(&value.as_bytes().len())
-        .then(|| Extension {
-            extn_id: ID_PKIX_OCSP_NONCE,
-            critical: false,
-            extn_value: ext.extn_value.clone(),
-        })
+/// The response's nonce extension for a request's (RFC 9654 section 2.1): the same value,
+/// non-critical. A nonce that is not an OCTET STRING (as some clients from before RFC 6960
+/// wrote it) is not echoed; an OCTET STRING of 0 or more than [`MAX_NONCE_LEN`] octets is a
+/// `malformedRequest`.
+fn echoed_nonce(ext: &Extension) -> Result<Option<Extension>, Failure> {
+    let Ok(value) = OctetString::from_der(ext.extn_value.as_bytes()) else {
+        return Ok(None);
+    };
+    if !(1..=MAX_NONCE_LEN).contains(&value.as_bytes().len()) {
+        return Err(Failure::Malformed);
+    }
+    Ok(Some(Extension {
+        extn_id: ID_PKIX_OCSP_NONCE,
+        critical: false,
+        extn_value: ext.extn_value.clone(),
+    }))
 }
 
 /// The `revocationReason` of a revocation: absent for `unspecified`, as RFC 5280 section
@@ -680,6 +830,12 @@ fn crl_reason(reason: RevocationReason) -> Option<CrlReason> {
         RevocationReason::PrivilegeWithdrawn => Some(CrlReason::PrivilegeWithdrawn),
         RevocationReason::AaCompromise => Some(CrlReason::AaCompromise),
     }
+}
+
+/// The invalidityDate extension (RFC 5280 section 5.3.2) as a single extension of an OCSP
+/// answer (RFC 6960 section 4.4.5): a GeneralizedTime of any year from 0000 to 9999.
+fn invalidity_extension(date: i64) -> Result<Extension, CaError> {
+    crl::extension(OID_INVALIDITY_DATE, false, &crl::generalized_time(date)?)
 }
 
 /// A GeneralizedTime of whole seconds (RFC 6960 section 4.2.2.1; RFC 5280 section 4.1.2.5.2).
@@ -790,6 +946,11 @@ impl OcspCache {
         let mut inner = self.lock();
         inner.generation = inner.generation.wrapping_add(1);
         inner.entries.clear();
+    }
+
+    /// Whether responses are kept at all (a capacity above 0).
+    fn enabled(&self) -> bool {
+        self.capacity > 0
     }
 
     /// The number of cached responses, fresh or not.

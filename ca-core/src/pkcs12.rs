@@ -65,6 +65,96 @@ const PFX_ITERATIONS: u32 = 100_000;
 /// Salt length of each derivation; RFC 8018 section 4.1 asks for at least 8 bytes.
 const SALT_LEN: usize = 16;
 
+/// The longest [`Pkcs12Password`], in characters.
+pub const MAX_PASSWORD_CHARS: usize = 1024;
+
+/// The longest [`FriendlyName`], in characters; a longer name is cut.
+pub const MAX_FRIENDLY_NAME_CHARS: usize = 256;
+
+/// A password that can protect a PKCS#12 file: checked once, when it is made, so that
+/// [`build_pfx`] cannot refuse it.
+///
+/// Its rules: at least the configured number of characters (and at least one), at most
+/// [`MAX_PASSWORD_CHARS`]; every character in Unicode's Basic Multilingual Plane, since the
+/// MAC key derivation takes the password as a BMPString (RFC 7292 appendix B.1); no control
+/// characters, which no PKCS#12 reader lets a person type (OpenSSL stops at a NUL). The text is
+/// wiped on drop and never shows in `Debug` output.
+pub struct Pkcs12Password(Zeroizing<String>);
+
+impl Pkcs12Password {
+    /// Checks `password` against the rules above, `min_chars` being the configured minimum:
+    /// [`CaError::PasswordTooShort`] below it, [`CaError::PasswordNotAllowed`] for the others.
+    /// The errors never quote the password.
+    pub fn new(password: Zeroizing<String>, min_chars: usize) -> Result<Self, CaError> {
+        let min = min_chars.max(1);
+        let chars = password.chars().count();
+        if chars < min {
+            return Err(CaError::PasswordTooShort(min));
+        }
+        if chars > MAX_PASSWORD_CHARS {
+            return Err(CaError::PasswordNotAllowed(format!(
+                "a PKCS#12 password may have at most {MAX_PASSWORD_CHARS} characters"
+            )));
+        }
+        if password.chars().any(char::is_control) {
+            return Err(CaError::PasswordNotAllowed(
+                "a PKCS#12 password may not hold control characters".into(),
+            ));
+        }
+        if BmpString::from_utf8(&password).is_err() {
+            return Err(CaError::PasswordNotAllowed(
+                "a PKCS#12 password may only hold characters of Unicode's Basic Multilingual \
+                 Plane (U+0000 to U+FFFF; RFC 7292 appendix B.1 encodes it as a BMPString), \
+                 so no emoji"
+                    .into(),
+            ));
+        }
+        Ok(Pkcs12Password(password))
+    }
+
+    /// The password as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Pkcs12Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pkcs12Password(<redacted>)")
+    }
+}
+
+/// The `friendlyName` of a PKCS#12 file (PKCS#9, RFC 2985 section 5.5.1, a BMPString): made
+/// from any text without failing, so that [`build_pfx`] cannot refuse it.
+///
+/// A character outside the Basic Multilingual Plane, or a control character, becomes U+FFFD
+/// (the replacement character); the name is cut after [`MAX_FRIENDLY_NAME_CHARS`] characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FriendlyName(String);
+
+impl FriendlyName {
+    /// The friendly name for `text` (usually the certificate's subject, RFC 4514).
+    pub fn new(text: &str) -> Self {
+        FriendlyName(
+            text.chars()
+                .take(MAX_FRIENDLY_NAME_CHARS)
+                .map(|c| {
+                    if u32::from(c) > 0xFFFF || c.is_control() {
+                        char::REPLACEMENT_CHARACTER
+                    } else {
+                        c
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Builds a password-protected PKCS#12 file (RFC 7292) holding `key_pkcs8_der`, its
 /// certificate `cert_der` and the issuing chain `chain_der` (nearest issuer first; may be
 /// empty).
@@ -75,32 +165,23 @@ const SALT_LEN: usize = 16;
 ///   too. It is stored as PKCS#8 v1 (RFC 5208): a v2 `publicKey`, as `ring` writes for
 ///   Ed25519, is dropped, since OpenSSL 3.0 cannot read v2. The function's own copies of the
 ///   key are zeroized once encrypted.
-/// - `password`: used as given. PBES2 takes its UTF-8 bytes (RFC 8018 section 6.2), the MAC
-///   derivation its BMPString form (RFC 7292 appendix B.1), as OpenSSL 3 does. It must not be
-///   empty, and every character must lie in Unicode's Basic Multilingual Plane.
+/// - `password`: checked by [`Pkcs12Password::new`]. PBES2 takes its UTF-8 bytes (RFC 8018
+///   section 6.2), the MAC derivation its BMPString form (RFC 7292 appendix B.1), as OpenSSL 3
+///   does.
 /// - `friendly_name`: the label shown by Windows and the Keychain, set on the key bag and the
-///   leaf certificate bag (omitted when empty; BMP characters only).
+///   leaf certificate bag (omitted when empty).
 ///
-/// Refusals: [`CaError::InvalidRequest`] for an empty or unrepresentable password or name;
-/// [`CaError::Crypto`] for a key or certificate that does not parse, a key that is not the
-/// certificate's, or a failure of randomness or encoding.
+/// The only refusals are [`CaError::Crypto`], for a key or certificate that does not parse, a
+/// key that is not the certificate's, or a failure of randomness or encoding: none depends on
+/// what a client chose.
 pub fn build_pfx(
     key_pkcs8_der: &[u8],
     cert_der: &[u8],
     chain_der: &[Vec<u8>],
-    password: &str,
-    friendly_name: &str,
+    password: &Pkcs12Password,
+    friendly_name: &FriendlyName,
 ) -> Result<Vec<u8>, CaError> {
-    if password.is_empty() {
-        return Err(CaError::InvalidRequest(
-            "a PKCS#12 password must not be empty".into(),
-        ));
-    }
-    if BmpString::from_utf8(password).is_err() {
-        return Err(CaError::InvalidRequest(
-            "a PKCS#12 password may only hold characters of the Basic Multilingual Plane".into(),
-        ));
-    }
+    let (password, friendly_name) = (password.as_str(), friendly_name.as_str());
     let key = check_key_matches_certificate(key_pkcs8_der, cert_der)?;
     let key_v1 = pkcs8_v1(&key)?;
     for (i, cert) in chain_der.iter().enumerate() {
@@ -112,12 +193,7 @@ pub fn build_pfx(
     let local_key_id = digest::digest(&digest::SHA256, cert_der);
     let mut attributes = Attributes::new();
     if !friendly_name.is_empty() {
-        let name = BmpString::from_utf8(friendly_name).map_err(|_| {
-            CaError::InvalidRequest(
-                "a PKCS#12 friendly name may only hold characters of the Basic Multilingual Plane"
-                    .into(),
-            )
-        })?;
+        let name = BmpString::from_utf8(friendly_name).map_err(encoding)?;
         attributes
             .insert(attribute(FRIENDLY_NAME, &name)?)
             .map_err(encoding)?;
@@ -367,6 +443,18 @@ mod tests {
     use std::process::{Command, Output};
 
     const PASSWORD: &str = "correct horse battery staple";
+
+    /// [`super::build_pfx`] with a password and a friendly name as text.
+    fn build_pfx(
+        key: &[u8],
+        cert: &[u8],
+        chain: &[Vec<u8>],
+        password: &str,
+        name: &str,
+    ) -> Result<Vec<u8>, CaError> {
+        let password = Pkcs12Password::new(Zeroizing::new(password.to_string()), 1)?;
+        super::build_pfx(key, cert, chain, &password, &FriendlyName::new(name))
+    }
 
     /// A key of `algorithm` (PKCS#8 DER) and a self-signed certificate for it.
     fn self_signed(pkcs8: &[u8], cn: &str) -> (rcgen::KeyPair, rcgen::CertificateParams, Vec<u8>) {
@@ -684,14 +772,66 @@ mod tests {
             bad(build_pfx(&key, &cert, &[b"junk".to_vec()], PASSWORD, "x")),
             "crypto_error"
         );
-        assert_eq!(bad(build_pfx(&key, &cert, &[], "", "x")), "invalid_request");
         assert_eq!(
-            bad(build_pfx(&key, &cert, &[], "emoji 🔑", "x")),
-            "invalid_request"
+            bad(build_pfx(&key, &cert, &[], "", "x")),
+            "password_too_short"
+        );
+    }
+
+    #[test]
+    fn passwords_are_checked_when_made() {
+        let password = |text: &str, min: usize| {
+            Pkcs12Password::new(Zeroizing::new(text.to_string()), min).map(|_| ())
+        };
+        let code = |r: Result<(), CaError>| r.unwrap_err().code();
+        assert!(password("a long passphrase", 8).is_ok());
+        // The BMP's last characters and non-Latin scripts are fine.
+        assert!(password("пароль密码\u{FFFD}\u{FFEE}", 8).is_ok());
+        assert_eq!(code(password("short", 8)), "password_too_short");
+        assert_eq!(code(password("", 0)), "password_too_short");
+        for bad in [
+            "a long passphrase 😀",
+            "a long passphrase \u{10000}",
+            "a long\u{0}passphrase",
+            "a long\npassphrase",
+            "a long\u{7f}passphrase",
+            "a long\u{85}passphrase",
+        ] {
+            let e = Pkcs12Password::new(Zeroizing::new(bad.to_string()), 8).unwrap_err();
+            assert_eq!(e.code(), "password_not_allowed", "{bad:?}");
+            assert!(!e.to_string().contains("passphrase"), "{e}");
+        }
+        assert!(password(&"x".repeat(MAX_PASSWORD_CHARS), 8).is_ok());
+        assert_eq!(
+            code(password(&"x".repeat(MAX_PASSWORD_CHARS + 1), 8)),
+            "password_not_allowed"
+        );
+        let p = Pkcs12Password::new(Zeroizing::new("a long passphrase".into()), 8).unwrap();
+        assert!(!format!("{p:?}").contains("passphrase"));
+    }
+
+    #[test]
+    fn any_text_makes_a_friendly_name_that_build_pfx_takes() {
+        assert_eq!(
+            FriendlyName::new("CN=Maria Silva").as_str(),
+            "CN=Maria Silva"
         );
         assert_eq!(
-            bad(build_pfx(&key, &cert, &[], PASSWORD, "🔑")),
-            "invalid_request"
+            FriendlyName::new("CN=Maria 😀\u{0} Silva").as_str(),
+            "CN=Maria \u{FFFD}\u{FFFD} Silva"
+        );
+        let long = "é".repeat(MAX_FRIENDLY_NAME_CHARS + 10);
+        assert_eq!(
+            FriendlyName::new(&long).as_str().chars().count(),
+            MAX_FRIENDLY_NAME_CHARS
+        );
+        let key = keys::generate_pkcs8(KeyAlgorithm::EcdsaP256).unwrap();
+        let (_, _, cert) = self_signed(&key, "device");
+        let pfx = build_pfx(&key, &cert, &[], PASSWORD, "CN=🔑 device").unwrap();
+        let archive = p12_keystore::Pkcs12Archive::from_pkcs12(&pfx, PASSWORD).unwrap();
+        assert_eq!(
+            archive.keys[0].friendly_name.as_deref(),
+            Some("CN=\u{FFFD} device")
         );
     }
 

@@ -9,7 +9,9 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::csr::{AttributeKind, San, SubjectAttribute, SubjectKey, VerifiedCsr};
+use crate::csr::{
+    AttributeKind, San, SubjectAttribute, SubjectKey, SubjectKeyType, VerifiedCsr, RSA_F4,
+};
 use crate::error::CaError;
 
 /// A key usage bit (RFC 5280 section 4.2.1.3), named as in the RFC.
@@ -83,9 +85,12 @@ pub struct SanRules {
     pub required: bool,
     /// dNSName SANs are allowed.
     pub dns: bool,
-    /// If not empty, every DNS name must equal one of these suffixes or end in `.suffix`.
+    /// If not empty, every DNS name, and the domain of every e-mail address, must equal one
+    /// of these suffixes or end in `.suffix`.
     pub dns_suffixes: Vec<String>,
-    /// A leading `*.` label is allowed in DNS names.
+    /// A leading `*.` label is allowed in DNS names, never directly on a public suffix
+    /// (`*.co.uk`, `*.com`: the Public Suffix List, ICANN and private sections; CA/Browser
+    /// Forum Baseline Requirements section 3.2.2.6).
     pub wildcards: bool,
     /// iPAddress SANs are allowed.
     pub ip: bool,
@@ -126,6 +131,9 @@ pub struct Profile {
     pub extended_key_usage: Vec<ExtendedKeyUsage>,
     /// How many days after expiry a certificate of this profile may still be renewed.
     pub renewal_grace_days: u32,
+    /// RSA keys must have the public exponent 65537 (F4), as the CA/Browser Forum Baseline
+    /// Requirements section 6.1.6 recommend; off, any odd exponent of at least 3 is allowed.
+    pub rsa_require_f4: bool,
     /// Subject rules.
     pub subject: SubjectRules,
     /// SAN rules.
@@ -145,6 +153,7 @@ impl Default for Profile {
             key_usage: vec![KeyUsage::DigitalSignature],
             extended_key_usage: Vec::new(),
             renewal_grace_days: 0,
+            rsa_require_f4: true,
             subject: SubjectRules::default(),
             san: SanRules::default(),
         }
@@ -206,6 +215,7 @@ impl Profile {
             key_usage: vec![KeyUsage::DigitalSignature, KeyUsage::NonRepudiation],
             extended_key_usage: vec![ExtendedKeyUsage::EmailProtection],
             renewal_grace_days: 30,
+            rsa_require_f4: true,
             subject: SubjectRules {
                 allowed: ["CN", "GN", "SN", "serialNumber", "O", "OU", "C", "ST", "L"]
                     .map(String::from)
@@ -259,6 +269,7 @@ impl Profile {
                 allowed: self.key_types.join(", "),
             });
         }
+        self.check_key(name, &csr.key)?;
         let validity_days = validity_days.unwrap_or(self.default_validity_days);
         if validity_days == 0 || validity_days > self.max_validity_days {
             return Err(CaError::ValidityNotAllowed {
@@ -275,6 +286,23 @@ impl Profile {
             key: csr.key,
             validity_days,
         })
+    }
+
+    /// The profile's own rules on a key of an allowed type: with `rsa_require_f4`, an RSA
+    /// exponent other than 65537 is [`CaError::WeakKey`]. (What no profile allows is refused
+    /// by [`SubjectKey::check_strength`] when the key is read.)
+    fn check_key(&self, name: &str, key: &SubjectKey) -> Result<(), CaError> {
+        if self.rsa_require_f4 && matches!(key.key_type, SubjectKeyType::Rsa(_)) {
+            let exponent = key.rsa_exponent();
+            if exponent != Some(RSA_F4) {
+                let shown = exponent.map_or_else(|| "above 2^64".into(), |e| e.to_string());
+                return Err(CaError::WeakKey(format!(
+                    "the RSA public exponent is {shown}; profile {name} requires 65537 \
+                     (rsa_require_f4)"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Checks an enrolment's or renewal's subject and SANs, which come from the RA rather
@@ -341,6 +369,7 @@ impl Profile {
         }
         let mut seen = HashSet::new();
         for san in sans {
+            self.check_san_domain(san)?;
             let allowed = match san {
                 San::Dns(d) => self.san.dns && self.dns_name_allowed(d),
                 San::Ip(ip) => self.san.ip && !ip.is_unspecified(),
@@ -362,18 +391,84 @@ impl Profile {
             Some(rest) => (true, rest),
             None => (false, name),
         };
-        if (wildcard && !self.san.wildcards) || !is_valid_hostname(base) {
-            return false;
-        }
-        if self.san.dns_suffixes.is_empty() {
-            return true;
-        }
-        let base = base.to_ascii_lowercase();
-        self.san.dns_suffixes.iter().any(|suffix| {
-            let suffix = suffix.trim_start_matches('.').to_ascii_lowercase();
-            base == suffix || base.ends_with(&format!(".{suffix}"))
-        })
+        (!wildcard || self.san.wildcards) && is_valid_hostname(base)
     }
+
+    /// The rules on the domain of a syntactically allowed DNS or e-mail SAN: within
+    /// `dns_suffixes` when the profile lists any, and no wildcard directly on a public
+    /// suffix.
+    fn check_san_domain(&self, san: &San) -> Result<(), CaError> {
+        let (domain, wildcard) = match san {
+            San::Dns(d) => match d.strip_prefix("*.") {
+                Some(base) => (base, true),
+                None => (d.as_str(), false),
+            },
+            San::Email(e) => match e.rsplit_once('@') {
+                Some((_, domain)) => (domain, false),
+                None => return Ok(()),
+            },
+            San::Ip(_) | San::Other(_) => return Ok(()),
+        };
+        let domain = domain.to_ascii_lowercase();
+        if wildcard && is_public_suffix(&domain) {
+            return Err(CaError::SanNotAllowed(format!(
+                "{san} (wildcard on a public suffix: *.{domain})"
+            )));
+        }
+        let within = self.san.dns_suffixes.is_empty()
+            || self.san.dns_suffixes.iter().any(|suffix| {
+                let suffix = suffix.trim_start_matches('.').to_ascii_lowercase();
+                domain == suffix || domain.ends_with(&format!(".{suffix}"))
+            });
+        if !within {
+            return Err(CaError::SanNotAllowed(format!(
+                "{san} (domain {domain} is outside the profile's dns_suffixes: {})",
+                self.san.dns_suffixes.join(", ")
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `domain` (lower case) is itself a public suffix (`com`, `co.uk`, `github.io`)
+/// of the Public Suffix List, ICANN or private section, that the `psl` crate embeds.
+fn is_public_suffix(domain: &str) -> bool {
+    psl::suffix(domain.as_bytes())
+        .is_some_and(|s| s.is_known() && s.as_bytes() == domain.as_bytes())
+}
+
+/// Unicode general category Cf (format characters, Unicode 15.1): bidirectional controls,
+/// zero-width characters, the byte order mark, tags and the rest, which make a name display
+/// as something other than what it holds (CVE-2021-42574, "Trojan Source").
+const FORMAT_CHARACTERS: &[(char, char)] = &[
+    ('\u{00AD}', '\u{00AD}'),
+    ('\u{0600}', '\u{0605}'),
+    ('\u{061C}', '\u{061C}'),
+    ('\u{06DD}', '\u{06DD}'),
+    ('\u{070F}', '\u{070F}'),
+    ('\u{0890}', '\u{0891}'),
+    ('\u{08E2}', '\u{08E2}'),
+    ('\u{180E}', '\u{180E}'),
+    ('\u{200B}', '\u{200F}'),
+    ('\u{202A}', '\u{202E}'),
+    ('\u{2060}', '\u{2064}'),
+    ('\u{2066}', '\u{206F}'),
+    ('\u{FEFF}', '\u{FEFF}'),
+    ('\u{FFF9}', '\u{FFFB}'),
+    ('\u{110BD}', '\u{110BD}'),
+    ('\u{110CD}', '\u{110CD}'),
+    ('\u{13430}', '\u{1343F}'),
+    ('\u{1BCA0}', '\u{1BCA3}'),
+    ('\u{1D173}', '\u{1D17A}'),
+    ('\u{E0001}', '\u{E0001}'),
+    ('\u{E0020}', '\u{E007F}'),
+];
+
+/// Whether `c` is a Unicode format character (general category Cf).
+pub fn is_format_character(c: char) -> bool {
+    FORMAT_CHARACTERS
+        .iter()
+        .any(|(first, last)| (*first..=*last).contains(&c))
 }
 
 fn cn_in_sans(cn: &str, sans: &[San]) -> bool {
@@ -394,9 +489,18 @@ fn check_attribute_value(attr: &SubjectAttribute) -> Result<(), CaError> {
             attr.kind.max_len()
         )));
     }
-    if v.chars().any(char::is_control) {
+    if let Some(c) = v
+        .chars()
+        .find(|c| c.is_control() || is_format_character(*c))
+    {
+        let kind = if c.is_control() {
+            "a control character"
+        } else {
+            "a Unicode format character"
+        };
         return Err(CaError::SubjectNotAllowed(format!(
-            "{short} contains control characters"
+            "subject attribute {short} contains {kind} U+{:04X}",
+            u32::from(c)
         )));
     }
     let printable = |c: char| c.is_ascii_alphanumeric() || " '()+,-./:=?".contains(c);
@@ -531,10 +635,128 @@ mod tests {
     fn dns_suffixes_and_wildcards() {
         let mut p = Profile::builtin()["tls-server"].clone();
         p.san.dns_suffixes = vec!["example.com".into()];
-        assert!(p.dns_name_allowed("example.com"));
-        assert!(p.dns_name_allowed("*.www.Example.com"));
-        assert!(!p.dns_name_allowed("badexample.com"));
+        let ok = |p: &Profile, d: &str| p.check_sans("p", &[San::Dns(d.into())]).is_ok();
+        assert!(ok(&p, "example.com"));
+        assert!(ok(&p, "*.www.Example.com"));
+        assert!(!ok(&p, "badexample.com"));
         p.san.wildcards = false;
-        assert!(!p.dns_name_allowed("*.example.com"));
+        assert!(!ok(&p, "*.example.com"));
+    }
+
+    #[test]
+    fn dns_suffixes_apply_to_email_domains() {
+        let mut p = Profile::builtin()["tls-client"].clone();
+        p.san.dns_suffixes = vec!["example.com".into()];
+        let check = |e: &str| p.check_sans("tls-client", &[San::Email(e.into())]);
+        assert!(check("a@example.com").is_ok());
+        assert!(check("a@mail.Example.COM").is_ok());
+        let e = check("a@evil.example").unwrap_err();
+        assert_eq!(e.code(), "san_not_allowed");
+        assert!(e.to_string().contains("dns_suffixes"), "{e}");
+        assert!(check("a@badexample.com").is_err());
+    }
+
+    #[test]
+    fn wildcards_on_public_suffixes_are_refused() {
+        let p = &Profile::builtin()["tls-server"];
+        let check = |d: &str| p.check_sans("tls-server", &[San::Dns(d.into())]);
+        for bad in ["*.co.uk", "*.com", "*.CO.UK", "*.github.io"] {
+            let e = check(bad).unwrap_err();
+            assert_eq!(e.code(), "san_not_allowed", "{bad}");
+            assert!(
+                e.to_string().contains("wildcard on a public suffix"),
+                "{bad}: {e}"
+            );
+        }
+        for good in [
+            "*.example.co.uk",
+            "*.example.com",
+            "example.com",
+            "*.a.example",
+        ] {
+            assert!(check(good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn format_and_control_characters_are_refused_in_subjects() {
+        let p = &Profile::builtin()["personal"];
+        for (c, shown) in [
+            ('\u{202E}', "U+202E"),
+            ('\u{2066}', "U+2066"),
+            ('\u{200B}', "U+200B"),
+            ('\u{FEFF}', "U+FEFF"),
+            ('\u{E0041}', "U+E0041"),
+            ('\u{0007}', "U+0007"),
+            ('\u{009B}', "U+009B"),
+        ] {
+            let subject = [SubjectAttribute {
+                kind: AttributeKind::CommonName,
+                value: format!("Maria{c}Silva"),
+            }];
+            let e = p.check_names("personal", &subject, &[]).unwrap_err();
+            assert_eq!(e.code(), "subject_not_allowed");
+            assert!(e.to_string().contains(shown), "{shown}: {e}");
+            assert!(e.to_string().contains("attribute CN"), "{e}");
+        }
+        let fine = [SubjectAttribute {
+            kind: AttributeKind::CommonName,
+            value: "Jos\u{e9} \u{5f20}\u{4f1f} \u{0645}\u{062d}\u{0645}\u{062f}".into(),
+        }];
+        p.check_names("personal", &fine, &[]).unwrap();
+        assert!(!is_format_character('a') && !is_format_character('\u{2065}'));
+        assert!(is_format_character('\u{00AD}'));
+    }
+
+    #[test]
+    fn rsa_exponents_other_than_f4_need_the_profile_to_allow_them() {
+        let e3 = rsa_key(3);
+        let mut p = Profile::builtin()["tls-server"].clone();
+        let request = |key: SubjectKey| VerifiedCsr {
+            key,
+            subject: vec![],
+            sans: vec![San::Dns("a.example".into())],
+        };
+        let e = p
+            .validate("tls-server", request(e3.clone()), None)
+            .unwrap_err();
+        assert_eq!(e.code(), "weak_key");
+        assert!(e.to_string().contains("rsa_require_f4"), "{e}");
+        p.validate("tls-server", request(rsa_key(65_537)), None)
+            .unwrap();
+        p.rsa_require_f4 = false;
+        p.validate("tls-server", request(e3), None).unwrap();
+    }
+
+    /// An RSAPublicKey (RFC 8017 appendix A.1.1) with a 2048-bit modulus (not a real one:
+    /// the profile looks only at the exponent) and exponent `e`.
+    fn rsa_key(e: u32) -> SubjectKey {
+        let mut modulus = vec![0x00, 0xc1];
+        modulus.extend(std::iter::repeat_n(0x5a, 254));
+        modulus.push(0x01);
+        let e = e.to_be_bytes();
+        let e: Vec<u8> = e.iter().copied().skip_while(|b| *b == 0).collect();
+        let int = |v: &[u8]| {
+            let mut out = vec![0x02];
+            out.extend(der_len(v.len()));
+            out.extend_from_slice(v);
+            out
+        };
+        let body = [int(&modulus), int(&e)].concat();
+        let mut bits = vec![0x30];
+        bits.extend(der_len(body.len()));
+        bits.extend(body);
+        SubjectKey {
+            key_type: SubjectKeyType::Rsa(2048),
+            bits,
+        }
+    }
+
+    fn der_len(n: usize) -> Vec<u8> {
+        match n {
+            0..=127 => vec![n as u8],
+            128..=255 => vec![0x81, n as u8],
+            _ => vec![0x82, (n >> 8) as u8, n as u8],
+        }
     }
 }

@@ -2,9 +2,90 @@
 //! certificate status derived from it.
 
 use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::error::CaError;
+
+/// The earliest invalidity date accepted unless `[revocation] min_invalidity_date` says
+/// otherwise: the first year of UTCTime's window (RFC 5280 section 4.1.2.5.1), long before
+/// any key this CA certifies.
+pub const DEFAULT_MIN_INVALIDITY_DATE: &str = "1950-01-01T00:00:00Z";
+
+/// 0000-01-01T00:00:00Z, the earliest time RFC 3339 and GeneralizedTime carry: no
+/// invalidity date before it is ever stored, whatever the caller's floor.
+pub const EARLIEST_INVALIDITY_DATE: i64 = -62_167_219_200;
+
+/// Revocation settings (`[revocation]` of the configuration).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RevocationConfig {
+    /// The earliest `invalidity_date` a revocation may give, RFC 3339 (default
+    /// [`DEFAULT_MIN_INVALIDITY_DATE`]).
+    pub min_invalidity_date: String,
+}
+
+impl Default for RevocationConfig {
+    fn default() -> Self {
+        RevocationConfig {
+            min_invalidity_date: DEFAULT_MIN_INVALIDITY_DATE.into(),
+        }
+    }
+}
+
+impl RevocationConfig {
+    /// `min_invalidity_date` in Unix seconds; an error names the setting when it is not an
+    /// RFC 3339 time.
+    pub fn min_invalidity_unix(&self) -> Result<i64, CaError> {
+        OffsetDateTime::parse(&self.min_invalidity_date, &Rfc3339)
+            .map(OffsetDateTime::unix_timestamp)
+            .map_err(|e| {
+                CaError::InvalidRequest(format!(
+                    "[revocation] min_invalidity_date {:?} is not an RFC 3339 time: {e}",
+                    self.min_invalidity_date
+                ))
+            })
+    }
+}
+
+/// Checks an invalidity date (RFC 5280 section 5.3.2: when the key is known or suspected to
+/// have been compromised), in Unix seconds, given with a revocation at `revoked_at`: not
+/// after the revocation (which is not in the future), and not before `floor` (the operator's
+/// `min_invalidity_date`). Whatever passes is a year GeneralizedTime carries.
+pub fn check_invalidity_date(date: i64, revoked_at: i64, floor: i64) -> Result<(), CaError> {
+    let show = |t: i64| crate::audit::rfc3339(t).unwrap_or_else(|_| t.to_string());
+    if date > revoked_at {
+        return Err(CaError::InvalidRequest(format!(
+            "invalidity_date {} is after the revocation time {} (RFC 5280 5.3.2: it must not \
+             be in the future)",
+            show(date),
+            show(revoked_at)
+        )));
+    }
+    if date < floor {
+        return Err(CaError::InvalidRequest(format!(
+            "invalidity_date {} is before {}, the earliest this CA accepts ([revocation] \
+             min_invalidity_date)",
+            show(date),
+            show(floor)
+        )));
+    }
+    Ok(())
+}
+
+/// Parses the API's `invalidity_date` (RFC 3339) and checks it as [`check_invalidity_date`]
+/// does for a revocation at `revoked_at`.
+pub fn parse_invalidity_date(text: &str, revoked_at: i64, floor: i64) -> Result<i64, CaError> {
+    let date = OffsetDateTime::parse(text, &Rfc3339)
+        .map(OffsetDateTime::unix_timestamp)
+        .map_err(|e| {
+            CaError::InvalidRequest(format!(
+                "invalidity_date {text:?} is not an RFC 3339 time: {e}"
+            ))
+        })?;
+    check_invalidity_date(date, revoked_at, floor)?;
+    Ok(date)
+}
 
 /// A CRL reason code (RFC 5280 section 5.3.1). `removeFromCRL` (8) exists only in delta CRLs
 /// and is not a reason a caller may give.
@@ -165,6 +246,43 @@ impl Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invalidity_dates_are_bounded() {
+        let floor = RevocationConfig::default().min_invalidity_unix().unwrap();
+        assert_eq!(floor, -631_152_000);
+        let now = 1_800_000_000;
+        let ok = |s: &str| parse_invalidity_date(s, now, floor);
+        assert_eq!(ok("1969-12-31T23:59:59Z").unwrap(), -1);
+        assert_eq!(ok("1950-01-01T00:00:00Z").unwrap(), floor);
+        assert_eq!(ok("2027-01-15T08:00:00Z").unwrap(), now);
+        for (bad, why) in [
+            ("1949-12-31T23:59:59Z", "before"),
+            ("1900-01-01T00:00:00Z", "before"),
+            ("0000-01-01T00:00:00Z", "before"),
+            ("2027-01-15T08:00:01Z", "after the revocation"),
+            ("9999-12-31T23:59:59Z", "after the revocation"),
+            ("yesterday", "RFC 3339"),
+        ] {
+            let e = ok(bad).unwrap_err();
+            assert_eq!(e.code(), "invalid_request");
+            assert!(e.to_string().contains(why), "{bad}: {e}");
+        }
+        let early = RevocationConfig {
+            min_invalidity_date: "1900-01-01T00:00:00Z".into(),
+        };
+        let floor = early.min_invalidity_unix().unwrap();
+        assert!(parse_invalidity_date("1900-01-01T00:00:00Z", now, floor).is_ok());
+        let earliest = "0000-01-01T00:00:00Z";
+        assert_eq!(
+            parse_invalidity_date(earliest, now, EARLIEST_INVALIDITY_DATE).unwrap(),
+            EARLIEST_INVALIDITY_DATE
+        );
+        let bad = RevocationConfig {
+            min_invalidity_date: "1950".into(),
+        };
+        assert!(bad.min_invalidity_unix().is_err());
+    }
 
     #[test]
     fn reasons_round_trip_by_name_and_code() {

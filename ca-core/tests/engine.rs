@@ -229,3 +229,70 @@ fn queued_ed25519_requests_are_verified_together_and_a_bad_one_alone() {
         "200 queued requests were taken in {taken} goes: no batches"
     );
 }
+
+/// A redemption rolled back after its commit (its PKCS#12 file could not be built): the
+/// certificate is revoked, the enrolment pending again, both in the audit log, and the code
+/// redeems anew; a rollback for another certificate is refused.
+#[test]
+fn an_undone_redemption_revokes_its_certificate_and_reopens_the_enrolment() {
+    use ca_core::engine::{EnrollmentRequest, RedeemKey};
+    use ca_core::revocation::RevocationReason;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let engine = Engine::start(authority(), store, &EngineConfig::default()).unwrap();
+    runtime().block_on(async {
+        let created = engine
+            .create_enrollment(EnrollmentRequest {
+                profile: "tls-server".into(),
+                subject: "CN=undo.example".into(),
+                sans: vec!["undo.example".into()],
+                validity_days: None,
+                lifetime_secs: 3600,
+                max_attempts: 3,
+                requester: Requester {
+                    name: "test-ra".into(),
+                    token_hash: [7; 32],
+                },
+            })
+            .await
+            .unwrap();
+        let (id, code) = (created.id, created.code);
+        let redeem = || {
+            engine.redeem(
+                id,
+                code.as_str(),
+                RedeemKey::Csr(csr_pem("whatever.example")),
+            )
+        };
+        let first = redeem().await.unwrap();
+        let serial = Serial::from_bytes(&first.record.serial).unwrap();
+        let again = redeem().await.unwrap_err();
+        assert_eq!(again.code(), "enrollment_already_redeemed");
+
+        let other = Serial::random(&SystemRandom::new()).unwrap();
+        let refused = engine.undo_redemption(id, other).await.unwrap_err();
+        assert!(matches!(refused, CaError::Storage(_)), "{refused}");
+
+        engine.undo_redemption(id, serial).await.unwrap();
+        let revocation = engine.store().revocation(&serial).unwrap().unwrap();
+        assert_eq!(revocation.reason, RevocationReason::CessationOfOperation);
+        let record = engine.store().enrollment(&id).unwrap().unwrap();
+        assert_eq!(record.serial, None);
+        let actions: Vec<String> = engine
+            .store()
+            .audit_entries(0, 100)
+            .unwrap()
+            .iter()
+            .map(|e| e.event.action.name().to_string())
+            .collect();
+        let tail = &actions[actions.len() - 2..];
+        assert_eq!(tail, ["certificate_revoked", "enrollment_reopened"]);
+
+        let second = redeem().await.unwrap();
+        assert_ne!(second.record.serial, first.record.serial);
+        let record = engine.store().enrollment(&id).unwrap().unwrap();
+        assert_eq!(record.serial, Some(second.record.serial));
+    });
+    engine.shutdown();
+}

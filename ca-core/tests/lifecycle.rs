@@ -184,6 +184,18 @@ fn revocation_state_machine() {
             .revoke(b, RevocationReason::CertificateHold, None, "tester")
             .await
             .unwrap();
+        // Invalidity dates after the revocation or before year 0000 are refused by the
+        // engine itself, and change nothing.
+        let later = time::OffsetDateTime::now_utc().unix_timestamp() + 3600;
+        for date in [later, i64::MIN, i64::MAX] {
+            assert!(matches!(
+                engine
+                    .revoke(b, RevocationReason::KeyCompromise, Some(date), "tester")
+                    .await,
+                Err(CaError::InvalidRequest(_))
+            ));
+        }
+        assert!(engine.store().revocation(&b).unwrap().unwrap().is_hold());
         let permanent = engine
             .revoke(b, RevocationReason::CessationOfOperation, Some(5), "tester")
             .await

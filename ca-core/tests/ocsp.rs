@@ -13,7 +13,8 @@ use ca_core::csr::{AttributeKind, SubjectAttribute, SubjectKey, SubjectKeyType};
 use ca_core::name::parse_rfc4514;
 use ca_core::ocsp::{
     check_responder_certificate, decode_get_request, issue_responder_certificate, CertStatus,
-    OcspCache, OcspResponder, ResponderValidity, MAX_CERT_IDS, MAX_RESPONDER_VALIDITY_DAYS,
+    OcspCache, OcspResponder, ResponderValidity, SignatureKind, MALFORMED_REQUEST, MAX_CERT_IDS,
+    MAX_RESPONDER_VALIDITY_DAYS, TRY_LATER,
 };
 use ca_core::profile::{Profile, ValidatedRequest};
 use ca_core::revocation::{Revocation, RevocationReason};
@@ -211,6 +212,7 @@ fn revoked(reason: RevocationReason) -> CertStatus {
     CertStatus::Revoked {
         revoked_at: OffsetDateTime::now_utc() - Duration::hours(1),
         reason,
+        invalidity_date: None,
     }
 }
 
@@ -493,35 +495,45 @@ fn ocsp_nonces_are_checked_by_openssl() {
     let (_, text) = f.check(&resp_a, &against_b);
     assert!(text.contains("Nonce Verify error"), "{text}");
 
-    // A nonce longer than 32 octets is not echoed (RFC 8954 section 2.1): OpenSSL warns.
-    let mut long = OcspRequest::from_der(&a).unwrap();
-    let ext = &mut long.tbs_request.request_extensions.as_mut().unwrap()[0];
-    ext.extn_value = der::asn1::OctetString::new(
-        der::asn1::OctetString::new(vec![7u8; 33])
-            .unwrap()
-            .to_der()
-            .unwrap(),
-    )
-    .unwrap();
-    let long = long.to_der().unwrap();
-    std::fs::write(f.path("long.der"), &long).unwrap();
-    let resp = responder.respond(&long, now, |_| Ok(CertStatus::Good));
-    assert!(parse(&resp).1.unwrap().nonce().is_none());
-    let (ok, text) = f.check(
-        &resp,
-        &[
-            "-reqin",
-            "long.der",
-            "-issuer",
-            "ca.pem",
-            "-CAfile",
-            "ca.pem",
-            "-resp_text",
-        ],
-    );
-    assert!(ok && text.contains("Response verify OK"), "{text}");
-    assert!(text.contains("WARNING: no nonce in response"), "{text}");
-    assert!(text.contains("Cert Status: good"), "{text}");
+    // Nonces of 1 to 128 octets are echoed (RFC 9654 section 2.1, which obsoletes RFC 8954's
+    // 32): OpenSSL checks the 128-octet one without a warning.
+    let with_nonce = |name: &str, len: usize| {
+        let mut request = OcspRequest::from_der(&a).unwrap();
+        let ext = &mut request.tbs_request.request_extensions.as_mut().unwrap()[0];
+        ext.extn_value = der::asn1::OctetString::new(
+            der::asn1::OctetString::new(vec![7u8; len])
+                .unwrap()
+                .to_der()
+                .unwrap(),
+        )
+        .unwrap();
+        let der = request.to_der().unwrap();
+        std::fs::write(f.path(name), &der).unwrap();
+        der
+    };
+    for len in [1, 33, 128] {
+        let name = format!("nonce-{len}.der");
+        let request = with_nonce(&name, len);
+        let resp = responder.respond(&request, now, |_| Ok(CertStatus::Good));
+        let basic = parse(&resp).1.unwrap();
+        assert_eq!(
+            basic.nonce().map(|n| n.0.as_bytes().len()),
+            Some(len),
+            "a nonce of {len} octets is echoed"
+        );
+        let text = f.check_with_request(&resp, &name);
+        assert!(text.contains("Cert Status: good"), "{text}");
+    }
+    // Shorter than 1 or longer than 128 octets: malformedRequest (RFC 9654 section 2.1).
+    for len in [0, 129, 1000] {
+        let request = with_nonce(&format!("nonce-{len}.der"), len);
+        let resp = responder.respond(&request, now, |_| Ok(CertStatus::Good));
+        assert_eq!(
+            parse(&resp).0,
+            OcspResponseStatus::MalformedRequest,
+            "a nonce of {len} octets"
+        );
+    }
 }
 
 #[test]
@@ -592,13 +604,24 @@ fn ocsp_bad_input_gets_malformed_request_and_lookup_failure_internal_error() {
     let end_of_time = time::macros::datetime!(9999-12-31 23:00 UTC);
     let resp = responder.respond(&req, end_of_time, |_| Ok(CertStatus::Good));
     assert_eq!(parse(&resp), (OcspResponseStatus::InternalError, None));
+    // A stored revocation time GeneralizedTime cannot carry does not make the answer
+    // unbuildable: the certificate is still answered revoked, as of thisUpdate.
     let resp = responder.respond(&req, now, |_| {
         Ok(CertStatus::Revoked {
             revoked_at: time::macros::datetime!(1900-01-01 0:00 UTC),
             reason: RevocationReason::Superseded,
+            invalidity_date: None,
         })
     });
-    assert_eq!(parse(&resp), (OcspResponseStatus::InternalError, None));
+    let (status, basic) = parse(&resp);
+    assert_eq!(status, OcspResponseStatus::Successful);
+    let single = &basic.unwrap().tbs_response_data.responses[0];
+    match &single.cert_status {
+        x509_ocsp::CertStatus::Revoked(info) => {
+            assert_eq!(info.revocation_time, single.this_update)
+        }
+        other => panic!("expected revoked, got {other:?}"),
+    }
 
     // The store failing is the responder's fault.
     let resp = responder.respond(&req, now, |_| Err(CaError::Storage("disk on fire".into())));
@@ -760,6 +783,90 @@ fn ocsp_rfc_5019_responses_are_cached_until_invalidated() {
     assert!(cache.is_empty());
 }
 
+/// Signatures on demand (a nonce, several CertIDs, an unknown serial) ask the budget; over
+/// it, a request for one known certificate is answered without its nonce (from the cache, or
+/// signed once into it), anything else gets tryLater.
+#[test]
+fn ocsp_signatures_on_demand_ask_the_budget() {
+    let f = Fixture::new(KeyAlgorithm::EcdsaP256);
+    let cache = Arc::new(OcspCache::new(100));
+    let responder = f.responder().with_cache(cache.clone());
+    let now = OffsetDateTime::now_utc();
+    let good = |_: &Serial| Ok(CertStatus::Good);
+    let nonced = f.request("n.der", &["-issuer", "ca.pem", "-cert", "leaf.pem"]);
+    let plain = f.request(
+        "p.der",
+        &["-issuer", "ca.pem", "-cert", "leaf.pem", "-no_nonce"],
+    );
+    let several = f.request(
+        "s.der",
+        &[
+            "-issuer",
+            "ca.pem",
+            "-cert",
+            "leaf.pem",
+            "-serial",
+            "0x01",
+            "-no_nonce",
+        ],
+    );
+    let asked = Cell::new(0);
+    let allow = |yes: bool| {
+        let asked = &asked;
+        move || {
+            asked.set(asked.get() + 1);
+            yes
+        }
+    };
+
+    // Within the budget: the nonce is echoed, on demand.
+    let a = responder.respond_within(&nonced, now, good, allow(true));
+    assert_eq!(a.signature, Some(SignatureKind::OnDemand));
+    assert!(!a.nonce_ignored && parse(&a.der).1.unwrap().nonce().is_some());
+    assert_eq!((asked.get(), cache.len()), (1, 0));
+
+    // Over it: signed once for the cache, without the nonce; then from the cache.
+    let b = responder.respond_within(&nonced, now, good, allow(false));
+    assert_eq!(b.signature, Some(SignatureKind::CacheFill));
+    assert!(b.nonce_ignored && parse(&b.der).1.unwrap().nonce().is_none());
+    assert_eq!((asked.get(), cache.len()), (2, 1));
+    let c = responder.respond_within(&nonced, now, good, allow(false));
+    assert_eq!((c.signature, c.nonce_ignored), (None, true));
+    assert_eq!(c.der, b.der);
+    let (ok, text) = f.check(
+        &c.der,
+        &[
+            "-CAfile", "ca.pem", "-issuer", "ca.pem", "-cert", "leaf.pem",
+        ],
+    );
+    assert!(ok && text.contains("leaf.pem: good"), "{text}");
+
+    // An RFC 5019 request never asks: the cache answers.
+    let d = responder.respond_within(&plain, now, good, allow(false));
+    assert_eq!((d.signature, d.der), (None, b.der));
+    assert_eq!(asked.get(), 3);
+
+    // Several CertIDs, or an unknown serial, over the budget: tryLater, no signature.
+    for (request, lookup_status) in [(&several, CertStatus::Good), (&plain, CertStatus::Unknown)] {
+        cache.clear();
+        let e = responder.respond_within(request, now, |_| Ok(lookup_status), allow(false));
+        assert_eq!(e.der, TRY_LATER.to_vec());
+        assert_eq!(parse(&e.der).0, OcspResponseStatus::TryLater);
+        assert_eq!(e.signature, None);
+    }
+    // Within the budget they are signed on demand and not cached.
+    let g = responder.respond_within(&several, now, good, allow(true));
+    assert_eq!(g.signature, Some(SignatureKind::OnDemand));
+    assert!(cache.is_empty());
+    // Malformed input never asks.
+    let before = asked.get();
+    let h = responder.respond_within(b"junk", now, good, allow(true));
+    assert_eq!(
+        (h.der.as_slice(), asked.get()),
+        (&MALFORMED_REQUEST[..], before)
+    );
+}
+
 #[test]
 fn ocsp_the_cache_stays_bounded() {
     let f = Fixture::new(KeyAlgorithm::Ed25519);
@@ -814,6 +921,7 @@ fn ocsp_stored_revocations_become_statuses() {
         CertStatus::Revoked {
             revoked_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
             reason: RevocationReason::Superseded,
+            invalidity_date: None,
         }
     );
 }

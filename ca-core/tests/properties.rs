@@ -16,10 +16,10 @@ use ca_core::authority::{create_root, CertificateAuthority, Urls};
 use ca_core::csr::{AttributeKind, San, SubjectAttribute, SubjectKey, SubjectKeyType, VerifiedCsr};
 use ca_core::engine::{Engine, EngineConfig, IssueRequest, Requester};
 use ca_core::name::{parse_rfc4514, to_rfc4514};
-use ca_core::profile::{is_valid_hostname, Profile};
+use ca_core::profile::{is_format_character, is_valid_hostname, Profile};
 use ca_core::revocation::{RevocationReason, Status};
 use ca_core::serial::SERIAL_LEN;
-use ca_core::store::query::{CertificateQuery, Cursor};
+use ca_core::store::query::{CertificateQuery, Cursor, CursorKey, CURSOR_KEY_LEN};
 use ca_core::{CaError, Serial};
 use keys::{KeyAlgorithm, Signer, SoftwareKey};
 use proptest::prelude::*;
@@ -153,6 +153,30 @@ proptest! {
         let cursor = Cursor::decode(&text).expect("a cursor of a known index");
         prop_assert_eq!(cursor.encode(), text.clone());
         prop_assert_eq!(Cursor::decode(&cursor.encode()).unwrap(), cursor);
+    }
+
+    #[test]
+    fn sealed_cursors_open_only_for_their_key_and_context_and_unaltered(
+        walk in WALK_TAGS,
+        key in proptest::collection::vec(any::<u8>(), 0..64),
+        secret in any::<[u8; CURSOR_KEY_LEN]>(),
+        context in proptest::collection::vec(any::<u8>(), 0..24),
+        flip in any::<prop::sample::Index>(),
+    ) {
+        let mut bytes = vec![walk];
+        bytes.extend_from_slice(&key);
+        let cursor = Cursor::decode(&URL_SAFE_NO_PAD.encode(&bytes)).expect("a known index");
+        let sealing = CursorKey::new(&secret).expect("key");
+        let sealed = cursor.seal(&sealing, &context).expect("seal");
+        prop_assert_eq!(Cursor::open(&sealed, &sealing, &context).expect("open"), cursor);
+        let mut other_context = context.clone();
+        other_context.push(0);
+        prop_assert!(Cursor::open(&sealed, &sealing, &other_context).is_err());
+        let mut raw = URL_SAFE_NO_PAD.decode(&sealed).expect("base64url");
+        let i = flip.index(raw.len());
+        raw[i] ^= 0x01;
+        let err = Cursor::open(&URL_SAFE_NO_PAD.encode(&raw), &sealing, &context).unwrap_err();
+        prop_assert!(matches!(err, CaError::InvalidRequest(_)));
     }
 
     #[test]
@@ -492,11 +516,16 @@ fn verified(
     subject: Vec<SubjectAttribute>,
     sans: Vec<San>,
 ) -> VerifiedCsr {
+    // An RSAPublicKey (RFC 8017 appendix A.1.1) of exponent 65537, which profiles require
+    // by default; other key types' bits are not looked at.
+    let bits = match key_type {
+        SubjectKeyType::Rsa(_) => vec![
+            0x30, 0x0a, 0x02, 0x03, 0x00, 0xc1, 0x01, 0x02, 0x03, 0x01, 0x00, 0x01,
+        ],
+        _ => vec![4; 65],
+    };
     VerifiedCsr {
-        key: SubjectKey {
-            key_type,
-            bits: vec![4; 65],
-        },
+        key: SubjectKey { key_type, bits },
         subject,
         sans,
     }
@@ -724,6 +753,7 @@ fn accepted_obeys_rules(
         let chars = attr.value.chars().count();
         prop_assert!((1..=attr.kind.max_len()).contains(&chars));
         prop_assert!(!attr.value.chars().any(char::is_control));
+        prop_assert!(!attr.value.chars().any(is_format_character));
     }
     let cn = subject.iter().find(|a| a.kind == AttributeKind::CommonName);
     prop_assert!(!profile.subject.require_cn || cn.is_some());

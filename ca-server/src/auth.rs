@@ -3,6 +3,11 @@
 //! A token is 32 random bytes, shown once as `cat_` + base64url. The store keeps only its
 //! SHA-256, so lookups go by hash: the secret itself is never compared byte by byte, and a
 //! stolen database holds no usable token.
+//!
+//! A token's name is unique for ever (the store refuses a name any token ever had, revoked
+//! or not), and certificates and enrolments belong to the token whose name they record: so
+//! no new token can inherit another's certificates. Tokens may expire and be revoked; such a
+//! token no longer authenticates (401).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -79,12 +84,36 @@ pub struct NewToken {
     pub record: TokenRecord,
 }
 
-/// Draws a token for a role and a name (1 to 128 printable characters).
+/// Token names the CA keeps for its own actors and requesters: `ca-server`
+/// ([`crate::datadir::ACTOR`]), and every name that starts with `(` (`(public)`, `(ca)`,
+/// `(upgrade)`).
+fn reserved_name(name: &str) -> bool {
+    name == crate::datadir::ACTOR || name.starts_with('(')
+}
+
+/// Draws a token for a role and a name (1 to 128 printable characters) that does not expire.
 pub fn new_token(role: Role, name: &str) -> Result<NewToken, CaError> {
+    new_token_expiring(role, name, None)
+}
+
+/// Draws a token for a role and a name (1 to 128 printable characters, not reserved) that
+/// expires at `expires_at` (Unix seconds), if given.
+pub fn new_token_expiring(
+    role: Role,
+    name: &str,
+    expires_at: Option<i64>,
+) -> Result<NewToken, CaError> {
     if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
         return Err(CaError::InvalidRequest(
             "a token name must have 1 to 128 printable characters".into(),
         ));
+    }
+    if reserved_name(name) {
+        return Err(CaError::InvalidRequest(format!(
+            "the token name {name:?} is reserved for the CA itself (`{}` and names starting \
+             with `(`)",
+            crate::datadir::ACTOR
+        )));
     }
     let mut secret = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut secret);
@@ -93,6 +122,9 @@ pub fn new_token(role: Role, name: &str) -> Result<NewToken, CaError> {
         name: name.to_string(),
         role: role.name().to_string(),
         created_at: time::OffsetDateTime::now_utc().unix_timestamp(),
+        id: ca_core::store::new_token_id()?,
+        expires_at,
+        revoked_at: None,
     };
     Ok(NewToken {
         hash: token_hash(&token),
@@ -103,19 +135,34 @@ pub fn new_token(role: Role, name: &str) -> Result<NewToken, CaError> {
 
 /// Creates a token with a role and a name directly in a store that no server has open
 /// (first start, the command line), with its audit entry under `actor`, and returns the token
-/// (the only time it exists outside the caller's hands).
+/// (the only time it exists outside the caller's hands). A name that is or was taken is
+/// refused ([`CaError::TokenNameTaken`]).
 pub fn create_token(store: &Store, role: Role, name: &str, actor: &str) -> Result<String, CaError> {
-    let new = new_token(role, name)?;
+    create_token_expiring(store, role, name, actor, None)
+}
+
+/// [`create_token`] for a token that expires at `expires_at` (Unix seconds), if given.
+pub fn create_token_expiring(
+    store: &Store,
+    role: Role,
+    name: &str,
+    actor: &str,
+    expires_at: Option<i64>,
+) -> Result<String, CaError> {
+    let new = new_token_expiring(role, name, expires_at)?;
     store.put_token(&new.hash, &new.record, actor)?;
     Ok(new.token)
 }
 
-/// Looks up the caller of a bearer token; `None` for an unknown token.
+/// Looks up the caller of a bearer token; `None` for an unknown, revoked or expired token.
 pub fn authenticate(store: &Store, token: &str) -> Result<Option<Caller>, CaError> {
     let hash = token_hash(token);
     let Some(record) = store.token(&hash)? else {
         return Ok(None);
     };
+    if !record.is_active(time::OffsetDateTime::now_utc().unix_timestamp()) {
+        return Ok(None);
+    }
     let role = Role::parse(&record.role)
         .ok_or_else(|| CaError::Storage(format!("token with unknown role {:?}", record.role)))?;
     Ok(Some(Caller {
@@ -123,4 +170,17 @@ pub fn authenticate(store: &Store, token: &str) -> Result<Option<Caller>, CaErro
         role,
         token_hash: hash,
     }))
+}
+
+/// Whether `caller` is the requester recorded as `requester` (a certificate's or an
+/// enrolment's): the names match and the store's name index gives that name to the caller's
+/// own token. A caller without a token (a mapped client certificate) owns only names that no
+/// token holds.
+pub fn owns(store: &Store, caller: &Caller, requester: &str) -> Result<bool, CaError> {
+    if caller.name != requester {
+        return Ok(false);
+    }
+    Ok(store
+        .token_name_holder(requester)?
+        .is_none_or(|holder| holder == caller.token_hash))
 }

@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use keys::KeyAlgorithm;
 
-use crate::auth::{create_token, Role};
+use crate::api::MAX_TOKEN_LIFETIME_DAYS;
+use crate::auth::{create_token_expiring, Role};
+
+/// The actor the audit log names for changes made from the command line.
+const CLI_ACTOR: &str = "command-line";
 use crate::datadir::{self, Created, ROOT_VALIDITY_DAYS};
 use crate::offline::{self, ExportFormat};
 use crate::serve::{serve, ServeOptions};
@@ -133,7 +137,16 @@ pub enum TokenCommand {
         /// ra, auditor or operator.
         #[arg(long)]
         role: String,
-        /// A name for the token's holder (shown as requester and actor).
+        /// A name for the token's holder (shown as requester and actor); unique for ever.
+        #[arg(long)]
+        name: String,
+        /// The token expires this many days from now (default: never).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    /// Revoke a token by its name: it no longer authenticates; the name stays taken.
+    Revoke {
+        /// The token's name.
         #[arg(long)]
         name: String,
     },
@@ -244,16 +257,44 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Token {
-            command: TokenCommand::Create { role, name },
+            command:
+                TokenCommand::Create {
+                    role,
+                    name,
+                    expires_in_days,
+                },
         } => {
             let role = Role::parse(&role).ok_or_else(|| {
                 format!("unknown role {role:?}; expected ra, auditor or operator")
             })?;
+            let expires_at = match expires_in_days {
+                Some(days @ 1..=MAX_TOKEN_LIFETIME_DAYS) => Some(
+                    time::OffsetDateTime::now_utc().unix_timestamp() + i64::from(days) * 86_400,
+                ),
+                Some(_) => {
+                    return Err(format!(
+                        "--expires-in-days must be between 1 and {MAX_TOKEN_LIFETIME_DAYS}"
+                    ))
+                }
+                None => None,
+            };
             let config = datadir::prepare(&dir)?;
             let store = datadir::open_store(&dir, &config)?;
-            let token =
-                create_token(&store, role, &name, "command-line").map_err(|e| e.to_string())?;
+            let token = create_token_expiring(&store, role, &name, CLI_ACTOR, expires_at)
+                .map_err(|e| e.to_string())?;
             println!("{token}");
+            Ok(())
+        }
+        Command::Token {
+            command: TokenCommand::Revoke { name },
+        } => {
+            let config = datadir::prepare(&dir)?;
+            let store = datadir::open_store(&dir, &config)?;
+            let at = time::OffsetDateTime::now_utc().unix_timestamp();
+            let revoked = store
+                .revoke_token(&name, at, CLI_ACTOR)
+                .map_err(|e| e.to_string())?;
+            println!("token {:?} (role {}) revoked", revoked.name, revoked.role);
             Ok(())
         }
         Command::TlsCert { names } => {

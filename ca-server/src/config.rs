@@ -9,6 +9,7 @@ use ca_core::crl::CrlConfig;
 use ca_core::engine::EngineConfig;
 use ca_core::ocsp::MAX_RESPONDER_VALIDITY_DAYS;
 use ca_core::profile::Profile;
+use ca_core::revocation::RevocationConfig;
 use serde::{Deserialize, Serialize};
 
 /// Name of the configuration file inside the data directory.
@@ -50,6 +51,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Store checks.
     pub store: StoreConfig,
+    /// Revocation requests.
+    pub revocation: RevocationConfig,
     /// Certificate profiles by name.
     pub profiles: BTreeMap<String, Profile>,
 }
@@ -72,16 +75,33 @@ pub struct TlsConfig {
     pub clients: Vec<ClientCertificateConfig>,
 }
 
-/// A client certificate subject mapped to a role.
+/// A client certificate mapped to a role ([`crate::client_auth`]): by the SHA-256 of the
+/// certificate or of its public key, or (only when `client_ca_file` is another CA) by subject.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientCertificateConfig {
-    /// The certificate's subject as an RFC 4514 string (e.g. `CN=portal,O=Example`).
-    pub subject: String,
+    /// SHA-256 of the certificate's DER, hex (colons allowed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_sha256: Option<String>,
+    /// SHA-256 of the certificate's SubjectPublicKeyInfo DER, hex (colons allowed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spki_sha256: Option<String>,
+    /// The certificate's subject as an RFC 4514 string (e.g. `CN=portal,O=Example`): with a
+    /// fingerprint, it must match too; alone, it maps only certificates of a client CA other
+    /// than this CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
     /// `ra`, `auditor` or `operator`.
     pub role: String,
     /// The name shown as requester and actor.
     pub name: String,
+}
+
+impl ClientCertificateConfig {
+    /// The entry as messages name it: `[[tls.clients]] name "portal"`.
+    pub fn describe(&self) -> String {
+        format!("[[tls.clients]] name {:?}", self.name)
+    }
 }
 
 /// Limits of the listener and of each client.
@@ -142,6 +162,9 @@ pub struct EnrollmentConfig {
     pub min_password_length: usize,
     /// Longest code lifetime an RA may ask for, in hours.
     pub max_lifetime_hours: u32,
+    /// Keys (and their PKCS#12 files) generated for subscribers at once; 0: half the cores,
+    /// at least one. A redemption waits at most 5 s for a slot (then 429 `overloaded`).
+    pub key_generation_concurrency: usize,
 }
 
 impl Default for EnrollmentConfig {
@@ -149,6 +172,7 @@ impl Default for EnrollmentConfig {
         EnrollmentConfig {
             min_password_length: 8,
             max_lifetime_hours: 720,
+            key_generation_concurrency: 0,
         }
     }
 }
@@ -184,6 +208,15 @@ pub struct OcspConfig {
     /// Validity of the delegated responder's certificate, in days; it is replaced (with a new
     /// key) when less than a third of it remains.
     pub delegated_validity_days: u32,
+    /// Signatures on demand (answers with a nonce, several CertIDs or an `unknown` status) per
+    /// second for one client address (an IPv6 client by its /64); 0: no per-client limit.
+    pub on_demand_per_client_per_second: f64,
+    /// Burst of signatures on demand above that rate, per client address.
+    pub on_demand_per_client_burst: f64,
+    /// Signatures on demand per second for all clients together; 0: no global limit.
+    pub on_demand_global_per_second: f64,
+    /// Burst of signatures on demand above that rate, for all clients together.
+    pub on_demand_global_burst: f64,
 }
 
 impl Default for OcspConfig {
@@ -193,12 +226,17 @@ impl Default for OcspConfig {
             cache_capacity: 100_000,
             delegated: false,
             delegated_validity_days: 30,
+            on_demand_per_client_per_second: 50.0,
+            on_demand_per_client_burst: 100.0,
+            on_demand_global_per_second: 2000.0,
+            on_demand_global_burst: 4000.0,
         }
     }
 }
 
 impl OcspConfig {
-    /// Checks the delegated responder's settings; returns a message naming the first fault.
+    /// Checks the delegated responder's settings and the on-demand signing budget; returns a
+    /// message naming the first fault.
     pub fn check(&self) -> Result<(), String> {
         let days = self.delegated_validity_days;
         if days == 0 || days > MAX_RESPONDER_VALIDITY_DAYS {
@@ -206,6 +244,26 @@ impl OcspConfig {
                 "[ocsp] delegated_validity_days must be between 1 and \
                  {MAX_RESPONDER_VALIDITY_DAYS}"
             ));
+        }
+        let rates = [
+            (
+                "on_demand_per_client_per_second",
+                self.on_demand_per_client_per_second,
+            ),
+            (
+                "on_demand_per_client_burst",
+                self.on_demand_per_client_burst,
+            ),
+            (
+                "on_demand_global_per_second",
+                self.on_demand_global_per_second,
+            ),
+            ("on_demand_global_burst", self.on_demand_global_burst),
+        ];
+        for (key, value) in rates {
+            if !value.is_finite() || value < 0.0 {
+                return Err(format!("[ocsp] {key} must be a number of at least 0"));
+            }
         }
         // The certificate is replaced when a third of its validity remains: responses signed
         // just before must not outlive it.
@@ -260,6 +318,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             limits: LimitsConfig::default(),
             store: StoreConfig::default(),
+            revocation: RevocationConfig::default(),
             profiles: Profile::builtin(),
         }
     }
@@ -281,6 +340,10 @@ impl Config {
         config
             .ocsp
             .check()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        config
+            .revocation
+            .min_invalidity_unix()
             .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(config)
     }
@@ -364,6 +427,32 @@ mod tests {
             let e = ocsp(&format!("[ocsp]\ndelegated_validity_days = {days}")).unwrap_err();
             assert!(e.contains("delegated_validity_days"), "{e}");
         }
+    }
+
+    #[test]
+    fn the_invalidity_date_floor_is_checked_at_load() {
+        let dir = std::env::temp_dir().join(format!("ca-config-floor-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(CONFIG_FILE);
+        std::fs::write(
+            &path,
+            "[revocation]\nmin_invalidity_date = \"1900-01-01T00:00:00Z\"",
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap();
+        assert_eq!(
+            config.revocation.min_invalidity_unix().unwrap(),
+            -2_208_988_800
+        );
+        std::fs::write(&path, "[revocation]\nmin_invalidity_date = \"1950\"").unwrap();
+        let e = Config::load(&path).unwrap_err();
+        assert!(e.contains("min_invalidity_date"), "{e}");
+        let default: Config = toml::from_str("").unwrap();
+        assert_eq!(
+            default.revocation.min_invalidity_date,
+            "1950-01-01T00:00:00Z"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -16,7 +16,10 @@ use ca_core::audit::{AuditAction, AuditEvent};
 use ca_core::authority::{create_intermediate_csr, create_root, CertificateAuthority, Urls};
 use ca_core::crl::{CrlBuilder, CrlPublisher};
 use ca_core::engine::Engine;
-use ca_core::ocsp::{check_responder_certificate, issue_responder_certificate, ResponderValidity};
+use ca_core::metrics::DegradedEntries;
+use ca_core::ocsp::{
+    check_responder_certificate, issue_responder_certificate, ResponderValidity, RESPONDER_PROFILE,
+};
 use ca_core::store::Store;
 use ca_core::{armor, name, Serial};
 use keys::{KeyAlgorithm, Signer, SoftwareKey};
@@ -42,9 +45,11 @@ pub const OCSP_KEY_FILE: &str = "ocsp-key.pem";
 pub const OCSP_CERT_FILE: &str = "ocsp.pem";
 
 /// Creates the data directory (mode 0700) and a default `config.toml` if they are missing,
-/// then loads the configuration.
+/// then loads the configuration. An existing directory must pass [`check_dir_permissions`].
 pub fn prepare(dir: &Path) -> Result<Config, String> {
-    if !dir.exists() {
+    if dir.exists() {
+        check_dir_permissions(dir)?;
+    } else {
         DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -59,6 +64,49 @@ pub fn prepare(dir: &Path) -> Result<Config, String> {
         tracing::info!(path = %config_path.display(), "wrote the default configuration");
     }
     Config::load(&config_path)
+}
+
+/// Refuses a data directory that someone other than this process's user could change: it
+/// must be a directory owned by the effective user, and neither group- nor world-writable
+/// (whoever can write to it can replace the configuration, the CA certificate or the store).
+pub fn check_dir_permissions(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
+    if !meta.is_dir() {
+        return Err(format!("{} is not a directory", dir.display()));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(format!(
+            "refusing the data directory {}: it belongs to uid {}, not to this process's user \
+             (uid {me}); chown it to the user that runs ca-server",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "refusing the data directory {}: its mode {mode:04o} lets others write to it; \
+             run `chmod 700 {}`",
+            dir.display(),
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Warns when `bootstrap-tokens.json` is still in `dir`: the tokens it holds are live until
+/// revoked, so it should be deleted once its tokens are handed to their holders.
+pub fn warn_bootstrap_file(dir: &Path) {
+    let path = dir.join(BOOTSTRAP_TOKENS);
+    if path.exists() {
+        tracing::warn!(
+            path = %path.display(),
+            "the bootstrap token file is still on disk; hand its tokens to their holders \
+             (or revoke them) and delete it"
+        );
+    }
 }
 
 /// Records in the audit log that the server starts with the configuration in `dir`, by the
@@ -272,7 +320,9 @@ pub fn start_core(
         .issuing_distribution_point
         .then(|| urls.crl.first().cloned())
         .flatten();
-    let builder = CrlBuilder::new(signer.clone(), &ca_der, crl_url).map_err(|e| e.to_string())?;
+    let builder = CrlBuilder::new(signer.clone(), &ca_der, crl_url)
+        .map_err(|e| e.to_string())?
+        .with_degraded(DegradedEntries::counted(engine.metrics()));
     let crl = Arc::new(CrlPublisher::new(
         builder,
         engine.clone(),
@@ -339,7 +389,7 @@ pub fn issue_tls_certificate(dir: &Path, names: &[String]) -> Result<PathBuf, St
             validity_days: None,
             request_id: None,
             requester: ca_core::engine::Requester {
-                name: ACTOR.into(),
+                name: ca_core::engine::CA_REQUESTER.into(),
                 token_hash: [0; 32],
             },
         }))
@@ -378,17 +428,30 @@ pub struct OcspDelegate {
 /// (`ca_signer`, `ca_der`). A new one is issued when either file is missing or unusable, when
 /// the certificate is not the CA's OCSP signing certificate for that key, or when it is not
 /// valid yet or less than a third of its validity remains at `now`.
+///
+/// Like every certificate the CA key signs, the responder's is recorded through `engine`
+/// (profile `ocsp-responder`, requester `(ca)`, audited) before it is used or written; one
+/// kept from a build that did not record it is recorded now.
 pub fn ocsp_delegate(
     dir: &Path,
     validity_days: u32,
     ca_signer: &Arc<dyn Signer>,
     ca_der: &[u8],
+    engine: &Engine,
     now: OffsetDateTime,
 ) -> Result<OcspDelegate, String> {
     let key_path = dir.join(OCSP_KEY_FILE);
     let cert_path = dir.join(OCSP_CERT_FILE);
+    let record = |der: &[u8]| {
+        engine
+            .record_signed_certificate(der, RESPONDER_PROFILE)
+            .map_err(|e| format!("recording the OCSP responder certificate: {e}"))
+    };
     match load_ocsp_delegate(&key_path, &cert_path, ca_der) {
-        Ok((delegate, validity)) if !validity.renewal_due(now) => return Ok(delegate),
+        Ok((delegate, validity)) if !validity.renewal_due(now) => {
+            record(&delegate.cert_der)?;
+            return Ok(delegate);
+        }
         Ok((_, validity)) => tracing::info!(
             not_before = %validity.not_before,
             not_after = %validity.not_after,
@@ -412,6 +475,7 @@ pub fn ocsp_delegate(
         now,
     )
     .map_err(|e| format!("issuing the OCSP responder certificate: {e}"))?;
+    record(&cert_der)?;
     // Key first: a crash between the two renames leaves a certificate that does not match
     // the key, which the next start replaces.
     let key_tmp = with_suffix(&key_path, ".new");

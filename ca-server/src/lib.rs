@@ -6,6 +6,7 @@
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod client_auth;
 pub mod config;
 pub mod datadir;
 pub mod limits;

@@ -14,7 +14,8 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
 use crate::api::ApiError;
-use crate::auth::{Caller, Role, CERTIFICATE_CALLER};
+use crate::auth::CERTIFICATE_CALLER;
+use crate::client_auth::ClientCertificates;
 use crate::listener::Peer;
 
 /// Buckets idle this long are forgotten (the map stays bounded by the active clients).
@@ -65,15 +66,6 @@ impl RateLimiter {
     }
 }
 
-/// A client certificate subject allowed in, with the name and role it acts as.
-#[derive(Clone, Debug)]
-pub struct CertificateRole {
-    /// The name shown as requester and actor.
-    pub name: String,
-    /// The role.
-    pub role: Role,
-}
-
 /// Everything the middleware needs.
 #[derive(Debug)]
 pub struct Limits {
@@ -81,8 +73,8 @@ pub struct Limits {
     pub rate: Option<RateLimiter>,
     /// Deadline per request.
     pub request_timeout: Duration,
-    /// Client certificate subjects (RFC 4514) and what they may do.
-    pub certificates: HashMap<String, CertificateRole>,
+    /// Client certificates and what they may do.
+    pub certificates: ClientCertificates,
 }
 
 /// The middleware: identifies the client, applies its rate, makes a mapped client
@@ -91,14 +83,13 @@ pub async fn limit(State(limits): State<Arc<Limits>>, request: Request, next: Ne
     let peer = request.extensions().get::<Peer>().cloned();
     let by_certificate = peer
         .as_ref()
-        .and_then(|p| p.client_subject.as_ref())
-        .and_then(|subject| {
-            let mapped = limits.certificates.get(subject)?;
-            Some(Caller {
-                name: mapped.name.clone(),
-                role: mapped.role,
-                token_hash: Sha256::digest(format!("client-certificate:{subject}")).into(),
-            })
+        .and_then(|p| p.client_certificate.as_ref())
+        .and_then(|cert| match limits.certificates.caller(cert) {
+            Ok(caller) => Some(caller),
+            Err(refusal) => {
+                tracing::debug!(subject = %cert.subject, reason = refusal.message(), "client certificate not accepted");
+                None
+            }
         });
     if let Some(rate) = &limits.rate {
         let mut client = Sha256::new();

@@ -27,14 +27,16 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
+use crate::client_auth::ClientCertificate;
+
 /// Who is on the other end of a request's connection.
 #[derive(Clone, Debug)]
 pub struct Peer {
     /// The client's address.
     pub addr: SocketAddr,
-    /// The RFC 4514 subject of the client's TLS certificate, verified against the configured
-    /// client CA, if it presented one.
-    pub client_subject: Option<String>,
+    /// The client's TLS certificate, verified against the configured client CA, if it
+    /// presented one.
+    pub client_certificate: Option<Arc<ClientCertificate>>,
 }
 
 /// How the listener serves.
@@ -144,7 +146,7 @@ pub async fn serve(
             let Some(acceptor) = acceptor else {
                 let peer = Peer {
                     addr,
-                    client_subject: None,
+                    client_certificate: None,
                 };
                 return connection(tcp, peer, app, permit.is_some(), &builder, watcher).await;
             };
@@ -153,16 +155,16 @@ pub async fn serve(
                 Ok(Err(e)) => return tracing::debug!(%addr, error = %e, "TLS handshake failed"),
                 Err(_) => return tracing::debug!(%addr, "TLS handshake timed out"),
             };
-            let client_subject = tls
+            let client_certificate = tls
                 .get_ref()
                 .1
                 .peer_certificates()
                 .and_then(|certs| certs.first())
-                .and_then(|cert| ca_core::inspect::view(cert).ok())
-                .map(|view| view.subject);
+                .and_then(|cert| ClientCertificate::parse(cert))
+                .map(Arc::new);
             let peer = Peer {
                 addr,
-                client_subject,
+                client_certificate,
             };
             connection(tls, peer, app, permit.is_some(), &builder, watcher).await;
         });

@@ -159,7 +159,10 @@ const CSV_COLUMNS: [&str; 14] = [
     "renewed_by",
 ];
 
-/// A CSV field, quoted when it holds a comma, a quote or a line break (RFC 4180).
+/// A CSV field, quoted when it holds a comma, a quote or a line break (RFC 4180). A value
+/// that a spreadsheet would run as a formula (it starts with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return; an e-mail SAN's local part or a token name may) is prefixed with `'` and
+/// quoted, so that opening the export never executes what a client wrote.
 fn csv_field(value: &Value) -> String {
     let text = match value {
         Value::Null => String::new(),
@@ -171,7 +174,9 @@ fn csv_field(value: &Value) -> String {
             .join(" "),
         other => other.to_string(),
     };
-    if text.contains([',', '"', '\n', '\r']) {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("\"'{}\"", text.replace('"', "\"\""))
+    } else if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
         text
@@ -238,4 +243,25 @@ pub fn export(dir: &Path, format: ExportFormat, out: &mut dyn Write) -> Result<u
         started.elapsed().as_secs_f64()
     );
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_field;
+    use serde_json::json;
+
+    #[test]
+    fn csv_fields_are_quoted_and_never_formulas() {
+        assert_eq!(csv_field(&json!("plain")), "plain");
+        assert_eq!(csv_field(&json!("a,b")), "\"a,b\"");
+        assert_eq!(csv_field(&json!("say \"hi\"")), "\"say \"\"hi\"\"\"");
+        assert_eq!(
+            csv_field(&json!(["=HYPERLINK(\"x\")@example.com", "b.example"])),
+            "\"'=HYPERLINK(\"\"x\"\")@example.com b.example\""
+        );
+        for lead in ["+1", "-1", "@SUM(A1)", "\tx", "\rx"] {
+            assert!(csv_field(&json!(lead)).starts_with("\"'"), "{lead:?}");
+        }
+        assert_eq!(csv_field(&json!(null)), "");
+    }
 }

@@ -1,7 +1,6 @@
 //! `ca-server serve`: bootstrap the data directory, start the engine and the HTTP listener,
 //! and shut down gracefully on SIGINT or SIGTERM.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,16 +8,19 @@ use std::time::Duration;
 use ca_core::audit::Checkpoint;
 use ca_core::crl::CrlPublisher;
 use ca_core::engine::Engine;
+use ca_core::metrics::DegradedEntries;
 use ca_core::ocsp::{OcspCache, OcspResponder};
 use ca_core::CaError;
 use keys::Signer;
 use tokio::net::TcpListener;
 
-use crate::api::{self, AppState, BodyLimits, EnrollmentLimits, HttpMetrics};
-use crate::auth::Role;
+use crate::api::{
+    self, AppState, BodyLimits, EnrollmentLimits, HttpMetrics, KeyGeneration, OcspBudget,
+};
+use crate::client_auth::ClientCertificates;
 use crate::config::Config;
 use crate::datadir::{self, Core, Created, DEV_CA_SUBJECT, ROOT_VALIDITY_DAYS};
-use crate::limits::{self, CertificateRole, Limits, RateLimiter};
+use crate::limits::{self, Limits, RateLimiter};
 use crate::listener::{self, ListenerOptions};
 
 /// Options of `serve` that override the configuration.
@@ -65,8 +67,9 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
             "store checksums verified"
         );
     }
-    if let Some(path) = datadir::bootstrap_tokens(dir, &store)? {
-        println!("bootstrap tokens written to {}", path.display());
+    match datadir::bootstrap_tokens(dir, &store)? {
+        Some(path) => println!("bootstrap tokens written to {}", path.display()),
+        None => datadir::warn_bootstrap_file(dir),
     }
     datadir::record_configuration(dir, &store)?;
 
@@ -104,8 +107,10 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
     let responder = if config.ocsp.delegated {
         let days = config.ocsp.delegated_validity_days;
         let (dir, ca_signer, ca) = (dir.to_path_buf(), signer.clone(), ca_der.clone());
+        let core = engine.clone();
         let delegate = tokio::task::spawn_blocking(move || {
-            datadir::ocsp_delegate(&dir, days, &ca_signer, &ca, time::OffsetDateTime::now_utc())
+            let now = time::OffsetDateTime::now_utc();
+            datadir::ocsp_delegate(&dir, days, &ca_signer, &ca, &core, now)
         })
         .await
         .map_err(|e| format!("preparing the delegated OCSP responder: {e}"))??;
@@ -116,7 +121,8 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
     let ocsp = Arc::new(
         responder
             .map_err(|e| e.to_string())?
-            .with_cache(ocsp_cache.clone()),
+            .with_cache(ocsp_cache.clone())
+            .with_degraded(DegradedEntries::counted(engine.metrics())),
     );
     let ocsp_renewal = config.ocsp.delegated.then(|| {
         tokio::spawn(ocsp_renewal(
@@ -125,6 +131,7 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
             signer.clone(),
             ca_der,
             ocsp.clone(),
+            engine.clone(),
         ))
     });
     let state = Arc::new(AppState {
@@ -139,6 +146,12 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
             min_password_length: config.enrollment.min_password_length,
             max_lifetime_hours: config.enrollment.max_lifetime_hours,
         },
+        min_invalidity_date: config
+            .revocation
+            .min_invalidity_unix()
+            .map_err(|e| e.to_string())?,
+        key_generation: KeyGeneration::new(config.enrollment.key_generation_concurrency),
+        ocsp_budget: OcspBudget::new(&config.ocsp),
     });
     let crl_timer = tokio::spawn(crl_timer(crl));
     checkpoint(&engine, &signer).await;
@@ -149,7 +162,7 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
             config.audit.checkpoint_interval_secs,
         ))
     });
-    let limits = Arc::new(limits_of(&config)?);
+    let limits = Arc::new(limits_of(dir, &config, &engine)?);
     let app = api::router(
         state,
         BodyLimits {
@@ -208,24 +221,31 @@ fn tls_options(dir: &Path, config: &Config) -> Result<Option<Arc<rustls::ServerC
     .map(Some)
 }
 
-/// The request limits of `[limits]` and the client certificates of `[tls]`.
-fn limits_of(config: &Config) -> Result<Limits, String> {
-    let mut certificates = HashMap::new();
-    for c in &config.tls.clients {
-        let role = Role::parse(&c.role)
-            .ok_or_else(|| format!("[[tls.clients]] {}: unknown role {:?}", c.subject, c.role))?;
-        // The subject as the certificate will render it.
-        let subject = ca_core::name::to_rfc4514(
-            &ca_core::name::parse_rfc4514(&c.subject)
-                .map_err(|e| format!("[[tls.clients]] subject {:?}: {e}", c.subject))?,
-        );
-        let name = c.name.clone();
-        certificates.insert(subject, CertificateRole { name, role });
+/// The request limits of `[limits]` and the client certificates of `[tls]`; every warning
+/// about the client certificate mappings is logged, naming the entry.
+fn limits_of(dir: &Path, config: &Config, engine: &Engine) -> Result<Limits, String> {
+    let tls = &config.tls;
+    let client_cas = if tls.client_ca_file.as_os_str().is_empty() {
+        Vec::new()
+    } else {
+        let path = Config::resolve(dir, &tls.client_ca_file);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        ca_core::armor::parse_certificates(&text).map_err(|e| format!("{}: {e}", path.display()))?
+    };
+    let loaded = ClientCertificates::load(
+        &tls.clients,
+        &client_cas,
+        engine.ca().chain(),
+        Some(engine.store().clone()),
+    )?;
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
     }
     Ok(Limits {
         rate: RateLimiter::new(config.limits.requests_per_second, config.limits.burst),
         request_timeout: Duration::from_secs(config.limits.request_timeout_secs.max(1)),
-        certificates,
+        certificates: loaded.certificates,
     })
 }
 
@@ -306,6 +326,7 @@ async fn ocsp_renewal(
     ca_signer: Arc<dyn Signer>,
     ca_der: Vec<u8>,
     ocsp: Arc<OcspResponder>,
+    engine: Arc<Engine>,
 ) {
     let mut ticks = tokio::time::interval(OCSP_RENEWAL_CHECK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -313,14 +334,10 @@ async fn ocsp_renewal(
     loop {
         ticks.tick().await;
         let (dir, ca_signer, ca) = (dir.clone(), ca_signer.clone(), ca_der.clone());
+        let core = engine.clone();
         let job = tokio::task::spawn_blocking(move || {
-            datadir::ocsp_delegate(
-                &dir,
-                validity_days,
-                &ca_signer,
-                &ca,
-                time::OffsetDateTime::now_utc(),
-            )
+            let now = time::OffsetDateTime::now_utc();
+            datadir::ocsp_delegate(&dir, validity_days, &ca_signer, &ca, &core, now)
         });
         match job.await {
             Ok(Ok(delegate)) => {

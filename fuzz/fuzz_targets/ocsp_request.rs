@@ -60,6 +60,7 @@ fn lookup(serial: &Serial) -> Result<CertStatus, CaError> {
             revoked_at: OffsetDateTime::from_unix_timestamp(1_700_000_000 + i64::from(last))
                 .unwrap_or(OffsetDateTime::UNIX_EPOCH),
             reason: reasons[usize::from(last) % reasons.len()],
+            invalidity_date: (last % 8 == 1).then_some(-1 - i64::from(last)),
         }),
         2 => Ok(CertStatus::Unknown),
         _ => Err(CaError::Storage("fuzz: lookup fails".into())),
@@ -75,6 +76,9 @@ fn answer(request: &[u8], now: OffsetDateTime) {
     OcspResponse::from_der(&first).expect("the cached responder's answer is DER");
     let second = f.cached.respond(request, now, lookup);
     OcspResponse::from_der(&second).expect("the cached responder's second answer is DER");
+    // Over the budget of signatures on demand: still a DER answer (cached, or tryLater).
+    let over = f.cached.respond_within(request, now, lookup, || false);
+    OcspResponse::from_der(&over.der).expect("the answer over budget is DER");
 }
 
 fuzz_target!(|data: &[u8]| {

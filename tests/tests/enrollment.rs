@@ -323,3 +323,160 @@ fn wrong_codes_lock_expired_codes_are_gone_and_bad_input_is_refused() {
         assert!(actions.contains(&a), "{a} in the audit log: {actions:?}");
     }
 }
+
+/// The CPU time the process `pid` has used so far, in seconds: utime + stime of
+/// `/proc/PID/stat` (fields 14 and 15, in clock ticks), summed over all its threads.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("reading /proc stat");
+    // The fields after the command name in parentheses start with field 3 (state).
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields[i - 3].parse::<f64>().expect("a tick count");
+    let hz: f64 = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0);
+    (ticks(14) + ticks(15)) / hz
+}
+
+/// A redemption for a CA-generated RSA-4096 key costs the server nothing before the
+/// enrolment, its state and the code are checked: 20 attempts with an unknown id or a wrong
+/// code (each answered 404 or 403 at once, the wrong codes counted) stay under half a second
+/// of server CPU, where generating the keys first cost seconds each.
+#[test]
+fn redeem_checks_the_enrolment_and_code_before_generating_a_key() {
+    let s = Server::fresh();
+    let (id, code) = create(&s, &maria(24.0, 20));
+    let wrong = if code.starts_with('0') {
+        code.replacen('0', "1", 1)
+    } else {
+        format!("0{}", &code[1..])
+    };
+    let body = |code: &str| json!({"code": code, "key_type": "rsa-4096", "pkcs12_password": "a long passphrase"});
+    // Warm up the route (first-use allocations, lazy statics) before measuring.
+    let r = redeem(&s, "ffeeddccbbaa99887766554433221100", &body(&code));
+    assert_error(&r, 404, "enrollment_not_found", "warm-up");
+
+    let before = cpu_seconds(s.pid());
+    let started = std::time::Instant::now();
+    for i in 0..10u32 {
+        let random_id = format!("{:032x}", 0x5eed_0000_u128 + u128::from(i));
+        let r = redeem(&s, &random_id, &body(&code));
+        assert_error(&r, 404, "enrollment_not_found", "an unknown enrolment id");
+        let r = redeem(&s, &id, &body(&wrong));
+        assert_error(&r, 403, "enrollment_code_invalid", "a wrong code");
+        assert!(
+            r.json["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(&format!("{} attempts left", 20 - (i + 1))),
+            "the wrong code is counted: {r}"
+        );
+    }
+    let used = cpu_seconds(s.pid()) - before;
+    eprintln!("20 refused rsa-4096 redemptions: {used:.3} s of server CPU");
+    assert!(
+        used < 0.5,
+        "20 refused redemptions for rsa-4096 cost the server {used:.2} s of CPU \
+         ({:.1} s wall): keys are generated before the enrolment and code are checked",
+        started.elapsed().as_secs_f64()
+    );
+    let st = state(&s, &id);
+    assert_eq!(st["state"], "pending", "{st}");
+    assert_eq!(st["attempts_left"], 10, "every wrong code counted: {st}");
+
+    // The right code still redeems, for a key the CA generates.
+    let r = redeem(
+        &s,
+        &id,
+        &json!({"code": code, "key_type": "ec-p256", "pkcs12_password": "a long passphrase"}),
+    );
+    assert_eq!(r.status, 201, "the right code: {r}");
+    assert_eq!(state(&s, &id)["state"], "redeemed");
+}
+
+/// A PKCS#12 password the file cannot carry (a character outside Unicode's Basic Multilingual
+/// Plane, which a BMPString cannot hold, RFC 7292 appendix B.1) is refused before anything is
+/// committed: the code is not used up and redeems afterwards with a valid password. A subject
+/// with such a character still gets its PKCS#12 file (the friendly name carries U+FFFD
+/// instead).
+#[test]
+fn an_unusable_pkcs12_password_is_refused_before_the_code_is_used() {
+    let s = Server::fresh();
+    let (id, code) = create(&s, &maria(1.0, 3));
+    let r = redeem(
+        &s,
+        &id,
+        &json!({"code": code, "key_type": "ec-p256", "pkcs12_password": "a long passphrase 😀"}),
+    );
+    assert_error(&r, 422, "password_not_allowed", "an emoji in the password");
+    let message = r.json["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("Basic Multilingual Plane"),
+        "the message says why: {r}"
+    );
+    let st = state(&s, &id);
+    assert_eq!(st["state"], "pending", "the code is not used up: {st}");
+    assert_eq!(st["attempts_left"], 3, "refused input is no attempt: {st}");
+    // A control character cannot be typed into a PKCS#12 reader either.
+    let r = redeem(
+        &s,
+        &id,
+        &json!({"code": code, "key_type": "ec-p256", "pkcs12_password": "a long\u{0}passphrase"}),
+    );
+    assert_error(&r, 422, "password_not_allowed", "a NUL in the password");
+    assert_eq!(state(&s, &id)["state"], "pending");
+
+    let password = "a long passphrase";
+    let r = redeem(
+        &s,
+        &id,
+        &json!({"code": code, "key_type": "ec-p256", "pkcs12_password": password}),
+    );
+    assert_eq!(r.status, 201, "the same code with a valid password: {r}");
+    assert_eq!(state(&s, &id)["state"], "redeemed");
+    let pfx = base64::engine::general_purpose::STANDARD
+        .decode(r.json["pkcs12"].as_str().unwrap())
+        .unwrap();
+    let file = s.scratch().join("after-refusal.p12");
+    std::fs::write(&file, &pfx).unwrap();
+    let out = openssl(&[
+        "pkcs12",
+        "-in",
+        file.to_str().unwrap(),
+        "-passin",
+        &format!("pass:{password}"),
+        "-nodes",
+    ]);
+    assert!(out.contains("-----BEGIN PRIVATE KEY-----"), "{out}");
+
+    // A subject outside the BMP: the PKCS#12 friendly name cannot hold it as it is.
+    let (id, code) = create(
+        &s,
+        &json!({"profile": "personal", "subject": "CN=Maria 😀 Silva", "sans": ["maria@example.com"],
+                "expires_in_hours": 1.0, "max_attempts": 3}),
+    );
+    let r = redeem(
+        &s,
+        &id,
+        &json!({"code": code, "key_type": "ec-p256", "pkcs12_password": password}),
+    );
+    assert_eq!(r.status, 201, "a subject outside the BMP: {r}");
+    let pfx = base64::engine::general_purpose::STANDARD
+        .decode(r.json["pkcs12"].as_str().unwrap())
+        .unwrap();
+    let file = s.scratch().join("emoji-subject.p12");
+    std::fs::write(&file, &pfx).unwrap();
+    // OpenSSL prints the friendly name's U+FFFD as one Latin-1 byte: not UTF-8.
+    let out = std::process::Command::new("openssl")
+        .args(["pkcs12", "-in", file.to_str().unwrap(), "-nodes", "-passin"])
+        .arg(format!("pass:{password}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl pkcs12: {out:?}");
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("-----BEGIN PRIVATE KEY-----"), "{out}");
+    assert!(out.contains("friendlyName: CN=Maria"), "{out}");
+}

@@ -127,3 +127,104 @@ fn ocsp_responses_pass_pkilint() {
         pkilint_ocsp(&file, &format!("OCSP response ({name})"));
     }
 }
+
+/// The value of `ca_ocsp_signatures_total{kind="KIND"}` on GET /metrics (0 when absent).
+fn signatures(s: &Server, kind: &str) -> u64 {
+    let r = s.get("/metrics", Some(&s.tokens.operator));
+    assert_eq!(r.status, 200, "GET /metrics: {r}");
+    let prefix = format!("ca_ocsp_signatures_total{{kind=\"{kind}\"}} ");
+    r.text
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |v| v.trim().parse().expect("a counter value"))
+}
+
+/// Asks `openssl ocsp` (nonce on, as the README's example) about `targets`; success and the
+/// output.
+fn ask_with_nonce(s: &Server, targets: &[&str]) -> (bool, String) {
+    let issuer = s.issuer_file();
+    let url = format!("{}/ocsp", s.base);
+    let mut args = vec![
+        "ocsp",
+        "-issuer",
+        issuer.to_str().expect("UTF-8 path"),
+        "-CAfile",
+        s.ca().file.to_str().expect("UTF-8 path"),
+        "-url",
+        &url,
+    ];
+    args.extend_from_slice(targets);
+    openssl_ocsp(&args)
+}
+
+/// Nonce requests are signed afresh for each client only within its budget (`[ocsp]
+/// on_demand_per_client_burst`): beyond it, the same client gets the cached answer without the
+/// nonce (valid, RFC 9654 lets a responder ignore the nonce), requests that no cached answer
+/// fits get `tryLater`, and the count of on-demand signatures stops at the budget.
+#[test]
+fn nonce_requests_beyond_the_client_budget_are_answered_without_a_fresh_signature() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        tmp.path().join("config.toml"),
+        "[ocsp]\non_demand_per_client_per_second = 0.001\non_demand_per_client_burst = 5\n",
+    )
+    .expect("writing config.toml");
+    let s = Server::serve(tmp.path());
+    let a = s.issue(&server_csr("budget-a.example"), "tls-server", None);
+    let b = s.issue(&server_csr("budget-b.example"), "tls-server", None);
+    let a_file = s.leaf_file(&a);
+    let b_file = s.leaf_file(&b);
+    let (a_s, b_s) = (
+        a_file.to_str().expect("UTF-8 path"),
+        b_file.to_str().expect("UTF-8 path"),
+    );
+    let start = signatures(&s, "on_demand");
+
+    // Within the budget: the nonce is echoed, no warning (the README's example).
+    for i in 0..5 {
+        let out = s.ocsp_ask(&format!("{}/ocsp", s.base), &["-cert", a_s]);
+        assert_eq!(ocsp_status(&out, a_s).0, "good", "request {i}: {out}");
+    }
+    assert_eq!(signatures(&s, "on_demand") - start, 5);
+
+    // Beyond it: valid answers without the nonce, no new on-demand signature.
+    for i in 0..15 {
+        let (ok, out) = ask_with_nonce(&s, &["-cert", a_s]);
+        assert!(
+            ok && out.contains("Response verify OK"),
+            "request {i} over the budget must still verify:\n{out}"
+        );
+        assert!(
+            out.contains("WARNING: no nonce in response"),
+            "request {i} over the budget is answered without the nonce:\n{out}"
+        );
+        assert_eq!(ocsp_status(&out, a_s).0, "good", "{out}");
+    }
+    // A certificate not asked about before: its answer is signed once for the cache, and
+    // carries no nonce either.
+    let (ok, out) = ask_with_nonce(&s, &["-cert", b_s]);
+    assert!(ok && out.contains("Response verify OK"), "{out}");
+    assert!(out.contains("WARNING: no nonce in response"), "{out}");
+    assert_eq!(ocsp_status(&out, b_s).0, "good", "{out}");
+    // Requests that no cached answer fits (several CertIDs, a serial never issued): tryLater.
+    for targets in [
+        vec!["-cert", a_s, "-cert", b_s],
+        vec!["-serial", MADE_UP, "-no_nonce"],
+    ] {
+        let (_, out) = ask_with_nonce(&s, &targets);
+        assert!(
+            out.contains("trylater"),
+            "{targets:?} over the budget: tryLater, not a signature:\n{out}"
+        );
+    }
+    assert_eq!(
+        signatures(&s, "on_demand") - start,
+        5,
+        "on-demand signatures stop at the client's budget"
+    );
+    let text = s.get("/metrics", Some(&s.tokens.operator)).text;
+    assert!(
+        text.contains("ca_ocsp_responses_total{status=\"try_later\"} 2"),
+        "tryLater answers are counted:\n{text}"
+    );
+}

@@ -254,3 +254,89 @@ fn responses_may_not_outlive_the_responder_certificate() {
         );
     }
 }
+
+/// Issue 15 finding 14: the CA key signs the responder's certificate, so it is recorded like
+/// every certificate the CA signs: stored (requester `(ca)`, profile `ocsp-responder`), in
+/// the audit log, found by the auditor, and OCSP answers `good` for it instead of `unknown`.
+#[test]
+fn the_responder_certificate_is_recorded_audited_and_good() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    std::fs::write(dir.join("config.toml"), "[ocsp]\ndelegated = true\n")
+        .expect("writing config.toml");
+    // `cert`: a responder certificate; `responder`: the one in use.
+    let check = |s: &Server, cert: &[u8], responder: &[u8]| {
+        let (_, parsed) = X509Certificate::from_der(cert).expect("the responder certificate");
+        let serial = hex::encode(parsed.raw_serial());
+        let file = s.scratch().join(format!("{serial}.pem"));
+        std::fs::write(&file, to_pem("CERTIFICATE", cert)).expect("writing");
+        let file_s = file.to_str().expect("UTF-8 path");
+        let (out, _) = ask(
+            s,
+            &format!("{}/ocsp", s.base),
+            &["-cert", file_s],
+            responder,
+        );
+        assert_eq!(
+            ocsp_status(&out, file_s).0,
+            "good",
+            "OCSP about the responder's own certificate:\n{out}"
+        );
+        let r = s.get(
+            &format!("/v1/certificates/{serial}"),
+            Some(&s.tokens.auditor),
+        );
+        assert_eq!(
+            r.status, 200,
+            "the auditor looks the responder certificate up: {r}"
+        );
+        assert_eq!(r.json["profile"], "ocsp-responder", "{r}");
+        assert_eq!(r.json["requester"], "(ca)", "{r}");
+        let r = s.get(&format!("/v1/certificates/{serial}"), Some(&s.tokens.ra));
+        assert_eq!(
+            r.status, 404,
+            "an RA does not see the CA's own certificate: {r}"
+        );
+        let r = s.get(
+            "/v1/certificates?profile=ocsp-responder",
+            Some(&s.tokens.auditor),
+        );
+        assert!(
+            r.json["items"]
+                .as_array()
+                .is_some_and(|items| items.iter().any(|i| i["serial"] == serial.as_str())),
+            "the responder certificate is listed: {r}"
+        );
+        let r = s.get("/v1/audit?after=0&limit=1000", Some(&s.tokens.auditor));
+        assert_eq!(r.status, 200, "{r}");
+        let issued = r.json["items"].as_array().expect("items").iter().any(|e| {
+            e["action"] == "certificate_issued"
+                && e["target"] == serial.as_str()
+                && e["actor"] == "(ca)"
+        });
+        assert!(issued, "no certificate_issued entry for {serial}: {r}");
+    };
+    let s = Server::serve(dir);
+    let (_, cert) = responder_files(dir);
+    check(&s, &cert, &cert);
+    s.terminate();
+
+    // A restart keeps it (recorded once), and a new responder is recorded as well.
+    let s = Server::serve(dir);
+    check(&s, &cert, &cert);
+    s.terminate();
+    std::fs::remove_file(dir.join("ocsp.pem")).expect("removing ocsp.pem");
+    let s = Server::serve(dir);
+    let (_, new_cert) = responder_files(dir);
+    assert_ne!(new_cert, cert);
+    check(&s, &new_cert, &new_cert);
+    check(&s, &cert, &new_cert);
+    s.terminate();
+    // The audit log with the recorded certificates verifies.
+    ca_server_ok(&[
+        "audit",
+        "verify",
+        "--data-dir",
+        dir.to_str().expect("UTF-8 path"),
+    ]);
+}

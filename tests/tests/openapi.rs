@@ -15,10 +15,10 @@ use std::time::Instant;
 use common::*;
 use serde_json::{json, Value};
 
-/// Operations that docs/openapi.yaml describes and another branch of issue 15 adds to the
-/// router (token listing and revocation). Each must be unrouted here; once the branches are
-/// merged the test fails until the entry is removed (as in ca-server/src/api/openapi.rs).
-const AWAITING_MERGE: &[(&str, &str)] = &[("get", "/v1/tokens"), ("delete", "/v1/tokens/{name}")];
+/// Operations that docs/openapi.yaml describes ahead of a branch that adds them to the router
+/// (none now). Each must be unrouted here; once it is routed the test fails until the entry is
+/// removed (as in ca-server/src/api/openapi.rs).
+const AWAITING_MERGE: &[(&str, &str)] = &[];
 
 /// Seconds of schemathesis per role unless `SCHEMATHESIS_SECS` says otherwise.
 const DEFAULT_SECS_PER_ROLE: u64 = 40;

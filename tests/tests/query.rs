@@ -376,3 +376,102 @@ fn export_streams_every_certificate_as_jsonl_and_csv() {
     assert_eq!(revoked_row[reason_col], "superseded");
     assert_eq!(revoked_row.len(), header.len());
 }
+
+/// Security finding 13: a page stops after examining 10,000 rows, and its cursor then holds
+/// the last index key examined, which in the expiry and revoked walks is a serial. For an RA,
+/// that row may be another RA's certificate: the cursor must reveal nothing, and a cursor works
+/// only unaltered and for the caller it was given to.
+#[test]
+fn cursors_reveal_no_other_ras_serials() {
+    let s = Server::fresh();
+    let r = s.post(
+        "/v1/tokens",
+        &s.tokens.operator,
+        &json!({"role": "ra", "name": "ra-other"}),
+    );
+    assert_eq!(r.status, 201, "POST /v1/tokens: {r}");
+    let other = r.json["token"].as_str().expect("token").to_string();
+    // The other RA's certificates, more than one page examines.
+    let csr = make_csr("ec-p256", "/CN=other.example", &["DNS:other.example"]);
+    let mut foreign = HashSet::new();
+    for _ in 0..11 {
+        let requests: Vec<Value> = (0..1000)
+            .map(|_| json!({"csr": csr.pem, "profile": "tls-server", "validity_days": 30}))
+            .collect();
+        let r = s.post(
+            "/v1/certificates/batch",
+            &other,
+            &json!({"requests": requests}),
+        );
+        assert_eq!(r.status, 200, "batch: {}", r.status);
+        for item in r.json["results"].as_array().expect("results") {
+            foreign.insert(serial(item));
+        }
+    }
+    assert_eq!(foreign.len(), 11_000);
+    // This RA's one certificate expires after all of them.
+    let mine = s.issue(
+        &make_csr("ec-p256", "/CN=mine.example", &["DNS:mine.example"]),
+        "tls-server",
+        Some(90),
+    );
+    let mine = serial(&mine);
+    let r = s.get(
+        "/v1/certificates?expires_before=2999-01-01T00:00:00Z&limit=5",
+        Some(&s.tokens.ra),
+    );
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(r.json["items"].as_array().map(Vec::len), Some(0), "{r}");
+    let cursor = r.json["next_cursor"]
+        .as_str()
+        .expect("a page that examined 10,000 rows has a cursor")
+        .to_string();
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&cursor)
+        .unwrap_or_default();
+    let leaked: Vec<&String> = foreign
+        .iter()
+        .filter(|f| {
+            let bytes = hex::decode(f).unwrap();
+            raw.windows(bytes.len()).any(|w| w == bytes.as_slice())
+        })
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "the cursor holds another RA's serials {leaked:?}"
+    );
+    // Altered, or handed to another caller: refused. Unaltered: the walk goes on to mine.
+    let mut altered = cursor.clone().into_bytes();
+    let i = altered.len() / 2;
+    altered[i] = if altered[i] == b'A' { b'B' } else { b'A' };
+    let altered = String::from_utf8(altered).unwrap();
+    let path = |c: &str| {
+        format!("/v1/certificates?expires_before=2999-01-01T00:00:00Z&limit=5&cursor={c}")
+    };
+    assert_error(
+        &s.get(&path(&altered), Some(&s.tokens.ra)),
+        400,
+        "invalid_request",
+        "an altered cursor",
+    );
+    assert_error(
+        &s.get(&path(&cursor), Some(&other)),
+        400,
+        "invalid_request",
+        "another RA's cursor",
+    );
+    assert_error(
+        &s.get(&path(&cursor), Some(&s.tokens.auditor)),
+        400,
+        "invalid_request",
+        "an RA's cursor for the auditor",
+    );
+    let walked = walk(&s, &s.tokens.ra, "expires_before=2999-01-01T00:00:00Z", 5);
+    assert_eq!(
+        walked,
+        vec![mine],
+        "the RA's walk finds exactly its own certificate"
+    );
+    s.terminate();
+}

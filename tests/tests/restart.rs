@@ -185,3 +185,30 @@ fn sigkill_keeps_every_answered_certificate() {
     );
     assert_eq!(r.status, 201, "issuing after the crash: {r}");
 }
+
+/// Security finding 15: a data directory that others may write to (or that belongs to
+/// another user) is refused, before anything in it is read; while `bootstrap-tokens.json`
+/// is still there, every start warns about it.
+#[test]
+fn a_data_directory_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("ca");
+    Server::serve(&dir).terminate();
+    for mode in [0o777, 0o770, 0o702] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+        let err = serve_refused(&dir);
+        assert!(
+            err.contains("lets others write to it") && err.contains("chmod 700"),
+            "mode {mode:o}: {err}"
+        );
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let s = Server::serve(&dir);
+    let log = s.log();
+    assert!(
+        log.contains("bootstrap token file is still on disk"),
+        "a start warns while the bootstrap file exists: {log}"
+    );
+    s.terminate();
+}

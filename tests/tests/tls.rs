@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,94 @@ fn configure(dir: &Path, replace: &[(&str, &str)], append: &str) {
     }
     text.push_str(append);
     std::fs::write(&path, text).unwrap();
+}
+
+/// Turns on client certificates from this CA (`client_ca_file = "ca.pem"`) with `clients`, the
+/// TOML of the `[[tls.clients]]` entries.
+fn map_client_certificates(dir: &Path, clients: &str) {
+    configure(
+        dir,
+        &[
+            ("client_ca_file = \"\"", "client_ca_file = \"ca.pem\""),
+            ("clients = []\n", ""),
+        ],
+        &format!("\n{clients}"),
+    );
+}
+
+/// `openssl x509 -fingerprint -sha256` of a PEM certificate file, as an operator copies it.
+fn sha256_fingerprint(cert: &Path) -> String {
+    let out = openssl(&[
+        "x509",
+        "-noout",
+        "-fingerprint",
+        "-sha256",
+        "-in",
+        cert.to_str().unwrap(),
+    ]);
+    out.trim().rsplit('=').next().unwrap().to_string()
+}
+
+/// A `tls-client` certificate for `subj` issued through `s` by its RA, on a new P-256 key:
+/// (certificate file, key file, serial).
+fn client_certificate(
+    s: &Server,
+    tmp: &Path,
+    file: &str,
+    subj: &str,
+) -> (PathBuf, PathBuf, String) {
+    let key = tmp.join(format!("{file}.key"));
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        key.to_str().unwrap(),
+    ]);
+    let csr = openssl(&[
+        "req",
+        "-new",
+        "-key",
+        key.to_str().unwrap(),
+        "-subj",
+        subj,
+        "-addext",
+        &format!("subjectAltName=DNS:{file}.example"),
+    ]);
+    let r = s.post(
+        "/v1/certificates",
+        &s.tokens.ra,
+        &json!({"csr": csr, "profile": "tls-client"}),
+    );
+    assert_eq!(r.status, 201, "client certificate {subj}: {r}");
+    let cert = tmp.join(format!("{file}.pem"));
+    std::fs::write(&cert, r.json["certificate"].as_str().unwrap()).unwrap();
+    (cert, key, r.json["serial"].as_str().unwrap().to_string())
+}
+
+/// Turns TLS on with the CA's own server certificate for `ca.test.example` and 127.0.0.1.
+fn tls_on(dir: &Path) {
+    ca_server_ok(&[
+        "tls-cert",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--name",
+        "ca.test.example",
+        "--name",
+        "127.0.0.1",
+    ]);
+}
+
+/// curl's `--cert`/`--key` arguments for a client certificate.
+fn cert_args<'a>(cert: &'a Path, key: &'a Path) -> [&'a str; 4] {
+    [
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]
 }
 
 /// A data directory with a CA, stopped.
@@ -134,8 +222,13 @@ fn tls_with_the_cas_own_certificate_and_client_certificates_as_roles() {
             .permissions(),
     );
     assert_eq!(mode & 0o777, 0o600, "the TLS key is 0600");
-    configure(&dir, &[("client_ca_file = \"\"", "client_ca_file = \"ca.pem\""), ("clients = []\n", "")],
-        "\n[[tls.clients]]\nsubject = \"CN=portal,O=Example\"\nrole = \"auditor\"\nname = \"portal\"\n");
+    map_client_certificates(
+        &dir,
+        &format!(
+            "[[tls.clients]]\ncertificate_sha256 = \"{}\"\nrole = \"auditor\"\nname = \"portal\"\n",
+            sha256_fingerprint(&client_cert)
+        ),
+    );
     let s = Server::serve(&dir);
     assert!(s.base.starts_with("https://"), "TLS is on: {}", s.base);
 
@@ -251,6 +344,17 @@ fn init_can_issue_the_servers_tls_certificate() {
     );
     let (code, _) = curl(&s, "/healthz", &[]);
     assert_eq!(code, 200);
+    // The CA signed the server's certificate, so it is recorded (requester `(ca)`) and
+    // audited like every certificate the CA key signs; no token may take that name.
+    let auth = format!("Authorization: Bearer {}", s.tokens.auditor);
+    let (code, body) = curl(&s, "/v1/certificates?profile=tls-server", &["-H", &auth]);
+    assert_eq!(code, 200, "{body}");
+    let list: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let items = list["items"].as_array().expect("items");
+    assert!(
+        items.len() == 1 && items[0]["requester"] == "(ca)",
+        "the server's certificate is recorded as the CA's: {body}"
+    );
     s.terminate();
 }
 
@@ -363,5 +467,96 @@ fn rate_connection_and_slow_client_limits() {
         "the slow client was dropped after {waited:?}, not after the 1 s header deadline"
     );
     assert_eq!(s.get("/healthz", None).status, 200, "the server is up");
+    s.terminate();
+}
+
+/// Security finding 2: an RA can have any subject certified with the `tls-client` profile, so
+/// a subject-only mapping under this CA would let it become the mapped role. Such a mapping
+/// (as configurations written before fingerprints had it) still loads, is named in a warning,
+/// and maps no one; the fingerprint mapping of the real portal keeps working.
+#[test]
+fn an_ra_cannot_become_a_mapped_role_by_choosing_its_subject() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = new_dir(tmp.path());
+    let plain = Server::serve(&dir);
+    let (portal, portal_key, _) =
+        client_certificate(&plain, tmp.path(), "portal", "/O=Example/CN=portal");
+    // The attacker: an RA issuing itself a certificate with the auditor's subject.
+    let (forged, forged_key, _) =
+        client_certificate(&plain, tmp.path(), "forged", "/O=Example/CN=portal");
+    let tokens = plain.tokens.clone();
+    plain.terminate();
+    tls_on(&dir);
+    map_client_certificates(
+        &dir,
+        &format!(
+            "[[tls.clients]]\nsubject = \"CN=operator-console,O=Example\"\nrole = \"operator\"\nname = \"console\"\n\n\
+             [[tls.clients]]\nsubject = \"CN=portal,O=Example\"\nrole = \"auditor\"\nname = \"portal\"\n\n\
+             [[tls.clients]]\ncertificate_sha256 = \"{}\"\nsubject = \"CN=portal,O=Example\"\nrole = \"auditor\"\nname = \"portal-fp\"\n",
+            sha256_fingerprint(&portal)
+        ),
+    );
+    let s = Server::serve(&dir);
+    let (code, body) = curl(&s, "/v1/audit?limit=1", &cert_args(&forged, &forged_key));
+    assert_eq!(
+        code, 401,
+        "a certificate the RA chose the subject of is no one: {body}"
+    );
+    let (code, body) = curl(&s, "/v1/audit?limit=1", &cert_args(&portal, &portal_key));
+    assert_eq!(code, 200, "the fingerprint mapping still works: {body}");
+    let bearer = format!("Authorization: Bearer {}", tokens.auditor);
+    assert_eq!(curl(&s, "/v1/audit?limit=1", &["-H", &bearer]).0, 200);
+    let log = s.log();
+    for name in ["console", "portal"] {
+        assert!(
+            log.contains(&format!("[[tls.clients]] name \\\"{name}\\\" is IGNORED"))
+                || log.contains(&format!("[[tls.clients]] name \"{name}\" is IGNORED")),
+            "the log names the subject-only mapping {name}: {log}"
+        );
+    }
+    s.terminate();
+}
+
+/// Security finding 2: a client certificate this CA issued and then revoked loses its role at
+/// once, after a CRL and after a restart.
+#[test]
+fn a_revoked_client_certificate_loses_its_role() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = new_dir(tmp.path());
+    let plain = Server::serve(&dir);
+    let (cert, key, serial) = client_certificate(&plain, tmp.path(), "ra-client", "/CN=ra-client");
+    let tokens = plain.tokens.clone();
+    plain.terminate();
+    tls_on(&dir);
+    map_client_certificates(
+        &dir,
+        &format!(
+            "[[tls.clients]]\ncertificate_sha256 = \"{}\"\nrole = \"ra\"\nname = \"bootstrap-ra\"\n",
+            sha256_fingerprint(&cert)
+        ),
+    );
+    let s = Server::serve(&dir);
+    let args = cert_args(&cert, &key);
+    let get = format!("/v1/certificates/{serial}");
+    let (code, body) = curl(&s, &get, &args);
+    assert_eq!(code, 200, "the mapped certificate acts as the RA: {body}");
+    let bearer = format!("Authorization: Bearer {}", tokens.ra);
+    let (code, body) = curl(
+        &s,
+        &format!("/v1/certificates/{serial}/revoke"),
+        &["-H", &bearer, "--data", r#"{"reason": "keyCompromise"}"#],
+    );
+    assert_eq!(code, 200, "revoking the client certificate: {body}");
+    let (code, body) = curl(&s, &get, &args);
+    assert_eq!(code, 401, "a revoked certificate is no one: {body}");
+    let op = format!("Authorization: Bearer {}", tokens.operator);
+    assert_eq!(
+        curl(&s, "/v1/crl/generate", &["-H", &op, "-X", "POST"]).0,
+        200
+    );
+    s.terminate();
+    let s = Server::serve(&dir);
+    let (code, body) = curl(&s, &get, &args);
+    assert_eq!(code, 401, "still no one after a restart: {body}");
     s.terminate();
 }

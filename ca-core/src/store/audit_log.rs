@@ -2,10 +2,8 @@
 
 use rocksdb::WriteBatch;
 
-use super::{cf, Store, TokenRecord, META_AUDIT_HEAD};
-use crate::audit::{
-    verify_chain, AuditAction, AuditBreak, AuditEntry, AuditEvent, AuditHead, Checkpoint,
-};
+use super::{cf, Store, Writes, META_AUDIT_HEAD};
+use crate::audit::{verify_chain, AuditBreak, AuditEntry, AuditEvent, AuditHead, Checkpoint};
 use crate::error::CaError;
 use crate::serial::Serial;
 
@@ -62,22 +60,22 @@ impl Store {
     /// Adds `event` after `prev` to `batch`, with an `events` pointer for each of `serials`,
     /// and returns the new head. The caller writes the head to meta ([`Store::put_audit_head`])
     /// in the same batch.
-    pub(crate) fn append_audit(
-        &self,
-        batch: &mut WriteBatch,
+    pub(crate) fn append_audit<'s>(
+        &'s self,
+        batch: &mut impl Writes<'s>,
         prev: AuditHead,
         event: AuditEvent,
         serials: &[Serial],
     ) -> Result<AuditHead, CaError> {
         let entry = AuditEntry::chain(prev, event)?;
         let seq = entry.seq.to_be_bytes();
-        batch.put_cf(self.cf(cf::AUDIT)?, seq, entry.encode()?);
+        batch.put(self.cf(cf::AUDIT)?, &seq, &entry.encode()?);
         let events = self.cf(cf::EVENTS)?;
         for serial in serials {
             let mut key = [0u8; 24];
             key[..16].copy_from_slice(serial.as_bytes());
             key[16..].copy_from_slice(&seq);
-            batch.put_cf(events, key, []);
+            batch.put(events, &key, &[]);
         }
         Ok(entry.head())
     }
@@ -111,20 +109,6 @@ impl Store {
     /// Appends one event to the audit log, synced. Only while no engine runs on this store.
     pub fn record_event(&self, event: AuditEvent) -> Result<AuditHead, CaError> {
         self.write_audited(WriteBatch::default(), vec![event])
-    }
-
-    /// Stores a token (hash → record) and its `token_created` audit entry, synced. Only while
-    /// no engine runs on this store; a running server creates tokens through its engine.
-    pub fn put_token(
-        &self,
-        token_hash: &[u8; 32],
-        record: &TokenRecord,
-        actor: &str,
-    ) -> Result<(), CaError> {
-        let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(cf::TOKENS)?, token_hash, record.encode()?);
-        let event = token_event(record, actor);
-        self.write_audited(batch, vec![event]).map(drop)
     }
 
     /// Up to `limit` audit entries with a sequence number above `after`, oldest first.
@@ -177,15 +161,15 @@ impl Store {
     }
 
     /// Adds a checkpoint to `batch`.
-    pub(crate) fn put_checkpoint(
-        &self,
-        batch: &mut WriteBatch,
+    pub(crate) fn put_checkpoint<'s>(
+        &'s self,
+        batch: &mut impl Writes<'s>,
         checkpoint: &Checkpoint,
     ) -> Result<(), CaError> {
-        batch.put_cf(
+        batch.put(
             self.cf(cf::CHECKPOINTS)?,
-            checkpoint.head.seq.to_be_bytes(),
-            checkpoint.encode()?,
+            &checkpoint.head.seq.to_be_bytes(),
+            &checkpoint.encode()?,
         );
         Ok(())
     }
@@ -289,15 +273,4 @@ impl Store {
             None => AuditHead { seq, hash: [0; 32] },
         })
     }
-}
-
-/// The audit event of a token's creation.
-pub(crate) fn token_event(record: &TokenRecord, actor: &str) -> AuditEvent {
-    AuditEvent::new(
-        record.created_at,
-        actor,
-        AuditAction::TokenCreated,
-        record.name.clone(),
-    )
-    .with("role", record.role.clone())
 }

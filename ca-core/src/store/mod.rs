@@ -12,6 +12,7 @@
 //! | `renewals`  | old serial (16)                       | newest renewal's serial  |
 //! | `crl_changes` | change seq (8)                      | serial whose revocation changed |
 //! | `tokens`    | SHA-256(token) (32)                   | [`TokenRecord`]          |
+//! | `token_names` | token name (UTF-8)                  | SHA-256(token) (32)      |
 //! | `names`     | tag ‖ lower-case name ‖ 0 ‖ seq (8)   | empty (v2: serial)       |
 //! | `audit`     | audit seq (8)                         | [`AuditEntry`]           |
 //! | `events`    | serial (16) ‖ audit seq (8)           | empty                    |
@@ -42,6 +43,7 @@ mod audit_log;
 mod migrate;
 pub mod query;
 pub mod record;
+mod tokens;
 pub mod writer;
 
 use std::collections::HashSet;
@@ -49,12 +51,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rocksdb::{
-    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType,
-    Options, ReadOptions, WriteBatch, WriteBufferManager, WriteOptions, DB,
+    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor,
+    DBCompressionType, Options, ReadOptions, WriteBatch, WriteBufferManager, WriteOptions, DB,
 };
 
 pub use audit_log::AuditReport;
 pub use record::{CertRecord, EnrollmentRecord, IdempotencyRecord, TokenRecord};
+pub use tokens::{new_token_id, UPGRADE_ACTOR};
 
 use crate::revocation::Revocation;
 
@@ -65,7 +68,9 @@ use crate::serial::Serial;
 /// refused. Version 2 added the audit log and the query indexes (new column families; a
 /// version 1 store simply starts its audit log at the upgrade). Version 3 keys certificates
 /// by issuance sequence (`issued`) with a serial index (`serials`), instead of by serial.
-pub const SCHEMA_VERSION: u32 = 3;
+/// Version 4 gives every token an immutable id and a unique name (`token_names`); the
+/// upgrade renames all but the oldest of tokens that shared a name.
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Column family names.
 pub mod cf {
@@ -81,6 +86,8 @@ pub mod cf {
     pub const REVOKED: &str = "revoked";
     /// API tokens.
     pub const TOKENS: &str = "tokens";
+    /// Token names (every name a token ever had) to the token's hash: names are unique.
+    pub const TOKEN_NAMES: &str = "token_names";
     /// Renewal links, old serial to new.
     pub const RENEWALS: &str = "renewals";
     /// Revocation changes in order, for delta CRLs.
@@ -98,7 +105,7 @@ pub mod cf {
     /// Schema version and counters.
     pub const META: &str = "meta";
     /// Every family this build uses.
-    pub const ALL: [&str; 14] = [
+    pub const ALL: [&str; 15] = [
         ENROLLMENTS,
         NAMES,
         AUDIT,
@@ -113,6 +120,7 @@ pub mod cf {
         META,
         RENEWALS,
         CRL_CHANGES,
+        TOKEN_NAMES,
     ];
 }
 
@@ -130,12 +138,26 @@ const META_CERT_SEQ: &[u8] = b"cert_seq";
 const META_CHANGE_SEQ: &[u8] = b"crl_change_seq";
 const META_CRL_NUMBER: &[u8] = b"crl_number";
 const META_AUDIT_HEAD: &[u8] = b"audit_head";
+const META_CURSOR_KEY: &[u8] = b"cursor_key";
 
 fn newer_schema(version: u32) -> CaError {
     CaError::Storage(format!(
         "the store has schema version {version}, newer than this build's {SCHEMA_VERSION}; \
          run a newer ca-server"
     ))
+}
+
+/// Where a store change's writes go: a [`WriteBatch`], or the store writer's staging of one
+/// operation (which joins the group's batch only when the whole operation succeeded).
+pub(crate) trait Writes<'a> {
+    /// Adds `key` → `value` to the column family `cf`.
+    fn put(&mut self, cf: &'a ColumnFamily, key: &[u8], value: &[u8]);
+}
+
+impl<'a> Writes<'a> for WriteBatch {
+    fn put(&mut self, cf: &'a ColumnFamily, key: &[u8], value: &[u8]) {
+        self.put_cf(cf, key, value);
+    }
 }
 
 /// The key of an idempotency entry: the requesting token's hash and the `request_id`.
@@ -193,6 +215,7 @@ impl Store {
     pub fn open(path: &Path) -> Result<Self, CaError> {
         let mut store = Self::open_mode(path, false)?;
         store.check_schema()?;
+        store.ensure_cursor_key()?;
         Ok(store)
     }
 
@@ -352,6 +375,9 @@ impl Store {
         if version.is_none_or(|v| v < migrate::ISSUANCE_ORDER_SCHEMA) {
             migrate::copy_legacy_certificates(self)?;
         }
+        if version.is_none_or(|v| v < tokens::UNIQUE_TOKEN_NAMES_SCHEMA) {
+            self.index_tokens()?;
+        }
         if version != Some(SCHEMA_VERSION) {
             let mut batch = WriteBatch::default();
             batch.put_cf(
@@ -363,6 +389,33 @@ impl Store {
         }
         // Also finishes a migration that stopped after recording the version.
         migrate::drop_legacy_families(self)
+    }
+
+    /// Draws the secret that seals query cursors when the store has none yet.
+    fn ensure_cursor_key(&self) -> Result<(), CaError> {
+        let meta = self.cf(cf::META)?;
+        if self.db.get_pinned_cf(meta, META_CURSOR_KEY)?.is_some() {
+            return Ok(());
+        }
+        let mut secret = zeroize::Zeroizing::new([0u8; query::CURSOR_KEY_LEN]);
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), secret.as_mut())
+            .map_err(|_| CaError::Crypto("drawing the cursor key".into()))?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(meta, META_CURSOR_KEY, secret.as_ref());
+        self.write(batch)
+    }
+
+    /// The key that seals the query cursors this store's queries hand out
+    /// ([`query::Cursor::seal`]).
+    pub fn cursor_key(&self) -> Result<query::CursorKey, CaError> {
+        let meta = self.cf(cf::META)?;
+        let secret = self
+            .db
+            .get_pinned_cf(meta, META_CURSOR_KEY)?
+            .and_then(|v| <[u8; query::CURSOR_KEY_LEN]>::try_from(&v[..]).ok())
+            .map(zeroize::Zeroizing::new)
+            .ok_or_else(|| CaError::Storage("the store has no cursor key".into()))?;
+        query::CursorKey::new(&secret)
     }
 
     /// A read-only store must already be in this build's format: read-only tools cannot

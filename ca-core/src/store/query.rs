@@ -13,6 +13,8 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
+use ring::rand::{SecureRandom, SystemRandom};
 
 use super::{cf, decode_seq, CertRecord, Store};
 use crate::error::CaError;
@@ -85,15 +87,82 @@ impl Walk {
     }
 }
 
-/// Where a walk stopped: opaque to clients (base64url of the index tag and the last key).
+/// Where a walk stopped: the index and the last key visited. The last key may belong to a
+/// certificate the caller may not see (a page examines rows it does not return), so clients
+/// only ever get it sealed ([`Cursor::seal`]); [`Cursor::encode`] is the plaintext inside.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cursor {
     walk: u8,
     key: Vec<u8>,
 }
 
+/// Length of a [`CursorKey`]'s secret.
+pub const CURSOR_KEY_LEN: usize = 32;
+/// Bound to every sealed cursor (with the caller's context) as associated data.
+const CURSOR_AAD: &[u8] = b"ca-core query cursor v1\0";
+
+/// The store's secret for sealing cursors with ChaCha20-Poly1305 (RFC 8439): a sealed cursor
+/// reveals nothing of the key it holds, and one that was altered, forged, or handed to a caller
+/// other than the one it was made for is refused.
+pub struct CursorKey(LessSafeKey);
+
+impl std::fmt::Debug for CursorKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CursorKey(..)")
+    }
+}
+
+impl CursorKey {
+    /// A key from its secret.
+    pub fn new(secret: &[u8; CURSOR_KEY_LEN]) -> Result<CursorKey, CaError> {
+        UnboundKey::new(&CHACHA20_POLY1305, secret)
+            .map(|k| CursorKey(LessSafeKey::new(k)))
+            .map_err(|_| CaError::Crypto("the cursor key is unusable".into()))
+    }
+}
+
 impl Cursor {
-    /// The cursor as the API shows it.
+    /// The cursor as the API shows it: base64url of a random 96-bit nonce and the encrypted
+    /// [`Cursor::encode`] form with its tag, bound to `context` (who may use it).
+    pub fn seal(&self, key: &CursorKey, context: &[u8]) -> Result<String, CaError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| CaError::Crypto("drawing a cursor nonce".into()))?;
+        let mut data = self.encode().into_bytes();
+        key.0
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from([CURSOR_AAD, context].concat()),
+                &mut data,
+            )
+            .map_err(|_| CaError::Crypto("sealing a cursor".into()))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&data);
+        Ok(URL_SAFE_NO_PAD.encode(out))
+    }
+
+    /// Reads a sealed cursor a client sent back; anything this CA did not seal for `context`
+    /// is `invalid_request`.
+    pub fn open(text: &str, key: &CursorKey, context: &[u8]) -> Result<Cursor, CaError> {
+        let bad = || CaError::InvalidRequest("the cursor is not one this CA gave out".into());
+        if text.len() > 4096 {
+            return Err(bad());
+        }
+        let mut bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
+        if bytes.len() < NONCE_LEN {
+            return Err(bad());
+        }
+        let mut data = bytes.split_off(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(&bytes).map_err(|_| bad())?;
+        let plain = key
+            .0
+            .open_in_place(nonce, Aad::from([CURSOR_AAD, context].concat()), &mut data)
+            .map_err(|_| bad())?;
+        Cursor::decode(std::str::from_utf8(plain).map_err(|_| bad())?)
+    }
+
+    /// The cursor's plaintext form: base64url of the index tag and the last key.
     pub fn encode(&self) -> String {
         let mut bytes = Vec::with_capacity(self.key.len() + 1);
         bytes.push(self.walk);
@@ -101,7 +170,7 @@ impl Cursor {
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
-    /// Reads a cursor a client sent back.
+    /// Reads the plaintext form of [`Cursor::encode`].
     pub fn decode(s: &str) -> Result<Cursor, CaError> {
         let bad = || CaError::InvalidRequest("the cursor is not one this CA gave out".into());
         let bytes = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
@@ -356,6 +425,41 @@ mod tests {
         assert!(Cursor::decode("").is_err());
         assert!(Cursor::decode("!!").is_err());
         assert!(Cursor::decode(&URL_SAFE_NO_PAD.encode([9u8, 1, 2])).is_err());
+    }
+
+    #[test]
+    fn sealed_cursors_open_only_unaltered_and_for_their_context() {
+        let key = CursorKey::new(&[7u8; CURSOR_KEY_LEN]).unwrap();
+        let c = Cursor {
+            walk: Walk::Revoked as u8,
+            key: vec![0xAB; 16],
+        };
+        let sealed = c.seal(&key, b"ra:one").unwrap();
+        assert_eq!(Cursor::open(&sealed, &key, b"ra:one").unwrap(), c);
+        assert!(
+            !sealed.contains(&URL_SAFE_NO_PAD.encode([0xABu8; 12])),
+            "the key does not show through"
+        );
+        assert_ne!(
+            sealed,
+            c.seal(&key, b"ra:one").unwrap(),
+            "a fresh nonce each time"
+        );
+        assert!(Cursor::open(&sealed, &key, b"ra:two").is_err());
+        let other = CursorKey::new(&[8u8; CURSOR_KEY_LEN]).unwrap();
+        assert!(Cursor::open(&sealed, &other, b"ra:one").is_err());
+        let mut bytes = URL_SAFE_NO_PAD.decode(&sealed).unwrap();
+        for i in 0..bytes.len() {
+            bytes[i] ^= 1;
+            let altered = URL_SAFE_NO_PAD.encode(&bytes);
+            assert!(Cursor::open(&altered, &key, b"ra:one").is_err(), "byte {i}");
+            bytes[i] ^= 1;
+        }
+        assert!(
+            Cursor::open(&c.encode(), &key, b"ra:one").is_err(),
+            "plaintext refused"
+        );
+        assert!(Cursor::open("", &key, b"").is_err());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::serial::Serial;
 
 const CERT_RECORD_V1: u8 = 1;
 const TOKEN_RECORD_V1: u8 = 1;
+const TOKEN_RECORD_V2: u8 = 2;
 const ENROLLMENT_RECORD_V1: u8 = 1;
 
 /// What the CA keeps about each certificate it issued. Immutable once written: revocation
@@ -92,6 +93,10 @@ impl IdempotencyRecord {
 }
 
 /// An API token, stored under the SHA-256 of the token; the token itself is never stored.
+///
+/// Its name is unique among all tokens that ever existed (the store's `token_names` index,
+/// kept by the single writer) and never reused, so that the name, which certificates and
+/// enrolments record as their requester, always designates this one token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRecord {
     /// A human name for the token's holder, shown as `requester` and `actor`.
@@ -100,17 +105,57 @@ pub struct TokenRecord {
     pub role: String,
     /// When it was created, Unix seconds.
     pub created_at: i64,
+    /// Immutable internal id: 16 random bytes drawn at creation (or, for a token of format
+    /// version 1, when the store was upgraded). Unlike the name it never changes.
+    pub id: [u8; 16],
+    /// After this moment (Unix seconds) the token is refused; `None`: it does not expire.
+    pub expires_at: Option<i64>,
+    /// When it was revoked (Unix seconds); a revoked token is refused.
+    pub revoked_at: Option<i64>,
+}
+
+/// Format version 1 of [`TokenRecord`], written by builds before token ids.
+#[derive(Deserialize)]
+struct TokenRecordV1 {
+    name: String,
+    role: String,
+    created_at: i64,
 }
 
 impl TokenRecord {
-    /// Encodes the record with its format version.
-    pub fn encode(&self) -> Result<Vec<u8>, CaError> {
-        encode(TOKEN_RECORD_V1, self)
+    /// Whether the token may authenticate at `now` (Unix seconds): not revoked, not expired.
+    pub fn is_active(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|t| now < t)
     }
 
-    /// Decodes a stored record of any known format version.
+    /// Encodes the record with its format version.
+    pub fn encode(&self) -> Result<Vec<u8>, CaError> {
+        encode(TOKEN_RECORD_V2, self)
+    }
+
+    /// Decodes a stored record of any known format version. A version 1 record has no id
+    /// yet (all zeros) until the store's upgrade gives it one, and neither expires nor is
+    /// revoked.
     pub fn decode(bytes: &[u8]) -> Result<Self, CaError> {
-        decode_versioned(bytes, TOKEN_RECORD_V1, "token record")
+        match bytes.first() {
+            Some(&TOKEN_RECORD_V1) => {
+                let v1: TokenRecordV1 = decode_versioned(bytes, TOKEN_RECORD_V1, "token record")?;
+                Ok(TokenRecord {
+                    name: v1.name,
+                    role: v1.role,
+                    created_at: v1.created_at,
+                    id: [0; 16],
+                    expires_at: None,
+                    revoked_at: None,
+                })
+            }
+            _ => decode_versioned(bytes, TOKEN_RECORD_V2, "token record"),
+        }
+    }
+
+    /// Whether the stored bytes are of format version 1 (no id yet).
+    pub(crate) fn is_v1(bytes: &[u8]) -> bool {
+        bytes.first() == Some(&TOKEN_RECORD_V1)
     }
 }
 
@@ -234,5 +279,30 @@ mod tests {
         assert_eq!(CertRecord::decode(&bytes).unwrap(), rec);
         assert!(CertRecord::decode(&[9, 1, 2]).is_err());
         assert!(CertRecord::decode(&[]).is_err());
+    }
+
+    #[test]
+    fn v1_token_records_still_decode() {
+        // A token record written before token ids: name "ra", role "ra", created at 5.
+        let v1 = [1u8, 2, b'r', b'a', 2, b'r', b'a', 10];
+        let rec = TokenRecord::decode(&v1).unwrap();
+        assert_eq!(
+            (rec.name.as_str(), rec.role.as_str(), rec.created_at),
+            ("ra", "ra", 5)
+        );
+        assert_eq!(
+            (rec.id, rec.expires_at, rec.revoked_at),
+            ([0; 16], None, None)
+        );
+        assert!(TokenRecord::is_v1(&v1));
+        let v2 = TokenRecord {
+            id: [3; 16],
+            expires_at: Some(100),
+            ..rec
+        };
+        let bytes = v2.encode().unwrap();
+        assert!(!TokenRecord::is_v1(&bytes));
+        assert_eq!(TokenRecord::decode(&bytes).unwrap(), v2);
+        assert!(v2.is_active(99) && !v2.is_active(100));
     }
 }

@@ -11,19 +11,23 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
-use rocksdb::WriteBatch;
+use rocksdb::{ColumnFamily, WriteBatch};
 use tokio::sync::oneshot;
 
-use super::audit_log::token_event;
+use super::tokens::{revoked_token, token_event, token_revoked_event};
 use super::{
     cf, CertRecord, EnrollmentRecord, IdempotencyKey, IdempotencyRecord, Store, TokenRecord,
-    META_CERT_SEQ, META_CHANGE_SEQ, META_CRL_NUMBER,
+    Writes, META_CERT_SEQ, META_CHANGE_SEQ, META_CRL_NUMBER,
 };
 use crate::audit::{AuditAction, AuditEvent, AuditHead, Checkpoint};
 use crate::error::CaError;
 use crate::metrics::Metrics;
 use crate::revocation::{Revocation, RevocationReason};
 use crate::serial::Serial;
+
+/// The actor of the audit entries a subscriber causes with an enrolment code (no token), as
+/// `failed_attempt` and `certificate` write it.
+const PUBLIC_ACTOR: &str = "(public)";
 
 /// A certificate to record, with the idempotency entry that should point at it.
 #[derive(Debug)]
@@ -99,8 +103,12 @@ pub enum WriteOp {
     ReleaseHold(Serial, String, Reply<()>),
     /// Allocate the next CRL number.
     NextCrlNumber(CrlRequest, Reply<CrlPosition>),
-    /// Store an API token under its hash, as `actor` asked.
+    /// Store an API token under its hash, as `actor` asked; refused when its name is or was
+    /// taken.
     PutToken([u8; 32], TokenRecord, String, Reply<()>),
+    /// Revoke the API token with this name at this time (Unix seconds), as `actor` asked;
+    /// answers the revoked record.
+    RevokeToken(String, i64, String, Reply<TokenRecord>),
     /// Append an event to the audit log, with `events` pointers for the serials.
     Record(AuditEvent, Vec<Serial>, Reply<AuditHead>),
     /// Tell the audit log's head (writes nothing).
@@ -111,6 +119,9 @@ pub enum WriteOp {
     CreateEnrollment([u8; 16], EnrollmentRecord, String, Reply<()>),
     /// Count a wrong code for an enrolment; answers the record after it.
     FailedAttempt([u8; 16], Reply<EnrollmentRecord>),
+    /// Roll back the redemption of an enrolment (its id) for a certificate (its serial) that
+    /// could not be delivered: revoke the certificate and make the enrolment pending again.
+    UndoRedemption([u8; 16], Serial, Reply<()>),
 }
 
 /// The running writer thread.
@@ -199,6 +210,7 @@ enum Answer {
     Crl(Reply<CrlPosition>, Result<CrlPosition, CaError>),
     Head(Reply<AuditHead>, Result<AuditHead, CaError>),
     Enrollment(Reply<EnrollmentRecord>, Result<EnrollmentRecord, CaError>),
+    Token(Reply<TokenRecord>, Result<TokenRecord, CaError>),
 }
 
 impl Answer {
@@ -212,6 +224,7 @@ impl Answer {
             Answer::Crl(_, r @ Ok(_)) => *r = Err(e()),
             Answer::Head(_, r @ Ok(_)) => *r = Err(e()),
             Answer::Enrollment(_, r @ Ok(_)) => *r = Err(e()),
+            Answer::Token(_, r @ Ok(_)) => *r = Err(e()),
             _ => {}
         }
     }
@@ -225,16 +238,27 @@ impl Answer {
             Answer::Crl(tx, r) => tx.send(r).map_err(drop),
             Answer::Head(tx, r) => tx.send(r).map_err(drop),
             Answer::Enrollment(tx, r) => tx.send(r).map_err(drop),
+            Answer::Token(tx, r) => tx.send(r).map_err(drop),
         };
     }
 }
 
 /// One group being assembled: the batch and what it already holds, so that operations in
 /// the same group see each other.
+///
+/// Every operation is all-or-nothing: its writes are staged apart from the batch and reach it
+/// only when the whole operation succeeds, and every change it makes to the group's state
+/// (counters, the maps below) is undone when it fails. So an error anywhere in an operation
+/// (say, while its audit entry is formatted) leaves neither a write nor a moved counter
+/// behind, and the rest of the group commits as if it had never been sent.
 struct Group<'a> {
     store: &'a Store,
     batch: WriteBatch,
     counters: Counters,
+    /// The writes of the operation being applied, not yet in `batch`.
+    staged: Staged<'a>,
+    /// How to undo the changes the operation being applied made to the maps below.
+    undo: Vec<Undo>,
     /// Which of the group's serials the store already holds (looked up once per group).
     stored: Result<HashSet<Serial>, CaError>,
     /// The serials this group stores.
@@ -243,72 +267,236 @@ struct Group<'a> {
     revocations: HashMap<Serial, Option<Revocation>>,
     certificates: HashMap<Serial, i64>,
     enrollments: HashMap<[u8; 16], EnrollmentRecord>,
+    /// Token names this group takes, to the token's hash.
+    token_names: HashMap<String, [u8; 32]>,
+    /// Tokens this group changes, by hash.
+    tokens: HashMap<[u8; 32], TokenRecord>,
+    /// Test-only fault injection (see [`Fault`]).
+    #[cfg(test)]
+    fault: Fault,
+}
+
+/// A staged write: the column family, the key, and the value (`None`: a deletion).
+type StagedWrite<'a> = (&'a ColumnFamily, Vec<u8>, Option<Vec<u8>>);
+
+/// The writes of one operation, in order, until it succeeds.
+#[derive(Default)]
+struct Staged<'a>(Vec<StagedWrite<'a>>);
+
+impl<'a> Writes<'a> for Staged<'a> {
+    fn put(&mut self, cf: &'a ColumnFamily, key: &[u8], value: &[u8]) {
+        self.0.push((cf, key.to_vec(), Some(value.to_vec())));
+    }
+}
+
+/// A change to the group's maps and the value it replaced.
+enum Undo {
+    Serial(Serial),
+    Key(IdempotencyKey, Option<IdempotencyRecord>),
+    Revocation(Serial, Option<Option<Revocation>>),
+    Certificate(Serial, Option<i64>),
+    Enrollment([u8; 16], Option<EnrollmentRecord>),
+    TokenName(String, Option<[u8; 32]>),
+    Token([u8; 32], Option<TokenRecord>),
+}
+
+/// Puts `previous` back under `key` (removes the key when there was none).
+fn restore<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, key: K, previous: Option<V>) {
+    match previous {
+        Some(v) => map.insert(key, v),
+        None => map.remove(&key),
+    };
+}
+
+/// Test-only: the operations of a group (by position) that fail right after their first
+/// write, to show that a failed operation leaves no trace.
+#[cfg(test)]
+#[derive(Default)]
+struct Fault {
+    /// Fail right after the first write.
+    faulty: HashSet<usize>,
+    /// Fail once every write is staged, as the operation is about to succeed.
+    at_end: HashSet<usize>,
+    op: usize,
+    writes: u32,
 }
 
 /// Commits one group; returns the counters after it.
 fn commit(store: &Store, ops: Vec<WriteOp>, before: Counters) -> Counters {
-    let mut drawn: Vec<Serial> = ops
-        .iter()
-        .filter_map(|op| match op {
-            WriteOp::Certificate(cert, _) => cert.record.serial(),
-            _ => None,
-        })
-        .collect();
-    // Should the look-up fail, every certificate of the group is refused with its error.
-    let stored = store.stored_serials(&mut drawn);
-    let mut group = Group {
-        store,
-        batch: WriteBatch::default(),
-        counters: before,
-        stored,
-        serials: HashSet::new(),
-        keys: HashMap::new(),
-        revocations: HashMap::new(),
-        certificates: HashMap::new(),
-        enrollments: HashMap::new(),
-    };
-    let mut replies = Vec::with_capacity(ops.len());
-    for op in ops {
-        replies.push(match op {
-            WriteOp::Certificate(cert, tx) => Answer::Certificate(tx, group.certificate(cert)),
-            WriteOp::Revoke(req, tx) => Answer::Revoke(tx, group.revoke(req)),
-            WriteOp::ReleaseHold(serial, actor, tx) => {
-                Answer::Unit(tx, group.release(serial, actor))
-            }
-            WriteOp::NextCrlNumber(req, tx) => Answer::Crl(tx, group.crl_number(req)),
-            WriteOp::PutToken(hash, record, actor, tx) => {
-                Answer::Unit(tx, group.token(&hash, &record, &actor))
-            }
-            WriteOp::Record(event, serials, tx) => Answer::Head(tx, group.audit(event, &serials)),
-            WriteOp::AuditHead(tx) => Answer::Head(tx, Ok(group.counters.audit)),
-            WriteOp::Checkpoint(cp, tx) => Answer::Unit(tx, group.checkpoint(&cp)),
-            WriteOp::CreateEnrollment(id, record, actor, tx) => {
-                Answer::Unit(tx, group.create_enrollment(id, record, &actor))
-            }
-            WriteOp::FailedAttempt(id, tx) => Answer::Enrollment(tx, group.failed_attempt(id)),
-        });
-    }
-    let counters = group.counters;
-    let written = if group.batch.is_empty() {
-        Ok(())
-    } else {
-        group
-            .write_counters()
-            .and_then(|()| store.write(group.batch))
-    };
-    let counters = match written {
-        Ok(()) => counters,
-        Err(e) => {
-            tracing::error!(error = %e, "store commit failed; the group's requests are refused");
-            replies.iter_mut().for_each(|r| r.fail(&e));
-            before
-        }
-    };
-    replies.into_iter().for_each(Answer::send);
-    counters
+    let group = Group::new(store, &ops, before);
+    group.commit(ops, before)
 }
 
-impl Group<'_> {
+impl<'a> Group<'a> {
+    /// A new group for `ops` on `store`, starting from the counters `before`.
+    fn new(store: &'a Store, ops: &[WriteOp], before: Counters) -> Self {
+        let mut drawn: Vec<Serial> = ops
+            .iter()
+            .filter_map(|op| match op {
+                WriteOp::Certificate(cert, _) => cert.record.serial(),
+                _ => None,
+            })
+            .collect();
+        // Should the look-up fail, every certificate of the group is refused with its error.
+        let stored = store.stored_serials(&mut drawn);
+        Group {
+            store,
+            batch: WriteBatch::default(),
+            counters: before,
+            staged: Staged::default(),
+            undo: Vec::new(),
+            stored,
+            serials: HashSet::new(),
+            keys: HashMap::new(),
+            revocations: HashMap::new(),
+            certificates: HashMap::new(),
+            enrollments: HashMap::new(),
+            token_names: HashMap::new(),
+            tokens: HashMap::new(),
+            #[cfg(test)]
+            fault: Fault::default(),
+        }
+    }
+
+    /// Applies `ops`, writes the group and answers each operation; returns the counters
+    /// after it (`before` when the write failed).
+    fn commit(mut self, ops: Vec<WriteOp>, before: Counters) -> Counters {
+        let mut replies = Vec::with_capacity(ops.len());
+        for op in ops {
+            #[cfg(test)]
+            {
+                self.fault.writes = 0;
+            }
+            replies.push(self.apply(op));
+            #[cfg(test)]
+            {
+                self.fault.op += 1;
+            }
+        }
+        let counters = self.counters;
+        let written = if self.batch.is_empty() {
+            Ok(())
+        } else {
+            self.write_counters()
+                .and_then(|()| self.store.write(std::mem::take(&mut self.batch)))
+        };
+        let counters = match written {
+            Ok(()) => counters,
+            Err(e) => {
+                tracing::error!(error = %e, "store commit failed; the group's requests are refused");
+                replies.iter_mut().for_each(|r| r.fail(&e));
+                before
+            }
+        };
+        replies.into_iter().for_each(Answer::send);
+        counters
+    }
+
+    /// Applies one operation to the group, all or nothing; answers what to tell its
+    /// requester once the group is written.
+    fn apply(&mut self, op: WriteOp) -> Answer {
+        match op {
+            WriteOp::Certificate(cert, tx) => {
+                Answer::Certificate(tx, self.atomic(|g| g.certificate(cert)))
+            }
+            WriteOp::Revoke(req, tx) => Answer::Revoke(tx, self.atomic(|g| g.revoke(req))),
+            WriteOp::ReleaseHold(serial, actor, tx) => {
+                Answer::Unit(tx, self.atomic(|g| g.release(serial, actor)))
+            }
+            WriteOp::NextCrlNumber(req, tx) => Answer::Crl(tx, self.atomic(|g| g.crl_number(req))),
+            WriteOp::PutToken(hash, record, actor, tx) => {
+                Answer::Unit(tx, self.atomic(|g| g.token(&hash, &record, &actor)))
+            }
+            WriteOp::RevokeToken(name, at, actor, tx) => {
+                Answer::Token(tx, self.atomic(|g| g.revoke_token(&name, at, &actor)))
+            }
+            WriteOp::Record(event, serials, tx) => {
+                Answer::Head(tx, self.atomic(|g| g.audit(event, &serials)))
+            }
+            WriteOp::AuditHead(tx) => Answer::Head(tx, Ok(self.counters.audit)),
+            WriteOp::Checkpoint(cp, tx) => Answer::Unit(tx, self.atomic(|g| g.checkpoint(&cp))),
+            WriteOp::CreateEnrollment(id, record, actor, tx) => {
+                Answer::Unit(tx, self.atomic(|g| g.create_enrollment(id, record, &actor)))
+            }
+            WriteOp::FailedAttempt(id, tx) => {
+                Answer::Enrollment(tx, self.atomic(|g| g.failed_attempt(id)))
+            }
+            WriteOp::UndoRedemption(id, serial, tx) => {
+                Answer::Unit(tx, self.atomic(|g| g.undo_redemption(id, serial)))
+            }
+        }
+    }
+
+    /// Runs one operation: on success its staged writes join the batch; on failure they are
+    /// dropped and the counters and maps are put back as they were before it.
+    fn atomic<T>(
+        &mut self,
+        operation: impl FnOnce(&mut Self) -> Result<T, CaError>,
+    ) -> Result<T, CaError> {
+        let counters = self.counters;
+        #[allow(unused_mut)]
+        let mut result = operation(self);
+        #[cfg(test)]
+        if result.is_ok() && self.fault.at_end.contains(&self.fault.op) {
+            result = Err(CaError::Storage("injected fault".into()));
+        }
+        if result.is_ok() {
+            for (cf, key, value) in self.staged.0.drain(..) {
+                match value {
+                    Some(value) => self.batch.put_cf(cf, key, value),
+                    None => self.batch.delete_cf(cf, key),
+                }
+            }
+            self.undo.clear();
+        } else {
+            self.staged.0.clear();
+            self.counters = counters;
+            while let Some(undo) = self.undo.pop() {
+                match undo {
+                    Undo::Serial(serial) => {
+                        self.serials.remove(&serial);
+                    }
+                    Undo::Key(key, prev) => restore(&mut self.keys, key, prev),
+                    Undo::Revocation(serial, prev) => restore(&mut self.revocations, serial, prev),
+                    Undo::Certificate(serial, prev) => {
+                        restore(&mut self.certificates, serial, prev)
+                    }
+                    Undo::Enrollment(id, prev) => restore(&mut self.enrollments, id, prev),
+                    Undo::TokenName(name, prev) => restore(&mut self.token_names, name, prev),
+                    Undo::Token(hash, prev) => restore(&mut self.tokens, hash, prev),
+                }
+            }
+        }
+        result
+    }
+
+    /// Stages `key` → `value` in the column family `name`.
+    fn put(&mut self, name: &str, key: &[u8], value: &[u8]) -> Result<(), CaError> {
+        let store = self.store;
+        self.staged.put(store.cf(name)?, key, value);
+        self.wrote()
+    }
+
+    /// Stages the deletion of `key` from the column family `name`.
+    fn delete(&mut self, name: &str, key: &[u8]) -> Result<(), CaError> {
+        let store = self.store;
+        self.staged.0.push((store.cf(name)?, key.to_vec(), None));
+        self.wrote()
+    }
+
+    /// Called after each write an operation stages: under test, fails the operations chosen
+    /// by [`Fault`] right after their first write.
+    fn wrote(&mut self) -> Result<(), CaError> {
+        #[cfg(test)]
+        {
+            self.fault.writes += 1;
+            if self.fault.writes == 1 && self.fault.faulty.contains(&self.fault.op) {
+                return Err(CaError::Storage("injected fault".into()));
+            }
+        }
+        Ok(())
+    }
+
     fn write_counters(&mut self) -> Result<(), CaError> {
         let meta = self.store.cf(cf::META)?;
         self.batch
@@ -331,18 +519,51 @@ impl Group<'_> {
     fn audit(&mut self, event: AuditEvent, serials: &[Serial]) -> Result<AuditHead, CaError> {
         self.counters.audit =
             self.store
-                .append_audit(&mut self.batch, self.counters.audit, event, serials)?;
+                .append_audit(&mut self.staged, self.counters.audit, event, serials)?;
+        self.wrote()?;
         Ok(self.counters.audit)
     }
 
+    /// The hash of the token holding `name` as this group leaves it.
+    fn token_name_holder(&self, name: &str) -> Result<Option<[u8; 32]>, CaError> {
+        match self.token_names.get(name) {
+            Some(hash) => Ok(Some(*hash)),
+            None => self.store.token_name_holder(name),
+        }
+    }
+
     fn token(&mut self, hash: &[u8; 32], record: &TokenRecord, actor: &str) -> Result<(), CaError> {
-        self.batch
-            .put_cf(self.store.cf(cf::TOKENS)?, hash, record.encode()?);
+        if self.token_name_holder(&record.name)?.is_some() {
+            return Err(CaError::TokenNameTaken(record.name.clone()));
+        }
+        self.put(cf::TOKENS, hash, &record.encode()?)?;
+        self.put(cf::TOKEN_NAMES, record.name.as_bytes(), hash)?;
+        let previous = self.token_names.insert(record.name.clone(), *hash);
+        self.undo
+            .push(Undo::TokenName(record.name.clone(), previous));
+        let previous = self.tokens.insert(*hash, record.clone());
+        self.undo.push(Undo::Token(*hash, previous));
         self.audit(token_event(record, actor), &[]).map(drop)
     }
 
+    fn revoke_token(&mut self, name: &str, at: i64, actor: &str) -> Result<TokenRecord, CaError> {
+        let not_found = || CaError::TokenNotFound(name.to_string());
+        let hash = self.token_name_holder(name)?.ok_or_else(not_found)?;
+        let record = match self.tokens.get(&hash) {
+            Some(record) => record.clone(),
+            None => self.store.token(&hash)?.ok_or_else(not_found)?,
+        };
+        let revoked = revoked_token(record, at)?;
+        self.put(cf::TOKENS, &hash, &revoked.encode()?)?;
+        let previous = self.tokens.insert(hash, revoked.clone());
+        self.undo.push(Undo::Token(hash, previous));
+        self.audit(token_revoked_event(&revoked, at, actor), &[])?;
+        Ok(revoked)
+    }
+
     fn checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<(), CaError> {
-        self.store.put_checkpoint(&mut self.batch, checkpoint)
+        self.store.put_checkpoint(&mut self.staged, checkpoint)?;
+        self.wrote()
     }
 
     /// The enrolment as this group leaves it.
@@ -357,9 +578,9 @@ impl Group<'_> {
     }
 
     fn put_enrollment(&mut self, id: [u8; 16], record: EnrollmentRecord) -> Result<(), CaError> {
-        self.batch
-            .put_cf(self.store.cf(cf::ENROLLMENTS)?, id, record.encode()?);
-        self.enrollments.insert(id, record);
+        self.put(cf::ENROLLMENTS, &id, &record.encode()?)?;
+        let previous = self.enrollments.insert(id, record);
+        self.undo.push(Undo::Enrollment(id, previous));
         Ok(())
     }
 
@@ -400,6 +621,38 @@ impl Group<'_> {
         self.put_enrollment(id, record.clone())?;
         self.audit(event, &[])?;
         Ok(record)
+    }
+
+    /// Revokes `serial` (cessationOfOperation) and clears the enrolment's serial, so that it is
+    /// pending again (or locked or expired, as its counts and deadline say), with an
+    /// `enrollment_reopened` audit entry. Refused unless the enrolment was redeemed for exactly
+    /// that certificate.
+    fn undo_redemption(&mut self, id: [u8; 16], serial: Serial) -> Result<(), CaError> {
+        let mut record = self.enrollment(&id)?;
+        if record.serial != Some(*serial.as_bytes()) {
+            return Err(CaError::Storage(format!(
+                "enrolment {} was not redeemed for {serial}",
+                hex::encode(id)
+            )));
+        }
+        let at = time::OffsetDateTime::now_utc().unix_timestamp();
+        self.revoke(RevokeRequest {
+            serial,
+            reason: RevocationReason::CessationOfOperation,
+            at,
+            invalidity_date: None,
+            actor: PUBLIC_ACTOR.to_string(),
+        })?;
+        record.serial = None;
+        let event = AuditEvent::new(
+            at,
+            PUBLIC_ACTOR,
+            AuditAction::EnrollmentReopened,
+            hex::encode(id),
+        )
+        .with("serial", serial.to_hex());
+        self.put_enrollment(id, record)?;
+        self.audit(event, &[serial]).map(drop)
     }
 
     fn certificate(&mut self, cert: NewCertificate) -> Result<Committed, CaError> {
@@ -443,39 +696,31 @@ impl Group<'_> {
                     "{old} was revoked while its renewal was being signed"
                 )));
             }
-            self.batch.put_cf(
-                self.store.cf(cf::RENEWALS)?,
-                old.as_bytes(),
-                serial.as_bytes(),
-            );
+            self.put(cf::RENEWALS, old.as_bytes(), serial.as_bytes())?;
         }
         self.counters.cert_seq += 1;
         record.seq = self.counters.cert_seq;
         record.issued_at = record.issued_at.max(self.counters.last_issued_at);
         self.counters.last_issued_at = record.issued_at;
-        let store = self.store;
         let seq = record.seq.to_be_bytes();
-        self.batch
-            .put_cf(store.cf(cf::ISSUED)?, seq, record.encode()?);
-        self.batch
-            .put_cf(store.cf(cf::SERIALS)?, serial.as_bytes(), seq);
+        self.put(cf::ISSUED, &seq, &record.encode()?)?;
+        self.put(cf::SERIALS, serial.as_bytes(), &seq)?;
         let mut expiry_key = [0u8; 24];
         expiry_key[..8].copy_from_slice(&record.not_after.to_be_bytes());
         expiry_key[8..].copy_from_slice(serial.as_bytes());
-        self.batch.put_cf(store.cf(cf::BY_EXPIRY)?, expiry_key, []);
+        self.put(cf::BY_EXPIRY, &expiry_key, &[])?;
         if let Some((key, request_hash)) = idempotency {
             let entry = IdempotencyRecord {
                 serial,
                 request_hash,
             };
-            self.batch
-                .put_cf(store.cf(cf::IDEM)?, key.as_bytes(), entry.encode());
-            self.keys.insert(key, entry);
+            self.put(cf::IDEM, key.as_bytes(), &entry.encode())?;
+            let previous = self.keys.insert(key.clone(), entry);
+            self.undo.push(Undo::Key(key, previous));
         }
-        let names_cf = store.cf(cf::NAMES)?;
         for mut key in names {
             key.extend_from_slice(&seq);
-            self.batch.put_cf(names_cf, key, []);
+            self.put(cf::NAMES, &key, &[])?;
         }
         let event = AuditEvent::new(
             record.issued_at,
@@ -506,8 +751,11 @@ impl Group<'_> {
             self.put_enrollment(id, e)?;
             self.audit(event, &[])?;
         }
-        self.serials.insert(serial);
-        self.certificates.insert(serial, record.not_after);
+        if self.serials.insert(serial) {
+            self.undo.push(Undo::Serial(serial));
+        }
+        let previous = self.certificates.insert(serial, record.not_after);
+        self.undo.push(Undo::Certificate(serial, previous));
         Ok(Committed::Stored(record))
     }
 
@@ -531,21 +779,14 @@ impl Group<'_> {
 
     fn record_change(&mut self, serial: &Serial, state: Option<Revocation>) -> Result<(), CaError> {
         self.counters.change_seq += 1;
-        let store = self.store;
         match &state {
-            Some(r) => self
-                .batch
-                .put_cf(store.cf(cf::REVOKED)?, serial.as_bytes(), r.encode()?),
-            None => self
-                .batch
-                .delete_cf(store.cf(cf::REVOKED)?, serial.as_bytes()),
+            Some(r) => self.put(cf::REVOKED, serial.as_bytes(), &r.encode()?)?,
+            None => self.delete(cf::REVOKED, serial.as_bytes())?,
         }
-        self.batch.put_cf(
-            store.cf(cf::CRL_CHANGES)?,
-            self.counters.change_seq.to_be_bytes(),
-            serial.as_bytes(),
-        );
-        self.revocations.insert(*serial, state);
+        let change = self.counters.change_seq.to_be_bytes();
+        self.put(cf::CRL_CHANGES, &change, serial.as_bytes())?;
+        let previous = self.revocations.insert(*serial, state);
+        self.undo.push(Undo::Revocation(*serial, previous));
         Ok(())
     }
 
@@ -609,15 +850,389 @@ impl Group<'_> {
         .with("kind", req.kind);
         self.audit(event, &[])?;
         // An empty batch is not written; a CRL number must be durable before it is used.
-        let meta = self.store.cf(cf::META)?;
-        self.batch.put_cf(
-            meta,
-            META_CRL_NUMBER,
-            self.counters.crl_number.to_be_bytes(),
-        );
+        let number = self.counters.crl_number.to_be_bytes();
+        self.put(cf::META, META_CRL_NUMBER, &number)?;
         Ok(CrlPosition {
             number: self.counters.crl_number,
             change_seq: self.counters.change_seq,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::audit::AuditEntry;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn counters(store: &Store) -> Counters {
+        Counters {
+            cert_seq: store.meta_u64(META_CERT_SEQ).unwrap(),
+            change_seq: store.meta_u64(META_CHANGE_SEQ).unwrap(),
+            crl_number: store.meta_u64(META_CRL_NUMBER).unwrap(),
+            audit: store.checked_audit_head().unwrap(),
+            last_issued_at: store.last_issued_at().unwrap(),
+        }
+    }
+
+    fn serial(n: u8) -> Serial {
+        let mut bytes = [n; 16];
+        bytes[0] = 0x40;
+        Serial::from_bytes(&bytes).unwrap()
+    }
+
+    fn certificate(
+        n: u8,
+        renewed_from: Option<Serial>,
+        enrollment: Option<[u8; 16]>,
+    ) -> NewCertificate {
+        NewCertificate {
+            record: CertRecord {
+                seq: 0,
+                serial: *serial(n).as_bytes(),
+                der: vec![0x30, 0x03, 0x02, 0x01, n],
+                profile: "tls-server".into(),
+                requester: "ra".into(),
+                issued_at: NOW,
+                not_before: NOW - 60,
+                not_after: NOW + 86_400,
+                renewed_from: renewed_from.map(|s| *s.as_bytes()),
+            },
+            idempotency: Some((IdempotencyKey::new(&[n; 32], "request"), [n; 32])),
+            names: vec![b"Nexample.com\0".to_vec()],
+            enrollment,
+        }
+    }
+
+    fn enrollment() -> EnrollmentRecord {
+        EnrollmentRecord {
+            profile: "personal".into(),
+            subject: "CN=x".into(),
+            sans: Vec::new(),
+            validity_days: None,
+            code_hash: vec![1; 48],
+            requester: "ra".into(),
+            created_at: NOW,
+            expires_at: NOW + 3_600,
+            max_attempts: 5,
+            failed_attempts: 0,
+            serial: None,
+        }
+    }
+
+    fn token(name: &str) -> TokenRecord {
+        TokenRecord {
+            name: name.into(),
+            role: "ra".into(),
+            created_at: NOW,
+            id: [1; 16],
+            expires_at: None,
+            revoked_at: None,
+        }
+    }
+
+    fn revoke(n: u8, reason: RevocationReason) -> RevokeRequest {
+        RevokeRequest {
+            serial: serial(n),
+            reason,
+            at: NOW,
+            invalidity_date: Some(NOW - 10),
+            actor: "ra".into(),
+        }
+    }
+
+    /// Every entry of every column family.
+    fn dump(store: &Store) -> BTreeMap<(&'static str, Vec<u8>), Vec<u8>> {
+        let mut out = BTreeMap::new();
+        for name in cf::ALL {
+            let mut it = store.db.raw_iterator_cf(store.cf(name).unwrap());
+            it.seek_to_first();
+            while let (Some(k), Some(v)) = (it.key(), it.value()) {
+                out.insert((name, k.to_vec()), v.to_vec());
+                it.next();
+            }
+            it.status().unwrap();
+        }
+        out
+    }
+
+    /// Commits `ops` in one group, the operations at `faulty` failing right after their first
+    /// write; returns the counters after the group.
+    fn commit_with_faults(store: &Store, ops: Vec<WriteOp>, faulty: &[usize]) -> Counters {
+        let before = counters(store);
+        let mut group = Group::new(store, &ops, before);
+        group.fault.faulty = faulty.iter().copied().collect();
+        group.commit(ops, before)
+    }
+
+    /// Commits `ops` in one group, the operations at `at_end` failing once all their writes
+    /// are staged; returns the counters after the group.
+    fn commit_failing_at_end(store: &Store, ops: Vec<WriteOp>, at_end: &[usize]) -> Counters {
+        let before = counters(store);
+        let mut group = Group::new(store, &ops, before);
+        group.fault.at_end = at_end.iter().copied().collect();
+        group.commit(ops, before)
+    }
+
+    /// Healthy setup: certificates 1 and 2, certificate 2 on hold, an enrolment (its id is
+    /// answered) and a token named `old`.
+    fn setup(store: &Store) -> [u8; 16] {
+        let enrolment_id = [7u8; 16];
+        // Setup, healthy: certificates 1 and 2, certificate 2 on hold, an enrolment.
+        let (tx1, mut rx1) = oneshot::channel();
+        let (tx2, mut rx2) = oneshot::channel();
+        let (tx3, mut rx3) = oneshot::channel();
+        let (tx4, mut rx4) = oneshot::channel();
+        commit_with_faults(
+            store,
+            vec![
+                WriteOp::Certificate(certificate(1, None, None), tx1),
+                WriteOp::Certificate(certificate(2, None, None), tx2),
+                WriteOp::CreateEnrollment(enrolment_id, enrollment(), "ra".into(), tx3),
+                WriteOp::PutToken([5; 32], token("old"), "op".into(), tx4),
+            ],
+            &[],
+        );
+        assert!(rx1.try_recv().unwrap().is_ok());
+        assert!(rx2.try_recv().unwrap().is_ok());
+        assert!(rx3.try_recv().unwrap().is_ok());
+        assert!(rx4.try_recv().unwrap().is_ok());
+        let (tx, mut rx) = oneshot::channel();
+        commit_with_faults(
+            store,
+            vec![WriteOp::Revoke(
+                revoke(2, RevocationReason::CertificateHold),
+                tx,
+            )],
+            &[],
+        );
+        assert!(rx.try_recv().unwrap().is_ok());
+        enrolment_id
+    }
+
+    /// The writer's promise: an operation that fails, wherever it fails, leaves no trace in
+    /// the group (batch, counters, what later operations of the group see), so that the
+    /// group commits exactly the healthy operations and the audit log stays whole.
+    #[test]
+    fn a_failed_operation_leaves_no_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let enrolment_id = setup(&store);
+
+        let before = counters(&store);
+        let stored_before = dump(&store);
+        // Every kind of operation that writes, each failing after its first write, and one
+        // healthy operation after them.
+        let mut receivers: Vec<Box<dyn FnMut() -> Option<bool>>> = Vec::new();
+        macro_rules! op {
+            ($variant:ident, $($arg:expr),*) => {{
+                let (tx, mut rx) = oneshot::channel();
+                let op = WriteOp::$variant($($arg,)* tx);
+                receivers.push(Box::new(move || rx.try_recv().ok().map(|r| r.is_ok())));
+                op
+            }};
+        }
+        let event = |target: &str| AuditEvent::new(NOW, "op", AuditAction::CrlGenerated, target);
+        let ops = vec![
+            op!(
+                Certificate,
+                certificate(3, Some(serial(1)), Some(enrolment_id))
+            ),
+            op!(Certificate, certificate(4, None, None)),
+            op!(Revoke, revoke(1, RevocationReason::KeyCompromise)),
+            op!(ReleaseHold, serial(2), "ra".to_string()),
+            op!(
+                NextCrlNumber,
+                CrlRequest {
+                    floor: 0,
+                    actor: "op".into(),
+                    kind: "full"
+                }
+            ),
+            op!(PutToken, [9; 32], token("new"), "op".to_string()),
+            op!(RevokeToken, "old".to_string(), NOW, "op".to_string()),
+            op!(Record, event("faulty"), vec![serial(1)]),
+            op!(
+                Checkpoint,
+                Checkpoint {
+                    head: before.audit,
+                    at: NOW,
+                    signature: vec![1, 2, 3],
+                }
+            ),
+            op!(CreateEnrollment, [8; 16], enrollment(), "ra".to_string()),
+            op!(FailedAttempt, enrolment_id),
+            op!(Record, event("healthy"), vec![]),
+        ];
+        let faulty: Vec<usize> = (0..ops.len() - 1).collect();
+        let after = commit_with_faults(&store, ops, &faulty);
+
+        let answers: Vec<Option<bool>> = receivers.iter_mut().map(|f| f()).collect();
+        let mut expected = vec![Some(false); faulty.len()];
+        expected.push(Some(true));
+        assert_eq!(
+            answers, expected,
+            "every faulty operation refused, the healthy one done"
+        );
+
+        // Counters: only the audit head moved, by the healthy entry.
+        assert_eq!(after.cert_seq, before.cert_seq);
+        assert_eq!(after.change_seq, before.change_seq);
+        assert_eq!(after.crl_number, before.crl_number);
+        assert_eq!(after.last_issued_at, before.last_issued_at);
+        assert_eq!(after.audit.seq, before.audit.seq + 1);
+
+        // The store: exactly the healthy operation's writes.
+        let stored_after = dump(&store);
+        let changed: Vec<_> = stored_after
+            .iter()
+            .filter(|(k, v)| stored_before.get(*k) != Some(*v))
+            .map(|((name, key), _)| (*name, hex::encode(key)))
+            .collect();
+        let removed: Vec<_> = stored_before
+            .keys()
+            .filter(|k| !stored_after.contains_key(*k))
+            .map(|(name, key)| (*name, hex::encode(key)))
+            .collect();
+        assert_eq!(
+            changed,
+            vec![
+                (cf::AUDIT, hex::encode(after.audit.seq.to_be_bytes())),
+                (cf::META, hex::encode(super::super::META_AUDIT_HEAD)),
+            ],
+            "written beyond the healthy operation"
+        );
+        assert!(removed.is_empty(), "removed: {removed:?}");
+        let entry = store.audit_entries(before.audit.seq, 10).unwrap();
+        let targets: Vec<&str> = entry
+            .iter()
+            .map(|e: &AuditEntry| e.event.target.as_str())
+            .collect();
+        assert_eq!(targets, ["healthy"]);
+        let report = store.verify_audit(&[]).unwrap();
+        assert!(report.broken.is_none(), "{:?}", report.broken);
+        assert_eq!(report.head, after.audit);
+    }
+
+    /// Token names are decided by the writer: within one group and against the store.
+    #[test]
+    fn token_names_are_unique_within_a_group_and_across_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (tx1, mut rx1) = oneshot::channel();
+        let (tx2, mut rx2) = oneshot::channel();
+        let (tx3, mut rx3) = oneshot::channel();
+        commit_with_faults(
+            &store,
+            vec![
+                WriteOp::PutToken([1; 32], token("ra"), "op".into(), tx1),
+                WriteOp::PutToken([2; 32], token("ra"), "op".into(), tx2),
+                WriteOp::RevokeToken("ra".into(), NOW, "op".into(), tx3),
+            ],
+            &[],
+        );
+        assert!(rx1.try_recv().unwrap().is_ok());
+        let err = rx2.try_recv().unwrap().unwrap_err();
+        assert_eq!(err.code(), "token_name_taken");
+        assert_eq!(rx3.try_recv().unwrap().unwrap().revoked_at, Some(NOW));
+        assert_eq!(store.token_name_holder("ra").unwrap(), Some([1; 32]));
+        assert!(store.token(&[2; 32]).unwrap().is_none());
+        let (tx, mut rx) = oneshot::channel();
+        commit_with_faults(
+            &store,
+            vec![WriteOp::PutToken([3; 32], token("ra"), "op".into(), tx)],
+            &[],
+        );
+        assert_eq!(
+            rx.try_recv().unwrap().unwrap_err().code(),
+            "token_name_taken"
+        );
+        let report = store.verify_audit(&[]).unwrap();
+        assert!(report.broken.is_none() && report.entries == 2, "{report:?}");
+    }
+
+    /// The group's maps are restored too: operations failing once all their writes are
+    /// staged (so after every change they make to the maps), followed in the same group by
+    /// healthy operations that would be refused, or answer differently, had a failed one left
+    /// anything behind.
+    #[test]
+    fn a_failed_operation_leaves_the_group_as_it_found_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let enrolment_id = setup(&store);
+        let before = counters(&store);
+        let mut receivers: Vec<Box<dyn FnMut() -> Option<String>>> = Vec::new();
+        macro_rules! op {
+            ($variant:ident, $($arg:expr),*) => {{
+                let (tx, mut rx) = oneshot::channel();
+                let op = WriteOp::$variant($($arg,)* tx);
+                receivers.push(Box::new(move || {
+                    rx.try_recv().ok().map(|r| match r {
+                        Ok(v) => format!("{v:?}"),
+                        Err(e) => format!("error {}", e.code()),
+                    })
+                }));
+                op
+            }};
+        }
+        let crl = || CrlRequest {
+            floor: 0,
+            actor: "op".into(),
+            kind: "full",
+        };
+        let mut all = Vec::new();
+        for _ in 0..2 {
+            all.push(op!(FailedAttempt, enrolment_id));
+            all.push(op!(
+                Certificate,
+                certificate(3, Some(serial(1)), Some(enrolment_id))
+            ));
+            all.push(op!(Revoke, revoke(1, RevocationReason::KeyCompromise)));
+            all.push(op!(ReleaseHold, serial(2), "ra".to_string()));
+            all.push(op!(NextCrlNumber, crl()));
+            all.push(op!(PutToken, [9; 32], token("new"), "op".to_string()));
+            all.push(op!(RevokeToken, "old".to_string(), NOW, "op".to_string()));
+            all.push(op!(
+                CreateEnrollment,
+                [8; 16],
+                enrollment(),
+                "ra".to_string()
+            ));
+        }
+        let n = all.len() / 2;
+        let after = commit_failing_at_end(&store, all, &(0..n).collect::<Vec<_>>());
+        let answers: Vec<Option<String>> = receivers.iter_mut().map(|f| f()).collect();
+        assert!(
+            answers[..n]
+                .iter()
+                .all(|a| a.as_deref() == Some("error storage_error")),
+            "{answers:?}"
+        );
+        assert!(
+            answers[n..]
+                .iter()
+                .all(|a| a.as_ref().is_some_and(|a| !a.starts_with("error"))),
+            "a healthy operation saw what a failed one left behind: {:?}",
+            &answers[n..]
+        );
+        // The healthy ones' effects, as if the failed ones had never been sent.
+        assert_eq!(after.cert_seq, before.cert_seq + 1);
+        assert_eq!(after.change_seq, before.change_seq + 2);
+        assert_eq!(after.crl_number, before.crl_number + 1);
+        let e = store.enrollment(&enrolment_id).unwrap().unwrap();
+        assert_eq!(
+            (e.failed_attempts, e.serial),
+            (1, Some(*serial(3).as_bytes()))
+        );
+        assert!(store.revocation(&serial(2)).unwrap().is_none());
+        assert!(store.revocation(&serial(1)).unwrap().is_some());
+        assert!(store.token(&[5; 32]).unwrap().unwrap().revoked_at.is_some());
+        assert_eq!(store.token_name_holder("new").unwrap(), Some([9; 32]));
+        let report = store.verify_audit(&[]).unwrap();
+        assert!(report.broken.is_none(), "{:?}", report.broken);
+        assert_eq!(report.head, after.audit);
     }
 }

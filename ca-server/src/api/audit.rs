@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 
 use super::certificates::{certificate_view, find, path_serial, rfc3339, stored_serial};
 use super::{body_or_error, parse_json, ApiError, AppState};
-use crate::auth::{new_token, Role};
+use crate::auth::{new_token_expiring, owns, Role};
 
 /// Default and largest page sizes of the list endpoints.
 const DEFAULT_LIMIT: usize = 100;
@@ -99,6 +99,10 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let caller = state.authorize(&headers, &[Role::Auditor, Role::Ra])?;
     let p = query_params(params)?;
+    if caller.role == Role::Ra && !owns(state.store(), &caller, &caller.name)? {
+        // A caller whose name a token holds that is not its own requested nothing.
+        return Ok(Json(json!({"items": [], "next_cursor": null})));
+    }
     let query = CertificateQuery {
         status: status_param(p.status.as_deref())?,
         profile: p.profile,
@@ -110,10 +114,18 @@ pub async fn list(
         expires_before: time_param("expires_before", p.expires_before.as_deref())?,
         now: OffsetDateTime::now_utc().unix_timestamp(),
     };
-    let cursor = p.cursor.as_deref().map(Cursor::decode).transpose()?;
+    // A cursor serves only the caller it was given to: an RA's holds keys of rows it may not
+    // see, so it is sealed, and bound to the caller.
+    let context = format!("{}\0{}", caller.role.name(), caller.name).into_bytes();
     let limit = limit(p.limit)?;
     let page = tokio::task::spawn_blocking(move || {
         let store = state.engine.store();
+        let key = store.cursor_key()?;
+        let cursor = p
+            .cursor
+            .as_deref()
+            .map(|c| Cursor::open(c, &key, &context))
+            .transpose()?;
         let page = store.query(&query, cursor.as_ref(), limit)?;
         let items = page
             .rows
@@ -122,7 +134,7 @@ pub async fn list(
             .collect::<Result<Vec<_>, ApiError>>()?;
         Ok::<_, ApiError>(json!({
             "items": items,
-            "next_cursor": page.next.map(|c| c.encode()),
+            "next_cursor": page.next.map(|c| c.seal(&key, &context)).transpose()?,
         }))
     })
     .await
@@ -259,10 +271,18 @@ pub async fn checkpoint(
 pub(super) struct TokenBody {
     pub(super) role: String,
     pub(super) name: String,
+    /// The token expires this many days after its creation.
+    #[serde(default)]
+    pub(super) expires_in_days: Option<u32>,
+    /// The token expires at this RFC 3339 time.
+    #[serde(default)]
+    pub(super) expires_at: Option<String>,
 }
 
-/// `POST /v1/tokens` (operator) `{"role", "name"}` → `201 {"token", "role", "name"}`: a new
-/// API token, shown once; its creation is in the audit log.
+/// `POST /v1/tokens` (operator) `{"role", "name", "expires_in_days"?, "expires_at"?}` →
+/// `201 {"token", "role", "name", "id", "created_at", "expires_at"}`: a new API token, shown
+/// once; its creation is in the audit log. A name any token ever had is refused (409
+/// `token_name_taken`): certificates belong to the token whose name they record.
 pub async fn create_token(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -276,15 +296,23 @@ pub async fn create_token(
             body.role
         ))
     })?;
-    let new = new_token(role, &body.name)?;
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let expires_at = super::tokens::expiry(
+        now,
+        body.expires_in_days,
+        time_param("expires_at", body.expires_at.as_deref())?,
+    )?;
+    let new = new_token_expiring(role, &body.name, expires_at)?;
+    let mut answer = super::tokens::token_json(&new.record)?;
     state
         .engine
         .put_token(new.hash, new.record, &caller.name)
         .await?;
     tracing::info!(name = %body.name, role = role.name(), actor = %caller.name, "token created");
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"token": new.token, "role": role.name(), "name": body.name})),
-    )
-        .into_response())
+    if let Some(fields) = answer.as_object_mut() {
+        fields.insert("token".into(), Value::String(new.token));
+        fields.remove("revoked");
+        fields.remove("revoked_at");
+    }
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
 }

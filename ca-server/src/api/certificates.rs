@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use super::{body_or_error, parse_json, ApiError, AppState};
-use crate::auth::{Caller, Role};
+use crate::auth::{owns, Caller, Role};
 
 /// The issuance body of the contract.
 #[derive(Debug, Deserialize)]
@@ -260,7 +260,7 @@ pub(super) fn find(
     let not_found = || ApiError::from(CaError::SerialNotFound(serial_hex.to_ascii_lowercase()));
     let serial = Serial::from_hex(serial_hex).ok_or_else(not_found)?;
     let record = state.store().certificate(&serial)?.ok_or_else(not_found)?;
-    if caller.role == Role::Ra && record.requester != caller.name {
+    if caller.role == Role::Ra && !owns(state.store(), caller, &record.requester)? {
         return Err(not_found());
     }
     Ok(record)

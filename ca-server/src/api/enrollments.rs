@@ -3,6 +3,7 @@
 //! key the CA generates and delivers in a password-protected PKCS#12 file.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
@@ -13,17 +14,19 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use bytes::Bytes;
 use ca_core::engine::{EnrollmentRequest, Issued, RedeemKey};
+use ca_core::pkcs12::{FriendlyName, Pkcs12Password};
 use ca_core::store::EnrollmentRecord;
-use ca_core::{csr, pkcs12, CaError};
+use ca_core::{csr, pkcs12, CaError, Serial};
 use keys::{KeyAlgorithm, Signer, SoftwareKey};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use zeroize::Zeroizing;
 
 use super::certificates::{issued_view, path_serial, requester, rfc3339};
 use super::{body_or_error, parse_json, ApiError, AppState};
-use crate::auth::Role;
+use crate::auth::{owns, Role};
 
 /// Limits of enrolments.
 #[derive(Clone, Copy, Debug)]
@@ -44,6 +47,44 @@ pub(super) struct CreateBody {
     pub(super) expires_in_hours: f64,
     pub(super) max_attempts: u32,
     pub(super) validity_days: Option<u32>,
+}
+
+/// The bounded pool on which the CA generates subscribers' keys and builds their PKCS#12
+/// files: at most `concurrency` such jobs run at once, on the blocking pool, so that key
+/// generation (an RSA-4096 key takes seconds of CPU) never takes every core from issuance, OCSP
+/// and CRL building. A redemption waits at most [`KEY_GENERATION_WAIT`] for a slot, then is
+/// refused with 429 `overloaded` (its code unused).
+#[derive(Debug)]
+pub struct KeyGeneration {
+    permits: Arc<Semaphore>,
+    wait: Duration,
+}
+
+/// The longest a verified redemption waits for a key generation slot.
+pub const KEY_GENERATION_WAIT: Duration = Duration::from_secs(5);
+
+impl KeyGeneration {
+    /// A pool of `concurrency` slots; 0 means half the cores, at least one.
+    pub fn new(concurrency: usize) -> Self {
+        let slots = if concurrency == 0 {
+            std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+        } else {
+            concurrency
+        };
+        KeyGeneration {
+            permits: Arc::new(Semaphore::new(slots)),
+            wait: KEY_GENERATION_WAIT,
+        }
+    }
+
+    /// A slot, or [`CaError::Overloaded`] after [`KEY_GENERATION_WAIT`].
+    async fn slot(&self) -> Result<OwnedSemaphorePermit, CaError> {
+        match tokio::time::timeout(self.wait, self.permits.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(CaError::ShuttingDown),
+            Err(_) => Err(CaError::Overloaded),
+        }
+    }
 }
 
 /// The creation body's own limits: the code's lifetime in seconds (fractions of an hour are
@@ -129,12 +170,12 @@ pub async fn get(
 ) -> Result<Json<Value>, ApiError> {
     let caller = state.authorize(&headers, &[Role::Ra, Role::Auditor])?;
     let id = enrollment_id(id)?;
-    let record = state
-        .engine
-        .store()
-        .enrollment(&id)?
-        .filter(|r| caller.role == Role::Auditor || r.requester == caller.name)
-        .ok_or_else(|| CaError::EnrollmentNotFound(hex::encode(id)))?;
+    let store = state.engine.store();
+    let not_found = || CaError::EnrollmentNotFound(hex::encode(id));
+    let record = store.enrollment(&id)?.ok_or_else(not_found)?;
+    if caller.role != Role::Auditor && !owns(store, &caller, &record.requester)? {
+        return Err(not_found().into());
+    }
     Ok(Json(enrollment_json(&id, &record)?))
 }
 
@@ -157,30 +198,41 @@ enum Generated {
     Rsa2048,
 }
 
-fn generated_key_type(name: &str) -> Result<Generated, ApiError> {
-    match name {
-        "ec-p256" => Ok(Generated::Key(KeyAlgorithm::EcdsaP256)),
-        "ec-p384" => Ok(Generated::Key(KeyAlgorithm::EcdsaP384)),
-        "ed25519" => Ok(Generated::Key(KeyAlgorithm::Ed25519)),
-        "rsa-2048" => Ok(Generated::Rsa2048),
-        "rsa-3072" => Ok(Generated::Key(KeyAlgorithm::Rsa3072)),
-        "rsa-4096" => Ok(Generated::Key(KeyAlgorithm::Rsa4096)),
-        other => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "key_type_not_allowed",
-            format!(
-                "the CA generates ec-p256, ec-p384, ed25519, rsa-2048, rsa-3072 and rsa-4096 \
-                 keys, not {:?}",
-                other.chars().take(32).collect::<String>()
-            ),
-        )),
-    }
+/// The generated key types, by their API and profile names.
+const GENERATED: [(&str, Generated); 6] = [
+    ("ec-p256", Generated::Key(KeyAlgorithm::EcdsaP256)),
+    ("ec-p384", Generated::Key(KeyAlgorithm::EcdsaP384)),
+    ("ed25519", Generated::Key(KeyAlgorithm::Ed25519)),
+    ("rsa-2048", Generated::Rsa2048),
+    ("rsa-3072", Generated::Key(KeyAlgorithm::Rsa3072)),
+    ("rsa-4096", Generated::Key(KeyAlgorithm::Rsa4096)),
+];
+
+fn generated_key_type(name: &str) -> Result<(&'static str, Generated), ApiError> {
+    GENERATED
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "key_type_not_allowed",
+                format!(
+                    "the CA generates ec-p256, ec-p384, ed25519, rsa-2048, rsa-3072 and \
+                     rsa-4096 keys, not {:?}",
+                    name.chars().take(32).collect::<String>()
+                ),
+            )
+        })
 }
 
 /// `POST /v1/enrollments/{id}/redeem` (public, protected by the code): with `csr`, the
 /// certificate as issuance answers it; with `key_type` and `pkcs12_password`, `{"serial",
 /// "pkcs12"}` (base64 PFX with the new key, the certificate and the chain). The generated key
 /// exists only in memory that is wiped once the PFX is built.
+///
+/// Nothing is spent before the code is verified: the body's own rules (password, key type)
+/// are checked first, then the enrolment, its state and the code (a wrong code counts), then
+/// the profile's key types; only then is a key generated, on the [`KeyGeneration`] pool.
 pub async fn redeem(
     State(state): State<Arc<AppState>>,
     id: Result<Path<String>, PathRejection>,
@@ -196,42 +248,88 @@ pub async fn redeem(
             Ok((StatusCode::CREATED, Json(issued_view(&state, &issued)?)).into_response())
         }
         (None, Some(key_type), Some(password)) => {
-            let min = state.enrollment.min_password_length;
-            if password.chars().count() < min {
-                return Err(CaError::PasswordTooShort(min).into());
-            }
-            let kind = generated_key_type(&key_type)?;
-            let (pkcs8, key) = tokio::task::spawn_blocking(move || generate(kind))
+            let password = Pkcs12Password::new(password, state.enrollment.min_password_length)?;
+            let (key_type, kind) = generated_key_type(&key_type)?;
+            let verified = state.engine.verify_redemption(id, &body.code).await?;
+            state.engine.check_key_type(&verified, key_type)?;
+            let name = FriendlyName::new(&verified.record().subject);
+            // One slot for the key and the PKCS#12 file, so that a committed redemption never
+            // waits for capacity.
+            // The slot moves into each blocking task, so that it stays taken while the task
+            // runs even when the client goes away.
+            let slot = state.key_generation.slot().await?;
+            let (slot, generated) = tokio::task::spawn_blocking(move || (slot, generate(kind)))
                 .await
-                .map_err(|e| CaError::Crypto(format!("key generation task failed: {e}")))??;
+                .map_err(|e| CaError::Crypto(format!("key generation task failed: {e}")))?;
+            let (pkcs8, key) = generated?;
             let issued = state
                 .engine
-                .redeem(id, &body.code, RedeemKey::Generated(key))
+                .redeem_verified(verified, RedeemKey::Generated(key))
                 .await?;
             let chain = state.engine.ca().chain().to_vec();
             let cert = issued.record.der.clone();
-            let name = issued_subject_name(&issued);
             let pfx = tokio::task::spawn_blocking(move || {
-                pkcs12::build_pfx(&pkcs8, &cert, &chain, &password, &name)
+                let pfx = pkcs12::build_pfx(&pkcs8, &cert, &chain, &password, &name);
+                drop(slot);
+                pfx
             })
             .await
-            .map_err(|e| CaError::Crypto(format!("PKCS#12 task failed: {e}")))??;
-            log_redeemed(&id, &issued);
-            Ok((
-                StatusCode::CREATED,
-                Json(json!({
+            .map_err(|e| CaError::Crypto(format!("PKCS#12 task failed: {e}")))
+            .and_then(|pfx| pfx);
+            // Everything that can fail after the commit is inside `delivery`, which a failure
+            // rolls back.
+            let delivery = pfx.and_then(|pfx| {
+                Ok(json!({
                     "serial": hex::encode(issued.record.serial),
                     "pkcs12": STANDARD.encode(pfx),
-                    "not_before": rfc3339(issued.record.not_before)?,
-                    "not_after": rfc3339(issued.record.not_after)?,
+                    "not_before": ca_core::audit::rfc3339(issued.record.not_before)?,
+                    "not_after": ca_core::audit::rfc3339(issued.record.not_after)?,
                     "profile": issued.record.profile,
-                })),
-            )
-                .into_response())
+                }))
+            });
+            match delivery {
+                Ok(body) => {
+                    log_redeemed(&id, &issued);
+                    Ok((StatusCode::CREATED, Json(body)).into_response())
+                }
+                Err(e) => Err(undo(&state, &id, &issued, e).await),
+            }
         }
         _ => Err(ApiError::invalid_request(
             "give code with either csr, or key_type and pkcs12_password",
         )),
+    }
+}
+
+/// Rolls back a redemption whose delivery (the PKCS#12 file and the answer) could not be built
+/// after its certificate was committed (only an internal fault can cause that: the password
+/// and the friendly name were checked before): the certificate, whose key is lost, is revoked
+/// (cessationOfOperation) and the enrolment is pending again, so the code can be redeemed
+/// anew. Returns the error to answer.
+async fn undo(state: &AppState, id: &[u8; 16], issued: &Issued, error: CaError) -> ApiError {
+    tracing::error!(
+        enrollment = %hex::encode(id),
+        serial = %hex::encode(issued.record.serial),
+        error = %error,
+        "the delivery of a redemption could not be built; rolling the redemption back"
+    );
+    let Some(serial) = Serial::from_bytes(&issued.record.serial) else {
+        return error.into();
+    };
+    match state.engine.undo_redemption(*id, serial).await {
+        Ok(()) => {
+            state.status_changed(&serial);
+            ApiError::from(error)
+        }
+        Err(undo) => {
+            tracing::error!(
+                enrollment = %hex::encode(id),
+                serial = %serial,
+                error = %undo,
+                "rolling back the redemption failed"
+            );
+            error.into()
+        }
     }
 }
 
@@ -252,17 +350,42 @@ fn generate(kind: Generated) -> Result<(Zeroizing<Vec<u8>>, csr::SubjectKey), Ca
     Ok((pkcs8, csr::key_from_spki_der(&spki)?))
 }
 
-/// The friendly name of the PFX: the certificate's subject.
-fn issued_subject_name(issued: &Issued) -> String {
-    ca_core::inspect::view(&issued.record.der)
-        .map(|v| v.subject)
-        .unwrap_or_default()
-}
-
 fn log_redeemed(id: &[u8; 16], issued: &Issued) {
     tracing::info!(
         enrollment = %hex::encode(id),
         serial = %hex::encode(issued.record.serial),
         "enrolment redeemed"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_generation_slots_are_bounded_and_a_full_pool_refuses_after_the_wait() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let pool = KeyGeneration {
+                wait: Duration::from_millis(50),
+                ..KeyGeneration::new(2)
+            };
+            let a = pool.slot().await.unwrap();
+            let _b = pool.slot().await.unwrap();
+            let refused = pool.slot().await.unwrap_err();
+            assert_eq!(refused.code(), "overloaded");
+            drop(a);
+            assert!(pool.slot().await.is_ok(), "a freed slot is taken again");
+        });
+        let default = KeyGeneration::new(0);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(
+            default.permits.available_permits(),
+            (cores / 2).max(1),
+            "0: half the cores, at least one"
+        );
+    }
 }

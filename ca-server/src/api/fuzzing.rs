@@ -6,8 +6,7 @@ use ca_core::csr::{self, San};
 use ca_core::enrolment::EnrolmentCode;
 use ca_core::name;
 use ca_core::profile::Profile;
-use ca_core::revocation::RevocationReason;
-use time::format_description::well_known::Rfc3339;
+use ca_core::revocation::{parse_invalidity_date, RevocationConfig, RevocationReason};
 use time::OffsetDateTime;
 
 use super::audit::TokenBody;
@@ -47,7 +46,11 @@ pub fn parse_bodies(data: &[u8]) {
     if let Ok(body) = serde_json::from_slice::<RevokeBody>(data) {
         let _ = RevocationReason::from_name(&body.reason);
         if let Some(date) = body.invalidity_date {
-            let _ = OffsetDateTime::parse(&date, &Rfc3339).map(OffsetDateTime::unix_timestamp);
+            let floor = RevocationConfig::default()
+                .min_invalidity_unix()
+                .unwrap_or(0);
+            let now = OffsetDateTime::now_utc().unix_timestamp();
+            let _ = parse_invalidity_date(&date, now, floor);
         }
     }
     if let Ok(body) = serde_json::from_slice::<CreateBody>(data) {
@@ -59,7 +62,7 @@ pub fn parse_bodies(data: &[u8]) {
             let _ = csr::parse_and_verify(csr.as_bytes());
         }
         if let Some(password) = body.pkcs12_password {
-            let _ = password.chars().count();
+            let _ = ca_core::pkcs12::Pkcs12Password::new(password, 8);
         }
         let _ = body.key_type;
     }

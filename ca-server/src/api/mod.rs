@@ -10,13 +10,14 @@ mod ocsp;
 mod openapi;
 mod ops;
 mod revocation;
+mod tokens;
 
 use std::sync::Arc;
 
 use axum::extract::rejection::BytesRejection;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use bytes::Bytes;
 use ca_core::crl::CrlPublisher;
@@ -27,9 +28,11 @@ use ca_core::Serial;
 
 pub use audit::{audit_entry_json, checkpoint_json};
 pub use certificates::certificate_view;
-pub use enrollments::EnrollmentLimits;
+pub use enrollments::{EnrollmentLimits, KeyGeneration};
 pub use error::ApiError;
 pub use metrics::HttpMetrics;
+pub use ocsp::OcspBudget;
+pub use tokens::MAX_TOKEN_LIFETIME_DAYS;
 
 use crate::auth::{authenticate, certificate_caller, Caller, Role};
 
@@ -51,6 +54,13 @@ pub struct AppState {
     pub http_metrics: HttpMetrics,
     /// Limits of enrolments.
     pub enrollment: EnrollmentLimits,
+    /// The earliest invalidity date a revocation may give, Unix seconds
+    /// (`[revocation] min_invalidity_date`).
+    pub min_invalidity_date: i64,
+    /// The bounded pool for keys the CA generates for subscribers.
+    pub key_generation: KeyGeneration,
+    /// The budget of OCSP signatures on demand, per client and overall.
+    pub ocsp_budget: OcspBudget,
 }
 
 impl AppState {
@@ -120,7 +130,8 @@ pub fn router(state: Arc<AppState>, limits: BodyLimits) -> Router {
         .route("/v1/certificates/{serial}/events", get(audit::events))
         .route("/v1/audit", get(audit::log))
         .route("/v1/audit/checkpoint", get(audit::checkpoint))
-        .route("/v1/tokens", post(audit::create_token))
+        .route("/v1/tokens", post(audit::create_token).get(tokens::list))
+        .route("/v1/tokens/{name}", delete(tokens::revoke))
         .route("/v1/enrollments", post(enrollments::create))
         .route("/v1/enrollments/{id}", get(enrollments::get))
         .route("/v1/enrollments/{id}/redeem", post(enrollments::redeem))
