@@ -265,9 +265,23 @@ mod tests {
             .collect()
     }
 
-    /// The backticked words of a Markdown table cell.
+    /// The backticked words of a Markdown table cell, outside parentheses (which qualify a
+    /// code, as in `` `san_not_allowed` (public suffix, `dns_suffixes`) ``).
     fn backticked(cell: &str) -> Vec<String> {
-        cell.split('`')
+        let mut depth = 0usize;
+        let outside: String = cell
+            .chars()
+            .filter(|&c| {
+                match c {
+                    '(' => depth += 1,
+                    ')' => depth = depth.saturating_sub(1),
+                    _ => return depth == 0,
+                }
+                false
+            })
+            .collect();
+        outside
+            .split('`')
             .skip(1)
             .step_by(2)
             .map(str::to_string)
