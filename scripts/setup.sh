@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing need on a fresh Debian machine, when it is missing:
-# a C++ compiler and libclang (RocksDB's bindings), the OpenSSL CLI, and pkilint in a venv.
+# a C++ compiler and libclang (RocksDB's bindings), the OpenSSL CLI, and pkilint and
+# schemathesis in venvs.
 # Idempotent and quiet when everything is there.
 set -euo pipefail
 
@@ -36,5 +37,14 @@ if [ "${1:-}" = "--with-pkilint" ]; then
     echo "setup: installing pkilint into $venv" >&2
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check pkilint
+  fi
+  # schemathesis (tests/tests/openapi.rs), pinned, in a venv of its own so that its
+  # dependencies never move pkilint's.
+  schemathesis_version=4.32.5
+  st_venv="${SCHEMATHESIS_VENV:-$venv-schemathesis}"
+  if ! compgen -G "$st_venv/lib/python3*/site-packages/schemathesis-$schemathesis_version.dist-info" >/dev/null; then
+    echo "setup: installing schemathesis $schemathesis_version into $st_venv" >&2
+    [ -x "$st_venv/bin/pip" ] || python3 -m venv "$st_venv"
+    "$st_venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$schemathesis_version"
   fi
 fi

@@ -7,6 +7,7 @@ mod error;
 pub mod fuzzing;
 mod metrics;
 mod ocsp;
+mod openapi;
 mod ops;
 mod revocation;
 mod tokens;
@@ -319,6 +320,7 @@ pub fn router(state: Arc<AppState>, limits: BodyLimits) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
+        .route("/openapi.json", get(openapi::get))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         // The gate bounds every body with its route's limit; axum's own default must not cut
