@@ -410,7 +410,10 @@ fn varying_bogus_tokens_are_rate_limited_by_address() {
     configure(
         &dir,
         &[
-            ("\nrequests_per_second = 0.0", "\nrequests_per_second = 0.01"),
+            (
+                "\nrequests_per_second = 0.0",
+                "\nrequests_per_second = 0.01",
+            ),
             ("\nburst = 100.0", "\nburst = 3.0"),
         ],
         "",
@@ -441,7 +444,10 @@ fn slow_rate_server(tmp: &Path) -> Server {
     configure(
         &dir,
         &[
-            ("\nrequests_per_second = 0.0", "\nrequests_per_second = 0.01"),
+            (
+                "\nrequests_per_second = 0.0",
+                "\nrequests_per_second = 0.01",
+            ),
             ("\nburst = 100.0", "\nburst = 3.0"),
         ],
         "",
