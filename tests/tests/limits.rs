@@ -7,31 +7,11 @@ mod common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
-
-/// Appends TOML to a data directory's configuration, replacing a `key = value` line first
-/// where `replace` names one.
-fn configure(dir: &Path, replace: &[(&str, &str)], append: &str) {
-    let path = dir.join("config.toml");
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    for (from, to) in replace {
-        assert!(text.contains(from), "config has {from}: {text}");
-        text = text.replacen(from, to, 1);
-    }
-    text.push_str(append);
-    std::fs::write(&path, text).unwrap();
-}
-
-/// A data directory with a CA, stopped.
-fn new_dir(tmp: &Path) -> PathBuf {
-    let dir = tmp.join("ca");
-    Server::serve(&dir).terminate();
-    dir
-}
 
 /// `host:port` of a server.
 fn addr_of(s: &Server) -> String {

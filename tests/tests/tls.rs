@@ -13,19 +13,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::json;
 
-/// Appends TOML to a data directory's configuration, replacing a `key = value` line first
-/// where `replace` names one.
-fn configure(dir: &Path, replace: &[(&str, &str)], append: &str) {
-    let path = dir.join("config.toml");
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    for (from, to) in replace {
-        assert!(text.contains(from), "config has {from}: {text}");
-        text = text.replacen(from, to, 1);
-    }
-    text.push_str(append);
-    std::fs::write(&path, text).unwrap();
-}
-
 /// Turns on client certificates from this CA (`client_ca_file = "ca.pem"`) with `clients`, the
 /// TOML of the `[[tls.clients]]` entries.
 fn map_client_certificates(dir: &Path, clients: &str) {
@@ -114,13 +101,6 @@ fn cert_args<'a>(cert: &'a Path, key: &'a Path) -> [&'a str; 4] {
     ]
 }
 
-/// A data directory with a CA, stopped.
-fn new_dir(tmp: &Path) -> std::path::PathBuf {
-    let dir = tmp.join("ca");
-    Server::serve(&dir).terminate();
-    dir
-}
-
 /// curl over TLS against the server, trusting only the CA; (HTTP status, body).
 fn curl(s: &Server, path: &str, extra: &[&str]) -> (u16, String) {
     let port = s.base.rsplit(':').next().unwrap();
@@ -152,70 +132,16 @@ fn curl(s: &Server, path: &str, extra: &[&str]) -> (u16, String) {
 fn tls_with_the_cas_own_certificate_and_client_certificates_as_roles() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = new_dir(tmp.path());
-    // A client certificate for a portal, issued by this CA (tls-client) while plain.
+    // Client certificates for a portal and a stranger, issued by this CA (tls-client) while
+    // plain.
     let plain = Server::serve(&dir);
-    let key = tmp.path().join("portal.key");
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-out",
-        key.to_str().unwrap(),
-    ]);
-    let csr = openssl(&[
-        "req",
-        "-new",
-        "-key",
-        key.to_str().unwrap(),
-        "-subj",
-        "/O=Example/CN=portal",
-        "-addext",
-        "subjectAltName=DNS:portal.example",
-    ]);
-    let r = plain.post(
-        "/v1/certificates",
-        &plain.tokens.ra,
-        &json!({"csr": csr, "profile": "tls-client"}),
-    );
-    assert_eq!(r.status, 201, "client certificate: {r}");
-    let client_cert = tmp.path().join("portal.pem");
-    std::fs::write(&client_cert, r.json["certificate"].as_str().unwrap()).unwrap();
-    let stranger_csr = openssl(&[
-        "req",
-        "-new",
-        "-key",
-        key.to_str().unwrap(),
-        "-subj",
-        "/CN=stranger",
-        "-addext",
-        "subjectAltName=DNS:stranger.example",
-    ]);
-    let r = plain.post(
-        "/v1/certificates",
-        &plain.tokens.ra,
-        &json!({"csr": stranger_csr, "profile": "tls-client"}),
-    );
-    let stranger_cert = tmp.path().join("stranger.pem");
-    std::fs::write(&stranger_cert, r.json["certificate"].as_str().unwrap()).unwrap();
+    let (client_cert, key, _) =
+        client_certificate(&plain, tmp.path(), "portal", "/O=Example/CN=portal");
+    let (stranger_cert, stranger_key, _) =
+        client_certificate(&plain, tmp.path(), "stranger", "/CN=stranger");
     let tokens = plain.tokens.clone();
     plain.terminate();
-
-    let out = ca_server(&[
-        "tls-cert",
-        "--data-dir",
-        dir.to_str().unwrap(),
-        "--name",
-        "ca.test.example",
-        "--name",
-        "127.0.0.1",
-    ]);
-    assert!(
-        out.status.success(),
-        "tls-cert: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    tls_on(&dir);
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(dir.join("tls-key.pem"))
             .unwrap()
@@ -272,13 +198,8 @@ fn tls_with_the_cas_own_certificate_and_client_certificates_as_roles() {
     );
     // No token, no certificate: 401. The mapped client certificate acts as its role.
     assert_eq!(curl(&s, "/v1/audit?limit=1", &[]).0, 401);
-    let cert_args = [
-        "--cert",
-        client_cert.to_str().unwrap(),
-        "--key",
-        key.to_str().unwrap(),
-    ];
-    let (code, body) = curl(&s, "/v1/audit?limit=1", &cert_args);
+    let portal = cert_args(&client_cert, &key);
+    let (code, body) = curl(&s, "/v1/audit?limit=1", &portal);
     assert_eq!(
         code, 200,
         "the portal's certificate reads the audit log: {body}"
@@ -286,19 +207,14 @@ fn tls_with_the_cas_own_certificate_and_client_certificates_as_roles() {
     let (code, body) = curl(
         &s,
         "/v1/crl/generate",
-        &[&cert_args[..], &["-X", "POST"]].concat(),
+        &[&portal[..], &["-X", "POST"]].concat(),
     );
     assert_eq!(
         code, 403,
         "an auditor certificate may not generate CRLs: {body}"
     );
     assert!(body.contains("\"forbidden\""), "{body}");
-    let stranger = [
-        "--cert",
-        stranger_cert.to_str().unwrap(),
-        "--key",
-        key.to_str().unwrap(),
-    ];
+    let stranger = cert_args(&stranger_cert, &stranger_key);
     assert_eq!(
         curl(&s, "/v1/audit?limit=1", &stranger).0,
         401,

@@ -91,6 +91,28 @@ pub fn init_ca(dir: &Path, key_type: &str) {
     ]);
 }
 
+/// Appends TOML to a data directory's configuration, replacing text first where `replace`
+/// names it (each `from` must occur; its first occurrence is replaced, so name a key with its
+/// line start, `"\nburst = "`, when another section has a key ending the same way).
+pub fn configure(dir: &Path, replace: &[(&str, &str)], append: &str) {
+    let path = dir.join("config.toml");
+    let mut text = std::fs::read_to_string(&path).expect("reading config.toml");
+    for (from, to) in replace {
+        assert!(text.contains(from), "config has {from}: {text}");
+        text = text.replacen(from, to, 1);
+    }
+    text.push_str(append);
+    std::fs::write(&path, text).expect("writing config.toml");
+}
+
+/// A data directory `tmp/ca` with a development CA, its configuration and bootstrap tokens,
+/// made by one start of the server, which is stopped again.
+pub fn new_dir(tmp: &Path) -> PathBuf {
+    let dir = tmp.join("ca");
+    Server::serve(&dir).terminate();
+    dir
+}
+
 /// `ca-server serve` on `dir`, which must refuse to start: waits up to 60 s for it to exit
 /// unsuccessfully and returns what it printed on stderr.
 pub fn serve_refused(dir: &Path) -> String {
