@@ -66,7 +66,7 @@ sed 's/CERTIFICATE REQUEST/NEW CERTIFICATE REQUEST/' seed-ed25519-client.pem > "
 (cat ca.pem; openssl pkey -in ec.key -pubout; cat leaf.pem) | sed 's/$/\r/' > "$p/seed-mixed-crlf.pem"
 { printf '  \n\t'; cat seed-ec-p256-tls.pem; } > "$p/seed-ws-prefix.pem"
 
-# JSON bodies, as in ../shared/API.md and docs/API.md.
+# JSON bodies, as in docs/API.md.
 python3 - "$corpus/json_bodies" <<'PY'
 import json, sys
 out = sys.argv[1]

@@ -1,4 +1,4 @@
-//! The CA server: the HTTP API of `../shared/API.md` over the CA core, and the `ca-server`
+//! The CA server: the HTTP API of `docs/API.md` over the CA core, and the `ca-server`
 //! command line.
 
 #![deny(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]

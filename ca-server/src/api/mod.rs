@@ -1,4 +1,4 @@
-//! The HTTP API of `../shared/API.md`: routes, authentication and the shared state.
+//! The HTTP API of `docs/API.md`: routes, authentication and the shared state.
 
 mod audit;
 mod certificates;
