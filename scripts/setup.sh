@@ -8,6 +8,9 @@ set -euo pipefail
 need_apt=()
 command -v c++ >/dev/null 2>&1 || need_apt+=(g++)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+# The README's examples, which the tests run, use curl and jq.
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v jq >/dev/null 2>&1 || need_apt+=(jq)
 # libclang itself (libclang.so.N or libclang-N.so.M), not libclang-cpp, which some images carry
 # without it.
 has_libclang() {
