@@ -103,6 +103,14 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell), e.g.
+    /// `ca-server completions bash > /etc/bash_completion.d/ca-server`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `ca-server man | man -l -`.
+    Man,
 }
 
 /// Audit log subcommands.
@@ -329,6 +337,17 @@ fn run(cli: Cli) -> Result<(), String> {
                 )?,
             };
             Ok(())
+        }
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "ca-server", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(command)
+                .render(&mut std::io::stdout())
+                .map_err(|e| format!("writing the manual page: {e}"))
         }
     }
 }

@@ -112,3 +112,22 @@ fn the_readme_examples_run_in_order_against_a_fresh_server() {
     }
     s.terminate();
 }
+
+/// `ca-server completions SHELL` and `ca-server man` generate from the command line's own
+/// definition, so every subcommand is in them.
+#[test]
+fn completions_and_the_man_page_name_every_subcommand() {
+    let bash = ca_server_ok(&["completions", "bash"]);
+    assert!(bash.contains("complete -F _ca__server"), "{bash}");
+    let zsh = ca_server_ok(&["completions", "zsh"]);
+    assert!(zsh.starts_with("#compdef ca-server"), "{zsh}");
+    // roff writes a hyphen as `\-`.
+    let man = ca_server_ok(&["man"]).replace("\\-", "-");
+    assert!(man.contains(".TH ca-server 1"), "{man}");
+    for sub in [
+        "serve", "init", "import", "token", "tls-cert", "audit", "export", "crl",
+    ] {
+        assert!(bash.contains(sub), "bash completion lacks {sub}");
+        assert!(man.contains(sub), "the man page lacks {sub}");
+    }
+}
