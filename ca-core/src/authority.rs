@@ -125,12 +125,22 @@ impl CertificateAuthority {
         self.templates
             .get(name)
             .map(|(p, _)| p)
-            .ok_or_else(|| CaError::UnknownProfile(name.to_string()))
+            .ok_or_else(|| self.unknown_profile(name))
     }
 
     /// The configured profile names.
     pub fn profile_names(&self) -> impl Iterator<Item = &str> {
         self.templates.keys().map(String::as_str)
+    }
+
+    /// The refusal of a profile name that is not configured, listing those that are.
+    fn unknown_profile(&self, name: &str) -> CaError {
+        let mut known: Vec<&str> = self.profile_names().collect();
+        known.sort_unstable();
+        CaError::UnknownProfile {
+            profile: name.chars().take(64).collect(),
+            known: known.join(", "),
+        }
     }
 
     /// Builds and signs an end-entity certificate for a request that passed its profile.
@@ -144,7 +154,7 @@ impl CertificateAuthority {
         let (_, template) = self
             .templates
             .get(profile)
-            .ok_or_else(|| CaError::UnknownProfile(profile.to_string()))?;
+            .ok_or_else(|| self.unknown_profile(profile))?;
         let now = now.replace_nanosecond(0).unwrap_or(now);
         let not_before = now - BACKDATE;
         let not_after =

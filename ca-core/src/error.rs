@@ -73,8 +73,13 @@ pub enum CaError {
         max: u32,
     },
     /// No profile of that name is configured.
-    #[error("unknown profile {0:?}")]
-    UnknownProfile(String),
+    #[error("unknown profile {profile:?} (profiles: {known})")]
+    UnknownProfile {
+        /// The name asked for.
+        profile: String,
+        /// The configured profiles, comma-separated.
+        known: String,
+    },
     /// The request body is not valid (missing field, wrong type, malformed value).
     #[error("{0}")]
     InvalidRequest(String),
@@ -121,7 +126,10 @@ pub enum CaError {
     #[error("no enrolment with id {0}")]
     EnrollmentNotFound(String),
     /// The enrolment code is wrong; `attempts_left` more may be tried.
-    #[error("the enrolment code is wrong ({attempts_left} attempts left)")]
+    #[error(
+        "the enrolment code is wrong ({attempts_left} {} left)",
+        if *attempts_left == 1 { "attempt" } else { "attempts" }
+    )]
     EnrollmentCodeInvalid {
         /// Wrong codes still accepted before the enrolment locks.
         attempts_left: u32,
@@ -172,7 +180,7 @@ impl CaError {
             CaError::SanRequired(_) => "san_required",
             CaError::SubjectNotAllowed(_) => "subject_not_allowed",
             CaError::ValidityNotAllowed { .. } => "validity_not_allowed",
-            CaError::UnknownProfile(_) => "unknown_profile",
+            CaError::UnknownProfile { .. } => "unknown_profile",
             CaError::InvalidRequest(_) => "invalid_request",
             CaError::SerialNotFound(_) => "serial_not_found",
             CaError::IdempotencyConflict(_) => "idempotency_conflict",
@@ -211,7 +219,7 @@ impl CaError {
             | CaError::SanRequired(_)
             | CaError::SubjectNotAllowed(_)
             | CaError::ValidityNotAllowed { .. }
-            | CaError::UnknownProfile(_)
+            | CaError::UnknownProfile { .. }
             | CaError::PasswordTooShort(_)
             | CaError::WeakKey(_)
             | CaError::PasswordNotAllowed(_) => ErrorClass::Policy,

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::{early_answer, ApiError};
 use crate::auth::{authenticate, Caller};
-use crate::client_auth::ClientCertificates;
+use crate::client_auth::{ClientCertificates, Refusal};
 use crate::listener::Peer;
 
 /// Most buckets a [`RateLimiter`] keeps; beyond, the ones idle longest are forgotten.
@@ -164,14 +164,26 @@ fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
 
 /// Authenticates a request from its headers alone: a bearer token always decides; without
 /// one, a mapped client certificate.
-fn identify(store: &Store, headers: &HeaderMap, by_certificate: Option<Caller>) -> Identity {
+fn identify(
+    store: &Store,
+    headers: &HeaderMap,
+    by_certificate: Option<Result<Caller, Refusal>>,
+) -> Identity {
     match bearer_token(headers) {
         Ok(Some(token)) => match authenticate(store, token) {
             Ok(Some(caller)) => Identity::Caller(caller),
             Ok(None) => Identity::Refused(Arc::new(ApiError::unauthorized())),
             Err(e) => Identity::Refused(Arc::new(e.into())),
         },
-        Ok(None) => by_certificate.map_or(Identity::Anonymous, Identity::Caller),
+        Ok(None) => match by_certificate {
+            Some(Ok(caller)) => Identity::Caller(caller),
+            Some(Err(refusal)) => Identity::Refused(Arc::new(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                refusal.message(),
+            ))),
+            None => Identity::Anonymous,
+        },
         Err(e) => Identity::Refused(Arc::new(e)),
     }
 }
@@ -214,12 +226,12 @@ pub async fn limit(
     let by_certificate = peer
         .as_ref()
         .and_then(|p| p.client_certificate.as_ref())
-        .and_then(|cert| match limits.certificates.caller(cert) {
-            Ok(caller) => Some(caller),
-            Err(refusal) => {
+        .map(|cert| {
+            let caller = limits.certificates.caller(cert);
+            if let Err(refusal) = &caller {
                 tracing::debug!(subject = %cert.subject, reason = refusal.message(), "client certificate not accepted");
-                None
             }
+            caller
         });
     let identity = identify(&limits.store, request.headers(), by_certificate);
     let (rate, client) = match &identity {

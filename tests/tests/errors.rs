@@ -587,3 +587,62 @@ fn unknown_routes_answer_in_the_error_shape() {
     );
     c.finish("unknown routes");
 }
+
+/// Refusals name things as users know them: the profiles that exist, the body a batch needs,
+/// the field a revocation needs, and attempts counted in words that agree.
+#[test]
+fn messages_say_what_to_send_instead() {
+    let s = Server::fresh();
+    let csr = make_csr("ec-p256", "/CN=m.example", &["DNS:m.example"]);
+    let r = s.post(
+        "/v1/certificates",
+        &s.tokens.ra,
+        &json!({"csr": csr.pem, "profile": "tls-sever"}),
+    );
+    assert_error(&r, 422, "unknown_profile", "a misspelt profile");
+    let message = r.json["error"]["message"].as_str().unwrap_or_default();
+    for known in ["tls-server", "tls-client", "personal"] {
+        assert!(
+            message.contains(known),
+            "the message lists {known}: {message}"
+        );
+    }
+
+    let r = s.post(
+        "/v1/certificates/batch",
+        &s.tokens.ra,
+        &json!([{"csr": csr.pem, "profile": "tls-server"}]),
+    );
+    assert_error(&r, 400, "invalid_request", "a batch as a bare array");
+    assert!(r.text.contains("{\\\"requests\\\": [...]}"), "{}", r.text);
+
+    let issued = s.issue(&csr, "tls-server", None);
+    let serial = issued["serial"].as_str().expect("serial");
+    let r = s.send(
+        s.client()
+            .post(format!("{}/v1/certificates/{serial}/revoke", s.base))
+            .bearer_auth(&s.tokens.ra),
+        "revoke without a body",
+    );
+    assert_error(&r, 400, "invalid_request", "a revocation without a body");
+    assert!(r.text.contains("reason is required"), "{}", r.text);
+
+    let r = s.post(
+        "/v1/enrollments",
+        &s.tokens.ra,
+        &json!({"profile": "personal", "subject": "CN=Ana", "sans": ["ana@example.com"],
+                "expires_in_hours": 1, "max_attempts": 2}),
+    );
+    assert_eq!(r.status, 201, "{r}");
+    let id = r.json["id"].as_str().expect("id").to_string();
+    let r = s.request(
+        Method::POST,
+        &format!("/v1/enrollments/{id}/redeem"),
+        None,
+        Some(&json!({"code": "WRONG-CODE", "key_type": "ec-p256",
+                     "pkcs12_password": "a long passphrase"})),
+    );
+    assert_error(&r, 403, "enrollment_code_invalid", "a wrong code");
+    assert!(r.text.contains("(1 attempt left)"), "{}", r.text);
+    s.terminate();
+}

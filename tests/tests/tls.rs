@@ -215,10 +215,11 @@ fn tls_with_the_cas_own_certificate_and_client_certificates_as_roles() {
     );
     assert!(body.contains("\"forbidden\""), "{body}");
     let stranger = cert_args(&stranger_cert, &stranger_key);
-    assert_eq!(
-        curl(&s, "/v1/audit?limit=1", &stranger).0,
-        401,
-        "an unmapped certificate is no one"
+    let (code, body) = curl(&s, "/v1/audit?limit=1", &stranger);
+    assert_eq!(code, 401, "an unmapped certificate is no one: {body}");
+    assert!(
+        body.contains("not mapped to a role"),
+        "the answer says why: {body}"
     );
     // Plain HTTP to the TLS port gets no HTTP answer.
     let mut raw = TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
@@ -477,6 +478,10 @@ fn a_revoked_client_certificate_loses_its_role() {
     assert_eq!(code, 200, "revoking the client certificate: {body}");
     let (code, body) = curl(&s, &get, &args);
     assert_eq!(code, 401, "a revoked certificate is no one: {body}");
+    assert!(
+        body.contains("certificate is revoked"),
+        "the answer says why: {body}"
+    );
     let op = format!("Authorization: Bearer {}", tokens.operator);
     assert_eq!(
         curl(&s, "/v1/crl/generate", &["-H", &op, "-X", "POST"]).0,

@@ -44,6 +44,11 @@ impl BatchBody {
     /// the `max`-th stops the parse with 413 `batch_too_large`, before the rest of the body is
     /// looked at. Other faults are 400 `invalid_request`, as for every JSON body.
     pub(super) fn parse(body: &[u8], max: usize) -> Result<BatchBody, ApiError> {
+        if body.trim_ascii_start().starts_with(b"[") {
+            return Err(ApiError::invalid_request(
+                "the batch body must be an object {\"requests\": [...]}, not a bare array",
+            ));
+        }
         let over = Cell::new(false);
         let mut de = serde_json::Deserializer::from_slice(body);
         let parsed = BatchSeed { max, over: &over }

@@ -34,7 +34,14 @@ pub async fn revoke(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let record = find(&state, &path_serial(serial), &caller)?;
-    let body: RevokeBody = parse_json(&body_or_error(body)?)?;
+    let body = body_or_error(body)?;
+    if body.trim_ascii().is_empty() {
+        return Err(ApiError::invalid_request(
+            "a revocation needs a body {\"reason\": ...}: reason is required (an RFC 5280 \
+             reason name such as keyCompromise or cessationOfOperation)",
+        ));
+    }
+    let body: RevokeBody = parse_json(&body)?;
     let reason = RevocationReason::from_name(&body.reason)?;
     // Checked against now here, and against the revocation time the store writer sets by
     // the engine, which is not earlier.
