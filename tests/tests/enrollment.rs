@@ -229,7 +229,10 @@ fn wrong_codes_lock_expired_codes_are_gone_and_bad_input_is_refused() {
             r.json["error"]["message"]
                 .as_str()
                 .unwrap()
-                .contains(&format!("{left} attempts left")),
+                .contains(&format!(
+                    "{left} {} left",
+                    if left == 1 { "attempt" } else { "attempts" }
+                )),
             "{r}"
         );
     }
