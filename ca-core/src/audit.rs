@@ -314,12 +314,7 @@ impl Checkpoint {
         };
         UnparsedPublicKey::new(algorithm, &key.bits)
             .verify(&Self::message(&self.head, self.at), &self.signature)
-            .map_err(|_| {
-                CaError::Storage(format!(
-                    "the checkpoint at entry {} does not verify with the CA's key",
-                    self.head.seq
-                ))
-            })
+            .map_err(|_| CaError::CheckpointInvalid { seq: self.head.seq })
     }
 
     /// Encodes the checkpoint with its format version.

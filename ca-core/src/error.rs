@@ -122,6 +122,13 @@ pub enum CaError {
     /// encrypting (an enrolment code, a PKCS#12 file). The message never holds secret data.
     #[error("cryptographic failure: {0}")]
     Crypto(String),
+    /// A signed checkpoint of the audit log does not verify with the CA's key: it was
+    /// altered, or signed by another key (the log or the store was tampered with).
+    #[error("the audit checkpoint at entry {seq} does not verify with the CA's key (altered, or signed by another key)")]
+    CheckpointInvalid {
+        /// The audit sequence number the checkpoint covers.
+        seq: u64,
+    },
     /// No enrolment with this id.
     #[error("no enrolment with id {0}")]
     EnrollmentNotFound(String),
@@ -193,6 +200,7 @@ impl CaError {
             CaError::Storage(_) => "storage_error",
             CaError::Signing(_) => "signing_error",
             CaError::Crypto(_) => "crypto_error",
+            CaError::CheckpointInvalid { .. } => "audit_log_broken",
             CaError::EnrollmentNotFound(_) => "enrollment_not_found",
             CaError::EnrollmentCodeInvalid { .. } => "enrollment_code_invalid",
             CaError::EnrollmentLocked => "enrollment_locked",
@@ -236,7 +244,10 @@ impl CaError {
             | CaError::RenewalRefused(_) => ErrorClass::Conflict,
             CaError::Overloaded => ErrorClass::Overloaded,
             CaError::ShuttingDown | CaError::SerialCollision(_) => ErrorClass::Unavailable,
-            CaError::Storage(_) | CaError::Signing(_) | CaError::Crypto(_) => ErrorClass::Internal,
+            CaError::Storage(_)
+            | CaError::Signing(_)
+            | CaError::Crypto(_)
+            | CaError::CheckpointInvalid { .. } => ErrorClass::Internal,
         }
     }
 }

@@ -609,3 +609,41 @@ fn metrics_counters_move_with_the_actions() {
         assert!(text.contains(&series), "{series} is exposed");
     }
 }
+
+/// A kept checkpoint that was altered is reported as what it is, naming the entry, not as a
+/// storage failure.
+#[test]
+fn an_altered_checkpoint_is_named_not_a_storage_failure() {
+    let s = Server::fresh();
+    s.issue(
+        &make_csr("ec-p256", "/CN=cp.example", &["DNS:cp.example"]),
+        "tls-server",
+        None,
+    );
+    let r = s.get("/v1/audit/checkpoint", Some(&s.tokens.auditor));
+    assert_eq!(r.status, 200, "{r}");
+    let mut kept = r.json.clone();
+    let hash = kept["hash"].as_str().expect("hash").to_string();
+    let first = if hash.starts_with('0') { "1" } else { "0" };
+    kept["hash"] = serde_json::Value::String(format!("{first}{}", &hash[1..]));
+    let file = s.scratch().join("forged.json");
+    std::fs::write(&file, kept.to_string()).expect("write");
+    let out = ca_server(&[
+        "audit",
+        "verify",
+        "--data-dir",
+        s.dir.to_str().expect("UTF-8"),
+        "--checkpoint",
+        file.to_str().expect("UTF-8"),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "an altered checkpoint must fail: {err}"
+    );
+    assert!(
+        err.contains("does not verify with the CA's key") && !err.contains("storage failure"),
+        "{err}"
+    );
+    s.terminate();
+}
