@@ -370,14 +370,8 @@ impl Profile {
         let mut seen = HashSet::new();
         for san in sans {
             self.check_san_domain(san)?;
-            let allowed = match san {
-                San::Dns(d) => self.san.dns && self.dns_name_allowed(d),
-                San::Ip(ip) => self.san.ip && !ip.is_unspecified(),
-                San::Email(e) => self.san.email && is_valid_email(e),
-                San::Other(_) => false,
-            };
-            if !allowed {
-                return Err(CaError::SanNotAllowed(san.to_string()));
+            if let Some(why) = self.san_problem(san) {
+                return Err(CaError::SanNotAllowed(format!("{san} ({why})")));
             }
             if !seen.insert(san.to_string().to_ascii_lowercase()) {
                 return Err(CaError::SanNotAllowed(format!("{san} (repeated)")));
@@ -386,12 +380,26 @@ impl Profile {
         Ok(())
     }
 
-    fn dns_name_allowed(&self, name: &str) -> bool {
-        let (wildcard, base) = match name.strip_prefix("*.") {
-            Some(rest) => (true, rest),
-            None => (false, name),
-        };
-        (!wildcard || self.san.wildcards) && is_valid_hostname(base)
+    /// Why the profile refuses a SAN of this form, in a message's words; `None` when it
+    /// allows it.
+    fn san_problem(&self, san: &San) -> Option<String> {
+        let syntax = |kind: &str, why: &str| Some(format!("malformed {kind}: {why}"));
+        match san {
+            San::Dns(_) if !self.san.dns => Some("the profile allows no DNS names".into()),
+            San::Dns(name) => match name.strip_prefix("*.") {
+                Some(_) if !self.san.wildcards => Some("the profile allows no wildcards".into()),
+                Some(base) => hostname_problem(base).and_then(|why| syntax("DNS name", why)),
+                None => hostname_problem(name).and_then(|why| syntax("DNS name", why)),
+            },
+            San::Ip(_) if !self.san.ip => Some("the profile allows no IP addresses".into()),
+            San::Ip(ip) if ip.is_unspecified() => Some("the unspecified address".into()),
+            San::Ip(_) => None,
+            San::Email(_) if !self.san.email => {
+                Some("the profile allows no e-mail addresses".into())
+            }
+            San::Email(addr) => email_problem(addr).and_then(|why| syntax("e-mail address", why)),
+            San::Other(_) => Some("a name type this CA does not certify".into()),
+        }
     }
 
     /// The rules on the domain of a syntactically allowed DNS or e-mail SAN: within
@@ -519,30 +527,60 @@ fn check_attribute_value(attr: &SubjectAttribute) -> Result<(), CaError> {
 /// section 2.1): at least two labels of letters, digits and inner hyphens, each 1 to 63
 /// characters, 253 in all.
 pub fn is_valid_hostname(name: &str) -> bool {
-    if name.is_empty() || name.len() > 253 || !name.contains('.') {
-        return false;
-    }
-    name.split('.').all(|label| {
-        !label.is_empty()
-            && label.len() <= 63
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    })
+    hostname_problem(name).is_none()
 }
 
-fn is_valid_email(addr: &str) -> bool {
-    let Some((local, domain)) = addr.rsplit_once('@') else {
-        return false;
-    };
-    !local.is_empty()
-        && local.len() <= 64
-        && local
+/// Why `name` is not a preferred-syntax host name (RFC 1123 section 2.1, RFC 5280 section
+/// 4.2.1.6), in the words a message gives it; `None` when it is one.
+pub fn hostname_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        return Some("empty");
+    }
+    if name.len() > 253 {
+        return Some("longer than 253 characters");
+    }
+    if !name.contains('.') {
+        return Some("a single label; give a fully qualified name");
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Some("an empty label");
+        }
+        if label.len() > 63 {
+            return Some("a label longer than 63 characters");
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Some("a label that starts or ends with a hyphen");
+        }
+        if label.contains('_') {
+            return Some("underscore");
+        }
+        if !label
             .bytes()
-            .all(|b| b.is_ascii_graphic() && !b"@<>()[]\\,;:\"".contains(&b))
-        && is_valid_hostname(domain)
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Some("a character other than letters, digits and hyphens");
+        }
+    }
+    None
+}
+
+/// Why `addr` is not an e-mail address this CA certifies (RFC 5280 section 4.2.1.6: a
+/// Mailbox of RFC 5321, ASCII local part); `None` when it is one.
+fn email_problem(addr: &str) -> Option<&'static str> {
+    let Some((local, domain)) = addr.rsplit_once('@') else {
+        return Some("no @");
+    };
+    if local.is_empty() || local.len() > 64 {
+        return Some("a local part of 1 to 64 characters");
+    }
+    if !local
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && !b"@<>()[]\\,;:\"".contains(&b))
+    {
+        return Some("a character not allowed in the local part");
+    }
+    hostname_problem(domain).map(|_| "a malformed domain")
 }
 
 #[cfg(test)]

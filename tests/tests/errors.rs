@@ -608,6 +608,31 @@ fn messages_say_what_to_send_instead() {
         );
     }
 
+    let underscore = make_csr("ec-p256", "/CN=a_b.example", &["DNS:a_b.example"]);
+    let r = s.post(
+        "/v1/certificates",
+        &s.tokens.ra,
+        &json!({"csr": underscore.pem, "profile": "tls-server"}),
+    );
+    assert_error(&r, 422, "san_not_allowed", "an underscore in a DNS name");
+    assert!(
+        r.text.contains("malformed DNS name: underscore"),
+        "{}",
+        r.text
+    );
+    let email = make_csr(
+        "ec-p256",
+        "/CN=x.example",
+        &["DNS:x.example", "email:x@x.example"],
+    );
+    let r = s.post(
+        "/v1/certificates",
+        &s.tokens.ra,
+        &json!({"csr": email.pem, "profile": "tls-server"}),
+    );
+    assert_error(&r, 422, "san_not_allowed", "an e-mail SAN on tls-server");
+    assert!(r.text.contains("allows no e-mail addresses"), "{}", r.text);
+
     let r = s.post(
         "/v1/certificates/batch",
         &s.tokens.ra,
