@@ -657,9 +657,16 @@ pub(crate) fn subject_attributes(name: &X509Name<'_>) -> Result<Vec<SubjectAttri
             ));
         };
         let kind = AttributeKind::from_oid(attr.attr_type()).ok_or_else(|| {
+            let oid = attr.attr_type();
+            let name = match x509_parser::objects::oid2sn(oid, x509_parser::objects::oid_registry())
+            {
+                Ok(short) => format!("{short} ({})", oid.to_id_string()),
+                Err(_) => oid.to_id_string(),
+            };
+            let supported: Vec<&str> = AttributeKind::ALL.iter().map(|k| k.short_name()).collect();
             CaError::SubjectNotAllowed(format!(
-                "attribute {} is not supported",
-                attr.attr_type().to_id_string()
+                "attribute {name} is not supported (supported: {})",
+                supported.join(", ")
             ))
         })?;
         let value = attr.as_str().map_err(|_| {

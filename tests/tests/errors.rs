@@ -608,6 +608,14 @@ fn messages_say_what_to_send_instead() {
         );
     }
 
+    let title = make_csr("ec-p256", "/CN=t.example/title=Boss", &["DNS:t.example"]);
+    let r = s.post(
+        "/v1/certificates",
+        &s.tokens.ra,
+        &json!({"csr": title.pem, "profile": "tls-server"}),
+    );
+    assert_error(&r, 422, "subject_not_allowed", "a title attribute");
+    assert!(r.text.contains("attribute title (2.5.4.12)"), "{}", r.text);
     let underscore = make_csr("ec-p256", "/CN=a_b.example", &["DNS:a_b.example"]);
     let r = s.post(
         "/v1/certificates",
