@@ -1,6 +1,10 @@
 //! Converts the OpenAPI description, `docs/openapi.yaml`, into the JSON that `GET
 //! /openapi.json` serves (`$OUT_DIR/openapi.json`, embedded with `include_str!`). The YAML is
 //! the single source; a description that is not YAML, or not OpenAPI 3.1, fails the build.
+//!
+//! Also sets `CA_BUILD_COMMIT` to the short hash of the commit being built
+//! (`git rev-parse --short HEAD`), or `unknown` outside a Git checkout; `ca_build_info`
+//! carries it.
 
 use std::error::Error;
 use std::path::PathBuf;
@@ -26,5 +30,33 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     let out = PathBuf::from(std::env::var("OUT_DIR")?).join("openapi.json");
     std::fs::write(&out, serde_json::to_vec(&document)?)?;
+    build_commit(&manifest);
     Ok(())
+}
+
+/// Exports the commit being built as `CA_BUILD_COMMIT` (`unknown` when Git or the repository
+/// is not there, e.g. when built from a source archive).
+fn build_commit(manifest: &std::path::Path) {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(manifest)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let commit = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    // Rebuild when HEAD moves (a worktree's HEAD is in its own git directory).
+    for path in ["HEAD", "logs/HEAD"] {
+        if let Some(file) = git(&["rev-parse", "--git-path", path]) {
+            let file = manifest.join(file);
+            if file.exists() {
+                println!("cargo:rerun-if-changed={}", file.display());
+            }
+        }
+    }
+    println!("cargo:rustc-env=CA_BUILD_COMMIT={commit}");
 }

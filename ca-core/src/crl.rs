@@ -585,6 +585,12 @@ impl CrlPublisher {
         metrics.crl_entries.set(count as i64);
         metrics.crl_bytes.set(published.full.len() as i64);
         metrics.crl_this_update.set(now);
+        for kind in ["full", "delta"] {
+            metrics
+                .crl_next_update
+                .with_label_values(&[kind])
+                .set(next_update);
+        }
         tracing::info!(
             number = full_pos.number,
             entries = count,

@@ -71,6 +71,14 @@ pub struct Metrics {
     /// Stored revocations written into a CRL or an OCSP answer without a field that could
     /// not be encoded, by field (`ca_status_entries_degraded_total{field=...}`).
     pub status_entries_degraded: IntCounterVec,
+    /// notAfter of the CA's own certificates, Unix seconds, by `certificate` (`ca`, and
+    /// `ocsp_responder` when a delegated responder signs OCSP answers); sampled when scraped.
+    pub certificate_not_after: IntGaugeVec,
+    /// nextUpdate of the last CRLs built, Unix seconds, by `kind` (`full`, `delta`).
+    pub crl_next_update: IntGaugeVec,
+    /// Enrolments by `state` (`pending`, `redeemed`, `locked`, `expired`); counted from the
+    /// store when scraped.
+    pub enrollments: IntGaugeVec,
 }
 
 /// Where the CRL and OCSP builders report a stored entry that they wrote without one of its
@@ -132,6 +140,9 @@ impl Metrics {
         };
         let gauge =
             |name: &str, help: &str| build(IntGauge::new(name, help)).and_then(|m| register(r, m));
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            build(IntGaugeVec::new(Opts::new(name, help), labels)).and_then(|m| register(r, m))
+        };
         let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
             build(Histogram::with_opts(
                 HistogramOpts::new(name, help).buckets(buckets),
@@ -223,6 +234,22 @@ impl Metrics {
                 "Stored revocations written into a CRL or OCSP answer without a field that \
                  cannot be encoded, by field",
                 &["field"],
+            )?,
+            certificate_not_after: gauge_vec(
+                "certificate_not_after_seconds",
+                "notAfter of the CA certificate and of the delegated OCSP responder \
+                 certificate, Unix seconds",
+                &["certificate"],
+            )?,
+            crl_next_update: gauge_vec(
+                "crl_next_update_seconds",
+                "nextUpdate of the last CRLs built, Unix seconds, by kind (full, delta)",
+                &["kind"],
+            )?,
+            enrollments: gauge_vec(
+                "enrollments",
+                "Enrolments by state (pending, redeemed, locked, expired)",
+                &["state"],
             )?,
             registry,
         })

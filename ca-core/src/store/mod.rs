@@ -543,6 +543,26 @@ impl Store {
             .transpose()
     }
 
+    /// How many enrolments are in each state at `now` (Unix seconds), in the order of
+    /// [`crate::enrolment::EnrolmentState::ALL`]. Reads the whole enrolments family, which
+    /// holds one small record per enrolment.
+    pub fn enrollment_counts(&self, now: i64) -> Result<[u64; 4], CaError> {
+        use crate::enrolment::EnrolmentState;
+        let enrollments = self.cf(cf::ENROLLMENTS)?;
+        let mut counts = [0u64; 4];
+        let mut it = self.db.raw_iterator_cf(enrollments);
+        it.seek_to_first();
+        while let Some(value) = it.value() {
+            let state = EnrollmentRecord::decode(value)?.state(now);
+            if let Some(i) = EnrolmentState::ALL.iter().position(|s| *s == state) {
+                counts[i] += 1;
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(counts)
+    }
+
     /// The token stored under this hash.
     pub fn token(&self, token_hash: &[u8; 32]) -> Result<Option<TokenRecord>, CaError> {
         let tokens = self.cf(cf::TOKENS)?;

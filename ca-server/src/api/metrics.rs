@@ -1,4 +1,6 @@
-//! `GET /metrics` (operator) and the HTTP metrics: requests and latency by route and status.
+//! `GET /metrics` (operator) and the server's own metrics: requests and latency by route and
+//! status, build information, the expiry of the CA's certificates, enrolments by state, and
+//! the process's CPU time, resident memory and open file descriptors.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,15 +11,27 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use ca_core::metrics::Metrics;
 use ca_core::CaError;
-use prometheus::{exponential_buckets, HistogramOpts, HistogramVec, Registry, TextEncoder};
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{
+    exponential_buckets, Counter, Gauge, HistogramOpts, HistogramVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 
 use super::{ApiError, AppState, Authenticated};
 
-/// Latency of HTTP requests by route and status.
+/// Latency of HTTP requests by route and status, and the metrics outside the core's `ca_`
+/// namespace (the standard `process_*` ones).
 #[derive(Clone, Debug)]
 pub struct HttpMetrics {
     latency: HistogramVec,
+    /// `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`:
+    /// a registry without the `ca_` prefix.
+    process: Registry,
 }
+
+/// The commit the server was built from (`git rev-parse --short HEAD`, see `build.rs`).
+pub const BUILD_COMMIT: &str = env!("CA_BUILD_COMMIT");
 
 impl HttpMetrics {
     /// Registers the HTTP metrics next to the core's.
@@ -33,8 +47,113 @@ impl HttpMetrics {
         )
         .map_err(fail)?;
         registry.register(Box::new(latency.clone())).map_err(fail)?;
-        Ok(HttpMetrics { latency })
+        // ca_build_info{version, commit, schema} = 1.
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "build_info",
+                "Version, commit and store schema version of this build; always 1",
+            ),
+            &["version", "commit", "schema"],
+        )
+        .map_err(fail)?;
+        build_info
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                BUILD_COMMIT,
+                ca_core::store::SCHEMA_VERSION.to_string().as_str(),
+            ])
+            .set(1);
+        registry.register(Box::new(build_info)).map_err(fail)?;
+        let process = Registry::new();
+        process
+            .register(Box::new(ProcessCollector::new().map_err(fail)?))
+            .map_err(fail)?;
+        Ok(HttpMetrics { latency, process })
     }
+}
+
+/// The standard process metrics, read from `/proc/self` when scraped (Linux; elsewhere the
+/// metrics that cannot be read are left out).
+struct ProcessCollector {
+    descs: Vec<Desc>,
+}
+
+impl ProcessCollector {
+    const CPU: (&'static str, &'static str) = (
+        "process_cpu_seconds_total",
+        "Total user and system CPU time spent in seconds",
+    );
+    const RSS: (&'static str, &'static str) = (
+        "process_resident_memory_bytes",
+        "Resident memory size in bytes",
+    );
+    const FDS: (&'static str, &'static str) =
+        ("process_open_fds", "Number of open file descriptors");
+
+    fn new() -> prometheus::Result<Self> {
+        let descs = [Self::CPU, Self::RSS, Self::FDS]
+            .into_iter()
+            .map(|(name, help)| Desc::new(name.into(), help.into(), vec![], Default::default()))
+            .collect::<prometheus::Result<_>>()?;
+        Ok(ProcessCollector { descs })
+    }
+}
+
+/// User plus system CPU seconds of this process: fields 14 and 15 of `/proc/self/stat`, in
+/// clock ticks.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state): utime is field 14, stime field 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    let ticks = rustix::param::clock_ticks_per_second();
+    (ticks > 0).then(|| (utime + stime) as f64 / ticks as f64)
+}
+
+/// Resident memory in bytes: `VmRSS` of `/proc/self/status`.
+fn resident_bytes() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024.0)
+}
+
+/// Open file descriptors: the entries of `/proc/self/fd` (less the one reading it).
+fn open_fds() -> Option<f64> {
+    let count = std::fs::read_dir("/proc/self/fd").ok()?.count();
+    Some(count.saturating_sub(1) as f64)
+}
+
+impl Collector for ProcessCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let mut families = Vec::new();
+        if let Some(seconds) = cpu_seconds() {
+            if let Ok(counter) = Counter::new(Self::CPU.0, Self::CPU.1) {
+                counter.inc_by(seconds);
+                families.extend(counter.collect());
+            }
+        }
+        for ((name, help), value) in [(Self::RSS, resident_bytes()), (Self::FDS, open_fds())] {
+            if let (Some(value), Ok(gauge)) = (value, Gauge::new(name, help)) {
+                gauge.set(value);
+                families.extend(gauge.collect());
+            }
+        }
+        families
+    }
+}
+
+/// notAfter of a DER certificate, Unix seconds.
+fn not_after(der: &[u8]) -> Option<i64> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(cert.validity().not_after.timestamp())
 }
 
 /// Middleware: times every request under its route template (never the raw path, whose
@@ -76,13 +195,43 @@ pub async fn metrics(
             .with_label_values(&[name])
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
-    Ok(render(metrics, state.engine.queue_depth()))
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let counts = state.engine.store().enrollment_counts(now)?;
+    for (enrolment_state, count) in ca_core::enrolment::EnrolmentState::ALL.iter().zip(counts) {
+        metrics
+            .enrollments
+            .with_label_values(&[enrolment_state.as_str()])
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+    let certificates = [
+        ("ca", state.engine.ca().chain().first().cloned()),
+        ("ocsp_responder", state.ocsp.responder_certificate()),
+    ];
+    for (name, der) in certificates {
+        match der.as_deref().and_then(not_after) {
+            Some(seconds) => metrics
+                .certificate_not_after
+                .with_label_values(&[name])
+                .set(seconds),
+            None => {
+                // No delegated responder (any more): the CA signs OCSP answers itself.
+                let _ = metrics.certificate_not_after.remove_label_values(&[name]);
+            }
+        }
+    }
+    Ok(render(
+        metrics,
+        &state.http_metrics.process,
+        state.engine.queue_depth(),
+    ))
 }
 
-fn render(metrics: &Metrics, queue_depth: usize) -> Response {
+fn render(metrics: &Metrics, process: &Registry, queue_depth: usize) -> Response {
     metrics.queue_depth.set(queue_depth as i64);
+    let mut families = metrics.registry().gather();
+    families.extend(process.gather());
     let text = TextEncoder::new()
-        .encode_to_string(&metrics.registry().gather())
+        .encode_to_string(&families)
         .unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
