@@ -137,6 +137,20 @@ pub enum Created {
     IntermediateCsr(PathBuf),
 }
 
+/// The longest validity `init` gives a root certificate, in days (100 years).
+pub const MAX_ROOT_VALIDITY_DAYS: u32 = 36_500;
+
+/// Removes a temporary directory when dropped, also when a step panics.
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = fs::remove_dir_all(path);
+        }
+    }
+}
+
 /// What `ca-server init` is asked to create.
 #[derive(Debug)]
 pub struct InitRequest<'a> {
@@ -177,6 +191,12 @@ pub fn init(dir: &Path, req: &InitRequest<'_>) -> Result<Initialized, String> {
     }
     for tls_name in req.tls_names {
         check_tls_name(tls_name)?;
+    }
+    if !(1..=MAX_ROOT_VALIDITY_DAYS).contains(&req.validity_days) {
+        return Err(format!(
+            "--validity-days {} is out of range: give 1 to {MAX_ROOT_VALIDITY_DAYS} days",
+            req.validity_days
+        ));
     }
     let attrs = name::parse_rfc4514(req.subject).map_err(|e| format!("--subject: {e}"))?;
     if attrs.is_empty() {
@@ -222,9 +242,11 @@ pub fn init(dir: &Path, req: &InitRequest<'_>) -> Result<Initialized, String> {
         .mode(0o700)
         .create(&tmp)
         .map_err(|e| format!("creating {}: {e}", tmp.display()))?;
+    let mut guard = RemoveOnDrop(Some(tmp.clone()));
     let result = build_and_install(dir, &tmp, existing, req);
-    if result.is_err() {
-        let _ = fs::remove_dir_all(&tmp);
+    if result.is_ok() {
+        // Renamed into place (or emptied and removed): nothing to clean up.
+        guard.0 = None;
     }
     result
 }

@@ -241,4 +241,32 @@ fn a_failed_init_leaves_nothing_behind() {
     ca_server_ok(&["init", "--data-dir", s(&dir2)]);
     assert!(dir2.join("ca.pem").exists() && dir2.join("config.toml").exists());
     assert_eq!(leftovers(tmp.path(), &["ca", "ca2"]), Vec::<String>::new());
+
+    // A failure after everything was built (a stray tls.pem in the directory) removes what
+    // was built, and a root validity out of range is refused before anything is written.
+    let dir3 = tmp.path().join("ca3");
+    std::fs::create_dir(&dir3).unwrap();
+    std::fs::write(dir3.join("tls.pem"), "stray").unwrap();
+    let out = ca_server(&[
+        "init",
+        "--data-dir",
+        s(&dir3),
+        "--tls-name",
+        "ca.example.com",
+    ]);
+    assert!(!out.status.success(), "init over a stray tls.pem succeeded");
+    assert_eq!(leftovers(&dir3, &[]), vec!["tls.pem".to_string()]);
+    for days in ["0", "4000000"] {
+        let out = ca_server(&["init", "--data-dir", s(&dir3), "--validity-days", days]);
+        assert!(
+            !out.status.success(),
+            "init --validity-days {days} succeeded"
+        );
+        assert!(stderr(&out).contains("--validity-days"), "{}", stderr(&out));
+        assert_eq!(leftovers(&dir3, &[]), vec!["tls.pem".to_string()]);
+    }
+    assert_eq!(
+        leftovers(tmp.path(), &["ca", "ca2", "ca3"]),
+        Vec::<String>::new()
+    );
 }
