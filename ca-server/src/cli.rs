@@ -67,6 +67,10 @@ pub enum Command {
         /// The parent's chain up to the root, PEM.
         #[arg(long)]
         chain: PathBuf,
+        /// Replace a CA chain that is installed already (the certificate must still certify
+        /// the CA key).
+        #[arg(long)]
+        force: bool,
     },
     /// CRLs (with the server stopped).
     Crl {
@@ -205,26 +209,20 @@ fn run(cli: Cli) -> Result<(), String> {
             intermediate,
             tls_names,
         } => {
-            if intermediate && !tls_names.is_empty() {
-                return Err(
-                    "--tls-name needs a root; an intermediate issues its TLS certificate with \
-                     `tls-cert` after `import`"
-                        .into(),
-                );
-            }
-            let config = datadir::prepare(&dir)?;
-            match datadir::init_ca(
+            let done = datadir::init(
                 &dir,
-                &config,
-                key_type,
-                &subject,
-                validity_days,
-                intermediate,
-            )? {
+                &datadir::InitRequest {
+                    key_type,
+                    subject: &subject,
+                    validity_days,
+                    intermediate,
+                    tls_names: &tls_names,
+                },
+            )?;
+            match done.created {
                 Created::Root(path) => {
                     println!("root CA certificate written to {}", path.display());
-                    if !tls_names.is_empty() {
-                        let tls = datadir::issue_tls_certificate(&dir, &tls_names)?;
+                    if let Some(tls) = done.tls {
                         println!("TLS certificate written to {}; TLS is on", tls.display());
                     }
                 }
@@ -236,12 +234,12 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Import { cert, chain } => {
+        Command::Import { cert, chain, force } => {
             let config = datadir::prepare(&dir)?;
             let read = |p: &PathBuf| {
                 std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()))
             };
-            let path = datadir::import(&dir, &config, &read(&cert)?, &read(&chain)?)?;
+            let path = datadir::import(&dir, &config, &read(&cert)?, &read(&chain)?, force)?;
             println!("CA chain written to {}", path.display());
             Ok(())
         }

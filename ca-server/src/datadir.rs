@@ -137,6 +137,214 @@ pub enum Created {
     IntermediateCsr(PathBuf),
 }
 
+/// The longest validity `init` gives a root certificate, in days (100 years).
+pub const MAX_ROOT_VALIDITY_DAYS: u32 = 36_500;
+
+/// Removes a temporary directory when dropped, also when a step panics.
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = fs::remove_dir_all(path);
+        }
+    }
+}
+
+/// What `ca-server init` is asked to create.
+#[derive(Debug)]
+pub struct InitRequest<'a> {
+    /// The CA key's type.
+    pub key_type: KeyAlgorithm,
+    /// The CA subject, RFC 4514.
+    pub subject: &'a str,
+    /// Validity of a root certificate, days.
+    pub validity_days: u32,
+    /// A key and CSR for an intermediate instead of a root.
+    pub intermediate: bool,
+    /// Names for the server's own TLS certificate (root only); none: no TLS certificate.
+    pub tls_names: &'a [String],
+}
+
+/// What `ca-server init` created, with paths in the data directory.
+#[derive(Debug)]
+pub struct Initialized {
+    /// The root certificate or the intermediate's CSR.
+    pub created: Created,
+    /// The TLS certificate chain, when `--tls-name` was given.
+    pub tls: Option<PathBuf>,
+}
+
+/// `ca-server init`, all or nothing: checks the request first, builds the whole data
+/// directory (configuration, CA key, certificate or CSR, store, TLS certificate) in a
+/// temporary directory beside `dir`, and only when every step succeeded moves it into place
+/// (renames the directory, or moves its files into an existing `dir`, which may hold only a
+/// `config.toml`, copied in first). On failure the temporary directory is removed, so `dir`
+/// is as it was (or absent) and `init` can simply be run again.
+pub fn init(dir: &Path, req: &InitRequest<'_>) -> Result<Initialized, String> {
+    if req.intermediate && !req.tls_names.is_empty() {
+        return Err(
+            "--tls-name needs a root; an intermediate issues its TLS certificate with \
+             `tls-cert` after `import`"
+                .into(),
+        );
+    }
+    for tls_name in req.tls_names {
+        check_tls_name(tls_name)?;
+    }
+    if !(1..=MAX_ROOT_VALIDITY_DAYS).contains(&req.validity_days) {
+        return Err(format!(
+            "--validity-days {} is out of range: give 1 to {MAX_ROOT_VALIDITY_DAYS} days",
+            req.validity_days
+        ));
+    }
+    let attrs = name::parse_rfc4514(req.subject).map_err(|e| format!("--subject: {e}"))?;
+    if attrs.is_empty() {
+        return Err("the CA subject (--subject) must not be empty".into());
+    }
+    let existing = dir.exists();
+    if existing {
+        check_dir_permissions(dir)?;
+        let config_path = dir.join(CONFIG_FILE);
+        if config_path.exists() {
+            let config = Config::load(&config_path)?;
+            let key_path = Config::resolve(dir, &config.ca.key_file);
+            let chain_path = Config::resolve(dir, &config.ca.chain_file);
+            if key_path.exists() || chain_path.exists() {
+                return Err(format!(
+                    "a CA exists already in {} ({} / {}); refusing to replace it",
+                    dir.display(),
+                    key_path.display(),
+                    chain_path.display()
+                ));
+            }
+        }
+    }
+    let file_name = dir
+        .file_name()
+        .ok_or_else(|| format!("{} does not name a directory", dir.display()))?
+        .to_string_lossy()
+        .into_owned();
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !parent.exists() {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&parent)
+            .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+    }
+    let tmp = parent.join(format!(".{file_name}.init-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&tmp);
+    DirBuilder::new()
+        .mode(0o700)
+        .create(&tmp)
+        .map_err(|e| format!("creating {}: {e}", tmp.display()))?;
+    let mut guard = RemoveOnDrop(Some(tmp.clone()));
+    let result = build_and_install(dir, &tmp, existing, req);
+    if result.is_ok() {
+        // Renamed into place (or emptied and removed): nothing to clean up.
+        guard.0 = None;
+    }
+    result
+}
+
+fn build_and_install(
+    dir: &Path,
+    tmp: &Path,
+    existing: bool,
+    req: &InitRequest<'_>,
+) -> Result<Initialized, String> {
+    let config_path = dir.join(CONFIG_FILE);
+    if existing && config_path.exists() {
+        fs::copy(&config_path, tmp.join(CONFIG_FILE))
+            .map_err(|e| format!("copying {}: {e}", config_path.display()))?;
+    }
+    let config = prepare(tmp)?;
+    let created = init_ca(
+        tmp,
+        &config,
+        req.key_type,
+        req.subject,
+        req.validity_days,
+        req.intermediate,
+    )?;
+    let tls = if req.tls_names.is_empty() {
+        None
+    } else {
+        Some(issue_tls_certificate(tmp, req.tls_names)?)
+    };
+    let moved = |p: PathBuf| match p.strip_prefix(tmp) {
+        Ok(rel) => dir.join(rel),
+        Err(_) => p,
+    };
+    if existing {
+        let entries = fs::read_dir(tmp)
+            .and_then(|d| d.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("reading {}: {e}", tmp.display()))?;
+        for entry in &entries {
+            let target = dir.join(entry.file_name());
+            if entry.file_name() != CONFIG_FILE && fs::symlink_metadata(&target).is_ok() {
+                return Err(format!(
+                    "{} exists already; move it away and run `init` again",
+                    target.display()
+                ));
+            }
+        }
+        // The configuration last: until it is in place, `dir` has no CA.
+        let mut entries = entries;
+        entries.sort_by_key(|e| e.file_name() == CONFIG_FILE);
+        for entry in entries {
+            let target = dir.join(entry.file_name());
+            fs::rename(entry.path(), &target).map_err(|e| {
+                format!(
+                    "moving {} to {}: {e}",
+                    entry.path().display(),
+                    target.display()
+                )
+            })?;
+        }
+        fs::remove_dir(tmp).map_err(|e| format!("removing {}: {e}", tmp.display()))?;
+    } else {
+        fs::rename(tmp, dir)
+            .map_err(|e| format!("renaming {} to {}: {e}", tmp.display(), dir.display()))?;
+    }
+    let created = match created {
+        Created::Root(p) => Created::Root(moved(p)),
+        Created::IntermediateCsr(p) => Created::IntermediateCsr(moved(p)),
+    };
+    Ok(Initialized {
+        created,
+        tls: tls.map(moved),
+    })
+}
+
+/// Checks the syntax of a name for the server's own TLS certificate: an IP address or a DNS
+/// name (labels of letters, digits and hyphens, 1 to 63 characters, not starting or ending
+/// with a hyphen; at most 253 characters).
+pub fn check_tls_name(tls_name: &str) -> Result<(), String> {
+    if tls_name.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    let dns = tls_name.strip_suffix('.').unwrap_or(tls_name);
+    if dns.is_empty() || dns.len() > 253 || !dns.split('.').all(label_ok) {
+        return Err(format!(
+            "--tls-name {tls_name:?} is neither an IP address nor a DNS name (letters, digits, \
+             hyphens and dots, each label 1 to 63 characters)"
+        ));
+    }
+    Ok(())
+}
+
 /// Creates a CA key and either a self-signed root certificate or an intermediate's CSR.
 pub fn init_ca(
     dir: &Path,
@@ -184,29 +392,41 @@ fn new_serial() -> Result<Serial, String> {
 }
 
 /// Installs an intermediate CA's signed certificate (and its issuers) after checking that it
-/// certifies the CA key created by `init --intermediate`.
+/// certifies the CA key created by `init --intermediate` and that every link of the chain holds
+/// (see [`verify_chain`]); nothing is written unless all checks pass. An installed chain is
+/// replaced only with `force` (`import --force`).
 pub fn import(
     dir: &Path,
     config: &Config,
     cert_pem: &str,
     chain_pem: &str,
+    force: bool,
 ) -> Result<PathBuf, String> {
     let key_path = Config::resolve(dir, &config.ca.key_file);
     let chain_path = Config::resolve(dir, &config.ca.chain_file);
-    if chain_path.exists() {
+    if chain_path.exists() && !force {
         return Err(format!(
-            "{} exists already; refusing to replace it",
+            "a CA chain is installed already at {}; to replace it with this certificate and \
+             chain, run `ca-server import --force --cert ... --chain ...`",
             chain_path.display()
         ));
     }
     let key = keys::load_key_file(&key_path).map_err(|e| e.to_string())?;
     let mut chain = armor::parse_certificates(cert_pem)?;
     if chain.len() != 1 {
-        return Err("the certificate file must hold exactly one certificate".into());
+        return Err("the certificate file (--cert) must hold exactly one certificate".into());
     }
-    chain.extend(armor::parse_certificates(chain_pem)?);
+    let parents = armor::parse_certificates(chain_pem)?;
+    if parents.is_empty() {
+        return Err(
+            "the chain file (--chain) holds no certificate; give the parent CA's certificate \
+             and its issuers up to the root"
+                .into(),
+        );
+    }
+    chain.extend(parents);
     let (_, cert) = x509_parser::parse_x509_certificate(&chain[0])
-        .map_err(|e| format!("the certificate does not parse: {e}"))?;
+        .map_err(|e| format!("the certificate (--cert) does not parse: {e}"))?;
     if cert.tbs_certificate.subject_pki.raw != key.spki_der() {
         return Err(format!(
             "the certificate's public key does not match the CA key at {}",
@@ -216,8 +436,135 @@ pub fn import(
     if !cert.is_ca() {
         return Err("the certificate is not a CA certificate (basicConstraints cA)".into());
     }
-    write_chain(&chain_path, &chain)?;
+    verify_chain(&chain, OffsetDateTime::now_utc())?;
+    let tmp = with_suffix(&chain_path, ".new");
+    let _ = fs::remove_file(&tmp);
+    write_chain(&tmp, &chain)?;
+    fs::rename(&tmp, &chain_path).map_err(|e| {
+        format!(
+            "renaming {} to {}: {e}",
+            tmp.display(),
+            chain_path.display()
+        )
+    })?;
     Ok(chain_path)
+}
+
+/// Checks a CA chain (`chain[0]` the CA certificate, then its issuers): every certificate
+/// parses and is valid at `now`; every issuer is a CA (basicConstraints cA), its subject is
+/// the issuer name of the certificate below it, its subject key identifier matches that
+/// certificate's authority key identifier where both are present, and its key verifies that
+/// certificate's signature; the last certificate is a self-signed root. The error names the
+/// failing link by position (1 is the imported certificate, 2 the first of `--chain`) and
+/// subject.
+pub fn verify_chain(chain: &[Vec<u8>], now: OffsetDateTime) -> Result<(), String> {
+    use x509_parser::extensions::ParsedExtension;
+    use x509_parser::prelude::{ASN1Time, X509Certificate};
+    let certs = chain
+        .iter()
+        .enumerate()
+        .map(|(i, der)| {
+            x509_parser::parse_x509_certificate(der)
+                .map(|(_, c)| c)
+                .map_err(|e| format!("{} does not parse: {e}", position(i)))
+        })
+        .collect::<Result<Vec<X509Certificate<'_>>, String>>()?;
+    let at = ASN1Time::from_timestamp(now.unix_timestamp())
+        .map_err(|e| format!("the current time: {e}"))?;
+    let label = |i: usize| format!("{} ({})", position(i), certs[i].subject());
+    let ski = |c: &X509Certificate<'_>| {
+        c.extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+                _ => None,
+            })
+    };
+    let aki = |c: &X509Certificate<'_>| {
+        c.extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::AuthorityKeyIdentifier(a) => {
+                    a.key_identifier.as_ref().map(|k| k.0.to_vec())
+                }
+                _ => None,
+            })
+    };
+    for (i, cert) in certs.iter().enumerate() {
+        if !cert.validity().is_valid_at(at) {
+            return Err(format!(
+                "{} is not valid now (valid from {} to {})",
+                label(i),
+                cert.validity().not_before,
+                cert.validity().not_after
+            ));
+        }
+        let Some(parent) = certs.get(i + 1) else {
+            continue;
+        };
+        if cert.issuer().as_raw() != parent.subject().as_raw() {
+            return Err(format!(
+                "{} was issued by {}, but the next certificate of the chain is {}: the chain \
+                 (--chain) is not the one of the CA that signed it",
+                label(i),
+                cert.issuer(),
+                label(i + 1)
+            ));
+        }
+        if !parent.is_ca() {
+            return Err(format!(
+                "{} is not a CA certificate (basicConstraints cA)",
+                label(i + 1)
+            ));
+        }
+        if let (Some(a), Some(k)) = (aki(cert), ski(parent)) {
+            if a != k {
+                return Err(format!(
+                    "the authority key identifier of {} ({}) differs from the subject key \
+                     identifier of {} ({}): the chain (--chain) is not the one of the CA that \
+                     signed it",
+                    label(i),
+                    hex::encode(a),
+                    label(i + 1),
+                    hex::encode(k)
+                ));
+            }
+        }
+        cert.verify_signature(Some(parent.public_key()))
+            .map_err(|e| {
+                format!(
+                    "the signature of {} does not verify with the key of {} ({e}): the chain \
+                     (--chain) is not the one of the CA that signed it",
+                    label(i),
+                    label(i + 1)
+                )
+            })?;
+    }
+    let last = certs.len() - 1;
+    let root = &certs[last];
+    if root.issuer().as_raw() != root.subject().as_raw() || root.verify_signature(None).is_err() {
+        return Err(format!(
+            "{} is not a self-signed root (issued by {}); end --chain with the root CA's \
+             certificate",
+            label(last),
+            root.issuer()
+        ));
+    }
+    if !root.is_ca() {
+        return Err(format!(
+            "{} is not a CA certificate (basicConstraints cA)",
+            label(last)
+        ));
+    }
+    Ok(())
+}
+
+/// "certificate N" of a chain, with what it is.
+fn position(i: usize) -> String {
+    match i {
+        0 => "certificate 1 (the imported --cert)".to_string(),
+        n => format!("certificate {} (--chain certificate {n})", n + 1),
+    }
 }
 
 fn write_chain(path: &Path, chain: &[Vec<u8>]) -> Result<(), String> {
