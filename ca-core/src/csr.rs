@@ -36,7 +36,37 @@ pub enum SubjectKeyType {
     Rsa(u32),
 }
 
+/// The key types a profile's `key_types` may name, as shown in messages.
+pub const KEY_TYPE_NAMES: &str =
+    "ec-p256, ec-p384, ed25519, rsa-BITS (BITS from 2048 to 8192, e.g. \
+                                  rsa-2048, rsa-3072, rsa-4096)";
+
+/// Smallest RSA modulus a CSR may carry, in bits.
+pub const MIN_RSA_BITS: u32 = 2048;
+/// Largest RSA modulus a CSR may carry, in bits (`ring` verifies RSA signatures up to it).
+pub const MAX_RSA_BITS: u32 = 8192;
+
 impl SubjectKeyType {
+    /// Parses a profile name (`ec-p256`, `ec-p384`, `ed25519`, `rsa-BITS` with BITS from 2048
+    /// to 8192); `None` for anything else.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "ec-p256" => Some(SubjectKeyType::EcP256),
+            "ec-p384" => Some(SubjectKeyType::EcP384),
+            "ed25519" => Some(SubjectKeyType::Ed25519),
+            _ => {
+                let digits = name.strip_prefix("rsa-")?;
+                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                let bits: u32 = digits.parse().ok()?;
+                (MIN_RSA_BITS..=MAX_RSA_BITS)
+                    .contains(&bits)
+                    .then_some(SubjectKeyType::Rsa(bits))
+            }
+        }
+    }
+
     /// The profile name of this key type.
     pub fn name(&self) -> String {
         match self {
@@ -45,6 +75,31 @@ impl SubjectKeyType {
             SubjectKeyType::Ed25519 => "ed25519".into(),
             SubjectKeyType::Rsa(bits) => format!("rsa-{bits}"),
         }
+    }
+}
+
+impl std::fmt::Display for SubjectKeyType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+/// Written as its profile name (`ec-p256`, `rsa-3072`, ...).
+impl serde::Serialize for SubjectKeyType {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.name())
+    }
+}
+
+/// Read from its profile name; any other string is an error that lists the allowed names.
+impl<'de> serde::Deserialize<'de> for SubjectKeyType {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        SubjectKeyType::parse(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown key type {name:?} (allowed: {KEY_TYPE_NAMES})"
+            ))
+        })
     }
 }
 
@@ -604,7 +659,7 @@ fn unsupported_key(key: String) -> CaError {
     CaError::KeyTypeNotAllowed {
         key,
         profile: "(any)".into(),
-        allowed: "ec-p256, ec-p384, ed25519, rsa-2048..4096".into(),
+        allowed: KEY_TYPE_NAMES.into(),
     }
 }
 

@@ -473,13 +473,13 @@ impl Engine {
     ) -> Result<(), CaError> {
         let name = &redemption.record.profile;
         let profile = self.ca.profile(name)?;
-        if profile.key_types.iter().any(|k| k == key_type) {
+        if profile.allows_key_type(key_type) {
             Ok(())
         } else {
             Err(CaError::KeyTypeNotAllowed {
                 key: key_type.to_string(),
                 profile: name.clone(),
-                allowed: profile.key_types.join(", "),
+                allowed: profile.allowed_key_types(),
             })
         }
     }

@@ -118,9 +118,9 @@ impl Default for SanRules {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Profile {
-    /// Subject key types allowed: `ec-p256`, `ec-p384`, `ed25519`, `rsa-2048`, `rsa-3072`,
-    /// `rsa-4096`.
-    pub key_types: Vec<String>,
+    /// Subject key types allowed: `ec-p256`, `ec-p384`, `ed25519`, `rsa-BITS` (BITS from 2048
+    /// to 8192: `rsa-2048`, `rsa-3072`, `rsa-4096`, ...). Any other name fails loading.
+    pub key_types: Vec<SubjectKeyType>,
     /// Longest validity a request may ask for, in days.
     pub max_validity_days: u32,
     /// Validity when the request names none, in days.
@@ -143,11 +143,7 @@ pub struct Profile {
 impl Default for Profile {
     fn default() -> Self {
         Profile {
-            key_types: [
-                "ec-p256", "ec-p384", "ed25519", "rsa-2048", "rsa-3072", "rsa-4096",
-            ]
-            .map(String::from)
-            .to_vec(),
+            key_types: default_key_types(),
             max_validity_days: 397,
             default_validity_days: 90,
             key_usage: vec![KeyUsage::DigitalSignature],
@@ -173,7 +169,30 @@ pub struct ValidatedRequest {
     pub validity_days: u32,
 }
 
+/// The key types of the built-in profiles.
+fn default_key_types() -> Vec<SubjectKeyType> {
+    vec![
+        SubjectKeyType::EcP256,
+        SubjectKeyType::EcP384,
+        SubjectKeyType::Ed25519,
+        SubjectKeyType::Rsa(2048),
+        SubjectKeyType::Rsa(3072),
+        SubjectKeyType::Rsa(4096),
+    ]
+}
+
 impl Profile {
+    /// Whether the profile allows the key type named `name` (`ec-p256`, `rsa-3072`, ...).
+    pub fn allows_key_type(&self, name: &str) -> bool {
+        SubjectKeyType::parse(name).is_some_and(|k| self.key_types.contains(&k))
+    }
+
+    /// The allowed key types as messages show them: `ec-p256, rsa-3072`.
+    pub fn allowed_key_types(&self) -> String {
+        let names: Vec<String> = self.key_types.iter().map(SubjectKeyType::name).collect();
+        names.join(", ")
+    }
+
     /// The profiles shipped with the CA: `tls-server`, `tls-client` and `personal`.
     pub fn builtin() -> BTreeMap<String, Profile> {
         let tls_server = Profile {
@@ -205,11 +224,7 @@ impl Profile {
             ..Profile::default()
         };
         let personal = Profile {
-            key_types: [
-                "ec-p256", "ec-p384", "ed25519", "rsa-2048", "rsa-3072", "rsa-4096",
-            ]
-            .map(String::from)
-            .to_vec(),
+            key_types: default_key_types(),
             max_validity_days: 1095,
             default_validity_days: 365,
             key_usage: vec![KeyUsage::DigitalSignature, KeyUsage::NonRepudiation],
@@ -246,9 +261,18 @@ impl Profile {
         if self.key_usage.is_empty() {
             return Err(format!("profile {name}: key_usage must not be empty"));
         }
+        if self.key_types.is_empty() {
+            return Err(format!(
+                "[profiles.{name}] key_types must not be empty (allowed: {})",
+                crate::csr::KEY_TYPE_NAMES
+            ));
+        }
         for a in &self.subject.allowed {
             if AttributeKind::from_short_name(a).is_none() {
-                return Err(format!("profile {name}: unknown subject attribute {a:?}"));
+                return Err(format!(
+                    "[profiles.{name}.subject] allowed: unknown subject attribute {a:?} \
+                     (allowed: CN, O, OU, C, ST, L, serialNumber, GN, SN)"
+                ));
             }
         }
         Ok(())
@@ -261,12 +285,11 @@ impl Profile {
         csr: VerifiedCsr,
         validity_days: Option<u32>,
     ) -> Result<ValidatedRequest, CaError> {
-        let key_name = csr.key.key_type.name();
-        if !self.key_types.contains(&key_name) {
+        if !self.key_types.contains(&csr.key.key_type) {
             return Err(CaError::KeyTypeNotAllowed {
-                key: key_name,
+                key: csr.key.key_type.name(),
                 profile: name.to_string(),
-                allowed: self.key_types.join(", "),
+                allowed: self.allowed_key_types(),
             });
         }
         self.check_key(name, &csr.key)?;

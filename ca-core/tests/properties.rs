@@ -550,7 +550,7 @@ proptest! {
         let profile = &Profile::builtin()[&name];
         let names = profile.check_names(&name, &subject, &sans);
         let result = profile.validate(&name, verified(key_type, subject.clone(), sans.clone()), validity);
-        let key_ok = profile.key_types.contains(&key_type.name());
+        let key_ok = profile.key_types.contains(&key_type);
         let validity_days = validity.unwrap_or(profile.default_validity_days);
         let validity_ok = (1..=profile.max_validity_days).contains(&validity_days);
         match &result {

@@ -46,6 +46,25 @@ impl Role {
     }
 }
 
+/// Written as its name (`ra`, `auditor`, `operator`).
+impl serde::Serialize for Role {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+/// Read from its name; any other string is an error that lists the roles.
+impl<'de> serde::Deserialize<'de> for Role {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Role::parse(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown role {name:?} (allowed: ra, auditor, operator)"
+            ))
+        })
+    }
+}
+
 /// An authenticated caller.
 #[derive(Clone, Debug)]
 pub struct Caller {

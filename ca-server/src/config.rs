@@ -12,6 +12,8 @@ use ca_core::profile::Profile;
 use ca_core::revocation::RevocationConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::Role;
+
 /// Name of the configuration file inside the data directory.
 pub const CONFIG_FILE: &str = "config.toml";
 
@@ -71,7 +73,10 @@ pub struct TlsConfig {
     pub client_ca_file: PathBuf,
     /// Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy).
     pub allow_plain_http: bool,
-    /// Client certificate subjects allowed in without a bearer token, and as whom.
+    /// Client certificate subjects allowed in without a bearer token, and as whom: the
+    /// `[[tls.clients]]` entries. Not written when empty, so that a generated file takes
+    /// appended `[[tls.clients]]` tables (`clients = []` is still read).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub clients: Vec<ClientCertificateConfig>,
 }
 
@@ -91,8 +96,8 @@ pub struct ClientCertificateConfig {
     /// than this CA.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
-    /// `ra`, `auditor` or `operator`.
-    pub role: String,
+    /// `ra`, `auditor` or `operator`; any other value fails loading.
+    pub role: Role,
     /// The name shown as requester and actor.
     pub name: String,
 }
@@ -348,10 +353,11 @@ impl Config {
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("reading {}: {e}", path.display()))?;
-        let config: Config =
-            toml::from_str(&text).map_err(|e| format!("in {}: {e}", path.display()))?;
+        let config = Config::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         for (name, profile) in &config.profiles {
-            profile.check(name)?;
+            profile
+                .check(name)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
         }
         if config.profiles.is_empty() {
             return Err(format!("{}: no [profiles.NAME] configured", path.display()));
@@ -365,6 +371,21 @@ impl Config {
             .min_invalidity_unix()
             .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(config)
+    }
+
+    /// Parses configuration text. An error names the TOML key of the refused value
+    /// (`[profiles.tls-server] key_types`) before the parser's own message, which shows the
+    /// line and, for an enumerated value, the allowed values.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let deserializer = toml::Deserializer::new(text);
+        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = toml_key(e.path());
+            let inner = e.into_inner().to_string();
+            match key {
+                Some(key) => format!("{key}: {}", inner.trim_end()),
+                None => inner.trim_end().to_string(),
+            }
+        })
     }
 
     /// The configuration as TOML text, for writing the default file.
@@ -402,6 +423,39 @@ impl Config {
             data_dir.join(path)
         }
     }
+}
+
+/// A deserialization path as the TOML file spells it: `[profiles.tls-server] key_types`,
+/// `[[tls.clients]] #2 role`, `listen`; `None` for the document itself.
+fn toml_key(path: &serde_path_to_error::Path) -> Option<String> {
+    use serde_path_to_error::Segment;
+    let segments: Vec<&Segment> = path.iter().collect();
+    // The last named key, and the tables (and array entries) above it.
+    let last_key = segments
+        .iter()
+        .rposition(|s| matches!(s, Segment::Map { .. }))?;
+    let Segment::Map { key } = segments[last_key] else {
+        return None;
+    };
+    let mut table = String::new();
+    let mut entry = None;
+    for segment in &segments[..last_key] {
+        match segment {
+            Segment::Map { key } => {
+                if !table.is_empty() {
+                    table.push('.');
+                }
+                table.push_str(key);
+            }
+            Segment::Seq { index } => entry = Some(index + 1),
+            _ => {}
+        }
+    }
+    Some(match (table.is_empty(), entry) {
+        (true, _) => key.clone(),
+        (false, Some(n)) => format!("[[{table}]] #{n} {key}"),
+        (false, None) => format!("[{table}] {key}"),
+    })
 }
 
 #[cfg(test)]
@@ -472,6 +526,118 @@ mod tests {
             "1950-01-01T00:00:00Z"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Writes `text` as a configuration file and loads it.
+    fn load_text(tag: &str, text: &str) -> Result<Config, String> {
+        let dir = std::env::temp_dir().join(format!("ca-config-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(CONFIG_FILE);
+        std::fs::write(&path, text).unwrap();
+        let result = Config::load(&path);
+        std::fs::remove_dir_all(&dir).unwrap();
+        result
+    }
+
+    #[test]
+    fn unknown_key_types_are_refused_naming_the_file_key_and_allowed_values() {
+        for bad in [
+            "banana",
+            "ec-p521",
+            "rsa-1024",
+            "rsa-16384",
+            "rsa-",
+            "RSA-2048",
+        ] {
+            let text = format!("[profiles.tls-server]\nkey_types = [\"ec-p256\", \"{bad}\"]\n");
+            let e = load_text("keytype", &text).unwrap_err();
+            for part in [
+                CONFIG_FILE,
+                "[profiles.tls-server] key_types",
+                &format!("{bad:?}"),
+                "ec-p256, ec-p384, ed25519, rsa-BITS",
+            ] {
+                assert!(e.contains(part), "{bad}: {part} missing from {e}");
+            }
+        }
+        let config = load_text(
+            "keytype-ok",
+            "[profiles.big]\nkey_types = [\"rsa-8192\", \"ec-p384\"]\n",
+        )
+        .unwrap();
+        let profile = &config.profiles["big"];
+        assert!(profile.allows_key_type("rsa-8192"));
+        assert!(!profile.allows_key_type("ec-p256"));
+        assert_eq!(profile.allowed_key_types(), "rsa-8192, ec-p384");
+        let e = load_text("keytype-empty", "[profiles.none]\nkey_types = []\n").unwrap_err();
+        assert!(
+            e.contains("[profiles.none] key_types must not be empty"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn other_enumerated_values_are_refused_naming_the_key() {
+        let cases = [
+            (
+                "[profiles.p]\nkey_usage = [\"digitalSignature\", \"everything\"]\n",
+                "[profiles.p] key_usage",
+            ),
+            (
+                "[profiles.p]\nextended_key_usage = [\"anyPurpose\"]\n",
+                "[profiles.p] extended_key_usage",
+            ),
+            (
+                "[profiles.p.subject]\nallowed = [\"CN\", \"favouriteColour\"]\n",
+                "[profiles.p.subject] allowed",
+            ),
+            (
+                "[[tls.clients]]\nspki_sha256 = \"00\"\nrole = \"admin\"\nname = \"x\"\n",
+                "[[tls.clients]] #1 role",
+            ),
+            ("[profiles.p.san]\nwildcard = true\n", "[profiles.p.san]"),
+        ];
+        for (text, key) in cases {
+            let e = load_text("enum", text).unwrap_err();
+            assert!(e.contains(CONFIG_FILE), "{text}: {e}");
+            assert!(e.contains(key), "{text}: {key} missing from {e}");
+        }
+        let e = load_text(
+            "role",
+            "[[tls.clients]]\nspki_sha256 = \"00\"\nrole = \"admin\"\nname = \"x\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("ra, auditor, operator"), "{e}");
+    }
+
+    #[test]
+    fn the_generated_config_takes_appended_client_entries() {
+        let text = Config::default().to_toml().unwrap();
+        assert!(!text.contains("clients"), "{text}");
+        let appended = format!(
+            "{text}\n[[tls.clients]]\ncertificate_sha256 = \"{}\"\nrole = \"auditor\"\n\
+             name = \"portal\"\n",
+            "ab".repeat(32)
+        );
+        let config = load_text("clients", &appended).unwrap();
+        assert_eq!(config.tls.clients.len(), 1);
+        assert_eq!(config.tls.clients[0].role, Role::Auditor);
+        // What earlier versions wrote is still read.
+        let old = text.replace("[tls]\n", "[tls]\nclients = []\n");
+        assert!(old.contains("clients = []"));
+        assert!(load_text("clients-old", &old)
+            .unwrap()
+            .tls
+            .clients
+            .is_empty());
+        // A valid configuration is written back as it was read.
+        assert_eq!(
+            config.to_toml().unwrap(),
+            Config::parse(&config.to_toml().unwrap())
+                .unwrap()
+                .to_toml()
+                .unwrap()
+        );
     }
 
     #[test]

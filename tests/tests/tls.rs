@@ -18,10 +18,7 @@ use serde_json::json;
 fn map_client_certificates(dir: &Path, clients: &str) {
     configure(
         dir,
-        &[
-            ("client_ca_file = \"\"", "client_ca_file = \"ca.pem\""),
-            ("clients = []\n", ""),
-        ],
+        &[("client_ca_file = \"\"", "client_ca_file = \"ca.pem\"")],
         &format!("\n{clients}"),
     );
 }
