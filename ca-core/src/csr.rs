@@ -635,7 +635,11 @@ pub(crate) fn subject_key(
         } else if curve == oids::OID_NIST_EC_P384 {
             SubjectKeyType::EcP384
         } else {
-            return Err(unsupported_key(format!("ec-{curve}")));
+            return Err(unsupported_key(format!(
+                "{} ({})",
+                curve_name(&curve),
+                curve.to_id_string()
+            )));
         }
     } else if *alg == oids::OID_SIG_ED25519 {
         SubjectKeyType::Ed25519
@@ -650,7 +654,9 @@ pub(crate) fn subject_key(
             _ => return Err(CaError::CsrMalformed("invalid RSA public key".into())),
         }
     } else {
-        return Err(unsupported_key(alg.to_id_string()));
+        let name = x509_parser::objects::oid2sn(alg, x509_parser::objects::oid_registry())
+            .unwrap_or("an unknown algorithm");
+        return Err(unsupported_key(format!("{name} ({})", alg.to_id_string())));
     };
     Ok(SubjectKey { key_type, bits })
 }
@@ -658,8 +664,20 @@ pub(crate) fn subject_key(
 fn unsupported_key(key: String) -> CaError {
     CaError::KeyTypeNotAllowed {
         key,
-        profile: "(any)".into(),
+        profile: "this CA".into(),
         allowed: KEY_TYPE_NAMES.into(),
+    }
+}
+
+/// The name users know an elliptic curve by (RFC 5480 section 2.1.1.1, SEC 2), for messages.
+fn curve_name(curve: &x509_parser::der_parser::oid::Oid<'_>) -> String {
+    match curve.to_id_string().as_str() {
+        "1.3.132.0.35" => "P-521".into(),
+        "1.3.132.0.33" => "P-224".into(),
+        "1.2.840.10045.3.1.1" => "P-192".into(),
+        "1.3.132.0.10" => "secp256k1".into(),
+        _ => x509_parser::objects::oid2sn(curve, x509_parser::objects::oid_registry())
+            .map_or_else(|_| "an unknown curve".into(), str::to_string),
     }
 }
 

@@ -478,7 +478,7 @@ impl Engine {
         } else {
             Err(CaError::KeyTypeNotAllowed {
                 key: key_type.to_string(),
-                profile: name.clone(),
+                profile: format!("profile {name}"),
                 allowed: profile.allowed_key_types(),
             })
         }

@@ -44,11 +44,11 @@ pub enum CaError {
     #[error("the CSR's signature algorithm is not supported: {0}")]
     CsrSignatureAlgorithm(String),
     /// The subject key type or size is not allowed by the profile.
-    #[error("key type {key} is not allowed by profile {profile} (allowed: {allowed})")]
+    #[error("key type {key} is not allowed by {profile} (allowed: {allowed})")]
     KeyTypeNotAllowed {
         /// The CSR's key type.
         key: String,
-        /// The profile.
+        /// Whose rule it is: `profile NAME`, or `this CA` for a key no profile can allow.
         profile: String,
         /// What the profile allows.
         allowed: String,

@@ -288,7 +288,7 @@ impl Profile {
         if !self.key_types.contains(&csr.key.key_type) {
             return Err(CaError::KeyTypeNotAllowed {
                 key: csr.key.key_type.name(),
-                profile: name.to_string(),
+                profile: format!("profile {name}"),
                 allowed: self.allowed_key_types(),
             });
         }

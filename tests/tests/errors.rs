@@ -608,6 +608,19 @@ fn messages_say_what_to_send_instead() {
         );
     }
 
+    let p521 = make_csr("ec-secp521r1", "/CN=k.example", &["DNS:k.example"]);
+    let r = s.post(
+        "/v1/certificates",
+        &s.tokens.ra,
+        &json!({"csr": p521.pem, "profile": "tls-server"}),
+    );
+    assert_error(&r, 422, "key_type_not_allowed", "a P-521 key");
+    assert!(
+        r.text
+            .contains("key type P-521 (1.3.132.0.35) is not allowed by this CA"),
+        "{}",
+        r.text
+    );
     let title = make_csr("ec-p256", "/CN=t.example/title=Boss", &["DNS:t.example"]);
     let r = s.post(
         "/v1/certificates",
