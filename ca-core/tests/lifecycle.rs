@@ -280,7 +280,7 @@ fn renewal_keeps_names_and_key_within_the_grace_period_only() {
         let new_serial = Serial::from_bytes(&renewed.record.serial).unwrap();
         assert_eq!(
             engine.store().renewed_by(&personal_recent).unwrap(),
-            Some(new_serial)
+            vec![new_serial]
         );
         let old = engine
             .store()
