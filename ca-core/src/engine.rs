@@ -1011,6 +1011,29 @@ fn process(
     }
 }
 
+/// Refuses a re-key renewal CSR whose subject is not the certificate's: a renewal keeps the
+/// subject (and the SANs) of the certificate it renews, so a CSR naming another subject is
+/// [`CaError::SubjectNotAllowed`] rather than silently overridden. A CSR with an empty
+/// subject is accepted (it asks for nothing but the new key).
+fn check_rekey_subject(
+    certificate: &[csr::SubjectAttribute],
+    requested: &[csr::SubjectAttribute],
+) -> Result<(), CaError> {
+    if requested.is_empty() {
+        return Ok(());
+    }
+    let (have, asked) = (name::to_rfc4514(certificate), name::to_rfc4514(requested));
+    if have == asked {
+        return Ok(());
+    }
+    Err(CaError::SubjectNotAllowed(format!(
+        "the re-key CSR's subject \"{asked}\" differs from the certificate's \"{have}\": a \
+         renewal keeps the certificate's subject and names; send a CSR with the same subject \
+         (or an empty one), or request a new certificate (POST /v1/certificates) for another \
+         subject"
+    )))
+}
+
 /// The CPU part: decode and verify once, check against the profile, draw a serial, sign.
 /// Returns the record and its `names` index prefixes.
 fn sign(
@@ -1031,7 +1054,11 @@ fn sign(
         Input::Renewal { old, csr } => {
             let mut names = inspect::as_request(&old.der)?;
             match csr {
-                Some(csr) => names.key = csr::parse_and_verify(csr)?.key,
+                Some(csr) => {
+                    let request = csr::parse_and_verify(csr)?;
+                    check_rekey_subject(&names.subject, &request.subject)?;
+                    names.key = request.key;
+                }
                 // A key certified before weak keys were refused is not certified again.
                 None => names.key.check_strength()?,
             }

@@ -280,7 +280,7 @@ fn renewal_keeps_names_and_key_within_the_grace_period_only() {
         let new_serial = Serial::from_bytes(&renewed.record.serial).unwrap();
         assert_eq!(
             engine.store().renewed_by(&personal_recent).unwrap(),
-            Some(new_serial)
+            vec![new_serial]
         );
         let old = engine
             .store()
@@ -300,8 +300,15 @@ fn renewal_keeps_names_and_key_within_the_grace_period_only() {
             ));
         }
 
+        // A re-key CSR naming another subject is refused: a renewal keeps the subject.
         let mut rekey = renew(new_serial);
-        rekey.csr = Some(csr("personal", "ignored subject"));
+        rekey.csr = Some(csr("personal", "another subject"));
+        assert!(matches!(
+            engine.renew(rekey).await,
+            Err(CaError::SubjectNotAllowed(_))
+        ));
+        let mut rekey = renew(new_serial);
+        rekey.csr = Some(csr("personal", "old.example"));
         let rekeyed = engine.renew(rekey).await.unwrap();
         let (_, rekeyed_cert) = x509_parser::parse_x509_certificate(&rekeyed.record.der).unwrap();
         assert_ne!(rekeyed_cert.public_key().raw, new_cert.public_key().raw);

@@ -35,11 +35,11 @@ fn check_renewed(s: &Server, new: &Value, old: &Value, csr: &Csr, profile: &str,
     );
     let new_rec = s.record(&new_sn);
     assert_eq!(new_rec["renewed_from"], old_sn.as_str(), "{new_rec}");
-    assert!(new_rec["renewed_by"].is_null(), "{new_rec}");
+    assert_eq!(new_rec["renewed_by"], json!([]), "{new_rec}");
     assert_eq!(new_rec["status"], "valid", "{new_rec}");
     assert_eq!(new_rec["profile"], profile, "{new_rec}");
     let old_rec = s.record(&old_sn);
-    assert_eq!(old_rec["renewed_by"], new_sn.as_str(), "{old_rec}");
+    assert_eq!(old_rec["renewed_by"], json!([new_sn]), "{old_rec}");
     assert_eq!(
         old_rec["subject"], new_rec["subject"],
         "subject in the records"
@@ -81,8 +81,12 @@ fn keep_key_and_rekey_renewals() {
     let fourth = r.json;
     check_renewed(&s, &fourth, &third, &csr, "tls-server", 90);
 
-    // Re-key: the CSR's key; its subject and SANs are ignored.
-    let rekey = make_csr("ec-p384", "/CN=ignored.example", &["DNS:ignored.example"]);
+    // Re-key: the CSR's key; its subject must be the certificate's, its SANs are ignored.
+    let rekey = make_csr(
+        "ec-p384",
+        "/C=BR/O=Acme/CN=renew.example",
+        &["DNS:ignored.example"],
+    );
     let r = s.renew(
         &serial_of(&fourth),
         Some(&json!({"csr": rekey.pem, "validity_days": 60})),
@@ -146,7 +150,7 @@ fn renewal_request_id_replays_and_refusals() {
         );
     }
     // The replay issued nothing: the old certificate still points at the first renewal.
-    assert_eq!(s.record(&orig_sn)["renewed_by"], first["serial"]);
+    assert_eq!(s.record(&orig_sn)["renewed_by"], json!([first["serial"]]));
     let r = s.renew(
         &orig_sn,
         Some(&json!({"request_id": "renew-1", "validity_days": 21})),
@@ -172,7 +176,7 @@ fn renewal_request_id_replays_and_refusals() {
         "renewing a revoked certificate (request_id)",
     );
     assert!(
-        s.record(&revoked_sn)["renewed_by"].is_null(),
+        s.record(&revoked_sn)["renewed_by"] == json!([]),
         "a refused renewal linked a new certificate"
     );
 
@@ -186,4 +190,135 @@ fn renewal_request_id_replays_and_refusals() {
     assert_eq!(r.status, 200, "release-hold: {r}");
     let r = s.renew(&held_sn, None);
     assert_eq!(r.status, 201, "renewing after release-hold: {r}");
+}
+
+/// Renewing the same certificate twice keeps both renewals: `renewed_by` lists them, oldest
+/// first, in the record, the list view and the export.
+#[test]
+fn renewing_twice_lists_every_renewal_oldest_first() {
+    let s = Server::fresh();
+    let orig = s.issue(&server_csr("renew-twice.example"), "tls-server", None);
+    let orig_sn = serial_of(&orig);
+    let r = s.renew(&orig_sn, None);
+    assert_eq!(r.status, 201, "first renewal: {r}");
+    let first = serial_of(&r.json);
+    let r = s.renew(&orig_sn, Some(&json!({"validity_days": 20})));
+    assert_eq!(r.status, 201, "second renewal of the same certificate: {r}");
+    let second = serial_of(&r.json);
+    assert_ne!(first, second);
+    let expect = json!([first, second]);
+    let rec = s.record(&orig_sn);
+    assert_eq!(
+        rec["renewed_by"], expect,
+        "both renewals, oldest first: {rec}"
+    );
+    for sn in [&first, &second] {
+        let rec = s.record(sn);
+        assert_eq!(rec["renewed_from"], orig_sn.as_str(), "{rec}");
+        assert_eq!(rec["renewed_by"], json!([]), "{rec}");
+    }
+    let r = s.get("/v1/certificates?limit=100", Some(&s.tokens.auditor));
+    assert_eq!(r.status, 200, "list: {r}");
+    let item = r.json["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["serial"] == orig_sn.as_str())
+        .unwrap_or_else(|| panic!("{orig_sn} in the list: {r}"))
+        .clone();
+    assert_eq!(item["renewed_by"], expect, "list view: {item}");
+}
+
+/// The `issued` event carries `audit_seq`, the audit entry that recorded the issuance (and,
+/// for a renewal, the `certificate_renewed` entry).
+#[test]
+fn issued_event_points_at_its_audit_entry() {
+    let s = Server::fresh();
+    let orig_sn = serial_of(&s.issue(&server_csr("issued-seq.example"), "tls-server", None));
+    let r = s.renew(&orig_sn, None);
+    assert_eq!(r.status, 201, "renewal: {r}");
+    let new_sn = serial_of(&r.json);
+    let log = s.get("/v1/audit?limit=1000", Some(&s.tokens.auditor));
+    assert_eq!(log.status, 200, "audit log: {log}");
+    let log = log.json["items"].as_array().expect("audit items").clone();
+    for (sn, action) in [
+        (&orig_sn, "certificate_issued"),
+        (&new_sn, "certificate_renewed"),
+    ] {
+        let r = s.get(
+            &format!("/v1/certificates/{sn}/events"),
+            Some(&s.tokens.auditor),
+        );
+        assert_eq!(r.status, 200, "events of {sn}: {r}");
+        let items = r.json["items"].as_array().expect("items");
+        assert_eq!(items[0]["type"], "issued", "{r}");
+        let seq = items[0]["audit_seq"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("the issued event of {sn} has no audit_seq: {r}"));
+        let entry = log
+            .iter()
+            .find(|e| e["seq"] == seq)
+            .unwrap_or_else(|| panic!("audit entry {seq} in the log"));
+        assert_eq!(entry["action"], action, "{entry}");
+        assert_eq!(entry["target"], sn.as_str(), "{entry}");
+        assert_eq!(
+            items.iter().filter(|i| i["type"] == "issued").count(),
+            1,
+            "the issuance is listed once: {r}"
+        );
+    }
+    // The original's events: issued, then its renewal; the renewal's entry is listed once.
+    let r = s.get(
+        &format!("/v1/certificates/{orig_sn}/events"),
+        Some(&s.tokens.auditor),
+    );
+    let kinds: Vec<&str> = r.json["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["type"].as_str())
+        .collect();
+    assert_eq!(kinds, ["issued", "renewed"], "{r}");
+}
+
+/// A re-key renewal CSR naming another subject is refused (a renewal keeps the subject);
+/// one with the certificate's subject, or an empty one, is accepted.
+#[test]
+fn rekey_with_another_subject_is_refused() {
+    let s = Server::fresh();
+    let csr = make_csr(
+        "ec-p256",
+        "/C=BR/O=Acme/CN=rekey-subject.example",
+        &["DNS:rekey-subject.example"],
+    );
+    let orig_sn = serial_of(&s.issue(&csr, "tls-server", None));
+    let other = make_csr(
+        "ec-p256",
+        "/CN=other.example",
+        &["DNS:rekey-subject.example"],
+    );
+    let r = s.renew(&orig_sn, Some(&json!({"csr": other.pem})));
+    assert_error(
+        &r,
+        422,
+        "subject_not_allowed",
+        "re-key CSR with another subject",
+    );
+    let message = r.json["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("renewal keeps") && message.contains("other.example"),
+        "the message says why: {r}"
+    );
+    assert_eq!(
+        s.record(&orig_sn)["renewed_by"],
+        json!([]),
+        "a refused renewal issued nothing"
+    );
+    let same = make_csr(
+        "ec-p384",
+        "/C=BR/O=Acme/CN=rekey-subject.example",
+        &["DNS:rekey-subject.example"],
+    );
+    let r = s.renew(&orig_sn, Some(&json!({"csr": same.pem})));
+    assert_eq!(r.status, 201, "re-key with the same subject: {r}");
 }

@@ -128,7 +128,9 @@ impl Store {
         Ok(out)
     }
 
-    /// The audit entries that changed `serial` after its issuance, oldest first.
+    /// The audit entries of `serial`, oldest first: the one that issued it (for certificates
+    /// issued by this version or later; its target is `serial`), then every one that changed
+    /// it (revocation, hold release, a renewal of it).
     pub fn events(&self, serial: &Serial) -> Result<Vec<AuditEntry>, CaError> {
         let events = self.cf(cf::EVENTS)?;
         let audit = self.cf(cf::AUDIT)?;

@@ -9,7 +9,7 @@
 //! | `idem`      | SHA-256(token) ‖ request_id            | [`IdempotencyRecord`]    |
 //! | `by_expiry` | notAfter (8) ‖ serial (16)            | empty                    |
 //! | `revoked`   | serial (16)                           | [`Revocation`]           |
-//! | `renewals`  | old serial (16)                       | newest renewal's serial  |
+//! | `renewals`  | old serial (16) ‖ renewal's seq (8)   | renewal's serial         |
 //! | `crl_changes` | change seq (8)                      | serial whose revocation changed |
 //! | `tokens`    | SHA-256(token) (32)                   | [`TokenRecord`]          |
 //! | `token_names` | token name (UTF-8)                  | SHA-256(token) (32)      |
@@ -29,8 +29,11 @@
 //! converts such a store when it is opened.
 //!
 //! `names` indexes each certificate's subject (tag `S`) and each SAN (tag `N`) for the
-//! auditor's queries ([`query`]); `events` points from a serial to the audit entries that
-//! changed it after issuance (revocation, hold release, renewal).
+//! auditor's queries ([`query`]); `events` points from a serial to the audit entry that issued
+//! it (stores written before this pointer existed lack it) and to those that changed it after
+//! issuance (revocation, hold release, renewal). `renewals` keeps every renewal of a serial;
+//! a store written before kept only the newest, under the bare old serial (16 bytes), which a
+//! prefix scan reads as the first of the list.
 //!
 //! [`AuditEntry`]: crate::audit::AuditEntry
 //! [`Checkpoint`]: crate::audit::Checkpoint
@@ -619,13 +622,27 @@ impl Store {
             .transpose()
     }
 
-    /// The newest certificate that renewed this one.
-    pub fn renewed_by(&self, serial: &Serial) -> Result<Option<Serial>, CaError> {
+    /// Every certificate that renewed this one, oldest first. Each renewal is keyed by the old
+    /// serial and the renewal's issuance seq; a store written before kept one entry per old
+    /// serial under the bare serial (its newest renewal), which sorts first and is read as
+    /// the first element.
+    pub fn renewed_by(&self, serial: &Serial) -> Result<Vec<Serial>, CaError> {
         let renewals = self.cf(cf::RENEWALS)?;
-        Ok(self
-            .db
-            .get_pinned_cf(renewals, serial.as_bytes())?
-            .and_then(|v| Serial::from_bytes(&v)))
+        let mut it = self.db.raw_iterator_cf(renewals);
+        it.seek(serial.as_bytes());
+        let mut out = Vec::new();
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if !k.starts_with(serial.as_bytes()) {
+                break;
+            }
+            let renewal = Serial::from_bytes(v).ok_or_else(|| {
+                CaError::Storage(format!("a renewal of {serial} holds a malformed serial"))
+            })?;
+            out.push(renewal);
+            it.next();
+        }
+        it.status()?;
+        Ok(out)
     }
 
     /// Calls `f` for every revoked or held certificate, in serial order (the CRL's source: a

@@ -696,10 +696,16 @@ impl<'a> Group<'a> {
                     "{old} was revoked while its renewal was being signed"
                 )));
             }
-            self.put(cf::RENEWALS, old.as_bytes(), serial.as_bytes())?;
         }
         self.counters.cert_seq += 1;
         record.seq = self.counters.cert_seq;
+        if let Some(old) = renewed_from {
+            // Old serial ‖ the renewal's issuance seq: every renewal is kept, oldest first.
+            let mut key = [0u8; 24];
+            key[..16].copy_from_slice(old.as_bytes());
+            key[16..].copy_from_slice(&record.seq.to_be_bytes());
+            self.put(cf::RENEWALS, &key, serial.as_bytes())?;
+        }
         record.issued_at = record.issued_at.max(self.counters.last_issued_at);
         self.counters.last_issued_at = record.issued_at;
         let seq = record.seq.to_be_bytes();
@@ -736,9 +742,10 @@ impl<'a> Group<'a> {
                     ..event
                 }
                 .with("renewed_from", old.to_hex()),
-                &[old],
+                &[old, serial],
             )?,
-            None => self.audit(event, &[])?,
+            // The issuance is an event of the new serial too (its `audit_seq` in the events).
+            None => self.audit(event, &[serial])?,
         };
         if let Some((id, e)) = redeemed {
             let event = AuditEvent::new(

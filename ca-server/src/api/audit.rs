@@ -160,10 +160,25 @@ pub async fn events(
     if let Some(from) = record.renewed_from {
         issued["renewed_from"] = json!(hex::encode(from));
     }
-    let mut items = vec![issued];
+    // The audit entry that issued the certificate is among its events (since the pointer
+    // exists; a certificate issued before has `audit_seq: null` on its `issued` event).
+    let target = serial.to_hex();
+    let mut issued_seq = None;
+    let mut later = Vec::new();
     for entry in state.engine.store().events(&serial)? {
-        items.push(event_json(&entry)?);
+        let issuance = matches!(
+            entry.event.action,
+            AuditAction::CertificateIssued | AuditAction::CertificateRenewed
+        ) && entry.event.target == target;
+        if issuance && issued_seq.is_none() {
+            issued_seq = Some(entry.seq);
+        } else {
+            later.push(event_json(&entry)?);
+        }
     }
+    issued["audit_seq"] = json!(issued_seq);
+    let mut items = vec![issued];
+    items.extend(later);
     Ok(Json(json!({ "items": items })))
 }
 

@@ -494,7 +494,11 @@ pub fn certificate_view(
         "status": status.name(),
         "revocation": revocation,
         "renewed_from": r.renewed_from.map(hex::encode),
-        "renewed_by": store.renewed_by(&serial)?.map(|s| s.to_hex()),
+        "renewed_by": store
+            .renewed_by(&serial)?
+            .iter()
+            .map(Serial::to_hex)
+            .collect::<Vec<_>>(),
         "profile": r.profile,
         "subject": view.subject,
         "sans": view.sans.iter().map(|s| s.value()).collect::<Vec<_>>(),

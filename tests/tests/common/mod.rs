@@ -1457,12 +1457,17 @@ pub fn check_record(
         "{what}: certificate PEM differs from the issuance answer"
     );
     assert_eq!(rec["status"], "valid", "{what}: status in {rec}");
-    for field in ["revocation", "renewed_from", "renewed_by"] {
+    for field in ["revocation", "renewed_from"] {
         assert!(
             rec.get(field).is_some_and(Value::is_null),
             "{what}: {field} should be present and null in {rec}"
         );
     }
+    assert_eq!(
+        rec["renewed_by"],
+        serde_json::json!([]),
+        "{what}: renewed_by should be an empty list in {rec}"
+    );
     assert_eq!(rec["profile"], profile, "{what}: profile in {rec}");
     assert_eq!(
         rec["subject"],
