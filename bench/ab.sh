@@ -5,7 +5,7 @@
 #   BASE=DIR_WITH_OLD_ca-server bench/ab.sh DIR_WITH_NEW_ca-server [ROUNDS] [OUTDIR]
 # ca-bench comes from BENCH (default: BASE); SCENARIOS="single batch" by default.
 set -euo pipefail
-NEW=$1; ROUNDS=${2:-3}; OUT=${3:-$(mktemp -d)}; BASE=${BASE:?set BASE to the old build's directory}; BENCH=${BENCH:-$BASE}
+NEW=$1; ROUNDS=${2:-3}; OUT=${3:-$(mktemp -d)}; BASE=${BASE:?set BASE to the directory of the old build}; BENCH=${BENCH:-$BASE}
 mkdir -p "$OUT"
 run() { # variant bindir round
   local v=$1 bin=$2 r=$3 dir; dir=$(mktemp -d)
