@@ -207,17 +207,7 @@ pub fn init(dir: &Path, req: &InitRequest<'_>) -> Result<Initialized, String> {
         check_dir_permissions(dir)?;
         let config_path = dir.join(CONFIG_FILE);
         if config_path.exists() {
-            let config = Config::load(&config_path)?;
-            let key_path = Config::resolve(dir, &config.ca.key_file);
-            let chain_path = Config::resolve(dir, &config.ca.chain_file);
-            if key_path.exists() || chain_path.exists() {
-                return Err(format!(
-                    "a CA exists already in {} ({} / {}); refusing to replace it",
-                    dir.display(),
-                    key_path.display(),
-                    chain_path.display()
-                ));
-            }
+            refuse_existing_ca(dir, &Config::load(&config_path)?)?;
         }
     }
     let file_name = dir
@@ -345,15 +335,8 @@ pub fn check_tls_name(tls_name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Creates a CA key and either a self-signed root certificate or an intermediate's CSR.
-pub fn init_ca(
-    dir: &Path,
-    config: &Config,
-    key_type: KeyAlgorithm,
-    subject: &str,
-    validity_days: u32,
-    intermediate: bool,
-) -> Result<Created, String> {
+/// Refuses to create a CA where `config` already names a CA key or certificate that exists.
+fn refuse_existing_ca(dir: &Path, config: &Config) -> Result<(), String> {
     let key_path = Config::resolve(dir, &config.ca.key_file);
     let chain_path = Config::resolve(dir, &config.ca.chain_file);
     if key_path.exists() || chain_path.exists() {
@@ -364,6 +347,21 @@ pub fn init_ca(
             chain_path.display()
         ));
     }
+    Ok(())
+}
+
+/// Creates a CA key and either a self-signed root certificate or an intermediate's CSR.
+pub fn init_ca(
+    dir: &Path,
+    config: &Config,
+    key_type: KeyAlgorithm,
+    subject: &str,
+    validity_days: u32,
+    intermediate: bool,
+) -> Result<Created, String> {
+    refuse_existing_ca(dir, config)?;
+    let key_path = Config::resolve(dir, &config.ca.key_file);
+    let chain_path = Config::resolve(dir, &config.ca.chain_file);
     let attrs = name::parse_rfc4514(subject).map_err(|e| e.to_string())?;
     if attrs.is_empty() {
         return Err("the CA subject must not be empty".into());

@@ -50,7 +50,7 @@ impl OcspBudget {
     /// is empty. A request without a known address counts against the global budget only.
     pub fn take(&self, client: Option<IpAddr>, now: Instant) -> bool {
         if let (Some(rate), Some(ip)) = (&self.per_client, client) {
-            if rate.take(client_key(ip), now).is_err() {
+            if rate.take(crate::limits::address_key(ip), now).is_err() {
                 return false;
             }
         }
@@ -59,23 +59,6 @@ impl OcspBudget {
             None => true,
         }
     }
-}
-
-/// The bucket key of a client address: an IPv4 address, or the /64 of an IPv6 address (one
-/// host commonly holds a whole /64), IPv4-mapped IPv6 read as IPv4.
-fn client_key(ip: IpAddr) -> [u8; 32] {
-    let mut key = [0u8; 32];
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => {
-            key[0] = 4;
-            key[1..5].copy_from_slice(&v4.octets());
-        }
-        IpAddr::V6(v6) => {
-            key[0] = 6;
-            key[1..9].copy_from_slice(&v6.octets()[..8]);
-        }
-    }
-    key
 }
 
 /// An OCSP answer. `no-cache`: a revocation must show at once (the API contract), so HTTP
@@ -199,11 +182,20 @@ mod tests {
         let one: IpAddr = "2001:db8:1:2::1".parse().unwrap();
         let two: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
         let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(client_key(one), client_key(two));
-        assert_ne!(client_key(one), client_key(other));
+        assert_eq!(
+            crate::limits::address_key(one),
+            crate::limits::address_key(two)
+        );
+        assert_ne!(
+            crate::limits::address_key(one),
+            crate::limits::address_key(other)
+        );
         let v4: IpAddr = "192.0.2.1".parse().unwrap();
         let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
-        assert_eq!(client_key(v4), client_key(mapped));
+        assert_eq!(
+            crate::limits::address_key(v4),
+            crate::limits::address_key(mapped)
+        );
     }
 
     #[test]
