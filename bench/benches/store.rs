@@ -32,6 +32,7 @@ fn new_certificate(der: &[u8], i: usize, rng: &ring::rand::SystemRandom) -> NewC
             not_before: now - 60,
             not_after: now + 90 * 86_400,
             renewed_from: None,
+            audit_seq: None,
         },
         idempotency: None,
         names: vec![

@@ -905,6 +905,7 @@ fn signed_record(der: &[u8], profile: &str) -> Result<(CertRecord, Vec<Vec<u8>>)
         not_before: validity.not_before.timestamp(),
         not_after: validity.not_after.timestamp(),
         renewed_from: None,
+        audit_seq: None,
     };
     let names = vec![names_prefix(SUBJECT_TAG, &cert.subject().to_string())];
     Ok((record, names))
@@ -1108,6 +1109,7 @@ fn sign(
         not_before: signed.not_before.unix_timestamp(),
         not_after: signed.not_after.unix_timestamp(),
         renewed_from,
+        audit_seq: None,
     };
     Ok((record, names))
 }

@@ -31,6 +31,7 @@ pub mod pkcs12;
 pub mod profile;
 pub mod revocation;
 pub mod serial;
+pub mod server_tls;
 pub mod store;
 mod template;
 

@@ -80,6 +80,7 @@ fn store_backdated(
         not_before: signed.not_before.unix_timestamp(),
         not_after: signed.not_after.unix_timestamp(),
         renewed_from: None,
+        audit_seq: None,
     };
     let metrics = Arc::new(ca_core::metrics::Metrics::new().unwrap());
     let writer = StoreWriter::start(store.clone(), 16, metrics).unwrap();

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use ca_core::server_tls;
 use clap::{Parser, Subcommand};
 use keys::KeyAlgorithm;
 
@@ -38,6 +39,10 @@ pub enum Command {
         /// Listen address, overriding the configuration (e.g. 127.0.0.1:0 for any port).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// Address of the plain-HTTP listener for CRLs, OCSP and the CA certificate,
+        /// overriding `[public] listen`.
+        #[arg(long)]
+        public_listen: Option<std::net::SocketAddr>,
     },
     /// Create a CA: a self-signed root, or with --intermediate a key and a CSR for the
     /// parent CA to sign (then `import` the certificate).
@@ -177,6 +182,16 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Tells the operator about the `[public] listen` address `tls-cert` configured, if it did.
+fn print_public(public: Option<std::net::SocketAddr>) {
+    if let Some(addr) = public {
+        println!(
+            "CRLs, OCSP and the CA certificate will be served over plain HTTP on {addr} \
+             ([public] listen; RFC 5280 section 8), and new certificates name it"
+        );
+    }
+}
+
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -194,13 +209,22 @@ fn init_logging(json: bool) {
 fn run(cli: Cli) -> Result<(), String> {
     let dir = cli.data_dir;
     match cli.command {
-        Command::Serve { listen } => {
+        Command::Serve {
+            listen,
+            public_listen,
+        } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .thread_name("ca-http")
                 .build()
                 .map_err(|e| format!("starting the runtime: {e}"))?;
-            runtime.block_on(serve(&dir, ServeOptions { listen }))
+            runtime.block_on(serve(
+                &dir,
+                ServeOptions {
+                    listen,
+                    public_listen,
+                },
+            ))
         }
         Command::Init {
             key_type,
@@ -216,14 +240,19 @@ fn run(cli: Cli) -> Result<(), String> {
                     subject: &subject,
                     validity_days,
                     intermediate,
-                    tls_names: &tls_names,
+                    tls_names: &server_tls::server_names(&tls_names)
+                        .map_err(|e| format!("--tls-name {e}"))?,
                 },
             )?;
             match done.created {
                 Created::Root(path) => {
                     println!("root CA certificate written to {}", path.display());
                     if let Some(tls) = done.tls {
-                        println!("TLS certificate written to {}; TLS is on", tls.display());
+                        println!(
+                            "TLS certificate written to {}; TLS is on",
+                            tls.chain.display()
+                        );
+                        print_public(tls.public);
                     }
                 }
                 Created::IntermediateCsr(path) => println!(
@@ -249,7 +278,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let config = datadir::prepare(&dir)?;
             let material = datadir::load_ca(&dir, &config)?;
             let store = datadir::open_store(&dir, &config)?;
-            let urls = config.effective_urls(config.listen);
+            let urls = config.offline_status_urls()?;
             let core = datadir::start_core(&dir, &config, material, store, &urls)?;
             let published = core.crl.generate().map_err(|e| e.to_string())?;
             std::fs::write(&out, &published.full)
@@ -310,12 +339,14 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::TlsCert { names } => {
-            let path = datadir::issue_tls_certificate(&dir, &names)?;
+            let names = server_tls::server_names(&names).map_err(|e| format!("--name {e}"))?;
+            let issued = datadir::issue_tls_certificate(&dir, &names)?;
             println!(
                 "TLS certificate written to {}; [tls] in {} now uses it",
-                path.display(),
+                issued.chain.display(),
                 dir.join(crate::config::CONFIG_FILE).display()
             );
+            print_public(issued.public);
             Ok(())
         }
         Command::Audit {

@@ -21,11 +21,12 @@ pub const CONFIG_FILE: &str = "config.toml";
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Address to listen on (plain HTTP; only loopback addresses in this version).
+    /// Address of the API listener (TLS when `[tls]` names a certificate; plain HTTP only on
+    /// loopback addresses unless `[tls] allow_plain_http`).
     pub listen: SocketAddr,
-    /// Base URL that relying parties use to reach this server; the CRL, OCSP and caIssuers
+    /// Base URL that relying parties use to reach the CRLs, OCSP and the CA certificate; the
     /// URLs in certificates are derived from it unless `[urls]` sets them. Empty: derived from
-    /// the address the server is bound to.
+    /// the address of the plain-HTTP listener that serves them ([`Config::status_urls`]).
     pub public_base_url: String,
     /// Largest request body on single-request endpoints, in bytes (413 beyond).
     pub body_limit_bytes: usize,
@@ -33,6 +34,8 @@ pub struct Config {
     pub batch_body_limit_bytes: usize,
     /// Most requests in one batch call.
     pub max_batch: usize,
+    /// The plain-HTTP listener for relying parties.
+    pub public: PublicConfig,
     /// Where the CA's key and certificates are.
     pub ca: CaFiles,
     /// URLs written into certificates; empty lists are derived from `public_base_url`.
@@ -57,6 +60,29 @@ pub struct Config {
     pub revocation: RevocationConfig,
     /// Certificate profiles by name.
     pub profiles: BTreeMap<String, Profile>,
+}
+
+/// The plain-HTTP listener for relying parties: CRLs, OCSP and the CA certificate are fetched
+/// over plain HTTP (RFC 5280 section 8 advises against https URIs there, which would make
+/// checking the status of the server's own certificate circular).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublicConfig {
+    /// Address of a plain-HTTP listener serving only `/crl`, `/crl/delta`, `/ocsp`,
+    /// `/ca.der` and `/ca.pem`, under the API's connection, header and rate limits. Needed
+    /// when the API is on TLS and the status URLs are derived; `ca-server tls-cert` sets it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// The URLs written into certificates, and warnings about explicit ones this server does not
+/// serve.
+#[derive(Clone, Debug)]
+pub struct StatusUrls {
+    /// The CRL, OCSP and caIssuers URLs.
+    pub urls: Urls,
+    /// One message per configured URL that points elsewhere (fine for a CDN or a proxy).
+    pub warnings: Vec<String>,
 }
 
 /// TLS settings (rustls). Without `cert_file`, the server speaks plain HTTP, which it allows
@@ -329,6 +355,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_base_url: String::new(),
+            public: PublicConfig::default(),
             body_limit_bytes: 1 << 20,
             batch_body_limit_bytes: 16 << 20,
             max_batch: 1000,
@@ -393,26 +420,76 @@ impl Config {
         toml::to_string_pretty(self).map_err(|e| e.to_string())
     }
 
-    /// The certificate URLs, deriving empty ones from the public base URL (or, when that is
-    /// empty too, from the bound address).
-    pub fn effective_urls(&self, bound: SocketAddr) -> Urls {
-        let base = if self.public_base_url.is_empty() {
-            format!("http://{bound}")
-        } else {
-            self.public_base_url.trim_end_matches('/').to_string()
-        };
-        let or = |list: &Vec<String>, path: &str| {
-            if list.is_empty() {
-                vec![format!("{base}{path}")]
-            } else {
-                list.clone()
+    /// The URLs written into certificates, for an API listening on `api` (over TLS when
+    /// `api_tls`) and a plain-HTTP status listener on `public`. Each `[urls]` list that is
+    /// empty is derived from `public_base_url`, or, when that is empty too, from the address
+    /// of the plain-HTTP listener that serves the routes: `public`, else the API when it is
+    /// plain HTTP.
+    ///
+    /// Refused: derived URLs that no listener of this server serves (the API on TLS and no
+    /// `[public] listen`), or that name an unspecified address (`0.0.0.0`, `::`). Warned
+    /// about: configured URLs (`[urls]`, `public_base_url`) that use https (RFC 5280 section
+    /// 8) or whose port is not one this server serves plain HTTP on.
+    pub fn status_urls(
+        &self,
+        api: SocketAddr,
+        api_tls: bool,
+        public: Option<SocketAddr>,
+    ) -> Result<StatusUrls, String> {
+        let plain: Vec<SocketAddr> = public
+            .into_iter()
+            .chain((!api_tls).then_some(api))
+            .collect();
+        let configured_base = !self.public_base_url.is_empty();
+        let base = || -> Result<String, String> {
+            if configured_base {
+                return Ok(self.public_base_url.trim_end_matches('/').to_string());
             }
+            let Some(&addr) = plain.first() else {
+                return Err(format!(
+                    "the API on {api} speaks TLS, but relying parties fetch CRLs, OCSP answers \
+                     and the CA certificate over plain HTTP (RFC 5280 section 8): set [public] \
+                     listen = \"IP:PORT\" for a plain-HTTP listener that serves them, or set \
+                     public_base_url (or every [urls] list) to where they are served"
+                ));
+            };
+            if addr.ip().is_unspecified() {
+                return Err(format!(
+                    "the URLs in certificates would name {addr}, which no client can reach: set \
+                     public_base_url to the address relying parties use (e.g. \
+                     http://ca.example.com:{})",
+                    addr.port()
+                ));
+            }
+            Ok(format!("http://{addr}"))
         };
-        Urls {
-            crl: or(&self.urls.crl, "/crl"),
-            ocsp: or(&self.urls.ocsp, "/ocsp"),
-            ca_issuers: or(&self.urls.ca_issuers, "/ca.der"),
-        }
+        let mut warnings = Vec::new();
+        let mut list = |configured: &Vec<String>, key: &str, path: &str| -> Result<_, String> {
+            if !configured.is_empty() {
+                for url in configured {
+                    warnings.extend(unserved(url, &format!("[urls] {key}"), &plain));
+                }
+                return Ok(configured.clone());
+            }
+            let url = format!("{}{path}", base()?);
+            if configured_base {
+                warnings.extend(unserved(&url, "public_base_url", &plain));
+            }
+            Ok(vec![url])
+        };
+        let urls = Urls {
+            crl: list(&self.urls.crl, "crl", "/crl")?,
+            ocsp: list(&self.urls.ocsp, "ocsp", "/ocsp")?,
+            ca_issuers: list(&self.urls.ca_issuers, "ca_issuers", "/ca.der")?,
+        };
+        Ok(StatusUrls { urls, warnings })
+    }
+
+    /// [`Config::status_urls`] for commands that run without the server (`crl generate`,
+    /// `tls-cert`): the configured addresses, TLS as `[tls]` says.
+    pub fn offline_status_urls(&self) -> Result<Urls, String> {
+        let tls = !self.tls.cert_file.as_os_str().is_empty();
+        Ok(self.status_urls(self.listen, tls, self.public.listen)?.urls)
     }
 
     /// A path from the configuration, resolved against the data directory.
@@ -423,6 +500,48 @@ impl Config {
             data_dir.join(path)
         }
     }
+}
+
+/// Why a configured status URL (from `key`) is not served by this server's plain-HTTP
+/// listeners `plain`, if it is not: it uses https, or its port is none of theirs, or it names
+/// an IP address none of them is bound to. A DNS name on a served port is taken as served.
+fn unserved(url: &str, key: &str, plain: &[SocketAddr]) -> Option<String> {
+    let uri = match url.parse::<axum::http::Uri>() {
+        Ok(uri) => uri,
+        Err(e) => return Some(format!("{key}: {url:?} is not a URL ({e})")),
+    };
+    let scheme = uri.scheme_str().unwrap_or_default();
+    if scheme != "http" {
+        return Some(format!(
+            "{key}: {url} is not an http URL; relying parties fetch CRLs, OCSP and CA \
+             certificates over plain HTTP (RFC 5280 section 8)"
+        ));
+    }
+    let port = uri.port_u16().unwrap_or(80);
+    let host = uri.host().unwrap_or_default();
+    let ip = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .ok();
+    let served = plain.iter().any(|addr| {
+        addr.port() == port && ip.is_none_or(|ip| addr.ip().is_unspecified() || addr.ip() == ip)
+    });
+    (!served).then(|| {
+        format!(
+            "{key}: {url} is not served by this server's plain-HTTP listeners ({}); fine if a \
+             CDN or a proxy serves it",
+            if plain.is_empty() {
+                "none: the API is on TLS and [public] listen is not set".to_string()
+            } else {
+                plain
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        )
+    })
 }
 
 /// A deserialization path as the TOML file spells it: `[profiles.tls-server] key_types`,
@@ -473,6 +592,43 @@ mod tests {
         assert_eq!(back.profiles.len(), 3);
         assert_eq!(back.max_batch, 1000);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn status_urls_name_a_plain_http_listener_of_this_server() {
+        let config = |text: &str| toml::from_str::<Config>(text).unwrap();
+        let api: SocketAddr = "127.0.0.1:8443".parse().unwrap();
+        let public: SocketAddr = "127.0.0.1:8081".parse().unwrap();
+        let plain = config("").status_urls(api, false, None).unwrap();
+        assert_eq!(plain.urls.ocsp, ["http://127.0.0.1:8443/ocsp"]);
+        let tls = config("").status_urls(api, true, Some(public)).unwrap();
+        assert_eq!(tls.urls.crl, ["http://127.0.0.1:8081/crl"]);
+        assert_eq!(tls.urls.ca_issuers, ["http://127.0.0.1:8081/ca.der"]);
+        assert!(tls.warnings.is_empty(), "{:?}", tls.warnings);
+        // Derived URLs that name a TLS port, or an address no client can reach, are refused.
+        let e = config("").status_urls(api, true, None).unwrap_err();
+        assert!(e.contains("[public] listen"), "{e}");
+        let any: SocketAddr = "0.0.0.0:8081".parse().unwrap();
+        let e = config("").status_urls(api, true, Some(any)).unwrap_err();
+        assert!(e.contains("public_base_url"), "{e}");
+        // Configured ones are taken as they are, with a warning when this server does not
+        // serve them.
+        let cdn = config("[urls]\ncrl = [\"http://cdn.example/ca.crl\"]\nocsp = [\"http://ocsp.example:8081\"]\nca_issuers = [\"https://cdn.example/ca.der\"]");
+        let urls = cdn.status_urls(api, true, Some(public)).unwrap();
+        assert_eq!(urls.urls.crl, ["http://cdn.example/ca.crl"]);
+        assert_eq!(urls.warnings.len(), 2, "{:?}", urls.warnings);
+        assert!(
+            urls.warnings[0].contains("[urls] crl"),
+            "{:?}",
+            urls.warnings
+        );
+        assert!(urls.warnings[1].contains("RFC 5280"), "{:?}", urls.warnings);
+        let base = config("public_base_url = \"http://ca.example:8081/\"");
+        let urls = base.status_urls(api, true, Some(public)).unwrap();
+        assert_eq!(urls.urls.ocsp, ["http://ca.example:8081/ocsp"]);
+        assert!(urls.warnings.is_empty(), "{:?}", urls.warnings);
+        let urls = base.status_urls(api, true, None).unwrap();
+        assert_eq!(urls.warnings.len(), 3, "{:?}", urls.warnings);
     }
 
     #[test]

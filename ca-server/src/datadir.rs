@@ -8,6 +8,7 @@
 
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::Write;
+use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,11 +16,13 @@ use std::sync::Arc;
 use ca_core::audit::{AuditAction, AuditEvent};
 use ca_core::authority::{create_intermediate_csr, create_root, CertificateAuthority, Urls};
 use ca_core::crl::{CrlBuilder, CrlPublisher};
+use ca_core::csr::San;
 use ca_core::engine::Engine;
 use ca_core::metrics::DegradedEntries;
 use ca_core::ocsp::{
     check_responder_certificate, issue_responder_certificate, ResponderValidity, RESPONDER_PROFILE,
 };
+use ca_core::server_tls::{self, SERVER_TLS_PROFILE};
 use ca_core::store::Store;
 use ca_core::{armor, name, Serial};
 use keys::{KeyAlgorithm, Signer, SoftwareKey};
@@ -162,8 +165,9 @@ pub struct InitRequest<'a> {
     pub validity_days: u32,
     /// A key and CSR for an intermediate instead of a root.
     pub intermediate: bool,
-    /// Names for the server's own TLS certificate (root only); none: no TLS certificate.
-    pub tls_names: &'a [String],
+    /// Names for the server's own TLS certificate (root only; see
+    /// [`server_tls::server_names`]); none: no TLS certificate.
+    pub tls_names: &'a [San],
 }
 
 /// What `ca-server init` created, with paths in the data directory.
@@ -171,8 +175,8 @@ pub struct InitRequest<'a> {
 pub struct Initialized {
     /// The root certificate or the intermediate's CSR.
     pub created: Created,
-    /// The TLS certificate chain, when `--tls-name` was given.
-    pub tls: Option<PathBuf>,
+    /// The TLS certificate, when `--tls-name` was given.
+    pub tls: Option<TlsIssued>,
 }
 
 /// `ca-server init`, all or nothing: checks the request first, builds the whole data
@@ -188,9 +192,6 @@ pub fn init(dir: &Path, req: &InitRequest<'_>) -> Result<Initialized, String> {
              `tls-cert` after `import`"
                 .into(),
         );
-    }
-    for tls_name in req.tls_names {
-        check_tls_name(tls_name)?;
     }
     if !(1..=MAX_ROOT_VALIDITY_DAYS).contains(&req.validity_days) {
         return Err(format!(
@@ -307,32 +308,11 @@ fn build_and_install(
     };
     Ok(Initialized {
         created,
-        tls: tls.map(moved),
+        tls: tls.map(|t| TlsIssued {
+            chain: moved(t.chain),
+            public: t.public,
+        }),
     })
-}
-
-/// Checks the syntax of a name for the server's own TLS certificate: an IP address or a DNS
-/// name (labels of letters, digits and hyphens, 1 to 63 characters, not starting or ending
-/// with a hyphen; at most 253 characters).
-pub fn check_tls_name(tls_name: &str) -> Result<(), String> {
-    if tls_name.parse::<std::net::IpAddr>().is_ok() {
-        return Ok(());
-    }
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    };
-    let dns = tls_name.strip_suffix('.').unwrap_or(tls_name);
-    if dns.is_empty() || dns.len() > 253 || !dns.split('.').all(label_ok) {
-        return Err(format!(
-            "--tls-name {tls_name:?} is neither an IP address nor a DNS name (letters, digits, \
-             hyphens and dots, each label 1 to 63 characters)"
-        ));
-    }
-    Ok(())
 }
 
 /// Refuses to create a CA where `config` already names a CA key or certificate that exists.
@@ -685,17 +665,16 @@ pub const TLS_KEY_FILE: &str = "tls-key.pem";
 /// Name of the TLS server certificate chain written by `tls-cert`.
 pub const TLS_CERT_FILE: &str = "tls.pem";
 
-/// `ca-server tls-cert`: issues the server's own TLS certificate from the CA (profile
-/// `tls-server`, an ECDSA P-256 key in `tls-key.pem`, mode 0600; the certificate and the CA
-/// chain in `tls.pem`), records it in the store and the audit log like any certificate, and
-/// points `[tls]` of the configuration at the two files. `names`: DNS names (the first is the
-/// CN) and IP addresses.
-pub fn issue_tls_certificate(dir: &Path, names: &[String]) -> Result<PathBuf, String> {
-    let config = prepare(dir)?;
-    let first_dns = names
-        .iter()
-        .find(|n| n.parse::<std::net::IpAddr>().is_err())
-        .ok_or("give at least one DNS name (--dns) for the certificate's CN")?;
+/// `ca-server tls-cert`: issues the server's own TLS certificate from the CA (the internal
+/// profile [`SERVER_TLS_PROFILE`], an ECDSA P-256 key in `tls-key.pem`, mode 0600; the
+/// certificate and the CA chain in `tls.pem`), records it in the store and the audit log like
+/// every certificate the CA key signs (requester `(ca)`), and points `[tls]` of the
+/// configuration at the two files. Relying parties fetch CRLs, OCSP answers and the CA
+/// certificate over plain HTTP (RFC 5280 section 8), so a configuration without a plain
+/// listener for them gets `[public] listen`: the API's address, the next port (see
+/// [`default_public_listen`]). `names`: DNS names (the first is the CN) and IP addresses.
+pub fn issue_tls_certificate(dir: &Path, names: &[San]) -> Result<TlsIssued, String> {
+    let mut config = prepare(dir)?;
     let (key_path, cert_path) = (dir.join(TLS_KEY_FILE), dir.join(TLS_CERT_FILE));
     if key_path.exists() || cert_path.exists() {
         return Err(format!(
@@ -704,52 +683,75 @@ pub fn issue_tls_certificate(dir: &Path, names: &[String]) -> Result<PathBuf, St
             cert_path.display()
         ));
     }
+    let public = match config.public.listen {
+        Some(_) => None,
+        None => {
+            let listen = default_public_listen(config.listen);
+            config.public.listen = Some(listen);
+            Some(listen)
+        }
+    };
     let pkcs8 = keys::generate_pkcs8(KeyAlgorithm::EcdsaP256).map_err(|e| e.to_string())?;
-    let key_pair = rcgen::KeyPair::try_from(pkcs8.as_slice()).map_err(|e| e.to_string())?;
-    let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(|e| e.to_string())?;
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, first_dns.as_str());
-    let csr = params
-        .serialize_request(&key_pair)
-        .map_err(|e| e.to_string())?
-        .der()
-        .to_vec();
+    let key = SoftwareKey::from_pkcs8(&pkcs8).map_err(|e| e.to_string())?;
     let material = load_ca(dir, &config)?;
     let store = open_store(dir, &config)?;
-    let core = start_core(
-        dir,
-        &config,
-        material,
-        store,
-        &config.effective_urls(config.listen),
-    )?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let issued = runtime
-        .block_on(core.engine.issue(ca_core::engine::IssueRequest {
-            csr,
-            profile: "tls-server".into(),
-            validity_days: None,
-            request_id: None,
-            requester: ca_core::engine::Requester {
-                name: ca_core::engine::CA_REQUESTER.into(),
-                token_hash: [0; 32],
-            },
-        }))
-        .map_err(|e| e.to_string())?;
+    let urls = config
+        .status_urls(config.listen, true, config.public.listen)?
+        .urls;
+    let core = start_core(dir, &config, material, store, &urls)?;
+    let ca_der = core
+        .engine
+        .ca()
+        .chain()
+        .first()
+        .cloned()
+        .unwrap_or_default();
+    let now = OffsetDateTime::now_utc();
+    let der = server_tls::issue_server_certificate(
+        core.signer.clone(),
+        &ca_der,
+        key.spki_der(),
+        names,
+        &urls,
+        new_serial()?,
+        now,
+    )
+    .map_err(|e| format!("issuing the server's TLS certificate: {e}"))?;
+    core.engine
+        .record_signed_certificate(&der, SERVER_TLS_PROFILE)
+        .map_err(|e| format!("recording the server's TLS certificate: {e}"))?;
     keys::write_key_file(&key_path, &pkcs8).map_err(|e| e.to_string())?;
-    let mut chain = vec![issued.record.der.clone()];
+    let mut chain = vec![der];
     chain.extend_from_slice(core.engine.ca().chain());
     write_chain(&cert_path, &chain)?;
-    let mut config = config;
     config.tls.cert_file = TLS_CERT_FILE.into();
     config.tls.key_file = TLS_KEY_FILE.into();
     let config_path = dir.join(CONFIG_FILE);
     fs::write(&config_path, config.to_toml()?)
         .map_err(|e| format!("writing {}: {e}", config_path.display()))?;
-    Ok(cert_path)
+    Ok(TlsIssued {
+        chain: cert_path,
+        public,
+    })
+}
+
+/// What [`issue_tls_certificate`] wrote.
+#[derive(Debug)]
+pub struct TlsIssued {
+    /// The certificate chain file.
+    pub chain: PathBuf,
+    /// The `[public] listen` address it configured, when none was.
+    pub public: Option<SocketAddr>,
+}
+
+/// The plain-HTTP status listener's address for an API on `api`: the same address, the next
+/// port (the API's own when it is 0, the highest).
+pub fn default_public_listen(api: SocketAddr) -> SocketAddr {
+    let port = match api.port() {
+        0 => 0,
+        p => p.checked_add(1).unwrap_or(p - 1),
+    };
+    SocketAddr::new(api.ip(), port)
 }
 
 /// Opens the store named by the configuration.

@@ -58,7 +58,14 @@ pub struct ListenerOptions {
     pub idle_timeout: Duration,
     /// Largest request head (request line and headers), bytes.
     pub max_header_bytes: usize,
+    /// With TLS: the routes served to a connection that starts in plain HTTP instead of a TLS
+    /// handshake (told apart by the first byte, 0x16 for a TLS record), so that status URLs
+    /// naming this port keep working; `None`: such a connection fails its handshake.
+    pub plain: Option<Router>,
 }
+
+/// The first byte of a TLS connection: a handshake record (RFC 8446 section 5.1).
+const TLS_HANDSHAKE: u8 = 0x16;
 
 /// Builds the rustls configuration from PEM files: the server's certificate chain, its
 /// PKCS#8 key (mode 0600, as for CA keys), and optionally the CA whose certificates clients
@@ -193,6 +200,23 @@ pub async fn serve(
                 };
                 return connection(tcp, peer, app, &builder, &options, stop).await;
             };
+            if let Some(plain) = &options.plain {
+                let mut first = [0u8; 1];
+                match tokio::time::timeout(options.header_timeout, tcp.peek(&mut first)).await {
+                    Ok(Ok(1..)) if first[0] != TLS_HANDSHAKE => {
+                        let peer = Peer {
+                            addr,
+                            client_certificate: None,
+                        };
+                        let plain = plain.clone();
+                        return connection(tcp, peer, plain, &builder, &options, stop).await;
+                    }
+                    Ok(Ok(1..)) => {}
+                    Ok(Ok(_)) => return,
+                    Ok(Err(e)) => return tracing::debug!(%addr, error = %e, "reading a connection"),
+                    Err(_) => return tracing::debug!(%addr, "no first byte in time"),
+                }
+            }
             let tls = match tokio::time::timeout(options.header_timeout, acceptor.accept(tcp)).await
             {
                 Ok(Ok(tls)) => tls,

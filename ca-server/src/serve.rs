@@ -28,6 +28,8 @@ use crate::listener::{self, ListenerOptions};
 pub struct ServeOptions {
     /// Listen address instead of the configured one.
     pub listen: Option<std::net::SocketAddr>,
+    /// The plain-HTTP status listener's address instead of `[public] listen`.
+    pub public_listen: Option<std::net::SocketAddr>,
 }
 
 /// Runs the server until a shutdown signal; returns an operator-readable message on failure.
@@ -82,13 +84,16 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
              TLS-terminating proxy"
         ));
     }
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|e| format!("binding {listen}: {e}"))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| format!("reading the bound address: {e}"))?;
-    let urls = config.effective_urls(bound);
+    let (listener, bound) = bind(listen).await?;
+    let public = match options.public_listen.or(config.public.listen) {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let status = config.status_urls(bound, tls.is_some(), public.as_ref().map(|p| p.1))?;
+    for warning in &status.warnings {
+        tracing::warn!("{warning}");
+    }
+    let urls = status.urls;
     let Core {
         engine,
         crl,
@@ -164,28 +169,64 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
         ))
     });
     let limits = Arc::new(limits_of(dir, &config, &engine)?);
-    let app = api::router(
-        state,
-        BodyLimits {
-            single: config.body_limit_bytes,
-            batch: config.batch_body_limit_bytes,
-            inflight: config.limits.max_inflight_body_bytes,
-        },
-    )
-    .layer(axum::middleware::from_fn_with_state(limits, limits::limit));
-    tracing::info!(%bound, crl = ?urls.crl, ocsp = ?urls.ocsp, tls = tls.is_some(), "serving");
+    let bodies = BodyLimits {
+        single: config.body_limit_bytes,
+        batch: config.batch_body_limit_bytes,
+        inflight: config.limits.max_inflight_body_bytes,
+    };
+    let limited = |router: axum::Router| {
+        router.layer(axum::middleware::from_fn_with_state(
+            limits.clone(),
+            limits::limit,
+        ))
+    };
+    let app = limited(api::router(state.clone(), bodies));
+    let status_app = limited(api::status_router(state, bodies));
+    tracing::info!(%bound, public = ?public.as_ref().map(|p| p.1), crl = ?urls.crl, ocsp = ?urls.ocsp, tls = tls.is_some(), "serving");
     // Before `listening on`: a SIGTERM right after that line must stop the server gracefully.
     let shutdown = shutdown_signal()?;
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    println!("listening on {scheme}://{bound}");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let options = ListenerOptions {
-        tls,
         max_connections: config.limits.max_connections,
         header_timeout: Duration::from_secs(config.limits.header_timeout_secs.max(1)),
         idle_timeout: Duration::from_secs(config.limits.idle_timeout_secs.max(1)),
         max_header_bytes: config.limits.max_header_bytes,
+        // Certificates issued before the status listener name the TLS port.
+        plain: tls.is_some().then(|| status_app.clone()),
+        tls: tls.clone(),
     };
-    listener::serve(listener, app, options, shutdown).await;
+    let public_task = public.map(|(public_listener, public_bound)| {
+        println!("serving CRLs, OCSP and the CA certificate on http://{public_bound}");
+        let options = ListenerOptions {
+            tls: None,
+            plain: None,
+            ..options.clone()
+        };
+        let mut stopped = stopped.clone();
+        tokio::spawn(listener::serve(
+            public_listener,
+            status_app,
+            options,
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            },
+        ))
+    });
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("listening on {scheme}://{bound}");
+    let mut api_stopped = stopped;
+    tokio::join!(
+        async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        },
+        listener::serve(listener, app, options, async move {
+            let _ = api_stopped.wait_for(|s| *s).await;
+        }),
+    );
+    if let Some(task) = public_task {
+        let _ = task.await;
+    }
     crl_timer.abort();
     let _ = crl_timer.await;
     if let Some(task) = checkpoint_timer {
@@ -206,6 +247,17 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
     .await
     .map_err(|e| format!("stopping the engine: {e}"))?;
     Ok(())
+}
+
+/// A listener bound to `addr`, and the address it is bound to (the port chosen for port 0).
+async fn bind(addr: std::net::SocketAddr) -> Result<(TcpListener, std::net::SocketAddr), String> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("binding {addr}: {e}"))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| format!("reading the bound address: {e}"))?;
+    Ok((listener, bound))
 }
 
 /// The rustls configuration named by `[tls]`, if any.

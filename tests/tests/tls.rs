@@ -98,31 +98,10 @@ fn cert_args<'a>(cert: &'a Path, key: &'a Path) -> [&'a str; 4] {
     ]
 }
 
-/// curl over TLS against the server, trusting only the CA; (HTTP status, body).
+/// curl over TLS against the server as `ca.test.example`, trusting only the CA; (HTTP
+/// status, body).
 fn curl(s: &Server, path: &str, extra: &[&str]) -> (u16, String) {
-    let port = s.base.rsplit(':').next().unwrap();
-    let url = format!("https://ca.test.example:{port}{path}");
-    let resolve = format!("ca.test.example:{port}:127.0.0.1");
-    let ca = s.dir.join("ca.pem");
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_code}",
-            "--cacert",
-            ca.to_str().unwrap(),
-            "--resolve",
-            &resolve,
-        ])
-        .args(extra)
-        .arg(&url)
-        .output()
-        .expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
+    curl_at(s, "ca.test.example", path, extra)
 }
 
 #[test]
@@ -218,17 +197,16 @@ fn tls_with_the_cas_own_certificate_and_client_certificates_as_roles() {
         body.contains("not mapped to a role"),
         "the answer says why: {body}"
     );
-    // Plain HTTP to the TLS port gets no HTTP answer.
-    let mut raw = TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
-    raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    raw.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut answer = Vec::new();
-    let _ = raw.read_to_end(&mut answer);
-    assert!(
-        !answer.starts_with(b"HTTP/"),
-        "plain HTTP answered on the TLS port"
+    // Plain HTTP on the TLS port reaches only the status routes, never the API.
+    let plain = s.base.replace("https://", "http://");
+    let r = s.send(
+        http_client()
+            .get(format!("{plain}/v1/audit?limit=1"))
+            .bearer_auth(&tokens.auditor),
+        "plain GET /v1/audit on the TLS port",
     );
+    assert_error(&r, 404, "not_found", "the API over plain HTTP");
+    assert!(r.text.contains("https"), "the answer says where: {r}");
     s.terminate();
 }
 
@@ -261,7 +239,7 @@ fn init_can_issue_the_servers_tls_certificate() {
     // The CA signed the server's certificate, so it is recorded (requester `(ca)`) and
     // audited like every certificate the CA key signs; no token may take that name.
     let auth = format!("Authorization: Bearer {}", s.tokens.auditor);
-    let (code, body) = curl(&s, "/v1/certificates?profile=tls-server", &["-H", &auth]);
+    let (code, body) = curl(&s, "/v1/certificates?profile=ca-server-tls", &["-H", &auth]);
     assert_eq!(code, 200, "{body}");
     let list: serde_json::Value = serde_json::from_str(&body).expect("JSON");
     let items = list["items"].as_array().expect("items");
@@ -270,6 +248,231 @@ fn init_can_issue_the_servers_tls_certificate() {
         "the server's certificate is recorded as the CA's: {body}"
     );
     s.terminate();
+}
+
+/// `openssl s_client` against `addr` for `name`, trusting only `ca`: whether the server's
+/// certificate verifies for that name.
+fn s_client_verifies(addr: &str, ca: &Path, name: &str) -> (bool, String) {
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-connect", addr, "-CAfile"])
+        .arg(ca)
+        .args([
+            if name.parse::<std::net::IpAddr>().is_ok() {
+                "-verify_ip"
+            } else {
+                "-verify_hostname"
+            },
+            name,
+            "-verify_return_error",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    (text.contains("Verify return code: 0 (ok)"), text)
+}
+
+/// The server's own certificate answers to the names the operator reaches it by: a single
+/// label (`localhost`) and IP addresses alone, which the `tls-server` subscriber profile
+/// refuses; a malformed name is refused with the flag that gave it.
+#[test]
+fn the_servers_own_certificate_takes_single_labels_and_ip_addresses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = new_dir(tmp.path());
+    let d = dir.to_str().unwrap();
+    let out = ca_server(&["tls-cert", "--data-dir", d, "--name", "bad_name"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--name \"bad_name\"") && !err.contains("--dns"),
+        "a malformed name is refused, naming --name: {err}"
+    );
+    let out = ca_server(&[
+        "init",
+        "--data-dir",
+        &format!("{d}-2"),
+        "--tls-name",
+        "a..b",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--tls-name \"a..b\""),
+        "init names --tls-name: {err}"
+    );
+    ca_server_ok(&[
+        "tls-cert",
+        "--data-dir",
+        d,
+        "--name",
+        "localhost",
+        "--name",
+        "127.0.0.1",
+    ]);
+    let s = Server::serve(&dir);
+    let addr = s.base.trim_start_matches("https://").to_string();
+    for name in ["localhost", "127.0.0.1"] {
+        let (ok, text) = s_client_verifies(&addr, &dir.join("ca.pem"), name);
+        assert!(ok, "the certificate verifies for {name}: {text}");
+    }
+    s.terminate();
+
+    // An IP address alone.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ca");
+    let d = dir.to_str().unwrap();
+    ca_server_ok(&["init", "--data-dir", d, "--tls-name", "127.0.0.1"]);
+    let s = Server::serve(&dir);
+    let addr = s.base.trim_start_matches("https://").to_string();
+    let (ok, text) = s_client_verifies(&addr, &dir.join("ca.pem"), "127.0.0.1");
+    assert!(ok, "an IP-only certificate verifies: {text}");
+    s.terminate();
+}
+
+/// Relying parties check status over plain HTTP (RFC 5280 section 8): after `tls-cert`, new
+/// certificates name the plain-HTTP status listener, and `openssl ocsp -url` and `openssl
+/// crl` work with the URLs in them; certificates issued before, which name the API's port,
+/// keep working because plain HTTP on the TLS port reaches the status routes.
+#[test]
+fn status_urls_in_certificates_issued_after_tls_cert_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = new_dir(tmp.path());
+    let d = dir.to_str().unwrap();
+    let out = ca_server_ok(&[
+        "tls-cert",
+        "--data-dir",
+        d,
+        "--name",
+        "localhost",
+        "--name",
+        "127.0.0.1",
+    ]);
+    assert!(
+        out.contains("[public] listen"),
+        "tls-cert says where status is served: {out}"
+    );
+    let s = Server::serve(&dir);
+    assert!(s.base.starts_with("https://"), "TLS is on: {}", s.base);
+    let public = s.public.clone().expect("the status listener is announced");
+    assert!(public.starts_with("http://127.0.0.1:"), "{public}");
+
+    // An RA issues over TLS.
+    let csr = server_csr("leaf.test.example");
+    let body = json!({"csr": csr.pem, "profile": "tls-server"}).to_string();
+    let bearer = format!("Authorization: Bearer {}", s.tokens.ra);
+    let (code, text) = curl_at(
+        &s,
+        "127.0.0.1",
+        "/v1/certificates",
+        &[
+            "-H",
+            &bearer,
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &body,
+        ],
+    );
+    assert_eq!(code, 201, "issued over TLS: {text}");
+    let issued: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let (crl, ocsp, ca_issuers) = cert_urls(issued["certificate"].as_str().unwrap());
+    assert_eq!(
+        (crl.clone(), ocsp.clone(), ca_issuers.clone()),
+        (
+            vec![format!("{public}/crl")],
+            vec![format!("{public}/ocsp")],
+            vec![format!("{public}/ca.der")]
+        ),
+        "the certificate names the status listener"
+    );
+    let leaf = s.leaf_file(&issued);
+    let leaf = leaf.to_str().unwrap();
+    let answer = s.ocsp_ask(&ocsp[0], &["-cert", leaf]);
+    assert!(
+        answer.contains(": good"),
+        "openssl ocsp -url {}: {answer}",
+        ocsp[0]
+    );
+    let client = http_client();
+    let fetch = |url: &str| {
+        let r = s.send(client.get(url), url);
+        assert_eq!(r.status, 200, "GET {url}: {r}");
+        r.bytes
+    };
+    s.check_crl(
+        &fetch(&crl[0]),
+        "the CRL at the certificate's distribution point",
+    );
+    assert_eq!(
+        fetch(&ca_issuers[0]),
+        s.ca().ders[0],
+        "caIssuers serves the CA"
+    );
+    // The status listener serves nothing else.
+    let r = s.send(
+        client
+            .get(format!("{public}/v1/audit"))
+            .bearer_auth(&s.tokens.auditor),
+        "GET /v1/audit on the status listener",
+    );
+    assert_error(&r, 404, "not_found", "the API on the status listener");
+
+    // A certificate issued before `tls-cert` names the API's port over plain HTTP.
+    let old = s.base.replace("https://", "http://");
+    let answer = s.ocsp_ask(&format!("{old}/ocsp"), &["-cert", leaf]);
+    assert!(answer.contains(": good"), "OCSP on the TLS port: {answer}");
+    s.check_crl(&fetch(&format!("{old}/crl")), "the CRL on the TLS port");
+    assert_eq!(
+        curl_at(&s, "localhost", "/healthz", &[]).0,
+        200,
+        "TLS still works there"
+    );
+    s.terminate();
+
+    // Without the status listener, derived URLs would name a TLS port: refused, saying how.
+    configure(
+        &dir,
+        &[("\n[public]\nlisten = ", "\n[public]\n#listen = ")],
+        "",
+    );
+    let err = serve_refused(&dir);
+    assert!(
+        err.contains("[public]") && err.contains("RFC 5280"),
+        "the refusal says what to set: {err}"
+    );
+    // Explicit URLs elsewhere (a CDN) are allowed, with a warning.
+    configure(
+        &dir,
+        &[("\n[urls]\ncrl = []\nocsp = []\nca_issuers = []", "")],
+        "\n[urls]\ncrl = [\"http://crl.cdn.example/ca.crl\"]\nocsp = [\"http://ocsp.cdn.example\"]\nca_issuers = [\"http://crl.cdn.example/ca.der\"]\n",
+    );
+    let s = Server::serve(&dir);
+    let log = s.log();
+    assert!(
+        log.contains("http://ocsp.cdn.example is not served by this server"),
+        "a warning names the URL: {log}"
+    );
+    s.terminate();
+}
+
+/// curl over TLS to `host` (which the server's certificate names) at the server's port;
+/// (HTTP status, body).
+fn curl_at(s: &Server, host: &str, path: &str, extra: &[&str]) -> (u16, String) {
+    let port = s.base.rsplit(':').next().unwrap();
+    let resolve = format!("{host}:{port}:127.0.0.1");
+    let out = Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
+        .arg(s.dir.join("ca.pem"))
+        .args(["--resolve", &resolve])
+        .args(extra)
+        .arg(format!("https://{host}:{port}{path}"))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
 #[test]
@@ -488,5 +691,76 @@ fn a_revoked_client_certificate_loses_its_role() {
     let s = Server::serve(&dir);
     let (code, body) = curl(&s, &get, &args);
     assert_eq!(code, 401, "still no one after a restart: {body}");
+    s.terminate();
+}
+
+/// The status listener is as exposed as the API and has its limits: a client over
+/// `public_requests_per_second` gets 429, connections beyond `max_connections` get one 429
+/// and are closed, a client that never finishes its headers is dropped after
+/// `header_timeout_secs`.
+#[test]
+fn the_status_listener_has_the_apis_limits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = new_dir(tmp.path());
+    tls_on(&dir);
+    configure(
+        &dir,
+        &[
+            (
+                "public_requests_per_second = 100.0",
+                "public_requests_per_second = 5.0",
+            ),
+            ("public_burst = 1000.0", "public_burst = 5.0"),
+            ("max_connections = 1024", "max_connections = 3"),
+            ("header_timeout_secs = 10", "header_timeout_secs = 1"),
+        ],
+        "",
+    );
+    let s = Server::serve(&dir);
+    let public = s.public.clone().expect("the status listener");
+    let client = http_client();
+    let statuses: Vec<u16> = (0..20)
+        .map(|_| {
+            s.send(client.get(format!("{public}/ca.der")), "GET /ca.der")
+                .status
+        })
+        .collect();
+    assert!(
+        statuses.contains(&200) && statuses.contains(&429),
+        "20 requests at once exceed 5/s with a burst of 5: {statuses:?}"
+    );
+    drop(client);
+    std::thread::sleep(Duration::from_millis(300));
+
+    let addr = public.trim_start_matches("http://").to_string();
+    let held: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut extra = TcpStream::connect(&addr).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    extra
+        .write_all(b"GET /ca.der HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    let _ = extra.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 429"),
+        "over the limit: {answer}"
+    );
+    drop(held);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"GET /crl HTTP/1.1\r\nHo").unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let _ = slow.read_to_end(&mut buf);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(800) && waited < Duration::from_secs(5),
+        "the slow client was dropped after {waited:?}, not after the 1 s header deadline"
+    );
     s.terminate();
 }

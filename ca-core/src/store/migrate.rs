@@ -108,6 +108,7 @@ mod tests {
             not_before: 1_700_000_000,
             not_after: 1_800_000_000,
             renewed_from: None,
+            audit_seq: None,
         }
     }
 

@@ -10,6 +10,7 @@ use crate::error::CaError;
 use crate::serial::Serial;
 
 const CERT_RECORD_V1: u8 = 1;
+const CERT_RECORD_V2: u8 = 2;
 const TOKEN_RECORD_V1: u8 = 1;
 const TOKEN_RECORD_V2: u8 = 2;
 const ENROLLMENT_RECORD_V1: u8 = 1;
@@ -38,6 +39,11 @@ pub struct CertRecord {
     pub not_after: i64,
     /// The certificate this one renewed, if any.
     pub renewed_from: Option<[u8; 16]>,
+    /// The sequence number of the audit entry that records the issuance, assigned by the
+    /// store writer; `None` in a record of format version 1 (written before the field).
+    /// Format version 2 appends it to the version 1 body.
+    #[serde(skip)]
+    pub audit_seq: Option<u64>,
 }
 
 impl CertRecord {
@@ -46,14 +52,35 @@ impl CertRecord {
         Serial::from_bytes(&self.serial)
     }
 
-    /// Encodes the record with its format version.
+    /// Encodes the record with its format version: version 2 when it knows its audit entry.
     pub fn encode(&self) -> Result<Vec<u8>, CaError> {
-        encode(CERT_RECORD_V1, self)
+        let Some(audit_seq) = self.audit_seq else {
+            return encode(CERT_RECORD_V1, self);
+        };
+        let mut out = encode(CERT_RECORD_V2, self)?;
+        postcard::to_io(&audit_seq, &mut out)
+            .map_err(|e| CaError::Storage(format!("encoding a certificate record: {e}")))?;
+        Ok(out)
     }
 
     /// Decodes a stored record of any known format version.
     pub fn decode(bytes: &[u8]) -> Result<Self, CaError> {
-        decode_versioned(bytes, CERT_RECORD_V1, "certificate record")
+        const WHAT: &str = "certificate record";
+        match bytes.split_first() {
+            Some((&CERT_RECORD_V1, _)) => decode_versioned(bytes, CERT_RECORD_V1, WHAT),
+            Some((&CERT_RECORD_V2, body)) => {
+                let bad = |e: postcard::Error| CaError::Storage(format!("decoding a {WHAT}: {e}"));
+                let (mut record, rest): (CertRecord, _) =
+                    postcard::take_from_bytes(body).map_err(bad)?;
+                let (audit_seq, rest) = postcard::take_from_bytes::<u64>(rest).map_err(bad)?;
+                if !rest.is_empty() {
+                    return Err(CaError::Storage(format!("{WHAT} with trailing bytes")));
+                }
+                record.audit_seq = Some(audit_seq);
+                Ok(record)
+            }
+            _ => Err(CaError::Storage(format!("{WHAT} of an unknown format"))),
+        }
     }
 }
 
@@ -266,6 +293,7 @@ mod tests {
             not_before: 2,
             not_after: 3,
             renewed_from: None,
+            audit_seq: None,
         };
         let bytes = rec.encode().unwrap();
         // A record written by the first build: must decode forever.
@@ -279,6 +307,18 @@ mod tests {
         assert_eq!(CertRecord::decode(&bytes).unwrap(), rec);
         assert!(CertRecord::decode(&[9, 1, 2]).is_err());
         assert!(CertRecord::decode(&[]).is_err());
+
+        // Version 2: the version 1 body, then the issuance's audit sequence number.
+        let v2 = CertRecord {
+            audit_seq: Some(300),
+            ..rec
+        };
+        let bytes = v2.encode().unwrap();
+        assert_eq!(bytes[0], 2);
+        assert_eq!(bytes[1..], [&expected[1..], &[0xac, 0x02]].concat());
+        assert_eq!(CertRecord::decode(&bytes).unwrap(), v2);
+        assert!(CertRecord::decode(&bytes[..bytes.len() - 1]).is_err());
+        assert!(CertRecord::decode(&[bytes.as_slice(), &[0]].concat()).is_err());
     }
 
     #[test]

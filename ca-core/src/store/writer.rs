@@ -708,6 +708,26 @@ impl<'a> Group<'a> {
         }
         record.issued_at = record.issued_at.max(self.counters.last_issued_at);
         self.counters.last_issued_at = record.issued_at;
+        let event = AuditEvent::new(
+            record.issued_at,
+            &record.requester,
+            AuditAction::CertificateIssued,
+            serial.to_hex(),
+        )
+        .with("profile", record.profile.clone());
+        // The record names its issuance entry; a renewal is an event of the old serial too.
+        let head = match renewed_from {
+            Some(old) => self.audit(
+                AuditEvent {
+                    action: AuditAction::CertificateRenewed,
+                    ..event
+                }
+                .with("renewed_from", old.to_hex()),
+                &[old],
+            )?,
+            None => self.audit(event, &[])?,
+        };
+        record.audit_seq = Some(head.seq);
         let seq = record.seq.to_be_bytes();
         self.put(cf::ISSUED, &seq, &record.encode()?)?;
         self.put(cf::SERIALS, serial.as_bytes(), &seq)?;
@@ -728,25 +748,6 @@ impl<'a> Group<'a> {
             key.extend_from_slice(&seq);
             self.put(cf::NAMES, &key, &[])?;
         }
-        let event = AuditEvent::new(
-            record.issued_at,
-            &record.requester,
-            AuditAction::CertificateIssued,
-            serial.to_hex(),
-        )
-        .with("profile", record.profile.clone());
-        match renewed_from {
-            Some(old) => self.audit(
-                AuditEvent {
-                    action: AuditAction::CertificateRenewed,
-                    ..event
-                }
-                .with("renewed_from", old.to_hex()),
-                &[old, serial],
-            )?,
-            // The issuance is an event of the new serial too (its `audit_seq` in the events).
-            None => self.audit(event, &[serial])?,
-        };
         if let Some((id, e)) = redeemed {
             let event = AuditEvent::new(
                 record.issued_at,
@@ -907,6 +908,7 @@ mod tests {
                 not_before: NOW - 60,
                 not_after: NOW + 86_400,
                 renewed_from: renewed_from.map(|s| *s.as_bytes()),
+                audit_seq: None,
             },
             idempotency: Some((IdempotencyKey::new(&[n; 32], "request"), [n; 32])),
             names: vec![b"Nexample.com\0".to_vec()],

@@ -160,18 +160,18 @@ pub async fn events(
     if let Some(from) = record.renewed_from {
         issued["renewed_from"] = json!(hex::encode(from));
     }
-    // The audit entry that issued the certificate is among its events (since the pointer
-    // exists; a certificate issued before has `audit_seq: null` on its `issued` event).
+    // The record names the audit entry that issued it; a record written before it did
+    // finds it among the serial's events when they point at it, else `audit_seq` is null.
     let target = serial.to_hex();
-    let mut issued_seq = None;
+    let mut issued_seq = record.audit_seq;
     let mut later = Vec::new();
     for entry in state.engine.store().events(&serial)? {
         let issuance = matches!(
             entry.event.action,
             AuditAction::CertificateIssued | AuditAction::CertificateRenewed
         ) && entry.event.target == target;
-        if issuance && issued_seq.is_none() {
-            issued_seq = Some(entry.seq);
+        if issuance {
+            issued_seq.get_or_insert(entry.seq);
         } else {
             later.push(event_json(&entry)?);
         }

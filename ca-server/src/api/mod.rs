@@ -283,13 +283,9 @@ async fn gate(State(gate): State<Arc<Gate>>, mut request: Request, next: Next) -
     next.run(request).await
 }
 
-/// Builds the router.
+/// The API listener's router: every route of `docs/API.md`.
 pub fn router(state: Arc<AppState>, limits: BodyLimits) -> Router {
-    let gate_state = Arc::new(Gate {
-        bodies: limits,
-        budget: Arc::new(tokio::sync::Semaphore::new(limits.inflight.max(1))),
-    });
-    Router::new()
+    let api = Router::new()
         .route(
             "/v1/certificates",
             post(certificates::issue).get(audit::list),
@@ -311,17 +307,46 @@ pub fn router(state: Arc<AppState>, limits: BodyLimits) -> Router {
             post(revocation::release_hold),
         )
         .route("/v1/crl/generate", post(revocation::generate))
+        .route("/metrics", get(metrics::metrics))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/openapi.json", get(openapi::get))
+        .merge(status_routes())
+        .fallback(ops::not_found);
+    finish(api, state, limits)
+}
+
+/// The routes of the plain-HTTP status listener (`[public] listen`), and of plain-HTTP
+/// connections to a TLS API port: what relying parties fetch over plain HTTP (RFC 5280
+/// section 8), read-only and public. Every other path is answered 404 `not_found`, naming
+/// these.
+pub fn status_router(state: Arc<AppState>, limits: BodyLimits) -> Router {
+    finish(
+        status_routes().fallback(ops::not_a_status_route),
+        state,
+        limits,
+    )
+}
+
+/// CRLs (RFC 5280), OCSP (RFC 6960, both methods) and the CA certificate.
+fn status_routes() -> Router<Arc<AppState>> {
+    Router::new()
         .route("/crl", get(revocation::full_crl))
         .route("/crl/delta", get(revocation::delta_crl))
         .route("/ocsp", post(ocsp::post))
         .route("/ocsp/{*request}", get(ocsp::get))
         .route("/ca.pem", get(ops::ca_pem))
         .route("/ca.der", get(ops::ca_der))
-        .route("/metrics", get(metrics::metrics))
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/openapi.json", get(openapi::get))
-        .fallback(ops::not_found)
+}
+
+/// The layers every listener's routes share: the gate (authentication, body limits), the
+/// HTTP metrics, the method fallback.
+fn finish(routes: Router<Arc<AppState>>, state: Arc<AppState>, limits: BodyLimits) -> Router {
+    let gate_state = Arc::new(Gate {
+        bodies: limits,
+        budget: Arc::new(tokio::sync::Semaphore::new(limits.inflight.max(1))),
+    });
+    routes
         .method_not_allowed_fallback(ops::method_not_allowed)
         // The gate bounds every body with its route's limit; axum's own default must not cut
         // the batch route's larger one.

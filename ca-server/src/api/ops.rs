@@ -48,6 +48,16 @@ pub async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
 }
 
+/// Any path but the status routes on the plain-HTTP status listener.
+pub async fn not_a_status_route() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "this plain-HTTP listener serves only /crl, /crl/delta, /ocsp, /ca.der and /ca.pem; \
+         the API is on its TLS listener (https)",
+    )
+}
+
 /// A known path with the wrong method.
 pub async fn method_not_allowed() -> ApiError {
     ApiError::new(

@@ -221,8 +221,11 @@ impl std::fmt::Display for Resp {
 /// stopped before; its output is printed when a test panics while it is alive.
 pub struct Server {
     child: Option<Child>,
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` with TLS).
     pub base: String,
+    /// The plain-HTTP status listener's `http://127.0.0.1:PORT`, when `[public] listen` is
+    /// configured (the harness moves it to a free port).
+    pub public: Option<String>,
     /// The data directory.
     pub dir: PathBuf,
     /// The bootstrap tokens.
@@ -254,15 +257,23 @@ impl Server {
         s
     }
 
-    /// `ca-server serve --data-dir DIR --listen 127.0.0.1:0`, waiting for its `listening on`
-    /// line.
+    /// `ca-server serve --data-dir DIR --listen 127.0.0.1:0` (and `--public-listen
+    /// 127.0.0.1:0` when the configuration has a `[public] listen`), waiting for its
+    /// `listening on` line.
     pub fn serve(dir: &Path) -> Server {
+        let config = std::fs::read_to_string(dir.join("config.toml")).unwrap_or_default();
+        let public: &[&str] = if config.contains("\n[public]\nlisten") {
+            &["--public-listen", "127.0.0.1:0"]
+        } else {
+            &[]
+        };
         let mut child = Command::new(server_bin())
             .arg("serve")
             .arg("--data-dir")
             .arg(dir)
             .arg("--listen")
             .arg("127.0.0.1:0")
+            .args(public)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -289,11 +300,13 @@ impl Server {
 
         let stdout = child.stdout.take().expect("stdout pipe");
         let out_log = Arc::clone(&log);
-        let (tx, rx) = mpsc::channel::<String>();
+        let (tx, rx) = mpsc::channel::<(String, Option<String>)>();
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
             let mut buf = Vec::new();
             let mut tx = Some(tx);
+            let mut public = None;
+            const PUBLIC: &str = "serving CRLs, OCSP and the CA certificate on ";
             loop {
                 buf.clear();
                 match reader.read_until(b'\n', &mut buf) {
@@ -304,10 +317,13 @@ impl Server {
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
                             .push_str(&format!("[stdout] {line}"));
+                        if let Some(pos) = line.find(PUBLIC) {
+                            public = Some(line[pos + PUBLIC.len()..].trim().to_string());
+                        }
                         if let Some(pos) = line.find("listening on http") {
                             let url = line[pos + "listening on ".len()..].trim().to_string();
                             if let Some(tx) = tx.take() {
-                                let _ = tx.send(url);
+                                let _ = tx.send((url, public.take()));
                             }
                         }
                     }
@@ -315,8 +331,8 @@ impl Server {
             }
         });
 
-        let base = match rx.recv_timeout(STARTUP_TIMEOUT) {
-            Ok(url) => url.trim_end_matches('/').to_string(),
+        let (base, public) = match rx.recv_timeout(STARTUP_TIMEOUT) {
+            Ok((url, public)) => (url.trim_end_matches('/').to_string(), public),
             Err(e) => {
                 let _ = child.kill();
                 let status = child.wait();
@@ -333,6 +349,7 @@ impl Server {
         Server {
             child: Some(child),
             base,
+            public,
             dir: dir.to_path_buf(),
             tokens,
             log,
@@ -485,10 +502,12 @@ impl Server {
         r.json
     }
 
-    /// The CA chain as served on GET /ca.pem, fetched once.
+    /// The CA chain as served on GET /ca.pem (by the status listener, when there is one),
+    /// fetched once.
     pub fn ca(&self) -> &CaCert {
         self.ca.get_or_init(|| {
-            let r = self.get("/ca.pem", None);
+            let base = self.public.as_deref().unwrap_or(&self.base);
+            let r = self.send(self.client.get(format!("{base}/ca.pem")), "GET /ca.pem");
             assert_eq!(r.status, 200, "GET /ca.pem: {r}");
             CaCert::from_pem(&r.text, self.scratch.path())
         })
