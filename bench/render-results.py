@@ -407,6 +407,11 @@ store_text = read("criterion-store.txt")
 for size in ["1", "16", "128", "1024"]:
     t, thr = crit(store_text, "store_commit/" + size)
     print(f"| store_commit/{size} | {t} | {thr or ''} | `cargo bench -p bench --bench store -- store_commit/{size}` |")
+log_text = read("criterion-log.txt") if os.path.exists(os.path.join(out, "criterion-log.txt")) else ""
+for name in ["request_log/middleware_per_request", "request_log/issued_counted", "request_log/issued_own_line"]:
+    if log_text:
+        t, thr = crit(log_text, name)
+        print(f"| {name} | {t} | {thr or ''} | `cargo bench -p bench --bench request_log -- {name}` |")
 m = re.search(r"complete CRL with (\d+) entries: (\d+) bytes \(([\d.]+) bytes/entry\)", crl_text)
 for name in ["crl/build_full_1m", "engine_vs_crl/issue_p256_idle", "engine_vs_crl/issue_p256_during_1m_crl_build"]:
     t, thr = crit(crl_text, name)
@@ -415,7 +420,12 @@ print("""
 `store_commit/N` is the store writer alone, fed already-signed certificates, 4,096 per
 iteration, in groups of at most N per synced WriteBatch (serial check, record, serial, expiry
 and two name index entries, the chained audit entry): 1 is one fsync per certificate, the
-larger sizes are group commit.""")
+larger sizes are group commit.
+
+`request_log/*` is what logging request outcomes costs (fmt subscriber at `info`, into a
+sink): the middleware's part of every request, and an issued certificate counted beyond the
+second's line budget (the common case under load) or given its own line (at most
+`[log] outcome_lines_per_second` a second).""")
 if m:
     print(f"\nA complete CRL of {int(m.group(1)):,} entries is {int(m.group(2)):,} bytes ({m.group(3)} bytes per entry).")
 print("""

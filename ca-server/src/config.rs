@@ -56,6 +56,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Store checks.
     pub store: StoreConfig,
+    /// The log of request outcomes.
+    pub log: LogConfig,
     /// Revocation requests.
     pub revocation: RevocationConfig,
     /// Certificate profiles by name.
@@ -181,6 +183,24 @@ impl Default for LimitsConfig {
             max_inflight_body_bytes: 256 << 20,
             request_timeout_secs: 60,
             max_header_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// The log of request outcomes ([`crate::request_log`]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Outcome lines (certificate issued, request refused) logged at `info` one by one per
+    /// second; beyond, outcomes are counted and summed up in one line per second. 0: every
+    /// outcome on its own line.
+    pub outcome_lines_per_second: u32,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            outcome_lines_per_second: 100,
         }
     }
 }
@@ -369,6 +389,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             limits: LimitsConfig::default(),
             store: StoreConfig::default(),
+            log: LogConfig::default(),
             revocation: RevocationConfig::default(),
             profiles: Profile::builtin(),
         }

@@ -12,4 +12,5 @@ pub mod datadir;
 pub mod limits;
 pub mod listener;
 pub mod offline;
+pub mod request_log;
 pub mod serve;

@@ -25,6 +25,7 @@ use crate::api::{early_answer, ApiError};
 use crate::auth::{authenticate, Caller};
 use crate::client_auth::{ClientCertificates, Refusal};
 use crate::listener::Peer;
+use crate::request_log::{self, RequestLog};
 
 /// Most buckets a [`RateLimiter`] keeps; beyond, the ones idle longest are forgotten.
 const MAX_BUCKETS: usize = 100_000;
@@ -201,6 +202,8 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Client certificates and what they may do.
     pub certificates: ClientCertificates,
+    /// The log of request outcomes (rate limits and timeouts are refused here).
+    pub log: Arc<RequestLog>,
 }
 
 impl std::fmt::Debug for Limits {
@@ -248,6 +251,16 @@ pub async fn limit(
                 "rate_limited",
                 "too many requests from this client; retry after the Retry-After seconds",
             );
+            limits.log.refused(
+                e.code,
+                e.status.as_u16(),
+                request_log::requester(Some(&identity)),
+                &path_of(&request),
+                &peer
+                    .as_ref()
+                    .map(|p| p.addr.ip().to_string())
+                    .unwrap_or_default(),
+            );
             let mut response = early_answer(&request, e);
             let secs = wait.as_secs().max(1).to_string();
             if let Ok(v) = HeaderValue::from_str(&secs) {
@@ -256,17 +269,30 @@ pub async fn limit(
             return response;
         }
     }
+    let requester = request_log::requester(Some(&identity)).to_string();
+    let path = path_of(&request);
     request.extensions_mut().insert(identity);
     let run = next.run(request);
     match tokio::time::timeout(limits.request_timeout, run).await {
         Ok(response) => response,
-        Err(_) => ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
-            "the request took longer than the server's limit",
-        )
-        .into_response(),
+        Err(_) => {
+            let e = ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request took longer than the server's limit",
+            );
+            let client = peer.map(|p| p.addr.ip().to_string()).unwrap_or_default();
+            limits
+                .log
+                .refused(e.code, e.status.as_u16(), &requester, &path, &client);
+            e.into_response()
+        }
     }
+}
+
+/// A request's path as the log shows it, cut at 100 characters.
+fn path_of(request: &Request) -> String {
+    request.uri().path().chars().take(100).collect()
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::datadir::{self, Core, Created, DEV_CA_SUBJECT, ROOT_VALIDITY_DAYS};
 use crate::limits::{self, Limits, RateLimiter};
 use crate::listener::{self, ListenerOptions};
+use crate::request_log::{self, RequestLog};
 
 /// Options of `serve` that override the configuration.
 #[derive(Debug, Default)]
@@ -139,6 +140,7 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
             engine.clone(),
         ))
     });
+    let log = Arc::new(RequestLog::new(config.log.outcome_lines_per_second));
     let state = Arc::new(AppState {
         engine: engine.clone(),
         chain_pem,
@@ -158,7 +160,9 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
         key_generation: KeyGeneration::new(config.enrollment.key_generation_concurrency),
         ocsp_budget: OcspBudget::new(&config.ocsp),
         client_certificate_names: config.tls.clients.iter().map(|c| c.name.clone()).collect(),
+        log: log.clone(),
     });
+    let log_timer = tokio::spawn(request_log::flush_timer(log.clone()));
     let crl_timer = tokio::spawn(crl_timer(crl));
     checkpoint(&engine, &signer).await;
     let checkpoint_timer = (config.audit.checkpoint_interval_secs > 0).then(|| {
@@ -168,7 +172,7 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
             config.audit.checkpoint_interval_secs,
         ))
     });
-    let limits = Arc::new(limits_of(dir, &config, &engine)?);
+    let limits = Arc::new(limits_of(dir, &config, &engine, log.clone())?);
     let bodies = BodyLimits {
         single: config.body_limit_bytes,
         batch: config.batch_body_limit_bytes,
@@ -229,6 +233,9 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
     }
     crl_timer.abort();
     let _ = crl_timer.await;
+    log_timer.abort();
+    let _ = log_timer.await;
+    log.finish();
     if let Some(task) = checkpoint_timer {
         task.abort();
         let _ = task.await;
@@ -278,7 +285,12 @@ fn tls_options(dir: &Path, config: &Config) -> Result<Option<Arc<rustls::ServerC
 
 /// The request limits of `[limits]` and the client certificates of `[tls]`; every warning
 /// about the client certificate mappings is logged, naming the entry.
-fn limits_of(dir: &Path, config: &Config, engine: &Engine) -> Result<Limits, String> {
+fn limits_of(
+    dir: &Path,
+    config: &Config,
+    engine: &Engine,
+    log: Arc<RequestLog>,
+) -> Result<Limits, String> {
     let tls = &config.tls;
     let client_cas = if tls.client_ca_file.as_os_str().is_empty() {
         Vec::new()
@@ -320,6 +332,7 @@ fn limits_of(dir: &Path, config: &Config, engine: &Engine) -> Result<Limits, Str
         store: engine.store().clone(),
         request_timeout: Duration::from_secs(config.limits.request_timeout_secs.max(1)),
         certificates: loaded.certificates,
+        log,
     })
 }
 

@@ -2,6 +2,7 @@
 
 use std::cell::Cell;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -172,6 +173,7 @@ pub async fn issue(
     query: Result<Query<DerIssueQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let started = Instant::now();
     let body = body_or_error(body)?;
     if is_pkcs10(&headers) {
         let Query(query) = query
@@ -183,7 +185,7 @@ pub async fn issue(
             query.request_id,
             &caller,
         )?;
-        let issued = issue_one(&state, request, &caller).await?;
+        let issued = issue_one(&state, request, &caller, started).await?;
         let location = format!("/v1/certificates/{}", serial_hex(&issued.record));
         let headers = [
             (header::CONTENT_TYPE, PKIX_CERT.to_string()),
@@ -192,7 +194,7 @@ pub async fn issue(
         return Ok((status_of(&issued), headers, issued.record.der).into_response());
     }
     let body: IssueBody = parse_json(&body)?;
-    let issued = issue_one(&state, body.into_request(&caller)?, &caller).await?;
+    let issued = issue_one(&state, body.into_request(&caller)?, &caller, started).await?;
     Ok((status_of(&issued), Json(issued_view(&state, &issued)?)).into_response())
 }
 
@@ -214,19 +216,20 @@ fn status_of(issued: &Issued) -> StatusCode {
     }
 }
 
-/// Issues the certificate of one request (single or batch).
+/// Issues the certificate of one request (single or batch, which arrived at `started`) and
+/// logs it.
 async fn issue_one(
     state: &AppState,
     request: IssueRequest,
     caller: &Caller,
+    started: Instant,
 ) -> Result<Issued, ApiError> {
     let issued = state.engine.issue(request).await?;
-    tracing::debug!(
-        serial = %hex::encode(issued.record.serial),
-        profile = %issued.record.profile,
-        requester = %caller.name,
-        replayed = issued.replayed,
-        "issued"
+    state.log.issued(
+        &issued.record,
+        &caller.name,
+        issued.replayed,
+        started.elapsed(),
     );
     Ok(issued)
 }
@@ -238,6 +241,7 @@ pub async fn issue_batch(
     Authenticated(caller): Authenticated,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let started = Instant::now();
     let body = BatchBody::parse(&body_or_error(body)?, state.max_batch)?;
     state
         .engine
@@ -247,9 +251,15 @@ pub async fn issue_batch(
     // The items run concurrently within this request's task: each is queued for the workers
     // on the first poll, and the answers come back in request order.
     let items = body.requests.iter().map(|item| async {
-        batch_item(&state, &caller, item)
+        batch_item(&state, &caller, item, started)
             .await
-            .or_else(|e| serde_json::value::to_raw_value(&e.body()).map_err(json_failed))
+            .or_else(|e| {
+                let route = "/v1/certificates/batch";
+                state
+                    .log
+                    .refused(e.code, e.status.as_u16(), &caller.name, route, "");
+                serde_json::value::to_raw_value(&e.body()).map_err(json_failed)
+            })
     });
     let results = futures_util::future::join_all(items)
         .await
@@ -263,10 +273,11 @@ async fn batch_item(
     state: &AppState,
     caller: &Caller,
     item: &RawValue,
+    started: Instant,
 ) -> Result<Box<RawValue>, ApiError> {
     let body: IssueBody = serde_json::from_str(item.get())
         .map_err(|e| ApiError::invalid_request(format!("invalid request: {e}")))?;
-    let issued = issue_one(state, body.into_request(caller)?, caller).await?;
+    let issued = issue_one(state, body.into_request(caller)?, caller, started).await?;
     serde_json::value::to_raw_value(&issued_view(state, &issued)?).map_err(json_failed)
 }
 
@@ -297,6 +308,7 @@ pub async fn renew(
     serial: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let started = Instant::now();
     let old = find(&state, &path_serial(serial), &caller)?;
     let body = body_or_error(body)?;
     let body: RenewBody = if body.iter().all(u8::is_ascii_whitespace) {
@@ -316,6 +328,12 @@ pub async fn renew(
             requester: requester(&caller),
         })
         .await?;
+    state.log.issued(
+        &issued.record,
+        &caller.name,
+        issued.replayed,
+        started.elapsed(),
+    );
     Ok((status_of(&issued), Json(issued_view(&state, &issued)?)).into_response())
 }
 

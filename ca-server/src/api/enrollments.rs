@@ -236,13 +236,14 @@ pub async fn redeem(
     id: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
     let id = enrollment_id(id)?;
     let body: RedeemBody = parse_json(&body_or_error(body)?)?;
     match (body.csr, body.key_type, body.pkcs12_password) {
         (Some(csr), None, None) => {
             let key = RedeemKey::Csr(csr.into_bytes());
             let issued = state.engine.redeem(id, &body.code, key).await?;
-            log_redeemed(&id, &issued);
+            log_redeemed(&state, &id, &issued, started);
             Ok((StatusCode::CREATED, Json(issued_view(&state, &issued)?)).into_response())
         }
         (None, Some(key_type), Some(password)) => {
@@ -287,7 +288,7 @@ pub async fn redeem(
             });
             match delivery {
                 Ok(body) => {
-                    log_redeemed(&id, &issued);
+                    log_redeemed(&state, &id, &issued, started);
                     Ok((StatusCode::CREATED, Json(body)).into_response())
                 }
                 Err(e) => Err(undo(&state, &id, &issued, e).await),
@@ -348,7 +349,13 @@ fn generate(kind: Generated) -> Result<(Zeroizing<Vec<u8>>, csr::SubjectKey), Ca
     Ok((pkcs8, csr::key_from_spki_der(&spki)?))
 }
 
-fn log_redeemed(id: &[u8; 16], issued: &Issued) {
+/// Logs a redemption and the certificate it issued (requested by the RA that created the
+/// enrolment).
+fn log_redeemed(state: &AppState, id: &[u8; 16], issued: &Issued, started: std::time::Instant) {
+    let record = &issued.record;
+    state
+        .log
+        .issued(record, &record.requester, false, started.elapsed());
     tracing::info!(
         enrollment = %hex::encode(id),
         serial = %hex::encode(issued.record.serial),

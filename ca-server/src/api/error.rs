@@ -86,6 +86,9 @@ impl From<CaError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.body())).into_response();
+        response
+            .extensions_mut()
+            .insert(crate::request_log::ErrorCode(self.code));
         if matches!(
             self.status,
             StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE

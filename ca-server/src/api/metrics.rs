@@ -19,6 +19,7 @@ use prometheus::{
 };
 
 use super::{ApiError, AppState, Authenticated};
+use crate::request_log::Seen;
 
 /// Latency of HTTP requests by route and status, and the metrics outside the core's `ca_`
 /// namespace (the standard `process_*` ones).
@@ -157,19 +158,22 @@ fn not_after(der: &[u8]) -> Option<i64> {
 }
 
 /// Middleware: times every request under its route template (never the raw path, whose
-/// serials would make unbounded label sets).
+/// serials would make unbounded label sets), and hands its outcome to the request log.
 pub async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let seen = Seen::of(&request);
     let started = Instant::now();
     let response = next.run(request).await;
+    let latency = started.elapsed();
     state
         .http_metrics
         .latency
         .with_label_values(&[route.as_str(), response.status().as_str()])
-        .observe(started.elapsed().as_secs_f64());
+        .observe(latency.as_secs_f64());
+    seen.logged(&state.log, &route, &response, latency);
     response
 }
 

@@ -12,6 +12,7 @@ mod ops;
 mod revocation;
 mod tokens;
 
+use crate::request_log::RequestLog;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,6 +71,8 @@ pub struct AppState {
     /// The names `[[tls.clients]]` entries act as: no token may take one, since a token
     /// holding a name owns the certificates requested under it.
     pub client_certificate_names: Vec<String>,
+    /// The log of request outcomes.
+    pub log: Arc<RequestLog>,
 }
 
 impl AppState {
