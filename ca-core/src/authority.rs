@@ -120,6 +120,12 @@ impl CertificateAuthority {
         &self.chain
     }
 
+    /// The CA's own certificate, DER: the first of [`CertificateAuthority::chain`], which
+    /// [`CertificateAuthority::new`] refuses to build without.
+    pub fn certificate(&self) -> &[u8] {
+        self.chain.first().map_or(&[], Vec::as_slice)
+    }
+
     /// The profile of that name.
     pub fn profile(&self, name: &str) -> Result<&Profile, CaError> {
         self.templates

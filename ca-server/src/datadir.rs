@@ -637,7 +637,7 @@ pub fn start_core(
                 Config::resolve(dir, &config.ca.chain_file).display()
             )
         })?;
-    let ca_der = ca.chain().first().cloned().unwrap_or_default();
+    let ca_der = ca.certificate().to_vec();
     let engine =
         Arc::new(Engine::start(Arc::new(ca), store, &config.engine).map_err(|e| e.to_string())?);
     let crl_url = config
@@ -699,13 +699,7 @@ pub fn issue_tls_certificate(dir: &Path, names: &[San]) -> Result<TlsIssued, Str
         .status_urls(config.listen, true, config.public.listen)?
         .urls;
     let core = start_core(dir, &config, material, store, &urls)?;
-    let ca_der = core
-        .engine
-        .ca()
-        .chain()
-        .first()
-        .cloned()
-        .unwrap_or_default();
+    let ca_der = core.engine.ca().certificate().to_vec();
     let now = OffsetDateTime::now_utc();
     let der = server_tls::issue_server_certificate(
         core.signer.clone(),

@@ -101,7 +101,7 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
         signer,
     } = datadir::start_core(dir, &config, material, store, &urls)?;
     let chain_pem = ca_core::armor::certificates_to_pem(engine.ca().chain());
-    let ca_der = engine.ca().chain().first().cloned().unwrap_or_default();
+    let ca_der = engine.ca().certificate().to_vec();
     let first = crl.clone();
     tokio::task::spawn_blocking(move || first.generate())
         .await

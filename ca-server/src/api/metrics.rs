@@ -208,7 +208,7 @@ pub async fn metrics(
             .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
     let certificates = [
-        ("ca", state.engine.ca().chain().first().cloned()),
+        ("ca", Some(state.engine.ca().certificate().to_vec())),
         ("ocsp_responder", state.ocsp.responder_certificate()),
     ];
     for (name, der) in certificates {

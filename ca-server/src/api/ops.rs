@@ -33,13 +33,7 @@ pub async fn ca_pem(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 
 /// `GET /ca.der`: the issuing CA's certificate, DER (the caIssuers URL, RFC 5280 4.2.2.1).
 pub async fn ca_der(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let der = state
-        .engine
-        .ca()
-        .chain()
-        .first()
-        .cloned()
-        .unwrap_or_default();
+    let der = state.engine.ca().certificate().to_vec();
     ([(header::CONTENT_TYPE, "application/pkix-cert")], der)
 }
 
