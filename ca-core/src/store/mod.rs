@@ -783,6 +783,54 @@ mod tests {
         assert!(err.to_string().contains("newer"), "{err}");
     }
 
+    /// The WAL syncs RocksDB counted (`Cumulative WAL: N writes, M syncs` of its DB stats).
+    fn wal_syncs(store: &Store) -> u64 {
+        let stats = store.db.property_value("rocksdb.dbstats").unwrap().unwrap();
+        let line = stats
+            .lines()
+            .find(|l| l.starts_with("Cumulative WAL:"))
+            .unwrap_or_else(|| panic!("no WAL line in {stats}"));
+        let syncs = line.split(" syncs").next().unwrap();
+        let syncs = syncs.rsplit(' ').next().unwrap().replace(['K', ','], "");
+        syncs.parse().unwrap_or_else(|_| panic!("a count in {line}"))
+    }
+
+    /// Nothing is acknowledged before it is on disk: every write of the store, the writer's
+    /// group commits included, syncs the WAL (surviving a power loss, not only a killed
+    /// process, which the page cache would outlive anyway).
+    #[test]
+    fn every_write_syncs_the_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let before = wal_syncs(&store);
+        for i in 0..3u8 {
+            let mut batch = WriteBatch::default();
+            batch.put_cf(store.cf(cf::META).unwrap(), [b'x', i], [i]);
+            store.write(batch).unwrap();
+        }
+        assert_eq!(wal_syncs(&store) - before, 3, "one WAL sync per write");
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::new().unwrap());
+        let writer = writer::StoreWriter::start(store.clone(), 16, metrics).unwrap();
+        let before = wal_syncs(&store);
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let event = crate::audit::AuditEvent::new(
+            0,
+            "test",
+            crate::audit::AuditAction::CrlGenerated,
+            "x".to_string(),
+        );
+        writer
+            .sender()
+            .send(writer::WriteOp::Record(event, Vec::new(), reply))
+            .unwrap();
+        answer.blocking_recv().unwrap().unwrap();
+        assert!(
+            wal_syncs(&store) > before,
+            "the writer's commit synced the WAL before answering"
+        );
+        writer.join();
+    }
+
     #[test]
     fn a_second_open_says_the_store_is_in_use() {
         let dir = tempfile::tempdir().unwrap();
