@@ -31,8 +31,12 @@ fn main() -> Result<(), Box<dyn Error>> {
     let out = PathBuf::from(std::env::var("OUT_DIR")?).join("openapi.json");
     std::fs::write(&out, serde_json::to_vec(&document)?)?;
     build_commit(&manifest);
+    let digest = source_digest(&manifest.join(".."));
+    println!("cargo:rustc-env=CA_SOURCE_DIGEST={digest}");
     Ok(())
 }
+
+include!("../build-support/source_digest.rs");
 
 /// Exports the commit being built as `CA_BUILD_COMMIT` (`unknown` when Git or the repository
 /// is not there, e.g. when built from a source archive).

@@ -16,9 +16,21 @@ use crate::datadir::{self, Created, ROOT_VALIDITY_DAYS};
 use crate::offline::{self, ExportFormat};
 use crate::serve::{serve, ServeOptions};
 
+/// `ca-server --version`: the version, the commit, and a digest of the sources it was built
+/// from (the end-to-end tests compare it with their own, so that they never run a binary
+/// built from other sources).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("CA_BUILD_COMMIT"),
+    ", sources ",
+    env!("CA_SOURCE_DIGEST"),
+    ")"
+);
+
 /// A high-throughput certificate authority.
 #[derive(Debug, Parser)]
-#[command(name = "ca-server", version)]
+#[command(name = "ca-server", version = VERSION)]
 pub struct Cli {
     /// The data directory: configuration, CA key and certificate, store.
     #[arg(long, global = true, default_value = "./ca-data")]

@@ -789,10 +789,10 @@ mod tests {
         let line = stats
             .lines()
             .find(|l| l.starts_with("Cumulative WAL:"))
-            .unwrap_or_else(|| panic!("no WAL line in {stats}"));
+            .expect("RocksDB's DB stats have a WAL line");
         let syncs = line.split(" syncs").next().unwrap();
         let syncs = syncs.rsplit(' ').next().unwrap().replace(['K', ','], "");
-        syncs.parse().unwrap_or_else(|_| panic!("a count in {line}"))
+        syncs.parse().expect("the WAL line counts syncs")
     }
 
     /// Nothing is acknowledged before it is on disk: every write of the store, the writer's

@@ -28,9 +28,14 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 // The binary
 // ---------------------------------------------------------------------------------------------
 
-/// The `ca-server` binary: `$CA_SERVER_BIN`, else `target/release/ca-server` beside the test
-/// executable (which lives in `target/release/deps/`).
+/// The `ca-server` binary: `$CA_SERVER_BIN` as it is (to run the tests against another build
+/// on purpose, e.g. an old one), else `target/release/ca-server` beside the test executable
+/// (which lives in `target/release/deps/`), which must have been built from the sources these
+/// tests were built with: its `--version` names the digest of its sources, which must be
+/// this build's `CA_SOURCE_DIGEST` (a shared `CARGO_TARGET_DIR` or a stale build would
+/// otherwise have the tests judge another server).
 pub fn server_bin() -> PathBuf {
+    static CHECKED: OnceLock<PathBuf> = OnceLock::new();
     if let Ok(p) = std::env::var("CA_SERVER_BIN") {
         let p = PathBuf::from(p);
         assert!(
@@ -40,19 +45,53 @@ pub fn server_bin() -> PathBuf {
         );
         return p;
     }
-    let exe = std::env::current_exe().expect("current_exe");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test executable lives in target/<profile>/deps")
-        .join("ca-server");
-    assert!(
-        bin.is_file(),
-        "ca-server binary not found at {}: build it first with \
-         `cargo build --release --workspace --bins` (or set CA_SERVER_BIN)",
-        bin.display()
-    );
-    bin
+    CHECKED
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("current_exe");
+            let bin = exe
+                .parent()
+                .and_then(Path::parent)
+                .expect("the test executable lives in target/<profile>/deps")
+                .join("ca-server");
+            assert!(
+                bin.is_file(),
+                "ca-server binary not found at {}: build it first with \
+                 `cargo build --release --workspace --bins` (or set CA_SERVER_BIN)",
+                bin.display()
+            );
+            let version = run_with_deadline(Command::new(&bin).arg("--version"), STARTUP_TIMEOUT);
+            let expected = format!("sources {})", env!("CA_SOURCE_DIGEST"));
+            assert!(
+                version.contains(&expected),
+                "{} was built from other sources than these tests ({version:?}, expected \
+                 {expected:?}): rebuild it with `cargo build --release -p ca-server` (another \
+                 checkout sharing CARGO_TARGET_DIR may have replaced it)",
+                bin.display()
+            );
+            bin
+        })
+        .clone()
+}
+
+/// Runs `command` to completion within `deadline` (killed beyond, which fails the test);
+/// its stdout.
+pub fn run_with_deadline(command: &mut Command, deadline: Duration) -> String {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawning a command");
+    let until = Instant::now() + deadline;
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > until {
+            let _ = child.kill();
+            panic!("{command:?} did not finish within {deadline:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("wait");
+    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 /// Runs `ca-server ARGS` to completion (for `init`, `token create`, ...).

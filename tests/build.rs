@@ -1,0 +1,12 @@
+//! Gives the end-to-end tests the digest of the sources `ca-server` is built from
+//! (`CA_SOURCE_DIGEST`), which they compare with the binary's `--version`.
+
+use std::path::PathBuf;
+
+fn main() {
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let digest = source_digest(&manifest.join(".."));
+    println!("cargo:rustc-env=CA_SOURCE_DIGEST={digest}");
+}
+
+include!("../build-support/source_digest.rs");
