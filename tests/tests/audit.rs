@@ -343,8 +343,8 @@ fn checkpoints_are_signed_by_the_ca_and_verify_with_openssl() {
     let mut forged = message.clone();
     forged[tag.len() + 7] ^= 1;
     std::fs::write(dir.join("forged.bin"), &forged).unwrap();
-    let out = Command::new("openssl")
-        .args([
+    let out = output_within(
+        Command::new("openssl").args([
             "dgst",
             "-sha256",
             "-verify",
@@ -352,9 +352,9 @@ fn checkpoints_are_signed_by_the_ca_and_verify_with_openssl() {
             "-signature",
             dir.join("sig.bin").to_str().unwrap(),
             dir.join("forged.bin").to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+        ]),
+        COMMAND_DEADLINE,
+    );
     assert!(!out.status.success(), "a forged checkpoint must not verify");
 }
 

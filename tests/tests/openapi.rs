@@ -10,7 +10,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
@@ -227,7 +227,8 @@ fn schemathesis(
     cmd.current_dir(spec_file.parent().expect("scratch dir"))
         .env("NO_COLOR", "1")
         .env("SCHEMATHESIS_HOOKS", hooks_file());
-    let out = cmd.output().expect("running schemathesis");
+    // Its own --max-time bounds the fuzzing; the deadline bounds the rest.
+    let out = output_within(&mut cmd, Duration::from_secs(secs + 600));
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

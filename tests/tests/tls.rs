@@ -136,8 +136,8 @@ fn tls_with_the_cas_own_certificate_and_client_certificates_as_roles() {
 
     // The server certificate verifies with OpenSSL against the CA, for its name.
     let port = s.base.rsplit(':').next().unwrap().to_string();
-    let mut child = Command::new("openssl")
-        .args([
+    let out = output_within(
+        Command::new("openssl").args([
             "s_client",
             "-connect",
             &format!("127.0.0.1:{port}"),
@@ -146,14 +146,9 @@ fn tls_with_the_cas_own_certificate_and_client_certificates_as_roles() {
             "-verify_hostname",
             "ca.test.example",
             "-verify_return_error",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
+        ]),
+        COMMAND_DEADLINE,
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("Verify return code: 0 (ok)") && text.contains("TLSv1.3"),
@@ -253,25 +248,21 @@ fn init_can_issue_the_servers_tls_certificate() {
 /// `openssl s_client` against `addr` for `name`, trusting only `ca`: whether the server's
 /// certificate verifies for that name.
 fn s_client_verifies(addr: &str, ca: &Path, name: &str) -> (bool, String) {
-    let mut child = Command::new("openssl")
-        .args(["s_client", "-connect", addr, "-CAfile"])
-        .arg(ca)
-        .args([
-            if name.parse::<std::net::IpAddr>().is_ok() {
-                "-verify_ip"
-            } else {
-                "-verify_hostname"
-            },
-            name,
-            "-verify_return_error",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
+    let out = output_within(
+        Command::new("openssl")
+            .args(["s_client", "-connect", addr, "-CAfile"])
+            .arg(ca)
+            .args([
+                if name.parse::<std::net::IpAddr>().is_ok() {
+                    "-verify_ip"
+                } else {
+                    "-verify_hostname"
+                },
+                name,
+                "-verify_return_error",
+            ]),
+        COMMAND_DEADLINE,
+    );
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     (text.contains("Verify return code: 0 (ok)"), text)
 }
@@ -462,14 +453,24 @@ fn status_urls_in_certificates_issued_after_tls_cert_work() {
 fn curl_at(s: &Server, host: &str, path: &str, extra: &[&str]) -> (u16, String) {
     let port = s.base.rsplit(':').next().unwrap();
     let resolve = format!("{host}:{port}:127.0.0.1");
-    let out = Command::new("curl")
-        .args(["-s", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
-        .arg(s.dir.join("ca.pem"))
-        .args(["--resolve", &resolve])
-        .args(extra)
-        .arg(format!("https://{host}:{port}{path}"))
-        .output()
-        .expect("curl");
+    let out = output_within(
+        Command::new("curl")
+            .args([
+                "-s",
+                "-m",
+                "60",
+                "-o",
+                "-",
+                "-w",
+                "\n%{http_code}",
+                "--cacert",
+            ])
+            .arg(s.dir.join("ca.pem"))
+            .args(["--resolve", &resolve])
+            .args(extra)
+            .arg(format!("https://{host}:{port}{path}")),
+        COMMAND_DEADLINE,
+    );
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
     (code.trim().parse().unwrap_or(0), body.to_string())

@@ -59,7 +59,8 @@ pub fn server_bin() -> PathBuf {
                  `cargo build --release --workspace --bins` (or set CA_SERVER_BIN)",
                 bin.display()
             );
-            let version = run_with_deadline(Command::new(&bin).arg("--version"), STARTUP_TIMEOUT);
+            let out = output_within(Command::new(&bin).arg("--version"), STARTUP_TIMEOUT);
+            let version = String::from_utf8_lossy(&out.stdout).to_string();
             let expected = format!("sources {})", env!("CA_SOURCE_DIGEST"));
             assert!(
                 version.contains(&expected),
@@ -73,34 +74,63 @@ pub fn server_bin() -> PathBuf {
         .clone()
 }
 
-/// Runs `command` to completion within `deadline` (killed beyond, which fails the test);
-/// its stdout.
-pub fn run_with_deadline(command: &mut Command, deadline: Duration) -> String {
+/// How long a helper command (`ca-server init`, openssl, curl, ...) may run.
+pub const COMMAND_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Runs `command` to completion within `deadline` (killed beyond it, which fails the test),
+/// its standard input empty and both outputs read as they come: `Command::output` with a
+/// deadline.
+pub fn output_within(command: &mut Command, deadline: Duration) -> Output {
+    use std::io::Read;
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
-        .expect("spawning a command");
+        .unwrap_or_else(|e| panic!("spawning {command:?}: {e}"));
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
     let until = Instant::now() + deadline;
-    while child.try_wait().expect("try_wait").is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
         if Instant::now() > until {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("{command:?} did not finish within {deadline:?}");
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("reading stdout"),
+        stderr: stderr.join().expect("reading stderr"),
     }
-    let out = child.wait_with_output().expect("wait");
-    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 /// Runs `ca-server ARGS` to completion (for `init`, `token create`, ...).
 pub fn ca_server(args: &[&str]) -> Output {
-    Command::new(server_bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running ca-server")
+    output_within(Command::new(server_bin()).args(args), COMMAND_DEADLINE)
 }
 
 /// Runs `ca-server ARGS` and asserts that it succeeded; returns its stdout.
@@ -738,11 +768,7 @@ impl Checks {
 
 /// Runs openssl, asserting success; returns stdout.
 pub fn openssl(args: &[&str]) -> String {
-    let out = Command::new("openssl")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running openssl (is it installed?)");
+    let out = output_within(Command::new("openssl").args(args), COMMAND_DEADLINE);
     assert!(
         out.status.success(),
         "`openssl {}` failed ({}):\n{}{}",
@@ -1801,17 +1827,17 @@ pub fn url_encode_base64(b64: &str) -> String {
 /// Runs `openssl ARGS` (an `ocsp` command) without any proxy from the environment; returns
 /// whether it succeeded and its stdout followed by its stderr.
 pub fn openssl_ocsp(args: &[&str]) -> (bool, String) {
-    let out = Command::new("openssl")
-        .args(args)
-        .env_remove("http_proxy")
-        .env_remove("HTTP_PROXY")
-        .env_remove("https_proxy")
-        .env_remove("HTTPS_PROXY")
-        .env_remove("all_proxy")
-        .env_remove("ALL_PROXY")
-        .stdin(Stdio::null())
-        .output()
-        .expect("running openssl ocsp");
+    let out = output_within(
+        Command::new("openssl")
+            .args(args)
+            .env_remove("http_proxy")
+            .env_remove("HTTP_PROXY")
+            .env_remove("https_proxy")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("all_proxy")
+            .env_remove("ALL_PROXY"),
+        COMMAND_DEADLINE,
+    );
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -1947,12 +1973,12 @@ pub fn check_crl(ca: &CaCert, scratch: &Path, der: &[u8], name: &str) -> Crl {
     std::fs::write(&file, der).expect("writing the CRL");
     let file_s = file.to_str().expect("UTF-8 path");
     let ca_s = ca.file.to_str().expect("UTF-8 path");
-    let out = Command::new("openssl")
-        .args([
+    let out = output_within(
+        Command::new("openssl").args([
             "crl", "-inform", "DER", "-in", file_s, "-CAfile", ca_s, "-noout",
-        ])
-        .output()
-        .expect("running openssl crl");
+        ]),
+        COMMAND_DEADLINE,
+    );
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -1999,12 +2025,13 @@ pub fn openssl_verify_crl(ca: &CaCert, crls: &[&Crl], leaf: &Path) -> (bool, Str
     }
     let file = leaf.with_extension(format!("bundle{}.pem", unique()));
     std::fs::write(&file, bundle).expect("writing the CA and CRL bundle");
-    let out = Command::new("openssl")
-        .args(["verify", "-crl_check", "-CAfile"])
-        .arg(&file)
-        .arg(leaf)
-        .output()
-        .expect("running openssl verify");
+    let out = output_within(
+        Command::new("openssl")
+            .args(["verify", "-crl_check", "-CAfile"])
+            .arg(&file)
+            .arg(leaf),
+        COMMAND_DEADLINE,
+    );
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
