@@ -883,7 +883,33 @@ pub fn make_csr(key_type: &str, subj: &str, sans: &[&str]) -> Csr {
 
 /// [`make_csr`] with extra `openssl req` arguments (e.g. `-sha1`).
 pub fn make_csr_with(key_type: &str, subj: &str, sans: &[&str], extra: &[&str]) -> Csr {
-    let key = key_file(key_type);
+    make_csr_for_key(&key_file(key_type), key_type, subj, sans, extra)
+}
+
+/// A new EC P-256 private key of its own in `dir` (not the cached one), for requests that must
+/// be told apart by their keys.
+pub fn fresh_p256_key(dir: &Path) -> PathBuf {
+    let path = dir.join(format!("key-{}.pem", unique()));
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        path.to_str().expect("UTF-8 path"),
+    ]);
+    path
+}
+
+/// A CSR made by `openssl req` with the private key in `key` (of type `key_type`).
+pub fn make_csr_for_key(
+    key: &Path,
+    key_type: &str,
+    subj: &str,
+    sans: &[&str],
+    extra: &[&str],
+) -> Csr {
     let mut args: Vec<String> = vec![
         "req".into(),
         "-new".into(),
