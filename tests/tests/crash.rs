@@ -1,7 +1,10 @@
 //! Crash safety: concurrent issuance and revocation, SIGKILL at random moments, restart on
 //! the same data directory, and every promise checked: acknowledged certificates come back
-//! byte-identical, no serial twice, acknowledged revocations in the next CRL, CRL numbers and
-//! the audit log only grow, and `ca-server audit verify` passes.
+//! byte-identical, revoked when their revocation was acknowledged and valid when none was
+//! attempted; no serial twice; acknowledged revocations in the next CRL, whose signature
+//! OpenSSL verifies; CRL numbers and the audit log only grow, the log's hash chain recomputed
+//! by the test and `ca-server audit verify` both pass; every `request_id` replayed after the
+//! kill answers its acknowledged certificate again, or issues once.
 //!
 //! `CRASH_ROUNDS` (default 4) sets the number of kills; docs/SECURITY.md gives the figures of
 //! a longer run.
@@ -13,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::audit_chain::{audit_log, check_chain};
 use common::*;
 use serde_json::{json, Value};
 
@@ -38,19 +42,42 @@ struct Acknowledged {
     certificates: BTreeMap<String, String>,
     /// Every serial whose revocation answered 200.
     revoked: HashSet<String>,
+    /// Every serial whose revocation was sent (answered or not).
+    revocations_sent: HashSet<String>,
+    /// request_id → (request body, the serial its 201 acknowledged, if one did).
+    requests: BTreeMap<String, (Value, Option<String>)>,
 }
 
-/// One client: issues, and now and then revokes one of its own acknowledged certificates,
-/// until the server goes away.
-fn client(s: &Server, t: usize, stop: &AtomicBool, acked: &Mutex<Acknowledged>, seed: u64) {
+/// One client: issues (each request with a `request_id` of its own), and now and then revokes
+/// one of its own acknowledged certificates, until the server goes away. A failure to reach
+/// the server before the kill was sent fails the test.
+fn client(
+    s: &Server,
+    t: usize,
+    killing: &AtomicBool,
+    acked: &Mutex<Acknowledged>,
+    seed: u64,
+    round: usize,
+) {
     let client = http_client();
     let csr = server_csr(&format!("crash-{t}.example"));
     let mut rng = Rng(seed | 1);
     let mut mine: Vec<String> = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
+    let gone = |e: String| {
+        assert!(
+            killing.load(Ordering::SeqCst),
+            "client {t}: the server failed before it was killed: {e}"
+        );
+    };
+    for n in 0.. {
         if !mine.is_empty() && rng.below(4) == 0 {
             let serial = mine.swap_remove(rng.below(mine.len() as u64) as usize);
             let body = json!({"reason": "keyCompromise"});
+            acked
+                .lock()
+                .unwrap()
+                .revocations_sent
+                .insert(serial.clone());
             match try_post(
                 &client,
                 &s.base,
@@ -62,26 +89,84 @@ fn client(s: &Server, t: usize, stop: &AtomicBool, acked: &Mutex<Acknowledged>, 
                     acked.lock().unwrap().revoked.insert(serial);
                 }
                 Ok(r) => assert!(r.status >= 500, "revoke {serial}: {r}"),
-                Err(_) => return,
+                Err(e) => return gone(e.to_string()),
             }
             continue;
         }
-        let body = json!({"csr": csr.pem, "profile": "tls-server", "validity_days": 30});
+        let request_id = format!("r{round}-c{t}-{n}");
+        let body = json!({"csr": csr.pem, "profile": "tls-server", "validity_days": 30,
+                          "request_id": request_id});
+        acked
+            .lock()
+            .unwrap()
+            .requests
+            .insert(request_id.clone(), (body.clone(), None));
         match try_post(&client, &s.base, "/v1/certificates", &s.tokens.ra, &body) {
             Ok(r) if r.status == 201 => {
                 let serial = r.json["serial"].as_str().unwrap().to_string();
                 let pem = r.json["certificate"].as_str().unwrap().to_string();
-                let previous = acked
-                    .lock()
-                    .unwrap()
-                    .certificates
-                    .insert(serial.clone(), pem);
+                let mut a = acked.lock().unwrap();
+                let previous = a.certificates.insert(serial.clone(), pem);
                 assert!(previous.is_none(), "serial {serial} acknowledged twice");
+                if let Some(entry) = a.requests.get_mut(&request_id) {
+                    entry.1 = Some(serial.clone());
+                }
                 mine.push(serial);
             }
             // Shutting down or overloaded while the kill lands: not acknowledged.
             Ok(r) => assert!(r.status == 429 || r.status >= 500, "issue: {r}"),
-            Err(_) => return,
+            Err(e) => return gone(e.to_string()),
+        }
+    }
+}
+
+/// Replays the `request_id`s of the round before the kill, and about 200 of the older ones:
+/// one whose 201 was acknowledged answers the same certificate (200); one that was not
+/// acknowledged either answers the certificate its request committed before the kill (200),
+/// or issues now (201), and then stays answered.
+fn replay_request_ids(s: &Server, acked: &Mutex<Acknowledged>, round: usize) {
+    let mut a = acked.lock().unwrap();
+    let last = format!("r{}-", round.saturating_sub(1));
+    let (recent, older): (Vec<_>, Vec<_>) = a
+        .requests
+        .iter()
+        .map(|(id, (body, serial))| (id.clone(), body.clone(), serial.clone()))
+        .partition(|(id, _, _)| id.starts_with(&last));
+    let step = (older.len() / 200).max(1);
+    let requests: Vec<(String, Value, Option<String>)> = recent
+        .into_iter()
+        .chain(older.into_iter().step_by(step))
+        .collect();
+    for (id, body, serial) in requests {
+        let r = s.post("/v1/certificates", &s.tokens.ra, &body);
+        let answered = r.json["serial"].as_str().unwrap_or_default().to_string();
+        match serial {
+            Some(serial) => {
+                assert_eq!(r.status, 200, "round {round}: replay of {id}: {r}");
+                assert_eq!(answered, serial, "round {round}: replay of {id}");
+                assert_eq!(
+                    r.json["certificate"].as_str(),
+                    a.certificates.get(&serial).map(String::as_str),
+                    "round {round}: replay of {id} answers the acknowledged certificate"
+                );
+            }
+            None => {
+                assert!(
+                    matches!(r.status, 200 | 201),
+                    "round {round}: replay of unacknowledged {id}: {r}"
+                );
+                let pem = r.json["certificate"].as_str().unwrap().to_string();
+                if r.status == 201 {
+                    assert!(
+                        !a.certificates.contains_key(&answered),
+                        "round {round}: {id} issued an acknowledged serial again"
+                    );
+                }
+                a.certificates.entry(answered.clone()).or_insert(pem);
+                if let Some(entry) = a.requests.get_mut(&id) {
+                    entry.1 = Some(answered);
+                }
+            }
         }
     }
 }
@@ -122,6 +207,7 @@ fn sigkill_during_issuance_and_revocation_loses_nothing_acknowledged() {
     let dir = tmp.path().join("ca");
     let acked = Mutex::new(Acknowledged::default());
     let (mut last_crl, mut last_audit) = (0u128, 0u64);
+    let mut killed_with_revocations = 0;
     let started = Instant::now();
     for round in 0..=rounds {
         let s = Server::serve(&dir);
@@ -152,11 +238,16 @@ fn sigkill_during_issuance_and_revocation_loses_nothing_acknowledged() {
                         r.json["status"], "revoked",
                         "round {round}: acknowledged revocation of {serial} lost"
                     );
+                } else if !a.revocations_sent.contains(serial) {
+                    assert_eq!(
+                        r.json["status"], "valid",
+                        "round {round}: {serial}, never revoked, is not valid"
+                    );
                 }
             }
             // Every acknowledged revocation is in the next CRL; CRL numbers only grow.
             let generated = s.generate_crl();
-            let crl = parse_crl(&s.crl(), "CRL after restart");
+            let crl = s.check_crl(&s.crl(), &format!("after-restart-{round}"));
             assert_eq!(
                 crl.number,
                 u128::from(generated["crl_number"].as_u64().unwrap())
@@ -180,6 +271,7 @@ fn sigkill_during_issuance_and_revocation_loses_nothing_acknowledged() {
                 "round {round}: audit head {head} after {last_audit}"
             );
             last_audit = head;
+            check_chain(&audit_log(&s));
             let out = ca_server(&["audit", "verify", "--data-dir", dir.to_str().unwrap()]);
             assert!(
                 out.status.success(),
@@ -188,6 +280,8 @@ fn sigkill_during_issuance_and_revocation_loses_nothing_acknowledged() {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        // Every request_id sent before this start answers as it should.
+        replay_request_ids(&s, &acked, round);
         if round == rounds {
             // The store holds each serial once (the export walks every certificate).
             let out = ca_server(&[
@@ -208,6 +302,11 @@ fn sigkill_during_issuance_and_revocation_loses_nothing_acknowledged() {
             assert!(seen.values().all(|n| *n == 1), "a serial is stored twice");
             let a = acked.lock().unwrap();
             assert!(a.certificates.keys().all(|k| seen.contains_key(k)));
+            assert!(
+                killed_with_revocations > 0 && !a.revoked.is_empty(),
+                "revocations were acknowledged ({} in {killed_with_revocations} rounds)",
+                a.revoked.len()
+            );
             eprintln!(
                 "crash test: {rounds} kills in {:.0} s; {} certificates and {} revocations acknowledged, {} stored",
                 started.elapsed().as_secs_f64(), a.certificates.len(), a.revoked.len(), seen.len()
@@ -216,27 +315,36 @@ fn sigkill_during_issuance_and_revocation_loses_nothing_acknowledged() {
             break;
         }
         // Load, then SIGKILL at a random moment.
-        let stop = AtomicBool::new(false);
-        let before = acked.lock().unwrap().certificates.len();
+        let killing = AtomicBool::new(false);
+        let (before, revoked_before) = {
+            let a = acked.lock().unwrap();
+            (a.certificates.len(), a.revoked.len())
+        };
         std::thread::scope(|scope| {
             for t in 0..4 {
-                let (s, stop, acked, seed) = (&s, &stop, &acked, rng.next());
-                scope.spawn(move || client(s, t, stop, acked, seed));
+                let (s, killing, acked, seed) = (&s, &killing, &acked, rng.next());
+                scope.spawn(move || client(s, t, killing, acked, seed, round));
             }
             std::thread::sleep(Duration::from_millis(300 + rng.below(1200)));
             // Killed by pid: the clients still hold the server until they notice.
+            killing.store(true, Ordering::SeqCst);
             let pid = s.pid();
             std::process::Command::new("kill")
                 .args(["-KILL", &pid.to_string()])
                 .status()
                 .unwrap();
-            stop.store(true, Ordering::Relaxed);
         });
-        let after = acked.lock().unwrap().certificates.len();
+        let (after, revoked_after) = {
+            let a = acked.lock().unwrap();
+            (a.certificates.len(), a.revoked.len())
+        };
         assert!(
             after > before,
             "round {round}: no certificate was acknowledged before the kill"
         );
+        if revoked_after > revoked_before {
+            killed_with_revocations += 1;
+        }
         s.reap();
     }
 }

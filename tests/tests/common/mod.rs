@@ -5,6 +5,8 @@
 //! Every test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
+pub mod audit_chain;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
