@@ -101,3 +101,43 @@ fn the_timer_publishes_a_revocation_within_seconds() {
     let crl = s.check_crl(&crl.der, "timer");
     assert_eq!(crl.entry(&sn).and_then(|e| e.reason), Some(1));
 }
+
+/// CRL numbers survive an unclean shutdown by persistence, not by the clock: a burst of
+/// generations takes the number well ahead of the clock (each number is at least the current
+/// Unix second, and one more than the last), the server is killed with SIGKILL and started
+/// again at once, and the next number must still be above the last one, which a number taken
+/// from the clock alone would not be.
+#[test]
+fn crl_numbers_stay_ahead_of_the_clock_across_sigkill() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("ca");
+    let s = Server::serve(&dir);
+    let mut last = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while last < now_unix() as u64 + 100 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "60 s of CRL generations did not take the number 100 ahead of the clock"
+        );
+        let n = s.generate_crl()["crl_number"].as_u64().expect("crl_number");
+        assert!(n > last, "CRL number {n} after {last}");
+        last = n;
+    }
+    // The delta CRL of the last generation has the highest number yet.
+    last = last.max(u64::try_from(parse_crl(&s.delta_crl(), "delta").number).expect("u64"));
+    s.kill9();
+    let s = Server::serve(&dir);
+    assert!(
+        (last as i64) > now_unix() + 50,
+        "the clock caught up with the numbers before the restart"
+    );
+    let full = s.check_crl(&s.crl(), "after-sigkill");
+    let delta = parse_crl(&s.delta_crl(), "delta after SIGKILL");
+    assert!(
+        full.number > u128::from(last) && delta.number > u128::from(last),
+        "CRL numbers {} and {} after SIGKILL, {last} before",
+        full.number,
+        delta.number
+    );
+    s.terminate();
+}
