@@ -23,6 +23,8 @@ pub mod csr;
 pub mod engine;
 pub mod enrolment;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inspect;
 pub mod metrics;
 pub mod name;
