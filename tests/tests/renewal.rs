@@ -322,3 +322,93 @@ fn rekey_with_another_subject_is_refused() {
     let r = s.renew(&orig_sn, Some(&json!({"csr": same.pem})));
     assert_eq!(r.status, 201, "re-key with the same subject: {r}");
 }
+
+/// A renewal and a revocation of the same certificate sent at once: whichever the store
+/// commits first wins. Either the renewal is issued and its audit entry comes before the
+/// revocation's, or it is refused (409 `renewal_refused`) and the certificate has no renewal;
+/// a renewal never commits after the revocation of the certificate it renews.
+#[test]
+fn a_renewal_racing_a_revocation_never_commits_after_it() {
+    const CERTIFICATES: usize = 40;
+    let s = Server::fresh();
+    let serials: Vec<String> = (0..CERTIFICATES)
+        .map(|i| {
+            serial_of(&s.issue(
+                &server_csr(&format!("race-{i}.example")),
+                "tls-server",
+                None,
+            ))
+        })
+        .collect();
+    let (mut renewed, mut refused) = (0, 0);
+    for (i, serial) in serials.iter().enumerate() {
+        // Stagger the two by 0 to 3 ms, either way round, so that both orders occur.
+        let delay = |us: usize| std::time::Duration::from_micros(us as u64);
+        let (renew_after, revoke_after) = match i % 4 {
+            0 => (0, 0),
+            1 => (0, 300 * (i % 7)),
+            2 => (300 * (i % 5), 0),
+            _ => (100, 100 * (i % 9)),
+        };
+        let (renewal, revocation) = std::thread::scope(|scope| {
+            let renewal = scope.spawn(|| {
+                std::thread::sleep(delay(renew_after));
+                s.renew(serial, None)
+            });
+            let revocation = scope.spawn(|| {
+                std::thread::sleep(delay(revoke_after));
+                s.revoke(serial, "superseded", None)
+            });
+            (renewal.join().unwrap(), revocation.join().unwrap())
+        });
+        assert_eq!(revocation.status, 200, "revoking {serial}: {revocation}");
+        let events = s.get(
+            &format!("/v1/certificates/{serial}/events"),
+            Some(&s.tokens.auditor),
+        );
+        assert_eq!(events.status, 200, "{events}");
+        let seq_of = |kind: &str| {
+            events.json["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["type"] == kind)
+                .and_then(|e| e["audit_seq"].as_u64())
+        };
+        let revoked_at = seq_of("revoked").expect("the revocation is an event");
+        match renewal.status {
+            201 => {
+                renewed += 1;
+                let renewed_at = seq_of("renewed").expect("the renewal is an event");
+                assert!(
+                    renewed_at < revoked_at,
+                    "{serial}: renewed at audit entry {renewed_at}, after its revocation at \
+                     {revoked_at}"
+                );
+                let child = serial_of(&renewal.json);
+                assert_eq!(s.record(&child)["status"], "valid", "the renewal {child}");
+            }
+            409 => {
+                refused += 1;
+                assert_error(
+                    &renewal,
+                    409,
+                    "renewal_refused",
+                    "renewal of a revoked certificate",
+                );
+                assert!(
+                    seq_of("renewed").is_none(),
+                    "{serial}: refused, yet renewed"
+                );
+                assert_eq!(
+                    s.record(serial)["renewed_by"],
+                    json!([]),
+                    "{serial}: refused, yet renewed"
+                );
+            }
+            _ => panic!("renewing {serial} during its revocation: {renewal}"),
+        }
+    }
+    eprintln!("{renewed} renewals first, {refused} revocations first");
+    assert_eq!(renewed + refused, CERTIFICATES);
+}
