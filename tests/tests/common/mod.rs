@@ -116,8 +116,15 @@ pub fn new_dir(tmp: &Path) -> PathBuf {
 /// `ca-server serve` on `dir`, which must refuse to start: waits up to 60 s for it to exit
 /// unsuccessfully and returns what it printed on stderr.
 pub fn serve_refused(dir: &Path) -> String {
+    serve_refused_on(dir, "127.0.0.1:0")
+}
+
+/// `ca-server serve --listen LISTEN` on `dir`, which must refuse to start: waits up to 60 s for
+/// it to exit unsuccessfully (killing it and panicking if it is still running then) and returns
+/// what it printed on stderr.
+pub fn serve_refused_on(dir: &Path, listen: &str) -> String {
     let mut child = Command::new(server_bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--listen", listen, "--data-dir"])
         .arg(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -127,8 +134,9 @@ pub fn serve_refused(dir: &Path) -> String {
     while child.try_wait().expect("try_wait").is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();
+            let _ = child.wait();
             panic!(
-                "ca-server served from {}, which it must refuse",
+                "ca-server served from {} on {listen}, which it must refuse",
                 dir.display()
             );
         }
@@ -264,6 +272,13 @@ impl Server {
     /// 127.0.0.1:0` when the configuration has a `[public] listen`), waiting for its
     /// `listening on` line.
     pub fn serve(dir: &Path) -> Server {
+        Server::serve_on(dir, "127.0.0.1:0")
+    }
+
+    /// [`Server::serve`] with `--listen LISTEN`: waits up to two minutes for the `listening
+    /// on` line (killing the server and panicking with its output then). `base` is the URL of
+    /// that line, `http://0.0.0.0:PORT` for `0.0.0.0:0`.
+    pub fn serve_on(dir: &Path, listen: &str) -> Server {
         let config = std::fs::read_to_string(dir.join("config.toml")).unwrap_or_default();
         let public: &[&str] = if config.contains("\n[public]\nlisten") {
             &["--public-listen", "127.0.0.1:0"]
@@ -275,7 +290,7 @@ impl Server {
             .arg("--data-dir")
             .arg(dir)
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .args(public)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
