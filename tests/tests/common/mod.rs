@@ -1013,7 +1013,7 @@ impl Secret {
             .filter(|c| *c != '-' && !c.is_whitespace())
             .collect();
         let forms = [
-            ("as is", text.to_string()),
+            ("verbatim", text.to_string()),
             ("lower case", text.to_lowercase()),
             ("upper case", text.to_uppercase()),
             ("without dashes or spaces", bare.clone()),
