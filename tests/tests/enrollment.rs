@@ -1,6 +1,7 @@
 //! Enrolment with one-time codes: redemption with a CSR and with a key the CA generates
 //! (delivered as PKCS#12, opened with OpenSSL), single use, attempt limits, expiry, and no
-//! code, password or key in the logs.
+//! code, password, token, CSR or private key (its private numbers) anywhere in the server's
+//! output.
 
 mod common;
 
@@ -34,6 +35,40 @@ fn state(s: &Server, id: &str) -> Value {
     let r = s.get(&format!("/v1/enrollments/{id}"), Some(&s.tokens.ra));
     assert_eq!(r.status, 200, "GET /v1/enrollments/{id}: {r}");
     r.json
+}
+
+/// The three bootstrap tokens as secrets.
+fn token_secrets(tokens: &Tokens) -> Vec<Secret> {
+    vec![
+        Secret::text("the RA token", &tokens.ra),
+        Secret::text("the auditor token", &tokens.auditor),
+        Secret::text("the operator token", &tokens.operator),
+    ]
+}
+
+/// Stops the server and asserts that nothing it printed, from start to exit, holds one of
+/// `secrets`.
+fn assert_no_secret_in_output(s: Server, secrets: &[Secret]) {
+    let (_, output) = s.terminate_with_output();
+    let found = leaked_secrets(&output, secrets);
+    assert!(
+        found.is_empty(),
+        "the server's output holds secrets: {found:?}. Output:\n{output}"
+    );
+    assert!(
+        output.contains("enrolment redeemed"),
+        "the search ran over the whole output, which logs redemptions: {output}"
+    );
+}
+
+/// The negative control of the secret search: `text`, which holds `secret`, must be found to
+/// hold it.
+fn assert_found(text: &str, secret: &Secret, what: &str) {
+    assert!(
+        !leaked_secrets(text, std::slice::from_ref(secret)).is_empty(),
+        "the secret search does not find {} in {what}:\n{text}",
+        secret.name
+    );
 }
 
 #[test]
@@ -87,6 +122,28 @@ fn a_code_redeems_once_with_a_csr_whose_own_names_are_ignored() {
     // A second redemption, even with the right code, is refused.
     let r = redeem(&s, &id, &json!({"code": code, "csr": csr.pem}));
     assert_error(&r, 409, "enrollment_already_redeemed", "second redemption");
+
+    // Neither the code nor the CSR nor a token is in the server's output.
+    let code_secret = Secret::text("the enrolment code", &code);
+    let csr_secret = Secret::pem("the CSR", &csr.pem);
+    assert_found(
+        &format!("[stderr] redeem {{\"code\": {typed:?}}}"),
+        &code_secret,
+        "a log line with the code as typed",
+    );
+    assert_found(
+        &format!(
+            "[stderr] body: {}",
+            serde_json::to_string(&csr.pem).unwrap()
+        ),
+        &csr_secret,
+        "a log line with the CSR as a JSON string",
+    );
+    let wrapped: String = csr.pem.lines().map(|l| format!("[stdout] {l}\n")).collect();
+    assert_found(&wrapped, &csr_secret, "the CSR as PEM over log lines");
+    let mut secrets = token_secrets(&s.tokens);
+    secrets.extend([code_secret, csr_secret]);
+    assert_no_secret_in_output(s, &secrets);
 }
 
 fn csr_spki(csr: &Csr) -> Vec<u8> {
@@ -101,12 +158,16 @@ use x509_parser::prelude::FromDer;
 fn the_ca_generates_the_key_and_delivers_a_pkcs12_for_each_key_type() {
     let s = Server::fresh();
     let password = "correct horse battery";
-    let mut texts = vec![password.to_string()];
+    let mut secrets = token_secrets(&s.tokens);
+    secrets.push(Secret::text("the PKCS#12 password", password));
     for key_type in [
         "ec-p256", "ec-p384", "ed25519", "rsa-2048", "rsa-3072", "rsa-4096",
     ] {
         let (id, code) = create(&s, &maria(1.0, 3));
-        texts.push(code.clone());
+        secrets.push(Secret::text(
+            &format!("the {key_type} enrolment code"),
+            &code,
+        ));
         let r = redeem(
             &s,
             &id,
@@ -122,10 +183,11 @@ fn the_ca_generates_the_key_and_delivers_a_pkcs12_for_each_key_type() {
         let f = file.to_str().unwrap();
         let pass = format!("pass:{password}");
         // -info writes the algorithms on stderr.
-        let info = std::process::Command::new("openssl")
-            .args(["pkcs12", "-in", f, "-passin", &pass, "-info", "-noout"])
-            .output()
-            .unwrap();
+        let info = output_within(
+            std::process::Command::new("openssl")
+                .args(["pkcs12", "-in", f, "-passin", &pass, "-info", "-noout"]),
+            COMMAND_DEADLINE,
+        );
         assert!(info.status.success(), "{key_type}: openssl pkcs12 -info");
         let info = String::from_utf8_lossy(&info.stderr).to_string()
             + &String::from_utf8_lossy(&info.stdout);
@@ -163,9 +225,32 @@ fn the_ca_generates_the_key_and_delivers_a_pkcs12_for_each_key_type() {
             .find(|(l, _)| l == "PRIVATE KEY")
             .unwrap()
             .1;
-        texts.push(base64::engine::general_purpose::STANDARD.encode(&key_pem)[..40].to_string());
         let key_file = dir.join(format!("{key_type}.key"));
         std::fs::write(&key_file, to_pem("PRIVATE KEY", &key_pem)).unwrap();
+        // The private numbers themselves (the scalar, or RSA's exponent and primes), and the
+        // PKCS#8 document; each must be found where it is, as the negative control of the
+        // search: in the PEM the PKCS#12 holds, in `openssl pkey -text` and in hex.
+        let key_text = openssl(&["pkey", "-in", key_file.to_str().unwrap(), "-text", "-noout"]);
+        let mut key_secrets = vec![Secret::bytes(
+            &format!("the {key_type} PKCS#8 key"),
+            &key_pem,
+        )];
+        for (label, number) in private_numbers(&key_file) {
+            let secret = Secret::bytes(&format!("the {key_type} key's {label}"), &number);
+            assert_found(&out, &secret, "the PKCS#12's PEM");
+            assert_found(&key_text, &secret, "openssl pkey -text");
+            assert_found(
+                &format!("[stderr] key {}", hex::encode_upper(&number)),
+                &secret,
+                "a log line with the number in hex",
+            );
+            key_secrets.push(secret);
+        }
+        assert!(
+            key_secrets.len() >= if key_type.starts_with("rsa") { 7 } else { 2 },
+            "{key_type}: the private numbers of {key_text}"
+        );
+        secrets.extend(key_secrets);
         let leaf_file = dir.join(format!("{key_type}.crt"));
         std::fs::write(&leaf_file, to_pem("CERTIFICATE", &certs[0])).unwrap();
         let from_key = openssl(&["pkey", "-in", key_file.to_str().unwrap(), "-pubout"]);
@@ -179,37 +264,25 @@ fn the_ca_generates_the_key_and_delivers_a_pkcs12_for_each_key_type() {
         assert_eq!(from_key, from_cert, "{key_type}: key and certificate");
         openssl_verify(s.ca(), &leaf_file, "personal", key_type);
         // A wrong password fails.
-        let wrong = std::process::Command::new("openssl")
-            .args([
+        let wrong = output_within(
+            std::process::Command::new("openssl").args([
                 "pkcs12",
                 "-in",
                 f,
                 "-passin",
                 "pass:wrong password",
                 "-nodes",
-            ])
-            .output()
-            .unwrap();
+            ]),
+            COMMAND_DEADLINE,
+        );
         assert!(
             !wrong.status.success(),
             "{key_type}: a wrong password must fail"
         );
         assert_eq!(state(&s, &id)["state"], "redeemed");
     }
-    // Nothing about codes, passwords or keys in the logs.
-    let log = s.log();
-    for t in &texts {
-        assert!(
-            !log.contains(t.as_str()),
-            "the log holds a secret ({t:.8}...): {log}"
-        );
-        let bare: String = t.chars().filter(|c| *c != '-').collect();
-        assert!(!log.contains(&bare), "the log holds a code");
-    }
-    assert!(
-        log.contains("enrolment redeemed"),
-        "redemptions are logged: {log}"
-    );
+    // Nothing about codes, passwords, tokens or keys in the server's output.
+    assert_no_secret_in_output(s, &secrets);
 }
 
 #[test]
@@ -335,12 +408,12 @@ fn cpu_seconds(pid: u32) -> f64 {
     let rest = &stat[stat.rfind(')').expect("comm") + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| fields[i - 3].parse::<f64>().expect("a tick count");
-    let hz: f64 = std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0);
+    let hz: f64 = Some(output_within(
+        std::process::Command::new("getconf").arg("CLK_TCK"),
+        COMMAND_DEADLINE,
+    ))
+    .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+    .unwrap_or(100.0);
     (ticks(14) + ticks(15)) / hz
 }
 
@@ -409,6 +482,7 @@ fn redeem_checks_the_enrolment_and_code_before_generating_a_key() {
 fn an_unusable_pkcs12_password_is_refused_before_the_code_is_used() {
     let s = Server::fresh();
     let (id, code) = create(&s, &maria(1.0, 3));
+    let first_code = code.clone();
     let r = redeem(
         &s,
         &id,
@@ -473,13 +547,30 @@ fn an_unusable_pkcs12_password_is_refused_before_the_code_is_used() {
     let file = s.scratch().join("emoji-subject.p12");
     std::fs::write(&file, &pfx).unwrap();
     // OpenSSL prints the friendly name's U+FFFD as one Latin-1 byte: not UTF-8.
-    let out = std::process::Command::new("openssl")
-        .args(["pkcs12", "-in", file.to_str().unwrap(), "-nodes", "-passin"])
-        .arg(format!("pass:{password}"))
-        .output()
-        .unwrap();
+    let out = output_within(
+        std::process::Command::new("openssl")
+            .args(["pkcs12", "-in", file.to_str().unwrap(), "-nodes", "-passin"])
+            .arg(format!("pass:{password}")),
+        COMMAND_DEADLINE,
+    );
     assert!(out.status.success(), "openssl pkcs12: {out:?}");
     let out = String::from_utf8_lossy(&out.stdout);
     assert!(out.contains("-----BEGIN PRIVATE KEY-----"), "{out}");
     assert!(out.contains("friendlyName: CN=Maria"), "{out}");
+
+    // No password, refused or used, and no code in the server's output.
+    let mut secrets = token_secrets(&s.tokens);
+    for (i, refused) in ["a long passphrase 😀", "a long\u{0}passphrase"]
+        .into_iter()
+        .enumerate()
+    {
+        secrets.push(Secret::text(
+            &format!("refused password {}", i + 1),
+            refused,
+        ));
+    }
+    secrets.push(Secret::text("the PKCS#12 password", password));
+    secrets.push(Secret::text("the first enrolment code", &first_code));
+    secrets.push(Secret::text("the second enrolment code", &code));
+    assert_no_secret_in_output(s, &secrets);
 }

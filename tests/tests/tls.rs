@@ -480,22 +480,43 @@ fn curl_at(s: &Server, host: &str, path: &str, extra: &[&str]) -> (u16, String) 
 fn plain_http_is_refused_off_loopback_unless_allowed() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = new_dir(tmp.path());
-    let out = ca_server(&[
-        "serve",
-        "--data-dir",
-        dir.to_str().unwrap(),
-        "--listen",
-        "0.0.0.0:0",
-    ]);
-    assert!(
-        !out.status.success(),
-        "plain HTTP on 0.0.0.0 must be refused"
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = serve_refused_on(&dir, "0.0.0.0:0");
     assert!(
         err.contains("refusing to serve plain HTTP") && err.contains("tls-cert"),
         "{err}"
     );
+
+    // Allowed: past that check, the URLs derived from 0.0.0.0 are refused next...
+    configure(
+        &dir,
+        &[("allow_plain_http = false", "allow_plain_http = true")],
+        "",
+    );
+    let err = serve_refused_on(&dir, "0.0.0.0:0");
+    assert!(
+        !err.contains("refusing to serve plain HTTP") && err.contains("no client can reach"),
+        "with allow_plain_http, only the unreachable derived URLs are refused: {err}"
+    );
+    // ...and with a public base URL, the server serves plain HTTP on every address.
+    configure(
+        &dir,
+        &[(
+            "\npublic_base_url = \"\"",
+            "\npublic_base_url = \"http://ca.example.test\"",
+        )],
+        "",
+    );
+    let s = Server::serve_on(&dir, "0.0.0.0:0");
+    let port = s
+        .base
+        .strip_prefix("http://0.0.0.0:")
+        .unwrap_or_else(|| panic!("listening on {}, not http://0.0.0.0:PORT", s.base));
+    let r = http_client()
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "GET /healthz over plain HTTP off loopback");
+    s.terminate();
 }
 
 #[test]

@@ -187,8 +187,15 @@ pub fn new_dir(tmp: &Path) -> PathBuf {
 /// `ca-server serve` on `dir`, which must refuse to start: waits up to 60 s for it to exit
 /// unsuccessfully and returns what it printed on stderr.
 pub fn serve_refused(dir: &Path) -> String {
+    serve_refused_on(dir, "127.0.0.1:0")
+}
+
+/// `ca-server serve --listen LISTEN` on `dir`, which must refuse to start: waits up to 60 s for
+/// it to exit unsuccessfully (killing it and panicking if it is still running then) and returns
+/// what it printed on stderr.
+pub fn serve_refused_on(dir: &Path, listen: &str) -> String {
     let mut child = Command::new(server_bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--listen", listen, "--data-dir"])
         .arg(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -198,8 +205,9 @@ pub fn serve_refused(dir: &Path) -> String {
     while child.try_wait().expect("try_wait").is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();
+            let _ = child.wait();
             panic!(
-                "ca-server served from {}, which it must refuse",
+                "ca-server served from {} on {listen}, which it must refuse",
                 dir.display()
             );
         }
@@ -302,6 +310,9 @@ pub struct Server {
     /// The bootstrap tokens.
     pub tokens: Tokens,
     log: Arc<Mutex<String>>,
+    /// The threads copying the server's stdout and stderr into `log`; they end when the
+    /// process closes its pipes.
+    readers: Vec<std::thread::JoinHandle<()>>,
     client: reqwest::blocking::Client,
     /// Set when the server owns its data directory (`Server::fresh`).
     owned_dir: Option<TempDir>,
@@ -332,6 +343,13 @@ impl Server {
     /// 127.0.0.1:0` when the configuration has a `[public] listen`), waiting for its
     /// `listening on` line.
     pub fn serve(dir: &Path) -> Server {
+        Server::serve_on(dir, "127.0.0.1:0")
+    }
+
+    /// [`Server::serve`] with `--listen LISTEN`: waits up to two minutes for the `listening
+    /// on` line (killing the server and panicking with its output then). `base` is the URL of
+    /// that line, `http://0.0.0.0:PORT` for `0.0.0.0:0`.
+    pub fn serve_on(dir: &Path, listen: &str) -> Server {
         let config = std::fs::read_to_string(dir.join("config.toml")).unwrap_or_default();
         let public: &[&str] = if config.contains("\n[public]\nlisten") {
             &["--public-listen", "127.0.0.1:0"]
@@ -343,7 +361,7 @@ impl Server {
             .arg("--data-dir")
             .arg(dir)
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .args(public)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -354,7 +372,7 @@ impl Server {
 
         let stderr = child.stderr.take().expect("stderr pipe");
         let err_log = Arc::clone(&log);
-        std::thread::spawn(move || {
+        let err_reader = std::thread::spawn(move || {
             let mut reader = BufReader::new(stderr);
             let mut buf = Vec::new();
             loop {
@@ -372,7 +390,7 @@ impl Server {
         let stdout = child.stdout.take().expect("stdout pipe");
         let out_log = Arc::clone(&log);
         let (tx, rx) = mpsc::channel::<(String, Option<String>)>();
-        std::thread::spawn(move || {
+        let out_reader = std::thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
             let mut buf = Vec::new();
             let mut tx = Some(tx);
@@ -424,6 +442,7 @@ impl Server {
             dir: dir.to_path_buf(),
             tokens,
             log,
+            readers: vec![out_reader, err_reader],
             client: http_client(),
             owned_dir: None,
             scratch: tempfile::tempdir().expect("tempdir"),
@@ -443,7 +462,30 @@ impl Server {
 
     /// Sends SIGTERM and waits for a clean exit; panics (with the log) if the server does not
     /// exit in time or exits unsuccessfully.
-    pub fn terminate(mut self) -> ExitStatus {
+    pub fn terminate(self) -> ExitStatus {
+        self.terminate_with_output().0
+    }
+
+    /// [`Server::terminate`], then waits (up to [`SHUTDOWN_TIMEOUT`]) until everything the
+    /// server wrote on stdout and stderr has been read: its exit status and its whole output.
+    pub fn terminate_with_output(mut self) -> (ExitStatus, String) {
+        let status = self.stop_gracefully();
+        let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
+        for reader in std::mem::take(&mut self.readers) {
+            while !reader.is_finished() {
+                assert!(
+                    Instant::now() < deadline,
+                    "the server's output pipes stayed open {SHUTDOWN_TIMEOUT:?} after it exited"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = reader.join();
+        }
+        (status, self.log())
+    }
+
+    /// Sends SIGTERM and waits for a clean exit (see [`Server::terminate`]).
+    fn stop_gracefully(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("server is running");
         let status = Command::new("kill")
             .arg("-TERM")
@@ -1032,6 +1074,212 @@ pub fn is_serial(s: &str) -> bool {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Secrets in the server's output
+// ---------------------------------------------------------------------------------------------
+
+/// A secret and the forms in which it could show up in the server's output.
+#[derive(Clone, Debug)]
+pub struct Secret {
+    /// What it is, for messages (never the secret itself).
+    pub name: String,
+    /// (how it is written, the string to look for).
+    pub forms: Vec<(String, String)>,
+}
+
+/// The shortest form [`leaked_secrets`] looks for: shorter ones could occur by chance.
+const MIN_SECRET_FORM: usize = 12;
+
+impl Secret {
+    fn new(name: &str, forms: Vec<(String, String)>) -> Secret {
+        let mut unique: Vec<(String, String)> = Vec::new();
+        for (how, form) in forms {
+            assert!(
+                form.chars().filter(|c| !c.is_whitespace()).count() >= MIN_SECRET_FORM,
+                "{name}: the form {how} is too short to be looked for"
+            );
+            if !unique.iter().any(|(_, f)| *f == form) {
+                unique.push((how, form));
+            }
+        }
+        Secret {
+            name: name.to_string(),
+            forms: unique,
+        }
+    }
+
+    /// A secret that is text (a token, a password, an enrolment code): as it is, in lower and
+    /// upper case, and without dashes and spaces (as a person may type a code).
+    pub fn text(name: &str, text: &str) -> Secret {
+        let bare: String = text
+            .chars()
+            .filter(|c| *c != '-' && !c.is_whitespace())
+            .collect();
+        let forms = [
+            ("verbatim", text.to_string()),
+            ("lower case", text.to_lowercase()),
+            ("upper case", text.to_uppercase()),
+            ("without dashes or spaces", bare.clone()),
+            ("lower case without dashes or spaces", bare.to_lowercase()),
+            ("upper case without dashes or spaces", bare.to_uppercase()),
+        ];
+        Secret::new(
+            name,
+            forms
+                .into_iter()
+                .map(|(how, form)| (how.to_string(), form))
+                .collect(),
+        )
+    }
+
+    /// Secret bytes (a private scalar, a DER structure): hex in lower and upper case, with and
+    /// without colons (as `openssl -text` prints them), and base64, standard and URL-safe, at
+    /// each of the three byte offsets the bytes may have inside a longer base64 text (a PEM
+    /// or PKCS#8 document): the complete 4-character groups of the encoding of `bytes[k..]`
+    /// for k = 0, 1, 2, one of which occurs in any base64 text of data containing `bytes`.
+    pub fn bytes(name: &str, bytes: &[u8]) -> Secret {
+        use base64::Engine as _;
+        let hex_lower = hex::encode(bytes);
+        let colons = |hex: &str| {
+            hex.as_bytes()
+                .chunks(2)
+                .map(|pair| String::from_utf8_lossy(pair).to_string())
+                .collect::<Vec<_>>()
+                .join(":")
+        };
+        let mut forms = vec![
+            ("hex".to_string(), hex_lower.clone()),
+            ("upper-case hex".to_string(), hex_lower.to_uppercase()),
+            ("hex with colons".to_string(), colons(&hex_lower)),
+            (
+                "upper-case hex with colons".to_string(),
+                colons(&hex_lower.to_uppercase()),
+            ),
+        ];
+        for k in 0..3 {
+            let tail = &bytes[k.min(bytes.len())..];
+            let whole = &tail[..tail.len() / 3 * 3];
+            forms.push((
+                format!("base64 from byte {k}"),
+                base64::engine::general_purpose::STANDARD.encode(whole),
+            ));
+            forms.push((
+                format!("URL-safe base64 from byte {k}"),
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(whole),
+            ));
+        }
+        Secret::new(name, forms)
+    }
+
+    /// A PEM document (a CSR): its DER as [`Secret::bytes`], and each line of its body of at
+    /// least 32 characters on its own (a body written with escaped line breaks, as in JSON).
+    pub fn pem(name: &str, pem_text: &str) -> Secret {
+        let (_, der) = pem_blocks(pem_text)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("{name}: no PEM block"));
+        let mut secret = Secret::bytes(name, &der);
+        for (i, line) in pem_text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.starts_with("-----") && l.len() >= 32)
+            .enumerate()
+        {
+            secret
+                .forms
+                .push((format!("PEM body line {}", i + 1), line.to_string()));
+        }
+        secret
+    }
+}
+
+/// The secrets `output` (a server's output, [`Server::log`]) holds, as "NAME as HOW" (never
+/// the secret itself). Looks through the output as it is and, so that a secret wrapped over
+/// lines (PEM, `openssl -text`) is found too, through each of its two streams with the
+/// harness's `[stdout] ` and `[stderr] ` line prefixes and all whitespace removed.
+pub fn leaked_secrets(output: &str, secrets: &[Secret]) -> Vec<String> {
+    let joined: Vec<String> = ["[stdout] ", "[stderr] "]
+        .iter()
+        .map(|prefix| {
+            let mut stream: String = output
+                .lines()
+                .filter_map(|l| l.strip_prefix(prefix))
+                .collect();
+            if !output.contains(prefix) {
+                stream = output.to_string();
+            }
+            stream
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect::<String>()
+        })
+        .collect();
+    let mut found = Vec::new();
+    for secret in secrets {
+        for (how, form) in &secret.forms {
+            let bare: String = form.chars().filter(|c| !c.is_whitespace()).collect();
+            if output.contains(form.as_str()) || joined.iter().any(|j| j.contains(&bare)) {
+                found.push(format!("{} as {how}", secret.name));
+            }
+        }
+    }
+    found
+}
+
+/// The private numbers of a private key file, as `openssl pkey -text -noout` prints them:
+/// `priv` (EC, Ed25519, X25519), or `privateExponent`, `prime1`, `prime2`, `exponent1`,
+/// `exponent2` and `coefficient` (RSA); each as (name, big-endian bytes without the sign
+/// byte openssl puts before a high bit).
+pub fn private_numbers(key_file: &Path) -> Vec<(String, Vec<u8>)> {
+    const PRIVATE: [&str; 7] = [
+        "priv",
+        "privateExponent",
+        "prime1",
+        "prime2",
+        "exponent1",
+        "exponent2",
+        "coefficient",
+    ];
+    let text = openssl(&[
+        "pkey",
+        "-in",
+        key_file.to_str().expect("UTF-8 path"),
+        "-text",
+        "-noout",
+    ]);
+    let mut numbers: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with(char::is_whitespace) {
+            if let Some((_, hex)) = numbers.last_mut() {
+                hex.extend(line.chars().filter(char::is_ascii_hexdigit));
+            }
+        } else if let Some(label) = line.trim_end().strip_suffix(':') {
+            numbers.push((label.to_string(), String::new()));
+        } else {
+            // A label with its value on the same line (`publicExponent: 65537 (0x10001)`).
+            numbers.push((String::new(), String::new()));
+        }
+    }
+    let found: Vec<(String, Vec<u8>)> = numbers
+        .into_iter()
+        .filter(|(label, hex)| PRIVATE.contains(&label.as_str()) && !hex.is_empty())
+        .map(|(label, hex)| {
+            let mut bytes =
+                hex::decode(&hex).unwrap_or_else(|e| panic!("{label}: not hex ({e}) in:\n{text}"));
+            if bytes.len() > 1 && bytes[0] == 0 && bytes[1] >= 0x80 {
+                bytes.remove(0);
+            }
+            (label, bytes)
+        })
+        .collect();
+    assert!(
+        !found.is_empty(),
+        "no private number in `openssl pkey -text` of {}:\n{text}",
+        key_file.display()
+    );
+    found
+}
+
+// ---------------------------------------------------------------------------------------------
 // Judging certificates
 // ---------------------------------------------------------------------------------------------
 
@@ -1417,18 +1665,19 @@ pub fn cert_urls(pem: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
 
 /// `openssl verify -x509_strict -purpose P -CAfile ca.pem leaf.pem` must say OK.
 pub fn openssl_verify(ca: &CaCert, leaf: &Path, profile: &str, what: &str) {
-    let out = Command::new("openssl")
-        .args([
-            "verify",
-            "-x509_strict",
-            "-purpose",
-            purpose(profile),
-            "-CAfile",
-        ])
-        .arg(&ca.file)
-        .arg(leaf)
-        .output()
-        .expect("running openssl verify");
+    let out = output_within(
+        Command::new("openssl")
+            .args([
+                "verify",
+                "-x509_strict",
+                "-purpose",
+                purpose(profile),
+                "-CAfile",
+            ])
+            .arg(&ca.file)
+            .arg(leaf),
+        COMMAND_DEADLINE,
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.trim_end().ends_with(": OK"),
@@ -1450,7 +1699,8 @@ fn pkilint_tool(name: &str) -> PathBuf {
     assert!(
         bin.is_file(),
         "pkilint is missing ({} not found). Run ./test at the workspace root, which installs it \
-         (python3 -m venv .venv && .venv/bin/pip install pkilint), or set PKILINT_VENV.",
+         (scripts/setup.sh --with-pkilint: python3 -m venv .venv && .venv/bin/pip install \
+         pkilint==0.13.3), or set PKILINT_VENV.",
         bin.display()
     );
     bin
@@ -1467,92 +1717,214 @@ pub fn pkilint_crl_bin() -> PathBuf {
     pkilint_tool("lint_crl")
 }
 
+/// One finding of a pkilint report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PkilintFinding {
+    /// `FATAL`, `ERROR`, `WARNING`, `NOTICE` or `INFO`.
+    pub severity: String,
+    /// The finding code, e.g. `pkix.certificate_serial_number_out_of_range`.
+    pub code: String,
+    /// The message, "" when pkilint gave none.
+    pub message: String,
+    /// The validator that raised it.
+    pub validator: String,
+    /// Where in the document, e.g. `certificate.tbsCertificate.serialNumber`.
+    pub node_path: String,
+}
+
+impl std::fmt::Display for PkilintFinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} ({}) at {}: {}",
+            self.severity, self.code, self.validator, self.node_path, self.message
+        )
+    }
+}
+
+/// What one pkilint run found at severity ERROR and above, with what it printed.
+#[derive(Clone, Debug)]
+pub struct PkilintReport {
+    /// Every finding of the report.
+    pub findings: Vec<PkilintFinding>,
+    /// The tool's exit status, stdout and stderr, and the file, for failure messages.
+    pub output: String,
+}
+
+impl PkilintReport {
+    /// Whether some finding has this code.
+    pub fn has(&self, code: &str) -> bool {
+        self.findings.iter().any(|f| f.code == code)
+    }
+
+    /// The findings' codes, in report order.
+    pub fn codes(&self) -> Vec<&str> {
+        self.findings.iter().map(|f| f.code.as_str()).collect()
+    }
+}
+
+/// Parses the JSON report of a pkilint run (`-f JSON`) that exited with `exit_code`, refusing
+/// any report of another shape than pkilint 0.13's: `{"results": [{"node_path": "...",
+/// "validator": "...", "finding_descriptions": [{"severity": "...", "code": "...",
+/// "message": "..." | null}, ...]}, ...]}`, where each result (pkilint lists only results
+/// with findings at the threshold) has at least one finding, and the exit code is the number
+/// of findings (pkilint's, capped at 255).
+///
+/// The checks make a renamed key, a report on stderr or a crash fail loudly instead of
+/// reading as "no findings".
+pub fn parse_pkilint_report(
+    stdout: &str,
+    exit_code: Option<i32>,
+) -> Result<Vec<PkilintFinding>, String> {
+    let report: Value = serde_json::from_str(stdout.trim())
+        .map_err(|e| format!("pkilint printed no JSON report ({e})"))?;
+    let Some(top) = report.as_object() else {
+        return Err("pkilint's report is not a JSON object".to_string());
+    };
+    if let Some(other) = top.keys().find(|k| *k != "results") {
+        return Err(format!("pkilint's report has an unknown key {other:?}"));
+    }
+    let Some(results) = top.get("results").and_then(Value::as_array) else {
+        return Err("pkilint's report has no \"results\" array".to_string());
+    };
+    let string = |v: &Value, key: &str, what: &str| -> Result<String, String> {
+        v.get(key)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| format!("{what} has no string {key:?}: {v}"))
+    };
+    let mut findings = Vec::new();
+    for (i, result) in results.iter().enumerate() {
+        let what = format!("pkilint result {i}");
+        let validator = string(result, "validator", &what)?;
+        let node_path = string(result, "node_path", &what)?;
+        let Some(descriptions) = result.get("finding_descriptions").and_then(Value::as_array)
+        else {
+            return Err(format!(
+                "{what} has no \"finding_descriptions\" array: {result}"
+            ));
+        };
+        if descriptions.is_empty() {
+            return Err(format!(
+                "{what} has an empty \"finding_descriptions\" array (pkilint lists only results \
+                 with findings): {result}"
+            ));
+        }
+        for f in descriptions {
+            let what = format!("a finding of {what}");
+            let message = match f.get("message") {
+                Some(Value::String(m)) => m.clone(),
+                Some(Value::Null) => String::new(),
+                _ => return Err(format!("{what} has no \"message\" (string or null): {f}")),
+            };
+            findings.push(PkilintFinding {
+                severity: string(f, "severity", &what)?,
+                code: string(f, "code", &what)?,
+                message,
+                validator: validator.clone(),
+                node_path: node_path.clone(),
+            });
+        }
+    }
+    let expected = i32::try_from(findings.len().min(255)).unwrap_or(255);
+    if exit_code != Some(expected) {
+        return Err(format!(
+            "pkilint exited with {exit_code:?}, but its report lists {} findings",
+            findings.len()
+        ));
+    }
+    Ok(findings)
+}
+
+/// Runs a pkilint tool of the venv, `TOOL lint ARGS -s ERROR -f JSON FILE`, and returns the
+/// findings at ERROR and above ([`parse_pkilint_report`]); panics, showing the output and the
+/// file, when the tool cannot run or its report is not of the expected shape.
+pub fn pkilint_run(tool: &str, args: &[&str], file: &Path) -> PkilintReport {
+    let out = output_within(
+        Command::new(pkilint_tool(tool))
+            .arg("lint")
+            .args(args)
+            .args(["-s", "ERROR", "-f", "JSON"])
+            .arg(file),
+        COMMAND_DEADLINE,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let bytes = std::fs::read(file).unwrap_or_default();
+    let shown = match String::from_utf8(bytes.clone()) {
+        Ok(text) => text,
+        Err(_) => to_pem("DER", &bytes),
+    };
+    let output = format!(
+        "`{tool} lint {} {}`: {}\nstdout:\n{stdout}\nstderr:\n{}\nfile:\n{shown}",
+        args.join(" "),
+        file.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+    );
+    match parse_pkilint_report(&stdout, out.status.code()) {
+        Ok(findings) => PkilintReport { findings, output },
+        Err(why) => panic!("{why}\n{output}"),
+    }
+}
+
+/// pkilint's RFC 5280 certificate linter on a PEM or DER file (`lint_pkix_cert lint`).
+pub fn pkilint_cert_findings(file: &Path) -> PkilintReport {
+    pkilint_run("lint_pkix_cert", &[], file)
+}
+
+/// pkilint's CRL linter with the PKIX profile on a CRL file (`lint_crl lint -t CRL -p PKIX`).
+pub fn pkilint_crl_findings(file: &Path) -> PkilintReport {
+    pkilint_run("lint_crl", &["-t", "CRL", "-p", "PKIX"], file)
+}
+
+/// pkilint's RFC 6960 linter on a DER OCSP response (`lint_ocsp_response lint`).
+pub fn pkilint_ocsp_findings(file: &Path) -> PkilintReport {
+    pkilint_run("lint_ocsp_response", &[], file)
+}
+
 /// Lints a PEM certificate file with pkilint, asserting no ERROR or FATAL finding.
 ///
 /// One finding is let through: pkilint's RFC 5280 linter calls a wildcard dNSName
 /// (`*.example.com`) `pkix.invalid_domain_name_syntax`, since RFC 5280 knows no wildcards; the
 /// tls-server profile allows them as the CA/Browser Forum's baseline requirements do.
 pub fn pkilint(file: &Path, what: &str) {
-    let out = Command::new(pkilint_bin())
-        .args(["lint", "-s", "ERROR", "-f", "JSON"])
-        .arg(file)
-        .output()
-        .expect("running lint_pkix_cert");
-    assert_no_pkilint_findings(&out, file, what);
+    let report = pkilint_cert_findings(file);
+    let wildcard = |f: &PkilintFinding| {
+        f.code == "pkix.invalid_domain_name_syntax" && f.message.contains("\"*.")
+    };
+    assert_no_pkilint_findings(&report, wildcard, what);
 }
 
 /// Lints a DER CRL (complete or delta) with pkilint's PKIX CRL profile
 /// (`lint_crl lint -t CRL -p PKIX -s ERROR -f JSON`), asserting no ERROR or FATAL finding.
 pub fn pkilint_crl(file: &Path, what: &str) {
-    let out = Command::new(pkilint_crl_bin())
-        .args([
-            "lint", "-t", "CRL", "-p", "PKIX", "-s", "ERROR", "-f", "JSON",
-        ])
-        .arg(file)
-        .output()
-        .expect("running lint_crl");
-    assert_no_pkilint_findings(&out, file, what);
+    assert_no_pkilint_findings(&pkilint_crl_findings(file), |_| false, what);
 }
 
 /// Lints a DER OCSP response with pkilint's RFC 6960 linter (`lint_ocsp_response lint -s
 /// ERROR -f JSON`), asserting no ERROR or FATAL finding.
 pub fn pkilint_ocsp(file: &Path, what: &str) {
-    let out = Command::new(pkilint_tool("lint_ocsp_response"))
-        .args(["lint", "-s", "ERROR", "-f", "JSON"])
-        .arg(file)
-        .output()
-        .expect("running lint_ocsp_response");
-    assert_no_pkilint_findings(&out, file, what);
+    assert_no_pkilint_findings(&pkilint_ocsp_findings(file), |_| false, what);
 }
 
-/// Judges the JSON report of a pkilint run (severity threshold ERROR): panics listing every
-/// finding but the wildcard one [`pkilint`] lets through.
-fn assert_no_pkilint_findings(out: &Output, file: &Path, what: &str) {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let fail = |why: &str| -> ! {
-        let bytes = std::fs::read(file).unwrap_or_default();
-        let shown = match String::from_utf8(bytes.clone()) {
-            Ok(text) => text,
-            Err(_) => to_pem("DER", &bytes),
-        };
-        panic!(
-            "{what}: {why} (pkilint {}):\n{stdout}{stderr}\nfile {}:\n{shown}",
-            out.status,
-            file.display()
-        )
-    };
-    let report: Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|_| fail("pkilint printed no JSON report"));
-    let Some(results) = report["results"].as_array() else {
-        fail("pkilint's report has no results")
-    };
-    let mut findings = Vec::new();
-    for result in results {
-        for f in result["finding_descriptions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            let code = f["code"].as_str().unwrap_or("?");
-            let message = f["message"].as_str().unwrap_or("");
-            let wildcard = code == "pkix.invalid_domain_name_syntax" && message.contains("\"*.");
-            if !wildcard {
-                findings.push(format!(
-                    "{} {code} ({}) at {}: {message}",
-                    f["severity"].as_str().unwrap_or("?"),
-                    result["validator"].as_str().unwrap_or("?"),
-                    result["node_path"].as_str().unwrap_or("?"),
-                ));
-            }
-        }
-    }
-    if !findings.is_empty() {
-        fail(&format!("pkilint findings:\n  {}", findings.join("\n  ")));
-    }
-    if !out.status.success() && results.is_empty() {
-        fail("pkilint failed without findings");
-    }
+/// Panics listing every finding of `report` that `allowed` does not let through.
+fn assert_no_pkilint_findings(
+    report: &PkilintReport,
+    allowed: impl Fn(&PkilintFinding) -> bool,
+    what: &str,
+) {
+    let findings: Vec<String> = report
+        .findings
+        .iter()
+        .filter(|f| !allowed(f))
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        findings.is_empty(),
+        "{what}: pkilint findings:\n  {}\n{}",
+        findings.join("\n  "),
+        report.output
+    );
 }
 
 /// Lints the CA's own certificate (the first of the chain).
