@@ -28,7 +28,7 @@ use crate::enrolment::{CodeHash, EnrolmentCode};
 use crate::error::{CaError, ErrorClass};
 use crate::metrics::Metrics;
 use crate::revocation::{Revocation, RevocationReason};
-use crate::serial::Serial;
+use crate::serial::{Serial, SerialSource};
 use crate::store::query::{names_prefix, SAN_TAG, SUBJECT_TAG};
 use crate::store::writer::{
     Committed, CrlPosition, CrlRequest, NewCertificate, RevokeRequest, StoreWriter, WriteOp,
@@ -268,11 +268,21 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Starts the writer and the worker pool.
+    /// Starts the writer and the worker pool, drawing serials from the system's CSPRNG.
     pub fn start(
         ca: Arc<CertificateAuthority>,
         store: Store,
         config: &EngineConfig,
+    ) -> Result<Self, CaError> {
+        Self::start_with_serials(ca, store, config, Arc::new(SystemRandom::new()))
+    }
+
+    /// [`Engine::start`] with the serials drawn from `serials` (tests script the draws).
+    pub fn start_with_serials(
+        ca: Arc<CertificateAuthority>,
+        store: Store,
+        config: &EngineConfig,
+        serials: Arc<dyn SerialSource>,
     ) -> Result<Self, CaError> {
         let workers = if config.workers == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -294,16 +304,16 @@ impl Engine {
             let to_writer = writer.sender();
             let done = done_tx.clone();
             let metrics = metrics.clone();
+            let serials = serials.clone();
             // Each worker is a long-lived loop on the pool; it ends when the queue closes. It
             // takes its share of what waits, so that CSR signatures can be verified together.
             pool.spawn(move || {
-                let rng = SystemRandom::new();
                 while let Ok(first) = jobs.recv() {
                     let share = (jobs.len() / workers).min(MAX_WORKER_BATCH - 1);
                     let mut batch = Vec::with_capacity(share + 1);
                     batch.push(first);
                     batch.extend(jobs.try_iter().take(share));
-                    process_batch(&ca, &rng, &to_writer, &metrics, batch);
+                    process_batch(&ca, serials.as_ref(), &to_writer, &metrics, batch);
                 }
                 drop(done);
             });
@@ -916,7 +926,7 @@ fn signed_record(der: &[u8], profile: &str) -> Result<(CertRecord, Vec<Vec<u8>>)
 /// ([`csr::verify_all`]); the rest of each request's work follows one at a time.
 fn process_batch(
     ca: &CertificateAuthority,
-    rng: &SystemRandom,
+    serials: &dyn SerialSource,
     to_writer: &Sender<WriteOp>,
     metrics: &Metrics,
     batch: Vec<Job>,
@@ -935,7 +945,7 @@ fn process_batch(
     let mut verified = verify_csrs(&batch, metrics).into_iter();
     for job in batch {
         let pre = verified.next().flatten();
-        process(ca, rng, to_writer, metrics, job, pre);
+        process(ca, serials, to_writer, metrics, job, pre);
     }
 }
 
@@ -976,7 +986,7 @@ fn verify_csrs(batch: &[Job], metrics: &Metrics) -> Vec<Option<Result<VerifiedCs
 /// when [`verify_csrs`] did it.
 fn process(
     ca: &CertificateAuthority,
-    rng: &SystemRandom,
+    serials: &dyn SerialSource,
     to_writer: &Sender<WriteOp>,
     metrics: &Metrics,
     job: Job,
@@ -992,7 +1002,7 @@ fn process(
         Input::Enrollment { id, .. } => Some(*id),
         _ => None,
     };
-    match sign(ca, rng, metrics, &work, verified) {
+    match sign(ca, serials, metrics, &work, verified) {
         Ok((record, names)) => {
             let cert = NewCertificate {
                 record,
@@ -1039,7 +1049,7 @@ fn check_rekey_subject(
 /// Returns the record and its `names` index prefixes.
 fn sign(
     ca: &CertificateAuthority,
-    rng: &SystemRandom,
+    serials: &dyn SerialSource,
     metrics: &Metrics,
     work: &Work,
     pre_verified: Option<Result<VerifiedCsr, CaError>>,
@@ -1086,8 +1096,9 @@ fn sign(
     let profile = ca.profile(&work.profile)?;
     let validated = profile.validate(&work.profile, verified, work.validity_days)?;
     clock.lap(&metrics.stages.profile);
-    let serial = Serial::random(rng)
-        .map_err(|_| CaError::Signing("the system random generator failed".into()))?;
+    let serial = serials
+        .draw()
+        .ok_or_else(|| CaError::Signing("the system random generator failed".into()))?;
     let now = OffsetDateTime::now_utc();
     let signed = ca.sign(&work.profile, serial, &validated, now)?;
     clock.lap(&metrics.stages.sign);

@@ -53,6 +53,20 @@ impl Serial {
     }
 }
 
+/// Where the issuance engine draws serial numbers from: the system's CSPRNG in production
+/// ([`SystemRandom`], through [`Serial::random`]); a test may script the draws, e.g. to make
+/// one collide with a stored serial and see the engine draw again.
+pub trait SerialSource: Send + Sync {
+    /// The next serial; `None` when the generator failed.
+    fn draw(&self) -> Option<Serial>;
+}
+
+impl SerialSource for SystemRandom {
+    fn draw(&self) -> Option<Serial> {
+        Serial::random(self).ok()
+    }
+}
+
 impl fmt::Display for Serial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_hex())

@@ -8,6 +8,7 @@ use ca_core::engine::{Engine, EngineConfig, IssueRequest, RenewRequest, Requeste
 use ca_core::name::parse_rfc4514;
 use ca_core::profile::Profile;
 use ca_core::revocation::RevocationReason;
+use ca_core::serial::SerialSource;
 use ca_core::store::writer::{NewCertificate, StoreWriter, WriteOp};
 use ca_core::store::{CertRecord, Store};
 use ca_core::{CaError, Serial};
@@ -315,4 +316,63 @@ fn renewal_keeps_names_and_key_within_the_grace_period_only() {
         assert_ne!(rekeyed_cert.public_key().raw, new_cert.public_key().raw);
         assert_eq!(rekeyed_cert.subject().as_raw(), new_cert.subject().as_raw());
     });
+}
+
+/// Serials scripted for the first draws, then the system's.
+struct Scripted(std::sync::Mutex<Vec<Serial>>);
+
+impl SerialSource for Scripted {
+    fn draw(&self) -> Option<Serial> {
+        self.0.lock().unwrap().pop().or_else(|| Some(serial()))
+    }
+}
+
+/// A drawn serial that is already stored is never written over: the engine draws again (at
+/// most three times in all), and the stored certificate stays as it was.
+#[test]
+fn a_serial_collision_draws_again_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = authority();
+    let store = Store::open(dir.path()).unwrap();
+    let taken = store_backdated(&ca, &store, "tls-server", 1, 30);
+    let before = store.certificate(&taken).unwrap().unwrap();
+    let source = Arc::new(Scripted(std::sync::Mutex::new(vec![taken, taken])));
+    let config = EngineConfig {
+        workers: 1,
+        ..EngineConfig::default()
+    };
+    let engine =
+        Engine::start_with_serials(ca.clone(), store.clone(), &config, source.clone()).unwrap();
+    let request = |name: &str| IssueRequest {
+        csr: csr("tls-server", name),
+        profile: "tls-server".into(),
+        validity_days: None,
+        request_id: None,
+        requester: requester(),
+    };
+    runtime().block_on(async {
+        let issued = engine.issue(request("new.example")).await.unwrap();
+        assert_ne!(
+            issued.record.serial(),
+            Some(taken),
+            "a collision was stored"
+        );
+        assert!(
+            source.0.lock().unwrap().is_empty(),
+            "both colliding draws were made before the third"
+        );
+        // Three collisions in a row: refused, nothing stored.
+        source.0.lock().unwrap().extend([taken, taken, taken]);
+        let refused = engine.issue(request("third.example")).await;
+        assert!(
+            matches!(&refused, Err(CaError::Storage(m)) if m.contains("collisions")),
+            "{refused:?}"
+        );
+    });
+    assert_eq!(
+        store.certificate(&taken).unwrap().unwrap(),
+        before,
+        "the stored certificate is untouched"
+    );
+    engine.shutdown();
 }
