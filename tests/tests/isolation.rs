@@ -267,7 +267,7 @@ fn created(s: &Server, path: &str, token: &str, body: &Value) -> Value {
     r.json
 }
 
-/// The table test of item 1: RA `ra-b` against every route an RA may call about `ra-a`'s
+/// The table test: RA `ra-b` against every route an RA may call about `ra-a`'s
 /// certificates and enrolments (in every state: valid, on hold, revoked, renewed, issued by
 /// redemption), against the routes no RA may call, and against `ra-a`'s idempotency keys and
 /// cursors; then the auditor checks that nothing changed, and token names stay unique (API
@@ -1013,11 +1013,12 @@ fn no_one(checks: &mut Checks, s: &Server, c: &Curl, what: &str) -> String {
     }
 }
 
-/// Item 2, first half: client certificates from a CA other than `client_ca_file` are no one,
-/// whether they copy a subject mapped under the partner CA (under an intruder root with the
-/// partner root's very name), have their own fingerprint mapped, or come from this CA (whose
-/// RAs can have the portal's subject certified); the partner's own certificate is the control
-/// that the mapping works.
+/// Client certificates from a CA other than `client_ca_file` are no one, whether they copy a
+/// subject mapped under the partner CA (under an intruder root with the partner root's very
+/// name), have their own fingerprint mapped, or come from this CA (whose RAs can have the
+/// portal's subject certified): the TLS exchange is refused (or the request is 401), and with
+/// a bearer token as well it never acts as the mapped role. The partner's own certificate is
+/// the control that the mapping works.
 #[test]
 fn a_client_certificate_from_another_ca_is_no_one() {
     let t = TlsSetup::new();
@@ -1064,12 +1065,25 @@ fn a_client_certificate_from_another_ca_is_no_one() {
             let how = no_one(&mut checks, s, &c, &format!("{what}, GET {path}"));
             outcomes.push(format!("{what}, GET {path}: {how}"));
         }
+        // With ra-b's token as well: refused in the TLS exchange, or ra-b (403 on the audit
+        // log), never the mapped role.
+        let c = curl(
+            s,
+            "/v1/audit?limit=1",
+            &[pair.args(), auth(&format!("Bearer {}", t.ra_b))].concat(),
+        );
+        let refused = c.code == 0 && matches!(c.exit, Some(35 | 55 | 56));
+        checks.check(
+            refused || (c.code == 403 && c.body.contains("\"code\":\"forbidden\"")),
+            || format!("{what} with ra-b's token: TLS refused or ra-b's 403, got {c}"),
+        );
+        outcomes.push(format!("{what} with ra-b's token: HTTP {}", c.code));
     }
     eprintln!("foreign client certificates:\n  {}", outcomes.join("\n  "));
     checks.finish("client certificates from another CA");
 }
 
-/// Item 2, second half: with a mapped client certificate and a bearer token, the token decides
+/// With a mapped client certificate and a bearer token, the token decides
 /// (docs/API.md, *Access and limits*, step 1): the portal's certificate (auditor) with ra-b's
 /// token acts as ra-b, with the operator's as the operator, with an unknown token or another
 /// scheme it is refused; and a client certificate mapped as an RA under the name of the token
