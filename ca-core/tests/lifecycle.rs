@@ -376,3 +376,61 @@ fn a_serial_collision_draws_again_and_never_overwrites() {
     );
     engine.shutdown();
 }
+
+/// Revoked certificates leave the complete CRL `keep_expired_days` after they expire (RFC
+/// 5280 section 3.3 lets a CA drop an entry once the certificate has expired): one that
+/// expired nine days ago is gone, one that expired a minute ago and a valid one are listed.
+#[test]
+fn expired_revocations_leave_the_crl_after_keep_expired_days() {
+    let dir = tempfile::tempdir().unwrap();
+    let der = keys::generate_pkcs8(KeyAlgorithm::EcdsaP256).unwrap();
+    let signer: Arc<dyn Signer> = Arc::new(SoftwareKey::from_pkcs8(&der).unwrap());
+    let subject = parse_rfc4514("CN=Pruning Test CA").unwrap();
+    let root = create_root(signer.clone(), &subject, 365, serial()).unwrap();
+    let ca = Arc::new(
+        CertificateAuthority::new(
+            signer.clone(),
+            vec![root.clone()],
+            &Profile::builtin(),
+            &Urls::default(),
+        )
+        .unwrap(),
+    );
+    let store = Store::open(dir.path()).unwrap();
+    let long_expired = store_backdated(&ca, &store, "tls-server", 10, 1);
+    let just_expired = store_backdated(&ca, &store, "tls-server", 2, 2);
+    let valid = store_backdated(&ca, &store, "tls-server", 1, 30);
+    let engine = Arc::new(Engine::start(ca, store, &EngineConfig::default()).unwrap());
+    runtime().block_on(async {
+        for serial in [long_expired, just_expired, valid] {
+            engine
+                .revoke(serial, RevocationReason::KeyCompromise, None, "tester")
+                .await
+                .unwrap();
+        }
+    });
+    let builder = ca_core::crl::CrlBuilder::new(signer, &root, None).unwrap();
+    let config = ca_core::crl::CrlConfig {
+        keep_expired_days: 1,
+        ..ca_core::crl::CrlConfig::default()
+    };
+    let publisher = ca_core::crl::CrlPublisher::new(builder, engine.clone(), config);
+    let published = publisher.generate().unwrap();
+    let (_, crl) = x509_parser::parse_x509_crl(&published.full).unwrap();
+    let listed: Vec<Vec<u8>> = crl
+        .iter_revoked_certificates()
+        .map(|e| e.raw_serial().to_vec())
+        .collect();
+    assert_eq!(published.entries, 2, "{listed:?}");
+    for (serial, want) in [(long_expired, false), (just_expired, true), (valid, true)] {
+        assert_eq!(
+            listed.contains(&serial.as_bytes().to_vec()),
+            want,
+            "{serial} listed"
+        );
+    }
+    drop(publisher);
+    if let Ok(engine) = Arc::try_unwrap(engine) {
+        engine.shutdown();
+    }
+}

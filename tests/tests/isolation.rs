@@ -745,24 +745,10 @@ impl Pair {
     }
 }
 
-/// A new P-256 key in `dir/NAME.key`.
-fn new_key(dir: &Path, name: &str) -> PathBuf {
-    let key = dir.join(format!("{name}.key"));
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-out",
-        key.to_str().expect("UTF-8 path"),
-    ]);
-    key
-}
 
 /// A self-signed root CA made with `openssl req -x509` (basicConstraints CA, keyCertSign).
 fn openssl_root(dir: &Path, name: &str, subj: &str) -> Pair {
-    let key = new_key(dir, name);
+    let key = fresh_p256_key(dir);
     let cert = dir.join(format!("{name}.pem"));
     openssl(&[
         "req",
@@ -787,7 +773,7 @@ fn openssl_root(dir: &Path, name: &str, subj: &str) -> Pair {
 /// A TLS client certificate for `subj` signed by `ca` with `openssl x509 -req` (clientAuth,
 /// digitalSignature, a DNS SAN).
 fn openssl_client(dir: &Path, name: &str, subj: &str, ca: &Pair) -> Pair {
-    let key = new_key(dir, name);
+    let key = fresh_p256_key(dir);
     let csr = dir.join(format!("{name}.csr"));
     openssl(&[
         "req",
@@ -957,7 +943,7 @@ impl TlsSetup {
             &ra_a,
             &json!({"csr": server_csr("a.tls.isolation.example").pem, "profile": "tls-server"}),
         ));
-        let own_key = new_key(&files, "own");
+        let own_key = fresh_p256_key(&files);
         let own_csr = openssl(&[
             "req",
             "-new",

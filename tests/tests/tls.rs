@@ -44,16 +44,7 @@ fn client_certificate(
     file: &str,
     subj: &str,
 ) -> (PathBuf, PathBuf, String) {
-    let key = tmp.join(format!("{file}.key"));
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-out",
-        key.to_str().unwrap(),
-    ]);
+    let key = fresh_p256_key(tmp);
     let csr = openssl(&[
         "req",
         "-new",
