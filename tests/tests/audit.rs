@@ -185,6 +185,7 @@ fn audit_log_chains_every_action_and_verify_passes_on_a_busy_store() {
 
     // `audit verify` passes while issuance and revocation run.
     let stop = std::sync::atomic::AtomicBool::new(false);
+    let rounds = std::sync::atomic::AtomicUsize::new(0);
     let csr = server_csr("busy.audit.example");
     let verified = std::thread::scope(|scope| {
         let busy = scope.spawn(|| {
@@ -202,10 +203,16 @@ fn audit_log_chains_every_action_and_verify_passes_on_a_busy_store() {
                 let first = r.json["results"][0]["serial"].as_str().unwrap().to_string();
                 s.revoke_ok(&first, "superseded");
                 n += 1;
+                rounds.store(n, std::sync::atomic::Ordering::Relaxed);
             }
             n
         });
-        std::thread::sleep(Duration::from_millis(500));
+        // Verify once the load is under way.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while rounds.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            assert!(Instant::now() < deadline, "no batch was issued within 60 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let mut runs = Vec::new();
         for _ in 0..3 {
             runs.push(audit_verify(&s.dir, &[]));

@@ -745,7 +745,6 @@ impl Pair {
     }
 }
 
-
 /// A self-signed root CA made with `openssl req -x509` (basicConstraints CA, keyCertSign).
 fn openssl_root(dir: &Path, name: &str, subj: &str) -> Pair {
     let key = fresh_p256_key(dir);
