@@ -815,24 +815,6 @@ fn openssl_client(dir: &Path, name: &str, subj: &str, ca: &Pair) -> Pair {
     Pair { cert, key }
 }
 
-/// `openssl x509 -noout -fingerprint -sha256` of a PEM certificate file, as an operator copies
-/// it into `certificate_sha256`.
-fn sha256_fingerprint(cert: &Path) -> String {
-    let out = openssl(&[
-        "x509",
-        "-noout",
-        "-fingerprint",
-        "-sha256",
-        "-in",
-        cert.to_str().expect("UTF-8 path"),
-    ]);
-    out.trim()
-        .rsplit('=')
-        .next()
-        .expect("Fingerprint=...")
-        .to_string()
-}
-
 /// What curl got: the HTTP status (0 when no answer came, e.g. a refused TLS handshake), the
 /// body, curl's exit status and its error message.
 #[derive(Debug)]

@@ -23,19 +23,6 @@ fn map_client_certificates(dir: &Path, clients: &str) {
     );
 }
 
-/// `openssl x509 -fingerprint -sha256` of a PEM certificate file, as an operator copies it.
-fn sha256_fingerprint(cert: &Path) -> String {
-    let out = openssl(&[
-        "x509",
-        "-noout",
-        "-fingerprint",
-        "-sha256",
-        "-in",
-        cert.to_str().unwrap(),
-    ]);
-    out.trim().rsplit('=').next().unwrap().to_string()
-}
-
 /// A `tls-client` certificate for `subj` issued through `s` by its RA, on a new P-256 key:
 /// (certificate file, key file, serial).
 fn client_certificate(

@@ -939,6 +939,24 @@ pub fn make_csr_with(key_type: &str, subj: &str, sans: &[&str], extra: &[&str]) 
     make_csr_for_key(&key_file(key_type), key_type, subj, sans, extra)
 }
 
+/// `openssl x509 -noout -fingerprint -sha256` of a PEM certificate file, as an operator copies
+/// it into `certificate_sha256`.
+pub fn sha256_fingerprint(cert: &Path) -> String {
+    let out = openssl(&[
+        "x509",
+        "-noout",
+        "-fingerprint",
+        "-sha256",
+        "-in",
+        cert.to_str().expect("UTF-8 path"),
+    ]);
+    out.trim()
+        .rsplit('=')
+        .next()
+        .expect("Fingerprint=...")
+        .to_string()
+}
+
 /// A new EC P-256 private key of its own in `dir` (not the cached one), for requests that must
 /// be told apart by their keys.
 pub fn fresh_p256_key(dir: &Path) -> PathBuf {
