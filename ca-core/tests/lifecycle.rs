@@ -434,3 +434,44 @@ fn expired_revocations_leave_the_crl_after_keep_expired_days() {
         engine.shutdown();
     }
 }
+
+/// The OCSP status of an expired certificate is `good` unless it was revoked, and a
+/// revocation stays `revoked` after expiry (RFC 6960 section 2.2: the status is about
+/// revocation; expiry is in the certificate); a serial this CA never issued is `unknown`.
+#[test]
+fn ocsp_status_after_expiry() {
+    use ca_core::ocsp::CertStatus;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = authority();
+    let store = Store::open(dir.path()).unwrap();
+    let expired = store_backdated(&ca, &store, "tls-server", 10, 1);
+    let expired_revoked = store_backdated(&ca, &store, "tls-server", 10, 1);
+    let engine = Engine::start(ca, store.clone(), &EngineConfig::default()).unwrap();
+    runtime().block_on(async {
+        engine
+            .revoke(
+                expired_revoked,
+                RevocationReason::KeyCompromise,
+                None,
+                "tester",
+            )
+            .await
+            .unwrap();
+    });
+    assert!(matches!(
+        store.ocsp_status(&expired).unwrap(),
+        CertStatus::Good
+    ));
+    assert!(matches!(
+        store.ocsp_status(&expired_revoked).unwrap(),
+        CertStatus::Revoked {
+            reason: RevocationReason::KeyCompromise,
+            ..
+        }
+    ));
+    assert!(matches!(
+        store.ocsp_status(&serial()).unwrap(),
+        CertStatus::Unknown
+    ));
+    engine.shutdown();
+}

@@ -483,6 +483,18 @@ impl Store {
         Ok(self.db.get_pinned_cf(serials, serial.as_bytes())?.is_some())
     }
 
+    /// The OCSP status of `serial` (RFC 6960 section 2.2): `unknown` unless this CA issued
+    /// it; `revoked` (with its time, reason and invalidity date) while a revocation or hold is
+    /// stored; otherwise `good`, expired or not: expiry is not revocation, and a revocation
+    /// stays on record after the certificate expires.
+    pub fn ocsp_status(&self, serial: &Serial) -> Result<crate::ocsp::CertStatus, CaError> {
+        if self.contains_serial(serial)? {
+            crate::ocsp::CertStatus::issued(self.revocation(serial)?.as_ref())
+        } else {
+            Ok(crate::ocsp::CertStatus::Unknown)
+        }
+    }
+
     /// RocksDB's memory by use (RocksDB properties `rocksdb.block-cache-usage`,
     /// `rocksdb.cur-size-all-mem-tables`, `rocksdb.estimate-table-readers-mem`), in bytes.
     pub fn memory(&self) -> Result<StoreMemory, CaError> {

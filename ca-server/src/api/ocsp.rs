@@ -11,7 +11,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use bytes::Bytes;
-use ca_core::ocsp::{decode_get_request, CertStatus, INTERNAL_ERROR, MALFORMED_REQUEST, TRY_LATER};
+use ca_core::ocsp::{decode_get_request, INTERNAL_ERROR, MALFORMED_REQUEST, TRY_LATER};
 use time::OffsetDateTime;
 
 use super::AppState;
@@ -96,13 +96,7 @@ async fn answer(state: Arc<AppState>, client: Option<IpAddr>, request: Vec<u8>) 
         let answer = state.ocsp.respond_within(
             &request,
             OffsetDateTime::now_utc(),
-            |serial| {
-                if store.contains_serial(serial)? {
-                    CertStatus::issued(store.revocation(serial)?.as_ref())
-                } else {
-                    Ok(CertStatus::Unknown)
-                }
-            },
+            |serial| store.ocsp_status(serial),
             || state.ocsp_budget.take(client, Instant::now()),
         );
         if let Some(kind) = answer.signature {
