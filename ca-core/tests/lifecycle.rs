@@ -69,8 +69,20 @@ fn store_backdated(
         .validate(profile, verified, Some(validity_days))
         .unwrap();
     let then = OffsetDateTime::now_utc() - Duration::days(days_ago);
+    store_signed(ca, store, profile, &req, then)
+}
+
+/// Signs `req` under `profile` as of `then` (no profile check) and stores the certificate as
+/// if it had been issued then; returns its serial.
+fn store_signed(
+    ca: &CertificateAuthority,
+    store: &Store,
+    profile: &str,
+    req: &ca_core::profile::ValidatedRequest,
+    then: OffsetDateTime,
+) -> Serial {
     let serial = serial();
-    let signed = ca.sign(profile, serial, &req, then).unwrap();
+    let signed = ca.sign(profile, serial, req, then).unwrap();
     let record = CertRecord {
         seq: 0,
         serial: *serial.as_bytes(),
@@ -473,5 +485,34 @@ fn ocsp_status_after_expiry() {
         store.ocsp_status(&serial()).unwrap(),
         CertStatus::Unknown
     ));
+    engine.shutdown();
+}
+
+/// A key certified before weak keys were refused is not certified again: a same-key renewal
+/// of a stored certificate whose key is the EC point at infinity is refused (`weak_key`).
+#[test]
+fn a_same_key_renewal_refuses_a_weak_key_certified_before() {
+    use ca_core::csr::{AttributeKind, San, SubjectAttribute, SubjectKey, SubjectKeyType};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = authority();
+    let store = Store::open(dir.path()).unwrap();
+    let request = ca_core::profile::ValidatedRequest {
+        subject: vec![SubjectAttribute {
+            kind: AttributeKind::CommonName,
+            value: "weak.example".into(),
+        }],
+        sans: vec![San::Dns("weak.example".into())],
+        key: SubjectKey {
+            key_type: SubjectKeyType::EcP256,
+            bits: vec![0],
+        },
+        validity_days: 30,
+    };
+    let then = OffsetDateTime::now_utc() - Duration::days(1);
+    let weak = store_signed(&ca, &store, "tls-server", &request, then);
+    let engine = Engine::start(ca, store, &EngineConfig::default()).unwrap();
+    let refused = runtime().block_on(engine.renew(renew(weak)));
+    assert!(matches!(&refused, Err(CaError::WeakKey(_))), "{refused:?}");
+    assert!(engine.store().renewed_by(&weak).unwrap().is_empty());
     engine.shutdown();
 }

@@ -610,7 +610,7 @@ fn an_ra_cannot_become_a_mapped_role_by_choosing_its_subject() {
 /// Security finding 2: a client certificate this CA issued and then revoked loses its role at
 /// once, after a CRL and after a restart.
 #[test]
-fn a_revoked_client_certificate_loses_its_role() {
+fn a_revoked_or_held_client_certificate_loses_its_role() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = new_dir(tmp.path());
     let plain = Server::serve(&dir);
@@ -643,6 +643,23 @@ fn a_revoked_client_certificate_loses_its_role() {
     assert_eq!(code, 409, "a token named like a client certificate: {body}");
     assert!(body.contains("token_name_taken"), "{body}");
     let bearer = format!("Authorization: Bearer {}", tokens.ra);
+    // On hold, the certificate is no one; released, it is the auditor again.
+    let (code, body) = curl(
+        &s,
+        &format!("/v1/certificates/{serial}/revoke"),
+        &["-H", &bearer, "--data", r#"{"reason": "certificateHold"}"#],
+    );
+    assert_eq!(code, 200, "holding the client certificate: {body}");
+    let (code, body) = curl(&s, &get, &args);
+    assert_eq!(code, 401, "a held certificate is no one: {body}");
+    let (code, body) = curl(
+        &s,
+        &format!("/v1/certificates/{serial}/release-hold"),
+        &["-H", &bearer, "-X", "POST"],
+    );
+    assert_eq!(code, 200, "releasing the hold: {body}");
+    let (code, body) = curl(&s, &get, &args);
+    assert_eq!(code, 200, "released, the auditor again: {body}");
     let (code, body) = curl(
         &s,
         &format!("/v1/certificates/{serial}/revoke"),
