@@ -2,9 +2,10 @@
 // the tests can tell whether the `ca-server` binary they run was built from the sources they
 // were built with (a shared CARGO_TARGET_DIR or a stale build would otherwise swap it).
 
-/// A digest of the sources the `ca-server` binary is built from: every file under `keys/`,
-/// `ca-core/` and `ca-server/` (but `target/` directories) and the workspace's `Cargo.toml`,
-/// `Cargo.lock` and `docs/openapi.yaml`, by relative path and content, in path order. Prints
+/// A digest of the sources the `ca-server` binary is built from: every file under `src/` of
+/// `keys`, `ca-core` and `ca-server`, their `Cargo.toml` and `build.rs`, this file, and the
+/// workspace's `Cargo.toml`, `Cargo.lock` and `docs/openapi.yaml`, by relative path and
+/// content, in path order. Prints
 /// the `rerun-if-changed` lines that rebuild the caller when any of them changes. `root` is
 /// the workspace directory.
 fn source_digest(root: &std::path::Path) -> String {
@@ -25,12 +26,21 @@ fn source_digest(root: &std::path::Path) -> String {
         }
     }
     let mut files = Vec::new();
-    for dir in ["keys", "ca-core", "ca-server"] {
+    for dir in ["keys/src", "ca-core/src", "ca-server/src"] {
         let dir = root.join(dir);
         println!("cargo:rerun-if-changed={}", dir.display());
         walk(&dir, &mut files);
     }
-    for file in ["Cargo.toml", "Cargo.lock", "docs/openapi.yaml"] {
+    for file in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "docs/openapi.yaml",
+        "keys/Cargo.toml",
+        "ca-core/Cargo.toml",
+        "ca-server/Cargo.toml",
+        "ca-server/build.rs",
+        "build-support/source_digest.rs",
+    ] {
         let file = root.join(file);
         println!("cargo:rerun-if-changed={}", file.display());
         files.push(file);
