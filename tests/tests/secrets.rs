@@ -1,6 +1,6 @@
-//! Secrets at rest and in messages: the store holds no usable token (only their SHA-256), and
-//! neither the server's output nor its refusals ever show the CA's private key, even when
-//! the key file is refused.
+//! Secrets at rest and in messages: the store holds no usable token (only their SHA-256) and
+//! no key the CA generated for a subscriber, and neither the server's output nor its
+//! refusals ever show the CA's private key, even when the key file is refused.
 
 mod common;
 
@@ -92,4 +92,70 @@ fn the_store_holds_no_token_and_the_ca_key_is_never_shown() {
         found.is_empty(),
         "in the refusal of a damaged key: {found:?}"
     );
+}
+
+/// A key the CA generates for a subscriber leaves only in the PKCS#12 file: after the
+/// redemption, no key or value of the store holds its private scalar (raw, or as hex or
+/// base64 text), nor the PKCS#12 password.
+#[test]
+fn a_generated_subscriber_key_is_never_stored() {
+    use base64::Engine as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = new_dir(tmp.path());
+    let s = Server::serve(&dir);
+    let r = s.post(
+        "/v1/enrollments",
+        &s.tokens.ra,
+        &json!({"profile": "personal", "subject": "CN=Maria Silva,O=Example",
+                "sans": ["maria@example.com"], "expires_in_hours": 1, "max_attempts": 3}),
+    );
+    assert_eq!(r.status, 201, "{r}");
+    let id = r.json["id"].as_str().expect("id").to_string();
+    let code = r.json["code"].as_str().expect("code").to_string();
+    let password = "correct horse battery staple";
+    let r = s.request(
+        reqwest::Method::POST,
+        &format!("/v1/enrollments/{id}/redeem"),
+        None,
+        Some(&json!({"code": code, "key_type": "ec-p256", "pkcs12_password": password})),
+    );
+    assert_eq!(r.status, 201, "{r}");
+    let pfx = base64::engine::general_purpose::STANDARD
+        .decode(r.json["pkcs12"].as_str().expect("pkcs12"))
+        .expect("base64");
+    s.terminate();
+    let p12 = tmp.path().join("maria.p12");
+    std::fs::write(&p12, &pfx).unwrap();
+    let key = tmp.path().join("maria-key.pem");
+    openssl(&[
+        "pkcs12",
+        "-in",
+        p12.to_str().unwrap(),
+        "-passin",
+        &format!("pass:{password}"),
+        "-nocerts",
+        "-nodes",
+        "-out",
+        key.to_str().unwrap(),
+    ]);
+    let numbers = private_numbers(&key);
+    assert!(!numbers.is_empty(), "the PKCS#12 holds a private key");
+    let mut needles: Vec<Vec<u8>> = vec![password.as_bytes().to_vec()];
+    for (_, bytes) in &numbers {
+        needles.push(bytes.clone());
+        needles.push(hex::encode(bytes).into_bytes());
+        needles.push(
+            base64::engine::general_purpose::STANDARD
+                .encode(bytes)
+                .into_bytes(),
+        );
+    }
+    for bytes in store_bytes(&dir) {
+        for needle in &needles {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_slice()),
+                "the subscriber's key or password is in the store"
+            );
+        }
+    }
 }
