@@ -270,7 +270,7 @@ pub async fn limit(
         }
     }
     let requester = request_log::requester(Some(&identity)).to_string();
-    let path = path_of(&request);
+    let uri = request.uri().clone();
     request.extensions_mut().insert(identity);
     let run = next.run(request);
     match tokio::time::timeout(limits.request_timeout, run).await {
@@ -282,9 +282,13 @@ pub async fn limit(
                 "the request took longer than the server's limit",
             );
             let client = peer.map(|p| p.addr.ip().to_string()).unwrap_or_default();
-            limits
-                .log
-                .refused(e.code, e.status.as_u16(), &requester, &path, &client);
+            limits.log.refused(
+                e.code,
+                e.status.as_u16(),
+                &requester,
+                &cut(uri.path()),
+                &client,
+            );
             e.into_response()
         }
     }
@@ -292,7 +296,11 @@ pub async fn limit(
 
 /// A request's path as the log shows it, cut at 100 characters.
 fn path_of(request: &Request) -> String {
-    request.uri().path().chars().take(100).collect()
+    cut(request.uri().path())
+}
+
+fn cut(path: &str) -> String {
+    path.chars().take(100).collect()
 }
 
 #[cfg(test)]

@@ -57,19 +57,33 @@ struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, key: &str, latency: Duration) {
+    /// Counts one outcome under the key `first second` (requester and profile, or code and
+    /// requester); a key is allocated only the first time it is seen.
+    fn add(&mut self, first: &str, second: &str, latency: Duration) {
         self.count += 1;
         self.latency_sum += latency;
         self.latency_max = self.latency_max.max(latency);
-        let key = if self.by.len() < MAX_KEYS || self.by.iter().any(|(k, _)| k == key) {
-            key
-        } else {
-            "other"
+        let is_key = |k: &str| {
+            k.len() == first.len() + 1 + second.len()
+                && k.starts_with(first)
+                && k.ends_with(second)
+                && k.as_bytes()[first.len()] == b' '
         };
-        match self.by.iter_mut().find(|(k, _)| k == key) {
-            Some((_, n)) => *n += 1,
-            None => self.by.push((key.to_string(), 1)),
-        }
+        let slot = match self.by.iter().position(|(k, _)| is_key(k)) {
+            Some(i) => i,
+            None if self.by.len() < MAX_KEYS => {
+                self.by.push((format!("{first} {second}"), 0));
+                self.by.len() - 1
+            }
+            None => match self.by.iter().position(|(k, _)| k == "other") {
+                Some(i) => i,
+                None => {
+                    self.by.push(("other".to_string(), 0));
+                    self.by.len() - 1
+                }
+            },
+        };
+        self.by[slot].1 += 1;
     }
 
     /// `ra tls-server: 1200, portal personal: 3`.
@@ -131,11 +145,7 @@ impl RequestLog {
         if !tracing::enabled!(Level::INFO) {
             return;
         }
-        let key = |t: &mut Window| {
-            let key = format!("{requester} {}", record.profile);
-            t.issued.add(&key, latency);
-        };
-        if self.line(key) {
+        if self.line(|t| t.issued.add(requester, &record.profile, latency)) {
             tracing::info!(
                 serial = %hex::encode(record.serial),
                 profile = %record.profile,
@@ -153,10 +163,7 @@ impl RequestLog {
         if !tracing::enabled!(Level::INFO) {
             return;
         }
-        if self.line(|t| {
-            t.refused
-                .add(&format!("{code} {requester}"), Duration::ZERO)
-        }) {
+        if self.line(|t| t.refused.add(code, requester, Duration::ZERO)) {
             tracing::info!(code, status, requester, route, client, "refused");
         }
     }
@@ -296,7 +303,7 @@ mod tests {
     fn beyond_the_budget_outcomes_are_counted_then_summed_up_once() {
         let log = RequestLog::new(2);
         let own: Vec<bool> = (0..5)
-            .map(|_| log.line(|w| w.issued.add("ra tls-server", Duration::from_millis(4))))
+            .map(|_| log.line(|w| w.issued.add("ra", "tls-server", Duration::from_millis(4))))
             .collect();
         assert_eq!(own, [true, true, false, false, false]);
         {
@@ -318,9 +325,9 @@ mod tests {
     fn a_summary_tells_apart_a_bounded_number_of_keys() {
         let mut tally = Tally::default();
         for i in 0..40 {
-            tally.add(&format!("requester-{i}"), Duration::ZERO);
+            tally.add(&format!("requester-{i}"), "p", Duration::ZERO);
         }
-        tally.add("requester-0", Duration::ZERO);
+        tally.add("requester-0", "p", Duration::ZERO);
         assert_eq!(tally.by.len(), MAX_KEYS + 1);
         assert_eq!(tally.by[0].1, 2);
         assert_eq!(
