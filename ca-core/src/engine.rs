@@ -26,7 +26,7 @@ use crate::authority::CertificateAuthority;
 use crate::csr::VerifiedCsr;
 use crate::enrolment::{CodeHash, EnrolmentCode};
 use crate::error::{CaError, ErrorClass};
-use crate::metrics::Metrics;
+use crate::metrics::{CodeChecks, Metrics};
 use crate::revocation::{Revocation, RevocationReason};
 use crate::serial::{Serial, SerialSource};
 use crate::store::query::{names_prefix, SAN_TAG, SUBJECT_TAG};
@@ -462,7 +462,8 @@ impl Engine {
             .enrollment(&id)?
             .ok_or_else(|| CaError::EnrollmentNotFound(hex::encode(id)))?;
         record.check_redeemable(OffsetDateTime::now_utc().unix_timestamp())?;
-        if !CodeHash::from_bytes(&record.code_hash)?.verify(code) {
+        let checks = CodeChecks::counted(&self.metrics);
+        if !CodeHash::from_bytes(&record.code_hash)?.verify(code, &checks) {
             let after = self
                 .write(|reply| WriteOp::FailedAttempt(id, reply))
                 .await?;

@@ -17,6 +17,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::CaError;
+use crate::metrics::CodeChecks;
 
 /// Crockford's base32 alphabet: digits then upper-case letters without `I`, `L`, `O`, `U`.
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -186,19 +187,22 @@ impl CodeHash {
 
     /// Whether `candidate`, as a person typed it (see [`EnrolmentCode::normalize`]), is the
     /// hashed code. The comparison of the derived hash is constant time (`ring::pbkdf2::verify`);
-    /// input that cannot be a code at all is refused before hashing.
-    pub fn verify(&self, candidate: &str) -> bool {
+    /// input that cannot be a code at all is refused before hashing. Each derivation is
+    /// recorded in `checks`.
+    pub fn verify(&self, candidate: &str, checks: &CodeChecks) -> bool {
         let Some(code) = EnrolmentCode::normalize(candidate) else {
             return false;
         };
-        pbkdf2::verify(
+        let matched = pbkdf2::verify(
             pbkdf2::PBKDF2_HMAC_SHA256,
             PBKDF2_ITERATIONS,
             &self.salt,
             &code.canonical(),
             &self.hash,
         )
-        .is_ok()
+        .is_ok();
+        checks.record(matched);
+        matched
     }
 
     /// The fixed-size storage encoding: version byte (1), then the 16-byte salt, then the
@@ -401,17 +405,27 @@ mod tests {
 
     #[test]
     fn verify_accepts_the_code_and_refuses_others() {
+        let metrics = crate::metrics::Metrics::new().unwrap();
+        let checks = CodeChecks::counted(&metrics);
         let code = EnrolmentCode::normalize("7K3M-Q9TX-10AB-W5RA").unwrap();
         let hash = CodeHash::new(&code).unwrap();
-        assert!(hash.verify("7K3M-Q9TX-10AB-W5RA"));
-        assert!(hash.verify("7k3mq9txloabw5ra"));
-        assert!(hash.verify("7K3M Q9TX IOAB W5RA"));
-        assert!(!hash.verify("7K3M-Q9TX-10AB-W5RB"));
-        assert!(!hash.verify("7K3M-Q9TX-10AB-W5R"));
-        assert!(!hash.verify("not a code"));
-        assert!(!hash.verify(""));
+        assert!(hash.verify("7K3M-Q9TX-10AB-W5RA", &checks));
+        assert!(hash.verify("7k3mq9txloabw5ra", &checks));
+        assert!(hash.verify("7K3M Q9TX IOAB W5RA", &checks));
+        assert!(!hash.verify("7K3M-Q9TX-10AB-W5RB", &checks));
         let other = EnrolmentCode::generate().unwrap();
-        assert!(!hash.verify(other.as_str()));
+        assert!(!hash.verify(other.as_str(), &checks));
+        // Input that cannot be a code is refused before any derivation.
+        assert!(!hash.verify("7K3M-Q9TX-10AB-W5R", &checks));
+        assert!(!hash.verify("not a code", &checks));
+        assert!(!hash.verify("", &checks));
+        let count = |outcome| {
+            metrics
+                .enrollment_code_checks
+                .with_label_values(&[outcome])
+                .get()
+        };
+        assert_eq!((count("match"), count("mismatch")), (3, 2));
     }
 
     #[test]
@@ -420,7 +434,10 @@ mod tests {
         let a = CodeHash::new(&code).unwrap();
         let b = CodeHash::new(&code).unwrap();
         assert_ne!(a.to_bytes(), b.to_bytes());
-        assert!(a.verify(code.as_str()) && b.verify(code.as_str()));
+        assert!(
+            a.verify(code.as_str(), &CodeChecks::default())
+                && b.verify(code.as_str(), &CodeChecks::default())
+        );
     }
 
     #[test]
@@ -433,7 +450,7 @@ mod tests {
         assert_eq!(bytes[0], 1);
         let back = CodeHash::from_bytes(&bytes).unwrap();
         assert_eq!(back, hash);
-        assert!(back.verify(code.as_str()));
+        assert!(back.verify(code.as_str(), &CodeChecks::default()));
 
         assert!(CodeHash::from_bytes(&bytes[..48]).is_err());
         let mut longer = bytes.to_vec();

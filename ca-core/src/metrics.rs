@@ -79,6 +79,10 @@ pub struct Metrics {
     /// Enrolments by `state` (`pending`, `redeemed`, `locked`, `expired`); counted from the
     /// store when scraped.
     pub enrollments: IntGaugeVec,
+    /// Enrolment codes checked against their stored hash (each one PBKDF2 derivation), by
+    /// `outcome` (`match`, `mismatch`). A redemption for an unknown, expired, locked or
+    /// redeemed enrolment is refused before this point and is not counted.
+    pub enrollment_code_checks: IntCounterVec,
 }
 
 /// Where the CRL and OCSP builders report a stored entry that they wrote without one of its
@@ -109,6 +113,31 @@ impl DegradedEntries {
         );
         if let Some(counter) = &self.counter {
             counter.with_label_values(&[field]).inc();
+        }
+    }
+}
+
+/// Where [`crate::enrolment::CodeHash::verify`] counts each code it derives and compares (one
+/// PBKDF2 each), by outcome: `ca_enrollment_code_checks_total` when attached to the metrics.
+/// Every derivation goes through it, so the metric shows any path that spends PBKDF2 work.
+#[derive(Clone, Debug, Default)]
+pub struct CodeChecks {
+    counter: Option<IntCounterVec>,
+}
+
+impl CodeChecks {
+    /// Counts into `metrics`' `enrollment_code_checks` counter.
+    pub fn counted(metrics: &Metrics) -> Self {
+        CodeChecks {
+            counter: Some(metrics.enrollment_code_checks.clone()),
+        }
+    }
+
+    /// Notes one derivation and comparison, and whether the code matched.
+    pub fn record(&self, matched: bool) {
+        if let Some(counter) = &self.counter {
+            let outcome = if matched { "match" } else { "mismatch" };
+            counter.with_label_values(&[outcome]).inc();
         }
     }
 }
@@ -250,6 +279,12 @@ impl Metrics {
                 "enrollments",
                 "Enrolments by state (pending, redeemed, locked, expired)",
                 &["state"],
+            )?,
+            enrollment_code_checks: counter(
+                "enrollment_code_checks_total",
+                "Enrolment codes checked against their stored hash (one PBKDF2 each), by \
+                 outcome (match, mismatch)",
+                &["outcome"],
             )?,
             registry,
         })

@@ -293,7 +293,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let urls = config.offline_status_urls()?;
             let core = datadir::start_core(&dir, &config, material, store, &urls)?;
             let published = core.crl.generate().map_err(|e| e.to_string())?;
-            std::fs::write(&out, &published.full)
+            crate::durable::write(&out, &published.full, crate::durable::PUBLIC)
                 .map_err(|e| format!("writing {}: {e}", out.display()))?;
             println!(
                 "CRL number {} with {} entries written to {}",
@@ -369,14 +369,22 @@ fn run(cli: Cli) -> Result<(), String> {
                 Some(path) => {
                     let file = std::fs::File::create(&path)
                         .map_err(|e| format!("creating {}: {e}", path.display()))?;
-                    offline::export(&dir, format, &mut std::io::BufWriter::new(file))?
+                    let mut out = std::io::BufWriter::new(file);
+                    offline::export(&dir, format, &mut out)?;
+                    out.into_inner()
+                        .map_err(|e| e.into_error())
+                        .and_then(|file| file.sync_all())
+                        .and_then(|()| crate::durable::sync_parent(&path))
+                        .map_err(|e| format!("writing {}: {e}", path.display()))?
                 }
-                None => offline::export(
-                    &dir,
-                    format,
-                    &mut std::io::BufWriter::new(std::io::stdout().lock()),
-                )?,
-            };
+                None => {
+                    offline::export(
+                        &dir,
+                        format,
+                        &mut std::io::BufWriter::new(std::io::stdout().lock()),
+                    )?;
+                }
+            }
             Ok(())
         }
         Command::Completions { shell } => {

@@ -31,6 +31,7 @@ use time::OffsetDateTime;
 
 use crate::auth::{create_token, Role};
 use crate::config::{Config, CONFIG_FILE};
+use crate::durable;
 
 /// The subject of the development CA created on first start.
 pub const DEV_CA_SUBJECT: &str = "CN=ca-core Development Root CA,O=ca-core development";
@@ -62,7 +63,7 @@ pub fn prepare(dir: &Path) -> Result<Config, String> {
     let config_path = dir.join(CONFIG_FILE);
     if !config_path.exists() {
         let text = Config::default().to_toml()?;
-        fs::write(&config_path, text)
+        durable::write(&config_path, text.as_bytes(), durable::PUBLIC)
             .map_err(|e| format!("writing {}: {e}", config_path.display()))?;
         tracing::info!(path = %config_path.display(), "wrote the default configuration");
     }
@@ -298,8 +299,9 @@ fn build_and_install(
             })?;
         }
         fs::remove_dir(tmp).map_err(|e| format!("removing {}: {e}", tmp.display()))?;
+        durable::sync_dir(dir).map_err(|e| format!("syncing {}: {e}", dir.display()))?;
     } else {
-        fs::rename(tmp, dir)
+        durable::rename(tmp, dir)
             .map_err(|e| format!("renaming {} to {}: {e}", tmp.display(), dir.display()))?;
     }
     let created = match created {
@@ -353,8 +355,12 @@ pub fn init_ca(
     if intermediate {
         let csr = create_intermediate_csr(signer, &attrs).map_err(|e| e.to_string())?;
         let path = dir.join(CA_CSR_FILE);
-        fs::write(&path, armor::to_pem("CERTIFICATE REQUEST", &csr))
-            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        durable::write(
+            &path,
+            armor::to_pem("CERTIFICATE REQUEST", &csr).as_bytes(),
+            durable::PUBLIC,
+        )
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
         return Ok(Created::IntermediateCsr(path));
     }
     let serial = new_serial()?;
@@ -415,16 +421,7 @@ pub fn import(
         return Err("the certificate is not a CA certificate (basicConstraints cA)".into());
     }
     verify_chain(&chain, OffsetDateTime::now_utc())?;
-    let tmp = with_suffix(&chain_path, ".new");
-    let _ = fs::remove_file(&tmp);
-    write_chain(&tmp, &chain)?;
-    fs::rename(&tmp, &chain_path).map_err(|e| {
-        format!(
-            "renaming {} to {}: {e}",
-            tmp.display(),
-            chain_path.display()
-        )
-    })?;
+    write_chain(&chain_path, &chain)?;
     Ok(chain_path)
 }
 
@@ -546,7 +543,8 @@ fn position(i: usize) -> String {
 }
 
 fn write_chain(path: &Path, chain: &[Vec<u8>]) -> Result<(), String> {
-    fs::write(path, armor::certificates_to_pem(chain).concat())
+    let pem = armor::certificates_to_pem(chain).concat();
+    durable::write(path, pem.as_bytes(), durable::PUBLIC)
         .map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
@@ -604,6 +602,7 @@ pub fn bootstrap_tokens(dir: &Path, store: &Store) -> Result<Option<PathBuf>, St
         .map_err(|e| format!("writing {}: {e}", path.display()))?;
     file.write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
+        .and_then(|()| durable::sync_parent(&path))
         .map_err(|e| format!("writing {}: {e}", path.display()))?;
     Ok(Some(path))
 }
@@ -721,7 +720,7 @@ pub fn issue_tls_certificate(dir: &Path, names: &[San]) -> Result<TlsIssued, Str
     config.tls.cert_file = TLS_CERT_FILE.into();
     config.tls.key_file = TLS_KEY_FILE.into();
     let config_path = dir.join(CONFIG_FILE);
-    fs::write(&config_path, config.to_toml()?)
+    durable::write(&config_path, config.to_toml()?.as_bytes(), durable::PUBLIC)
         .map_err(|e| format!("writing {}: {e}", config_path.display()))?;
     Ok(TlsIssued {
         chain: cert_path,
@@ -822,17 +821,19 @@ pub fn ocsp_delegate(
     let key_tmp = with_suffix(&key_path, ".new");
     let _ = fs::remove_file(&key_tmp);
     keys::write_key_file(&key_tmp, &pkcs8).map_err(|e| e.to_string())?;
-    fs::rename(&key_tmp, &key_path).map_err(|e| {
+    durable::rename(&key_tmp, &key_path).map_err(|e| {
         format!(
             "renaming {} to {}: {e}",
             key_tmp.display(),
             key_path.display()
         )
     })?;
-    let cert_tmp = with_suffix(&cert_path, ".new");
-    fs::write(&cert_tmp, armor::to_pem("CERTIFICATE", &cert_der))
-        .and_then(|()| fs::rename(&cert_tmp, &cert_path))
-        .map_err(|e| format!("writing {}: {e}", cert_path.display()))?;
+    durable::write(
+        &cert_path,
+        armor::to_pem("CERTIFICATE", &cert_der).as_bytes(),
+        durable::PUBLIC,
+    )
+    .map_err(|e| format!("writing {}: {e}", cert_path.display()))?;
     tracing::info!(
         serial = %serial,
         path = %cert_path.display(),

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client_auth;
 pub mod config;
 pub mod datadir;
+pub mod durable;
 pub mod limits;
 pub mod listener;
 pub mod offline;

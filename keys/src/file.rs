@@ -13,8 +13,8 @@ const PEM_TAG: &str = "PRIVATE KEY";
 
 /// Writes a PKCS#8 DER key as a PEM file created with mode 0600.
 ///
-/// The file must not exist: a CA key is never overwritten. The PEM text is zeroized after
-/// writing.
+/// The file must not exist: a CA key is never overwritten. The file and its directory entry
+/// are fsynced before this returns; the PEM text is zeroized after writing.
 pub fn write_key_file(path: &Path, pkcs8_der: &[u8]) -> Result<(), KeyError> {
     let io = |source| KeyError::Io {
         path: path.to_path_buf(),
@@ -35,7 +35,15 @@ pub fn write_key_file(path: &Path, pkcs8_der: &[u8]) -> Result<(), KeyError> {
             }
         })?;
     file.write_all(text.as_bytes()).map_err(io)?;
-    file.sync_all().map_err(io)
+    file.sync_all().map_err(io)?;
+    // The directory entry too, so that a power cut cannot unname the key.
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(parent)
+        .and_then(|dir| dir.sync_all())
+        .map_err(io)
 }
 
 /// Loads a CA key from a PKCS#8 PEM file.

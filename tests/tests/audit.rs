@@ -485,19 +485,6 @@ fn s_log_hash(log: &[Value], seq: u64) -> Vec<u8> {
     hex::decode(log[seq as usize - 1]["hash"].as_str().unwrap()).unwrap()
 }
 
-/// Reads one sample of a metric (name and labels as they appear in the exposition).
-fn metric(s: &Server, series: &str) -> f64 {
-    let r = s.get("/metrics", Some(&s.tokens.operator));
-    assert_eq!(r.status, 200, "GET /metrics: {r}");
-    r.text
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.strip_prefix(' '))
-        })
-        .map_or(0.0, |v| v.trim().parse().unwrap())
-}
-
 #[test]
 fn metrics_counters_move_with_the_actions() {
     let s = Server::fresh();
@@ -505,7 +492,7 @@ fn metrics_counters_move_with_the_actions() {
     let renewed = r#"ca_certificates_total{outcome="renewed",profile="tls-server"}"#;
     let revoked = r#"ca_revocations_total{reason="keyCompromise"}"#;
     let refused = r#"ca_errors_total{code="unknown_profile"}"#;
-    let before = [issued, renewed, revoked, refused, "ca_audit_head_seq"].map(|m| metric(&s, m));
+    let before = [issued, renewed, revoked, refused, "ca_audit_head_seq"].map(|m| s.metric(m));
     let mut serials = Vec::new();
     for i in 0..3 {
         serials.push(serial(&s.issue(
@@ -522,7 +509,7 @@ fn metrics_counters_move_with_the_actions() {
         &json!({"csr": server_csr("m.audit.example").pem, "profile": "nope"}),
     );
     assert_error(&r, 422, "unknown_profile", "unknown profile");
-    let after = [issued, renewed, revoked, refused, "ca_audit_head_seq"].map(|m| metric(&s, m));
+    let after = [issued, renewed, revoked, refused, "ca_audit_head_seq"].map(|m| s.metric(m));
     assert_eq!(after[0] - before[0], 3.0, "issued");
     assert_eq!(after[1] - before[1], 1.0, "renewed");
     assert_eq!(after[2] - before[2], 1.0, "revoked");
@@ -545,7 +532,7 @@ fn metrics_counters_move_with_the_actions() {
         assert!(text.contains(name), "{name} is exposed");
     }
     // RocksDB's memory: the memtables hold what was just written.
-    let memtables = metric(&s, r#"ca_store_memory_bytes{use="memtables"}"#);
+    let memtables = s.metric(r#"ca_store_memory_bytes{use="memtables"}"#);
     assert!(memtables > 0.0, "memtable bytes: {memtables}");
     for name in ["block_cache", "block_cache_pinned", "table_readers"] {
         let series = format!(r#"ca_store_memory_bytes{{use="{name}"}}"#);

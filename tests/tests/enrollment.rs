@@ -428,7 +428,8 @@ fn cpu_seconds(pid: u32) -> f64 {
 /// A redemption for a CA-generated RSA-4096 key costs the server nothing before the
 /// enrolment, its state and the code are checked: 20 attempts with an unknown id or a wrong
 /// code (each answered 404 or 403 at once, the wrong codes counted) stay under half a second
-/// of server CPU, where generating the keys first cost seconds each.
+/// of server CPU, where generating the keys first cost seconds each. Unknown ids never reach
+/// the code's PBKDF2: `ca_enrollment_code_checks_total` counts the wrong codes only.
 #[test]
 fn redeem_checks_the_enrolment_and_code_before_generating_a_key() {
     let s = Server::fresh();
@@ -470,6 +471,16 @@ fn redeem_checks_the_enrolment_and_code_before_generating_a_key() {
     let st = state(&s, &id);
     assert_eq!(st["state"], "pending", "{st}");
     assert_eq!(st["attempts_left"], 10, "every wrong code counted: {st}");
+    let checks = |outcome: &str| {
+        s.metric(&format!(
+            "ca_enrollment_code_checks_total{{outcome=\"{outcome}\"}}"
+        ))
+    };
+    assert_eq!(
+        (checks("mismatch"), checks("match")),
+        (10.0, 0.0),
+        "11 unknown ids and 10 wrong codes: only the wrong codes were hashed"
+    );
 
     // The right code still redeems, for a key the CA generates.
     let r = redeem(
@@ -479,6 +490,11 @@ fn redeem_checks_the_enrolment_and_code_before_generating_a_key() {
     );
     assert_eq!(r.status, 201, "the right code: {r}");
     assert_eq!(state(&s, &id)["state"], "redeemed");
+    assert_eq!((checks("mismatch"), checks("match")), (10.0, 1.0));
+    // A redeemed enrolment refuses before hashing too.
+    let r = redeem(&s, &id, &body(&code));
+    assert_error(&r, 409, "enrollment_already_redeemed", "redeemed");
+    assert_eq!((checks("mismatch"), checks("match")), (10.0, 1.0));
 }
 
 /// A PKCS#12 password the file cannot carry (a character outside Unicode's Basic Multilingual

@@ -5,67 +5,18 @@
 
 mod common;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::raw_http::*;
 use common::*;
 use serde_json::Value;
 
 /// `host:port` of a server.
 fn addr_of(s: &Server) -> String {
     s.base.trim_start_matches("http://").to_string()
-}
-
-/// Reads what the server sends until it closes the connection (EOF or reset) or `within`
-/// passes; the bytes read and whether the server closed the connection.
-fn read_until_closed(stream: &mut TcpStream, within: Duration) -> (Vec<u8>, bool) {
-    let deadline = Instant::now() + within;
-    let mut out = Vec::new();
-    let mut buf = [0u8; 16384];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return (out, false);
-        }
-        stream.set_read_timeout(Some(left)).unwrap();
-        match stream.read(&mut buf) {
-            Ok(0) => return (out, true),
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return (out, false)
-            }
-            Err(_) => return (out, true),
-        }
-    }
-}
-
-/// The status and JSON body of one raw HTTP/1.1 answer (0 and `Null` when there is none).
-fn parse_answer(bytes: &[u8]) -> (u16, Value) {
-    let text = String::from_utf8_lossy(bytes);
-    let status = text
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|t| t.get(..3))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| serde_json::from_str(b).unwrap_or(Value::Null))
-        .unwrap_or(Value::Null);
-    (status, body)
-}
-
-/// The status of `GET path` on a new connection (0 when there is no answer within 3 s).
-fn raw_get_status(addr: &str, path: &str) -> u16 {
-    let Ok(mut c) = TcpStream::connect(addr) else {
-        return 0;
-    };
-    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    if c.write_all(request.as_bytes()).is_err() {
-        return 0;
-    }
-    parse_answer(&read_until_closed(&mut c, Duration::from_secs(3)).0).0
 }
 
 /// Sends the head of a request announcing a `length`-byte body, and none of the body; the
@@ -146,20 +97,14 @@ fn partial_http2_prefaces_do_not_hold_the_connection_slots() {
         })
         .collect();
     let started = Instant::now();
-    let mut status = 0;
-    while started.elapsed() < Duration::from_secs(8) {
-        status = raw_get_status(&addr, "/healthz");
-        if status == 200 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    assert_eq!(
-        status,
-        200,
-        "/healthz on a new connection {:?} after 30 half-open connections (limit 20, header \
+    poll(
+        "/healthz on a new connection after 30 half-open connections (limit 20, header \
          deadline 2 s)",
-        started.elapsed()
+        Duration::from_secs(8),
+        || match raw_get_status(&addr, "/healthz") {
+            200 => Ok(()),
+            status => Err(format!("status {status}")),
+        },
     );
     for (i, c) in idle.iter_mut().enumerate() {
         let left = Duration::from_secs(9).saturating_sub(started.elapsed());
@@ -190,8 +135,7 @@ fn silent_connections_over_the_limit_are_closed_quickly() {
     );
     let s = Server::serve(&dir);
     let addr = addr_of(&s);
-    let held: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(&addr).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(300));
+    let held = take_slots(&addr, "/healthz", 3);
     for preface in [&b""[..], b"PRI * HTTP/2.0\r\n"] {
         let mut extra = TcpStream::connect(&addr).unwrap();
         extra.write_all(preface).unwrap();
@@ -206,8 +150,7 @@ fn silent_connections_over_the_limit_are_closed_quickly() {
         );
     }
     drop(held);
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(s.get("/healthz", None).status, 200, "the server is up");
+    wait_for_a_free_slot(&addr, "/healthz");
     s.terminate();
 }
 
@@ -351,7 +294,17 @@ fn bodies_in_flight_are_bounded_across_the_server() {
             c
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
+    let reserved = |bytes: f64| {
+        poll(
+            "the slow bodies' reservations",
+            Duration::from_secs(10),
+            || match s.metric("ca_http_body_bytes_reserved") {
+                b if b == bytes => Ok(()),
+                b => Err(format!("{b} bytes reserved, expected {bytes}")),
+            },
+        )
+    };
+    reserved(3.0 * 1048576.0);
     let mut fourth = TcpStream::connect(&addr).unwrap();
     fourth.write_all(head.as_bytes()).unwrap();
     let started = Instant::now();
@@ -365,7 +318,7 @@ fn bodies_in_flight_are_bounded_across_the_server() {
     );
     // Once the slow clients are gone, their budget is free again.
     drop(held);
-    std::thread::sleep(Duration::from_millis(500));
+    reserved(0.0);
     let r = s.post_raw(
         "/v1/certificates",
         Some(&s.tokens.ra),

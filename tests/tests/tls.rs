@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::raw_http::{poll, take_slots, wait_for_a_free_slot};
 use common::*;
 use serde_json::json;
 
@@ -541,15 +542,18 @@ fn rate_connection_and_slow_client_limits() {
         .send()
         .unwrap();
     assert_ne!(other.status(), 429, "the operator has its own bucket");
-    std::thread::sleep(Duration::from_millis(1200));
-    let again = client
-        .get(format!("{}/v1/audit?limit=1", s.base))
-        .bearer_auth(&s.tokens.auditor)
-        .send()
-        .unwrap();
-    assert_eq!(again.status(), 200, "the bucket refills");
+    poll("the bucket refills", Duration::from_secs(10), || {
+        let again = client
+            .get(format!("{}/v1/audit?limit=1", s.base))
+            .bearer_auth(&s.tokens.auditor)
+            .send()
+            .map_err(|e| e.to_string())?;
+        match again.status().as_u16() {
+            200 => Ok(()),
+            status => Err(format!("status {status}")),
+        }
+    });
     drop(client);
-    std::thread::sleep(Duration::from_millis(300));
 
     // Connections beyond the limit get one 429 and are closed; the server stays up. A slow
     // client that never finishes its headers is dropped after header_timeout_secs.
@@ -720,7 +724,6 @@ fn the_status_listener_has_the_apis_limits() {
         "20 requests at once exceed 5/s with a burst of 5: {statuses:?}"
     );
     drop(client);
-    std::thread::sleep(Duration::from_millis(300));
 
     let addr = public.trim_start_matches("http://").to_string();
     connections_over_3_get_429(&addr, "/ca.der");
@@ -729,10 +732,9 @@ fn the_status_listener_has_the_apis_limits() {
 }
 
 /// With `max_connections = 3` and three connections held open, a fourth gets one 429 with
-/// `Retry-After` and is closed.
+/// `Retry-After` and is closed; once they close, a new one is served.
 fn connections_over_3_get_429(addr: &str, path: &str) {
-    let held: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(200));
+    let held = take_slots(addr, path, 3);
     let mut extra = TcpStream::connect(addr).unwrap();
     extra
         .set_read_timeout(Some(Duration::from_secs(5)))
@@ -747,7 +749,7 @@ fn connections_over_3_get_429(addr: &str, path: &str) {
         "over the limit: {answer}"
     );
     drop(held);
-    std::thread::sleep(Duration::from_millis(200));
+    wait_for_a_free_slot(addr, path);
 }
 
 /// With `header_timeout_secs = 1`, a client that never finishes its headers is dropped after

@@ -14,8 +14,8 @@ use ca_core::CaError;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    exponential_buckets, Counter, Gauge, HistogramOpts, HistogramVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    exponential_buckets, Counter, Gauge, HistogramOpts, HistogramVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use super::{ApiError, AppState, Authenticated};
@@ -26,6 +26,9 @@ use crate::request_log::Seen;
 #[derive(Clone, Debug)]
 pub struct HttpMetrics {
     latency: HistogramVec,
+    /// Bytes of request bodies reserved against `[limits] max_inflight_body_bytes`, summed
+    /// over the listeners (`ca_http_body_bytes_reserved`).
+    pub body_bytes_reserved: IntGauge,
     /// `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`:
     /// a registry without the `ca_` prefix.
     process: Registry,
@@ -65,11 +68,23 @@ impl HttpMetrics {
             ])
             .set(1);
         registry.register(Box::new(build_info)).map_err(fail)?;
+        let body_bytes_reserved = IntGauge::new(
+            "http_body_bytes_reserved",
+            "Bytes of request bodies reserved against max_inflight_body_bytes, all listeners",
+        )
+        .map_err(fail)?;
+        registry
+            .register(Box::new(body_bytes_reserved.clone()))
+            .map_err(fail)?;
         let process = Registry::new();
         process
             .register(Box::new(ProcessCollector::new().map_err(fail)?))
             .map_err(fail)?;
-        Ok(HttpMetrics { latency, process })
+        Ok(HttpMetrics {
+            latency,
+            body_bytes_reserved,
+            process,
+        })
     }
 }
 

@@ -194,6 +194,33 @@ struct Gate {
     bodies: BodyLimits,
     /// The body budget: one permit per byte.
     budget: Arc<tokio::sync::Semaphore>,
+    /// `ca_http_body_bytes_reserved`.
+    reserved: prometheus::IntGauge,
+}
+
+/// A body's share of the budget, shown in `ca_http_body_bytes_reserved` while it is held.
+struct Reservation {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    gauge: prometheus::IntGauge,
+    bytes: i64,
+}
+
+impl Reservation {
+    fn new(permit: tokio::sync::OwnedSemaphorePermit, gauge: &prometheus::IntGauge) -> Self {
+        let bytes = i64::try_from(permit.num_permits()).unwrap_or(i64::MAX);
+        gauge.add(bytes);
+        Reservation {
+            _permit: permit,
+            gauge: gauge.clone(),
+            bytes,
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.gauge.sub(self.bytes);
+    }
 }
 
 /// True when the request announces a body (a positive length, or one of unknown length).
@@ -274,7 +301,7 @@ async fn gate(State(gate): State<Arc<Gate>>, mut request: Request, next: Next) -
             .acquire_many_owned(u32::try_from(reserve).unwrap_or(u32::MAX)),
     )
     .await;
-    let Ok(Ok(_permit)) = permit else {
+    let Ok(Ok(permit)) = permit else {
         let e = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",
@@ -282,6 +309,7 @@ async fn gate(State(gate): State<Arc<Gate>>, mut request: Request, next: Next) -
         );
         return early_answer(&request, e);
     };
+    let _reserved = Reservation::new(permit, &gate.reserved);
     let request = request.map(|body| Body::new(http_body_util::Limited::new(body, limit)));
     next.run(request).await
 }
@@ -348,6 +376,7 @@ fn finish(routes: Router<Arc<AppState>>, state: Arc<AppState>, limits: BodyLimit
     let gate_state = Arc::new(Gate {
         bodies: limits,
         budget: Arc::new(tokio::sync::Semaphore::new(limits.inflight.max(1))),
+        reserved: state.http_metrics.body_bytes_reserved.clone(),
     });
     routes
         .method_not_allowed_fallback(ops::method_not_allowed)

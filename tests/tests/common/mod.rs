@@ -6,6 +6,8 @@
 #![allow(dead_code)]
 
 pub mod audit_chain;
+pub mod power_loss;
+pub mod raw_http;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -132,7 +134,17 @@ pub fn output_within(command: &mut Command, deadline: Duration) -> Output {
 
 /// Runs `ca-server ARGS` to completion (for `init`, `token create`, ...).
 pub fn ca_server(args: &[&str]) -> Output {
-    output_within(Command::new(server_bin()).args(args), COMMAND_DEADLINE)
+    ca_server_with_env(args, &[])
+}
+
+/// [`ca_server`] with these environment variables added.
+pub fn ca_server_with_env(args: &[&str], env: &[(&str, std::ffi::OsString)]) -> Output {
+    output_within(
+        Command::new(server_bin())
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v))),
+        COMMAND_DEADLINE,
+    )
 }
 
 /// Runs `ca-server ARGS` and asserts that it succeeded; returns its stdout.
@@ -350,6 +362,11 @@ impl Server {
     /// on` line (killing the server and panicking with its output then). `base` is the URL of
     /// that line, `http://0.0.0.0:PORT` for `0.0.0.0:0`.
     pub fn serve_on(dir: &Path, listen: &str) -> Server {
+        Server::serve_with_env(dir, listen, &[])
+    }
+
+    /// [`Server::serve_on`] with these environment variables added.
+    pub fn serve_with_env(dir: &Path, listen: &str, env: &[(&str, std::ffi::OsString)]) -> Server {
         let config = std::fs::read_to_string(dir.join("config.toml")).unwrap_or_default();
         let public: &[&str] = if config.contains("\n[public]\nlisten") {
             &["--public-listen", "127.0.0.1:0"]
@@ -363,6 +380,7 @@ impl Server {
             .arg("--listen")
             .arg(listen)
             .args(public)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -453,6 +471,20 @@ impl Server {
     /// Everything the server printed so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// One sample of a metric from `GET /metrics` (name and labels as they appear in the
+    /// exposition, e.g. `ca_errors_total{code="weak_key"}`); 0 when the series is absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        let r = self.get("/metrics", Some(&self.tokens.operator));
+        assert_eq!(r.status, 200, "GET /metrics: {r}");
+        r.text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
+            .map_or(0.0, |v| v.trim().parse().expect("a metric's value"))
     }
 
     /// The process id of the server.
