@@ -249,7 +249,7 @@ profile check and building the certificate: {workers:.0f} µs in batches, of whi
 {extra:.0f} µs is not the crypto floor of {floor:.0f} µs. A `perf record` of the
 `csr_parse_verify/ec-p256` and `build_sign/ca-ec-p256` benchmarks puts CSR parsing (x509-parser)
 under 0.5% of the first, and writing the certificate into the profile's DER template
-(`ca-core/src/template.rs`) at about 3% of the second: the rest is ring's P-256 arithmetic,
+(`ca-core/x509/src/template.rs`) at about 3% of the second: the rest is ring's P-256 arithmetic,
 SHA-256, and the two `getrandom` system calls of each certificate (its serial and ring's ECDSA
 nonce, about 4%). The remainder of the workers' time is their queue's wake-ups (kernel time
 counted in their threads) and the signing rate under load, with the writer and HTTP sharing the

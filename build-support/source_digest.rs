@@ -3,7 +3,7 @@
 // were built with (a shared CARGO_TARGET_DIR or a stale build would otherwise swap it).
 
 /// A digest of the sources the `ca-server` binary is built from: every file under `src/` of
-/// `keys`, `ca-core` and `ca-server`, their `Cargo.toml` and `build.rs`, this file, and the
+/// `keys`, `ca-core`, `ca-core/x509` and `ca-server`, their `Cargo.toml` and `build.rs`, this file, and the
 /// workspace's `Cargo.toml`, `Cargo.lock` and `docs/openapi.yaml`, by relative path and
 /// content, in path order. Prints
 /// the `rerun-if-changed` lines that rebuild the caller when any of them changes. `root` is
@@ -26,7 +26,7 @@ fn source_digest(root: &std::path::Path) -> String {
         }
     }
     let mut files = Vec::new();
-    for dir in ["keys/src", "ca-core/src", "ca-server/src"] {
+    for dir in ["keys/src", "ca-core/src", "ca-core/x509/src", "ca-server/src"] {
         let dir = root.join(dir);
         println!("cargo:rerun-if-changed={}", dir.display());
         walk(&dir, &mut files);
@@ -37,6 +37,7 @@ fn source_digest(root: &std::path::Path) -> String {
         "docs/openapi.yaml",
         "keys/Cargo.toml",
         "ca-core/Cargo.toml",
+        "ca-core/x509/Cargo.toml",
         "ca-server/Cargo.toml",
         "ca-server/build.rs",
         "build-support/source_digest.rs",

@@ -21,12 +21,10 @@ use keys::Signer;
 use ring::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
+use crate::codec::{decode_versioned, encode};
 use crate::csr::SubjectKeyType;
 use crate::error::CaError;
-use crate::store::record::{decode_versioned, encode};
 
 const ENTRY_V1: u8 = 1;
 const CHECKPOINT_V1: u8 = 1;
@@ -232,13 +230,7 @@ impl AuditEntry {
     }
 }
 
-/// An RFC 3339 UTC time at second precision, as the API writes times.
-pub fn rfc3339(unix: i64) -> Result<String, CaError> {
-    OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .ok_or_else(|| CaError::Storage(format!("time {unix} is out of range")))
-}
+pub use ca_x509::time_format::rfc3339;
 
 fn entry_hash(seq: u64, prev_hash: &[u8; 32], event: &AuditEvent) -> Result<[u8; 32], CaError> {
     let mut h = Sha256::new();

@@ -12,7 +12,7 @@
 //! Nothing is answered before it is durable. A full queue refuses at once
 //! ([`CaError::Overloaded`]), so latency stays bounded and memory flat.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -63,6 +63,22 @@ impl Default for EngineConfig {
             queue_capacity: 4096,
             max_commit_batch: 1024,
         }
+    }
+}
+
+/// What must follow a change of a certificate's status (a revocation, a released hold, a
+/// rolled-back redemption) once it is committed, whoever asked for it: the OCSP cache forgets
+/// the serial's answer, the CRL publisher rebuilds. Registered with
+/// [`Engine::observe_status`]; the engine tells every observer, so no front end (HTTP, ACME,
+/// CMP) has to remember to.
+pub trait StatusObserver: Send + Sync {
+    /// `serial`'s status changed and the change is durable.
+    fn status_changed(&self, serial: &Serial);
+}
+
+impl StatusObserver for crate::ocsp::OcspCache {
+    fn status_changed(&self, serial: &Serial) {
+        self.invalidate(serial);
     }
 }
 
@@ -251,6 +267,8 @@ struct Job {
 
 /// The running engine: queue, workers and store writer.
 pub struct Engine {
+    /// Told of every committed status change (held weakly: their owners keep them alive).
+    observers: std::sync::RwLock<Vec<Weak<dyn StatusObserver>>>,
     queue: Option<Sender<Job>>,
     to_writer: Option<Sender<WriteOp>>,
     ca: Arc<CertificateAuthority>,
@@ -324,6 +342,7 @@ impl Engine {
             "issuance engine started"
         );
         Ok(Engine {
+            observers: std::sync::RwLock::new(Vec::new()),
             queue: Some(queue),
             to_writer: Some(writer.sender()),
             ca,
@@ -333,6 +352,25 @@ impl Engine {
             _pool: pool,
             metrics,
         })
+    }
+
+    /// Registers `observer` for every status change from now on. The engine keeps only a
+    /// weak reference: the observer is told while its owner keeps it alive.
+    pub fn observe_status(&self, observer: Weak<dyn StatusObserver>) {
+        if let Ok(mut observers) = self.observers.write() {
+            observers.push(observer);
+        }
+    }
+
+    /// Tells every live observer that `serial`'s status changed.
+    fn status_changed(&self, serial: &Serial) {
+        let observers = match self.observers.read() {
+            Ok(observers) => observers.clone(),
+            Err(_) => return,
+        };
+        for observer in observers.iter().filter_map(Weak::upgrade) {
+            observer.status_changed(serial);
+        }
     }
 
     /// The CA this engine issues for.
@@ -535,6 +573,7 @@ impl Engine {
     pub async fn undo_redemption(&self, id: [u8; 16], serial: Serial) -> Result<(), CaError> {
         self.write(|reply| WriteOp::UndoRedemption(id, serial, reply))
             .await?;
+        self.status_changed(&serial);
         self.metrics
             .revocations
             .with_label_values(&[RevocationReason::CessationOfOperation.name()])
@@ -727,6 +766,7 @@ impl Engine {
             actor: actor.to_string(),
         };
         let revocation = self.write(|reply| WriteOp::Revoke(request, reply)).await?;
+        self.status_changed(&serial);
         self.metrics
             .revocations
             .with_label_values(&[reason.name()])
@@ -738,7 +778,9 @@ impl Engine {
     pub async fn release_hold(&self, serial: Serial, actor: &str) -> Result<(), CaError> {
         let actor = actor.to_string();
         self.write(|reply| WriteOp::ReleaseHold(serial, actor, reply))
-            .await
+            .await?;
+        self.status_changed(&serial);
+        Ok(())
     }
 
     /// Allocates the next CRL number (at least `floor`), durably and in the audit log (as

@@ -1,5 +1,5 @@
-//! The CA core: profiles, CSR validation, certificate building, the issuance engine and the
-//! RocksDB store.
+//! The CA core: the issuance engine and the RocksDB store, on top of the pure X.509 layer
+//! ([`ca_x509`], re-exported here module by module).
 //!
 //! Layers, each talking to the next through a small typed interface (after Boulder's split
 //! into registration authority, certificate authority and storage authority):
@@ -8,34 +8,33 @@
 //! - [`profile`] checks it against a certificate profile, giving a
 //!   [`profile::ValidatedRequest`];
 //! - [`authority`] builds and signs the certificate (RFC 5280) with a [`keys::Signer`], from
-//!   a DER template per profile (`template`) that leaves only the per-certificate fields to
-//!   write;
+//!   a DER template per profile that leaves only the per-certificate fields to write;
 //! - [`store`] records it durably in RocksDB, through a single group-committing writer;
-//! - [`engine`] runs the above on a worker pool behind a bounded queue.
+//! - [`engine`] runs the above on a worker pool behind a bounded queue;
+//! - [`crl`]'s publisher keeps the CRLs current from the store.
 
 #![deny(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-pub mod armor;
+pub use ca_x509::{
+    armor, authority, csr, error, fuzzing, inspect, name, ocsp, pkcs12, profile, revocation,
+    serial, server_tls, time_format,
+};
+
 pub mod audit;
-pub mod authority;
-pub mod crl;
-pub mod csr;
+mod codec;
 pub mod engine;
 pub mod enrolment;
-pub mod error;
-#[doc(hidden)]
-pub mod fuzzing;
-pub mod inspect;
 pub mod metrics;
-pub mod name;
-pub mod ocsp;
-pub mod pkcs12;
-pub mod profile;
-pub mod revocation;
-pub mod serial;
-pub mod server_tls;
 pub mod store;
-mod template;
+
+mod crl_publisher;
+
+/// Certificate revocation lists: the encoder of [`ca_x509::crl`] and the running
+/// [`CrlPublisher`](crl::CrlPublisher).
+pub mod crl {
+    pub use crate::crl_publisher::{CrlPublisher, PublishedCrls};
+    pub use ca_x509::crl::*;
+}
 
 pub use error::{CaError, ErrorClass};
 pub use serial::Serial;

@@ -7,8 +7,8 @@ use prometheus::{
     IntGaugeVec, Opts, Registry,
 };
 
-use crate::error::CaError;
-use crate::serial::Serial;
+use ca_x509::error::CaError;
+use ca_x509::revocation::DegradedEntries;
 
 /// The stage histograms of issuance.
 #[derive(Clone, Debug)]
@@ -83,38 +83,6 @@ pub struct Metrics {
     /// `outcome` (`match`, `mismatch`). A redemption for an unknown, expired, locked or
     /// redeemed enrolment is refused before this point and is not counted.
     pub enrollment_code_checks: IntCounterVec,
-}
-
-/// Where the CRL and OCSP builders report a stored entry that they wrote without one of its
-/// fields because that field cannot be encoded (e.g. an invalidityDate outside the years 0000
-/// to 9999 of GeneralizedTime, RFC 5280 section 4.1.2.5.2): one warning naming the serial,
-/// and `ca_status_entries_degraded_total{field}` when a counter is attached. No single stored
-/// entry may make a whole CRL or OCSP answer unbuildable; the revocation itself still appears.
-#[derive(Clone, Debug, Default)]
-pub struct DegradedEntries {
-    counter: Option<IntCounterVec>,
-}
-
-impl DegradedEntries {
-    /// Reports to `metrics`' `status_entries_degraded` counter (and the log).
-    pub fn counted(metrics: &Metrics) -> Self {
-        DegradedEntries {
-            counter: Some(metrics.status_entries_degraded.clone()),
-        }
-    }
-
-    /// Notes that `field` of `serial`'s entry was left out or replaced, and why.
-    pub fn report(&self, serial: &Serial, field: &'static str, why: &CaError) {
-        tracing::warn!(
-            %serial,
-            field,
-            error = %why,
-            "a stored revocation field cannot be encoded; the entry is written without it"
-        );
-        if let Some(counter) = &self.counter {
-            counter.with_label_values(&[field]).inc();
-        }
-    }
 }
 
 /// Where [`crate::enrolment::CodeHash::verify`] counts each code it derives and compares (one
@@ -293,6 +261,13 @@ impl Metrics {
     /// The registry, for the server to add its own metrics and to expose all of them.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// A [`DegradedEntries`] that counts into `ca_status_entries_degraded_total{field}` (and
+    /// logs).
+    pub fn degraded_entries(&self) -> DegradedEntries {
+        let counter = self.status_entries_degraded.clone();
+        DegradedEntries::counting(move |field| counter.with_label_values(&[field]).inc())
     }
 
     /// Counts a refusal or failure under its API code.

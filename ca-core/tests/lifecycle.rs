@@ -516,3 +516,61 @@ fn a_same_key_renewal_refuses_a_weak_key_certified_before() {
     assert!(engine.store().renewed_by(&weak).unwrap().is_empty());
     engine.shutdown();
 }
+
+/// Every committed status change reaches the registered observers (the OCSP cache and the CRL
+/// publisher in the server), whoever asked for it; a refused change does not, and an observer
+/// whose owner dropped it is skipped.
+#[test]
+fn status_changes_reach_the_observers_from_the_engine() {
+    use ca_core::engine::StatusObserver;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<Serial>>);
+    impl StatusObserver for Seen {
+        fn status_changed(&self, serial: &Serial) {
+            self.0.lock().unwrap().push(*serial);
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::start(
+        authority(),
+        Store::open(dir.path()).unwrap(),
+        &EngineConfig::default(),
+    )
+    .unwrap();
+    let seen = Arc::new(Seen::default());
+    engine.observe_status(Arc::downgrade(&seen) as std::sync::Weak<dyn StatusObserver>);
+    let dropped = Arc::new(Seen::default());
+    engine.observe_status(Arc::downgrade(&dropped) as std::sync::Weak<dyn StatusObserver>);
+    drop(dropped);
+    runtime().block_on(async {
+        let issued = engine
+            .issue(IssueRequest {
+                csr: csr("tls-server", "observed.example"),
+                profile: "tls-server".into(),
+                validity_days: None,
+                request_id: None,
+                requester: requester(),
+            })
+            .await
+            .unwrap();
+        let serial = Serial::from_bytes(&issued.record.serial).unwrap();
+        assert!(
+            seen.0.lock().unwrap().is_empty(),
+            "issuance is no status change"
+        );
+        engine
+            .revoke(serial, RevocationReason::CertificateHold, None, "tester")
+            .await
+            .unwrap();
+        assert!(engine
+            .revoke(serial, RevocationReason::CertificateHold, None, "tester")
+            .await
+            .is_err());
+        engine.release_hold(serial, "tester").await.unwrap();
+        assert_eq!(*seen.0.lock().unwrap(), vec![serial, serial]);
+    });
+    engine.shutdown();
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use ca_core::authority::create_root;
 use ca_core::crl::{CrlBuilder, CrlEntry, EntryReason};
-use ca_core::metrics::{DegradedEntries, Metrics};
+use ca_core::metrics::Metrics;
 use ca_core::name::parse_rfc4514;
 use ca_core::ocsp::{CertStatus, OcspResponder};
 use ca_core::revocation::{Revocation, RevocationReason};
@@ -73,7 +73,7 @@ fn every_stored_entry_is_on_the_crl_and_unencodable_fields_are_counted() {
     let metrics = Metrics::new().unwrap();
     let builder = CrlBuilder::new(ca.signer.clone(), &ca.der, None)
         .unwrap()
-        .with_degraded(DegradedEntries::counted(&metrics));
+        .with_degraded(metrics.degraded_entries());
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let (min, max, y10k, before_1970, y1900) = (serial(), serial(), serial(), serial(), serial());
     let (old_revocation, absurd_revocation) = (serial(), serial());
@@ -186,7 +186,7 @@ fn ocsp_answers_revocations_whatever_their_stored_times() {
     let metrics = Metrics::new().unwrap();
     let responder = OcspResponder::new(ca.signer.clone(), &ca.der, time::Duration::hours(1))
         .unwrap()
-        .with_degraded(DegradedEntries::counted(&metrics));
+        .with_degraded(metrics.degraded_entries());
     let now = OffsetDateTime::now_utc();
     let answer = |revocation: Revocation| {
         let s = serial();

@@ -11,14 +11,13 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use ca_core::audit::{AuditAction, AuditEvent};
 use ca_core::authority::{create_intermediate_csr, create_root, CertificateAuthority, Urls};
 use ca_core::crl::{CrlBuilder, CrlPublisher};
 use ca_core::csr::San;
-use ca_core::engine::Engine;
-use ca_core::metrics::DegradedEntries;
+use ca_core::engine::{Engine, StatusObserver};
 use ca_core::ocsp::{
     check_responder_certificate, issue_responder_certificate, ResponderValidity, RESPONDER_PROFILE,
 };
@@ -646,12 +645,13 @@ pub fn start_core(
         .flatten();
     let builder = CrlBuilder::new(signer.clone(), &ca_der, crl_url)
         .map_err(|e| e.to_string())?
-        .with_degraded(DegradedEntries::counted(engine.metrics()));
+        .with_degraded(engine.metrics().degraded_entries());
     let crl = Arc::new(CrlPublisher::new(
         builder,
         engine.clone(),
         config.crl.clone(),
     ));
+    engine.observe_status(Arc::downgrade(&crl) as Weak<dyn StatusObserver>);
     Ok(Core {
         engine,
         crl,

@@ -62,6 +62,31 @@ pub struct ListenerOptions {
     /// handshake (told apart by the first byte, 0x16 for a TLS record), so that status URLs
     /// naming this port keep working; `None`: such a connection fails its handshake.
     pub plain: Option<Router>,
+    /// Connections holding a slot (`ca_http_connections{listener}`).
+    pub connections: prometheus::IntGauge,
+}
+
+/// A connection's slot among `max_connections`, counted in the connections gauge from the
+/// moment the listener takes it until the connection is gone.
+struct Slot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    gauge: prometheus::IntGauge,
+}
+
+impl Slot {
+    fn taken(permit: tokio::sync::OwnedSemaphorePermit, gauge: &prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Slot {
+            _permit: permit,
+            gauge: gauge.clone(),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
 }
 
 /// The first byte of a TLS connection: a handshake record (RFC 8446 section 5.1).
@@ -191,8 +216,9 @@ pub async fn serve(
             });
             continue;
         };
+        let slot = Slot::taken(permit, &options.connections);
         tokio::spawn(async move {
-            let _permit = permit;
+            let _slot = slot;
             let Some(acceptor) = acceptor else {
                 let peer = Peer {
                     addr,

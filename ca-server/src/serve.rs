@@ -2,13 +2,12 @@
 //! and shut down gracefully on SIGINT or SIGTERM.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use ca_core::audit::Checkpoint;
 use ca_core::crl::CrlPublisher;
-use ca_core::engine::Engine;
-use ca_core::metrics::DegradedEntries;
+use ca_core::engine::{Engine, StatusObserver};
 use ca_core::ocsp::{OcspCache, OcspResponder};
 use ca_core::CaError;
 use keys::Signer;
@@ -108,6 +107,7 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
         .map_err(|e| format!("generating the first CRL: {e}"))?
         .map_err(|e| format!("generating the first CRL: {e}"))?;
     let ocsp_cache = Arc::new(OcspCache::new(config.ocsp.cache_capacity));
+    engine.observe_status(Arc::downgrade(&ocsp_cache) as Weak<dyn StatusObserver>);
     let validity =
         time::Duration::seconds(i64::try_from(config.ocsp.validity_secs).unwrap_or(3600));
     let responder = if config.ocsp.delegated {
@@ -128,7 +128,7 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
         responder
             .map_err(|e| e.to_string())?
             .with_cache(ocsp_cache.clone())
-            .with_degraded(DegradedEntries::counted(engine.metrics())),
+            .with_degraded(engine.metrics().degraded_entries()),
     );
     let ocsp_renewal = config.ocsp.delegated.then(|| {
         tokio::spawn(ocsp_renewal(
@@ -147,7 +147,6 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
         max_batch: config.max_batch,
         crl: crl.clone(),
         ocsp,
-        ocsp_cache,
         http_metrics: HttpMetrics::new(engine.metrics().registry()).map_err(|e| e.to_string())?,
         enrollment: EnrollmentLimits {
             min_password_length: config.enrollment.min_password_length,
@@ -184,6 +183,7 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
             limits::limit,
         ))
     };
+    let connections = state.http_metrics.connections.clone();
     let app = limited(api::router(state.clone(), bodies));
     let status_app = limited(api::status_router(state, bodies));
     tracing::info!(%bound, public = ?public.as_ref().map(|p| p.1), crl = ?urls.crl, ocsp = ?urls.ocsp, tls = tls.is_some(), "serving");
@@ -198,12 +198,14 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
         // Certificates issued before the status listener name the TLS port.
         plain: tls.is_some().then(|| status_app.clone()),
         tls: tls.clone(),
+        connections: connections.with_label_values(&["api"]),
     };
     let public_task = public.map(|(public_listener, public_bound)| {
         println!("serving CRLs, OCSP and the CA certificate on http://{public_bound}");
         let options = ListenerOptions {
             tls: None,
             plain: None,
+            connections: connections.with_label_values(&["public"]),
             ..options.clone()
         };
         let mut stopped = stopped.clone();

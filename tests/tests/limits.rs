@@ -135,7 +135,7 @@ fn silent_connections_over_the_limit_are_closed_quickly() {
     );
     let s = Server::serve(&dir);
     let addr = addr_of(&s);
-    let held = take_slots(&addr, "/healthz", 3);
+    let held = take_api_slots(&s, &addr, 3);
     for preface in [&b""[..], b"PRI * HTTP/2.0\r\n"] {
         let mut extra = TcpStream::connect(&addr).unwrap();
         extra.write_all(preface).unwrap();

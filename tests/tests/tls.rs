@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::raw_http::{poll, take_slots, wait_for_a_free_slot};
+use common::raw_http::{
+    connections_open, poll, take_api_slots, take_slots_when_free, wait_for_a_free_slot,
+};
 use common::*;
 use serde_json::json;
 
@@ -558,7 +560,7 @@ fn rate_connection_and_slow_client_limits() {
     // Connections beyond the limit get one 429 and are closed; the server stays up. A slow
     // client that never finishes its headers is dropped after header_timeout_secs.
     let addr = s.base.trim_start_matches("http://").to_string();
-    connections_over_3_get_429(&addr, "/healthz");
+    connections_over_3_get_429(take_api_slots(&s, &addr, 3), &addr, "/healthz");
     slow_headers_are_dropped_after_1_s(&addr, "/healthz");
     assert_eq!(s.get("/healthz", None).status, 200, "the server is up");
     s.terminate();
@@ -726,15 +728,22 @@ fn the_status_listener_has_the_apis_limits() {
     drop(client);
 
     let addr = public.trim_start_matches("http://").to_string();
-    connections_over_3_get_429(&addr, "/ca.der");
+    // The public listener's connections, read from the API (over TLS, with curl).
+    let operator = format!("Authorization: Bearer {}", s.tokens.operator);
+    let held = take_slots_when_free(&addr, 3, || {
+        let (status, body) = curl(&s, "/metrics", &["-H", &operator]);
+        (status == 200)
+            .then(|| connections_open(&body, "public"))
+            .flatten()
+    });
+    connections_over_3_get_429(held, &addr, "/ca.der");
     slow_headers_are_dropped_after_1_s(&addr, "/crl");
     s.terminate();
 }
 
-/// With `max_connections = 3` and three connections held open, a fourth gets one 429 with
-/// `Retry-After` and is closed; once they close, a new one is served.
-fn connections_over_3_get_429(addr: &str, path: &str) {
-    let held = take_slots(addr, path, 3);
+/// With `max_connections = 3` and three connections `held` open, a fourth to `addr` gets one
+/// 429 with `Retry-After` and is closed; once they close, a new one is served.
+fn connections_over_3_get_429(held: Vec<TcpStream>, addr: &str, path: &str) {
     let mut extra = TcpStream::connect(addr).unwrap();
     extra
         .set_read_timeout(Some(Duration::from_secs(5)))

@@ -6,6 +6,7 @@ use super::{cf, Store, Writes, META_AUDIT_HEAD};
 use crate::audit::{verify_chain, AuditBreak, AuditEntry, AuditEvent, AuditHead, Checkpoint};
 use crate::error::CaError;
 use crate::serial::Serial;
+use crate::store::Db;
 
 /// What `audit verify` found.
 #[derive(Clone, Debug)]
@@ -26,7 +27,7 @@ impl Store {
     /// The head of the audit log as the store recorded it with the last write.
     pub fn audit_head(&self) -> Result<AuditHead, CaError> {
         let meta = self.cf(cf::META)?;
-        match self.db.get_pinned_cf(meta, META_AUDIT_HEAD)? {
+        match self.db.get_pinned_cf(meta, META_AUDIT_HEAD).db()? {
             None => Ok(AuditHead::GENESIS),
             Some(v) => AuditHead::decode(&v)
                 .ok_or_else(|| CaError::Storage("malformed audit head in meta".into())),
@@ -45,7 +46,7 @@ impl Store {
             .map(AuditEntry::decode)
             .transpose()?
             .map_or(AuditHead::GENESIS, |e| e.head());
-        it.status()?;
+        it.status().db()?;
         if last != recorded {
             return Err(CaError::Storage(format!(
                 "the audit log ends at entry {} but the store recorded its head at entry {}: \
@@ -124,7 +125,7 @@ impl Store {
             out.push(AuditEntry::decode(v)?);
             it.next();
         }
-        it.status()?;
+        it.status().db()?;
         Ok(out)
     }
 
@@ -137,12 +138,12 @@ impl Store {
         let it = self.db.prefix_iterator_cf(events, serial.as_bytes());
         let mut out = Vec::new();
         for item in it {
-            let (key, _) = item?;
+            let (key, _) = item.db()?;
             if !key.starts_with(serial.as_bytes()) {
                 break;
             }
             let seq = key.get(16..24).unwrap_or_default();
-            let bytes = self.db.get_pinned_cf(audit, seq)?.ok_or_else(|| {
+            let bytes = self.db.get_pinned_cf(audit, seq).db()?.ok_or_else(|| {
                 CaError::Storage(format!(
                     "an event of {serial} points at a missing audit entry"
                 ))
@@ -158,7 +159,7 @@ impl Store {
         let mut it = self.db.raw_iterator_cf(checkpoints);
         it.seek_to_last();
         let latest = it.value().map(Checkpoint::decode).transpose()?;
-        it.status()?;
+        it.status().db()?;
         Ok(latest)
     }
 
@@ -192,7 +193,7 @@ impl Store {
             entries += 1;
             Some((seq, entry))
         }));
-        it.status()?;
+        it.status().db()?;
         let mut report = AuditReport {
             entries,
             head: AuditHead::GENESIS,
@@ -260,7 +261,7 @@ impl Store {
             report.latest_checkpoint = Some(cp);
             it.next();
         }
-        it.status()?;
+        it.status().db()?;
         Ok(())
     }
 
@@ -270,9 +271,11 @@ impl Store {
             return Ok(AuditHead::GENESIS);
         }
         let audit = self.cf(cf::AUDIT)?;
-        Ok(match self.db.get_pinned_cf(audit, seq.to_be_bytes())? {
-            Some(v) => AuditEntry::decode(&v)?.head(),
-            None => AuditHead { seq, hash: [0; 32] },
-        })
+        Ok(
+            match self.db.get_pinned_cf(audit, seq.to_be_bytes()).db()? {
+                Some(v) => AuditEntry::decode(&v)?.head(),
+                None => AuditHead { seq, hash: [0; 32] },
+            },
+        )
     }
 }

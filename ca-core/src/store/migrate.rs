@@ -13,6 +13,7 @@ use rocksdb::WriteBatch;
 
 use super::{cf, CertRecord, Store, META_CERT_SEQ};
 use crate::error::CaError;
+use crate::store::Db;
 
 /// The first schema version that keys certificates by issuance order.
 pub(super) const ISSUANCE_ORDER_SCHEMA: u32 = 3;
@@ -36,7 +37,8 @@ pub(super) fn copy_legacy_certificates(store: &Store) -> Result<(), CaError> {
     let last_seq = store.meta_u64(META_CERT_SEQ)?;
     let estimate = store
         .db
-        .property_int_value_cf(legacy, "rocksdb.estimate-num-keys")?
+        .property_int_value_cf(legacy, "rocksdb.estimate-num-keys")
+        .db()?
         .unwrap_or(0);
     tracing::info!(
         certificates = estimate,
@@ -69,7 +71,7 @@ pub(super) fn copy_legacy_certificates(store: &Store) -> Result<(), CaError> {
         }
         it.next();
     }
-    it.status()?;
+    it.status().db()?;
     store.write(batch)?;
     tracing::info!(copied, "store upgraded to schema version 3");
     Ok(())
@@ -81,7 +83,7 @@ pub(super) fn drop_legacy_families(store: &mut Store) -> Result<(), CaError> {
         .ok_or_else(|| CaError::Storage("the store is shared while being upgraded".into()))?;
     for name in [LEGACY_CERTS, LEGACY_BY_ISSUED] {
         if db.cf_handle(name).is_some() {
-            db.drop_cf(name)?;
+            db.drop_cf(name).db()?;
         }
     }
     Ok(())

@@ -213,6 +213,18 @@ pub struct StoreMemory {
     pub table_readers: u64,
 }
 
+/// RocksDB's errors as the core's storage errors ([`CaError::Storage`]).
+pub(crate) trait Db<T> {
+    /// This result with a RocksDB error turned into [`CaError::Storage`].
+    fn db(self) -> Result<T, CaError>;
+}
+
+impl<T> Db<T> for Result<T, rocksdb::Error> {
+    fn db(self) -> Result<T, CaError> {
+        self.map_err(|e| CaError::Storage(e.into_string()))
+    }
+}
+
 impl Store {
     /// Opens (or creates) the store at `path`, checks its schema version and records it.
     pub fn open(path: &Path) -> Result<Self, CaError> {
@@ -360,7 +372,8 @@ impl Store {
     fn schema_version(&self) -> Result<Option<u32>, CaError> {
         let meta = self.cf(cf::META)?;
         self.db
-            .get_pinned_cf(meta, META_SCHEMA)?
+            .get_pinned_cf(meta, META_SCHEMA)
+            .db()?
             .map(|v| {
                 <[u8; 4]>::try_from(&v[..])
                     .map(u32::from_be_bytes)
@@ -397,7 +410,7 @@ impl Store {
     /// Draws the secret that seals query cursors when the store has none yet.
     fn ensure_cursor_key(&self) -> Result<(), CaError> {
         let meta = self.cf(cf::META)?;
-        if self.db.get_pinned_cf(meta, META_CURSOR_KEY)?.is_some() {
+        if self.db.get_pinned_cf(meta, META_CURSOR_KEY).db()?.is_some() {
             return Ok(());
         }
         let mut secret = zeroize::Zeroizing::new([0u8; query::CURSOR_KEY_LEN]);
@@ -414,7 +427,8 @@ impl Store {
         let meta = self.cf(cf::META)?;
         let secret = self
             .db
-            .get_pinned_cf(meta, META_CURSOR_KEY)?
+            .get_pinned_cf(meta, META_CURSOR_KEY)
+            .db()?
             .and_then(|v| <[u8; query::CURSOR_KEY_LEN]>::try_from(&v[..]).ok())
             .map(zeroize::Zeroizing::new)
             .ok_or_else(|| CaError::Storage("the store has no cursor key".into()))?;
@@ -447,7 +461,7 @@ impl Store {
     pub(crate) fn write(&self, batch: WriteBatch) -> Result<(), CaError> {
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
-        self.db.write_opt(batch, &opts).map_err(CaError::from)
+        self.db.write_opt(batch, &opts).db()
     }
 
     /// The certificate with this serial.
@@ -461,7 +475,8 @@ impl Store {
     /// The certificate with this issuance sequence number.
     pub fn certificate_at(&self, seq: u64) -> Result<Option<CertRecord>, CaError> {
         self.db
-            .get_pinned_cf(self.cf(cf::ISSUED)?, seq.to_be_bytes())?
+            .get_pinned_cf(self.cf(cf::ISSUED)?, seq.to_be_bytes())
+            .db()?
             .map(|v| CertRecord::decode(&v))
             .transpose()
     }
@@ -469,7 +484,8 @@ impl Store {
     /// The issuance sequence number of the certificate with this serial.
     fn issuance_seq(&self, serial: &Serial) -> Result<Option<u64>, CaError> {
         self.db
-            .get_pinned_cf(self.cf(cf::SERIALS)?, serial.as_bytes())?
+            .get_pinned_cf(self.cf(cf::SERIALS)?, serial.as_bytes())
+            .db()?
             .map(|v| decode_seq(&v))
             .transpose()
     }
@@ -480,7 +496,11 @@ impl Store {
         if !self.db.key_may_exist_cf(&serials, serial.as_bytes()) {
             return Ok(false);
         }
-        Ok(self.db.get_pinned_cf(serials, serial.as_bytes())?.is_some())
+        Ok(self
+            .db
+            .get_pinned_cf(serials, serial.as_bytes())
+            .db()?
+            .is_some())
     }
 
     /// The OCSP status of `serial` (RFC 6960 section 2.2): `unknown` unless this CA issued
@@ -501,7 +521,8 @@ impl Store {
         let of = |name: &str, property: &str| -> Result<u64, CaError> {
             Ok(self
                 .db
-                .property_int_value_cf(self.cf(name)?, property)?
+                .property_int_value_cf(self.cf(name)?, property)
+                .db()?
                 .unwrap_or(0))
         };
         // Every family reads through the same cache, so any one of them reports its usage.
@@ -533,7 +554,7 @@ impl Store {
         );
         let mut stored = HashSet::new();
         for (serial, result) in serials.iter().zip(found) {
-            if result?.is_some() {
+            if result.db()?.is_some() {
                 stored.insert(*serial);
             }
         }
@@ -544,7 +565,8 @@ impl Store {
     pub fn idempotency(&self, key: &IdempotencyKey) -> Result<Option<IdempotencyRecord>, CaError> {
         let idem = self.cf(cf::IDEM)?;
         self.db
-            .get_pinned_cf(idem, key.as_bytes())?
+            .get_pinned_cf(idem, key.as_bytes())
+            .db()?
             .map(|v| IdempotencyRecord::decode(&v))
             .transpose()
     }
@@ -553,7 +575,8 @@ impl Store {
     pub fn enrollment(&self, id: &[u8; 16]) -> Result<Option<EnrollmentRecord>, CaError> {
         let enrollments = self.cf(cf::ENROLLMENTS)?;
         self.db
-            .get_pinned_cf(enrollments, id)?
+            .get_pinned_cf(enrollments, id)
+            .db()?
             .map(|v| EnrollmentRecord::decode(&v))
             .transpose()
     }
@@ -574,7 +597,7 @@ impl Store {
             }
             it.next();
         }
-        it.status()?;
+        it.status().db()?;
         Ok(counts)
     }
 
@@ -582,7 +605,8 @@ impl Store {
     pub fn token(&self, token_hash: &[u8; 32]) -> Result<Option<TokenRecord>, CaError> {
         let tokens = self.cf(cf::TOKENS)?;
         self.db
-            .get_pinned_cf(tokens, token_hash)?
+            .get_pinned_cf(tokens, token_hash)
+            .db()?
             .map(|v| TokenRecord::decode(&v))
             .transpose()
     }
@@ -592,7 +616,7 @@ impl Store {
         let tokens = self.cf(cf::TOKENS)?;
         let mut it = self.db.raw_iterator_cf(tokens);
         it.seek_to_first();
-        it.status()?;
+        it.status().db()?;
         Ok(it.valid())
     }
 
@@ -606,7 +630,7 @@ impl Store {
         let mut it = self.db.raw_iterator_cf(self.cf(cf::ISSUED)?);
         it.seek_to_last();
         let last = it.value().map(CertRecord::decode).transpose()?;
-        it.status()?;
+        it.status().db()?;
         Ok(last.map_or(0, |r| r.issued_at))
     }
 
@@ -619,7 +643,8 @@ impl Store {
         let meta = self.cf(cf::META)?;
         Ok(self
             .db
-            .get_pinned_cf(meta, key)?
+            .get_pinned_cf(meta, key)
+            .db()?
             .and_then(|v| <[u8; 8]>::try_from(&v[..]).ok())
             .map(u64::from_be_bytes)
             .unwrap_or(0))
@@ -629,8 +654,9 @@ impl Store {
     pub fn revocation(&self, serial: &Serial) -> Result<Option<Revocation>, CaError> {
         let revoked = self.cf(cf::REVOKED)?;
         self.db
-            .get_pinned_cf(revoked, serial.as_bytes())?
-            .map(|v| Revocation::decode(&v))
+            .get_pinned_cf(revoked, serial.as_bytes())
+            .db()?
+            .map(|v| record::decode_revocation(&v))
             .transpose()
     }
 
@@ -653,7 +679,7 @@ impl Store {
             out.push(renewal);
             it.next();
         }
-        it.status()?;
+        it.status().db()?;
         Ok(out)
     }
 
@@ -669,10 +695,10 @@ impl Store {
         while let (Some(k), Some(v)) = (it.key(), it.value()) {
             let serial = Serial::from_bytes(k)
                 .ok_or_else(|| CaError::Storage("malformed serial in revoked".into()))?;
-            f(serial, Revocation::decode(v)?)?;
+            f(serial, record::decode_revocation(v)?)?;
             it.next();
         }
-        it.status()?;
+        it.status().db()?;
         Ok(())
     }
 
@@ -695,7 +721,7 @@ impl Store {
             }
             it.next();
         }
-        it.status()?;
+        it.status().db()?;
         Ok(seen.into_iter().collect())
     }
 
@@ -708,7 +734,7 @@ impl Store {
             n += 1;
             it.next();
         }
-        it.status()?;
+        it.status().db()?;
         Ok(n)
     }
 
@@ -743,7 +769,7 @@ impl Store {
     /// Flushes memtables to SST files (on shutdown, so that the next start replays no WAL).
     pub fn flush(&self) -> Result<(), CaError> {
         for name in cf::ALL {
-            self.db.flush_cf(self.cf(name)?)?;
+            self.db.flush_cf(self.cf(name)?).db()?;
         }
         Ok(())
     }

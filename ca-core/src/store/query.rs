@@ -20,6 +20,7 @@ use super::{cf, decode_seq, CertRecord, Store};
 use crate::error::CaError;
 use crate::revocation::{Revocation, Status};
 use crate::serial::Serial;
+use crate::store::Db;
 
 /// Most certificates one page examines.
 pub const MAX_EXAMINED: usize = 10_000;
@@ -262,7 +263,7 @@ impl Store {
             last = Some(key.to_vec());
             it.next();
         }
-        it.status()?;
+        it.status().db()?;
         let next = match (it.valid(), last) {
             (true, Some(key)) => Some(Cursor {
                 walk: plan.walk as u8,

@@ -6,7 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use crate::codec::{decode_versioned, encode};
 use crate::error::CaError;
+use crate::revocation::Revocation;
 use crate::serial::Serial;
 
 const CERT_RECORD_V1: u8 = 1;
@@ -252,29 +254,17 @@ impl EnrollmentRecord {
     }
 }
 
-/// Encodes a stored value: its format version byte, then its postcard body.
-pub(crate) fn encode<T: Serialize>(version: u8, value: &T) -> Result<Vec<u8>, CaError> {
-    let mut out = vec![version];
-    postcard::to_io(value, &mut out)
-        .map_err(|e| CaError::Storage(format!("encoding a record: {e}")))?;
-    Ok(out)
+/// The format version of a stored [`Revocation`].
+const REVOCATION_V1: u8 = 1;
+
+/// Encodes a revocation record with its format version.
+pub(crate) fn encode_revocation(r: &Revocation) -> Result<Vec<u8>, CaError> {
+    encode(REVOCATION_V1, r)
 }
 
-/// Decodes a stored value written by [`encode`] with format version `version`; `what` names
-/// it in errors.
-pub(crate) fn decode_versioned<'a, T: Deserialize<'a>>(
-    bytes: &'a [u8],
-    version: u8,
-    what: &str,
-) -> Result<T, CaError> {
-    match bytes.split_first() {
-        Some((&v, body)) if v == version => decode(body, what),
-        _ => Err(CaError::Storage(format!("{what} of an unknown format"))),
-    }
-}
-
-fn decode<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, CaError> {
-    postcard::from_bytes(body).map_err(|e| CaError::Storage(format!("decoding a {what}: {e}")))
+/// Decodes a stored revocation record.
+pub(crate) fn decode_revocation(bytes: &[u8]) -> Result<Revocation, CaError> {
+    decode_versioned(bytes, REVOCATION_V1, "revocation")
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use rocksdb::WriteBatch;
 use super::{cf, Store, TokenRecord};
 use crate::audit::{AuditAction, AuditEvent};
 use crate::error::CaError;
+use crate::store::Db;
 
 /// The first schema version with token ids and unique token names.
 pub(super) const UNIQUE_TOKEN_NAMES_SCHEMA: u32 = 4;
@@ -38,7 +39,8 @@ impl Store {
     pub fn token_name_holder(&self, name: &str) -> Result<Option<[u8; 32]>, CaError> {
         let names = self.cf(cf::TOKEN_NAMES)?;
         self.db
-            .get_pinned_cf(names, name.as_bytes())?
+            .get_pinned_cf(names, name.as_bytes())
+            .db()?
             .map(|v| {
                 <[u8; 32]>::try_from(&v[..])
                     .map_err(|_| CaError::Storage("malformed entry in token_names".into()))
@@ -65,7 +67,7 @@ impl Store {
             out.push((hash, TokenRecord::decode(v)?));
             it.next();
         }
-        it.status()?;
+        it.status().db()?;
         out.sort_by(|(ha, a), (hb, b)| (a.created_at, ha).cmp(&(b.created_at, hb)));
         Ok(out)
     }
@@ -130,7 +132,7 @@ impl Store {
             raw.push((k.to_vec(), TokenRecord::is_v1(v)));
             it.next();
         }
-        it.status()?;
+        it.status().db()?;
         let old_format: HashMap<Vec<u8>, bool> = raw.into_iter().collect();
         let mut taken: HashMap<String, [u8; 32]> = HashMap::new();
         let mut batch = WriteBatch::default();

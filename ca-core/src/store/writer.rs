@@ -788,7 +788,11 @@ impl<'a> Group<'a> {
     fn record_change(&mut self, serial: &Serial, state: Option<Revocation>) -> Result<(), CaError> {
         self.counters.change_seq += 1;
         match &state {
-            Some(r) => self.put(cf::REVOKED, serial.as_bytes(), &r.encode()?)?,
+            Some(r) => self.put(
+                cf::REVOKED,
+                serial.as_bytes(),
+                &super::record::encode_revocation(r)?,
+            )?,
             None => self.delete(cf::REVOKED, serial.as_bytes())?,
         }
         let change = self.counters.change_seq.to_be_bytes();

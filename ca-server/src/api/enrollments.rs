@@ -316,10 +316,7 @@ async fn undo(state: &AppState, id: &[u8; 16], issued: &Issued, error: CaError) 
         return error.into();
     };
     match state.engine.undo_redemption(*id, serial).await {
-        Ok(()) => {
-            state.status_changed(&serial);
-            ApiError::from(error)
-        }
+        Ok(()) => ApiError::from(error),
         Err(undo) => {
             tracing::error!(
                 enrollment = %hex::encode(id),

@@ -29,6 +29,9 @@ pub struct HttpMetrics {
     /// Bytes of request bodies reserved against `[limits] max_inflight_body_bytes`, summed
     /// over the listeners (`ca_http_body_bytes_reserved`).
     pub body_bytes_reserved: IntGauge,
+    /// Connections holding one of `max_connections`' slots, by `listener` (`api`,
+    /// `public`): `ca_http_connections`.
+    pub connections: IntGaugeVec,
     /// `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`:
     /// a registry without the `ca_` prefix.
     process: Registry,
@@ -76,6 +79,17 @@ impl HttpMetrics {
         registry
             .register(Box::new(body_bytes_reserved.clone()))
             .map_err(fail)?;
+        let connections = IntGaugeVec::new(
+            Opts::new(
+                "http_connections",
+                "Connections holding a slot of max_connections, by listener (api, public)",
+            ),
+            &["listener"],
+        )
+        .map_err(fail)?;
+        registry
+            .register(Box::new(connections.clone()))
+            .map_err(fail)?;
         let process = Registry::new();
         process
             .register(Box::new(ProcessCollector::new().map_err(fail)?))
@@ -83,6 +97,7 @@ impl HttpMetrics {
         Ok(HttpMetrics {
             latency,
             body_bytes_reserved,
+            connections,
             process,
         })
     }

@@ -28,9 +28,8 @@ use axum::Router;
 use bytes::Bytes;
 use ca_core::crl::CrlPublisher;
 use ca_core::engine::Engine;
-use ca_core::ocsp::{OcspCache, OcspResponder};
+use ca_core::ocsp::OcspResponder;
 use ca_core::store::Store;
-use ca_core::Serial;
 
 pub use audit::{audit_entry_json, checkpoint_json};
 pub use certificates::certificate_view;
@@ -55,8 +54,6 @@ pub struct AppState {
     pub crl: Arc<CrlPublisher>,
     /// The OCSP responder.
     pub ocsp: Arc<OcspResponder>,
-    /// Its response cache, invalidated on every status change.
-    pub ocsp_cache: Arc<OcspCache>,
     /// HTTP request metrics.
     pub http_metrics: HttpMetrics,
     /// Limits of enrolments.
@@ -78,13 +75,6 @@ pub struct AppState {
 impl AppState {
     fn store(&self) -> &Store {
         self.engine.store()
-    }
-
-    /// After a revocation or a released hold: OCSP forgets its cached answer at once, and
-    /// the next CRL tick rebuilds.
-    fn status_changed(&self, serial: &Serial) {
-        self.ocsp_cache.invalidate(serial);
-        self.crl.mark_dirty();
     }
 }
 

@@ -370,12 +370,12 @@ mod tests {
     /// `ApiError::new(StatusCode::X, "code", ...)` in this crate, and raw JSON answers.
     fn codes_in_source() -> BTreeSet<String> {
         let mut codes = BTreeSet::new();
-        let core = read("../ca-core/src/error.rs");
+        let core = read("../ca-core/x509/src/error.rs");
         let code_fn = core
             .split("pub fn code(&self)")
             .nth(1)
             .and_then(|s| s.split("pub fn class(&self)").next())
-            .expect("CaError::code in ca-core/src/error.rs");
+            .expect("CaError::code in ca-core/x509/src/error.rs");
         for line in code_fn.lines() {
             if let Some((_, code)) = line.split_once("=> \"") {
                 codes.insert(code.split('"').next().unwrap_or_default().to_string());

@@ -61,7 +61,6 @@ pub async fn revoke(
         .engine
         .revoke(serial, reason, invalidity_date, &caller.name)
         .await?;
-    state.status_changed(&serial);
     tracing::info!(%serial, reason = reason.name(), actor = %caller.name, "revoked");
     Ok(Json(certificate_json(&state, &record)?))
 }
@@ -75,7 +74,6 @@ pub async fn release_hold(
     let record = find(&state, &path_serial(serial), &caller)?;
     let serial = stored_serial(&record)?;
     state.engine.release_hold(serial, &caller.name).await?;
-    state.status_changed(&serial);
     tracing::info!(%serial, actor = %caller.name, "hold released");
     Ok(Json(certificate_json(&state, &record)?))
 }

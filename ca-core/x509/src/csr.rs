@@ -618,7 +618,9 @@ pub fn key_from_spki_der(spki: &[u8]) -> Result<SubjectKey, CaError> {
     Ok(key)
 }
 
-pub(crate) fn subject_key(
+/// The key of a SubjectPublicKeyInfo (RFC 5280 section 4.1.2.7), as the profiles check it:
+/// its type and size, and its DER. Refuses key types the CA does not accept.
+pub fn subject_key(
     spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>,
 ) -> Result<SubjectKey, CaError> {
     let bits = spki.subject_public_key.data.to_vec();

@@ -6,6 +6,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::error::CaError;
+use crate::serial::Serial;
 
 /// The earliest invalidity date accepted unless `[revocation] min_invalidity_date` says
 /// otherwise: the first year of UTCTime's window (RFC 5280 section 4.1.2.5.1), long before
@@ -53,7 +54,7 @@ impl RevocationConfig {
 /// after the revocation (which is not in the future), and not before `floor` (the operator's
 /// `min_invalidity_date`). Whatever passes is a year GeneralizedTime carries.
 pub fn check_invalidity_date(date: i64, revoked_at: i64, floor: i64) -> Result<(), CaError> {
-    let show = |t: i64| crate::audit::rfc3339(t).unwrap_or_else(|_| t.to_string());
+    let show = |t: i64| crate::time_format::rfc3339(t).unwrap_or_else(|_| t.to_string());
     if date > revoked_at {
         return Err(CaError::InvalidRequest(format!(
             "invalidity_date {} is after the revocation time {} (RFC 5280 5.3.2: it must not \
@@ -189,19 +190,7 @@ pub struct Revocation {
     pub not_after: i64,
 }
 
-const REVOCATION_V1: u8 = 1;
-
 impl Revocation {
-    /// Encodes the record with its format version.
-    pub fn encode(&self) -> Result<Vec<u8>, CaError> {
-        crate::store::record::encode(REVOCATION_V1, self)
-    }
-
-    /// Decodes a stored record.
-    pub fn decode(bytes: &[u8]) -> Result<Self, CaError> {
-        crate::store::record::decode_versioned(bytes, REVOCATION_V1, "revocation")
-    }
-
     /// Whether this is a hold, which may still be released.
     pub fn is_hold(&self) -> bool {
         self.reason == RevocationReason::CertificateHold
@@ -292,5 +281,45 @@ mod tests {
         }
         assert!(RevocationReason::from_name("removeFromCRL").is_err());
         assert_eq!(RevocationReason::from_code(7), None);
+    }
+}
+
+/// Where the CRL and OCSP builders report a stored entry that they wrote without one of its
+/// fields because that field cannot be encoded (e.g. an invalidityDate outside the years 0000
+/// to 9999 of GeneralizedTime, RFC 5280 section 4.1.2.5.2): one warning naming the serial,
+/// and a count by field when a counter is attached. No single stored entry may make a whole
+/// CRL or OCSP answer unbuildable; the revocation itself still appears.
+#[derive(Clone, Default)]
+pub struct DegradedEntries {
+    count: Option<std::sync::Arc<dyn Fn(&'static str) + Send + Sync>>,
+}
+
+impl std::fmt::Debug for DegradedEntries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DegradedEntries")
+            .field("counted", &self.count.is_some())
+            .finish()
+    }
+}
+
+impl DegradedEntries {
+    /// Reports each degraded field to `count` as well as to the log.
+    pub fn counting(count: impl Fn(&'static str) + Send + Sync + 'static) -> Self {
+        DegradedEntries {
+            count: Some(std::sync::Arc::new(count)),
+        }
+    }
+
+    /// Notes that `field` of `serial`'s entry was left out or replaced, and why.
+    pub fn report(&self, serial: &Serial, field: &'static str, why: &CaError) {
+        tracing::warn!(
+            %serial,
+            field,
+            error = %why,
+            "a stored revocation field cannot be encoded; the entry is written without it"
+        );
+        if let Some(count) = &self.count {
+            count(field);
+        }
     }
 }

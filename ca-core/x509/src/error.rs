@@ -251,9 +251,3 @@ impl CaError {
         }
     }
 }
-
-impl From<rocksdb::Error> for CaError {
-    fn from(e: rocksdb::Error) -> Self {
-        CaError::Storage(e.into_string())
-    }
-}

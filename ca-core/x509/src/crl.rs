@@ -5,28 +5,25 @@
 //! `x509-cert`'s typed `RevokedCert`), so a CRL of a million entries costs one buffer of its
 //! own size rather than a million heap objects.
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
-use bytes::Bytes;
 use der::asn1::{Any, AnyRef, BitString, Ia5String, ObjectIdentifier, OctetString, Uint};
 use der::{Decode, Encode, Sequence, Tag};
 use keys::Signer;
 use spki::AlgorithmIdentifierOwned;
-use time::OffsetDateTime;
 use x509_cert::ext::pkix::crl::dp::{DistributionPoint, IssuingDistributionPoint};
 use x509_cert::ext::pkix::crl::{CrlReason, FreshestCrl};
 use x509_cert::ext::pkix::name::DistributionPointName;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::AuthorityKeyIdentifier;
-use x509_cert::ext::{Extension, Extensions};
+use x509_cert::ext::Extensions;
 use x509_cert::name::Name;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::{Certificate, Version};
 
-use crate::authority::signature_algorithm;
-use crate::engine::Engine;
+use crate::der_util::{encoding, extension, generalized_time, signature_algorithm, time};
 use crate::error::CaError;
-use crate::metrics::DegradedEntries;
+use crate::revocation::DegradedEntries;
 use crate::revocation::{Revocation, RevocationReason};
 use crate::serial::Serial;
 
@@ -148,91 +145,6 @@ struct RevokedEntry {
     serial_number: SerialNumber,
     revocation_date: Any,
     crl_entry_extensions: Option<Extensions>,
-}
-
-fn encoding(e: der::Error) -> CaError {
-    CaError::Signing(format!("encoding a CRL: {e}"))
-}
-
-/// The years an X.509 time can carry: GeneralizedTime's four digits (RFC 5280 section
-/// 4.1.2.5.2; X.680 section 46).
-const ENCODABLE_YEARS: std::ops::RangeInclusive<i32> = 0..=9999;
-
-/// The years UTCTime carries, its two digits read as 1950 to 2049 (RFC 5280 section
-/// 4.1.2.5.1).
-const UTC_TIME_YEARS: std::ops::RangeInclusive<i32> = 1950..=2049;
-
-/// The calendar time of `unix` (seconds, negative before 1970) in UTC, if X.509 can carry it.
-fn calendar(unix: i64) -> Result<OffsetDateTime, CaError> {
-    OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .filter(|t| ENCODABLE_YEARS.contains(&t.year()))
-        .ok_or_else(|| {
-            CaError::Signing(format!(
-                "time {unix} (Unix seconds) is outside the years 0000 to 9999 that X.509 can \
-                 encode"
-            ))
-        })
-}
-
-/// A UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`) of whole seconds in
-/// UTC, as RFC 5280 section 4.1.2.5 requires of both. `t`'s year is within
-/// [`ENCODABLE_YEARS`].
-fn encode_time(tag: Tag, t: OffsetDateTime) -> Result<Any, CaError> {
-    let mut text = Vec::with_capacity(15);
-    let mut digits = |value: u32, width: u32| {
-        for place in (0..width).rev() {
-            text.push(b'0' + (value / 10u32.pow(place) % 10) as u8);
-        }
-    };
-    let year = t.year().unsigned_abs();
-    if tag == Tag::UtcTime {
-        digits(year % 100, 2);
-    } else {
-        digits(year, 4);
-    }
-    for part in [
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-    ] {
-        digits(u32::from(part), 2);
-    }
-    text.push(b'Z');
-    Any::new(tag, text).map_err(encoding)
-}
-
-/// A time of a CRL or a certificate: UTCTime for the years 1950 through 2049,
-/// GeneralizedTime otherwise (RFC 5280 sections 4.1.2.5 and 5.1.2.4 to 5.1.2.6). Any year
-/// from 0000 to 9999 is encoded, before 1970 too.
-pub(crate) fn time(unix: i64) -> Result<Any, CaError> {
-    let t = calendar(unix)?;
-    if UTC_TIME_YEARS.contains(&t.year()) {
-        encode_time(Tag::UtcTime, t)
-    } else {
-        encode_time(Tag::GeneralizedTime, t)
-    }
-}
-
-/// A GeneralizedTime whatever the year, as the invalidityDate CRL entry extension always is
-/// (RFC 5280 section 5.3.2), of any year from 0000 to 9999.
-pub(crate) fn generalized_time(unix: i64) -> Result<Any, CaError> {
-    encode_time(Tag::GeneralizedTime, calendar(unix)?)
-}
-
-/// An Extension (RFC 5280 section 4.1) holding `value`'s DER, of a CRL or a certificate.
-pub(crate) fn extension(
-    oid: ObjectIdentifier,
-    critical: bool,
-    value: &impl Encode,
-) -> Result<Extension, CaError> {
-    Ok(Extension {
-        extn_id: oid,
-        critical,
-        extn_value: OctetString::new(value.to_der().map_err(encoding)?).map_err(encoding)?,
-    })
 }
 
 impl CrlBuilder {
@@ -431,172 +343,5 @@ fn crl_reason(r: RevocationReason) -> CrlReason {
         RevocationReason::CertificateHold => CrlReason::CertificateHold,
         RevocationReason::PrivilegeWithdrawn => CrlReason::PrivilegeWithdrawn,
         RevocationReason::AaCompromise => CrlReason::AaCompromise,
-    }
-}
-
-/// The CRLs currently served.
-#[derive(Clone, Debug)]
-pub struct PublishedCrls {
-    /// The complete CRL, DER.
-    pub full: Bytes,
-    /// Its CRL number.
-    pub number: u64,
-    /// thisUpdate of both, Unix seconds.
-    pub this_update: i64,
-    /// Entries on the complete CRL.
-    pub entries: usize,
-    /// The delta CRL against the previous complete CRL (against this one right after start).
-    pub delta: Bytes,
-}
-
-/// Keeps the CRLs current: rebuilds them from the store when revocations changed (or when
-/// half their validity has passed) and serves the last ones from memory.
-pub struct CrlPublisher {
-    builder: CrlBuilder,
-    engine: Arc<Engine>,
-    config: CrlConfig,
-    current: RwLock<Option<PublishedCrls>>,
-    /// (CRL number, change sequence) of the complete CRL that deltas are built against.
-    base: Mutex<Option<(u64, u64)>>,
-    dirty: std::sync::atomic::AtomicBool,
-}
-
-impl std::fmt::Debug for CrlPublisher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CrlPublisher").finish_non_exhaustive()
-    }
-}
-
-impl CrlPublisher {
-    /// A publisher for the engine's CA and store.
-    pub fn new(builder: CrlBuilder, engine: Arc<Engine>, config: CrlConfig) -> Self {
-        CrlPublisher {
-            builder,
-            engine,
-            config,
-            current: RwLock::new(None),
-            base: Mutex::new(None),
-            dirty: std::sync::atomic::AtomicBool::new(true),
-        }
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &CrlConfig {
-        &self.config
-    }
-
-    /// Notes that a revocation changed, so that the next tick rebuilds.
-    pub fn mark_dirty(&self) {
-        self.dirty.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// The CRLs being served, if any was built yet.
-    pub fn current(&self) -> Option<PublishedCrls> {
-        self.current.read().ok().and_then(|c| c.clone())
-    }
-
-    /// Whether a rebuild is due: something changed, or half the validity has passed.
-    pub fn due(&self, now: i64) -> bool {
-        if self.dirty.load(std::sync::atomic::Ordering::SeqCst) {
-            return true;
-        }
-        let half = (self.config.next_update_hours * 3600 / 2) as i64;
-        self.current().is_none_or(|c| now - c.this_update >= half)
-    }
-
-    /// Builds, signs and publishes a new complete CRL and a delta CRL. Blocking: CPU-bound
-    /// for large CRLs; call it off the async runtime. Issuance goes on meanwhile: only the
-    /// CRL number allocation passes through the store writer.
-    pub fn generate(&self) -> Result<PublishedCrls, CaError> {
-        self.generate_as("ca-server")
-    }
-
-    /// [`CrlPublisher::generate`], recording `actor` (a token's name) in the audit log as the
-    /// one who asked.
-    pub fn generate_as(&self, actor: &str) -> Result<PublishedCrls, CaError> {
-        self.dirty.store(false, std::sync::atomic::Ordering::SeqCst);
-        let result = self.build_and_publish(actor);
-        if result.is_err() {
-            self.mark_dirty();
-        }
-        result
-    }
-
-    fn build_and_publish(&self, actor: &str) -> Result<PublishedCrls, CaError> {
-        let now = OffsetDateTime::now_utc().unix_timestamp();
-        let floor = u64::try_from(now).unwrap_or(0);
-        let full_pos = self.engine.next_crl_number_blocking(floor, actor, "full")?;
-        let next_update = now + (self.config.next_update_hours * 3600) as i64;
-        let keep_until = now - i64::from(self.config.keep_expired_days) * 86_400;
-        let store = self.engine.store();
-        let mut entries = Vec::new();
-        store.for_each_revocation(|serial, r| {
-            if r.not_after >= keep_until {
-                entries.push(CrlEntry::from_revocation(serial, &r));
-            }
-            Ok(())
-        })?;
-        let count = entries.len();
-        let full = self
-            .builder
-            .full(full_pos.number, now, next_update, entries)?;
-
-        let previous = self
-            .base
-            .lock()
-            .map_err(|_| CaError::Signing("CRL state poisoned".into()))?
-            .unwrap_or((full_pos.number, full_pos.change_seq));
-        let delta_pos = self
-            .engine
-            .next_crl_number_blocking(floor, actor, "delta")?;
-        let mut changes = Vec::new();
-        for serial in store.changed_since(previous.1, full_pos.change_seq)? {
-            changes.push(match store.revocation(&serial)? {
-                Some(r) => CrlEntry::from_revocation(serial, &r),
-                None => CrlEntry {
-                    serial,
-                    revoked_at: now,
-                    reason: Some(EntryReason::RemoveFromCrl),
-                    invalidity_date: None,
-                },
-            });
-        }
-        let delta = self
-            .builder
-            .delta(delta_pos.number, previous.0, now, next_update, changes)?;
-
-        let published = PublishedCrls {
-            full: Bytes::from(full),
-            number: full_pos.number,
-            this_update: now,
-            entries: count,
-            delta: Bytes::from(delta),
-        };
-        if let Ok(mut base) = self.base.lock() {
-            *base = Some((full_pos.number, full_pos.change_seq));
-        }
-        if let Ok(mut current) = self.current.write() {
-            *current = Some(published.clone());
-        }
-        let metrics = self.engine.metrics();
-        metrics
-            .crl_number
-            .set(i64::try_from(published.number).unwrap_or(i64::MAX));
-        metrics.crl_entries.set(count as i64);
-        metrics.crl_bytes.set(published.full.len() as i64);
-        metrics.crl_this_update.set(now);
-        for kind in ["full", "delta"] {
-            metrics
-                .crl_next_update
-                .with_label_values(&[kind])
-                .set(next_update);
-        }
-        tracing::info!(
-            number = full_pos.number,
-            entries = count,
-            bytes = published.full.len(),
-            "CRL published"
-        );
-        Ok(published)
     }
 }

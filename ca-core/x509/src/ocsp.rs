@@ -43,11 +43,12 @@ use x509_ocsp::{
 use x509_parser::prelude::FromDer as _;
 
 use crate::authority::{signature_algorithm, CertificateAuthority, Urls};
-use crate::crl::{self, OID_INVALIDITY_DATE};
+use crate::crl::OID_INVALIDITY_DATE;
 use crate::csr::{subject_key, AttributeKind, SubjectAttribute};
+use crate::der_util;
 use crate::error::CaError;
-use crate::metrics::DegradedEntries;
 use crate::profile::{ExtendedKeyUsage, KeyUsage, Profile, ValidatedRequest};
+use crate::revocation::DegradedEntries;
 use crate::revocation::{Revocation, RevocationReason};
 use crate::serial::Serial;
 
@@ -835,7 +836,11 @@ fn crl_reason(reason: RevocationReason) -> Option<CrlReason> {
 /// The invalidityDate extension (RFC 5280 section 5.3.2) as a single extension of an OCSP
 /// answer (RFC 6960 section 4.4.5): a GeneralizedTime of any year from 0000 to 9999.
 fn invalidity_extension(date: i64) -> Result<Extension, CaError> {
-    crl::extension(OID_INVALIDITY_DATE, false, &crl::generalized_time(date)?)
+    der_util::extension(
+        OID_INVALIDITY_DATE,
+        false,
+        &der_util::generalized_time(date)?,
+    )
 }
 
 /// A GeneralizedTime of whole seconds (RFC 6960 section 4.2.2.1; RFC 5280 section 4.1.2.5.2).

@@ -23,12 +23,12 @@ use x509_cert::ext::pkix::{
     CrlDistributionPoints, ExtendedKeyUsage, KeyUsage, KeyUsages,
 };
 
-use crate::authority::Urls;
-use crate::crl;
 use crate::csr::{AttributeKind, San, SubjectAttribute, SubjectKey, SubjectKeyType};
+use crate::der_util::{self, encoding};
 use crate::error::CaError;
 use crate::profile::{self, Profile};
 use crate::serial::Serial;
+use crate::urls::Urls;
 
 const OID_SKI: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.14");
 const OID_KU: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.15");
@@ -489,7 +489,7 @@ fn subject_key_identifier(out: &mut Vec<u8>, public_key_bits: &[u8]) -> Result<(
 
 /// A validity time (RFC 5280 section 4.1.2.5).
 fn time(out: &mut Vec<u8>, unix: i64) -> Result<(), CaError> {
-    crl::time(unix)?
+    der_util::time(unix)?
         .encode_to_vec(out)
         .map(drop)
         .map_err(encoding)
@@ -543,13 +543,9 @@ fn extension_der(
     critical: bool,
     value: &impl Encode,
 ) -> Result<Vec<u8>, CaError> {
-    crl::extension(oid, critical, value)?
+    der_util::extension(oid, critical, value)?
         .to_der()
         .map_err(encoding)
-}
-
-fn encoding(e: der::Error) -> CaError {
-    CaError::Signing(format!("encoding a certificate: {e}"))
 }
 
 #[cfg(test)]

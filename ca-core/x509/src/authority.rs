@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use der::asn1::ObjectIdentifier;
 use der::Encode;
 use keys::{SignatureScheme, Signer};
 use rcgen::{
@@ -20,26 +19,16 @@ use time::{Duration, OffsetDateTime};
 use x509_parser::extensions::ParsedExtension;
 
 use crate::csr::{AttributeKind, SubjectAttribute};
+pub use crate::der_util::signature_algorithm;
 use crate::error::CaError;
 use crate::profile::{Profile, ValidatedRequest};
 use crate::serial::Serial;
 use crate::template::{self, CertFields, CertTemplate, IssuerParts, UrlExtensions};
+pub use crate::urls::Urls;
 
 /// How far `notBefore` is set before the moment of issuance, to absorb relying parties'
 /// clock skew.
 pub const BACKDATE: Duration = Duration::seconds(60);
-
-/// The URLs written into every issued certificate (RFC 5280 sections 4.2.1.13 and 4.2.2.1).
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Urls {
-    /// CRL distribution point URLs.
-    pub crl: Vec<String>,
-    /// OCSP responder URLs (AIA id-ad-ocsp).
-    pub ocsp: Vec<String>,
-    /// URLs of the issuing CA's certificate (AIA id-ad-caIssuers).
-    pub ca_issuers: Vec<String>,
-}
 
 /// A certificate just signed, not yet stored.
 #[derive(Clone, Debug)]
@@ -271,26 +260,6 @@ pub(crate) fn distinguished_name(
         dn.push(ty, value);
     }
     Ok(dn)
-}
-
-/// The AlgorithmIdentifier of a signature scheme: RFC 5758 section 3.2 (ECDSA, no
-/// parameters), RFC 8410 section 3 (Ed25519, no parameters), RFC 4055 section 5 (RSA, NULL
-/// parameters).
-pub fn signature_algorithm(scheme: SignatureScheme) -> spki::AlgorithmIdentifierOwned {
-    let (oid, parameters) = match scheme {
-        SignatureScheme::EcdsaP256Sha256 => {
-            (ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2"), None)
-        }
-        SignatureScheme::EcdsaP384Sha384 => {
-            (ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3"), None)
-        }
-        SignatureScheme::Ed25519 => (ObjectIdentifier::new_unwrap("1.3.101.112"), None),
-        SignatureScheme::RsaPkcs1Sha256 => (
-            ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11"),
-            Some(der::asn1::Any::null()),
-        ),
-    };
-    spki::AlgorithmIdentifierOwned { oid, parameters }
 }
 
 /// The rcgen view of a CA [`Signer`].

@@ -1,0 +1,43 @@
+//! The CA's pure X.509 layer: everything that turns bytes into certificates, CRLs and OCSP
+//! answers and back, with no storage, no async runtime and no thread pool, so that an offline
+//! tool (a key ceremony) or a fuzz target can use it alone.
+//!
+//! - [`csr`] parses a PKCS#10 request (RFC 2986) once and verifies its proof of possession;
+//! - [`profile`] checks it against a certificate profile, giving a
+//!   [`profile::ValidatedRequest`];
+//! - [`authority`] builds and signs the certificate (RFC 5280) with a [`keys::Signer`], from
+//!   a DER template per profile that leaves only the per-certificate fields to write;
+//! - [`crl`] encodes complete and delta CRLs (RFC 5280 section 5), [`ocsp`] answers OCSP
+//!   requests (RFC 6960) through a status lookup the caller provides, [`pkcs12`] writes
+//!   PKCS#12 files (RFC 7292);
+//! - [`serial`], [`name`], [`revocation`], [`armor`] and [`time_format`] are the shared
+//!   vocabulary, and [`error`] the one error type with its API code.
+//!
+//! `ca-core` puts the engine and the store on top of this crate; `cargo tree -p ca-x509 -e
+//! normal` shows no RocksDB, tokio, rayon or crossbeam (checked by
+//! `ca-core/tests/layering.rs`).
+
+#![deny(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod armor;
+pub mod authority;
+pub mod crl;
+pub mod csr;
+pub mod der_util;
+pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod inspect;
+pub mod name;
+pub mod ocsp;
+pub mod pkcs12;
+pub mod profile;
+pub mod revocation;
+pub mod serial;
+pub mod server_tls;
+mod template;
+pub mod time_format;
+pub mod urls;
+
+pub use error::{CaError, ErrorClass};
+pub use serial::Serial;
