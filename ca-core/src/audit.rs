@@ -48,16 +48,16 @@ pub enum AuditAction {
     CrlGenerated,
     /// An API token was created (target: its name; details: `role`).
     TokenCreated,
-    /// An enrolment was created (target: its id).
+    /// An enrollment was created (target: its id).
     EnrollmentCreated,
-    /// An enrolment was redeemed (details: `serial`).
+    /// An enrollment was redeemed (details: `serial`).
     EnrollmentRedeemed,
-    /// A wrong code was given for an enrolment (details: `attempts`).
+    /// A wrong code was given for an enrollment (details: `attempts`).
     EnrollmentAttemptFailed,
-    /// An enrolment locked after too many wrong codes.
+    /// An enrollment locked after too many wrong codes.
     EnrollmentLocked,
     /// A redemption was rolled back because its PKCS#12 file could not be built: the
-    /// certificate (details: `serial`) is revoked and the enrolment may be redeemed again.
+    /// certificate (details: `serial`) is revoked and the enrollment may be redeemed again.
     EnrollmentReopened,
     /// The server started with a configuration (details: its SHA-256).
     ConfigurationLoaded,
@@ -123,7 +123,7 @@ pub struct AuditEvent {
     pub actor: String,
     /// What.
     pub action: AuditAction,
-    /// To what: a serial in hex, a CRL number, a token name, an enrolment id.
+    /// To what: a serial in hex, a CRL number, a token name, an enrollment id.
     pub target: String,
     /// Further facts, such as a revocation reason or the other serial of a renewal.
     pub details: BTreeMap<String, String>,

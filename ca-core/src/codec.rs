@@ -1,5 +1,5 @@
 //! Stored records: a format version byte, then the record's postcard body. Every value the
-//! store keeps (certificates, revocations, audit entries, tokens, enrolments) is written and
+//! store keeps (certificates, revocations, audit entries, tokens, enrollments) is written and
 //! read through these two functions, so that a format change is a new version byte.
 
 use serde::{Deserialize, Serialize};

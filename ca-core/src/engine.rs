@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 use crate::audit::{AuditEvent, AuditHead, Checkpoint};
 use crate::authority::CertificateAuthority;
 use crate::csr::VerifiedCsr;
-use crate::enrolment::{CodeHash, EnrolmentCode};
+use crate::enrollment::{CodeHash, EnrollmentCode};
 use crate::error::{CaError, ErrorClass};
 use crate::metrics::{CodeChecks, Metrics};
 use crate::revocation::{Revocation, RevocationReason};
@@ -126,7 +126,7 @@ pub struct RenewRequest {
     pub requester: Requester,
 }
 
-/// An enrolment to create (API contract: Enrolment).
+/// An enrollment to create (API contract: Enrollment).
 #[derive(Clone, Debug)]
 pub struct EnrollmentRequest {
     /// The profile to issue under.
@@ -139,19 +139,19 @@ pub struct EnrollmentRequest {
     pub validity_days: Option<u32>,
     /// How long the code may be redeemed, in seconds.
     pub lifetime_secs: i64,
-    /// Wrong codes accepted before the enrolment locks.
+    /// Wrong codes accepted before the enrollment locks.
     pub max_attempts: u32,
     /// The RA that asked.
     pub requester: Requester,
 }
 
-/// A created enrolment: its id and the code, which exists only in this answer.
+/// A created enrollment: its id and the code, which exists only in this answer.
 #[derive(Debug)]
 pub struct CreatedEnrollment {
-    /// The enrolment's id.
+    /// The enrollment's id.
     pub id: [u8; 16],
     /// The one-time code to hand to the subscriber.
-    pub code: EnrolmentCode,
+    pub code: EnrollmentCode,
     /// What was stored.
     pub record: EnrollmentRecord,
 }
@@ -166,7 +166,7 @@ pub enum RedeemKey {
     Generated(csr::SubjectKey),
 }
 
-/// An enrolment whose code was verified and which was pending when it was read: what
+/// An enrollment whose code was verified and which was pending when it was read: what
 /// [`Engine::redeem_verified`] issues for. Only [`Engine::verify_redemption`] makes one, so
 /// that nothing is spent on a redemption (a key generated, a PKCS#12 file prepared) before its
 /// code is known to be right.
@@ -177,12 +177,12 @@ pub struct VerifiedRedemption {
 }
 
 impl VerifiedRedemption {
-    /// The enrolment's id.
+    /// The enrollment's id.
     pub fn id(&self) -> &[u8; 16] {
         &self.id
     }
 
-    /// The enrolment as it was read (pending).
+    /// The enrollment as it was read (pending).
     pub fn record(&self) -> &EnrollmentRecord {
         &self.record
     }
@@ -198,7 +198,7 @@ enum Input {
         old: Box<CertRecord>,
         csr: Option<Vec<u8>>,
     },
-    /// A redeemed enrolment: names from the enrolment, the key from the redemption.
+    /// A redeemed enrollment: names from the enrollment, the key from the redemption.
     Enrollment {
         id: [u8; 16],
         subject: Vec<csr::SubjectAttribute>,
@@ -426,7 +426,7 @@ impl Engine {
         self.run(work).await
     }
 
-    /// Creates an enrolment: checks its names against the profile, draws an id and a code,
+    /// Creates an enrollment: checks its names against the profile, draws an id and a code,
     /// and stores the code's salted hash, durably and in the audit log.
     pub async fn create_enrollment(
         &self,
@@ -452,7 +452,7 @@ impl Engine {
         let mut id = [0u8; 16];
         ring::rand::SecureRandom::fill(&SystemRandom::new(), &mut id)
             .map_err(|_| CaError::Crypto("the system random generator failed".into()))?;
-        let code = EnrolmentCode::generate()?;
+        let code = EnrollmentCode::generate()?;
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let record = EnrollmentRecord {
             profile: request.profile,
@@ -473,7 +473,7 @@ impl Engine {
         Ok(CreatedEnrollment { id, code, record })
     }
 
-    /// Redeems an enrolment with its code: [`Engine::verify_redemption`], then
+    /// Redeems an enrollment with its code: [`Engine::verify_redemption`], then
     /// [`Engine::redeem_verified`] for `key`.
     pub async fn redeem(
         &self,
@@ -485,10 +485,10 @@ impl Engine {
         self.redeem_verified(verified, key).await
     }
 
-    /// Checks a redemption before anything is spent on it: the enrolment exists and is
+    /// Checks a redemption before anything is spent on it: the enrollment exists and is
     /// pending (else [`CaError::EnrollmentNotFound`], `Redeemed`, `Locked` or `Expired`), and
     /// `code` is its code. A wrong code counts towards `max_attempts`, durably and in the audit
-    /// log (the attempt that reaches it locks the enrolment), and is
+    /// log (the attempt that reaches it locks the enrollment), and is
     /// [`CaError::EnrollmentCodeInvalid`].
     pub async fn verify_redemption(
         &self,
@@ -513,7 +513,7 @@ impl Engine {
     }
 
     /// Refuses a key type (`ec-p256`, `rsa-4096`, ...) that the profile of a verified
-    /// enrolment does not allow, so that a key the CA would generate for it is never made in
+    /// enrollment does not allow, so that a key the CA would generate for it is never made in
     /// vain ([`CaError::KeyTypeNotAllowed`]).
     pub fn check_key_type(
         &self,
@@ -533,7 +533,7 @@ impl Engine {
         }
     }
 
-    /// Issues the certificate of a verified enrolment for `key`. The enrolment is marked
+    /// Issues the certificate of a verified enrollment for `key`. The enrollment is marked
     /// redeemed in the same commit as the certificate, after the store writer checked again
     /// that it is still pending, so a code works once even when two redemptions race.
     pub async fn redeem_verified(
@@ -566,9 +566,9 @@ impl Engine {
         .await
     }
 
-    /// Rolls back the redemption of enrolment `id` for the certificate `serial`, when what
+    /// Rolls back the redemption of enrollment `id` for the certificate `serial`, when what
     /// the redemption was to deliver could not be built after the commit: the certificate is
-    /// revoked (cessationOfOperation) and the enrolment is pending again, durably and in the
+    /// revoked (cessationOfOperation) and the enrollment is pending again, durably and in the
     /// audit log (`certificate_revoked`, `enrollment_reopened`).
     pub async fn undo_redemption(&self, id: [u8; 16], serial: Serial) -> Result<(), CaError> {
         self.write(|reply| WriteOp::UndoRedemption(id, serial, reply))

@@ -23,7 +23,7 @@ pub use ca_x509::{
 pub mod audit;
 mod codec;
 pub mod engine;
-pub mod enrolment;
+pub mod enrollment;
 pub mod metrics;
 pub mod store;
 

@@ -76,16 +76,16 @@ pub struct Metrics {
     pub certificate_not_after: IntGaugeVec,
     /// nextUpdate of the last CRLs built, Unix seconds, by `kind` (`full`, `delta`).
     pub crl_next_update: IntGaugeVec,
-    /// Enrolments by `state` (`pending`, `redeemed`, `locked`, `expired`); counted from the
+    /// Enrollments by `state` (`pending`, `redeemed`, `locked`, `expired`); counted from the
     /// store when scraped.
     pub enrollments: IntGaugeVec,
-    /// Enrolment codes checked against their stored hash (each one PBKDF2 derivation), by
+    /// Enrollment codes checked against their stored hash (each one PBKDF2 derivation), by
     /// `outcome` (`match`, `mismatch`). A redemption for an unknown, expired, locked or
-    /// redeemed enrolment is refused before this point and is not counted.
+    /// redeemed enrollment is refused before this point and is not counted.
     pub enrollment_code_checks: IntCounterVec,
 }
 
-/// Where [`crate::enrolment::CodeHash::verify`] counts each code it derives and compares (one
+/// Where [`crate::enrollment::CodeHash::verify`] counts each code it derives and compares (one
 /// PBKDF2 each), by outcome: `ca_enrollment_code_checks_total` when attached to the metrics.
 /// Every derivation goes through it, so the metric shows any path that spends PBKDF2 work.
 #[derive(Clone, Debug, Default)]
@@ -245,12 +245,12 @@ impl Metrics {
             )?,
             enrollments: gauge_vec(
                 "enrollments",
-                "Enrolments by state (pending, redeemed, locked, expired)",
+                "Enrollments by state (pending, redeemed, locked, expired)",
                 &["state"],
             )?,
             enrollment_code_checks: counter(
                 "enrollment_code_checks_total",
-                "Enrolment codes checked against their stored hash (one PBKDF2 each), by \
+                "Enrollment codes checked against their stored hash (one PBKDF2 each), by \
                  outcome (match, mismatch)",
                 &["outcome"],
             )?,

@@ -231,10 +231,10 @@ fn queued_ed25519_requests_are_verified_together_and_a_bad_one_alone() {
 }
 
 /// A redemption rolled back after its commit (its PKCS#12 file could not be built): the
-/// certificate is revoked, the enrolment pending again, both in the audit log, and the code
+/// certificate is revoked, the enrollment pending again, both in the audit log, and the code
 /// redeems anew; a rollback for another certificate is refused.
 #[test]
-fn an_undone_redemption_revokes_its_certificate_and_reopens_the_enrolment() {
+fn an_undone_redemption_revokes_its_certificate_and_reopens_the_enrollment() {
     use ca_core::engine::{EnrollmentRequest, RedeemKey};
     use ca_core::revocation::RevocationReason;
 

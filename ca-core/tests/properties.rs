@@ -695,7 +695,7 @@ proptest! {
         prop_assert_eq!(San::from_value(&san.value()), san);
     }
 
-    /// Subjects survive their RFC 4514 string form (the form enrolments store), and parsing
+    /// Subjects survive their RFC 4514 string form (the form enrollments store), and parsing
     /// arbitrary text never panics and is stable under a second round.
     #[test]
     fn rfc4514_round_trips(subject in subject(), text in "\\PC{0,40}|[A-Za-z]{1,2}=[^,]{0,8}(,[A-Za-z]{1,2}=[^,]{0,8}){0,3}") {

@@ -5,7 +5,7 @@
 //! stolen database holds no usable token.
 //!
 //! A token's name is unique for ever (the store refuses a name any token ever had, revoked
-//! or not), and certificates and enrolments belong to the token whose name they record: so
+//! or not), and certificates and enrollments belong to the token whose name they record: so
 //! no new token can inherit another's certificates. Tokens may expire and be revoked; such a
 //! token no longer authenticates (401).
 
@@ -181,7 +181,7 @@ pub fn authenticate(store: &Store, token: &str) -> Result<Option<Caller>, CaErro
 }
 
 /// Whether `caller` is the requester recorded as `requester` (a certificate's or an
-/// enrolment's): the names match and the store's name index gives that name to the caller's
+/// enrollment's): the names match and the store's name index gives that name to the caller's
 /// own token. A caller without a token (a mapped client certificate) owns only names that no
 /// token holds.
 pub fn owns(store: &Store, caller: &Caller, requester: &str) -> Result<bool, CaError> {

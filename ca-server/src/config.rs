@@ -48,7 +48,7 @@ pub struct Config {
     pub ocsp: OcspConfig,
     /// The audit log.
     pub audit: AuditConfig,
-    /// Enrolments (one-time codes, PKCS#12 delivery).
+    /// Enrollments (one-time codes, PKCS#12 delivery).
     pub enrollment: EnrollmentConfig,
     /// TLS on the listener.
     pub tls: TlsConfig,
@@ -224,7 +224,7 @@ impl Default for StoreConfig {
     }
 }
 
-/// Enrolment settings.
+/// Enrollment settings.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EnrollmentConfig {

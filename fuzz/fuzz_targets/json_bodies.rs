@@ -1,5 +1,5 @@
 //! `json_bodies`: the JSON request bodies of the API (issuance, batch, renewal, revocation,
-//! enrolment creation and redemption, token creation), decoded into the handlers' own
+//! enrollment creation and redemption, token creation), decoded into the handlers' own
 //! `#[derive(Deserialize)]` types and validated as the handlers do next, through
 //! `ca_server::api::fuzzing::parse_bodies`.
 

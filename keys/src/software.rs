@@ -49,7 +49,7 @@ pub fn generate_pkcs8(algorithm: KeyAlgorithm) -> Result<Zeroizing<Vec<u8>>, Key
 }
 
 /// Generates an RSA key of `bits` (2048 to 4096; also the 2048-bit subscriber keys a CA may
-/// generate for enrolment, which are not CA keys) and returns its PKCS#8 DER (zeroized on
+/// generate for enrollment, which are not CA keys) and returns its PKCS#8 DER (zeroized on
 /// drop) and its SubjectPublicKeyInfo DER.
 pub fn generate_rsa_pkcs8(bits: usize) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), KeyError> {
     use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey};

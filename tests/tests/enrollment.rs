@@ -1,4 +1,4 @@
-//! Enrolment with one-time codes: redemption with a CSR and with a key the CA generates
+//! Enrollment with one-time codes: redemption with a CSR and with a key the CA generates
 //! (delivered as PKCS#12, opened with OpenSSL), single use, attempt limits, expiry, and no
 //! code, password, token, CSR or private key (its private numbers) anywhere in the server's
 //! output.
@@ -56,7 +56,7 @@ fn assert_no_secret_in_output(s: Server, secrets: &[Secret]) {
         "the server's output holds secrets: {found:?}. Output:\n{output}"
     );
     assert!(
-        output.contains("enrolment redeemed"),
+        output.contains("enrollment redeemed"),
         "the search ran over the whole output, which logs redemptions: {output}"
     );
 }
@@ -99,7 +99,7 @@ fn a_code_redeems_once_with_a_csr_whose_own_names_are_ignored() {
     assert_eq!(
         cert.subject().to_string(),
         "O=Example, CN=Maria Silva",
-        "the enrolment's subject (DER order)"
+        "the enrollment's subject (DER order)"
     );
     let san = cert.subject_alternative_name().unwrap().unwrap().value;
     assert_eq!(
@@ -108,8 +108,8 @@ fn a_code_redeems_once_with_a_csr_whose_own_names_are_ignored() {
     );
     assert_eq!(cert.public_key().raw, &csr_spki(&csr)[..], "the CSR's key");
     let leaf = s.leaf_file(&r.json);
-    openssl_verify(s.ca(), &leaf, "personal", "enrolment certificate");
-    pkilint(&leaf, "enrolment certificate");
+    openssl_verify(s.ca(), &leaf, "personal", "enrollment certificate");
+    pkilint(&leaf, "enrollment certificate");
 
     let st = state(&s, &id);
     assert_eq!(st["state"], "redeemed", "{st}");
@@ -124,7 +124,7 @@ fn a_code_redeems_once_with_a_csr_whose_own_names_are_ignored() {
     assert_error(&r, 409, "enrollment_already_redeemed", "second redemption");
 
     // Neither the code nor the CSR nor a token is in the server's output.
-    let code_secret = Secret::text("the enrolment code", &code);
+    let code_secret = Secret::text("the enrollment code", &code);
     let csr_secret = Secret::pem("the CSR", &csr.pem);
     assert_found(
         &format!("[stderr] redeem {{\"code\": {typed:?}}}"),
@@ -165,7 +165,7 @@ fn the_ca_generates_the_key_and_delivers_a_pkcs12_for_each_key_type() {
     ] {
         let (id, code) = create(&s, &maria(1.0, 3));
         secrets.push(Secret::text(
-            &format!("the {key_type} enrolment code"),
+            &format!("the {key_type} enrollment code"),
             &code,
         ));
         let r = redeem(
@@ -365,7 +365,7 @@ fn wrong_codes_lock_expired_codes_are_gone_and_bad_input_is_refused() {
 
     // Creation is the RA's, checked against the profile.
     let r = s.post("/v1/enrollments", &s.tokens.auditor, &maria(1.0, 3));
-    assert_error(&r, 403, "forbidden", "an auditor creating an enrolment");
+    assert_error(&r, 403, "forbidden", "an auditor creating an enrollment");
     let mut bad = maria(1.0, 3);
     bad["sans"] = json!(["www.example.com"]);
     assert_error(
@@ -426,12 +426,12 @@ fn cpu_seconds(pid: u32) -> f64 {
 }
 
 /// A redemption for a CA-generated RSA-4096 key costs the server nothing before the
-/// enrolment, its state and the code are checked: 20 attempts with an unknown id or a wrong
+/// enrollment, its state and the code are checked: 20 attempts with an unknown id or a wrong
 /// code (each answered 404 or 403 at once, the wrong codes counted) stay under half a second
 /// of server CPU, where generating the keys first cost seconds each. Unknown ids never reach
 /// the code's PBKDF2: `ca_enrollment_code_checks_total` counts the wrong codes only.
 #[test]
-fn redeem_checks_the_enrolment_and_code_before_generating_a_key() {
+fn redeem_checks_the_enrollment_and_code_before_generating_a_key() {
     let s = Server::fresh();
     let (id, code) = create(&s, &maria(24.0, 20));
     let wrong = if code.starts_with('0') {
@@ -449,7 +449,7 @@ fn redeem_checks_the_enrolment_and_code_before_generating_a_key() {
     for i in 0..10u32 {
         let random_id = format!("{:032x}", 0x5eed_0000_u128 + u128::from(i));
         let r = redeem(&s, &random_id, &body(&code));
-        assert_error(&r, 404, "enrollment_not_found", "an unknown enrolment id");
+        assert_error(&r, 404, "enrollment_not_found", "an unknown enrollment id");
         let r = redeem(&s, &id, &body(&wrong));
         assert_error(&r, 403, "enrollment_code_invalid", "a wrong code");
         assert!(
@@ -465,7 +465,7 @@ fn redeem_checks_the_enrolment_and_code_before_generating_a_key() {
     assert!(
         used < 0.5,
         "20 refused redemptions for rsa-4096 cost the server {used:.2} s of CPU \
-         ({:.1} s wall): keys are generated before the enrolment and code are checked",
+         ({:.1} s wall): keys are generated before the enrollment and code are checked",
         started.elapsed().as_secs_f64()
     );
     let st = state(&s, &id);
@@ -491,7 +491,7 @@ fn redeem_checks_the_enrolment_and_code_before_generating_a_key() {
     assert_eq!(r.status, 201, "the right code: {r}");
     assert_eq!(state(&s, &id)["state"], "redeemed");
     assert_eq!((checks("mismatch"), checks("match")), (10.0, 1.0));
-    // A redeemed enrolment refuses before hashing too.
+    // A redeemed enrollment refuses before hashing too.
     let r = redeem(&s, &id, &body(&code));
     assert_error(&r, 409, "enrollment_already_redeemed", "redeemed");
     assert_eq!((checks("mismatch"), checks("match")), (10.0, 1.0));
@@ -594,7 +594,7 @@ fn an_unusable_pkcs12_password_is_refused_before_the_code_is_used() {
         ));
     }
     secrets.push(Secret::text("the PKCS#12 password", password));
-    secrets.push(Secret::text("the first enrolment code", &first_code));
-    secrets.push(Secret::text("the second enrolment code", &code));
+    secrets.push(Secret::text("the first enrollment code", &first_code));
+    secrets.push(Secret::text("the second enrollment code", &code));
     assert_no_secret_in_output(s, &secrets);
 }

@@ -1,5 +1,5 @@
 //! Isolation between callers, judged route by route: an RA must not read, list, renew, revoke
-//! or release another RA's certificates, nor read its enrolments, and learns nothing of their
+//! or release another RA's certificates, nor read its enrollments, and learns nothing of their
 //! existence (the refusal is the one for a serial never issued); the refusals change nothing,
 //! as the auditor sees afterwards. Token names are never given twice, so no token can inherit
 //! an RA's certificates. A TLS client certificate from a CA other than `client_ca_file` (the
@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 /// A serial no certificate has (the form this CA draws: 32 hex digits, second bit set).
 const GHOST_SERIAL: &str = "4a1b2c3d4e5f60718293a4b5c6d7e8f9";
-/// An enrolment id no enrolment has (32 hex digits, as ids are).
+/// An enrollment id no enrollment has (32 hex digits, as ids are).
 const GHOST_ENROLLMENT: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
 
 /// The `serial` of an issuance answer or certificate view.
@@ -108,8 +108,8 @@ fn audit_head(s: &Server) -> u64 {
         .expect("the audit log has entries")
 }
 
-/// What the auditor sees of certificates and enrolments: each certificate's view and events,
-/// each enrolment's view, keyed by path.
+/// What the auditor sees of certificates and enrollments: each certificate's view and events,
+/// each enrollment's view, keyed by path.
 fn snapshot(s: &Server, serials: &[&str], enrollments: &[&str]) -> Value {
     let mut paths = Vec::new();
     for serial in serials {
@@ -136,7 +136,7 @@ struct Refusal {
     method: Method,
     /// The path, with `{id}` where the object's serial or id goes.
     template: String,
-    /// The object: a serial or an enrolment id of the owner; "" when the path names none.
+    /// The object: a serial or an enrollment id of the owner; "" when the path names none.
     id: String,
     /// An id no object has, answered the same way when the refusal must not tell the
     /// object's existence; "" when the row has none.
@@ -147,7 +147,7 @@ struct Refusal {
 }
 
 impl Refusal {
-    /// A row about an object of the owner (a certificate or an enrolment), refused like an
+    /// A row about an object of the owner (a certificate or an enrollment), refused like an
     /// object that does not exist.
     fn hidden(
         what: &str,
@@ -283,7 +283,7 @@ fn created(s: &Server, path: &str, token: &str, body: &Value) -> Value {
 }
 
 /// The table test: RA `ra-b` against every route an RA may call about `ra-a`'s
-/// certificates and enrolments (in every state: valid, on hold, revoked, renewed, issued by
+/// certificates and enrollments (in every state: valid, on hold, revoked, renewed, issued by
 /// redemption), against the routes no RA may call, and against `ra-a`'s idempotency keys and
 /// cursors; then the auditor checks that nothing changed, and token names stay unique (API
 /// and command line) with `ra-a` keeping its certificates across a restart.
@@ -343,7 +343,7 @@ fn another_ra_is_refused_on_every_route_and_changes_nothing() {
         &ra_a,
         &json!({"request_id": "isolation-renew"}),
     ));
-    let enrolment = |subject: &str, san: &str| {
+    let enrollment = |subject: &str, san: &str| {
         let r = created(
             &s,
             "/v1/enrollments",
@@ -356,15 +356,15 @@ fn another_ra_is_refused_on_every_route_and_changes_nothing() {
             r["code"].as_str().expect("code").to_string(),
         )
     };
-    let (pending, _) = enrolment("CN=Ana Example", "ana@example.com");
-    let (redeemed, code) = enrolment("CN=Bruno Example", "bruno@example.com");
+    let (pending, _) = enrollment("CN=Ana Example", "ana@example.com");
+    let (redeemed, code) = enrollment("CN=Bruno Example", "bruno@example.com");
     let r = s.request(
         Method::POST,
         &format!("/v1/enrollments/{redeemed}/redeem"),
         None,
         Some(&json!({"code": code, "csr": make_csr("ec-p256", "/CN=Bruno", &[]).pem})),
     );
-    assert_eq!(r.status, 201, "redeeming ra-a's enrolment: {r}");
+    assert_eq!(r.status, 201, "redeeming ra-a's enrollment: {r}");
     let by_code = serial(&r.json);
     assert_eq!(
         s.record(&by_code)["requester"],
@@ -375,7 +375,7 @@ fn another_ra_is_refused_on_every_route_and_changes_nothing() {
         .into_iter()
         .map(String::as_str)
         .collect();
-    let enrolments = [pending.as_str(), redeemed.as_str()];
+    let enrollments = [pending.as_str(), redeemed.as_str()];
 
     // ra-b's own certificates: the same body under ra-a's request_id is a new certificate
     // for ra-b, not ra-a's replayed (request_id is scoped by token), in a batch and alone
@@ -420,7 +420,7 @@ fn another_ra_is_refused_on_every_route_and_changes_nothing() {
         .unwrap_or_else(|| panic!("ra-a's first page of one has a cursor: {r}"))
         .to_string();
 
-    let before = snapshot(&s, &owned, &enrolments);
+    let before = snapshot(&s, &owned, &enrollments);
     let head = audit_head(&s);
 
     // The table: every route an RA may call about someone's object, about each of ra-a's.
@@ -522,7 +522,7 @@ fn another_ra_is_refused_on_every_route_and_changes_nothing() {
     }
     for (state, id) in [("pending", &pending), ("redeemed", &redeemed)] {
         rows.push(Refusal::hidden(
-            &format!("ra-b: GET of ra-a's {state} enrolment"),
+            &format!("ra-b: GET of ra-a's {state} enrollment"),
             Method::GET,
             "/v1/enrollments/{id}",
             id,
@@ -632,13 +632,13 @@ fn another_ra_is_refused_on_every_route_and_changes_nothing() {
 
     // Nothing changed: the auditor sees every object as before, and the audit log has no
     // entry by ra-b nor about ra-a's objects since.
-    let after = snapshot(&s, &owned, &enrolments);
+    let after = snapshot(&s, &owned, &enrollments);
     checks.check(after == before, || {
         format!(
             "ra-a's objects changed under ra-b's refused requests:\nbefore {before}\nafter {after}"
         )
     });
-    let ids: Vec<&str> = owned.iter().copied().chain(enrolments).collect();
+    let ids: Vec<&str> = owned.iter().copied().chain(enrollments).collect();
     let entries: Vec<Value> = audit_after(&s, head)
         .into_iter()
         .filter(|e| {

@@ -1,5 +1,5 @@
 //! `GET /metrics` (operator): build information, the expiry of the CA certificate and of the
-//! delegated OCSP responder certificate, the CRLs' nextUpdate, enrolments by state and the
+//! delegated OCSP responder certificate, the CRLs' nextUpdate, enrollments by state and the
 //! standard process metrics, each with a sane value.
 
 mod common;
@@ -107,7 +107,7 @@ fn metrics_show_build_expiry_crl_enrollments_and_process() {
         assert!(next > now, "{kind} CRL nextUpdate {next} vs now {now}");
     }
 
-    // Enrolments by state.
+    // Enrollments by state.
     for (state, expected) in [
         ("pending", 1.0),
         ("redeemed", 0.0),

@@ -102,7 +102,7 @@ fn post_json(server: &Server, path: &str, token: &str, body: &Value, status: u16
 }
 
 /// Real objects for the examples phase: a certificate (the example serial), a revoked one with
-/// an invalidity date, a renewed pair and a pending enrolment, all requested by `ra`.
+/// an invalidity date, a renewed pair and a pending enrollment, all requested by `ra`.
 fn seed(server: &Server, ra: &str) -> Seeded {
     let issue = |cn: &str| {
         let csr = make_csr("ec-p256", &format!("/CN={cn}"), &[&format!("DNS:{cn}")]);
@@ -142,7 +142,7 @@ fn seed(server: &Server, ra: &str) -> Seeded {
         &json!({}),
         201,
     );
-    let enrolment = post_json(
+    let enrollment = post_json(
         server,
         "/v1/enrollments",
         ra,
@@ -150,10 +150,10 @@ fn seed(server: &Server, ra: &str) -> Seeded {
                 "sans": ["fuzz@example.com"], "expires_in_hours": 1, "max_attempts": 100}),
         201,
     );
-    let field = |name: &str| enrolment[name].as_str().expect(name).to_string();
+    let field = |name: &str| enrollment[name].as_str().expect(name).to_string();
     Seeded {
         serial: example,
-        enrolment: field("id"),
+        enrollment: field("id"),
         code: field("code"),
     }
 }
@@ -161,13 +161,13 @@ fn seed(server: &Server, ra: &str) -> Seeded {
 /// What [`seed`] made that the examples name.
 struct Seeded {
     serial: String,
-    enrolment: String,
+    enrollment: String,
     code: String,
 }
 
 /// The served description with examples of real objects added (the example serial, the
-/// enrolment and its code, a valid CSR for issuance), so that the examples phase reaches real
-/// certificates and enrolments and their answers are checked against the schemas.
+/// enrollment and its code, a valid CSR for issuance), so that the examples phase reaches real
+/// certificates and enrollments and their answers are checked against the schemas.
 fn with_examples(mut spec: Value, seeded: &Seeded) -> Value {
     let csr = make_csr(
         "ec-p256",
@@ -181,7 +181,7 @@ fn with_examples(mut spec: Value, seeded: &Seeded) -> Value {
     );
     let params = &mut spec["components"]["parameters"];
     params["Serial"]["example"] = json!(seeded.serial);
-    params["EnrollmentId"]["example"] = json!(seeded.enrolment);
+    params["EnrollmentId"]["example"] = json!(seeded.enrollment);
     let schemas = &mut spec["components"]["schemas"];
     schemas["IssueRequest"]["examples"] =
         json!([{"csr": csr.pem, "profile": "tls-server", "validity_days": 7}]);

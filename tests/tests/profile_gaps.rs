@@ -1,7 +1,7 @@
 //! Profile rules that an RA could slip past (issue 15, finding 11): `dns_suffixes` bound the
 //! domains of e-mail SANs too, a wildcard directly on a public suffix is refused, and Unicode
 //! format characters (bidi controls, zero-width characters) are refused in subjects, on
-//! issuance and on enrolment creation.
+//! issuance and on enrollment creation.
 
 mod common;
 
@@ -87,7 +87,7 @@ fn dns_suffixes_bound_email_domains() {
         &r,
         "san_not_allowed",
         "dns_suffixes",
-        "enrolment e-mail outside",
+        "enrollment e-mail outside",
     );
 
     let inside = make_csr("ec-p256", "/CN=Ana", &["email:ana@mail.example.com"]);
@@ -97,7 +97,7 @@ fn dns_suffixes_bound_email_domains() {
         "e-mail within dns_suffixes"
     );
     let r = enrol(&s, "corp", "CN=Ana", &["ana@example.com"]);
-    assert_eq!(r.status, 201, "enrolment e-mail within: {r}");
+    assert_eq!(r.status, 201, "enrollment e-mail within: {r}");
 }
 
 #[test]
@@ -109,7 +109,7 @@ fn wildcards_on_public_suffixes_are_refused() {
         let says = format!("wildcard on a public suffix: {name}");
         assert_refused(&r, "san_not_allowed", &says, name);
         let r = enrol(&s, "open", "CN=wild", &[name]);
-        assert_refused(&r, "san_not_allowed", &says, &format!("enrolment {name}"));
+        assert_refused(&r, "san_not_allowed", &says, &format!("enrollment {name}"));
     }
     let csr = make_csr("ec-p256", "/CN=wild", &["DNS:*.shop.co.uk"]);
     assert_eq!(issue(&s, &csr, "open").status, 201, "*.shop.co.uk");
@@ -134,7 +134,7 @@ fn unicode_format_characters_are_refused_in_subjects() {
             &r,
             "subject_not_allowed",
             &says,
-            &format!("enrolment {subj}"),
+            &format!("enrollment {subj}"),
         );
     }
     // Letters of any script stay allowed.

@@ -1,6 +1,6 @@
 //! Weak subject keys are never certified (issue 15, finding 7): a small-order Ed25519 key
 //! whose forged signature R = B, s = 1 "verifies" for any message, on the single, batch and
-//! enrolment paths; an EC point at infinity or off the curve; RSA exponents other than
+//! enrollment paths; an EC point at infinity or off the curve; RSA exponents other than
 //! 65537 under the default profiles. Each is refused and nothing is stored.
 
 mod common;
@@ -118,7 +118,7 @@ fn assert_weak_key(v: &Value, status: u16, got: u16, what: &str) {
 
 /// The small-order Ed25519 key with the forged signature is refused on every issuing path:
 /// `POST /v1/certificates`, the batch endpoint (whose Ed25519 requests are verified together
-/// with ed25519-dalek) and an enrolment redeemed with a CSR; nothing is stored.
+/// with ed25519-dalek) and an enrollment redeemed with a CSR; nothing is stored.
 #[test]
 fn small_order_ed25519_keys_are_refused_on_every_path() {
     let s = Server::fresh();
@@ -167,7 +167,7 @@ fn small_order_ed25519_keys_are_refused_on_every_path() {
         }
     }
 
-    // Enrolment redeemed with the CSR.
+    // Enrollment redeemed with the CSR.
     let r = s.post(
         "/v1/enrollments",
         &s.tokens.ra,

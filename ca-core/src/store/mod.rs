@@ -17,7 +17,7 @@
 //! | `audit`     | audit seq (8)                         | [`AuditEntry`]           |
 //! | `events`    | serial (16) ‖ audit seq (8)           | empty                    |
 //! | `checkpoints` | audit seq (8)                       | [`Checkpoint`]           |
-//! | `enrollments` | enrolment id (16)                   | [`EnrollmentRecord`]     |
+//! | `enrollments` | enrollment id (16)                   | [`EnrollmentRecord`]     |
 //! | `meta`      | name                                  | schema version, counters |
 //!
 //! Certificates are keyed by their issuance sequence number, so that new ones are appended:
@@ -103,7 +103,7 @@ pub mod cf {
     pub const EVENTS: &str = "events";
     /// Signed checkpoints of the audit log's head.
     pub const CHECKPOINTS: &str = "checkpoints";
-    /// Enrolments (one-time codes).
+    /// Enrollments (one-time codes).
     pub const ENROLLMENTS: &str = "enrollments";
     /// Schema version and counters.
     pub const META: &str = "meta";
@@ -571,7 +571,7 @@ impl Store {
             .transpose()
     }
 
-    /// The enrolment with this id.
+    /// The enrollment with this id.
     pub fn enrollment(&self, id: &[u8; 16]) -> Result<Option<EnrollmentRecord>, CaError> {
         let enrollments = self.cf(cf::ENROLLMENTS)?;
         self.db
@@ -581,18 +581,18 @@ impl Store {
             .transpose()
     }
 
-    /// How many enrolments are in each state at `now` (Unix seconds), in the order of
-    /// [`crate::enrolment::EnrolmentState::ALL`]. Reads the whole enrolments family, which
-    /// holds one small record per enrolment.
+    /// How many enrollments are in each state at `now` (Unix seconds), in the order of
+    /// [`crate::enrollment::EnrollmentState::ALL`]. Reads the whole enrollments family, which
+    /// holds one small record per enrollment.
     pub fn enrollment_counts(&self, now: i64) -> Result<[u64; 4], CaError> {
-        use crate::enrolment::EnrolmentState;
+        use crate::enrollment::EnrollmentState;
         let enrollments = self.cf(cf::ENROLLMENTS)?;
         let mut counts = [0u64; 4];
         let mut it = self.db.raw_iterator_cf(enrollments);
         it.seek_to_first();
         while let Some(value) = it.value() {
             let state = EnrollmentRecord::decode(value)?.state(now);
-            if let Some(i) = EnrolmentState::ALL.iter().position(|s| *s == state) {
+            if let Some(i) = EnrollmentState::ALL.iter().position(|s| *s == state) {
                 counts[i] += 1;
             }
             it.next();

@@ -125,7 +125,7 @@ impl IdempotencyRecord {
 ///
 /// Its name is unique among all tokens that ever existed (the store's `token_names` index,
 /// kept by the single writer) and never reused, so that the name, which certificates and
-/// enrolments record as their requester, always designates this one token.
+/// enrollments record as their requester, always designates this one token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRecord {
     /// A human name for the token's holder, shown as `requester` and `actor`.
@@ -188,9 +188,9 @@ impl TokenRecord {
     }
 }
 
-/// An enrolment (API contract: Enrolment): what an RA approved for a subscriber who will
+/// An enrollment (API contract: Enrollment): what an RA approved for a subscriber who will
 /// redeem it later with a one-time code. The code itself is never stored, only its salted
-/// hash ([`crate::enrolment::CodeHash`]).
+/// hash ([`crate::enrollment::CodeHash`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnrollmentRecord {
     /// The profile to issue under.
@@ -201,7 +201,7 @@ pub struct EnrollmentRecord {
     pub sans: Vec<String>,
     /// Certificate validity in days; the profile's default when absent.
     pub validity_days: Option<u32>,
-    /// [`crate::enrolment::CodeHash::to_bytes`].
+    /// [`crate::enrollment::CodeHash::to_bytes`].
     pub code_hash: Vec<u8>,
     /// The name of the RA token that created it.
     pub requester: String,
@@ -209,7 +209,7 @@ pub struct EnrollmentRecord {
     pub created_at: i64,
     /// The code expires at, Unix seconds.
     pub expires_at: i64,
-    /// Wrong codes accepted before the enrolment locks.
+    /// Wrong codes accepted before the enrollment locks.
     pub max_attempts: u32,
     /// Wrong codes given so far.
     pub failed_attempts: u32,
@@ -219,27 +219,27 @@ pub struct EnrollmentRecord {
 
 impl EnrollmentRecord {
     /// The state at `now` (API: pending, redeemed, locked, expired).
-    pub fn state(&self, now: i64) -> crate::enrolment::EnrolmentState {
-        use crate::enrolment::EnrolmentState;
+    pub fn state(&self, now: i64) -> crate::enrollment::EnrollmentState {
+        use crate::enrollment::EnrollmentState;
         if self.serial.is_some() {
-            EnrolmentState::Redeemed
+            EnrollmentState::Redeemed
         } else if self.failed_attempts >= self.max_attempts {
-            EnrolmentState::Locked
+            EnrollmentState::Locked
         } else if now >= self.expires_at {
-            EnrolmentState::Expired
+            EnrollmentState::Expired
         } else {
-            EnrolmentState::Pending
+            EnrollmentState::Pending
         }
     }
 
-    /// Refuses a redemption unless the enrolment is pending at `now`.
+    /// Refuses a redemption unless the enrollment is pending at `now`.
     pub fn check_redeemable(&self, now: i64) -> Result<(), CaError> {
-        use crate::enrolment::EnrolmentState;
+        use crate::enrollment::EnrollmentState;
         match self.state(now) {
-            EnrolmentState::Pending => Ok(()),
-            EnrolmentState::Redeemed => Err(CaError::EnrollmentRedeemed),
-            EnrolmentState::Locked => Err(CaError::EnrollmentLocked),
-            EnrolmentState::Expired => Err(CaError::EnrollmentExpired),
+            EnrollmentState::Pending => Ok(()),
+            EnrollmentState::Redeemed => Err(CaError::EnrollmentRedeemed),
+            EnrollmentState::Locked => Err(CaError::EnrollmentLocked),
+            EnrollmentState::Expired => Err(CaError::EnrollmentExpired),
         }
     }
 
@@ -250,7 +250,7 @@ impl EnrollmentRecord {
 
     /// Decodes a stored record of any known format version.
     pub fn decode(bytes: &[u8]) -> Result<Self, CaError> {
-        decode_versioned(bytes, ENROLLMENT_RECORD_V1, "enrolment record")
+        decode_versioned(bytes, ENROLLMENT_RECORD_V1, "enrollment record")
     }
 }
 

@@ -1,7 +1,7 @@
 //! API tokens in the store: names unique for ever (the `token_names` index), revocation, and
 //! the upgrade to schema version 4 that gives older tokens an id and a unique name.
 //!
-//! Certificates and enrolments record the *name* of the token that requested them, and an RA
+//! Certificates and enrollments record the *name* of the token that requested them, and an RA
 //! may act only on what its own token requested. A name therefore designates one token for
 //! ever: the index maps every name a token ever had to that token's hash, a name that is
 //! taken (even by a revoked token) is refused, and nothing deletes an index entry.
@@ -119,7 +119,7 @@ impl Store {
 
     /// The upgrade to schema version 4: every token gets an id, every name an index entry,
     /// and of tokens that share a name the oldest keeps it (and with it the certificates and
-    /// enrolments recorded under it) while each later one is renamed `NAME~2`, `NAME~3`, ...
+    /// enrollments recorded under it) while each later one is renamed `NAME~2`, `NAME~3`, ...
     /// (logged, and audited as `token_renamed`). One synced batch, so an interrupted upgrade
     /// leaves the store as it was; run again on a store already upgraded, it writes nothing.
     pub(super) fn index_tokens(&self) -> Result<(), CaError> {

@@ -25,7 +25,7 @@ use crate::metrics::Metrics;
 use crate::revocation::{Revocation, RevocationReason};
 use crate::serial::Serial;
 
-/// The actor of the audit entries a subscriber causes with an enrolment code (no token), as
+/// The actor of the audit entries a subscriber causes with an enrollment code (no token), as
 /// `failed_attempt` and `certificate` write it.
 const PUBLIC_ACTOR: &str = "(public)";
 
@@ -39,7 +39,7 @@ pub struct NewCertificate {
     /// The certificate's `names` index prefixes (see [`super::query::names_prefix`]): its
     /// subject and each SAN.
     pub names: Vec<Vec<u8>>,
-    /// The enrolment this certificate redeems: it must still be pending when the certificate
+    /// The enrollment this certificate redeems: it must still be pending when the certificate
     /// commits, and is marked redeemed in the same batch (a code works once).
     pub enrollment: Option<[u8; 16]>,
 }
@@ -115,12 +115,12 @@ pub enum WriteOp {
     AuditHead(Reply<AuditHead>),
     /// Store a signed checkpoint of the audit log.
     Checkpoint(Checkpoint, Reply<()>),
-    /// Store a new enrolment (its id and record), as `actor` asked.
+    /// Store a new enrollment (its id and record), as `actor` asked.
     CreateEnrollment([u8; 16], EnrollmentRecord, String, Reply<()>),
-    /// Count a wrong code for an enrolment; answers the record after it.
+    /// Count a wrong code for an enrollment; answers the record after it.
     FailedAttempt([u8; 16], Reply<EnrollmentRecord>),
-    /// Roll back the redemption of an enrolment (its id) for a certificate (its serial) that
-    /// could not be delivered: revoke the certificate and make the enrolment pending again.
+    /// Roll back the redemption of an enrollment (its id) for a certificate (its serial) that
+    /// could not be delivered: revoke the certificate and make the enrollment pending again.
     UndoRedemption([u8; 16], Serial, Reply<()>),
 }
 
@@ -566,7 +566,7 @@ impl<'a> Group<'a> {
         self.wrote()
     }
 
-    /// The enrolment as this group leaves it.
+    /// The enrollment as this group leaves it.
     fn enrollment(&self, id: &[u8; 16]) -> Result<EnrollmentRecord, CaError> {
         match self.enrollments.get(id) {
             Some(r) => Ok(r.clone()),
@@ -591,7 +591,7 @@ impl<'a> Group<'a> {
         actor: &str,
     ) -> Result<(), CaError> {
         if self.enrollments.contains_key(&id) || self.store.enrollment(&id)?.is_some() {
-            return Err(CaError::Storage("enrolment id collision".into()));
+            return Err(CaError::Storage("enrollment id collision".into()));
         }
         let event = AuditEvent::new(
             record.created_at,
@@ -623,15 +623,15 @@ impl<'a> Group<'a> {
         Ok(record)
     }
 
-    /// Revokes `serial` (cessationOfOperation) and clears the enrolment's serial, so that it is
+    /// Revokes `serial` (cessationOfOperation) and clears the enrollment's serial, so that it is
     /// pending again (or locked or expired, as its counts and deadline say), with an
-    /// `enrollment_reopened` audit entry. Refused unless the enrolment was redeemed for exactly
+    /// `enrollment_reopened` audit entry. Refused unless the enrollment was redeemed for exactly
     /// that certificate.
     fn undo_redemption(&mut self, id: [u8; 16], serial: Serial) -> Result<(), CaError> {
         let mut record = self.enrollment(&id)?;
         if record.serial != Some(*serial.as_bytes()) {
             return Err(CaError::Storage(format!(
-                "enrolment {} was not redeemed for {serial}",
+                "enrollment {} was not redeemed for {serial}",
                 hex::encode(id)
             )));
         }
@@ -990,11 +990,11 @@ mod tests {
         group.commit(ops, before)
     }
 
-    /// Healthy setup: certificates 1 and 2, certificate 2 on hold, an enrolment (its id is
+    /// Healthy setup: certificates 1 and 2, certificate 2 on hold, an enrollment (its id is
     /// answered) and a token named `old`.
     fn setup(store: &Store) -> [u8; 16] {
-        let enrolment_id = [7u8; 16];
-        // Setup, healthy: certificates 1 and 2, certificate 2 on hold, an enrolment.
+        let enrollment_id = [7u8; 16];
+        // Setup, healthy: certificates 1 and 2, certificate 2 on hold, an enrollment.
         let (tx1, mut rx1) = oneshot::channel();
         let (tx2, mut rx2) = oneshot::channel();
         let (tx3, mut rx3) = oneshot::channel();
@@ -1004,7 +1004,7 @@ mod tests {
             vec![
                 WriteOp::Certificate(certificate(1, None, None), tx1),
                 WriteOp::Certificate(certificate(2, None, None), tx2),
-                WriteOp::CreateEnrollment(enrolment_id, enrollment(), "ra".into(), tx3),
+                WriteOp::CreateEnrollment(enrollment_id, enrollment(), "ra".into(), tx3),
                 WriteOp::PutToken([5; 32], token("old"), "op".into(), tx4),
             ],
             &[],
@@ -1023,7 +1023,7 @@ mod tests {
             &[],
         );
         assert!(rx.try_recv().unwrap().is_ok());
-        enrolment_id
+        enrollment_id
     }
 
     /// The writer's promise: an operation that fails, wherever it fails, leaves no trace in
@@ -1033,7 +1033,7 @@ mod tests {
     fn a_failed_operation_leaves_no_trace() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let enrolment_id = setup(&store);
+        let enrollment_id = setup(&store);
 
         let before = counters(&store);
         let stored_before = dump(&store);
@@ -1052,7 +1052,7 @@ mod tests {
         let ops = vec![
             op!(
                 Certificate,
-                certificate(3, Some(serial(1)), Some(enrolment_id))
+                certificate(3, Some(serial(1)), Some(enrollment_id))
             ),
             op!(Certificate, certificate(4, None, None)),
             op!(Revoke, revoke(1, RevocationReason::KeyCompromise)),
@@ -1077,7 +1077,7 @@ mod tests {
                 }
             ),
             op!(CreateEnrollment, [8; 16], enrollment(), "ra".to_string()),
-            op!(FailedAttempt, enrolment_id),
+            op!(FailedAttempt, enrollment_id),
             op!(Record, event("healthy"), vec![]),
         ];
         let faulty: Vec<usize> = (0..ops.len() - 1).collect();
@@ -1175,7 +1175,7 @@ mod tests {
     fn a_failed_operation_leaves_the_group_as_it_found_it() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let enrolment_id = setup(&store);
+        let enrollment_id = setup(&store);
         let before = counters(&store);
         let mut receivers: Vec<Box<dyn FnMut() -> Option<String>>> = Vec::new();
         macro_rules! op {
@@ -1198,10 +1198,10 @@ mod tests {
         };
         let mut all = Vec::new();
         for _ in 0..2 {
-            all.push(op!(FailedAttempt, enrolment_id));
+            all.push(op!(FailedAttempt, enrollment_id));
             all.push(op!(
                 Certificate,
-                certificate(3, Some(serial(1)), Some(enrolment_id))
+                certificate(3, Some(serial(1)), Some(enrollment_id))
             ));
             all.push(op!(Revoke, revoke(1, RevocationReason::KeyCompromise)));
             all.push(op!(ReleaseHold, serial(2), "ra".to_string()));
@@ -1235,7 +1235,7 @@ mod tests {
         assert_eq!(after.cert_seq, before.cert_seq + 1);
         assert_eq!(after.change_seq, before.change_seq + 2);
         assert_eq!(after.crl_number, before.crl_number + 1);
-        let e = store.enrollment(&enrolment_id).unwrap().unwrap();
+        let e = store.enrollment(&enrollment_id).unwrap().unwrap();
         assert_eq!(
             (e.failed_attempts, e.serial),
             (1, Some(*serial(3).as_bytes()))

@@ -21,7 +21,7 @@ pub enum ErrorClass {
     Overloaded,
     /// 503: the CA is shutting down or not ready.
     Unavailable,
-    /// 403: a secret given in the request (an enrolment code) is wrong.
+    /// 403: a secret given in the request (an enrollment code) is wrong.
     Forbidden,
     /// 410: the named object existed but has expired.
     Gone,
@@ -119,7 +119,7 @@ pub enum CaError {
     #[error("certificate signing failed: {0}")]
     Signing(String),
     /// Another cryptographic operation of the CA failed: drawing randomness, deriving or
-    /// encrypting (an enrolment code, a PKCS#12 file). The message never holds secret data.
+    /// encrypting (an enrollment code, a PKCS#12 file). The message never holds secret data.
     #[error("cryptographic failure: {0}")]
     Crypto(String),
     /// A signed checkpoint of the audit log does not verify with the CA's key: it was
@@ -129,26 +129,26 @@ pub enum CaError {
         /// The audit sequence number the checkpoint covers.
         seq: u64,
     },
-    /// No enrolment with this id.
-    #[error("no enrolment with id {0}")]
+    /// No enrollment with this id.
+    #[error("no enrollment with id {0}")]
     EnrollmentNotFound(String),
-    /// The enrolment code is wrong; `attempts_left` more may be tried.
+    /// The enrollment code is wrong; `attempts_left` more may be tried.
     #[error(
-        "the enrolment code is wrong ({attempts_left} {} left)",
+        "the enrollment code is wrong ({attempts_left} {} left)",
         if *attempts_left == 1 { "attempt" } else { "attempts" }
     )]
     EnrollmentCodeInvalid {
-        /// Wrong codes still accepted before the enrolment locks.
+        /// Wrong codes still accepted before the enrollment locks.
         attempts_left: u32,
     },
-    /// Too many wrong codes: the enrolment is locked.
-    #[error("the enrolment is locked after too many wrong codes")]
+    /// Too many wrong codes: the enrollment is locked.
+    #[error("the enrollment is locked after too many wrong codes")]
     EnrollmentLocked,
-    /// The enrolment's code expired before it was redeemed.
-    #[error("the enrolment expired")]
+    /// The enrollment's code expired before it was redeemed.
+    #[error("the enrollment expired")]
     EnrollmentExpired,
-    /// The enrolment was already redeemed (a code works once).
-    #[error("the enrolment was already redeemed")]
+    /// The enrollment was already redeemed (a code works once).
+    #[error("the enrollment was already redeemed")]
     EnrollmentRedeemed,
     /// The PKCS#12 password is shorter than the configured minimum.
     #[error("the PKCS#12 password must have at least {0} characters")]

@@ -328,7 +328,7 @@ impl Profile {
         Ok(())
     }
 
-    /// Checks an enrolment's or renewal's subject and SANs, which come from the RA rather
+    /// Checks an enrollment's or renewal's subject and SANs, which come from the RA rather
     /// than from a CSR.
     pub fn check_names(
         &self,

@@ -1,4 +1,4 @@
-//! Enrolment with one-time codes (API contract: Enrolment): an RA approves a subject after
+//! Enrollment with one-time codes (API contract: Enrollment): an RA approves a subject after
 //! checking who the applicant is; the subscriber redeems the code later, with a CSR or for a
 //! key the CA generates and delivers in a password-protected PKCS#12 file.
 
@@ -28,7 +28,7 @@ use super::certificates::{issued_view, path_serial, requester, rfc3339};
 use super::{body_or_error, parse_json, ApiError, AppState, Authenticated};
 use crate::auth::{owns, Role};
 
-/// Limits of enrolments.
+/// Limits of enrollments.
 #[derive(Clone, Copy, Debug)]
 pub struct EnrollmentLimits {
     /// Shortest PKCS#12 password accepted (422 below).
@@ -125,7 +125,7 @@ pub async fn create(
     };
     let created = engine.create_enrollment(request).await?;
     let id = hex::encode(created.id);
-    tracing::info!(enrollment = %id, actor = %caller.name, "enrolment created");
+    tracing::info!(enrollment = %id, actor = %caller.name, "enrollment created");
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -229,7 +229,7 @@ fn generated_key_type(name: &str) -> Result<(&'static str, Generated), ApiError>
 /// exists only in memory that is wiped once the PFX is built.
 ///
 /// Nothing is spent before the code is verified: the body's own rules (password, key type)
-/// are checked first, then the enrolment, its state and the code (a wrong code counts), then
+/// are checked first, then the enrollment, its state and the code (a wrong code counts), then
 /// the profile's key types; only then is a key generated, on the [`KeyGeneration`] pool.
 pub async fn redeem(
     State(state): State<Arc<AppState>>,
@@ -303,7 +303,7 @@ pub async fn redeem(
 /// Rolls back a redemption whose delivery (the PKCS#12 file and the answer) could not be built
 /// after its certificate was committed (only an internal fault can cause that: the password
 /// and the friendly name were checked before): the certificate, whose key is lost, is revoked
-/// (cessationOfOperation) and the enrolment is pending again, so the code can be redeemed
+/// (cessationOfOperation) and the enrollment is pending again, so the code can be redeemed
 /// anew. Returns the error to answer.
 async fn undo(state: &AppState, id: &[u8; 16], issued: &Issued, error: CaError) -> ApiError {
     tracing::error!(
@@ -347,7 +347,7 @@ fn generate(kind: Generated) -> Result<(Zeroizing<Vec<u8>>, csr::SubjectKey), Ca
 }
 
 /// Logs a redemption and the certificate it issued (requested by the RA that created the
-/// enrolment).
+/// enrollment).
 fn log_redeemed(state: &AppState, id: &[u8; 16], issued: &Issued, started: std::time::Instant) {
     let record = &issued.record;
     state
@@ -356,7 +356,7 @@ fn log_redeemed(state: &AppState, id: &[u8; 16], issued: &Issued, started: std::
     tracing::info!(
         enrollment = %hex::encode(id),
         serial = %hex::encode(issued.record.serial),
-        "enrolment redeemed"
+        "enrollment redeemed"
     );
 }
 

@@ -3,7 +3,7 @@
 //! side-effect-free checks the handlers and the engine run on them next. Not part of the API.
 
 use ca_core::csr::{self, San};
-use ca_core::enrolment::EnrolmentCode;
+use ca_core::enrollment::EnrollmentCode;
 use ca_core::name;
 use ca_core::profile::Profile;
 use ca_core::revocation::{parse_invalidity_date, RevocationConfig, RevocationReason};
@@ -20,7 +20,7 @@ use crate::auth::{new_token, Role};
 const MAX_BATCH_CHECKED: usize = 16;
 
 /// Decodes `data` as each JSON request body of the API (issuance, batch, renewal,
-/// revocation, enrolment creation and redemption, token creation) with `serde_json`, as the
+/// revocation, enrollment creation and redemption, token creation) with `serde_json`, as the
 /// handlers do, and runs the validation that follows on whatever decodes. Never panics; the
 /// results are discarded.
 #[doc(hidden)]
@@ -58,7 +58,7 @@ pub fn parse_bodies(data: &[u8]) {
         check_create(&profiles, body);
     }
     if let Ok(body) = serde_json::from_slice::<RedeemBody>(data) {
-        let _ = EnrolmentCode::normalize(&body.code);
+        let _ = EnrollmentCode::normalize(&body.code);
         if let Some(csr) = body.csr {
             let _ = csr::parse_and_verify(csr.as_bytes());
         }
@@ -85,7 +85,7 @@ fn check_issue(profiles: &std::collections::BTreeMap<String, Profile>, body: Iss
     }
 }
 
-/// The enrolment handler's lifetime and attempts checks, then the engine's subject, SAN and
+/// The enrollment handler's lifetime and attempts checks, then the engine's subject, SAN and
 /// profile checks, and the subject's stored form.
 fn check_create(profiles: &std::collections::BTreeMap<String, Profile>, body: CreateBody) {
     // 720 hours: the default `enrollment.max_lifetime_hours`.

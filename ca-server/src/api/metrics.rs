@@ -1,5 +1,5 @@
 //! `GET /metrics` (operator) and the server's own metrics: requests and latency by route and
-//! status, build information, the expiry of the CA's certificates, enrolments by state, and
+//! status, build information, the expiry of the CA's certificates, enrollments by state, and
 //! the process's CPU time, resident memory and open file descriptors.
 
 use std::sync::Arc;
@@ -231,10 +231,10 @@ pub async fn metrics(
     }
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let counts = state.engine.store().enrollment_counts(now)?;
-    for (enrolment_state, count) in ca_core::enrolment::EnrolmentState::ALL.iter().zip(counts) {
+    for (enrollment_state, count) in ca_core::enrollment::EnrollmentState::ALL.iter().zip(counts) {
         metrics
             .enrollments
-            .with_label_values(&[enrolment_state.as_str()])
+            .with_label_values(&[enrollment_state.as_str()])
             .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
     let certificates = [

@@ -56,7 +56,7 @@ pub struct AppState {
     pub ocsp: Arc<OcspResponder>,
     /// HTTP request metrics.
     pub http_metrics: HttpMetrics,
-    /// Limits of enrolments.
+    /// Limits of enrollments.
     pub enrollment: EnrollmentLimits,
     /// The earliest invalidity date a revocation may give, Unix seconds
     /// (`[revocation] min_invalidity_date`).

@@ -1157,7 +1157,7 @@ impl Secret {
         }
     }
 
-    /// A secret that is text (a token, a password, an enrolment code): as it is, in lower and
+    /// A secret that is text (a token, a password, an enrollment code): as it is, in lower and
     /// upper case, and without dashes and spaces (as a person may type a code).
     pub fn text(name: &str, text: &str) -> Secret {
         let bare: String = text

@@ -1,4 +1,4 @@
-//! One-time enrolment codes: generated, shown once to a person, stored only as a salted hash.
+//! One-time enrollment codes: generated, shown once to a person, stored only as a salted hash.
 //!
 //! A code carries 80 bits from the operating system's CSPRNG and is written for humans in
 //! Douglas Crockford's base32 alphabet (the 32 symbols `0-9 A-Z` less `I`, `L`, `O` and `U`,
@@ -34,26 +34,26 @@ const GROUP: usize = 4;
 /// The random bytes a code is drawn from.
 const CODE_BYTES: usize = CODE_BITS / 8;
 
-/// An enrolment code: a one-time secret handed to a person, who types it back to redeem it.
+/// An enrollment code: a one-time secret handed to a person, who types it back to redeem it.
 ///
 /// It is held in its human form (`XXXX-XXXX-XXXX-XXXX`, upper case), is wiped from memory on
 /// drop and never shows in `Debug` output. There is deliberately no `Display`: printing a code
-/// takes an explicit [`EnrolmentCode::as_str`].
-pub struct EnrolmentCode {
+/// takes an explicit [`EnrollmentCode::as_str`].
+pub struct EnrollmentCode {
     /// The human form: [`CODE_SYMBOLS`] symbols of [`ALPHABET`] in dash-separated groups.
     text: String,
 }
 
-impl EnrolmentCode {
+impl EnrollmentCode {
     /// Draws a fresh code of [`CODE_BITS`] bits from the system CSPRNG (`ring`'s
     /// `SystemRandom`, i.e. `getrandom(2)` on Linux).
-    pub fn generate() -> Result<EnrolmentCode, CaError> {
+    pub fn generate() -> Result<EnrollmentCode, CaError> {
         let mut bytes = Zeroizing::new([0u8; CODE_BYTES]);
         SystemRandom::new()
             .fill(bytes.as_mut_slice())
             .map_err(|_| CaError::Crypto("the system random generator failed".into()))?;
         let symbols = Zeroizing::new(encode(&bytes));
-        Ok(EnrolmentCode::from_symbols(&symbols))
+        Ok(EnrollmentCode::from_symbols(&symbols))
     }
 
     /// Reads a code as a person typed it, or `None` when it cannot be one.
@@ -61,7 +61,7 @@ impl EnrolmentCode {
     /// Case, spaces, tabs and dashes anywhere are ignored; `O`/`o` reads as `0` and `I`, `i`,
     /// `L`, `l` as `1`, as Crockford's decoding prescribes. Any other character outside the
     /// alphabet (including `U`) or a symbol count other than [`CODE_SYMBOLS`] is refused.
-    pub fn normalize(input: &str) -> Option<EnrolmentCode> {
+    pub fn normalize(input: &str) -> Option<EnrollmentCode> {
         let mut symbols = Zeroizing::new([0u8; CODE_SYMBOLS]);
         let mut count = 0;
         let mut valid = true;
@@ -85,7 +85,7 @@ impl EnrolmentCode {
             symbols[count] = symbol;
             count += 1;
         }
-        (valid && count == CODE_SYMBOLS).then(|| EnrolmentCode::from_symbols(&symbols))
+        (valid && count == CODE_SYMBOLS).then(|| EnrollmentCode::from_symbols(&symbols))
     }
 
     /// The human form, `XXXX-XXXX-XXXX-XXXX`, to show once to the person who will redeem it.
@@ -99,7 +99,7 @@ impl EnrolmentCode {
         Zeroizing::new(self.text.bytes().filter(|b| *b != b'-').collect())
     }
 
-    fn from_symbols(symbols: &[u8; CODE_SYMBOLS]) -> EnrolmentCode {
+    fn from_symbols(symbols: &[u8; CODE_SYMBOLS]) -> EnrollmentCode {
         let mut text = String::with_capacity(CODE_SYMBOLS + CODE_SYMBOLS / GROUP);
         for (i, symbol) in symbols.iter().enumerate() {
             if i > 0 && i % GROUP == 0 {
@@ -107,7 +107,7 @@ impl EnrolmentCode {
             }
             text.push(char::from(*symbol));
         }
-        EnrolmentCode { text }
+        EnrollmentCode { text }
     }
 }
 
@@ -127,13 +127,13 @@ fn encode(bytes: &[u8; CODE_BYTES]) -> [u8; CODE_SYMBOLS] {
     symbols
 }
 
-impl fmt::Debug for EnrolmentCode {
+impl fmt::Debug for EnrollmentCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("EnrolmentCode(<redacted>)")
+        f.write_str("EnrollmentCode(<redacted>)")
     }
 }
 
-impl Drop for EnrolmentCode {
+impl Drop for EnrollmentCode {
     fn drop(&mut self) {
         self.text.zeroize();
     }
@@ -154,7 +154,7 @@ const PBKDF2_ITERATIONS: NonZeroU32 = match NonZeroU32::new(10_000) {
 /// 16-byte salt, 32-byte output.
 const HASH_VERSION: u8 = 1;
 
-/// The salted hash of an [`EnrolmentCode`], the only form in which a code is stored.
+/// The salted hash of an [`EnrollmentCode`], the only form in which a code is stored.
 ///
 /// PBKDF2-HMAC-SHA256 (RFC 8018 section 5.2) over the code's canonical symbols (upper case, no
 /// dashes) with a random 16-byte salt.
@@ -169,7 +169,7 @@ impl CodeHash {
     pub const ENCODED_LEN: usize = 1 + 16 + 32;
 
     /// Hashes `code` with a fresh random salt.
-    pub fn new(code: &EnrolmentCode) -> Result<CodeHash, CaError> {
+    pub fn new(code: &EnrollmentCode) -> Result<CodeHash, CaError> {
         let mut salt = [0u8; 16];
         SystemRandom::new()
             .fill(&mut salt)
@@ -185,12 +185,12 @@ impl CodeHash {
         Ok(CodeHash { salt, hash })
     }
 
-    /// Whether `candidate`, as a person typed it (see [`EnrolmentCode::normalize`]), is the
+    /// Whether `candidate`, as a person typed it (see [`EnrollmentCode::normalize`]), is the
     /// hashed code. The comparison of the derived hash is constant time (`ring::pbkdf2::verify`);
     /// input that cannot be a code at all is refused before hashing. Each derivation is
     /// recorded in `checks`.
     pub fn verify(&self, candidate: &str, checks: &CodeChecks) -> bool {
-        let Some(code) = EnrolmentCode::normalize(candidate) else {
+        let Some(code) = EnrollmentCode::normalize(candidate) else {
             return false;
         };
         let matched = pbkdf2::verify(
@@ -220,14 +220,14 @@ impl CodeHash {
     pub fn from_bytes(bytes: &[u8]) -> Result<CodeHash, CaError> {
         if bytes.len() != CodeHash::ENCODED_LEN {
             return Err(CaError::Storage(format!(
-                "enrolment code hash of {} bytes (expected {})",
+                "enrollment code hash of {} bytes (expected {})",
                 bytes.len(),
                 CodeHash::ENCODED_LEN
             )));
         }
         if bytes[0] != HASH_VERSION {
             return Err(CaError::Storage(format!(
-                "enrolment code hash of unknown version {}",
+                "enrollment code hash of unknown version {}",
                 bytes[0]
             )));
         }
@@ -247,43 +247,45 @@ impl fmt::Debug for CodeHash {
     }
 }
 
-/// The life cycle of an enrolment: issued and waiting, used once, locked after too many wrong
+/// The life cycle of an enrollment: issued and waiting, used once, locked after too many wrong
 /// codes, or past its deadline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum EnrolmentState {
+pub enum EnrollmentState {
     /// The code was issued and may still be redeemed.
     Pending,
     /// The code was redeemed; it can never be used again.
     Redeemed,
-    /// Too many wrong codes were presented; the enrolment no longer accepts any.
+    /// Too many wrong codes were presented; the enrollment no longer accepts any.
     Locked,
     /// The code's validity ended before it was redeemed.
     Expired,
 }
 
-impl EnrolmentState {
+impl EnrollmentState {
     /// Every state.
-    pub const ALL: [EnrolmentState; 4] = [
-        EnrolmentState::Pending,
-        EnrolmentState::Redeemed,
-        EnrolmentState::Locked,
-        EnrolmentState::Expired,
+    pub const ALL: [EnrollmentState; 4] = [
+        EnrollmentState::Pending,
+        EnrollmentState::Redeemed,
+        EnrollmentState::Locked,
+        EnrollmentState::Expired,
     ];
 
     /// The stable name used in the API and in storage: `pending`, `redeemed`, `locked` or
     /// `expired`.
     pub fn as_str(self) -> &'static str {
         match self {
-            EnrolmentState::Pending => "pending",
-            EnrolmentState::Redeemed => "redeemed",
-            EnrolmentState::Locked => "locked",
-            EnrolmentState::Expired => "expired",
+            EnrollmentState::Pending => "pending",
+            EnrollmentState::Redeemed => "redeemed",
+            EnrollmentState::Locked => "locked",
+            EnrollmentState::Expired => "expired",
         }
     }
 
-    /// The state of a name given by [`EnrolmentState::as_str`], or `None`.
-    pub fn parse(name: &str) -> Option<EnrolmentState> {
-        EnrolmentState::ALL.into_iter().find(|s| s.as_str() == name)
+    /// The state of a name given by [`EnrollmentState::as_str`], or `None`.
+    pub fn parse(name: &str) -> Option<EnrollmentState> {
+        EnrollmentState::ALL
+            .into_iter()
+            .find(|s| s.as_str() == name)
     }
 }
 
@@ -291,7 +293,7 @@ impl EnrolmentState {
 mod tests {
     use super::*;
 
-    fn symbols(code: &EnrolmentCode) -> String {
+    fn symbols(code: &EnrollmentCode) -> String {
         code.as_str().replace('-', "")
     }
 
@@ -299,7 +301,7 @@ mod tests {
     fn generated_code_has_80_bits_in_16_symbols_of_four_groups() {
         assert_eq!(CODE_SYMBOLS, 16);
         const { assert!(CODE_BITS >= 60) };
-        let code = EnrolmentCode::generate().unwrap();
+        let code = EnrollmentCode::generate().unwrap();
         let text = code.as_str();
         assert_eq!(text.len(), 19, "{text}");
         let groups: Vec<&str> = text.split('-').collect();
@@ -312,7 +314,7 @@ mod tests {
     fn generated_codes_use_only_the_alphabet_and_every_symbol_occurs() {
         let mut seen = [false; 32];
         for _ in 0..400 {
-            let code = EnrolmentCode::generate().unwrap();
+            let code = EnrollmentCode::generate().unwrap();
             for b in symbols(&code).bytes() {
                 assert!(
                     !b"ILOU".contains(&b),
@@ -329,8 +331,8 @@ mod tests {
 
     #[test]
     fn two_generated_codes_differ() {
-        let a = EnrolmentCode::generate().unwrap();
-        let b = EnrolmentCode::generate().unwrap();
+        let a = EnrollmentCode::generate().unwrap();
+        let b = EnrollmentCode::generate().unwrap();
         assert_ne!(a.as_str(), b.as_str());
     }
 
@@ -360,7 +362,7 @@ mod tests {
             "7K3M-Q9TX-Lo-AB-W5RA",
             "7k3m\tq9tx\n10ab w5ra",
         ] {
-            let code = EnrolmentCode::normalize(typed);
+            let code = EnrollmentCode::normalize(typed);
             assert_eq!(
                 code.as_ref().map(|c| c.as_str()),
                 Some(canonical),
@@ -382,22 +384,22 @@ mod tests {
             "7K3M-Q9TX-10AB-W5RÄ",
             "7K3M-Q9TX-10AB-W5R١",
         ] {
-            assert!(EnrolmentCode::normalize(typed).is_none(), "{typed:?}");
+            assert!(EnrollmentCode::normalize(typed).is_none(), "{typed:?}");
         }
     }
 
     #[test]
     fn round_trip_through_normalization() {
         for _ in 0..50 {
-            let code = EnrolmentCode::generate().unwrap();
+            let code = EnrollmentCode::generate().unwrap();
             let lower = code.as_str().to_lowercase();
             assert_eq!(
-                EnrolmentCode::normalize(&lower).unwrap().as_str(),
+                EnrollmentCode::normalize(&lower).unwrap().as_str(),
                 code.as_str()
             );
             let bare = symbols(&code);
             assert_eq!(
-                EnrolmentCode::normalize(&bare).unwrap().as_str(),
+                EnrollmentCode::normalize(&bare).unwrap().as_str(),
                 code.as_str()
             );
         }
@@ -407,13 +409,13 @@ mod tests {
     fn verify_accepts_the_code_and_refuses_others() {
         let metrics = crate::metrics::Metrics::new().unwrap();
         let checks = CodeChecks::counted(&metrics);
-        let code = EnrolmentCode::normalize("7K3M-Q9TX-10AB-W5RA").unwrap();
+        let code = EnrollmentCode::normalize("7K3M-Q9TX-10AB-W5RA").unwrap();
         let hash = CodeHash::new(&code).unwrap();
         assert!(hash.verify("7K3M-Q9TX-10AB-W5RA", &checks));
         assert!(hash.verify("7k3mq9txloabw5ra", &checks));
         assert!(hash.verify("7K3M Q9TX IOAB W5RA", &checks));
         assert!(!hash.verify("7K3M-Q9TX-10AB-W5RB", &checks));
-        let other = EnrolmentCode::generate().unwrap();
+        let other = EnrollmentCode::generate().unwrap();
         assert!(!hash.verify(other.as_str(), &checks));
         // Input that cannot be a code is refused before any derivation.
         assert!(!hash.verify("7K3M-Q9TX-10AB-W5R", &checks));
@@ -430,7 +432,7 @@ mod tests {
 
     #[test]
     fn hashes_of_the_same_code_are_salted_apart() {
-        let code = EnrolmentCode::generate().unwrap();
+        let code = EnrollmentCode::generate().unwrap();
         let a = CodeHash::new(&code).unwrap();
         let b = CodeHash::new(&code).unwrap();
         assert_ne!(a.to_bytes(), b.to_bytes());
@@ -442,7 +444,7 @@ mod tests {
 
     #[test]
     fn hash_encoding_round_trips() {
-        let code = EnrolmentCode::generate().unwrap();
+        let code = EnrollmentCode::generate().unwrap();
         let hash = CodeHash::new(&code).unwrap();
         let bytes = hash.to_bytes();
         assert_eq!(bytes.len(), CodeHash::ENCODED_LEN);
@@ -466,7 +468,7 @@ mod tests {
 
     #[test]
     fn debug_output_never_shows_the_code() {
-        let code = EnrolmentCode::generate().unwrap();
+        let code = EnrollmentCode::generate().unwrap();
         let debug = format!("{code:?} {:#?}", code);
         assert!(!debug.contains(code.as_str()), "{debug}");
         for group in code.as_str().split('-') {
@@ -480,11 +482,11 @@ mod tests {
 
     #[test]
     fn states_have_stable_names() {
-        let names: Vec<&str> = EnrolmentState::ALL.iter().map(|s| s.as_str()).collect();
+        let names: Vec<&str> = EnrollmentState::ALL.iter().map(|s| s.as_str()).collect();
         assert_eq!(names, ["pending", "redeemed", "locked", "expired"]);
-        for state in EnrolmentState::ALL {
-            assert_eq!(EnrolmentState::parse(state.as_str()), Some(state));
+        for state in EnrollmentState::ALL {
+            assert_eq!(EnrollmentState::parse(state.as_str()), Some(state));
         }
-        assert_eq!(EnrolmentState::parse("Pending"), None);
+        assert_eq!(EnrollmentState::parse("Pending"), None);
     }
 }
