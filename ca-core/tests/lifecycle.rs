@@ -115,6 +115,16 @@ fn store_signed(
     serial
 }
 
+/// An engine for the test CA on a new store in `dir`.
+fn engine_on(dir: &std::path::Path) -> Engine {
+    Engine::start(
+        authority(),
+        Store::open(dir).unwrap(),
+        &EngineConfig::default(),
+    )
+    .unwrap()
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .build()
@@ -134,12 +144,7 @@ fn renew(serial: Serial) -> RenewRequest {
 #[test]
 fn revocation_state_machine() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::start(
-        authority(),
-        Store::open(dir.path()).unwrap(),
-        &EngineConfig::default(),
-    )
-    .unwrap();
+    let engine = engine_on(dir.path());
     runtime().block_on(async {
         let issue = |name: &str| IssueRequest {
             csr: csr("tls-server", name),
@@ -534,12 +539,7 @@ fn status_changes_reach_the_observers_from_the_engine() {
     }
 
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::start(
-        authority(),
-        Store::open(dir.path()).unwrap(),
-        &EngineConfig::default(),
-    )
-    .unwrap();
+    let engine = engine_on(dir.path());
     let seen = Arc::new(Seen::default());
     engine.observe_status(Arc::downgrade(&seen) as std::sync::Weak<dyn StatusObserver>);
     let dropped = Arc::new(Seen::default());
