@@ -1,5 +1,6 @@
-//! Certificate revocation lists (RFC 5280 section 5): full and delta CRLs, built from the
-//! store's small `revoked` family and signed by the CA key.
+//! Certificate revocation lists (RFC 5280 section 5): the encoder of full and delta CRLs,
+//! built from the revocation entries a caller gives (ca-core's publisher reads them from the
+//! store) and signed by the CA key.
 //!
 //! The revoked-certificate list is DER-encoded entry by entry into one buffer (each entry with
 //! `x509-cert`'s typed `RevokedCert`), so a CRL of a million entries costs one buffer of its
