@@ -303,6 +303,37 @@ fn cut(path: &str) -> String {
     path.chars().take(100).collect()
 }
 
+/// A semaphore permit (a connection slot, bytes of the body budget) shown in a gauge for as
+/// long as it is held: the gauge goes up by the permit's size when it is taken and down when
+/// it is dropped.
+pub(crate) struct CountedPermit {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    gauge: prometheus::IntGauge,
+    amount: i64,
+}
+
+impl CountedPermit {
+    /// Counts `permit` in `gauge`.
+    pub(crate) fn new(
+        permit: tokio::sync::OwnedSemaphorePermit,
+        gauge: &prometheus::IntGauge,
+    ) -> Self {
+        let amount = i64::try_from(permit.num_permits()).unwrap_or(i64::MAX);
+        gauge.add(amount);
+        CountedPermit {
+            _permit: permit,
+            gauge: gauge.clone(),
+            amount,
+        }
+    }
+}
+
+impl Drop for CountedPermit {
+    fn drop(&mut self) {
+        self.gauge.sub(self.amount);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -66,29 +66,6 @@ pub struct ListenerOptions {
     pub connections: prometheus::IntGauge,
 }
 
-/// A connection's slot among `max_connections`, counted in the connections gauge from the
-/// moment the listener takes it until the connection is gone.
-struct Slot {
-    _permit: tokio::sync::OwnedSemaphorePermit,
-    gauge: prometheus::IntGauge,
-}
-
-impl Slot {
-    fn taken(permit: tokio::sync::OwnedSemaphorePermit, gauge: &prometheus::IntGauge) -> Self {
-        gauge.inc();
-        Slot {
-            _permit: permit,
-            gauge: gauge.clone(),
-        }
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.gauge.dec();
-    }
-}
-
 /// The first byte of a TLS connection: a handshake record (RFC 8446 section 5.1).
 const TLS_HANDSHAKE: u8 = 0x16;
 
@@ -216,7 +193,7 @@ pub async fn serve(
             });
             continue;
         };
-        let slot = Slot::taken(permit, &options.connections);
+        let slot = crate::limits::CountedPermit::new(permit, &options.connections);
         tokio::spawn(async move {
             let _slot = slot;
             let Some(acceptor) = acceptor else {

@@ -188,31 +188,6 @@ struct Gate {
     reserved: prometheus::IntGauge,
 }
 
-/// A body's share of the budget, shown in `ca_http_body_bytes_reserved` while it is held.
-struct Reservation {
-    _permit: tokio::sync::OwnedSemaphorePermit,
-    gauge: prometheus::IntGauge,
-    bytes: i64,
-}
-
-impl Reservation {
-    fn new(permit: tokio::sync::OwnedSemaphorePermit, gauge: &prometheus::IntGauge) -> Self {
-        let bytes = i64::try_from(permit.num_permits()).unwrap_or(i64::MAX);
-        gauge.add(bytes);
-        Reservation {
-            _permit: permit,
-            gauge: gauge.clone(),
-            bytes,
-        }
-    }
-}
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        self.gauge.sub(self.bytes);
-    }
-}
-
 /// True when the request announces a body (a positive length, or one of unknown length).
 fn announces_body(request: &Request) -> bool {
     let body = request.body();
@@ -299,7 +274,7 @@ async fn gate(State(gate): State<Arc<Gate>>, mut request: Request, next: Next) -
         );
         return early_answer(&request, e);
     };
-    let _reserved = Reservation::new(permit, &gate.reserved);
+    let _reserved = crate::limits::CountedPermit::new(permit, &gate.reserved);
     let request = request.map(|body| Body::new(http_body_util::Limited::new(body, limit)));
     next.run(request).await
 }
