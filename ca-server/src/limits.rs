@@ -307,9 +307,8 @@ fn cut(path: &str) -> String {
 /// long as it is held: the gauge goes up by the permit's size when it is taken and down when
 /// it is dropped.
 pub(crate) struct CountedPermit {
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    permit: tokio::sync::OwnedSemaphorePermit,
     gauge: prometheus::IntGauge,
-    amount: i64,
 }
 
 impl CountedPermit {
@@ -318,19 +317,21 @@ impl CountedPermit {
         permit: tokio::sync::OwnedSemaphorePermit,
         gauge: &prometheus::IntGauge,
     ) -> Self {
-        let amount = i64::try_from(permit.num_permits()).unwrap_or(i64::MAX);
-        gauge.add(amount);
+        gauge.add(Self::amount(&permit));
         CountedPermit {
-            _permit: permit,
+            permit,
             gauge: gauge.clone(),
-            amount,
         }
+    }
+
+    fn amount(permit: &tokio::sync::OwnedSemaphorePermit) -> i64 {
+        i64::try_from(permit.num_permits()).unwrap_or(i64::MAX)
     }
 }
 
 impl Drop for CountedPermit {
     fn drop(&mut self) {
-        self.gauge.sub(self.amount);
+        self.gauge.sub(Self::amount(&self.permit));
     }
 }
 

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::raw_http::{
-    connections_open, poll, take_api_slots, take_slots_when_free, wait_for_a_free_slot,
+    connections_open, take_api_slots, take_slots_when_free, wait_for_a_free_slot,
 };
 use common::*;
 use serde_json::json;

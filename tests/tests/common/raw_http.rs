@@ -1,5 +1,5 @@
 //! Raw HTTP/1.1 over TCP, for the tests of the listener's limits: answers read until the
-//! server closes, and polling in place of fixed sleeps.
+//! server closes, and connections that hold the listener's slots.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -7,20 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::Server;
-
-/// Calls `check` every 50 ms until it returns `Ok`, for at most `within`; beyond that, panics
-/// with `what` and the last error. Tests wait with this, never with a fixed sleep.
-pub fn poll<T>(what: &str, within: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        match check() {
-            Ok(v) => return v,
-            Err(e) if Instant::now() >= deadline => panic!("{what}: not within {within:?}: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
-}
+use super::{poll, Server};
 
 /// Reads what the server sends until it closes the connection (EOF or reset) or `within`
 /// passes; the bytes read and whether the server closed the connection.
