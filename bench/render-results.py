@@ -426,6 +426,24 @@ larger sizes are group commit.
 sink): the middleware's part of every request, and an issued certificate counted beyond the
 second's line budget (the common case under load) or given its own line (at most
 `[log] outcome_lines_per_second` a second).""")
+
+print("""
+### The signing stage with a slow key
+
+`slow_signer/signers/N`: the in-process engine with a CA key that takes 3 ms per signature and
+no CPU (an HSM's latency, `bench::SleepingSigner`), N signing threads (`[engine] signers`),
+32·N certificates per iteration. The target is N / 3 ms until the CPU is the limit.
+
+| signers | throughput | N / 3 ms | ratio | command |
+|---|---|---|---|---|""")
+for n in [1, 4, 16, 32, 64]:
+    name = f"slow_signer/signers/{n}"
+    _, thr = crit(crit_text, name)
+    mm = re.match(r"([\d.]+) (\w?)elem/s", thr or "")
+    per_sec = float(mm.group(1)) * {"K": 1e3, "M": 1e6}.get(mm.group(2), 1) if mm else 0
+    expected = n / 0.003
+    ratio = f"{per_sec / expected:.2f}" if per_sec else ""
+    print(f"| {n} | {thr or ''} | {expected:,.0f}/s | {ratio} | `cargo bench -p bench --bench issuance -- {name}` |")
 if m:
     print(f"\nA complete CRL of {int(m.group(1)):,} entries is {int(m.group(2)):,} bytes ({m.group(3)} bytes per entry).")
 print("""

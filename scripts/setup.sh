@@ -36,7 +36,7 @@ command -v cargo >/dev/null 2>&1 || { echo "setup: cargo is missing; install Rus
 
 if [ "${1:-}" = "--with-pkilint" ]; then
   venv="${PKILINT_VENV:-$(pwd)/.venv}"
-  # pkilint, pinned: the tests assert on its finding codes (tests/tests/judges.rs), which a
+  # pkilint, pinned: the tests assert on its finding codes (tests/tests/e2e/judges.rs), which a
   # new version may rename; installed again when the venv holds another version.
   pkilint_version=0.13.3
   if ! compgen -G "$venv/lib/python3*/site-packages/pkilint-$pkilint_version.dist-info" >/dev/null; then
@@ -44,7 +44,7 @@ if [ "${1:-}" = "--with-pkilint" ]; then
     [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check "pkilint==$pkilint_version"
   fi
-  # schemathesis (tests/tests/openapi.rs), pinned, in a venv of its own so that its
+  # schemathesis (tests/tests/e2e/openapi.rs), pinned, in a venv of its own so that its
   # dependencies never move pkilint's.
   schemathesis_version=4.32.5
   st_venv="${SCHEMATHESIS_VENV:-$venv-schemathesis}"

@@ -1,5 +1,6 @@
-//! Gives the end-to-end tests the digest of the sources `ca-server` is built from
-//! (`CA_SOURCE_DIGEST`), which they compare with the binary's `--version`.
+//! Gives the end-to-end harness the digest of the sources `ca-server` is built from
+//! (`CA_SOURCE_DIGEST`, set for every target of this package, the library `e2e_tests`
+//! included), which `binary::server_bin` compares with the binary's `--version`.
 
 use std::path::PathBuf;
 

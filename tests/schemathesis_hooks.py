@@ -1,4 +1,4 @@
-"""schemathesis hooks of tests/tests/openapi.rs (docs/fuzzing.md).
+"""schemathesis hooks of tests/tests/e2e/openapi.rs (docs/fuzzing.md).
 
 The API takes two DER request bodies besides JSON: OCSP requests (`POST /ocsp`,
 `application/ocsp-request`, RFC 6960 appendix A.1) and PKCS#10 requests (`POST

@@ -14,7 +14,7 @@ use keys::{KeyAlgorithm, Signer, SoftwareKey};
 const ENTRIES: usize = 1_000_000;
 
 fn entries() -> Vec<CrlEntry> {
-    let rng = ring::rand::SystemRandom::new();
+    let rng = keys::SystemRandom::new();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     (0..ENTRIES)
         .map(|i| CrlEntry {
@@ -30,7 +30,7 @@ fn builder() -> (CrlBuilder, Arc<ca_core::authority::CertificateAuthority>) {
     let der = keys::generate_pkcs8(KeyAlgorithm::EcdsaP256).unwrap();
     let signer: Arc<dyn Signer> = Arc::new(SoftwareKey::from_pkcs8(&der).unwrap());
     let subject = ca_core::name::parse_rfc4514("CN=Bench CRL CA").unwrap();
-    let serial = Serial::random(&ring::rand::SystemRandom::new()).unwrap();
+    let serial = Serial::random(&keys::SystemRandom::new()).unwrap();
     let root = ca_core::authority::create_root(signer.clone(), &subject, 365, serial).unwrap();
     let builder = CrlBuilder::new(signer, &root, Some("http://ca.bench/crl".into())).unwrap();
     (builder, authority(KeyAlgorithm::EcdsaP256).unwrap())

@@ -1,8 +1,12 @@
 //! Stage and whole-engine benchmarks of issuance: CSR verification, signing, and the engine
 //! with its durable store. See bench/RESULTS.md for figures and the machine's limit.
 
-use bench::{authority, csr_der, CsrKey, EngineFixture};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bench::{authority, authority_signing_with, csr_der, CsrKey, EngineFixture, SleepingSigner};
 use ca_core::csr::{parse, parse_and_verify, verify_all};
+use ca_core::engine::EngineConfig;
 use ca_core::Serial;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use keys::KeyAlgorithm;
@@ -37,7 +41,7 @@ fn csr_verify(c: &mut Criterion) {
 
 fn sign(c: &mut Criterion) {
     let mut group = c.benchmark_group("build_sign");
-    let rng = ring::rand::SystemRandom::new();
+    let rng = keys::SystemRandom::new();
     let csr = csr_der(CsrKey::EcP256, "bench.example").unwrap();
     for (name, alg) in [
         ("ca-ec-p256", KeyAlgorithm::EcdsaP256),
@@ -78,5 +82,37 @@ fn engine(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, csr_verify, sign, engine);
+/// The signing stage with a CA key that takes 3 ms per signature and no CPU (an HSM's
+/// latency): throughput must be `signers / 3 ms` until the CPU, not the key, is the limit.
+/// Each iteration issues 32 certificates per signing thread, about 100 ms of signing.
+fn signing_stage(c: &mut Criterion) {
+    const LATENCY: Duration = Duration::from_millis(3);
+    let mut group = c.benchmark_group("slow_signer");
+    group.sample_size(10);
+    for signers in [1usize, 4, 16, 32, 64] {
+        let count = 32 * signers;
+        let ca = authority_signing_with(KeyAlgorithm::EcdsaP256, |key| {
+            Arc::new(SleepingSigner::new(key, LATENCY))
+        })
+        .unwrap();
+        let config = EngineConfig {
+            signers,
+            ..EngineConfig::default()
+        };
+        let fixture = EngineFixture::with_config(ca, &config, count).unwrap();
+        group.throughput(Throughput::Elements(count as u64));
+        let expected = signers as f64 / LATENCY.as_secs_f64();
+        println!("slow_signer/signers/{signers}: expected signers / 3 ms = {expected:.0} elem/s");
+        group.bench_function(format!("signers/{signers}"), |b| {
+            b.iter_batched(
+                || fixture.csrs.clone(),
+                |csrs| fixture.issue_all(csrs).unwrap(),
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, csr_verify, sign, engine, signing_stage);
 criterion_main!(benches);

@@ -40,7 +40,13 @@ fn store() -> Store {
 }
 
 fn build(db: &std::path::Path) {
-    let fixture = EngineFixture::at(authority(KeyAlgorithm::EcdsaP256).unwrap(), db, 0).unwrap();
+    let fixture = EngineFixture::at(
+        authority(KeyAlgorithm::EcdsaP256).unwrap(),
+        db,
+        &Default::default(),
+        0,
+    )
+    .unwrap();
     let mut csrs: Vec<Vec<u8>> = (0..NAMES)
         .map(|i| csr_der(CsrKey::EcP256, &format!("h{i}.bench.example")).unwrap())
         .collect();
@@ -70,7 +76,7 @@ fn build(db: &std::path::Path) {
         let page = store
             .query(&CertificateQuery::default(), cursor.as_ref(), step)
             .unwrap();
-        let serial = page.rows[0].record.serial().unwrap();
+        let serial = page.rows[0].record.serial;
         fixture
             .runtime
             .block_on(
@@ -98,10 +104,7 @@ fn query(c: &mut Criterion) {
             .certificate(&{
                 let mut q = base.clone();
                 q.san = Some("rare.bench.example".into());
-                store.query(&q, None, 1).unwrap().rows[0]
-                    .record
-                    .serial()
-                    .unwrap()
+                store.query(&q, None, 1).unwrap().rows[0].record.serial
             })
             .unwrap()
             .unwrap()

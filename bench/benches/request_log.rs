@@ -19,7 +19,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 fn record() -> CertRecord {
     CertRecord {
         seq: 1,
-        serial: [0x4d; 16],
+        serial: ca_core::Serial::from_bytes(&[0x4d; 16]).expect("a serial of this CA's form"),
         der: Vec::new(),
         profile: "tls-server".into(),
         requester: "portal".into(),

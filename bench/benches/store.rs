@@ -17,14 +17,14 @@ use keys::KeyAlgorithm;
 /// groups are a small part of it.
 const PER_ITERATION: usize = 4096;
 
-fn new_certificate(der: &[u8], i: usize, rng: &ring::rand::SystemRandom) -> NewCertificate {
+fn new_certificate(der: &[u8], i: usize, rng: &keys::SystemRandom) -> NewCertificate {
     let serial = Serial::random(rng).expect("rng");
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let host = format!("h{i}.bench.example");
     NewCertificate {
         record: CertRecord {
             seq: 0,
-            serial: *serial.as_bytes(),
+            serial,
             der: der.to_vec(),
             profile: "tls-server".into(),
             requester: "bench".into(),
@@ -48,7 +48,7 @@ fn store_commit(c: &mut Criterion) {
     // an issued one): its size and compressibility are what the store sees.
     let ca = bench::authority(KeyAlgorithm::EcdsaP256).expect("authority");
     let der = ca.chain()[0].clone();
-    let rng = ring::rand::SystemRandom::new();
+    let rng = keys::SystemRandom::new();
     let mut group = c.benchmark_group("store_commit");
     group.throughput(Throughput::Elements(PER_ITERATION as u64));
     group.sample_size(10);

@@ -14,22 +14,72 @@ pub mod limit;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ca_core::authority::{create_root, CertificateAuthority, Urls};
+use ca_core::engine::EngineConfig;
 use ca_core::name::parse_rfc4514;
 use ca_core::profile::Profile;
 use ca_core::{CaError, Serial};
-use keys::{KeyAlgorithm, Signer, SoftwareKey};
+use keys::{KeyAlgorithm, SignError, SignatureScheme, Signer, SignerLatency, SoftwareKey};
+
+/// What a benchmark fixture's set-up may fail with.
+pub type FixtureError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Creates an in-memory root CA with a key of the given algorithm and the built-in profiles.
 pub fn authority(algorithm: KeyAlgorithm) -> Result<Arc<CertificateAuthority>, CaError> {
-    let der = keys::generate_pkcs8(algorithm).map_err(|e| CaError::Signing(e.to_string()))?;
-    let signer: Arc<dyn Signer> =
-        Arc::new(SoftwareKey::from_pkcs8(&der).map_err(|e| CaError::Signing(e.to_string()))?);
+    authority_signing_with(algorithm, |key| key)
+}
+
+/// A CA key that takes `delay` per signature while using no CPU for it, as a key in an HSM
+/// does: the model for the signing stage's benchmark.
+pub struct SleepingSigner {
+    inner: Arc<dyn Signer>,
+    delay: Duration,
+}
+
+impl SleepingSigner {
+    /// `inner`, slowed down to `delay` per signature.
+    pub fn new(inner: Arc<dyn Signer>, delay: Duration) -> Self {
+        SleepingSigner { inner, delay }
+    }
+}
+
+impl Signer for SleepingSigner {
+    fn scheme(&self) -> SignatureScheme {
+        self.inner.scheme()
+    }
+
+    fn spki_der(&self) -> &[u8] {
+        self.inner.spki_der()
+    }
+
+    fn public_key_bits(&self) -> &[u8] {
+        self.inner.public_key_bits()
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        std::thread::sleep(self.delay);
+        self.inner.sign(message)
+    }
+
+    fn latency(&self) -> SignerLatency {
+        SignerLatency::Device
+    }
+}
+
+/// [`authority`] whose certificates are signed by `wrap` applied to the CA key (the root
+/// itself is signed by the key alone).
+pub fn authority_signing_with(
+    algorithm: KeyAlgorithm,
+    wrap: impl FnOnce(Arc<dyn Signer>) -> Arc<dyn Signer>,
+) -> Result<Arc<CertificateAuthority>, CaError> {
+    let der = keys::generate_pkcs8(algorithm)?;
+    let key: Arc<dyn Signer> = Arc::new(SoftwareKey::from_pkcs8(&der)?);
     let subject = parse_rfc4514("CN=Bench CA")?;
-    let serial = Serial::random(&ring::rand::SystemRandom::new())
-        .map_err(|_| CaError::Signing("rng".into()))?;
-    let root = create_root(signer.clone(), &subject, 365, serial)?;
+    let serial = Serial::random(&keys::SystemRandom::new())?;
+    let root = create_root(key.clone(), &subject, 365, serial)?;
+    let signer = wrap(key);
     let urls = Urls {
         crl: vec!["http://ca.bench/crl".into()],
         ocsp: vec!["http://ca.bench/ocsp".into()],
@@ -82,9 +132,18 @@ pub struct EngineFixture {
 
 impl EngineFixture {
     /// Starts an engine for `ca` and makes `count` CSRs.
-    pub fn new(ca: Arc<CertificateAuthority>, count: usize) -> Result<Self, String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let mut fixture = Self::at(ca, dir.path(), count)?;
+    pub fn new(ca: Arc<CertificateAuthority>, count: usize) -> Result<Self, FixtureError> {
+        Self::with_config(ca, &EngineConfig::default(), count)
+    }
+
+    /// [`EngineFixture::new`] with the engine sized by `config`.
+    pub fn with_config(
+        ca: Arc<CertificateAuthority>,
+        config: &EngineConfig,
+        count: usize,
+    ) -> Result<Self, FixtureError> {
+        let dir = tempfile::tempdir()?;
+        let mut fixture = Self::at(ca, dir.path(), config, count)?;
         fixture._dir = Some(dir);
         Ok(fixture)
     }
@@ -94,21 +153,19 @@ impl EngineFixture {
     pub fn at(
         ca: Arc<CertificateAuthority>,
         path: &std::path::Path,
+        config: &EngineConfig,
         count: usize,
-    ) -> Result<Self, String> {
-        let store = ca_core::store::Store::open(path).map_err(|e| e.to_string())?;
-        let engine = ca_core::engine::Engine::start(ca, store, &Default::default())
-            .map_err(|e| e.to_string())?;
+    ) -> Result<Self, FixtureError> {
+        let store = ca_core::store::Store::open(path)?;
+        let engine = ca_core::engine::Engine::start(ca, Arc::new(store), config)?;
         let csrs = (0..count)
             .map(|i| csr_der(CsrKey::EcP256, &format!("h{i}.bench.example")))
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?;
+            .collect::<Result<_, _>>()?;
         // One thread awaits the answers: the engine's own threads do the work, and a
         // multi-threaded runtime would only add threads competing for the same cores.
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
+            .build()?;
         Ok(EngineFixture {
             engine: Arc::new(engine),
             csrs,
@@ -118,7 +175,7 @@ impl EngineFixture {
     }
 
     /// Issues one certificate per CSR, all at once, and waits until every one is stored.
-    pub fn issue_all(&self, csrs: Vec<Vec<u8>>) -> Result<(), String> {
+    pub fn issue_all(&self, csrs: Vec<Vec<u8>>) -> Result<(), FixtureError> {
         self.runtime.block_on(async {
             let mut tasks = tokio::task::JoinSet::new();
             for csr in csrs {
@@ -139,9 +196,7 @@ impl EngineFixture {
                 });
             }
             while let Some(joined) = tasks.join_next().await {
-                joined
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?;
+                joined??;
             }
             Ok(())
         })

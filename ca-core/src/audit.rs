@@ -285,7 +285,7 @@ impl Checkpoint {
     pub fn sign(signer: &dyn Signer, head: AuditHead, at: i64) -> Result<Self, CaError> {
         let signature = signer
             .sign(&Self::message(&head, at))
-            .map_err(|e| CaError::Signing(format!("signing an audit checkpoint: {e}")))?;
+            .map_err(CaError::Signing)?;
         Ok(Checkpoint {
             head,
             at,
@@ -295,8 +295,9 @@ impl Checkpoint {
 
     /// Verifies the signature with the public key of the CA certificate `ca_cert_der`.
     pub fn verify(&self, ca_cert_der: &[u8]) -> Result<(), CaError> {
-        let (_, cert) = x509_parser::parse_x509_certificate(ca_cert_der)
-            .map_err(|e| CaError::Storage(format!("the CA certificate does not parse: {e}")))?;
+        let (_, cert) = x509_parser::parse_x509_certificate(ca_cert_der).map_err(|e| {
+            CaError::ca_material_from("the CA certificate does not parse", e.to_string())
+        })?;
         let key = crate::csr::subject_key(cert.public_key())?;
         let algorithm: &dyn VerificationAlgorithm = match key.key_type {
             SubjectKeyType::EcP256 => &signature::ECDSA_P256_SHA256_ASN1,
@@ -497,7 +498,7 @@ mod tests {
         ] {
             let key = Arc::new(SoftwareKey::from_pkcs8(&generate_pkcs8(alg).unwrap()).unwrap());
             let other = SoftwareKey::from_pkcs8(&generate_pkcs8(alg).unwrap()).unwrap();
-            let serial = crate::Serial::random(&ring::rand::SystemRandom::new()).unwrap();
+            let serial = crate::Serial::random(&keys::SystemRandom::new()).unwrap();
             let cert = crate::authority::create_root(key.clone(), &subject, 365, serial).unwrap();
             let key: &dyn Signer = key.as_ref();
             let head = log(3)[2].head();

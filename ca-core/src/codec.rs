@@ -9,8 +9,7 @@ use crate::error::CaError;
 /// Encodes a stored value: its format version byte, then its postcard body.
 pub(crate) fn encode<T: Serialize>(version: u8, value: &T) -> Result<Vec<u8>, CaError> {
     let mut out = vec![version];
-    postcard::to_io(value, &mut out)
-        .map_err(|e| CaError::Storage(format!("encoding a record: {e}")))?;
+    postcard::to_io(value, &mut out).map_err(|e| CaError::record("encoding a record", e))?;
     Ok(out)
 }
 
@@ -28,5 +27,5 @@ pub(crate) fn decode_versioned<'a, T: Deserialize<'a>>(
 }
 
 fn decode<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, CaError> {
-    postcard::from_bytes(body).map_err(|e| CaError::Storage(format!("decoding a {what}: {e}")))
+    postcard::from_bytes(body).map_err(|e| CaError::record(format!("decoding a {what}"), e))
 }

@@ -110,7 +110,7 @@ impl CrlPublisher {
         let keep_until = now - i64::from(self.config.keep_expired_days) * 86_400;
         let store = self.engine.store();
         let mut entries = Vec::new();
-        store.for_each_revocation(|serial, r| {
+        store.for_each_revocation(&mut |serial, r| {
             if r.not_after >= keep_until {
                 entries.push(CrlEntry::from_revocation(serial, &r));
             }
@@ -124,7 +124,7 @@ impl CrlPublisher {
         let previous = self
             .base
             .lock()
-            .map_err(|_| CaError::Signing("CRL state poisoned".into()))?
+            .map_err(|_| CaError::internal("the CRL state's lock is poisoned", None))?
             .unwrap_or((full_pos.number, full_pos.change_seq));
         let delta_pos = self
             .engine

@@ -1,9 +1,12 @@
 //! The issuance engine.
 //!
 //! ```text
-//! submit ──▶ bounded queue (crossbeam) ──▶ worker pool (rayon, one per core):
+//! submit ──▶ bounded queue (crossbeam) ──▶ workers (threads, one per core):
 //!                                            decode CSR once → verify POP → profile check
-//!                                            → serial → build → sign
+//!                                            → serial → TBSCertificate
+//!                                                   │
+//!                                  signing (crate::signing): on the worker for a key in
+//!                                  memory; `[engine] signers` threads for an HSM
 //!                                                   │
 //! reply ◀── store writer (one thread): WriteBatch of everything that arrived, WAL synced
 //!           once, then every waiter is answered
@@ -16,25 +19,25 @@ use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use ring::rand::SystemRandom;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
 use crate::audit::{AuditEvent, AuditHead, Checkpoint};
-use crate::authority::CertificateAuthority;
+use crate::authority::{CertificateAuthority, PreparedCertificate};
 use crate::csr::VerifiedCsr;
 use crate::enrollment::{CodeHash, EnrollmentCode};
 use crate::error::{CaError, ErrorClass};
 use crate::metrics::{CodeChecks, Metrics};
 use crate::revocation::{Revocation, RevocationReason};
-use crate::serial::{Serial, SerialSource};
+use crate::serial::{RandomSerials, Serial, SerialSource};
+use crate::signing::{SignAt, SigningStage, Unsigned};
 use crate::store::query::{names_prefix, SAN_TAG, SUBJECT_TAG};
 use crate::store::writer::{
     Committed, CrlPosition, CrlRequest, NewCertificate, RevokeRequest, StoreWriter, WriteOp,
 };
 use crate::store::{
-    CertRecord, EnrollmentRecord, IdempotencyKey, IdempotencyRecord, Store, TokenRecord,
+    CertRecord, EnrollmentRecord, IdempotencyKey, IdempotencyRecord, Storage, TokenRecord,
 };
 use crate::{csr, inspect, name};
 
@@ -48,8 +51,13 @@ const MAX_WORKER_BATCH: usize = 64;
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineConfig {
-    /// Worker threads for CSR verification and signing; 0 means one per core.
+    /// Worker threads for CSR verification, profile checks and building certificates (and
+    /// signing them with a key in process memory); 0 means one per core.
     pub workers: usize,
+    /// Signing threads for a CA key whose signatures are waits on a device (an HSM): each
+    /// keeps one signature in flight, so throughput is at most `signers` divided by the
+    /// device's latency. A key in process memory signs on the workers and ignores this.
+    pub signers: usize,
     /// Requests that may wait for a worker before new ones are refused with 429.
     pub queue_capacity: usize,
     /// Most certificates committed in one WriteBatch.
@@ -60,6 +68,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             workers: 0,
+            signers: 32,
             queue_capacity: 4096,
             max_commit_batch: 1024,
         }
@@ -230,7 +239,7 @@ impl Work {
             Input::Csr(csr) => field(csr),
             Input::Renewal { old, csr } => {
                 field(b"renewal");
-                field(&old.serial);
+                field(old.serial.as_bytes());
                 field(csr.as_deref().unwrap_or_default());
             }
             Input::Enrollment { id, .. } => {
@@ -272,10 +281,10 @@ pub struct Engine {
     queue: Option<Sender<Job>>,
     to_writer: Option<Sender<WriteOp>>,
     ca: Arc<CertificateAuthority>,
-    store: Store,
+    store: Arc<dyn Storage>,
     workers_done: Receiver<()>,
+    signing: Option<SigningStage>,
     writer: Option<StoreWriter>,
-    _pool: rayon::ThreadPool,
     metrics: Arc<Metrics>,
 }
 
@@ -286,19 +295,21 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Starts the writer and the worker pool, drawing serials from the system's CSPRNG.
+    /// Starts the writer, the signing stage and the workers, drawing serials from the CA's
+    /// random generator ([`CertificateAuthority::random`]).
     pub fn start(
         ca: Arc<CertificateAuthority>,
-        store: Store,
+        store: Arc<dyn Storage>,
         config: &EngineConfig,
     ) -> Result<Self, CaError> {
-        Self::start_with_serials(ca, store, config, Arc::new(SystemRandom::new()))
+        let serials = Arc::new(RandomSerials(ca.random().clone()));
+        Self::start_with_serials(ca, store, config, serials)
     }
 
     /// [`Engine::start`] with the serials drawn from `serials` (tests script the draws).
     pub fn start_with_serials(
         ca: Arc<CertificateAuthority>,
-        store: Store,
+        store: Arc<dyn Storage>,
         config: &EngineConfig,
         serials: Arc<dyn SerialSource>,
     ) -> Result<Self, CaError> {
@@ -308,33 +319,40 @@ impl Engine {
             config.workers
         };
         let metrics = Arc::new(Metrics::new()?);
-        let writer = StoreWriter::start(store.clone(), config.max_commit_batch, metrics.clone())?;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(workers)
-            .thread_name(|i| format!("ca-worker-{i}"))
-            .build()
-            .map_err(|e| CaError::Signing(format!("starting the worker pool: {e}")))?;
+        let writer = store.start_writer(config.max_commit_batch, metrics.clone())?;
+        let (sign_at, signing) = SigningStage::start(
+            ca.signer().clone(),
+            config.signers,
+            config.queue_capacity,
+            &writer.sender(),
+            &metrics,
+        )?;
         let (queue, jobs) = crossbeam_channel::bounded::<Job>(config.queue_capacity.max(1));
         let (done_tx, workers_done) = crossbeam_channel::bounded::<()>(0);
-        for _ in 0..workers {
-            let jobs = jobs.clone();
-            let ca = ca.clone();
-            let to_writer = writer.sender();
-            let done = done_tx.clone();
-            let metrics = metrics.clone();
-            let serials = serials.clone();
-            // Each worker is a long-lived loop on the pool; it ends when the queue closes. It
-            // takes its share of what waits, so that CSR signatures can be verified together.
-            pool.spawn(move || {
-                while let Ok(first) = jobs.recv() {
-                    let share = (jobs.len() / workers).min(MAX_WORKER_BATCH - 1);
-                    let mut batch = Vec::with_capacity(share + 1);
-                    batch.push(first);
-                    batch.extend(jobs.try_iter().take(share));
-                    process_batch(&ca, serials.as_ref(), &to_writer, &metrics, batch);
-                }
-                drop(done);
-            });
+        for i in 0..workers {
+            let worker = Worker {
+                ca: ca.clone(),
+                serials: serials.clone(),
+                sign_at: sign_at.clone(),
+                to_writer: writer.sender(),
+                metrics: metrics.clone(),
+            };
+            let (jobs, done) = (jobs.clone(), done_tx.clone());
+            // Each worker is a long-lived loop; it ends when the queue closes. It takes its
+            // share of what waits, so that CSR signatures can be verified together.
+            std::thread::Builder::new()
+                .name(format!("ca-worker-{i}"))
+                .spawn(move || {
+                    while let Ok(first) = jobs.recv() {
+                        let share = (jobs.len() / workers).min(MAX_WORKER_BATCH - 1);
+                        let mut batch = Vec::with_capacity(share + 1);
+                        batch.push(first);
+                        batch.extend(jobs.try_iter().take(share));
+                        worker.process_batch(batch);
+                    }
+                    drop(done);
+                })
+                .map_err(|e| CaError::internal("starting a worker thread", Some(Box::new(e))))?;
         }
         tracing::info!(
             workers,
@@ -348,8 +366,8 @@ impl Engine {
             ca,
             store,
             workers_done,
+            signing: Some(signing),
             writer: Some(writer),
-            _pool: pool,
             metrics,
         })
     }
@@ -379,7 +397,7 @@ impl Engine {
     }
 
     /// The store this engine writes to.
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &Arc<dyn Storage> {
         &self.store
     }
 
@@ -450,16 +468,17 @@ impl Engine {
             }
         }
         let mut id = [0u8; 16];
-        ring::rand::SecureRandom::fill(&SystemRandom::new(), &mut id)
-            .map_err(|_| CaError::Crypto("the system random generator failed".into()))?;
-        let code = EnrollmentCode::generate()?;
+        self.ca.random().fill(&mut id)?;
+        let code = EnrollmentCode::generate(self.ca.random().as_ref())?;
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let record = EnrollmentRecord {
             profile: request.profile,
             subject: name::to_rfc4514(&subject),
             sans: sans.iter().map(csr::San::value).collect(),
             validity_days: request.validity_days,
-            code_hash: CodeHash::new(&code)?.to_bytes().to_vec(),
+            code_hash: CodeHash::new(&code, self.ca.random().as_ref())?
+                .to_bytes()
+                .to_vec(),
             requester: request.requester.name.clone(),
             created_at: now,
             expires_at: now.saturating_add(request.lifetime_secs),
@@ -587,8 +606,7 @@ impl Engine {
         let Input::Renewal { old, .. } = &work.input else {
             return Ok(());
         };
-        let serial = Serial::from_bytes(&old.serial)
-            .ok_or_else(|| CaError::Storage("stored serial malformed".into()))?;
+        let serial = old.serial;
         if let Some(r) = self.store.revocation(&serial)? {
             return Err(CaError::RenewalRefused(format!(
                 "{serial} is revoked ({})",
@@ -836,9 +854,7 @@ impl Engine {
         profile: &str,
     ) -> Result<CertRecord, CaError> {
         let (record, names) = signed_record(der, profile)?;
-        let serial = record
-            .serial()
-            .ok_or_else(|| CaError::Storage("a signed certificate with a foreign serial".into()))?;
+        let serial = record.serial;
         if let Some(existing) = self.store.certificate(&serial)? {
             return if existing.der == der {
                 Ok(existing)
@@ -897,6 +913,10 @@ impl Engine {
             // Every worker holds a sender of this channel; recv fails once all have ended.
             let _ = self.workers_done.recv();
         }
+        // The workers dropped their hand-overs to the signing stage, which now drains.
+        if let Some(signing) = self.signing.take() {
+            signing.join();
+        }
         self.to_writer.take();
         if let Some(writer) = self.writer.take() {
             writer.join();
@@ -931,6 +951,11 @@ impl StageClock {
         stage.observe((now - self.last).as_secs_f64());
         self.last = now;
     }
+
+    /// The time since the last lap (or the start).
+    fn since_last(&self) -> std::time::Duration {
+        self.last.elapsed()
+    }
 }
 
 fn writer_gone() -> CaError {
@@ -942,15 +967,15 @@ fn writer_gone() -> CaError {
 /// 4.1.2), issued now, requested by [`CA_REQUESTER`].
 fn signed_record(der: &[u8], profile: &str) -> Result<(CertRecord, Vec<Vec<u8>>), CaError> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| {
-        CaError::Signing(format!("a certificate the CA signed does not parse: {e}"))
+        CaError::ca_material_from("a certificate the CA signed does not parse", e.to_string())
     })?;
     let serial = Serial::from_bytes(cert.raw_serial()).ok_or_else(|| {
-        CaError::Signing("a certificate the CA signed has a serial of another form".into())
+        CaError::ca_material("a certificate the CA signed has a serial of another form")
     })?;
     let validity = cert.validity();
     let record = CertRecord {
         seq: 0,
-        serial: *serial.as_bytes(),
+        serial,
         der: der.to_vec(),
         profile: profile.to_string(),
         requester: CA_REQUESTER.to_string(),
@@ -964,31 +989,75 @@ fn signed_record(der: &[u8], profile: &str) -> Result<(CertRecord, Vec<Vec<u8>>)
     Ok((record, names))
 }
 
-/// Verifies, checks, signs and hands each of `batch`'s requests to the writer. The CSRs of
-/// plain issuance requests are parsed first and their signatures verified together
-/// ([`csr::verify_all`]); the rest of each request's work follows one at a time.
-fn process_batch(
-    ca: &CertificateAuthority,
-    serials: &dyn SerialSource,
-    to_writer: &Sender<WriteOp>,
-    metrics: &Metrics,
-    batch: Vec<Job>,
-) {
-    metrics.worker_batch.observe(batch.len() as f64);
-    let batch: Vec<Job> = batch
-        .into_iter()
-        .filter(|job| {
-            metrics
-                .stages
-                .queue_wait
-                .observe(job.queued_at.elapsed().as_secs_f64());
-            !job.reply.is_closed() // the requester gave up; do not sign for nobody
-        })
-        .collect();
-    let mut verified = verify_csrs(&batch, metrics).into_iter();
-    for job in batch {
-        let pre = verified.next().flatten();
-        process(ca, serials, to_writer, metrics, job, pre);
+/// What each worker thread holds: the CA, the serial source and where its certificates go.
+struct Worker {
+    ca: Arc<CertificateAuthority>,
+    serials: Arc<dyn SerialSource>,
+    sign_at: SignAt,
+    to_writer: Sender<WriteOp>,
+    metrics: Arc<Metrics>,
+}
+
+impl Worker {
+    /// Processes the requests a worker took from the queue at once.
+    fn process_batch(&self, batch: Vec<Job>) {
+        let metrics = &self.metrics;
+        metrics.worker_batch.observe(batch.len() as f64);
+        let batch: Vec<Job> = batch
+            .into_iter()
+            .filter(|job| {
+                metrics
+                    .stages
+                    .queue_wait
+                    .observe(job.queued_at.elapsed().as_secs_f64());
+                !job.reply.is_closed() // the requester gave up; do not sign for nobody
+            })
+            .collect();
+        let mut verified = verify_csrs(&batch, metrics).into_iter();
+        for job in batch {
+            let pre = verified.next().flatten();
+            self.process(job, pre);
+        }
+    }
+
+    /// Checks and builds one request's certificate and has it signed; `verified` is its CSR's
+    /// verification when [`verify_csrs`] did it.
+    fn process(&self, job: Job, verified: Option<Result<VerifiedCsr, CaError>>) {
+        let Job {
+            work,
+            idempotency,
+            reply,
+            ..
+        } = job;
+        let enrollment = match &work.input {
+            Input::Enrollment { id, .. } => Some(*id),
+            _ => None,
+        };
+        match build(
+            &self.ca,
+            self.serials.as_ref(),
+            &self.metrics,
+            &work,
+            verified,
+        ) {
+            Ok(built) => {
+                let unsigned = Unsigned {
+                    prepared: built.prepared,
+                    cert: NewCertificate {
+                        record: built.record,
+                        idempotency,
+                        names: built.names,
+                        enrollment,
+                    },
+                    reply,
+                    build_time: built.build_time,
+                };
+                self.sign_at.sign(unsigned, &self.to_writer, &self.metrics);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
     }
 }
 
@@ -1025,46 +1094,6 @@ fn verify_csrs(batch: &[Job], metrics: &Metrics) -> Vec<Option<Result<VerifiedCs
     out
 }
 
-/// Checks, signs and hands one request to the writer; `verified` is its CSR's verification
-/// when [`verify_csrs`] did it.
-fn process(
-    ca: &CertificateAuthority,
-    serials: &dyn SerialSource,
-    to_writer: &Sender<WriteOp>,
-    metrics: &Metrics,
-    job: Job,
-    verified: Option<Result<VerifiedCsr, CaError>>,
-) {
-    let Job {
-        work,
-        idempotency,
-        reply,
-        ..
-    } = job;
-    let enrollment = match &work.input {
-        Input::Enrollment { id, .. } => Some(*id),
-        _ => None,
-    };
-    match sign(ca, serials, metrics, &work, verified) {
-        Ok((record, names)) => {
-            let cert = NewCertificate {
-                record,
-                idempotency,
-                names,
-                enrollment,
-            };
-            if let Err(e) = to_writer.send(WriteOp::Certificate(cert, reply)) {
-                if let WriteOp::Certificate(_, reply) = e.0 {
-                    let _ = reply.send(Err(CaError::ShuttingDown));
-                }
-            }
-        }
-        Err(e) => {
-            let _ = reply.send(Err(e));
-        }
-    }
-}
-
 /// Refuses a re-key renewal CSR whose subject is not the certificate's: a renewal keeps the
 /// subject (and the SANs) of the certificate it renews, so a CSR naming another subject is
 /// [`CaError::SubjectNotAllowed`] rather than silently overridden. A CSR with an empty
@@ -1088,15 +1117,24 @@ fn check_rekey_subject(
     )))
 }
 
-/// The CPU part: decode and verify once, check against the profile, draw a serial, sign.
-/// Returns the record and its `names` index prefixes.
-fn sign(
+/// A certificate built by [`build`]: its TBSCertificate, the record to store once it is
+/// signed, and its `names` index prefixes.
+struct Built {
+    prepared: PreparedCertificate,
+    record: CertRecord,
+    names: Vec<Vec<u8>>,
+    build_time: std::time::Duration,
+}
+
+/// The CPU part: decode and verify once, check against the profile, draw a serial, build
+/// the TBSCertificate.
+fn build(
     ca: &CertificateAuthority,
     serials: &dyn SerialSource,
     metrics: &Metrics,
     work: &Work,
     pre_verified: Option<Result<VerifiedCsr, CaError>>,
-) -> Result<(CertRecord, Vec<Vec<u8>>), CaError> {
+) -> Result<Built, CaError> {
     let mut clock = StageClock::new();
     // A plain CSR was verified (and timed) with its batch; the others are verified here.
     let verified_here = pre_verified.is_none();
@@ -1139,12 +1177,9 @@ fn sign(
     let profile = ca.profile(&work.profile)?;
     let validated = profile.validate(&work.profile, verified, work.validity_days)?;
     clock.lap(&metrics.stages.profile);
-    let serial = serials
-        .draw()
-        .ok_or_else(|| CaError::Signing("the system random generator failed".into()))?;
+    let serial = serials.draw()?;
     let now = OffsetDateTime::now_utc();
-    let signed = ca.sign(&work.profile, serial, &validated, now)?;
-    clock.lap(&metrics.stages.sign);
+    let prepared = ca.prepare(&work.profile, serial, &validated, now)?;
     let mut names = Vec::with_capacity(1 + validated.sans.len());
     names.push(names_prefix(
         SUBJECT_TAG,
@@ -1155,15 +1190,20 @@ fn sign(
     }
     let record = CertRecord {
         seq: 0,
-        serial: *serial.as_bytes(),
-        der: signed.der,
+        serial,
+        der: Vec::new(),
         profile: work.profile.clone(),
         requester: work.requester.name.clone(),
         issued_at: now.unix_timestamp(),
-        not_before: signed.not_before.unix_timestamp(),
-        not_after: signed.not_after.unix_timestamp(),
+        not_before: prepared.not_before.unix_timestamp(),
+        not_after: prepared.not_after.unix_timestamp(),
         renewed_from,
         audit_seq: None,
     };
-    Ok((record, names))
+    Ok(Built {
+        prepared,
+        record,
+        names,
+        build_time: clock.since_last(),
+    })
 }

@@ -12,8 +12,8 @@
 use std::fmt;
 use std::num::NonZeroU32;
 
+use keys::SecureRandom;
 use ring::pbkdf2;
-use ring::rand::{SecureRandom, SystemRandom};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::CaError;
@@ -45,13 +45,10 @@ pub struct EnrollmentCode {
 }
 
 impl EnrollmentCode {
-    /// Draws a fresh code of [`CODE_BITS`] bits from the system CSPRNG (`ring`'s
-    /// `SystemRandom`, i.e. `getrandom(2)` on Linux).
-    pub fn generate() -> Result<EnrollmentCode, CaError> {
+    /// Draws a fresh code of [`CODE_BITS`] bits from `rng` (the key provider's CSPRNG).
+    pub fn generate(rng: &dyn SecureRandom) -> Result<EnrollmentCode, CaError> {
         let mut bytes = Zeroizing::new([0u8; CODE_BYTES]);
-        SystemRandom::new()
-            .fill(bytes.as_mut_slice())
-            .map_err(|_| CaError::Crypto("the system random generator failed".into()))?;
+        rng.fill(bytes.as_mut_slice())?;
         let symbols = Zeroizing::new(encode(&bytes));
         Ok(EnrollmentCode::from_symbols(&symbols))
     }
@@ -168,12 +165,10 @@ impl CodeHash {
     /// The length of [`CodeHash::to_bytes`]: a version byte, the salt and the hash.
     pub const ENCODED_LEN: usize = 1 + 16 + 32;
 
-    /// Hashes `code` with a fresh random salt.
-    pub fn new(code: &EnrollmentCode) -> Result<CodeHash, CaError> {
+    /// Hashes `code` with a fresh random salt drawn from `rng`.
+    pub fn new(code: &EnrollmentCode, rng: &dyn SecureRandom) -> Result<CodeHash, CaError> {
         let mut salt = [0u8; 16];
-        SystemRandom::new()
-            .fill(&mut salt)
-            .map_err(|_| CaError::Crypto("the system random generator failed".into()))?;
+        rng.fill(&mut salt)?;
         let mut hash = [0u8; 32];
         pbkdf2::derive(
             pbkdf2::PBKDF2_HMAC_SHA256,
@@ -301,7 +296,7 @@ mod tests {
     fn generated_code_has_80_bits_in_16_symbols_of_four_groups() {
         assert_eq!(CODE_SYMBOLS, 16);
         const { assert!(CODE_BITS >= 60) };
-        let code = EnrollmentCode::generate().unwrap();
+        let code = EnrollmentCode::generate(&keys::SystemRandom::new()).unwrap();
         let text = code.as_str();
         assert_eq!(text.len(), 19, "{text}");
         let groups: Vec<&str> = text.split('-').collect();
@@ -314,7 +309,7 @@ mod tests {
     fn generated_codes_use_only_the_alphabet_and_every_symbol_occurs() {
         let mut seen = [false; 32];
         for _ in 0..400 {
-            let code = EnrollmentCode::generate().unwrap();
+            let code = EnrollmentCode::generate(&keys::SystemRandom::new()).unwrap();
             for b in symbols(&code).bytes() {
                 assert!(
                     !b"ILOU".contains(&b),
@@ -331,8 +326,8 @@ mod tests {
 
     #[test]
     fn two_generated_codes_differ() {
-        let a = EnrollmentCode::generate().unwrap();
-        let b = EnrollmentCode::generate().unwrap();
+        let a = EnrollmentCode::generate(&keys::SystemRandom::new()).unwrap();
+        let b = EnrollmentCode::generate(&keys::SystemRandom::new()).unwrap();
         assert_ne!(a.as_str(), b.as_str());
     }
 
@@ -391,7 +386,7 @@ mod tests {
     #[test]
     fn round_trip_through_normalization() {
         for _ in 0..50 {
-            let code = EnrollmentCode::generate().unwrap();
+            let code = EnrollmentCode::generate(&keys::SystemRandom::new()).unwrap();
             let lower = code.as_str().to_lowercase();
             assert_eq!(
                 EnrollmentCode::normalize(&lower).unwrap().as_str(),
@@ -410,12 +405,12 @@ mod tests {
         let metrics = crate::metrics::Metrics::new().unwrap();
         let checks = CodeChecks::counted(&metrics);
         let code = EnrollmentCode::normalize("7K3M-Q9TX-10AB-W5RA").unwrap();
-        let hash = CodeHash::new(&code).unwrap();
+        let hash = CodeHash::new(&code, &keys::SystemRandom::new()).unwrap();
         assert!(hash.verify("7K3M-Q9TX-10AB-W5RA", &checks));
         assert!(hash.verify("7k3mq9txloabw5ra", &checks));
         assert!(hash.verify("7K3M Q9TX IOAB W5RA", &checks));
         assert!(!hash.verify("7K3M-Q9TX-10AB-W5RB", &checks));
-        let other = EnrollmentCode::generate().unwrap();
+        let other = EnrollmentCode::generate(&keys::SystemRandom::new()).unwrap();
         assert!(!hash.verify(other.as_str(), &checks));
         // Input that cannot be a code is refused before any derivation.
         assert!(!hash.verify("7K3M-Q9TX-10AB-W5R", &checks));
@@ -432,9 +427,9 @@ mod tests {
 
     #[test]
     fn hashes_of_the_same_code_are_salted_apart() {
-        let code = EnrollmentCode::generate().unwrap();
-        let a = CodeHash::new(&code).unwrap();
-        let b = CodeHash::new(&code).unwrap();
+        let code = EnrollmentCode::generate(&keys::SystemRandom::new()).unwrap();
+        let a = CodeHash::new(&code, &keys::SystemRandom::new()).unwrap();
+        let b = CodeHash::new(&code, &keys::SystemRandom::new()).unwrap();
         assert_ne!(a.to_bytes(), b.to_bytes());
         assert!(
             a.verify(code.as_str(), &CodeChecks::default())
@@ -444,8 +439,8 @@ mod tests {
 
     #[test]
     fn hash_encoding_round_trips() {
-        let code = EnrollmentCode::generate().unwrap();
-        let hash = CodeHash::new(&code).unwrap();
+        let code = EnrollmentCode::generate(&keys::SystemRandom::new()).unwrap();
+        let hash = CodeHash::new(&code, &keys::SystemRandom::new()).unwrap();
         let bytes = hash.to_bytes();
         assert_eq!(bytes.len(), CodeHash::ENCODED_LEN);
         assert_eq!(bytes.len(), 49);
@@ -468,14 +463,14 @@ mod tests {
 
     #[test]
     fn debug_output_never_shows_the_code() {
-        let code = EnrollmentCode::generate().unwrap();
+        let code = EnrollmentCode::generate(&keys::SystemRandom::new()).unwrap();
         let debug = format!("{code:?} {:#?}", code);
         assert!(!debug.contains(code.as_str()), "{debug}");
         for group in code.as_str().split('-') {
             assert!(!debug.contains(group), "{debug}");
         }
         assert!(debug.contains("redacted"));
-        let hash = CodeHash::new(&code).unwrap();
+        let hash = CodeHash::new(&code, &keys::SystemRandom::new()).unwrap();
         let debug = format!("{hash:?}");
         assert!(!debug.contains(&hex::encode(&hash.to_bytes()[17..])));
     }

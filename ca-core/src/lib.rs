@@ -7,10 +7,12 @@
 //! - [`csr`] parses a PKCS#10 request once and verifies its proof of possession;
 //! - [`profile`] checks it against a certificate profile, giving a
 //!   [`profile::ValidatedRequest`];
-//! - [`authority`] builds and signs the certificate (RFC 5280) with a [`keys::Signer`], from
-//!   a DER template per profile that leaves only the per-certificate fields to write;
+//! - [`authority`] builds the certificate (RFC 5280) from a DER template per profile that
+//!   leaves only the per-certificate fields to write, up to the signature;
+//! - the signing stage has it signed by the [`keys::Signer`]: on the worker for a key in
+//!   memory, on `[engine] signers` threads for a key in an HSM;
 //! - [`store`] records it durably in RocksDB, through a single group-committing writer;
-//! - [`engine`] runs the above on a worker pool behind a bounded queue;
+//! - [`engine`] runs the above on worker threads behind a bounded queue;
 //! - [`crl`]'s publisher keeps the CRLs current from the store.
 
 #![deny(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -28,6 +30,7 @@ pub mod metrics;
 pub mod store;
 
 mod crl_publisher;
+mod signing;
 
 /// Certificate revocation lists: the encoder of [`ca_x509::crl`] and the running
 /// [`CrlPublisher`](crl::CrlPublisher).

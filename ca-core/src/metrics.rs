@@ -19,8 +19,12 @@ pub struct Stages {
     pub csr_verify: Histogram,
     /// The profile check.
     pub profile: Histogram,
-    /// Drawing the serial, building and signing the certificate.
+    /// Drawing the serial, building and signing the certificate (the signature's own time,
+    /// without its wait in the signing stage's queue).
     pub sign: Histogram,
+    /// From a worker's hand-over until a signing thread takes the certificate (only with a
+    /// signing stage, i.e. a signer whose signatures are waits on a device).
+    pub signing_wait: Histogram,
 }
 
 /// The core's metrics, registered on one registry that the server also exposes.
@@ -116,19 +120,19 @@ fn register<T: prometheus::core::Collector + Clone + 'static>(
 ) -> Result<T, CaError> {
     registry
         .register(Box::new(metric.clone()))
-        .map_err(|e| CaError::Storage(format!("registering a metric: {e}")))?;
+        .map_err(|e| CaError::internal("registering a metric", Some(Box::new(e))))?;
     Ok(metric)
 }
 
 fn build<T>(result: prometheus::Result<T>) -> Result<T, CaError> {
-    result.map_err(|e| CaError::Storage(format!("defining a metric: {e}")))
+    result.map_err(|e| CaError::internal("defining a metric", Some(Box::new(e))))
 }
 
 impl Metrics {
     /// Creates the metrics on a new registry (names prefixed `ca_`).
     pub fn new() -> Result<Self, CaError> {
         let registry = Registry::new_custom(Some("ca".into()), None)
-            .map_err(|e| CaError::Storage(format!("creating the metrics registry: {e}")))?;
+            .map_err(|e| CaError::internal("creating the metrics registry", Some(Box::new(e))))?;
         let r = &registry;
         // 5 µs to about 1.3 s: signing is tens of µs, a synced commit about a millisecond.
         let fine = build(exponential_buckets(5e-6, 2.0, 19))?;
@@ -173,6 +177,7 @@ impl Metrics {
                     csr_verify: stage("csr_verify")?,
                     profile: stage("profile")?,
                     sign: stage("sign")?,
+                    signing_wait: stage("signing_wait")?,
                 }
             },
             commit_seconds: histogram(

@@ -9,8 +9,8 @@ use ca_core::name::parse_rfc4514;
 use ca_core::profile::Profile;
 use ca_core::store::Store;
 use ca_core::{CaError, Serial};
+use keys::SystemRandom;
 use keys::{KeyAlgorithm, Signer, SoftwareKey};
-use ring::rand::SystemRandom;
 
 fn authority() -> Arc<CertificateAuthority> {
     let der = keys::generate_pkcs8(KeyAlgorithm::EcdsaP256).unwrap();
@@ -67,7 +67,8 @@ fn concurrent_issuance_is_durable_unique_and_survives_reopen() {
     let mut issued = BTreeMap::new();
     {
         let store = Store::open(dir.path()).unwrap();
-        let engine = Arc::new(Engine::start(ca.clone(), store, &EngineConfig::default()).unwrap());
+        let engine =
+            Arc::new(Engine::start(ca.clone(), Arc::new(store), &EngineConfig::default()).unwrap());
         runtime().block_on(async {
             let mut tasks = tokio::task::JoinSet::new();
             for csr in csrs {
@@ -94,7 +95,7 @@ fn concurrent_issuance_is_durable_unique_and_survives_reopen() {
     assert_eq!(store.count_certificates().unwrap(), 200);
     assert_eq!(store.last_cert_seq().unwrap(), 200);
     for (serial, record) in &issued {
-        let serial = Serial::from_bytes(serial).unwrap();
+        let serial = *serial;
         assert_eq!(store.certificate(&serial).unwrap().as_ref(), Some(record));
         let (_, cert) = x509_parser::parse_x509_certificate(&record.der).unwrap();
         assert_eq!(cert.raw_serial(), serial.as_bytes());
@@ -105,7 +106,7 @@ fn concurrent_issuance_is_durable_unique_and_survives_reopen() {
 fn request_ids_replay_or_conflict() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let engine = Engine::start(authority(), store, &EngineConfig::default()).unwrap();
+    let engine = Engine::start(authority(), Arc::new(store), &EngineConfig::default()).unwrap();
     let csr = csr_pem("idem.example");
     runtime().block_on(async {
         let first = engine
@@ -140,7 +141,7 @@ fn a_full_queue_refuses_at_once() {
         queue_capacity: 1,
         ..EngineConfig::default()
     };
-    let engine = Arc::new(Engine::start(authority(), store, &config).unwrap());
+    let engine = Arc::new(Engine::start(authority(), Arc::new(store), &config).unwrap());
     let csr = csr_pem("busy.example");
     let (ok, overloaded) = runtime().block_on(async {
         let mut tasks = tokio::task::JoinSet::new();
@@ -177,7 +178,7 @@ fn queued_ed25519_requests_are_verified_together_and_a_bad_one_alone() {
         workers: 1,
         ..EngineConfig::default()
     };
-    let engine = Arc::new(Engine::start(authority(), store, &config).unwrap());
+    let engine = Arc::new(Engine::start(authority(), Arc::new(store), &config).unwrap());
     let csrs: Vec<Vec<u8>> = (0..200)
         .map(|i| {
             let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
@@ -240,7 +241,7 @@ fn an_undone_redemption_revokes_its_certificate_and_reopens_the_enrollment() {
 
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let engine = Engine::start(authority(), store, &EngineConfig::default()).unwrap();
+    let engine = Engine::start(authority(), Arc::new(store), &EngineConfig::default()).unwrap();
     runtime().block_on(async {
         let created = engine
             .create_enrollment(EnrollmentRequest {
@@ -266,7 +267,7 @@ fn an_undone_redemption_revokes_its_certificate_and_reopens_the_enrollment() {
             )
         };
         let first = redeem().await.unwrap();
-        let serial = Serial::from_bytes(&first.record.serial).unwrap();
+        let serial = first.record.serial;
         let again = redeem().await.unwrap_err();
         assert_eq!(again.code(), "enrollment_already_redeemed");
 

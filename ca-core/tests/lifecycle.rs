@@ -12,8 +12,8 @@ use ca_core::serial::SerialSource;
 use ca_core::store::writer::{NewCertificate, StoreWriter, WriteOp};
 use ca_core::store::{CertRecord, Store};
 use ca_core::{CaError, Serial};
+use keys::SystemRandom;
 use keys::{KeyAlgorithm, Signer, SoftwareKey};
-use ring::rand::SystemRandom;
 use time::{Duration, OffsetDateTime};
 
 fn authority() -> Arc<CertificateAuthority> {
@@ -85,7 +85,7 @@ fn store_signed(
     let signed = ca.sign(profile, serial, req, then).unwrap();
     let record = CertRecord {
         seq: 0,
-        serial: *serial.as_bytes(),
+        serial,
         der: signed.der,
         profile: profile.into(),
         requester: "test-ra".into(),
@@ -119,7 +119,7 @@ fn store_signed(
 fn engine_on(dir: &std::path::Path) -> Engine {
     Engine::start(
         authority(),
-        Store::open(dir).unwrap(),
+        Arc::new(Store::open(dir).unwrap()),
         &EngineConfig::default(),
     )
     .unwrap()
@@ -153,24 +153,18 @@ fn revocation_state_machine() {
             request_id: None,
             requester: requester(),
         };
-        let a = Serial::from_bytes(
-            &engine
-                .issue(issue("a.example"))
-                .await
-                .unwrap()
-                .record
-                .serial,
-        )
-        .unwrap();
-        let b = Serial::from_bytes(
-            &engine
-                .issue(issue("b.example"))
-                .await
-                .unwrap()
-                .record
-                .serial,
-        )
-        .unwrap();
+        let a = engine
+            .issue(issue("a.example"))
+            .await
+            .unwrap()
+            .record
+            .serial;
+        let b = engine
+            .issue(issue("b.example"))
+            .await
+            .unwrap()
+            .record
+            .serial;
 
         engine
             .revoke(a, RevocationReason::KeyCompromise, None, "tester")
@@ -244,7 +238,7 @@ fn crl_numbers_only_grow_across_reopen() {
     let first = {
         let engine = Engine::start(
             ca.clone(),
-            Store::open(dir.path()).unwrap(),
+            Arc::new(Store::open(dir.path()).unwrap()),
             &EngineConfig::default(),
         )
         .unwrap();
@@ -266,7 +260,7 @@ fn crl_numbers_only_grow_across_reopen() {
     };
     let engine = Engine::start(
         ca,
-        Store::open(dir.path()).unwrap(),
+        Arc::new(Store::open(dir.path()).unwrap()),
         &EngineConfig::default(),
     )
     .unwrap();
@@ -289,14 +283,11 @@ fn renewal_keeps_names_and_key_within_the_grace_period_only() {
     let personal_recent = store_backdated(&ca, &store, "personal", 30, 10); // expired 20 days ago
     let personal_old = store_backdated(&ca, &store, "personal", 45, 10); // expired 35 days ago
     let server_expired = store_backdated(&ca, &store, "tls-server", 3, 1); // expired 2 days ago
-    let engine = Engine::start(ca, store, &EngineConfig::default()).unwrap();
+    let engine = Engine::start(ca, Arc::new(store), &EngineConfig::default()).unwrap();
     runtime().block_on(async {
         let renewed = engine.renew(renew(personal_recent)).await.unwrap();
-        assert_eq!(
-            renewed.record.renewed_from,
-            Some(*personal_recent.as_bytes())
-        );
-        let new_serial = Serial::from_bytes(&renewed.record.serial).unwrap();
+        assert_eq!(renewed.record.renewed_from, Some(personal_recent));
+        let new_serial = renewed.record.serial;
         assert_eq!(
             engine.store().renewed_by(&personal_recent).unwrap(),
             vec![new_serial]
@@ -339,8 +330,8 @@ fn renewal_keeps_names_and_key_within_the_grace_period_only() {
 struct Scripted(std::sync::Mutex<Vec<Serial>>);
 
 impl SerialSource for Scripted {
-    fn draw(&self) -> Option<Serial> {
-        self.0.lock().unwrap().pop().or_else(|| Some(serial()))
+    fn draw(&self) -> Result<Serial, keys::RandomError> {
+        Ok(self.0.lock().unwrap().pop().unwrap_or_else(serial))
     }
 }
 
@@ -359,7 +350,8 @@ fn a_serial_collision_draws_again_and_never_overwrites() {
         ..EngineConfig::default()
     };
     let engine =
-        Engine::start_with_serials(ca.clone(), store.clone(), &config, source.clone()).unwrap();
+        Engine::start_with_serials(ca.clone(), Arc::new(store.clone()), &config, source.clone())
+            .unwrap();
     let request = |name: &str| IssueRequest {
         csr: csr("tls-server", name),
         profile: "tls-server".into(),
@@ -369,11 +361,7 @@ fn a_serial_collision_draws_again_and_never_overwrites() {
     };
     runtime().block_on(async {
         let issued = engine.issue(request("new.example")).await.unwrap();
-        assert_ne!(
-            issued.record.serial(),
-            Some(taken),
-            "a collision was stored"
-        );
+        assert_ne!(issued.record.serial, taken, "a collision was stored");
         assert!(
             source.0.lock().unwrap().is_empty(),
             "both colliding draws were made before the third"
@@ -417,7 +405,7 @@ fn expired_revocations_leave_the_crl_after_keep_expired_days() {
     let long_expired = store_backdated(&ca, &store, "tls-server", 10, 1);
     let just_expired = store_backdated(&ca, &store, "tls-server", 2, 2);
     let valid = store_backdated(&ca, &store, "tls-server", 1, 30);
-    let engine = Arc::new(Engine::start(ca, store, &EngineConfig::default()).unwrap());
+    let engine = Arc::new(Engine::start(ca, Arc::new(store), &EngineConfig::default()).unwrap());
     runtime().block_on(async {
         for serial in [long_expired, just_expired, valid] {
             engine
@@ -463,7 +451,7 @@ fn ocsp_status_after_expiry() {
     let store = Store::open(dir.path()).unwrap();
     let expired = store_backdated(&ca, &store, "tls-server", 10, 1);
     let expired_revoked = store_backdated(&ca, &store, "tls-server", 10, 1);
-    let engine = Engine::start(ca, store.clone(), &EngineConfig::default()).unwrap();
+    let engine = Engine::start(ca, Arc::new(store.clone()), &EngineConfig::default()).unwrap();
     runtime().block_on(async {
         engine
             .revoke(
@@ -515,7 +503,7 @@ fn a_same_key_renewal_refuses_a_weak_key_certified_before() {
     };
     let then = OffsetDateTime::now_utc() - Duration::days(1);
     let weak = store_signed(&ca, &store, "tls-server", &request, then);
-    let engine = Engine::start(ca, store, &EngineConfig::default()).unwrap();
+    let engine = Engine::start(ca, Arc::new(store), &EngineConfig::default()).unwrap();
     let refused = runtime().block_on(engine.renew(renew(weak)));
     assert!(matches!(&refused, Err(CaError::WeakKey(_))), "{refused:?}");
     assert!(engine.store().renewed_by(&weak).unwrap().is_empty());
@@ -556,7 +544,7 @@ fn status_changes_reach_the_observers_from_the_engine() {
             })
             .await
             .unwrap();
-        let serial = Serial::from_bytes(&issued.record.serial).unwrap();
+        let serial = issued.record.serial;
         assert!(
             seen.0.lock().unwrap().is_empty(),
             "issuance is no status change"

@@ -21,10 +21,10 @@ use ca_core::revocation::{RevocationReason, Status};
 use ca_core::serial::SERIAL_LEN;
 use ca_core::store::query::{CertificateQuery, Cursor, CursorKey, CURSOR_KEY_LEN};
 use ca_core::{CaError, Serial};
+use keys::SystemRandom;
 use keys::{KeyAlgorithm, Signer, SoftwareKey};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use ring::rand::SystemRandom;
 
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
@@ -215,7 +215,7 @@ fn issued_store(count: usize) -> IssuedStore {
     );
     let dir = tempfile::tempdir().unwrap();
     let store = ca_core::store::Store::open(dir.path()).unwrap();
-    let engine = Arc::new(Engine::start(ca, store, &EngineConfig::default()).unwrap());
+    let engine = Arc::new(Engine::start(ca, Arc::new(store), &EngineConfig::default()).unwrap());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()
@@ -253,7 +253,7 @@ fn issued_store(count: usize) -> IssuedStore {
                 })
                 .await
                 .unwrap();
-            let serial = issued.record.serial().unwrap();
+            let serial = issued.record.serial;
             let reason = match i % 5 {
                 1 => Some(RevocationReason::KeyCompromise),
                 2 => Some(RevocationReason::CertificateHold),
@@ -296,7 +296,7 @@ fn queries(now: i64) -> Vec<CertificateQuery> {
     ]
 }
 
-fn serials(page: &ca_core::store::query::Page) -> Vec<[u8; 16]> {
+fn serials(page: &ca_core::store::query::Page) -> Vec<Serial> {
     page.rows.iter().map(|r| r.record.serial).collect()
 }
 

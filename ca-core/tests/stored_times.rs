@@ -13,10 +13,11 @@ use ca_core::name::parse_rfc4514;
 use ca_core::ocsp::{CertStatus, OcspResponder};
 use ca_core::revocation::{Revocation, RevocationReason};
 use ca_core::Serial;
-use der::asn1::{ObjectIdentifier, OctetString};
+use ca_x509::oid;
+use der::asn1::OctetString;
 use der::{Decode, Encode};
+use keys::SystemRandom;
 use keys::{KeyAlgorithm, Signer, SoftwareKey};
-use ring::rand::SystemRandom;
 use spki::AlgorithmIdentifierOwned;
 use time::OffsetDateTime;
 use x509_cert::serial_number::SerialNumber;
@@ -152,7 +153,7 @@ fn ocsp_request(ca_der: &[u8], serial: &Serial) -> Vec<u8> {
             request_list: vec![Request {
                 req_cert: CertId {
                     hash_algorithm: AlgorithmIdentifierOwned {
-                        oid: ObjectIdentifier::new_unwrap("1.3.14.3.2.26"),
+                        oid: oid::ID_SHA1,
                         parameters: None,
                     },
                     issuer_name_hash: sha1(&tbs.subject.to_der().unwrap()),
@@ -177,8 +178,6 @@ fn single_status(der: &[u8]) -> x509_ocsp::SingleResponse {
         BasicOcspResponse::from_der(resp.response_bytes.unwrap().response.as_bytes()).unwrap();
     basic.tbs_response_data.responses[0].clone()
 }
-
-const OID_INVALIDITY_DATE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.24");
 
 #[test]
 fn ocsp_answers_revocations_whatever_their_stored_times() {
@@ -224,7 +223,7 @@ fn ocsp_answers_revocations_whatever_their_stored_times() {
     let single = answer(stored(revoked_at, Some(-1)));
     let exts = single.single_extensions.expect("invalidityDate");
     assert_eq!(exts.len(), 1);
-    assert_eq!(exts[0].extn_id, OID_INVALIDITY_DATE);
+    assert_eq!(exts[0].extn_id, oid::ID_CE_INVALIDITY_DATE);
     assert_eq!(
         exts[0].extn_value.as_bytes(),
         [&[0x18u8, 0x0f][..], b"19691231235959Z"].concat()

@@ -11,7 +11,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use ca_core::store::{Store, TokenRecord};
+use ca_core::store::{Storage, TokenRecord};
 use ca_core::CaError;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -145,13 +145,18 @@ pub fn new_token_expiring(
 /// (first start, the command line), with its audit entry under `actor`, and returns the token
 /// (the only time it exists outside the caller's hands). A name that is or was taken is
 /// refused ([`CaError::TokenNameTaken`]).
-pub fn create_token(store: &Store, role: Role, name: &str, actor: &str) -> Result<String, CaError> {
+pub fn create_token(
+    store: &dyn Storage,
+    role: Role,
+    name: &str,
+    actor: &str,
+) -> Result<String, CaError> {
     create_token_expiring(store, role, name, actor, None)
 }
 
 /// [`create_token`] for a token that expires at `expires_at` (Unix seconds), if given.
 pub fn create_token_expiring(
-    store: &Store,
+    store: &dyn Storage,
     role: Role,
     name: &str,
     actor: &str,
@@ -163,7 +168,7 @@ pub fn create_token_expiring(
 }
 
 /// Looks up the caller of a bearer token; `None` for an unknown, revoked or expired token.
-pub fn authenticate(store: &Store, token: &str) -> Result<Option<Caller>, CaError> {
+pub fn authenticate(store: &dyn Storage, token: &str) -> Result<Option<Caller>, CaError> {
     let hash = token_hash(token);
     let Some(record) = store.token(&hash)? else {
         return Ok(None);
@@ -184,7 +189,7 @@ pub fn authenticate(store: &Store, token: &str) -> Result<Option<Caller>, CaErro
 /// enrollment's): the names match and the store's name index gives that name to the caller's
 /// own token. A caller without a token (a mapped client certificate) owns only names that no
 /// token holds.
-pub fn owns(store: &Store, caller: &Caller, requester: &str) -> Result<bool, CaError> {
+pub fn owns(store: &dyn Storage, caller: &Caller, requester: &str) -> Result<bool, CaError> {
     if caller.name != requester {
         return Ok(false);
     }

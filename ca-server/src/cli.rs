@@ -1,20 +1,118 @@
 //! The `ca-server` command line.
 
+use std::error::Error;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ca_core::server_tls;
+use ca_core::server_tls::{self, BadServerName};
+use ca_core::CaError;
 use clap::{Parser, Subcommand};
 use keys::KeyAlgorithm;
 
 use crate::api::MAX_TOKEN_LIFETIME_DAYS;
 use crate::auth::{create_token_expiring, Role};
+use crate::config::StatusUrlError;
+use crate::datadir::{self, Created, DataDirError, ROOT_VALIDITY_DAYS};
+use crate::offline::{self, ExportFormat, OfflineError};
+use crate::serve::{serve, ServeError, ServeOptions};
 
 /// The actor the audit log names for changes made from the command line.
 const CLI_ACTOR: &str = "command-line";
-use crate::datadir::{self, Created, ROOT_VALIDITY_DAYS};
-use crate::offline::{self, ExportFormat};
-use crate::serve::{serve, ServeOptions};
+
+/// Why a `ca-server` command failed. [`main`] prints it on one line with its sources
+/// ([`error_chain`]) and exits with status 1.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// `serve` could not start or stopped with an error.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    /// The data directory, its configuration, the CA or the store cannot be used.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    /// `audit verify` or `export` failed.
+    #[error(transparent)]
+    Offline(#[from] OfflineError),
+    /// No URLs can be derived for the CRL that `crl generate` builds.
+    #[error(transparent)]
+    StatusUrls(#[from] StatusUrlError),
+    /// The CA core refused or failed: a token, a CRL, the store.
+    #[error(transparent)]
+    Core(#[from] CaError),
+    /// The async runtime of `serve` could not start.
+    #[error("starting the runtime")]
+    Runtime(#[source] std::io::Error),
+    /// A `--tls-name` of `init` is not a name for the server's certificate.
+    #[error("--tls-name {0}")]
+    TlsName(BadServerName),
+    /// A `--name` of `tls-cert` is not a name for the server's certificate.
+    #[error("--name {0}")]
+    Name(BadServerName),
+    /// A file given on the command line could not be read.
+    #[error("reading {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What reading failed with.
+        source: std::io::Error,
+    },
+    /// An output file could not be created.
+    #[error("creating {}", path.display())]
+    Create {
+        /// The file.
+        path: PathBuf,
+        /// What creating it failed with.
+        source: std::io::Error,
+    },
+    /// An output file could not be written (durably).
+    #[error("writing {}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// What writing failed with.
+        source: std::io::Error,
+    },
+    /// `token create --role` names no role.
+    #[error("unknown role {role:?}; expected ra, auditor or operator")]
+    UnknownRole {
+        /// The role as given.
+        role: String,
+    },
+    /// `token create --expires-in-days` is out of range.
+    #[error("--expires-in-days must be between 1 and {}", MAX_TOKEN_LIFETIME_DAYS)]
+    ExpiresInDays,
+    /// The token's name is the name of a `[[tls.clients]]` client certificate.
+    #[error(
+        "{name:?} is the name of a [[tls.clients]] client certificate; a token may not take it"
+    )]
+    NameOfClientCertificate {
+        /// The name.
+        name: String,
+    },
+    /// The manual page could not be written.
+    #[error("writing the manual page")]
+    Man(#[source] std::io::Error),
+}
+
+/// `error` and its sources (`source()`, `source().source()`, ...) on one line, joined by
+/// `": "`, as the command line prints a failure: `reading ca.pem: No such file or directory`.
+/// A source whose message the line holds already (an error that writes its source into its
+/// own message, as [`keys::KeyError`] does) is not repeated. Trailing line breaks of each
+/// message are dropped; line breaks inside one (the TOML parser draws the offending line) are
+/// kept.
+pub fn error_chain(error: &(dyn Error + 'static)) -> String {
+    let mut line = error.to_string().trim_end().to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        let text = text.trim_end();
+        if !text.is_empty() && !line.contains(text) {
+            line.push_str(": ");
+            line.push_str(text);
+        }
+        source = e.source();
+    }
+    line
+}
 
 /// `ca-server --version`: the version, the commit, and a digest of the sources it was built
 /// from (the end-to-end tests compare it with their own, so that they never run a binary
@@ -181,14 +279,15 @@ pub enum TokenCommand {
     },
 }
 
-/// Parses the command line, runs the command and maps failure to exit code 1.
+/// Parses the command line, runs the command and maps failure to exit code 1, printing the
+/// error with its sources ([`error_chain`]).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_json);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("ca-server: {message}");
+        Err(error) => {
+            eprintln!("ca-server: {}", error_chain(&error));
             ExitCode::FAILURE
         }
     }
@@ -218,7 +317,7 @@ fn init_logging(json: bool) {
     }
 }
 
-fn run(cli: Cli) -> Result<(), String> {
+fn run(cli: Cli) -> Result<(), CliError> {
     let dir = cli.data_dir;
     match cli.command {
         Command::Serve {
@@ -229,14 +328,15 @@ fn run(cli: Cli) -> Result<(), String> {
                 .enable_all()
                 .thread_name("ca-http")
                 .build()
-                .map_err(|e| format!("starting the runtime: {e}"))?;
+                .map_err(CliError::Runtime)?;
             runtime.block_on(serve(
                 &dir,
                 ServeOptions {
                     listen,
                     public_listen,
                 },
-            ))
+            ))?;
+            Ok(())
         }
         Command::Init {
             key_type,
@@ -252,8 +352,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     subject: &subject,
                     validity_days,
                     intermediate,
-                    tls_names: &server_tls::server_names(&tls_names)
-                        .map_err(|e| format!("--tls-name {e}"))?,
+                    tls_names: &server_tls::server_names(&tls_names).map_err(CliError::TlsName)?,
                 },
             )?;
             match done.created {
@@ -278,7 +377,10 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Import { cert, chain, force } => {
             let config = datadir::prepare(&dir)?;
             let read = |p: &PathBuf| {
-                std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()))
+                std::fs::read_to_string(p).map_err(|source| CliError::Read {
+                    path: p.clone(),
+                    source,
+                })
             };
             let path = datadir::import(&dir, &config, &read(&cert)?, &read(&chain)?, force)?;
             println!("CA chain written to {}", path.display());
@@ -292,9 +394,13 @@ fn run(cli: Cli) -> Result<(), String> {
             let store = datadir::open_store(&dir, &config)?;
             let urls = config.offline_status_urls()?;
             let core = datadir::start_core(&dir, &config, material, store, &urls)?;
-            let published = core.crl.generate().map_err(|e| e.to_string())?;
-            crate::durable::write(&out, &published.full, crate::durable::PUBLIC)
-                .map_err(|e| format!("writing {}: {e}", out.display()))?;
+            let published = core.crl.generate()?;
+            crate::durable::write(&out, &published.full, crate::durable::PUBLIC).map_err(
+                |source| CliError::Write {
+                    path: out.clone(),
+                    source,
+                },
+            )?;
             println!(
                 "CRL number {} with {} entries written to {}",
                 published.number,
@@ -311,30 +417,20 @@ fn run(cli: Cli) -> Result<(), String> {
                     expires_in_days,
                 },
         } => {
-            let role = Role::parse(&role).ok_or_else(|| {
-                format!("unknown role {role:?}; expected ra, auditor or operator")
-            })?;
+            let role = Role::parse(&role).ok_or_else(|| CliError::UnknownRole { role })?;
             let expires_at = match expires_in_days {
                 Some(days @ 1..=MAX_TOKEN_LIFETIME_DAYS) => Some(
                     time::OffsetDateTime::now_utc().unix_timestamp() + i64::from(days) * 86_400,
                 ),
-                Some(_) => {
-                    return Err(format!(
-                        "--expires-in-days must be between 1 and {MAX_TOKEN_LIFETIME_DAYS}"
-                    ))
-                }
+                Some(_) => return Err(CliError::ExpiresInDays),
                 None => None,
             };
             let config = datadir::prepare(&dir)?;
             if config.tls.clients.iter().any(|c| c.name == name) {
-                return Err(format!(
-                    "{name:?} is the name of a [[tls.clients]] client certificate; a token may \
-                     not take it"
-                ));
+                return Err(CliError::NameOfClientCertificate { name });
             }
             let store = datadir::open_store(&dir, &config)?;
-            let token = create_token_expiring(&store, role, &name, CLI_ACTOR, expires_at)
-                .map_err(|e| e.to_string())?;
+            let token = create_token_expiring(&store, role, &name, CLI_ACTOR, expires_at)?;
             println!("{token}");
             Ok(())
         }
@@ -344,14 +440,12 @@ fn run(cli: Cli) -> Result<(), String> {
             let config = datadir::prepare(&dir)?;
             let store = datadir::open_store(&dir, &config)?;
             let at = time::OffsetDateTime::now_utc().unix_timestamp();
-            let revoked = store
-                .revoke_token(&name, at, CLI_ACTOR)
-                .map_err(|e| e.to_string())?;
+            let revoked = store.revoke_token(&name, at, CLI_ACTOR)?;
             println!("token {:?} (role {}) revoked", revoked.name, revoked.role);
             Ok(())
         }
         Command::TlsCert { names } => {
-            let names = server_tls::server_names(&names).map_err(|e| format!("--name {e}"))?;
+            let names = server_tls::server_names(&names).map_err(CliError::Name)?;
             let issued = datadir::issue_tls_certificate(&dir, &names)?;
             println!(
                 "TLS certificate written to {}; [tls] in {} now uses it",
@@ -363,19 +457,24 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Audit {
             command: AuditCommand::Verify { checkpoint },
-        } => offline::audit_verify(&dir, checkpoint.as_deref()),
+        } => Ok(offline::audit_verify(&dir, checkpoint.as_deref())?),
         Command::Export { format, out } => {
             match out {
                 Some(path) => {
-                    let file = std::fs::File::create(&path)
-                        .map_err(|e| format!("creating {}: {e}", path.display()))?;
+                    let file = std::fs::File::create(&path).map_err(|source| CliError::Create {
+                        path: path.clone(),
+                        source,
+                    })?;
                     let mut out = std::io::BufWriter::new(file);
                     offline::export(&dir, format, &mut out)?;
                     out.into_inner()
                         .map_err(|e| e.into_error())
                         .and_then(|file| file.sync_all())
                         .and_then(|()| crate::durable::sync_parent(&path))
-                        .map_err(|e| format!("writing {}: {e}", path.display()))?
+                        .map_err(|source| CliError::Write {
+                            path: path.clone(),
+                            source,
+                        })?
                 }
                 None => {
                     offline::export(
@@ -396,7 +495,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let command = <Cli as clap::CommandFactory>::command();
             clap_mangen::Man::new(command)
                 .render(&mut std::io::stdout())
-                .map_err(|e| format!("writing the manual page: {e}"))
+                .map_err(CliError::Man)
         }
     }
 }

@@ -11,9 +11,10 @@
 //! every request: a revoked (or held) certificate no longer authenticates.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use ca_core::store::Store;
-use ca_core::Serial;
+use ca_core::store::Storage;
+use ca_core::{CaError, Serial};
 use sha2::{Digest, Sha256};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -75,6 +76,40 @@ impl Refusal {
     }
 }
 
+/// Why a `[[tls.clients]]` entry is refused when the server starts; each variant names the
+/// entry (`[[tls.clients]] name "portal"`).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientMappingError {
+    /// The `subject` is not an RFC 4514 name.
+    #[error("{entry}: subject")]
+    Subject {
+        /// The entry.
+        entry: String,
+        /// Why the name does not parse.
+        source: CaError,
+    },
+    /// A fingerprint is not 64 hex digits.
+    #[error("{entry}: {field} must be a SHA-256 fingerprint (64 hex digits)")]
+    Fingerprint {
+        /// The entry.
+        entry: String,
+        /// `certificate_sha256` or `spki_sha256`.
+        field: &'static str,
+    },
+    /// Another entry maps the same certificate, key or subject.
+    #[error("{entry}: the same certificate is mapped twice")]
+    Duplicate {
+        /// The entry.
+        entry: String,
+    },
+    /// The entry names no certificate at all.
+    #[error("{entry}: give certificate_sha256, spki_sha256 or subject")]
+    NoIdentity {
+        /// The entry.
+        entry: String,
+    },
+}
+
 /// A mapping's name and role.
 #[derive(Clone, Debug)]
 struct Holder {
@@ -93,7 +128,7 @@ pub struct ClientCertificates {
     /// The subjects of this CA's certificates (its issuing certificate and its chain): a
     /// client certificate with one of them as issuer may be one this CA issued.
     own_subjects: Vec<String>,
-    store: Option<Store>,
+    store: Option<Arc<dyn Storage>>,
 }
 
 /// The mappings in force and the warnings an operator must read about the configuration.
@@ -129,8 +164,8 @@ impl ClientCertificates {
         clients: &[ClientCertificateConfig],
         client_cas: &[Vec<u8>],
         own_chain: &[Vec<u8>],
-        store: Option<Store>,
-    ) -> Result<Loaded, String> {
+        store: Option<Arc<dyn Storage>>,
+    ) -> Result<Loaded, ClientMappingError> {
         let own_keys: Vec<Vec<u8>> = own_chain.iter().filter_map(|c| spki_of(c)).collect();
         let trusts_this_ca = client_cas
             .iter()
@@ -199,23 +234,31 @@ impl ClientCertificates {
 }
 
 impl Loaded {
-    fn add(&mut self, c: &ClientCertificateConfig, trusts_this_ca: bool) -> Result<(), String> {
+    fn add(
+        &mut self,
+        c: &ClientCertificateConfig,
+        trusts_this_ca: bool,
+    ) -> Result<(), ClientMappingError> {
         let entry = c.describe();
         let role = c.role;
         let subject = match c.subject.as_deref().filter(|s| !s.is_empty()) {
             // The subject as the certificate will render it.
             Some(s) => Some(ca_core::name::to_rfc4514(
-                &ca_core::name::parse_rfc4514(s).map_err(|e| format!("{entry}: subject: {e}"))?,
+                &ca_core::name::parse_rfc4514(s).map_err(|source| ClientMappingError::Subject {
+                    entry: entry.clone(),
+                    source,
+                })?,
             )),
             None => None,
         };
-        let fingerprint = |field: &str, value: &Option<String>| {
+        let fingerprint = |field: &'static str, value: &Option<String>| {
             value
                 .as_deref()
                 .filter(|v| !v.is_empty())
                 .map(|v| {
-                    parse_fingerprint(v).ok_or_else(|| {
-                        format!("{entry}: {field} must be a SHA-256 fingerprint (64 hex digits)")
+                    parse_fingerprint(v).ok_or_else(|| ClientMappingError::Fingerprint {
+                        entry: entry.clone(),
+                        field,
                     })
                 })
                 .transpose()
@@ -228,7 +271,9 @@ impl Loaded {
             subject: subject.clone(),
         };
         let certs = &mut self.certificates;
-        let duplicate = || format!("{entry}: the same certificate is mapped twice");
+        let duplicate = || ClientMappingError::Duplicate {
+            entry: entry.clone(),
+        };
         match (certificate, spki, subject) {
             (Some(fp), _, _) => {
                 if certs.by_certificate.insert(fp, holder).is_some() {
@@ -258,11 +303,7 @@ impl Loaded {
                     return Err(duplicate());
                 }
             }
-            (None, None, None) => {
-                return Err(format!(
-                    "{entry}: give certificate_sha256, spki_sha256 or subject"
-                ))
-            }
+            (None, None, None) => return Err(ClientMappingError::NoIdentity { entry }),
         }
         Ok(())
     }

@@ -8,14 +8,147 @@ use ca_core::authority::Urls;
 use ca_core::crl::CrlConfig;
 use ca_core::engine::EngineConfig;
 use ca_core::ocsp::MAX_RESPONDER_VALIDITY_DAYS;
-use ca_core::profile::Profile;
+use ca_core::profile::{Profile, ProfileError};
 use ca_core::revocation::RevocationConfig;
+use ca_core::CaError;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Role;
 
 /// Name of the configuration file inside the data directory.
 pub const CONFIG_FILE: &str = "config.toml";
+
+/// Why the configuration file cannot be used. Every variant names the file; what is wrong in
+/// it is the source.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {}", path.display())]
+    Read {
+        /// The configuration file.
+        path: PathBuf,
+        /// What reading it failed with.
+        source: std::io::Error,
+    },
+    /// The text is not a configuration: a TOML syntax error, an unknown key, a value of the
+    /// wrong type or not one of the allowed ones.
+    #[error("{}", path.display())]
+    Parse {
+        /// The configuration file.
+        path: PathBuf,
+        /// The refused key and the parser's message.
+        source: ParseError,
+    },
+    /// A `[profiles.NAME]` table is not coherent.
+    #[error("{}", path.display())]
+    Profile {
+        /// The configuration file.
+        path: PathBuf,
+        /// The first fault of the profile.
+        source: ProfileError,
+    },
+    /// No profile is configured, so no certificate could be issued.
+    #[error("{}: no [profiles.NAME] configured", path.display())]
+    NoProfiles {
+        /// The configuration file.
+        path: PathBuf,
+    },
+    /// The `[ocsp]` settings are out of range or contradict each other.
+    #[error("{}", path.display())]
+    Ocsp {
+        /// The configuration file.
+        path: PathBuf,
+        /// The first fault of `[ocsp]`.
+        source: OcspConfigError,
+    },
+    /// `[revocation] min_invalidity_date` is not a time the CA can use.
+    #[error("{}", path.display())]
+    Revocation {
+        /// The configuration file.
+        path: PathBuf,
+        /// Why the date is refused.
+        source: CaError,
+    },
+}
+
+/// Why configuration text does not parse, naming the TOML key of the refused value
+/// (`[profiles.tls-server] key_types`) when there is one; the TOML parser's error, which
+/// shows the line and, for an enumerated value, the allowed values, is the source.
+#[derive(Debug)]
+pub struct ParseError {
+    key: Option<String>,
+    // Boxed: the parser's error is large, and travels inside every error of the data directory.
+    source: Box<toml::de::Error>,
+}
+
+impl ParseError {
+    /// The refused value's key as the file spells it, when the error is about one value.
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.key.as_deref().unwrap_or("not valid TOML"))
+    }
+}
+
+impl std::error::Error for ParseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.source.as_ref())
+    }
+}
+
+/// Why the `[ocsp]` settings are refused.
+#[derive(Debug, thiserror::Error)]
+pub enum OcspConfigError {
+    /// `delegated_validity_days` is 0 or longer than a responder certificate may live.
+    #[error(
+        "[ocsp] delegated_validity_days must be between 1 and {}",
+        MAX_RESPONDER_VALIDITY_DAYS
+    )]
+    DelegatedValidityDays,
+    /// An on-demand signing rate or burst is negative or not a number.
+    #[error("[ocsp] {key} must be a number of at least 0")]
+    Rate {
+        /// The key of the rate or burst.
+        key: &'static str,
+    },
+    /// With a delegated responder, responses would outlive the certificate that signed them.
+    #[error(
+        "[ocsp] validity_secs must not exceed a third of delegated_validity_days, so that no \
+         response outlives the responder certificate that signed it"
+    )]
+    ValidityOutlivesResponder,
+}
+
+/// Why no URLs can be derived for certificates ([`Config::status_urls`]).
+#[derive(Debug, thiserror::Error)]
+pub enum StatusUrlError {
+    /// The API speaks TLS and no plain-HTTP listener serves the status routes.
+    #[error(
+        "the API on {api} speaks TLS, but relying parties fetch CRLs, OCSP answers and the CA \
+         certificate over plain HTTP (RFC 5280 section 8): set [public] listen = \"IP:PORT\" \
+         for a plain-HTTP listener that serves them, or set public_base_url (or every [urls] \
+         list) to where they are served"
+    )]
+    NoPlainListener {
+        /// The API's address.
+        api: SocketAddr,
+    },
+    /// The listener serving the status routes is bound to an unspecified address (`0.0.0.0`,
+    /// `::`), which no URL can name.
+    #[error(
+        "the URLs in certificates would name {addr}, which no client can reach: set \
+         public_base_url to the address relying parties use (e.g. http://ca.example.com:{})",
+        addr.port()
+    )]
+    UnreachableAddress {
+        /// The listener's address.
+        addr: SocketAddr,
+    },
+}
 
 /// The whole configuration.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -305,15 +438,12 @@ impl Default for OcspConfig {
 }
 
 impl OcspConfig {
-    /// Checks the delegated responder's settings and the on-demand signing budget; returns a
-    /// message naming the first fault.
-    pub fn check(&self) -> Result<(), String> {
+    /// Checks the delegated responder's settings and the on-demand signing budget; the error
+    /// names the first fault.
+    pub fn check(&self) -> Result<(), OcspConfigError> {
         let days = self.delegated_validity_days;
         if days == 0 || days > MAX_RESPONDER_VALIDITY_DAYS {
-            return Err(format!(
-                "[ocsp] delegated_validity_days must be between 1 and \
-                 {MAX_RESPONDER_VALIDITY_DAYS}"
-            ));
+            return Err(OcspConfigError::DelegatedValidityDays);
         }
         let rates = [
             (
@@ -332,17 +462,13 @@ impl OcspConfig {
         ];
         for (key, value) in rates {
             if !value.is_finite() || value < 0.0 {
-                return Err(format!("[ocsp] {key} must be a number of at least 0"));
+                return Err(OcspConfigError::Rate { key });
             }
         }
         // The certificate is replaced when a third of its validity remains: responses signed
         // just before must not outlive it.
         if self.delegated && self.validity_secs > u64::from(days) * 86_400 / 3 {
-            return Err(
-                "[ocsp] validity_secs must not exceed a third of delegated_validity_days, \
-                 so that no response outlives the responder certificate that signed it"
-                    .into(),
-            );
+            return Err(OcspConfigError::ValidityOutlivesResponder);
         }
         Ok(())
     }
@@ -398,47 +524,53 @@ impl Default for Config {
 
 impl Config {
     /// Reads and checks the configuration file.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("reading {}: {e}", path.display()))?;
-        let config = Config::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let path_buf = || path.to_path_buf();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path_buf(),
+            source,
+        })?;
+        let config = Config::parse(&text).map_err(|source| ConfigError::Parse {
+            path: path_buf(),
+            source,
+        })?;
         for (name, profile) in &config.profiles {
-            profile
-                .check(name)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            profile.check(name).map_err(|source| ConfigError::Profile {
+                path: path_buf(),
+                source,
+            })?;
         }
         if config.profiles.is_empty() {
-            return Err(format!("{}: no [profiles.NAME] configured", path.display()));
+            return Err(ConfigError::NoProfiles { path: path_buf() });
         }
-        config
-            .ocsp
-            .check()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        config.ocsp.check().map_err(|source| ConfigError::Ocsp {
+            path: path_buf(),
+            source,
+        })?;
         config
             .revocation
             .min_invalidity_unix()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|source| ConfigError::Revocation {
+                path: path_buf(),
+                source,
+            })?;
         Ok(config)
     }
 
-    /// Parses configuration text. An error names the TOML key of the refused value
-    /// (`[profiles.tls-server] key_types`) before the parser's own message, which shows the
+    /// Parses configuration text. The error names the TOML key of the refused value
+    /// (`[profiles.tls-server] key_types`); its source, the parser's own error, shows the
     /// line and, for an enumerated value, the allowed values.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, ParseError> {
         let deserializer = toml::Deserializer::new(text);
-        serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let key = toml_key(e.path());
-            let inner = e.into_inner().to_string();
-            match key {
-                Some(key) => format!("{key}: {}", inner.trim_end()),
-                None => inner.trim_end().to_string(),
-            }
+        serde_path_to_error::deserialize(deserializer).map_err(|e| ParseError {
+            key: toml_key(e.path()),
+            source: Box::new(e.into_inner()),
         })
     }
 
     /// The configuration as TOML text, for writing the default file.
-    pub fn to_toml(&self) -> Result<String, String> {
-        toml::to_string_pretty(self).map_err(|e| e.to_string())
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string_pretty(self)
     }
 
     /// The URLs written into certificates, for an API listening on `api` (over TLS when
@@ -456,48 +588,39 @@ impl Config {
         api: SocketAddr,
         api_tls: bool,
         public: Option<SocketAddr>,
-    ) -> Result<StatusUrls, String> {
+    ) -> Result<StatusUrls, StatusUrlError> {
         let plain: Vec<SocketAddr> = public
             .into_iter()
             .chain((!api_tls).then_some(api))
             .collect();
         let configured_base = !self.public_base_url.is_empty();
-        let base = || -> Result<String, String> {
+        let base = || -> Result<String, StatusUrlError> {
             if configured_base {
                 return Ok(self.public_base_url.trim_end_matches('/').to_string());
             }
             let Some(&addr) = plain.first() else {
-                return Err(format!(
-                    "the API on {api} speaks TLS, but relying parties fetch CRLs, OCSP answers \
-                     and the CA certificate over plain HTTP (RFC 5280 section 8): set [public] \
-                     listen = \"IP:PORT\" for a plain-HTTP listener that serves them, or set \
-                     public_base_url (or every [urls] list) to where they are served"
-                ));
+                return Err(StatusUrlError::NoPlainListener { api });
             };
             if addr.ip().is_unspecified() {
-                return Err(format!(
-                    "the URLs in certificates would name {addr}, which no client can reach: set \
-                     public_base_url to the address relying parties use (e.g. \
-                     http://ca.example.com:{})",
-                    addr.port()
-                ));
+                return Err(StatusUrlError::UnreachableAddress { addr });
             }
             Ok(format!("http://{addr}"))
         };
         let mut warnings = Vec::new();
-        let mut list = |configured: &Vec<String>, key: &str, path: &str| -> Result<_, String> {
-            if !configured.is_empty() {
-                for url in configured {
-                    warnings.extend(unserved(url, &format!("[urls] {key}"), &plain));
+        let mut list =
+            |configured: &Vec<String>, key: &str, path: &str| -> Result<_, StatusUrlError> {
+                if !configured.is_empty() {
+                    for url in configured {
+                        warnings.extend(unserved(url, &format!("[urls] {key}"), &plain));
+                    }
+                    return Ok(configured.clone());
                 }
-                return Ok(configured.clone());
-            }
-            let url = format!("{}{path}", base()?);
-            if configured_base {
-                warnings.extend(unserved(&url, "public_base_url", &plain));
-            }
-            Ok(vec![url])
-        };
+                let url = format!("{}{path}", base()?);
+                if configured_base {
+                    warnings.extend(unserved(&url, "public_base_url", &plain));
+                }
+                Ok(vec![url])
+            };
         let urls = Urls {
             crl: list(&self.urls.crl, "crl", "/crl")?,
             ocsp: list(&self.urls.ocsp, "ocsp", "/ocsp")?,
@@ -508,7 +631,7 @@ impl Config {
 
     /// [`Config::status_urls`] for commands that run without the server (`crl generate`,
     /// `tls-cert`): the configured addresses, TLS as `[tls]` says.
-    pub fn offline_status_urls(&self) -> Result<Urls, String> {
+    pub fn offline_status_urls(&self) -> Result<Urls, StatusUrlError> {
         let tls = !self.tls.cert_file.as_os_str().is_empty();
         Ok(self.status_urls(self.listen, tls, self.public.listen)?.urls)
     }
@@ -601,6 +724,7 @@ fn toml_key(path: &serde_path_to_error::Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::error_chain;
 
     #[test]
     fn default_config_round_trips_through_toml() {
@@ -627,10 +751,16 @@ mod tests {
         assert_eq!(tls.urls.ca_issuers, ["http://127.0.0.1:8081/ca.der"]);
         assert!(tls.warnings.is_empty(), "{:?}", tls.warnings);
         // Derived URLs that name a TLS port, or an address no client can reach, are refused.
-        let e = config("").status_urls(api, true, None).unwrap_err();
+        let e = config("")
+            .status_urls(api, true, None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("[public] listen"), "{e}");
         let any: SocketAddr = "0.0.0.0:8081".parse().unwrap();
-        let e = config("").status_urls(api, true, Some(any)).unwrap_err();
+        let e = config("")
+            .status_urls(api, true, Some(any))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("public_base_url"), "{e}");
         // Configured ones are taken as they are, with a warning when this server does not
         // serve them.
@@ -669,12 +799,15 @@ mod tests {
             .unwrap();
         let e =
             ocsp("[ocsp]\ndelegated = true\ndelegated_validity_days = 1\nvalidity_secs = 28801")
-                .unwrap_err();
+                .unwrap_err()
+                .to_string();
         assert!(e.contains("validity_secs"), "{e}");
         // Off, the response validity is not bound by the responder certificate's.
         ocsp("[ocsp]\ndelegated_validity_days = 1\nvalidity_secs = 86400").unwrap();
         for days in [0, 367] {
-            let e = ocsp(&format!("[ocsp]\ndelegated_validity_days = {days}")).unwrap_err();
+            let e = ocsp(&format!("[ocsp]\ndelegated_validity_days = {days}"))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("delegated_validity_days"), "{e}");
         }
     }
@@ -695,7 +828,7 @@ mod tests {
             -2_208_988_800
         );
         std::fs::write(&path, "[revocation]\nmin_invalidity_date = \"1950\"").unwrap();
-        let e = Config::load(&path).unwrap_err();
+        let e = error_chain(&Config::load(&path).unwrap_err());
         assert!(e.contains("min_invalidity_date"), "{e}");
         let default: Config = toml::from_str("").unwrap();
         assert_eq!(
@@ -706,7 +839,7 @@ mod tests {
     }
 
     /// Writes `text` as a configuration file and loads it.
-    fn load_text(tag: &str, text: &str) -> Result<Config, String> {
+    fn load_text(tag: &str, text: &str) -> Result<Config, ConfigError> {
         let dir = std::env::temp_dir().join(format!("ca-config-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(CONFIG_FILE);
@@ -714,6 +847,11 @@ mod tests {
         let result = Config::load(&path);
         std::fs::remove_dir_all(&dir).unwrap();
         result
+    }
+
+    /// The refusal of `text` as the command line prints it.
+    fn refusal(tag: &str, text: &str) -> String {
+        error_chain(&load_text(tag, text).unwrap_err())
     }
 
     #[test]
@@ -727,7 +865,7 @@ mod tests {
             "RSA-2048",
         ] {
             let text = format!("[profiles.tls-server]\nkey_types = [\"ec-p256\", \"{bad}\"]\n");
-            let e = load_text("keytype", &text).unwrap_err();
+            let e = refusal("keytype", &text);
             for part in [
                 CONFIG_FILE,
                 "[profiles.tls-server] key_types",
@@ -746,7 +884,7 @@ mod tests {
         assert!(profile.allows_key_type("rsa-8192"));
         assert!(!profile.allows_key_type("ec-p256"));
         assert_eq!(profile.allowed_key_types(), "rsa-8192, ec-p384");
-        let e = load_text("keytype-empty", "[profiles.none]\nkey_types = []\n").unwrap_err();
+        let e = refusal("keytype-empty", "[profiles.none]\nkey_types = []\n");
         assert!(
             e.contains("[profiles.none] key_types must not be empty"),
             "{e}"
@@ -775,15 +913,14 @@ mod tests {
             ("[profiles.p.san]\nwildcard = true\n", "[profiles.p.san]"),
         ];
         for (text, key) in cases {
-            let e = load_text("enum", text).unwrap_err();
+            let e = refusal("enum", text);
             assert!(e.contains(CONFIG_FILE), "{text}: {e}");
             assert!(e.contains(key), "{text}: {key} missing from {e}");
         }
-        let e = load_text(
+        let e = refusal(
             "role",
             "[[tls.clients]]\nspki_sha256 = \"00\"\nrole = \"admin\"\nname = \"x\"\n",
-        )
-        .unwrap_err();
+        );
         assert!(e.contains("ra, auditor, operator"), "{e}");
     }
 

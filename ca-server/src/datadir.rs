@@ -13,6 +13,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 
+use ca_core::armor::InvalidPem;
 use ca_core::audit::{AuditAction, AuditEvent};
 use ca_core::authority::{create_intermediate_csr, create_root, CertificateAuthority, Urls};
 use ca_core::crl::{CrlBuilder, CrlPublisher};
@@ -23,14 +24,406 @@ use ca_core::ocsp::{
 };
 use ca_core::server_tls::{self, SERVER_TLS_PROFILE};
 use ca_core::store::Store;
-use ca_core::{armor, name, Serial};
-use keys::{KeyAlgorithm, Signer, SoftwareKey};
+use ca_core::{armor, name, CaError, Serial};
+use keys::{
+    KeyAlgorithm, KeyError, KeyProvider, RandomError, SecureRandom, Signer, SoftwareKey,
+    SoftwareKeys,
+};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
+use x509_parser::error::X509Error;
 
 use crate::auth::{create_token, Role};
-use crate::config::{Config, CONFIG_FILE};
+use crate::config::{Config, ConfigError, StatusUrlError, CONFIG_FILE};
 use crate::durable;
+
+/// What parsing a certificate with x509-parser fails with.
+pub type X509ParseError = x509_parser::nom::Err<X509Error>;
+
+/// Why the data directory could not be prepared, created, loaded or changed (`init`,
+/// `import`, `tls-cert`, `crl generate`, the start of `serve`). Each variant names the file,
+/// the argument or the step concerned; the error underneath, when there is one, is its source.
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    /// The configuration file cannot be used.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The configuration could not be written as TOML.
+    #[error("encoding the configuration as TOML")]
+    EncodeConfig(#[from] toml::ser::Error),
+    /// No URLs can be derived for the certificates the command issues.
+    #[error(transparent)]
+    StatusUrls(#[from] StatusUrlError),
+    /// A key could not be generated, read, written or loaded (the key file is named).
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The CA core failed or refused: the store, the engine, the CA's certificate.
+    #[error(transparent)]
+    Core(#[from] CaError),
+    /// A file or directory could not be read.
+    #[error("reading {}", path.display())]
+    Read {
+        /// The file or directory.
+        path: PathBuf,
+        /// What reading failed with.
+        source: std::io::Error,
+    },
+    /// The CA chain file could not be read.
+    #[error("reading the CA chain {}", path.display())]
+    ReadChain {
+        /// The chain file.
+        path: PathBuf,
+        /// What reading failed with.
+        source: std::io::Error,
+    },
+    /// A file could not be written (durably).
+    #[error("writing {}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// What writing failed with.
+        source: std::io::Error,
+    },
+    /// A directory could not be created.
+    #[error("creating {}", path.display())]
+    Create {
+        /// The directory.
+        path: PathBuf,
+        /// What creating it failed with.
+        source: std::io::Error,
+    },
+    /// The existing configuration could not be copied into the directory `init` builds.
+    #[error("copying {}", path.display())]
+    Copy {
+        /// The configuration file.
+        path: PathBuf,
+        /// What copying failed with.
+        source: std::io::Error,
+    },
+    /// A file `init` built could not be moved into the data directory.
+    #[error("moving {} to {}", from.display(), to.display())]
+    Move {
+        /// Where the file is.
+        from: PathBuf,
+        /// Where it was to go.
+        to: PathBuf,
+        /// What moving failed with.
+        source: std::io::Error,
+    },
+    /// A file or directory could not be renamed into place.
+    #[error("renaming {} to {}", from.display(), to.display())]
+    Rename {
+        /// The new file or directory.
+        from: PathBuf,
+        /// Its place.
+        to: PathBuf,
+        /// What renaming failed with.
+        source: std::io::Error,
+    },
+    /// The emptied temporary directory of `init` could not be removed.
+    #[error("removing {}", path.display())]
+    Remove {
+        /// The directory.
+        path: PathBuf,
+        /// What removing failed with.
+        source: std::io::Error,
+    },
+    /// A directory could not be synced to disk.
+    #[error("syncing {}", path.display())]
+    Sync {
+        /// The directory.
+        path: PathBuf,
+        /// What syncing failed with.
+        source: std::io::Error,
+    },
+    /// The data directory's path names something other than a directory.
+    #[error("{} is not a directory", path.display())]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The data directory belongs to another user, who could replace what it holds.
+    #[error(
+        "refusing the data directory {}: it belongs to uid {owner}, not to this process's \
+         user (uid {user}); chown it to the user that runs ca-server",
+        path.display()
+    )]
+    NotOwned {
+        /// The data directory.
+        path: PathBuf,
+        /// Its owner's uid.
+        owner: u32,
+        /// This process's effective uid.
+        user: u32,
+    },
+    /// The data directory is group- or world-writable.
+    #[error(
+        "refusing the data directory {}: its mode {mode:04o} lets others write to it; run \
+         `chmod 700 {}`",
+        path.display(),
+        path.display()
+    )]
+    WritableByOthers {
+        /// The data directory.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The data directory's path has no last component (`/`, `..`).
+    #[error("{} does not name a directory", path.display())]
+    NoDirectoryName {
+        /// The path.
+        path: PathBuf,
+    },
+    /// `init --intermediate` with `--tls-name`: an intermediate has no certificate yet.
+    #[error(
+        "--tls-name needs a root; an intermediate issues its TLS certificate with `tls-cert` \
+         after `import`"
+    )]
+    TlsNameNeedsRoot,
+    /// `--validity-days` of a root is 0 or beyond [`MAX_ROOT_VALIDITY_DAYS`].
+    #[error(
+        "--validity-days {days} is out of range: give 1 to {} days",
+        MAX_ROOT_VALIDITY_DAYS
+    )]
+    ValidityDays {
+        /// The days asked for.
+        days: u32,
+    },
+    /// The CA subject (`--subject`) is not an RFC 4514 name this CA can write.
+    #[error("--subject")]
+    Subject(#[source] CaError),
+    /// The CA subject is empty.
+    #[error("the CA subject (--subject) must not be empty")]
+    EmptySubject,
+    /// The configuration names a CA key or certificate that exists: `init` never replaces a CA.
+    #[error(
+        "a CA exists already in {} ({} / {}); refusing to replace it",
+        dir.display(),
+        key.display(),
+        chain.display()
+    )]
+    CaExists {
+        /// The data directory.
+        dir: PathBuf,
+        /// The CA key file.
+        key: PathBuf,
+        /// The CA chain file.
+        chain: PathBuf,
+    },
+    /// A file `init` would move into the data directory is there already.
+    #[error("{} exists already; move it away and run `init` again", path.display())]
+    Exists {
+        /// The file in the way.
+        path: PathBuf,
+    },
+    /// No serial could be drawn for a certificate the data directory issues itself.
+    #[error("the system random generator failed")]
+    Random(#[source] RandomError),
+    /// `import` without `--force` where a CA chain is installed.
+    #[error(
+        "a CA chain is installed already at {}; to replace it with this certificate and \
+         chain, run `ca-server import --force --cert ... --chain ...`",
+        path.display()
+    )]
+    ChainInstalled {
+        /// The installed chain file.
+        path: PathBuf,
+    },
+    /// A PEM file given to `import` is not PEM.
+    #[error("{what}")]
+    ImportPem {
+        /// Which file: the certificate (`--cert`) or the chain (`--chain`).
+        what: &'static str,
+        /// Why it is not PEM.
+        source: InvalidPem,
+    },
+    /// The certificate file of `import` holds no certificate or several.
+    #[error("the certificate file (--cert) must hold exactly one certificate")]
+    CertificateCount,
+    /// The chain file of `import` holds no certificate.
+    #[error(
+        "the chain file (--chain) holds no certificate; give the parent CA's certificate and \
+         its issuers up to the root"
+    )]
+    EmptyChainFile,
+    /// The certificate of `import` does not parse.
+    #[error("the certificate (--cert) does not parse")]
+    CertificateParse(#[source] X509ParseError),
+    /// The certificate of `import` certifies another key than the CA's.
+    #[error(
+        "the certificate's public key does not match the CA key at {}",
+        key.display()
+    )]
+    KeyMismatch {
+        /// The CA key file.
+        key: PathBuf,
+    },
+    /// The certificate of `import` is not a CA certificate.
+    #[error("the certificate is not a CA certificate (basicConstraints cA)")]
+    NotCa,
+    /// A link of the imported chain does not hold.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// A certificate file of the data directory is not PEM.
+    #[error("{}", path.display())]
+    CertificateFile {
+        /// The file.
+        path: PathBuf,
+        /// Why it is not PEM.
+        source: InvalidPem,
+    },
+    /// A certificate file of the data directory holds no certificate.
+    #[error("{} holds no certificate", path.display())]
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The bootstrap tokens could not be encoded as JSON.
+    #[error("encoding the bootstrap tokens")]
+    EncodeTokens(#[source] serde_json::Error),
+    /// The CA key and certificate do not make a CA: not the same key pair, or a certificate
+    /// the CA cannot use.
+    #[error(
+        "the CA key ({}) and certificate ({}) must belong together: restore the matching pair \
+         from your backup (never serve with another key)",
+        key.display(),
+        chain.display()
+    )]
+    KeyCertificateMismatch {
+        /// The CA key file.
+        key: PathBuf,
+        /// The CA chain file.
+        chain: PathBuf,
+        /// Why the CA refused them.
+        source: CaError,
+    },
+    /// `tls-cert` where a TLS key or certificate file exists.
+    #[error(
+        "{} or {} exists; move them away to issue a new TLS certificate",
+        key.display(),
+        cert.display()
+    )]
+    TlsFilesExist {
+        /// The TLS key file.
+        key: PathBuf,
+        /// The TLS certificate file.
+        cert: PathBuf,
+    },
+    /// The CA could not issue the server's TLS certificate.
+    #[error("issuing the server's TLS certificate")]
+    IssueTlsCertificate(#[source] CaError),
+    /// The server's TLS certificate could not be recorded in the store and the audit log.
+    #[error("recording the server's TLS certificate")]
+    RecordTlsCertificate(#[source] CaError),
+    /// The CA could not issue the delegated OCSP responder's certificate.
+    #[error("issuing the OCSP responder certificate")]
+    IssueResponder(#[source] CaError),
+    /// The OCSP responder's certificate could not be recorded in the store and the audit log.
+    #[error("recording the OCSP responder certificate")]
+    RecordResponder(#[source] CaError),
+    /// The OCSP responder's certificate file does not hold exactly one certificate.
+    #[error("{} must hold one certificate", path.display())]
+    ResponderCertificateCount {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The OCSP responder's certificate is not the CA's OCSP signing certificate for its key.
+    #[error("{}", path.display())]
+    ResponderCertificate {
+        /// The certificate file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: CaError,
+    },
+}
+
+/// Why a CA chain (the imported certificate, then the `--chain` certificates up to the root)
+/// is refused. Each variant names the failing link by position (1 is the imported
+/// certificate, 2 the first of `--chain`) and subject.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// A certificate does not parse.
+    #[error("{position} does not parse")]
+    Parse {
+        /// The certificate's position.
+        position: String,
+        /// The parser's error.
+        source: X509ParseError,
+    },
+    /// The current time cannot be compared with certificate times.
+    #[error("the current time")]
+    Time(#[source] X509Error),
+    /// A certificate is not valid now.
+    #[error("{link} is not valid now (valid from {not_before} to {not_after})")]
+    NotValidNow {
+        /// The certificate.
+        link: String,
+        /// Its notBefore.
+        not_before: String,
+        /// Its notAfter.
+        not_after: String,
+    },
+    /// The next certificate is not the one whose subject issued this one.
+    #[error(
+        "{link} was issued by {issuer}, but the next certificate of the chain is {next}: the \
+         chain (--chain) is not the one of the CA that signed it"
+    )]
+    WrongIssuer {
+        /// The certificate.
+        link: String,
+        /// Its issuer name.
+        issuer: String,
+        /// The next certificate of the chain.
+        next: String,
+    },
+    /// An issuer is not a CA certificate.
+    #[error("{link} is not a CA certificate (basicConstraints cA)")]
+    NotCa {
+        /// The certificate.
+        link: String,
+    },
+    /// A certificate's authority key identifier is not its issuer's subject key identifier.
+    #[error(
+        "the authority key identifier of {link} ({aki}) differs from the subject key \
+         identifier of {issuer} ({ski}): the chain (--chain) is not the one of the CA that \
+         signed it"
+    )]
+    KeyIdentifierMismatch {
+        /// The certificate.
+        link: String,
+        /// Its authority key identifier, hex.
+        aki: String,
+        /// The next certificate of the chain.
+        issuer: String,
+        /// That certificate's subject key identifier, hex.
+        ski: String,
+    },
+    /// A certificate's signature does not verify with the next certificate's key.
+    #[error(
+        "the signature of {link} does not verify with the key of {issuer}: the chain \
+         (--chain) is not the one of the CA that signed it"
+    )]
+    Signature {
+        /// The certificate.
+        link: String,
+        /// The next certificate of the chain.
+        issuer: String,
+        /// The verifier's error.
+        source: X509Error,
+    },
+    /// The last certificate is not a self-signed root.
+    #[error(
+        "{link} is not a self-signed root (issued by {issuer}); end --chain with the root CA's \
+         certificate"
+    )]
+    NotSelfSigned {
+        /// The last certificate.
+        link: String,
+        /// Its issuer name.
+        issuer: String,
+    },
+}
 
 /// The subject of the development CA created on first start.
 pub const DEV_CA_SUBJECT: &str = "CN=ca-core Development Root CA,O=ca-core development";
@@ -49,7 +442,7 @@ pub const OCSP_CERT_FILE: &str = "ocsp.pem";
 
 /// Creates the data directory (mode 0700) and a default `config.toml` if they are missing,
 /// then loads the configuration. An existing directory must pass [`check_dir_permissions`].
-pub fn prepare(dir: &Path) -> Result<Config, String> {
+pub fn prepare(dir: &Path) -> Result<Config, DataDirError> {
     if dir.exists() {
         check_dir_permissions(dir)?;
     } else {
@@ -57,44 +450,52 @@ pub fn prepare(dir: &Path) -> Result<Config, String> {
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+            .map_err(|source| DataDirError::Create {
+                path: dir.to_path_buf(),
+                source,
+            })?;
     }
     let config_path = dir.join(CONFIG_FILE);
     if !config_path.exists() {
         let text = Config::default().to_toml()?;
-        durable::write(&config_path, text.as_bytes(), durable::PUBLIC)
-            .map_err(|e| format!("writing {}: {e}", config_path.display()))?;
+        write_public(&config_path, text.as_bytes())?;
         tracing::info!(path = %config_path.display(), "wrote the default configuration");
     }
-    Config::load(&config_path)
+    Ok(Config::load(&config_path)?)
+}
+
+/// Writes a file others may read ([`durable::PUBLIC`]), durably.
+fn write_public(path: &Path, contents: &[u8]) -> Result<(), DataDirError> {
+    durable::write(path, contents, durable::PUBLIC).map_err(|source| DataDirError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Refuses a data directory that someone other than this process's user could change: it
 /// must be a directory owned by the effective user, and neither group- nor world-writable
 /// (whoever can write to it can replace the configuration, the CA certificate or the store).
-pub fn check_dir_permissions(dir: &Path) -> Result<(), String> {
+pub fn check_dir_permissions(dir: &Path) -> Result<(), DataDirError> {
     use std::os::unix::fs::MetadataExt;
-    let meta = fs::metadata(dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
+    let path = || dir.to_path_buf();
+    let meta = fs::metadata(dir).map_err(|source| DataDirError::Read {
+        path: path(),
+        source,
+    })?;
     if !meta.is_dir() {
-        return Err(format!("{} is not a directory", dir.display()));
+        return Err(DataDirError::NotADirectory { path: path() });
     }
     let me = rustix::process::geteuid().as_raw();
     if meta.uid() != me {
-        return Err(format!(
-            "refusing the data directory {}: it belongs to uid {}, not to this process's user \
-             (uid {me}); chown it to the user that runs ca-server",
-            dir.display(),
-            meta.uid()
-        ));
+        return Err(DataDirError::NotOwned {
+            path: path(),
+            owner: meta.uid(),
+            user: me,
+        });
     }
     let mode = meta.mode() & 0o7777;
     if mode & 0o022 != 0 {
-        return Err(format!(
-            "refusing the data directory {}: its mode {mode:04o} lets others write to it; \
-             run `chmod 700 {}`",
-            dir.display(),
-            dir.display()
-        ));
+        return Err(DataDirError::WritableByOthers { path: path(), mode });
     }
     Ok(())
 }
@@ -114,9 +515,12 @@ pub fn warn_bootstrap_file(dir: &Path) {
 
 /// Records in the audit log that the server starts with the configuration in `dir`, by the
 /// SHA-256 of the file (before the engine runs).
-pub fn record_configuration(dir: &Path, store: &Store) -> Result<(), String> {
+pub fn record_configuration(dir: &Path, store: &Store) -> Result<(), DataDirError> {
     let path = dir.join(CONFIG_FILE);
-    let text = fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let text = fs::read(&path).map_err(|source| DataDirError::Read {
+        path: path.clone(),
+        source,
+    })?;
     let event = AuditEvent::new(
         OffsetDateTime::now_utc().unix_timestamp(),
         ACTOR,
@@ -125,10 +529,8 @@ pub fn record_configuration(dir: &Path, store: &Store) -> Result<(), String> {
     )
     .with("sha256", hex::encode(Sha256::digest(&text)))
     .with("version", env!("CARGO_PKG_VERSION"));
-    store
-        .record_event(event)
-        .map(drop)
-        .map_err(|e| e.to_string())
+    store.record_event(event)?;
+    Ok(())
 }
 
 /// What `init` created.
@@ -185,23 +587,18 @@ pub struct Initialized {
 /// (renames the directory, or moves its files into an existing `dir`, which may hold only a
 /// `config.toml`, copied in first). On failure the temporary directory is removed, so `dir`
 /// is as it was (or absent) and `init` can simply be run again.
-pub fn init(dir: &Path, req: &InitRequest<'_>) -> Result<Initialized, String> {
+pub fn init(dir: &Path, req: &InitRequest<'_>) -> Result<Initialized, DataDirError> {
     if req.intermediate && !req.tls_names.is_empty() {
-        return Err(
-            "--tls-name needs a root; an intermediate issues its TLS certificate with \
-             `tls-cert` after `import`"
-                .into(),
-        );
+        return Err(DataDirError::TlsNameNeedsRoot);
     }
     if !(1..=MAX_ROOT_VALIDITY_DAYS).contains(&req.validity_days) {
-        return Err(format!(
-            "--validity-days {} is out of range: give 1 to {MAX_ROOT_VALIDITY_DAYS} days",
-            req.validity_days
-        ));
+        return Err(DataDirError::ValidityDays {
+            days: req.validity_days,
+        });
     }
-    let attrs = name::parse_rfc4514(req.subject).map_err(|e| format!("--subject: {e}"))?;
+    let attrs = name::parse_rfc4514(req.subject).map_err(DataDirError::Subject)?;
     if attrs.is_empty() {
-        return Err("the CA subject (--subject) must not be empty".into());
+        return Err(DataDirError::EmptySubject);
     }
     let existing = dir.exists();
     if existing {
@@ -213,7 +610,9 @@ pub fn init(dir: &Path, req: &InitRequest<'_>) -> Result<Initialized, String> {
     }
     let file_name = dir
         .file_name()
-        .ok_or_else(|| format!("{} does not name a directory", dir.display()))?
+        .ok_or_else(|| DataDirError::NoDirectoryName {
+            path: dir.to_path_buf(),
+        })?
         .to_string_lossy()
         .into_owned();
     let parent = match dir.parent() {
@@ -225,14 +624,20 @@ pub fn init(dir: &Path, req: &InitRequest<'_>) -> Result<Initialized, String> {
             .recursive(true)
             .mode(0o700)
             .create(&parent)
-            .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+            .map_err(|source| DataDirError::Create {
+                path: parent.clone(),
+                source,
+            })?;
     }
     let tmp = parent.join(format!(".{file_name}.init-{}", std::process::id()));
     let _ = fs::remove_dir_all(&tmp);
     DirBuilder::new()
         .mode(0o700)
         .create(&tmp)
-        .map_err(|e| format!("creating {}: {e}", tmp.display()))?;
+        .map_err(|source| DataDirError::Create {
+            path: tmp.clone(),
+            source,
+        })?;
     let mut guard = RemoveOnDrop(Some(tmp.clone()));
     let result = build_and_install(dir, &tmp, existing, req);
     if result.is_ok() {
@@ -247,11 +652,13 @@ fn build_and_install(
     tmp: &Path,
     existing: bool,
     req: &InitRequest<'_>,
-) -> Result<Initialized, String> {
+) -> Result<Initialized, DataDirError> {
     let config_path = dir.join(CONFIG_FILE);
     if existing && config_path.exists() {
-        fs::copy(&config_path, tmp.join(CONFIG_FILE))
-            .map_err(|e| format!("copying {}: {e}", config_path.display()))?;
+        fs::copy(&config_path, tmp.join(CONFIG_FILE)).map_err(|source| DataDirError::Copy {
+            path: config_path.clone(),
+            source,
+        })?;
     }
     let config = prepare(tmp)?;
     let created = init_ca(
@@ -274,14 +681,14 @@ fn build_and_install(
     if existing {
         let entries = fs::read_dir(tmp)
             .and_then(|d| d.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| format!("reading {}: {e}", tmp.display()))?;
+            .map_err(|source| DataDirError::Read {
+                path: tmp.to_path_buf(),
+                source,
+            })?;
         for entry in &entries {
             let target = dir.join(entry.file_name());
             if entry.file_name() != CONFIG_FILE && fs::symlink_metadata(&target).is_ok() {
-                return Err(format!(
-                    "{} exists already; move it away and run `init` again",
-                    target.display()
-                ));
+                return Err(DataDirError::Exists { path: target });
             }
         }
         // The configuration last: until it is in place, `dir` has no CA.
@@ -289,19 +696,22 @@ fn build_and_install(
         entries.sort_by_key(|e| e.file_name() == CONFIG_FILE);
         for entry in entries {
             let target = dir.join(entry.file_name());
-            fs::rename(entry.path(), &target).map_err(|e| {
-                format!(
-                    "moving {} to {}: {e}",
-                    entry.path().display(),
-                    target.display()
-                )
+            fs::rename(entry.path(), &target).map_err(|source| DataDirError::Move {
+                from: entry.path(),
+                to: target.clone(),
+                source,
             })?;
         }
-        fs::remove_dir(tmp).map_err(|e| format!("removing {}: {e}", tmp.display()))?;
-        durable::sync_dir(dir).map_err(|e| format!("syncing {}: {e}", dir.display()))?;
+        fs::remove_dir(tmp).map_err(|source| DataDirError::Remove {
+            path: tmp.to_path_buf(),
+            source,
+        })?;
+        durable::sync_dir(dir).map_err(|source| DataDirError::Sync {
+            path: dir.to_path_buf(),
+            source,
+        })?;
     } else {
-        durable::rename(tmp, dir)
-            .map_err(|e| format!("renaming {} to {}: {e}", tmp.display(), dir.display()))?;
+        rename(tmp, dir)?;
     }
     let created = match created {
         Created::Root(p) => Created::Root(moved(p)),
@@ -317,18 +727,26 @@ fn build_and_install(
 }
 
 /// Refuses to create a CA where `config` already names a CA key or certificate that exists.
-fn refuse_existing_ca(dir: &Path, config: &Config) -> Result<(), String> {
+fn refuse_existing_ca(dir: &Path, config: &Config) -> Result<(), DataDirError> {
     let key_path = Config::resolve(dir, &config.ca.key_file);
     let chain_path = Config::resolve(dir, &config.ca.chain_file);
     if key_path.exists() || chain_path.exists() {
-        return Err(format!(
-            "a CA exists already in {} ({} / {}); refusing to replace it",
-            dir.display(),
-            key_path.display(),
-            chain_path.display()
-        ));
+        return Err(DataDirError::CaExists {
+            dir: dir.to_path_buf(),
+            key: key_path,
+            chain: chain_path,
+        });
     }
     Ok(())
+}
+
+/// Renames `from` to `to` durably.
+fn rename(from: &Path, to: &Path) -> Result<(), DataDirError> {
+    durable::rename(from, to).map_err(|source| DataDirError::Rename {
+        from: from.to_path_buf(),
+        to: to.to_path_buf(),
+        source,
+    })
 }
 
 /// Creates a CA key and either a self-signed root certificate or an intermediate's CSR.
@@ -339,39 +757,32 @@ pub fn init_ca(
     subject: &str,
     validity_days: u32,
     intermediate: bool,
-) -> Result<Created, String> {
+) -> Result<Created, DataDirError> {
     refuse_existing_ca(dir, config)?;
     let key_path = Config::resolve(dir, &config.ca.key_file);
     let chain_path = Config::resolve(dir, &config.ca.chain_file);
-    let attrs = name::parse_rfc4514(subject).map_err(|e| e.to_string())?;
+    let attrs = name::parse_rfc4514(subject).map_err(DataDirError::Subject)?;
     if attrs.is_empty() {
-        return Err("the CA subject must not be empty".into());
+        return Err(DataDirError::EmptySubject);
     }
-    let der = keys::generate_pkcs8(key_type).map_err(|e| e.to_string())?;
-    keys::write_key_file(&key_path, &der).map_err(|e| e.to_string())?;
-    let signer: Arc<dyn Signer> =
-        Arc::new(SoftwareKey::from_pkcs8(&der).map_err(|e| e.to_string())?);
+    let der = keys::generate_pkcs8(key_type)?;
+    keys::write_key_file(&key_path, &der)?;
+    let signer: Arc<dyn Signer> = Arc::new(SoftwareKey::from_pkcs8(&der)?);
     if intermediate {
-        let csr = create_intermediate_csr(signer, &attrs).map_err(|e| e.to_string())?;
+        let csr = create_intermediate_csr(signer, &attrs)?;
         let path = dir.join(CA_CSR_FILE);
-        durable::write(
-            &path,
-            armor::to_pem("CERTIFICATE REQUEST", &csr).as_bytes(),
-            durable::PUBLIC,
-        )
-        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        write_public(&path, armor::to_pem("CERTIFICATE REQUEST", &csr).as_bytes())?;
         return Ok(Created::IntermediateCsr(path));
     }
     let serial = new_serial()?;
-    let cert = create_root(signer, &attrs, validity_days, serial).map_err(|e| e.to_string())?;
+    let cert = create_root(signer, &attrs, validity_days, serial)?;
     write_chain(&chain_path, &[cert])?;
     Ok(Created::Root(chain_path))
 }
 
 /// A fresh serial for a certificate the data directory issues itself (root, OCSP responder).
-fn new_serial() -> Result<Serial, String> {
-    Serial::random(&ring::rand::SystemRandom::new())
-        .map_err(|_| "the system random generator failed".to_string())
+fn new_serial() -> Result<Serial, DataDirError> {
+    Serial::random(&keys::SystemRandom::new()).map_err(DataDirError::Random)
 }
 
 /// Installs an intermediate CA's signed certificate (and its issuers) after checking that it
@@ -384,40 +795,37 @@ pub fn import(
     cert_pem: &str,
     chain_pem: &str,
     force: bool,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, DataDirError> {
     let key_path = Config::resolve(dir, &config.ca.key_file);
     let chain_path = Config::resolve(dir, &config.ca.chain_file);
     if chain_path.exists() && !force {
-        return Err(format!(
-            "a CA chain is installed already at {}; to replace it with this certificate and \
-             chain, run `ca-server import --force --cert ... --chain ...`",
-            chain_path.display()
-        ));
+        return Err(DataDirError::ChainInstalled { path: chain_path });
     }
-    let key = keys::load_key_file(&key_path).map_err(|e| e.to_string())?;
-    let mut chain = armor::parse_certificates(cert_pem)?;
+    let key = keys::load_key_file(&key_path)?;
+    let mut chain =
+        armor::parse_certificates(cert_pem).map_err(|source| DataDirError::ImportPem {
+            what: "the certificate file (--cert)",
+            source,
+        })?;
     if chain.len() != 1 {
-        return Err("the certificate file (--cert) must hold exactly one certificate".into());
+        return Err(DataDirError::CertificateCount);
     }
-    let parents = armor::parse_certificates(chain_pem)?;
+    let parents =
+        armor::parse_certificates(chain_pem).map_err(|source| DataDirError::ImportPem {
+            what: "the chain file (--chain)",
+            source,
+        })?;
     if parents.is_empty() {
-        return Err(
-            "the chain file (--chain) holds no certificate; give the parent CA's certificate \
-             and its issuers up to the root"
-                .into(),
-        );
+        return Err(DataDirError::EmptyChainFile);
     }
     chain.extend(parents);
-    let (_, cert) = x509_parser::parse_x509_certificate(&chain[0])
-        .map_err(|e| format!("the certificate (--cert) does not parse: {e}"))?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(&chain[0]).map_err(DataDirError::CertificateParse)?;
     if cert.tbs_certificate.subject_pki.raw != key.spki_der() {
-        return Err(format!(
-            "the certificate's public key does not match the CA key at {}",
-            key_path.display()
-        ));
+        return Err(DataDirError::KeyMismatch { key: key_path });
     }
     if !cert.is_ca() {
-        return Err("the certificate is not a CA certificate (basicConstraints cA)".into());
+        return Err(DataDirError::NotCa);
     }
     verify_chain(&chain, OffsetDateTime::now_utc())?;
     write_chain(&chain_path, &chain)?;
@@ -431,7 +839,7 @@ pub fn import(
 /// certificate's signature; the last certificate is a self-signed root. The error names the
 /// failing link by position (1 is the imported certificate, 2 the first of `--chain`) and
 /// subject.
-pub fn verify_chain(chain: &[Vec<u8>], now: OffsetDateTime) -> Result<(), String> {
+pub fn verify_chain(chain: &[Vec<u8>], now: OffsetDateTime) -> Result<(), ChainError> {
     use x509_parser::extensions::ParsedExtension;
     use x509_parser::prelude::{ASN1Time, X509Certificate};
     let certs = chain
@@ -440,11 +848,13 @@ pub fn verify_chain(chain: &[Vec<u8>], now: OffsetDateTime) -> Result<(), String
         .map(|(i, der)| {
             x509_parser::parse_x509_certificate(der)
                 .map(|(_, c)| c)
-                .map_err(|e| format!("{} does not parse: {e}", position(i)))
+                .map_err(|source| ChainError::Parse {
+                    position: position(i),
+                    source,
+                })
         })
-        .collect::<Result<Vec<X509Certificate<'_>>, String>>()?;
-    let at = ASN1Time::from_timestamp(now.unix_timestamp())
-        .map_err(|e| format!("the current time: {e}"))?;
+        .collect::<Result<Vec<X509Certificate<'_>>, ChainError>>()?;
+    let at = ASN1Time::from_timestamp(now.unix_timestamp()).map_err(ChainError::Time)?;
     let label = |i: usize| format!("{} ({})", position(i), certs[i].subject());
     let ski = |c: &X509Certificate<'_>| {
         c.extensions()
@@ -466,69 +876,52 @@ pub fn verify_chain(chain: &[Vec<u8>], now: OffsetDateTime) -> Result<(), String
     };
     for (i, cert) in certs.iter().enumerate() {
         if !cert.validity().is_valid_at(at) {
-            return Err(format!(
-                "{} is not valid now (valid from {} to {})",
-                label(i),
-                cert.validity().not_before,
-                cert.validity().not_after
-            ));
+            return Err(ChainError::NotValidNow {
+                link: label(i),
+                not_before: cert.validity().not_before.to_string(),
+                not_after: cert.validity().not_after.to_string(),
+            });
         }
         let Some(parent) = certs.get(i + 1) else {
             continue;
         };
         if cert.issuer().as_raw() != parent.subject().as_raw() {
-            return Err(format!(
-                "{} was issued by {}, but the next certificate of the chain is {}: the chain \
-                 (--chain) is not the one of the CA that signed it",
-                label(i),
-                cert.issuer(),
-                label(i + 1)
-            ));
+            return Err(ChainError::WrongIssuer {
+                link: label(i),
+                issuer: cert.issuer().to_string(),
+                next: label(i + 1),
+            });
         }
         if !parent.is_ca() {
-            return Err(format!(
-                "{} is not a CA certificate (basicConstraints cA)",
-                label(i + 1)
-            ));
+            return Err(ChainError::NotCa { link: label(i + 1) });
         }
         if let (Some(a), Some(k)) = (aki(cert), ski(parent)) {
             if a != k {
-                return Err(format!(
-                    "the authority key identifier of {} ({}) differs from the subject key \
-                     identifier of {} ({}): the chain (--chain) is not the one of the CA that \
-                     signed it",
-                    label(i),
-                    hex::encode(a),
-                    label(i + 1),
-                    hex::encode(k)
-                ));
+                return Err(ChainError::KeyIdentifierMismatch {
+                    link: label(i),
+                    aki: hex::encode(a),
+                    issuer: label(i + 1),
+                    ski: hex::encode(k),
+                });
             }
         }
         cert.verify_signature(Some(parent.public_key()))
-            .map_err(|e| {
-                format!(
-                    "the signature of {} does not verify with the key of {} ({e}): the chain \
-                     (--chain) is not the one of the CA that signed it",
-                    label(i),
-                    label(i + 1)
-                )
+            .map_err(|source| ChainError::Signature {
+                link: label(i),
+                issuer: label(i + 1),
+                source,
             })?;
     }
     let last = certs.len() - 1;
     let root = &certs[last];
     if root.issuer().as_raw() != root.subject().as_raw() || root.verify_signature(None).is_err() {
-        return Err(format!(
-            "{} is not a self-signed root (issued by {}); end --chain with the root CA's \
-             certificate",
-            label(last),
-            root.issuer()
-        ));
+        return Err(ChainError::NotSelfSigned {
+            link: label(last),
+            issuer: root.issuer().to_string(),
+        });
     }
     if !root.is_ca() {
-        return Err(format!(
-            "{} is not a CA certificate (basicConstraints cA)",
-            label(last)
-        ));
+        return Err(ChainError::NotCa { link: label(last) });
     }
     Ok(())
 }
@@ -541,68 +934,81 @@ fn position(i: usize) -> String {
     }
 }
 
-fn write_chain(path: &Path, chain: &[Vec<u8>]) -> Result<(), String> {
+fn write_chain(path: &Path, chain: &[Vec<u8>]) -> Result<(), DataDirError> {
     let pem = armor::certificates_to_pem(chain).concat();
-    durable::write(path, pem.as_bytes(), durable::PUBLIC)
-        .map_err(|e| format!("writing {}: {e}", path.display()))
+    write_public(path, pem.as_bytes())
 }
 
 /// The CA's key and certificate chain as loaded from the data directory.
 pub struct CaMaterial {
     /// The CA's signing key.
     pub signer: Arc<dyn Signer>,
+    /// The random generator of the key's provider: serials, identifiers and codes.
+    pub random: Arc<dyn SecureRandom>,
     /// The CA certificate then its issuers up to the root, DER.
     pub chain: Vec<Vec<u8>>,
 }
 
-/// Loads the CA key and chain named by the configuration.
-pub fn load_ca(dir: &Path, config: &Config) -> Result<CaMaterial, String> {
+/// Loads the CA key, through its key provider (software keys: a 0600 PKCS#8 file), and the
+/// chain named by the configuration.
+pub fn load_ca(dir: &Path, config: &Config) -> Result<CaMaterial, DataDirError> {
+    let provider = SoftwareKeys::new();
     let key_path = Config::resolve(dir, &config.ca.key_file);
-    let key = keys::load_key_file(&key_path).map_err(|e| e.to_string())?;
+    let signer = provider.load_signer(&key_path)?;
     let chain = load_ca_certificates(dir, config)?;
     Ok(CaMaterial {
-        signer: Arc::new(key),
+        signer,
+        random: provider.secure_random(),
         chain,
     })
 }
 
 /// Loads the CA certificate and its issuers (no key): what verifying needs.
-pub fn load_ca_certificates(dir: &Path, config: &Config) -> Result<Vec<Vec<u8>>, String> {
+pub fn load_ca_certificates(dir: &Path, config: &Config) -> Result<Vec<Vec<u8>>, DataDirError> {
     let chain_path = Config::resolve(dir, &config.ca.chain_file);
-    let text = fs::read_to_string(&chain_path)
-        .map_err(|e| format!("reading the CA chain {}: {e}", chain_path.display()))?;
-    let chain = armor::parse_certificates(&text)?;
+    let text = fs::read_to_string(&chain_path).map_err(|source| DataDirError::ReadChain {
+        path: chain_path.clone(),
+        source,
+    })?;
+    let chain =
+        armor::parse_certificates(&text).map_err(|source| DataDirError::CertificateFile {
+            path: chain_path.clone(),
+            source,
+        })?;
     if chain.is_empty() {
-        return Err(format!("{} holds no certificate", chain_path.display()));
+        return Err(DataDirError::NoCertificate { path: chain_path });
     }
     Ok(chain)
 }
 
 /// On a store with no tokens yet, creates one token per role and writes them, mode 0600, to
 /// `bootstrap-tokens.json`; returns its path when it did.
-pub fn bootstrap_tokens(dir: &Path, store: &Store) -> Result<Option<PathBuf>, String> {
-    if store.has_tokens().map_err(|e| e.to_string())? {
+pub fn bootstrap_tokens(dir: &Path, store: &Store) -> Result<Option<PathBuf>, DataDirError> {
+    if store.has_tokens()? {
         return Ok(None);
     }
     let path = dir.join(BOOTSTRAP_TOKENS);
     let mut tokens = serde_json::Map::new();
     for role in Role::ALL {
-        let token = create_token(store, role, &format!("bootstrap-{}", role.name()), ACTOR)
-            .map_err(|e| e.to_string())?;
+        let token = create_token(store, role, &format!("bootstrap-{}", role.name()), ACTOR)?;
         tokens.insert(role.name().into(), token.into());
     }
-    let text = serde_json::to_string_pretty(&tokens).map_err(|e| e.to_string())?;
+    let text = serde_json::to_string_pretty(&tokens).map_err(DataDirError::EncodeTokens)?;
     let _ = fs::remove_file(&path);
-    let mut file = OpenOptions::new()
+    OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&path)
-        .map_err(|e| format!("writing {}: {e}", path.display()))?;
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
+        .and_then(|mut file| {
+            file.write_all(text.as_bytes())?;
+            file.sync_all()
+        })
         .and_then(|()| durable::sync_parent(&path))
-        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        .map_err(|source| DataDirError::Write {
+            path: path.clone(),
+            source,
+        })?;
     Ok(Some(path))
 }
 
@@ -624,27 +1030,27 @@ pub fn start_core(
     material: CaMaterial,
     store: Store,
     urls: &Urls,
-) -> Result<Core, String> {
+) -> Result<Core, DataDirError> {
     let signer = material.signer.clone();
     let ca = CertificateAuthority::new(material.signer, material.chain, &config.profiles, urls)
-        .map_err(|e| {
-            format!(
-                "{e}; the CA key ({}) and certificate ({}) must belong together: restore the \
-                 matching pair from your backup (never serve with another key)",
-                Config::resolve(dir, &config.ca.key_file).display(),
-                Config::resolve(dir, &config.ca.chain_file).display()
-            )
-        })?;
+        .map_err(|source| DataDirError::KeyCertificateMismatch {
+            key: Config::resolve(dir, &config.ca.key_file),
+            chain: Config::resolve(dir, &config.ca.chain_file),
+            source,
+        })?
+        .with_random(material.random);
     let ca_der = ca.certificate().to_vec();
-    let engine =
-        Arc::new(Engine::start(Arc::new(ca), store, &config.engine).map_err(|e| e.to_string())?);
+    let engine = Arc::new(Engine::start(
+        Arc::new(ca),
+        Arc::new(store),
+        &config.engine,
+    )?);
     let crl_url = config
         .crl
         .issuing_distribution_point
         .then(|| urls.crl.first().cloned())
         .flatten();
-    let builder = CrlBuilder::new(signer.clone(), &ca_der, crl_url)
-        .map_err(|e| e.to_string())?
+    let builder = CrlBuilder::new(signer.clone(), &ca_der, crl_url)?
         .with_degraded(engine.metrics().degraded_entries());
     let crl = Arc::new(CrlPublisher::new(
         builder,
@@ -672,15 +1078,14 @@ pub const TLS_CERT_FILE: &str = "tls.pem";
 /// certificate over plain HTTP (RFC 5280 section 8), so a configuration without a plain
 /// listener for them gets `[public] listen`: the API's address, the next port (see
 /// [`default_public_listen`]). `names`: DNS names (the first is the CN) and IP addresses.
-pub fn issue_tls_certificate(dir: &Path, names: &[San]) -> Result<TlsIssued, String> {
+pub fn issue_tls_certificate(dir: &Path, names: &[San]) -> Result<TlsIssued, DataDirError> {
     let mut config = prepare(dir)?;
     let (key_path, cert_path) = (dir.join(TLS_KEY_FILE), dir.join(TLS_CERT_FILE));
     if key_path.exists() || cert_path.exists() {
-        return Err(format!(
-            "{} or {} exists; move them away to issue a new TLS certificate",
-            key_path.display(),
-            cert_path.display()
-        ));
+        return Err(DataDirError::TlsFilesExist {
+            key: key_path,
+            cert: cert_path,
+        });
     }
     let public = match config.public.listen {
         Some(_) => None,
@@ -690,8 +1095,8 @@ pub fn issue_tls_certificate(dir: &Path, names: &[San]) -> Result<TlsIssued, Str
             Some(listen)
         }
     };
-    let pkcs8 = keys::generate_pkcs8(KeyAlgorithm::EcdsaP256).map_err(|e| e.to_string())?;
-    let key = SoftwareKey::from_pkcs8(&pkcs8).map_err(|e| e.to_string())?;
+    let pkcs8 = keys::generate_pkcs8(KeyAlgorithm::EcdsaP256)?;
+    let key = SoftwareKey::from_pkcs8(&pkcs8)?;
     let material = load_ca(dir, &config)?;
     let store = open_store(dir, &config)?;
     let urls = config
@@ -709,19 +1114,17 @@ pub fn issue_tls_certificate(dir: &Path, names: &[San]) -> Result<TlsIssued, Str
         new_serial()?,
         now,
     )
-    .map_err(|e| format!("issuing the server's TLS certificate: {e}"))?;
+    .map_err(DataDirError::IssueTlsCertificate)?;
     core.engine
         .record_signed_certificate(&der, SERVER_TLS_PROFILE)
-        .map_err(|e| format!("recording the server's TLS certificate: {e}"))?;
-    keys::write_key_file(&key_path, &pkcs8).map_err(|e| e.to_string())?;
+        .map_err(DataDirError::RecordTlsCertificate)?;
+    keys::write_key_file(&key_path, &pkcs8)?;
     let mut chain = vec![der];
     chain.extend_from_slice(core.engine.ca().chain());
     write_chain(&cert_path, &chain)?;
     config.tls.cert_file = TLS_CERT_FILE.into();
     config.tls.key_file = TLS_KEY_FILE.into();
-    let config_path = dir.join(CONFIG_FILE);
-    durable::write(&config_path, config.to_toml()?.as_bytes(), durable::PUBLIC)
-        .map_err(|e| format!("writing {}: {e}", config_path.display()))?;
+    write_public(&dir.join(CONFIG_FILE), config.to_toml()?.as_bytes())?;
     Ok(TlsIssued {
         chain: cert_path,
         public,
@@ -748,10 +1151,10 @@ pub fn default_public_listen(api: SocketAddr) -> SocketAddr {
 }
 
 /// Opens the store named by the configuration.
-pub fn open_store(dir: &Path, config: &Config) -> Result<Store, String> {
-    let store = Store::open(&Config::resolve(dir, &config.ca.db_dir)).map_err(|e| e.to_string())?;
+pub fn open_store(dir: &Path, config: &Config) -> Result<Store, DataDirError> {
+    let store = Store::open(&Config::resolve(dir, &config.ca.db_dir))?;
     // A store whose audit log does not end where the store says is not written to.
-    store.checked_audit_head().map_err(|e| e.to_string())?;
+    store.checked_audit_head()?;
     Ok(store)
 }
 
@@ -779,13 +1182,13 @@ pub fn ocsp_delegate(
     ca_der: &[u8],
     engine: &Engine,
     now: OffsetDateTime,
-) -> Result<OcspDelegate, String> {
+) -> Result<OcspDelegate, DataDirError> {
     let key_path = dir.join(OCSP_KEY_FILE);
     let cert_path = dir.join(OCSP_CERT_FILE);
     let record = |der: &[u8]| {
         engine
             .record_signed_certificate(der, RESPONDER_PROFILE)
-            .map_err(|e| format!("recording the OCSP responder certificate: {e}"))
+            .map_err(DataDirError::RecordResponder)
     };
     match load_ocsp_delegate(&key_path, &cert_path, ca_der) {
         Ok((delegate, validity)) if !validity.renewal_due(now) => {
@@ -800,11 +1203,13 @@ pub fn ocsp_delegate(
         Err(_) if !key_path.exists() && !cert_path.exists() => {
             tracing::info!("no delegated OCSP responder yet")
         }
-        Err(e) => tracing::warn!(reason = %e, "the delegated OCSP responder is not usable"),
+        Err(e) => tracing::warn!(
+            reason = %crate::cli::error_chain(&e),
+            "the delegated OCSP responder is not usable"
+        ),
     }
-    let pkcs8 = keys::generate_pkcs8(KeyAlgorithm::EcdsaP256).map_err(|e| e.to_string())?;
-    let signer: Arc<dyn Signer> =
-        Arc::new(SoftwareKey::from_pkcs8(&pkcs8).map_err(|e| e.to_string())?);
+    let pkcs8 = keys::generate_pkcs8(KeyAlgorithm::EcdsaP256)?;
+    let signer: Arc<dyn Signer> = Arc::new(SoftwareKey::from_pkcs8(&pkcs8)?);
     let serial = new_serial()?;
     let cert_der = issue_responder_certificate(
         ca_signer.clone(),
@@ -814,26 +1219,18 @@ pub fn ocsp_delegate(
         serial,
         now,
     )
-    .map_err(|e| format!("issuing the OCSP responder certificate: {e}"))?;
+    .map_err(DataDirError::IssueResponder)?;
     record(&cert_der)?;
     // Key first: a crash between the two renames leaves a certificate that does not match
     // the key, which the next start replaces.
     let key_tmp = with_suffix(&key_path, ".new");
     let _ = fs::remove_file(&key_tmp);
-    keys::write_key_file(&key_tmp, &pkcs8).map_err(|e| e.to_string())?;
-    durable::rename(&key_tmp, &key_path).map_err(|e| {
-        format!(
-            "renaming {} to {}: {e}",
-            key_tmp.display(),
-            key_path.display()
-        )
-    })?;
-    durable::write(
+    keys::write_key_file(&key_tmp, &pkcs8)?;
+    rename(&key_tmp, &key_path)?;
+    write_public(
         &cert_path,
         armor::to_pem("CERTIFICATE", &cert_der).as_bytes(),
-        durable::PUBLIC,
-    )
-    .map_err(|e| format!("writing {}: {e}", cert_path.display()))?;
+    )?;
     tracing::info!(
         serial = %serial,
         path = %cert_path.display(),
@@ -847,16 +1244,28 @@ fn load_ocsp_delegate(
     key_path: &Path,
     cert_path: &Path,
     ca_der: &[u8],
-) -> Result<(OcspDelegate, ResponderValidity), String> {
-    let key = keys::load_key_file(key_path).map_err(|e| e.to_string())?;
-    let text = fs::read_to_string(cert_path)
-        .map_err(|e| format!("reading {}: {e}", cert_path.display()))?;
-    let cert_der = match armor::parse_certificates(&text)?.as_slice() {
+) -> Result<(OcspDelegate, ResponderValidity), DataDirError> {
+    let path = || cert_path.to_path_buf();
+    let key = keys::load_key_file(key_path)?;
+    let text = fs::read_to_string(cert_path).map_err(|source| DataDirError::Read {
+        path: path(),
+        source,
+    })?;
+    let certs =
+        armor::parse_certificates(&text).map_err(|source| DataDirError::CertificateFile {
+            path: path(),
+            source,
+        })?;
+    let cert_der = match certs.as_slice() {
         [one] => one.clone(),
-        _ => return Err(format!("{} must hold one certificate", cert_path.display())),
+        _ => return Err(DataDirError::ResponderCertificateCount { path: path() }),
     };
-    let validity = check_responder_certificate(ca_der, &key, &cert_der)
-        .map_err(|e| format!("{}: {e}", cert_path.display()))?;
+    let validity = check_responder_certificate(ca_der, &key, &cert_der).map_err(|source| {
+        DataDirError::ResponderCertificate {
+            path: path(),
+            source,
+        }
+    })?;
     let delegate = OcspDelegate {
         signer: Arc::new(key),
         cert_der,

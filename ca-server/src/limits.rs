@@ -18,7 +18,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use ca_core::store::Store;
+use ca_core::store::Storage;
 use sha2::{Digest, Sha256};
 
 use crate::api::{early_answer, ApiError};
@@ -166,7 +166,7 @@ fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
 /// Authenticates a request from its headers alone: a bearer token always decides; without
 /// one, a mapped client certificate.
 fn identify(
-    store: &Store,
+    store: &dyn Storage,
     headers: &HeaderMap,
     by_certificate: Option<Result<Caller, Refusal>>,
 ) -> Identity {
@@ -197,7 +197,7 @@ pub struct Limits {
     /// routes, failed authentications), if limited.
     pub public_rate: Option<RateLimiter>,
     /// The store holding the API tokens.
-    pub store: Store,
+    pub store: Arc<dyn Storage>,
     /// Deadline per request.
     pub request_timeout: Duration,
     /// Client certificates and what they may do.
@@ -236,7 +236,7 @@ pub async fn limit(
             }
             caller
         });
-    let identity = identify(&limits.store, request.headers(), by_certificate);
+    let identity = identify(limits.store.as_ref(), request.headers(), by_certificate);
     let (rate, client) = match &identity {
         Identity::Caller(caller) => (&limits.rate, caller.token_hash),
         Identity::Anonymous | Identity::Refused(_) => (

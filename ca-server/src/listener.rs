@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -66,6 +66,55 @@ pub struct ListenerOptions {
     pub connections: prometheus::IntGauge,
 }
 
+/// Why the TLS configuration of `[tls]` cannot be built. Each variant names the file or the
+/// step concerned; the error of rustls, of the PEM reader or of the key loader is its source.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsConfigError {
+    /// A certificate file could not be read.
+    #[error("reading {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What reading failed with.
+        source: std::io::Error,
+    },
+    /// A certificate file is not PEM.
+    #[error("{}", path.display())]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// The PEM reader's error.
+        source: rustls::pki_types::pem::Error,
+    },
+    /// The server's certificate file holds no certificate.
+    #[error("{} holds no certificate", path.display())]
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The server's key could not be loaded (the key file is named).
+    #[error(transparent)]
+    Key(#[from] keys::KeyError),
+    /// rustls refused the protocol versions.
+    #[error("TLS versions")]
+    Versions(#[source] rustls::Error),
+    /// A certificate of the client CA file cannot be a trust anchor.
+    #[error("{}", path.display())]
+    ClientCa {
+        /// The client CA file.
+        path: PathBuf,
+        /// Why rustls refused the certificate.
+        source: rustls::Error,
+    },
+    /// The verifier of client certificates could not be built.
+    #[error("client certificate verifier")]
+    Verifier(#[source] rustls::server::VerifierBuilderError),
+    /// rustls refused the server's certificate chain and key (a key that is not the
+    /// certificate's, say).
+    #[error("the TLS certificate and key")]
+    CertificateAndKey(#[source] rustls::Error),
+}
+
 /// The first byte of a TLS connection: a handshake record (RFC 8446 section 5.1).
 const TLS_HANDSHAKE: u8 = 0x16;
 
@@ -77,40 +126,52 @@ pub fn tls_config(
     cert_file: &Path,
     key_file: &Path,
     client_ca_file: Option<&Path>,
-) -> Result<Arc<ServerConfig>, String> {
-    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()));
+) -> Result<Arc<ServerConfig>, TlsConfigError> {
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|source| TlsConfigError::Read {
+            path: p.to_path_buf(),
+            source,
+        })
+    };
+    let pem = |p: &Path| {
+        let path = p.to_path_buf();
+        move |source: rustls::pki_types::pem::Error| TlsConfigError::Pem { path, source }
+    };
     let certs = CertificateDer::pem_slice_iter(&read(cert_file)?)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", cert_file.display()))?;
+        .map_err(pem(cert_file))?;
     if certs.is_empty() {
-        return Err(format!("{} holds no certificate", cert_file.display()));
+        return Err(TlsConfigError::NoCertificate {
+            path: cert_file.to_path_buf(),
+        });
     }
-    let der = keys::load_pkcs8_file(key_file).map_err(|e| e.to_string())?;
+    let der = keys::load_pkcs8_file(key_file)?;
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(der.to_vec()));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS versions: {e}"))?;
+        .map_err(TlsConfigError::Versions)?;
     let builder = match client_ca_file {
         None => builder.with_no_client_auth(),
         Some(path) => {
             let mut roots = RootCertStore::empty();
             for cert in CertificateDer::pem_slice_iter(&read(path)?) {
-                let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                let cert = cert.map_err(pem(path))?;
+                roots.add(cert).map_err(|source| TlsConfigError::ClientCa {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .allow_unauthenticated()
                 .build()
-                .map_err(|e| format!("client certificate verifier: {e}"))?;
+                .map_err(TlsConfigError::Verifier)?;
             builder.with_client_cert_verifier(verifier)
         }
     };
     let mut config = builder
         .with_single_cert(certs, key)
-        .map_err(|e| format!("the TLS certificate and key: {e}"))?;
+        .map_err(TlsConfigError::CertificateAndKey)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

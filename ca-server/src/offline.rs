@@ -2,34 +2,114 @@
 //! `audit verify` and `export`.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use ca_core::audit::{AuditHead, Checkpoint};
+use ca_core::audit::{AuditBreak, AuditHead, Checkpoint};
 use ca_core::store::query::CertificateQuery;
 use ca_core::store::Store;
+use ca_core::CaError;
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::api::certificate_view;
-use crate::config::Config;
-use crate::datadir;
+use crate::config::{Config, ConfigError};
+use crate::datadir::{self, DataDirError};
+
+/// Why `audit verify` or `export` failed, or what `audit verify` found broken.
+#[derive(Debug, thiserror::Error)]
+pub enum OfflineError {
+    /// The directory holds no configuration file.
+    #[error("{} is not a data directory (no {})", dir.display(), config.display())]
+    NotADataDir {
+        /// The directory given.
+        dir: PathBuf,
+        /// The configuration file it lacks.
+        config: PathBuf,
+    },
+    /// The configuration file cannot be used.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The CA certificates cannot be loaded.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    /// The store failed or refused.
+    #[error(transparent)]
+    Core(#[from] CaError),
+    /// The CA chain file holds no certificate.
+    #[error("the CA chain is empty")]
+    EmptyChain,
+    /// The kept checkpoint file could not be read.
+    #[error("reading {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What reading failed with.
+        source: std::io::Error,
+    },
+    /// The kept checkpoint file is not the JSON of `GET /v1/audit/checkpoint`.
+    #[error("the checkpoint file")]
+    CheckpointJson(#[source] serde_json::Error),
+    /// The kept checkpoint's hash is not 64 hex digits.
+    #[error("the checkpoint's hash is not 64 hex digits")]
+    CheckpointHash,
+    /// The kept checkpoint's time is not RFC 3339.
+    #[error("the checkpoint's time")]
+    CheckpointTime(#[source] time::error::Parse),
+    /// The kept checkpoint's signature is not base64.
+    #[error("the checkpoint's signature")]
+    CheckpointSignature(#[source] base64::DecodeError),
+    /// The kept checkpoint does not verify with the CA's key.
+    #[error("the kept checkpoint")]
+    KeptCheckpoint(#[source] CaError),
+    /// The audit log's chain, head or a stored checkpoint does not hold at an entry.
+    #[error("audit log BROKEN at entry {seq}")]
+    Broken {
+        /// The first broken entry.
+        seq: u64,
+        /// What is wrong with it.
+        source: AuditBreak,
+    },
+    /// The log's entry at the kept checkpoint is not the one the checkpoint signed.
+    #[error("audit log BROKEN at entry {seq}: its hash differs from the kept checkpoint")]
+    KeptHashDiffers {
+        /// The checkpoint's entry.
+        seq: u64,
+    },
+    /// The log ends before the kept checkpoint's entry: entries were cut off.
+    #[error(
+        "audit log BROKEN at entry {}: the log ends at entry {head}, before the kept checkpoint",
+        head + 1
+    )]
+    LogEndsBefore {
+        /// The log's last entry.
+        head: u64,
+    },
+    /// The export could not be written.
+    #[error("writing the export")]
+    Write(#[source] std::io::Error),
+    /// A stored certificate could not be shown as the API shows it.
+    #[error("{message}")]
+    View {
+        /// The API's message.
+        message: String,
+    },
+}
 
 /// Opens the configured store read-only.
-fn open(dir: &Path) -> Result<(Config, Store), String> {
+fn open(dir: &Path) -> Result<(Config, Store), OfflineError> {
     let path = dir.join(crate::config::CONFIG_FILE);
     if !path.exists() {
-        return Err(format!(
-            "{} is not a data directory (no {})",
-            dir.display(),
-            path.display()
-        ));
+        return Err(OfflineError::NotADataDir {
+            dir: dir.to_path_buf(),
+            config: path,
+        });
     }
     let config = Config::load(&path)?;
     let db = Config::resolve(dir, &config.ca.db_dir);
-    let store = Store::open_read_only(&db).map_err(|e| e.to_string())?;
+    let store = Store::open_read_only(&db)?;
     Ok((config, store))
 }
 
@@ -43,16 +123,16 @@ struct KeptCheckpoint {
 }
 
 impl KeptCheckpoint {
-    fn parse(text: &str) -> Result<Checkpoint, String> {
+    fn parse(text: &str) -> Result<Checkpoint, OfflineError> {
         let kept: KeptCheckpoint =
-            serde_json::from_str(text).map_err(|e| format!("the checkpoint file: {e}"))?;
+            serde_json::from_str(text).map_err(OfflineError::CheckpointJson)?;
         let hash = hex::decode(&kept.hash)
             .ok()
             .and_then(|h| <[u8; 32]>::try_from(h).ok())
-            .ok_or("the checkpoint's hash is not 64 hex digits")?;
+            .ok_or(OfflineError::CheckpointHash)?;
         let at =
             time::OffsetDateTime::parse(&kept.at, &time::format_description::well_known::Rfc3339)
-                .map_err(|e| format!("the checkpoint's time: {e}"))?;
+                .map_err(OfflineError::CheckpointTime)?;
         Ok(Checkpoint {
             head: AuditHead {
                 seq: kept.seq,
@@ -61,7 +141,7 @@ impl KeptCheckpoint {
             at: at.unix_timestamp(),
             signature: STANDARD
                 .decode(&kept.signature)
-                .map_err(|e| format!("the checkpoint's signature: {e}"))?,
+                .map_err(OfflineError::CheckpointSignature)?,
         })
     }
 }
@@ -69,16 +149,19 @@ impl KeptCheckpoint {
 /// `ca-server audit verify [--checkpoint FILE]`: walks the whole log and checks the chain,
 /// the recorded head, every stored signed checkpoint, and optionally a checkpoint an auditor
 /// kept outside the CA. Prints a summary; fails naming the first broken entry.
-pub fn audit_verify(dir: &Path, kept: Option<&Path>) -> Result<(), String> {
+pub fn audit_verify(dir: &Path, kept: Option<&Path>) -> Result<(), OfflineError> {
     let (config, store) = open(dir)?;
     let material = datadir::load_ca_certificates(dir, &config)?;
-    let ca_der = material.first().ok_or("the CA chain is empty")?;
+    let ca_der = material.first().ok_or(OfflineError::EmptyChain)?;
     let started = Instant::now();
-    let report = store.verify_audit(ca_der).map_err(|e| e.to_string())?;
+    let report = store.verify_audit(ca_der)?;
     let kept = kept
         .map(|path| {
             std::fs::read_to_string(path)
-                .map_err(|e| format!("reading {}: {e}", path.display()))
+                .map_err(|source| OfflineError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })
                 .and_then(|t| KeptCheckpoint::parse(&t))
         })
         .transpose()?;
@@ -97,35 +180,26 @@ pub fn audit_verify(dir: &Path, kept: Option<&Path>) -> Result<(), String> {
             ca_core::audit::rfc3339(cp.at).unwrap_or_default()
         );
     }
-    if let Some(broken) = &report.broken {
-        return Err(format!(
-            "audit log BROKEN at entry {}: {broken}",
-            broken.seq()
-        ));
+    if let Some(broken) = report.broken {
+        return Err(OfflineError::Broken {
+            seq: broken.seq(),
+            source: broken,
+        });
     }
     if let Some(cp) = kept {
-        cp.verify(ca_der)
-            .map_err(|e| format!("the kept checkpoint: {e}"))?;
-        let entry = store
-            .audit_entries(cp.head.seq.saturating_sub(1), 1)
-            .map_err(|e| e.to_string())?;
+        cp.verify(ca_der).map_err(OfflineError::KeptCheckpoint)?;
+        let entry = store.audit_entries(cp.head.seq.saturating_sub(1), 1)?;
         match entry.first() {
             Some(e) if e.seq == cp.head.seq && e.hash == cp.head.hash => {
                 println!("kept checkpoint at entry {} matches the log", cp.head.seq)
             }
             Some(e) if e.seq == cp.head.seq => {
-                return Err(format!(
-                    "audit log BROKEN at entry {}: its hash differs from the kept checkpoint",
-                    cp.head.seq
-                ))
+                return Err(OfflineError::KeptHashDiffers { seq: cp.head.seq })
             }
             _ => {
-                return Err(format!(
-                    "audit log BROKEN at entry {}: the log ends at entry {}, before the kept \
-                     checkpoint",
-                    report.head.seq + 1,
-                    report.head.seq
-                ))
+                return Err(OfflineError::LogEndsBefore {
+                    head: report.head.seq,
+                })
             }
         }
     }
@@ -199,33 +273,30 @@ fn csv_row(item: &Value) -> String {
 
 /// `ca-server export --format jsonl|csv`: every certificate in issuance order, to `out`, with
 /// a progress line on stderr.
-pub fn export(dir: &Path, format: ExportFormat, out: &mut dyn Write) -> Result<u64, String> {
+pub fn export(dir: &Path, format: ExportFormat, out: &mut dyn Write) -> Result<u64, OfflineError> {
     let (_, store) = open(dir)?;
-    let total = store.last_cert_seq().map_err(|e| e.to_string())?;
+    let total = store.last_cert_seq()?;
     let query = CertificateQuery {
         now: time::OffsetDateTime::now_utc().unix_timestamp(),
         ..CertificateQuery::default()
     };
-    let write_err = |e: std::io::Error| format!("writing the export: {e}");
     if format == ExportFormat::Csv {
-        writeln!(out, "{}", CSV_COLUMNS.join(",")).map_err(write_err)?;
+        writeln!(out, "{}", CSV_COLUMNS.join(",")).map_err(OfflineError::Write)?;
     }
     let started = Instant::now();
     let mut last_progress = started;
     let mut cursor = None;
     let mut n = 0u64;
     loop {
-        let page = store
-            .query(&query, cursor.as_ref(), 1000)
-            .map_err(|e| e.to_string())?;
+        let page = store.query(&query, cursor.as_ref(), 1000)?;
         for row in &page.rows {
             let item = certificate_view(&store, &row.record, row.revocation.as_ref())
-                .map_err(|e| e.message)?;
+                .map_err(|e| OfflineError::View { message: e.message })?;
             match format {
                 ExportFormat::Jsonl => writeln!(out, "{item}"),
                 ExportFormat::Csv => writeln!(out, "{}", csv_row(&item)),
             }
-            .map_err(write_err)?;
+            .map_err(OfflineError::Write)?;
             n += 1;
         }
         if last_progress.elapsed() >= Duration::from_secs(1) {
@@ -237,7 +308,7 @@ pub fn export(dir: &Path, format: ExportFormat, out: &mut dyn Write) -> Result<u
             None => break,
         }
     }
-    out.flush().map_err(write_err)?;
+    out.flush().map_err(OfflineError::Write)?;
     eprintln!(
         "\rexport: {n} certificates in {:.1} s",
         started.elapsed().as_secs_f64()

@@ -16,12 +16,108 @@ use tokio::net::TcpListener;
 use crate::api::{
     self, AppState, BodyLimits, EnrollmentLimits, HttpMetrics, KeyGeneration, OcspBudget,
 };
-use crate::client_auth::ClientCertificates;
-use crate::config::Config;
-use crate::datadir::{self, Core, Created, DEV_CA_SUBJECT, ROOT_VALIDITY_DAYS};
+use crate::cli::error_chain;
+use crate::client_auth::{ClientCertificates, ClientMappingError};
+use crate::config::{Config, StatusUrlError};
+use crate::datadir::{self, Core, Created, DataDirError, DEV_CA_SUBJECT, ROOT_VALIDITY_DAYS};
 use crate::limits::{self, Limits, RateLimiter};
-use crate::listener::{self, ListenerOptions};
+use crate::listener::{self, ListenerOptions, TlsConfigError};
 use crate::request_log::{self, RequestLog};
+
+/// Why `ca-server serve` could not start, or stopped with an error. Each variant says what
+/// to fix or names the step that failed; the error underneath is its source.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The data directory, its configuration, the CA or the store cannot be used.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    /// No URLs can be derived for the certificates the server issues.
+    #[error(transparent)]
+    StatusUrls(#[from] StatusUrlError),
+    /// The TLS configuration of `[tls]` cannot be built.
+    #[error(transparent)]
+    Tls(#[from] TlsConfigError),
+    /// A `[[tls.clients]]` entry is refused.
+    #[error(transparent)]
+    ClientCertificates(#[from] ClientMappingError),
+    /// The CA core failed: the store, the metrics registry, the OCSP responder.
+    #[error(transparent)]
+    Core(#[from] CaError),
+    /// The data directory has a CA key but no CA certificate: an intermediate that was not
+    /// imported yet, or a lost certificate.
+    #[error(
+        "{} has a CA key but no certificate at {}; if this is an intermediate CA, sign {} with \
+         the parent CA and run `ca-server import`",
+        dir.display(),
+        chain.display(),
+        csr.display()
+    )]
+    NoCaCertificate {
+        /// The data directory.
+        dir: PathBuf,
+        /// Where the certificate chain belongs.
+        chain: PathBuf,
+        /// The intermediate's request.
+        csr: PathBuf,
+    },
+    /// Plain HTTP on an address other than loopback, which `[tls] allow_plain_http` does not
+    /// allow.
+    #[error(
+        "refusing to serve plain HTTP on {listen}: configure [tls] cert_file and key_file \
+         (`ca-server tls-cert` issues them), or set [tls] allow_plain_http = true behind a \
+         TLS-terminating proxy"
+    )]
+    PlainHttp {
+        /// The API's address.
+        listen: std::net::SocketAddr,
+    },
+    /// A listener's address could not be bound.
+    #[error("binding {addr}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// What binding failed with.
+        source: std::io::Error,
+    },
+    /// The address a listener is bound to could not be read.
+    #[error("reading the bound address")]
+    BoundAddress(#[source] std::io::Error),
+    /// The client CA file could not be read.
+    #[error("reading {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What reading failed with.
+        source: std::io::Error,
+    },
+    /// The client CA file is not PEM.
+    #[error("{}", path.display())]
+    ClientCaFile {
+        /// The file.
+        path: PathBuf,
+        /// Why it is not PEM.
+        source: ca_core::armor::InvalidPem,
+    },
+    /// The first CRL could not be built.
+    #[error("generating the first CRL")]
+    FirstCrl(#[source] CaError),
+    /// A task on the blocking pool failed (it panicked or was cancelled).
+    #[error("{what}")]
+    Task {
+        /// What the task did.
+        what: &'static str,
+        /// How it failed.
+        source: tokio::task::JoinError,
+    },
+    /// A shutdown signal handler could not be installed.
+    #[error("installing the {signal} handler")]
+    Signal {
+        /// `SIGINT` or `SIGTERM`.
+        signal: &'static str,
+        /// What installing it failed with.
+        source: std::io::Error,
+    },
+}
 
 /// Options of `serve` that override the configuration.
 #[derive(Debug, Default)]
@@ -32,8 +128,8 @@ pub struct ServeOptions {
     pub public_listen: Option<std::net::SocketAddr>,
 }
 
-/// Runs the server until a shutdown signal; returns an operator-readable message on failure.
-pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
+/// Runs the server until a shutdown signal; the error says what to fix.
+pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), ServeError> {
     let config = datadir::prepare(dir)?;
     let key_path = crate::config::Config::resolve(dir, &config.ca.key_file);
     let chain_path = crate::config::Config::resolve(dir, &config.ca.chain_file);
@@ -50,19 +146,17 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
             tracing::warn!(path = %path.display(), "created a DEVELOPMENT root CA (ECDSA P-256); do not use it in production");
         }
     } else if !chain_path.exists() {
-        return Err(format!(
-            "{} has a CA key but no certificate at {}; if this is an intermediate CA, sign {} \
-             with the parent CA and run `ca-server import`",
-            dir.display(),
-            chain_path.display(),
-            dir.join(datadir::CA_CSR_FILE).display()
-        ));
+        return Err(ServeError::NoCaCertificate {
+            dir: dir.to_path_buf(),
+            chain: chain_path,
+            csr: dir.join(datadir::CA_CSR_FILE),
+        });
     }
     let material = datadir::load_ca(dir, &config)?;
     let store = datadir::open_store(dir, &config)?;
     if config.store.verify_on_start {
         let started = std::time::Instant::now();
-        let entries = store.verify_checksums().map_err(|e| e.to_string())?;
+        let entries = store.verify_checksums()?;
         tracing::info!(
             entries,
             seconds = started.elapsed().as_secs_f64(),
@@ -78,11 +172,7 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
     let listen = options.listen.unwrap_or(config.listen);
     let tls = tls_options(dir, &config)?;
     if tls.is_none() && !listen.ip().is_loopback() && !config.tls.allow_plain_http {
-        return Err(format!(
-            "refusing to serve plain HTTP on {listen}: configure [tls] cert_file and key_file \
-             (`ca-server tls-cert` issues them), or set [tls] allow_plain_http = true behind a \
-             TLS-terminating proxy"
-        ));
+        return Err(ServeError::PlainHttp { listen });
     }
     let (listener, bound) = bind(listen).await?;
     let public = match options.public_listen.or(config.public.listen) {
@@ -104,8 +194,11 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
     let first = crl.clone();
     tokio::task::spawn_blocking(move || first.generate())
         .await
-        .map_err(|e| format!("generating the first CRL: {e}"))?
-        .map_err(|e| format!("generating the first CRL: {e}"))?;
+        .map_err(|source| ServeError::Task {
+            what: "generating the first CRL",
+            source,
+        })?
+        .map_err(ServeError::FirstCrl)?;
     let ocsp_cache = Arc::new(OcspCache::new(config.ocsp.cache_capacity));
     engine.observe_status(Arc::downgrade(&ocsp_cache) as Weak<dyn StatusObserver>);
     let validity =
@@ -119,14 +212,16 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
             datadir::ocsp_delegate(&dir, days, &ca_signer, &ca, &core, now)
         })
         .await
-        .map_err(|e| format!("preparing the delegated OCSP responder: {e}"))??;
+        .map_err(|source| ServeError::Task {
+            what: "preparing the delegated OCSP responder",
+            source,
+        })??;
         OcspResponder::delegated(&ca_der, delegate.signer, &delegate.cert_der, validity)
     } else {
         OcspResponder::new(signer.clone(), &ca_der, validity)
     };
     let ocsp = Arc::new(
-        responder
-            .map_err(|e| e.to_string())?
+        responder?
             .with_cache(ocsp_cache.clone())
             .with_degraded(engine.metrics().degraded_entries()),
     );
@@ -147,15 +242,12 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
         max_batch: config.max_batch,
         crl: crl.clone(),
         ocsp,
-        http_metrics: HttpMetrics::new(engine.metrics().registry()).map_err(|e| e.to_string())?,
+        http_metrics: HttpMetrics::new(engine.metrics().registry())?,
         enrollment: EnrollmentLimits {
             min_password_length: config.enrollment.min_password_length,
             max_lifetime_hours: config.enrollment.max_lifetime_hours,
         },
-        min_invalidity_date: config
-            .revocation
-            .min_invalidity_unix()
-            .map_err(|e| e.to_string())?,
+        min_invalidity_date: config.revocation.min_invalidity_unix()?,
         key_generation: KeyGeneration::new(config.enrollment.key_generation_concurrency),
         ocsp_budget: OcspBudget::new(&config.ocsp),
         client_certificate_names: config.tls.clients.iter().map(|c| c.name.clone()).collect(),
@@ -254,23 +346,29 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), String> {
         Err(_) => tracing::warn!("engine still referenced at shutdown; it stops on drop"),
     })
     .await
-    .map_err(|e| format!("stopping the engine: {e}"))?;
+    .map_err(|source| ServeError::Task {
+        what: "stopping the engine",
+        source,
+    })?;
     Ok(())
 }
 
 /// A listener bound to `addr`, and the address it is bound to (the port chosen for port 0).
-async fn bind(addr: std::net::SocketAddr) -> Result<(TcpListener, std::net::SocketAddr), String> {
+async fn bind(
+    addr: std::net::SocketAddr,
+) -> Result<(TcpListener, std::net::SocketAddr), ServeError> {
     let listener = TcpListener::bind(addr)
         .await
-        .map_err(|e| format!("binding {addr}: {e}"))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| format!("reading the bound address: {e}"))?;
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let bound = listener.local_addr().map_err(ServeError::BoundAddress)?;
     Ok((listener, bound))
 }
 
 /// The rustls configuration named by `[tls]`, if any.
-fn tls_options(dir: &Path, config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+fn tls_options(
+    dir: &Path,
+    config: &Config,
+) -> Result<Option<Arc<rustls::ServerConfig>>, TlsConfigError> {
     let tls = &config.tls;
     if tls.cert_file.as_os_str().is_empty() {
         return Ok(None);
@@ -292,15 +390,18 @@ fn limits_of(
     config: &Config,
     engine: &Engine,
     log: Arc<RequestLog>,
-) -> Result<Limits, String> {
+) -> Result<Limits, ServeError> {
     let tls = &config.tls;
     let client_cas = if tls.client_ca_file.as_os_str().is_empty() {
         Vec::new()
     } else {
         let path = Config::resolve(dir, &tls.client_ca_file);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("reading {}: {e}", path.display()))?;
-        ca_core::armor::parse_certificates(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        let text = std::fs::read_to_string(&path).map_err(|source| ServeError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        ca_core::armor::parse_certificates(&text)
+            .map_err(|source| ServeError::ClientCaFile { path, source })?
     };
     let loaded = ClientCertificates::load(
         &tls.clients,
@@ -312,12 +413,7 @@ fn limits_of(
         tracing::warn!("{warning}");
     }
     for c in &tls.clients {
-        if engine
-            .store()
-            .token_name_holder(&c.name)
-            .map_err(|e| e.to_string())?
-            .is_some()
-        {
+        if engine.store().token_name_holder(&c.name)?.is_some() {
             tracing::warn!(
                 "{} acts under a name a token holds: the certificates requested under it \
                  belong to that token, not to this client certificate; give it a name of its own",
@@ -353,7 +449,10 @@ async fn crl_timer(crl: Arc<CrlPublisher>) {
         let job = crl.clone();
         match tokio::task::spawn_blocking(move || job.generate()).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "CRL generation failed; retrying next tick"),
+            Ok(Err(e)) => tracing::error!(
+                error = %error_chain(&e),
+                "CRL generation failed; retrying next tick"
+            ),
             Err(e) => tracing::error!(error = %e, "CRL generation task failed"),
         }
     }
@@ -383,7 +482,7 @@ async fn checkpoint(engine: &Arc<Engine>, signer: &Arc<dyn Signer>) {
         let at = time::OffsetDateTime::now_utc().unix_timestamp();
         let cp = tokio::task::spawn_blocking(move || Checkpoint::sign(signer.as_ref(), head, at))
             .await
-            .map_err(|e| CaError::Signing(format!("checkpoint task failed: {e}")))??;
+            .map_err(|e| CaError::internal("the checkpoint task failed", Some(Box::new(e))))??;
         engine.store_checkpoint(cp.clone()).await?;
         Ok::<_, CaError>(Some(cp))
     }
@@ -398,7 +497,7 @@ async fn checkpoint(engine: &Arc<Engine>, signer: &Arc<dyn Signer>) {
             tracing::info!(seq, hash = %hex::encode(cp.head.hash), "signed an audit checkpoint");
         }
         Ok(None) => {}
-        Err(e) => tracing::error!(error = %e, "signing an audit checkpoint failed"),
+        Err(e) => tracing::error!(error = %error_chain(&e), "signing an audit checkpoint failed"),
     }
 }
 
@@ -436,12 +535,18 @@ async fn ocsp_renewal(
                 match ocsp.set_delegate(delegate.signer, &delegate.cert_der) {
                     Ok(()) => tracing::info!("the OCSP responder now signs with its new key"),
                     Err(e) => {
-                        tracing::error!(error = %e, "taking the new OCSP responder into use failed")
+                        tracing::error!(
+                            error = %error_chain(&e),
+                            "taking the new OCSP responder into use failed"
+                        )
                     }
                 }
             }
             Ok(Err(e)) => {
-                tracing::error!(error = %e, "renewing the OCSP responder failed; retrying later")
+                tracing::error!(
+                    error = %error_chain(&e),
+                    "renewing the OCSP responder failed; retrying later"
+                )
             }
             Err(e) => tracing::error!(error = %e, "the OCSP responder renewal task failed"),
         }
@@ -449,10 +554,13 @@ async fn ocsp_renewal(
 }
 
 /// Installs the SIGINT and SIGTERM handlers at once; the future resolves on either signal.
-fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, ServeError> {
     use tokio::signal::unix::{signal, SignalKind};
-    let handler = |kind: SignalKind, name: &str| {
-        signal(kind).map_err(|e| format!("installing the {name} handler: {e}"))
+    let handler = |kind: SignalKind, name: &'static str| {
+        signal(kind).map_err(|source| ServeError::Signal {
+            signal: name,
+            source,
+        })
     };
     let mut int = handler(SignalKind::interrupt(), "SIGINT")?;
     let mut term = handler(SignalKind::terminate(), "SIGTERM")?;

@@ -36,7 +36,54 @@ pub enum KeyError {
     /// Key generation failed.
     #[error("key generation failed")]
     Generation,
-    /// The signing operation failed.
-    #[error("signing failed")]
-    Signing,
 }
+
+/// Why a [`Signer`](crate::Signer) produced no signature.
+///
+/// It says whether trying again may succeed (an HSM session that was lost, a device that was
+/// busy) or not (a key the device refuses to use), and keeps the back end's error as its
+/// source. Neither carries key material.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}")]
+pub struct SignError {
+    what: &'static str,
+    retryable: bool,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl SignError {
+    /// A failure that will happen again if retried.
+    pub fn permanent(
+        what: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        SignError {
+            what,
+            retryable: false,
+            source: Some(source.into()),
+        }
+    }
+
+    /// A transient failure: the same request may succeed when tried again.
+    pub fn retryable(
+        what: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        SignError {
+            what,
+            retryable: true,
+            source: Some(source.into()),
+        }
+    }
+
+    /// True when trying again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+}
+
+/// The random source failed to produce bytes.
+#[derive(Debug, thiserror::Error)]
+#[error("the random source failed")]
+pub struct RandomError;

@@ -1,6 +1,6 @@
 //! Software keys held in memory, signing through `ring`.
 
-use pkcs8::der::asn1::{AnyRef, BitStringRef, ObjectIdentifier};
+use pkcs8::der::asn1::{AnyRef, BitStringRef};
 use pkcs8::der::Encode;
 use pkcs8::PrivateKeyInfo;
 use ring::rand::SystemRandom;
@@ -11,13 +11,12 @@ use ring::signature::{
 use spki::{AlgorithmIdentifierRef, SubjectPublicKeyInfoRef};
 use zeroize::Zeroizing;
 
-use crate::{KeyAlgorithm, KeyError, SignatureScheme, Signer};
-
-const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
-const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
-const OID_P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
-const OID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
-const OID_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+// The algorithm OIDs under the names this module matches on.
+use crate::oid::{
+    ID_EC_PUBLIC_KEY as OID_EC_PUBLIC_KEY, ID_ED25519 as OID_ED25519, RSA_ENCRYPTION as OID_RSA,
+    SECP256R1 as OID_P256, SECP384R1 as OID_P384,
+};
+use crate::{KeyAlgorithm, KeyError, SignError, SignatureScheme, Signer};
 
 /// Generates a new CA key and returns it as PKCS#8 DER (zeroized on drop).
 ///
@@ -183,17 +182,19 @@ impl Signer for SoftwareKey {
         }
     }
 
-    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
         match &self.inner {
             Inner::Ecdsa(k) => k
                 .sign(&self.rng, message)
                 .map(|s| s.as_ref().to_vec())
-                .map_err(|_| KeyError::Signing),
+                .map_err(|e| SignError::permanent("ECDSA signing failed", format!("ring: {e}"))),
             Inner::Ed25519(k) => Ok(k.sign(message).as_ref().to_vec()),
             Inner::Rsa(k) => {
                 let mut sig = vec![0u8; k.public().modulus_len()];
                 k.sign(&RSA_PKCS1_SHA256, &self.rng, message, &mut sig)
-                    .map_err(|_| KeyError::Signing)?;
+                    .map_err(|e| {
+                        SignError::permanent("RSA signing failed", format!("ring: {e}"))
+                    })?;
                 Ok(sig)
             }
         }

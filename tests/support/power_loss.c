@@ -1,5 +1,5 @@
 /*
- * An LD_PRELOAD layer for the power-loss tests (tests/tests/common/power_loss.rs).
+ * An LD_PRELOAD layer for the power-loss tests (tests/src/power_loss.rs).
  *
  * It appends to the file named by $POWERLOSS_LOG one line per event that decides what a power
  * cut keeps:

@@ -50,12 +50,12 @@ pub(super) fn copy_legacy_certificates(store: &Store) -> Result<(), CaError> {
     let mut copied = 0u64;
     while let (Some(serial), Some(value)) = (it.key(), it.value()) {
         let record = CertRecord::decode(value)?;
-        if record.seq == 0 || record.seq > last_seq || record.serial[..] != *serial {
+        if record.seq == 0 || record.seq > last_seq || record.serial.as_bytes()[..] != *serial {
             return Err(CaError::Storage(format!(
                 "cannot upgrade the store: the record under serial {} says serial {} and \
                  issuance number {} (the store's last is {last_seq})",
                 hex::encode(serial),
-                hex::encode(record.serial),
+                record.serial,
                 record.seq
             )));
         }
@@ -100,9 +100,7 @@ mod tests {
     fn record(seq: u64) -> CertRecord {
         CertRecord {
             seq,
-            serial: *Serial::random(&ring::rand::SystemRandom::new())
-                .unwrap()
-                .as_bytes(),
+            serial: Serial::random(&keys::SystemRandom::new()).unwrap(),
             der: vec![0x30, 0x03, 0x02, 0x01, seq as u8],
             profile: "tls-server".into(),
             requester: "ra".into(),
@@ -129,8 +127,10 @@ mod tests {
         db.put_cf(meta, META_CERT_SEQ, (records.len() as u64).to_be_bytes())
             .unwrap();
         for r in records {
-            db.put_cf(certs, r.serial, r.encode().unwrap()).unwrap();
-            db.put_cf(by_issued, r.seq.to_be_bytes(), r.serial).unwrap();
+            db.put_cf(certs, r.serial.as_bytes(), r.encode().unwrap())
+                .unwrap();
+            db.put_cf(by_issued, r.seq.to_be_bytes(), r.serial.as_bytes())
+                .unwrap();
         }
     }
 
@@ -149,7 +149,7 @@ mod tests {
             assert_eq!(store.schema_version().unwrap(), Some(SCHEMA_VERSION));
             assert_eq!(store.count_certificates().unwrap(), records.len() as u64);
             for r in records.iter().step_by(997) {
-                let serial = r.serial().unwrap();
+                let serial = r.serial;
                 assert_eq!(store.certificate(&serial).unwrap().as_ref(), Some(r));
                 assert!(store.contains_serial(&serial).unwrap());
             }
@@ -187,8 +187,12 @@ mod tests {
             families.push(LEGACY_CERTS.into());
             let db = DB::open_cf(&opts, dir.path(), families).unwrap();
             let certs = db.cf_handle(LEGACY_CERTS).unwrap();
-            db.put_cf(certs, records[0].serial, records[0].encode().unwrap())
-                .unwrap();
+            db.put_cf(
+                certs,
+                records[0].serial.as_bytes(),
+                records[0].encode().unwrap(),
+            )
+            .unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.count_certificates().unwrap(), 10);

@@ -1,5 +1,8 @@
 //! The RocksDB store: certificates, idempotency keys, indexes and tokens.
 //!
+//! Everything above the store uses it through the traits of the store seam ([`Storage`] and
+//! the per-concern traits it combines); [`Store`] is their embedded implementation.
+//!
 //! Column families (keys are fixed-width big-endian bytes; hex appears only at the API edge):
 //!
 //! | family      | key                                   | value                    |
@@ -46,6 +49,7 @@ mod audit_log;
 mod migrate;
 pub mod query;
 pub mod record;
+mod seam;
 mod tokens;
 pub mod writer;
 
@@ -60,6 +64,9 @@ use rocksdb::{
 
 pub use audit_log::AuditReport;
 pub use record::{CertRecord, EnrollmentRecord, IdempotencyRecord, TokenRecord};
+pub use seam::{
+    AuditStore, CertificateStore, EnrollmentStore, RevocationStore, Storage, TokenStore,
+};
 pub use tokens::{new_token_id, UPGRADE_ACTOR};
 
 use crate::revocation::Revocation;
@@ -213,15 +220,15 @@ pub struct StoreMemory {
     pub table_readers: u64,
 }
 
-/// RocksDB's errors as the core's storage errors ([`CaError::Storage`]).
+/// RocksDB's errors as the core's database errors ([`CaError::Database`]).
 pub(crate) trait Db<T> {
-    /// This result with a RocksDB error turned into [`CaError::Storage`].
+    /// This result with a RocksDB error kept as the source of [`CaError::Database`].
     fn db(self) -> Result<T, CaError>;
 }
 
 impl<T> Db<T> for Result<T, rocksdb::Error> {
     fn db(self) -> Result<T, CaError> {
-        self.map_err(|e| CaError::Storage(e.into_string()))
+        self.map_err(|e| CaError::Database(Box::new(e)))
     }
 }
 
@@ -414,8 +421,7 @@ impl Store {
             return Ok(());
         }
         let mut secret = zeroize::Zeroizing::new([0u8; query::CURSOR_KEY_LEN]);
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), secret.as_mut())
-            .map_err(|_| CaError::Crypto("drawing the cursor key".into()))?;
+        keys::SecureRandom::fill(&keys::SystemRandom::new(), secret.as_mut())?;
         let mut batch = WriteBatch::default();
         batch.put_cf(meta, META_CURSOR_KEY, secret.as_ref());
         self.write(batch)

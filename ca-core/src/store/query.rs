@@ -13,8 +13,8 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use keys::{SecureRandom, SystemRandom};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
-use ring::rand::{SecureRandom, SystemRandom};
 
 use super::{cf, decode_seq, CertRecord, Store};
 use crate::error::CaError;
@@ -127,9 +127,7 @@ impl Cursor {
     /// [`Cursor::encode`] form with its tag, bound to `context` (who may use it).
     pub fn seal(&self, key: &CursorKey, context: &[u8]) -> Result<String, CaError> {
         let mut nonce = [0u8; NONCE_LEN];
-        SystemRandom::new()
-            .fill(&mut nonce)
-            .map_err(|_| CaError::Crypto("drawing a cursor nonce".into()))?;
+        SystemRandom::new().fill(&mut nonce)?;
         let mut data = self.encode().into_bytes();
         key.0
             .seal_in_place_append_tag(
@@ -317,10 +315,7 @@ impl Store {
                 revocation: None,
             }));
         }
-        let serial = record
-            .serial()
-            .ok_or_else(|| CaError::Storage("certificate record with a malformed serial".into()))?;
-        let revocation = self.revocation(&serial)?;
+        let revocation = self.revocation(&record.serial)?;
         Ok(Some(Row { record, revocation }))
     }
 

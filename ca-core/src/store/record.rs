@@ -24,7 +24,7 @@ pub struct CertRecord {
     /// Position in issuance order (the `issued` key), assigned by the store writer.
     pub seq: u64,
     /// The certificate's serial (the `serials` key).
-    pub serial: [u8; 16],
+    pub serial: Serial,
     /// The certificate, DER. Encoded as one byte string (the same bytes postcard writes for a
     /// sequence of `u8`, so records written either way decode alike), not byte by byte.
     #[serde(with = "serde_bytes")]
@@ -40,7 +40,7 @@ pub struct CertRecord {
     /// notAfter, Unix seconds.
     pub not_after: i64,
     /// The certificate this one renewed, if any.
-    pub renewed_from: Option<[u8; 16]>,
+    pub renewed_from: Option<Serial>,
     /// The sequence number of the audit entry that records the issuance, assigned by the
     /// store writer; `None` in a record of format version 1 (written before the field).
     /// Format version 2 appends it to the version 1 body.
@@ -49,11 +49,6 @@ pub struct CertRecord {
 }
 
 impl CertRecord {
-    /// The serial as a typed value.
-    pub fn serial(&self) -> Option<Serial> {
-        Serial::from_bytes(&self.serial)
-    }
-
     /// Encodes the record with its format version: version 2 when it knows its audit entry.
     pub fn encode(&self) -> Result<Vec<u8>, CaError> {
         let Some(audit_seq) = self.audit_seq else {
@@ -61,7 +56,7 @@ impl CertRecord {
         };
         let mut out = encode(CERT_RECORD_V2, self)?;
         postcard::to_io(&audit_seq, &mut out)
-            .map_err(|e| CaError::Storage(format!("encoding a certificate record: {e}")))?;
+            .map_err(|e| CaError::record("encoding a certificate record", e))?;
         Ok(out)
     }
 
@@ -71,7 +66,7 @@ impl CertRecord {
         match bytes.split_first() {
             Some((&CERT_RECORD_V1, _)) => decode_versioned(bytes, CERT_RECORD_V1, WHAT),
             Some((&CERT_RECORD_V2, body)) => {
-                let bad = |e: postcard::Error| CaError::Storage(format!("decoding a {WHAT}: {e}"));
+                let bad = |e: postcard::Error| CaError::record(format!("decoding a {WHAT}"), e);
                 let (mut record, rest): (CertRecord, _) =
                     postcard::take_from_bytes(body).map_err(bad)?;
                 let (audit_seq, rest) = postcard::take_from_bytes::<u64>(rest).map_err(bad)?;
@@ -214,7 +209,7 @@ pub struct EnrollmentRecord {
     /// Wrong codes given so far.
     pub failed_attempts: u32,
     /// The certificate it was redeemed for.
-    pub serial: Option<[u8; 16]>,
+    pub serial: Option<Serial>,
 }
 
 impl EnrollmentRecord {
@@ -275,7 +270,7 @@ mod tests {
     fn v1_cert_record_encoding_is_stable() {
         let rec = CertRecord {
             seq: 7,
-            serial: [0x41; 16],
+            serial: Serial::from_bytes(&[0x41; 16]).unwrap(),
             der: vec![0x30, 0x00],
             profile: "p".into(),
             requester: "r".into(),

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use ring::rand::{SecureRandom, SystemRandom};
+use keys::{SecureRandom, SystemRandom};
 use rocksdb::WriteBatch;
 
 use super::{cf, Store, TokenRecord};
@@ -28,9 +28,7 @@ const RENAME_SEPARATOR: char = '~';
 /// Draws a token's immutable id: 16 bytes from the system CSPRNG.
 pub fn new_token_id() -> Result<[u8; 16], CaError> {
     let mut id = [0u8; 16];
-    SystemRandom::new()
-        .fill(&mut id)
-        .map_err(|_| CaError::Crypto("the system random generator failed".into()))?;
+    SystemRandom::new().fill(&mut id)?;
     Ok(id)
 }
 

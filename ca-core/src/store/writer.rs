@@ -124,7 +124,9 @@ pub enum WriteOp {
     UndoRedemption([u8; 16], Serial, Reply<()>),
 }
 
-/// The running writer thread.
+/// The running writer thread: the one place through which a store is changed while an
+/// engine runs. Any store implementation ([`Storage`](super::Storage)) provides one, as a
+/// thread that takes [`WriteOp`]s and answers each once it is durable.
 #[derive(Debug)]
 pub struct StoreWriter {
     tx: Sender<WriteOp>,
@@ -132,8 +134,8 @@ pub struct StoreWriter {
 }
 
 impl StoreWriter {
-    /// Starts the writer on `store`, committing at most `max_batch` operations per WriteBatch
-    /// and recording commit times and sizes in `metrics`.
+    /// Starts the RocksDB writer on `store`, committing at most `max_batch` operations per
+    /// WriteBatch and recording commit times and sizes in `metrics`.
     pub fn start(store: Store, max_batch: usize, metrics: Arc<Metrics>) -> Result<Self, CaError> {
         let counters = Counters {
             cert_seq: store.meta_u64(META_CERT_SEQ)?,
@@ -142,11 +144,19 @@ impl StoreWriter {
             audit: store.checked_audit_head()?,
             last_issued_at: store.last_issued_at()?,
         };
+        Self::spawn(move |rx| run(&store, &rx, counters, max_batch.max(1), &metrics))
+    }
+
+    /// Starts a writer thread that runs `serve` on the operations sent to it; `serve`
+    /// returns once every sender is dropped and everything received is answered.
+    pub fn spawn(serve: impl FnOnce(Receiver<WriteOp>) + Send + 'static) -> Result<Self, CaError> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let handle = std::thread::Builder::new()
             .name("ca-store-writer".into())
-            .spawn(move || run(&store, &rx, counters, max_batch.max(1), &metrics))
-            .map_err(|e| CaError::Storage(format!("starting the writer thread: {e}")))?;
+            .spawn(move || serve(rx))
+            .map_err(|e| {
+                CaError::internal("starting the store writer thread", Some(Box::new(e)))
+            })?;
         Ok(StoreWriter { tx, handle })
     }
 
@@ -333,7 +343,7 @@ impl<'a> Group<'a> {
         let mut drawn: Vec<Serial> = ops
             .iter()
             .filter_map(|op| match op {
-                WriteOp::Certificate(cert, _) => cert.record.serial(),
+                WriteOp::Certificate(cert, _) => Some(cert.record.serial),
                 _ => None,
             })
             .collect();
@@ -629,7 +639,7 @@ impl<'a> Group<'a> {
     /// that certificate.
     fn undo_redemption(&mut self, id: [u8; 16], serial: Serial) -> Result<(), CaError> {
         let mut record = self.enrollment(&id)?;
-        if record.serial != Some(*serial.as_bytes()) {
+        if record.serial != Some(serial) {
             return Err(CaError::Storage(format!(
                 "enrollment {} was not redeemed for {serial}",
                 hex::encode(id)
@@ -662,9 +672,7 @@ impl<'a> Group<'a> {
             names,
             enrollment,
         } = cert;
-        let serial = record
-            .serial()
-            .ok_or_else(|| CaError::Storage("record with a malformed serial".into()))?;
+        let serial = record.serial;
         if let Some((key, _)) = &idempotency {
             if let Some(existing) = self.keys.get(key) {
                 return Ok(Committed::Existing(*existing));
@@ -689,7 +697,7 @@ impl<'a> Group<'a> {
             }
             None => None,
         };
-        let renewed_from = record.renewed_from.and_then(|s| Serial::from_bytes(&s));
+        let renewed_from = record.renewed_from;
         if let Some(old) = renewed_from {
             if self.revocation(&old)?.is_some() {
                 return Err(CaError::RenewalRefused(format!(
@@ -904,14 +912,14 @@ mod tests {
         NewCertificate {
             record: CertRecord {
                 seq: 0,
-                serial: *serial(n).as_bytes(),
+                serial: serial(n),
                 der: vec![0x30, 0x03, 0x02, 0x01, n],
                 profile: "tls-server".into(),
                 requester: "ra".into(),
                 issued_at: NOW,
                 not_before: NOW - 60,
                 not_after: NOW + 86_400,
-                renewed_from: renewed_from.map(|s| *s.as_bytes()),
+                renewed_from,
                 audit_seq: None,
             },
             idempotency: Some((IdempotencyKey::new(&[n; 32], "request"), [n; 32])),
@@ -1236,10 +1244,7 @@ mod tests {
         assert_eq!(after.change_seq, before.change_seq + 2);
         assert_eq!(after.crl_number, before.crl_number + 1);
         let e = store.enrollment(&enrollment_id).unwrap().unwrap();
-        assert_eq!(
-            (e.failed_attempts, e.serial),
-            (1, Some(*serial(3).as_bytes()))
-        );
+        assert_eq!((e.failed_attempts, e.serial), (1, Some(serial(3))));
         assert!(store.revocation(&serial(2)).unwrap().is_none());
         assert!(store.revocation(&serial(1)).unwrap().is_some());
         assert!(store.token(&[5; 32]).unwrap().unwrap().revoked_at.is_some());

@@ -12,9 +12,15 @@ pub fn certificates_to_pem<'a>(ders: impl IntoIterator<Item = &'a Vec<u8>>) -> V
     ders.into_iter().map(|d| to_pem("CERTIFICATE", d)).collect()
 }
 
+/// A text that is not PEM (RFC 7468): a block's armor or its base64 is broken. The `pem`
+/// crate's error, which says where, is the source.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid PEM")]
+pub struct InvalidPem(#[from] pem::PemError);
+
 /// The DER of every `CERTIFICATE` block of a PEM text, in order.
-pub fn parse_certificates(text: &str) -> Result<Vec<Vec<u8>>, String> {
-    let blocks = pem::parse_many(text).map_err(|e| format!("invalid PEM: {e}"))?;
+pub fn parse_certificates(text: &str) -> Result<Vec<Vec<u8>>, InvalidPem> {
+    let blocks = pem::parse_many(text)?;
     Ok(blocks
         .into_iter()
         .filter(|b| b.tag() == "CERTIFICATE")

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use der::Encode;
-use keys::{SignatureScheme, Signer};
+use keys::{SecureRandom, SignatureScheme, Signer};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue, IsCa, KeyIdMethod,
     KeyUsagePurpose, SerialNumber, SignatureAlgorithm,
@@ -23,7 +23,7 @@ pub use crate::der_util::signature_algorithm;
 use crate::error::CaError;
 use crate::profile::{Profile, ValidatedRequest};
 use crate::serial::Serial;
-use crate::template::{self, CertFields, CertTemplate, IssuerParts, UrlExtensions};
+use crate::template::{self, CertFields, CertTemplate, IssuerParts, ToBeSigned, UrlExtensions};
 pub use crate::urls::Urls;
 
 /// How far `notBefore` is set before the moment of issuance, to absorb relying parties'
@@ -43,10 +43,42 @@ pub struct SignedCertificate {
     pub not_after: OffsetDateTime,
 }
 
+/// A certificate built and waiting for the CA key's signature
+/// ([`CertificateAuthority::prepare`]).
+#[derive(Debug)]
+pub struct PreparedCertificate {
+    /// Its serial.
+    pub serial: Serial,
+    /// notBefore.
+    pub not_before: OffsetDateTime,
+    /// notAfter.
+    pub not_after: OffsetDateTime,
+    tbs: ToBeSigned,
+}
+
+impl PreparedCertificate {
+    /// The DER of the TBSCertificate: what the CA key signs.
+    pub fn message(&self) -> &[u8] {
+        self.tbs.message()
+    }
+
+    /// The signed certificate, with `signature` made by the CA key over
+    /// [`PreparedCertificate::message`].
+    pub fn assemble(self, signature: &[u8]) -> Result<SignedCertificate, CaError> {
+        Ok(SignedCertificate {
+            serial: self.serial,
+            der: self.tbs.assemble(signature)?,
+            not_before: self.not_before,
+            not_after: self.not_after,
+        })
+    }
+}
+
 /// The issuing CA: key, chain and per-profile templates.
 pub struct CertificateAuthority {
     chain: Vec<Vec<u8>>,
     signer: Arc<dyn Signer>,
+    random: Arc<dyn SecureRandom>,
     issuer: IssuerParts,
     templates: BTreeMap<String, (Profile, CertTemplate)>,
 }
@@ -70,12 +102,13 @@ impl CertificateAuthority {
     ) -> Result<Self, CaError> {
         let ca_der = chain
             .first()
-            .ok_or_else(|| CaError::Signing("the CA chain is empty".into()))?;
-        let (_, ca_cert) = x509_parser::parse_x509_certificate(ca_der)
-            .map_err(|e| CaError::Signing(format!("the CA certificate does not parse: {e}")))?;
+            .ok_or_else(|| CaError::ca_material("the CA chain is empty"))?;
+        let (_, ca_cert) = x509_parser::parse_x509_certificate(ca_der).map_err(|e| {
+            CaError::ca_material_from("the CA certificate does not parse", e.to_string())
+        })?;
         if ca_cert.tbs_certificate.subject_pki.raw != signer.spki_der() {
-            return Err(CaError::Signing(
-                "the CA key does not match the CA certificate's public key".into(),
+            return Err(CaError::ca_material(
+                "the CA key does not match the CA certificate's public key",
             ));
         }
         let key_id = ca_cert
@@ -85,11 +118,11 @@ impl CertificateAuthority {
                 _ => None,
             })
             .ok_or_else(|| {
-                CaError::Signing("the CA certificate has no subject key identifier".into())
+                CaError::ca_material("the CA certificate has no subject key identifier")
             })?;
         let algorithm = signature_algorithm(signer.scheme())
             .to_der()
-            .map_err(|e| CaError::Signing(format!("encoding the signature algorithm: {e}")))?;
+            .map_err(CaError::Encoding)?;
         let issuer = IssuerParts::new(algorithm, ca_cert.tbs_certificate.subject.as_raw(), key_id)?;
         let urls = UrlExtensions::new(urls)?;
         let templates = profiles
@@ -99,6 +132,7 @@ impl CertificateAuthority {
         Ok(CertificateAuthority {
             chain,
             signer,
+            random: Arc::new(keys::SystemRandom::new()),
             issuer,
             templates,
         })
@@ -138,14 +172,15 @@ impl CertificateAuthority {
         }
     }
 
-    /// Builds and signs an end-entity certificate for a request that passed its profile.
-    pub fn sign(
+    /// Builds the certificate `profile` issues for `req` at `now` (RFC 5280 section 4.1), up
+    /// to its signature: what a signing stage hands to the CA key.
+    pub fn prepare(
         &self,
         profile: &str,
         serial: Serial,
         req: &ValidatedRequest,
         now: OffsetDateTime,
-    ) -> Result<SignedCertificate, CaError> {
+    ) -> Result<PreparedCertificate, CaError> {
         let (_, template) = self
             .templates
             .get(profile)
@@ -162,13 +197,48 @@ impl CertificateAuthority {
             sans: &req.sans,
             key: &req.key,
         };
-        let der = template.sign(&self.issuer, self.signer.as_ref(), &fields)?;
-        Ok(SignedCertificate {
+        let tbs = template.to_be_signed(&self.issuer, &fields)?;
+        Ok(PreparedCertificate {
             serial,
-            der,
             not_before,
             not_after,
+            tbs,
         })
+    }
+
+    /// Builds and signs in one step ([`CertificateAuthority::prepare`], then the CA key on
+    /// the calling thread).
+    pub fn sign(
+        &self,
+        profile: &str,
+        serial: Serial,
+        req: &ValidatedRequest,
+        now: OffsetDateTime,
+    ) -> Result<SignedCertificate, CaError> {
+        let prepared = self.prepare(profile, serial, req, now)?;
+        let signature = self
+            .signer
+            .sign(prepared.message())
+            .map_err(CaError::Signing)?;
+        prepared.assemble(&signature)
+    }
+
+    /// The CA's signing key.
+    pub fn signer(&self) -> &Arc<dyn Signer> {
+        &self.signer
+    }
+
+    /// The CA with its serials, identifiers and codes drawn from `random`: the key
+    /// provider's generator ([`keys::KeyProvider::secure_random`]) rather than the
+    /// operating system's, which [`CertificateAuthority::new`] uses.
+    pub fn with_random(mut self, random: Arc<dyn SecureRandom>) -> Self {
+        self.random = random;
+        self
+    }
+
+    /// The random generator of the CA's key provider.
+    pub fn random(&self) -> &Arc<dyn SecureRandom> {
+        &self.random
     }
 }
 
@@ -184,7 +254,7 @@ pub fn create_root(
     params.key_identifier_method = key_identifier(signer.public_key_bits());
     let cert = params
         .self_signed(&SignerKey(signer))
-        .map_err(|e| CaError::Signing(e.to_string()))?;
+        .map_err(|e| CaError::ca_material_from("building the root certificate", e))?;
     Ok(cert.der().to_vec())
 }
 
@@ -197,7 +267,7 @@ pub fn create_intermediate_csr(
     params.distinguished_name = distinguished_name(subject)?;
     let csr = params
         .serialize_request(&SignerKey(signer))
-        .map_err(|e| CaError::Signing(e.to_string()))?;
+        .map_err(|e| CaError::ca_material_from("building the intermediate's request", e))?;
     Ok(csr.der().to_vec())
 }
 
@@ -286,6 +356,9 @@ impl rcgen::PublicKeyData for SignerKey {
 
 impl rcgen::SigningKey for SignerKey {
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
-        self.0.sign(msg).map_err(|_| rcgen::Error::RemoteKeyError)
+        self.0.sign(msg).map_err(|e| {
+            tracing::error!(error = %e, source = ?std::error::Error::source(&e), "the CA key did not sign");
+            rcgen::Error::RemoteKeyError
+        })
     }
 }

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use der::asn1::{Any, AnyRef, BitString, Ia5String, ObjectIdentifier, OctetString, Uint};
+use der::asn1::{Any, AnyRef, BitString, Ia5String, OctetString, Uint};
 use der::{Decode, Encode, Sequence, Tag};
 use keys::Signer;
 use spki::AlgorithmIdentifierOwned;
@@ -24,18 +24,10 @@ use x509_cert::{Certificate, Version};
 
 use crate::der_util::{encoding, extension, generalized_time, signature_algorithm, time};
 use crate::error::CaError;
+use crate::oid;
 use crate::revocation::DegradedEntries;
 use crate::revocation::{Revocation, RevocationReason};
 use crate::serial::Serial;
-
-const OID_AKI: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.35");
-const OID_SKI: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.14");
-const OID_CRL_NUMBER: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.20");
-const OID_REASON: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.21");
-pub(crate) const OID_INVALIDITY_DATE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.24");
-const OID_DELTA_CRL_INDICATOR: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.27");
-const OID_IDP: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.28");
-const OID_FRESHEST_CRL: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.46");
 
 /// CRL settings.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -158,17 +150,17 @@ impl CrlBuilder {
         crl_url: Option<String>,
     ) -> Result<Self, CaError> {
         let cert = Certificate::from_der(ca_cert_der)
-            .map_err(|e| CaError::Signing(format!("the CA certificate does not parse: {e}")))?;
+            .map_err(|e| CaError::ca_material_from("the CA certificate does not parse", e))?;
         let ski = cert
             .tbs_certificate
             .extensions
             .iter()
             .flatten()
-            .find(|e| e.extn_id == OID_SKI)
+            .find(|e| e.extn_id == oid::ID_CE_SUBJECT_KEY_IDENTIFIER)
             .and_then(|e| OctetString::from_der(e.extn_value.as_bytes()).ok())
             .map(|o| o.as_bytes().to_vec())
             .ok_or_else(|| {
-                CaError::Signing("the CA certificate has no subject key identifier".into())
+                CaError::ca_material("the CA certificate has no subject key identifier")
             })?;
         Ok(CrlBuilder {
             algorithm: signature_algorithm(signer.scheme()),
@@ -241,10 +233,7 @@ impl CrlBuilder {
         };
         let tbs_der = tbs.to_der().map_err(encoding)?;
         drop(revoked);
-        let signature = self
-            .signer
-            .sign(&tbs_der)
-            .map_err(|e| CaError::Signing(e.to_string()))?;
+        let signature = self.signer.sign(&tbs_der).map_err(CaError::Signing)?;
         SignedCrl {
             tbs_cert_list: AnyRef::from_der(&tbs_der).map_err(encoding)?,
             signature_algorithm: self.algorithm.clone(),
@@ -262,11 +251,15 @@ impl CrlBuilder {
             authority_cert_serial_number: None,
         };
         let mut exts = vec![
-            extension(OID_AKI, false, &aki)?,
-            extension(OID_CRL_NUMBER, false, &uint(number)?)?,
+            extension(oid::ID_CE_AUTHORITY_KEY_IDENTIFIER, false, &aki)?,
+            extension(oid::ID_CE_CRL_NUMBER, false, &uint(number)?)?,
         ];
         if let Some(base) = base {
-            exts.push(extension(OID_DELTA_CRL_INDICATOR, true, &uint(base)?)?);
+            exts.push(extension(
+                oid::ID_CE_DELTA_CRL_INDICATOR,
+                true,
+                &uint(base)?,
+            )?);
         }
         if let Some(url) = &self.crl_url {
             let full_name = |url: &str| {
@@ -283,7 +276,7 @@ impl CrlBuilder {
                     reasons: None,
                     crl_issuer: None,
                 }]);
-                exts.push(extension(OID_FRESHEST_CRL, false, &freshest)?);
+                exts.push(extension(oid::ID_CE_FRESHEST_CRL, false, &freshest)?);
             }
             let idp = IssuingDistributionPoint {
                 distribution_point: Some(full_name(url)?),
@@ -293,7 +286,11 @@ impl CrlBuilder {
                 indirect_crl: false,
                 only_contains_attribute_certs: false,
             };
-            exts.push(extension(OID_IDP, true, &idp)?);
+            exts.push(extension(
+                oid::ID_CE_ISSUING_DISTRIBUTION_POINT,
+                true,
+                &idp,
+            )?);
         }
         Ok(exts)
     }
@@ -314,11 +311,11 @@ fn revoked_entry(
             EntryReason::RemoveFromCrl => CrlReason::RemoveFromCRL,
             EntryReason::Revoked(r) => crl_reason(r),
         };
-        exts.push(extension(OID_REASON, false, &reason)?);
+        exts.push(extension(oid::ID_CE_CRL_REASONS, false, &reason)?);
     }
     if let Some(date) = entry.invalidity_date {
         match generalized_time(date) {
-            Ok(t) => exts.push(extension(OID_INVALIDITY_DATE, false, &t)?),
+            Ok(t) => exts.push(extension(oid::ID_CE_INVALIDITY_DATE, false, &t)?),
             Err(e) => degraded.report(&entry.serial, "invalidity_date", &e),
         }
     }

@@ -336,19 +336,24 @@ impl AttributeKind {
         }
     }
 
-    /// The attribute's OID arcs.
-    pub fn oid(self) -> &'static [u64] {
+    /// The attribute type's OID (RFC 4519 section 2, from [`crate::oid`]).
+    pub fn object_identifier(self) -> der::asn1::ObjectIdentifier {
         match self {
-            AttributeKind::CommonName => &[2, 5, 4, 3],
-            AttributeKind::Country => &[2, 5, 4, 6],
-            AttributeKind::State => &[2, 5, 4, 8],
-            AttributeKind::Locality => &[2, 5, 4, 7],
-            AttributeKind::Organization => &[2, 5, 4, 10],
-            AttributeKind::OrganizationalUnit => &[2, 5, 4, 11],
-            AttributeKind::SerialNumber => &[2, 5, 4, 5],
-            AttributeKind::GivenName => &[2, 5, 4, 42],
-            AttributeKind::Surname => &[2, 5, 4, 4],
+            AttributeKind::CommonName => crate::oid::ID_AT_COMMON_NAME,
+            AttributeKind::Country => crate::oid::ID_AT_COUNTRY_NAME,
+            AttributeKind::State => crate::oid::ID_AT_STATE_OR_PROVINCE_NAME,
+            AttributeKind::Locality => crate::oid::ID_AT_LOCALITY_NAME,
+            AttributeKind::Organization => crate::oid::ID_AT_ORGANIZATION_NAME,
+            AttributeKind::OrganizationalUnit => crate::oid::ID_AT_ORGANIZATIONAL_UNIT_NAME,
+            AttributeKind::SerialNumber => crate::oid::ID_AT_SERIAL_NUMBER,
+            AttributeKind::GivenName => crate::oid::ID_AT_GIVEN_NAME,
+            AttributeKind::Surname => crate::oid::ID_AT_SURNAME,
         }
+    }
+
+    /// The attribute type's OID as arcs, the form rcgen's `DnType::CustomDnType` takes.
+    pub fn oid(self) -> Vec<u64> {
+        self.object_identifier().arcs().map(u64::from).collect()
     }
 
     /// The upper bound on the value's length (RFC 5280 appendix A.1).
@@ -370,10 +375,9 @@ impl AttributeKind {
     }
 
     fn from_oid(oid: &Oid<'_>) -> Option<Self> {
-        let arcs: Vec<u64> = oid.iter()?.collect();
         AttributeKind::ALL
             .into_iter()
-            .find(|k| k.oid() == arcs.as_slice())
+            .find(|k| k.object_identifier().as_bytes() == oid.as_bytes())
     }
 }
 
@@ -673,14 +677,21 @@ fn unsupported_key(key: String) -> CaError {
 
 /// The name users know an elliptic curve by (RFC 5480 section 2.1.1.1, SEC 2), for messages.
 fn curve_name(curve: &x509_parser::der_parser::oid::Oid<'_>) -> String {
-    match curve.to_id_string().as_str() {
-        "1.3.132.0.35" => "P-521".into(),
-        "1.3.132.0.33" => "P-224".into(),
-        "1.2.840.10045.3.1.1" => "P-192".into(),
-        "1.3.132.0.10" => "secp256k1".into(),
-        _ => x509_parser::objects::oid2sn(curve, x509_parser::objects::oid_registry())
-            .map_or_else(|_| "an unknown curve".into(), str::to_string),
-    }
+    [
+        (crate::oid::SECP521R1, "P-521"),
+        (crate::oid::SECP224R1, "P-224"),
+        (crate::oid::SECP192R1, "P-192"),
+        (crate::oid::SECP256K1, "secp256k1"),
+    ]
+    .into_iter()
+    .find(|(oid, _)| oid.as_bytes() == curve.as_bytes())
+    .map_or_else(
+        || {
+            x509_parser::objects::oid2sn(curve, x509_parser::objects::oid_registry())
+                .map_or_else(|_| "an unknown curve".into(), str::to_string)
+        },
+        |(_, name)| name.to_string(),
+    )
 }
 
 /// The signature algorithm of a CSR, which must fit its key.

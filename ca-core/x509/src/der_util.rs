@@ -8,10 +8,11 @@ use time::OffsetDateTime;
 use x509_cert::ext::Extension;
 
 use crate::error::CaError;
+use crate::oid;
 
 /// A DER encoding failure, which only a fault of the CA can cause.
 pub(crate) fn encoding(e: der::Error) -> CaError {
-    CaError::Signing(format!("DER encoding failed: {e}"))
+    CaError::Encoding(e)
 }
 
 /// The years an X.509 time can carry: GeneralizedTime's four digits (RFC 5280 section
@@ -28,10 +29,10 @@ fn calendar(unix: i64) -> Result<OffsetDateTime, CaError> {
         .ok()
         .filter(|t| ENCODABLE_YEARS.contains(&t.year()))
         .ok_or_else(|| {
-            CaError::Signing(format!(
-                "time {unix} (Unix seconds) is outside the years 0000 to 9999 that X.509 can \
-                 encode"
-            ))
+            CaError::internal(
+                "a time outside the years 0000 to 9999 that X.509 can encode",
+                None,
+            )
         })
 }
 
@@ -100,15 +101,11 @@ pub fn extension(
 /// parameters).
 pub fn signature_algorithm(scheme: SignatureScheme) -> spki::AlgorithmIdentifierOwned {
     let (oid, parameters) = match scheme {
-        SignatureScheme::EcdsaP256Sha256 => {
-            (ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2"), None)
-        }
-        SignatureScheme::EcdsaP384Sha384 => {
-            (ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3"), None)
-        }
-        SignatureScheme::Ed25519 => (ObjectIdentifier::new_unwrap("1.3.101.112"), None),
+        SignatureScheme::EcdsaP256Sha256 => (oid::ECDSA_WITH_SHA256, None),
+        SignatureScheme::EcdsaP384Sha384 => (oid::ECDSA_WITH_SHA384, None),
+        SignatureScheme::Ed25519 => (oid::ID_ED25519, None),
         SignatureScheme::RsaPkcs1Sha256 => (
-            ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11"),
+            oid::SHA256_WITH_RSA_ENCRYPTION,
             Some(der::asn1::Any::null()),
         ),
     };

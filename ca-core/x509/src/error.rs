@@ -115,9 +115,55 @@ pub enum CaError {
     /// The store failed. The message names the operation, never secret data.
     #[error("storage failure: {0}")]
     Storage(String),
-    /// Signing or encoding a certificate failed.
-    #[error("certificate signing failed: {0}")]
-    Signing(String),
+    /// A stored record could not be encoded or decoded (a corrupt or foreign value); the
+    /// codec's error is the source.
+    #[error("{what}")]
+    Record {
+        /// Which record, and whether encoding or decoding.
+        what: String,
+        /// The codec's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The database under the store failed (an I/O error, corruption, a lock held by another
+    /// process); the database's own error is the source.
+    #[error("the database failed")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The CA key produced no signature; [`keys::SignError::is_retryable`] tells a device
+    /// that may answer again (503) from one that will not (500).
+    #[error("the CA key did not sign")]
+    Signing(#[source] keys::SignError),
+    /// DER encoding of something the CA builds (a certificate, a CRL, an OCSP response)
+    /// failed: a fault of the CA, never of the input.
+    #[error("DER encoding failed")]
+    Encoding(#[source] der::Error),
+    /// The CA's own material is unusable: its certificate chain, its key against its
+    /// certificate, its OCSP responder's or TLS server's certificate and key. Found when the
+    /// CA starts.
+    #[error("{what}")]
+    CaMaterial {
+        /// What is wrong, naming the file or certificate concerned.
+        what: String,
+        /// The parser's or key layer's error, when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// The random source failed.
+    #[error("the random source failed")]
+    Random(#[from] keys::RandomError),
+    /// A key could not be generated or loaded (a subscriber key the CA generates, a CA key).
+    #[error("key failure")]
+    Key(#[from] keys::KeyError),
+    /// A fault inside the CA process itself: a task that panicked or was cancelled, a thread
+    /// that could not start, a lock poisoned by a panic.
+    #[error("internal failure: {what}")]
+    Internal {
+        /// What failed.
+        what: &'static str,
+        /// The runtime's error, when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// Another cryptographic operation of the CA failed: drawing randomness, deriving or
     /// encrypting (an enrollment code, a PKCS#12 file). The message never holds secret data.
     #[error("cryptographic failure: {0}")]
@@ -176,6 +222,58 @@ pub enum CaError {
 }
 
 impl CaError {
+    /// [`CaError::CaMaterial`] without an underlying error.
+    pub fn ca_material(what: impl Into<String>) -> Self {
+        CaError::CaMaterial {
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    /// [`CaError::CaMaterial`] caused by `source`.
+    pub fn ca_material_from(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        CaError::CaMaterial {
+            what: what.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// This error followed by each of its sources, joined by `": "`: what the logs show, so
+    /// that a failure of the database or of the HSM keeps its cause while the API's message
+    /// stays the generic first part.
+    pub fn chain(&self) -> String {
+        let mut out = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(e) = source {
+            out.push_str(": ");
+            out.push_str(&e.to_string());
+            source = e.source();
+        }
+        out
+    }
+
+    /// [`CaError::Record`]: `what` failed because of the codec's `source`.
+    pub fn record(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        CaError::Record {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+
+    /// [`CaError::Internal`], with the runtime's error when there is one.
+    pub fn internal(
+        what: &'static str,
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        CaError::Internal { what, source }
+    }
+
     /// The stable snake_case code of the API contract.
     pub fn code(&self) -> &'static str {
         match self {
@@ -197,8 +295,13 @@ impl CaError {
             CaError::Overloaded => "overloaded",
             CaError::ShuttingDown => "shutting_down",
             CaError::SerialCollision(_) => "serial_collision",
-            CaError::Storage(_) => "storage_error",
-            CaError::Signing(_) => "signing_error",
+            CaError::Storage(_) | CaError::Database(_) | CaError::Record { .. } => "storage_error",
+            CaError::Signing(e) if e.is_retryable() => "signer_unavailable",
+            CaError::Signing(_)
+            | CaError::Encoding(_)
+            | CaError::CaMaterial { .. }
+            | CaError::Internal { .. } => "signing_error",
+            CaError::Random(_) | CaError::Key(_) => "crypto_error",
             CaError::Crypto(_) => "crypto_error",
             CaError::CheckpointInvalid { .. } => "audit_log_broken",
             CaError::EnrollmentNotFound(_) => "enrollment_not_found",
@@ -244,8 +347,16 @@ impl CaError {
             | CaError::RenewalRefused(_) => ErrorClass::Conflict,
             CaError::Overloaded => ErrorClass::Overloaded,
             CaError::ShuttingDown | CaError::SerialCollision(_) => ErrorClass::Unavailable,
+            CaError::Signing(e) if e.is_retryable() => ErrorClass::Unavailable,
             CaError::Storage(_)
+            | CaError::Database(_)
+            | CaError::Record { .. }
             | CaError::Signing(_)
+            | CaError::Encoding(_)
+            | CaError::CaMaterial { .. }
+            | CaError::Random(_)
+            | CaError::Key(_)
+            | CaError::Internal { .. }
             | CaError::Crypto(_)
             | CaError::CheckpointInvalid { .. } => ErrorClass::Internal,
         }

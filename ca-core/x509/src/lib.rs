@@ -11,7 +11,8 @@
 //!   requests (RFC 6960) through a status lookup the caller provides, [`pkcs12`] writes
 //!   PKCS#12 files (RFC 7292);
 //! - [`serial`], [`name`], [`revocation`], [`armor`] and [`time_format`] are the shared
-//!   vocabulary, and [`error`] the one error type with its API code.
+//!   vocabulary, [`oid`] every object identifier with its RFC, and [`error`] the one error
+//!   type with its API code.
 //!
 //! `ca-core` puts the engine and the store on top of this crate; `cargo tree -p ca-x509 -e
 //! normal` shows no RocksDB, tokio, rayon or crossbeam (checked by
@@ -30,6 +31,7 @@ pub mod fuzzing;
 pub mod inspect;
 pub mod name;
 pub mod ocsp;
+pub mod oid;
 pub mod pkcs12;
 pub mod profile;
 pub mod revocation;

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
-use der::asn1::{BitString, GeneralizedTime, Null, ObjectIdentifier, OctetString};
+use der::asn1::{BitString, GeneralizedTime, Null, OctetString};
 use der::{Decode, Encode};
 use keys::Signer;
 use ring::digest;
@@ -43,10 +43,10 @@ use x509_ocsp::{
 use x509_parser::prelude::FromDer as _;
 
 use crate::authority::{signature_algorithm, CertificateAuthority, Urls};
-use crate::crl::OID_INVALIDITY_DATE;
 use crate::csr::{subject_key, AttributeKind, SubjectAttribute};
 use crate::der_util;
 use crate::error::CaError;
+use crate::oid;
 use crate::profile::{ExtendedKeyUsage, KeyUsage, Profile, ValidatedRequest};
 use crate::revocation::DegradedEntries;
 use crate::revocation::{Revocation, RevocationReason};
@@ -77,10 +77,6 @@ pub const MAX_VALIDITY: Duration = Duration::days(366);
 /// 4.2.2.2.1 asks for short-lived responder certificates when clients are told not to check
 /// their revocation.)
 pub const MAX_RESPONDER_VALIDITY_DAYS: u32 = 366;
-
-const ID_SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
-const ID_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
-const ID_PKIX_OCSP_NONCE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.2");
 
 /// The DER of `OCSPResponse { responseStatus malformedRequest }` (RFC 6960 section 4.2.1), for
 /// front ends that refuse a request before it reaches [`OcspResponder::respond`].
@@ -187,9 +183,9 @@ impl CertIdHash {
         if !params_ok {
             return None;
         }
-        if alg.oid == ID_SHA1 {
+        if alg.oid == oid::ID_SHA1 {
             Some(CertIdHash::Sha1)
-        } else if alg.oid == ID_SHA256 {
+        } else if alg.oid == oid::ID_SHA256 {
             Some(CertIdHash::Sha256)
         } else {
             None
@@ -225,7 +221,7 @@ struct SigningIdentity {
 impl SigningIdentity {
     fn new(signer: Arc<dyn Signer>, certs: Option<Vec<Certificate>>) -> Result<Self, CaError> {
         let key_hash = OctetString::new(CertIdHash::Sha1.digest(signer.public_key_bits()))
-            .map_err(|e| CaError::Signing(format!("encoding the responder key hash: {e}")))?;
+            .map_err(CaError::Encoding)?;
         Ok(SigningIdentity {
             signature_algorithm: signature_algorithm(signer.scheme()),
             signer,
@@ -278,8 +274,8 @@ impl OcspResponder {
     ) -> Result<Self, CaError> {
         let ca_cert = parse_certificate(ca_cert_der, "the CA certificate")?;
         if ca_cert.tbs_certificate.subject_pki.raw != signer.spki_der() {
-            return Err(CaError::Signing(
-                "the CA key does not match the CA certificate's public key".into(),
+            return Err(CaError::ca_material(
+                "the CA key does not match the CA certificate's public key",
             ));
         }
         OcspResponder::build(ca_cert_der, SigningIdentity::new(signer, None)?, validity)
@@ -307,7 +303,7 @@ impl OcspResponder {
         validity: Duration,
     ) -> Result<Self, CaError> {
         if validity < Duration::SECOND || validity > MAX_VALIDITY {
-            return Err(CaError::Signing(format!(
+            return Err(CaError::ca_material(format!(
                 "the OCSP response validity must be between 1 second and {} days",
                 MAX_VALIDITY.whole_days()
             )));
@@ -462,7 +458,7 @@ impl OcspResponder {
         let mut nonce_seen = false;
         let mut nonce = None;
         for ext in tbs.request_extensions.iter().flatten() {
-            if ext.extn_id == ID_PKIX_OCSP_NONCE {
+            if ext.extn_id == oid::ID_PKIX_OCSP_NONCE {
                 if nonce_seen {
                     // RFC 5280 section 4.2: an extension appears at most once.
                     return Err(Failure::Malformed);
@@ -546,10 +542,10 @@ impl OcspResponder {
                     let revocation_time = generalized_time(revoked_at).unwrap_or_else(|_| {
                         degrade(
                             "revocation_time",
-                            CaError::Signing(format!(
-                                "revocation time {revoked_at} is outside GeneralizedTime's \
-                                 1970 to 9999"
-                            )),
+                            CaError::internal(
+                                "a revocation time outside GeneralizedTime's 1970 to 9999",
+                                None,
+                            ),
                         );
                         this_update
                     });
@@ -664,7 +660,7 @@ pub fn issue_responder_certificate(
     now: OffsetDateTime,
 ) -> Result<Vec<u8>, CaError> {
     if validity_days == 0 || validity_days > MAX_RESPONDER_VALIDITY_DAYS {
-        return Err(CaError::Signing(format!(
+        return Err(CaError::ca_material(format!(
             "the OCSP responder certificate validity must be between 1 and \
              {MAX_RESPONDER_VALIDITY_DAYS} days"
         )));
@@ -699,7 +695,9 @@ pub fn issue_responder_certificate(
         None => RESPONDER_CN_SUFFIX.trim_start().to_string(),
     };
     let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(responder.spki_der())
-        .map_err(|e| CaError::Signing(format!("the OCSP responder key does not parse: {e}")))?;
+        .map_err(|e| {
+            CaError::ca_material_from("the OCSP responder key does not parse", e.to_string())
+        })?;
     let request = ValidatedRequest {
         subject: vec![SubjectAttribute {
             kind: AttributeKind::CommonName,
@@ -743,7 +741,7 @@ pub fn check_responder_certificate(
     let ca = parse_certificate(ca_cert_der, "the CA certificate")?;
     let cert = parse_certificate(responder_cert_der, "the OCSP responder certificate")?;
     let bad = |why: &str| {
-        Err(CaError::Signing(format!(
+        Err(CaError::ca_material(format!(
             "the OCSP responder certificate {why}"
         )))
     };
@@ -773,9 +771,7 @@ fn delegate_identity(
 ) -> Result<SigningIdentity, CaError> {
     check_responder_certificate(ca_cert_der, signer.as_ref(), responder_cert_der)?;
     let cert = Certificate::from_der(responder_cert_der).map_err(|e| {
-        CaError::Signing(format!(
-            "the OCSP responder certificate does not parse: {e}"
-        ))
+        CaError::ca_material_from("the OCSP responder certificate does not parse", e)
     })?;
     SigningIdentity::new(signer, Some(vec![cert]))
 }
@@ -787,8 +783,11 @@ fn parse_certificate<'a>(
 ) -> Result<x509_parser::certificate::X509Certificate<'a>, CaError> {
     match x509_parser::parse_x509_certificate(der) {
         Ok(([], cert)) => Ok(cert),
-        Ok(_) => Err(CaError::Signing(format!("{what} has trailing data"))),
-        Err(e) => Err(CaError::Signing(format!("{what} does not parse: {e}"))),
+        Ok(_) => Err(CaError::ca_material(format!("{what} has trailing data"))),
+        Err(e) => Err(CaError::ca_material_from(
+            format!("{what} does not parse"),
+            e.to_string(),
+        )),
     }
 }
 
@@ -811,7 +810,7 @@ fn echoed_nonce(ext: &Extension) -> Result<Option<Extension>, Failure> {
         return Err(Failure::Malformed);
     }
     Ok(Some(Extension {
-        extn_id: ID_PKIX_OCSP_NONCE,
+        extn_id: oid::ID_PKIX_OCSP_NONCE,
         critical: false,
         extn_value: ext.extn_value.clone(),
     }))
@@ -837,7 +836,7 @@ fn crl_reason(reason: RevocationReason) -> Option<CrlReason> {
 /// answer (RFC 6960 section 4.4.5): a GeneralizedTime of any year from 0000 to 9999.
 fn invalidity_extension(date: i64) -> Result<Extension, CaError> {
     der_util::extension(
-        OID_INVALIDITY_DATE,
+        oid::ID_CE_INVALIDITY_DATE,
         false,
         &der_util::generalized_time(date)?,
     )

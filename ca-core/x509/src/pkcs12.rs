@@ -35,24 +35,7 @@ use ring::{digest, hmac};
 use zeroize::Zeroizing;
 
 use crate::error::CaError;
-
-/// `id-data` (RFC 5652 section 4).
-const ID_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.1");
-/// `id-encryptedData` (RFC 5652 section 8).
-const ID_ENCRYPTED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.6");
-/// `pkcs8ShroudedKeyBag` (RFC 7292 section 4.2.2).
-const PKCS8_SHROUDED_KEY_BAG: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.12.10.1.2");
-/// `certBag` (RFC 7292 section 4.2.3).
-const CERT_BAG: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.12.10.1.3");
-/// `x509Certificate` certificate type of a `certBag` (RFC 7292 section 4.2.3).
-const X509_CERTIFICATE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.22.1");
-/// PKCS#9 `friendlyName` (RFC 2985 section 5.5.1).
-const FRIENDLY_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.20");
-/// PKCS#9 `localKeyId` (RFC 2985 section 5.5.2).
-const LOCAL_KEY_ID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.21");
-/// `id-sha256` (RFC 5754 section 2.2), the digest of the MAC.
-const ID_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
+use crate::oid;
 
 /// Iterations of PBKDF2 (each encryption) and of the PKCS#12 MAC key derivation.
 ///
@@ -195,12 +178,12 @@ pub fn build_pfx(
     if !friendly_name.is_empty() {
         let name = BmpString::from_utf8(friendly_name).map_err(encoding)?;
         attributes
-            .insert(attribute(FRIENDLY_NAME, &name)?)
+            .insert(attribute(oid::PKCS_9_AT_FRIENDLY_NAME, &name)?)
             .map_err(encoding)?;
     }
     let key_id = OctetString::new(local_key_id.as_ref()).map_err(encoding)?;
     attributes
-        .insert(attribute(LOCAL_KEY_ID, &key_id)?)
+        .insert(attribute(oid::PKCS_9_AT_LOCAL_KEY_ID, &key_id)?)
         .map_err(encoding)?;
 
     // The certificates: the leaf with the attributes, then the chain without, encrypted.
@@ -214,14 +197,14 @@ pub fn build_pfx(
     let encrypted_certs = EncryptedData {
         version: CmsVersion::V0,
         enc_content_info: EncryptedContentInfo {
-            content_type: ID_DATA,
+            content_type: oid::ID_DATA,
             content_enc_alg: cert_alg,
             encrypted_content: Some(OctetString::new(cert_ciphertext).map_err(encoding)?),
         },
         unprotected_attrs: None,
     };
     let certs_safe = ContentInfo {
-        content_type: ID_ENCRYPTED_DATA,
+        content_type: oid::ID_ENCRYPTED_DATA,
         content: Any::encode_from(&encrypted_certs).map_err(encoding)?,
     };
 
@@ -232,7 +215,7 @@ pub fn build_pfx(
         encrypted_data: OctetString::new(key_ciphertext).map_err(encoding)?,
     };
     let key_bag = SafeBag {
-        bag_id: PKCS8_SHROUDED_KEY_BAG,
+        bag_id: oid::PKCS8_SHROUDED_KEY_BAG,
         bag_value: shrouded.to_der().map_err(encoding)?,
         bag_attributes: Some(attributes),
     };
@@ -270,11 +253,11 @@ fn attribute(
 /// A `certBag` holding an X.509 certificate.
 fn cert_bag(cert_der: &[u8], attributes: Option<Attributes>) -> Result<SafeBag, CaError> {
     let bag = CertBag {
-        cert_id: X509_CERTIFICATE,
+        cert_id: oid::X509_CERTIFICATE,
         cert_value: OctetString::new(cert_der).map_err(encoding)?,
     };
     Ok(SafeBag {
-        bag_id: CERT_BAG,
+        bag_id: oid::CERT_BAG,
         bag_value: bag.to_der().map_err(encoding)?,
         bag_attributes: attributes,
     })
@@ -284,7 +267,7 @@ fn cert_bag(cert_der: &[u8], attributes: Option<Attributes>) -> Result<SafeBag, 
 fn data_content_info(content: Vec<u8>) -> Result<ContentInfo, CaError> {
     let octets = OctetString::new(content).map_err(encoding)?;
     Ok(ContentInfo {
-        content_type: ID_DATA,
+        content_type: oid::ID_DATA,
         content: Any::encode_from(&octets).map_err(encoding)?,
     })
 }
@@ -343,7 +326,7 @@ fn mac(rng: &SystemRandom, password: &str, auth_safe: &[u8]) -> Result<MacData, 
     Ok(MacData {
         mac: DigestInfo {
             algorithm: AlgorithmIdentifierOwned {
-                oid: ID_SHA256,
+                oid: ObjectIdentifier::from_bytes(oid::ID_SHA256.as_bytes()).map_err(encoding)?,
                 parameters: None,
             },
             digest: OctetString::new(tag.as_ref()).map_err(encoding)?,
@@ -353,9 +336,9 @@ fn mac(rng: &SystemRandom, password: &str, auth_safe: &[u8]) -> Result<MacData, 
     })
 }
 
-fn parse_certificate(cert_der: &[u8]) -> Result<x509_cert::Certificate, String> {
+fn parse_certificate(cert_der: &[u8]) -> Result<x509_cert::Certificate, der::Error> {
     use der::Decode;
-    x509_cert::Certificate::from_der(cert_der).map_err(|e| e.to_string())
+    x509_cert::Certificate::from_der(cert_der)
 }
 
 /// The key as a PKCS#8 v1 `PrivateKeyInfo` (RFC 5208 section 5), in a buffer zeroized on drop.
@@ -385,12 +368,6 @@ fn check_key_matches_certificate<'a>(
     key_pkcs8_der: &'a [u8],
     cert_der: &[u8],
 ) -> Result<pkcs8::PrivateKeyInfo<'a>, CaError> {
-    /// rsaEncryption (RFC 8017 appendix A.1).
-    const RSA: pkcs8::ObjectIdentifier =
-        pkcs8::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
-    /// id-ecPublicKey (RFC 5480 section 2.1.1).
-    const EC: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
-
     let mismatch = || CaError::Crypto("the private key is not the certificate's key".into());
     let key = pkcs8::PrivateKeyInfo::try_from(key_pkcs8_der)
         .map_err(|_| CaError::Crypto("the private key is not PKCS#8 DER".into()))?;
@@ -401,7 +378,7 @@ fn check_key_matches_certificate<'a>(
         return Err(mismatch());
     }
     let spki_bits = spki.subject_public_key.raw_bytes();
-    if key.algorithm.oid == RSA {
+    if key.algorithm.oid == oid::RSA_ENCRYPTION {
         let private = pkcs1::RsaPrivateKey::try_from(key.private_key)
             .map_err(|_| CaError::Crypto("the RSA private key does not parse".into()))?;
         let public = pkcs1::RsaPublicKey::try_from(spki_bits)
@@ -411,7 +388,7 @@ fn check_key_matches_certificate<'a>(
         }
         return Ok(key);
     }
-    if key.algorithm.oid == EC {
+    if key.algorithm.oid == oid::ID_EC_PUBLIC_KEY {
         let key_curve = key.algorithm.parameters_oid().ok();
         let cert_curve = spki
             .algorithm

@@ -14,6 +14,44 @@ use crate::csr::{
 };
 use crate::error::CaError;
 
+/// Why a configured profile cannot be used: a fault of the profile itself, found when the
+/// configuration is loaded ([`Profile::check`]), never caused by a request.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// `default_validity_days` is 0 or above `max_validity_days`.
+    #[error("profile {profile}: default_validity_days must be between 1 and max_validity_days")]
+    DefaultValidity {
+        /// The profile's name.
+        profile: String,
+    },
+    /// `key_usage` is empty: a certificate must say what its key may do.
+    #[error("profile {profile}: key_usage must not be empty")]
+    NoKeyUsage {
+        /// The profile's name.
+        profile: String,
+    },
+    /// `key_types` is empty: the profile could issue nothing.
+    #[error(
+        "[profiles.{profile}] key_types must not be empty (allowed: {})",
+        crate::csr::KEY_TYPE_NAMES
+    )]
+    NoKeyTypes {
+        /// The profile's name.
+        profile: String,
+    },
+    /// `subject.allowed` names an attribute this CA cannot carry.
+    #[error(
+        "[profiles.{profile}.subject] allowed: unknown subject attribute {attribute:?} \
+         (allowed: CN, O, OU, C, ST, L, serialNumber, GN, SN)"
+    )]
+    UnknownSubjectAttribute {
+        /// The profile's name.
+        profile: String,
+        /// The attribute as configured.
+        attribute: String,
+    },
+}
+
 /// A key usage bit (RFC 5280 section 4.2.1.3), named as in the RFC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -251,28 +289,24 @@ impl Profile {
         ])
     }
 
-    /// Checks that the profile itself is coherent; returns a message naming the first fault.
-    pub fn check(&self, name: &str) -> Result<(), String> {
+    /// Checks that the profile itself is coherent; the error names the first fault.
+    pub fn check(&self, name: &str) -> Result<(), ProfileError> {
+        let profile = || name.to_string();
         if self.default_validity_days == 0 || self.default_validity_days > self.max_validity_days {
-            return Err(format!(
-                "profile {name}: default_validity_days must be between 1 and max_validity_days"
-            ));
+            return Err(ProfileError::DefaultValidity { profile: profile() });
         }
         if self.key_usage.is_empty() {
-            return Err(format!("profile {name}: key_usage must not be empty"));
+            return Err(ProfileError::NoKeyUsage { profile: profile() });
         }
         if self.key_types.is_empty() {
-            return Err(format!(
-                "[profiles.{name}] key_types must not be empty (allowed: {})",
-                crate::csr::KEY_TYPE_NAMES
-            ));
+            return Err(ProfileError::NoKeyTypes { profile: profile() });
         }
         for a in &self.subject.allowed {
             if AttributeKind::from_short_name(a).is_none() {
-                return Err(format!(
-                    "[profiles.{name}.subject] allowed: unknown subject attribute {a:?} \
-                     (allowed: CN, O, OU, C, ST, L, serialNumber, GN, SN)"
-                ));
+                return Err(ProfileError::UnknownSubjectAttribute {
+                    profile: profile(),
+                    attribute: a.clone(),
+                });
             }
         }
         Ok(())

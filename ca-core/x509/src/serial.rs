@@ -2,7 +2,9 @@
 
 use std::fmt;
 
-use ring::rand::{SecureRandom, SystemRandom};
+use std::sync::Arc;
+
+use keys::{RandomError, SecureRandom};
 
 /// Length of every serial this CA issues, in octets.
 pub const SERIAL_LEN: usize = 16;
@@ -17,8 +19,8 @@ pub const SERIAL_LEN: usize = 16;
 pub struct Serial([u8; SERIAL_LEN]);
 
 impl Serial {
-    /// Draws a fresh serial from the operating system's CSPRNG.
-    pub fn random(rng: &SystemRandom) -> Result<Self, ring::error::Unspecified> {
+    /// Draws a fresh serial from `rng` (the key provider's CSPRNG).
+    pub fn random(rng: &dyn SecureRandom) -> Result<Self, RandomError> {
         let mut bytes = [0u8; SERIAL_LEN];
         rng.fill(&mut bytes)?;
         bytes[0] = (bytes[0] & 0x7f) | 0x40;
@@ -53,17 +55,42 @@ impl Serial {
     }
 }
 
-/// Where the issuance engine draws serial numbers from: the system's CSPRNG in production
-/// ([`SystemRandom`], through [`Serial::random`]); a test may script the draws, e.g. to make
-/// one collide with a stored serial and see the engine draw again.
+/// Where the issuance engine draws serial numbers from: the key provider's CSPRNG in
+/// production ([`RandomSerials`]); a test may script the draws, e.g. to make one collide with
+/// a stored serial and see the engine draw again.
 pub trait SerialSource: Send + Sync {
-    /// The next serial; `None` when the generator failed.
-    fn draw(&self) -> Option<Serial>;
+    /// The next serial.
+    fn draw(&self) -> Result<Serial, RandomError>;
 }
 
-impl SerialSource for SystemRandom {
-    fn draw(&self) -> Option<Serial> {
-        Serial::random(self).ok()
+/// Serials drawn from a [`SecureRandom`] by [`Serial::random`].
+pub struct RandomSerials(pub Arc<dyn SecureRandom>);
+
+impl SerialSource for RandomSerials {
+    fn draw(&self) -> Result<Serial, RandomError> {
+        Serial::random(self.0.as_ref())
+    }
+}
+
+impl AsRef<[u8]> for Serial {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Stored as its 16 octets (the same encoding as a `[u8; 16]`), and read back only if they
+/// have this CA's form.
+impl serde::Serialize for Serial {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Serial {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let bytes = <[u8; SERIAL_LEN]>::deserialize(deserializer)?;
+        Serial::from_bytes(&bytes)
+            .ok_or_else(|| serde::de::Error::custom("a serial number not of this CA's form"))
     }
 }
 
@@ -85,7 +112,7 @@ mod tests {
 
     #[test]
     fn random_serials_are_positive_full_length_and_round_trip() {
-        let rng = SystemRandom::new();
+        let rng = keys::SystemRandom::new();
         for _ in 0..1000 {
             let s = Serial::random(&rng).unwrap();
             assert_eq!(s.as_bytes()[0] & 0xc0, 0x40);

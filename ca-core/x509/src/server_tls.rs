@@ -132,8 +132,9 @@ pub fn issue_server_certificate(
     };
     let profiles = BTreeMap::from([(SERVER_TLS_PROFILE.to_string(), profile)]);
     let ca = CertificateAuthority::new(ca_signer, vec![ca_cert_der.to_vec()], &profiles, urls)?;
-    let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(key)
-        .map_err(|e| CaError::Signing(format!("the server's TLS key does not parse: {e}")))?;
+    let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(key).map_err(|e| {
+        CaError::ca_material_from("the server's TLS key does not parse", e.to_string())
+    })?;
     let request = ValidatedRequest {
         subject: vec![SubjectAttribute {
             kind: AttributeKind::CommonName,

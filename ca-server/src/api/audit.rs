@@ -118,7 +118,7 @@ pub async fn list(
     let context = format!("{}\0{}", caller.role.name(), caller.name).into_bytes();
     let limit = limit(p.limit)?;
     let page = tokio::task::spawn_blocking(move || {
-        let store = state.engine.store();
+        let store = state.engine.store().as_ref();
         let key = store.cursor_key()?;
         let cursor = p
             .cursor

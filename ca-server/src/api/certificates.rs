@@ -12,7 +12,7 @@ use axum::Json;
 use bytes::Bytes;
 use ca_core::engine::{IssueRequest, Issued, RenewRequest, Requester};
 use ca_core::revocation::{Revocation, Status};
-use ca_core::store::{CertRecord, Store};
+use ca_core::store::{CertRecord, Storage};
 use ca_core::{inspect, CaError, Serial};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -433,14 +433,12 @@ pub(super) fn rfc3339(unix: i64) -> Result<String, ApiError> {
 }
 
 fn serial_hex(record: &CertRecord) -> String {
-    hex::encode(record.serial)
+    record.serial.to_hex()
 }
 
-/// A stored record's serial as a typed value.
+/// A stored record's serial.
 pub(super) fn stored_serial(record: &CertRecord) -> Result<Serial, ApiError> {
-    record
-        .serial()
-        .ok_or_else(|| CaError::Storage("stored serial malformed".into()).into())
+    Ok(record.serial)
 }
 
 /// The answer to an issuance (API contract: Issuance): the certificate, its chain and
@@ -491,7 +489,7 @@ pub(super) fn certificate_json(state: &AppState, r: &CertRecord) -> Result<Value
 /// The contract's view of a stored certificate (`GET /v1/certificates/{serial}`, the list's
 /// items, and `ca-server export`), given its current revocation.
 pub fn certificate_view(
-    store: &Store,
+    store: &dyn Storage,
     r: &CertRecord,
     revocation: Option<&Revocation>,
 ) -> Result<Value, ApiError> {

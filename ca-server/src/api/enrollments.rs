@@ -16,7 +16,7 @@ use bytes::Bytes;
 use ca_core::engine::{EnrollmentRequest, Issued, RedeemKey};
 use ca_core::pkcs12::{FriendlyName, Pkcs12Password};
 use ca_core::store::EnrollmentRecord;
-use ca_core::{csr, pkcs12, CaError, Serial};
+use ca_core::{csr, pkcs12, CaError};
 use keys::{KeyAlgorithm, Signer, SoftwareKey};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -168,7 +168,7 @@ pub async fn get(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let id = enrollment_id(id)?;
-    let store = state.engine.store();
+    let store = state.engine.store().as_ref();
     let not_found = || CaError::EnrollmentNotFound(hex::encode(id));
     let record = store.enrollment(&id)?.ok_or_else(not_found)?;
     if caller.role != Role::Auditor && !owns(store, &caller, &record.requester)? {
@@ -312,9 +312,7 @@ async fn undo(state: &AppState, id: &[u8; 16], issued: &Issued, error: CaError) 
         error = %error,
         "the delivery of a redemption could not be built; rolling the redemption back"
     );
-    let Some(serial) = Serial::from_bytes(&issued.record.serial) else {
-        return error.into();
-    };
+    let serial = issued.record.serial;
     match state.engine.undo_redemption(*id, serial).await {
         Ok(()) => ApiError::from(error),
         Err(undo) => {

@@ -76,8 +76,8 @@ pub fn status_of(class: ErrorClass) -> StatusCode {
 impl From<CaError> for ApiError {
     fn from(e: CaError) -> Self {
         let status = status_of(e.class());
-        if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(error = %e, "internal error");
+        if status == StatusCode::INTERNAL_SERVER_ERROR || matches!(e, CaError::Signing(_)) {
+            tracing::error!(error = %e.chain(), code = e.code(), "internal error");
         }
         ApiError::new(status, e.code(), e.to_string())
     }

@@ -218,12 +218,7 @@ pub async fn metrics(
         .audit_head
         .set(i64::try_from(head.seq).unwrap_or(i64::MAX));
     let memory = state.engine.store().memory()?;
-    for (name, bytes) in [
-        ("block_cache", memory.block_cache),
-        ("block_cache_pinned", memory.block_cache_pinned),
-        ("memtables", memory.memtables),
-        ("table_readers", memory.table_readers),
-    ] {
+    for (name, bytes) in memory {
         metrics
             .store_memory
             .with_label_values(&[name])

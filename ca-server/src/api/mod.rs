@@ -29,7 +29,7 @@ use bytes::Bytes;
 use ca_core::crl::CrlPublisher;
 use ca_core::engine::Engine;
 use ca_core::ocsp::OcspResponder;
-use ca_core::store::Store;
+use ca_core::store::Storage;
 
 pub use audit::{audit_entry_json, checkpoint_json};
 pub use certificates::certificate_view;
@@ -73,8 +73,8 @@ pub struct AppState {
 }
 
 impl AppState {
-    fn store(&self) -> &Store {
-        self.engine.store()
+    fn store(&self) -> &dyn Storage {
+        self.engine.store().as_ref()
     }
 }
 

@@ -110,7 +110,7 @@ pub async fn generate(
     let crl = state.crl.clone();
     let published = tokio::task::spawn_blocking(move || crl.generate_as(&caller.name))
         .await
-        .map_err(|e| CaError::Signing(format!("CRL task failed: {e}")))??;
+        .map_err(|e| CaError::internal("the CRL task failed", Some(Box::new(e))))??;
     Ok(Json(json!({
         "crl_number": published.number,
         "entries": published.entries,

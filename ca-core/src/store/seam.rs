@@ -1,0 +1,270 @@
+//! The store seam: what the engine, the CRL publisher, the OCSP responder, the auditor's
+//! queries and the token gate need from a store, as traits, one per concern.
+//!
+//! [`Store`] (RocksDB, this module's parent) implements them with the code that the
+//! column-family table at the top of `store/mod.rs` describes; a store shared by several
+//! nodes (PostgreSQL) implements the same traits, and the engine does not change. Every read
+//! sees committed data only. Every write goes through [`Storage::start_writer`]'s
+//! [`StoreWriter`], whose operations ([`WriteOp`](super::writer::WriteOp)) are each
+//! all-or-nothing and acknowledged only once durable; the direct writes here
+//! ([`TokenStore::put_token`], [`AuditStore::record_event`]) are for the command line, while
+//! no engine runs.
+
+use std::sync::Arc;
+
+use super::query::{CertificateQuery, Cursor, CursorKey, Page};
+use super::writer::StoreWriter;
+use super::{
+    AuditReport, CertRecord, EnrollmentRecord, IdempotencyKey, IdempotencyRecord, Store,
+    TokenRecord,
+};
+use crate::audit::{AuditEntry, AuditEvent, AuditHead, Checkpoint};
+use crate::error::CaError;
+use crate::metrics::Metrics;
+use crate::ocsp::CertStatus;
+use crate::revocation::Revocation;
+use crate::serial::Serial;
+
+/// Issued certificates, their renewals and the idempotency keys of their requests.
+pub trait CertificateStore: Send + Sync {
+    /// The certificate with this serial.
+    fn certificate(&self, serial: &Serial) -> Result<Option<CertRecord>, CaError>;
+    /// The certificate with this issuance sequence number.
+    fn certificate_at(&self, seq: u64) -> Result<Option<CertRecord>, CaError>;
+    /// Whether this CA issued `serial`.
+    fn contains_serial(&self, serial: &Serial) -> Result<bool, CaError>;
+    /// The serials that renewed `serial`, oldest first.
+    fn renewed_by(&self, serial: &Serial) -> Result<Vec<Serial>, CaError>;
+    /// The stored outcome of a request with this idempotency key.
+    fn idempotency(&self, key: &IdempotencyKey) -> Result<Option<IdempotencyRecord>, CaError>;
+    /// The issuance sequence number of the newest certificate (0 when there is none).
+    fn last_cert_seq(&self) -> Result<u64, CaError>;
+    /// Number of stored certificates.
+    fn count_certificates(&self) -> Result<u64, CaError>;
+    /// One page of the auditor's certificate query, at most `limit`, after `cursor`.
+    fn query(
+        &self,
+        query: &CertificateQuery,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Page, CaError>;
+    /// The key that seals the query cursors handed to clients.
+    fn cursor_key(&self) -> Result<CursorKey, CaError>;
+}
+
+/// Revocations and holds, and what CRLs and OCSP are built from.
+pub trait RevocationStore: Send + Sync {
+    /// The revocation or hold of `serial`, if any.
+    fn revocation(&self, serial: &Serial) -> Result<Option<Revocation>, CaError>;
+    /// The OCSP status of `serial` (RFC 6960 section 2.2).
+    fn ocsp_status(&self, serial: &Serial) -> Result<CertStatus, CaError>;
+    /// Calls `f` for every revoked or held certificate, in serial order.
+    fn for_each_revocation(
+        &self,
+        f: &mut dyn FnMut(Serial, Revocation) -> Result<(), CaError>,
+    ) -> Result<(), CaError>;
+    /// The serials whose revocation state changed after change sequence `after` up to
+    /// `until`, each once (a delta CRL's entries).
+    fn changed_since(&self, after: u64, until: u64) -> Result<Vec<Serial>, CaError>;
+    /// The number of the last CRL issued (0 before the first); it never goes back.
+    fn last_crl_number(&self) -> Result<u64, CaError>;
+}
+
+/// The hash-chained audit log and its signed checkpoints.
+pub trait AuditStore: Send + Sync {
+    /// The log's head: its last sequence number and hash.
+    fn audit_head(&self) -> Result<AuditHead, CaError>;
+    /// Up to `limit` entries after sequence number `after`, oldest first.
+    fn audit_entries(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, CaError>;
+    /// The entries that concern `serial`, oldest first.
+    fn events(&self, serial: &Serial) -> Result<Vec<AuditEntry>, CaError>;
+    /// The newest signed checkpoint.
+    fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, CaError>;
+    /// Walks the whole log and checks its chain and checkpoints against the CA certificate.
+    fn verify_audit(&self, ca_cert_der: &[u8]) -> Result<AuditReport, CaError>;
+    /// Appends one event, durably. Only while no engine runs on this store.
+    fn record_event(&self, event: AuditEvent) -> Result<AuditHead, CaError>;
+}
+
+/// API tokens (stored as hashes) and their unique names.
+pub trait TokenStore: Send + Sync {
+    /// The token with this hash.
+    fn token(&self, token_hash: &[u8; 32]) -> Result<Option<TokenRecord>, CaError>;
+    /// Every token, revoked ones included.
+    fn tokens(&self) -> Result<Vec<TokenRecord>, CaError>;
+    /// The hash of the token that has or had `name`, if any (names are never reused).
+    fn token_name_holder(&self, name: &str) -> Result<Option<[u8; 32]>, CaError>;
+    /// The token named `name`, with its hash.
+    fn token_by_name(&self, name: &str) -> Result<Option<([u8; 32], TokenRecord)>, CaError>;
+    /// Whether any token exists.
+    fn has_tokens(&self) -> Result<bool, CaError>;
+    /// Stores a new token, durably, with its audit entry. Only while no engine runs.
+    fn put_token(
+        &self,
+        token_hash: &[u8; 32],
+        record: &TokenRecord,
+        actor: &str,
+    ) -> Result<(), CaError>;
+    /// Revokes the token named `name`, durably, with its audit entry. Only while no engine
+    /// runs.
+    fn revoke_token(&self, name: &str, at: i64, actor: &str) -> Result<TokenRecord, CaError>;
+}
+
+/// Enrollments: one-time codes (stored as salted hashes) for certificates to be issued.
+pub trait EnrollmentStore: Send + Sync {
+    /// The enrollment with this id.
+    fn enrollment(&self, id: &[u8; 16]) -> Result<Option<EnrollmentRecord>, CaError>;
+    /// Enrollments by state at `now`, in the order of `EnrollmentState::ALL`.
+    fn enrollment_counts(&self, now: i64) -> Result<[u64; 4], CaError>;
+}
+
+/// A complete store: every concern above, the writer, and what an operator watches.
+pub trait Storage:
+    CertificateStore + RevocationStore + AuditStore + TokenStore + EnrollmentStore + std::fmt::Debug
+{
+    /// Starts the single writer through which every change is committed, grouping up to
+    /// `max_batch` operations per durable commit.
+    fn start_writer(&self, max_batch: usize, metrics: Arc<Metrics>)
+        -> Result<StoreWriter, CaError>;
+    /// Makes everything written durable in the store's own files (at shutdown).
+    fn flush(&self) -> Result<(), CaError>;
+    /// The store's memory by use, in bytes (`ca_store_memory_bytes{use}`).
+    fn memory(&self) -> Result<Vec<(&'static str, u64)>, CaError>;
+}
+
+impl CertificateStore for Store {
+    fn certificate(&self, serial: &Serial) -> Result<Option<CertRecord>, CaError> {
+        Store::certificate(self, serial)
+    }
+    fn certificate_at(&self, seq: u64) -> Result<Option<CertRecord>, CaError> {
+        Store::certificate_at(self, seq)
+    }
+    fn contains_serial(&self, serial: &Serial) -> Result<bool, CaError> {
+        Store::contains_serial(self, serial)
+    }
+    fn renewed_by(&self, serial: &Serial) -> Result<Vec<Serial>, CaError> {
+        Store::renewed_by(self, serial)
+    }
+    fn idempotency(&self, key: &IdempotencyKey) -> Result<Option<IdempotencyRecord>, CaError> {
+        Store::idempotency(self, key)
+    }
+    fn last_cert_seq(&self) -> Result<u64, CaError> {
+        Store::last_cert_seq(self)
+    }
+    fn count_certificates(&self) -> Result<u64, CaError> {
+        Store::count_certificates(self)
+    }
+    fn query(
+        &self,
+        query: &CertificateQuery,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Page, CaError> {
+        Store::query(self, query, cursor, limit)
+    }
+    fn cursor_key(&self) -> Result<CursorKey, CaError> {
+        Store::cursor_key(self)
+    }
+}
+
+impl RevocationStore for Store {
+    fn revocation(&self, serial: &Serial) -> Result<Option<Revocation>, CaError> {
+        Store::revocation(self, serial)
+    }
+    fn ocsp_status(&self, serial: &Serial) -> Result<CertStatus, CaError> {
+        Store::ocsp_status(self, serial)
+    }
+    fn for_each_revocation(
+        &self,
+        f: &mut dyn FnMut(Serial, Revocation) -> Result<(), CaError>,
+    ) -> Result<(), CaError> {
+        Store::for_each_revocation(self, f)
+    }
+    fn changed_since(&self, after: u64, until: u64) -> Result<Vec<Serial>, CaError> {
+        Store::changed_since(self, after, until)
+    }
+    fn last_crl_number(&self) -> Result<u64, CaError> {
+        Store::last_crl_number(self)
+    }
+}
+
+impl AuditStore for Store {
+    fn audit_head(&self) -> Result<AuditHead, CaError> {
+        Store::audit_head(self)
+    }
+    fn audit_entries(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, CaError> {
+        Store::audit_entries(self, after, limit)
+    }
+    fn events(&self, serial: &Serial) -> Result<Vec<AuditEntry>, CaError> {
+        Store::events(self, serial)
+    }
+    fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, CaError> {
+        Store::latest_checkpoint(self)
+    }
+    fn verify_audit(&self, ca_cert_der: &[u8]) -> Result<AuditReport, CaError> {
+        Store::verify_audit(self, ca_cert_der)
+    }
+    fn record_event(&self, event: AuditEvent) -> Result<AuditHead, CaError> {
+        Store::record_event(self, event)
+    }
+}
+
+impl TokenStore for Store {
+    fn token(&self, token_hash: &[u8; 32]) -> Result<Option<TokenRecord>, CaError> {
+        Store::token(self, token_hash)
+    }
+    fn tokens(&self) -> Result<Vec<TokenRecord>, CaError> {
+        Store::tokens(self)
+    }
+    fn token_name_holder(&self, name: &str) -> Result<Option<[u8; 32]>, CaError> {
+        Store::token_name_holder(self, name)
+    }
+    fn token_by_name(&self, name: &str) -> Result<Option<([u8; 32], TokenRecord)>, CaError> {
+        Store::token_by_name(self, name)
+    }
+    fn has_tokens(&self) -> Result<bool, CaError> {
+        Store::has_tokens(self)
+    }
+    fn put_token(
+        &self,
+        token_hash: &[u8; 32],
+        record: &TokenRecord,
+        actor: &str,
+    ) -> Result<(), CaError> {
+        Store::put_token(self, token_hash, record, actor)
+    }
+    fn revoke_token(&self, name: &str, at: i64, actor: &str) -> Result<TokenRecord, CaError> {
+        Store::revoke_token(self, name, at, actor)
+    }
+}
+
+impl EnrollmentStore for Store {
+    fn enrollment(&self, id: &[u8; 16]) -> Result<Option<EnrollmentRecord>, CaError> {
+        Store::enrollment(self, id)
+    }
+    fn enrollment_counts(&self, now: i64) -> Result<[u64; 4], CaError> {
+        Store::enrollment_counts(self, now)
+    }
+}
+
+impl Storage for Store {
+    fn start_writer(
+        &self,
+        max_batch: usize,
+        metrics: Arc<Metrics>,
+    ) -> Result<StoreWriter, CaError> {
+        StoreWriter::start(self.clone(), max_batch, metrics)
+    }
+    fn flush(&self) -> Result<(), CaError> {
+        Store::flush(self)
+    }
+    fn memory(&self) -> Result<Vec<(&'static str, u64)>, CaError> {
+        let memory = Store::memory(self)?;
+        Ok(vec![
+            ("block_cache", memory.block_cache),
+            ("block_cache_pinned", memory.block_cache_pinned),
+            ("memtables", memory.memtables),
+            ("table_readers", memory.table_readers),
+        ])
+    }
+}
