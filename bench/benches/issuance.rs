@@ -91,8 +91,11 @@ fn signing_stage(c: &mut Criterion) {
     group.sample_size(10);
     for signers in [1usize, 4, 16, 32, 64] {
         let count = 32 * signers;
+        let signer = Arc::new(std::sync::OnceLock::<Arc<SleepingSigner>>::new());
         let ca = authority_signing_with(KeyAlgorithm::EcdsaP256, |key| {
-            Arc::new(SleepingSigner::new(key, LATENCY))
+            let sleeping = Arc::new(SleepingSigner::new(key, LATENCY));
+            signer.get_or_init(|| sleeping.clone());
+            sleeping
         })
         .unwrap();
         let config = EngineConfig {
@@ -110,6 +113,14 @@ fn signing_stage(c: &mut Criterion) {
                 BatchSize::PerIteration,
             )
         });
+        if let Some(signer) = signer.get() {
+            let latency = signer.mean_latency();
+            println!(
+                "slow_signer/signers/{signers}: measured latency {:.3} ms, signers / latency = {:.0} elem/s",
+                latency.as_secs_f64() * 1e3,
+                signers as f64 / latency.as_secs_f64().max(1e-9)
+            );
+        }
     }
     group.finish();
 }

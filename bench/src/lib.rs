@@ -32,16 +32,31 @@ pub fn authority(algorithm: KeyAlgorithm) -> Result<Arc<CertificateAuthority>, C
 }
 
 /// A CA key that takes `delay` per signature while using no CPU for it, as a key in an HSM
-/// does: the model for the signing stage's benchmark.
+/// does: the model for the signing stage's benchmark. It measures what its sleeps really
+/// take (the kernel wakes a sleeper a little late), which is the latency the stage faces.
 pub struct SleepingSigner {
     inner: Arc<dyn Signer>,
     delay: Duration,
+    slept_nanos: std::sync::atomic::AtomicU64,
+    signatures: std::sync::atomic::AtomicU64,
 }
 
 impl SleepingSigner {
     /// `inner`, slowed down to `delay` per signature.
     pub fn new(inner: Arc<dyn Signer>, delay: Duration) -> Self {
-        SleepingSigner { inner, delay }
+        SleepingSigner {
+            inner,
+            delay,
+            slept_nanos: Default::default(),
+            signatures: Default::default(),
+        }
+    }
+
+    /// The mean time a signature's sleep took so far.
+    pub fn mean_latency(&self) -> Duration {
+        use std::sync::atomic::Ordering::Relaxed;
+        let count = self.signatures.load(Relaxed).max(1);
+        Duration::from_nanos(self.slept_nanos.load(Relaxed) / count)
     }
 }
 
@@ -59,7 +74,12 @@ impl Signer for SleepingSigner {
     }
 
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let started = std::time::Instant::now();
         std::thread::sleep(self.delay);
+        let slept = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.slept_nanos.fetch_add(slept, Relaxed);
+        self.signatures.fetch_add(1, Relaxed);
         self.inner.sign(message)
     }
 
