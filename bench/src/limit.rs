@@ -54,9 +54,13 @@ fn parallel_rate(cores: usize, duration: Duration, op: impl Fn() + Sync) -> f64 
 }
 
 /// Measures L for a CA key type and a CSR key type, spending about `4 × per_rate` seconds.
-pub fn measure(ca: KeyAlgorithm, csr: CsrKey, per_rate: Duration) -> Result<Limit, String> {
-    let der = keys::generate_pkcs8(ca).map_err(|e| e.to_string())?;
-    let key = SoftwareKey::from_pkcs8(&der).map_err(|e| e.to_string())?;
+pub fn measure(
+    ca: KeyAlgorithm,
+    csr: CsrKey,
+    per_rate: Duration,
+) -> Result<Limit, crate::FixtureError> {
+    let der = keys::generate_pkcs8(ca)?;
+    let key = SoftwareKey::from_pkcs8(&der)?;
     // A to-be-signed certificate is about 400 bytes.
     let tbs = [0x5a_u8; 400];
     let sign_per_sec = rate(per_rate, || {
@@ -67,10 +71,9 @@ pub fn measure(ca: KeyAlgorithm, csr: CsrKey, per_rate: Duration) -> Result<Limi
         CsrKey::EcP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
         CsrKey::EcP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
         CsrKey::Ed25519 => &rcgen::PKCS_ED25519,
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     let message = [0x3c_u8; 250]; // a CSR's CertificationRequestInfo
-    let sig = rcgen::SigningKey::sign(&pair, &message).map_err(|e| e.to_string())?;
+    let sig = rcgen::SigningKey::sign(&pair, &message)?;
     let algorithm: &dyn VerificationAlgorithm = match csr {
         CsrKey::EcP256 => &signature::ECDSA_P256_SHA256_ASN1,
         CsrKey::EcP384 => &signature::ECDSA_P384_SHA384_ASN1,

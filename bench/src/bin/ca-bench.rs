@@ -258,11 +258,14 @@ fn run(args: Args) -> Result<(), String> {
     }
     let limit = if args.limit_seconds > 0.0 {
         eprintln!("measuring the machine's limit L (ring sign and verify rates) ...");
-        Some(limit::measure(
-            args.ca_key_type,
-            args.key_type.into(),
-            Duration::from_secs_f64(args.limit_seconds),
-        )?)
+        Some(
+            limit::measure(
+                args.ca_key_type,
+                args.key_type.into(),
+                Duration::from_secs_f64(args.limit_seconds),
+            )
+            .map_err(|e| e.to_string())?,
+        )
     } else {
         None
     };
