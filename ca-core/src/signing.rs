@@ -176,11 +176,9 @@ fn complete(
         .stages
         .sign
         .observe((build_time + sign_time).as_secs_f64());
+    // The front end that answers the error logs it with its causes (`CaError::chain`).
     let signed = signature
-        .map_err(|e| {
-            tracing::error!(error = %e, source = ?std::error::Error::source(&e), "the CA key did not sign");
-            CaError::Signing(e)
-        })
+        .map_err(CaError::Signing)
         .and_then(|signature| prepared.assemble(&signature));
     match signed {
         Ok(signed) => {

@@ -20,7 +20,7 @@ use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::certificates::{certificate_view, find, path_serial, rfc3339, stored_serial};
+use super::certificates::{certificate_view, find, path_serial, rfc3339};
 use super::{body_or_error, parse_json, ApiError, AppState, Authenticated};
 use crate::auth::{new_token_expiring, owns, Role};
 
@@ -150,7 +150,7 @@ pub async fn events(
     serial: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let record = find(&state, &path_serial(serial), &caller)?;
-    let serial = stored_serial(&record)?;
+    let serial = record.serial;
     let mut issued = json!({
         "type": "issued",
         "at": rfc3339(record.issued_at)?,

@@ -186,7 +186,7 @@ pub async fn issue(
             &caller,
         )?;
         let issued = issue_one(&state, request, &caller, started).await?;
-        let location = format!("/v1/certificates/{}", serial_hex(&issued.record));
+        let location = format!("/v1/certificates/{}", issued.record.serial);
         let headers = [
             (header::CONTENT_TYPE, PKIX_CERT.to_string()),
             (header::LOCATION, location),
@@ -317,7 +317,7 @@ pub async fn renew(
         parse_json(&body)?
     };
     check_request_id(body.request_id.as_deref())?;
-    let serial = stored_serial(&old)?;
+    let serial = old.serial;
     let issued = state
         .engine
         .renew(RenewRequest {
@@ -432,15 +432,6 @@ pub(super) fn rfc3339(unix: i64) -> Result<String, ApiError> {
     Ok(ca_core::audit::rfc3339(unix)?)
 }
 
-fn serial_hex(record: &CertRecord) -> String {
-    record.serial.to_hex()
-}
-
-/// A stored record's serial.
-pub(super) fn stored_serial(record: &CertRecord) -> Result<Serial, ApiError> {
-    Ok(record.serial)
-}
-
 /// The answer to an issuance (API contract: Issuance): the certificate, its chain and
 /// validity. Serialised straight from borrowed parts: the chain is not copied per answer.
 #[derive(Debug, Serialize)]
@@ -463,13 +454,13 @@ pub(super) fn issued_view<'a>(
     let r = &issued.record;
     // A fresh certificate cannot be revoked yet; a replayed one may have been since.
     let revocation = if issued.replayed {
-        state.store().revocation(&stored_serial(r)?)?
+        state.store().revocation(&r.serial)?
     } else {
         None
     };
     let status = Status::of(r.not_after, revocation.as_ref(), OffsetDateTime::now_utc());
     Ok(IssuedView {
-        serial: serial_hex(r),
+        serial: r.serial.to_hex(),
         certificate: pem_of(&r.der),
         chain: &state.chain_pem,
         not_before: rfc3339(r.not_before)?,
@@ -482,7 +473,7 @@ pub(super) fn issued_view<'a>(
 
 /// The full view of a stored certificate, with its derived status.
 pub(super) fn certificate_json(state: &AppState, r: &CertRecord) -> Result<Value, ApiError> {
-    let revocation = state.store().revocation(&stored_serial(r)?)?;
+    let revocation = state.store().revocation(&r.serial)?;
     certificate_view(state.store(), r, revocation.as_ref())
 }
 
@@ -494,7 +485,7 @@ pub fn certificate_view(
     revocation: Option<&Revocation>,
 ) -> Result<Value, ApiError> {
     let view = inspect::view(&r.der)?;
-    let serial = stored_serial(r)?;
+    let serial = r.serial;
     let status = Status::of(r.not_after, revocation, OffsetDateTime::now_utc());
     let revocation = match revocation {
         Some(rev) => json!({
@@ -505,7 +496,7 @@ pub fn certificate_view(
         None => Value::Null,
     };
     Ok(json!({
-        "serial": serial_hex(r),
+        "serial": r.serial.to_hex(),
         "certificate": pem_of(&r.der),
         "status": status.name(),
         "revocation": revocation,

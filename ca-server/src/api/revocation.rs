@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use super::certificates::{certificate_json, find, path_serial, rfc3339, stored_serial};
+use super::certificates::{certificate_json, find, path_serial, rfc3339};
 use super::{body_or_error, parse_json, ApiError, AppState, Authenticated};
 
 /// The revocation body of the contract.
@@ -56,7 +56,7 @@ pub async fn revoke(
             )
         })
         .transpose()?;
-    let serial = stored_serial(&record)?;
+    let serial = record.serial;
     state
         .engine
         .revoke(serial, reason, invalidity_date, &caller.name)
@@ -72,7 +72,7 @@ pub async fn release_hold(
     serial: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let record = find(&state, &path_serial(serial), &caller)?;
-    let serial = stored_serial(&record)?;
+    let serial = record.serial;
     state.engine.release_hold(serial, &caller.name).await?;
     tracing::info!(%serial, actor = %caller.name, "hold released");
     Ok(Json(certificate_json(&state, &record)?))
