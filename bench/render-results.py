@@ -133,7 +133,7 @@ def targets_table():
          frac("single-c64") >= 0.5 and p99("single-c64") <= 20, "HTTP round trip on both sides, below"),
         ("half that rate: p99 ≤ 5 ms", f"p99 {p99('single-c64-half-rate'):.1f} ms",
          0 < p99("single-c64-half-rate") <= 5, "see the latency note below"),
-        ("Ed25519 CA + CSRs: same ratios",
+        ("Ed25519 CA + CSRs (profile tls-client: the TLS BR allow no Ed25519): same ratios",
          f"single {frac('ed25519-single-c64'):.2f} L, batch {frac('ed25519-batch100-c4'):.2f} L",
          frac("ed25519-single-c64") >= 0.5 and frac("ed25519-batch100-c4") >= 0.75,
          "HTTP and writer as for P-256; verification is batched"),

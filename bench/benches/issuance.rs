@@ -51,7 +51,13 @@ fn sign(c: &mut Criterion) {
         let ca = authority(alg).unwrap();
         let profile = ca.profile("tls-server").unwrap().clone();
         let req = profile
-            .validate("tls-server", parse_and_verify(&csr).unwrap(), None)
+            .validate(
+                "tls-server",
+                parse_and_verify(&csr).unwrap(),
+                &Default::default(),
+                None,
+                time::OffsetDateTime::now_utc().unix_timestamp(),
+            )
             .unwrap();
         group.bench_function(name, |b| {
             b.iter(|| {

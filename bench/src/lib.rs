@@ -125,7 +125,9 @@ pub enum CsrKey {
     Ed25519,
 }
 
-/// Makes a DER CSR for one DNS name with a fresh key, as an RA's subscriber would.
+/// Makes a DER CSR for one DNS name, also its CN, with a fresh key, as an RA's subscriber
+/// would: what both `tls-server` (a CN repeating a SAN) and `tls-client` (a CN required)
+/// accept.
 pub fn csr_der(key: CsrKey, host: &str) -> Result<Vec<u8>, rcgen::Error> {
     let alg = match key {
         CsrKey::EcP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
@@ -135,6 +137,9 @@ pub fn csr_der(key: CsrKey, host: &str) -> Result<Vec<u8>, rcgen::Error> {
     let pair = rcgen::KeyPair::generate_for(alg)?;
     let mut params = rcgen::CertificateParams::new(vec![host.to_string()])?;
     params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, host);
     Ok(params.serialize_request(&pair)?.der().to_vec())
 }
 
@@ -205,6 +210,7 @@ impl EngineFixture {
                         .issue(ca_core::engine::IssueRequest {
                             csr,
                             profile: "tls-server".into(),
+                            identity: Default::default(),
                             validity_days: None,
                             request_id: None,
                             requester: ca_core::engine::Requester {

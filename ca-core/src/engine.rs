@@ -25,10 +25,12 @@ use tokio::sync::oneshot;
 
 use crate::audit::{AuditEvent, AuditHead, Checkpoint};
 use crate::authority::{CertificateAuthority, PreparedCertificate};
+use crate::blocklist::BlockedKeys;
 use crate::csr::VerifiedCsr;
 use crate::enrollment::{CodeHash, EnrollmentCode};
 use crate::error::{CaError, ErrorClass};
 use crate::metrics::{CodeChecks, Metrics};
+pub use crate::profile::Identity;
 use crate::revocation::{Revocation, RevocationReason};
 use crate::serial::{RandomSerials, Serial, SerialSource};
 use crate::signing::{SignAt, SigningStage, Unsigned};
@@ -111,6 +113,9 @@ pub struct IssueRequest {
     pub csr: Vec<u8>,
     /// The profile name.
     pub profile: String,
+    /// Identity data the RA verified and asserts (subject attributes, otherName SANs): over
+    /// the CSR's names, as the profile's subject rules say.
+    pub identity: Identity,
     /// Requested validity in days; the profile's default when absent.
     pub validity_days: Option<u32>,
     /// The RA's idempotency key.
@@ -200,8 +205,13 @@ impl VerifiedRedemption {
 /// Where a job's subject, names and key come from.
 #[derive(Debug)]
 enum Input {
-    /// A CSR: everything from it, checked against the profile.
-    Csr(Vec<u8>),
+    /// A CSR and the RA's identity data, checked against the profile.
+    Csr {
+        /// The CSR, PEM or DER.
+        csr: Vec<u8>,
+        /// What the RA asserts over the CSR's names.
+        identity: Identity,
+    },
     /// A renewal: names from the old certificate; the key from it or from a CSR.
     Renewal {
         old: Box<CertRecord>,
@@ -216,10 +226,20 @@ enum Input {
     },
 }
 
+/// The kind of certificate a request may ask for: an end-entity certificate ([`Engine::issue`]
+/// and every other path) or, only through [`Engine::issue_ca`], a subordinate CA certificate
+/// from a CA profile ([`ca_x509::ca_profile`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    EndEntity,
+    Ca,
+}
+
 /// What the workers process: one certificate to verify, check, sign and store.
 #[derive(Debug)]
 struct Work {
     input: Input,
+    kind: Kind,
     profile: String,
     validity_days: Option<u32>,
     request_id: Option<String>,
@@ -236,7 +256,18 @@ impl Work {
             h.update(bytes);
         };
         match &self.input {
-            Input::Csr(csr) => field(csr),
+            Input::Csr { csr, identity } => {
+                field(csr);
+                // Only present where given, so that digests of requests without identity
+                // data stay as they were.
+                for attr in &identity.subject {
+                    field(attr.kind.short_name().as_bytes());
+                    field(attr.value.as_bytes());
+                }
+                for san in &identity.sans {
+                    field(san.value().as_bytes());
+                }
+            }
             Input::Renewal { old, csr } => {
                 field(b"renewal");
                 field(old.serial.as_bytes());
@@ -286,6 +317,8 @@ pub struct Engine {
     signing: Option<SigningStage>,
     writer: Option<StoreWriter>,
     metrics: Arc<Metrics>,
+    /// Keys of certificates revoked for keyCompromise: never certified again.
+    blocked: Arc<BlockedKeys>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -319,6 +352,7 @@ impl Engine {
             config.workers
         };
         let metrics = Arc::new(Metrics::new()?);
+        let blocked = Arc::new(BlockedKeys::new(store.blocked_keys()?));
         let writer = store.start_writer(config.max_commit_batch, metrics.clone())?;
         let (sign_at, signing) = SigningStage::start(
             ca.signer().clone(),
@@ -336,6 +370,7 @@ impl Engine {
                 sign_at: sign_at.clone(),
                 to_writer: writer.sender(),
                 metrics: metrics.clone(),
+                blocked: blocked.clone(),
             };
             let (jobs, done) = (jobs.clone(), done_tx.clone());
             // Each worker is a long-lived loop; it ends when the queue closes. It takes its
@@ -357,6 +392,7 @@ impl Engine {
         tracing::info!(
             workers,
             queue = config.queue_capacity,
+            blocked_keys = blocked.len(),
             "issuance engine started"
         );
         Ok(Engine {
@@ -369,6 +405,7 @@ impl Engine {
             signing: Some(signing),
             writer: Some(writer),
             metrics,
+            blocked,
         })
     }
 
@@ -406,16 +443,39 @@ impl Engine {
         &self.metrics
     }
 
+    /// The keys no longer certified (those of certificates revoked for keyCompromise).
+    pub fn blocked_keys(&self) -> &BlockedKeys {
+        &self.blocked
+    }
+
     /// Requests currently waiting for a worker.
     pub fn queue_depth(&self) -> usize {
         self.queue.as_ref().map_or(0, Sender::len)
     }
 
     /// Issues one certificate: answers an earlier result for a repeated `request_id`,
-    /// otherwise queues the request and waits until its certificate is durably stored.
+    /// otherwise queues the request and waits until its certificate is durably stored. A CA
+    /// profile is refused ([`CaError::ProfileRequiresCaAdmin`]): [`Engine::issue_ca`] is the
+    /// only way to it.
     pub async fn issue(&self, request: IssueRequest) -> Result<Issued, CaError> {
+        self.issue_kind(request, Kind::EndEntity).await
+    }
+
+    /// Issues a subordinate CA certificate from a CA profile, as [`Engine::issue`] issues
+    /// end-entity certificates (recorded and audited the same way, the requester named); any
+    /// other profile is refused ([`CaError::NotACaProfile`]). The server calls it only for a
+    /// token of role `ca-admin`.
+    pub async fn issue_ca(&self, request: IssueRequest) -> Result<Issued, CaError> {
+        self.issue_kind(request, Kind::Ca).await
+    }
+
+    async fn issue_kind(&self, request: IssueRequest, kind: Kind) -> Result<Issued, CaError> {
         self.run(Work {
-            input: Input::Csr(request.csr),
+            input: Input::Csr {
+                csr: request.csr,
+                identity: request.identity,
+            },
+            kind,
             profile: request.profile,
             validity_days: request.validity_days,
             request_id: request.request_id,
@@ -432,6 +492,7 @@ impl Engine {
             .certificate(&request.serial)?
             .ok_or_else(|| CaError::SerialNotFound(request.serial.to_hex()))?;
         let work = Work {
+            kind: Kind::EndEntity,
             profile: old.profile.clone(),
             input: Input::Renewal {
                 old: Box::new(old),
@@ -451,21 +512,26 @@ impl Engine {
         request: EnrollmentRequest,
     ) -> Result<CreatedEnrollment, CaError> {
         let profile = self.ca.profile(&request.profile)?;
-        let subject = name::parse_rfc4514(&request.subject)?;
+        if profile.ca.is_some() {
+            return Err(CaError::ProfileRequiresCaAdmin {
+                profile: request.profile,
+            });
+        }
         let sans: Vec<csr::San> = request
             .sans
             .iter()
             .map(|s| csr::San::from_value(s))
             .collect();
-        profile.check_names(&request.profile, &subject, &sans)?;
-        if let Some(days) = request.validity_days {
-            if days == 0 || days > profile.max_validity_days {
-                return Err(CaError::ValidityNotAllowed {
-                    requested: days,
-                    profile: request.profile.clone(),
-                    max: profile.max_validity_days,
-                });
-            }
+        let Identity { subject, sans } = profile.check_names(
+            &request.profile,
+            &Identity {
+                subject: name::parse_rfc4514(&request.subject)?,
+                sans,
+            },
+        )?;
+        if request.validity_days.is_some() {
+            let now = OffsetDateTime::now_utc().unix_timestamp();
+            profile.validity(&request.profile, request.validity_days, now)?;
         }
         let mut id = [0u8; 16];
         self.ca.random().fill(&mut id)?;
@@ -574,6 +640,7 @@ impl Engine {
                 sans,
                 key,
             },
+            kind: Kind::EndEntity,
             profile: record.profile,
             validity_days: record.validity_days,
             request_id: None,
@@ -598,6 +665,24 @@ impl Engine {
             .with_label_values(&[RevocationReason::CessationOfOperation.name()])
             .inc();
         Ok(())
+    }
+
+    /// Refuses a CA profile to work that is not [`Kind::Ca`] (a renewal, an enrollment and
+    /// every issuance but [`Engine::issue_ca`]), and any other profile to work that is. An
+    /// unknown profile passes, for the worker to refuse by name.
+    fn check_kind(&self, work: &Work) -> Result<(), CaError> {
+        let Ok(profile) = self.ca.profile(&work.profile) else {
+            return Ok(());
+        };
+        match (work.kind, profile.ca.is_some()) {
+            (Kind::EndEntity, true) => Err(CaError::ProfileRequiresCaAdmin {
+                profile: work.profile.clone(),
+            }),
+            (Kind::Ca, false) => Err(CaError::NotACaProfile {
+                profile: work.profile.clone(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Refuses the renewal of a revoked or held certificate, or of one expired longer ago than
@@ -651,6 +736,7 @@ impl Engine {
     }
 
     async fn run_once(&self, work: Work) -> Result<Issued, CaError> {
+        self.check_kind(&work)?;
         let idempotency = work.request_id.as_ref().map(|id| {
             (
                 IdempotencyKey::new(&work.requester.token_hash, id),
@@ -776,20 +862,45 @@ impl Engine {
                 crate::revocation::EARLIEST_INVALIDITY_DATE,
             )?;
         }
+        // A compromised key is blocked in the revocation's commit (Baseline Requirements
+        // 6.1.1.3 item 4), and for the workers once that commit is durable.
+        let blocked_key = match reason {
+            RevocationReason::KeyCompromise => self.certificate_key(&serial)?,
+            _ => None,
+        };
         let request = RevokeRequest {
             serial,
             reason,
             at,
             invalidity_date,
             actor: actor.to_string(),
+            blocked_key,
         };
         let revocation = self.write(|reply| WriteOp::Revoke(request, reply)).await?;
+        if let Some(key) = blocked_key {
+            self.blocked.insert(key);
+        }
         self.status_changed(&serial);
         self.metrics
             .revocations
             .with_label_values(&[reason.name()])
             .inc();
         Ok(revocation)
+    }
+
+    /// The SubjectPublicKeyInfo SHA-256 of the stored certificate `serial`; `None` when it is
+    /// not stored (the writer answers that) or, logged, when its key cannot be read.
+    fn certificate_key(&self, serial: &Serial) -> Result<Option<[u8; 32]>, CaError> {
+        let Some(record) = self.store.certificate(serial)? else {
+            return Ok(None);
+        };
+        match crate::spki::certificate_key_sha256(&record.der) {
+            Ok(hash) => Ok(Some(hash)),
+            Err(e) => {
+                tracing::error!(%serial, error = %e, "the key of a certificate revoked for keyCompromise cannot be read; it is not blocked");
+                Ok(None)
+            }
+        }
     }
 
     /// Ends a certificateHold, durably, as `actor` asked.
@@ -996,6 +1107,7 @@ struct Worker {
     sign_at: SignAt,
     to_writer: Sender<WriteOp>,
     metrics: Arc<Metrics>,
+    blocked: Arc<BlockedKeys>,
 }
 
 impl Worker {
@@ -1037,6 +1149,7 @@ impl Worker {
             &self.ca,
             self.serials.as_ref(),
             &self.metrics,
+            &self.blocked,
             &work,
             verified,
         ) {
@@ -1070,7 +1183,7 @@ fn verify_csrs(batch: &[Job], metrics: &Metrics) -> Vec<Option<Result<VerifiedCs
     let mut slots = Vec::new();
     for job in batch {
         match &job.work.input {
-            Input::Csr(csr) => match csr::parse(csr) {
+            Input::Csr { csr, .. } => match csr::parse(csr) {
                 Ok(p) => {
                     slots.push(out.len());
                     parsed.push(p);
@@ -1126,24 +1239,28 @@ struct Built {
     build_time: std::time::Duration,
 }
 
-/// The CPU part: decode and verify once, check against the profile, draw a serial, build
-/// the TBSCertificate.
+/// The CPU part: decode and verify once, check against the profile and the blocked keys,
+/// draw a serial, build the TBSCertificate.
 fn build(
     ca: &CertificateAuthority,
     serials: &dyn SerialSource,
     metrics: &Metrics,
+    blocked: &BlockedKeys,
     work: &Work,
     pre_verified: Option<Result<VerifiedCsr, CaError>>,
 ) -> Result<Built, CaError> {
     let mut clock = StageClock::new();
     // A plain CSR was verified (and timed) with its batch; the others are verified here.
     let verified_here = pre_verified.is_none();
-    let (verified, renewed_from) = match &work.input {
-        Input::Csr(csr) => (
+    let (verified, identity, renewed_from) = match &work.input {
+        Input::Csr { csr, identity } => (
             pre_verified.unwrap_or_else(|| csr::parse_and_verify(csr))?,
+            std::borrow::Cow::Borrowed(identity),
             None,
         ),
         Input::Renewal { old, csr } => {
+            // The certificate's names were the profile's to check when it was issued; they
+            // come back as identity data, over an empty CSR.
             let mut names = inspect::as_request(&old.der)?;
             match csr {
                 Some(csr) => {
@@ -1154,7 +1271,11 @@ fn build(
                 // A key certified before weak keys were refused is not certified again.
                 None => names.key.check_strength()?,
             }
-            (names, Some(old.serial))
+            let identity = Identity {
+                subject: std::mem::take(&mut names.subject),
+                sans: std::mem::take(&mut names.sans),
+            };
+            (names, std::borrow::Cow::Owned(identity), Some(old.serial))
         }
         Input::Enrollment {
             subject, sans, key, ..
@@ -1165,27 +1286,43 @@ fn build(
             };
             let names = csr::VerifiedCsr {
                 key,
+                subject: Vec::new(),
+                sans: Vec::new(),
+            };
+            let identity = Identity {
                 subject: subject.clone(),
                 sans: sans.clone(),
             };
-            (names, None)
+            (names, std::borrow::Cow::Owned(identity), None)
         }
     };
     if verified_here {
         clock.lap(&metrics.stages.csr_verify);
     }
     let profile = ca.profile(&work.profile)?;
-    let validated = profile.validate(&work.profile, verified, work.validity_days)?;
+    let now = OffsetDateTime::now_utc();
+    let validated = profile.validate(
+        &work.profile,
+        verified,
+        &identity,
+        work.validity_days,
+        now.unix_timestamp(),
+    )?;
+    blocked.check(&validated.key)?;
     clock.lap(&metrics.stages.profile);
     let serial = serials.draw()?;
-    let now = OffsetDateTime::now_utc();
     let prepared = ca.prepare(&work.profile, serial, &validated, now)?;
     let mut names = Vec::with_capacity(1 + validated.sans.len());
     names.push(names_prefix(
         SUBJECT_TAG,
         &name::to_rfc4514(&validated.subject),
     ));
-    for san in &validated.sans {
+    // otherNames hold personal identity data (national identity numbers): not indexed.
+    for san in validated
+        .sans
+        .iter()
+        .filter(|s| !matches!(s, csr::San::OtherName(_)))
+    {
         names.push(names_prefix(SAN_TAG, &san.value()));
     }
     let record = CertRecord {

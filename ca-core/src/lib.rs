@@ -18,11 +18,12 @@
 #![deny(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub use ca_x509::{
-    armor, authority, csr, error, fuzzing, inspect, name, ocsp, pkcs12, profile, revocation,
-    serial, server_tls, time_format,
+    armor, authority, ca_profile, conformance, csr, error, fuzzing, inspect, name, ocsp,
+    other_name, pkcs12, policy, profile, revocation, serial, server_tls, spki, time_format,
 };
 
 pub mod audit;
+pub mod blocklist;
 mod codec;
 pub mod engine;
 pub mod enrollment;

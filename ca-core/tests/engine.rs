@@ -41,6 +41,7 @@ fn request(csr: Vec<u8>, request_id: Option<&str>) -> IssueRequest {
     IssueRequest {
         csr,
         profile: "tls-server".into(),
+        identity: Default::default(),
         validity_days: Some(10),
         request_id: request_id.map(String::from),
         requester: Requester {
@@ -184,6 +185,9 @@ fn queued_ed25519_requests_are_verified_together_and_a_bad_one_alone() {
             let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
             let mut params = rcgen::CertificateParams::new(vec![format!("e{i}.example")]).unwrap();
             params.distinguished_name = rcgen::DistinguishedName::new();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, format!("e{i}"));
             let mut der = params.serialize_request(&key).unwrap().der().to_vec();
             if i == 150 {
                 let n = der.len();
@@ -196,7 +200,10 @@ fn queued_ed25519_requests_are_verified_together_and_a_bad_one_alone() {
         let mut tasks = tokio::task::JoinSet::new();
         for (i, csr) in csrs.into_iter().enumerate() {
             let engine = engine.clone();
-            tasks.spawn(async move { (i, engine.issue(request(csr, None)).await) });
+            // tls-client: the TLS BR profile takes no Ed25519 keys.
+            let mut request = request(csr, None);
+            request.profile = "tls-client".into();
+            tasks.spawn(async move { (i, engine.issue(request).await) });
         }
         let mut results = Vec::new();
         while let Some(joined) = tasks.join_next().await {

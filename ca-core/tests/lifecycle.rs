@@ -44,9 +44,11 @@ fn csr(profile: &str, name: &str) -> Vec<u8> {
     let mut params = rcgen::CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
     if profile == "personal" {
+        let mailbox = format!("holder@{name}");
         params
             .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
+            .push(rcgen::DnType::CommonName, mailbox.as_str());
+        params.subject_alt_names = vec![rcgen::SanType::Rfc822Name(mailbox.try_into().unwrap())];
     } else {
         params.subject_alt_names = vec![rcgen::SanType::DnsName(name.try_into().unwrap())];
     }
@@ -66,7 +68,13 @@ fn store_backdated(
     let req = ca
         .profile(profile)
         .unwrap()
-        .validate(profile, verified, Some(validity_days))
+        .validate(
+            profile,
+            verified,
+            &Default::default(),
+            Some(validity_days),
+            (OffsetDateTime::now_utc() - Duration::days(days_ago)).unix_timestamp(),
+        )
         .unwrap();
     let then = OffsetDateTime::now_utc() - Duration::days(days_ago);
     store_signed(ca, store, profile, &req, then)
@@ -149,6 +157,7 @@ fn revocation_state_machine() {
         let issue = |name: &str| IssueRequest {
             csr: csr("tls-server", name),
             profile: "tls-server".into(),
+            identity: Default::default(),
             validity_days: None,
             request_id: None,
             requester: requester(),
@@ -355,6 +364,7 @@ fn a_serial_collision_draws_again_and_never_overwrites() {
     let request = |name: &str| IssueRequest {
         csr: csr("tls-server", name),
         profile: "tls-server".into(),
+        identity: Default::default(),
         validity_days: None,
         request_id: None,
         requester: requester(),
@@ -495,6 +505,7 @@ fn a_same_key_renewal_refuses_a_weak_key_certified_before() {
             value: "weak.example".into(),
         }],
         sans: vec![San::Dns("weak.example".into())],
+        validation: Default::default(),
         key: SubjectKey {
             key_type: SubjectKeyType::EcP256,
             bits: vec![0],
@@ -538,6 +549,7 @@ fn status_changes_reach_the_observers_from_the_engine() {
             .issue(IssueRequest {
                 csr: csr("tls-server", "observed.example"),
                 profile: "tls-server".into(),
+                identity: Default::default(),
                 validity_days: None,
                 request_id: None,
                 requester: requester(),

@@ -64,7 +64,13 @@ impl Fixture {
         let validated = ca
             .profile("tls-server")
             .unwrap()
-            .validate("tls-server", verified, Some(30))
+            .validate(
+                "tls-server",
+                verified,
+                &Default::default(),
+                Some(30),
+                time::OffsetDateTime::now_utc().unix_timestamp(),
+            )
             .unwrap();
         let leaf_serial = Serial::random(&rng).unwrap();
         let leaf = ca
@@ -1116,6 +1122,7 @@ fn ocsp_delegated_construction_checks_key_issuer_and_usage() {
     )
     .unwrap();
     let request = ValidatedRequest {
+        validation: Default::default(),
         subject: vec![SubjectAttribute {
             kind: AttributeKind::CommonName,
             value: "not a responder".into(),
@@ -1218,4 +1225,39 @@ fn ocsp_a_renewed_delegate_is_taken_into_use() {
     let (other_key, other_cert) = other.delegate("ocsp.pem");
     assert!(responder.set_delegate(other_key, &other_cert).is_err());
     assert_eq!(responder.responder_certificate(), Some(second));
+}
+
+/// A cached answer is signed anew after half its validity, but never later than four days
+/// after its thisUpdate (Baseline Requirements 4.9.9), so that a 10-day validity still gets a
+/// fresh answer within four days.
+#[test]
+fn ocsp_cached_answers_are_renewed_within_four_days() {
+    let f = Fixture::new(KeyAlgorithm::EcdsaP256);
+    let cache = Arc::new(OcspCache::new(100));
+    let validity = Duration::days(10) - Duration::seconds(1);
+    let responder = OcspResponder::new(f.signer.clone(), &f.ca_der, validity)
+        .unwrap()
+        .with_cache(cache);
+    let request = f.request(
+        "req.der",
+        &["-issuer", "ca.pem", "-cert", "leaf.pem", "-no_nonce"],
+    );
+    let lookups = Cell::new(0);
+    let lookup = |_: &Serial| {
+        lookups.set(lookups.get() + 1);
+        Ok(CertStatus::Good)
+    };
+    let now = OffsetDateTime::now_utc();
+    let first = responder.respond(&request, now, lookup);
+    let limit = ca_core::ocsp::MAX_CACHE_FRESHNESS;
+    assert_eq!(limit, Duration::days(4));
+    let cached = responder.respond(&request, now + limit - Duration::seconds(1), lookup);
+    assert_eq!(
+        (lookups.get(), &cached),
+        (1, &first),
+        "served from the cache"
+    );
+    let renewed = responder.respond(&request, now + limit, lookup);
+    assert_eq!(lookups.get(), 2, "signed anew four days after thisUpdate");
+    assert_ne!(renewed, first);
 }

@@ -16,7 +16,7 @@ use ca_core::authority::{create_root, CertificateAuthority, Urls};
 use ca_core::csr::{AttributeKind, San, SubjectAttribute, SubjectKey, SubjectKeyType, VerifiedCsr};
 use ca_core::engine::{Engine, EngineConfig, IssueRequest, Requester};
 use ca_core::name::{parse_rfc4514, to_rfc4514};
-use ca_core::profile::{is_format_character, is_valid_hostname, Profile};
+use ca_core::profile::{is_format_character, is_valid_hostname, Identity, Profile};
 use ca_core::revocation::{RevocationReason, Status};
 use ca_core::serial::SERIAL_LEN;
 use ca_core::store::query::{CertificateQuery, Cursor, CursorKey, CURSOR_KEY_LEN};
@@ -244,6 +244,7 @@ fn issued_store(count: usize) -> IssuedStore {
                 .issue(IssueRequest {
                     csr: csr.into_bytes(),
                     profile: profile.into(),
+                    identity: Default::default(),
                     validity_days: Some(1 + (i as u32 % 30)),
                     request_id: None,
                     requester: Requester {
@@ -548,30 +549,38 @@ proptest! {
         validity in proptest::option::of(prop_oneof![Just(0u32), 1u32..=1200, Just(u32::MAX)]),
     ) {
         let profile = &Profile::builtin()[&name];
-        let names = profile.check_names(&name, &subject, &sans);
-        let result = profile.validate(&name, verified(key_type, subject.clone(), sans.clone()), validity);
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let identity = Identity { subject: subject.clone(), sans: sans.clone() };
+        let names = profile.check_names(&name, &identity);
+        let result = profile.validate(&name, verified(key_type, subject.clone(), sans.clone()), &Identity::default(), validity, now);
         let key_ok = profile.key_types.contains(&key_type);
-        let validity_days = validity.unwrap_or(profile.default_validity_days);
-        let validity_ok = (1..=profile.max_validity_days).contains(&validity_days);
+        let max = profile.max_validity_days_at(now);
+        let validity_days = validity.unwrap_or(profile.default_validity_days.min(max));
+        let validity_ok = (1..=max).contains(&validity_days);
+        // Attributes only the RA may assert are refused in a CSR, accepted as identity data.
+        let csr_only_refusal = subject.iter().any(|a| {
+            profile.subject.from_request.iter().any(|f| f.eq_ignore_ascii_case(a.kind.short_name()))
+        });
         match &result {
             Ok(v) => {
                 prop_assert!(key_ok && validity_ok);
-                prop_assert!(names.is_ok());
+                let names = names.as_ref().expect("validate accepts what check_names refuses");
                 prop_assert_eq!(v.validity_days, validity_days);
-                prop_assert_eq!(&v.subject, &subject);
-                prop_assert_eq!(&v.sans, &sans);
-                accepted_obeys_rules(profile, &subject, &sans)?;
+                prop_assert_eq!(&v.subject, &names.subject);
+                prop_assert_eq!(&v.sans, &names.sans);
+                accepted_obeys_rules(profile, &v.subject, &v.sans)?;
             }
             Err(e) if !key_ok => prop_assert_eq!(e.code(), "key_type_not_allowed"),
             Err(e) if !validity_ok => prop_assert_eq!(e.code(), "validity_not_allowed"),
+            Err(e) if csr_only_refusal => prop_assert_eq!(e.code(), "subject_not_allowed"),
             Err(e) => {
                 // Key and validity are fine: the refusal is the names', as check_names says.
                 let names_err = names.as_ref().expect_err("validate and check_names disagree");
                 prop_assert_eq!(e.code(), names_err.code());
             }
         }
-        if names.is_ok() {
-            accepted_obeys_rules(profile, &subject, &sans)?;
+        if let Ok(names) = &names {
+            accepted_obeys_rules(profile, &names.subject, &names.sans)?;
         }
     }
 
@@ -601,7 +610,8 @@ proptest! {
         } else {
             Vec::new()
         };
-        let result = profile.validate("tls-server", verified(SubjectKeyType::EcP256, subject, sans), Some(validity));
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let result = profile.validate("tls-server", verified(SubjectKeyType::EcP256, subject, sans), &Identity::default(), Some(validity.min(profile.max_validity_days_at(now))), now);
         prop_assert!(result.is_ok(), "{:?}", result.err());
     }
 
@@ -617,7 +627,7 @@ proptest! {
         let name = labels.join(".");
         let profile = &Profile::builtin()["tls-server"];
         let err = profile
-            .check_names("tls-server", &[], &[San::Dns(name.clone())])
+            .check_names("tls-server", &Identity { subject: vec![], sans: vec![San::Dns(name.clone())] })
             .expect_err(&name);
         prop_assert_eq!(err.code(), "san_not_allowed");
         prop_assert!(!is_valid_hostname(&name));
@@ -635,7 +645,7 @@ proptest! {
     ) {
         let profile = &Profile::builtin()["tls-server"];
         let sans = vec![San::Dns(host), other];
-        let err = profile.check_names("tls-server", &[], &sans).unwrap_err();
+        let err = profile.check_names("tls-server", &Identity { subject: vec![], sans }).unwrap_err();
         prop_assert_eq!(err.code(), "san_not_allowed");
     }
 
@@ -647,17 +657,21 @@ proptest! {
         let host = "a.example".to_string();
         let (subject, sans) = match name.as_str() {
             "tls-server" => (vec![], vec![San::Dns(host)]),
+            "personal" => (vec![], vec![San::Email("a@b.example".into())]),
             _ => (vec![SubjectAttribute { kind: AttributeKind::CommonName, value: "A".into() }], vec![]),
         };
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let max = profile.max_validity_days_at(now);
         let csr = || verified(SubjectKeyType::EcP256, subject.clone(), sans.clone());
-        for days in [0, profile.max_validity_days.saturating_add(over)] {
-            let err = profile.validate(&name, csr(), Some(days)).unwrap_err();
+        let validate = |days| profile.validate(&name, csr(), &Identity::default(), days, now);
+        for days in [0, max.saturating_add(over)] {
+            let err = validate(Some(days)).unwrap_err();
             prop_assert_eq!(err.code(), "validity_not_allowed");
         }
-        let ok = profile.validate(&name, csr(), None).unwrap();
-        prop_assert_eq!(ok.validity_days, profile.default_validity_days);
-        let days = 1 + over % profile.max_validity_days;
-        prop_assert_eq!(profile.validate(&name, csr(), Some(days)).unwrap().validity_days, days);
+        let ok = validate(None).unwrap();
+        prop_assert_eq!(ok.validity_days, profile.default_validity_days.min(max));
+        let days = 1 + over % max;
+        prop_assert_eq!(validate(Some(days)).unwrap().validity_days, days);
     }
 
     /// A subject attribute holding a control character is refused by every profile.
@@ -678,7 +692,7 @@ proptest! {
             "tls-server" => vec![San::Dns("a.example".into())],
             _ => vec![San::Email("a@b.example".into())],
         };
-        let err = profile.check_names(&name, &subject, &sans).unwrap_err();
+        let err = profile.check_names(&name, &Identity { subject, sans }).unwrap_err();
         prop_assert_eq!(err.code(), "subject_not_allowed");
     }
 
@@ -689,8 +703,10 @@ proptest! {
         match &san {
             San::Ip(ip) => prop_assert_eq!(s.parse::<IpAddr>().ok(), Some(*ip)),
             San::Email(e) => prop_assert!(e == &s && s.contains('@')),
-            San::Dns(d) => prop_assert!(d == &s && !s.contains('@')),
-            San::Other(_) => prop_assert!(false, "from_value never gives Other"),
+            San::Dns(d) => prop_assert!(d == &s && !s.contains('@') && !s.contains(':')),
+            San::Uri(u) => prop_assert!(u == &s && s.contains(':')),
+            San::OtherName(_) => prop_assert!(s.starts_with("otherName:")),
+            San::Other(_) => prop_assert!(s.starts_with("otherName:"), "from_value gives Other only for a malformed otherName"),
         }
         prop_assert_eq!(San::from_value(&san.value()), san);
     }
@@ -739,6 +755,8 @@ fn accepted_obeys_rules(
             }
             San::Ip(ip) => prop_assert!(profile.san.ip && !ip.is_unspecified()),
             San::Email(e) => prop_assert!(profile.san.email && e.contains('@')),
+            San::Uri(u) => prop_assert!(profile.san.uri && u.contains(':')),
+            San::OtherName(o) => prop_assert!(profile.san.other_names.iter().any(|r| r.matches(o))),
             San::Other(_) => prop_assert!(false, "an Other SAN was accepted"),
         }
     }

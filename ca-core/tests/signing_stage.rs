@@ -100,6 +100,7 @@ fn request(host: &str) -> IssueRequest {
     IssueRequest {
         csr: params.serialize_request(&key).unwrap().der().to_vec(),
         profile: "tls-server".into(),
+        identity: Default::default(),
         validity_days: Some(10),
         request_id: None,
         requester: Requester {

@@ -25,11 +25,16 @@ pub enum Role {
     Auditor,
     /// Metrics, CRL generation, administration.
     Operator,
+    /// Issues subordinate CA certificates from CA profiles (`[profiles.NAME.ca]`), and
+    /// revokes those it requested; nothing else. Its tokens come only from the command line
+    /// (`ca-server token create --role ca-admin`): no API call, first start or client
+    /// certificate grants it (docs/SECURITY.md).
+    CaAdmin,
 }
 
 impl Role {
     /// Every role.
-    pub const ALL: [Role; 3] = [Role::Ra, Role::Auditor, Role::Operator];
+    pub const ALL: [Role; 4] = [Role::Ra, Role::Auditor, Role::Operator, Role::CaAdmin];
 
     /// The role's name as stored and shown.
     pub fn name(self) -> &'static str {
@@ -37,7 +42,16 @@ impl Role {
             Role::Ra => "ra",
             Role::Auditor => "auditor",
             Role::Operator => "operator",
+            Role::CaAdmin => "ca-admin",
         }
+    }
+
+    /// Whether a running server may grant the role: to a token an operator creates (`POST
+    /// /v1/tokens`), to a bootstrap token of the first start, to a `[[tls.clients]]` client
+    /// certificate. Every role but [`Role::CaAdmin`], which only `ca-server token create`
+    /// grants, with the store in the hands of whoever runs it.
+    pub fn granted_online(self) -> bool {
+        self != Role::CaAdmin
     }
 
     /// Parses a role name.
@@ -46,22 +60,30 @@ impl Role {
     }
 }
 
-/// Written as its name (`ra`, `auditor`, `operator`).
+/// Written as its name (`ra`, `auditor`, `operator`, `ca-admin`).
 impl serde::Serialize for Role {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self.name())
     }
 }
 
-/// Read from its name; any other string is an error that lists the roles.
+/// Read from its name, as the configuration gives a `[[tls.clients]]` entry its role: a role a
+/// running server may grant ([`Role::granted_online`]); `ca-admin` and any other string are
+/// errors that list those roles.
 impl<'de> serde::Deserialize<'de> for Role {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let name = String::deserialize(deserializer)?;
-        Role::parse(&name).ok_or_else(|| {
-            serde::de::Error::custom(format!(
+        match Role::parse(&name) {
+            Some(role) if role.granted_online() => Ok(role),
+            Some(role) => Err(serde::de::Error::custom(format!(
+                "role {} is granted only to tokens made by `ca-server token create`, never to \
+                 a client certificate (allowed: ra, auditor, operator)",
+                role.name()
+            ))),
+            None => Err(serde::de::Error::custom(format!(
                 "unknown role {name:?} (allowed: ra, auditor, operator)"
-            ))
-        })
+            ))),
+        }
     }
 }
 
@@ -196,4 +218,31 @@ pub fn owns(store: &dyn Storage, caller: &Caller, requester: &str) -> Result<boo
     Ok(store
         .token_name_holder(requester)?
         .is_none_or(|holder| holder == caller.token_hash))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ca_admin_is_a_role_only_the_command_line_grants() {
+        for role in Role::ALL {
+            assert_eq!(Role::parse(role.name()), Some(role));
+            assert_eq!(role.granted_online(), role != Role::CaAdmin, "{role:?}");
+        }
+        assert_eq!(Role::parse("ca-admin"), Some(Role::CaAdmin));
+        assert_eq!(Role::parse("admin"), None);
+        // The configuration reads roles for client certificates: ca-admin is not one.
+        #[derive(Debug, serde::Deserialize)]
+        struct Entry {
+            #[allow(dead_code)]
+            role: Role,
+        }
+        let e = toml::from_str::<Entry>("role = \"ca-admin\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ca-server token create"), "{e}");
+        let ok = toml::from_str::<Entry>("role = \"operator\"").unwrap();
+        assert_eq!(ok.role, Role::Operator);
+    }
 }

@@ -72,7 +72,7 @@ pub enum CliError {
         source: std::io::Error,
     },
     /// `token create --role` names no role.
-    #[error("unknown role {role:?}; expected ra, auditor or operator")]
+    #[error("unknown role {role:?}; expected ra, auditor, operator or ca-admin")]
     UnknownRole {
         /// The role as given.
         role: String,
@@ -160,8 +160,9 @@ pub enum Command {
         /// Key type: ec-p256, ec-p384, ed25519, rsa-3072, rsa-4096.
         #[arg(long, default_value = "ec-p256")]
         key_type: KeyAlgorithm,
-        /// Subject as an RFC 4514 string.
-        #[arg(long, default_value = "CN=ca-core Root CA")]
+        /// Subject as an RFC 4514 string. Give a countryName (C=): the CA/Browser Forum
+        /// requires one in every CA certificate (TLS BR 7.1.2.10.2).
+        #[arg(long, default_value = "CN=ca-core Root CA,O=ca-core,C=XX")]
         subject: String,
         /// Validity of a root certificate in days.
         #[arg(long, default_value_t = ROOT_VALIDITY_DAYS)]
@@ -261,7 +262,8 @@ pub enum CrlCommand {
 pub enum TokenCommand {
     /// Create a token and print it once.
     Create {
-        /// ra, auditor or operator.
+        /// ra, auditor, operator or ca-admin (issues from CA profiles; only this command
+        /// creates such tokens).
         #[arg(long)]
         role: String,
         /// A name for the token's holder (shown as requester and actor); unique for ever.

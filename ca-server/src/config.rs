@@ -61,6 +61,14 @@ pub enum ConfigError {
         /// The first fault of `[ocsp]`.
         source: OcspConfigError,
     },
+    /// The `[crl]` settings are out of the Baseline Requirements' range.
+    #[error("{}", path.display())]
+    Crl {
+        /// The configuration file.
+        path: PathBuf,
+        /// The first fault of `[crl]`.
+        source: CrlConfigError,
+    },
     /// `[revocation] min_invalidity_date` is not a time the CA can use.
     #[error("{}", path.display())]
     Revocation {
@@ -121,6 +129,71 @@ pub enum OcspConfigError {
          response outlives the responder certificate that signed it"
     )]
     ValidityOutlivesResponder,
+    /// A publicly trusted CA's responses must be valid 8 hours to 10 days (Baseline
+    /// Requirements 4.9.9, which count the interval inclusively: nextUpdate - thisUpdate + 1 s).
+    #[error(
+        "[ocsp] validity_secs must be between {} (8 hours) and {} (10 days, counted \
+         inclusively) for a publicly trusted CA (CA/Browser Forum Baseline Requirements \
+         4.9.9); set [ca] publicly_trusted = false for a CA that is not",
+        BR_OCSP_VALIDITY_SECS.start(),
+        BR_OCSP_VALIDITY_SECS.end()
+    )]
+    ValidityOutsideBaselineRequirements,
+}
+
+/// Why the `[crl]` settings are refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CrlConfigError {
+    /// A publicly trusted CA's CRLs may be valid at most 10 days (Baseline Requirements
+    /// 4.9.7); 0 would make every CRL stale when published.
+    #[error(
+        "[crl] next_update_hours must be between {} and {} (10 days) for a publicly trusted CA \
+         (CA/Browser Forum Baseline Requirements 4.9.7); set [ca] publicly_trusted = false for \
+         a CA that is not",
+        BR_CRL_NEXT_UPDATE_HOURS.start(),
+        BR_CRL_NEXT_UPDATE_HOURS.end()
+    )]
+    NextUpdateHours,
+    /// A publicly trusted CA publishes a new CRL within 24 hours of a revocation (Baseline
+    /// Requirements 4.9.7).
+    #[error(
+        "[crl] interval_secs must be between 0 and {BR_CRL_INTERVAL_SECS} (a new CRL within 24 \
+         hours of a revocation) for a publicly trusted CA (CA/Browser Forum Baseline \
+         Requirements 4.9.7); set [ca] publicly_trusted = false for a CA that is not"
+    )]
+    IntervalSecs,
+}
+
+/// The OCSP response validity (`nextUpdate - thisUpdate`, seconds) a publicly trusted CA may
+/// use: the Baseline Requirements (4.9.9; 4.9.10 before version 2.0.1) ask for an interval of
+/// 8 hours to 10 days, counted inclusively (a difference of 863,999 s is an interval of 10
+/// days).
+pub const BR_OCSP_VALIDITY_SECS: std::ops::RangeInclusive<u64> = 28_800..=863_999;
+
+/// `[crl] next_update_hours` a publicly trusted CA may use: nextUpdate at most 10 days after
+/// thisUpdate (Baseline Requirements 4.9.7). The publisher rebuilds when half of it has
+/// passed, so a new CRL follows at most 5 days (plus `interval_secs`) after the last, within
+/// the 7 days the Baseline Requirements allow when every certificate names an OCSP responder,
+/// as this CA's do.
+pub const BR_CRL_NEXT_UPDATE_HOURS: std::ops::RangeInclusive<u64> = 1..=240;
+
+/// The longest `[crl] interval_secs` of a publicly trusted CA: a revocation is on a new CRL
+/// within 24 hours (Baseline Requirements 4.9.7).
+pub const BR_CRL_INTERVAL_SECS: u64 = 86_400;
+
+/// Checks `[crl]` against the Baseline Requirements when the CA is `publicly_trusted`; a CA
+/// that is not may use any value, as before.
+pub fn check_crl(crl: &CrlConfig, publicly_trusted: bool) -> Result<(), CrlConfigError> {
+    if !publicly_trusted {
+        return Ok(());
+    }
+    if !BR_CRL_NEXT_UPDATE_HOURS.contains(&crl.next_update_hours) {
+        return Err(CrlConfigError::NextUpdateHours);
+    }
+    if crl.interval_secs > BR_CRL_INTERVAL_SECS {
+        return Err(CrlConfigError::IntervalSecs);
+    }
+    Ok(())
 }
 
 /// Why no URLs can be derived for certificates ([`Config::status_urls`]).
@@ -401,7 +474,17 @@ impl Default for AuditConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OcspConfig {
-    /// nextUpdate minus thisUpdate of each response, in seconds.
+    /// nextUpdate minus thisUpdate of each response, in seconds. A publicly trusted CA
+    /// (`[ca] publicly_trusted`, the default) may use 28800 (8 hours) to 863999 (10 days,
+    /// counted inclusively), as the CA/Browser Forum Baseline Requirements (4.9.9) ask.
+    ///
+    /// Default 345600 (4 days), as many public CAs use: a relying party that keeps a response
+    /// needs a fresh one only every few days, so an unreachable responder does not fail its
+    /// checks at once, while a response cached before a revocation outlives it by at most
+    /// four days (this server's own cache forgets a revoked serial's answer at once). Cached
+    /// responses are signed anew after half the validity (2 days), within the Baseline
+    /// Requirements' "no later than four days after thisUpdate", and the delegated
+    /// responder's default 30 days leave room for it (at most a third of them).
     pub validity_secs: u64,
     /// Responses kept in the cache (RFC 5019 requests: one CertID, no nonce).
     pub cache_capacity: usize,
@@ -425,7 +508,7 @@ pub struct OcspConfig {
 impl Default for OcspConfig {
     fn default() -> Self {
         OcspConfig {
-            validity_secs: 3600,
+            validity_secs: 4 * 86_400,
             cache_capacity: 100_000,
             delegated: false,
             delegated_validity_days: 30,
@@ -438,9 +521,13 @@ impl Default for OcspConfig {
 }
 
 impl OcspConfig {
-    /// Checks the delegated responder's settings and the on-demand signing budget; the error
-    /// names the first fault.
-    pub fn check(&self) -> Result<(), OcspConfigError> {
+    /// Checks the response validity (against the Baseline Requirements when the CA is
+    /// `publicly_trusted`), the delegated responder's settings and the on-demand signing
+    /// budget; the error names the first fault.
+    pub fn check(&self, publicly_trusted: bool) -> Result<(), OcspConfigError> {
+        if publicly_trusted && !BR_OCSP_VALIDITY_SECS.contains(&self.validity_secs) {
+            return Err(OcspConfigError::ValidityOutsideBaselineRequirements);
+        }
         let days = self.delegated_validity_days;
         if days == 0 || days > MAX_RESPONDER_VALIDITY_DAYS {
             return Err(OcspConfigError::DelegatedValidityDays);
@@ -484,6 +571,11 @@ pub struct CaFiles {
     pub chain_file: PathBuf,
     /// The RocksDB directory.
     pub db_dir: PathBuf,
+    /// Whether the CA is publicly trusted (its certificates chain to a root that browsers or
+    /// operating systems trust), so that the CA/Browser Forum Baseline Requirements apply:
+    /// `[ocsp] validity_secs` and the `[crl]` timing must then be within their ranges (refused
+    /// at start otherwise). `false` for a private CA allows any value accepted before.
+    pub publicly_trusted: bool,
 }
 
 impl Default for CaFiles {
@@ -492,6 +584,7 @@ impl Default for CaFiles {
             key_file: "ca-key.pem".into(),
             chain_file: "ca.pem".into(),
             db_dir: "db".into(),
+            publicly_trusted: true,
         }
     }
 }
@@ -535,15 +628,26 @@ impl Config {
             source,
         })?;
         for (name, profile) in &config.profiles {
-            profile.check(name).map_err(|source| ConfigError::Profile {
-                path: path_buf(),
-                source,
-            })?;
+            profile
+                .check(name)
+                .and_then(|()| ca_core::conformance::check(profile, name))
+                .map_err(|source| ConfigError::Profile {
+                    path: path_buf(),
+                    source,
+                })?;
         }
         if config.profiles.is_empty() {
             return Err(ConfigError::NoProfiles { path: path_buf() });
         }
-        config.ocsp.check().map_err(|source| ConfigError::Ocsp {
+        let publicly_trusted = config.ca.publicly_trusted;
+        config
+            .ocsp
+            .check(publicly_trusted)
+            .map_err(|source| ConfigError::Ocsp {
+                path: path_buf(),
+                source,
+            })?;
+        check_crl(&config.crl, publicly_trusted).map_err(|source| ConfigError::Crl {
             path: path_buf(),
             source,
         })?;
@@ -726,6 +830,31 @@ mod tests {
     use super::*;
     use crate::cli::error_chain;
 
+    /// Every profile example of the README (its ```toml blocks with a `[profiles.` table)
+    /// loads, coherent and conforming to the standard it claims, as `serve` would load it.
+    #[test]
+    fn the_readme_profile_examples_load() {
+        let readme = include_str!("../../README.md");
+        let mut blocks = 0;
+        for block in readme.split("```toml").skip(1) {
+            let text = block.split("```").next().unwrap_or_default();
+            if !text.contains("[profiles.") {
+                continue;
+            }
+            let config = Config::parse(text);
+            assert!(config.is_ok(), "{config:?}\n{text}");
+            let config = config.unwrap();
+            for (name, profile) in &config.profiles {
+                let checked = profile
+                    .check(name)
+                    .and_then(|()| ca_core::conformance::check(profile, name));
+                assert!(checked.is_ok(), "{checked:?}\n{text}");
+            }
+            blocks += 1;
+        }
+        assert!(blocks >= 2, "the README shows its profile examples");
+    }
+
     #[test]
     fn default_config_round_trips_through_toml() {
         let text = Config::default().to_toml().unwrap();
@@ -789,11 +918,93 @@ mod tests {
         assert!(config.profiles.contains_key("tls-server"));
         assert!(!config.ocsp.delegated);
         assert_eq!(config.ocsp.delegated_validity_days, 30);
+        assert!(config.ca.publicly_trusted);
+        assert_eq!(config.ocsp.validity_secs, 4 * 86_400);
+        // The defaults are within the Baseline Requirements, delegated responder or not.
+        config.ocsp.check(true).unwrap();
+        check_crl(&config.crl, true).unwrap();
+        let delegated: Config = toml::from_str("[ocsp]\ndelegated = true").unwrap();
+        delegated.ocsp.check(true).unwrap();
+    }
+
+    /// `[ocsp] validity_secs` outside 8 hours to 10 days (counted inclusively, Baseline
+    /// Requirements 4.9.9) is refused at load with one line naming the key and the range,
+    /// unless `[ca] publicly_trusted = false`.
+    #[test]
+    fn ocsp_validity_is_bounded_for_a_publicly_trusted_ca() {
+        for ok in [28_800, 86_400, 863_999] {
+            let config = load_text("ocsp-ok", &format!("[ocsp]\nvalidity_secs = {ok}\n")).unwrap();
+            assert_eq!(config.ocsp.validity_secs, ok);
+        }
+        for bad in [1, 3_600, 28_799, 864_000, 30 * 86_400] {
+            let text = format!("[ocsp]\nvalidity_secs = {bad}\n");
+            let e = refusal("ocsp-bad", &text);
+            for part in [
+                CONFIG_FILE,
+                "[ocsp] validity_secs",
+                "between 28800 (8 hours) and 863999 (10 days",
+                "[ca] publicly_trusted = false",
+            ] {
+                assert!(e.contains(part), "{bad}: {part} missing from {e}");
+            }
+            assert!(!e.contains('\n'), "one line: {e}");
+            // A CA that is not publicly trusted may use them, as before.
+            let private = format!("[ca]\npublicly_trusted = false\n{text}");
+            let config = load_text("ocsp-private", &private).unwrap();
+            assert!(!config.ca.publicly_trusted);
+            assert_eq!(config.ocsp.validity_secs, bad);
+        }
+        // The other [ocsp] rules still hold for a private CA.
+        let e = refusal(
+            "ocsp-private-deleg",
+            "[ca]\npublicly_trusted = false\n[ocsp]\ndelegated = true\n\
+             delegated_validity_days = 1\nvalidity_secs = 86400\n",
+        );
+        assert!(e.contains("a third of delegated_validity_days"), "{e}");
+    }
+
+    /// `[crl] next_update_hours` beyond 10 days (or 0) and `interval_secs` beyond 24 hours are
+    /// refused at load (Baseline Requirements 4.9.7), unless `[ca] publicly_trusted = false`.
+    #[test]
+    fn crl_timing_is_bounded_for_a_publicly_trusted_ca() {
+        for ok in [
+            "[crl]\nnext_update_hours = 1\n",
+            "[crl]\nnext_update_hours = 240\n",
+            "[crl]\ninterval_secs = 0\n",
+            "[crl]\ninterval_secs = 86400\n",
+        ] {
+            load_text("crl-ok", ok).unwrap();
+        }
+        for (bad, key, range) in [
+            (
+                "[crl]\nnext_update_hours = 0\n",
+                "[crl] next_update_hours",
+                "between 1 and 240 (10 days)",
+            ),
+            (
+                "[crl]\nnext_update_hours = 241\n",
+                "[crl] next_update_hours",
+                "between 1 and 240 (10 days)",
+            ),
+            (
+                "[crl]\ninterval_secs = 86401\n",
+                "[crl] interval_secs",
+                "between 0 and 86400",
+            ),
+        ] {
+            let e = refusal("crl-bad", bad);
+            for part in [CONFIG_FILE, key, range, "[ca] publicly_trusted = false"] {
+                assert!(e.contains(part), "{bad}: {part} missing from {e}");
+            }
+            assert!(!e.contains('\n'), "one line: {e}");
+            let private = format!("[ca]\npublicly_trusted = false\n{bad}");
+            load_text("crl-private", &private).unwrap();
+        }
     }
 
     #[test]
     fn delegated_ocsp_settings_are_checked() {
-        let ocsp = |text: &str| toml::from_str::<Config>(text).unwrap().ocsp.check();
+        let ocsp = |text: &str| toml::from_str::<Config>(text).unwrap().ocsp.check(true);
         ocsp("[ocsp]\ndelegated = true").unwrap();
         ocsp("[ocsp]\ndelegated = true\ndelegated_validity_days = 1\nvalidity_secs = 28800")
             .unwrap();
@@ -922,6 +1133,16 @@ mod tests {
             "[[tls.clients]]\nspki_sha256 = \"00\"\nrole = \"admin\"\nname = \"x\"\n",
         );
         assert!(e.contains("ra, auditor, operator"), "{e}");
+    }
+
+    #[test]
+    fn no_client_certificate_acts_as_a_ca_admin() {
+        let e = refusal(
+            "ca-admin",
+            "[[tls.clients]]\nspki_sha256 = \"00\"\nrole = \"ca-admin\"\nname = \"x\"\n",
+        );
+        assert!(e.contains("[[tls.clients]] #1 role"), "{e}");
+        assert!(e.contains("ca-server token create"), "{e}");
     }
 
     #[test]

@@ -336,6 +336,13 @@ pub enum DataDirError {
         /// What is wrong with it.
         source: CaError,
     },
+    /// A profile's standard needs URLs in its certificates that `[urls]` does not give.
+    #[error("the CA's URLs do not give a profile what its standard requires")]
+    ProfileUrls(#[source] ca_core::profile::ProfileError),
+    /// A CA profile asks for CA certificates that the CA's own certificate cannot issue (its
+    /// path length leaves no room for them).
+    #[error("the CA certificate cannot issue what a CA profile asks for")]
+    ProfileIssuer(#[source] ca_core::profile::ProfileError),
 }
 
 /// Why a CA chain (the imported certificate, then the `--chain` certificates up to the root)
@@ -425,8 +432,10 @@ pub enum ChainError {
     },
 }
 
-/// The subject of the development CA created on first start.
-pub const DEV_CA_SUBJECT: &str = "CN=ca-core Development Root CA,O=ca-core development";
+/// The subject of the development CA created on first start, with the countryName the
+/// CA/Browser Forum require in CA certificates (TLS BR 7.1.2.10.2); `XX` is ISO 3166's
+/// user-assigned code, for a CA that is no country's.
+pub const DEV_CA_SUBJECT: &str = "CN=ca-core Development Root CA,O=ca-core development,C=XX";
 /// Validity of a root CA created by `init`, in days (10 years).
 pub const ROOT_VALIDITY_DAYS: u32 = 3650;
 /// The actor the audit log names for the CA's own actions (first start, timers).
@@ -989,7 +998,8 @@ pub fn bootstrap_tokens(dir: &Path, store: &Store) -> Result<Option<PathBuf>, Da
     }
     let path = dir.join(BOOTSTRAP_TOKENS);
     let mut tokens = serde_json::Map::new();
-    for role in Role::ALL {
+    // Not ca-admin: only `ca-server token create` grants it.
+    for role in Role::ALL.into_iter().filter(|r| r.granted_online()) {
         let token = create_token(store, role, &format!("bootstrap-{}", role.name()), ACTOR)?;
         tokens.insert(role.name().into(), token.into());
     }
@@ -1031,6 +1041,13 @@ pub fn start_core(
     store: Store,
     urls: &Urls,
 ) -> Result<Core, DataDirError> {
+    for (name, profile) in &config.profiles {
+        ca_core::conformance::check_urls(profile, name, urls).map_err(DataDirError::ProfileUrls)?;
+        if let Some(ca_cert) = material.chain.first() {
+            ca_core::conformance::check_issuer(profile, name, ca_cert)
+                .map_err(DataDirError::ProfileIssuer)?;
+        }
+    }
     let signer = material.signer.clone();
     let ca = CertificateAuthority::new(material.signer, material.chain, &config.profiles, urls)
         .map_err(|source| DataDirError::KeyCertificateMismatch {

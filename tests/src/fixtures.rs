@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use crate::binary::profile_dir;
 use crate::command::openssl;
-use crate::formats::{pem_blocks, to_pem};
+use crate::formats::{now_unix, parse_rfc3339, pem_blocks, to_pem};
 use crate::unique;
 
 /// `target/tmp/e2e-keys`: the directory cargo names `CARGO_TARGET_TMPDIR` when it builds
@@ -97,6 +97,16 @@ impl Csr {
             .iter()
             .map(|s| s.split_once(':').expect("TYPE:value").1.to_string())
             .collect()
+    }
+
+    /// This CSR (its key and SANs) with the subject `subj` (`-subj` form, DER order) instead
+    /// of its own: what a certificate issued for it holds where the RA asserted identity data
+    /// (`identity.subject`) that the profile orders among the CSR's attributes.
+    pub fn with_subject(&self, subj: &str) -> Csr {
+        Csr {
+            subj: subj.to_string(),
+            ..self.clone()
+        }
     }
 
     /// The DER of the CSR.
@@ -199,6 +209,21 @@ pub fn tamper_bytes(csr: &Csr, from: &str, to: &str) -> String {
 /// A tls-server CSR for `host` (CN and DNS SAN) with a P-256 key.
 pub fn server_csr(host: &str) -> Csr {
     make_csr("ec-p256", &format!("/CN={host}"), &[&format!("DNS:{host}")])
+}
+
+/// The longest validity in days the built-in `tls-server` profile allows now: the CA/Browser
+/// Forum TLS BR schedule (section 6.3.2) of README, *Profiles*: 397 days, 200 from
+/// 2026-03-15, 100 from 2027-03-15, 47 from 2029-03-15.
+pub fn tls_server_max_validity_days() -> u32 {
+    let now = now_unix();
+    [
+        ("2029-03-15T00:00:00Z", 47),
+        ("2027-03-15T00:00:00Z", 100),
+        ("2026-03-15T00:00:00Z", 200),
+    ]
+    .into_iter()
+    .find(|(from, _)| parse_rfc3339(from) <= now)
+    .map_or(397, |(_, days)| days)
 }
 
 /// `openssl x509 -noout -fingerprint -sha256` of a PEM certificate file, as an operator copies

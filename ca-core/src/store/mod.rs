@@ -21,6 +21,7 @@
 //! | `events`    | serial (16) ‖ audit seq (8)           | empty                    |
 //! | `checkpoints` | audit seq (8)                       | [`Checkpoint`]           |
 //! | `enrollments` | enrollment id (16)                   | [`EnrollmentRecord`]     |
+//! | `blocked_keys` | SHA-256(SubjectPublicKeyInfo) (32)  | serial (16) whose keyCompromise revocation blocked it |
 //! | `meta`      | name                                  | schema version, counters |
 //!
 //! Certificates are keyed by their issuance sequence number, so that new ones are appended:
@@ -38,6 +39,10 @@
 //! a store written before kept only the newest, under the bare old serial (16 bytes), which a
 //! prefix scan reads as the first of the list.
 //!
+//! `blocked_keys` holds the key of every certificate revoked for keyCompromise, written in the
+//! revocation's own commit and never deleted: no certificate is issued for such a key again
+//! (CA/Browser Forum Baseline Requirements 6.1.1.3 item 4; [`blocked_keys`]).
+//!
 //! [`AuditEntry`]: crate::audit::AuditEntry
 //! [`Checkpoint`]: crate::audit::Checkpoint
 //!
@@ -46,6 +51,7 @@
 //! command line) the few writes it needs (schema version, tokens) are made directly.
 
 mod audit_log;
+pub mod blocked_keys;
 mod migrate;
 pub mod query;
 pub mod record;
@@ -79,8 +85,10 @@ use crate::serial::Serial;
 /// version 1 store simply starts its audit log at the upgrade). Version 3 keys certificates
 /// by issuance sequence (`issued`) with a serial index (`serials`), instead of by serial.
 /// Version 4 gives every token an immutable id and a unique name (`token_names`); the
-/// upgrade renames all but the oldest of tokens that shared a name.
-pub const SCHEMA_VERSION: u32 = 4;
+/// upgrade renames all but the oldest of tokens that shared a name. Version 5 keeps the keys
+/// of certificates revoked for keyCompromise (`blocked_keys`); the upgrade fills it from the
+/// stored keyCompromise revocations.
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Column family names.
 pub mod cf {
@@ -112,10 +120,12 @@ pub mod cf {
     pub const CHECKPOINTS: &str = "checkpoints";
     /// Enrollments (one-time codes).
     pub const ENROLLMENTS: &str = "enrollments";
+    /// Keys of certificates revoked for keyCompromise: never certified again.
+    pub const BLOCKED_KEYS: &str = "blocked_keys";
     /// Schema version and counters.
     pub const META: &str = "meta";
     /// Every family this build uses.
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 16] = [
         ENROLLMENTS,
         NAMES,
         AUDIT,
@@ -131,6 +141,7 @@ pub mod cf {
         RENEWALS,
         CRL_CHANGES,
         TOKEN_NAMES,
+        BLOCKED_KEYS,
     ];
 }
 
@@ -400,6 +411,9 @@ impl Store {
         }
         if version.is_none_or(|v| v < tokens::UNIQUE_TOKEN_NAMES_SCHEMA) {
             self.index_tokens()?;
+        }
+        if version.is_none_or(|v| v < blocked_keys::BLOCKED_KEYS_SCHEMA) {
+            self.backfill_blocked_keys()?;
         }
         if version != Some(SCHEMA_VERSION) {
             let mut batch = WriteBatch::default();

@@ -68,6 +68,8 @@ pub trait RevocationStore: Send + Sync {
     fn changed_since(&self, after: u64, until: u64) -> Result<Vec<Serial>, CaError>;
     /// The number of the last CRL issued (0 before the first); it never goes back.
     fn last_crl_number(&self) -> Result<u64, CaError>;
+    /// The SubjectPublicKeyInfo SHA-256 of every key blocked by a keyCompromise revocation.
+    fn blocked_keys(&self) -> Result<Vec<[u8; 32]>, CaError>;
 }
 
 /// The hash-chained audit log and its signed checkpoints.
@@ -185,6 +187,9 @@ impl RevocationStore for Store {
     }
     fn last_crl_number(&self) -> Result<u64, CaError> {
         Store::last_crl_number(self)
+    }
+    fn blocked_keys(&self) -> Result<Vec<[u8; 32]>, CaError> {
+        Store::blocked_keys(self)
     }
 }
 

@@ -67,6 +67,9 @@ pub struct RevokeRequest {
     pub invalidity_date: Option<i64>,
     /// Who asked (a token's name), for the audit log.
     pub actor: String,
+    /// For a keyCompromise revocation: SHA-256 of the certificate's SubjectPublicKeyInfo,
+    /// blocked (`blocked_keys`) in the revocation's own commit. Ignored for other reasons.
+    pub blocked_key: Option<[u8; 32]>,
 }
 
 /// A CRL number to allocate.
@@ -652,6 +655,7 @@ impl<'a> Group<'a> {
             at,
             invalidity_date: None,
             actor: PUBLIC_ACTOR.to_string(),
+            blocked_key: None,
         })?;
         record.serial = None;
         let event = AuditEvent::new(
@@ -837,6 +841,12 @@ impl<'a> Group<'a> {
         if let Some(d) = req.invalidity_date {
             event = event.with("invalidity_date", crate::audit::rfc3339(d)?);
         }
+        if let (RevocationReason::KeyCompromise, Some(key)) = (req.reason, req.blocked_key) {
+            // Never certified again (Baseline Requirements 6.1.1.3 item 4); the audit entry
+            // names the key.
+            self.put(cf::BLOCKED_KEYS, &key, req.serial.as_bytes())?;
+            event = event.with("blocked_key_sha256", hex::encode(key));
+        }
         self.audit(event, &[req.serial])?;
         Ok(revocation)
     }
@@ -962,6 +972,7 @@ mod tests {
             at: NOW,
             invalidity_date: Some(NOW - 10),
             actor: "ra".into(),
+            blocked_key: (reason == RevocationReason::KeyCompromise).then_some([n; 32]),
         }
     }
 
@@ -1247,6 +1258,8 @@ mod tests {
         assert_eq!((e.failed_attempts, e.serial), (1, Some(serial(3))));
         assert!(store.revocation(&serial(2)).unwrap().is_none());
         assert!(store.revocation(&serial(1)).unwrap().is_some());
+        // The keyCompromise revocation blocked its key in the same commit.
+        assert_eq!(store.key_blocked_by(&[1; 32]).unwrap(), Some(serial(1)));
         assert!(store.token(&[5; 32]).unwrap().unwrap().revoked_at.is_some());
         assert_eq!(store.token_name_holder("new").unwrap(), Some([9; 32]));
         let report = store.verify_audit(&[]).unwrap();

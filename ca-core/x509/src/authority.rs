@@ -26,8 +26,8 @@ use crate::serial::Serial;
 use crate::template::{self, CertFields, CertTemplate, IssuerParts, ToBeSigned, UrlExtensions};
 pub use crate::urls::Urls;
 
-/// How far `notBefore` is set before the moment of issuance, to absorb relying parties'
-/// clock skew.
+/// How far the CA's own certificates' `notBefore` is set before the moment they are made,
+/// to absorb relying parties' clock skew (profiles set their own: `backdate_secs`).
 pub const BACKDATE: Duration = Duration::seconds(60);
 
 /// A certificate just signed, not yet stored.
@@ -124,10 +124,15 @@ impl CertificateAuthority {
             .to_der()
             .map_err(CaError::Encoding)?;
         let issuer = IssuerParts::new(algorithm, ca_cert.tbs_certificate.subject.as_raw(), key_id)?;
-        let urls = UrlExtensions::new(urls)?;
+        let url_extensions = UrlExtensions::new(urls)?;
         let templates = profiles
             .iter()
-            .map(|(name, p)| Ok((name.clone(), (p.clone(), CertTemplate::new(p, &urls)?))))
+            .map(|(name, p)| {
+                Ok((
+                    name.clone(),
+                    (p.clone(), CertTemplate::new(p, &url_extensions)?),
+                ))
+            })
             .collect::<Result<_, CaError>>()?;
         Ok(CertificateAuthority {
             chain,
@@ -181,12 +186,12 @@ impl CertificateAuthority {
         req: &ValidatedRequest,
         now: OffsetDateTime,
     ) -> Result<PreparedCertificate, CaError> {
-        let (_, template) = self
+        let (rules, template) = self
             .templates
             .get(profile)
             .ok_or_else(|| self.unknown_profile(profile))?;
         let now = now.replace_nanosecond(0).unwrap_or(now);
-        let not_before = now - BACKDATE;
+        let not_before = now - Duration::seconds(i64::from(rules.backdate_secs));
         let not_after =
             not_before + Duration::days(i64::from(req.validity_days)) - Duration::seconds(1);
         let fields = CertFields {
@@ -196,6 +201,7 @@ impl CertificateAuthority {
             subject: &req.subject,
             sans: &req.sans,
             key: &req.key,
+            validation: req.validation,
         };
         let tbs = template.to_be_signed(&self.issuer, &fields)?;
         Ok(PreparedCertificate {

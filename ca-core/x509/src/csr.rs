@@ -115,35 +115,6 @@ pub struct SubjectKey {
 /// The RSA public exponent F4 = 2^16 + 1, which profiles with `rsa_require_f4` ask for.
 pub const RSA_F4: u64 = 65_537;
 
-/// Odd primes below this divide no RSA modulus this CA certifies (trial division, a cheap
-/// screen for broken key generators; 2 is the evenness check).
-const SMALL_PRIME_BOUND: u32 = 1000;
-
-/// The primes below [`SMALL_PRIME_BOUND`] (168 of them).
-const SMALL_PRIMES: [u32; 168] = small_primes();
-
-const fn small_primes() -> [u32; 168] {
-    let mut out = [0u32; 168];
-    let (mut n, mut k) = (0, 2);
-    while k < SMALL_PRIME_BOUND {
-        let mut d = 2;
-        let mut prime = true;
-        while d * d <= k {
-            if k % d == 0 {
-                prime = false;
-                break;
-            }
-            d += 1;
-        }
-        if prime {
-            out[n] = k;
-            n += 1;
-        }
-        k += 1;
-    }
-    out
-}
-
 /// p = 2^255 - 19, little-endian: an Ed25519 point encoding whose y (the low 255 bits) is
 /// at least this is non-canonical (RFC 8032 section 5.1.3).
 const ED25519_P: [u8; 32] = {
@@ -159,9 +130,12 @@ impl SubjectKey {
     /// small order (RFC 8032 section 5.1.3; such a key "verifies" forged signatures such as
     /// R = B, s = 1 for any message), an EC point at infinity (SEC 1 section 2.3.4; points
     /// off the curve are refused by `ring` when the CSR's signature is verified), an RSA
-    /// modulus that is even or divisible by a prime below 1000, an RSA public exponent that
-    /// is even or below 3 (RFC 8017 section 3.1, CA/Browser Forum Baseline Requirements
-    /// section 6.1.6).
+    /// modulus that is even, an RSA public exponent that is even or below 3 (RFC 8017 section
+    /// 3.1, CA/Browser Forum Baseline Requirements section 6.1.6). An RSA modulus whose
+    /// factors can be computed is refused with its own error by [`crate::weak_rsa::check`]
+    /// (Baseline Requirements section 6.1.1.3): one with a factor below 1000
+    /// ([`CaError::WeakKeySmallFactor`]), the ROCA fingerprint ([`CaError::WeakKeyRoca`]),
+    /// primes close enough for Fermat's method ([`CaError::WeakKeyFermat`]).
     pub fn check_strength(&self) -> Result<(), CaError> {
         self.checked_ed25519().map(drop)
     }
@@ -224,8 +198,8 @@ fn ed25519_key(bits: &[u8]) -> Result<ed25519_dalek::VerifyingKey, CaError> {
     Ok(key)
 }
 
-/// Checks an RSAPublicKey (RFC 8017 appendix A.1.1): the modulus odd and free of prime
-/// factors below [`SMALL_PRIME_BOUND`], the exponent odd and at least 3.
+/// Checks an RSAPublicKey (RFC 8017 appendix A.1.1): the modulus odd and none of the weak
+/// moduli of [`crate::weak_rsa`], the exponent odd and at least 3.
 fn check_rsa(bits: &[u8]) -> Result<(), CaError> {
     let key = pkcs1::RsaPublicKey::from_der(bits)
         .map_err(|e| CaError::CsrMalformed(format!("invalid RSA public key: {e}")))?;
@@ -233,11 +207,7 @@ fn check_rsa(bits: &[u8]) -> Result<(), CaError> {
     if n.last().is_none_or(|b| b % 2 == 0) {
         return Err(CaError::WeakKey("the RSA modulus is even".into()));
     }
-    if let Some(p) = small_factor(n) {
-        return Err(CaError::WeakKey(format!(
-            "the RSA modulus is divisible by {p}"
-        )));
-    }
+    crate::weak_rsa::check(n)?;
     let e = key.public_exponent.as_bytes();
     if e.last().is_none_or(|b| b % 2 == 0) {
         return Err(CaError::WeakKey("the RSA public exponent is even".into()));
@@ -248,39 +218,6 @@ fn check_rsa(bits: &[u8]) -> Result<(), CaError> {
         ));
     }
     Ok(())
-}
-
-/// The smallest odd prime below [`SMALL_PRIME_BOUND`] dividing the big-endian `n`, if any.
-/// Primes are taken in groups whose product fits 32 bits, so that one pass over `n` in
-/// 32-bit words per group gives the remainders of all of them.
-fn small_factor(n: &[u8]) -> Option<u32> {
-    let mut primes = SMALL_PRIMES[1..].iter().copied().peekable();
-    while primes.peek().is_some() {
-        let mut group = Vec::new();
-        let mut product = 1u64;
-        while let Some(&p) = primes.peek() {
-            if product * u64::from(p) > u64::from(u32::MAX) {
-                break;
-            }
-            product *= u64::from(p);
-            group.push(p);
-            primes.next();
-        }
-        let pad = (4 - n.len() % 4) % 4;
-        let mut rem = 0u64;
-        let mut word = 0u64;
-        for (i, b) in std::iter::repeat_n(&0u8, pad).chain(n).enumerate() {
-            word = (word << 8) | u64::from(*b);
-            if i % 4 == 3 {
-                rem = ((rem << 32) | word) % product;
-                word = 0;
-            }
-        }
-        if let Some(p) = group.into_iter().find(|p| rem % u64::from(*p) == 0) {
-            return Some(p);
-        }
-    }
-    None
 }
 
 /// A subject attribute type this CA can carry into a certificate (RFC 5280 section 4.1.2.4,
@@ -305,11 +242,16 @@ pub enum AttributeKind {
     GivenName,
     /// surname (2.5.4.4).
     Surname,
+    /// pseudonym (2.5.4.65).
+    Pseudonym,
+    /// organizationIdentifier (2.5.4.97), e.g. `VATBE-0123456789` (ETSI EN 319 412-1
+    /// section 5.1.4).
+    OrganizationIdentifier,
 }
 
 impl AttributeKind {
     /// Every supported attribute.
-    pub const ALL: [AttributeKind; 9] = [
+    pub const ALL: [AttributeKind; 11] = [
         AttributeKind::CommonName,
         AttributeKind::Country,
         AttributeKind::State,
@@ -319,6 +261,8 @@ impl AttributeKind {
         AttributeKind::SerialNumber,
         AttributeKind::GivenName,
         AttributeKind::Surname,
+        AttributeKind::Pseudonym,
+        AttributeKind::OrganizationIdentifier,
     ];
 
     /// The RFC 4514 short name (`CN`, `O`, ...), also used in profiles.
@@ -333,6 +277,8 @@ impl AttributeKind {
             AttributeKind::SerialNumber => "serialNumber",
             AttributeKind::GivenName => "GN",
             AttributeKind::Surname => "SN",
+            AttributeKind::Pseudonym => "pseudonym",
+            AttributeKind::OrganizationIdentifier => "organizationIdentifier",
         }
     }
 
@@ -348,6 +294,8 @@ impl AttributeKind {
             AttributeKind::SerialNumber => crate::oid::ID_AT_SERIAL_NUMBER,
             AttributeKind::GivenName => crate::oid::ID_AT_GIVEN_NAME,
             AttributeKind::Surname => crate::oid::ID_AT_SURNAME,
+            AttributeKind::Pseudonym => crate::oid::ID_AT_PSEUDONYM,
+            AttributeKind::OrganizationIdentifier => crate::oid::ID_AT_ORGANIZATION_IDENTIFIER,
         }
     }
 
@@ -363,6 +311,7 @@ impl AttributeKind {
             AttributeKind::State | AttributeKind::Locality => 128,
             AttributeKind::SerialNumber => 64,
             AttributeKind::GivenName | AttributeKind::Surname => 32768,
+            AttributeKind::Pseudonym => 128,
             _ => 64,
         }
     }
@@ -399,24 +348,108 @@ pub enum San {
     Ip(IpAddr),
     /// rfc822Name (an e-mail address).
     Email(String),
+    /// uniformResourceIdentifier.
+    Uri(String),
+    /// otherName: a type OID and a value whose syntax a profile declares. A CSR's otherNames
+    /// are never certified; the RA asserts them in the request's `identity`.
+    OtherName(OtherName),
     /// Any other form, described for the error message; no profile allows these.
     Other(String),
 }
 
+/// How an otherName's value is encoded inside its `[0] EXPLICIT` wrapper (RFC 5280 section
+/// 4.2.1.6): the type a profile's `san.other_names` rule declares.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum OtherNameEncoding {
+    /// UTF8String.
+    #[default]
+    Utf8,
+    /// PrintableString.
+    Printable,
+    /// IA5String.
+    Ia5,
+    /// OCTET STRING holding the value's ASCII octets (ICP-Brasil DOC-ICP-04 section 7.1.3).
+    OctetString,
+}
+
+/// An otherName SAN (RFC 5280 section 4.2.1.6) whose value is text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OtherName {
+    /// The type-id.
+    pub type_id: der::asn1::ObjectIdentifier,
+    /// The value as text.
+    pub value: String,
+    /// How the value is encoded.
+    pub encoding: OtherNameEncoding,
+}
+
+impl OtherName {
+    /// The prefix of an otherName in the API's list of SANs: `otherName:OID:value`.
+    pub const PREFIX: &'static str = "otherName:";
+
+    /// Reads `OID:value` (after [`OtherName::PREFIX`]); the encoding is the default until a
+    /// profile's rule sets it.
+    fn parse(s: &str) -> Option<OtherName> {
+        let (oid, value) = s.split_once(':')?;
+        Some(OtherName {
+            type_id: der::asn1::ObjectIdentifier::new(oid).ok()?,
+            value: value.to_string(),
+            encoding: OtherNameEncoding::default(),
+        })
+    }
+
+    /// Decodes the `[0] EXPLICIT` value of an otherName as x509-parser hands it over: one of
+    /// the text types of [`OtherNameEncoding`].
+    fn decode(type_id: &Oid<'_>, explicit: &[u8]) -> Result<OtherName, CaError> {
+        use der::Decode;
+        let bad = || CaError::CsrMalformed(format!("otherName {type_id} has no text value"));
+        let outer = der::asn1::AnyRef::from_der(explicit).map_err(|_| bad())?;
+        let inner = der::asn1::AnyRef::from_der(outer.value()).map_err(|_| bad())?;
+        let encoding = match der::Tagged::tag(&inner) {
+            der::Tag::Utf8String => OtherNameEncoding::Utf8,
+            der::Tag::PrintableString => OtherNameEncoding::Printable,
+            der::Tag::Ia5String => OtherNameEncoding::Ia5,
+            der::Tag::OctetString => OtherNameEncoding::OctetString,
+            _ => return Err(bad()),
+        };
+        let value = String::from_utf8(inner.value().to_vec()).map_err(|_| bad())?;
+        let type_id =
+            der::asn1::ObjectIdentifier::from_bytes(type_id.as_bytes()).map_err(|_| bad())?;
+        Ok(OtherName {
+            type_id,
+            value,
+            encoding,
+        })
+    }
+}
+
 impl San {
-    /// The name's value as the API shows it: a host name, an IP address or an e-mail address.
+    /// The name's value as the API shows it: a host name, an IP address, an e-mail address,
+    /// a URI, or `otherName:OID:value`.
     pub fn value(&self) -> String {
         match self {
-            San::Dns(d) | San::Email(d) | San::Other(d) => d.clone(),
+            San::Dns(d) | San::Email(d) | San::Uri(d) | San::Other(d) => d.clone(),
             San::Ip(ip) => ip.to_string(),
+            San::OtherName(o) => format!("{}{}:{}", OtherName::PREFIX, o.type_id, o.value),
         }
     }
 
-    /// Reads a SAN as the API writes it: an IP address if it parses as one, an e-mail
-    /// address if it holds `@`, a DNS name otherwise.
+    /// Reads a SAN as the API writes it: `otherName:OID:value`, an IP address if it parses
+    /// as one, a URI if it holds `:` (no host name or mailbox does), an e-mail address if it
+    /// holds `@`, a DNS name otherwise.
     pub fn from_value(s: &str) -> San {
-        if let Ok(ip) = s.parse::<IpAddr>() {
+        if let Some(rest) = s.strip_prefix(OtherName::PREFIX) {
+            match OtherName::parse(rest) {
+                Some(o) => San::OtherName(o),
+                None => San::Other(s.chars().take(80).collect()),
+            }
+        } else if let Ok(ip) = s.parse::<IpAddr>() {
             San::Ip(ip)
+        } else if s.contains(':') {
+            San::Uri(s.to_string())
         } else if s.contains('@') {
             San::Email(s.to_string())
         } else {
@@ -431,6 +464,8 @@ impl std::fmt::Display for San {
             San::Dns(d) => write!(f, "DNS:{d}"),
             San::Ip(ip) => write!(f, "IP:{ip}"),
             San::Email(e) => write!(f, "email:{e}"),
+            San::Uri(u) => write!(f, "URI:{u}"),
+            San::OtherName(o) => write!(f, "otherName:{}", o.type_id),
             San::Other(o) => f.write_str(o),
         }
     }
@@ -809,7 +844,10 @@ pub(crate) fn san_from(name: &GeneralName<'_>) -> Result<San, CaError> {
                 )))
             }
         },
-        GeneralName::URI(u) => San::Other(format!("URI:{u}")),
+        GeneralName::URI(u) => San::Uri((*u).to_owned()),
+        GeneralName::OtherName(type_id, explicit) => {
+            San::OtherName(OtherName::decode(type_id, explicit)?)
+        }
         GeneralName::Invalid(..) => {
             return Err(CaError::CsrMalformed(
                 "invalid subject alternative name".into(),

@@ -21,7 +21,8 @@ pub enum ErrorClass {
     Overloaded,
     /// 503: the CA is shutting down or not ready.
     Unavailable,
-    /// 403: a secret given in the request (an enrollment code) is wrong.
+    /// 403: a secret given in the request (an enrollment code) is wrong, or the caller's role
+    /// may not use the profile it asked for.
     Forbidden,
     /// 410: the named object existed but has expired.
     Gone,
@@ -79,6 +80,26 @@ pub enum CaError {
         profile: String,
         /// The configured profiles, comma-separated.
         known: String,
+    },
+    /// The profile issues CA certificates ([`crate::ca_profile`]): only a token of role
+    /// `ca-admin` may request it, on no other path than single issuance.
+    #[error(
+        "profile {profile} issues subordinate CA certificates: only a token of role ca-admin \
+         may request it"
+    )]
+    ProfileRequiresCaAdmin {
+        /// The profile asked for.
+        profile: String,
+    },
+    /// A `ca-admin` token asked for a profile that is not a CA profile: that role issues CA
+    /// certificates and nothing else.
+    #[error(
+        "a token of role ca-admin issues only from CA profiles ([profiles.NAME.ca]); profile \
+         {profile} is not one"
+    )]
+    NotACaProfile {
+        /// The profile asked for.
+        profile: String,
     },
     /// The request body is not valid (missing field, wrong type, malformed value).
     #[error("{0}")]
@@ -200,9 +221,10 @@ pub enum CaError {
     #[error("the PKCS#12 password must have at least {0} characters")]
     PasswordTooShort(usize),
     /// The subject public key is one no CA should certify: a small-order or non-canonical
-    /// Ed25519 point, an EC point at infinity, an RSA modulus that is even or has a small
-    /// factor, an RSA exponent that is even or below 3, or one other than 65537 where the
-    /// profile asks for it.
+    /// Ed25519 point, an EC point at infinity, an RSA modulus that is even, an RSA exponent
+    /// that is even or below 3, or one other than 65537 where the profile asks for it. (RSA
+    /// moduli whose factors can be found have their own codes: [`CaError::WeakKeySmallFactor`],
+    /// [`CaError::WeakKeyRoca`], [`CaError::WeakKeyFermat`].)
     #[error("weak public key: {0}")]
     WeakKey(String),
     /// An API token with this name exists or existed: token names are unique and never
@@ -219,6 +241,52 @@ pub enum CaError {
     /// Multilingual Plane, a control character, too long); the message says which rule.
     #[error("{0}")]
     PasswordNotAllowed(String),
+
+    // --- Blocked keys (CA/Browser Forum Baseline Requirements 6.1.1.3 item 4) ---------------
+    /// The subject public key is on the CA's block list: a certificate this CA issued for it
+    /// was revoked for keyCompromise, so no certificate is issued for it again.
+    #[error(
+        "the public key (SubjectPublicKeyInfo SHA-256 {}) was reported compromised: a \
+         certificate for it was revoked for keyCompromise, and this CA certifies it no more; \
+         generate a new key",
+        hex::encode(spki_sha256)
+    )]
+    KeyBlocked {
+        /// SHA-256 of the key's DER SubjectPublicKeyInfo.
+        spki_sha256: [u8; 32],
+    },
+
+    // --- Weak RSA moduli (CA/Browser Forum Baseline Requirements 6.1.1.3, crate::weak_rsa) ---
+    /// The RSA modulus is divisible by an odd prime below 1000.
+    #[error("weak public key: the RSA modulus is divisible by {factor}")]
+    WeakKeySmallFactor {
+        /// The smallest such prime.
+        factor: u32,
+    },
+    /// The RSA modulus has the fingerprint of the Infineon RSA library (ROCA, CVE-2017-15361):
+    /// its private key can be computed from it.
+    #[error(
+        "weak public key: the {modulus_bits}-bit RSA modulus has the fingerprint of the \
+         Infineon RSA library (ROCA, CVE-2017-15361), whose private keys can be computed from \
+         the public key; generate a new key with updated firmware or software"
+    )]
+    WeakKeyRoca {
+        /// The modulus's size in bits.
+        modulus_bits: u64,
+    },
+    /// The RSA modulus's two primes are so close that Fermat's factorization method finds
+    /// them in a few rounds.
+    #[error(
+        "weak public key: the RSA modulus's prime factors are too close together (they differ \
+         by a {difference_bits}-bit number) and Fermat's factorization method finds them in \
+         round {round}; generate a new key"
+    )]
+    WeakKeyFermat {
+        /// The round (from 1) in which Fermat's method factored the modulus.
+        round: u32,
+        /// The bit length of the primes' difference.
+        difference_bits: u64,
+    },
 }
 
 impl CaError {
@@ -286,6 +354,8 @@ impl CaError {
             CaError::SubjectNotAllowed(_) => "subject_not_allowed",
             CaError::ValidityNotAllowed { .. } => "validity_not_allowed",
             CaError::UnknownProfile { .. } => "unknown_profile",
+            CaError::ProfileRequiresCaAdmin { .. } => "profile_requires_ca_admin",
+            CaError::NotACaProfile { .. } => "forbidden",
             CaError::InvalidRequest(_) => "invalid_request",
             CaError::SerialNotFound(_) => "serial_not_found",
             CaError::IdempotencyConflict(_) => "idempotency_conflict",
@@ -315,6 +385,12 @@ impl CaError {
             CaError::TokenNotFound(_) => "token_not_found",
             CaError::TokenAlreadyRevoked(_) => "token_already_revoked",
             CaError::PasswordNotAllowed(_) => "password_not_allowed",
+            // Blocked keys.
+            CaError::KeyBlocked { .. } => "key_blocked",
+            // Weak RSA moduli.
+            CaError::WeakKeySmallFactor { .. } => "weak_key_small_factor",
+            CaError::WeakKeyRoca { .. } => "weak_key_roca",
+            CaError::WeakKeyFermat { .. } => "weak_key_fermat",
         }
     }
 
@@ -334,10 +410,19 @@ impl CaError {
             | CaError::PasswordTooShort(_)
             | CaError::WeakKey(_)
             | CaError::PasswordNotAllowed(_) => ErrorClass::Policy,
+            // Blocked keys.
+            CaError::KeyBlocked { .. } => ErrorClass::Policy,
+            // Weak RSA moduli.
+            CaError::WeakKeySmallFactor { .. }
+            | CaError::WeakKeyRoca { .. }
+            | CaError::WeakKeyFermat { .. } => ErrorClass::Policy,
             CaError::SerialNotFound(_) | CaError::EnrollmentNotFound(_) => ErrorClass::NotFound,
             CaError::TokenNotFound(_) => ErrorClass::NotFound,
             CaError::TokenNameTaken(_) | CaError::TokenAlreadyRevoked(_) => ErrorClass::Conflict,
             CaError::EnrollmentCodeInvalid { .. } => ErrorClass::Forbidden,
+            CaError::ProfileRequiresCaAdmin { .. } | CaError::NotACaProfile { .. } => {
+                ErrorClass::Forbidden
+            }
             CaError::EnrollmentLocked => ErrorClass::Locked,
             CaError::EnrollmentExpired => ErrorClass::Gone,
             CaError::EnrollmentRedeemed

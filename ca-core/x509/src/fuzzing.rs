@@ -19,7 +19,7 @@ use crate::csr::{decode_input, parse_and_verify};
 use crate::error::CaError;
 use crate::name::{parse_rfc4514, to_rfc4514};
 use crate::ocsp::{decode_get_request, CertStatus, OcspCache, OcspResponder};
-use crate::profile::Profile;
+use crate::profile::{Identity, Profile};
 use crate::revocation::RevocationReason;
 use crate::serial::Serial;
 
@@ -34,7 +34,10 @@ pub fn csr(data: &[u8]) {
     };
     for (name, profile) in Profile::builtin() {
         for validity in [None, Some(0), Some(1), Some(397), Some(u32::MAX)] {
-            let Ok(validated) = profile.validate(&name, csr.clone(), validity) else {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let Ok(validated) =
+                profile.validate(&name, csr.clone(), &Identity::default(), validity, now)
+            else {
                 continue;
             };
             assert!(validated.validity_days >= 1);
@@ -42,9 +45,11 @@ pub fn csr(data: &[u8]) {
             let text = to_rfc4514(&validated.subject);
             let back = parse_rfc4514(&text).expect("an accepted subject re-parses");
             assert_eq!(back, validated.subject, "RFC 4514 round trip of {text:?}");
-            assert!(profile
-                .check_names(&name, &validated.subject, &validated.sans)
-                .is_ok());
+            let identity = Identity {
+                subject: validated.subject.clone(),
+                sans: validated.sans.clone(),
+            };
+            assert_eq!(profile.check_names(&name, &identity).ok(), Some(identity));
         }
     }
 }

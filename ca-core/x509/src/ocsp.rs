@@ -13,7 +13,8 @@
 //! becomes an OCSP error response (RFC 6960 section 2.3), never a Rust error.
 //!
 //! Responses to RFC 5019 requests (one CertID, no nonce) may be kept in an [`OcspCache`] for
-//! half their validity; a revocation must [`OcspCache::invalidate`] the serial.
+//! half their validity (at most [`MAX_CACHE_FRESHNESS`]); a revocation must
+//! [`OcspCache::invalidate`] the serial.
 //!
 //! Every other answer (a nonce to echo, several CertIDs, an `unknown` status) is signed on
 //! demand, which costs the signing key one operation per request. [`OcspResponder::respond_within`]
@@ -47,7 +48,7 @@ use crate::csr::{subject_key, AttributeKind, SubjectAttribute};
 use crate::der_util;
 use crate::error::CaError;
 use crate::oid;
-use crate::profile::{ExtendedKeyUsage, KeyUsage, Profile, ValidatedRequest};
+use crate::profile::{ExtendedKeyUsage, KeyUsage, Profile, ValidatedRequest, Validation};
 use crate::revocation::DegradedEntries;
 use crate::revocation::{Revocation, RevocationReason};
 use crate::serial::Serial;
@@ -70,8 +71,16 @@ pub const MAX_NONCE_LEN: usize = 128;
 pub const MAX_GET_PATH: usize = 3 * 4 * MAX_REQUEST_DER.div_ceil(3);
 
 /// The longest response validity [`OcspResponder::new`] accepts. (The CA/Browser Forum
-/// Baseline Requirements, section 4.9.10, allow at most 10 days for subscriber certificates.)
+/// Baseline Requirements, section 4.9.9 since version 2.0.1, 4.9.10 before, allow 8 hours to
+/// 10 days for subscriber certificates; ca-server enforces that unless the CA is not publicly
+/// trusted.)
 pub const MAX_VALIDITY: Duration = Duration::days(366);
+
+/// The longest a cached response is answered after its thisUpdate: half its validity, but at
+/// most this. The Baseline Requirements (section 4.9.9) ask for an updated response no later
+/// than four days after thisUpdate (and, for a validity of 16 hours or more, at least eight
+/// hours before nextUpdate, which half the validity always gives).
+pub const MAX_CACHE_FRESHNESS: Duration = Duration::days(4);
 
 /// The longest validity of a delegated responder's certificate, in days. (RFC 6960 section
 /// 4.2.2.2.1 asks for short-lived responder certificates when clients are told not to check
@@ -581,7 +590,7 @@ impl OcspResponder {
             }
         }
         let der = self.sign(this_update, responses, nonce.clone())?;
-        let fresh_until = now.checked_add(self.validity / 2);
+        let fresh_until = now.checked_add((self.validity / 2i32).min(MAX_CACHE_FRESHNESS));
         match (cache, cacheable, fresh_until, &nonce) {
             (Some(cache), Some(key), Some(until), None) => {
                 cache.put(key, (der.clone(), until), now, generation);
@@ -706,6 +715,7 @@ pub fn issue_responder_certificate(
         sans: Vec::new(),
         key: subject_key(&spki)?,
         validity_days,
+        validation: Validation::Basic,
     };
     Ok(ca.sign(RESPONDER_PROFILE, serial, &request, now)?.der)
 }
@@ -906,7 +916,8 @@ struct CacheInner {
 }
 
 /// A bounded cache of signed responses to RFC 5019 requests (one CertID, no nonce), each kept
-/// for half its validity (RFC 5019 section 6 lets responders pre-produce responses).
+/// for half its validity, at most [`MAX_CACHE_FRESHNESS`] (RFC 5019 section 6 lets responders
+/// pre-produce responses).
 ///
 /// Only `good` and `revoked` answers are cached. A revocation must call
 /// [`OcspCache::invalidate`] once it is durable; a response whose status was read before that

@@ -68,6 +68,8 @@ pub const ID_CE_INVALIDITY_DATE: ObjectIdentifier = oid("2.5.29.24");
 pub const ID_CE_DELTA_CRL_INDICATOR: ObjectIdentifier = oid("2.5.29.27");
 /// id-ce-issuingDistributionPoint, RFC 5280 section 5.2.5.
 pub const ID_CE_ISSUING_DISTRIBUTION_POINT: ObjectIdentifier = oid("2.5.29.28");
+/// id-ce-nameConstraints, RFC 5280 section 4.2.1.10.
+pub const ID_CE_NAME_CONSTRAINTS: ObjectIdentifier = oid("2.5.29.30");
 /// id-ce-cRLDistributionPoints, RFC 5280 section 4.2.1.13.
 pub const ID_CE_CRL_DISTRIBUTION_POINTS: ObjectIdentifier = oid("2.5.29.31");
 /// id-ce-authorityKeyIdentifier, RFC 5280 section 4.2.1.1.
@@ -129,6 +131,59 @@ pub const ID_AT_ORGANIZATION_NAME: ObjectIdentifier = oid("2.5.4.10");
 pub const ID_AT_ORGANIZATIONAL_UNIT_NAME: ObjectIdentifier = oid("2.5.4.11");
 /// id-at-givenName, RFC 4519 section 2.12.
 pub const ID_AT_GIVEN_NAME: ObjectIdentifier = oid("2.5.4.42");
+/// id-at-pseudonym, RFC 5280 appendix A.1 (X.520).
+pub const ID_AT_PSEUDONYM: ObjectIdentifier = oid("2.5.4.65");
+/// id-at-organizationIdentifier, X.520 (2012) section 6.4.4; ETSI EN 319 412-1 section 5.1.4.
+pub const ID_AT_ORGANIZATION_IDENTIFIER: ObjectIdentifier = oid("2.5.4.97");
+
+// Certificate policies (RFC 5280 section 4.2.1.4) and the policies that standards reserve.
+
+/// id-ce-certificatePolicies, RFC 5280 section 4.2.1.4.
+pub const ID_CE_CERTIFICATE_POLICIES: ObjectIdentifier = oid("2.5.29.32");
+/// id-qt-cps: a CPS pointer qualifier, RFC 5280 section 4.2.1.4.
+pub const ID_QT_CPS: ObjectIdentifier = oid("1.3.6.1.5.5.7.2.1");
+/// id-qt-unotice: a user notice qualifier, RFC 5280 section 4.2.1.4.
+pub const ID_QT_UNOTICE: ObjectIdentifier = oid("1.3.6.1.5.5.7.2.2");
+/// anyPolicy, RFC 5280 section 4.2.1.4.
+pub const ANY_POLICY: ObjectIdentifier = oid("2.5.29.32.0");
+/// CA/Browser Forum TLS Baseline Requirements section 7.1.6.1: domain validated.
+pub const CABF_DOMAIN_VALIDATED: ObjectIdentifier = oid("2.23.140.1.2.1");
+/// CA/Browser Forum TLS Baseline Requirements section 7.1.6.1: organization validated.
+pub const CABF_ORGANIZATION_VALIDATED: ObjectIdentifier = oid("2.23.140.1.2.2");
+/// CA/Browser Forum TLS Baseline Requirements section 7.1.6.1: individual validated.
+pub const CABF_INDIVIDUAL_VALIDATED: ObjectIdentifier = oid("2.23.140.1.2.3");
+/// CA/Browser Forum S/MIME Baseline Requirements section 7.1.6.1: mailbox-validated, strict.
+pub const CABF_SMIME_MAILBOX_STRICT: ObjectIdentifier = oid("2.23.140.1.5.1.3");
+/// CA/Browser Forum S/MIME Baseline Requirements section 7.1.6.1: individual-validated,
+/// strict.
+pub const CABF_SMIME_INDIVIDUAL_STRICT: ObjectIdentifier = oid("2.23.140.1.5.4.3");
+
+// Qualified certificate statements (RFC 3739 section 3.2.6; ETSI EN 319 412-5).
+
+/// id-pe-qcStatements, RFC 3739 section 3.2.6.
+pub const ID_PE_QC_STATEMENTS: ObjectIdentifier = oid("1.3.6.1.5.5.7.1.3");
+/// esi4-qcStatement-1, QcCompliance: an EU qualified certificate (ETSI EN 319 412-5 4.2.1).
+pub const ID_ETSI_QCS_QC_COMPLIANCE: ObjectIdentifier = oid("0.4.0.1862.1.1");
+/// esi4-qcStatement-4, QcSSCD: the key is in a qualified device (ETSI EN 319 412-5 4.2.2).
+pub const ID_ETSI_QCS_QC_SSCD: ObjectIdentifier = oid("0.4.0.1862.1.4");
+/// esi4-qcStatement-5, QcPDS: PKI disclosure statements (ETSI EN 319 412-5 4.3.4).
+pub const ID_ETSI_QCS_QC_PDS: ObjectIdentifier = oid("0.4.0.1862.1.5");
+/// esi4-qcStatement-6, QcType (ETSI EN 319 412-5 4.2.3).
+pub const ID_ETSI_QCS_QC_TYPE: ObjectIdentifier = oid("0.4.0.1862.1.6");
+/// id-etsi-qct-esign: a certificate for electronic signatures (ETSI EN 319 412-5 4.2.3).
+pub const ID_ETSI_QCT_ESIGN: ObjectIdentifier = oid("0.4.0.1862.1.6.1");
+/// id-etsi-qct-eseal: a certificate for electronic seals (ETSI EN 319 412-5 4.2.3).
+pub const ID_ETSI_QCT_ESEAL: ObjectIdentifier = oid("0.4.0.1862.1.6.2");
+/// id-etsi-qct-web: a certificate for website authentication (ETSI EN 319 412-5 4.2.3).
+pub const ID_ETSI_QCT_WEB: ObjectIdentifier = oid("0.4.0.1862.1.6.3");
+/// QCP-n: EU qualified certificate policy for natural persons (ETSI EN 319 411-2 5.3).
+pub const ETSI_QCP_N: ObjectIdentifier = oid("0.4.0.194112.1.0");
+/// QCP-n-qscd: the same, key in a qualified device (ETSI EN 319 411-2 5.3).
+pub const ETSI_QCP_N_QSCD: ObjectIdentifier = oid("0.4.0.194112.1.2");
+/// NCP+: normalized certificate policy, key in a secure device (ETSI EN 319 411-1 5.2).
+pub const ETSI_NCP_PLUS: ObjectIdentifier = oid("0.4.0.2042.1.2");
+/// NCP: normalized certificate policy (ETSI EN 319 411-1 5.2).
+pub const ETSI_NCP: ObjectIdentifier = oid("0.4.0.2042.1.1");
 
 // PKCS#12 files (RFC 7292) and what they hold: CMS content types (RFC 5652) and PKCS#9
 // attributes (RFC 2985), of the der 0.8 generation.

@@ -9,10 +9,13 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ca_profile::{CaRules, CaRulesError};
 use crate::csr::{
     AttributeKind, San, SubjectAttribute, SubjectKey, SubjectKeyType, VerifiedCsr, RSA_F4,
 };
 use crate::error::CaError;
+use crate::other_name::OtherNameRule;
+use crate::policy::{ExtraExtension, PolicyConfig, PolicyError, QcStatementsConfig};
 
 /// Why a configured profile cannot be used: a fault of the profile itself, found when the
 /// configuration is loaded ([`Profile::check`]), never caused by a request.
@@ -39,16 +42,64 @@ pub enum ProfileError {
         /// The profile's name.
         profile: String,
     },
-    /// `subject.allowed` names an attribute this CA cannot carry.
+    /// A subject rule names an attribute this CA cannot carry.
     #[error(
-        "[profiles.{profile}.subject] allowed: unknown subject attribute {attribute:?} \
-         (allowed: CN, O, OU, C, ST, L, serialNumber, GN, SN)"
+        "[profiles.{profile}.subject] {setting}: unknown subject attribute {attribute:?} \
+         (known: CN, O, OU, C, ST, L, serialNumber, GN, SN, pseudonym, organizationIdentifier)"
     )]
     UnknownSubjectAttribute {
         /// The profile's name.
         profile: String,
+        /// The setting that names it (`allowed`, `required`, ...).
+        setting: &'static str,
         /// The attribute as configured.
         attribute: String,
+    },
+    /// `backdate_secs` above [`MAX_BACKDATE_SECS`].
+    #[error(
+        "[profiles.{profile}] backdate_secs must be at most 172800 (48 hours, TLS BR 7.1.2.7)"
+    )]
+    Backdate {
+        /// The profile's name.
+        profile: String,
+    },
+    /// A `validity_schedule` step whose date is not `YYYY-MM-DD` or whose limit is 0.
+    #[error("[profiles.{profile}] validity_schedule: step from {from:?} needs a YYYY-MM-DD date and max_days of at least 1")]
+    ValiditySchedule {
+        /// The profile's name.
+        profile: String,
+        /// The step's `from`.
+        from: String,
+    },
+    /// A policy, statement, extra extension or otherName type that cannot be encoded.
+    #[error("[profiles.{profile}]: {source}")]
+    Policy {
+        /// The profile's name.
+        profile: String,
+        /// What is wrong.
+        #[source]
+        source: Box<PolicyError>,
+    },
+    /// A `[profiles.NAME.ca]` table that cannot be used.
+    #[error("[profiles.{profile}.ca] {source}")]
+    Ca {
+        /// The profile's name.
+        profile: String,
+        /// What is wrong (boxed, to keep configuration errors small).
+        #[source]
+        source: Box<CaRulesError>,
+    },
+    /// The profile would issue certificates that break a rule of the standard it claims.
+    #[error("[profiles.{profile}] does not conform to {standard}: {rule} ({found})")]
+    Nonconformant {
+        /// The profile's name.
+        profile: String,
+        /// The standard claimed, as configured.
+        standard: &'static str,
+        /// The rule broken, with its section.
+        rule: &'static str,
+        /// What the profile has instead.
+        found: String,
     },
 }
 
@@ -91,26 +142,87 @@ pub enum ExtendedKeyUsage {
     OcspSigning,
 }
 
+/// The standard a profile claims to follow: it decides the policy OID the CA writes
+/// itself and the rules the profile must pass before it loads ([`crate::conformance`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Standard {
+    /// RFC 5280 alone (pkilint's PKIX linter).
+    #[default]
+    Rfc5280,
+    /// CA/Browser Forum TLS Baseline Requirements, domain-validated subscriber certificate
+    /// (policy 2.23.140.1.2.1, BR section 7.1.2.7).
+    CabfServerauthDv,
+    /// CA/Browser Forum S/MIME Baseline Requirements, strict generation: mailbox-validated
+    /// (2.23.140.1.5.1.3) or, when the subject carries a personal name or pseudonym,
+    /// individual-validated (2.23.140.1.5.4.3) (S/MIME BR section 7.1.6.1).
+    CabfSmimeStrict,
+}
+
+/// How a certificate's subject was validated, where the standard distinguishes (S/MIME BR
+/// section 7.1.6.1): it picks the reserved policy OID.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Validation {
+    /// The standard's only or simplest kind (domain- or mailbox-validated).
+    #[default]
+    Basic,
+    /// Individual-validated: the subject names a person (givenName, surname, pseudonym).
+    Individual,
+}
+
+/// Where a commonName's value may come from (`subject.cn_sources`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CnSource {
+    /// One of the DNS or IP SANs (TLS BR section 7.1.4.3).
+    San,
+    /// One of the e-mail SANs.
+    Email,
+    /// The personal name: givenName, surname, or both in either order separated by a space.
+    PersonalName,
+    /// The pseudonym attribute.
+    Pseudonym,
+}
+
 /// Rules for the subject distinguished name.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SubjectRules {
     /// Attribute short names that may appear (`CN`, `O`, `OU`, `C`, `ST`, `L`, `serialNumber`,
-    /// `GN`, `SN`). Each may appear once.
+    /// `GN`, `SN`, `pseudonym`, `organizationIdentifier`). Each may appear once.
     pub allowed: Vec<String>,
+    /// Attributes every certificate must have.
+    pub required: Vec<String>,
+    /// Attributes only the RA may assert, in the request's `identity.subject` (verified
+    /// identity data); a CSR that carries one is refused.
+    pub from_request: Vec<String>,
+    /// The order of the attributes in the certificate; attributes not listed follow in the
+    /// order they were given. Empty: as given (CSR first, then the request's identity).
+    pub order: Vec<String>,
+    /// Attributes written as PrintableString (countryName and serialNumber always are); the
+    /// others are UTF8String (RFC 5280 section 4.1.2.6).
+    pub printable: Vec<String>,
     /// Whether a commonName is required.
     pub require_cn: bool,
     /// Whether the commonName, when present, must repeat one of the DNS or IP SANs (as
-    /// CA/Browser Forum baseline requirements ask of TLS server certificates).
+    /// CA/Browser Forum baseline requirements ask of TLS server certificates). Same as
+    /// `cn_sources = ["san"]`.
     pub cn_must_be_san: bool,
+    /// Where the commonName may come from; empty: anywhere.
+    pub cn_sources: Vec<CnSource>,
 }
 
 impl Default for SubjectRules {
     fn default() -> Self {
         SubjectRules {
             allowed: ["CN", "O", "OU", "C", "ST", "L"].map(String::from).to_vec(),
+            required: Vec::new(),
+            from_request: Vec::new(),
+            order: Vec::new(),
+            printable: Vec::new(),
             require_cn: false,
             cn_must_be_san: false,
+            cn_sources: Vec::new(),
         }
     }
 }
@@ -132,8 +244,20 @@ pub struct SanRules {
     pub wildcards: bool,
     /// iPAddress SANs are allowed.
     pub ip: bool,
+    /// Only names a publicly trusted certificate may carry (TLS BR 7.1.2.7.12): DNS names
+    /// under a suffix of the Public Suffix List (no internal names such as `.local` or
+    /// `.example`) and IP addresses outside IANA's special-purpose registries (RFC 6890:
+    /// private, loopback, link-local, documentation ranges, ...).
+    pub public_only: bool,
     /// rfc822Name (e-mail) SANs are allowed.
     pub email: bool,
+    /// At least one e-mail SAN is required (S/MIME BR section 7.1.2.3 (h)).
+    pub email_required: bool,
+    /// uniformResourceIdentifier SANs (absolute URIs) are allowed.
+    pub uri: bool,
+    /// The otherName types allowed, each with its syntax; only the RA's request may carry
+    /// them (`identity.sans`), never a CSR.
+    pub other_names: Vec<OtherNameRule>,
     /// At most this many SANs.
     pub max: usize,
 }
@@ -146,27 +270,94 @@ impl Default for SanRules {
             dns_suffixes: Vec::new(),
             wildcards: false,
             ip: false,
+            public_only: false,
             email: false,
+            email_required: false,
+            uri: false,
+            other_names: Vec::new(),
             max: 100,
         }
     }
 }
 
+/// A step of a validity schedule: from `from` (a UTC date, `YYYY-MM-DD`) on, at most
+/// `max_days`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidityStep {
+    /// The first day the limit applies, `YYYY-MM-DD` (UTC midnight).
+    pub from: String,
+    /// The longest validity from then on, in days.
+    pub max_days: u32,
+}
+
+impl ValidityStep {
+    /// The step's start as a Unix time, or `None` if `from` is not `YYYY-MM-DD`.
+    pub fn starts_at(&self) -> Option<i64> {
+        let mut parts = self.from.splitn(3, '-').map(str::parse::<u16>);
+        let (Some(Ok(year)), Some(Ok(month)), Some(Ok(day))) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        let month = time::Month::try_from(u8::try_from(month).ok()?).ok()?;
+        let date =
+            time::Date::from_calendar_date(i32::from(year), month, u8::try_from(day).ok()?).ok()?;
+        Some(date.midnight().assume_utc().unix_timestamp())
+    }
+}
+
+/// The TLS Baseline Requirements' maximum validity of a subscriber certificate (BR section
+/// 6.3.2): 398 days until 2026-03-15, then 200, 100 from 2027-03-15, 47 from 2029-03-15.
+pub fn tls_br_validity_schedule() -> Vec<ValidityStep> {
+    [("2026-03-15", 200), ("2027-03-15", 100), ("2029-03-15", 47)]
+        .map(|(from, max_days)| ValidityStep {
+            from: from.into(),
+            max_days,
+        })
+        .to_vec()
+}
+
+/// The most a profile may backdate notBefore: 48 hours (TLS BR section 7.1.2.7).
+pub const MAX_BACKDATE_SECS: u32 = 48 * 3600;
+
 /// One certificate profile, as configured.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Profile {
+    /// The standard the profile claims; its rules are checked when the profile loads.
+    pub standard: Standard,
     /// Subject key types allowed: `ec-p256`, `ec-p384`, `ed25519`, `rsa-BITS` (BITS from 2048
     /// to 8192: `rsa-2048`, `rsa-3072`, `rsa-4096`, ...). Any other name fails loading.
     pub key_types: Vec<SubjectKeyType>,
     /// Longest validity a request may ask for, in days.
     pub max_validity_days: u32,
-    /// Validity when the request names none, in days.
+    /// Lower limits from given dates on (a standard's shrinking maximum); the smallest limit
+    /// in force applies.
+    pub validity_schedule: Vec<ValidityStep>,
+    /// Validity when the request names none, in days (capped by the limit in force).
     pub default_validity_days: u32,
+    /// How many seconds notBefore lies before the moment of issuance, for relying parties'
+    /// clock skew; the validity counts from it. At most 48 hours.
+    pub backdate_secs: u32,
     /// Key usage bits of issued certificates (the extension is marked critical).
     pub key_usage: Vec<KeyUsage>,
     /// Extended key usages of issued certificates.
     pub extended_key_usage: Vec<ExtendedKeyUsage>,
+    /// certificatePolicies, after the OID of the claimed standard (which the CA writes
+    /// itself).
+    pub certificate_policies: Vec<PolicyConfig>,
+    /// Whether certificates carry a subjectKeyIdentifier (RFC 5280 section 4.2.1.2; the TLS
+    /// BR do not recommend it in subscriber certificates).
+    pub subject_key_identifier: bool,
+    /// Whether certificates carry authorityInfoAccess with the CA's OCSP and issuer URLs.
+    pub authority_info_access: bool,
+    /// Whether certificates carry cRLDistributionPoints with the CA's CRL URLs.
+    pub crl_distribution_points: bool,
+    /// qcStatements (ETSI EN 319 412-5), for EU qualified certificates.
+    pub qc_statements: Option<QcStatementsConfig>,
+    /// Extensions fixed by the operator, written after the CA's own.
+    pub extra_extensions: Vec<ExtraExtension>,
     /// How many days after expiry a certificate of this profile may still be renewed.
     pub renewal_grace_days: u32,
     /// RSA keys must have the public exponent 65537 (F4), as the CA/Browser Forum Baseline
@@ -176,22 +367,48 @@ pub struct Profile {
     pub subject: SubjectRules,
     /// SAN rules.
     pub san: SanRules,
+    /// `[profiles.NAME.ca]`: the profile issues subordinate CA certificates with these
+    /// constraints ([`crate::ca_profile`]), which only a `ca-admin` token may request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<CaRules>,
 }
 
 impl Default for Profile {
     fn default() -> Self {
         Profile {
+            standard: Standard::Rfc5280,
             key_types: default_key_types(),
             max_validity_days: 397,
+            validity_schedule: Vec::new(),
             default_validity_days: 90,
+            backdate_secs: 60,
             key_usage: vec![KeyUsage::DigitalSignature],
             extended_key_usage: Vec::new(),
+            certificate_policies: Vec::new(),
+            subject_key_identifier: true,
+            authority_info_access: true,
+            crl_distribution_points: true,
+            qc_statements: None,
+            extra_extensions: Vec::new(),
             renewal_grace_days: 0,
             rsa_require_f4: true,
             subject: SubjectRules::default(),
             san: SanRules::default(),
+            ca: None,
         }
     }
+}
+
+/// Identity data the RA asserts in the request body, having verified it: subject attributes
+/// (a person's givenName and surname, a national serialNumber) and SANs (otherNames such as
+/// a CPF) that a CSR must not dictate. Renewals and enrolments give their whole subject and
+/// SANs this way.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// Subject attributes; each replaces the CSR's attribute of the same type.
+    pub subject: Vec<SubjectAttribute>,
+    /// SANs added to the CSR's.
+    pub sans: Vec<San>,
 }
 
 /// The request after the profile check: everything the certificate builder writes.
@@ -205,6 +422,8 @@ pub struct ValidatedRequest {
     pub key: SubjectKey,
     /// Validity in days, within the profile's bounds.
     pub validity_days: u32,
+    /// How the subject was validated, where the standard tells kinds apart.
+    pub validation: Validation,
 }
 
 /// The key types of the built-in profiles.
@@ -213,6 +432,31 @@ fn default_key_types() -> Vec<SubjectKeyType> {
         SubjectKeyType::EcP256,
         SubjectKeyType::EcP384,
         SubjectKeyType::Ed25519,
+        SubjectKeyType::Rsa(2048),
+        SubjectKeyType::Rsa(3072),
+        SubjectKeyType::Rsa(4096),
+    ]
+}
+
+/// The subject attributes of the built-in `personal` profile, in their order: what the
+/// S/MIME BR (7.1.4.2.2, strict) allow an individual-validated certificate.
+const SMIME_SUBJECT: [&str; 8] = [
+    "C",
+    "ST",
+    "L",
+    "GN",
+    "SN",
+    "pseudonym",
+    "serialNumber",
+    "CN",
+];
+
+/// The key types the CA/Browser Forum allow (TLS BR section 6.1.5, S/MIME BR section
+/// 6.1.5): RSA and ECDSA P-256/P-384, no Ed25519.
+fn cabf_key_types() -> Vec<SubjectKeyType> {
+    vec![
+        SubjectKeyType::EcP256,
+        SubjectKeyType::EcP384,
         SubjectKeyType::Rsa(2048),
         SubjectKeyType::Rsa(3072),
         SubjectKeyType::Rsa(4096),
@@ -231,11 +475,34 @@ impl Profile {
         names.join(", ")
     }
 
-    /// The profiles shipped with the CA: `tls-server`, `tls-client` and `personal`.
+    /// The longest validity allowed at Unix time `now`: `max_validity_days`, or less where a
+    /// step of `validity_schedule` in force says so.
+    pub fn max_validity_days_at(&self, now: i64) -> u32 {
+        self.validity_schedule
+            .iter()
+            .filter(|step| step.starts_at().is_some_and(|t| t <= now))
+            .map(|step| step.max_days)
+            .fold(self.max_validity_days, u32::min)
+    }
+
+    /// The profiles shipped with the CA, each conforming to the standard it names:
+    /// - `tls-server`: CA/Browser Forum TLS BR, domain-validated subscriber certificate
+    ///   (2.23.140.1.2.1); no Ed25519; no CN unless it is one of the SANs; no SKI; the
+    ///   BR's validity schedule.
+    /// - `tls-client`: RFC 5280, clientAuth only.
+    /// - `personal`: CA/Browser Forum S/MIME BR, strict generation, mailbox-validated
+    ///   (2.23.140.1.5.1.3) or, with a personal name or pseudonym asserted by the RA,
+    ///   individual-validated (2.23.140.1.5.4.3); an e-mail SAN is required.
     pub fn builtin() -> BTreeMap<String, Profile> {
         let tls_server = Profile {
+            standard: Standard::CabfServerauthDv,
+            key_types: cabf_key_types(),
+            max_validity_days: 397,
+            validity_schedule: tls_br_validity_schedule(),
+            subject_key_identifier: false,
             extended_key_usage: vec![ExtendedKeyUsage::ServerAuth],
             subject: SubjectRules {
+                allowed: vec!["CN".into()],
                 cn_must_be_san: true,
                 ..SubjectRules::default()
             },
@@ -261,26 +528,30 @@ impl Profile {
             },
             ..Profile::default()
         };
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let personal = Profile {
-            key_types: default_key_types(),
-            max_validity_days: 1095,
+            standard: Standard::CabfSmimeStrict,
+            key_types: cabf_key_types(),
+            max_validity_days: 825,
             default_validity_days: 365,
             key_usage: vec![KeyUsage::DigitalSignature, KeyUsage::NonRepudiation],
             extended_key_usage: vec![ExtendedKeyUsage::EmailProtection],
             renewal_grace_days: 30,
-            rsa_require_f4: true,
             subject: SubjectRules {
-                allowed: ["CN", "GN", "SN", "serialNumber", "O", "OU", "C", "ST", "L"]
-                    .map(String::from)
-                    .to_vec(),
-                require_cn: true,
-                cn_must_be_san: false,
+                allowed: names(&SMIME_SUBJECT),
+                from_request: names(&["GN", "SN", "pseudonym", "serialNumber"]),
+                order: names(&SMIME_SUBJECT),
+                cn_sources: vec![CnSource::Email, CnSource::PersonalName, CnSource::Pseudonym],
+                ..SubjectRules::default()
             },
             san: SanRules {
+                required: true,
                 email: true,
+                email_required: true,
                 max: 10,
                 ..SanRules::default()
             },
+            ..Profile::default()
         };
         BTreeMap::from([
             ("tls-server".to_string(), tls_server),
@@ -289,7 +560,8 @@ impl Profile {
         ])
     }
 
-    /// Checks that the profile itself is coherent; the error names the first fault.
+    /// Checks that the profile itself is coherent; the error names the first fault. (Its
+    /// conformance to the standard it claims is [`crate::conformance::check`]'s.)
     pub fn check(&self, name: &str) -> Result<(), ProfileError> {
         let profile = || name.to_string();
         if self.default_validity_days == 0 || self.default_validity_days > self.max_validity_days {
@@ -301,23 +573,64 @@ impl Profile {
         if self.key_types.is_empty() {
             return Err(ProfileError::NoKeyTypes { profile: profile() });
         }
-        for a in &self.subject.allowed {
-            if AttributeKind::from_short_name(a).is_none() {
+        if self.backdate_secs > MAX_BACKDATE_SECS {
+            return Err(ProfileError::Backdate { profile: profile() });
+        }
+        if let Some(step) = self
+            .validity_schedule
+            .iter()
+            .find(|s| s.starts_at().is_none() || s.max_days == 0)
+        {
+            return Err(ProfileError::ValiditySchedule {
+                profile: profile(),
+                from: step.from.clone(),
+            });
+        }
+        let rules = &self.subject;
+        for (setting, list) in [
+            ("allowed", &rules.allowed),
+            ("required", &rules.required),
+            ("from_request", &rules.from_request),
+            ("order", &rules.order),
+            ("printable", &rules.printable),
+        ] {
+            if let Some(a) = list
+                .iter()
+                .find(|a| AttributeKind::from_short_name(a).is_none())
+            {
                 return Err(ProfileError::UnknownSubjectAttribute {
                     profile: profile(),
+                    setting,
                     attribute: a.clone(),
                 });
             }
         }
+        for rule in &self.san.other_names {
+            if der::asn1::ObjectIdentifier::new(&rule.oid).is_err() {
+                return Err(ProfileError::Policy {
+                    profile: profile(),
+                    source: Box::new(PolicyError::Oid(rule.oid.clone())),
+                });
+            }
+        }
+        if let Some(ca) = &self.ca {
+            ca.check().map_err(|source| ProfileError::Ca {
+                profile: profile(),
+                source: Box::new(source),
+            })?;
+        }
         Ok(())
     }
 
-    /// Checks a verified CSR and the requested validity against this profile.
+    /// Checks a verified CSR, the RA's identity data and the requested validity against
+    /// this profile at Unix time `now`, and merges them into what the certificate says.
     pub fn validate(
         &self,
         name: &str,
         csr: VerifiedCsr,
+        identity: &Identity,
         validity_days: Option<u32>,
+        now: i64,
     ) -> Result<ValidatedRequest, CaError> {
         if !self.key_types.contains(&csr.key.key_type) {
             return Err(CaError::KeyTypeNotAllowed {
@@ -327,22 +640,122 @@ impl Profile {
             });
         }
         self.check_key(name, &csr.key)?;
-        let validity_days = validity_days.unwrap_or(self.default_validity_days);
-        if validity_days == 0 || validity_days > self.max_validity_days {
-            return Err(CaError::ValidityNotAllowed {
-                requested: validity_days,
-                profile: name.to_string(),
-                max: self.max_validity_days,
-            });
-        }
-        self.check_sans(name, &csr.sans)?;
-        self.check_subject(&csr.subject, &csr.sans)?;
+        let validity_days = self.validity(name, validity_days, now)?;
+        let (subject, sans) = self.merge(csr.subject, csr.sans, identity)?;
+        self.check_sans(name, &sans)?;
+        self.check_subject(&subject, &sans)?;
         Ok(ValidatedRequest {
-            subject: csr.subject,
-            sans: csr.sans,
+            validation: self.validation(&subject),
+            subject,
+            sans,
             key: csr.key,
             validity_days,
         })
+    }
+
+    /// The validity a request gets: the one asked for, or the profile's default capped by
+    /// the limit in force at `now`.
+    pub fn validity(&self, name: &str, requested: Option<u32>, now: i64) -> Result<u32, CaError> {
+        let max = self.max_validity_days_at(now);
+        let days = requested.unwrap_or(self.default_validity_days.min(max));
+        if days == 0 || days > max {
+            return Err(CaError::ValidityNotAllowed {
+                requested: days,
+                profile: name.to_string(),
+                max,
+            });
+        }
+        Ok(days)
+    }
+
+    /// The CSR's names with the RA's identity data over them: identity attributes replace
+    /// the CSR's of the same type, identity SANs follow the CSR's, and the profile's `order`
+    /// sorts the subject. A CSR may not carry what only the RA asserts (`from_request`
+    /// attributes, otherNames).
+    fn merge(
+        &self,
+        mut subject: Vec<SubjectAttribute>,
+        mut sans: Vec<San>,
+        identity: &Identity,
+    ) -> Result<(Vec<SubjectAttribute>, Vec<San>), CaError> {
+        if let Some(attr) = subject
+            .iter()
+            .find(|a| listed(&self.subject.from_request, a.kind))
+        {
+            return Err(CaError::SubjectNotAllowed(format!(
+                "{} is identity data the RA asserts in the request (identity.subject), not \
+                 the CSR",
+                attr.kind.short_name()
+            )));
+        }
+        if let Some(san) = sans.iter().find(|s| matches!(s, San::OtherName(_))) {
+            return Err(CaError::SanNotAllowed(format!(
+                "{san} (an otherName comes from the RA's request, identity.sans, never from \
+                 a CSR)"
+            )));
+        }
+        // An identity attribute replaces the CSR's of its type; repeated ones stay repeated,
+        // for the subject check to refuse.
+        let from_csr = subject.len();
+        for attr in &identity.subject {
+            match subject[..from_csr].iter_mut().find(|a| a.kind == attr.kind) {
+                Some(existing) => existing.value.clone_from(&attr.value),
+                None => subject.push(attr.clone()),
+            }
+        }
+        for san in &identity.sans {
+            if !sans.contains(san) {
+                sans.push(san.clone());
+            }
+        }
+        if !self.subject.order.is_empty() {
+            let position = |a: &SubjectAttribute| {
+                self.subject
+                    .order
+                    .iter()
+                    .position(|o| AttributeKind::from_short_name(o) == Some(a.kind))
+                    .unwrap_or(usize::MAX)
+            };
+            subject.sort_by_key(position);
+        }
+        for san in &mut sans {
+            if let San::OtherName(other) = san {
+                let rule = self
+                    .san
+                    .other_names
+                    .iter()
+                    .find(|r| r.matches(other))
+                    .ok_or_else(|| {
+                        CaError::SanNotAllowed(format!(
+                            "otherName {} (the profile allows no otherName of this type)",
+                            other.type_id
+                        ))
+                    })?;
+                if let Some(why) = rule.problem(&other.value) {
+                    return Err(CaError::SanNotAllowed(format!(
+                        "otherName {}: {why}",
+                        other.type_id
+                    )));
+                }
+                other.encoding = rule.encoding;
+            }
+        }
+        Ok((subject, sans))
+    }
+
+    /// How `subject` was validated, as the profile's standard tells kinds apart.
+    fn validation(&self, subject: &[SubjectAttribute]) -> Validation {
+        let personal = subject.iter().any(|a| {
+            matches!(
+                a.kind,
+                AttributeKind::GivenName | AttributeKind::Surname | AttributeKind::Pseudonym
+            )
+        });
+        if self.standard == Standard::CabfSmimeStrict && personal {
+            Validation::Individual
+        } else {
+            Validation::Basic
+        }
     }
 
     /// The profile's own rules on a key of an allowed type: with `rsa_require_f4`, an RSA
@@ -362,28 +775,21 @@ impl Profile {
         Ok(())
     }
 
-    /// Checks an enrollment's or renewal's subject and SANs, which come from the RA rather
-    /// than from a CSR.
-    pub fn check_names(
-        &self,
-        name: &str,
-        subject: &[SubjectAttribute],
-        sans: &[San],
-    ) -> Result<(), CaError> {
-        self.check_sans(name, sans)?;
-        self.check_subject(subject, sans)
+    /// Checks an enrolment's subject and SANs, which come from the RA rather than from a
+    /// CSR, and returns them as a certificate would carry them (ordered, otherNames typed).
+    pub fn check_names(&self, name: &str, identity: &Identity) -> Result<Identity, CaError> {
+        let (subject, sans) = self.merge(Vec::new(), Vec::new(), identity)?;
+        self.check_sans(name, &sans)?;
+        self.check_subject(&subject, &sans)?;
+        Ok(Identity { subject, sans })
     }
 
     fn check_subject(&self, subject: &[SubjectAttribute], sans: &[San]) -> Result<(), CaError> {
+        let rules = &self.subject;
         let mut seen = HashSet::new();
         for attr in subject {
             let short = attr.kind.short_name();
-            if !self
-                .subject
-                .allowed
-                .iter()
-                .any(|a| a.eq_ignore_ascii_case(short))
-            {
+            if !listed(&rules.allowed, attr.kind) {
                 return Err(CaError::SubjectNotAllowed(format!(
                     "attribute {short} is not allowed by this profile"
                 )));
@@ -393,20 +799,57 @@ impl Profile {
                     "attribute {short} appears more than once"
                 )));
             }
-            check_attribute_value(attr)?;
+            check_attribute_value(attr, listed(&rules.printable, attr.kind))?;
+        }
+        if let Some(missing) = rules.required.iter().find(|r| {
+            !subject
+                .iter()
+                .any(|a| a.kind.short_name().eq_ignore_ascii_case(r))
+        }) {
+            return Err(CaError::SubjectNotAllowed(format!(
+                "this profile requires the attribute {missing}"
+            )));
+        }
+        if self.standard == Standard::CabfSmimeStrict
+            && self.validation(subject) == Validation::Basic
+        {
+            if let Some(attr) = subject.iter().find(|a| {
+                !matches!(
+                    a.kind,
+                    AttributeKind::CommonName | AttributeKind::SerialNumber
+                )
+            }) {
+                return Err(CaError::SubjectNotAllowed(format!(
+                    "attribute {} needs an individual-validated certificate: give givenName, \
+                     surname or pseudonym in identity.subject (a mailbox-validated \
+                     certificate carries only CN and serialNumber, S/MIME BR 7.1.4.2.2)",
+                    attr.kind.short_name()
+                )));
+            }
         }
         let cn = subject.iter().find(|a| a.kind == AttributeKind::CommonName);
+        let mut sources = rules.cn_sources.clone();
+        if rules.cn_must_be_san && !sources.contains(&CnSource::San) {
+            sources.push(CnSource::San);
+        }
         match cn {
-            None if self.subject.require_cn => Err(CaError::SubjectNotAllowed(
+            None if rules.require_cn => Err(CaError::SubjectNotAllowed(
                 "this profile requires a commonName (CN)".into(),
             )),
             None if subject.is_empty() && sans.is_empty() => Err(CaError::SubjectNotAllowed(
                 "a certificate needs a subject or a subject alternative name".into(),
             )),
-            Some(cn) if self.subject.cn_must_be_san && !cn_in_sans(&cn.value, sans) => {
+            Some(cn)
+                if !sources.is_empty()
+                    && !sources
+                        .iter()
+                        .any(|s| cn_from(*s, &cn.value, subject, sans)) =>
+            {
+                let names: Vec<&str> = sources.iter().map(|s| s.describe()).collect();
                 Err(CaError::SubjectNotAllowed(format!(
-                    "commonName {:?} must also appear as a DNS or IP subject alternative name",
-                    cn.value
+                    "commonName {:?} must repeat {}",
+                    cn.value,
+                    names.join(" or ")
                 )))
             }
             _ => Ok(()),
@@ -422,6 +865,22 @@ impl Profile {
                 "({} names; this profile allows at most {})",
                 sans.len(),
                 self.san.max
+            )));
+        }
+        if self.san.email_required && !sans.iter().any(|s| matches!(s, San::Email(_))) {
+            return Err(CaError::SanNotAllowed(format!(
+                "(profile {name} requires an e-mail address among the SANs)"
+            )));
+        }
+        if let Some(rule) = self.san.other_names.iter().find(|r| {
+            r.required
+                && !sans
+                    .iter()
+                    .any(|s| matches!(s, San::OtherName(o) if r.matches(o)))
+        }) {
+            return Err(CaError::SanNotAllowed(format!(
+                "(profile {name} requires the otherName {} in identity.sans)",
+                rule.oid
             )));
         }
         let mut seen = HashSet::new();
@@ -450,11 +909,22 @@ impl Profile {
             },
             San::Ip(_) if !self.san.ip => Some("the profile allows no IP addresses".into()),
             San::Ip(ip) if ip.is_unspecified() => Some("the unspecified address".into()),
+            San::Ip(ip) if self.san.public_only && is_reserved_ip(*ip) => Some(
+                "a reserved IP address, which a publicly trusted certificate may not name \
+                 (TLS BR 7.1.2.7.12)"
+                    .into(),
+            ),
             San::Ip(_) => None,
             San::Email(_) if !self.san.email => {
                 Some("the profile allows no e-mail addresses".into())
             }
             San::Email(addr) => email_problem(addr).and_then(|why| syntax("e-mail address", why)),
+            San::Uri(_) if !self.san.uri => Some("the profile allows no URIs".into()),
+            San::Uri(uri) => uri_problem(uri).and_then(|why| syntax("URI", why)),
+            San::OtherName(o) if !self.san.other_names.iter().any(|r| r.matches(o)) => {
+                Some("the profile allows no otherName of this type".into())
+            }
+            San::OtherName(_) => None,
             San::Other(_) => Some("a name type this CA does not certify".into()),
         }
     }
@@ -472,9 +942,15 @@ impl Profile {
                 Some((_, domain)) => (domain, false),
                 None => return Ok(()),
             },
-            San::Ip(_) | San::Other(_) => return Ok(()),
+            San::Ip(_) | San::Uri(_) | San::OtherName(_) | San::Other(_) => return Ok(()),
         };
         let domain = domain.to_ascii_lowercase();
+        if self.san.public_only && matches!(san, San::Dns(_)) && !under_public_suffix(&domain) {
+            return Err(CaError::SanNotAllowed(format!(
+                "{san} (an internal name: its suffix is not on the Public Suffix List, and a \
+                 publicly trusted certificate names only public domains, TLS BR 7.1.2.7.12)"
+            )));
+        }
         if wildcard && is_public_suffix(&domain) {
             return Err(CaError::SanNotAllowed(format!(
                 "{san} (wildcard on a public suffix: *.{domain})"
@@ -500,6 +976,50 @@ impl Profile {
 fn is_public_suffix(domain: &str) -> bool {
     psl::suffix(domain.as_bytes())
         .is_some_and(|s| s.is_known() && s.as_bytes() == domain.as_bytes())
+}
+
+/// Whether `domain` (lower case) lies under a suffix of the Public Suffix List (ICANN or
+/// private section) and is not that suffix itself: a name that can be registered publicly.
+fn under_public_suffix(domain: &str) -> bool {
+    psl::suffix(domain.as_bytes())
+        .is_some_and(|s| s.is_known() && s.as_bytes().len() < domain.len())
+}
+
+/// Whether `ip` lies in one of IANA's special-purpose address registries (RFC 6890 and its
+/// updates): addresses no publicly trusted certificate may name.
+pub fn is_reserved_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            a == 0
+                || a == 10
+                || a == 127
+                || a >= 224
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 169 && b == 254)
+                || (a == 172 && (16..32).contains(&b))
+                || (a == 192 && b == 0 && (c == 0 || c == 2))
+                || (a == 192 && b == 88 && c == 99)
+                || (a == 192 && b == 168)
+                || (a == 198 && (18..20).contains(&b))
+                || (a == 198 && b == 51 && c == 100)
+                || (a == 203 && b == 0 && c == 113)
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            v6.is_unspecified()
+                || v6.is_loopback()
+                || v6.to_ipv4_mapped().is_some()
+                || (s[0] == 0x0064 && s[1] == 0xff9b)
+                || (s[0] == 0x0100 && s[1..4] == [0, 0, 0])
+                || (s[0] == 0x2001 && s[1] < 0x0200)
+                || (s[0] == 0x2001 && s[1] == 0x0db8)
+                || s[0] == 0x2002
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] & 0xff00) == 0xff00
+        }
+    }
 }
 
 /// Unicode general category Cf (format characters, Unicode 15.1): bidirectional controls,
@@ -536,15 +1056,73 @@ pub fn is_format_character(c: char) -> bool {
         .any(|(first, last)| (*first..=*last).contains(&c))
 }
 
-fn cn_in_sans(cn: &str, sans: &[San]) -> bool {
-    sans.iter().any(|s| match s {
-        San::Dns(d) => d.eq_ignore_ascii_case(cn),
-        San::Ip(ip) => cn.parse::<IpAddr>().is_ok_and(|c| c == *ip),
-        _ => false,
-    })
+/// Whether `short` (a profile's list of attribute short names) names `kind`.
+fn listed(short: &[String], kind: AttributeKind) -> bool {
+    short
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(kind.short_name()))
 }
 
-fn check_attribute_value(attr: &SubjectAttribute) -> Result<(), CaError> {
+impl CnSource {
+    fn describe(self) -> &'static str {
+        match self {
+            CnSource::San => "a DNS or IP subject alternative name",
+            CnSource::Email => "an e-mail subject alternative name",
+            CnSource::PersonalName => "the givenName and/or surname",
+            CnSource::Pseudonym => "the pseudonym",
+        }
+    }
+}
+
+/// Whether the commonName `cn` comes from `source` in this subject and these SANs.
+fn cn_from(source: CnSource, cn: &str, subject: &[SubjectAttribute], sans: &[San]) -> bool {
+    let attr = |kind| {
+        subject
+            .iter()
+            .find(|a| a.kind == kind)
+            .map(|a| a.value.as_str())
+    };
+    match source {
+        CnSource::San => sans.iter().any(|s| match s {
+            San::Dns(d) => d.eq_ignore_ascii_case(cn),
+            San::Ip(ip) => cn.parse::<IpAddr>().is_ok_and(|c| c == *ip),
+            _ => false,
+        }),
+        CnSource::Email => sans.iter().any(|s| matches!(s, San::Email(e) if e == cn)),
+        CnSource::PersonalName => {
+            match (attr(AttributeKind::GivenName), attr(AttributeKind::Surname)) {
+                (Some(g), Some(s)) => cn == format!("{g} {s}") || cn == format!("{s} {g}"),
+                (Some(one), None) | (None, Some(one)) => cn == one,
+                (None, None) => false,
+            }
+        }
+        CnSource::Pseudonym => attr(AttributeKind::Pseudonym) == Some(cn),
+    }
+}
+
+/// Why `uri` is not an absolute URI this CA certifies (RFC 5280 section 4.2.1.6: a scheme,
+/// then a scheme-specific part, ASCII without spaces); `None` when it is one.
+fn uri_problem(uri: &str) -> Option<&'static str> {
+    let Some((scheme, rest)) = uri.split_once(':') else {
+        return Some("no scheme");
+    };
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    if !scheme_ok {
+        return Some("a malformed scheme");
+    }
+    if rest.is_empty() || uri.len() > 2048 {
+        return Some("an empty or overlong URI");
+    }
+    if !uri.bytes().all(|b| b.is_ascii_graphic()) {
+        return Some("a character other than printable ASCII");
+    }
+    None
+}
+
+fn check_attribute_value(attr: &SubjectAttribute, printable_required: bool) -> Result<(), CaError> {
     let short = attr.kind.short_name();
     let v = &attr.value;
     let chars = v.chars().count();
@@ -576,8 +1154,25 @@ fn check_attribute_value(attr: &SubjectAttribute) -> Result<(), CaError> {
         AttributeKind::SerialNumber if !v.chars().all(printable) => Err(
             CaError::SubjectNotAllowed("serialNumber must be a PrintableString".into()),
         ),
+        AttributeKind::OrganizationIdentifier if !organization_identifier_ok(v) => {
+            Err(CaError::SubjectNotAllowed(
+                "organizationIdentifier must be a 3-letter type, a 2-letter country, a hyphen \
+                 and the identifier (ETSI EN 319 412-1 section 5.1.4: VATBE-0123456789)"
+                    .into(),
+            ))
+        }
+        _ if printable_required && !v.chars().all(printable) => Err(CaError::SubjectNotAllowed(
+            format!("{short} must be a PrintableString in this profile"),
+        )),
         _ => Ok(()),
     }
+}
+
+/// The semantics identifier of ETSI EN 319 412-1 section 5.1.4: `VAT`, `NTR`, `PSD`, `LEI`
+/// or a national type of three upper-case letters, a country code, `-`, the identifier.
+fn organization_identifier_ok(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.len() > 6 && b[..5].iter().all(u8::is_ascii_uppercase) && b[5] == b'-'
 }
 
 /// Whether `name` is a syntactically valid host name (RFC 1034 section 3.5, RFC 1123
@@ -645,6 +1240,25 @@ mod tests {
     use super::*;
     use crate::csr::SubjectKeyType;
 
+    /// 2026-12-03: the TLS BR allow 200 days.
+    const NOW: i64 = 1_796_256_000;
+
+    fn validate(
+        p: &Profile,
+        name: &str,
+        csr: VerifiedCsr,
+        days: Option<u32>,
+    ) -> Result<ValidatedRequest, CaError> {
+        p.validate(name, csr, &Identity::default(), days, NOW)
+    }
+
+    fn identity(subject: &[SubjectAttribute], sans: &[San]) -> Identity {
+        Identity {
+            subject: subject.to_vec(),
+            sans: sans.to_vec(),
+        }
+    }
+
     fn csr(subject: &[(AttributeKind, &str)], sans: Vec<San>) -> VerifiedCsr {
         VerifiedCsr {
             key: SubjectKey {
@@ -673,7 +1287,8 @@ mod tests {
     fn tls_server_rules() {
         let p = &Profile::builtin()["tls-server"];
         let dns = |d: &str| San::Dns(d.into());
-        let ok = p.validate(
+        let ok = validate(
+            p,
             "tls-server",
             csr(
                 &[(AttributeKind::CommonName, "a.example")],
@@ -682,7 +1297,7 @@ mod tests {
             Some(30),
         );
         assert_eq!(ok.unwrap().validity_days, 30);
-        let err = |c, v| p.validate("tls-server", c, v).unwrap_err().code();
+        let err = |c, v| validate(p, "tls-server", c, v).unwrap_err().code();
         assert_eq!(err(csr(&[], vec![]), None), "san_required");
         assert_eq!(
             err(csr(&[], vec![dns("bad_name.example")]), None),
@@ -724,6 +1339,195 @@ mod tests {
             ),
             "subject_not_allowed"
         );
+    }
+
+    #[test]
+    fn identity_data_comes_from_the_request_and_is_ordered() {
+        let p = &Profile::builtin()["personal"];
+        let email = San::Email("maria@example.com".into());
+        let attr = |kind, value: &str| SubjectAttribute {
+            kind,
+            value: value.into(),
+        };
+        let identity = Identity {
+            subject: vec![
+                attr(AttributeKind::Surname, "Silva"),
+                attr(AttributeKind::GivenName, "Maria"),
+            ],
+            sans: Vec::new(),
+        };
+        let v = p
+            .validate(
+                "personal",
+                csr(
+                    &[(AttributeKind::CommonName, "Maria Silva")],
+                    vec![email.clone()],
+                ),
+                &identity,
+                None,
+                NOW,
+            )
+            .unwrap();
+        let kinds: Vec<AttributeKind> = v.subject.iter().map(|a| a.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                AttributeKind::GivenName,
+                AttributeKind::Surname,
+                AttributeKind::CommonName
+            ]
+        );
+        assert_eq!(v.validation, Validation::Individual);
+        // A CSR may not assert what only the RA verifies.
+        let e = p
+            .validate(
+                "personal",
+                csr(&[(AttributeKind::GivenName, "Maria")], vec![email.clone()]),
+                &Identity::default(),
+                None,
+                NOW,
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("identity.subject"), "{e}");
+        // Without a personal name: mailbox-validated, CN only the address.
+        let mailbox = p
+            .validate(
+                "personal",
+                csr(
+                    &[(AttributeKind::CommonName, "maria@example.com")],
+                    vec![email.clone()],
+                ),
+                &Identity::default(),
+                None,
+                NOW,
+            )
+            .unwrap();
+        assert_eq!(mailbox.validation, Validation::Basic);
+        let e = p
+            .validate(
+                "personal",
+                csr(&[(AttributeKind::CommonName, "Maria Silva")], vec![email]),
+                &Identity::default(),
+                None,
+                NOW,
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("must repeat"), "{e}");
+    }
+
+    #[test]
+    fn other_names_only_from_the_request_and_by_rule() {
+        let mut p = Profile::builtin()["tls-client"].clone();
+        p.san.other_names = vec![OtherNameRule {
+            oid: "2.16.76.1.3.6".into(),
+            encoding: crate::csr::OtherNameEncoding::OctetString,
+            fields: vec![crate::other_name::OtherNameField {
+                name: "cei".into(),
+                kind: crate::other_name::FieldKind::Digits,
+                length: 12,
+            }],
+            max_length: 255,
+            required: true,
+        }];
+        let other = |value: &str| San::from_value(&format!("otherName:2.16.76.1.3.6:{value}"));
+        let subject = &[(AttributeKind::CommonName, "Maria")];
+        let with = |sans: Vec<San>| Identity {
+            subject: Vec::new(),
+            sans,
+        };
+        let v = p
+            .validate(
+                "c",
+                csr(subject, vec![]),
+                &with(vec![other("123456789012")]),
+                None,
+                NOW,
+            )
+            .unwrap();
+        assert!(matches!(&v.sans[0], San::OtherName(o)
+            if o.encoding == crate::csr::OtherNameEncoding::OctetString));
+        let refused = |csr_sans: Vec<San>, identity: Identity| {
+            p.validate("c", csr(subject, csr_sans), &identity, None, NOW)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(refused(vec![other("123456789012")], with(vec![])).contains("never from a CSR"));
+        assert!(refused(vec![], with(vec![other("12345")])).contains("exactly 12"));
+        assert!(refused(vec![], with(vec![])).contains("requires the otherName"));
+        let unknown = San::from_value("otherName:1.2.3.4:x");
+        assert!(
+            refused(vec![], with(vec![other("123456789012"), unknown])).contains("no otherName")
+        );
+    }
+
+    #[test]
+    fn validity_follows_the_schedule_in_force() {
+        let p = &Profile::builtin()["tls-server"];
+        let at = |date: &str| {
+            ValidityStep {
+                from: date.into(),
+                max_days: 1,
+            }
+            .starts_at()
+            .unwrap()
+        };
+        assert_eq!(p.max_validity_days_at(at("2026-03-14")), 397);
+        assert_eq!(p.max_validity_days_at(at("2026-03-15")), 200);
+        assert_eq!(p.max_validity_days_at(at("2027-03-15")), 100);
+        assert_eq!(p.max_validity_days_at(at("2029-03-15")), 47);
+        // The default (90) is capped by the limit in force.
+        assert_eq!(p.validity("t", None, at("2029-03-15")).unwrap(), 47);
+        assert_eq!(p.validity("t", None, NOW).unwrap(), 90);
+        assert_eq!(
+            p.validity("t", Some(201), NOW).unwrap_err().code(),
+            "validity_not_allowed"
+        );
+    }
+
+    #[test]
+    fn public_only_refuses_internal_names_and_reserved_addresses() {
+        let mut p = Profile::builtin()["tls-server"].clone();
+        p.san.public_only = true;
+        let check = |s: San| p.check_sans("p", &[s]);
+        for ok in ["www.example.com", "*.example.co.uk", "a.b.github.io"] {
+            check(San::Dns(ok.into())).unwrap();
+        }
+        for internal in [
+            "a.example",
+            "printer.local",
+            "intranet.corp",
+            "com",
+            "co.uk",
+        ] {
+            let e = check(San::Dns(internal.into())).unwrap_err();
+            assert!(e.to_string().contains("internal name"), "{internal}: {e}");
+        }
+        for ok in ["1.1.1.1", "2606:4700:4700::1111", "8.8.8.8"] {
+            check(San::Ip(ok.parse().unwrap())).unwrap();
+        }
+        for reserved in [
+            "10.1.2.3",
+            "127.0.0.1",
+            "172.16.0.1",
+            "192.168.1.1",
+            "192.0.2.7",
+            "198.51.100.1",
+            "203.0.113.9",
+            "100.64.0.1",
+            "169.254.1.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:8.8.8.8",
+        ] {
+            let e = check(San::Ip(reserved.parse().unwrap())).unwrap_err();
+            assert!(e.to_string().contains("reserved IP"), "{reserved}: {e}");
+        }
+        p.san.public_only = false;
+        p.check_sans("p", &[San::Dns("a.example".into())]).unwrap();
     }
 
     #[test]
@@ -789,7 +1593,10 @@ mod tests {
                 kind: AttributeKind::CommonName,
                 value: format!("Maria{c}Silva"),
             }];
-            let e = p.check_names("personal", &subject, &[]).unwrap_err();
+            let email = [San::Email("maria@example.com".into())];
+            let e = p
+                .check_names("personal", &identity(&subject, &email))
+                .unwrap_err();
             assert_eq!(e.code(), "subject_not_allowed");
             assert!(e.to_string().contains(shown), "{shown}: {e}");
             assert!(e.to_string().contains("attribute CN"), "{e}");
@@ -798,7 +1605,13 @@ mod tests {
             kind: AttributeKind::CommonName,
             value: "Jos\u{e9} \u{5f20}\u{4f1f} \u{0645}\u{062d}\u{0645}\u{062f}".into(),
         }];
-        p.check_names("personal", &fine, &[]).unwrap();
+        let with_email = [San::Email("jose@example.com".into())];
+        p.check_names("personal", &identity(&[], &with_email))
+            .unwrap();
+        let e = p
+            .check_names("personal", &identity(&fine, &with_email))
+            .unwrap_err();
+        assert!(e.to_string().contains("must repeat"), "{e}");
         assert!(!is_format_character('a') && !is_format_character('\u{2065}'));
         assert!(is_format_character('\u{00AD}'));
     }
@@ -812,15 +1625,12 @@ mod tests {
             subject: vec![],
             sans: vec![San::Dns("a.example".into())],
         };
-        let e = p
-            .validate("tls-server", request(e3.clone()), None)
-            .unwrap_err();
+        let e = validate(&p, "tls-server", request(e3.clone()), None).unwrap_err();
         assert_eq!(e.code(), "weak_key");
         assert!(e.to_string().contains("rsa_require_f4"), "{e}");
-        p.validate("tls-server", request(rsa_key(65_537)), None)
-            .unwrap();
+        validate(&p, "tls-server", request(rsa_key(65_537)), None).unwrap();
         p.rsa_require_f4 = false;
-        p.validate("tls-server", request(e3), None).unwrap();
+        validate(&p, "tls-server", request(e3), None).unwrap();
     }
 
     /// An RSAPublicKey (RFC 8017 appendix A.1.1) with a 2048-bit modulus (not a real one:

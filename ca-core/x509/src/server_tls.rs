@@ -20,7 +20,7 @@ use x509_parser::prelude::FromDer as _;
 use crate::authority::{CertificateAuthority, Urls};
 use crate::csr::{subject_key, AttributeKind, San, SubjectAttribute};
 use crate::error::CaError;
-use crate::profile::{ExtendedKeyUsage, KeyUsage, Profile, ValidatedRequest};
+use crate::profile::{ExtendedKeyUsage, KeyUsage, Profile, ValidatedRequest, Validation};
 use crate::serial::Serial;
 
 /// The profile name of the server certificate template (never a configured profile), also
@@ -143,6 +143,7 @@ pub fn issue_server_certificate(
         sans: names.to_vec(),
         key: subject_key(&spki)?,
         validity_days: SERVER_TLS_VALIDITY_DAYS,
+        validation: Validation::Basic,
     };
     Ok(ca.sign(SERVER_TLS_PROFILE, serial, &request, now)?.der)
 }

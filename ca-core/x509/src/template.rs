@@ -1,4 +1,5 @@
-//! Per-profile DER templates of end-entity certificates (RFC 5280 section 4.1).
+//! Per-profile DER templates of the certificates the CA issues (RFC 5280 section 4.1):
+//! end-entity certificates, and subordinate CA certificates for a CA profile.
 //!
 //! Everything a profile fixes is encoded once, when the CA starts: the signature algorithm,
 //! the issuer, and the extensions that are the same in every certificate of the profile
@@ -22,11 +23,15 @@ use x509_cert::ext::pkix::{
     CrlDistributionPoints, ExtendedKeyUsage, KeyUsage, KeyUsages,
 };
 
-use crate::csr::{AttributeKind, San, SubjectAttribute, SubjectKey, SubjectKeyType};
+use crate::conformance::reserved_policy;
+use crate::csr::{
+    AttributeKind, OtherName, OtherNameEncoding, San, SubjectAttribute, SubjectKey, SubjectKeyType,
+};
 use crate::der_util::{self, encoding};
 use crate::error::CaError;
 use crate::oid;
-use crate::profile::{self, Profile};
+use crate::policy::{certificate_policies, PolicyConfig, PolicyError};
+use crate::profile::{self, Profile, Validation};
 use crate::serial::Serial;
 use crate::urls::Urls;
 
@@ -136,15 +141,25 @@ fn uri(url: &str) -> Result<GeneralName, CaError> {
 }
 
 /// One profile's template: the extensions it fixes, pre-encoded in rcgen's order around the
-/// per-certificate ones.
+/// per-certificate ones, then the policy extensions.
 #[derive(Debug)]
 pub(crate) struct CertTemplate {
-    /// keyUsage, extendedKeyUsage and cRLDistributionPoints: between subjectAltName and
-    /// subjectKeyIdentifier.
+    /// keyUsage, extendedKeyUsage, nameConstraints (CA profiles) and cRLDistributionPoints:
+    /// between subjectAltName and subjectKeyIdentifier.
     middle: Vec<u8>,
-    /// basicConstraints (cA false), authorityInfoAccess and id-pkix-ocsp-nocheck: after
-    /// subjectKeyIdentifier.
+    /// Whether the certificate carries a subjectKeyIdentifier.
+    subject_key_identifier: bool,
+    /// basicConstraints (cA false, or true for a CA profile), authorityInfoAccess and
+    /// id-pkix-ocsp-nocheck: after subjectKeyIdentifier.
     tail: Vec<u8>,
+    /// certificatePolicies for each [`Validation`]: the standard's reserved OID, then the
+    /// profile's.
+    policies: [Vec<u8>; 2],
+    /// qcStatements and the operator's extra extensions, last.
+    end: Vec<u8>,
+    /// The subject attributes written as PrintableString besides countryName and
+    /// serialNumber.
+    printable: Vec<AttributeKind>,
 }
 
 /// The per-certificate fields of a TBSCertificate.
@@ -161,13 +176,21 @@ pub(crate) struct CertFields<'a> {
     pub(crate) sans: &'a [San],
     /// The subject public key (section 4.1.2.7).
     pub(crate) key: &'a SubjectKey,
+    /// How the subject was validated: picks the certificatePolicies.
+    pub(crate) validation: Validation,
 }
 
 impl CertTemplate {
-    /// Encodes what `profile` fixes, with the CA's URL extensions.
+    /// Encodes what `profile` fixes, with the CA's URL extensions. A CA profile
+    /// ([`Profile::ca`]) writes its own keyUsage (keyCertSign, cRLSign), nameConstraints and
+    /// basicConstraints (cA true, its path length), and always a subjectKeyIdentifier (RFC
+    /// 5280 section 4.2.1.2: MUST in a CA certificate).
     pub(crate) fn new(profile: &Profile, urls: &UrlExtensions) -> Result<Self, CaError> {
         let mut middle = Vec::new();
-        if !profile.key_usage.is_empty() {
+        let ca = profile.ca.as_ref();
+        if let Some(ca) = ca {
+            middle.extend(ca.key_usage_extension()?);
+        } else if !profile.key_usage.is_empty() {
             let usages = profile
                 .key_usage
                 .iter()
@@ -191,18 +214,31 @@ impl CertTemplate {
             );
             middle.extend(extension_der(oid::ID_CE_EXT_KEY_USAGE, false, &eku)?);
         }
-        if let Some(crl_dp) = &urls.crl_distribution_points {
+        if let Some(constraints) = ca
+            .map(|ca| ca.name_constraints_extension())
+            .transpose()?
+            .flatten()
+        {
+            middle.extend(constraints);
+        }
+        if let (Some(crl_dp), true) = (
+            &urls.crl_distribution_points,
+            profile.crl_distribution_points,
+        ) {
             middle.extend(crl_dp);
         }
-        let mut tail = extension_der(
-            oid::ID_CE_BASIC_CONSTRAINTS,
-            true,
-            &BasicConstraints {
-                ca: false,
-                path_len_constraint: None,
-            },
-        )?;
-        if let Some(aia) = &urls.authority_info_access {
+        let mut tail = match ca {
+            Some(ca) => ca.basic_constraints_extension()?,
+            None => extension_der(
+                oid::ID_CE_BASIC_CONSTRAINTS,
+                true,
+                &BasicConstraints {
+                    ca: false,
+                    path_len_constraint: None,
+                },
+            )?,
+        };
+        if let (Some(aia), true) = (&urls.authority_info_access, profile.authority_info_access) {
             tail.extend(aia);
         }
         if profile
@@ -216,7 +252,45 @@ impl CertTemplate {
                 &der::asn1::Null,
             )?);
         }
-        Ok(CertTemplate { middle, tail })
+        let policy = |e: PolicyError| CaError::ca_material_from("a profile's policies", e);
+        let policies = [false, true].map(|individual| {
+            let mut list: Vec<PolicyConfig> = reserved_policy(profile.standard, individual)
+                .map(|oid| PolicyConfig {
+                    oid: oid.to_string(),
+                    cps: None,
+                    notice: None,
+                })
+                .into_iter()
+                .collect();
+            list.extend(profile.certificate_policies.iter().cloned());
+            if list.is_empty() {
+                Ok(Vec::new())
+            } else {
+                certificate_policies(&list).map_err(policy)
+            }
+        });
+        let [basic, individual] = policies;
+        let mut end = Vec::new();
+        if let Some(qc) = &profile.qc_statements {
+            end.extend(qc.extension().map_err(policy)?);
+        }
+        for extra in &profile.extra_extensions {
+            end.extend(extra.encode().map_err(policy)?);
+        }
+        let printable = profile
+            .subject
+            .printable
+            .iter()
+            .filter_map(|a| AttributeKind::from_short_name(a))
+            .collect();
+        Ok(CertTemplate {
+            middle,
+            subject_key_identifier: profile.subject_key_identifier || ca.is_some(),
+            tail,
+            policies: [basic?, individual?],
+            end,
+            printable,
+        })
     }
 
     /// Encodes the certificate's TBSCertificate from this template and `fields`, followed by
@@ -236,6 +310,8 @@ impl CertTemplate {
                 + issuer.authority_key_id.len()
                 + self.middle.len()
                 + self.tail.len()
+                + self.policies[fields.validation as usize].len()
+                + self.end.len()
                 + fields.key.bits.len()
                 + subject
                 + sans
@@ -266,7 +342,7 @@ impl CertTemplate {
             time(out, fields.not_before)?;
             time(out, fields.not_after)
         })?;
-        name(out, fields.subject)?;
+        name(out, fields.subject, &self.printable)?;
         subject_public_key_info(out, fields.key)?;
         let explicit3 = Tag::ContextSpecific {
             constructed: true,
@@ -280,8 +356,12 @@ impl CertTemplate {
                     subject_alt_name(out, fields.sans, fields.subject.is_empty())?;
                 }
                 out.extend_from_slice(&self.middle);
-                subject_key_identifier(out, &fields.key.bits)?;
+                if self.subject_key_identifier {
+                    subject_key_identifier(out, &fields.key.bits)?;
+                }
                 out.extend_from_slice(&self.tail);
+                out.extend_from_slice(&self.policies[fields.validation as usize]);
+                out.extend_from_slice(&self.end);
                 Ok(())
             })
         })
@@ -402,8 +482,12 @@ fn subject_public_key_info(out: &mut Vec<u8>, key: &SubjectKey) -> Result<(), Ca
 }
 
 /// A Name of one attribute per RDN: PrintableString for countryName and serialNumber (RFC 5280
-/// appendix A.1), UTF8String for the rest (section 4.1.2.6).
-fn name(out: &mut Vec<u8>, subject: &[SubjectAttribute]) -> Result<(), CaError> {
+/// appendix A.1) and the attributes in `printable`, UTF8String for the rest (section 4.1.2.6).
+fn name(
+    out: &mut Vec<u8>,
+    subject: &[SubjectAttribute],
+    printable: &[AttributeKind],
+) -> Result<(), CaError> {
     nested(out, Tag::Sequence, |out| {
         for attr in subject {
             nested(out, Tag::Set, |out| {
@@ -412,18 +496,21 @@ fn name(out: &mut Vec<u8>, subject: &[SubjectAttribute]) -> Result<(), CaError> 
                         .object_identifier()
                         .encode_to_vec(out)
                         .map_err(encoding)?;
-                    match attr.kind {
-                        AttributeKind::Country | AttributeKind::SerialNumber => {
-                            PrintableStringRef::new(&attr.value)
-                                .map_err(|_| {
-                                    CaError::SubjectNotAllowed(format!(
-                                        "{} must be a PrintableString",
-                                        attr.kind.short_name()
-                                    ))
-                                })?
-                                .encode_to_vec(out)
-                        }
-                        _ => Utf8StringRef::new(&attr.value).and_then(|s| s.encode_to_vec(out)),
+                    let as_printable = match attr.kind {
+                        AttributeKind::Country | AttributeKind::SerialNumber => true,
+                        kind => printable.contains(&kind),
+                    };
+                    if as_printable {
+                        PrintableStringRef::new(&attr.value)
+                            .map_err(|_| {
+                                CaError::SubjectNotAllowed(format!(
+                                    "{} must be a PrintableString",
+                                    attr.kind.short_name()
+                                ))
+                            })?
+                            .encode_to_vec(out)
+                    } else {
+                        Utf8StringRef::new(&attr.value).and_then(|s| s.encode_to_vec(out))
                     }
                     .map(drop)
                     .map_err(encoding)
@@ -436,7 +523,8 @@ fn name(out: &mut Vec<u8>, subject: &[SubjectAttribute]) -> Result<(), CaError> 
 
 fn san_len(san: &San) -> usize {
     match san {
-        San::Dns(s) | San::Email(s) | San::Other(s) => s.len(),
+        San::Dns(s) | San::Email(s) | San::Uri(s) | San::Other(s) => s.len(),
+        San::OtherName(o) => o.value.len() + 32,
         San::Ip(_) => 16,
     }
 }
@@ -482,8 +570,44 @@ fn general_name(out: &mut Vec<u8>, san: &San) -> Result<(), CaError> {
         }
         San::Ip(std::net::IpAddr::V4(ip)) => tlv(out, tag(TagNumber::N7), &ip.octets()),
         San::Ip(std::net::IpAddr::V6(ip)) => tlv(out, tag(TagNumber::N7), &ip.octets()),
+        San::Uri(u) => {
+            ia5(u)?;
+            tlv(out, tag(TagNumber::N6), u.as_bytes())
+        }
+        San::OtherName(other) => other_name(out, other),
         San::Other(_) => Err(CaError::SanNotAllowed(san.to_string())),
     }
+}
+
+/// An otherName: `[0] IMPLICIT SEQUENCE { type-id, [0] EXPLICIT value }` (RFC 5280 section
+/// 4.2.1.6), the value in the encoding its profile rule declares.
+fn other_name(out: &mut Vec<u8>, other: &OtherName) -> Result<(), CaError> {
+    let context = |number| Tag::ContextSpecific {
+        constructed: true,
+        number,
+    };
+    let refused = || CaError::SanNotAllowed(format!("otherName {} (not encodable)", other.type_id));
+    nested(out, context(TagNumber::N0), |out| {
+        other.type_id.encode_to_vec(out).map_err(encoding)?;
+        nested(out, context(TagNumber::N0), |out| {
+            let value = other.value.as_str();
+            match other.encoding {
+                OtherNameEncoding::Utf8 => {
+                    Utf8StringRef::new(value).and_then(|s| s.encode_to_vec(out))
+                }
+                OtherNameEncoding::Printable => PrintableStringRef::new(value)
+                    .map_err(|_| refused())?
+                    .encode_to_vec(out),
+                OtherNameEncoding::Ia5 => Ia5StringRef::new(value)
+                    .map_err(|_| refused())?
+                    .encode_to_vec(out),
+                OtherNameEncoding::OctetString => der::asn1::OctetStringRef::new(value.as_bytes())
+                    .and_then(|s| s.encode_to_vec(out)),
+            }
+            .map(drop)
+            .map_err(encoding)
+        })
+    })
 }
 
 fn subject_key_identifier(out: &mut Vec<u8>, public_key_bits: &[u8]) -> Result<(), CaError> {
@@ -569,8 +693,9 @@ mod tests {
     use keys::SystemRandom;
     use keys::{KeyAlgorithm, Signer, SoftwareKey};
     use rcgen::{
-        CertificateParams, CrlDistributionPoint, CustomExtension, ExtendedKeyUsagePurpose, IsCa,
-        Issuer, KeyIdMethod, KeyUsagePurpose, SanType, SerialNumber, SignatureAlgorithm,
+        CertificateParams, CidrSubnet, CrlDistributionPoint, CustomExtension,
+        ExtendedKeyUsagePurpose, GeneralSubtree, IsCa, Issuer, KeyIdMethod, KeyUsagePurpose,
+        SanType, SerialNumber, SignatureAlgorithm,
     };
     use time::{Duration, OffsetDateTime};
     use x509_parser::prelude::FromDer;
@@ -579,11 +704,18 @@ mod tests {
     use crate::authority::{
         create_root, distinguished_name, CertificateAuthority, SignerKey, BACKDATE,
     };
-    use crate::profile::{ExtendedKeyUsage, KeyUsage, ValidatedRequest};
+    use crate::ca_profile::{CaRules, Subtree};
+    use crate::profile::{ExtendedKeyUsage, KeyUsage, ValidatedRequest, Validation};
 
+    /// One URL of each kind (what the standards the built-in profiles claim need), or
+    /// several.
     fn urls(full: bool) -> Urls {
         if !full {
-            return Urls::default();
+            return Urls {
+                crl: vec!["http://ca.test/crl".into()],
+                ocsp: vec!["http://ca.test/ocsp".into()],
+                ca_issuers: Vec::new(),
+            };
         }
         Urls {
             crl: vec![
@@ -595,8 +727,37 @@ mod tests {
         }
     }
 
+    /// The built-in profiles with a subject key identifier (rcgen always writes one; the
+    /// profiles without it are compared in `no_subject_key_identifier_when_the_profile_says`),
+    /// and profiles that exercise every key usage, OCSP signing, policies with qualifiers,
+    /// qcStatements, extra extensions and subordinate CAs (path length, name constraints of
+    /// every kind, a CA key usage with and without digitalSignature).
     fn profiles() -> BTreeMap<String, Profile> {
         let mut profiles = Profile::builtin();
+        for p in profiles.values_mut() {
+            p.subject_key_identifier = true;
+        }
+        profiles.insert(
+            "policies".into(),
+            Profile {
+                certificate_policies: vec![crate::policy::PolicyConfig {
+                    oid: "1.3.6.1.4.1.55555.1.1".into(),
+                    cps: Some("https://ca.test/cps".into()),
+                    notice: Some("Test certificates only".into()),
+                }],
+                qc_statements: Some(crate::policy::QcStatementsConfig {
+                    compliance: true,
+                    qc_type: vec![crate::policy::QcType::Esign],
+                    ..Default::default()
+                }),
+                extra_extensions: vec![crate::policy::ExtraExtension {
+                    oid: "1.3.6.1.4.1.55555.2".into(),
+                    critical: false,
+                    der: "0c0474657374".into(),
+                }],
+                ..Profile::default()
+            },
+        );
         profiles.insert(
             "ocsp-responder".into(),
             Profile {
@@ -629,6 +790,40 @@ mod tests {
             "bare".into(),
             Profile {
                 key_usage: Vec::new(),
+                ..Profile::default()
+            },
+        );
+        // Subordinate CAs: one with a path length and every kind of name constraint, one with
+        // neither, without digitalSignature.
+        profiles.insert(
+            "sub-ca".into(),
+            Profile {
+                extended_key_usage: vec![
+                    ExtendedKeyUsage::ServerAuth,
+                    ExtendedKeyUsage::ClientAuth,
+                ],
+                ca: Some(CaRules {
+                    path_len: Some(0),
+                    permitted_dns: vec!["example.com".into(), ".example.org".into()],
+                    excluded_dns: vec!["bad.example.com".into()],
+                    permitted_ip: vec!["192.0.2.0/24".into(), "2001:db8::/32".into()],
+                    excluded_ip: vec!["0.0.0.0/0".into()],
+                    permitted_email: vec!["example.com".into()],
+                    excluded_email: vec!["ceo@example.com".into()],
+                    permitted_dirname: vec!["O=Example,C=PT".into()],
+                    ..CaRules::default()
+                }),
+                ..Profile::default()
+            },
+        );
+        profiles.insert(
+            "open-ca".into(),
+            Profile {
+                subject_key_identifier: false,
+                ca: Some(CaRules {
+                    digital_signature: false,
+                    ..CaRules::default()
+                }),
                 ..Profile::default()
             },
         );
@@ -708,6 +903,37 @@ mod tests {
                 KeyUsage::DataEncipherment => KeyUsagePurpose::DataEncipherment,
             })
             .collect();
+        if let Some(ca) = &profile.ca {
+            params.is_ca = IsCa::Ca(match ca.path_len {
+                Some(n) => rcgen::BasicConstraints::Constrained(n),
+                None => rcgen::BasicConstraints::Unconstrained,
+            });
+            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+            if ca.digital_signature {
+                params.key_usages.push(KeyUsagePurpose::DigitalSignature);
+            }
+            let subtrees = |list: Vec<Subtree>| {
+                list.into_iter()
+                    .map(|s| match s {
+                        Subtree::Dns(d) => GeneralSubtree::DnsName(d),
+                        Subtree::Email(e) => GeneralSubtree::Rfc822Name(e),
+                        Subtree::Ip { address, prefix } => {
+                            GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(address, prefix))
+                        }
+                        Subtree::DirName(attrs) => {
+                            GeneralSubtree::DirectoryName(distinguished_name(&attrs).unwrap())
+                        }
+                    })
+                    .collect()
+            };
+            let constraints = ca.name_constraints().unwrap();
+            if !constraints.is_empty() {
+                params.name_constraints = Some(rcgen::NameConstraints {
+                    permitted_subtrees: subtrees(constraints.permitted),
+                    excluded_subtrees: subtrees(constraints.excluded),
+                });
+            }
+        }
         params.extended_key_usages = profile
             .extended_key_usage
             .iter()
@@ -752,9 +978,42 @@ mod tests {
                 San::Dns(d) => SanType::DnsName(d.as_str().try_into().unwrap()),
                 San::Email(e) => SanType::Rfc822Name(e.as_str().try_into().unwrap()),
                 San::Ip(ip) => SanType::IpAddress(*ip),
-                San::Other(_) => unreachable!(),
+                San::Uri(u) => SanType::URI(u.as_str().try_into().unwrap()),
+                San::OtherName(_) | San::Other(_) => unreachable!(),
             })
             .collect();
+        // rcgen writes custom extensions last, where the template writes the policy
+        // extensions.
+        let individual = req.validation == crate::profile::Validation::Individual;
+        let mut policies: Vec<crate::policy::PolicyConfig> =
+            crate::conformance::reserved_policy(profile.standard, individual)
+                .map(|oid| crate::policy::PolicyConfig {
+                    oid: oid.to_string(),
+                    cps: None,
+                    notice: None,
+                })
+                .into_iter()
+                .collect();
+        policies.extend(profile.certificate_policies.iter().cloned());
+        let mut last = Vec::new();
+        if !policies.is_empty() {
+            last.push(crate::policy::certificate_policies(&policies).unwrap());
+        }
+        if let Some(qc) = &profile.qc_statements {
+            last.push(qc.extension().unwrap());
+        }
+        for extra in &profile.extra_extensions {
+            last.push(extra.encode().unwrap());
+        }
+        for der in last {
+            let ext = <x509_cert::ext::Extension as der::Decode>::from_der(&der).unwrap();
+            let mut custom = CustomExtension::from_oid_content(
+                &arcs(ext.extn_id),
+                ext.extn_value.as_bytes().to_vec(),
+            );
+            custom.set_criticality(ext.critical);
+            params.custom_extensions.push(custom);
+        }
         params.key_identifier_method =
             KeyIdMethod::PreSpecified(key_identifier(&req.key.bits).to_vec());
         params
@@ -831,6 +1090,11 @@ mod tests {
                                     sans: sans.clone(),
                                     key,
                                     validity_days,
+                                    validation: if i % 2 == 0 {
+                                        Validation::Basic
+                                    } else {
+                                        Validation::Individual
+                                    },
                                 };
                                 let serial = Serial::random(&rng).unwrap();
                                 let now = OffsetDateTime::now_utc();
@@ -874,6 +1138,47 @@ mod tests {
         }
     }
 
+    /// A profile without a subject key identifier issues exactly the certificate of the same
+    /// profile with one, less that extension; the built-in TLS profile has none (BR
+    /// 7.1.2.7.6) and carries the domain-validated policy.
+    #[test]
+    fn no_subject_key_identifier_when_the_profile_says() {
+        let rng = SystemRandom::new();
+        let (signer, root) = root_ca(KeyAlgorithm::Ed25519);
+        let mut profiles = Profile::builtin();
+        let without = profiles["tls-server"].clone();
+        assert!(!without.subject_key_identifier);
+        let mut with = without.clone();
+        with.subject_key_identifier = true;
+        profiles.insert("with-ski".into(), with);
+        let ca = CertificateAuthority::new(signer, vec![root], &profiles, &urls(true)).unwrap();
+        let req = ValidatedRequest {
+            subject: Vec::new(),
+            sans: san_sets()[1].clone(),
+            key: keys()[0].clone(),
+            validity_days: 90,
+            validation: Validation::Basic,
+        };
+        let serial = Serial::random(&rng).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let plain = ca.sign("tls-server", serial, &req, now).unwrap();
+        let ski = ca.sign("with-ski", serial, &req, now).unwrap();
+        let extensions = |der: &[u8]| {
+            let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).unwrap();
+            cert.extensions()
+                .iter()
+                .map(|e| (e.oid.to_id_string(), e.value.to_vec()))
+                .collect::<Vec<_>>()
+        };
+        let mut expected = extensions(&ski.der);
+        expected.retain(|(oid, _)| oid != "2.5.29.14");
+        assert_eq!(extensions(&plain.der), expected);
+        assert!(expected.iter().any(|(oid, value)| oid == "2.5.29.32"
+            && value
+                .windows(6)
+                .any(|w| w == [0x06, 0x06, 0x67, 0x81, 0x0c, 0x01])));
+    }
+
     /// The signature covers the TBSCertificate as written, under the CA's key.
     #[test]
     fn signature_verifies_under_the_ca_key() {
@@ -886,6 +1191,7 @@ mod tests {
             sans: san_sets()[1].clone(),
             key: keys()[0].clone(),
             validity_days: 90,
+            validation: Validation::Basic,
         };
         let cert = ca
             .sign(
@@ -919,6 +1225,7 @@ mod tests {
                 sans,
                 key: keys()[2].clone(),
                 validity_days: 90,
+                validation: Validation::Basic,
             };
             let serial = Serial::random(&rng).unwrap();
             ca.sign("personal", serial, &req, OffsetDateTime::now_utc())
@@ -936,7 +1243,11 @@ mod tests {
             Err(CaError::SanNotAllowed(_))
         ));
         assert!(matches!(
-            sign(Vec::new(), vec![San::Other("URI:http://x".into())]),
+            sign(Vec::new(), vec![San::Other("X400Address".into())]),
+            Err(CaError::SanNotAllowed(_))
+        ));
+        assert!(matches!(
+            sign(Vec::new(), vec![San::Uri("http://bücher.example/".into())]),
             Err(CaError::SanNotAllowed(_))
         ));
         assert!(sign(Vec::new(), vec![San::Dns("ok.example".into())]).is_ok());

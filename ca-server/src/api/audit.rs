@@ -293,7 +293,8 @@ pub(super) struct TokenBody {
 /// `POST /v1/tokens` (operator) `{"role", "name", "expires_in_days"?, "expires_at"?}` →
 /// `201 {"token", "role", "name", "id", "created_at", "expires_at"}`: a new API token, shown
 /// once; its creation is in the audit log. A name any token ever had is refused (409
-/// `token_name_taken`): certificates belong to the token whose name they record.
+/// `token_name_taken`): certificates belong to the token whose name they record. Role
+/// `ca-admin` is refused (403 `forbidden`): only `ca-server token create` grants it.
 pub async fn create_token(
     State(state): State<Arc<AppState>>,
     Authenticated(caller): Authenticated,
@@ -306,6 +307,19 @@ pub async fn create_token(
             body.role
         ))
     })?;
+    if !role.granted_online() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "tokens of role {} are created only on the command line (`ca-server token \
+                 create --role {} --name NAME`, with the server stopped), never through the \
+                 API; an operator creates ra, auditor and operator tokens",
+                role.name(),
+                role.name()
+            ),
+        ));
+    }
     if state.client_certificate_names.contains(&body.name) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

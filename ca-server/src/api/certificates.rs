@@ -10,7 +10,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
-use ca_core::engine::{IssueRequest, Issued, RenewRequest, Requester};
+use ca_core::csr::San;
+use ca_core::engine::{Identity, IssueRequest, Issued, RenewRequest, Requester};
 use ca_core::revocation::{Revocation, Status};
 use ca_core::store::{CertRecord, Storage};
 use ca_core::{inspect, CaError, Serial};
@@ -31,6 +32,35 @@ pub struct IssueBody {
     pub(super) profile: String,
     pub(super) validity_days: Option<u32>,
     pub(super) request_id: Option<String>,
+    #[serde(default)]
+    pub(super) identity: IdentityBody,
+}
+
+/// Identity data the RA verified and asserts over the CSR's names (API.md, "Identity data"):
+/// subject attributes as an RFC 4514 string, and SANs in the API's form (an otherName as
+/// `otherName:OID:value`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityBody {
+    #[serde(default)]
+    pub(super) subject: String,
+    #[serde(default)]
+    pub(super) sans: Vec<String>,
+}
+
+impl IdentityBody {
+    /// The engine's form; a subject that is not RFC 4514 is `invalid_request`.
+    pub(super) fn parse(&self) -> Result<Identity, ApiError> {
+        if self.sans.len() > 100 {
+            return Err(ApiError::invalid_request(
+                "identity.sans holds at most 100 names",
+            ));
+        }
+        Ok(Identity {
+            subject: ca_core::name::parse_rfc4514(&self.subject)?,
+            sans: self.sans.iter().map(|s| San::from_value(s)).collect(),
+        })
+    }
 }
 
 /// The batch body: each request stays raw JSON until its own task decodes it, so that one bad
@@ -217,14 +247,18 @@ fn status_of(issued: &Issued) -> StatusCode {
 }
 
 /// Issues the certificate of one request (single or batch, which arrived at `started`) and
-/// logs it.
+/// logs it: a `ca-admin` caller from a CA profile only, anyone else from any other profile
+/// (the engine refuses the rest: 403 `forbidden`, `profile_requires_ca_admin`).
 async fn issue_one(
     state: &AppState,
     request: IssueRequest,
     caller: &Caller,
     started: Instant,
 ) -> Result<Issued, ApiError> {
-    let issued = state.engine.issue(request).await?;
+    let issued = match caller.role {
+        Role::CaAdmin => state.engine.issue_ca(request).await?,
+        Role::Ra | Role::Auditor | Role::Operator => state.engine.issue(request).await?,
+    };
     state.log.issued(
         &issued.record,
         &caller.name,
@@ -352,8 +386,9 @@ pub(super) fn path_serial(serial: Result<Path<String>, PathRejection>) -> String
     serial.map(|Path(s)| s).unwrap_or_default()
 }
 
-/// The certificate named by a path serial, as the caller may see it: an RA sees only what its
-/// own token requested; to it, others' certificates do not exist.
+/// The certificate named by a path serial, as the caller may see it: an auditor sees every
+/// certificate; anyone else (an RA, a ca-admin) only what its own token requested, and to it
+/// others' certificates do not exist.
 pub(super) fn find(
     state: &AppState,
     serial_hex: &str,
@@ -372,7 +407,7 @@ pub(super) fn find(
     let not_found = || ApiError::from(CaError::SerialNotFound(serial_hex.to_ascii_lowercase()));
     let serial = Serial::from_hex(serial_hex).ok_or_else(not_found)?;
     let record = state.store().certificate(&serial)?.ok_or_else(not_found)?;
-    if caller.role == Role::Ra && !owns(state.store(), caller, &record.requester)? {
+    if caller.role != Role::Auditor && !owns(state.store(), caller, &record.requester)? {
         return Err(not_found());
     }
     Ok(record)
@@ -396,13 +431,15 @@ pub(super) fn requester(caller: &Caller) -> Requester {
 
 impl IssueBody {
     fn into_request(self, caller: &Caller) -> Result<IssueRequest, ApiError> {
-        request(
+        let mut request = request(
             self.csr.into_bytes(),
             self.profile,
             self.validity_days,
             self.request_id,
             caller,
-        )
+        )?;
+        request.identity = self.identity.parse()?;
+        Ok(request)
     }
 }
 
@@ -418,6 +455,7 @@ fn request(
     Ok(IssueRequest {
         csr,
         profile,
+        identity: Identity::default(),
         validity_days,
         request_id,
         requester: requester(caller),

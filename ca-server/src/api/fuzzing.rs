@@ -5,7 +5,7 @@
 use ca_core::csr::{self, San};
 use ca_core::enrollment::EnrollmentCode;
 use ca_core::name;
-use ca_core::profile::Profile;
+use ca_core::profile::{Identity, Profile};
 use ca_core::revocation::{parse_invalidity_date, RevocationConfig, RevocationReason};
 use time::OffsetDateTime;
 
@@ -80,8 +80,12 @@ fn check_issue(profiles: &std::collections::BTreeMap<String, Profile>, body: Iss
     let Some(profile) = profiles.get(&body.profile) else {
         return;
     };
+    let Ok(identity) = body.identity.parse() else {
+        return;
+    };
     if let Ok(verified) = csr::parse_and_verify(body.csr.as_bytes()) {
-        let _ = profile.validate(&body.profile, verified, body.validity_days);
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let _ = profile.validate(&body.profile, verified, &identity, body.validity_days, now);
     }
 }
 
@@ -97,10 +101,10 @@ fn check_create(profiles: &std::collections::BTreeMap<String, Profile>, body: Cr
         return;
     };
     let sans: Vec<San> = body.sans.iter().map(|s| San::from_value(s)).collect();
-    if profile.check_names(&body.profile, &subject, &sans).is_ok() {
-        let stored = name::to_rfc4514(&subject);
+    if let Ok(checked) = profile.check_names(&body.profile, &Identity { subject, sans }) {
+        let stored = name::to_rfc4514(&checked.subject);
         let _ = name::parse_rfc4514(&stored);
-        let _ = sans.iter().map(San::value).count();
+        let _ = checked.sans.iter().map(San::value).count();
     }
     let _ = body.validity_days;
 }

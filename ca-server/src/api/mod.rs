@@ -108,6 +108,9 @@ enum Access {
 fn access(method: &Method, route: &str) -> Option<Access> {
     use Access::{Public, Roles};
     const RA: &[Role] = &[Role::Ra];
+    // ca-admin issues from CA profiles (the engine keeps each role to its own kind of
+    // profile) and revokes what it requested; nothing else.
+    const ISSUERS: &[Role] = &[Role::Ra, Role::CaAdmin];
     const READERS: &[Role] = &[Role::Auditor, Role::Ra];
     const AUDITOR: &[Role] = &[Role::Auditor];
     const OPERATOR: &[Role] = &[Role::Operator];
@@ -115,15 +118,12 @@ fn access(method: &Method, route: &str) -> Option<Access> {
     let read = *method == Method::GET || *method == Method::HEAD;
     let write = *method == Method::POST;
     Some(match route {
-        "/v1/certificates" if write => Roles(RA),
+        "/v1/certificates" if write => Roles(ISSUERS),
         "/v1/certificates" if read => Roles(READERS),
         "/v1/certificates/batch" if write => Roles(RA),
         "/v1/certificates/{serial}" | "/v1/certificates/{serial}/events" if read => Roles(READERS),
-        "/v1/certificates/{serial}/renew"
-        | "/v1/certificates/{serial}/revoke"
-        | "/v1/certificates/{serial}/release-hold"
-            if write =>
-        {
+        "/v1/certificates/{serial}/revoke" if write => Roles(ISSUERS),
+        "/v1/certificates/{serial}/renew" | "/v1/certificates/{serial}/release-hold" if write => {
             Roles(RA)
         }
         "/v1/audit" | "/v1/audit/checkpoint" if read => Roles(AUDITOR),
@@ -371,4 +371,58 @@ fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError>
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every route template of [`router`].
+    const ROUTES: &[&str] = &[
+        "/v1/certificates",
+        "/v1/certificates/batch",
+        "/v1/certificates/{serial}",
+        "/v1/certificates/{serial}/events",
+        "/v1/certificates/{serial}/renew",
+        "/v1/certificates/{serial}/revoke",
+        "/v1/certificates/{serial}/release-hold",
+        "/v1/audit",
+        "/v1/audit/checkpoint",
+        "/v1/tokens",
+        "/v1/tokens/{name}",
+        "/v1/enrollments",
+        "/v1/enrollments/{id}",
+        "/v1/enrollments/{id}/redeem",
+        "/v1/crl/generate",
+        "/metrics",
+        "/healthz",
+        "/readyz",
+        "/openapi.json",
+        "/crl",
+        "/crl/delta",
+        "/ocsp",
+        "/ocsp/{*request}",
+        "/ca.pem",
+        "/ca.der",
+    ];
+
+    /// A ca-admin token issues (from CA profiles: the engine's rule) and revokes what it
+    /// requested, and may call no other authenticated route.
+    #[test]
+    fn ca_admin_may_only_issue_and_revoke() {
+        for route in ROUTES {
+            for method in [Method::GET, Method::HEAD, Method::POST, Method::DELETE] {
+                let ca_admin = matches!(
+                    access(&method, route),
+                    Some(Access::Roles(roles)) if roles.contains(&Role::CaAdmin)
+                );
+                let expected = method == Method::POST
+                    && matches!(
+                        *route,
+                        "/v1/certificates" | "/v1/certificates/{serial}/revoke"
+                    );
+                assert_eq!(ca_admin, expected, "{method} {route}");
+            }
+        }
+    }
 }

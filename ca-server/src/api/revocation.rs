@@ -25,8 +25,8 @@ pub struct RevokeBody {
     pub(super) invalidity_date: Option<String>,
 }
 
-/// `POST /v1/certificates/{serial}/revoke` (ra, for its own certificates). Durable before
-/// the answer; OCSP answers the new status at once, the CRL within its interval.
+/// `POST /v1/certificates/{serial}/revoke` (ra, and ca-admin for the CA certificates it
+/// requested: each for its own certificates). Durable before the answer; OCSP answers the new status at once, the CRL within its interval.
 pub async fn revoke(
     State(state): State<Arc<AppState>>,
     Authenticated(caller): Authenticated,

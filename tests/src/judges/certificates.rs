@@ -140,7 +140,7 @@ pub fn check_issued(
     check_validity(&cert, resp, validity_days, &what);
     check_constraints_and_usages(&cert, profile, &what);
     let extensions = LeafExtensions::collect(&cert, &what);
-    extensions.check(ca, csr, &what);
+    extensions.check(ca, csr, profile, &what);
 
     // The independent judges.
     let leaf = scratch.join(format!("leaf-{serial}.pem"));
@@ -391,16 +391,26 @@ impl LeafExtensions {
 
     /// The SANs are the CSR's; SKI is present, AKI is the CA's SKI; there are CRL, OCSP and
     /// caIssuers URLs, all of them http(s).
-    fn check(self, ca: &CaCert, csr: &Csr, what: &str) {
+    /// Checks the collected extensions; `profile` decides the subject key identifier, which
+    /// the TLS BR do not recommend in subscriber certificates (the built-in `tls-server`
+    /// has none) and every other built-in profile writes.
+    fn check(self, ca: &CaCert, csr: &Csr, profile: &str, what: &str) {
         let mut sans = self.sans;
         let mut want_sans = csr.sans.clone();
         want_sans.sort();
         sans.sort();
         assert_eq!(sans, want_sans, "{what}: subjectAltName");
-        let ski = self
-            .ski
-            .unwrap_or_else(|| panic!("{what}: no subjectKeyIdentifier"));
-        assert!(!ski.is_empty(), "{what}: empty subjectKeyIdentifier");
+        if profile == "tls-server" {
+            assert!(
+                self.ski.is_none(),
+                "{what}: a subjectKeyIdentifier in a TLS subscriber certificate"
+            );
+        } else {
+            let ski = self
+                .ski
+                .unwrap_or_else(|| panic!("{what}: no subjectKeyIdentifier"));
+            assert!(!ski.is_empty(), "{what}: empty subjectKeyIdentifier");
+        }
         assert_eq!(
             self.aki.as_deref(),
             Some(&ca.ski[..]),

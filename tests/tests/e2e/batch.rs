@@ -11,6 +11,9 @@ fn mixed_batch_keeps_order_and_fails_only_the_bad_requests() {
     let good_server = server_csr("batch-1.example");
     let good_client = make_csr("ec-p384", "/CN=batch-client", &["DNS:batch-client.example"]);
     let good_personal = make_csr("rsa-2048", "/CN=Ana Batch", &["email:ana@batch.example"]);
+    // The personal name is asserted by the RA; the profile orders it before the CN.
+    let personal_cert = good_personal.with_subject("/GN=Ana/SN=Batch/CN=Ana Batch");
+    // Ed25519: tls-client takes it, tls-server (TLS BR) does not.
     let good_ed = make_csr("ed25519", "/CN=batch-4.example", &["DNS:batch-4.example"]);
     let no_san = make_csr("ec-p256", "/CN=nosan.example", &[]);
     let email_san = make_csr("ec-p256", "", &["email:x@batch.example"]);
@@ -34,7 +37,8 @@ fn mixed_batch_keeps_order_and_fails_only_the_bad_requests() {
             Err("unknown_profile"),
         ),
         (
-            json!({"csr": good_server.pem, "profile": "tls-server", "validity_days": 398}),
+            json!({"csr": good_server.pem, "profile": "tls-server",
+                   "validity_days": tls_server_max_validity_days() + 1}),
             Err("validity_not_allowed"),
         ),
         (
@@ -42,8 +46,9 @@ fn mixed_batch_keeps_order_and_fails_only_the_bad_requests() {
             Err("san_required"),
         ),
         (
-            json!({"csr": good_personal.pem, "profile": "personal", "validity_days": 22}),
-            Ok((&good_personal, "personal", 22)),
+            json!({"csr": good_personal.pem, "profile": "personal", "validity_days": 22,
+                   "identity": {"subject": "SN=Batch,GN=Ana"}}),
+            Ok((&personal_cert, "personal", 22)),
         ),
         (
             json!({"csr": tampered, "profile": "tls-server"}),
@@ -54,8 +59,12 @@ fn mixed_batch_keeps_order_and_fails_only_the_bad_requests() {
             Err("san_not_allowed"),
         ),
         (
+            json!({"csr": good_ed.pem, "profile": "tls-client", "validity_days": 10}),
+            Ok((&good_ed, "tls-client", 10)),
+        ),
+        (
             json!({"csr": good_ed.pem, "profile": "tls-server", "validity_days": 10}),
-            Ok((&good_ed, "tls-server", 10)),
+            Err("key_type_not_allowed"),
         ),
     ];
     let requests: Vec<Value> = cases.iter().map(|(r, _)| r.clone()).collect();

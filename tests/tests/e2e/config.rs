@@ -7,22 +7,29 @@ use std::path::Path;
 use e2e_tests::prelude::*;
 
 /// Replaces the `key_types` array of `[profiles.tls-server]` in the data directory's
-/// configuration with `key_types`.
+/// configuration with `key_types` (other settings, such as `standard`, may come before it).
 fn set_tls_server_key_types(dir: &Path, key_types: &str) {
     let path = dir.join("config.toml");
     let text = std::fs::read_to_string(&path).expect("reading config.toml");
-    let start_marker = "[profiles.tls-server]\nkey_types = [";
-    let start = text
-        .find(start_marker)
-        .expect("[profiles.tls-server] key_types");
-    let end = start
-        + start_marker.len()
-        + text[start + start_marker.len()..]
-            .find("]\n")
-            .expect("end of key_types")
-        + 2;
+    let section = text
+        .find("[profiles.tls-server]\n")
+        .expect("[profiles.tls-server]");
+    let key_marker = "\nkey_types = [";
+    let start = section
+        + text[section..]
+            .find(key_marker)
+            .expect("[profiles.tls-server] key_types")
+        + 1;
+    let section_end = text[section + 1..]
+        .find("\n[")
+        .map_or(text.len(), |i| section + 1 + i);
+    assert!(
+        start < section_end,
+        "key_types is not in [profiles.tls-server]"
+    );
+    let end = start + text[start..].find("]\n").expect("end of key_types") + 2;
     let text = format!(
-        "{}[profiles.tls-server]\nkey_types = {key_types}\n{}",
+        "{}key_types = {key_types}\n{}",
         &text[..start],
         &text[end..]
     );
@@ -87,4 +94,71 @@ fn the_generated_config_takes_an_appended_tls_clients_entry() {
         ),
     );
     Server::serve(&dir).terminate();
+}
+
+/// nextUpdate minus thisUpdate of the OCSP answer about a new certificate, in seconds, as
+/// `openssl ocsp -resp_text` prints them.
+fn ocsp_validity_secs(s: &Server) -> i64 {
+    let issued = s.issue(&server_csr("validity.config.example"), "tls-server", None);
+    let file = s.leaf_file(&issued);
+    let target = ["-cert", file.to_str().expect("UTF-8 path")];
+    let out = s.ocsp_respin(
+        &s.ocsp_get(&target),
+        &[&target[..], &["-resp_text"]].concat(),
+    );
+    let format = time::macros::format_description!(
+        "[month repr:short] [day padding:space] [hour]:[minute]:[second] [year] GMT"
+    );
+    let field = |name: &str| {
+        let line = out
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in:\n{out}"));
+        time::PrimitiveDateTime::parse(line.trim(), format)
+            .unwrap_or_else(|e| panic!("{name} {line:?}: {e}"))
+            .assume_utc()
+            .unix_timestamp()
+    };
+    field("Next Update:") - field("This Update:")
+}
+
+/// OCSP answers are valid 4 days by default. `[ocsp] validity_secs = 3600` (what older builds
+/// wrote into every generated configuration) is refused at start, naming the key and the
+/// Baseline Requirements' range, unless `[ca] publicly_trusted = false`, with which the server
+/// starts and answers with that validity.
+#[test]
+fn ocsp_validity_outside_the_baseline_requirements_is_refused_unless_private() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = new_dir(tmp.path());
+    let s = Server::serve(&dir);
+    assert_eq!(ocsp_validity_secs(&s), 4 * 86_400);
+    s.terminate();
+
+    configure(
+        &dir,
+        &[("validity_secs = 345600", "validity_secs = 3600")],
+        "",
+    );
+    let err = serve_refused(&dir);
+    let line = err
+        .lines()
+        .find(|l| l.contains("validity_secs"))
+        .unwrap_or_else(|| panic!("no line names validity_secs: {err}"));
+    for part in [
+        "config.toml",
+        "[ocsp] validity_secs",
+        "between 28800 (8 hours) and 863999 (10 days",
+        "[ca] publicly_trusted = false",
+    ] {
+        assert!(line.contains(part), "{part:?} missing from: {line}");
+    }
+
+    configure(
+        &dir,
+        &[("publicly_trusted = true", "publicly_trusted = false")],
+        "",
+    );
+    let s = Server::serve(&dir);
+    assert_eq!(ocsp_validity_secs(&s), 3600);
+    s.terminate();
 }

@@ -71,7 +71,9 @@ fn client(
     for n in 0.. {
         if !mine.is_empty() && rng.below(4) == 0 {
             let serial = mine.swap_remove(rng.below(mine.len() as u64) as usize);
-            let body = json!({"reason": "keyCompromise"});
+            // Not keyCompromise, which would block the key every request of this client
+            // shares (tests/tests/e2e/blocked_keys.rs).
+            let body = json!({"reason": "superseded"});
             acked
                 .lock()
                 .unwrap()

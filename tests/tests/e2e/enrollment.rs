@@ -15,8 +15,21 @@ fn create(s: &Server, body: &Value) -> (String, String) {
     (id, code)
 }
 
+/// The subject of [`maria`]'s enrollment: a personal name the RA asserts (the `personal`
+/// profile, S/MIME BR individual-validated, takes givenName and surname only from the RA), as
+/// RFC 4514 writes the certificate's subject.
+const MARIA: &str = "CN=Maria Silva,SN=Silva,GN=Maria";
+
 fn maria(hours: f64, attempts: u32) -> Value {
-    json!({"profile": "personal", "subject": "CN=Maria Silva,O=Example", "sans": ["maria@example.com"],
+    json!({"profile": "personal", "subject": MARIA, "sans": ["maria@example.com"],
+           "expires_in_hours": hours, "max_attempts": attempts})
+}
+
+/// An enrollment under `tls-client` (RFC 5280), which takes an organization and Ed25519 keys.
+const MARIA_CLIENT: &str = "CN=Maria Silva,O=Example";
+
+fn maria_client(hours: f64, attempts: u32) -> Value {
+    json!({"profile": "tls-client", "subject": MARIA_CLIENT, "sans": ["maria@example.com"],
            "expires_in_hours": hours, "max_attempts": attempts})
 }
 
@@ -96,7 +109,7 @@ fn a_code_redeems_once_with_a_csr_whose_own_names_are_ignored() {
     let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
     assert_eq!(
         cert.subject().to_string(),
-        "O=Example, CN=Maria Silva",
+        "givenName=Maria, surname=Silva, CN=Maria Silva",
         "the enrollment's subject (DER order)"
     );
     let san = cert.subject_alternative_name().unwrap().unwrap().value;
@@ -158,10 +171,31 @@ fn the_ca_generates_the_key_and_delivers_a_pkcs12_for_each_key_type() {
     let password = "correct horse battery";
     let mut secrets = token_secrets(&s.tokens);
     secrets.push(Secret::text("the PKCS#12 password", password));
-    for key_type in [
-        "ec-p256", "ec-p384", "ed25519", "rsa-2048", "rsa-3072", "rsa-4096",
+    // Ed25519, which the S/MIME BR do not allow, is refused under personal before the code
+    // is used, and generated under tls-client (RFC 5280).
+    let (id, code) = create(&s, &maria(1.0, 3));
+    secrets.push(Secret::text("the refused ed25519 enrollment code", &code));
+    let r = redeem(
+        &s,
+        &id,
+        &json!({"code": code, "key_type": "ed25519", "pkcs12_password": password}),
+    );
+    assert_error(&r, 422, "key_type_not_allowed", "ed25519 under personal");
+    assert_eq!(state(&s, &id)["state"], "pending", "a refused key type");
+    for (key_type, profile) in [
+        ("ec-p256", "personal"),
+        ("ec-p384", "personal"),
+        ("ed25519", "tls-client"),
+        ("rsa-2048", "personal"),
+        ("rsa-3072", "personal"),
+        ("rsa-4096", "personal"),
     ] {
-        let (id, code) = create(&s, &maria(1.0, 3));
+        let (body, subject) = if profile == "personal" {
+            (maria(1.0, 3), MARIA)
+        } else {
+            (maria_client(1.0, 3), MARIA_CLIENT)
+        };
+        let (id, code) = create(&s, &body);
         secrets.push(Secret::text(
             &format!("the {key_type} enrollment code"),
             &code,
@@ -172,9 +206,11 @@ fn the_ca_generates_the_key_and_delivers_a_pkcs12_for_each_key_type() {
             &json!({"code": code, "key_type": key_type, "pkcs12_password": password}),
         );
         assert_eq!(r.status, 201, "redeem {key_type} for a PKCS#12: {r}");
-        let (file, out) = open_delivered_pkcs12(&s, key_type, &r.json, password);
+        let (file, out) = open_delivered_pkcs12(&s, key_type, &r.json, password, subject);
         let serial = r.json["serial"].as_str().unwrap();
-        secrets.extend(check_pkcs12_key_and_certificate(&s, key_type, serial, &out));
+        secrets.extend(check_pkcs12_key_and_certificate(
+            &s, key_type, profile, serial, &out,
+        ));
         // A wrong password fails.
         let wrong = output_within(
             std::process::Command::new("openssl").args([
@@ -199,12 +235,14 @@ fn the_ca_generates_the_key_and_delivers_a_pkcs12_for_each_key_type() {
 
 /// Writes the PKCS#12 of a redemption answer to the scratch directory and opens it with
 /// OpenSSL: AES-256-CBC under PBKDF2 with HMAC-SHA256, a private key, the friendly name and a
-/// local key id. Returns the file and what `openssl pkcs12 -nodes` printed.
+/// local key id; the friendly name is the certificate's `subject` (RFC 4514). Returns the file
+/// and what `openssl pkcs12 -nodes` printed.
 fn open_delivered_pkcs12(
     s: &Server,
     key_type: &str,
     answer: &Value,
     password: &str,
+    subject: &str,
 ) -> (std::path::PathBuf, String) {
     let pfx = base64::engine::general_purpose::STANDARD
         .decode(answer["pkcs12"].as_str().unwrap())
@@ -232,7 +270,7 @@ fn open_delivered_pkcs12(
         "{key_type}: key in {out}"
     );
     assert!(
-        out.contains("friendlyName: CN=Maria Silva,O=Example"),
+        out.contains(&format!("friendlyName: {subject}")),
         "{key_type}: friendly name in {out}"
     );
     assert!(
@@ -244,10 +282,11 @@ fn open_delivered_pkcs12(
 
 /// What a PKCS#12 holds (`out`, printed by `openssl pkcs12 -nodes`): the certificate of
 /// `serial` and the CA's, and the private key of that certificate, which OpenSSL verifies
-/// under the personal purpose. Returns the key's secrets, each found where it is.
+/// under the purpose of `profile`. Returns the key's secrets, each found where it is.
 fn check_pkcs12_key_and_certificate(
     s: &Server,
     key_type: &str,
+    profile: &str,
     serial: &str,
     out: &str,
 ) -> Vec<Secret> {
@@ -280,7 +319,7 @@ fn check_pkcs12_key_and_certificate(
         "-noout",
     ]);
     assert_eq!(from_key, from_cert, "{key_type}: key and certificate");
-    openssl_verify(s.ca(), &leaf_file, "personal", key_type);
+    openssl_verify(s.ca(), &leaf_file, profile, key_type);
     key_secrets
 }
 
@@ -431,6 +470,24 @@ fn refused_creations(s: &Server) {
         "san_not_allowed",
         "a DNS SAN on personal",
     );
+    // The S/MIME BR (strict): an e-mail address, and no organization in an individual's
+    // subject.
+    let mut bad = maria(1.0, 3);
+    bad["sans"] = json!([]);
+    assert_error(
+        &s.post("/v1/enrollments", &s.tokens.ra, &bad),
+        422,
+        "san_required",
+        "no e-mail SAN on personal",
+    );
+    let mut bad = maria(1.0, 3);
+    bad["subject"] = json!(format!("{MARIA},O=Example"));
+    assert_error(
+        &s.post("/v1/enrollments", &s.tokens.ra, &bad),
+        422,
+        "subject_not_allowed",
+        "an organization on personal",
+    );
     let mut bad = maria(1.0, 3);
     bad["expires_in_hours"] = json!(0);
     assert_error(
@@ -454,7 +511,8 @@ fn refused_creations(s: &Server) {
 fn a_subject_outside_the_bmp_gets_its_pkcs12(s: &Server, password: &str) -> String {
     let (id, code) = create(
         s,
-        &json!({"profile": "personal", "subject": "CN=Maria 😀 Silva", "sans": ["maria@example.com"],
+        &json!({"profile": "personal", "subject": "CN=Maria 😀 Silva,SN=Silva,GN=Maria 😀",
+                "sans": ["maria@example.com"],
                 "expires_in_hours": 1.0, "max_attempts": 3}),
     );
     let r = redeem(

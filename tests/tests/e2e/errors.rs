@@ -240,7 +240,7 @@ fn broken_proofs_of_possession(s: &Server, c: &mut Checks) {
     );
     let r = issue(
         s,
-        &json!({"csr": tamper_signature(&ed), "profile": "tls-server"}),
+        &json!({"csr": tamper_signature(&ed), "profile": "tls-client"}),
     );
     c.error(
         &r,
@@ -272,6 +272,23 @@ fn policy_refusals_are_422() {
         "key_type_not_allowed",
         "secp256k1 key",
     );
+    // Ed25519: the CA/Browser Forum allow only RSA and ECDSA (TLS BR and S/MIME BR 6.1.5).
+    let ed = make_csr("ed25519", "/CN=ed.example", &["DNS:ed.example"]);
+    refuse(
+        &s,
+        &mut c,
+        (&ed, "tls-server", None),
+        "key_type_not_allowed",
+        "Ed25519 key",
+    );
+    let ed = make_csr("ed25519", "/CN=ed@b.example", &["email:ed@b.example"]);
+    refuse(
+        &s,
+        &mut c,
+        (&ed, "personal", None),
+        "key_type_not_allowed",
+        "Ed25519 key",
+    );
     san_and_subject_refusals(&s, &mut c);
     let (ok, person) = validity_and_profile_refusals(&s, &mut c);
 
@@ -291,18 +308,19 @@ fn policy_refusals_are_422() {
     );
 
     // The limits themselves are allowed.
+    let max_tls = tls_server_max_validity_days();
     let r = issue(
         &s,
-        &json!({"csr": ok.pem, "profile": "tls-server", "validity_days": 397}),
+        &json!({"csr": ok.pem, "profile": "tls-server", "validity_days": max_tls}),
     );
     c.check(r.status == 201, || {
-        format!("397 days under tls-server: {r}")
+        format!("{max_tls} days under tls-server: {r}")
     });
     let r = issue(
         &s,
-        &json!({"csr": person.pem, "profile": "personal", "validity_days": 1095}),
+        &json!({"csr": person.pem, "profile": "personal", "validity_days": 825}),
     );
-    c.check(r.status == 201, || format!("1095 days under personal: {r}"));
+    c.check(r.status == 201, || format!("825 days under personal: {r}"));
     c.finish("policy refusals");
 }
 
@@ -332,7 +350,7 @@ fn refuse(
 /// table, for P-256 CSRs of (subject, SANs).
 fn san_and_subject_refusals(s: &Server, c: &mut Checks) {
     #[rustfmt::skip]
-    let table: [(&str, &[&str], &str, &str, &str); 17] = [
+    let table: [(&str, &[&str], &str, &str, &str); 22] = [
         // SANs.
         ("", &["email:a@b.example"], "tls-server", "san_not_allowed", "e-mail SAN"),
         ("", &["DNS:localhost"], "tls-server", "san_not_allowed", "dotless host"),
@@ -342,19 +360,33 @@ fn san_and_subject_refusals(s: &Server, c: &mut Checks) {
         ("", &["IP:0.0.0.0"], "tls-server", "san_not_allowed", "unspecified IP"),
         ("", &["DNS:a.example", "DNS:a.example"], "tls-server", "san_not_allowed", "repeated SAN"),
         ("/CN=client", &["URI:https://a.example/"], "tls-client", "san_not_allowed", "URI SAN"),
-        ("/CN=Ana", &["DNS:ana.example"], "personal", "san_not_allowed", "DNS SAN"),
-        ("/CN=Ana", &["email:not-an-address"], "personal", "san_not_allowed", "bad e-mail"),
+        ("", &["email:ana@b.example", "DNS:ana.example"], "personal", "san_not_allowed",
+         "DNS SAN"),
+        ("", &["email:not-an-address"], "personal", "san_not_allowed", "bad e-mail"),
         ("/CN=a.example", &[], "tls-server", "san_required", "CN and no SAN"),
-        ("/O=Acme", &[], "tls-server", "san_required", "no SAN"),
+        ("", &[], "tls-server", "san_required", "no SAN"),
+        ("/CN=ana@b.example", &[], "personal", "san_required", "no e-mail SAN"),
         // Subjects.
         ("/CN=b.example", &["DNS:a.example"], "tls-server", "subject_not_allowed",
          "CN not among the SANs"),
         ("/serialNumber=123/CN=a.example", &["DNS:a.example"], "tls-server",
          "subject_not_allowed", "serialNumber not allowed in tls-server"),
-        ("/O=A/O=B/CN=a.example", &["DNS:a.example"], "tls-server", "subject_not_allowed",
+        ("/O=A/O=B/CN=a.example", &["DNS:a.example"], "tls-client", "subject_not_allowed",
          "repeated O"),
         ("/O=Acme", &["DNS:c.example"], "tls-client", "subject_not_allowed", "no CN"),
-        ("/O=Acme", &["email:a@b.example"], "personal", "subject_not_allowed", "no CN"),
+        // The TLS BR (domain validated): a CN repeating a SAN, nothing else.
+        ("/O=Acme/CN=a.example", &["DNS:a.example"], "tls-server", "subject_not_allowed",
+         "O under tls-server"),
+        ("/C=BR/CN=a.example", &["DNS:a.example"], "tls-server", "subject_not_allowed",
+         "C under tls-server"),
+        // The S/MIME BR (strict): no organization for an individual; a CN that is the
+        // address or a name the RA asserted; names only from the RA.
+        ("/O=Acme", &["email:a@b.example"], "personal", "subject_not_allowed",
+         "O under personal"),
+        ("/CN=Ana", &["email:a@b.example"], "personal", "subject_not_allowed",
+         "a CN that is neither the address nor an asserted name"),
+        ("/GN=Ana/CN=Ana", &["email:a@b.example"], "personal", "subject_not_allowed",
+         "a givenName from the CSR"),
     ];
     for (subj, sans, profile, code, what) in table {
         let csr = make_csr("ec-p256", subj, sans);
@@ -366,14 +398,15 @@ fn san_and_subject_refusals(s: &Server, c: &mut Checks) {
 /// the CSRs used (tls-server, personal), which the limits themselves must let through.
 fn validity_and_profile_refusals(s: &Server, c: &mut Checks) -> (Csr, Csr) {
     let ok = make_csr("ec-p256", "/CN=v.example", &["DNS:v.example"]);
-    let person = make_csr("ec-p256", "/CN=Ana", &["email:ana@b.example"]);
+    let person = make_csr("ec-p256", "/CN=ana@b.example", &["email:ana@b.example"]);
+    let over_tls = tls_server_max_validity_days() + 1;
     #[rustfmt::skip]
     let table: [(&Csr, &str, Option<u32>, &str, &str); 7] = [
         // Validity.
-        (&ok, "tls-server", Some(398), "validity_not_allowed", "398 days"),
+        (&ok, "tls-server", Some(over_tls), "validity_not_allowed", "a day over the TLS BR"),
         (&ok, "tls-server", Some(0), "validity_not_allowed", "0 days"),
         (&ok, "tls-server", Some(100_000), "validity_not_allowed", "100000 days"),
-        (&person, "personal", Some(1096), "validity_not_allowed", "1096 days"),
+        (&person, "personal", Some(826), "validity_not_allowed", "826 days"),
         // Profiles.
         (&ok, "no-such-profile", None, "unknown_profile", "unknown profile"),
         (&ok, "", None, "unknown_profile", "empty profile name"),
@@ -541,7 +574,8 @@ fn messages_say_what_to_send_instead() {
     let r = s.post(
         "/v1/enrollments",
         &s.tokens.ra,
-        &json!({"profile": "personal", "subject": "CN=Ana", "sans": ["ana@example.com"],
+        &json!({"profile": "personal", "subject": "CN=Ana Example,SN=Example,GN=Ana",
+                "sans": ["ana@example.com"],
                 "expires_in_hours": 1, "max_attempts": 2}),
     );
     assert_eq!(r.status, 201, "{r}");

@@ -78,12 +78,13 @@ fn first_start_creates_the_ca_and_serves_public_endpoints() {
     pkilint_ca(ca, "the development root CA certificate");
 }
 
+/// Every subject key type the CA/Browser Forum allow issues under `tls-server`; Ed25519,
+/// which the TLS BR do not allow (section 6.1.5), is refused there with
+/// `key_type_not_allowed` and issues under `tls-client` (RFC 5280).
 #[test]
 fn every_subject_key_type_issues_under_tls_server() {
     let s = Server::fresh();
-    let key_types = [
-        "ec-p256", "ec-p384", "ed25519", "rsa-2048", "rsa-3072", "rsa-4096",
-    ];
+    let key_types = ["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096"];
     for (i, kt) in key_types.iter().enumerate() {
         let host = format!("{kt}.keys.example");
         let csr = make_csr(kt, &format!("/CN={host}"), &[&format!("DNS:{host}")]);
@@ -93,17 +94,37 @@ fn every_subject_key_type_issues_under_tls_server() {
         let serial = issued["serial"].as_str().expect("serial");
         check_record(&s.record(serial), &issued, &csr, "tls-server", None);
     }
+    let host = "ed25519.keys.example";
+    let ed = make_csr("ed25519", &format!("/CN={host}"), &[&format!("DNS:{host}")]);
+    let r = s.post(
+        "/v1/certificates",
+        &s.tokens.ra,
+        &serde_json::json!({"csr": ed.pem, "profile": "tls-server", "validity_days": 30}),
+    );
+    assert_error(&r, 422, "key_type_not_allowed", "Ed25519 under tls-server");
+    assert!(
+        r.text.contains("ed25519"),
+        "the refusal names the key type: {r}"
+    );
+    let issued = s.issue(&ed, "tls-client", Some(36));
+    s.check_issued(&issued, &ed, "tls-client", 36);
+    let serial = issued["serial"].as_str().expect("serial");
+    check_record(&s.record(serial), &issued, &ed, "tls-client", None);
 }
 
 #[test]
 fn every_profile_issues() {
     let s = Server::fresh();
-    let cases: Vec<(&str, Csr, Option<u32>, u32)> = vec![
+    let max_tls = tls_server_max_validity_days();
+    // (profile, CSR, identity.subject the RA asserts and the subject the certificate then
+    // holds (DER order), validity_days asked, days expected).
+    type Case<'a> = (&'a str, Csr, Option<(&'a str, &'a str)>, Option<u32>, u32);
+    let cases: Vec<Case> = vec![
         (
             "tls-server",
             make_csr(
                 "ec-p256",
-                "/C=BR/O=Acme/CN=www.acme.example",
+                "/CN=www.acme.example",
                 &[
                     "DNS:www.acme.example",
                     "DNS:*.cdn.acme.example",
@@ -111,6 +132,7 @@ fn every_profile_issues() {
                     "IP:2001:db8::1",
                 ],
             ),
+            None,
             Some(90),
             90,
         ),
@@ -119,15 +141,18 @@ fn every_profile_issues() {
             "tls-server",
             make_csr("ec-p256", "", &["DNS:no-subject.acme.example"]),
             None,
+            None,
             90,
         ),
-        // An IP address as the CN.
+        // An IP address as the CN, for the longest validity the TLS BR allow today.
         (
             "tls-server",
             make_csr("ec-p384", "/CN=192.0.2.77", &["IP:192.0.2.77"]),
-            Some(397),
-            397,
+            None,
+            Some(max_tls),
+            max_tls,
         ),
+        // Organization attributes: tls-client (RFC 5280) takes them.
         (
             "tls-client",
             make_csr(
@@ -135,6 +160,7 @@ fn every_profile_issues() {
                 "/O=Acme/OU=Robots/CN=client-7",
                 &["DNS:client7.acme.example", "email:ops@acme.example"],
             ),
+            None,
             Some(200),
             200,
         ),
@@ -142,31 +168,50 @@ fn every_profile_issues() {
             "tls-client",
             make_csr("ed25519", "/CN=plain-client", &[]),
             None,
+            None,
             90,
         ),
+        // Individual-validated: the personal name and country asserted by the RA, the CN
+        // from the CSR, ordered by the profile; the longest validity (825 days).
         (
             "personal",
             make_csr(
                 "ec-p256",
-                "/C=BR/O=Acme/GN=Maria/SN=Silva/CN=Maria Silva",
+                "/CN=Maria Silva",
                 &["email:maria.silva@acme.example"],
             ),
-            Some(1095),
-            1095,
+            Some((
+                "C=BR,SN=Silva,GN=Maria",
+                "/C=BR/GN=Maria/SN=Silva/CN=Maria Silva",
+            )),
+            Some(825),
+            825,
         ),
-        // Without validity_days: the profile's default (365 days for personal).
+        // Mailbox-validated, without validity_days: the profile's default (365 days for
+        // personal).
         (
             "personal",
-            make_csr("rsa-2048", "/CN=Joao Souza", &["email:joao@acme.example"]),
+            make_csr(
+                "rsa-2048",
+                "/CN=joao@acme.example",
+                &["email:joao@acme.example"],
+            ),
+            None,
             None,
             365,
         ),
     ];
-    for (profile, csr, asked, days) in &cases {
-        let issued = s.issue(csr, profile, *asked);
-        s.check_issued(&issued, csr, profile, *days);
+    for (profile, csr, identity, asked, days) in &cases {
+        let (issued, expected) = match identity {
+            Some((asserted, subject)) => (
+                s.issue_with_identity(csr, profile, *asked, asserted),
+                csr.with_subject(subject),
+            ),
+            None => (s.issue(csr, profile, *asked), csr.clone()),
+        };
+        s.check_issued(&issued, &expected, profile, *days);
         let serial = issued["serial"].as_str().expect("serial");
-        check_record(&s.record(serial), &issued, csr, profile, None);
+        check_record(&s.record(serial), &issued, &expected, profile, None);
         // The RA that asked may read its own certificate.
         let own = s.get(&format!("/v1/certificates/{serial}"), Some(&s.tokens.ra));
         assert_eq!(own.status, 200, "the requesting RA reads {serial}: {own}");

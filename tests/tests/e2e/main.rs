@@ -12,9 +12,11 @@
 
 mod audit;
 mod batch;
+mod blocked_keys;
 mod ca_key_types;
 mod concurrency;
 mod config;
+mod conformance;
 mod crash;
 mod crl;
 mod enrollment;
@@ -39,6 +41,7 @@ mod restart;
 mod revocation;
 mod revocation_errors;
 mod secrets;
+mod subordinate_ca;
 mod tls;
 mod tokens;
 mod weak_keys;

@@ -92,7 +92,7 @@ fn metrics_show_build_expiry_crl_enrollments_and_process() {
     let r = s.post(
         "/v1/enrollments",
         &s.tokens.ra,
-        &json!({"profile": "personal", "subject": "CN=Maria Silva,O=Example",
+        &json!({"profile": "personal", "subject": "CN=Maria Silva,SN=Silva,GN=Maria",
                 "sans": ["maria@example.com"], "expires_in_hours": 24.0, "max_attempts": 3}),
     );
     assert_eq!(r.status, 201, "POST /v1/enrollments: {r}");

@@ -121,7 +121,8 @@ fn seed(server: &Server, ra: &str) -> Seeded {
         server,
         &format!("/v1/certificates/{revoked}/revoke"),
         ra,
-        &json!({"reason": "keyCompromise", "invalidity_date": "2020-01-01T00:00:00Z"}),
+        // Not keyCompromise, which would block the key of every CSR the examples send.
+        &json!({"reason": "superseded", "invalidity_date": "2020-01-01T00:00:00Z"}),
         200,
     );
     let held = issue("fuzz-held.example.com");
@@ -144,7 +145,7 @@ fn seed(server: &Server, ra: &str) -> Seeded {
         server,
         "/v1/enrollments",
         ra,
-        &json!({"profile": "personal", "subject": "CN=Fuzz Subscriber",
+        &json!({"profile": "personal", "subject": "CN=Fuzz Subscriber,SN=Subscriber,GN=Fuzz",
                 "sans": ["fuzz@example.com"], "expires_in_hours": 1, "max_attempts": 100}),
         201,
     );

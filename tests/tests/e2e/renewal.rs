@@ -50,7 +50,7 @@ fn keep_key_and_rekey_renewals() {
     let s = Server::fresh();
     let csr = make_csr(
         "ec-p256",
-        "/C=BR/O=Acme/CN=renew.example",
+        "/CN=renew.example",
         &[
             "DNS:renew.example",
             "DNS:www.renew.example",
@@ -80,11 +80,7 @@ fn keep_key_and_rekey_renewals() {
     check_renewed(&s, &fourth, &third, &csr, "tls-server", 90);
 
     // Re-key: the CSR's key; its subject must be the certificate's, its SANs are ignored.
-    let rekey = make_csr(
-        "ec-p384",
-        "/C=BR/O=Acme/CN=renew.example",
-        &["DNS:ignored.example"],
-    );
+    let rekey = make_csr("ec-p384", "/CN=renew.example", &["DNS:ignored.example"]);
     let r = s.renew(
         &serial_of(&fourth),
         Some(&json!({"csr": rekey.pem, "validity_days": 60})),
@@ -109,13 +105,16 @@ fn keep_key_and_rekey_renewals() {
     );
     assert_error(&r, 400, "csr_signature_invalid", "re-key with a bad CSR");
 
-    // Another profile keeps its profile.
+    // Another profile keeps its profile, and a subject of several attributes, some of them
+    // asserted by the RA (the personal name and country) and ordered by the profile.
     let personal = make_csr(
         "rsa-2048",
-        "/C=BR/O=Acme/GN=Maria/SN=Silva/CN=Maria Silva",
+        "/CN=Maria Silva",
         &["email:maria.silva@acme.example"],
     );
-    let p1 = s.issue(&personal, "personal", Some(100));
+    let p1 = s.issue_with_identity(&personal, "personal", Some(100), "C=BR,SN=Silva,GN=Maria");
+    let personal = personal.with_subject("/C=BR/GN=Maria/SN=Silva/CN=Maria Silva");
+    s.check_issued(&p1, &personal, "personal", 100);
     let r = s.renew(&serial_of(&p1), None);
     assert_eq!(r.status, 201, "renewing a personal certificate: {r}");
     check_renewed(&s, &r.json, &p1, &personal, "personal", 365);
@@ -280,45 +279,51 @@ fn issued_event_points_at_its_audit_entry() {
 }
 
 /// A re-key renewal CSR naming another subject is refused (a renewal keeps the subject);
-/// one with the certificate's subject, or an empty one, is accepted.
+/// one with the certificate's subject, or an empty one, is accepted. Under `tls-server`
+/// (a CN alone, TLS BR) and under `tls-client` with a subject of several attributes.
 #[test]
 fn rekey_with_another_subject_is_refused() {
     let s = Server::fresh();
-    let csr = make_csr(
-        "ec-p256",
-        "/C=BR/O=Acme/CN=rekey-subject.example",
-        &["DNS:rekey-subject.example"],
-    );
-    let orig_sn = serial_of(&s.issue(&csr, "tls-server", None));
-    let other = make_csr(
-        "ec-p256",
-        "/CN=other.example",
-        &["DNS:rekey-subject.example"],
-    );
-    let r = s.renew(&orig_sn, Some(&json!({"csr": other.pem})));
-    assert_error(
-        &r,
-        422,
-        "subject_not_allowed",
-        "re-key CSR with another subject",
-    );
-    let message = r.json["error"]["message"].as_str().unwrap_or_default();
-    assert!(
-        message.contains("renewal keeps") && message.contains("other.example"),
-        "the message says why: {r}"
-    );
-    assert_eq!(
-        s.record(&orig_sn)["renewed_by"],
-        json!([]),
-        "a refused renewal issued nothing"
-    );
-    let same = make_csr(
-        "ec-p384",
-        "/C=BR/O=Acme/CN=rekey-subject.example",
-        &["DNS:rekey-subject.example"],
-    );
-    let r = s.renew(&orig_sn, Some(&json!({"csr": same.pem})));
-    assert_eq!(r.status, 201, "re-key with the same subject: {r}");
+    for (profile, subj, host) in [
+        (
+            "tls-server",
+            "/CN=rekey-subject.example",
+            "rekey-subject.example",
+        ),
+        (
+            "tls-client",
+            "/C=BR/O=Acme/CN=rekey-client.example",
+            "rekey-client.example",
+        ),
+    ] {
+        let san = format!("DNS:{host}");
+        let csr = make_csr("ec-p256", subj, &[&san]);
+        let orig_sn = serial_of(&s.issue(&csr, profile, None));
+        let other = make_csr("ec-p256", "/CN=other.example", &[&san]);
+        let r = s.renew(&orig_sn, Some(&json!({"csr": other.pem})));
+        assert_error(
+            &r,
+            422,
+            "subject_not_allowed",
+            &format!("{profile}: re-key CSR with another subject"),
+        );
+        let message = r.json["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("renewal keeps") && message.contains("other.example"),
+            "{profile}: the message says why: {r}"
+        );
+        assert_eq!(
+            s.record(&orig_sn)["renewed_by"],
+            json!([]),
+            "{profile}: a refused renewal issued nothing"
+        );
+        let same = make_csr("ec-p384", subj, &[&san]);
+        let r = s.renew(&orig_sn, Some(&json!({"csr": same.pem})));
+        assert_eq!(
+            r.status, 201,
+            "{profile}: re-key with the same subject: {r}"
+        );
+    }
 }
 
 /// A renewal and a revocation of the same certificate sent at once: whichever the store

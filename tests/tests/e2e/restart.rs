@@ -24,7 +24,7 @@ fn sigterm_restart_keeps_certificates_tokens_and_the_ca() {
             "tls-client",
         ),
         (
-            make_csr("rsa-2048", "/CN=Rita", &["email:rita@r.example"]),
+            make_csr("rsa-2048", "/CN=rita@r.example", &["email:rita@r.example"]),
             "personal",
         ),
         (server_csr("r4.example"), "tls-server"),

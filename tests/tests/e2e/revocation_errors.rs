@@ -126,6 +126,9 @@ fn callers_without_the_right(s: &Server, sn: &str, other_ra: &str, c: &mut Check
 
 /// State conflicts: releasing what is not held, revoking or holding what is revoked or held.
 fn state_conflicts(s: &Server, sn: &str, c: &mut Checks) {
+    // Issued before `sn` is revoked for keyCompromise, which blocks the (shared) test key.
+    let held = s.issue(&server_csr("refusals-held.example"), "tls-server", None);
+    let held_sn = held["serial"].as_str().expect("serial");
     let r = s.release_hold(sn);
     c.error(
         &r,
@@ -159,8 +162,6 @@ fn state_conflicts(s: &Server, sn: &str, c: &mut Checks) {
         || format!("refused calls changed the revocation: {rec}"),
     );
 
-    let held = s.issue(&server_csr("refusals-held.example"), "tls-server", None);
-    let held_sn = held["serial"].as_str().expect("serial");
     s.revoke_ok(held_sn, "certificateHold");
     let r = s.revoke(held_sn, "certificateHold", None);
     c.error(&r, 409, "already_revoked", "holding a held certificate");

@@ -104,7 +104,7 @@ fn a_generated_subscriber_key_is_never_stored() {
     let r = s.post(
         "/v1/enrollments",
         &s.tokens.ra,
-        &json!({"profile": "personal", "subject": "CN=Maria Silva,O=Example",
+        &json!({"profile": "personal", "subject": "CN=Maria Silva,SN=Silva,GN=Maria",
                 "sans": ["maria@example.com"], "expires_in_hours": 1, "max_attempts": 3}),
     );
     assert_eq!(r.status, 201, "{r}");
