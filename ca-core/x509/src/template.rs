@@ -24,9 +24,7 @@ use x509_cert::ext::pkix::{
 };
 
 use crate::conformance::reserved_policy;
-use crate::csr::{
-    AttributeKind, OtherName, OtherNameEncoding, San, SubjectAttribute, SubjectKey, SubjectKeyType,
-};
+use crate::csr::{AttributeKind, OtherName, OtherNameEncoding, San, SubjectAttribute, SubjectKey};
 use crate::der_util::{self, encoding};
 use crate::error::CaError;
 use crate::oid;
@@ -343,7 +341,7 @@ impl CertTemplate {
             time(out, fields.not_after)
         })?;
         name(out, fields.subject, &self.printable)?;
-        subject_public_key_info(out, fields.key)?;
+        crate::spki::write_spki(out, fields.key)?;
         let explicit3 = Tag::ContextSpecific {
             constructed: true,
             number: TagNumber::N3,
@@ -442,43 +440,6 @@ fn extended_key_usage_oid(eku: profile::ExtendedKeyUsage) -> ObjectIdentifier {
         E::TimeStamping => oid::ID_KP_TIME_STAMPING,
         E::OcspSigning => oid::ID_KP_OCSP_SIGNING,
     }
-}
-
-/// The AlgorithmIdentifier of a subject key (RFC 5480 section 2.1.1, RFC 8410 section 3,
-/// RFC 3279 section 2.3.1).
-fn key_algorithm(key_type: SubjectKeyType) -> (ObjectIdentifier, KeyParameters) {
-    match key_type {
-        SubjectKeyType::EcP256 => (oid::ID_EC_PUBLIC_KEY, KeyParameters::Curve(oid::SECP256R1)),
-        SubjectKeyType::EcP384 => (oid::ID_EC_PUBLIC_KEY, KeyParameters::Curve(oid::SECP384R1)),
-        SubjectKeyType::Ed25519 => (oid::ID_ED25519, KeyParameters::Absent),
-        SubjectKeyType::Rsa(_) => (oid::RSA_ENCRYPTION, KeyParameters::Null),
-    }
-}
-
-/// The parameters of a subject key's AlgorithmIdentifier.
-enum KeyParameters {
-    /// A named curve.
-    Curve(ObjectIdentifier),
-    /// NULL (RSA).
-    Null,
-    /// None at all (Ed25519).
-    Absent,
-}
-
-fn subject_public_key_info(out: &mut Vec<u8>, key: &SubjectKey) -> Result<(), CaError> {
-    nested(out, Tag::Sequence, |out| {
-        let (oid, parameters) = key_algorithm(key.key_type);
-        nested(out, Tag::Sequence, |out| {
-            oid.encode_to_vec(out).map_err(encoding)?;
-            match parameters {
-                KeyParameters::Curve(curve) => curve.encode_to_vec(out).map(drop),
-                KeyParameters::Null => der::asn1::Null.encode_to_vec(out).map(drop),
-                KeyParameters::Absent => Ok(()),
-            }
-            .map_err(encoding)
-        })?;
-        bit_string(out, &key.bits)
-    })
 }
 
 /// A Name of one attribute per RDN: PrintableString for countryName and serialNumber (RFC 5280
@@ -701,6 +662,7 @@ mod tests {
     use x509_parser::prelude::FromDer;
 
     use super::*;
+    use crate::csr::SubjectKeyType;
     use crate::authority::{
         create_root, distinguished_name, CertificateAuthority, SignerKey, BACKDATE,
     };
