@@ -662,11 +662,11 @@ mod tests {
     use x509_parser::prelude::FromDer;
 
     use super::*;
-    use crate::csr::SubjectKeyType;
     use crate::authority::{
         create_root, distinguished_name, CertificateAuthority, SignerKey, BACKDATE,
     };
     use crate::ca_profile::{CaRules, Subtree};
+    use crate::csr::SubjectKeyType;
     use crate::profile::{ExtendedKeyUsage, KeyUsage, ValidatedRequest, Validation};
 
     /// One URL of each kind (what the standards the built-in profiles claim need), or
