@@ -86,7 +86,7 @@ bodies = {
     "enrol-create": {"profile": "personal", "subject": "CN=Maria Silva,O=Acme\\, Inc.,C=BR",
                      "sans": ["maria@example.com"], "expires_in_hours": 72, "max_attempts": 5},
     "enrol-create-tls": {"profile": "tls-server", "subject": "CN=www.example.com",
-                         "sans": ["www.example.com", "192.0.2.7", "*.example.com"],
+                         "sans": ["www.example.com", "8.8.8.8", "*.example.com"],
                          "expires_in_hours": 0.5, "max_attempts": 1, "validity_days": 30},
     "redeem-csr": {"code": "ABCD-EFGH-JKMN-PQRS", "csr": csr2},
     "redeem-p12": {"code": "abcd efgh jkmn pqr0", "key_type": "ec-p256",

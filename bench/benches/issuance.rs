@@ -18,7 +18,7 @@ fn csr_verify(c: &mut Criterion) {
         ("ec-p384", CsrKey::EcP384),
         ("ed25519", CsrKey::Ed25519),
     ] {
-        let csr = csr_der(key, "bench.example").unwrap();
+        let csr = csr_der(key, "bench.example.com").unwrap();
         group.bench_function(name, |b| b.iter(|| parse_and_verify(&csr).unwrap()));
     }
     group.finish();
@@ -28,7 +28,7 @@ fn csr_verify(c: &mut Criterion) {
     let mut group = c.benchmark_group("csr_parse_verify_batch");
     group.throughput(Throughput::Elements(BATCH as u64));
     let csrs: Vec<Vec<u8>> = (0..BATCH)
-        .map(|i| csr_der(CsrKey::Ed25519, &format!("h{i}.bench.example")).unwrap())
+        .map(|i| csr_der(CsrKey::Ed25519, &format!("h{i}.bench.example.com")).unwrap())
         .collect();
     group.bench_function("ed25519x64", |b| {
         b.iter(|| {
@@ -42,7 +42,7 @@ fn csr_verify(c: &mut Criterion) {
 fn sign(c: &mut Criterion) {
     let mut group = c.benchmark_group("build_sign");
     let rng = keys::SystemRandom::new();
-    let csr = csr_der(CsrKey::EcP256, "bench.example").unwrap();
+    let csr = csr_der(CsrKey::EcP256, "bench.example.com").unwrap();
     for (name, alg) in [
         ("ca-ec-p256", KeyAlgorithm::EcdsaP256),
         ("ca-ed25519", KeyAlgorithm::Ed25519),

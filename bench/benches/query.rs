@@ -48,9 +48,9 @@ fn build(db: &std::path::Path) {
     )
     .unwrap();
     let mut csrs: Vec<Vec<u8>> = (0..NAMES)
-        .map(|i| csr_der(CsrKey::EcP256, &format!("h{i}.bench.example")).unwrap())
+        .map(|i| csr_der(CsrKey::EcP256, &format!("h{i}.bench.example.com")).unwrap())
         .collect();
-    csrs.push(csr_der(CsrKey::EcP256, "rare.bench.example").unwrap());
+    csrs.push(csr_der(CsrKey::EcP256, "rare.bench.example.com").unwrap());
     let started = Instant::now();
     let mut issued = 0;
     while issued < CERTS {
@@ -103,7 +103,7 @@ fn query(c: &mut Criterion) {
         let last = store
             .certificate(&{
                 let mut q = base.clone();
-                q.san = Some("rare.bench.example".into());
+                q.san = Some("rare.bench.example.com".into());
                 store.query(&q, None, 1).unwrap().rows[0].record.serial
             })
             .unwrap()
@@ -116,14 +116,14 @@ fn query(c: &mut Criterion) {
         (
             "san_one_of_1m",
             CertificateQuery {
-                san: Some("rare.bench.example".into()),
+                san: Some("rare.bench.example.com".into()),
                 ..base.clone()
             },
         ),
         (
             "san_1000_matches",
             CertificateQuery {
-                san: Some("h7.bench.example".into()),
+                san: Some("h7.bench.example.com".into()),
                 ..base.clone()
             },
         ),

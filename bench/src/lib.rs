@@ -184,7 +184,7 @@ impl EngineFixture {
         let store = ca_core::store::Store::open(path)?;
         let engine = ca_core::engine::Engine::start(ca, Arc::new(store), config)?;
         let csrs = (0..count)
-            .map(|i| csr_der(CsrKey::EcP256, &format!("h{i}.bench.example")))
+            .map(|i| csr_der(CsrKey::EcP256, &format!("h{i}.bench.example.com")))
             .collect::<Result<_, _>>()?;
         // One thread awaits the answers: the engine's own threads do the work, and a
         // multi-threaded runtime would only add threads competing for the same cores.

@@ -119,16 +119,16 @@ fn a_key_compromise_revocation_blocks_the_key_for_every_path_and_restart() {
     assert!(engine.blocked_keys().is_empty());
     let (first, second) = rt.block_on(async {
         let first = engine
-            .issue(issue_request(csr(&compromised, "a.example")))
+            .issue(issue_request(csr(&compromised, "a.example.com")))
             .await
             .unwrap();
         let second = engine
-            .issue(issue_request(csr(&compromised, "b.example")))
+            .issue(issue_request(csr(&compromised, "b.example.com")))
             .await
             .unwrap();
         // Another reason blocks nothing: the superseded key is certified again.
         let s = engine
-            .issue(issue_request(csr(&superseded, "s.example")))
+            .issue(issue_request(csr(&superseded, "s.example.com")))
             .await
             .unwrap();
         engine
@@ -141,7 +141,7 @@ fn a_key_compromise_revocation_blocks_the_key_for_every_path_and_restart() {
             .await
             .unwrap();
         engine
-            .issue(issue_request(csr(&superseded, "s2.example")))
+            .issue(issue_request(csr(&superseded, "s2.example.com")))
             .await
             .unwrap();
         assert!(engine.blocked_keys().is_empty());
@@ -155,7 +155,7 @@ fn a_key_compromise_revocation_blocks_the_key_for_every_path_and_restart() {
             .await
             .unwrap();
         engine
-            .issue(issue_request(csr(&compromised, "held.example")))
+            .issue(issue_request(csr(&compromised, "held.example.com")))
             .await
             .unwrap();
         engine
@@ -183,7 +183,7 @@ fn a_key_compromise_revocation_blocks_the_key_for_every_path_and_restart() {
     rt.block_on(async {
         assert_blocked(
             engine
-                .issue(issue_request(csr(&compromised, "c.example")))
+                .issue(issue_request(csr(&compromised, "c.example.com")))
                 .await,
             blocked,
             "a new CSR",
@@ -191,9 +191,9 @@ fn a_key_compromise_revocation_blocks_the_key_for_every_path_and_restart() {
         // Among others verified together by a worker: only the blocked one is refused.
         let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let (a, b, c) = tokio::join!(
-            engine.issue(issue_request(csr(&other, "d.example"))),
-            engine.issue(issue_request(csr(&compromised, "e.example"))),
-            engine.issue(issue_request(csr(&other, "f.example"))),
+            engine.issue(issue_request(csr(&other, "d.example.com"))),
+            engine.issue(issue_request(csr(&compromised, "e.example.com"))),
+            engine.issue(issue_request(csr(&other, "f.example.com"))),
         );
         a.unwrap();
         assert_blocked(b, blocked, "a CSR of a batch");
@@ -206,8 +206,8 @@ fn a_key_compromise_revocation_blocks_the_key_for_every_path_and_restart() {
         let enrollment = engine
             .create_enrollment(EnrollmentRequest {
                 profile: "tls-server".into(),
-                subject: "CN=enrolled.example".into(),
-                sans: vec!["enrolled.example".into()],
+                subject: "CN=enrolled.example.com".into(),
+                sans: vec!["enrolled.example.com".into()],
                 validity_days: None,
                 lifetime_secs: 3600,
                 max_attempts: 3,
@@ -220,7 +220,7 @@ fn a_key_compromise_revocation_blocks_the_key_for_every_path_and_restart() {
                 .redeem(
                     enrollment.id,
                     enrollment.code.as_str(),
-                    RedeemKey::Csr(csr(&compromised, "whatever.example")),
+                    RedeemKey::Csr(csr(&compromised, "whatever.example.com")),
                 )
                 .await,
             blocked,
@@ -231,7 +231,7 @@ fn a_key_compromise_revocation_blocks_the_key_for_every_path_and_restart() {
             .redeem(
                 enrollment.id,
                 enrollment.code.as_str(),
-                RedeemKey::Csr(csr(&fresh, "whatever.example")),
+                RedeemKey::Csr(csr(&fresh, "whatever.example.com")),
             )
             .await
             .unwrap();
@@ -247,7 +247,7 @@ fn a_key_compromise_revocation_blocks_the_key_for_every_path_and_restart() {
     rt.block_on(async {
         assert_blocked(
             engine
-                .issue(issue_request(csr(&compromised, "g.example")))
+                .issue(issue_request(csr(&compromised, "g.example.com")))
                 .await,
             blocked,
             "a new CSR after a restart",
@@ -259,7 +259,7 @@ fn a_key_compromise_revocation_blocks_the_key_for_every_path_and_restart() {
         );
         // A re-key to a fresh key passes.
         engine
-            .renew(renew_request(second, Some(csr(&fresh, "b.example"))))
+            .renew(renew_request(second, Some(csr(&fresh, "b.example.com"))))
             .await
             .unwrap();
     });
@@ -289,7 +289,7 @@ fn the_key_of_a_certificate_hashes_as_the_key_of_its_request() {
     runtime().block_on(async {
         for key in &keys {
             let issued = engine
-                .issue(issue_request(csr(key, "k.example")))
+                .issue(issue_request(csr(key, "k.example.com")))
                 .await
                 .unwrap();
             let from_certificate =

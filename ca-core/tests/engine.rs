@@ -13,11 +13,16 @@ use keys::SystemRandom;
 use keys::{KeyAlgorithm, Signer, SoftwareKey};
 
 fn authority() -> Arc<CertificateAuthority> {
+    authority_valid_for(365)
+}
+
+/// A root CA whose certificate is valid for `days`, with the built-in profiles.
+fn authority_valid_for(days: u32) -> Arc<CertificateAuthority> {
     let der = keys::generate_pkcs8(KeyAlgorithm::EcdsaP256).unwrap();
     let signer: Arc<dyn Signer> = Arc::new(SoftwareKey::from_pkcs8(&der).unwrap());
     let subject = parse_rfc4514("CN=Engine Test CA").unwrap();
     let serial = Serial::random(&SystemRandom::new()).unwrap();
-    let root = create_root(signer.clone(), &subject, 365, serial).unwrap();
+    let root = create_root(signer.clone(), &subject, days, serial).unwrap();
     let urls = Urls {
         crl: vec!["http://ca.test/crl".into()],
         ..Urls::default()
@@ -63,7 +68,7 @@ fn concurrent_issuance_is_durable_unique_and_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let ca = authority();
     let csrs: Vec<_> = (0..200)
-        .map(|i| csr_pem(&format!("h{i}.example")))
+        .map(|i| csr_pem(&format!("h{i}.example.com")))
         .collect();
     let mut issued = BTreeMap::new();
     {
@@ -108,7 +113,7 @@ fn request_ids_replay_or_conflict() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let engine = Engine::start(authority(), Arc::new(store), &EngineConfig::default()).unwrap();
-    let csr = csr_pem("idem.example");
+    let csr = csr_pem("idem.example.com");
     runtime().block_on(async {
         let first = engine
             .issue(request(csr.clone(), Some("r-1")))
@@ -143,7 +148,7 @@ fn a_full_queue_refuses_at_once() {
         ..EngineConfig::default()
     };
     let engine = Arc::new(Engine::start(authority(), Arc::new(store), &config).unwrap());
-    let csr = csr_pem("busy.example");
+    let csr = csr_pem("busy.example.com");
     let (ok, overloaded) = runtime().block_on(async {
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..64 {
@@ -253,8 +258,8 @@ fn an_undone_redemption_revokes_its_certificate_and_reopens_the_enrollment() {
         let created = engine
             .create_enrollment(EnrollmentRequest {
                 profile: "tls-server".into(),
-                subject: "CN=undo.example".into(),
-                sans: vec!["undo.example".into()],
+                subject: "CN=undo.example.com".into(),
+                sans: vec!["undo.example.com".into()],
                 validity_days: None,
                 lifetime_secs: 3600,
                 max_attempts: 3,
@@ -270,7 +275,7 @@ fn an_undone_redemption_revokes_its_certificate_and_reopens_the_enrollment() {
             engine.redeem(
                 id,
                 code.as_str(),
-                RedeemKey::Csr(csr_pem("whatever.example")),
+                RedeemKey::Csr(csr_pem("whatever.example.com")),
             )
         };
         let first = redeem().await.unwrap();
@@ -303,4 +308,32 @@ fn an_undone_redemption_revokes_its_certificate_and_reopens_the_enrollment() {
         assert_eq!(record.serial, Some(second.record.serial));
     });
     engine.shutdown();
+}
+
+#[test]
+fn no_certificate_ends_after_its_issuer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let ca = authority_valid_for(30);
+    let engine = Engine::start(ca, Arc::new(store), &EngineConfig::default()).unwrap();
+    runtime().block_on(async {
+        let mut within = request(csr_pem("within.example.com"), None);
+        within.validity_days = Some(29);
+        engine.issue(within).await.unwrap();
+        let mut beyond = request(csr_pem("beyond.example.com"), None);
+        beyond.validity_days = Some(31);
+        let err = engine.issue(beyond).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CaError::ValidityBeyondIssuer {
+                    requested: 31,
+                    max: 29 | 30,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(err.code(), "validity_not_allowed");
+    });
 }

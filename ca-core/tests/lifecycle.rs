@@ -64,7 +64,7 @@ fn store_backdated(
     days_ago: i64,
     validity_days: u32,
 ) -> Serial {
-    let verified = parse_and_verify(&csr(profile, "old.example")).unwrap();
+    let verified = parse_and_verify(&csr(profile, "old.example.com")).unwrap();
     let req = ca
         .profile(profile)
         .unwrap()
@@ -163,13 +163,13 @@ fn revocation_state_machine() {
             requester: requester(),
         };
         let a = engine
-            .issue(issue("a.example"))
+            .issue(issue("a.example.com"))
             .await
             .unwrap()
             .record
             .serial;
         let b = engine
-            .issue(issue("b.example"))
+            .issue(issue("b.example.com"))
             .await
             .unwrap()
             .record
@@ -327,7 +327,7 @@ fn renewal_keeps_names_and_key_within_the_grace_period_only() {
             Err(CaError::SubjectNotAllowed(_))
         ));
         let mut rekey = renew(new_serial);
-        rekey.csr = Some(csr("personal", "old.example"));
+        rekey.csr = Some(csr("personal", "old.example.com"));
         let rekeyed = engine.renew(rekey).await.unwrap();
         let (_, rekeyed_cert) = x509_parser::parse_x509_certificate(&rekeyed.record.der).unwrap();
         assert_ne!(rekeyed_cert.public_key().raw, new_cert.public_key().raw);
@@ -370,7 +370,7 @@ fn a_serial_collision_draws_again_and_never_overwrites() {
         requester: requester(),
     };
     runtime().block_on(async {
-        let issued = engine.issue(request("new.example")).await.unwrap();
+        let issued = engine.issue(request("new.example.com")).await.unwrap();
         assert_ne!(issued.record.serial, taken, "a collision was stored");
         assert!(
             source.0.lock().unwrap().is_empty(),
@@ -378,7 +378,7 @@ fn a_serial_collision_draws_again_and_never_overwrites() {
         );
         // Three collisions in a row: refused, nothing stored.
         source.0.lock().unwrap().extend([taken, taken, taken]);
-        let refused = engine.issue(request("third.example")).await;
+        let refused = engine.issue(request("third.example.com")).await;
         assert!(
             matches!(&refused, Err(CaError::Storage(m)) if m.contains("collisions")),
             "{refused:?}"
@@ -502,9 +502,9 @@ fn a_same_key_renewal_refuses_a_weak_key_certified_before() {
     let request = ca_core::profile::ValidatedRequest {
         subject: vec![SubjectAttribute {
             kind: AttributeKind::CommonName,
-            value: "weak.example".into(),
+            value: "weak.example.com".into(),
         }],
-        sans: vec![San::Dns("weak.example".into())],
+        sans: vec![San::Dns("weak.example.com".into())],
         validation: Default::default(),
         key: SubjectKey {
             key_type: SubjectKeyType::EcP256,
@@ -547,7 +547,7 @@ fn status_changes_reach_the_observers_from_the_engine() {
     runtime().block_on(async {
         let issued = engine
             .issue(IssueRequest {
-                csr: csr("tls-server", "observed.example"),
+                csr: csr("tls-server", "observed.example.com"),
                 profile: "tls-server".into(),
                 identity: Default::default(),
                 validity_days: None,

@@ -57,7 +57,8 @@ impl Fixture {
         .unwrap();
 
         let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(vec!["leaf.example".to_string()]).unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(vec!["leaf.example.com".to_string()]).unwrap();
         params.distinguished_name = rcgen::DistinguishedName::new();
         let csr = params.serialize_request(&key).unwrap();
         let verified = ca_core::csr::parse_and_verify(csr.der()).unwrap();

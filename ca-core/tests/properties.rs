@@ -223,9 +223,9 @@ fn issued_store(count: usize) -> IssuedStore {
     runtime.block_on(async {
         for i in 0..count {
             let key = rcgen::KeyPair::generate().unwrap();
-            let mut sans = vec![format!("h{i}.example")];
+            let mut sans = vec![format!("h{i}.example.com")];
             if i % 3 == 0 {
-                sans.push("shared.example".into());
+                sans.push("shared.example.com".into());
             }
             let mut params = rcgen::CertificateParams::new(sans).unwrap();
             params.distinguished_name = rcgen::DistinguishedName::new();
@@ -282,8 +282,8 @@ fn queries(now: i64) -> Vec<CertificateQuery> {
         q(&|_| {}),
         q(&|q| q.profile = Some("tls-server".into())),
         q(&|q| q.requester = Some("ra-odd".into())),
-        q(&|q| q.san = Some("shared.example".into())),
-        q(&|q| q.san = Some("SHARED.example".into())),
+        q(&|q| q.san = Some("shared.example.com".into())),
+        q(&|q| q.san = Some("SHARED.example.com".into())),
         q(&|q| q.subject = Some("cn=same client".into())),
         q(&|q| q.status = Some(Status::Revoked)),
         q(&|q| q.status = Some(Status::OnHold)),
@@ -420,6 +420,44 @@ fn hostname() -> impl Strategy<Value = String> {
     proptest::collection::vec(label(), 2..5).prop_map(|labels| labels.join("."))
 }
 
+/// A public host name, as `tls-server` (`san.public_only`) takes: one to three labels under a
+/// registrable domain of a Public Suffix List suffix.
+fn public_hostname() -> impl Strategy<Value = String> {
+    (
+        proptest::collection::vec(label(), 1..4),
+        proptest::sample::select(vec![
+            "example.com",
+            "example.org",
+            "example.net",
+            "example.co.uk",
+            "example.com.br",
+        ]),
+    )
+        .prop_map(|(labels, domain)| format!("{}.{domain}", labels.join(".")))
+}
+
+/// A public IP address, as `tls-server` (`san.public_only`) takes: in globally routed unicast
+/// blocks (IPv4 /8s of the regional registries, IPv6 2600::/12 and 2a00::/12), outside
+/// IANA's special-purpose registries.
+fn public_ip() -> impl Strategy<Value = IpAddr> {
+    prop_oneof![
+        (
+            proptest::sample::select(vec![1u8, 8, 23, 45, 80, 151, 185, 212]),
+            any::<[u8; 3]>()
+        )
+            .prop_map(|(a, [b, c, d])| IpAddr::from([a, b, c, d])),
+        (
+            prop_oneof![0x2600u16..0x2610, 0x2a00u16..0x2a10],
+            any::<[u16; 7]>()
+        )
+            .prop_map(|(first, rest)| {
+                let mut segments = [first; 8];
+                segments[1..].copy_from_slice(&rest);
+                IpAddr::from(segments)
+            }),
+    ]
+}
+
 /// SAN strings as the API takes them: host names (some wildcards, some broken), IP
 /// addresses, e-mail addresses and arbitrary text.
 fn san_text() -> impl Strategy<Value = String> {
@@ -447,9 +485,9 @@ fn plausible_value(kind: AttributeKind) -> BoxedStrategy<String> {
 }
 
 /// Subjects and SANs close to what clients send: distinct host names, e-mail addresses and IP
-/// addresses, a commonName that is one of the host names or a person's name, and a few other
-/// attributes of distinct kinds.
-fn plausible_names() -> impl Strategy<Value = (Vec<SubjectAttribute>, Vec<San>)> {
+/// addresses (only public host names and addresses when `public`), a commonName that is one of
+/// the host names or a person's name, and a few other attributes of distinct kinds.
+fn plausible_names(public: bool) -> impl Strategy<Value = (Vec<SubjectAttribute>, Vec<San>)> {
     let others = proptest::sample::subsequence(
         AttributeKind::ALL
             .into_iter()
@@ -466,12 +504,26 @@ fn plausible_names() -> impl Strategy<Value = (Vec<SubjectAttribute>, Vec<San>)>
             .collect::<Vec<_>>()
     });
     (
-        proptest::collection::hash_set(hostname(), 0..3),
+        proptest::collection::hash_set(
+            if public {
+                public_hostname().boxed()
+            } else {
+                hostname().boxed()
+            },
+            0..3,
+        ),
         proptest::collection::hash_set(
             (label(), hostname()).prop_map(|(l, h)| format!("{l}@{h}")),
             0..2,
         ),
-        proptest::collection::hash_set(any::<IpAddr>(), 0..2),
+        proptest::collection::hash_set(
+            if public {
+                public_ip().boxed()
+            } else {
+                any::<IpAddr>().boxed()
+            },
+            0..2,
+        ),
         0u8..3,
         "[A-Z][a-z]{1,10} [A-Z][a-z]{1,10}",
         others,
@@ -498,8 +550,11 @@ fn plausible_names() -> impl Strategy<Value = (Vec<SubjectAttribute>, Vec<San>)>
         })
 }
 
-fn names() -> impl Strategy<Value = (Vec<SubjectAttribute>, Vec<San>)> {
-    prop_oneof![(subject(), sans()), plausible_names()]
+/// Arbitrary subjects and SANs, or plausible ones for the profile `name`: with public host
+/// names and addresses only where it takes no others (`san.public_only`: `tls-server`).
+fn names_for(name: &str) -> impl Strategy<Value = (Vec<SubjectAttribute>, Vec<San>)> {
+    let public = Profile::builtin()[name].san.public_only;
+    prop_oneof![(subject(), sans()), plausible_names(public)]
 }
 
 fn key_type() -> impl Strategy<Value = SubjectKeyType> {
@@ -543,9 +598,11 @@ proptest! {
     /// panic, agree with each other, and whatever they accept obeys the profile's rules.
     #[test]
     fn profile_checks_never_panic_and_accept_only_what_the_rules_allow(
-        name in profile_names(),
+        (name, (subject, sans)) in profile_names().prop_flat_map(|name| {
+            let names = names_for(&name);
+            (Just(name), names)
+        }),
         key_type in key_type(),
-        (subject, sans) in names(),
         validity in proptest::option::of(prop_oneof![Just(0u32), 1u32..=1200, Just(u32::MAX)]),
     ) {
         let profile = &Profile::builtin()[&name];
@@ -584,13 +641,13 @@ proptest! {
         }
     }
 
-    /// tls-server accepts sets of distinct valid host names and IP addresses with no subject
-    /// or with a commonName (of at most 64 characters) repeated among them, for every
+    /// tls-server accepts sets of distinct valid public host names and IP addresses with no
+    /// subject or with a commonName (of at most 64 characters) repeated among them, for every
     /// validity from 1 to its maximum.
     #[test]
     fn tls_server_accepts_valid_names(
-        hosts in proptest::collection::hash_set(hostname(), 1..5),
-        ips in proptest::collection::hash_set(any::<IpAddr>().prop_filter("specified", |ip| !ip.is_unspecified()), 0..3),
+        hosts in proptest::collection::hash_set(public_hostname(), 1..5),
+        ips in proptest::collection::hash_set(public_ip(), 0..3),
         cn_index in any::<proptest::sample::Index>(),
         with_cn in any::<bool>(),
         validity in 1u32..=397,
@@ -636,7 +693,7 @@ proptest! {
     /// tls-server refuses every SAN that is neither a DNS name nor an IP address.
     #[test]
     fn tls_server_refuses_other_san_types(
-        host in hostname(),
+        host in public_hostname(),
         other in prop_oneof![
             (label(), hostname()).prop_map(|(l, h)| San::Email(format!("{l}@{h}"))),
             "\\PC{0,20}".prop_map(San::Email),
@@ -654,7 +711,7 @@ proptest! {
     #[test]
     fn validity_bounds(name in profile_names(), over in 1u32..=100_000) {
         let profile = &Profile::builtin()[&name];
-        let host = "a.example".to_string();
+        let host = "a.example.com".to_string();
         let (subject, sans) = match name.as_str() {
             "tls-server" => (vec![], vec![San::Dns(host)]),
             "personal" => (vec![], vec![San::Email("a@b.example".into())]),
@@ -689,7 +746,7 @@ proptest! {
         }];
         // SANs each profile accepts, so that the refusal is the subject's.
         let sans = match name.as_str() {
-            "tls-server" => vec![San::Dns("a.example".into())],
+            "tls-server" => vec![San::Dns("a.example.com".into())],
             _ => vec![San::Email("a@b.example".into())],
         };
         let err = profile.check_names(&name, &Identity { subject, sans }).unwrap_err();
@@ -725,6 +782,32 @@ proptest! {
 }
 
 /// What an accepted subject and SAN list must satisfy under `profile`.
+/// Addresses of special-purpose ranges that the standard library knows: private, loopback,
+/// link-local, multicast, broadcast, documentation (IPv4), loopback, multicast, unique local,
+/// link-local, IPv4-mapped and documentation (IPv6); a subset of what `san.public_only`
+/// refuses.
+fn special_purpose(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.octets()[0] == 0
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_multicast()
+                || v6.is_unique_local()
+                || v6.is_unicast_link_local()
+                || v6.to_ipv4_mapped().is_some()
+                || v6.segments()[..2] == [0x2001, 0x0db8]
+        }
+    }
+}
+
 fn accepted_obeys_rules(
     profile: &Profile,
     subject: &[SubjectAttribute],
@@ -752,8 +835,21 @@ fn accepted_obeys_rules(
                 };
                 prop_assert!(is_valid_hostname(base), "{:?}", d);
                 prop_assert!(base.split('.').all(|l| !l.is_empty()));
+                if profile.san.public_only {
+                    // Below a suffix of the Public Suffix List, not the suffix itself.
+                    let base = base.to_ascii_lowercase();
+                    let suffix = psl::suffix(base.as_bytes());
+                    prop_assert!(
+                        suffix.is_some_and(|s| s.is_known() && s.as_bytes().len() < base.len()),
+                        "internal name {:?}",
+                        d
+                    );
+                }
             }
-            San::Ip(ip) => prop_assert!(profile.san.ip && !ip.is_unspecified()),
+            San::Ip(ip) => {
+                prop_assert!(profile.san.ip && !ip.is_unspecified());
+                prop_assert!(!profile.san.public_only || !special_purpose(*ip), "{}", ip);
+            }
             San::Email(e) => prop_assert!(profile.san.email && e.contains('@')),
             San::Uri(u) => prop_assert!(profile.san.uri && u.contains(':')),
             San::OtherName(o) => prop_assert!(profile.san.other_names.iter().any(|r| r.matches(o))),

@@ -124,7 +124,9 @@ fn issue_all(engine: &Arc<Engine>, count: usize) -> Vec<Result<ca_core::engine::
         let tasks: Vec<_> = (0..count)
             .map(|i| {
                 let engine = engine.clone();
-                tokio::spawn(async move { engine.issue(request(&format!("h{i}.example"))).await })
+                tokio::spawn(
+                    async move { engine.issue(request(&format!("h{i}.example.com"))).await },
+                )
             })
             .collect();
         let mut out = Vec::new();

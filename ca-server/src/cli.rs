@@ -13,7 +13,7 @@ use crate::api::MAX_TOKEN_LIFETIME_DAYS;
 use crate::auth::{create_token_expiring, Role};
 use crate::config::StatusUrlError;
 use crate::datadir::{self, Created, DataDirError, ROOT_VALIDITY_DAYS};
-use crate::offline::{self, ExportFormat, OfflineError};
+use crate::offline::{self, ExportFormat, OfflineError, Redaction};
 use crate::serve::{serve, ServeError, ServeOptions};
 
 /// The actor the audit log names for changes made from the command line.
@@ -222,6 +222,10 @@ pub enum Command {
         /// Where to write; standard output when absent.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Leave out identity data (certificate, subject, SANs): each row names its
+        /// certificate by `certificate_sha256` instead.
+        #[arg(long)]
+        redact: bool,
     },
     /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell), e.g.
     /// `ca-server completions bash > /etc/bash_completion.d/ca-server`.
@@ -460,7 +464,16 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Audit {
             command: AuditCommand::Verify { checkpoint },
         } => Ok(offline::audit_verify(&dir, checkpoint.as_deref())?),
-        Command::Export { format, out } => {
+        Command::Export {
+            format,
+            out,
+            redact,
+        } => {
+            let redaction = if redact {
+                Redaction::IdentityData
+            } else {
+                Redaction::None
+            };
             match out {
                 Some(path) => {
                     let file = std::fs::File::create(&path).map_err(|source| CliError::Create {
@@ -468,7 +481,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                         source,
                     })?;
                     let mut out = std::io::BufWriter::new(file);
-                    offline::export(&dir, format, &mut out)?;
+                    offline::export(&dir, format, redaction, &mut out)?;
                     out.into_inner()
                         .map_err(|e| e.into_error())
                         .and_then(|file| file.sync_all())
@@ -482,6 +495,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     offline::export(
                         &dir,
                         format,
+                        redaction,
                         &mut std::io::BufWriter::new(std::io::stdout().lock()),
                     )?;
                 }

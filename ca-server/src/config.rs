@@ -855,6 +855,52 @@ mod tests {
         assert!(blocks >= 2, "the README shows its profile examples");
     }
 
+    /// Every example profile of docs/profiles loads, coherent and conforming to the standard
+    /// it claims, as `serve` would load it, and the ETSI one needs the CA's URLs the default
+    /// configuration gives.
+    #[test]
+    fn the_docs_profile_examples_load() {
+        for (file, text) in [
+            (
+                "icp-brasil-a1.toml",
+                include_str!("../../docs/profiles/icp-brasil-a1.toml"),
+            ),
+            (
+                "etsi-qcp-n-qscd.toml",
+                include_str!("../../docs/profiles/etsi-qcp-n-qscd.toml"),
+            ),
+        ] {
+            let config = Config::parse(text);
+            assert!(config.is_ok(), "{file}: {config:?}");
+            let config = config.unwrap();
+            assert_eq!(config.profiles.len(), 1, "{file}");
+            for (name, profile) in &config.profiles {
+                let checked = profile
+                    .check(name)
+                    .and_then(|()| ca_core::conformance::check(profile, name));
+                assert!(checked.is_ok(), "{file}: {checked:?}");
+            }
+        }
+        let text = include_str!("../../docs/profiles/etsi-qcp-n-qscd.toml");
+        let config = Config::parse(&format!(
+            "public_base_url = \"http://ca.example.com\"\n{text}"
+        ))
+        .unwrap();
+        let profile = &config.profiles["etsi-qcp-n-qscd"];
+        assert_eq!(profile.standard, ca_core::profile::Standard::EtsiQcpNQscd);
+        let urls = config.offline_status_urls().unwrap();
+        ca_core::conformance::check_urls(profile, "etsi-qcp-n-qscd", &urls).unwrap();
+        // Without a caIssuers URL the profile cannot conform (EN 319 412-2 GEN-4.4.1-3).
+        let bare = Urls {
+            crl: urls.crl.clone(),
+            ..Default::default()
+        };
+        let e = ca_core::conformance::check_urls(profile, "etsi-qcp-n-qscd", &bare)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("GEN-4.4.1-3"), "{e}");
+    }
+
     #[test]
     fn default_config_round_trips_through_toml() {
         let text = Config::default().to_toml().unwrap();

@@ -13,6 +13,7 @@ use ca_core::store::Store;
 use ca_core::CaError;
 use serde::Deserialize;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::api::certificate_view;
 use crate::config::{Config, ConfigError};
@@ -207,6 +208,15 @@ pub fn audit_verify(dir: &Path, kept: Option<&Path>) -> Result<(), OfflineError>
     Ok(())
 }
 
+/// The fields of the API's certificate view that carry identity data (names, e-mail
+/// addresses, national identity numbers in otherName SANs): a redacting export leaves them
+/// out and names the certificate by its SHA-256 fingerprint instead.
+const IDENTITY_FIELDS: [&str; 3] = ["certificate", "subject", "sans"];
+
+/// The fingerprint column of a redacting export: the hex SHA-256 of the certificate's DER,
+/// so that whoever holds a certificate can find its row without the row holding its names.
+const FINGERPRINT_FIELD: &str = "certificate_sha256";
+
 /// Output format of `export`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExportFormat {
@@ -214,6 +224,50 @@ pub enum ExportFormat {
     Jsonl,
     /// RFC 4180 CSV with a header row; no certificate PEM.
     Csv,
+}
+
+/// Whether `export` writes identity data or leaves it out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Redaction {
+    /// Every field of the API's view.
+    None,
+    /// Without [`IDENTITY_FIELDS`], with [`FINGERPRINT_FIELD`]: serials, statuses, profiles,
+    /// requesters, dates and revocations only.
+    IdentityData,
+}
+
+impl Redaction {
+    /// The CSV header of an export with this redaction.
+    fn columns(self) -> Vec<&'static str> {
+        match self {
+            Redaction::None => CSV_COLUMNS.to_vec(),
+            Redaction::IdentityData => std::iter::once(CSV_COLUMNS[0])
+                .chain(std::iter::once(FINGERPRINT_FIELD))
+                .chain(
+                    CSV_COLUMNS[1..]
+                        .iter()
+                        .copied()
+                        .filter(|c| !IDENTITY_FIELDS.contains(c)),
+                )
+                .collect(),
+        }
+    }
+
+    /// `item` (the API's view of the certificate `der`) as this redaction exports it.
+    fn apply(self, mut item: Value, der: &[u8]) -> Value {
+        if self == Redaction::IdentityData {
+            if let Some(fields) = item.as_object_mut() {
+                for field in IDENTITY_FIELDS {
+                    fields.remove(field);
+                }
+                fields.insert(
+                    FINGERPRINT_FIELD.to_string(),
+                    Value::String(hex::encode(Sha256::digest(der))),
+                );
+            }
+        }
+        item
+    }
 }
 
 const CSV_COLUMNS: [&str; 14] = [
@@ -257,9 +311,9 @@ fn csv_field(value: &Value) -> String {
     }
 }
 
-fn csv_row(item: &Value) -> String {
+fn csv_row(columns: &[&str], item: &Value) -> String {
     let revocation = &item["revocation"];
-    CSV_COLUMNS
+    columns
         .iter()
         .map(|column| match *column {
             "revocation_reason" => csv_field(&revocation["reason"]),
@@ -271,17 +325,23 @@ fn csv_row(item: &Value) -> String {
         .join(",")
 }
 
-/// `ca-server export --format jsonl|csv`: every certificate in issuance order, to `out`, with
-/// a progress line on stderr.
-pub fn export(dir: &Path, format: ExportFormat, out: &mut dyn Write) -> Result<u64, OfflineError> {
+/// `ca-server export --format jsonl|csv [--redact]`: every certificate in issuance order, to
+/// `out`, with a progress line on stderr.
+pub fn export(
+    dir: &Path,
+    format: ExportFormat,
+    redaction: Redaction,
+    out: &mut dyn Write,
+) -> Result<u64, OfflineError> {
     let (_, store) = open(dir)?;
     let total = store.last_cert_seq()?;
     let query = CertificateQuery {
         now: time::OffsetDateTime::now_utc().unix_timestamp(),
         ..CertificateQuery::default()
     };
+    let columns = redaction.columns();
     if format == ExportFormat::Csv {
-        writeln!(out, "{}", CSV_COLUMNS.join(",")).map_err(OfflineError::Write)?;
+        writeln!(out, "{}", columns.join(",")).map_err(OfflineError::Write)?;
     }
     let started = Instant::now();
     let mut last_progress = started;
@@ -292,9 +352,10 @@ pub fn export(dir: &Path, format: ExportFormat, out: &mut dyn Write) -> Result<u
         for row in &page.rows {
             let item = certificate_view(&store, &row.record, row.revocation.as_ref())
                 .map_err(|e| OfflineError::View { message: e.message })?;
+            let item = redaction.apply(item, &row.record.der);
             match format {
                 ExportFormat::Jsonl => writeln!(out, "{item}"),
-                ExportFormat::Csv => writeln!(out, "{}", csv_row(&item)),
+                ExportFormat::Csv => writeln!(out, "{}", csv_row(&columns, &item)),
             }
             .map_err(OfflineError::Write)?;
             n += 1;
@@ -318,8 +379,36 @@ pub fn export(dir: &Path, format: ExportFormat, out: &mut dyn Write) -> Result<u
 
 #[cfg(test)]
 mod tests {
-    use super::csv_field;
+    use super::{csv_field, csv_row, Redaction, CSV_COLUMNS};
     use serde_json::json;
+
+    #[test]
+    fn a_redacting_export_holds_no_identity_data() {
+        let item = json!({
+            "serial": "0a", "certificate": "-----BEGIN CERTIFICATE-----", "status": "valid",
+            "subject": "CN=Maria Silva", "sans": ["email:maria@example.com"],
+            "profile": "personal", "requester": "ra-1",
+        });
+        let redacted = Redaction::IdentityData.apply(item.clone(), b"der");
+        for field in ["certificate", "subject", "sans"] {
+            assert!(redacted.get(field).is_none(), "{field}");
+        }
+        // sha256sum of the three bytes "der".
+        assert_eq!(
+            redacted["certificate_sha256"],
+            "5050d80d22ecd471ea55df7034042c1e041341ff4066e7f6ff38e20b720df8ea"
+        );
+        assert_eq!(redacted["serial"], "0a");
+        assert_eq!(Redaction::None.apply(item.clone(), b"der"), item);
+
+        let columns = Redaction::IdentityData.columns();
+        assert_eq!(&columns[..2], ["serial", "certificate_sha256"]);
+        assert!(!columns.contains(&"subject") && !columns.contains(&"sans"));
+        // Subject and SANs out, the fingerprint in (the CSV never holds the certificate).
+        assert_eq!(columns.len(), CSV_COLUMNS.len() - 1);
+        let row = csv_row(&columns, &redacted);
+        assert!(!row.contains("Maria") && !row.contains("maria@"), "{row}");
+    }
 
     #[test]
     fn csv_fields_are_quoted_and_never_formulas() {

@@ -63,7 +63,7 @@ pub struct Csr {
     pub key_type: String,
     /// OpenSSL's `-subj` form, e.g. `/C=BR/O=Acme/CN=Maria Silva` (DER order).
     pub subj: String,
-    /// The SANs as in OpenSSL's `subjectAltName`, e.g. `DNS:a.example`, `IP:192.0.2.1`,
+    /// The SANs as in OpenSSL's `subjectAltName`, e.g. `DNS:a.example.com`, `IP:8.8.8.8`,
     /// `email:m@a.example`.
     pub sans: Vec<String>,
 }
@@ -206,7 +206,8 @@ pub fn tamper_bytes(csr: &Csr, from: &str, to: &str) -> String {
     to_pem("CERTIFICATE REQUEST", &der)
 }
 
-/// A tls-server CSR for `host` (CN and DNS SAN) with a P-256 key.
+/// A tls-server CSR for `host` (CN and DNS SAN) with a P-256 key; `host` is a public name
+/// (`x.example.com`: `tls-server` refuses internal names such as `x.example`).
 pub fn server_csr(host: &str) -> Csr {
     make_csr("ec-p256", &format!("/CN={host}"), &[&format!("DNS:{host}")])
 }

@@ -215,7 +215,7 @@ fn bodies(args: &Args) -> Result<Vec<Bytes>, String> {
     let mut ders = Vec::with_capacity(args.csrs);
     for i in 0..args.csrs.max(1) {
         ders.push(
-            csr_der(args.key_type.into(), &format!("h{i}.bench.example"))
+            csr_der(args.key_type.into(), &format!("h{i}.bench.example.com"))
                 .map_err(|e| e.to_string())?,
         );
     }

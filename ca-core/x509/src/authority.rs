@@ -80,6 +80,8 @@ pub struct CertificateAuthority {
     signer: Arc<dyn Signer>,
     random: Arc<dyn SecureRandom>,
     issuer: IssuerParts,
+    /// The CA certificate's notAfter: no certificate it issues ends later.
+    issuer_not_after: OffsetDateTime,
     templates: BTreeMap<String, (Profile, CertTemplate)>,
 }
 
@@ -124,6 +126,7 @@ impl CertificateAuthority {
             .to_der()
             .map_err(CaError::Encoding)?;
         let issuer = IssuerParts::new(algorithm, ca_cert.tbs_certificate.subject.as_raw(), key_id)?;
+        let issuer_not_after = ca_cert.validity().not_after.to_datetime();
         let url_extensions = UrlExtensions::new(urls)?;
         let templates = profiles
             .iter()
@@ -139,6 +142,7 @@ impl CertificateAuthority {
             signer,
             random: Arc::new(keys::SystemRandom::new()),
             issuer,
+            issuer_not_after,
             templates,
         })
     }
@@ -194,6 +198,13 @@ impl CertificateAuthority {
         let not_before = now - Duration::seconds(i64::from(rules.backdate_secs));
         let not_after =
             not_before + Duration::days(i64::from(req.validity_days)) - Duration::seconds(1);
+        if not_after > self.issuer_not_after {
+            return Err(CaError::ValidityBeyondIssuer {
+                requested: req.validity_days,
+                profile: profile.to_string(),
+                max: u32::try_from((self.issuer_not_after - not_before).whole_days()).unwrap_or(0),
+            });
+        }
         let fields = CertFields {
             serial: &serial,
             not_before: not_before.unix_timestamp(),

@@ -73,6 +73,22 @@ pub enum CaError {
         /// The profile's maximum.
         max: u32,
     },
+    /// The certificate would end after the issuing CA's certificate (RFC 5280 section 6.1.3
+    /// checks every certificate of a path at the same time: a leaf outliving its issuer is
+    /// unusable for the difference).
+    #[error(
+        "validity of {requested} days is not allowed: the certificate would end after the \
+         issuing CA's certificate (profile {profile}; at most {max} days until the CA's \
+         certificate is renewed)"
+    )]
+    ValidityBeyondIssuer {
+        /// Requested days.
+        requested: u32,
+        /// The profile.
+        profile: String,
+        /// The days left until the CA certificate's notAfter.
+        max: u32,
+    },
     /// No profile of that name is configured.
     #[error("unknown profile {profile:?} (profiles: {known})")]
     UnknownProfile {
@@ -352,7 +368,9 @@ impl CaError {
             CaError::SanNotAllowed(_) => "san_not_allowed",
             CaError::SanRequired(_) => "san_required",
             CaError::SubjectNotAllowed(_) => "subject_not_allowed",
-            CaError::ValidityNotAllowed { .. } => "validity_not_allowed",
+            CaError::ValidityNotAllowed { .. } | CaError::ValidityBeyondIssuer { .. } => {
+                "validity_not_allowed"
+            }
             CaError::UnknownProfile { .. } => "unknown_profile",
             CaError::ProfileRequiresCaAdmin { .. } => "profile_requires_ca_admin",
             CaError::NotACaProfile { .. } => "forbidden",
@@ -406,6 +424,7 @@ impl CaError {
             | CaError::SanRequired(_)
             | CaError::SubjectNotAllowed(_)
             | CaError::ValidityNotAllowed { .. }
+            | CaError::ValidityBeyondIssuer { .. }
             | CaError::UnknownProfile { .. }
             | CaError::PasswordTooShort(_)
             | CaError::WeakKey(_)

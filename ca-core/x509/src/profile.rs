@@ -157,6 +157,10 @@ pub enum Standard {
     /// (2.23.140.1.5.1.3) or, when the subject carries a personal name or pseudonym,
     /// individual-validated (2.23.140.1.5.4.3) (S/MIME BR section 7.1.6.1).
     CabfSmimeStrict,
+    /// ETSI EN 319 412-2 and 319 412-5: an EU qualified certificate for a natural person's
+    /// electronic signatures, the key in a QSCD (policy QCP-n-qscd, 0.4.0.194112.1.2, ETSI
+    /// EN 319 411-2 section 5.3); pkilint's `QCP-N-QSCD-EIDAS-FINAL-CERTIFICATE`.
+    EtsiQcpNQscd,
 }
 
 /// How a certificate's subject was validated, where the standard distinguishes (S/MIME BR
@@ -488,7 +492,8 @@ impl Profile {
     /// The profiles shipped with the CA, each conforming to the standard it names:
     /// - `tls-server`: CA/Browser Forum TLS BR, domain-validated subscriber certificate
     ///   (2.23.140.1.2.1); no Ed25519; no CN unless it is one of the SANs; no SKI; the
-    ///   BR's validity schedule.
+    ///   BR's validity schedule; only public names (`san.public_only`: no internal names or
+    ///   reserved IP addresses).
     /// - `tls-client`: RFC 5280, clientAuth only.
     /// - `personal`: CA/Browser Forum S/MIME BR, strict generation, mailbox-validated
     ///   (2.23.140.1.5.1.3) or, with a personal name or pseudonym asserted by the RA,
@@ -511,6 +516,7 @@ impl Profile {
                 dns: true,
                 wildcards: true,
                 ip: true,
+                public_only: true,
                 ..SanRules::default()
             },
             ..Profile::default()
@@ -827,6 +833,18 @@ impl Profile {
                 )));
             }
         }
+        let has = |kind| subject.iter().any(|a| a.kind == kind);
+        if self.standard == Standard::EtsiQcpNQscd
+            && has(AttributeKind::Pseudonym)
+            && has(AttributeKind::GivenName)
+            && has(AttributeKind::Surname)
+        {
+            return Err(CaError::SubjectNotAllowed(
+                "a pseudonym with both givenName and surname (ETSI EN 319 412-2 NAT-4.2.4-4: \
+                 the pseudonym or the name)"
+                    .into(),
+            ));
+        }
         let cn = subject.iter().find(|a| a.kind == AttributeKind::CommonName);
         let mut sources = rules.cn_sources.clone();
         if rules.cn_must_be_san && !sources.contains(&CnSource::San) {
@@ -945,15 +963,15 @@ impl Profile {
             San::Ip(_) | San::Uri(_) | San::OtherName(_) | San::Other(_) => return Ok(()),
         };
         let domain = domain.to_ascii_lowercase();
+        if wildcard && is_public_suffix(&domain) {
+            return Err(CaError::SanNotAllowed(format!(
+                "{san} (wildcard on a public suffix: *.{domain})"
+            )));
+        }
         if self.san.public_only && matches!(san, San::Dns(_)) && !under_public_suffix(&domain) {
             return Err(CaError::SanNotAllowed(format!(
                 "{san} (an internal name: its suffix is not on the Public Suffix List, and a \
                  publicly trusted certificate names only public domains, TLS BR 7.1.2.7.12)"
-            )));
-        }
-        if wildcard && is_public_suffix(&domain) {
-            return Err(CaError::SanNotAllowed(format!(
-                "{san} (wildcard on a public suffix: *.{domain})"
             )));
         }
         let within = self.san.dns_suffixes.is_empty()
@@ -1291,8 +1309,8 @@ mod tests {
             p,
             "tls-server",
             csr(
-                &[(AttributeKind::CommonName, "a.example")],
-                vec![dns("a.example")],
+                &[(AttributeKind::CommonName, "a.example.com")],
+                vec![dns("a.example.com")],
             ),
             Some(30),
         );
@@ -1300,11 +1318,19 @@ mod tests {
         let err = |c, v| validate(p, "tls-server", c, v).unwrap_err().code();
         assert_eq!(err(csr(&[], vec![]), None), "san_required");
         assert_eq!(
-            err(csr(&[], vec![dns("bad_name.example")]), None),
+            err(csr(&[], vec![dns("bad_name.example.com")]), None),
             "san_not_allowed"
         );
         assert_eq!(
             err(csr(&[], vec![dns("localhost")]), None),
+            "san_not_allowed"
+        );
+        // Only public names (san.public_only): no internal names, no reserved addresses.
+        for internal in ["a.example", "host.internal"] {
+            assert_eq!(err(csr(&[], vec![dns(internal)]), None), "san_not_allowed");
+        }
+        assert_eq!(
+            err(csr(&[], vec![San::Ip("10.0.0.1".parse().unwrap())]), None),
             "san_not_allowed"
         );
         assert_eq!(
@@ -1314,26 +1340,26 @@ mod tests {
         assert_eq!(
             err(
                 csr(
-                    &[(AttributeKind::CommonName, "b.example")],
-                    vec![dns("a.example")]
+                    &[(AttributeKind::CommonName, "b.example.com")],
+                    vec![dns("a.example.com")]
                 ),
                 None
             ),
             "subject_not_allowed"
         );
         assert_eq!(
-            err(csr(&[], vec![dns("a.example")]), Some(398)),
+            err(csr(&[], vec![dns("a.example.com")]), Some(398)),
             "validity_not_allowed"
         );
         assert_eq!(
-            err(csr(&[], vec![dns("a.example")]), Some(0)),
+            err(csr(&[], vec![dns("a.example.com")]), Some(0)),
             "validity_not_allowed"
         );
         assert_eq!(
             err(
                 csr(
                     &[(AttributeKind::Country, "Brazil")],
-                    vec![dns("a.example")]
+                    vec![dns("a.example.com")]
                 ),
                 None
             ),
@@ -1487,7 +1513,10 @@ mod tests {
     #[test]
     fn public_only_refuses_internal_names_and_reserved_addresses() {
         let mut p = Profile::builtin()["tls-server"].clone();
-        p.san.public_only = true;
+        assert!(
+            p.san.public_only,
+            "the built-in tls-server sets public_only"
+        );
         let check = |s: San| p.check_sans("p", &[s]);
         for ok in ["www.example.com", "*.example.co.uk", "a.b.github.io"] {
             check(San::Dns(ok.into())).unwrap();
@@ -1571,7 +1600,7 @@ mod tests {
             "*.example.co.uk",
             "*.example.com",
             "example.com",
-            "*.a.example",
+            "*.a.example.com",
         ] {
             assert!(check(good).is_ok(), "{good}");
         }
@@ -1623,7 +1652,7 @@ mod tests {
         let request = |key: SubjectKey| VerifiedCsr {
             key,
             subject: vec![],
-            sans: vec![San::Dns("a.example".into())],
+            sans: vec![San::Dns("a.example.com".into())],
         };
         let e = validate(&p, "tls-server", request(e3.clone()), None).unwrap_err();
         assert_eq!(e.code(), "weak_key");

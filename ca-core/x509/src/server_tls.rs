@@ -3,10 +3,11 @@
 //! them).
 //!
 //! The `tls-server` subscriber profile refuses names a public CA must not certify, such as a
-//! single label (`localhost`, a host on the operator's network) or a certificate naming only
-//! IP addresses. The server's own certificate answers to whatever names the CA operator
-//! reaches it by, so it has its own rules: each name is an IP address or a syntactically
-//! valid DNS name (no wildcard), and nothing else is checked.
+//! single label (`localhost`, a host on the operator's network), an internal name
+//! (`ca.internal`) or a reserved IP address (`127.0.0.1`, `10.0.0.1`). The server's own
+//! certificate answers to whatever names the CA operator reaches it by, so it has its own
+//! rules: each name is an IP address or a syntactically valid DNS name (no wildcard), and
+//! nothing else is checked.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1008,7 +1008,8 @@ mod tests {
             attr(AttributeKind::CommonName, "Template Test CA"),
         ];
         let serial = Serial::random(&SystemRandom::new()).unwrap();
-        let root = create_root(signer.clone(), &subject, 365, serial).unwrap();
+        // Long enough for the leaves of 10,000 days (GeneralizedTime), which end before it.
+        let root = create_root(signer.clone(), &subject, 12_000, serial).unwrap();
         (signer, root)
     }
 

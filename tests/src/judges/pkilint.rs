@@ -196,6 +196,34 @@ pub fn pkilint_cert_findings(file: &Path) -> PkilintReport {
     pkilint_run("lint_pkix_cert", &[], file)
 }
 
+/// pkilint's ETSI linter (EN 319 412-1 to -5, TS 119 495, TS 119 312) on a PEM or DER
+/// certificate as the type `cert_type` (`lint_etsi_cert lint -t TYPE`, TYPE such as
+/// `QCP-N-QSCD-EIDAS-FINAL-CERTIFICATE`).
+pub fn pkilint_etsi_findings(file: &Path, cert_type: &str) -> PkilintReport {
+    pkilint_run("lint_etsi_cert", &["-t", cert_type], file)
+}
+
+/// The certificate type pkilint's ETSI linter detects from a certificate's policy OIDs,
+/// qcStatements, subject and extendedKeyUsage (`lint_etsi_cert lint -d -o`, which names it
+/// on stderr), as `-t` spells it; the findings at ERROR and above come with it.
+pub fn pkilint_etsi_detected(file: &Path) -> (String, PkilintReport) {
+    let report = pkilint_run("lint_etsi_cert", &["-d", "-o"], file);
+    let stderr = report
+        .output
+        .split("\nstderr:\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\nfile:\n").next())
+        .unwrap_or_default();
+    let detected = stderr.trim().replace('_', "-");
+    (detected, report)
+}
+
+/// Lints a certificate file with pkilint's ETSI linter as `cert_type` (`lint_etsi_cert lint -t
+/// TYPE -s ERROR -f JSON`), asserting no ERROR or FATAL finding.
+pub fn pkilint_etsi(file: &Path, cert_type: &str, what: &str) {
+    assert_no_pkilint_findings(&pkilint_etsi_findings(file, cert_type), |_| false, what);
+}
+
 /// pkilint's CRL linter with the PKIX profile on a CRL file (`lint_crl lint -t CRL -p PKIX`).
 pub fn pkilint_crl_findings(file: &Path) -> PkilintReport {
     pkilint_run("lint_crl", &["-t", "CRL", "-p", "PKIX"], file)

@@ -46,7 +46,11 @@ fn set_checkpoint_interval(dir: &Path, secs: u64) {
 #[test]
 fn events_list_the_full_life_of_a_held_renewed_then_revoked_certificate() {
     let s = Server::fresh();
-    let old = serial(&s.issue(&server_csr("life.audit.example"), "tls-server", Some(30)));
+    let old = serial(&s.issue(
+        &server_csr("life.audit.example.com"),
+        "tls-server",
+        Some(30),
+    ));
     s.revoke_ok(&old, "certificateHold");
     let r = s.release_hold(&old);
     assert_eq!(r.status, 200, "release: {r}");
@@ -126,7 +130,7 @@ fn events_list_the_full_life_of_a_held_renewed_then_revoked_certificate() {
 #[test]
 fn audit_log_chains_every_action_and_verify_passes_on_a_busy_store() {
     let s = Server::fresh();
-    let a = serial(&s.issue(&server_csr("chain.audit.example"), "tls-server", None));
+    let a = serial(&s.issue(&server_csr("chain.audit.example.com"), "tls-server", None));
     s.revoke_ok(&a, "cessationOfOperation");
     s.generate_crl();
     let r = s.post(
@@ -199,7 +203,7 @@ fn audit_log_chains_every_action_and_verify_passes_on_a_busy_store() {
 fn audit_verify_under_load(s: &Server) -> Vec<(bool, String)> {
     let stop = std::sync::atomic::AtomicBool::new(false);
     let rounds = std::sync::atomic::AtomicUsize::new(0);
-    let csr = server_csr("busy.audit.example");
+    let csr = server_csr("busy.audit.example.com");
     std::thread::scope(|scope| {
         let busy = scope.spawn(|| {
             let mut n = 0;
@@ -403,7 +407,7 @@ fn a_log_with_a_kept_checkpoint(dir: &Path, kept_path: &Path) -> Vec<Value> {
     let s = Server::serve(dir);
     for i in 0..10 {
         let sn = serial(&s.issue(
-            &server_csr(&format!("edit-{i}.audit.example")),
+            &server_csr(&format!("edit-{i}.audit.example.com")),
             "tls-server",
             None,
         ));
@@ -514,7 +518,7 @@ fn metrics_counters_move_with_the_actions() {
     let mut serials = Vec::new();
     for i in 0..3 {
         serials.push(serial(&s.issue(
-            &server_csr(&format!("m-{i}.audit.example")),
+            &server_csr(&format!("m-{i}.audit.example.com")),
             "tls-server",
             None,
         )));
@@ -524,7 +528,7 @@ fn metrics_counters_move_with_the_actions() {
     let r = s.post(
         "/v1/certificates",
         &s.tokens.ra,
-        &json!({"csr": server_csr("m.audit.example").pem, "profile": "nope"}),
+        &json!({"csr": server_csr("m.audit.example.com").pem, "profile": "nope"}),
     );
     assert_error(&r, 422, "unknown_profile", "unknown profile");
     let after = [issued, renewed, revoked, refused, "ca_audit_head_seq"].map(|m| s.metric(m));
@@ -564,7 +568,7 @@ fn metrics_counters_move_with_the_actions() {
 fn an_altered_checkpoint_is_named_not_a_storage_failure() {
     let s = Server::fresh();
     s.issue(
-        &make_csr("ec-p256", "/CN=cp.example", &["DNS:cp.example"]),
+        &make_csr("ec-p256", "/CN=cp.example.com", &["DNS:cp.example.com"]),
         "tls-server",
         None,
     );

@@ -8,16 +8,16 @@ use serde_json::{json, Value};
 #[test]
 fn mixed_batch_keeps_order_and_fails_only_the_bad_requests() {
     let s = Server::fresh();
-    let good_server = server_csr("batch-1.example");
+    let good_server = server_csr("batch-1.example.com");
     let good_client = make_csr("ec-p384", "/CN=batch-client", &["DNS:batch-client.example"]);
     let good_personal = make_csr("rsa-2048", "/CN=Ana Batch", &["email:ana@batch.example"]);
     // The personal name is asserted by the RA; the profile orders it before the CN.
     let personal_cert = good_personal.with_subject("/GN=Ana/SN=Batch/CN=Ana Batch");
     // Ed25519: tls-client takes it, tls-server (TLS BR) does not.
     let good_ed = make_csr("ed25519", "/CN=batch-4.example", &["DNS:batch-4.example"]);
-    let no_san = make_csr("ec-p256", "/CN=nosan.example", &[]);
+    let no_san = make_csr("ec-p256", "/CN=nosan.example.com", &[]);
     let email_san = make_csr("ec-p256", "", &["email:x@batch.example"]);
-    let tampered = tamper_signature(&server_csr("tampered.example"));
+    let tampered = tamper_signature(&server_csr("tampered.example.com"));
 
     let cases: Vec<(Value, Expect)> = vec![
         (
@@ -125,7 +125,7 @@ fn check_batch_results(s: &Server, cases: &[(Value, Expect)], results: &[Value])
 #[test]
 fn batch_edge_cases() {
     let s = Server::fresh();
-    let csr = server_csr("edge.batch.example");
+    let csr = server_csr("edge.batch.example.com");
     let mut c = Checks::default();
 
     bad_items_fail_alone(&s, &csr, &mut c);

@@ -68,7 +68,7 @@ fn every_path_refuses(s: &Server, blocked: &Csr, other: &Value, fresh_key: &Path
     assert_key_blocked(&r, &key, "POST /v1/certificates, DER form");
 
     // A batch: the blocked request fails alone.
-    let good = csr_for(fresh_key, "good.blocked.example");
+    let good = csr_for(fresh_key, "good.blocked.example.com");
     let r = s.post(
         "/v1/certificates/batch",
         &s.tokens.ra,
@@ -102,8 +102,8 @@ fn every_path_refuses(s: &Server, blocked: &Csr, other: &Value, fresh_key: &Path
     let r = s.post(
         "/v1/enrollments",
         &s.tokens.ra,
-        &json!({"profile": "tls-server", "subject": "CN=enrolled.blocked.example",
-                "sans": ["enrolled.blocked.example"], "expires_in_hours": 1.0, "max_attempts": 3}),
+        &json!({"profile": "tls-server", "subject": "CN=enrolled.blocked.example.com",
+                "sans": ["enrolled.blocked.example.com"], "expires_in_hours": 1.0, "max_attempts": 3}),
     );
     assert_eq!(r.status, 201, "POST /v1/enrollments: {r}");
     let (id, code) = (
@@ -140,18 +140,18 @@ fn a_key_compromise_revocation_blocks_the_key_everywhere_and_across_restarts() {
     // Another reason blocks nothing: the key of a superseded certificate is certified again,
     // also by a same-key renewal.
     let sup = s.issue(
-        &csr_for(&superseded, "sup-1.blocked.example"),
+        &csr_for(&superseded, "sup-1.blocked.example.com"),
         "tls-server",
         None,
     );
     let sup_2 = s.issue(
-        &csr_for(&superseded, "sup-2.blocked.example"),
+        &csr_for(&superseded, "sup-2.blocked.example.com"),
         "tls-server",
         None,
     );
     s.revoke_ok(&serial_of(&sup), "superseded");
     s.issue(
-        &csr_for(&superseded, "sup-3.blocked.example"),
+        &csr_for(&superseded, "sup-3.blocked.example.com"),
         "tls-server",
         None,
     );
@@ -160,17 +160,17 @@ fn a_key_compromise_revocation_blocks_the_key_everywhere_and_across_restarts() {
 
     // Two certificates for one key; the first is revoked for keyCompromise.
     let first = s.issue(
-        &csr_for(&compromised, "kc-1.blocked.example"),
+        &csr_for(&compromised, "kc-1.blocked.example.com"),
         "tls-server",
         None,
     );
     let second = s.issue(
-        &csr_for(&compromised, "kc-2.blocked.example"),
+        &csr_for(&compromised, "kc-2.blocked.example.com"),
         "tls-server",
         None,
     );
     s.revoke_ok(&serial_of(&first), "keyCompromise");
-    let blocked = csr_for(&compromised, "kc-3.blocked.example");
+    let blocked = csr_for(&compromised, "kc-3.blocked.example.com");
 
     // The revocation's audit entry names the blocked key.
     let log = e2e_tests::audit_chain::audit_log(&s);

@@ -87,7 +87,7 @@ fn issue_under_ca(key_type: &str) {
     assert_eq!(actual, key_type, "the key type of the CA that init made");
     pkilint_ca(ca, &format!("the {key_type} root CA certificate"));
 
-    let csr = server_csr(&format!("leaf.{key_type}.example"));
+    let csr = server_csr(&format!("leaf.{key_type}.example.com"));
     let issued = s.issue(&csr, "tls-server", Some(47));
     s.check_issued(&issued, &csr, "tls-server", 47);
     let serial = issued["serial"].as_str().expect("serial");

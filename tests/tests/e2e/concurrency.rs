@@ -20,7 +20,7 @@ fn eight_threads_of_6_requests_each_answered_with_its_own_certificate() {
         .map(|t| {
             (0..PER_THREAD)
                 .map(|i| {
-                    let host = format!("conc-{t}-{i}.example");
+                    let host = format!("conc-{t}-{i}.example.com");
                     let key = fresh_p256_key(keys.path());
                     let csr = make_csr_for_key(
                         &key,
@@ -91,7 +91,7 @@ fn eight_threads_of_6_requests_each_answered_with_its_own_certificate() {
 fn concurrent_duplicates_of_one_request_id_issue_once() {
     const THREADS: usize = 8;
     let s = Server::fresh();
-    let csr = server_csr("dup.example");
+    let csr = server_csr("dup.example.com");
     let body = json!({"csr": csr.pem, "profile": "tls-server", "request_id": "dup-1"});
     let answers: Vec<Resp> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..THREADS)

@@ -57,6 +57,52 @@ fn unknown_key_types_in_a_profile_are_refused_at_start() {
     Server::serve(&dir).terminate();
 }
 
+/// The `[profiles.tls-server...]` tables of a generated configuration `text`, renamed
+/// `[profiles.NAME...]`: a custom profile copying the built-in one.
+fn tls_server_copy(text: &str, name: &str) -> String {
+    let mut copy = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line.starts_with('[') {
+            inside = line
+                .trim_start_matches('[')
+                .starts_with("profiles.tls-server");
+        }
+        if inside {
+            copy.push_str(&line.replace("profiles.tls-server", &format!("profiles.{name}")));
+            copy.push('\n');
+        }
+    }
+    copy
+}
+
+/// A profile claiming `cabf-serverauth-dv` that would certify internal names and reserved IP
+/// addresses (a copy of `tls-server` with `[san] public_only = false`, as in a configuration
+/// written before the rule) is refused at start, naming the profile, the rule and its
+/// sections; the same copy with the rule starts.
+#[test]
+fn a_tls_server_copy_without_public_only_is_refused_at_start() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = new_dir(tmp.path());
+    let path = dir.join("config.toml");
+    let text = std::fs::read_to_string(&path).expect("reading config.toml");
+    let copy = tls_server_copy(&text, "intranet");
+    assert!(copy.contains("\npublic_only = true\n"), "{copy}");
+    let internal = copy.replace("\npublic_only = true\n", "\npublic_only = false\n");
+    std::fs::write(&path, format!("{text}\n{internal}")).expect("writing config.toml");
+    let err = serve_refused(&dir);
+    for part in [
+        "config.toml",
+        "[profiles.intranet] does not conform to cabf-serverauth-dv",
+        "san.public_only = true",
+        "TLS BR 7.1.2.7.12, 4.2.2",
+    ] {
+        assert!(err.contains(part), "{part:?} missing from: {err}");
+    }
+    std::fs::write(&path, format!("{text}\n{copy}")).expect("writing config.toml");
+    Server::serve(&dir).terminate();
+}
+
 #[test]
 fn an_unknown_client_role_is_refused_at_start() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -99,7 +145,11 @@ fn the_generated_config_takes_an_appended_tls_clients_entry() {
 /// nextUpdate minus thisUpdate of the OCSP answer about a new certificate, in seconds, as
 /// `openssl ocsp -resp_text` prints them.
 fn ocsp_validity_secs(s: &Server) -> i64 {
-    let issued = s.issue(&server_csr("validity.config.example"), "tls-server", None);
+    let issued = s.issue(
+        &server_csr("validity.config.example.com"),
+        "tls-server",
+        None,
+    );
     let file = s.leaf_file(&issued);
     let target = ["-cert", file.to_str().expect("UTF-8 path")];
     let out = s.ocsp_respin(

@@ -3,7 +3,9 @@
 //! or FATAL finding in the linter of the standard it claims; the development root passes
 //! the CA/B root checks; the CRL passes the BR CRL profile; a custom profile from TOML
 //! (docs/profiles/icp-brasil-a1.toml) issues its policy, CPS, otherName SANs and extra
-//! extension, read back with OpenSSL and with x509-parser.
+//! extension, read back with OpenSSL and with x509-parser; the ETSI example profile
+//! (docs/profiles/etsi-qcp-n-qscd.toml) issues EU qualified signature certificates that
+//! pkilint's ETSI linter passes as QCP-n-qscd.
 
 use std::path::Path;
 
@@ -59,8 +61,8 @@ fn tls_server_certificates_pass_the_cabf_serverauth_linter() {
             "/CN=www.example.com",
             &["DNS:www.example.com", "DNS:*.example.com"],
         ),
-        // Public addresses: the BR allow no reserved ones (7.1.2.7.12), which this profile
-        // does not yet refuse by itself (see docs/SECURITY.md).
+        // Public names and addresses: the BR allow no internal names or reserved addresses
+        // (7.1.2.7.12), which the profile refuses (san.public_only).
         ("", &["IP:1.1.1.1", "DNS:b.example.com"]),
         ("/CN=2606:4700:4700::1111", &["IP:2606:4700:4700::1111"]),
     ];
@@ -380,4 +382,128 @@ fn a_custom_profile_from_toml_issues_policies_other_names_and_extra_extensions()
                 "identity": {"sans": [format!("otherName:2.16.76.1.3.1:{pf}")]}}),
     );
     assert_error(&r, 422, "san_not_allowed", "an otherName in the CSR");
+}
+
+/// The ETSI example profile (EN 319 412-2/-5, QCP-n-qscd), loaded as an operator would,
+/// issues across its key types and subject forms certificates that pkilint's ETSI linter
+/// passes as `QCP-N-QSCD-EIDAS-FINAL-CERTIFICATE` (and detects as that type by itself) and
+/// its RFC 5280 linter passes, with QCP-n-qscd first among the policies; what EN 319 412-2
+/// forbids in a subject is refused before signing.
+#[test]
+fn the_etsi_profile_issues_qualified_signature_certificates_pkilint_passes() {
+    const TYPE: &str = "QCP-N-QSCD-EIDAS-FINAL-CERTIFICATE";
+    let (tmp, s) = server(include_str!("../../../docs/profiles/etsi-qcp-n-qscd.toml"));
+    let dir = tmp.path();
+    let body = |csr: &str, identity: &str| json!({"csr": csr, "profile": "etsi-qcp-n-qscd", "identity": {"subject": identity}});
+    let name = "C=PT,GN=Maria,SN=Silva,serialNumber=PNOPT-12345678";
+    // (key, CSR subject, identity subject, what): the personal name, the surname alone, a
+    // pseudonym.
+    let mut forms = vec![];
+    for key in ["ec-p256", "ec-p384", "rsa-3072", "rsa-4096"] {
+        forms.push((key, "/CN=Maria Silva", name, "personal name"));
+    }
+    forms.push((
+        "ec-p256",
+        "/CN=Silva",
+        "C=PT,SN=Silva,serialNumber=IDCPT-98765432",
+        "surname",
+    ));
+    forms.push((
+        "rsa-3072",
+        "/CN=Zorro",
+        "C=ES,pseudonym=Zorro,serialNumber=PASES-X1234567",
+        "pseudonym",
+    ));
+    let mut first = None;
+    for (key, subj, identity, form) in forms {
+        let csr = make_csr(key, subj, &[]);
+        let what = format!("etsi-qcp-n-qscd {key} {form}");
+        let pem = issue(&s, &body(&csr.pem, identity), &what);
+        let file = dir.join(format!("etsi-{key}-{}.pem", form.replace(' ', "-")));
+        std::fs::write(&file, &pem).expect("write the certificate");
+        pkilint_etsi(&file, TYPE, &what);
+        lint("lint_pkix_cert", &[], &pem, dir, &what);
+        first.get_or_insert((file, pem));
+    }
+    let (file, pem) = first.expect("a certificate");
+    let (detected, report) = pkilint_etsi_detected(&file);
+    assert_eq!(detected, TYPE, "{}", report.output);
+    assert!(report.findings.is_empty(), "{}", report.output);
+
+    // What the template writes: QCP-n-qscd first, then the CA's own policy; keyUsage
+    // nonRepudiation alone, critical; the four qcStatements.
+    let der = pem_certs(&pem).remove(0);
+    let (_, cert) =
+        x509_parser::certificate::X509Certificate::from_der(&der).expect("the certificate parses");
+    let mut policies = Vec::new();
+    let mut key_usage = None;
+    let mut qc_statements = None;
+    for ext in cert.extensions() {
+        match ext.parsed_extension() {
+            ParsedExtension::CertificatePolicies(list) => {
+                policies.extend(list.iter().map(|p| p.policy_id.to_id_string()));
+            }
+            ParsedExtension::KeyUsage(ku) => {
+                key_usage = Some((ext.critical, ku.non_repudiation(), ku.flags));
+            }
+            _ if ext.oid.to_id_string() == "1.3.6.1.5.5.7.1.3" => {
+                qc_statements = Some((ext.critical, ext.value.to_vec()));
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(policies, ["0.4.0.194112.1.2", "1.3.6.1.4.1.55555.1.4"]);
+    assert_eq!(key_usage, Some((true, true, 0b10)), "nonRepudiation alone");
+    let (critical, value) = qc_statements.expect("qcStatements");
+    assert!(!critical, "qcStatements is not critical");
+    for statement in [
+        &[0x06, 0x06, 0x04, 0x00, 0x8e, 0x46, 0x01, 0x01][..], // QcCompliance 0.4.0.1862.1.1
+        &[0x06, 0x06, 0x04, 0x00, 0x8e, 0x46, 0x01, 0x04][..], // QcSSCD
+        &[0x06, 0x06, 0x04, 0x00, 0x8e, 0x46, 0x01, 0x06][..], // QcType
+        &[0x06, 0x06, 0x04, 0x00, 0x8e, 0x46, 0x01, 0x05][..], // QcPDS
+    ] {
+        assert!(
+            value.windows(statement.len()).any(|w| w == statement),
+            "qcStatements lacks {statement:02x?}: {value:02x?}"
+        );
+    }
+    assert_eq!(
+        cert.subject().to_string(),
+        "C=PT, givenName=Maria, surname=Silva, serialNumber=PNOPT-12345678, CN=Maria Silva"
+    );
+
+    // EN 319 412-2 4.2.4 in the request: no pseudonym with both names (NAT-4.2.4-4), a
+    // countryName (NAT-4.2.4-1), identity data only from the RA, a CN repeating the name.
+    let refused = |subj: &str, identity: &str, why: &str| {
+        let csr = make_csr("ec-p256", subj, &[]);
+        let r = s.post("/v1/certificates", &s.tokens.ra, &body(&csr.pem, identity));
+        assert_error(&r, 422, "subject_not_allowed", why);
+        r.to_string()
+    };
+    let message = refused(
+        "/CN=Zorro",
+        "C=PT,GN=Maria,SN=Silva,pseudonym=Zorro,serialNumber=PNOPT-12345678",
+        "a pseudonym with both names",
+    );
+    assert!(message.contains("NAT-4.2.4-4"), "{message}");
+    refused(
+        "/CN=Maria Silva",
+        "GN=Maria,SN=Silva,serialNumber=PNOPT-12345678",
+        "no countryName",
+    );
+    refused(
+        "/C=PT/CN=Maria Silva",
+        "GN=Maria,SN=Silva,serialNumber=PNOPT-12345678",
+        "a countryName from the CSR",
+    );
+    refused("/CN=Someone Else", name, "a CN that is not the name");
+    // Ed25519 is not among the example's key types.
+    let ed = make_csr("ed25519", "/CN=Maria Silva", &[]);
+    let r = s.post("/v1/certificates", &s.tokens.ra, &body(&ed.pem, name));
+    assert_error(
+        &r,
+        422,
+        "key_type_not_allowed",
+        "Ed25519 under etsi-qcp-n-qscd",
+    );
 }

@@ -59,7 +59,7 @@ fn client(
     round: usize,
 ) {
     let client = http_client();
-    let csr = server_csr(&format!("crash-{t}.example"));
+    let csr = server_csr(&format!("crash-{t}.example.com"));
     let mut rng = Rng(seed | 1);
     let mut mine: Vec<String> = Vec::new();
     let gone = |e: String| {
@@ -211,7 +211,7 @@ fn a_power_cut_loses_acknowledged_certificates_when_the_wal_is_not_synced() {
     let s = Server::serve_with_env(&dir, "127.0.0.1:0", &power.env());
     let serials: Vec<String> = (0..3)
         .map(|i| {
-            let csr = server_csr(&format!("unsynced-{i}.example"));
+            let csr = server_csr(&format!("unsynced-{i}.example.com"));
             s.issue(&csr, "tls-server", Some(30))["serial"]
                 .as_str()
                 .unwrap()
@@ -462,7 +462,7 @@ fn start_up_refuses_a_foreign_key_and_a_damaged_store() {
     let s = Server::serve(&dir);
     for i in 0..20 {
         s.issue(
-            &server_csr(&format!("damage-{i}.example")),
+            &server_csr(&format!("damage-{i}.example.com")),
             "tls-server",
             None,
         );

@@ -72,7 +72,7 @@ fn the_timer_publishes_a_revocation_within_seconds() {
     let dir = tmp.path();
     std::fs::write(dir.join("config.toml"), "[crl]\ninterval_secs = 1\n").expect("config");
     let s = Server::serve(dir);
-    let issued = s.issue(&server_csr("timer.example"), "tls-server", None);
+    let issued = s.issue(&server_csr("timer.example.com"), "tls-server", None);
     let sn = issued["serial"].as_str().expect("serial").to_string();
     let before = parse_crl(&s.crl(), "before the revocation").number;
     s.revoke_ok(&sn, "keyCompromise");

@@ -13,7 +13,7 @@ fn issue(s: &Server, body: &Value) -> Resp {
 #[test]
 fn authentication_and_roles() {
     let s = Server::fresh();
-    let csr = server_csr("auth.example");
+    let csr = server_csr("auth.example.com");
     let body = json!({"csr": csr.pem, "profile": "tls-server"});
     let serial = s.issue(&csr, "tls-server", None)["serial"]
         .as_str()
@@ -84,7 +84,7 @@ fn authentication_and_roles() {
 #[test]
 fn bad_input_is_400() {
     let s = Server::fresh();
-    let csr = server_csr("bad-input.example");
+    let csr = server_csr("bad-input.example.com");
     let mut c = Checks::default();
     bodies_that_are_not_the_contracts_json(&s, &csr, &mut c);
     // A body not declared `application/pkcs10` is read as the contract's JSON, whatever its
@@ -197,7 +197,7 @@ fn bodies_that_are_not_the_contracts_json(s: &Server, csr: &Csr, c: &mut Checks)
 /// CSRs whose signature does not verify (a flipped byte, an altered subject), for P-256, RSA
 /// and Ed25519: 400 `csr_signature_invalid`.
 fn broken_proofs_of_possession(s: &Server, c: &mut Checks) {
-    let ec = server_csr("tamper.example");
+    let ec = server_csr("tamper.example.com");
     let r = issue(
         s,
         &json!({"csr": tamper_signature(&ec), "profile": "tls-server"}),
@@ -210,7 +210,7 @@ fn broken_proofs_of_possession(s: &Server, c: &mut Checks) {
     );
     let r = issue(
         s,
-        &json!({"csr": tamper_bytes(&ec, "tamper.example", "tamqer.example"), "profile": "tls-server"}),
+        &json!({"csr": tamper_bytes(&ec, "tamper.example.com", "tamqer.example.com"), "profile": "tls-server"}),
     );
     c.error(
         &r,
@@ -220,8 +220,8 @@ fn broken_proofs_of_possession(s: &Server, c: &mut Checks) {
     );
     let rsa = make_csr(
         "rsa-2048",
-        "/CN=tamper-rsa.example",
-        &["DNS:tamper-rsa.example"],
+        "/CN=tamper-rsa.example.com",
+        &["DNS:tamper-rsa.example.com"],
     );
     let r = issue(
         s,
@@ -256,7 +256,11 @@ fn policy_refusals_are_422() {
     let mut c = Checks::default();
 
     // Key types.
-    let rsa1024 = make_csr("rsa-1024", "/CN=weak.example", &["DNS:weak.example"]);
+    let rsa1024 = make_csr(
+        "rsa-1024",
+        "/CN=weak.example.com",
+        &["DNS:weak.example.com"],
+    );
     refuse(
         &s,
         &mut c,
@@ -264,7 +268,11 @@ fn policy_refusals_are_422() {
         "key_type_not_allowed",
         "RSA-1024 key",
     );
-    let k1 = make_csr("ec-secp256k1", "/CN=k1.example", &["DNS:k1.example"]);
+    let k1 = make_csr(
+        "ec-secp256k1",
+        "/CN=k1.example.com",
+        &["DNS:k1.example.com"],
+    );
     refuse(
         &s,
         &mut c,
@@ -273,7 +281,7 @@ fn policy_refusals_are_422() {
         "secp256k1 key",
     );
     // Ed25519: the CA/Browser Forum allow only RSA and ECDSA (TLS BR and S/MIME BR 6.1.5).
-    let ed = make_csr("ed25519", "/CN=ed.example", &["DNS:ed.example"]);
+    let ed = make_csr("ed25519", "/CN=ed.example.com", &["DNS:ed.example.com"]);
     refuse(
         &s,
         &mut c,
@@ -295,8 +303,8 @@ fn policy_refusals_are_422() {
     // A signature algorithm the CA does not take (SHA-1): a policy refusal, not a crash.
     let sha1 = make_csr_with(
         "rsa-2048",
-        "/CN=sha1.example",
-        &["DNS:sha1.example"],
+        "/CN=sha1.example.com",
+        &["DNS:sha1.example.com"],
         &["-sha1"],
     );
     let r = issue(&s, &json!({"csr": sha1.pem, "profile": "tls-server"}));
@@ -352,32 +360,32 @@ fn san_and_subject_refusals(s: &Server, c: &mut Checks) {
     #[rustfmt::skip]
     let table: [(&str, &[&str], &str, &str, &str); 22] = [
         // SANs.
-        ("", &["email:a@b.example"], "tls-server", "san_not_allowed", "e-mail SAN"),
+        ("", &["email:a@b.example.com"], "tls-server", "san_not_allowed", "e-mail SAN"),
         ("", &["DNS:localhost"], "tls-server", "san_not_allowed", "dotless host"),
-        ("", &["DNS:bad_name.example"], "tls-server", "san_not_allowed", "underscore"),
-        ("", &["DNS:a.*.example"], "tls-server", "san_not_allowed", "inner wildcard"),
-        ("", &["DNS:-a.example"], "tls-server", "san_not_allowed", "leading hyphen"),
+        ("", &["DNS:bad_name.example.com"], "tls-server", "san_not_allowed", "underscore"),
+        ("", &["DNS:a.*.example.com"], "tls-server", "san_not_allowed", "inner wildcard"),
+        ("", &["DNS:-a.example.com"], "tls-server", "san_not_allowed", "leading hyphen"),
         ("", &["IP:0.0.0.0"], "tls-server", "san_not_allowed", "unspecified IP"),
-        ("", &["DNS:a.example", "DNS:a.example"], "tls-server", "san_not_allowed", "repeated SAN"),
+        ("", &["DNS:a.example.com", "DNS:a.example.com"], "tls-server", "san_not_allowed", "repeated SAN"),
         ("/CN=client", &["URI:https://a.example/"], "tls-client", "san_not_allowed", "URI SAN"),
         ("", &["email:ana@b.example", "DNS:ana.example"], "personal", "san_not_allowed",
          "DNS SAN"),
         ("", &["email:not-an-address"], "personal", "san_not_allowed", "bad e-mail"),
-        ("/CN=a.example", &[], "tls-server", "san_required", "CN and no SAN"),
+        ("/CN=a.example.com", &[], "tls-server", "san_required", "CN and no SAN"),
         ("", &[], "tls-server", "san_required", "no SAN"),
         ("/CN=ana@b.example", &[], "personal", "san_required", "no e-mail SAN"),
         // Subjects.
-        ("/CN=b.example", &["DNS:a.example"], "tls-server", "subject_not_allowed",
+        ("/CN=b.example.com", &["DNS:a.example.com"], "tls-server", "subject_not_allowed",
          "CN not among the SANs"),
-        ("/serialNumber=123/CN=a.example", &["DNS:a.example"], "tls-server",
+        ("/serialNumber=123/CN=a.example.com", &["DNS:a.example.com"], "tls-server",
          "subject_not_allowed", "serialNumber not allowed in tls-server"),
         ("/O=A/O=B/CN=a.example", &["DNS:a.example"], "tls-client", "subject_not_allowed",
          "repeated O"),
         ("/O=Acme", &["DNS:c.example"], "tls-client", "subject_not_allowed", "no CN"),
         // The TLS BR (domain validated): a CN repeating a SAN, nothing else.
-        ("/O=Acme/CN=a.example", &["DNS:a.example"], "tls-server", "subject_not_allowed",
+        ("/O=Acme/CN=a.example.com", &["DNS:a.example.com"], "tls-server", "subject_not_allowed",
          "O under tls-server"),
-        ("/C=BR/CN=a.example", &["DNS:a.example"], "tls-server", "subject_not_allowed",
+        ("/C=BR/CN=a.example.com", &["DNS:a.example.com"], "tls-server", "subject_not_allowed",
          "C under tls-server"),
         // The S/MIME BR (strict): no organization for an individual; a CN that is the
         // address or a name the RA asserted; names only from the RA.
@@ -397,7 +405,7 @@ fn san_and_subject_refusals(s: &Server, c: &mut Checks) {
 /// Validity periods beyond a profile's limit or zero, and unknown profile names: 422. Returns
 /// the CSRs used (tls-server, personal), which the limits themselves must let through.
 fn validity_and_profile_refusals(s: &Server, c: &mut Checks) -> (Csr, Csr) {
-    let ok = make_csr("ec-p256", "/CN=v.example", &["DNS:v.example"]);
+    let ok = make_csr("ec-p256", "/CN=v.example.com", &["DNS:v.example.com"]);
     let person = make_csr("ec-p256", "/CN=ana@b.example", &["email:ana@b.example"]);
     let over_tls = tls_server_max_validity_days() + 1;
     #[rustfmt::skip]
@@ -422,7 +430,7 @@ fn validity_and_profile_refusals(s: &Server, c: &mut Checks) -> (Csr, Csr) {
 fn serials_in_the_path() {
     let s = Server::fresh();
     let mut c = Checks::default();
-    let issued = s.issue(&server_csr("serial.example"), "tls-server", None);
+    let issued = s.issue(&server_csr("serial.example.com"), "tls-server", None);
     let serial = issued["serial"].as_str().expect("serial");
     let (auditor, ra) = (s.tokens.auditor.clone(), s.tokens.ra.clone());
 
@@ -536,7 +544,7 @@ fn unknown_routes_answer_in_the_error_shape() {
 #[test]
 fn messages_say_what_to_send_instead() {
     let s = Server::fresh();
-    let csr = make_csr("ec-p256", "/CN=m.example", &["DNS:m.example"]);
+    let csr = make_csr("ec-p256", "/CN=m.example.com", &["DNS:m.example.com"]);
     let r = s.post(
         "/v1/certificates",
         &s.tokens.ra,
@@ -595,7 +603,7 @@ fn messages_say_what_to_send_instead() {
 /// Policy refusals name the key type, attribute or SAN of the CSR as users know them (with
 /// its OID where it has one).
 fn refusals_name_what_the_csr_asked_for(s: &Server) {
-    let p521 = make_csr("ec-secp521r1", "/CN=k.example", &["DNS:k.example"]);
+    let p521 = make_csr("ec-secp521r1", "/CN=k.example.com", &["DNS:k.example.com"]);
     let r = s.post(
         "/v1/certificates",
         &s.tokens.ra,
@@ -608,7 +616,11 @@ fn refusals_name_what_the_csr_asked_for(s: &Server) {
         "{}",
         r.text
     );
-    let title = make_csr("ec-p256", "/CN=t.example/title=Boss", &["DNS:t.example"]);
+    let title = make_csr(
+        "ec-p256",
+        "/CN=t.example.com/title=Boss",
+        &["DNS:t.example.com"],
+    );
     let r = s.post(
         "/v1/certificates",
         &s.tokens.ra,
@@ -616,7 +628,7 @@ fn refusals_name_what_the_csr_asked_for(s: &Server) {
     );
     assert_error(&r, 422, "subject_not_allowed", "a title attribute");
     assert!(r.text.contains("attribute title (2.5.4.12)"), "{}", r.text);
-    let underscore = make_csr("ec-p256", "/CN=a_b.example", &["DNS:a_b.example"]);
+    let underscore = make_csr("ec-p256", "/CN=a_b.example.com", &["DNS:a_b.example.com"]);
     let r = s.post(
         "/v1/certificates",
         &s.tokens.ra,
@@ -630,8 +642,8 @@ fn refusals_name_what_the_csr_asked_for(s: &Server) {
     );
     let email = make_csr(
         "ec-p256",
-        "/CN=x.example",
-        &["DNS:x.example", "email:x@x.example"],
+        "/CN=x.example.com",
+        &["DNS:x.example.com", "email:x@x.example.com"],
     );
     let r = s.post(
         "/v1/certificates",
@@ -640,4 +652,63 @@ fn refusals_name_what_the_csr_asked_for(s: &Server) {
     );
     assert_error(&r, 422, "san_not_allowed", "an e-mail SAN on tls-server");
     assert!(r.text.contains("allows no e-mail addresses"), "{}", r.text);
+}
+
+/// The built-in `tls-server` certifies only public names (TLS BR 7.1.2.7.12, 4.2.2; its
+/// `[san] public_only = true`): internal names and reserved IP addresses are refused with 422
+/// `san_not_allowed`, on issuance and on enrolment alike, whatever the other names; public
+/// ones are issued. `tls-client` (RFC 5280) still takes internal names.
+#[test]
+fn tls_server_refuses_internal_names_and_reserved_addresses() {
+    let s = Server::fresh();
+    let mut c = Checks::default();
+    #[rustfmt::skip]
+    let refused: [(&[&str], &str); 8] = [
+        (&["DNS:host.internal"], "internal name"),
+        (&["DNS:www.example"], "internal name"),
+        (&["DNS:printer.local"], "internal name"),
+        (&["DNS:*.corp.example"], "internal name"),
+        (&["DNS:www.example.com", "IP:10.0.0.1"], "reserved IP address"),
+        (&["IP:192.0.2.1"], "reserved IP address"),
+        (&["IP:127.0.0.1"], "reserved IP address"),
+        (&["IP:2001:db8::1"], "reserved IP address"),
+    ];
+    for (sans, why) in refused {
+        let csr = make_csr("ec-p256", "", sans);
+        let r = issue(&s, &json!({"csr": csr.pem, "profile": "tls-server"}));
+        c.error(&r, 422, "san_not_allowed", &format!("tls-server {sans:?}"));
+        c.check(
+            r.text.contains(why) && r.text.contains("7.1.2.7.12"),
+            || format!("tls-server {sans:?}: the message names the rule ({why}): {r}"),
+        );
+    }
+    for san in ["host.internal", "10.0.0.1"] {
+        let r = s.post(
+            "/v1/enrollments",
+            &s.tokens.ra,
+            &json!({"profile": "tls-server", "subject": "", "sans": [san],
+                    "expires_in_hours": 1, "max_attempts": 1}),
+        );
+        c.error(&r, 422, "san_not_allowed", &format!("enrolment for {san}"));
+    }
+    let public = make_csr(
+        "ec-p256",
+        "/CN=www.example.com",
+        &[
+            "DNS:www.example.com",
+            "IP:8.8.8.8",
+            "IP:2606:4700:4700::1111",
+        ],
+    );
+    let r = issue(&s, &json!({"csr": public.pem, "profile": "tls-server"}));
+    c.check(r.status == 201, || {
+        format!("public names under tls-server: {r}")
+    });
+    let client = make_csr("ec-p256", "/CN=host", &["DNS:host.internal"]);
+    let r = issue(&s, &json!({"csr": client.pem, "profile": "tls-client"}));
+    c.check(r.status == 201, || {
+        format!("an internal name under tls-client: {r}")
+    });
+    c.finish("public names only");
+    s.terminate();
 }

@@ -14,7 +14,7 @@ fn request_id_is_idempotent_per_token_and_ra_reads_only_its_own() {
     let s = Server::serve(dir);
     let ra = s.tokens.ra.clone();
 
-    let csr = server_csr("idem.example");
+    let csr = server_csr("idem.example.com");
     let body = json!({"csr": csr.pem, "profile": "tls-server", "validity_days": 30,
                       "request_id": "ra-42-7f3c"});
 
@@ -91,7 +91,7 @@ fn replays_and_conflicts(s: &Server, body: &Value, first: &Resp) {
         "idempotency_conflict",
         "same request_id, other validity_days",
     );
-    let other_csr = server_csr("idem-other.example");
+    let other_csr = server_csr("idem-other.example.com");
     let mut other_body = body.clone();
     other_body["csr"] = other_csr.pem.clone().into();
     let r = s.post("/v1/certificates", ra, &other_body);
@@ -163,7 +163,7 @@ fn token_create_needs_the_server_stopped_and_makes_working_tokens() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
     let s = Server::serve(dir);
-    let issued = s.issue(&server_csr("tokens.example"), "tls-server", None);
+    let issued = s.issue(&server_csr("tokens.example.com"), "tls-server", None);
     let serial = issued["serial"].as_str().expect("serial").to_string();
 
     // While the server holds the store, `token create` must fail cleanly.
@@ -212,7 +212,7 @@ fn token_create_needs_the_server_stopped_and_makes_working_tokens() {
         r.status, 200,
         "a new auditor token reads any certificate: {r}"
     );
-    let body = json!({"csr": server_csr("tokens.example").pem, "profile": "tls-server"});
+    let body = json!({"csr": server_csr("tokens.example.com").pem, "profile": "tls-server"});
     let r = s.post("/v1/certificates", &auditor, &body);
     assert_error(&r, 403, "forbidden", "a new auditor token issuing");
     let r = s.post("/v1/certificates", &ra, &body);

@@ -31,10 +31,10 @@ fn pre_1970_invalidity_dates_are_published_and_survive_a_restart() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
     let s = Server::serve(dir);
-    let old = s.issue(&server_csr("old-key.example"), "tls-server", None);
-    let floor = s.issue(&server_csr("floor.example"), "tls-server", None);
-    let plain = s.issue(&server_csr("plain.example"), "tls-server", None);
-    let refused = s.issue(&server_csr("refused.example"), "tls-server", None);
+    let old = s.issue(&server_csr("old-key.example.com"), "tls-server", None);
+    let floor = s.issue(&server_csr("floor.example.com"), "tls-server", None);
+    let plain = s.issue(&server_csr("plain.example.com"), "tls-server", None);
+    let refused = s.issue(&server_csr("refused.example.com"), "tls-server", None);
     let (old_sn, floor_sn) = (serial_of(&old), serial_of(&floor));
     let (plain_sn, refused_sn) = (serial_of(&plain), serial_of(&refused));
 
@@ -220,7 +220,7 @@ fn a_stored_invalidity_date_below_the_floor_does_not_stop_start_up() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
     let s = Server::serve(dir);
-    let issued = s.issue(&server_csr("stored-1900.example"), "tls-server", None);
+    let issued = s.issue(&server_csr("stored-1900.example.com"), "tls-server", None);
     let sn = serial_of(&issued);
     let r = s.revoke(&sn, "keyCompromise", Some("2001-02-03T04:05:06Z"));
     assert_eq!(r.status, 200, "{r}");

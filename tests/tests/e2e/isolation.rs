@@ -389,8 +389,11 @@ impl RaAObjects {
     fn make(s: &Server, ra_a: &str) -> RaAObjects {
         let a_csr = make_csr(
             "ec-p256",
-            "/CN=a.isolation.example",
-            &["DNS:a.isolation.example", "DNS:shared.isolation.example"],
+            "/CN=a.isolation.example.com",
+            &[
+                "DNS:a.isolation.example.com",
+                "DNS:shared.isolation.example.com",
+            ],
         );
         let body = json!({"csr": a_csr.pem, "profile": "tls-server", "request_id": "isolation-1"});
         let valid = serial(&created(s, "/v1/certificates", ra_a, &body));
@@ -404,9 +407,9 @@ impl RaAObjects {
                 &json!({"csr": csr.pem, "profile": profile}),
             ))
         };
-        let held = issue("h.isolation.example", "tls-server");
-        let revoked = issue("r.isolation.example", "tls-server");
-        let renewed = issue("n.isolation.example", "tls-server");
+        let held = issue("h.isolation.example.com", "tls-server");
+        let revoked = issue("r.isolation.example.com", "tls-server");
+        let renewed = issue("n.isolation.example.com", "tls-server");
         let client = issue("client-a.isolation.example", "tls-client");
         // Revoked as superseded: keyCompromise would block the test key, which the later
         // requests share.
@@ -545,7 +548,7 @@ fn ra_b_request_ids_are_its_own(s: &Server, ra_b: &str, objects: &RaAObjects, ch
 /// (`a_cursor` is a cursor given to ra-a), and the routes no RA may call.
 fn refusal_table(objects: &RaAObjects, a_cursor: &str) -> Vec<Refusal> {
     let mut rows = Vec::new();
-    let rekey = make_csr("ec-p384", "/CN=a.isolation.example", &[]);
+    let rekey = make_csr("ec-p384", "/CN=a.isolation.example.com", &[]);
     for (state, serial) in objects.states() {
         rows.extend(certificate_refusals(state, serial, &rekey));
     }
@@ -689,12 +692,12 @@ fn listings_show_ra_b_only_its_own(
     started: &str,
     checks: &mut Checks,
 ) {
-    let a_subject = enc("CN=a.isolation.example");
+    let a_subject = enc("CN=a.isolation.example.com");
     let queries = [
         String::new(),
-        "san=a.isolation.example".to_string(),
-        "san=SHARED.isolation.example".to_string(),
-        "san=h.isolation.example".to_string(),
+        "san=a.isolation.example.com".to_string(),
+        "san=SHARED.isolation.example.com".to_string(),
+        "san=h.isolation.example.com".to_string(),
         format!("subject={a_subject}"),
         format!("subject={}", enc(BRUNO)),
         "profile=tls-server".to_string(),
@@ -706,7 +709,7 @@ fn listings_show_ra_b_only_its_own(
         format!("issued_after={}", enc(started)),
         "issued_before=2999-01-01T00%3A00%3A00Z".to_string(),
         "expires_before=2999-01-01T00%3A00%3A00Z".to_string(),
-        format!("profile=tls-server&status=valid&san=a.isolation.example&subject={a_subject}"),
+        format!("profile=tls-server&status=valid&san=a.isolation.example.com&subject={a_subject}"),
     ];
     for query in &queries {
         let all = walk(s, &s.tokens.auditor, query, 1000);
@@ -1057,7 +1060,7 @@ impl TlsSetup {
             &plain,
             "/v1/certificates",
             ra_a,
-            &json!({"csr": server_csr("a.tls.isolation.example").pem, "profile": "tls-server"}),
+            &json!({"csr": server_csr("a.tls.isolation.example.com").pem, "profile": "tls-server"}),
         ));
         let own_key = fresh_p256_key(files);
         let own_csr = openssl(&[
@@ -1293,7 +1296,8 @@ fn the_portal_with_ra_bs_token_is_ra_b(t: &TlsSetup, checks: &mut Checks) {
     checks.check(c.code == 200 && !c.body.contains(&t.a), || {
         format!("the portal with ra-b's token lists only ra-b's certificates: {c}")
     });
-    let body = json!({"csr": server_csr("b.tls.isolation.example").pem, "profile": "tls-server"});
+    let body =
+        json!({"csr": server_csr("b.tls.isolation.example.com").pem, "profile": "tls-server"});
     let c = curl(
         s,
         "/v1/certificates",

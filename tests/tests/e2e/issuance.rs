@@ -86,7 +86,7 @@ fn every_subject_key_type_issues_under_tls_server() {
     let s = Server::fresh();
     let key_types = ["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096"];
     for (i, kt) in key_types.iter().enumerate() {
-        let host = format!("{kt}.keys.example");
+        let host = format!("{kt}.keys.example.com");
         let csr = make_csr(kt, &format!("/CN={host}"), &[&format!("DNS:{host}")]);
         let days = 30 + i as u32;
         let issued = s.issue(&csr, "tls-server", Some(days));
@@ -124,12 +124,12 @@ fn every_profile_issues() {
             "tls-server",
             make_csr(
                 "ec-p256",
-                "/CN=www.acme.example",
+                "/CN=www.acme.example.com",
                 &[
-                    "DNS:www.acme.example",
-                    "DNS:*.cdn.acme.example",
-                    "IP:192.0.2.10",
-                    "IP:2001:db8::1",
+                    "DNS:www.acme.example.com",
+                    "DNS:*.cdn.acme.example.com",
+                    "IP:8.8.8.8",
+                    "IP:2606:4700:4700::1111",
                 ],
             ),
             None,
@@ -139,7 +139,7 @@ fn every_profile_issues() {
         // Without validity_days: the profile's default (90 days for tls-server).
         (
             "tls-server",
-            make_csr("ec-p256", "", &["DNS:no-subject.acme.example"]),
+            make_csr("ec-p256", "", &["DNS:no-subject.acme.example.com"]),
             None,
             None,
             90,
@@ -147,7 +147,7 @@ fn every_profile_issues() {
         // An IP address as the CN, for the longest validity the TLS BR allow today.
         (
             "tls-server",
-            make_csr("ec-p384", "/CN=192.0.2.77", &["IP:192.0.2.77"]),
+            make_csr("ec-p384", "/CN=1.1.1.1", &["IP:1.1.1.1"]),
             None,
             Some(max_tls),
             max_tls,
@@ -222,7 +222,7 @@ fn every_profile_issues() {
 #[test]
 fn certificate_urls_point_at_this_server() {
     let s = Server::fresh();
-    let issued = s.issue(&server_csr("urls.example"), "tls-server", None);
+    let issued = s.issue(&server_csr("urls.example.com"), "tls-server", None);
     let (crl, ocsp, ca_issuers) = cert_urls(issued["certificate"].as_str().expect("cert"));
     // With the default configuration the URLs derive from the address the server is bound to.
     assert_eq!(
@@ -259,7 +259,11 @@ fn certificate_urls_point_at_this_server() {
 fn der_form_issues_a_der_certificate() {
     let s = Server::fresh();
     let ra = &s.tokens.ra;
-    let csr = make_csr("ec-p256", "/CN=der.acme.example", &["DNS:der.acme.example"]);
+    let csr = make_csr(
+        "ec-p256",
+        "/CN=der.acme.example.com",
+        &["DNS:der.acme.example.com"],
+    );
     let path = "/v1/certificates?profile=tls-server&validity_days=30&request_id=der-1";
     let r = s.post_raw(path, Some(ra), "application/pkcs10", csr.der());
     assert_eq!(r.status, 201, "DER issuance: {r}");

@@ -460,7 +460,7 @@ fn a_flood_of_made_up_tokens_does_not_reset_buckets() {
 fn every_route_refuses_bodies_over_its_limit() {
     let s = Server::fresh();
     let addr = addr_of(&s);
-    let issued = s.issue(&server_csr("limits.example"), "tls-server", None);
+    let issued = s.issue(&server_csr("limits.example.com"), "tls-server", None);
     let serial = issued["serial"].as_str().unwrap().to_string();
     let ra = format!("Authorization: Bearer {}\r\n", s.tokens.ra);
     let operator = format!("Authorization: Bearer {}\r\n", s.tokens.operator);

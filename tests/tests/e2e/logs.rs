@@ -39,7 +39,7 @@ fn outcomes_are_logged_without_secrets_and_summed_up_beyond_the_budget() {
         "",
     );
     let s = Server::serve(&dir);
-    let csr = server_csr("log.test.example");
+    let csr = server_csr("log.test.example.com");
     let issued = s.issue(&csr, "tls-server", None);
     let serial = issued["serial"].as_str().unwrap().to_string();
     let r = s.post(
@@ -92,7 +92,7 @@ fn a_batch_beyond_the_budget_is_summed_up(s: &Server) {
     std::thread::sleep(Duration::from_millis(1100));
     let requests: Vec<_> = (0..20)
         .map(|i| {
-            let csr = server_csr(&format!("b{i}.log.test.example"));
+            let csr = server_csr(&format!("b{i}.log.test.example.com"));
             json!({"csr": csr.pem, "profile": "tls-server"})
         })
         .collect();

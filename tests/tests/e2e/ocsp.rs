@@ -10,8 +10,8 @@ const MADE_UP: &str = "0x41424344454647484142434445464748";
 #[test]
 fn openssl_ocsp_good_revoked_unknown_over_post() {
     let s = Server::fresh();
-    let a = s.issue(&server_csr("ocsp-a.example"), "tls-server", None);
-    let b = s.issue(&server_csr("ocsp-b.example"), "tls-server", None);
+    let a = s.issue(&server_csr("ocsp-a.example.com"), "tls-server", None);
+    let b = s.issue(&server_csr("ocsp-b.example.com"), "tls-server", None);
     let a_file = s.leaf_file(&a);
     let b_file = s.leaf_file(&b);
     let (a_s, b_s) = (
@@ -64,7 +64,7 @@ fn openssl_ocsp_good_revoked_unknown_over_post() {
 #[test]
 fn openssl_ocsp_over_get_and_cached_answers_follow_revocation() {
     let s = Server::fresh();
-    let a = s.issue(&server_csr("get-a.example"), "tls-server", None);
+    let a = s.issue(&server_csr("get-a.example.com"), "tls-server", None);
     let a_file = s.leaf_file(&a);
     let a_s = a_file.to_str().expect("UTF-8 path");
 
@@ -108,7 +108,7 @@ fn openssl_ocsp_over_get_and_cached_answers_follow_revocation() {
 #[test]
 fn ocsp_responses_pass_pkilint() {
     let s = Server::fresh();
-    let a = s.issue(&server_csr("lint-a.example"), "tls-server", None);
+    let a = s.issue(&server_csr("lint-a.example.com"), "tls-server", None);
     let a_file = s.leaf_file(&a);
     let a_s = a_file.to_str().expect("UTF-8 path");
     s.revoke_ok(a["serial"].as_str().expect("serial"), "keyCompromise");
@@ -168,8 +168,8 @@ fn nonce_requests_beyond_the_client_budget_are_answered_without_a_fresh_signatur
     )
     .expect("writing config.toml");
     let s = Server::serve(tmp.path());
-    let a = s.issue(&server_csr("budget-a.example"), "tls-server", None);
-    let b = s.issue(&server_csr("budget-b.example"), "tls-server", None);
+    let a = s.issue(&server_csr("budget-a.example.com"), "tls-server", None);
+    let b = s.issue(&server_csr("budget-b.example.com"), "tls-server", None);
     let a_file = s.leaf_file(&a);
     let b_file = s.leaf_file(&b);
     let (a_s, b_s) = (

@@ -114,8 +114,8 @@ fn delegated_responder_signs_answers_and_survives_restarts() {
 /// alone, signed by the delegated responder (`cert`, DER), whose key the responderID names.
 /// Returns the issuance answer of the certificate asked about.
 fn the_responder_signs_every_answer(s: &Server, cert: &[u8]) -> Value {
-    let a = s.issue(&server_csr("deleg-a.example"), "tls-server", None);
-    let b = s.issue(&server_csr("deleg-b.example"), "tls-server", None);
+    let a = s.issue(&server_csr("deleg-a.example.com"), "tls-server", None);
+    let b = s.issue(&server_csr("deleg-b.example.com"), "tls-server", None);
     let (a_file, b_file) = (s.leaf_file(&a), s.leaf_file(&b));
     let (a_s, b_s) = (
         a_file.to_str().expect("UTF-8 path"),
@@ -228,7 +228,7 @@ fn by_default_the_ca_signs_and_no_responder_is_made() {
     assert!(config.contains("delegated = false"), "{config}");
     assert!(config.contains("delegated_validity_days = 30"), "{config}");
     assert!(!s.dir.join("ocsp.pem").exists() && !s.dir.join("ocsp-key.pem").exists());
-    let a = s.issue(&server_csr("ca-signed.example"), "tls-server", None);
+    let a = s.issue(&server_csr("ca-signed.example.com"), "tls-server", None);
     let a_file = s.leaf_file(&a);
     let a_s = a_file.to_str().expect("UTF-8 path");
     let der = s.ocsp_get(&["-cert", a_s]);

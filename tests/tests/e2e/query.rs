@@ -118,7 +118,7 @@ fn filters_return_exactly_the_right_serials() {
 /// return, computed from the answers.
 struct QuerySet {
     all: Vec<String>,
-    /// `alpha.query.example`, valid 3, 5, 30 and 90 days.
+    /// `alpha.query.example.com`, valid 3, 5, 30 and 90 days.
     alpha: Vec<String>,
     /// Valid at most 5 days.
     short: Vec<String>,
@@ -137,7 +137,11 @@ impl QuerySet {
         let mut short = Vec::new(); // validity <= 5 days
         let mut client = Vec::new();
         for days in [3, 5, 30, 90] {
-            let v = s.issue(&server_csr("alpha.query.example"), "tls-server", Some(days));
+            let v = s.issue(
+                &server_csr("alpha.query.example.com"),
+                "tls-server",
+                Some(days),
+            );
             alpha.push(serial(&v));
             if days <= 5 {
                 short.push(serial(&v));
@@ -146,7 +150,7 @@ impl QuerySet {
         }
         for i in 0..3 {
             let v = s.issue(
-                &server_csr(&format!("host-{i}.query.example")),
+                &server_csr(&format!("host-{i}.query.example.com")),
                 "tls-server",
                 Some(40),
             );
@@ -166,7 +170,7 @@ impl QuerySet {
         let r = s.post(
             "/v1/certificates",
             ra2,
-            &json!({"csr": server_csr("other-ra.query.example").pem, "profile": "tls-server"}),
+            &json!({"csr": server_csr("other-ra.query.example.com").pem, "profile": "tls-server"}),
         );
         assert_eq!(r.status, 201, "issuing as ra-two: {r}");
         let of_ra2 = serial(&r.json);
@@ -204,9 +208,9 @@ fn check_filters(s: &Server, q: &QuerySet) {
         }
     };
     check("", all);
-    check("san=alpha.query.example", alpha);
-    check("san=ALPHA.Query.Example", alpha);
-    check("subject=CN%3Dalpha.query.example", alpha);
+    check("san=alpha.query.example.com", alpha);
+    check("san=ALPHA.Query.Example.COM", alpha);
+    check("subject=CN%3Dalpha.query.example.com", alpha);
     check(
         &format!("subject={}", enc("CN=Query Client,O=Query Org")),
         client,
@@ -227,18 +231,18 @@ fn check_filters(s: &Server, q: &QuerySet) {
         .unwrap());
     check(&format!("expires_before={six}"), short);
     check(
-        &format!("san=alpha.query.example&expires_before={six}"),
+        &format!("san=alpha.query.example.com&expires_before={six}"),
         short,
     );
     let alpha_valid: Vec<String> = alpha.iter().filter(|x| *x != revoked).cloned().collect();
-    check("san=alpha.query.example&status=valid", &alpha_valid);
+    check("san=alpha.query.example.com&status=valid", &alpha_valid);
     check(&format!("issued_before={six}"), all);
     check(&format!("issued_after={six}"), &[]);
     check(
         "issued_after=2000-01-01T00%3A00%3A00Z&profile=tls-client",
         client,
     );
-    check("san=nothing.query.example", &[]);
+    check("san=nothing.query.example.com", &[]);
 }
 
 /// Bad queries answer 400 in the error shape, a cursor of one query is refused by a query on
@@ -265,7 +269,7 @@ fn bad_queries_are_refused(s: &Server) {
         .expect("a cursor")
         .to_string();
     let r = s.get(
-        &format!("/v1/certificates?san=alpha.query.example&cursor={c}"),
+        &format!("/v1/certificates?san=alpha.query.example.com&cursor={c}"),
         Some(auditor),
     );
     assert_error(&r, 400, "invalid_request", "a cursor of another query");
@@ -287,7 +291,7 @@ fn bad_queries_are_refused(s: &Server) {
 fn paging_under_concurrent_issuance_visits_each_existing_certificate_once() {
     const EXISTING: usize = 3000;
     let s = Server::fresh();
-    let csr = server_csr("paging.query.example");
+    let csr = server_csr("paging.query.example.com");
     let batch = |n: usize| -> Vec<String> {
         let requests: Vec<Value> = (0..n)
             .map(|_| json!({"csr": csr.pem, "profile": "tls-server", "validity_days": 7}))
@@ -324,7 +328,7 @@ fn paging_under_concurrent_issuance_visits_each_existing_certificate_once() {
             added
         });
         let walked = walk(&s, &s.tokens.auditor, "", 97);
-        let walked_san = walk(&s, &s.tokens.auditor, "san=paging.query.example", 250);
+        let walked_san = walk(&s, &s.tokens.auditor, "san=paging.query.example.com", 250);
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         (walked, walked_san, issuer.join().expect("issuer thread"))
     });
@@ -350,7 +354,7 @@ fn export_streams_every_certificate_as_jsonl_and_csv() {
     let mut issued = BTreeSet::new();
     for i in 0..25 {
         issued.insert(serial(&s.issue(
-            &server_csr(&format!("export-{i}.example")),
+            &server_csr(&format!("export-{i}.example.com")),
             "tls-server",
             None,
         )));
@@ -421,7 +425,11 @@ fn export_streams_every_certificate_as_jsonl_and_csv() {
 /// The other RA's certificates, more than one page examines: 11,000 serials, issued with
 /// its token `other`, valid 30 days.
 fn issue_11_000(s: &Server, other: &str) -> HashSet<String> {
-    let csr = make_csr("ec-p256", "/CN=other.example", &["DNS:other.example"]);
+    let csr = make_csr(
+        "ec-p256",
+        "/CN=other.example.com",
+        &["DNS:other.example.com"],
+    );
     let mut foreign = HashSet::new();
     for _ in 0..11 {
         let requests: Vec<Value> = (0..1000)
@@ -458,7 +466,7 @@ fn cursors_reveal_no_other_ras_serials() {
     let foreign = issue_11_000(&s, &other);
     // This RA's one certificate expires after all of them.
     let mine = s.issue(
-        &make_csr("ec-p256", "/CN=mine.example", &["DNS:mine.example"]),
+        &make_csr("ec-p256", "/CN=mine.example.com", &["DNS:mine.example.com"]),
         "tls-server",
         Some(90),
     );
@@ -521,4 +529,61 @@ fn cursors_reveal_no_other_ras_serials() {
         "the RA's walk finds exactly its own certificate"
     );
     s.terminate();
+}
+
+#[test]
+fn a_redacting_export_leaves_out_identity_data() {
+    use sha2::{Digest, Sha256};
+    let s = Server::fresh();
+    let csr = make_csr(
+        "ec-p256",
+        "/CN=Maria Silva",
+        &["email:maria.silva@example.com"],
+    );
+    let issued = s.issue_with_identity(&csr, "personal", None, "SN=Silva,GN=Maria");
+    let serial = serial(&issued);
+    let der = pem_certs(issued["certificate"].as_str().unwrap())
+        .into_iter()
+        .next()
+        .expect("the certificate");
+    let fingerprint = hex::encode(Sha256::digest(&der));
+    let dir = s.dir.to_str().unwrap().to_string();
+    let identity_data = ["Silva", "Maria", "maria.silva", "BEGIN CERTIFICATE"];
+
+    let out = ca_server(&["export", "--data-dir", &dir, "--redact"]);
+    assert!(
+        out.status.success(),
+        "export --redact: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    for word in identity_data {
+        assert!(!stdout.contains(word), "{word:?} in the redacted export");
+    }
+    let row: Value = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line"))
+        .find(|r| r["serial"] == serial.as_str())
+        .expect("the certificate's row");
+    assert_eq!(row["certificate_sha256"], fingerprint.as_str());
+    assert_eq!(row["status"], "valid");
+    assert_eq!(row["profile"], "personal");
+    for field in ["subject", "sans", "certificate"] {
+        assert!(row.get(field).is_none(), "{field} in {row}");
+    }
+    // Without --redact the same row holds the names: the test above would see them.
+    let full = ca_server(&["export", "--data-dir", &dir]);
+    assert!(String::from_utf8_lossy(&full.stdout).contains("maria.silva@example.com"));
+
+    let out = ca_server(&["export", "--data-dir", &dir, "--format", "csv", "--redact"]);
+    assert!(out.status.success());
+    let csv = String::from_utf8(out.stdout).unwrap();
+    for word in identity_data {
+        assert!(!csv.contains(word), "{word:?} in the redacted CSV export");
+    }
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(&header[..2], ["serial", "certificate_sha256"]);
+    let prefix = format!("{serial},{fingerprint},");
+    assert!(lines.any(|l| l.starts_with(&prefix)), "{csv}");
 }

@@ -50,11 +50,11 @@ fn keep_key_and_rekey_renewals() {
     let s = Server::fresh();
     let csr = make_csr(
         "ec-p256",
-        "/CN=renew.example",
+        "/CN=renew.example.com",
         &[
-            "DNS:renew.example",
-            "DNS:www.renew.example",
-            "IP:192.0.2.44",
+            "DNS:renew.example.com",
+            "DNS:www.renew.example.com",
+            "IP:8.8.4.4",
         ],
     );
     let first = s.issue(&csr, "tls-server", Some(30));
@@ -80,7 +80,7 @@ fn keep_key_and_rekey_renewals() {
     check_renewed(&s, &fourth, &third, &csr, "tls-server", 90);
 
     // Re-key: the CSR's key; its subject must be the certificate's, its SANs are ignored.
-    let rekey = make_csr("ec-p384", "/CN=renew.example", &["DNS:ignored.example"]);
+    let rekey = make_csr("ec-p384", "/CN=renew.example.com", &["DNS:ignored.example"]);
     let r = s.renew(
         &serial_of(&fourth),
         Some(&json!({"csr": rekey.pem, "validity_days": 60})),
@@ -123,7 +123,7 @@ fn keep_key_and_rekey_renewals() {
 #[test]
 fn renewal_request_id_replays_and_refusals() {
     let s = Server::fresh();
-    let csr = server_csr("renew-idem.example");
+    let csr = server_csr("renew-idem.example.com");
     let orig = s.issue(&csr, "tls-server", None);
     let orig_sn = serial_of(&orig);
 
@@ -160,7 +160,7 @@ fn renewal_request_id_replays_and_refusals() {
     );
 
     // Revoked: refused, and nothing is issued.
-    let revoked = s.issue(&server_csr("renew-revoked.example"), "tls-server", None);
+    let revoked = s.issue(&server_csr("renew-revoked.example.com"), "tls-server", None);
     let revoked_sn = serial_of(&revoked);
     s.revoke_ok(&revoked_sn, "superseded");
     let r = s.renew(&revoked_sn, None);
@@ -178,7 +178,7 @@ fn renewal_request_id_replays_and_refusals() {
     );
 
     // On hold: refused; after release: renewable.
-    let held = s.issue(&server_csr("renew-held.example"), "tls-server", None);
+    let held = s.issue(&server_csr("renew-held.example.com"), "tls-server", None);
     let held_sn = serial_of(&held);
     s.revoke_ok(&held_sn, "certificateHold");
     let r = s.renew(&held_sn, None);
@@ -194,7 +194,7 @@ fn renewal_request_id_replays_and_refusals() {
 #[test]
 fn renewing_twice_lists_every_renewal_oldest_first() {
     let s = Server::fresh();
-    let orig = s.issue(&server_csr("renew-twice.example"), "tls-server", None);
+    let orig = s.issue(&server_csr("renew-twice.example.com"), "tls-server", None);
     let orig_sn = serial_of(&orig);
     let r = s.renew(&orig_sn, None);
     assert_eq!(r.status, 201, "first renewal: {r}");
@@ -231,7 +231,7 @@ fn renewing_twice_lists_every_renewal_oldest_first() {
 #[test]
 fn issued_event_points_at_its_audit_entry() {
     let s = Server::fresh();
-    let orig_sn = serial_of(&s.issue(&server_csr("issued-seq.example"), "tls-server", None));
+    let orig_sn = serial_of(&s.issue(&server_csr("issued-seq.example.com"), "tls-server", None));
     let r = s.renew(&orig_sn, None);
     assert_eq!(r.status, 201, "renewal: {r}");
     let new_sn = serial_of(&r.json);
@@ -287,8 +287,8 @@ fn rekey_with_another_subject_is_refused() {
     for (profile, subj, host) in [
         (
             "tls-server",
-            "/CN=rekey-subject.example",
-            "rekey-subject.example",
+            "/CN=rekey-subject.example.com",
+            "rekey-subject.example.com",
         ),
         (
             "tls-client",
@@ -337,7 +337,7 @@ fn a_renewal_racing_a_revocation_never_commits_after_it() {
     let serials: Vec<String> = (0..CERTIFICATES)
         .map(|i| {
             serial_of(&s.issue(
-                &server_csr(&format!("race-{i}.example")),
+                &server_csr(&format!("race-{i}.example.com")),
                 "tls-server",
                 None,
             ))

@@ -18,7 +18,7 @@ fn sigterm_restart_keeps_certificates_tokens_and_the_ca() {
     let tokens_file = std::fs::read(dir.join("bootstrap-tokens.json")).expect("tokens file");
 
     let csrs = [
-        (server_csr("r1.example"), "tls-server"),
+        (server_csr("r1.example.com"), "tls-server"),
         (
             make_csr("ed25519", "/CN=r2", &["DNS:r2.example"]),
             "tls-client",
@@ -27,7 +27,7 @@ fn sigterm_restart_keeps_certificates_tokens_and_the_ca() {
             make_csr("rsa-2048", "/CN=rita@r.example", &["email:rita@r.example"]),
             "personal",
         ),
-        (server_csr("r4.example"), "tls-server"),
+        (server_csr("r4.example.com"), "tls-server"),
     ];
     let mut issued: Vec<Value> = csrs
         .iter()
@@ -144,7 +144,7 @@ fn sigkill_keeps_every_answered_certificate() {
     let r = s.post(
         "/v1/certificates",
         &s.tokens.ra,
-        &json!({"csr": server_csr("after-crash.example").pem, "profile": "tls-server"}),
+        &json!({"csr": server_csr("after-crash.example.com").pem, "profile": "tls-server"}),
     );
     assert_eq!(r.status, 201, "issuing after the crash: {r}");
 }
@@ -161,7 +161,7 @@ fn issue_until_killed(s: Server) -> Vec<(String, Value)> {
         .map(|w| {
             let (answered, stop, count) = (answered.clone(), stop.clone(), count.clone());
             let (base, ra, client) = (s.base.clone(), ra.clone(), s.client());
-            let csr = server_csr(&format!("crash-{w}.example"));
+            let csr = server_csr(&format!("crash-{w}.example.com"));
             std::thread::spawn(move || {
                 for i in 0..400 {
                     if stop.load(Ordering::Relaxed) {

@@ -21,10 +21,10 @@ const INVALID_SINCE: &str = "2025-01-02T03:04:05Z";
 #[test]
 fn revoked_certificates_are_on_the_crl_and_openssl_rejects_them() {
     let s = Server::fresh();
-    let good = s.issue(&server_csr("good.example"), "tls-server", None);
-    let bad = s.issue(&server_csr("bad.example"), "tls-server", None);
-    let old = s.issue(&server_csr("old.example"), "tls-server", None);
-    let plain = s.issue(&server_csr("plain.example"), "tls-server", None);
+    let good = s.issue(&server_csr("good.example.com"), "tls-server", None);
+    let bad = s.issue(&server_csr("bad.example.com"), "tls-server", None);
+    let old = s.issue(&server_csr("old.example.com"), "tls-server", None);
+    let plain = s.issue(&server_csr("plain.example.com"), "tls-server", None);
     let (good_sn, bad_sn, old_sn) = (serial_of(&good), serial_of(&bad), serial_of(&old));
     let plain_sn = serial_of(&plain);
 
@@ -216,7 +216,7 @@ fn check_delta_after_revocations(
 #[test]
 fn hold_then_release_and_hold_then_revoke() {
     let s = Server::fresh();
-    let held = s.issue(&server_csr("held.example"), "tls-server", None);
+    let held = s.issue(&server_csr("held.example.com"), "tls-server", None);
     let sn = serial_of(&held);
     let leaf = s.leaf_file(&held);
     let leaf_s = leaf.to_str().expect("UTF-8 path").to_string();
@@ -302,7 +302,7 @@ fn a_released_hold_is_valid_again(s: &Server, held: &Value, base: &Crl) {
 /// A hold may be turned into a revocation for good; then it is no longer on hold.
 fn a_hold_can_become_a_revocation_for_good(s: &Server) {
     let url = format!("{}/ocsp", s.base);
-    let held2 = s.issue(&server_csr("held2.example"), "tls-server", None);
+    let held2 = s.issue(&server_csr("held2.example.com"), "tls-server", None);
     let sn2 = serial_of(&held2);
     s.revoke_ok(&sn2, "certificateHold");
     let v = s.revoke_ok(&sn2, "keyCompromise");

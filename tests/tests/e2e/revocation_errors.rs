@@ -19,7 +19,7 @@ fn revocation_refusals() {
     let t = s.tokens.clone();
     let mut c = Checks::default();
 
-    let issued = s.issue(&server_csr("refusals.example"), "tls-server", None);
+    let issued = s.issue(&server_csr("refusals.example.com"), "tls-server", None);
     let sn = issued["serial"].as_str().expect("serial").to_string();
     bad_revocation_bodies(&s, &sn, &mut c);
     callers_without_the_right(&s, &sn, &other_ra, &mut c);
@@ -127,7 +127,7 @@ fn callers_without_the_right(s: &Server, sn: &str, other_ra: &str, c: &mut Check
 /// State conflicts: releasing what is not held, revoking or holding what is revoked or held.
 fn state_conflicts(s: &Server, sn: &str, c: &mut Checks) {
     // Issued before `sn` is revoked for keyCompromise, which blocks the (shared) test key.
-    let held = s.issue(&server_csr("refusals-held.example"), "tls-server", None);
+    let held = s.issue(&server_csr("refusals-held.example.com"), "tls-server", None);
     let held_sn = held["serial"].as_str().expect("serial");
     let r = s.release_hold(sn);
     c.error(

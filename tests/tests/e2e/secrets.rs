@@ -30,7 +30,7 @@ fn the_store_holds_no_token_and_the_ca_key_is_never_shown() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = new_dir(tmp.path());
     let s = Server::serve(&dir);
-    s.issue(&server_csr("secrets.example"), "tls-server", None);
+    s.issue(&server_csr("secrets.example.com"), "tls-server", None);
     let r = s.post(
         "/v1/tokens",
         &s.tokens.operator,

@@ -388,7 +388,7 @@ fn status_urls_in_certificates_issued_after_tls_cert_work() {
 
 /// An RA issues a tls-server certificate over TLS (curl, at 127.0.0.1): the answer.
 fn issue_over_tls(s: &Server) -> serde_json::Value {
-    let csr = server_csr("leaf.test.example");
+    let csr = server_csr("leaf.test.example.com");
     let body = json!({"csr": csr.pem, "profile": "tls-server"}).to_string();
     let bearer = format!("Authorization: Bearer {}", s.tokens.ra);
     let (code, text) = curl_at(

@@ -70,7 +70,7 @@ fn an_operator_cannot_mint_a_token_that_takes_over_an_ra() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
     let s = Server::serve(dir);
-    let victim = s.issue(&server_csr("victim.tokens.example"), "tls-server", None);
+    let victim = s.issue(&server_csr("victim.tokens.example.com"), "tls-server", None);
     let serial = victim["serial"].as_str().expect("serial").to_string();
 
     // The RA's own name: refused at mint time, whatever the role.
