@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing need on a fresh Debian machine, when it is missing:
-# a C++ compiler and libclang (RocksDB's bindings), the OpenSSL CLI, and pkilint and
-# schemathesis in venvs.
+# a C++ compiler and libclang (RocksDB's bindings), the OpenSSL CLI, SoftHSM2 and OpenSC's
+# pkcs11-tool (the HSM tests), and pkilint and schemathesis in venvs.
 # Idempotent and quiet when everything is there.
 set -euo pipefail
 
@@ -11,6 +11,11 @@ command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # The README's examples, which the tests run, use curl and jq.
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v jq >/dev/null 2>&1 || need_apt+=(jq)
+# The HSM tests (tests/src/softhsm.rs): SoftHSM2's PKCS#11 module and softhsm2-util, and
+# OpenSC's pkcs11-tool, which looks into its tokens.
+{ [ -f /usr/lib/softhsm/libsofthsm2.so ] && command -v softhsm2-util >/dev/null 2>&1; } ||
+  need_apt+=(softhsm2)
+command -v pkcs11-tool >/dev/null 2>&1 || need_apt+=(opensc)
 # libclang itself (libclang.so.N or libclang-N.so.M), not libclang-cpp, which some images carry
 # without it.
 has_libclang() {

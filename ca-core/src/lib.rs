@@ -27,6 +27,7 @@ pub mod blocklist;
 mod codec;
 pub mod engine;
 pub mod enrollment;
+pub mod metered_signer;
 pub mod metrics;
 pub mod store;
 

@@ -93,6 +93,12 @@ pub enum CliError {
     Man(#[source] std::io::Error),
 }
 
+/// `path` made absolute against the working directory, as the configuration keeps it (the
+/// server runs from anywhere).
+fn absolute(path: PathBuf) -> Result<PathBuf, CliError> {
+    std::path::absolute(&path).map_err(|source| CliError::Read { path, source })
+}
+
 /// `error` and its sources (`source()`, `source().source()`, ...) on one line, joined by
 /// `": "`, as the command line prints a failure: `reading ca.pem: No such file or directory`.
 /// A source whose message the line holds already (an error that writes its source into its
@@ -174,6 +180,24 @@ pub enum Command {
         /// names and IP addresses) and turn TLS on, as `tls-cert` does.
         #[arg(long = "tls-name")]
         tls_names: Vec<String>,
+        /// Keep the CA key in a PKCS#11 token: the module (shared library) of the HSM. The
+        /// key pair is generated inside the token (never extractable), or the one labelled
+        /// `--pkcs11-key-label` is used when the token has it; no key file is written.
+        #[arg(long, requires = "pkcs11_token")]
+        pkcs11_module: Option<PathBuf>,
+        /// The token's label.
+        #[arg(long, requires = "pkcs11_module")]
+        pkcs11_token: Option<String>,
+        /// The file holding the token's user PIN (mode 0600); without it the PIN is read
+        /// from the environment variable CA_PKCS11_PIN. Never give the PIN itself.
+        #[arg(long, requires = "pkcs11_module")]
+        pkcs11_pin_file: Option<PathBuf>,
+        /// The label of the CA key's objects in the token.
+        #[arg(long, default_value = "ca-key", requires = "pkcs11_module")]
+        pkcs11_key_label: String,
+        /// PKCS#11 sessions: signatures in flight at once.
+        #[arg(long, default_value_t = crate::config::DEFAULT_PKCS11_SESSIONS, requires = "pkcs11_module")]
+        pkcs11_sessions: usize,
     },
     /// Install an intermediate CA's certificate signed by the parent CA.
     Import {
@@ -350,7 +374,22 @@ fn run(cli: Cli) -> Result<(), CliError> {
             validity_days,
             intermediate,
             tls_names,
+            pkcs11_module,
+            pkcs11_token,
+            pkcs11_pin_file,
+            pkcs11_key_label,
+            pkcs11_sessions,
         } => {
+            let pkcs11 = match (pkcs11_module, pkcs11_token) {
+                (Some(module), Some(token_label)) => Some(crate::config::Pkcs11Settings {
+                    module: absolute(module)?,
+                    token_label,
+                    key_label: pkcs11_key_label,
+                    pin_file: pkcs11_pin_file.map(absolute).transpose()?,
+                    sessions: pkcs11_sessions,
+                }),
+                _ => None,
+            };
             let done = datadir::init(
                 &dir,
                 &datadir::InitRequest {
@@ -359,6 +398,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     validity_days,
                     intermediate,
                     tls_names: &server_tls::server_names(&tls_names).map_err(CliError::TlsName)?,
+                    pkcs11,
                 },
             )?;
             match done.created {

@@ -576,6 +576,40 @@ pub struct CaFiles {
     /// `[ocsp] validity_secs` and the `[crl]` timing must then be within their ranges (refused
     /// at start otherwise). `false` for a private CA allows any value accepted before.
     pub publicly_trusted: bool,
+    /// The CA key in a PKCS#11 token (`[ca.pkcs11]`) instead of `key_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pkcs11: Option<Pkcs11Settings>,
+}
+
+/// The environment variable that holds the PKCS#11 user PIN when `[ca.pkcs11]` names no
+/// `pin_file`.
+pub const PKCS11_PIN_ENV: &str = "CA_PKCS11_PIN";
+
+/// The default number of PKCS#11 sessions: signatures in flight at once.
+pub const DEFAULT_PKCS11_SESSIONS: usize = 16;
+
+/// Where the CA key lives in a PKCS#11 token (`[ca.pkcs11]`). The PIN is never in the
+/// configuration: it is read from `pin_file` (mode 0600) or from [`PKCS11_PIN_ENV`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pkcs11Settings {
+    /// The PKCS#11 module (shared library) of the HSM.
+    pub module: PathBuf,
+    /// The token's label.
+    pub token_label: String,
+    /// The label (CKA_LABEL) of the CA's private and public key objects.
+    pub key_label: String,
+    /// The file holding the user PIN (mode 0600), relative to the data directory unless
+    /// absolute; absent: the PIN is in the environment variable `CA_PKCS11_PIN`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_file: Option<PathBuf>,
+    /// Sessions in the pool: signatures in flight at once (capped by the token's maximum).
+    #[serde(default = "default_pkcs11_sessions")]
+    pub sessions: usize,
+}
+
+fn default_pkcs11_sessions() -> usize {
+    DEFAULT_PKCS11_SESSIONS
 }
 
 impl Default for CaFiles {
@@ -585,6 +619,7 @@ impl Default for CaFiles {
             chain_file: "ca.pem".into(),
             db_dir: "db".into(),
             publicly_trusted: true,
+            pkcs11: None,
         }
     }
 }

@@ -19,12 +19,14 @@ use ca_core::authority::{create_intermediate_csr, create_root, CertificateAuthor
 use ca_core::crl::{CrlBuilder, CrlPublisher};
 use ca_core::csr::San;
 use ca_core::engine::{Engine, StatusObserver};
+use ca_core::metered_signer::MeteredSigner;
 use ca_core::ocsp::{
     check_responder_certificate, issue_responder_certificate, ResponderValidity, RESPONDER_PROFILE,
 };
 use ca_core::server_tls::{self, SERVER_TLS_PROFILE};
 use ca_core::store::Store;
 use ca_core::{armor, name, CaError, Serial};
+use keys::pkcs11::{Pkcs11Config, Pkcs11Pin, Pkcs11Signer};
 use keys::{
     KeyAlgorithm, KeyError, KeyProvider, RandomError, SecureRandom, Signer, SoftwareKey,
     SoftwareKeys,
@@ -34,7 +36,9 @@ use time::OffsetDateTime;
 use x509_parser::error::X509Error;
 
 use crate::auth::{create_token, Role};
-use crate::config::{Config, ConfigError, StatusUrlError, CONFIG_FILE};
+use crate::config::{
+    Config, ConfigError, Pkcs11Settings, StatusUrlError, CONFIG_FILE, PKCS11_PIN_ENV,
+};
 use crate::durable;
 
 /// What parsing a certificate with x509-parser fails with.
@@ -296,7 +300,7 @@ pub enum DataDirError {
         /// The CA chain file.
         chain: PathBuf,
         /// Why the CA refused them.
-        source: CaError,
+        source: Box<CaError>,
     },
     /// `tls-cert` where a TLS key or certificate file exists.
     #[error(
@@ -579,6 +583,8 @@ pub struct InitRequest<'a> {
     /// Names for the server's own TLS certificate (root only; see
     /// [`server_tls::server_names`]); none: no TLS certificate.
     pub tls_names: &'a [San],
+    /// The CA key in this PKCS#11 token instead of a key file (`[ca.pkcs11]`).
+    pub pkcs11: Option<Pkcs11Settings>,
 }
 
 /// What `ca-server init` created, with paths in the data directory.
@@ -669,8 +675,13 @@ fn build_and_install(
             source,
         })?;
     }
-    let config = prepare(tmp)?;
-    let created = init_ca(
+    let mut config = prepare(tmp)?;
+    if let Some(pkcs11) = &req.pkcs11 {
+        config.ca.pkcs11 = Some(pkcs11.clone());
+        write_public(&tmp.join(CONFIG_FILE), config.to_toml()?.as_bytes())?;
+    }
+    // A key generated in the token is destroyed again when a later step fails (dropped).
+    let (created, generated) = init_ca_key(
         tmp,
         &config,
         req.key_type,
@@ -722,6 +733,9 @@ fn build_and_install(
     } else {
         rename(tmp, dir)?;
     }
+    if let Some(generated) = generated {
+        generated.keep();
+    }
     let created = match created {
         Created::Root(p) => Created::Root(moved(p)),
         Created::IntermediateCsr(p) => Created::IntermediateCsr(moved(p)),
@@ -767,26 +781,137 @@ pub fn init_ca(
     validity_days: u32,
     intermediate: bool,
 ) -> Result<Created, DataDirError> {
+    let (created, generated) =
+        init_ca_key(dir, config, key_type, subject, validity_days, intermediate)?;
+    if let Some(generated) = generated {
+        generated.keep();
+    }
+    Ok(created)
+}
+
+/// A CA key pair that `init` generated in a PKCS#11 token: destroyed again when dropped
+/// before [`GeneratedTokenKey::keep`], so that a failed `init` leaves no orphan key in the
+/// token (the key ceremony is all or nothing, as the data directory is).
+pub struct GeneratedTokenKey(Option<Arc<Pkcs11Signer>>);
+
+impl GeneratedTokenKey {
+    /// `init` completed: the key stays.
+    pub fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GeneratedTokenKey {
+    fn drop(&mut self) {
+        let Some(key) = self.0.take() else { return };
+        match Arc::try_unwrap(key) {
+            Ok(key) => {
+                if let Err(e) = key.destroy() {
+                    tracing::error!(error = %e, "init failed and the key it generated in the token could not be destroyed: destroy it by its label");
+                }
+            }
+            Err(_) => tracing::error!(
+                "init failed and the key it generated in the token is still in use: destroy it by its label"
+            ),
+        }
+    }
+}
+
+/// The CA key `init` uses: a new PKCS#8 file, or in the configured PKCS#11 token the key
+/// labelled `key_label` (generated there when the token has none, with the guard that
+/// destroys it again unless `init` completes).
+fn new_ca_key(
+    dir: &Path,
+    config: &Config,
+    key_type: KeyAlgorithm,
+) -> Result<(Arc<dyn Signer>, Option<GeneratedTokenKey>), DataDirError> {
+    let Some(settings) = &config.ca.pkcs11 else {
+        let key_path = Config::resolve(dir, &config.ca.key_file);
+        let der = keys::generate_pkcs8(key_type)?;
+        keys::write_key_file(&key_path, &der)?;
+        return Ok((Arc::new(SoftwareKey::from_pkcs8(&der)?), None));
+    };
+    let token = pkcs11_config(dir, settings)?;
+    match Pkcs11Signer::generate(&token, key_type) {
+        Ok(key) => {
+            let key = Arc::new(key);
+            tracing::info!(token = %settings.token_label, label = %settings.key_label, key_type = %key_type, "generated the CA key pair in the token");
+            Ok((key.clone(), Some(GeneratedTokenKey(Some(key)))))
+        }
+        Err(KeyError::Pkcs11LabelExists { .. }) => {
+            let key = Pkcs11Signer::open(&token)?;
+            tracing::info!(token = %settings.token_label, label = %settings.key_label, key_type = %key.algorithm(), "using the CA key pair already in the token");
+            Ok((Arc::new(key), None))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The PKCS#11 settings with the user PIN, read from `pin_file` (mode 0600) or from the
+/// environment variable [`PKCS11_PIN_ENV`].
+fn pkcs11_config(dir: &Path, settings: &Pkcs11Settings) -> Result<Pkcs11Config, DataDirError> {
+    let pin = match &settings.pin_file {
+        Some(path) => Pkcs11Pin::from_file(&Config::resolve(dir, path))?,
+        None => Pkcs11Pin::from_env(PKCS11_PIN_ENV)?,
+    };
+    Ok(Pkcs11Config {
+        module: settings.module.clone(),
+        token_label: settings.token_label.clone(),
+        key_label: settings.key_label.clone(),
+        pin,
+        sessions: settings.sessions,
+    })
+}
+
+/// The CA's signing key where the configuration keeps it: in the `[ca.pkcs11]` token, or in
+/// the 0600 PKCS#8 file `key_file`.
+pub fn open_ca_key(dir: &Path, config: &Config) -> Result<Arc<dyn Signer>, DataDirError> {
+    match &config.ca.pkcs11 {
+        Some(settings) => Ok(Arc::new(Pkcs11Signer::open(&pkcs11_config(
+            dir, settings,
+        )?)?)),
+        None => Ok(SoftwareKeys::new().load_signer(&Config::resolve(dir, &config.ca.key_file))?),
+    }
+}
+
+/// Where the CA key is, for messages: the key file, or the token object as an RFC 7512
+/// PKCS#11 URI.
+fn ca_key_location(dir: &Path, config: &Config) -> PathBuf {
+    match &config.ca.pkcs11 {
+        Some(p) => PathBuf::from(format!(
+            "pkcs11:token={};object={}",
+            p.token_label, p.key_label
+        )),
+        None => Config::resolve(dir, &config.ca.key_file),
+    }
+}
+
+/// [`init_ca`], also returning the guard of a key generated in a token.
+fn init_ca_key(
+    dir: &Path,
+    config: &Config,
+    key_type: KeyAlgorithm,
+    subject: &str,
+    validity_days: u32,
+    intermediate: bool,
+) -> Result<(Created, Option<GeneratedTokenKey>), DataDirError> {
     refuse_existing_ca(dir, config)?;
-    let key_path = Config::resolve(dir, &config.ca.key_file);
     let chain_path = Config::resolve(dir, &config.ca.chain_file);
     let attrs = name::parse_rfc4514(subject).map_err(DataDirError::Subject)?;
     if attrs.is_empty() {
         return Err(DataDirError::EmptySubject);
     }
-    let der = keys::generate_pkcs8(key_type)?;
-    keys::write_key_file(&key_path, &der)?;
-    let signer: Arc<dyn Signer> = Arc::new(SoftwareKey::from_pkcs8(&der)?);
+    let (signer, generated) = new_ca_key(dir, config, key_type)?;
     if intermediate {
         let csr = create_intermediate_csr(signer, &attrs)?;
         let path = dir.join(CA_CSR_FILE);
         write_public(&path, armor::to_pem("CERTIFICATE REQUEST", &csr).as_bytes())?;
-        return Ok(Created::IntermediateCsr(path));
+        return Ok((Created::IntermediateCsr(path), generated));
     }
     let serial = new_serial()?;
     let cert = create_root(signer, &attrs, validity_days, serial)?;
     write_chain(&chain_path, &[cert])?;
-    Ok(Created::Root(chain_path))
+    Ok((Created::Root(chain_path), generated))
 }
 
 /// A fresh serial for a certificate the data directory issues itself (root, OCSP responder).
@@ -805,12 +930,11 @@ pub fn import(
     chain_pem: &str,
     force: bool,
 ) -> Result<PathBuf, DataDirError> {
-    let key_path = Config::resolve(dir, &config.ca.key_file);
     let chain_path = Config::resolve(dir, &config.ca.chain_file);
     if chain_path.exists() && !force {
         return Err(DataDirError::ChainInstalled { path: chain_path });
     }
-    let key = keys::load_key_file(&key_path)?;
+    let key = open_ca_key(dir, config)?;
     let mut chain =
         armor::parse_certificates(cert_pem).map_err(|source| DataDirError::ImportPem {
             what: "the certificate file (--cert)",
@@ -831,7 +955,9 @@ pub fn import(
     let (_, cert) =
         x509_parser::parse_x509_certificate(&chain[0]).map_err(DataDirError::CertificateParse)?;
     if cert.tbs_certificate.subject_pki.raw != key.spki_der() {
-        return Err(DataDirError::KeyMismatch { key: key_path });
+        return Err(DataDirError::KeyMismatch {
+            key: ca_key_location(dir, config),
+        });
     }
     if !cert.is_ca() {
         return Err(DataDirError::NotCa);
@@ -962,8 +1088,7 @@ pub struct CaMaterial {
 /// chain named by the configuration.
 pub fn load_ca(dir: &Path, config: &Config) -> Result<CaMaterial, DataDirError> {
     let provider = SoftwareKeys::new();
-    let key_path = Config::resolve(dir, &config.ca.key_file);
-    let signer = provider.load_signer(&key_path)?;
+    let signer = open_ca_key(dir, config)?;
     let chain = load_ca_certificates(dir, config)?;
     Ok(CaMaterial {
         signer,
@@ -1048,12 +1173,15 @@ pub fn start_core(
                 .map_err(DataDirError::ProfileIssuer)?;
         }
     }
-    let signer = material.signer.clone();
-    let ca = CertificateAuthority::new(material.signer, material.chain, &config.profiles, urls)
+    // Every signature of the CA key goes through the metered signer: certificates, CRLs,
+    // OCSP answers, checkpoints, the server's TLS certificate.
+    let metered = Arc::new(MeteredSigner::new(material.signer)?);
+    let signer: Arc<dyn Signer> = metered.clone();
+    let ca = CertificateAuthority::new(signer.clone(), material.chain, &config.profiles, urls)
         .map_err(|source| DataDirError::KeyCertificateMismatch {
-            key: Config::resolve(dir, &config.ca.key_file),
+            key: ca_key_location(dir, config),
             chain: Config::resolve(dir, &config.ca.chain_file),
-            source,
+            source: Box::new(source),
         })?
         .with_random(material.random);
     let ca_der = ca.certificate().to_vec();
@@ -1062,6 +1190,11 @@ pub fn start_core(
         Arc::new(store),
         &config.engine,
     )?);
+    engine
+        .metrics()
+        .registry()
+        .register(metered.collector())
+        .map_err(|e| CaError::Storage(format!("registering the signer's metrics: {e}")))?;
     let crl_url = config
         .crl
         .issuing_distribution_point

@@ -133,7 +133,8 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), ServeError> 
     let config = datadir::prepare(dir)?;
     let key_path = crate::config::Config::resolve(dir, &config.ca.key_file);
     let chain_path = crate::config::Config::resolve(dir, &config.ca.chain_file);
-    if !key_path.exists() && !chain_path.exists() {
+    // A development root only where no CA key is configured at all (never in a token).
+    if config.ca.pkcs11.is_none() && !key_path.exists() && !chain_path.exists() {
         let created = datadir::init_ca(
             dir,
             &config,
@@ -252,6 +253,7 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), ServeError> 
         ocsp_budget: OcspBudget::new(&config.ocsp),
         client_certificate_names: config.tls.clients.iter().map(|c| c.name.clone()).collect(),
         log: log.clone(),
+        signer_check: crate::api::SignerCheck::default(),
     });
     let log_timer = tokio::spawn(request_log::flush_timer(log.clone()));
     let crl_timer = tokio::spawn(crl_timer(crl));

@@ -54,9 +54,9 @@ pub fn load_key_file(path: &Path) -> Result<SoftwareKey, KeyError> {
     SoftwareKey::from_pkcs8(&load_pkcs8_file(path)?)
 }
 
-/// Reads the PKCS#8 DER of a key file (e.g. a TLS server key), with the checks of
-/// [`load_key_file`]; the bytes are wiped when dropped.
-pub fn load_pkcs8_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+/// Reads a file holding a secret (a key, a PIN), which group and others must not be able to
+/// read ([`KeyError::InsecurePermissions`] otherwise); the bytes are wiped when dropped.
+pub(crate) fn read_secret_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     let io = |source| KeyError::Io {
         path: path.to_path_buf(),
         source,
@@ -68,7 +68,13 @@ pub fn load_pkcs8_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyError> {
             mode,
         });
     }
-    let text = Zeroizing::new(std::fs::read(path).map_err(io)?);
+    Ok(Zeroizing::new(std::fs::read(path).map_err(io)?))
+}
+
+/// Reads the PKCS#8 DER of a key file (e.g. a TLS server key), with the checks of
+/// [`load_key_file`]; the bytes are wiped when dropped.
+pub fn load_pkcs8_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    let text = read_secret_file(path)?;
     let parsed =
         pem::parse(text.as_slice()).map_err(|_| KeyError::Malformed("not a PEM document"))?;
     if parsed.tag() != PEM_TAG {

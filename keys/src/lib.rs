@@ -1,16 +1,24 @@
 //! CA signing keys: generate, load, store and sign.
 //!
-//! This crate owns the CA's private key material and nothing else. Keys live in PKCS#8
-//! (RFC 5958) PEM files that are created with mode 0600 and refused when group or others may
-//! read them. Everything above this crate signs through the [`Signer`] trait and draws its
-//! randomness from a [`SecureRandom`], both obtained from a [`KeyProvider`], in the way
-//! rustls's `CryptoProvider` carries a key loader and `secure_random`: a PKCS#11 (HSM)
-//! provider satisfies the same traits. A signer says whether a signature is computation or a
-//! wait on a device ([`SignerLatency`]), which decides where the issuance engine asks for it,
-//! and its failures say whether trying again may help ([`SignError::is_retryable`]).
+//! This crate owns the CA's private key material and nothing else. It has two back ends:
+//!
+//! * **Software keys** ([`SoftwareKey`]): PKCS#8 (RFC 5958) PEM files that are created with
+//!   mode 0600 and refused when group or others may read them, signing in process memory.
+//! * **PKCS#11 tokens** ([`pkcs11::Pkcs11Signer`]): keys generated and kept inside an HSM (or
+//!   SoftHSM2), reached through the vendor's PKCS#11 module with a pool of sessions, signing
+//!   on the device.
+//!
+//! Everything above this crate signs through the [`Signer`] trait and draws its randomness
+//! from a [`SecureRandom`], both obtained from a [`KeyProvider`], in the way rustls's
+//! `CryptoProvider` carries a key loader and `secure_random`: the PKCS#11 signer satisfies
+//! the same traits (it is also a [`SecureRandom`] drawing from the token). A signer says
+//! whether a signature is computation or a wait on a device ([`SignerLatency`]), which
+//! decides where the issuance engine asks for it, and its failures say whether trying again
+//! may help ([`SignError::is_retryable`]).
 //!
 //! Supported CA key algorithms: ECDSA P-256 and P-384, Ed25519 (all through `ring`) and RSA
-//! 3072/4096 (generated with the `rsa` crate, signed through `ring`).
+//! 3072/4096 (generated with the `rsa` crate, signed through `ring`); in a token, the same
+//! five through `CKM_ECDSA`, `CKM_EDDSA` and `CKM_SHA256_RSA_PKCS`.
 
 #![deny(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -18,12 +26,13 @@ mod algorithm;
 mod error;
 mod file;
 pub mod oid;
+pub mod pkcs11;
 mod provider;
 mod random;
 mod software;
 
 pub use algorithm::{KeyAlgorithm, SignatureScheme};
-pub use error::{KeyError, RandomError, SignError};
+pub use error::{KeyError, Pkcs11Failure, RandomError, SignError};
 pub use file::{load_key_file, load_pkcs8_file, write_key_file};
 pub use provider::{KeyProvider, SoftwareKeys};
 pub use random::{SecureRandom, SystemRandom};
@@ -66,4 +75,26 @@ pub trait Signer: Send + Sync {
     fn latency(&self) -> SignerLatency {
         SignerLatency::Computation
     }
+
+    /// Whether the key can sign now: a device-backed key asks its device (a cheap call that
+    /// reopens lost sessions as a signature would), a key in memory always can. Readiness
+    /// checks (`/readyz`) call it; it may block for as long as the device takes to answer.
+    fn check(&self) -> Result<(), SignError> {
+        Ok(())
+    }
+
+    /// The session pool of a key in a device (its size and the sessions signing now), for
+    /// metrics; `None` for a key in memory.
+    fn sessions(&self) -> Option<SessionPool> {
+        None
+    }
+}
+
+/// A device-backed signer's sessions: one signature in flight per session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionPool {
+    /// Sessions the pool holds (open or to be opened).
+    pub size: usize,
+    /// Sessions signing right now.
+    pub in_use: usize,
 }

@@ -20,6 +20,7 @@
 //! | [`raw_http`] | raw HTTP/1.1 over TCP, for the listener's limits |
 //! | [`audit_chain`] | the audit log read and its hash chain recomputed |
 //! | [`power_loss`] | a simulated power cut (preloaded sync log, files cut back) |
+//! | [`softhsm`] | HSM keys: a SoftHSM2 token store per test, the fault-injecting PKCS#11 module, private key material searched for in files |
 //!
 //! A test file starts with `use e2e_tests::prelude::*;`, which brings what most tests use.
 
@@ -31,14 +32,17 @@ pub mod data_dir;
 pub mod fixtures;
 pub mod formats;
 pub mod judges;
+pub mod parent_ca;
 pub mod power_loss;
 pub mod raw_http;
 pub mod secrets;
 pub mod server;
+pub mod softhsm;
 pub mod wait;
 
 /// Everything a test usually needs, for `use e2e_tests::prelude::*;` (the specialised
-/// modules [`raw_http`], [`audit_chain`] and [`power_loss`] are imported by name).
+/// modules [`raw_http`], [`audit_chain`], [`power_loss`] and [`softhsm`] are imported by
+/// name).
 pub mod prelude {
     pub use crate::api::*;
     pub use crate::binary::*;
@@ -50,6 +54,7 @@ pub mod prelude {
     pub use crate::judges::crl::*;
     pub use crate::judges::ocsp::*;
     pub use crate::judges::pkilint::*;
+    pub use crate::parent_ca::*;
     pub use crate::secrets::*;
     pub use crate::server::*;
     pub use crate::wait::*;

@@ -37,6 +37,7 @@ pub use enrollments::{EnrollmentLimits, KeyGeneration};
 pub use error::ApiError;
 pub use metrics::HttpMetrics;
 pub use ocsp::OcspBudget;
+pub use ops::SignerCheck;
 pub use tokens::MAX_TOKEN_LIFETIME_DAYS;
 
 use crate::auth::{Caller, Role};
@@ -70,6 +71,8 @@ pub struct AppState {
     pub client_certificate_names: Vec<String>,
     /// The log of request outcomes.
     pub log: Arc<RequestLog>,
+    /// The CA key's readiness for `/readyz`, checked at most once a second.
+    pub signer_check: SignerCheck,
 }
 
 impl AppState {

@@ -6,6 +6,9 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
+use std::time::{Duration, Instant};
+
+use ca_core::CaError;
 use serde_json::json;
 
 use super::{ApiError, AppState};
@@ -15,12 +18,51 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: the store is open and the CA key loaded (both hold once the engine runs).
+/// `GET /readyz`: the store answers and the CA key can sign (an HSM that does not answer
+/// makes it 503 `signer_unavailable`, with Retry-After, until it does again).
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
     state.engine.store().last_cert_seq()?;
+    // The CA key must answer too: an HSM that is unreachable makes the server not ready.
+    state.signer_check.check(&state).await?;
     Ok(Json(
         json!({"status": "ready", "queue_depth": state.engine.queue_depth()}),
     ))
+}
+
+/// How long a signer check answers `/readyz`: the device is asked at most this often,
+/// however many callers the public route has.
+const SIGNER_CHECK_TTL: Duration = Duration::from_secs(1);
+
+/// The CA key's readiness ([`keys::Signer::check`]), asked of the device at most once per
+/// [`SIGNER_CHECK_TTL`] and by one caller at a time, so that a public route cannot be used to
+/// load the HSM.
+#[derive(Debug, Default)]
+pub struct SignerCheck {
+    last: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
+}
+
+impl SignerCheck {
+    /// Ok when the CA key could sign at the last check; 503 `signer_unavailable` otherwise.
+    async fn check(&self, state: &AppState) -> Result<(), ApiError> {
+        let mut last = self.last.lock().await;
+        let fresh = matches!(&*last, Some((at, _)) if at.elapsed() < SIGNER_CHECK_TTL);
+        if !fresh {
+            let signer = state.engine.ca().signer().clone();
+            let outcome = tokio::task::spawn_blocking(move || signer.check())
+                .await
+                .map_err(|e| CaError::Crypto(format!("signer check task failed: {e}")))?
+                .map_err(|e| CaError::Signing(e).chain());
+            *last = Some((Instant::now(), outcome));
+        }
+        match &*last {
+            Some((_, Err(why))) => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "signer_unavailable",
+                format!("the CA key cannot sign now: {why}"),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// `GET /ca.pem`: the issuing CA's certificate and its issuers up to the root.
