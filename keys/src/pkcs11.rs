@@ -778,7 +778,11 @@ impl Pkcs11Signer {
 
     /// Test hook: `C_CloseAllSessions` on the signer's module and slot, which is what a
     /// module does when its device goes away (PKCS#11 v3.0 section 5.6). Every session of
-    /// the token in this process is closed and the login is lost; signing recovers.
+    /// the token in this process is closed and the login is lost; signing recovers. SoftHSM2
+    /// 2.6 frees its session objects while another thread may be inside `C_SignInit` on one,
+    /// so a caller must not run it during a signature (ca-core/tests/hsm_session_loss.rs
+    /// gates it); a real device that goes away answers the signature in progress with an
+    /// error instead.
     #[doc(hidden)]
     pub fn close_all_sessions(&self) -> Result<(), KeyError> {
         let failed = |reason: String| KeyError::Pkcs11 {
