@@ -18,7 +18,7 @@
 #![deny(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub use ca_x509::{
-    armor, authority, ca_profile, conformance, csr, error, fuzzing, inspect, name, ocsp,
+    armor, authority, ca_profile, conformance, csr, error, fuzzing, hostname, inspect, name, ocsp,
     other_name, pkcs12, policy, profile, revocation, serial, server_tls, spki, time_format,
 };
 

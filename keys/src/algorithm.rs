@@ -3,6 +3,13 @@
 use std::fmt;
 use std::str::FromStr;
 
+use pkcs8::der::asn1::{AnyRef, BitStringRef};
+use pkcs8::der::Encode;
+use spki::{AlgorithmIdentifierRef, SubjectPublicKeyInfoRef};
+
+use crate::oid::{ID_EC_PUBLIC_KEY, ID_ED25519, RSA_ENCRYPTION, SECP256R1, SECP384R1};
+use crate::KeyError;
+
 /// A CA key algorithm and size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KeyAlgorithm {
@@ -84,4 +91,24 @@ pub enum SignatureScheme {
     Ed25519,
     /// sha256WithRSAEncryption (PKCS#1 v1.5).
     RsaPkcs1Sha256,
+}
+
+/// The SubjectPublicKeyInfo (RFC 5280 section 4.1.2.7) of a key of `algorithm` whose
+/// `subjectPublicKey` is `bits`: the curve OID as parameters for EC (RFC 5480), none for
+/// Ed25519 (RFC 8410), NULL for RSA (RFC 3279). Keys in memory and in a token use it alike,
+/// so that the same key has the same bytes wherever it lives.
+pub(crate) fn encode_spki(algorithm: KeyAlgorithm, bits: &[u8]) -> Result<Vec<u8>, KeyError> {
+    let (oid, parameters) = match algorithm {
+        KeyAlgorithm::EcdsaP256 => (ID_EC_PUBLIC_KEY, Some(AnyRef::from(&SECP256R1))),
+        KeyAlgorithm::EcdsaP384 => (ID_EC_PUBLIC_KEY, Some(AnyRef::from(&SECP384R1))),
+        KeyAlgorithm::Ed25519 => (ID_ED25519, None),
+        KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => (RSA_ENCRYPTION, Some(AnyRef::NULL)),
+    };
+    let spki = SubjectPublicKeyInfoRef {
+        algorithm: AlgorithmIdentifierRef { oid, parameters },
+        subject_public_key: BitStringRef::from_bytes(bits)
+            .map_err(|_| KeyError::Malformed("public key"))?,
+    };
+    spki.to_der()
+        .map_err(|_| KeyError::Malformed("public key encoding"))
 }

@@ -40,13 +40,13 @@ use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHan
 use cryptoki::session::{Session, SessionState, UserType};
 use cryptoki::slot::{Limit, Slot, TokenInfo};
 use cryptoki::types::AuthPin;
-use pkcs8::der::asn1::{AnyRef, BitStringRef, ObjectIdentifier};
+use pkcs8::der::asn1::{ObjectIdentifier, SequenceOf, UintRef};
 use pkcs8::der::Encode;
-use spki::{AlgorithmIdentifierRef, SubjectPublicKeyInfoRef};
 use zeroize::Zeroizing;
 
+use crate::algorithm::encode_spki;
 use crate::error::Pkcs11Failure;
-use crate::oid::{ID_EC_PUBLIC_KEY, ID_ED25519, RSA_ENCRYPTION, SECP256R1, SECP384R1};
+use crate::oid::{ID_ED25519, SECP256R1, SECP384R1};
 use crate::random::SecureRandom;
 use crate::{
     KeyAlgorithm, KeyError, RandomError, SessionPool, SignError, SignatureScheme, Signer,
@@ -1202,7 +1202,8 @@ fn read_public_key(
             }
         };
         // RSAPublicKey, RFC 8017 appendix A.1.1.
-        let bits = der_sequence(&[der_uint(&modulus), der_uint(&exponent)]);
+        let bits = der_uint_pair(&modulus, &exponent)
+            .ok_or_else(|| malformed("the RSA key's modulus or exponent"))?;
         return Ok(PublicKey { algorithm, bits });
     }
     if key_type != KeyType::EC && key_type != KeyType::EC_EDWARDS {
@@ -1272,40 +1273,14 @@ fn strip_zeros(bytes: &[u8]) -> &[u8] {
     &bytes[start..]
 }
 
-/// A DER length (X.690 section 8.1.3).
-fn der_length(len: usize, out: &mut Vec<u8>) {
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let significant = strip_zeros(&bytes);
-        out.push(0x80 | significant.len() as u8);
-        out.extend_from_slice(significant);
-    }
-}
-
-/// The DER INTEGER of a big-endian unsigned value: leading zeros stripped, one zero byte put
-/// back when the high bit is set (X.690 section 8.3), `02 01 00` for zero.
-fn der_uint(value: &[u8]) -> Vec<u8> {
-    let digits = strip_zeros(value);
-    let pad = digits.first().is_none_or(|&b| b & 0x80 != 0);
-    let mut out = vec![0x02];
-    der_length(digits.len() + usize::from(pad), &mut out);
-    if pad {
-        out.push(0);
-    }
-    out.extend_from_slice(digits);
-    out
-}
-
-fn der_sequence(parts: &[Vec<u8>]) -> Vec<u8> {
-    let len = parts.iter().map(Vec::len).sum();
-    let mut out = vec![0x30];
-    der_length(len, &mut out);
-    for part in parts {
-        out.extend_from_slice(part);
-    }
-    out
+/// The DER SEQUENCE of two INTEGERs holding the big-endian unsigned `a` and `b` (X.690
+/// section 8.3: minimal, a zero byte in front of a high bit): an `ECDSA-Sig-Value` or an
+/// `RSAPublicKey`.
+fn der_uint_pair(a: &[u8], b: &[u8]) -> Option<Vec<u8>> {
+    let mut pair = SequenceOf::<UintRef<'_>, 2>::new();
+    pair.add(UintRef::new(a).ok()?).ok()?;
+    pair.add(UintRef::new(b).ok()?).ok()?;
+    pair.to_der().ok()
 }
 
 /// The DER `ECDSA-Sig-Value` (RFC 3279 section 2.2.3) of the `r || s` that `CKM_ECDSA`
@@ -1315,27 +1290,7 @@ fn ecdsa_raw_to_der(raw: &[u8], width: usize) -> Option<Vec<u8>> {
         return None;
     }
     let (r, s) = raw.split_at(width);
-    Some(der_sequence(&[der_uint(r), der_uint(s)]))
-}
-
-/// The SubjectPublicKeyInfo, in the layout of [`SoftwareKey`](crate::SoftwareKey)'s: the
-/// curve OID as parameters for EC (RFC 5480), none for Ed25519 (RFC 8410), NULL for RSA
-/// (RFC 3279).
-fn encode_spki(algorithm: KeyAlgorithm, bits: &[u8]) -> Result<Vec<u8>, KeyError> {
-    let null = AnyRef::NULL;
-    let (oid, parameters) = match algorithm {
-        KeyAlgorithm::EcdsaP256 => (ID_EC_PUBLIC_KEY, Some(AnyRef::from(&SECP256R1))),
-        KeyAlgorithm::EcdsaP384 => (ID_EC_PUBLIC_KEY, Some(AnyRef::from(&SECP384R1))),
-        KeyAlgorithm::Ed25519 => (ID_ED25519, None),
-        KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => (RSA_ENCRYPTION, Some(null)),
-    };
-    let spki = SubjectPublicKeyInfoRef {
-        algorithm: AlgorithmIdentifierRef { oid, parameters },
-        subject_public_key: BitStringRef::from_bytes(bits)
-            .map_err(|_| KeyError::Malformed("public key"))?,
-    };
-    spki.to_der()
-        .map_err(|_| KeyError::Malformed("public key encoding"))
+    der_uint_pair(r, s)
 }
 
 #[cfg(test)]
@@ -1367,15 +1322,6 @@ mod tests {
         assert_eq!(&der[2..5], &[0x02, 0x20, 0x00]);
         assert_eq!(der[5], 0xff);
         assert!(ecdsa_raw_to_der(&raw[..63], 32).is_none());
-    }
-
-    #[test]
-    fn der_lengths_use_the_long_form_from_128() {
-        let mut out = Vec::new();
-        der_length(0x7f, &mut out);
-        der_length(0x80, &mut out);
-        der_length(0x1234, &mut out);
-        assert_eq!(out, [0x7f, 0x81, 0x80, 0x82, 0x12, 0x34]);
     }
 
     #[test]

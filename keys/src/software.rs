@@ -1,17 +1,15 @@
 //! Software keys held in memory, signing through `ring`.
 
-use pkcs8::der::asn1::{AnyRef, BitStringRef};
-use pkcs8::der::Encode;
 use pkcs8::PrivateKeyInfo;
 use ring::rand::SystemRandom;
 use ring::signature::{
     EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING,
     ECDSA_P384_SHA384_ASN1_SIGNING, RSA_PKCS1_SHA256,
 };
-use spki::{AlgorithmIdentifierRef, SubjectPublicKeyInfoRef};
 use zeroize::Zeroizing;
 
 // The algorithm OIDs under the names this module matches on.
+use crate::algorithm::encode_spki;
 use crate::oid::{
     ID_EC_PUBLIC_KEY as OID_EC_PUBLIC_KEY, ID_ED25519 as OID_ED25519, RSA_ENCRYPTION as OID_RSA,
     SECP256R1 as OID_P256, SECP384R1 as OID_P384,
@@ -138,30 +136,13 @@ impl SoftwareKey {
             spki: Vec::new(),
             rng,
         };
-        key.spki = key.encode_spki()?;
+        key.spki = encode_spki(key.algorithm, key.public_key_bits())?;
         Ok(key)
     }
 
     /// The key's algorithm and size.
     pub fn algorithm(&self) -> KeyAlgorithm {
         self.algorithm
-    }
-
-    fn encode_spki(&self) -> Result<Vec<u8>, KeyError> {
-        let null = AnyRef::NULL;
-        let (oid, parameters) = match self.algorithm {
-            KeyAlgorithm::EcdsaP256 => (OID_EC_PUBLIC_KEY, Some(AnyRef::from(&OID_P256))),
-            KeyAlgorithm::EcdsaP384 => (OID_EC_PUBLIC_KEY, Some(AnyRef::from(&OID_P384))),
-            KeyAlgorithm::Ed25519 => (OID_ED25519, None),
-            KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => (OID_RSA, Some(null)),
-        };
-        let spki = SubjectPublicKeyInfoRef {
-            algorithm: AlgorithmIdentifierRef { oid, parameters },
-            subject_public_key: BitStringRef::from_bytes(self.public_key_bits())
-                .map_err(|_| KeyError::Malformed("public key"))?,
-        };
-        spki.to_der()
-            .map_err(|_| KeyError::Malformed("public key encoding"))
     }
 }
 

@@ -24,6 +24,7 @@ use x509_parser::extensions::ParsedExtension;
 use crate::csr::{AttributeKind, SubjectAttribute};
 use crate::der_util::{self, encoding};
 use crate::error::CaError;
+use crate::hostname::ldh_problem;
 use crate::oid;
 
 /// The `[profiles.NAME.ca]` table: the profile issues subordinate CA certificates with these
@@ -338,35 +339,6 @@ impl CaRules {
     }
 }
 
-/// Why `name` is not an LDH host or domain name (RFC 1034 section 3.5): labels of letters,
-/// digits and inner hyphens, 1 to 63 characters each, 253 in all; `None` when it is one.
-fn host_problem(name: &str) -> Option<&'static str> {
-    if name.is_empty() {
-        return Some("empty");
-    }
-    if name.len() > 253 {
-        return Some("longer than 253 characters");
-    }
-    for label in name.split('.') {
-        if label.is_empty() {
-            return Some("an empty label");
-        }
-        if label.len() > 63 {
-            return Some("a label longer than 63 characters");
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Some("a label that starts or ends with a hyphen");
-        }
-        if !label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return Some("a character other than letters, digits, hyphens and dots");
-        }
-    }
-    None
-}
-
 fn dns_subtree(field: &'static str, value: &str, allow_all: bool) -> Result<Subtree, CaRulesError> {
     let refuse = |why| CaRulesError::Dns {
         field,
@@ -381,7 +353,7 @@ fn dns_subtree(field: &'static str, value: &str, allow_all: bool) -> Result<Subt
         };
     }
     let host = value.strip_prefix('.').unwrap_or(value);
-    match host_problem(host) {
+    match ldh_problem(host) {
         Some(why) => Err(refuse(why)),
         None => Ok(Subtree::Dns(value.to_string())),
     }
@@ -431,7 +403,7 @@ fn email_subtree(field: &'static str, value: &str) -> Result<Subtree, CaRulesErr
         }
         None => value.strip_prefix('.').unwrap_or(value),
     };
-    match host_problem(host) {
+    match ldh_problem(host) {
         Some(why) => Err(refuse(why)),
         None => Ok(Subtree::Email(value.to_string())),
     }

@@ -140,23 +140,26 @@ fn nonconformant(profile: &Profile, name: &str, rule: &'static str, found: Strin
     }
 }
 
+/// The extended key usages are serverAuth, optionally with clientAuth, and nothing else.
+fn serverauth_eku(p: &Profile, rule: &'static str) -> Option<Finding> {
+    let ok = p.extended_key_usage.contains(&ExtendedKeyUsage::ServerAuth)
+        && p.extended_key_usage.iter().all(|e| {
+            matches!(
+                e,
+                ExtendedKeyUsage::ServerAuth | ExtendedKeyUsage::ClientAuth
+            )
+        });
+    (!ok).then(|| (rule, format!("{:?}", p.extended_key_usage)))
+}
+
 /// TLS BR section 7.1.2.7: a domain-validated subscriber certificate.
 fn serverauth_dv(p: &Profile) -> Option<Finding> {
     cabf_key_types(p)
         .or_else(|| {
-            let eku_ok = p.extended_key_usage.contains(&ExtendedKeyUsage::ServerAuth)
-                && p.extended_key_usage.iter().all(|e| {
-                    matches!(
-                        e,
-                        ExtendedKeyUsage::ServerAuth | ExtendedKeyUsage::ClientAuth
-                    )
-                });
-            (!eku_ok).then(|| {
-                (
-                    "extendedKeyUsage is serverAuth, optionally clientAuth (TLS BR 7.1.2.7.10)",
-                    format!("{:?}", p.extended_key_usage),
-                )
-            })
+            serverauth_eku(
+                p,
+                "extendedKeyUsage is serverAuth, optionally clientAuth (TLS BR 7.1.2.7.10)",
+            )
         })
         .or_else(|| {
             key_usage(
@@ -324,20 +327,11 @@ fn ca_extensions(ca: &CaRules) -> Option<Finding> {
 fn serverauth_constrained_ca(p: &Profile, ca: &CaRules) -> Option<Finding> {
     cabf_key_types(p)
         .or_else(|| {
-            let eku_ok = p.extended_key_usage.contains(&ExtendedKeyUsage::ServerAuth)
-                && p.extended_key_usage.iter().all(|e| {
-                    matches!(
-                        e,
-                        ExtendedKeyUsage::ServerAuth | ExtendedKeyUsage::ClientAuth
-                    )
-                });
-            (!eku_ok).then(|| {
-                (
-                    "a technically constrained TLS CA lists its extendedKeyUsage: serverAuth, \
-                     optionally clientAuth (TLS BR 7.1.5, 7.1.2.10.6)",
-                    format!("{:?}", p.extended_key_usage),
-                )
-            })
+            serverauth_eku(
+                p,
+                "a technically constrained TLS CA lists its extendedKeyUsage: serverAuth, \
+                 optionally clientAuth (TLS BR 7.1.5, 7.1.2.10.6)",
+            )
         })
         .or_else(|| complete_name_constraints(ca))
         .or_else(|| {

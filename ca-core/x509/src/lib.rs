@@ -35,6 +35,7 @@ pub mod der_util;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod hostname;
 pub mod inspect;
 pub mod name;
 pub mod ocsp;

@@ -14,6 +14,7 @@ use crate::csr::{
     AttributeKind, San, SubjectAttribute, SubjectKey, SubjectKeyType, VerifiedCsr, RSA_F4,
 };
 use crate::error::CaError;
+pub use crate::hostname::{hostname_problem, is_valid_hostname};
 use crate::other_name::OtherNameRule;
 use crate::policy::{ExtraExtension, PolicyConfig, PolicyError, QcStatementsConfig};
 
@@ -1191,48 +1192,6 @@ fn check_attribute_value(attr: &SubjectAttribute, printable_required: bool) -> R
 fn organization_identifier_ok(v: &str) -> bool {
     let b = v.as_bytes();
     b.len() > 6 && b[..5].iter().all(u8::is_ascii_uppercase) && b[5] == b'-'
-}
-
-/// Whether `name` is a syntactically valid host name (RFC 1034 section 3.5, RFC 1123
-/// section 2.1): at least two labels of letters, digits and inner hyphens, each 1 to 63
-/// characters, 253 in all.
-pub fn is_valid_hostname(name: &str) -> bool {
-    hostname_problem(name).is_none()
-}
-
-/// Why `name` is not a preferred-syntax host name (RFC 1123 section 2.1, RFC 5280 section
-/// 4.2.1.6), in the words a message gives it; `None` when it is one.
-pub fn hostname_problem(name: &str) -> Option<&'static str> {
-    if name.is_empty() {
-        return Some("empty");
-    }
-    if name.len() > 253 {
-        return Some("longer than 253 characters");
-    }
-    if !name.contains('.') {
-        return Some("a single label; give a fully qualified name");
-    }
-    for label in name.split('.') {
-        if label.is_empty() {
-            return Some("an empty label");
-        }
-        if label.len() > 63 {
-            return Some("a label longer than 63 characters");
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Some("a label that starts or ends with a hyphen");
-        }
-        if label.contains('_') {
-            return Some("underscore");
-        }
-        if !label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return Some("a character other than letters, digits and hyphens");
-        }
-    }
-    None
 }
 
 /// Why `addr` is not an e-mail address this CA certifies (RFC 5280 section 4.2.1.6: a
