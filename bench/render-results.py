@@ -467,6 +467,78 @@ CRL number by the store writer (one small synced write). The benchmark rebuilds 
 CRLs back to back, which takes a whole vCPU; the server rebuilds at most once per
 `crl.interval_secs` (60 s), i.e. well under a second of one vCPU per minute for a million
 revoked certificates.""")
+pkcs11_text = read("criterion-pkcs11.txt")
+hsm_labels = ["hsm-single-c64", "hsm-batch100-c4", "hsm-rsa3072-batch100-c4"]
+if pkcs11_text or any(l in R for l in hsm_labels):
+    hl = limit_of("hsm-batch100-c4")
+    print(f"""
+## The CA key in an HSM (SoftHSM2 through PKCS#11)
+
+The server on a data directory made by `ca-server init --pkcs11-module
+/usr/lib/softhsm/libsofthsm2.so --pkcs11-token bench --pkcs11-pin-file PIN` (the key
+generated in the token; `[ca.pkcs11] sessions = 16`), driven like the software-key server.
+SoftHSM2 signs on the host's own CPUs, so the limit is **L_hsm** = cores / (1/sign₁ +
+1/verify₁) with sign₁ the token's P-256 signing rate on one thread through the signer
+(`ca-bench --pkcs11-module ...` opens the same key and measures it before each scenario) and
+verify₁ ring's. Before the batch scenario: sign₁ = {hl.get('sign_per_sec', 0):,.0f}/s
+(ring, before `batch100-c4`: {limit_of('batch100-c4').get('sign_per_sec', 0):,.0f}/s), verify₁ =
+{hl.get('verify_per_sec', 0):,.0f}/s, L_hsm = {hl.get('certificates_per_sec', 0):,.0f}
+certificates/s; all cores at once {hl.get('parallel_certificates_per_sec', 0):,.0f}/s.
+
+| target | measured | |
+|---|---|---|""")
+    b, s1 = R.get("hsm-batch100-c4"), R.get("hsm-single-c64")
+    if b:
+        print(f"| batch of 100 ≥ 0.75 L_hsm | {rate('hsm-batch100-c4'):,.0f}/s = "
+              f"{frac('hsm-batch100-c4'):.2f} L_hsm | {verdict(frac('hsm-batch100-c4') >= 0.75)} |")
+    if s1:
+        print(f"| single at c64 ≥ 0.50 L_hsm | {rate('hsm-single-c64'):,.0f}/s = "
+              f"{frac('hsm-single-c64'):.2f} L_hsm, p99 {p99('hsm-single-c64'):.1f} ms | "
+              f"{verdict(frac('hsm-single-c64') >= 0.50)} |")
+    if "hsm-rsa3072-batch100-c4" in R:
+        print(f"| RSA-3072 key in the token, batch of 100 | {rate('hsm-rsa3072-batch100-c4'):,.0f}/s = "
+              f"{frac('hsm-rsa3072-batch100-c4'):.2f} L_hsm | |")
+    slow = re.search(r"slow_pkcs11/sessions/(\d+)\s*\n?\s*time:.*\n\s*thrpt:\s+\[\S+\s+\S+\s+([\d.]+)\s+(K|M)?elem/s",
+                     pkcs11_text)
+    busy = re.search(r"mean sessions in use ([\d.]+) of (\d+)", pkcs11_text)
+    if slow:
+        n = int(slow.group(1))
+        per_sec = float(slow.group(2)) * {"K": 1e3, "M": 1e6}.get(slow.group(3), 1)
+        expected = n / 0.003
+        print(f"| slow token (3 ms, {n} sessions) ≥ 90% of {expected:,.0f}/s | {per_sec:,.0f}/s = "
+              f"{per_sec / expected:.2f}"
+              + (f"; mean sessions in use {busy.group(1)} of {busy.group(2)}" if busy else "")
+              + f" | {verdict(per_sec >= 0.9 * expected)} |")
+    print("""
+The slow token is SoftHSM2 behind the test module `tests/pkcs11-fault` with
+`PKCS11_FAULT_SIGN_DELAY_US=3000`: every `C_Sign` waits 3 ms without using CPU, as a network
+HSM does, in front of the in-process engine with 16 signing threads and a pool of 16 sessions
+(`cargo bench -p bench --bench pkcs11 -- slow_pkcs11`). The sampler reads the pool every
+250 µs, also between criterion's iterations, so the mean in use is a floor.""")
+    t_ring, _ = crit(pkcs11_text, "pkcs11_sign/ring/ec-p256")
+    t_hsm, _ = crit(pkcs11_text, "pkcs11_sign/softhsm2/ec-p256")
+    cpu = re.search(r"ring ([\d.]+) µs, SoftHSM2 through PKCS#11 ([\d.]+) µs", pkcs11_text)
+    path_cpu = re.search(r"slow_pkcs11/cpu: ([\d.]+) µs", pkcs11_text)
+    print(f"""
+**CPU per signature.** One P-256 signature of a certificate-sized message takes {t_ring} with
+ring and {t_hsm} through the PKCS#11 signer to SoftHSM2
+(`cargo bench -p bench --bench pkcs11 -- pkcs11_sign`)""" + (f"""; in CPU time of the process,
+{cpu.group(1)} µs with ring and {cpu.group(2)} µs through PKCS#11, SoftHSM2's own arithmetic
+(OpenSSL) included, since the token is a library in the process""" if cpu else "") + (f""". In front
+of the 3 ms device the same path costs {path_cpu.group(1)} µs of CPU per signature: the session
+pool, the digest, the call and the DER encoding of r‖s, plus SoftHSM2's arithmetic behind the
+wait; a network HSM takes that arithmetic off the host.""" if path_cpu else "."))
+    if any(l in R for l in hsm_labels):
+        print("""
+| scenario | certificates/s | fraction of L_hsm | of L_hsm∥ | p50 / p99 / max ms | errors | command |
+|---|---|---|---|---|---|---|""")
+        for label, cmd in [
+            ("hsm-single-c64", "ca-bench --connections 64 --pkcs11-module ... --pkcs11-token bench"),
+            ("hsm-batch100-c4", "ca-bench --mode batch --connections 4 --pkcs11-module ... --pkcs11-token bench"),
+            ("hsm-rsa3072-batch100-c4", "ca-bench --mode batch --connections 4 --pkcs11-module ... --pkcs11-token bench-rsa"),
+        ]:
+            if label in R:
+                print(row(label, cmd))
 if query_text:
     print("""
 ## Auditor queries over 1,000,000 stored certificates (criterion)

@@ -26,15 +26,17 @@ command -v cfssl >/dev/null 2>&1 || {
   $sudo_cmd apt-get install -y -qq golang-cfssl >/dev/null
 }
 cargo build --release -p ca-server -p bench --bins
+cargo build --release -p pkcs11-fault
 
 step() { printf '\n== %s\n' "$*" >&2; }
 
-# A server on a fresh data directory: start_server NAME CA_KEY_TYPE [WORKERS]
+# A server on a fresh data directory: start_server NAME CA_KEY_TYPE [WORKERS [INIT-ARGS...]]
 start_server() {
-  local dir="$OUT/$1" port
+  local dir="$OUT/$1" key_type=$2 workers=${3:-} port
+  shift 2; shift $(( $# > 0 ? 1 : 0 ))
   mkdir -p "$dir"
-  [ -n "${3:-}" ] && printf '[engine]\nworkers = %s\n' "$3" > "$dir/config.toml"
-  "$BIN/ca-server" init --data-dir "$dir" --key-type "$2" --subject "CN=Bench $2 CA" >/dev/null 2>&1
+  [ -n "$workers" ] && printf '[engine]\nworkers = %s\n' "$workers" > "$dir/config.toml"
+  "$BIN/ca-server" init --data-dir "$dir" --key-type "$key_type" --subject "CN=Bench $key_type CA" "$@" >/dev/null 2>&1
   "$BIN/ca-server" serve --data-dir "$dir" --listen 127.0.0.1:0 > "$dir/out.log" 2> "$dir/err.log" &
   echo $! > "$dir/pid"
   for _ in $(seq 100); do
@@ -67,6 +69,8 @@ step "criterion: the request outcome log's cost per certificate"
 cargo bench -p bench --bench request_log -- --warm-up-time 1 --measurement-time 3 2>&1 | grep -E "^[a-z_]+/|time:" | tee "$OUT/criterion-log.txt"
 step "criterion: 1,000,000-entry CRL, and issuance while it is built"
 cargo bench -p bench --bench crl 2>&1 | grep -E "^[a-z_]+/|time:|thrpt:|complete CRL|built during" | tee "$OUT/criterion-crl.txt"
+step "criterion: the CA key in SoftHSM2 through PKCS#11, and a 3 ms token with 16 sessions"
+cargo bench -p bench --bench pkcs11 -- --warm-up-time 1 --measurement-time 5 2>&1 | grep -E "^[a-z_0-9]+/|time:|thrpt:" | tee "$OUT/criterion-pkcs11.txt"
 step "criterion: auditor queries over 1,000,000 stored certificates (the store is built once, ~2 min)"
 cargo bench -p bench --bench query -- --warm-up-time 1 --measurement-time 3 2>&1 | tr '\r' '\n' | grep -E "^[a-z_0-9]+/|time:|rows, more" | tee "$OUT/criterion-query.txt"
 
@@ -102,6 +106,33 @@ start_server rsa rsa-3072
 load rsa rsa3072-single-c64 --connections 64 --ca-key-type rsa-3072
 load rsa rsa3072-batch100-c4 --mode batch --connections 4 --ca-key-type rsa-3072
 stop_server rsa
+
+# The CA key in a SoftHSM2 token: ca-bench measures L_hsm with the same key before each
+# scenario.
+step "the CA key in SoftHSM2"
+HSM="$OUT/softhsm"
+mkdir -p "$HSM/tokens"
+printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$HSM/tokens" > "$HSM/softhsm2.conf"
+export SOFTHSM2_CONF="$HSM/softhsm2.conf"
+( umask 077; printf 1234 > "$HSM/pin" )
+for token in bench bench-rsa; do
+  softhsm2-util --init-token --free --label "$token" --pin 1234 --so-pin 5678 >/dev/null
+done
+SOFTHSM=/usr/lib/softhsm/libsofthsm2.so
+hsm_args() { echo --pkcs11-module "$SOFTHSM" --pkcs11-token "$1" --pkcs11-pin-file "$HSM/pin"; }
+# shellcheck disable=SC2046
+start_server hsm ec-p256 "" $(hsm_args bench)
+# shellcheck disable=SC2046
+load hsm hsm-single-c64 --connections 64 $(hsm_args bench)
+# shellcheck disable=SC2046
+load hsm hsm-batch100-c4 --mode batch --connections 4 $(hsm_args bench)
+stop_server hsm
+# shellcheck disable=SC2046
+start_server hsm-rsa rsa-3072 "" $(hsm_args bench-rsa)
+# shellcheck disable=SC2046
+load hsm-rsa hsm-rsa3072-batch100-c4 --mode batch --connections 4 $(hsm_args bench-rsa)
+stop_server hsm-rsa
+unset SOFTHSM2_CONF
 
 start_server w1 ec-p256 1
 load w1 workers1-batch100-c4 --mode batch --connections 4

@@ -33,6 +33,15 @@ pub fn sample(pid: u32) -> Sample {
     out
 }
 
+/// The CPU time all threads of this process have used so far (threads that ended are not
+/// counted: sample around work done by threads that live through it).
+pub fn this_process() -> Duration {
+    sample(std::process::id())
+        .values()
+        .map(|(_, cpu)| *cpu)
+        .sum()
+}
+
 /// The CPU time each group of threads used between two samples: threads are grouped by name
 /// without a trailing `-N` (so `ca-worker-0` and `ca-worker-1` are `ca-worker`). A thread
 /// that started in between counts from zero.

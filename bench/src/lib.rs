@@ -96,6 +96,16 @@ pub fn authority_signing_with(
 ) -> Result<Arc<CertificateAuthority>, CaError> {
     let der = keys::generate_pkcs8(algorithm)?;
     let key: Arc<dyn Signer> = Arc::new(SoftwareKey::from_pkcs8(&der)?);
+    authority_of(key, wrap)
+}
+
+/// An in-memory root CA whose key is `key` (in memory or in a token), with the built-in
+/// profiles; its certificates are signed by `wrap` applied to the key (the root itself is
+/// signed by the key alone).
+pub fn authority_of(
+    key: Arc<dyn Signer>,
+    wrap: impl FnOnce(Arc<dyn Signer>) -> Arc<dyn Signer>,
+) -> Result<Arc<CertificateAuthority>, CaError> {
     let subject = parse_rfc4514("CN=Bench CA")?;
     let serial = Serial::random(&keys::SystemRandom::new())?;
     let root = create_root(key.clone(), &subject, 365, serial)?;

@@ -1,6 +1,8 @@
 //! The machine's limit L for issuance (issue 4): `cores / (1/sign_rate + 1/verify_rate)`,
 //! both rates measured here with `ring`, the library the CA uses, for the CA key's signature
-//! and the CSR key's verification.
+//! and the CSR key's verification. With the CA key in a PKCS#11 token ([`measure_with`]) the
+//! signing rate is the token's through the signer's session pool, which gives L_hsm (issue
+//! 20); for a token that signs on the host's CPUs (SoftHSM2) that is still the host's limit.
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +15,11 @@ use crate::CsrKey;
 /// The measured limit.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Limit {
+    /// What signs: `ring`, or `pkcs11` (the CA key in a token, through its session pool).
+    pub signer: &'static str,
+    /// CPU time of this process per CA key signature, in microseconds, one signature at a
+    /// time: the cost on the host's CPUs of the signing path.
+    pub sign_cpu_us: f64,
     /// CA key signatures per second on one core.
     pub sign_per_sec: f64,
     /// CSR signature verifications per second on one core.
@@ -31,7 +38,12 @@ pub struct Limit {
     pub parallel_certificates_per_sec: f64,
 }
 
-fn rate(duration: Duration, mut op: impl FnMut()) -> f64 {
+fn rate(duration: Duration, op: impl FnMut()) -> f64 {
+    counted_rate(duration, op).0
+}
+
+/// Operations per second, and how many were done.
+fn counted_rate(duration: Duration, mut op: impl FnMut()) -> (f64, u64) {
     let started = Instant::now();
     let mut n = 0u64;
     while started.elapsed() < duration {
@@ -40,7 +52,7 @@ fn rate(duration: Duration, mut op: impl FnMut()) -> f64 {
         }
         n += 16;
     }
-    n as f64 / started.elapsed().as_secs_f64()
+    (n as f64 / started.elapsed().as_secs_f64(), n)
 }
 
 /// Runs `rate` on every core at once and sums the rates.
@@ -61,11 +73,27 @@ pub fn measure(
 ) -> Result<Limit, crate::FixtureError> {
     let der = keys::generate_pkcs8(ca)?;
     let key = SoftwareKey::from_pkcs8(&der)?;
+    measure_with(&key, "ring", csr, per_rate)
+}
+
+/// Measures L for the CA key `key` (named `signer` in the result) and a CSR key type: the
+/// signing rates are `key`'s, on one thread and on one thread per core at once.
+pub fn measure_with(
+    key: &dyn Signer,
+    signer: &'static str,
+    csr: CsrKey,
+    per_rate: Duration,
+) -> Result<Limit, crate::FixtureError> {
     // A to-be-signed certificate is about 400 bytes.
     let tbs = [0x5a_u8; 400];
-    let sign_per_sec = rate(per_rate, || {
+    key.sign(&tbs)
+        .map_err(|e| format!("the CA key does not sign: {e}"))?;
+    let cpu_before = crate::cpu::this_process();
+    let (sign_per_sec, signatures) = counted_rate(per_rate, || {
         let _ = key.sign(&tbs);
     });
+    let sign_cpu_us = (crate::cpu::this_process().saturating_sub(cpu_before)).as_secs_f64() * 1e6
+        / signatures.max(1) as f64;
 
     let pair = rcgen::KeyPair::generate_for(match csr {
         CsrKey::EcP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
@@ -94,6 +122,8 @@ pub fn measure(
         let _ = public.verify(&message, &sig);
     });
     Ok(Limit {
+        signer,
+        sign_cpu_us,
         sign_per_sec,
         verify_per_sec,
         cores,

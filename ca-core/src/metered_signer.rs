@@ -70,6 +70,23 @@ impl MeteredSigner {
     }
 }
 
+impl MeteredSigner {
+    /// Runs one signature, observing its time and counting its failure.
+    fn measured(
+        &self,
+        sign: impl FnOnce() -> Result<Vec<u8>, SignError>,
+    ) -> Result<Vec<u8>, SignError> {
+        let started = Instant::now();
+        let signed = sign();
+        self.seconds.observe(started.elapsed().as_secs_f64());
+        if let Err(e) = &signed {
+            let retryable = if e.is_retryable() { "true" } else { "false" };
+            self.errors.with_label_values(&[retryable]).inc();
+        }
+        signed
+    }
+}
+
 impl Signer for MeteredSigner {
     fn scheme(&self) -> SignatureScheme {
         self.inner.scheme()
@@ -84,14 +101,15 @@ impl Signer for MeteredSigner {
     }
 
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
-        let started = Instant::now();
-        let signed = self.inner.sign(message);
-        self.seconds.observe(started.elapsed().as_secs_f64());
-        if let Err(e) = &signed {
-            let retryable = if e.is_retryable() { "true" } else { "false" };
-            self.errors.with_label_values(&[retryable]).inc();
-        }
-        signed
+        self.measured(|| self.inner.sign(message))
+    }
+
+    fn supports(&self, scheme: SignatureScheme) -> bool {
+        self.inner.supports(scheme)
+    }
+
+    fn sign_with(&self, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        self.measured(|| self.inner.sign_with(scheme, message))
     }
 
     fn latency(&self) -> SignerLatency {

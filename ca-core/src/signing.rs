@@ -57,7 +57,7 @@ impl SignAt {
         match self {
             SignAt::Worker(signer) => {
                 let started = Instant::now();
-                let signature = sign_with_retries(signer.as_ref(), unsigned.prepared.message());
+                let signature = sign_with_retries(signer.as_ref(), &unsigned.prepared);
                 complete(unsigned, signature, started.elapsed(), to_writer, metrics);
             }
             SignAt::Stage(queue) => {
@@ -137,17 +137,20 @@ fn run_signer(
             continue; // the requester gave up; do not spend the device on nobody
         }
         let started = Instant::now();
-        let signature = sign_with_retries(signer, unsigned.prepared.message());
+        let signature = sign_with_retries(signer, &unsigned.prepared);
         complete(unsigned, signature, started.elapsed(), to_writer, metrics);
     }
 }
 
-/// Asks `signer` for a signature, again (up to [`SIGN_ATTEMPTS`] in all) while it says its
-/// failure is transient.
-fn sign_with_retries(signer: &dyn Signer, message: &[u8]) -> Result<Vec<u8>, SignError> {
+/// Asks `signer` for the signature of `prepared` (with its profile's scheme), again (up to
+/// [`SIGN_ATTEMPTS`] in all) while it says its failure is transient.
+fn sign_with_retries(
+    signer: &dyn Signer,
+    prepared: &PreparedCertificate,
+) -> Result<Vec<u8>, SignError> {
     let mut attempt = 1;
     loop {
-        match signer.sign(message) {
+        match signer.sign_with(prepared.scheme, prepared.message()) {
             Err(e) if e.is_retryable() && attempt < SIGN_ATTEMPTS => {
                 tracing::warn!(error = %e, attempt, "the CA key did not sign; trying again");
                 attempt += 1;

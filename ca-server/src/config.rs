@@ -123,6 +123,9 @@ pub enum OcspConfigError {
         /// The key of the rate or burst.
         key: &'static str,
     },
+    /// `responder_key = "token"` names no token: `[ca.pkcs11]` is not configured.
+    #[error("[ocsp] responder_key = \"token\" needs the CA key in a token ([ca.pkcs11])")]
+    ResponderKeyWithoutToken,
     /// With a delegated responder, responses would outlive the certificate that signed them.
     #[error(
         "[ocsp] validity_secs must not exceed a third of delegated_validity_days, so that no \
@@ -494,6 +497,11 @@ pub struct OcspConfig {
     /// Validity of the delegated responder's certificate, in days; it is replaced (with a new
     /// key) when less than a third of it remains.
     pub delegated_validity_days: u32,
+    /// Where the delegated responder's key lives: `"token"` (generated in the `[ca.pkcs11]`
+    /// token, never extractable) or `"file"` (`ocsp-key.pem`, mode 0600). Absent: in the
+    /// token when the CA key is in one, else in the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responder_key: Option<ResponderKeyStore>,
     /// Signatures on demand (answers with a nonce, several CertIDs or an `unknown` status) per
     /// second for one client address (an IPv6 client by its /64); 0: no per-client limit.
     pub on_demand_per_client_per_second: f64,
@@ -512,6 +520,7 @@ impl Default for OcspConfig {
             cache_capacity: 100_000,
             delegated: false,
             delegated_validity_days: 30,
+            responder_key: None,
             on_demand_per_client_per_second: 50.0,
             on_demand_per_client_burst: 100.0,
             on_demand_global_per_second: 2000.0,
@@ -520,7 +529,26 @@ impl Default for OcspConfig {
     }
 }
 
+/// Where the delegated OCSP responder's key lives (`[ocsp] responder_key`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResponderKeyStore {
+    /// `ocsp-key.pem` in the data directory, mode 0600.
+    File,
+    /// The `[ca.pkcs11]` token, beside the CA key.
+    Token,
+}
+
 impl OcspConfig {
+    /// Where the delegated responder's key lives, given whether the CA key is in a token.
+    pub fn responder_key_store(&self, ca_key_in_token: bool) -> ResponderKeyStore {
+        match self.responder_key {
+            Some(store) => store,
+            None if ca_key_in_token => ResponderKeyStore::Token,
+            None => ResponderKeyStore::File,
+        }
+    }
+
     /// Checks the response validity (against the Baseline Requirements when the CA is
     /// `publicly_trusted`), the delegated responder's settings and the on-demand signing
     /// budget; the error names the first fault.
@@ -678,6 +706,15 @@ impl Config {
         config
             .ocsp
             .check(publicly_trusted)
+            .and_then(|()| {
+                let in_token = config.ca.pkcs11.is_some();
+                match config.ocsp.responder_key_store(in_token) {
+                    ResponderKeyStore::Token if !in_token => {
+                        Err(OcspConfigError::ResponderKeyWithoutToken)
+                    }
+                    _ => Ok(()),
+                }
+            })
             .map_err(|source| ConfigError::Ocsp {
                 path: path_buf(),
                 source,
@@ -1006,6 +1043,33 @@ mod tests {
         check_crl(&config.crl, true).unwrap();
         let delegated: Config = toml::from_str("[ocsp]\ndelegated = true").unwrap();
         delegated.ocsp.check(true).unwrap();
+    }
+
+    /// The delegated responder's key goes in the token when the CA key is in one, unless
+    /// `responder_key = "file"`; `"token"` without `[ca.pkcs11]` is refused at load.
+    #[test]
+    fn the_responder_key_is_in_the_token_of_the_ca_key_unless_configured_otherwise() {
+        let parse = |text: &str| toml::from_str::<Config>(text).unwrap().ocsp;
+        assert_eq!(
+            parse("").responder_key_store(true),
+            ResponderKeyStore::Token
+        );
+        assert_eq!(
+            parse("").responder_key_store(false),
+            ResponderKeyStore::File
+        );
+        let file = parse("[ocsp]\nresponder_key = \"file\"");
+        assert_eq!(file.responder_key_store(true), ResponderKeyStore::File);
+        let e = refusal(
+            "responder-token",
+            "[ocsp]\ndelegated = true\nresponder_key = \"token\"\n",
+        );
+        assert!(
+            e.contains("responder_key") && e.contains("[ca.pkcs11]"),
+            "{e}"
+        );
+        let text = "[ocsp]\nresponder_key = \"hsm\"\n";
+        assert!(refusal("responder-bad", text).contains("responder_key"));
     }
 
     /// `[ocsp] validity_secs` outside 8 hours to 10 days (counted inclusively, Baseline

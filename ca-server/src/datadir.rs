@@ -37,9 +37,11 @@ use x509_parser::error::X509Error;
 
 use crate::auth::{create_token, Role};
 use crate::config::{
-    Config, ConfigError, Pkcs11Settings, StatusUrlError, CONFIG_FILE, PKCS11_PIN_ENV,
+    Config, ConfigError, Pkcs11Settings, ResponderKeyStore, StatusUrlError, CONFIG_FILE,
+    PKCS11_PIN_ENV,
 };
 use crate::durable;
+use crate::responder_key::ResponderKeys;
 
 /// What parsing a certificate with x509-parser fails with.
 pub type X509ParseError = x509_parser::nom::Err<X509Error>;
@@ -764,7 +766,8 @@ fn refuse_existing_ca(dir: &Path, config: &Config) -> Result<(), DataDirError> {
 }
 
 /// Renames `from` to `to` durably.
-fn rename(from: &Path, to: &Path) -> Result<(), DataDirError> {
+/// Renames `from` to `to` durably ([`durable::rename`]).
+pub(crate) fn rename(from: &Path, to: &Path) -> Result<(), DataDirError> {
     durable::rename(from, to).map_err(|source| DataDirError::Rename {
         from: from.to_path_buf(),
         to: to.to_path_buf(),
@@ -849,7 +852,10 @@ fn new_ca_key(
 
 /// The PKCS#11 settings with the user PIN, read from `pin_file` (mode 0600) or from the
 /// environment variable [`PKCS11_PIN_ENV`].
-fn pkcs11_config(dir: &Path, settings: &Pkcs11Settings) -> Result<Pkcs11Config, DataDirError> {
+pub(crate) fn pkcs11_config(
+    dir: &Path,
+    settings: &Pkcs11Settings,
+) -> Result<Pkcs11Config, DataDirError> {
     let pin = match &settings.pin_file {
         Some(path) => Pkcs11Pin::from_file(&Config::resolve(dir, path))?,
         None => Pkcs11Pin::from_env(PKCS11_PIN_ENV)?,
@@ -1314,69 +1320,92 @@ pub struct OcspDelegate {
     pub signer: Arc<dyn Signer>,
     /// Its certificate, issued by the CA, DER.
     pub cert_der: Vec<u8>,
+    /// The serial of the responder certificate this one replaced, whose key is to be retired
+    /// ([`ResponderKeys::retire`]) once nothing signs with it.
+    pub replaced: Option<Serial>,
 }
 
-/// The delegated OCSP responder of `ocsp-key.pem` and `ocsp.pem` in `dir`, or a new one: a
+/// Where the configuration keeps the delegated OCSP responder's key (`[ocsp] responder_key`).
+pub fn responder_keys(dir: &Path, config: &Config) -> Result<ResponderKeys, DataDirError> {
+    let in_token = config.ca.pkcs11.as_ref();
+    match (
+        config.ocsp.responder_key_store(in_token.is_some()),
+        in_token,
+    ) {
+        (ResponderKeyStore::Token, Some(settings)) => {
+            Ok(ResponderKeys::in_token(pkcs11_config(dir, settings)?))
+        }
+        _ => Ok(ResponderKeys::in_file(&dir.join(OCSP_KEY_FILE))),
+    }
+}
+
+/// The delegated OCSP responder of `ocsp.pem` in `dir` and its key in `keys`, or a new one: a
 /// new ECDSA P-256 key and a certificate for it, valid `validity_days`, issued by the CA
-/// (`ca_signer`, `ca_der`). A new one is issued when either file is missing or unusable, when
-/// the certificate is not the CA's OCSP signing certificate for that key, or when it is not
-/// valid yet or less than a third of its validity remains at `now`.
+/// (`ca_signer`, `ca_der`). A new one is issued when the certificate or its key is missing or
+/// unusable, when the certificate is not the CA's OCSP signing certificate for that key, or
+/// when it is not valid yet or less than a third of its validity remains at `now`.
 ///
 /// Like every certificate the CA key signs, the responder's is recorded through `engine`
 /// (profile `ocsp-responder`, requester `(ca)`, audited) before it is used or written; one
-/// kept from a build that did not record it is recorded now.
+/// kept from a build that did not record it is recorded now. A new key is removed again
+/// ([`ResponderKeys::discard`]) when its certificate cannot be issued or recorded.
 pub fn ocsp_delegate(
     dir: &Path,
+    keys: &ResponderKeys,
     validity_days: u32,
     ca_signer: &Arc<dyn Signer>,
     ca_der: &[u8],
     engine: &Engine,
     now: OffsetDateTime,
 ) -> Result<OcspDelegate, DataDirError> {
-    let key_path = dir.join(OCSP_KEY_FILE);
     let cert_path = dir.join(OCSP_CERT_FILE);
     let record = |der: &[u8]| {
         engine
             .record_signed_certificate(der, RESPONDER_PROFILE)
             .map_err(DataDirError::RecordResponder)
     };
-    match load_ocsp_delegate(&key_path, &cert_path, ca_der) {
-        Ok((delegate, validity)) if !validity.renewal_due(now) => {
+    let mut replaced = None;
+    match load_ocsp_delegate(keys, &cert_path, ca_der) {
+        Ok((delegate, validity, _)) if !validity.renewal_due(now) => {
             record(&delegate.cert_der)?;
             return Ok(delegate);
         }
-        Ok((_, validity)) => tracing::info!(
-            not_before = %validity.not_before,
-            not_after = %validity.not_after,
-            "the delegated OCSP responder is due for renewal"
-        ),
-        Err(_) if !key_path.exists() && !cert_path.exists() => {
-            tracing::info!("no delegated OCSP responder yet")
+        Ok((_, validity, serial)) => {
+            replaced = Some(serial);
+            tracing::info!(
+                not_before = %validity.not_before,
+                not_after = %validity.not_after,
+                "the delegated OCSP responder is due for renewal"
+            )
         }
+        Err(_) if !cert_path.exists() => tracing::info!("no delegated OCSP responder yet"),
         Err(e) => tracing::warn!(
             reason = %crate::cli::error_chain(&e),
             "the delegated OCSP responder is not usable"
         ),
     }
-    let pkcs8 = keys::generate_pkcs8(KeyAlgorithm::EcdsaP256)?;
-    let signer: Arc<dyn Signer> = Arc::new(SoftwareKey::from_pkcs8(&pkcs8)?);
     let serial = new_serial()?;
-    let cert_der = issue_responder_certificate(
+    let key = keys.create(serial)?;
+    let issued = issue_responder_certificate(
         ca_signer.clone(),
         ca_der,
-        signer.as_ref(),
+        key.signer.as_ref(),
         validity_days,
         serial,
         now,
     )
-    .map_err(DataDirError::IssueResponder)?;
-    record(&cert_der)?;
-    // Key first: a crash between the two renames leaves a certificate that does not match
-    // the key, which the next start replaces.
-    let key_tmp = with_suffix(&key_path, ".new");
-    let _ = fs::remove_file(&key_tmp);
-    keys::write_key_file(&key_tmp, &pkcs8)?;
-    rename(&key_tmp, &key_path)?;
+    .map_err(DataDirError::IssueResponder)
+    .and_then(|der| record(&der).map(|_| der));
+    let cert_der = match issued {
+        Ok(der) => der,
+        Err(e) => {
+            keys.discard(key);
+            return Err(e);
+        }
+    };
+    // Key first: a crash between the two leaves a certificate that does not match the key
+    // (or names a key not in the token), which the next start replaces.
+    keys.keep(&key)?;
     write_public(
         &cert_path,
         armor::to_pem("CERTIFICATE", &cert_der).as_bytes(),
@@ -1384,19 +1413,24 @@ pub fn ocsp_delegate(
     tracing::info!(
         serial = %serial,
         path = %cert_path.display(),
+        key = %keys.location(serial),
         validity_days,
         "issued a new delegated OCSP responder key and certificate"
     );
-    Ok(OcspDelegate { signer, cert_der })
+    Ok(OcspDelegate {
+        signer: key.signer,
+        cert_der,
+        replaced,
+    })
 }
 
+/// The responder of `cert_path` with its key from `keys`, its validity and its serial.
 fn load_ocsp_delegate(
-    key_path: &Path,
+    keys: &ResponderKeys,
     cert_path: &Path,
     ca_der: &[u8],
-) -> Result<(OcspDelegate, ResponderValidity), DataDirError> {
+) -> Result<(OcspDelegate, ResponderValidity, Serial), DataDirError> {
     let path = || cert_path.to_path_buf();
-    let key = keys::load_key_file(key_path)?;
     let text = fs::read_to_string(cert_path).map_err(|source| DataDirError::Read {
         path: path(),
         source,
@@ -1410,21 +1444,26 @@ fn load_ocsp_delegate(
         [one] => one.clone(),
         _ => return Err(DataDirError::ResponderCertificateCount { path: path() }),
     };
-    let validity = check_responder_certificate(ca_der, &key, &cert_der).map_err(|source| {
-        DataDirError::ResponderCertificate {
-            path: path(),
-            source,
-        }
-    })?;
-    let delegate = OcspDelegate {
-        signer: Arc::new(key),
-        cert_der,
+    let refused = |why: &str| DataDirError::ResponderCertificate {
+        path: path(),
+        source: CaError::ca_material(why.to_owned()),
     };
-    Ok((delegate, validity))
-}
-
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
+    let serial = x509_parser::parse_x509_certificate(&cert_der)
+        .ok()
+        .and_then(|(_, cert)| Serial::from_bytes(cert.raw_serial()))
+        .ok_or_else(|| refused("has no serial number this CA gives"))?;
+    let key = keys.load(serial)?;
+    let validity =
+        check_responder_certificate(ca_der, key.as_ref(), &cert_der).map_err(|source| {
+            DataDirError::ResponderCertificate {
+                path: path(),
+                source,
+            }
+        })?;
+    let delegate = OcspDelegate {
+        signer: key,
+        cert_der,
+        replaced: None,
+    };
+    Ok((delegate, validity, serial))
 }

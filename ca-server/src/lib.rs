@@ -14,4 +14,5 @@ pub mod limits;
 pub mod listener;
 pub mod offline;
 pub mod request_log;
+pub mod responder_key;
 pub mod serve;

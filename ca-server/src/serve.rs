@@ -9,7 +9,7 @@ use ca_core::audit::Checkpoint;
 use ca_core::crl::CrlPublisher;
 use ca_core::engine::{Engine, StatusObserver};
 use ca_core::ocsp::{OcspCache, OcspResponder};
-use ca_core::CaError;
+use ca_core::{CaError, Serial};
 use keys::Signer;
 use tokio::net::TcpListener;
 
@@ -23,6 +23,7 @@ use crate::datadir::{self, Core, Created, DataDirError, DEV_CA_SUBJECT, ROOT_VAL
 use crate::limits::{self, Limits, RateLimiter};
 use crate::listener::{self, ListenerOptions, TlsConfigError};
 use crate::request_log::{self, RequestLog};
+use crate::responder_key::ResponderKeys;
 
 /// Why `ca-server serve` could not start, or stopped with an error. Each variant says what
 /// to fix or names the step that failed; the error underneath is its source.
@@ -204,13 +205,19 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), ServeError> 
     engine.observe_status(Arc::downgrade(&ocsp_cache) as Weak<dyn StatusObserver>);
     let validity =
         time::Duration::seconds(i64::try_from(config.ocsp.validity_secs).unwrap_or(3600));
+    let responder_keys = Arc::new(datadir::responder_keys(dir, &config)?);
     let responder = if config.ocsp.delegated {
         let days = config.ocsp.delegated_validity_days;
         let (dir, ca_signer, ca) = (dir.to_path_buf(), signer.clone(), ca_der.clone());
-        let core = engine.clone();
+        let (core, keys) = (engine.clone(), responder_keys.clone());
         let delegate = tokio::task::spawn_blocking(move || {
             let now = time::OffsetDateTime::now_utc();
-            datadir::ocsp_delegate(&dir, days, &ca_signer, &ca, &core, now)
+            let delegate = datadir::ocsp_delegate(&dir, &keys, days, &ca_signer, &ca, &core, now)?;
+            // Nothing signs with the replaced key yet.
+            if let Some(serial) = delegate.replaced {
+                retire_responder_key(&keys, serial);
+            }
+            Ok::<_, DataDirError>(delegate)
         })
         .await
         .map_err(|source| ServeError::Task {
@@ -229,6 +236,7 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), ServeError> 
     let ocsp_renewal = config.ocsp.delegated.then(|| {
         tokio::spawn(ocsp_renewal(
             dir.to_path_buf(),
+            responder_keys,
             config.ocsp.delegated_validity_days,
             signer.clone(),
             ca_der,
@@ -512,6 +520,7 @@ const OCSP_RENEWAL_CHECK: std::time::Duration = std::time::Duration::from_secs(3
 /// one in use is taken into use at once.
 async fn ocsp_renewal(
     dir: PathBuf,
+    keys: Arc<ResponderKeys>,
     validity_days: u32,
     ca_signer: Arc<dyn Signer>,
     ca_der: Vec<u8>,
@@ -524,10 +533,10 @@ async fn ocsp_renewal(
     loop {
         ticks.tick().await;
         let (dir, ca_signer, ca) = (dir.clone(), ca_signer.clone(), ca_der.clone());
-        let core = engine.clone();
+        let (core, store) = (engine.clone(), keys.clone());
         let job = tokio::task::spawn_blocking(move || {
             let now = time::OffsetDateTime::now_utc();
-            datadir::ocsp_delegate(&dir, validity_days, &ca_signer, &ca, &core, now)
+            datadir::ocsp_delegate(&dir, &store, validity_days, &ca_signer, &ca, &core, now)
         });
         match job.await {
             Ok(Ok(delegate)) => {
@@ -535,7 +544,18 @@ async fn ocsp_renewal(
                     continue;
                 }
                 match ocsp.set_delegate(delegate.signer, &delegate.cert_der) {
-                    Ok(()) => tracing::info!("the OCSP responder now signs with its new key"),
+                    Ok(()) => {
+                        tracing::info!("the OCSP responder now signs with its new key");
+                        if let Some(serial) = delegate.replaced {
+                            // Answers being signed with the old key finish first.
+                            tokio::time::sleep(RESPONDER_KEY_GRACE).await;
+                            let keys = keys.clone();
+                            let retired = tokio::task::spawn_blocking(move || {
+                                retire_responder_key(&keys, serial)
+                            });
+                            let _ = retired.await;
+                        }
+                    }
                     Err(e) => {
                         tracing::error!(
                             error = %error_chain(&e),
@@ -552,6 +572,22 @@ async fn ocsp_renewal(
             }
             Err(e) => tracing::error!(error = %e, "the OCSP responder renewal task failed"),
         }
+    }
+}
+
+/// How long the replaced OCSP responder key is kept after the new one took over, so that
+/// answers being signed with it finish.
+const RESPONDER_KEY_GRACE: Duration = Duration::from_secs(10);
+
+/// Removes the replaced responder key ([`ResponderKeys::retire`]); a failure is logged, the
+/// key is then left in the token for the operator to remove.
+fn retire_responder_key(keys: &ResponderKeys, serial: Serial) {
+    if let Err(e) = keys.retire(serial) {
+        tracing::warn!(
+            error = %error_chain(&e),
+            key = %keys.location(serial),
+            "removing the replaced OCSP responder key failed"
+        );
     }
 }
 

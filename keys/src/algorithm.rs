@@ -91,6 +91,20 @@ pub enum SignatureScheme {
     Ed25519,
     /// sha256WithRSAEncryption (PKCS#1 v1.5).
     RsaPkcs1Sha256,
+    /// RSASSA-PSS with SHA-256, MGF1 with SHA-256 and a 32-byte salt (RFC 4055 section 3.1,
+    /// RFC 8017 section 8.1): what an RSA key signs with for a profile that asks for it.
+    RsaPssSha256,
+}
+
+impl SignatureScheme {
+    /// Whether this is an RSA scheme that any RSA key can also sign with instead of its
+    /// default.
+    pub fn is_rsa(self) -> bool {
+        matches!(
+            self,
+            SignatureScheme::RsaPkcs1Sha256 | SignatureScheme::RsaPssSha256
+        )
+    }
 }
 
 /// The SubjectPublicKeyInfo (RFC 5280 section 4.1.2.7) of a key of `algorithm` whose

@@ -190,6 +190,14 @@ impl SignError {
         }
     }
 
+    /// The key cannot sign with `scheme` (see [`crate::Signer::supports`]).
+    pub fn unsupported(scheme: crate::SignatureScheme) -> Self {
+        SignError::permanent(
+            "the key cannot sign with this signature scheme",
+            format!("{scheme:?}"),
+        )
+    }
+
     /// True when trying again may succeed.
     pub fn is_retryable(&self) -> bool {
         self.retryable

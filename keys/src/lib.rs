@@ -70,6 +70,22 @@ pub trait Signer: Send + Sync {
     /// `ECDSA-Sig-Value` for ECDSA, raw for Ed25519 and RSA PKCS#1 v1.5).
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError>;
 
+    /// Whether the key can sign with `scheme`: its own [`Signer::scheme`], and for an RSA key
+    /// also [`SignatureScheme::RsaPssSha256`], which a profile may ask for.
+    fn supports(&self, scheme: SignatureScheme) -> bool {
+        scheme == self.scheme()
+    }
+
+    /// Signs `message` with `scheme`, one the key [`supports`](Signer::supports); the
+    /// encoding is [`Signer::sign`]'s (RSASSA-PSS signatures are raw, as PKCS#1 v1.5 ones).
+    fn sign_with(&self, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        if scheme == self.scheme() {
+            self.sign(message)
+        } else {
+            Err(SignError::unsupported(scheme))
+        }
+    }
+
     /// Whether a signature is computation or a wait ([`SignerLatency`]); computation unless
     /// the implementation says otherwise.
     fn latency(&self) -> SignerLatency {

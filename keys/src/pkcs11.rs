@@ -21,8 +21,9 @@
 //!   refuses during recovery is never tried again, so that retries cannot lock the PIN.
 //! * **Mechanisms.** ECDSA is `CKM_ECDSA` over a SHA-256 (P-256) or SHA-384 (P-384) digest
 //!   computed here, its raw `r || s` (section 2.3.1) re-encoded as the DER `ECDSA-Sig-Value`
-//!   of RFC 3279 section 2.2.3; RSA is `CKM_SHA256_RSA_PKCS` (section 2.1.13); Ed25519 is
-//!   `CKM_EDDSA` without parameters (section 2.3.14).
+//!   of RFC 3279 section 2.2.3; RSA is `CKM_SHA256_RSA_PKCS` (section 2.1.13), or
+//!   `CKM_SHA256_RSA_PKCS_PSS` (section 2.1.15) for a profile that asks for RSASSA-PSS;
+//!   Ed25519 is `CKM_EDDSA` without parameters (section 2.3.14).
 //! * **Public key.** The SubjectPublicKeyInfo is built from the public key object's
 //!   attributes in the same layout as [`SoftwareKey`](crate::SoftwareKey)'s.
 
@@ -35,7 +36,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, Rv, RvError};
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
-use cryptoki::mechanism::Mechanism;
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
+use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, SessionState, UserType};
 use cryptoki::slot::{Limit, Slot, TokenInfo};
@@ -1055,6 +1057,29 @@ impl Signer for Pkcs11Signer {
 
     fn public_key_bits(&self) -> &[u8] {
         &self.public_key_bits
+    }
+
+    fn supports(&self, scheme: SignatureScheme) -> bool {
+        scheme == self.scheme() || (self.scheme().is_rsa() && scheme.is_rsa())
+    }
+
+    /// RSASSA-PSS as `CKM_SHA256_RSA_PKCS_PSS` (PKCS#11 v3.0 section 2.1.15) with
+    /// SHA-256, MGF1-SHA-256 and a 32-byte salt; every other scheme as [`Signer::sign`].
+    fn sign_with(&self, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        match scheme {
+            SignatureScheme::RsaPssSha256 if self.supports(scheme) => {
+                let mechanism = Mechanism::Sha256RsaPkcsPss(PkcsPssParams {
+                    hash_alg: MechanismType::SHA256,
+                    mgf: PkcsMgfType::MGF1_SHA256,
+                    s_len: 32.into(),
+                });
+                self.with_session("the PKCS#11 token did not sign", |s, key| {
+                    s.sign(&mechanism, key, message)
+                })
+            }
+            _ if scheme == self.scheme() => self.sign(message),
+            _ => Err(SignError::unsupported(scheme)),
+        }
     }
 
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {

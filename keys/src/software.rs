@@ -4,7 +4,7 @@ use pkcs8::PrivateKeyInfo;
 use ring::rand::SystemRandom;
 use ring::signature::{
     EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING,
-    ECDSA_P384_SHA384_ASN1_SIGNING, RSA_PKCS1_SHA256,
+    ECDSA_P384_SHA384_ASN1_SIGNING, RSA_PKCS1_SHA256, RSA_PSS_SHA256,
 };
 use zeroize::Zeroizing;
 
@@ -160,6 +160,25 @@ impl Signer for SoftwareKey {
             Inner::Ecdsa(k) => k.public_key().as_ref(),
             Inner::Ed25519(k) => k.public_key().as_ref(),
             Inner::Rsa(k) => k.public_key().as_ref(),
+        }
+    }
+
+    fn supports(&self, scheme: SignatureScheme) -> bool {
+        scheme == self.scheme() || (matches!(self.inner, Inner::Rsa(_)) && scheme.is_rsa())
+    }
+
+    fn sign_with(&self, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        match (&self.inner, scheme) {
+            (Inner::Rsa(k), SignatureScheme::RsaPssSha256) => {
+                let mut sig = vec![0u8; k.public().modulus_len()];
+                k.sign(&RSA_PSS_SHA256, &self.rng, message, &mut sig)
+                    .map_err(|e| {
+                        SignError::permanent("RSA-PSS signing failed", format!("ring: {e}"))
+                    })?;
+                Ok(sig)
+            }
+            _ if scheme == self.scheme() => self.sign(message),
+            _ => Err(SignError::unsupported(scheme)),
         }
     }
 

@@ -16,6 +16,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::header::{self, HeaderValue};
 use hyper::StatusCode;
 use hyper_util::rt::TokioIo;
+use keys::pkcs11::{Pkcs11Config, Pkcs11Pin, Pkcs11Signer};
 use keys::KeyAlgorithm;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -68,6 +69,21 @@ struct Args {
     /// Profile to request.
     #[arg(long, default_value = "tls-server")]
     profile: String,
+    /// The CA key is in this PKCS#11 module's token (the server's `[ca.pkcs11]`): L is then
+    /// L_hsm, with the token's signing rate through a session pool (one session per core)
+    /// instead of ring's.
+    #[arg(long, requires = "pkcs11_token")]
+    pkcs11_module: Option<PathBuf>,
+    /// The token's label (with --pkcs11-module).
+    #[arg(long)]
+    pkcs11_token: Option<String>,
+    /// The CA key's label in the token (with --pkcs11-module).
+    #[arg(long, default_value = "ca-key")]
+    pkcs11_key_label: String,
+    /// A file (mode 0600) holding the token's user PIN; without it, the PIN is read from
+    /// the environment variable CA_PKCS11_PIN.
+    #[arg(long)]
+    pkcs11_pin_file: Option<PathBuf>,
     /// Seconds spent measuring each rate of L (0 skips L).
     #[arg(long, default_value_t = 2.0)]
     limit_seconds: f64,
@@ -247,6 +263,23 @@ fn bodies(args: &Args) -> Result<Vec<Bytes>, String> {
     })
 }
 
+/// The CA key in the token named by `--pkcs11-*`, with one session per core.
+fn open_token_key(args: &Args, module: &std::path::Path) -> Result<Pkcs11Signer, String> {
+    let pin = match &args.pkcs11_pin_file {
+        Some(file) => Pkcs11Pin::from_file(file),
+        None => Pkcs11Pin::from_env("CA_PKCS11_PIN"),
+    }
+    .map_err(|e| e.to_string())?;
+    let config = Pkcs11Config {
+        module: module.to_path_buf(),
+        token_label: args.pkcs11_token.clone().unwrap_or_default(),
+        key_label: args.pkcs11_key_label.clone(),
+        pin,
+        sessions: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    Pkcs11Signer::open(&config).map_err(|e| e.to_string())
+}
+
 fn run(args: Args) -> Result<(), String> {
     if args.target == Target::Cfssl && matches!(args.mode, Mode::Batch) {
         return Err("cfssl has no batch endpoint".into());
@@ -257,29 +290,35 @@ fn run(args: Args) -> Result<(), String> {
         return Err("--body der is ca-server's single-request form only".into());
     }
     let limit = if args.limit_seconds > 0.0 {
-        eprintln!("measuring the machine's limit L (ring sign and verify rates) ...");
-        Some(
-            limit::measure(
-                args.ca_key_type,
-                args.key_type.into(),
-                Duration::from_secs_f64(args.limit_seconds),
-            )
-            .map_err(|e| e.to_string())?,
-        )
+        let per_rate = Duration::from_secs_f64(args.limit_seconds);
+        let measured = match &args.pkcs11_module {
+            Some(module) => {
+                eprintln!("measuring the limit L_hsm (the token's sign rate, ring's verify) ...");
+                let signer = open_token_key(&args, module)?;
+                limit::measure_with(&signer, "pkcs11", args.key_type.into(), per_rate)
+            }
+            None => {
+                eprintln!("measuring the machine's limit L (ring sign and verify rates) ...");
+                limit::measure(args.ca_key_type, args.key_type.into(), per_rate)
+            }
+        };
+        Some(measured.map_err(|e| e.to_string())?)
     } else {
         None
     };
     if let Some(l) = &limit {
         eprintln!(
             "L = {} cores / (1/{:.0} sign/s + 1/{:.0} verify/s) = {:.0} certificates/s; \
-             all cores at once: 1/(1/{:.0} + 1/{:.0}) = {:.0}",
+             all cores at once: 1/(1/{:.0} + 1/{:.0}) = {:.0}; {} signing costs {:.1} CPU µs",
             l.cores,
             l.sign_per_sec,
             l.verify_per_sec,
             l.certificates_per_sec,
             l.parallel_sign_per_sec,
             l.parallel_verify_per_sec,
-            l.parallel_certificates_per_sec
+            l.parallel_certificates_per_sec,
+            l.signer,
+            l.sign_cpu_us
         );
     }
     let address = args

@@ -6,7 +6,7 @@
 //! issuing writes only serial, validity, subject, SANs and key. The CA's own certificates
 //! (a root, an intermediate's request) are built with rcgen.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use der::Encode;
@@ -53,11 +53,15 @@ pub struct PreparedCertificate {
     pub not_before: OffsetDateTime,
     /// notAfter.
     pub not_after: OffsetDateTime,
+    /// The scheme the CA key must sign it with (its profile's, see
+    /// [`crate::profile::RsaSignature`]): the one its signatureAlgorithm names.
+    pub scheme: SignatureScheme,
     tbs: ToBeSigned,
 }
 
 impl PreparedCertificate {
-    /// The DER of the TBSCertificate: what the CA key signs.
+    /// The DER of the TBSCertificate: what the CA key signs, with
+    /// [`PreparedCertificate::scheme`].
     pub fn message(&self) -> &[u8] {
         self.tbs.message()
     }
@@ -79,10 +83,18 @@ pub struct CertificateAuthority {
     chain: Vec<Vec<u8>>,
     signer: Arc<dyn Signer>,
     random: Arc<dyn SecureRandom>,
-    issuer: IssuerParts,
+    /// The issuer's parts for each signature scheme a profile signs with.
+    issuers: HashMap<SignatureScheme, IssuerParts>,
     /// The CA certificate's notAfter: no certificate it issues ends later.
     issuer_not_after: OffsetDateTime,
-    templates: BTreeMap<String, (Profile, CertTemplate)>,
+    templates: BTreeMap<String, ProfileTemplate>,
+}
+
+/// A profile with its certificate template and the scheme its certificates are signed with.
+struct ProfileTemplate {
+    profile: Profile,
+    template: CertTemplate,
+    scheme: SignatureScheme,
 }
 
 impl std::fmt::Debug for CertificateAuthority {
@@ -122,26 +134,40 @@ impl CertificateAuthority {
             .ok_or_else(|| {
                 CaError::ca_material("the CA certificate has no subject key identifier")
             })?;
-        let algorithm = signature_algorithm(signer.scheme())
-            .to_der()
-            .map_err(CaError::Encoding)?;
-        let issuer = IssuerParts::new(algorithm, ca_cert.tbs_certificate.subject.as_raw(), key_id)?;
         let issuer_not_after = ca_cert.validity().not_after.to_datetime();
         let url_extensions = UrlExtensions::new(urls)?;
-        let templates = profiles
-            .iter()
-            .map(|(name, p)| {
-                Ok((
-                    name.clone(),
-                    (p.clone(), CertTemplate::new(p, &url_extensions)?),
-                ))
-            })
-            .collect::<Result<_, CaError>>()?;
+        let mut issuers = HashMap::new();
+        let mut templates = BTreeMap::new();
+        for (name, profile) in profiles {
+            let scheme = profile.rsa_signature.scheme(signer.scheme());
+            if !signer.supports(scheme) {
+                return Err(CaError::ca_material(format!(
+                    "profile {name} asks for rsa_signature = \"pss\", which only an RSA CA \
+                     key can make"
+                )));
+            }
+            if let std::collections::hash_map::Entry::Vacant(entry) = issuers.entry(scheme) {
+                let algorithm = signature_algorithm(scheme)
+                    .to_der()
+                    .map_err(CaError::Encoding)?;
+                let subject = ca_cert.tbs_certificate.subject.as_raw();
+                entry.insert(IssuerParts::new(algorithm, subject, key_id)?);
+            }
+            let template = CertTemplate::new(profile, &url_extensions)?;
+            templates.insert(
+                name.clone(),
+                ProfileTemplate {
+                    profile: profile.clone(),
+                    template,
+                    scheme,
+                },
+            );
+        }
         Ok(CertificateAuthority {
             chain,
             signer,
             random: Arc::new(keys::SystemRandom::new()),
-            issuer,
+            issuers,
             issuer_not_after,
             templates,
         })
@@ -162,7 +188,7 @@ impl CertificateAuthority {
     pub fn profile(&self, name: &str) -> Result<&Profile, CaError> {
         self.templates
             .get(name)
-            .map(|(p, _)| p)
+            .map(|t| &t.profile)
             .ok_or_else(|| self.unknown_profile(name))
     }
 
@@ -190,10 +216,18 @@ impl CertificateAuthority {
         req: &ValidatedRequest,
         now: OffsetDateTime,
     ) -> Result<PreparedCertificate, CaError> {
-        let (rules, template) = self
+        let ProfileTemplate {
+            profile: rules,
+            template,
+            scheme,
+        } = self
             .templates
             .get(profile)
             .ok_or_else(|| self.unknown_profile(profile))?;
+        let issuer = self
+            .issuers
+            .get(scheme)
+            .ok_or_else(|| CaError::internal("no issuer parts for the profile's scheme", None))?;
         let now = now.replace_nanosecond(0).unwrap_or(now);
         let not_before = now - Duration::seconds(i64::from(rules.backdate_secs));
         let not_after =
@@ -214,11 +248,12 @@ impl CertificateAuthority {
             key: &req.key,
             validation: req.validation,
         };
-        let tbs = template.to_be_signed(&self.issuer, &fields)?;
+        let tbs = template.to_be_signed(issuer, &fields)?;
         Ok(PreparedCertificate {
             serial,
             not_before,
             not_after,
+            scheme: *scheme,
             tbs,
         })
     }
@@ -235,7 +270,7 @@ impl CertificateAuthority {
         let prepared = self.prepare(profile, serial, req, now)?;
         let signature = self
             .signer
-            .sign(prepared.message())
+            .sign_with(prepared.scheme, prepared.message())
             .map_err(CaError::Signing)?;
         prepared.assemble(&signature)
     }
@@ -357,7 +392,9 @@ fn rcgen_algorithm(scheme: SignatureScheme) -> &'static SignatureAlgorithm {
         SignatureScheme::EcdsaP256Sha256 => &rcgen::PKCS_ECDSA_P256_SHA256,
         SignatureScheme::EcdsaP384Sha384 => &rcgen::PKCS_ECDSA_P384_SHA384,
         SignatureScheme::Ed25519 => &rcgen::PKCS_ED25519,
-        SignatureScheme::RsaPkcs1Sha256 => &rcgen::PKCS_RSA_SHA256,
+        // A key's own scheme (never RSASSA-PSS, which only profiles ask for): the CA's own
+        // certificate and request are signed with PKCS#1 v1.5.
+        SignatureScheme::RsaPkcs1Sha256 | SignatureScheme::RsaPssSha256 => &rcgen::PKCS_RSA_SHA256,
     }
 }
 

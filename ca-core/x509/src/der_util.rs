@@ -96,10 +96,21 @@ pub fn extension(
     })
 }
 
+/// The RSASSA-PSS-params of SHA-256, MGF1 with SHA-256 and a 32-byte salt (RFC 4055 section
+/// 3.1), DER, with the NULL hash parameters the CA/Browser Forum Baseline Requirements
+/// (7.1.3.2.1) require byte for byte.
+const RSASSA_PSS_SHA256_PARAMS: [u8; 54] = [
+    0x30, 0x34, 0xa0, 0x0f, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+    0x01, 0x05, 0x00, 0xa1, 0x1c, 0x30, 0x1a, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01,
+    0x01, 0x08, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
+    0x00, 0xa2, 0x03, 0x02, 0x01, 0x20,
+];
+
 /// The AlgorithmIdentifier of a signature scheme: RFC 5758 section 3.2 (ECDSA, no
-/// parameters), RFC 8410 section 3 (Ed25519, no parameters), RFC 4055 section 5 (RSA, NULL
-/// parameters).
+/// parameters), RFC 8410 section 3 (Ed25519, no parameters), RFC 4055 section 5 (RSA PKCS#1
+/// v1.5, NULL parameters), RFC 4055 section 3.1 (RSASSA-PSS, [`RSASSA_PSS_SHA256_PARAMS`]).
 pub fn signature_algorithm(scheme: SignatureScheme) -> spki::AlgorithmIdentifierOwned {
+    use der::Decode;
     let (oid, parameters) = match scheme {
         SignatureScheme::EcdsaP256Sha256 => (oid::ECDSA_WITH_SHA256, None),
         SignatureScheme::EcdsaP384Sha384 => (oid::ECDSA_WITH_SHA384, None),
@@ -108,6 +119,31 @@ pub fn signature_algorithm(scheme: SignatureScheme) -> spki::AlgorithmIdentifier
             oid::SHA256_WITH_RSA_ENCRYPTION,
             Some(der::asn1::Any::null()),
         ),
+        SignatureScheme::RsaPssSha256 => (
+            oid::ID_RSASSA_PSS,
+            // A constant that decodes (the test below), so `.ok()` never drops it.
+            der::asn1::Any::from_der(&RSASSA_PSS_SHA256_PARAMS).ok(),
+        ),
     };
     spki::AlgorithmIdentifierOwned { oid, parameters }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use der::Encode;
+
+    /// The RSASSA-PSS AlgorithmIdentifier is the Baseline Requirements' (7.1.3.2.1) encoding
+    /// for SHA-256, byte for byte.
+    #[test]
+    fn rsassa_pss_is_the_baseline_requirements_encoding() {
+        let der = signature_algorithm(SignatureScheme::RsaPssSha256)
+            .to_der()
+            .unwrap();
+        assert_eq!(
+            hex::encode(der),
+            "304106092a864886f70d01010a3034a00f300d06096086480165030402010500a11c301a06092a864886\
+             f70d010108300d06096086480165030402010500a203020120"
+        );
+    }
 }

@@ -40,6 +40,8 @@ pub const ECDSA_WITH_SHA256: ObjectIdentifier = oid("1.2.840.10045.4.3.2");
 pub const ECDSA_WITH_SHA384: ObjectIdentifier = oid("1.2.840.10045.4.3.3");
 /// sha256WithRSAEncryption, RFC 4055 section 5 (RFC 8017 appendix A.2.4): NULL parameters.
 pub const SHA256_WITH_RSA_ENCRYPTION: ObjectIdentifier = oid("1.2.840.113549.1.1.11");
+/// id-RSASSA-PSS (RFC 4055 section 3.1).
+pub const ID_RSASSA_PSS: ObjectIdentifier = oid("1.2.840.113549.1.1.10");
 
 // Hash functions.
 

@@ -326,6 +326,33 @@ pub fn tls_br_validity_schedule() -> Vec<ValidityStep> {
 /// The most a profile may backdate notBefore: 48 hours (TLS BR section 7.1.2.7).
 pub const MAX_BACKDATE_SECS: u32 = 48 * 3600;
 
+/// How an RSA CA key signs a profile's certificates (`[profiles.NAME] rsa_signature`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RsaSignature {
+    /// sha256WithRSAEncryption (RSASSA-PKCS1-v1_5, RFC 8017 section 8.2).
+    #[default]
+    Pkcs1,
+    /// RSASSA-PSS with SHA-256, MGF1-SHA-256 and a 32-byte salt (RFC 4055 section 3.1).
+    Pss,
+}
+
+impl RsaSignature {
+    /// Whether this is the default, PKCS#1 v1.5.
+    pub fn is_pkcs1(&self) -> bool {
+        *self == RsaSignature::Pkcs1
+    }
+
+    /// The scheme a CA key whose own scheme is `key_scheme` signs with: RSASSA-PSS for
+    /// `Pss`, else the key's own.
+    pub fn scheme(self, key_scheme: keys::SignatureScheme) -> keys::SignatureScheme {
+        match self {
+            RsaSignature::Pss => keys::SignatureScheme::RsaPssSha256,
+            RsaSignature::Pkcs1 => key_scheme,
+        }
+    }
+}
+
 /// One certificate profile, as configured.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -368,6 +395,11 @@ pub struct Profile {
     /// RSA keys must have the public exponent 65537 (F4), as the CA/Browser Forum Baseline
     /// Requirements section 6.1.6 recommend; off, any odd exponent of at least 3 is allowed.
     pub rsa_require_f4: bool,
+    /// How an RSA CA key signs this profile's certificates: PKCS#1 v1.5 (`"pkcs1"`, the
+    /// default) or RSASSA-PSS with SHA-256 (`"pss"`, RFC 4055). A CA key that is not RSA
+    /// refuses `"pss"` at start. CRLs and OCSP answers keep the key's PKCS#1 v1.5.
+    #[serde(skip_serializing_if = "RsaSignature::is_pkcs1")]
+    pub rsa_signature: RsaSignature,
     /// Subject rules.
     pub subject: SubjectRules,
     /// SAN rules.
@@ -397,6 +429,7 @@ impl Default for Profile {
             extra_extensions: Vec::new(),
             renewal_grace_days: 0,
             rsa_require_f4: true,
+            rsa_signature: RsaSignature::Pkcs1,
             subject: SubjectRules::default(),
             san: SanRules::default(),
             ca: None,

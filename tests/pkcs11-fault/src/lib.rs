@@ -18,7 +18,10 @@
 //!   (default `/usr/lib/softhsm/libsofthsm2.so`);
 //! - `PKCS11_FAULT_CONTROL`: a control file, read at every faultable call: the fault is on
 //!   while the file exists and holds the word `device-removed`; without the variable it is
-//!   never on.
+//!   never on;
+//! - `PKCS11_FAULT_SIGN_DELAY_US`: microseconds that every `C_Sign` producing a signature
+//!   sleeps before it reaches the real module (read once): the latency of a network HSM,
+//!   which costs the caller no CPU, for the benchmarks of the signer's session pool.
 //!
 //! ```sh
 //! export PKCS11_FAULT_CONTROL=/tmp/fault
@@ -103,6 +106,18 @@ fn fault_on() -> bool {
     }
 }
 
+/// The sleep of each `C_Sign` that produces a signature (`PKCS11_FAULT_SIGN_DELAY_US`).
+fn sign_delay() -> Option<std::time::Duration> {
+    static DELAY: OnceLock<Option<std::time::Duration>> = OnceLock::new();
+    *DELAY.get_or_init(|| {
+        let micros: u64 = std::env::var("PKCS11_FAULT_SIGN_DELAY_US")
+            .ok()?
+            .parse()
+            .ok()?;
+        (micros > 0).then(|| std::time::Duration::from_micros(micros))
+    })
+}
+
 /// Runs an exported function's body, never letting a panic cross the FFI boundary.
 fn guarded(body: impl FnOnce() -> CK_RV) -> CK_RV {
     catch_unwind(AssertUnwindSafe(body)).unwrap_or(CKR_GENERAL_ERROR)
@@ -135,8 +150,9 @@ pub unsafe extern "C" fn C_GetFunctionList(ppFunctionList: CK_FUNCTION_LIST_PTR_
     })
 }
 
-/// Defines one forwarder per PKCS#11 function (those marked `fault` answer
-/// `CKR_DEVICE_REMOVED` while the fault is on) and [`our_list`], which puts them in a
+/// Defines one forwarder per PKCS#11 function (those marked `fault` or `slow` answer
+/// `CKR_DEVICE_REMOVED` while the fault is on; `slow`, `C_Sign`, also waits
+/// [`sign_delay`]) and [`our_list`], which puts them in a
 /// `CK_FUNCTION_LIST`: the list's field types check each forwarder's signature against the
 /// PKCS#11 header's.
 macro_rules! forwarders {
@@ -147,6 +163,7 @@ macro_rules! forwarders {
                     if forwarders!(@faultable $fault) && fault_on() {
                         return CKR_DEVICE_REMOVED;
                     }
+                    forwarders!(@delay $fault, $( $arg ),* );
                     match real().and_then(|list| list.$name) {
                         // SAFETY: the caller's arguments, passed on unchanged to the real
                         // module's function of the same signature.
@@ -167,7 +184,18 @@ macro_rules! forwarders {
         }
     };
     (@faultable fault) => { true };
+    (@faultable slow) => { true };
     (@faultable pass) => { false };
+    // `C_Sign(hSession, pData, ulDataLen, pSignature, pulSignatureLen)`: a call with a
+    // signature buffer (not the length query) waits for the device.
+    (@delay slow, $session:ident, $data:ident, $len:ident, $signature:ident, $out:ident) => {
+        if !$signature.is_null() {
+            if let Some(delay) = sign_delay() {
+                std::thread::sleep(delay);
+            }
+        }
+    };
+    (@delay $other:ident, $( $arg:ident ),* ) => {};
 }
 
 forwarders! {
@@ -341,7 +369,7 @@ forwarders! {
         pMechanism: CK_MECHANISM_PTR,
         hKey: CK_OBJECT_HANDLE
     );
-    fault C_Sign(
+    slow C_Sign(
         hSession: CK_SESSION_HANDLE,
         pData: CK_BYTE_PTR,
         ulDataLen: CK_ULONG,

@@ -456,3 +456,191 @@ fn an_intermediate_whose_key_is_in_the_token_is_imported_and_issues() {
     let found = private_key_material(&dir);
     assert!(found.is_empty(), "private key material: {found:?}");
 }
+
+/// The serial (hex) of the one certificate in the PEM file `path`.
+fn serial_of_pem(path: &Path) -> String {
+    let pem = std::fs::read_to_string(path).expect("reading the certificate file");
+    let certs = pem_certs(&pem);
+    assert_eq!(certs.len(), 1, "{} holds one certificate", path.display());
+    let (_, cert) = x509_parser::parse_x509_certificate(&certs[0]).expect("the certificate parses");
+    hex::encode(cert.raw_serial())
+}
+
+/// `[ocsp] delegated = true` with the CA key in the token: the responder's key is generated in
+/// the token too (labelled after its certificate's serial), no `ocsp-key.pem` is written, and
+/// OpenSSL verifies the answers it signs against the CA; a restart keeps the responder, and
+/// one whose certificate is gone gets a new key in the token.
+#[test]
+fn the_delegated_ocsp_responder_key_is_generated_in_the_token() {
+    let (hsm, pin_file) = token();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("ca");
+    let out = init_in_token(&hsm, &dir, &softhsm_module(), &pin_file, "ec-p256", &[]);
+    assert!(out.status.success(), "init in the token: {}", text(&out));
+    configure(&dir, &[("delegated = false", "delegated = true")], "");
+
+    let s = Server::serve_with_env(&dir, "127.0.0.1:0", &hsm.env());
+    assert!(
+        !dir.join("ocsp-key.pem").exists(),
+        "the responder key was written to a file"
+    );
+    let responder = serial_of_pem(&dir.join("ocsp.pem"));
+    let label = format!("ca-key.ocsp.{responder}");
+    let objects = hsm.list_objects(TOKEN, PIN);
+    assert!(
+        objects.contains(&format!("label:      {label}")),
+        "no key labelled {label} in the token:\n{objects}"
+    );
+    let responder_der =
+        pem_certs(&std::fs::read_to_string(dir.join("ocsp.pem")).expect("pem")).remove(0);
+    let csr = server_csr("delegated-in-token.example.com");
+    let issued = s.issue(&csr, "tls-server", Some(30));
+    let serial = issued["serial"].as_str().expect("serial").to_string();
+    s.revoke_ok(&serial, "keyCompromise");
+    let leaf = s.leaf_file(&issued);
+    let leaf = leaf.to_str().expect("UTF-8 path");
+    let resp = s.scratch().join("resp.der");
+    let out = s.ocsp_ask(
+        &format!("{}/ocsp", s.base),
+        &["-cert", leaf, "-respout", resp.to_str().expect("UTF-8")],
+    );
+    assert_eq!(ocsp_status(&out, leaf).0, "revoked", "{out}");
+    let bytes = std::fs::read(&resp).expect("the response");
+    assert!(
+        bytes
+            .windows(responder_der.len())
+            .any(|w| w == responder_der.as_slice()),
+        "the answer is not signed by the delegated responder (its certificate is not in it)"
+    );
+    s.terminate();
+
+    // A restart keeps the responder and its key.
+    let s = Server::serve_with_env(&dir, "127.0.0.1:0", &hsm.env());
+    assert_eq!(serial_of_pem(&dir.join("ocsp.pem")), responder);
+    let leaf = s.leaf_file(&issued);
+    let leaf = leaf.to_str().expect("UTF-8 path");
+    let out = s.ocsp_ask(&format!("{}/ocsp", s.base), &["-cert", leaf]);
+    assert_eq!(ocsp_status(&out, leaf).0, "revoked", "{out}");
+    s.terminate();
+
+    // Without its certificate the responder is replaced by a new key in the token.
+    std::fs::remove_file(dir.join("ocsp.pem")).expect("removing ocsp.pem");
+    let s = Server::serve_with_env(&dir, "127.0.0.1:0", &hsm.env());
+    let renewed = serial_of_pem(&dir.join("ocsp.pem"));
+    assert_ne!(renewed, responder);
+    let objects = hsm.list_objects(TOKEN, PIN);
+    assert!(
+        objects.contains(&format!("label:      ca-key.ocsp.{renewed}")),
+        "no key for the new responder in the token:\n{objects}"
+    );
+    let leaf = s.leaf_file(&issued);
+    let leaf = leaf.to_str().expect("UTF-8 path");
+    let out = s.ocsp_ask(&format!("{}/ocsp", s.base), &["-cert", leaf]);
+    assert_eq!(ocsp_status(&out, leaf).0, "revoked", "{out}");
+    s.terminate();
+    assert!(!dir.join("ocsp-key.pem").exists());
+    audit_verify_ok(&dir);
+    let found = private_key_material(&dir);
+    assert!(found.is_empty(), "private key material: {found:?}");
+}
+
+/// The signatureAlgorithm of the certificate in PEM `file`, as `openssl x509 -text` names it.
+fn signature_algorithm_of(file: &Path) -> String {
+    let text = openssl(&[
+        "x509",
+        "-noout",
+        "-text",
+        "-in",
+        file.to_str().expect("UTF-8"),
+    ]);
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("Signature Algorithm:"))
+        .unwrap_or_else(|| panic!("no signature algorithm in:\n{text}"))
+        .trim()
+        .to_string()
+}
+
+/// `[profiles.NAME] rsa_signature = "pss"`: an RSA CA key in the token signs that profile's
+/// certificates with RSASSA-PSS (`CKM_SHA256_RSA_PKCS_PSS`), which OpenSSL verifies and
+/// pkilint accepts (the Baseline Requirements' exact encoding), while other profiles, CRLs
+/// and OCSP answers stay PKCS#1 v1.5; a key file signs PSS the same way; and a CA key that is
+/// not RSA refuses to start with such a profile, in one line.
+#[test]
+fn an_rsa_ca_key_signs_rsassa_pss_for_a_profile_that_asks() {
+    let pss = (
+        "[profiles.tls-server]\n",
+        "[profiles.tls-server]\nrsa_signature = \"pss\"\n",
+    );
+    let (hsm, pin_file) = token();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("token");
+    let out = init_in_token(&hsm, &dir, &softhsm_module(), &pin_file, "rsa-3072", &[]);
+    assert!(out.status.success(), "init: {}", text(&out));
+    configure(&dir, &[pss], "");
+
+    let file_ca = tmp.path().join("file");
+    let out = ca_server(&[
+        "init",
+        "--data-dir",
+        file_ca.to_str().expect("UTF-8"),
+        "--key-type",
+        "rsa-3072",
+        "--subject",
+        "CN=PSS File Root,O=Test,C=XX",
+    ]);
+    assert!(out.status.success(), "init: {}", text(&out));
+    configure(&file_ca, &[pss], "");
+
+    for (dir, env) in [(&dir, hsm.env()), (&file_ca, Vec::new())] {
+        let s = Server::serve_with_env(dir, "127.0.0.1:0", &env);
+        let csr = server_csr("pss.example.com");
+        let issued = s.issue(&csr, "tls-server", Some(30));
+        s.check_issued(&issued, &csr, "tls-server", 30);
+        let leaf = s.leaf_file(&issued);
+        assert_eq!(
+            signature_algorithm_of(&leaf),
+            "rsassaPss",
+            "{}",
+            dir.display()
+        );
+        let client = make_csr("ec-p256", "/CN=pss-client", &["DNS:pss-client.example"]);
+        let other = s.issue(&client, "tls-client", Some(30));
+        s.check_issued(&other, &client, "tls-client", 30);
+        assert_eq!(
+            signature_algorithm_of(&s.leaf_file(&other)),
+            "sha256WithRSAEncryption"
+        );
+        let crl = s.crl();
+        s.check_crl(&crl, "PKCS#1 v1.5 CRL under a PSS profile");
+        let leaf = leaf.to_str().expect("UTF-8 path");
+        let out = s.ocsp_ask(&format!("{}/ocsp", s.base), &["-cert", leaf]);
+        assert_eq!(ocsp_status(&out, leaf).0, "good", "{out}");
+        s.terminate();
+    }
+
+    // An ECDSA CA key cannot make RSASSA-PSS signatures: serve says so and stops.
+    let ec = tmp.path().join("ec");
+    let out = ca_server(&[
+        "init",
+        "--data-dir",
+        ec.to_str().expect("UTF-8"),
+        "--key-type",
+        "ec-p256",
+        "--subject",
+        "CN=EC Root,O=Test,C=XX",
+    ]);
+    assert!(out.status.success(), "init: {}", text(&out));
+    configure(&ec, &[pss], "");
+    let out = ca_server(&[
+        "serve",
+        "--data-dir",
+        ec.to_str().expect("UTF-8"),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("rsa_signature") && error_lines(&stderr) == 1,
+        "serve with a PSS profile on an ECDSA key: {stderr}"
+    );
+}
