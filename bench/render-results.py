@@ -511,10 +511,12 @@ certificates/s; all cores at once {hl.get('parallel_certificates_per_sec', 0):,.
               + f" | {verdict(per_sec >= 0.9 * expected)} |")
     print("""
 The slow token is SoftHSM2 behind the test module `tests/pkcs11-fault` with
-`PKCS11_FAULT_SIGN_DELAY_US=3000`: every `C_Sign` waits 3 ms without using CPU, as a network
-HSM does, in front of the in-process engine with 16 signing threads and a pool of 16 sessions
-(`cargo bench -p bench --bench pkcs11 -- slow_pkcs11`). The sampler reads the pool every
-250 µs, also between criterion's iterations, so the mean in use is a floor.""")
+`PKCS11_FAULT_SIGN_DELAY_US=3000`: every signature lasts 3 ms from its `C_SignInit` to the
+`C_Sign` that returns it (SoftHSM2's own signing inside, the rest a wait without CPU), as a
+network HSM does; in front of it the in-process engine with the server's default 32 signing
+threads and a pool of 16 sessions (`cargo bench -p bench --bench pkcs11 -- slow_pkcs11`),
+512 certificates per iteration. The sampler reads the pool every 250 µs, also between
+criterion's iterations, so the mean in use is a floor.""")
     t_ring, _ = crit(pkcs11_text, "pkcs11_sign/ring/ec-p256")
     t_hsm, _ = crit(pkcs11_text, "pkcs11_sign/softhsm2/ec-p256")
     cpu = re.search(r"ring ([\d.]+) µs, SoftHSM2 through PKCS#11 ([\d.]+) µs", pkcs11_text)

@@ -5,8 +5,9 @@
 //!
 //! Needs SoftHSM2 (`scripts/setup.sh` installs it) and the test module `libpkcs11_fault.so`
 //! in the target directory (`cargo build --release -p pkcs11-fault`), which forwards to
-//! SoftHSM2 and, with `PKCS11_FAULT_SIGN_DELAY_US`, waits in every `C_Sign` without using CPU,
-//! as a network HSM does. The token store is a temporary directory of this run.
+//! SoftHSM2 and, with `PKCS11_FAULT_SIGN_DELAY_US`, makes every `C_Sign` last 3 ms (SoftHSM2's
+//! own signing included, the rest a wait without CPU), as a network HSM does. The token store
+//! is a temporary directory of this run.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -133,8 +134,8 @@ fn sign(c: &mut Criterion) {
 }
 
 /// The engine's signing stage in front of a token that takes 3 ms per signature, with
-/// [`SESSIONS`] sessions and as many signing threads; 32 certificates per session per
-/// iteration. A sampler reads the pool every 250 µs: the mean number of sessions in use
+/// [`SESSIONS`] sessions and the server's default signing threads; 32 certificates per
+/// session per iteration. A sampler reads the pool every 250 µs: the mean number of sessions in use
 /// shows whether the pipeline keeps the device busy.
 fn slow_token(c: &mut Criterion) {
     let key = Arc::new(token_key(slow_module(), "slow", SESSIONS));
@@ -142,10 +143,9 @@ fn slow_token(c: &mut Criterion) {
     // of each signature (the wait costs none), SoftHSM2's arithmetic behind it included.
     let path_cpu = cpu_per_signature(key.as_ref(), 200);
     let ca = authority_of(key.clone(), |k| k).unwrap();
-    let config = EngineConfig {
-        signers: SESSIONS,
-        ..EngineConfig::default()
-    };
+    // The server's default `[engine] signers` (32): more signing threads than sessions, so
+    // that a session given back is taken at once by a thread already waiting for it.
+    let config = EngineConfig::default();
     let count = 32 * SESSIONS;
     let fixture = EngineFixture::with_config(ca, &config, count).unwrap();
     let expected = SESSIONS as f64 / DEVICE_LATENCY.as_secs_f64();

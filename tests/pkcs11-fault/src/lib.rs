@@ -19,9 +19,11 @@
 //! - `PKCS11_FAULT_CONTROL`: a control file, read at every faultable call: the fault is on
 //!   while the file exists and holds the word `device-removed`; without the variable it is
 //!   never on;
-//! - `PKCS11_FAULT_SIGN_DELAY_US`: microseconds that every `C_Sign` producing a signature
-//!   sleeps before it reaches the real module (read once): the latency of a network HSM,
-//!   which costs the caller no CPU, for the benchmarks of the signer's session pool.
+//! - `PKCS11_FAULT_SIGN_DELAY_US`: microseconds that every signature takes at least, from its
+//!   session's `C_SignInit` to the `C_Sign` that returns it (read once): that `C_Sign`
+//!   sleeps, after the real module signed, for what remains of them, as a network HSM that
+//!   takes that long per signature keeps its caller waiting without using its CPU; for the
+//!   benchmarks of the signer's session pool.
 //!
 //! ```sh
 //! export PKCS11_FAULT_CONTROL=/tmp/fault
@@ -118,6 +120,16 @@ fn sign_delay() -> Option<std::time::Duration> {
     })
 }
 
+/// When each session's signing operation began (its last `C_SignInit`), while a sign delay
+/// is set.
+fn sign_started(
+) -> &'static std::sync::Mutex<std::collections::HashMap<CK_SESSION_HANDLE, std::time::Instant>> {
+    static STARTED: OnceLock<
+        std::sync::Mutex<std::collections::HashMap<CK_SESSION_HANDLE, std::time::Instant>>,
+    > = OnceLock::new();
+    STARTED.get_or_init(Default::default)
+}
+
 /// Runs an exported function's body, never letting a panic cross the FFI boundary.
 fn guarded(body: impl FnOnce() -> CK_RV) -> CK_RV {
     catch_unwind(AssertUnwindSafe(body)).unwrap_or(CKR_GENERAL_ERROR)
@@ -150,9 +162,9 @@ pub unsafe extern "C" fn C_GetFunctionList(ppFunctionList: CK_FUNCTION_LIST_PTR_
     })
 }
 
-/// Defines one forwarder per PKCS#11 function (those marked `fault` or `slow` answer
-/// `CKR_DEVICE_REMOVED` while the fault is on; `slow`, `C_Sign`, also waits
-/// [`sign_delay`]) and [`our_list`], which puts them in a
+/// Defines one forwarder per PKCS#11 function (those marked `fault`, `start` or `slow`
+/// answer `CKR_DEVICE_REMOVED` while the fault is on; `start`, `C_SignInit`, starts a
+/// signature's time and `slow`, `C_Sign`, makes it last at least [`sign_delay`]) and [`our_list`], which puts them in a
 /// `CK_FUNCTION_LIST`: the list's field types check each forwarder's signature against the
 /// PKCS#11 header's.
 macro_rules! forwarders {
@@ -163,13 +175,15 @@ macro_rules! forwarders {
                     if forwarders!(@faultable $fault) && fault_on() {
                         return CKR_DEVICE_REMOVED;
                     }
-                    forwarders!(@delay $fault, $( $arg ),* );
-                    match real().and_then(|list| list.$name) {
+                    let started = std::time::Instant::now();
+                    let rv = match real().and_then(|list| list.$name) {
                         // SAFETY: the caller's arguments, passed on unchanged to the real
                         // module's function of the same signature.
                         Some(function) => unsafe { function( $( $arg ),* ) },
                         None => CKR_FUNCTION_NOT_SUPPORTED,
-                    }
+                    };
+                    forwarders!(@delay $fault, started, $( $arg ),* );
+                    rv
                 })
             }
         )*
@@ -184,18 +198,34 @@ macro_rules! forwarders {
         }
     };
     (@faultable fault) => { true };
+    (@faultable start) => { true };
     (@faultable slow) => { true };
     (@faultable pass) => { false };
     // `C_Sign(hSession, pData, ulDataLen, pSignature, pulSignatureLen)`: a call with a
-    // signature buffer (not the length query) waits for the device.
-    (@delay slow, $session:ident, $data:ident, $len:ident, $signature:ident, $out:ident) => {
+    // signature buffer (not the length query) lasts at least the device's time.
+    // `C_SignInit(hSession, ...)` starts the signature's time.
+    (@delay start, $started:ident, $session:ident, $( $arg:ident ),* ) => {
+        if sign_delay().is_some() {
+            let mut started = sign_started().lock().unwrap_or_else(|e| e.into_inner());
+            started.insert($session, $started);
+        }
+    };
+    (@delay slow, $started:ident, $session:ident, $data:ident, $len:ident, $signature:ident,
+        $out:ident) => {
         if !$signature.is_null() {
             if let Some(delay) = sign_delay() {
-                std::thread::sleep(delay);
+                let began = sign_started()
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&$session)
+                    .unwrap_or($started);
+                std::thread::sleep(delay.saturating_sub(began.elapsed()));
             }
         }
     };
-    (@delay $other:ident, $( $arg:ident ),* ) => {};
+    (@delay $other:ident, $started:ident, $( $arg:ident ),* ) => {
+        let _ = $started;
+    };
 }
 
 forwarders! {
@@ -364,7 +394,7 @@ forwarders! {
         pDigest: CK_BYTE_PTR,
         pulDigestLen: CK_ULONG_PTR
     );
-    fault C_SignInit(
+    start C_SignInit(
         hSession: CK_SESSION_HANDLE,
         pMechanism: CK_MECHANISM_PTR,
         hKey: CK_OBJECT_HANDLE
