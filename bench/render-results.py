@@ -527,9 +527,11 @@ ring and {t_hsm} through the PKCS#11 signer to SoftHSM2
 (`cargo bench -p bench --bench pkcs11 -- pkcs11_sign`)""" + (f"""; in CPU time of the process,
 {cpu.group(1)} µs with ring and {cpu.group(2)} µs through PKCS#11, SoftHSM2's own arithmetic
 (OpenSSL) included, since the token is a library in the process""" if cpu else "") + (f""". In front
-of the 3 ms device the same path costs {path_cpu.group(1)} µs of CPU per signature: the session
-pool, the digest, the call and the DER encoding of r‖s, plus SoftHSM2's arithmetic behind the
-wait; a network HSM takes that arithmetic off the host.""" if path_cpu else "."))
+of the 3 ms test token, one signature at a time, the process spends {path_cpu.group(1)} µs of CPU per
+signature: the signer's path and SoftHSM2's arithmetic as above, plus the test module's
+bookkeeping and the wake-up after each 3 ms wait, which on this virtual machine costs more than
+the signature (a network HSM's answer wakes the caller the same way, while its arithmetic
+leaves the host).""" if path_cpu else "."))
     if any(l in R for l in hsm_labels):
         print("""
 | scenario | certificates/s | fraction of L_hsm | of L_hsm∥ | p50 / p99 / max ms | errors | command |

@@ -765,7 +765,6 @@ fn refuse_existing_ca(dir: &Path, config: &Config) -> Result<(), DataDirError> {
     Ok(())
 }
 
-/// Renames `from` to `to` durably.
 /// Renames `from` to `to` durably ([`durable::rename`]).
 pub(crate) fn rename(from: &Path, to: &Path) -> Result<(), DataDirError> {
     durable::rename(from, to).map_err(|source| DataDirError::Rename {
