@@ -515,7 +515,7 @@ The slow token is SoftHSM2 behind the test module `tests/pkcs11-fault` with
 `C_Sign` that returns it (SoftHSM2's own signing inside, the rest a wait without CPU), as a
 network HSM does; in front of it the in-process engine with the server's default 32 signing
 threads and a pool of 16 sessions (`cargo bench -p bench --bench pkcs11 -- slow_pkcs11`),
-512 certificates per iteration. The sampler reads the pool every 250 µs, also between
+1,024 certificates per iteration. The sampler reads the pool every 250 µs, also between
 criterion's iterations, so the mean in use is a floor.""")
     t_ring, _ = crit(pkcs11_text, "pkcs11_sign/ring/ec-p256")
     t_hsm, _ = crit(pkcs11_text, "pkcs11_sign/softhsm2/ec-p256")

@@ -9,7 +9,7 @@
 //! own signing included, the rest a wait without CPU), as a network HSM does. The token store
 //! is a temporary directory of this run.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,10 +17,10 @@ use std::time::Duration;
 use bench::{authority_of, cpu, EngineFixture};
 use ca_core::engine::EngineConfig;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use e2e_tests::softhsm::{pkcs11_fault_module, softhsm_module, SoftHsm};
 use keys::pkcs11::{Pkcs11Config, Pkcs11Pin, Pkcs11Signer};
 use keys::{KeyAlgorithm, Signer, SoftwareKey};
 
-const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const TOKEN: &str = "bench";
 const PIN: &str = "1234";
 /// The modelled network HSM's time per signature.
@@ -32,62 +32,19 @@ const TBS: [u8; 400] = [0x5a; 400];
 
 /// A SoftHSM2 token store with the token [`TOKEN`], made once for this process, and the
 /// environment that points SoftHSM2 and the fault module at it (set before any module loads).
-fn token_store() -> &'static Path {
-    static STORE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    STORE
-        .get_or_init(|| {
-            assert!(
-                Path::new(SOFTHSM).exists(),
-                "SoftHSM2 is missing ({SOFTHSM}): run scripts/setup.sh"
-            );
-            let dir = tempfile::tempdir().expect("a temporary directory");
-            let tokens = dir.path().join("tokens");
-            std::fs::create_dir(&tokens).expect("the token directory");
-            let conf = dir.path().join("softhsm2.conf");
-            std::fs::write(
-                &conf,
-                format!(
-                    "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                    tokens.display()
-                ),
-            )
-            .expect("softhsm2.conf");
-            let out = std::process::Command::new("softhsm2-util")
-                .env("SOFTHSM2_CONF", &conf)
-                .args(["--init-token", "--free", "--label", TOKEN, "--pin", PIN])
-                .args(["--so-pin", "5678"])
-                .output()
-                .expect("softhsm2-util (package softhsm2)");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            std::env::set_var("SOFTHSM2_CONF", &conf);
-            std::env::set_var("PKCS11_FAULT_MODULE", SOFTHSM);
-            std::env::set_var(
-                "PKCS11_FAULT_SIGN_DELAY_US",
-                DEVICE_LATENCY.as_micros().to_string(),
-            );
-            dir
-        })
-        .path()
-}
-
-/// The fault module beside this benchmark's target directory (`target/release/deps/..`).
-fn slow_module() -> PathBuf {
-    let exe = std::env::current_exe().expect("this benchmark's path");
-    let module = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|release| release.join("libpkcs11_fault.so"))
-        .expect("the target directory");
-    assert!(
-        module.exists(),
-        "{} is missing: cargo build --release -p pkcs11-fault",
-        module.display()
-    );
-    module
+fn token_store() {
+    static STORE: std::sync::OnceLock<SoftHsm> = std::sync::OnceLock::new();
+    STORE.get_or_init(|| {
+        let store = SoftHsm::new();
+        store.init_token(TOKEN, PIN, "5678");
+        std::env::set_var("SOFTHSM2_CONF", store.conf_path());
+        std::env::set_var("PKCS11_FAULT_MODULE", softhsm_module());
+        std::env::set_var(
+            "PKCS11_FAULT_SIGN_DELAY_US",
+            DEVICE_LATENCY.as_micros().to_string(),
+        );
+        store
+    });
 }
 
 fn token_key(module: PathBuf, label: &str, sessions: usize) -> Pkcs11Signer {
@@ -118,7 +75,7 @@ fn cpu_per_signature(key: &dyn Signer, n: u32) -> f64 {
 fn sign(c: &mut Criterion) {
     let ring =
         SoftwareKey::from_pkcs8(&keys::generate_pkcs8(KeyAlgorithm::EcdsaP256).unwrap()).unwrap();
-    let token = token_key(PathBuf::from(SOFTHSM), "sign", 1);
+    let token = token_key(softhsm_module(), "sign", 1);
     let mut group = c.benchmark_group("pkcs11_sign");
     group.bench_function("ring/ec-p256", |b| b.iter(|| ring.sign(&TBS).unwrap()));
     group.bench_function("softhsm2/ec-p256", |b| b.iter(|| token.sign(&TBS).unwrap()));
@@ -134,11 +91,11 @@ fn sign(c: &mut Criterion) {
 }
 
 /// The engine's signing stage in front of a token that takes 3 ms per signature, with
-/// [`SESSIONS`] sessions and the server's default signing threads; 32 certificates per
+/// [`SESSIONS`] sessions and the server's default signing threads; 64 certificates per
 /// session per iteration. A sampler reads the pool every 250 µs: the mean number of sessions in use
 /// shows whether the pipeline keeps the device busy.
 fn slow_token(c: &mut Criterion) {
-    let key = Arc::new(token_key(slow_module(), "slow", SESSIONS));
+    let key = Arc::new(token_key(pkcs11_fault_module(), "slow", SESSIONS));
     // The CPU of the PKCS#11 path when the device, not the host, takes the time: our side
     // of each signature (the wait costs none), SoftHSM2's arithmetic behind it included.
     let path_cpu = cpu_per_signature(key.as_ref(), 200);
@@ -146,7 +103,7 @@ fn slow_token(c: &mut Criterion) {
     // The server's default `[engine] signers` (32): more signing threads than sessions, so
     // that a session given back is taken at once by a thread already waiting for it.
     let config = EngineConfig::default();
-    let count = 32 * SESSIONS;
+    let count = 64 * SESSIONS;
     let fixture = EngineFixture::with_config(ca, &config, count).unwrap();
     let expected = SESSIONS as f64 / DEVICE_LATENCY.as_secs_f64();
     println!("slow_pkcs11/sessions/{SESSIONS}: expected sessions / 3 ms = {expected:.0} elem/s");

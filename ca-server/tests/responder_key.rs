@@ -4,57 +4,30 @@
 //! kept. Against SoftHSM2, which `scripts/setup.sh` installs; these tests never skip.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
 use ca_core::Serial;
 use ca_server::datadir::DataDirError;
 use ca_server::responder_key::{token_label, ResponderKeys};
+use e2e_tests::softhsm::{softhsm_module, SoftHsm};
 use keys::pkcs11::{Pkcs11Config, Pkcs11Pin};
 use keys::{KeyError, SystemRandom};
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const TOKEN: &str = "responder";
 const PIN: &str = "1234";
 
 /// The token, created once for this test binary (SoftHSM2 reads `SOFTHSM2_CONF` once).
 fn token() -> Pkcs11Config {
-    static READY: OnceLock<PathBuf> = OnceLock::new();
-    READY.get_or_init(|| {
-        assert!(
-            Path::new(MODULE).exists(),
-            "SoftHSM2 is missing ({MODULE}): run scripts/setup.sh; this test does not skip"
-        );
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("responder-key-softhsm");
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("tokens")).unwrap();
-        let conf = dir.join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                dir.join("tokens").display()
-            ),
-        )
-        .unwrap();
-        let out = Command::new("softhsm2-util")
-            .env("SOFTHSM2_CONF", &conf)
-            .args(["--init-token", "--free", "--label", TOKEN])
-            .args(["--pin", PIN, "--so-pin", "5678"])
-            .output()
-            .expect("softhsm2-util (package softhsm2; scripts/setup.sh)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    static STORE: OnceLock<SoftHsm> = OnceLock::new();
+    STORE.get_or_init(|| {
+        let store = SoftHsm::new();
+        store.init_token(TOKEN, PIN, "5678");
         // Set before any test touches the module: every test passes through this OnceLock.
-        std::env::set_var("SOFTHSM2_CONF", &conf);
-        dir
+        std::env::set_var("SOFTHSM2_CONF", store.conf_path());
+        store
     });
     Pkcs11Config {
-        module: PathBuf::from(MODULE),
+        module: softhsm_module(),
         token_label: TOKEN.to_owned(),
         key_label: "ca-key".to_owned(),
         pin: Pkcs11Pin::new(PIN.to_owned()),
