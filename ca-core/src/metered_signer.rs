@@ -68,9 +68,7 @@ impl MeteredSigner {
             .ok(),
         })
     }
-}
 
-impl MeteredSigner {
     /// Runs one signature, observing its time and counting its failure.
     fn measured(
         &self,
