@@ -611,7 +611,7 @@ pub struct CaFiles {
 
 /// The environment variable that holds the PKCS#11 user PIN when `[ca.pkcs11]` names no
 /// `pin_file`.
-pub const PKCS11_PIN_ENV: &str = "CA_PKCS11_PIN";
+pub const PKCS11_PIN_ENV: &str = keys::pkcs11::PIN_ENV;
 
 /// The default number of PKCS#11 sessions: signatures in flight at once.
 pub const DEFAULT_PKCS11_SESSIONS: usize = 16;

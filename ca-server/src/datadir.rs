@@ -1314,6 +1314,7 @@ pub fn open_store(dir: &Path, config: &Config) -> Result<Store, DataDirError> {
 }
 
 /// A delegated OCSP responder (RFC 6960 section 4.2.2.2): its key and its certificate.
+#[derive(Clone)]
 pub struct OcspDelegate {
     /// The responder's signing key.
     pub signer: Arc<dyn Signer>,
@@ -1338,94 +1339,137 @@ pub fn responder_keys(dir: &Path, config: &Config) -> Result<ResponderKeys, Data
     }
 }
 
-/// The delegated OCSP responder of `ocsp.pem` in `dir` and its key in `keys`, or a new one: a
-/// new ECDSA P-256 key and a certificate for it, valid `validity_days`, issued by the CA
-/// (`ca_signer`, `ca_der`). A new one is issued when the certificate or its key is missing or
-/// unusable, when the certificate is not the CA's OCSP signing certificate for that key, or
-/// when it is not valid yet or less than a third of its validity remains at `now`.
-///
-/// Like every certificate the CA key signs, the responder's is recorded through `engine`
-/// (profile `ocsp-responder`, requester `(ca)`, audited) before it is used or written; one
-/// kept from a build that did not record it is recorded now. A new key is removed again
-/// ([`ResponderKeys::discard`]) when its certificate cannot be issued or recorded.
-pub fn ocsp_delegate(
-    dir: &Path,
-    keys: &ResponderKeys,
-    validity_days: u32,
-    ca_signer: &Arc<dyn Signer>,
-    ca_der: &[u8],
-    engine: &Engine,
-    now: OffsetDateTime,
-) -> Result<OcspDelegate, DataDirError> {
-    let cert_path = dir.join(OCSP_CERT_FILE);
-    let record = |der: &[u8]| {
-        engine
-            .record_signed_certificate(der, RESPONDER_PROFILE)
-            .map_err(DataDirError::RecordResponder)
-    };
-    let mut replaced = None;
-    match load_ocsp_delegate(keys, &cert_path, ca_der) {
-        Ok((delegate, validity, _)) if !validity.renewal_due(now) => {
-            record(&delegate.cert_der)?;
-            return Ok(delegate);
-        }
-        Ok((_, validity, serial)) => {
-            replaced = Some(serial);
-            tracing::info!(
-                not_before = %validity.not_before,
-                not_after = %validity.not_after,
-                "the delegated OCSP responder is due for renewal"
-            )
-        }
-        Err(_) if !cert_path.exists() => tracing::info!("no delegated OCSP responder yet"),
-        Err(e) => tracing::warn!(
-            reason = %crate::cli::error_chain(&e),
-            "the delegated OCSP responder is not usable"
-        ),
-    }
-    let serial = new_serial()?;
-    let key = keys.create(serial)?;
-    let issued = issue_responder_certificate(
-        ca_signer.clone(),
-        ca_der,
-        key.signer.as_ref(),
-        validity_days,
-        serial,
-        now,
-    )
-    .map_err(DataDirError::IssueResponder)
-    .and_then(|der| record(&der).map(|_| der));
-    let cert_der = match issued {
-        Ok(der) => der,
-        Err(e) => {
-            keys.discard(key);
-            return Err(e);
-        }
-    };
-    // Key first: a crash between the two leaves a certificate that does not match the key
-    // (or names a key not in the token), which the next start replaces.
-    keys.keep(&key)?;
-    write_public(
-        &cert_path,
-        armor::to_pem("CERTIFICATE", &cert_der).as_bytes(),
-    )?;
-    tracing::info!(
-        serial = %serial,
-        path = %cert_path.display(),
-        key = %keys.location(serial),
-        validity_days,
-        "issued a new delegated OCSP responder key and certificate"
-    );
-    Ok(OcspDelegate {
-        signer: key.signer,
-        cert_der,
-        replaced,
-    })
+/// Issues and renews the delegated OCSP responder (RFC 6960 section 4.2.2.2): where its
+/// certificate (`ocsp.pem` in the data directory) and its key ([`ResponderKeys`]) live, the CA
+/// that certifies it, and the engine that records it like every certificate the CA key signs.
+pub struct ResponderIssuer {
+    /// The data directory.
+    pub dir: PathBuf,
+    /// Where the responder's keys live.
+    pub keys: ResponderKeys,
+    /// Validity of a new responder certificate, in days.
+    pub validity_days: u32,
+    /// The CA key.
+    pub ca_signer: Arc<dyn Signer>,
+    /// The CA certificate, DER.
+    pub ca_der: Vec<u8>,
+    /// The engine that records the responder certificates.
+    pub engine: Arc<Engine>,
 }
 
-/// The responder of `cert_path` with its key from `keys`, its validity and its serial.
+impl ResponderIssuer {
+    /// The delegated OCSP responder of `ocsp.pem` and its key, or a new one: a new ECDSA
+    /// P-256 key and a certificate for it, valid `validity_days`, issued by the CA. A new one
+    /// is issued when the certificate or its key is missing or unusable, when the certificate
+    /// is not the CA's OCSP signing certificate for that key, or when it is not valid yet or
+    /// less than a third of its validity remains at `now`.
+    ///
+    /// The responder's certificate is recorded through the engine (profile
+    /// `ocsp-responder`, requester `(ca)`, audited) before it is used or written; one kept
+    /// from a build that did not record it is recorded now. A new key is removed again
+    /// ([`ResponderKeys::discard`]) when its certificate cannot be issued or recorded.
+    ///
+    /// `current` is the responder in use, if any: while `ocsp.pem` still holds its
+    /// certificate, its key is taken as it is instead of being opened again (a token key
+    /// would take another pool of sessions at each check).
+    pub fn delegate(
+        &self,
+        current: Option<&OcspDelegate>,
+        now: OffsetDateTime,
+    ) -> Result<OcspDelegate, DataDirError> {
+        let ResponderIssuer {
+            dir,
+            keys,
+            validity_days,
+            ca_signer,
+            ca_der,
+            engine,
+        } = self;
+        let validity_days = *validity_days;
+        let cert_path = dir.join(OCSP_CERT_FILE);
+        let record = |der: &[u8]| {
+            engine
+                .record_signed_certificate(der, RESPONDER_PROFILE)
+                .map_err(DataDirError::RecordResponder)
+        };
+        let mut replaced = None;
+        match load_ocsp_delegate(keys, current, &cert_path, ca_der) {
+            Ok((delegate, validity, _)) if !validity.renewal_due(now) => {
+                record(&delegate.cert_der)?;
+                return Ok(delegate);
+            }
+            Ok((_, validity, serial)) => {
+                replaced = Some(serial);
+                tracing::info!(
+                    not_before = %validity.not_before,
+                    not_after = %validity.not_after,
+                    "the delegated OCSP responder is due for renewal"
+                )
+            }
+            Err(_) if !cert_path.exists() => tracing::info!("no delegated OCSP responder yet"),
+            Err(e) => tracing::warn!(
+                reason = %crate::cli::error_chain(&e),
+                "the delegated OCSP responder is not usable"
+            ),
+        }
+        let serial = new_serial()?;
+        let key = keys.create(serial)?;
+        let issued = issue_responder_certificate(
+            ca_signer.clone(),
+            ca_der,
+            key.signer.as_ref(),
+            validity_days,
+            serial,
+            now,
+        )
+        .map_err(DataDirError::IssueResponder)
+        .and_then(|der| record(&der).map(|_| der));
+        let cert_der = match issued {
+            Ok(der) => der,
+            Err(e) => {
+                keys.discard(key);
+                return Err(e);
+            }
+        };
+        // Key first: a crash between the two leaves a certificate that does not match the key
+        // (or names a key not in the token), which the next start replaces.
+        keys.keep(&key)?;
+        write_public(
+            &cert_path,
+            armor::to_pem("CERTIFICATE", &cert_der).as_bytes(),
+        )?;
+        tracing::info!(
+            serial = %serial,
+            path = %cert_path.display(),
+            key = %keys.location(serial),
+            validity_days,
+            "issued a new delegated OCSP responder key and certificate"
+        );
+        Ok(OcspDelegate {
+            signer: key.signer,
+            cert_der,
+            replaced,
+        })
+    }
+
+    /// Removes the key of the replaced responder certificate with `serial`
+    /// ([`ResponderKeys::retire`]); a failure is logged and the key left for the operator.
+    pub fn retire(&self, serial: Serial) {
+        if let Err(e) = self.keys.retire(serial) {
+            tracing::warn!(
+                error = %crate::cli::error_chain(&e),
+                key = %self.keys.location(serial),
+                "removing the replaced OCSP responder key failed"
+            );
+        }
+    }
+}
+
+/// The responder of `cert_path` with its key (`current`'s when it is that responder, else
+/// from `keys`), its validity and its serial.
 fn load_ocsp_delegate(
     keys: &ResponderKeys,
+    current: Option<&OcspDelegate>,
     cert_path: &Path,
     ca_der: &[u8],
 ) -> Result<(OcspDelegate, ResponderValidity, Serial), DataDirError> {
@@ -1451,7 +1495,10 @@ fn load_ocsp_delegate(
         .ok()
         .and_then(|(_, cert)| Serial::from_bytes(cert.raw_serial()))
         .ok_or_else(|| refused("has no serial number this CA gives"))?;
-    let key = keys.load(serial)?;
+    let key = match current {
+        Some(current) if current.cert_der == cert_der => current.signer.clone(),
+        _ => keys.load(serial)?,
+    };
     let validity =
         check_responder_certificate(ca_der, key.as_ref(), &cert_der).map_err(|source| {
             DataDirError::ResponderCertificate {

@@ -9,7 +9,7 @@ use ca_core::audit::Checkpoint;
 use ca_core::crl::CrlPublisher;
 use ca_core::engine::{Engine, StatusObserver};
 use ca_core::ocsp::{OcspCache, OcspResponder};
-use ca_core::{CaError, Serial};
+use ca_core::CaError;
 use keys::Signer;
 use tokio::net::TcpListener;
 
@@ -19,11 +19,13 @@ use crate::api::{
 use crate::cli::error_chain;
 use crate::client_auth::{ClientCertificates, ClientMappingError};
 use crate::config::{Config, StatusUrlError};
-use crate::datadir::{self, Core, Created, DataDirError, DEV_CA_SUBJECT, ROOT_VALIDITY_DAYS};
+use crate::datadir::{
+    self, Core, Created, DataDirError, OcspDelegate, ResponderIssuer, DEV_CA_SUBJECT,
+    ROOT_VALIDITY_DAYS,
+};
 use crate::limits::{self, Limits, RateLimiter};
 use crate::listener::{self, ListenerOptions, TlsConfigError};
 use crate::request_log::{self, RequestLog};
-use crate::responder_key::ResponderKeys;
 
 /// Why `ca-server serve` could not start, or stopped with an error. Each variant says what
 /// to fix or names the step that failed; the error underneath is its source.
@@ -205,17 +207,21 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), ServeError> 
     engine.observe_status(Arc::downgrade(&ocsp_cache) as Weak<dyn StatusObserver>);
     let validity =
         time::Duration::seconds(i64::try_from(config.ocsp.validity_secs).unwrap_or(3600));
-    let responder_keys = Arc::new(datadir::responder_keys(dir, &config)?);
-    let responder = if config.ocsp.delegated {
-        let days = config.ocsp.delegated_validity_days;
-        let (dir, ca_signer, ca) = (dir.to_path_buf(), signer.clone(), ca_der.clone());
-        let (core, keys) = (engine.clone(), responder_keys.clone());
+    let (responder, renewal) = if config.ocsp.delegated {
+        let issuer = Arc::new(ResponderIssuer {
+            dir: dir.to_path_buf(),
+            keys: datadir::responder_keys(dir, &config)?,
+            validity_days: config.ocsp.delegated_validity_days,
+            ca_signer: signer.clone(),
+            ca_der: ca_der.clone(),
+            engine: engine.clone(),
+        });
+        let at_start = issuer.clone();
         let delegate = tokio::task::spawn_blocking(move || {
-            let now = time::OffsetDateTime::now_utc();
-            let delegate = datadir::ocsp_delegate(&dir, &keys, days, &ca_signer, &ca, &core, now)?;
+            let delegate = at_start.delegate(None, time::OffsetDateTime::now_utc())?;
             // Nothing signs with the replaced key yet.
             if let Some(serial) = delegate.replaced {
-                retire_responder_key(&keys, serial);
+                at_start.retire(serial);
             }
             Ok::<_, DataDirError>(delegate)
         })
@@ -224,26 +230,23 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), ServeError> 
             what: "preparing the delegated OCSP responder",
             source,
         })??;
-        OcspResponder::delegated(&ca_der, delegate.signer, &delegate.cert_der, validity)
+        let responder = OcspResponder::delegated(
+            &ca_der,
+            delegate.signer.clone(),
+            &delegate.cert_der,
+            validity,
+        );
+        (responder, Some((issuer, delegate)))
     } else {
-        OcspResponder::new(signer.clone(), &ca_der, validity)
+        (OcspResponder::new(signer.clone(), &ca_der, validity), None)
     };
     let ocsp = Arc::new(
         responder?
             .with_cache(ocsp_cache.clone())
             .with_degraded(engine.metrics().degraded_entries()),
     );
-    let ocsp_renewal = config.ocsp.delegated.then(|| {
-        tokio::spawn(ocsp_renewal(
-            dir.to_path_buf(),
-            responder_keys,
-            config.ocsp.delegated_validity_days,
-            signer.clone(),
-            ca_der,
-            ocsp.clone(),
-            engine.clone(),
-        ))
-    });
+    let ocsp_renewal = renewal
+        .map(|(issuer, delegate)| tokio::spawn(ocsp_renewal(issuer, delegate, ocsp.clone())));
     let log = Arc::new(RequestLog::new(config.log.outcome_lines_per_second));
     let state = Arc::new(AppState {
         engine: engine.clone(),
@@ -515,62 +518,56 @@ async fn checkpoint(engine: &Arc<Engine>, signer: &Arc<dyn Signer>) {
 const OCSP_RENEWAL_CHECK: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Keeps the delegated OCSP responder fresh while the server runs: every
-/// [`OCSP_RENEWAL_CHECK`], the check made at start ([`datadir::ocsp_delegate`], which issues a
-/// new key and certificate when a third of the validity remains); a responder other than the
-/// one in use is taken into use at once.
+/// [`OCSP_RENEWAL_CHECK`], the check made at start ([`ResponderIssuer::delegate`], which issues
+/// a new key and certificate when a third of the validity remains); a responder other than
+/// `current`, the one in use, is taken into use at once, and the key it replaced retired
+/// [`RESPONDER_KEY_GRACE`] later.
 async fn ocsp_renewal(
-    dir: PathBuf,
-    keys: Arc<ResponderKeys>,
-    validity_days: u32,
-    ca_signer: Arc<dyn Signer>,
-    ca_der: Vec<u8>,
+    issuer: Arc<ResponderIssuer>,
+    mut current: OcspDelegate,
     ocsp: Arc<OcspResponder>,
-    engine: Arc<Engine>,
 ) {
     let mut ticks = tokio::time::interval(OCSP_RENEWAL_CHECK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
     loop {
         ticks.tick().await;
-        let (dir, ca_signer, ca) = (dir.clone(), ca_signer.clone(), ca_der.clone());
-        let (core, store) = (engine.clone(), keys.clone());
+        let (checker, in_use) = (issuer.clone(), current.clone());
         let job = tokio::task::spawn_blocking(move || {
-            let now = time::OffsetDateTime::now_utc();
-            datadir::ocsp_delegate(&dir, &store, validity_days, &ca_signer, &ca, &core, now)
+            checker.delegate(Some(&in_use), time::OffsetDateTime::now_utc())
         });
-        match job.await {
-            Ok(Ok(delegate)) => {
-                if ocsp.responder_certificate().as_ref() == Some(&delegate.cert_der) {
-                    continue;
-                }
-                match ocsp.set_delegate(delegate.signer, &delegate.cert_der) {
-                    Ok(()) => {
-                        tracing::info!("the OCSP responder now signs with its new key");
-                        if let Some(serial) = delegate.replaced {
-                            // Answers being signed with the old key finish first.
-                            tokio::time::sleep(RESPONDER_KEY_GRACE).await;
-                            let keys = keys.clone();
-                            let retired = tokio::task::spawn_blocking(move || {
-                                retire_responder_key(&keys, serial)
-                            });
-                            let _ = retired.await;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(
-                            error = %error_chain(&e),
-                            "taking the new OCSP responder into use failed"
-                        )
-                    }
-                }
-            }
+        let delegate = match job.await {
+            Ok(Ok(delegate)) => delegate,
             Ok(Err(e)) => {
                 tracing::error!(
                     error = %error_chain(&e),
                     "renewing the OCSP responder failed; retrying later"
-                )
+                );
+                continue;
             }
-            Err(e) => tracing::error!(error = %e, "the OCSP responder renewal task failed"),
+            Err(e) => {
+                tracing::error!(error = %e, "the OCSP responder renewal task failed");
+                continue;
+            }
+        };
+        if ocsp.responder_certificate().as_ref() == Some(&delegate.cert_der) {
+            continue;
+        }
+        if let Err(e) = ocsp.set_delegate(delegate.signer.clone(), &delegate.cert_der) {
+            tracing::error!(
+                error = %error_chain(&e),
+                "taking the new OCSP responder into use failed"
+            );
+            continue;
+        }
+        tracing::info!("the OCSP responder now signs with its new key");
+        let replaced = delegate.replaced;
+        current = delegate;
+        if let Some(serial) = replaced {
+            // Answers being signed with the old key finish first.
+            tokio::time::sleep(RESPONDER_KEY_GRACE).await;
+            let retiring = issuer.clone();
+            let _ = tokio::task::spawn_blocking(move || retiring.retire(serial)).await;
         }
     }
 }
@@ -578,18 +575,6 @@ async fn ocsp_renewal(
 /// How long the replaced OCSP responder key is kept after the new one took over, so that
 /// answers being signed with it finish.
 const RESPONDER_KEY_GRACE: Duration = Duration::from_secs(10);
-
-/// Removes the replaced responder key ([`ResponderKeys::retire`]); a failure is logged, the
-/// key is then left in the token for the operator to remove.
-fn retire_responder_key(keys: &ResponderKeys, serial: Serial) {
-    if let Err(e) = keys.retire(serial) {
-        tracing::warn!(
-            error = %error_chain(&e),
-            key = %keys.location(serial),
-            "removing the replaced OCSP responder key failed"
-        );
-    }
-}
 
 /// Installs the SIGINT and SIGTERM handlers at once; the future resolves on either signal.
 fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, ServeError> {

@@ -72,6 +72,10 @@ pub struct Pkcs11Config {
     pub sessions: usize,
 }
 
+/// The environment variable that holds the user PIN where no PIN file is named (for
+/// [`Pkcs11Pin::from_env`]): what `ca-server` and `ca-bench` read.
+pub const PIN_ENV: &str = "CA_PKCS11_PIN";
+
 /// A token's user PIN, wiped from memory when dropped; its `Debug` shows `Pkcs11Pin(..)` and
 /// it has no `Display`.
 #[derive(Clone)]

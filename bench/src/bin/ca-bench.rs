@@ -267,7 +267,7 @@ fn bodies(args: &Args) -> Result<Vec<Bytes>, String> {
 fn open_token_key(args: &Args, module: &std::path::Path) -> Result<Pkcs11Signer, String> {
     let pin = match &args.pkcs11_pin_file {
         Some(file) => Pkcs11Pin::from_file(file),
-        None => Pkcs11Pin::from_env("CA_PKCS11_PIN"),
+        None => Pkcs11Pin::from_env(keys::pkcs11::PIN_ENV),
     }
     .map_err(|e| e.to_string())?;
     let config = Pkcs11Config {
