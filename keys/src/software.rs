@@ -170,12 +170,7 @@ impl Signer for SoftwareKey {
     fn sign_with(&self, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, SignError> {
         match (&self.inner, scheme) {
             (Inner::Rsa(k), SignatureScheme::RsaPssSha256) => {
-                let mut sig = vec![0u8; k.public().modulus_len()];
-                k.sign(&RSA_PSS_SHA256, &self.rng, message, &mut sig)
-                    .map_err(|e| {
-                        SignError::permanent("RSA-PSS signing failed", format!("ring: {e}"))
-                    })?;
-                Ok(sig)
+                self.rsa_sign(k, &RSA_PSS_SHA256, message)
             }
             _ if scheme == self.scheme() => self.sign(message),
             _ => Err(SignError::unsupported(scheme)),
@@ -189,15 +184,23 @@ impl Signer for SoftwareKey {
                 .map(|s| s.as_ref().to_vec())
                 .map_err(|e| SignError::permanent("ECDSA signing failed", format!("ring: {e}"))),
             Inner::Ed25519(k) => Ok(k.sign(message).as_ref().to_vec()),
-            Inner::Rsa(k) => {
-                let mut sig = vec![0u8; k.public().modulus_len()];
-                k.sign(&RSA_PKCS1_SHA256, &self.rng, message, &mut sig)
-                    .map_err(|e| {
-                        SignError::permanent("RSA signing failed", format!("ring: {e}"))
-                    })?;
-                Ok(sig)
-            }
+            Inner::Rsa(k) => self.rsa_sign(k, &RSA_PKCS1_SHA256, message),
         }
+    }
+}
+
+impl SoftwareKey {
+    /// An RSA signature of `message` with `padding` (PKCS#1 v1.5 or PSS, both over SHA-256).
+    fn rsa_sign(
+        &self,
+        key: &RsaKeyPair,
+        padding: &'static dyn ring::signature::RsaEncoding,
+        message: &[u8],
+    ) -> Result<Vec<u8>, SignError> {
+        let mut sig = vec![0u8; key.public().modulus_len()];
+        key.sign(padding, &self.rng, message, &mut sig)
+            .map_err(|e| SignError::permanent("RSA signing failed", format!("ring: {e}")))?;
+        Ok(sig)
     }
 }
 
@@ -227,5 +230,29 @@ mod tests {
         let key = SoftwareKey::from_pkcs8(&generate_pkcs8(KeyAlgorithm::Rsa3072).unwrap()).unwrap();
         assert_eq!(key.algorithm(), KeyAlgorithm::Rsa3072);
         assert_eq!(key.sign(b"tbs").unwrap().len(), 384);
+    }
+
+    /// An RSA key also signs RSASSA-PSS (for a profile that asks), verifiable as such and not
+    /// as PKCS#1 v1.5; an ECDSA key refuses the scheme.
+    #[test]
+    fn rsa_keys_sign_pss_on_request_and_others_refuse() {
+        use ring::signature::{RSA_PKCS1_2048_8192_SHA256, RSA_PSS_2048_8192_SHA256};
+        let key = SoftwareKey::from_pkcs8(&generate_pkcs8(KeyAlgorithm::Rsa3072).unwrap()).unwrap();
+        assert!(key.supports(SignatureScheme::RsaPssSha256));
+        let sig = key
+            .sign_with(SignatureScheme::RsaPssSha256, b"tbs")
+            .unwrap();
+        UnparsedPublicKey::new(&RSA_PSS_2048_8192_SHA256, key.public_key_bits())
+            .verify(b"tbs", &sig)
+            .unwrap();
+        assert!(
+            UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, key.public_key_bits())
+                .verify(b"tbs", &sig)
+                .is_err()
+        );
+        let ec =
+            SoftwareKey::from_pkcs8(&generate_pkcs8(KeyAlgorithm::EcdsaP256).unwrap()).unwrap();
+        assert!(!ec.supports(SignatureScheme::RsaPssSha256));
+        assert!(ec.sign_with(SignatureScheme::RsaPssSha256, b"tbs").is_err());
     }
 }
