@@ -20,6 +20,7 @@
 //! | [`raw_http`] | raw HTTP/1.1 over TCP, for the listener's limits |
 //! | [`audit_chain`] | the audit log read and its hash chain recomputed |
 //! | [`power_loss`] | a simulated power cut (preloaded sync log, files cut back) |
+//! | [`postgres`] | a throwaway PostgreSQL cluster per test, run as an unprivileged user when root |
 //! | [`softhsm`] | HSM keys: a SoftHSM2 token store per test, the fault-injecting PKCS#11 module, private key material searched for in files |
 //!
 //! A test file starts with `use e2e_tests::prelude::*;`, which brings what most tests use.
@@ -33,6 +34,7 @@ pub mod fixtures;
 pub mod formats;
 pub mod judges;
 pub mod parent_ca;
+pub mod postgres;
 pub mod power_loss;
 pub mod raw_http;
 pub mod secrets;

@@ -34,6 +34,7 @@ mod metrics;
 mod ocsp;
 mod ocsp_delegated;
 mod openapi;
+mod postgres;
 mod profile_gaps;
 mod query;
 mod readme;
