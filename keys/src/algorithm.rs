@@ -97,9 +97,13 @@ pub enum SignatureScheme {
 }
 
 impl SignatureScheme {
-    /// Whether this is an RSA scheme that any RSA key can also sign with instead of its
-    /// default.
-    pub fn is_rsa(self) -> bool {
+    /// Whether a key whose own scheme is `own` can sign with this scheme: its own, and for
+    /// an RSA key either RSA scheme (a profile may ask for RSASSA-PSS).
+    pub fn signable_by(self, own: SignatureScheme) -> bool {
+        self == own || (self.is_rsa() && own.is_rsa())
+    }
+
+    fn is_rsa(self) -> bool {
         matches!(
             self,
             SignatureScheme::RsaPkcs1Sha256 | SignatureScheme::RsaPssSha256

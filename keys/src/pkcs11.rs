@@ -1064,7 +1064,7 @@ impl Signer for Pkcs11Signer {
     }
 
     fn supports(&self, scheme: SignatureScheme) -> bool {
-        scheme == self.scheme() || (self.scheme().is_rsa() && scheme.is_rsa())
+        scheme.signable_by(self.scheme())
     }
 
     /// RSASSA-PSS as `CKM_SHA256_RSA_PKCS_PSS` (PKCS#11 v3.0 section 2.1.15) with

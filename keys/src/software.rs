@@ -164,7 +164,7 @@ impl Signer for SoftwareKey {
     }
 
     fn supports(&self, scheme: SignatureScheme) -> bool {
-        scheme == self.scheme() || (matches!(self.inner, Inner::Rsa(_)) && scheme.is_rsa())
+        scheme.signable_by(self.scheme())
     }
 
     fn sign_with(&self, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, SignError> {

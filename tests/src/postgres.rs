@@ -109,23 +109,16 @@ impl Postgres {
         let bin = postgres_bin();
         let dir = tempfile::tempdir().expect("tempdir");
         let as_user = running_as_root();
-        if as_user {
-            let (uid, gid) = cluster_user();
-            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
-                .expect("handing the cluster directory to the cluster user");
-        }
         let pg = Postgres {
             dir,
             bin,
             port: free_port(),
             as_user,
         };
+        pg.give_to_cluster_user(pg.dir.path());
         let pwfile = pg.dir.path().join("initdb-password");
         write_private(&pwfile, PASSWORD);
-        if as_user {
-            let (uid, gid) = cluster_user();
-            std::os::unix::fs::chown(&pwfile, Some(uid), Some(gid)).expect("chown");
-        }
+        pg.give_to_cluster_user(&pwfile);
         let data = pg.data_dir();
         let out = pg.run(
             "initdb",
@@ -209,6 +202,15 @@ impl Postgres {
     /// The cluster's data directory.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// Hands `path` to [`CLUSTER_USER`] when the cluster runs as that user.
+    fn give_to_cluster_user(&self, path: &Path) {
+        if self.as_user {
+            let (uid, gid) = cluster_user();
+            std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                .unwrap_or_else(|e| panic!("handing {} to {CLUSTER_USER}: {e}", path.display()));
+        }
     }
 
     /// Runs a PostgreSQL program from [`postgres_bin`], as the cluster user when root.

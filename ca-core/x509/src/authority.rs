@@ -83,18 +83,18 @@ pub struct CertificateAuthority {
     chain: Vec<Vec<u8>>,
     signer: Arc<dyn Signer>,
     random: Arc<dyn SecureRandom>,
-    /// The issuer's parts for each signature scheme a profile signs with.
-    issuers: HashMap<SignatureScheme, IssuerParts>,
     /// The CA certificate's notAfter: no certificate it issues ends later.
     issuer_not_after: OffsetDateTime,
     templates: BTreeMap<String, ProfileTemplate>,
 }
 
-/// A profile with its certificate template and the scheme its certificates are signed with.
+/// A profile with its certificate template, the scheme its certificates are signed with and
+/// the issuer's parts for that scheme (shared by the profiles that sign alike).
 struct ProfileTemplate {
     profile: Profile,
     template: CertTemplate,
     scheme: SignatureScheme,
+    issuer: Arc<IssuerParts>,
 }
 
 impl std::fmt::Debug for CertificateAuthority {
@@ -136,7 +136,7 @@ impl CertificateAuthority {
             })?;
         let issuer_not_after = ca_cert.validity().not_after.to_datetime();
         let url_extensions = UrlExtensions::new(urls)?;
-        let mut issuers = HashMap::new();
+        let mut issuers: HashMap<SignatureScheme, Arc<IssuerParts>> = HashMap::new();
         let mut templates = BTreeMap::new();
         for (name, profile) in profiles {
             let scheme = profile.rsa_signature.scheme(signer.scheme());
@@ -146,13 +146,18 @@ impl CertificateAuthority {
                      key can make"
                 )));
             }
-            if let std::collections::hash_map::Entry::Vacant(entry) = issuers.entry(scheme) {
-                let algorithm = signature_algorithm(scheme)
-                    .to_der()
-                    .map_err(CaError::Encoding)?;
-                let subject = ca_cert.tbs_certificate.subject.as_raw();
-                entry.insert(IssuerParts::new(algorithm, subject, key_id)?);
-            }
+            let issuer = match issuers.get(&scheme) {
+                Some(issuer) => issuer.clone(),
+                None => {
+                    let algorithm = signature_algorithm(scheme)
+                        .to_der()
+                        .map_err(CaError::Encoding)?;
+                    let subject = ca_cert.tbs_certificate.subject.as_raw();
+                    let issuer = Arc::new(IssuerParts::new(algorithm, subject, key_id)?);
+                    issuers.insert(scheme, issuer.clone());
+                    issuer
+                }
+            };
             let template = CertTemplate::new(profile, &url_extensions)?;
             templates.insert(
                 name.clone(),
@@ -160,6 +165,7 @@ impl CertificateAuthority {
                     profile: profile.clone(),
                     template,
                     scheme,
+                    issuer,
                 },
             );
         }
@@ -167,7 +173,6 @@ impl CertificateAuthority {
             chain,
             signer,
             random: Arc::new(keys::SystemRandom::new()),
-            issuers,
             issuer_not_after,
             templates,
         })
@@ -220,14 +225,11 @@ impl CertificateAuthority {
             profile: rules,
             template,
             scheme,
+            issuer,
         } = self
             .templates
             .get(profile)
             .ok_or_else(|| self.unknown_profile(profile))?;
-        let issuer = self
-            .issuers
-            .get(scheme)
-            .ok_or_else(|| CaError::internal("no issuer parts for the profile's scheme", None))?;
         let now = now.replace_nanosecond(0).unwrap_or(now);
         let not_before = now - Duration::seconds(i64::from(rules.backdate_secs));
         let not_after =

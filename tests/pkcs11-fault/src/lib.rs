@@ -120,13 +120,13 @@ fn sign_delay() -> Option<std::time::Duration> {
     })
 }
 
-/// When each session's signing operation began (its last `C_SignInit`), while a sign delay
-/// is set.
-fn sign_started(
-) -> &'static std::sync::Mutex<std::collections::HashMap<CK_SESSION_HANDLE, std::time::Instant>> {
-    static STARTED: OnceLock<
-        std::sync::Mutex<std::collections::HashMap<CK_SESSION_HANDLE, std::time::Instant>>,
-    > = OnceLock::new();
+/// When each session's signing operation began (its last `C_SignInit`).
+type SignStarts =
+    std::sync::Mutex<std::collections::HashMap<CK_SESSION_HANDLE, std::time::Instant>>;
+
+/// [`SignStarts`] of this process, kept while a sign delay is set.
+fn sign_started() -> &'static SignStarts {
+    static STARTED: OnceLock<SignStarts> = OnceLock::new();
     STARTED.get_or_init(Default::default)
 }
 

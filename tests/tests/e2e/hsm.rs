@@ -579,16 +579,7 @@ fn an_rsa_ca_key_signs_rsassa_pss_for_a_profile_that_asks() {
     configure(&dir, &[pss], "");
 
     let file_ca = tmp.path().join("file");
-    let out = ca_server(&[
-        "init",
-        "--data-dir",
-        file_ca.to_str().expect("UTF-8"),
-        "--key-type",
-        "rsa-3072",
-        "--subject",
-        "CN=PSS File Root,O=Test,C=XX",
-    ]);
-    assert!(out.status.success(), "init: {}", text(&out));
+    init_ca(&file_ca, "rsa-3072");
     configure(&file_ca, &[pss], "");
 
     for (dir, env) in [(&dir, hsm.env()), (&file_ca, Vec::new())] {
@@ -620,16 +611,7 @@ fn an_rsa_ca_key_signs_rsassa_pss_for_a_profile_that_asks() {
 
     // An ECDSA CA key cannot make RSASSA-PSS signatures: serve says so and stops.
     let ec = tmp.path().join("ec");
-    let out = ca_server(&[
-        "init",
-        "--data-dir",
-        ec.to_str().expect("UTF-8"),
-        "--key-type",
-        "ec-p256",
-        "--subject",
-        "CN=EC Root,O=Test,C=XX",
-    ]);
-    assert!(out.status.success(), "init: {}", text(&out));
+    init_ca(&ec, "ec-p256");
     configure(&ec, &[pss], "");
     let out = ca_server(&[
         "serve",
