@@ -2,7 +2,9 @@
 
 use rocksdb::WriteBatch;
 
-use super::{cf, Store, Writes, META_AUDIT_HEAD};
+use super::rocks_groups::{lay_out, to_batch, RocksGroups};
+use super::writer::{apply_one, Change, WriteOp};
+use super::{cf, Store, META_AUDIT_HEAD};
 use crate::audit::{verify_chain, AuditBreak, AuditEntry, AuditEvent, AuditHead, Checkpoint};
 use crate::error::CaError;
 use crate::serial::Serial;
@@ -58,58 +60,32 @@ impl Store {
         Ok(recorded)
     }
 
-    /// Adds `event` after `prev` to `batch`, with an `events` pointer for each of `serials`,
-    /// and returns the new head. The caller writes the head to meta ([`Store::put_audit_head`])
-    /// in the same batch.
-    pub(crate) fn append_audit<'s>(
-        &'s self,
-        batch: &mut impl Writes<'s>,
-        prev: AuditHead,
-        event: AuditEvent,
-        serials: &[Serial],
-    ) -> Result<AuditHead, CaError> {
-        let entry = AuditEntry::chain(prev, event)?;
-        let seq = entry.seq.to_be_bytes();
-        batch.put(self.cf(cf::AUDIT)?, &seq, &entry.encode()?);
-        let events = self.cf(cf::EVENTS)?;
-        for serial in serials {
-            let mut key = [0u8; 24];
-            key[..16].copy_from_slice(serial.as_bytes());
-            key[16..].copy_from_slice(&seq);
-            batch.put(events, &key, &[]);
-        }
-        Ok(entry.head())
-    }
-
-    /// Records the audit head in meta, in `batch`.
-    pub(crate) fn put_audit_head(
-        &self,
-        batch: &mut WriteBatch,
-        head: &AuditHead,
-    ) -> Result<(), CaError> {
-        batch.put_cf(self.cf(cf::META)?, META_AUDIT_HEAD, head.encode());
-        Ok(())
-    }
-
     /// Writes `batch` together with audit entries for `events`, synced. Only while no engine
-    /// runs on this store (start-up, the command line): the engine's writer owns the log.
+    /// runs on this store (start-up, upgrades): the engine's writer owns the log.
     pub(crate) fn write_audited(
         &self,
         mut batch: WriteBatch,
         events: Vec<AuditEvent>,
     ) -> Result<AuditHead, CaError> {
         let mut head = self.checked_audit_head()?;
+        let mut writes = Vec::new();
         for event in events {
-            head = self.append_audit(&mut batch, head, event, &[])?;
+            let entry = AuditEntry::chain(head, event)?;
+            head = entry.head();
+            lay_out(Change::Audit(entry, Vec::new()), &mut writes)?;
         }
-        self.put_audit_head(&mut batch, &head)?;
+        to_batch(self, writes, &mut batch)?;
+        batch.put_cf(self.cf(cf::META)?, META_AUDIT_HEAD, head.encode());
         self.write(batch)?;
         Ok(head)
     }
 
-    /// Appends one event to the audit log, synced. Only while no engine runs on this store.
+    /// Appends one event to the audit log, synced, as the writer would. Only while no engine
+    /// runs on this store.
     pub fn record_event(&self, event: AuditEvent) -> Result<AuditHead, CaError> {
-        self.write_audited(WriteBatch::default(), vec![event])
+        apply_one(&mut RocksGroups::new(self.clone())?, |tx| {
+            WriteOp::Record(event, Vec::new(), tx)
+        })
     }
 
     /// Up to `limit` audit entries with a sequence number above `after`, oldest first.
@@ -161,20 +137,6 @@ impl Store {
         let latest = it.value().map(Checkpoint::decode).transpose()?;
         it.status().db()?;
         Ok(latest)
-    }
-
-    /// Adds a checkpoint to `batch`.
-    pub(crate) fn put_checkpoint<'s>(
-        &'s self,
-        batch: &mut impl Writes<'s>,
-        checkpoint: &Checkpoint,
-    ) -> Result<(), CaError> {
-        batch.put(
-            self.cf(cf::CHECKPOINTS)?,
-            &checkpoint.head.seq.to_be_bytes(),
-            &checkpoint.encode()?,
-        );
-        Ok(())
     }
 
     /// Walks the whole audit log and checks it: the hash chain from the first entry, the head

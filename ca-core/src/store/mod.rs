@@ -55,6 +55,7 @@ pub mod blocked_keys;
 mod migrate;
 pub mod query;
 pub mod record;
+mod rocks_groups;
 mod seam;
 mod tokens;
 pub mod writer;
@@ -64,8 +65,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rocksdb::{
-    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor,
-    DBCompressionType, Options, ReadOptions, WriteBatch, WriteBufferManager, WriteOptions, DB,
+    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType,
+    Options, ReadOptions, WriteBatch, WriteBufferManager, WriteOptions, DB,
 };
 
 pub use audit_log::AuditReport;
@@ -166,19 +167,6 @@ fn newer_schema(version: u32) -> CaError {
         "the store has schema version {version}, newer than this build's {SCHEMA_VERSION}; \
          run a newer ca-server"
     ))
-}
-
-/// Where a store change's writes go: a [`WriteBatch`], or the store writer's staging of one
-/// operation (which joins the group's batch only when the whole operation succeeded).
-pub(crate) trait Writes<'a> {
-    /// Adds `key` → `value` to the column family `cf`.
-    fn put(&mut self, cf: &'a ColumnFamily, key: &[u8], value: &[u8]);
-}
-
-impl<'a> Writes<'a> for WriteBatch {
-    fn put(&mut self, cf: &'a ColumnFamily, key: &[u8], value: &[u8]) {
-        self.put_cf(cf, key, value);
-    }
 }
 
 /// The key of an idempotency entry: the requesting token's hash and the `request_id`.

@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use keys::{SecureRandom, SystemRandom};
 use rocksdb::WriteBatch;
 
+use super::rocks_groups::RocksGroups;
+use super::writer::{apply_one, WriteOp};
 use super::{cf, Store, TokenRecord};
 use crate::audit::{AuditAction, AuditEvent};
 use crate::error::CaError;
@@ -80,39 +82,27 @@ impl Store {
     }
 
     /// Stores a token (hash → record, name → hash) and its `token_created` audit entry,
-    /// synced; refuses a name that is or was taken ([`CaError::TokenNameTaken`]). Only while
-    /// no engine runs on this store; a running server creates tokens through its engine.
+    /// synced, as the writer would; refuses a name that is or was taken
+    /// ([`CaError::TokenNameTaken`]). Only while no engine runs on this store; a running
+    /// server creates tokens through its engine.
     pub fn put_token(
         &self,
         token_hash: &[u8; 32],
         record: &TokenRecord,
         actor: &str,
     ) -> Result<(), CaError> {
-        if self.token_name_holder(&record.name)?.is_some() {
-            return Err(CaError::TokenNameTaken(record.name.clone()));
-        }
-        let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(cf::TOKENS)?, token_hash, record.encode()?);
-        batch.put_cf(
-            self.cf(cf::TOKEN_NAMES)?,
-            record.name.as_bytes(),
-            token_hash,
-        );
-        self.write_audited(batch, vec![token_event(record, actor)])
-            .map(drop)
+        apply_one(&mut RocksGroups::new(self.clone())?, |tx| {
+            WriteOp::PutToken(*token_hash, record.clone(), actor.to_string(), tx)
+        })
     }
 
     /// Revokes the token named `name` at `at` (Unix seconds), with its `token_revoked` audit
-    /// entry, synced; answers the revoked record. Only while no engine runs on this store.
+    /// entry, synced, as the writer would; answers the revoked record. Only while no engine
+    /// runs on this store.
     pub fn revoke_token(&self, name: &str, at: i64, actor: &str) -> Result<TokenRecord, CaError> {
-        let (hash, record) = self
-            .token_by_name(name)?
-            .ok_or_else(|| CaError::TokenNotFound(name.to_string()))?;
-        let revoked = revoked_token(record, at)?;
-        let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(cf::TOKENS)?, hash, revoked.encode()?);
-        self.write_audited(batch, vec![token_revoked_event(&revoked, at, actor)])?;
-        Ok(revoked)
+        apply_one(&mut RocksGroups::new(self.clone())?, |tx| {
+            WriteOp::RevokeToken(name.to_string(), at, actor.to_string(), tx)
+        })
     }
 
     /// The upgrade to schema version 4: every token gets an id, every name an index entry,

@@ -1,25 +1,25 @@
-//! The store writer: the one thread that writes to RocksDB while the engine runs.
+//! The store writer: the one thread through which a store is changed while the engine runs.
 //!
 //! It takes everything that has arrived (up to a maximum), checks each operation against the
-//! store and the batch itself (serial uniqueness, idempotency keys, revocation state), writes
-//! one WriteBatch with the WAL synced, and only then answers each waiting request (group
-//! commit). Being the only writer makes these checks, the issuance sequence, the CRL change
-//! sequence and the CRL number race-free without locks.
+//! store and the group itself (serial uniqueness, idempotency keys, revocation state), writes
+//! the group durably in one commit, and only then answers each waiting request (group
+//! commit). What a group decides is the same for every store; a store provides only its reads
+//! and the layout of its writes ([`GroupBackend`]: RocksDB's in [`super::rocks_groups`]). One
+//! writer per store makes these checks, the issuance sequence, the CRL change sequence and
+//! the CRL number race-free; a store shared by several nodes serializes their writers' groups
+//! in [`GroupBackend::begin`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
-use rocksdb::{ColumnFamily, WriteBatch};
 use tokio::sync::oneshot;
 
+use super::rocks_groups::RocksGroups;
 use super::tokens::{revoked_token, token_event, token_revoked_event};
-use super::{
-    cf, CertRecord, EnrollmentRecord, IdempotencyKey, IdempotencyRecord, Store, TokenRecord,
-    Writes, META_CERT_SEQ, META_CHANGE_SEQ, META_CRL_NUMBER,
-};
-use crate::audit::{AuditAction, AuditEvent, AuditHead, Checkpoint};
+use super::{CertRecord, EnrollmentRecord, IdempotencyKey, IdempotencyRecord, Store, TokenRecord};
+use crate::audit::{AuditAction, AuditEntry, AuditEvent, AuditHead, Checkpoint};
 use crate::error::CaError;
 use crate::metrics::Metrics;
 use crate::revocation::{Revocation, RevocationReason};
@@ -140,14 +140,8 @@ impl StoreWriter {
     /// Starts the RocksDB writer on `store`, committing at most `max_batch` operations per
     /// WriteBatch and recording commit times and sizes in `metrics`.
     pub fn start(store: Store, max_batch: usize, metrics: Arc<Metrics>) -> Result<Self, CaError> {
-        let counters = Counters {
-            cert_seq: store.meta_u64(META_CERT_SEQ)?,
-            change_seq: store.meta_u64(META_CHANGE_SEQ)?,
-            crl_number: store.meta_u64(META_CRL_NUMBER)?,
-            audit: store.checked_audit_head()?,
-            last_issued_at: store.last_issued_at()?,
-        };
-        Self::spawn(move |rx| run(&store, &rx, counters, max_batch.max(1), &metrics))
+        let mut backend = RocksGroups::new(store)?;
+        Self::spawn(move |rx| serve(&mut backend, &rx, max_batch, &metrics))
     }
 
     /// Starts a writer thread that runs `serve` on the operations sent to it; `serve`
@@ -178,25 +172,108 @@ impl StoreWriter {
     }
 }
 
-/// The sequences the writer owns.
-#[derive(Clone, Copy, Debug)]
-struct Counters {
-    cert_seq: u64,
-    change_seq: u64,
-    crl_number: u64,
-    audit: AuditHead,
+/// The sequences a store's writes advance, as committed with its last group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counters {
+    /// The issuance sequence number of the newest certificate.
+    pub cert_seq: u64,
+    /// The sequence number of the newest revocation change (delta CRLs).
+    pub change_seq: u64,
+    /// The last CRL number allocated.
+    pub crl_number: u64,
+    /// The audit log's head.
+    pub audit: AuditHead,
     /// `issued_at` of the newest certificate: issuance times never decrease along the
     /// issuance sequence, so that time ranges are exact ranges of `issued`.
-    last_issued_at: i64,
+    pub last_issued_at: i64,
 }
 
-fn run(
-    store: &Store,
+/// One change a group makes, in terms of the store seam's records; each store lays it out in
+/// its own tables ([`GroupBackend::stage`]).
+#[derive(Clone, Debug)]
+pub enum Change {
+    /// A new certificate (its record holds its issuance seq and serial).
+    Certificate(CertRecord),
+    /// A request's idempotency key, pointing at the certificate it produced.
+    Idempotency(IdempotencyKey, IdempotencyRecord),
+    /// A `names` index entry (see [`super::query::names_prefix`]) of the certificate with this
+    /// issuance seq.
+    Name(Vec<u8>, u64),
+    /// `serial` (issuance seq `seq`) renews `old`.
+    Renewal {
+        /// The renewed certificate.
+        old: Serial,
+        /// The renewal's issuance seq.
+        seq: u64,
+        /// The renewal's serial.
+        serial: Serial,
+    },
+    /// The revocation state of `serial` after change `change_seq` (`None`: a hold released).
+    Revocation {
+        /// The certificate.
+        serial: Serial,
+        /// Its state from now on.
+        state: Option<Revocation>,
+        /// The change's sequence number (delta CRLs list the serials changed after one).
+        change_seq: u64,
+    },
+    /// A key (SHA-256 of its SubjectPublicKeyInfo) blocked by the keyCompromise revocation of
+    /// a serial.
+    BlockedKey([u8; 32], Serial),
+    /// An API token (new or changed), by hash.
+    Token([u8; 32], TokenRecord),
+    /// A token name taken for good by the token with this hash.
+    TokenName(String, [u8; 32]),
+    /// An enrollment (new or changed), by id.
+    Enrollment([u8; 16], EnrollmentRecord),
+    /// An audit entry, and the serials it concerns (their `events`).
+    Audit(AuditEntry, Vec<Serial>),
+    /// A signed checkpoint of the audit log.
+    Checkpoint(Checkpoint),
+}
+
+/// The storage side of the store writer: where a group's reads come from and where its
+/// changes go. What a group decides (what is refused, what is audited, how the sequences
+/// advance) is [`serve`]'s, the same for every store.
+///
+/// A group runs `begin`, reads and stages while it applies its operations, then `commit`
+/// (also when it has nothing to write, which ends what `begin` started). Reads see every
+/// group committed before `begin`, on any node.
+pub trait GroupBackend {
+    /// A change in the store's own layout.
+    type Write;
+    /// Starts a group and answers the counters as the last committed group left them. A store
+    /// shared by several writers serializes groups here (a lock held until `commit`).
+    fn begin(&mut self) -> Result<Counters, CaError>;
+    /// Which of `serials` (reordered at will) the store already holds.
+    fn stored_serials(&mut self, serials: &mut [Serial]) -> Result<HashSet<Serial>, CaError>;
+    /// The stored outcome of the request with this idempotency key.
+    fn idempotency(&mut self, key: &IdempotencyKey) -> Result<Option<IdempotencyRecord>, CaError>;
+    /// The hash of the token that has or had `name`.
+    fn token_name_holder(&mut self, name: &str) -> Result<Option<[u8; 32]>, CaError>;
+    /// The token with this hash.
+    fn token(&mut self, hash: &[u8; 32]) -> Result<Option<TokenRecord>, CaError>;
+    /// The enrollment with this id.
+    fn enrollment(&mut self, id: &[u8; 16]) -> Result<Option<EnrollmentRecord>, CaError>;
+    /// The revocation state of `serial`.
+    fn revocation(&mut self, serial: &Serial) -> Result<Option<Revocation>, CaError>;
+    /// The notAfter of the certificate `serial`, if this CA issued it.
+    fn not_after(&mut self, serial: &Serial) -> Result<Option<i64>, CaError>;
+    /// Lays `change` out as the store's writes, appended to `writes`.
+    fn stage(&self, change: Change, writes: &mut Vec<Self::Write>) -> Result<(), CaError>;
+    /// Writes `writes` and `counters` durably, all or nothing, and ends the group.
+    fn commit(&mut self, writes: Vec<Self::Write>, counters: &Counters) -> Result<(), CaError>;
+}
+
+/// The writer's loop: takes everything that has arrived (up to `max_batch`), applies it as one
+/// group and commits it through `backend`; returns once every sender is dropped.
+pub fn serve<B: GroupBackend>(
+    backend: &mut B,
     rx: &Receiver<WriteOp>,
-    mut counters: Counters,
     max_batch: usize,
     metrics: &Metrics,
 ) {
+    let max_batch = max_batch.max(1);
     while let Ok(first) = rx.recv() {
         let mut ops = Vec::with_capacity(max_batch.min(1024));
         ops.push(first);
@@ -208,11 +285,24 @@ fn run(
         }
         metrics.commit_batch.observe(ops.len() as f64);
         let started = std::time::Instant::now();
-        counters = commit(store, ops, counters);
+        commit(backend, ops);
         metrics
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());
     }
+}
+
+/// Applies the one operation `op` makes of a reply channel through a group on `backend`, and
+/// answers its outcome: how the command line changes a store while no engine runs, with the
+/// writer's own checks and audit entries.
+pub fn apply_one<B: GroupBackend, T>(
+    backend: &mut B,
+    op: impl FnOnce(Reply<T>) -> WriteOp,
+) -> Result<T, CaError> {
+    let (tx, mut rx) = oneshot::channel();
+    commit(backend, vec![op(tx)]);
+    rx.try_recv()
+        .map_err(|_| CaError::internal("the store group did not answer", None))?
 }
 
 /// An answer that waits for the commit.
@@ -227,9 +317,28 @@ enum Answer {
 }
 
 impl Answer {
+    /// The answer `error` for `op`, unapplied (the group could not start).
+    fn refused(op: WriteOp, error: &CaError) -> Self {
+        match op {
+            WriteOp::Certificate(_, tx) => Answer::Certificate(tx, Err(error.for_group())),
+            WriteOp::Revoke(_, tx) => Answer::Revoke(tx, Err(error.for_group())),
+            WriteOp::ReleaseHold(_, _, tx)
+            | WriteOp::PutToken(_, _, _, tx)
+            | WriteOp::Checkpoint(_, tx)
+            | WriteOp::CreateEnrollment(_, _, _, tx)
+            | WriteOp::UndoRedemption(_, _, tx) => Answer::Unit(tx, Err(error.for_group())),
+            WriteOp::NextCrlNumber(_, tx) => Answer::Crl(tx, Err(error.for_group())),
+            WriteOp::RevokeToken(_, _, _, tx) => Answer::Token(tx, Err(error.for_group())),
+            WriteOp::Record(_, _, tx) | WriteOp::AuditHead(tx) => {
+                Answer::Head(tx, Err(error.for_group()))
+            }
+            WriteOp::FailedAttempt(_, tx) => Answer::Enrollment(tx, Err(error.for_group())),
+        }
+    }
+
     /// Turns a success into `error` (the batch did not commit).
     fn fail(&mut self, error: &CaError) {
-        let e = || CaError::Storage(error.to_string());
+        let e = || error.for_group();
         match self {
             Answer::Certificate(_, r @ Ok(Committed::Stored(_))) => *r = Err(e()),
             Answer::Revoke(_, r @ Ok(_)) => *r = Err(e()),
@@ -256,20 +365,20 @@ impl Answer {
     }
 }
 
-/// One group being assembled: the batch and what it already holds, so that operations in
+/// One group being assembled: its writes and what it already holds, so that operations in
 /// the same group see each other.
 ///
-/// Every operation is all-or-nothing: its writes are staged apart from the batch and reach it
-/// only when the whole operation succeeds, and every change it makes to the group's state
-/// (counters, the maps below) is undone when it fails. So an error anywhere in an operation
-/// (say, while its audit entry is formatted) leaves neither a write nor a moved counter
-/// behind, and the rest of the group commits as if it had never been sent.
-struct Group<'a> {
-    store: &'a Store,
-    batch: WriteBatch,
+/// Every operation is all-or-nothing: its writes are staged apart from the group's and join
+/// them only when the whole operation succeeds, and every change it makes to the group's
+/// state (counters, the maps below) is undone when it fails. So an error anywhere in an
+/// operation (say, while its audit entry is formatted) leaves neither a write nor a moved
+/// counter behind, and the rest of the group commits as if it had never been sent.
+struct Group<'b, B: GroupBackend> {
+    backend: &'b mut B,
+    writes: Vec<B::Write>,
     counters: Counters,
-    /// The writes of the operation being applied, not yet in `batch`.
-    staged: Staged<'a>,
+    /// The writes of the operation being applied, not yet in `writes`.
+    staged: Vec<B::Write>,
     /// How to undo the changes the operation being applied made to the maps below.
     undo: Vec<Undo>,
     /// Which of the group's serials the store already holds (looked up once per group).
@@ -287,19 +396,6 @@ struct Group<'a> {
     /// Test-only fault injection (see [`Fault`]).
     #[cfg(test)]
     fault: Fault,
-}
-
-/// A staged write: the column family, the key, and the value (`None`: a deletion).
-type StagedWrite<'a> = (&'a ColumnFamily, Vec<u8>, Option<Vec<u8>>);
-
-/// The writes of one operation, in order, until it succeeds.
-#[derive(Default)]
-struct Staged<'a>(Vec<StagedWrite<'a>>);
-
-impl<'a> Writes<'a> for Staged<'a> {
-    fn put(&mut self, cf: &'a ColumnFamily, key: &[u8], value: &[u8]) {
-        self.0.push((cf, key.to_vec(), Some(value.to_vec())));
-    }
 }
 
 /// A change to the group's maps and the value it replaced.
@@ -334,15 +430,22 @@ struct Fault {
     writes: u32,
 }
 
-/// Commits one group; returns the counters after it.
-fn commit(store: &Store, ops: Vec<WriteOp>, before: Counters) -> Counters {
-    let group = Group::new(store, &ops, before);
-    group.commit(ops, before)
+/// Applies and commits one group of operations, answering each.
+fn commit<B: GroupBackend>(backend: &mut B, ops: Vec<WriteOp>) {
+    match Group::begin(backend, &ops) {
+        Ok(group) => group.commit(ops),
+        Err(e) => {
+            tracing::error!(error = %e, "store group could not start; its requests are refused");
+            ops.into_iter()
+                .for_each(|op| Answer::refused(op, &e).send());
+        }
+    }
 }
 
-impl<'a> Group<'a> {
-    /// A new group for `ops` on `store`, starting from the counters `before`.
-    fn new(store: &'a Store, ops: &[WriteOp], before: Counters) -> Self {
+impl<'b, B: GroupBackend> Group<'b, B> {
+    /// Starts a group for `ops` on `backend`.
+    fn begin(backend: &'b mut B, ops: &[WriteOp]) -> Result<Self, CaError> {
+        let counters = backend.begin()?;
         let mut drawn: Vec<Serial> = ops
             .iter()
             .filter_map(|op| match op {
@@ -351,12 +454,12 @@ impl<'a> Group<'a> {
             })
             .collect();
         // Should the look-up fail, every certificate of the group is refused with its error.
-        let stored = store.stored_serials(&mut drawn);
-        Group {
-            store,
-            batch: WriteBatch::default(),
-            counters: before,
-            staged: Staged::default(),
+        let stored = backend.stored_serials(&mut drawn);
+        Ok(Group {
+            backend,
+            writes: Vec::new(),
+            counters,
+            staged: Vec::new(),
             undo: Vec::new(),
             stored,
             serials: HashSet::new(),
@@ -368,12 +471,11 @@ impl<'a> Group<'a> {
             tokens: HashMap::new(),
             #[cfg(test)]
             fault: Fault::default(),
-        }
+        })
     }
 
-    /// Applies `ops`, writes the group and answers each operation; returns the counters
-    /// after it (`before` when the write failed).
-    fn commit(mut self, ops: Vec<WriteOp>, before: Counters) -> Counters {
+    /// Applies `ops`, writes the group and answers each operation.
+    fn commit(mut self, ops: Vec<WriteOp>) {
         let mut replies = Vec::with_capacity(ops.len());
         for op in ops {
             #[cfg(test)]
@@ -386,23 +488,12 @@ impl<'a> Group<'a> {
                 self.fault.op += 1;
             }
         }
-        let counters = self.counters;
-        let written = if self.batch.is_empty() {
-            Ok(())
-        } else {
-            self.write_counters()
-                .and_then(|()| self.store.write(std::mem::take(&mut self.batch)))
-        };
-        let counters = match written {
-            Ok(()) => counters,
-            Err(e) => {
-                tracing::error!(error = %e, "store commit failed; the group's requests are refused");
-                replies.iter_mut().for_each(|r| r.fail(&e));
-                before
-            }
-        };
+        let writes = std::mem::take(&mut self.writes);
+        if let Err(e) = self.backend.commit(writes, &self.counters) {
+            tracing::error!(error = %e, "store commit failed; the group's requests are refused");
+            replies.iter_mut().for_each(|r| r.fail(&e));
+        }
         replies.into_iter().for_each(Answer::send);
-        counters
     }
 
     /// Applies one operation to the group, all or nothing; answers what to tell its
@@ -427,7 +518,9 @@ impl<'a> Group<'a> {
                 Answer::Head(tx, self.atomic(|g| g.audit(event, &serials)))
             }
             WriteOp::AuditHead(tx) => Answer::Head(tx, Ok(self.counters.audit)),
-            WriteOp::Checkpoint(cp, tx) => Answer::Unit(tx, self.atomic(|g| g.checkpoint(&cp))),
+            WriteOp::Checkpoint(cp, tx) => {
+                Answer::Unit(tx, self.atomic(|g| g.change(Change::Checkpoint(cp))))
+            }
             WriteOp::CreateEnrollment(id, record, actor, tx) => {
                 Answer::Unit(tx, self.atomic(|g| g.create_enrollment(id, record, &actor)))
             }
@@ -440,7 +533,7 @@ impl<'a> Group<'a> {
         }
     }
 
-    /// Runs one operation: on success its staged writes join the batch; on failure they are
+    /// Runs one operation: on success its staged writes join the group's; on failure they are
     /// dropped and the counters and maps are put back as they were before it.
     fn atomic<T>(
         &mut self,
@@ -454,15 +547,10 @@ impl<'a> Group<'a> {
             result = Err(CaError::Storage("injected fault".into()));
         }
         if result.is_ok() {
-            for (cf, key, value) in self.staged.0.drain(..) {
-                match value {
-                    Some(value) => self.batch.put_cf(cf, key, value),
-                    None => self.batch.delete_cf(cf, key),
-                }
-            }
+            self.writes.append(&mut self.staged);
             self.undo.clear();
         } else {
-            self.staged.0.clear();
+            self.staged.clear();
             self.counters = counters;
             while let Some(undo) = self.undo.pop() {
                 match undo {
@@ -483,21 +571,13 @@ impl<'a> Group<'a> {
         result
     }
 
-    /// Stages `key` → `value` in the column family `name`.
-    fn put(&mut self, name: &str, key: &[u8], value: &[u8]) -> Result<(), CaError> {
-        let store = self.store;
-        self.staged.put(store.cf(name)?, key, value);
+    /// Stages `change` for the operation being applied.
+    fn change(&mut self, change: Change) -> Result<(), CaError> {
+        self.backend.stage(change, &mut self.staged)?;
         self.wrote()
     }
 
-    /// Stages the deletion of `key` from the column family `name`.
-    fn delete(&mut self, name: &str, key: &[u8]) -> Result<(), CaError> {
-        let store = self.store;
-        self.staged.0.push((store.cf(name)?, key.to_vec(), None));
-        self.wrote()
-    }
-
-    /// Called after each write an operation stages: under test, fails the operations chosen
+    /// Called after each change an operation stages: under test, fails the operations chosen
     /// by [`Fault`] right after their first write.
     fn wrote(&mut self) -> Result<(), CaError> {
         #[cfg(test)]
@@ -510,38 +590,20 @@ impl<'a> Group<'a> {
         Ok(())
     }
 
-    fn write_counters(&mut self) -> Result<(), CaError> {
-        let meta = self.store.cf(cf::META)?;
-        self.batch
-            .put_cf(meta, META_CERT_SEQ, self.counters.cert_seq.to_be_bytes());
-        self.batch.put_cf(
-            meta,
-            META_CHANGE_SEQ,
-            self.counters.change_seq.to_be_bytes(),
-        );
-        self.batch.put_cf(
-            meta,
-            META_CRL_NUMBER,
-            self.counters.crl_number.to_be_bytes(),
-        );
-        self.store
-            .put_audit_head(&mut self.batch, &self.counters.audit)
-    }
-
     /// Appends an audit entry to the group, pointing from each of `serials` to it.
     fn audit(&mut self, event: AuditEvent, serials: &[Serial]) -> Result<AuditHead, CaError> {
-        self.counters.audit =
-            self.store
-                .append_audit(&mut self.staged, self.counters.audit, event, serials)?;
-        self.wrote()?;
-        Ok(self.counters.audit)
+        let entry = AuditEntry::chain(self.counters.audit, event)?;
+        let head = entry.head();
+        self.change(Change::Audit(entry, serials.to_vec()))?;
+        self.counters.audit = head;
+        Ok(head)
     }
 
     /// The hash of the token holding `name` as this group leaves it.
-    fn token_name_holder(&self, name: &str) -> Result<Option<[u8; 32]>, CaError> {
+    fn token_name_holder(&mut self, name: &str) -> Result<Option<[u8; 32]>, CaError> {
         match self.token_names.get(name) {
             Some(hash) => Ok(Some(*hash)),
-            None => self.store.token_name_holder(name),
+            None => self.backend.token_name_holder(name),
         }
     }
 
@@ -549,8 +611,8 @@ impl<'a> Group<'a> {
         if self.token_name_holder(&record.name)?.is_some() {
             return Err(CaError::TokenNameTaken(record.name.clone()));
         }
-        self.put(cf::TOKENS, hash, &record.encode()?)?;
-        self.put(cf::TOKEN_NAMES, record.name.as_bytes(), hash)?;
+        self.change(Change::Token(*hash, record.clone()))?;
+        self.change(Change::TokenName(record.name.clone(), *hash))?;
         let previous = self.token_names.insert(record.name.clone(), *hash);
         self.undo
             .push(Undo::TokenName(record.name.clone(), previous));
@@ -564,34 +626,29 @@ impl<'a> Group<'a> {
         let hash = self.token_name_holder(name)?.ok_or_else(not_found)?;
         let record = match self.tokens.get(&hash) {
             Some(record) => record.clone(),
-            None => self.store.token(&hash)?.ok_or_else(not_found)?,
+            None => self.backend.token(&hash)?.ok_or_else(not_found)?,
         };
         let revoked = revoked_token(record, at)?;
-        self.put(cf::TOKENS, &hash, &revoked.encode()?)?;
+        self.change(Change::Token(hash, revoked.clone()))?;
         let previous = self.tokens.insert(hash, revoked.clone());
         self.undo.push(Undo::Token(hash, previous));
         self.audit(token_revoked_event(&revoked, at, actor), &[])?;
         Ok(revoked)
     }
 
-    fn checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<(), CaError> {
-        self.store.put_checkpoint(&mut self.staged, checkpoint)?;
-        self.wrote()
-    }
-
     /// The enrollment as this group leaves it.
-    fn enrollment(&self, id: &[u8; 16]) -> Result<EnrollmentRecord, CaError> {
+    fn enrollment(&mut self, id: &[u8; 16]) -> Result<EnrollmentRecord, CaError> {
         match self.enrollments.get(id) {
             Some(r) => Ok(r.clone()),
             None => self
-                .store
+                .backend
                 .enrollment(id)?
                 .ok_or_else(|| CaError::EnrollmentNotFound(hex::encode(id))),
         }
     }
 
     fn put_enrollment(&mut self, id: [u8; 16], record: EnrollmentRecord) -> Result<(), CaError> {
-        self.put(cf::ENROLLMENTS, &id, &record.encode()?)?;
+        self.change(Change::Enrollment(id, record.clone()))?;
         let previous = self.enrollments.insert(id, record);
         self.undo.push(Undo::Enrollment(id, previous));
         Ok(())
@@ -603,7 +660,7 @@ impl<'a> Group<'a> {
         record: EnrollmentRecord,
         actor: &str,
     ) -> Result<(), CaError> {
-        if self.enrollments.contains_key(&id) || self.store.enrollment(&id)?.is_some() {
+        if self.enrollments.contains_key(&id) || self.backend.enrollment(&id)?.is_some() {
             return Err(CaError::Storage("enrollment id collision".into()));
         }
         let event = AuditEvent::new(
@@ -629,7 +686,7 @@ impl<'a> Group<'a> {
         } else {
             AuditAction::EnrollmentAttemptFailed
         };
-        let event = AuditEvent::new(now, "(public)", action, hex::encode(id))
+        let event = AuditEvent::new(now, PUBLIC_ACTOR, action, hex::encode(id))
             .with("failed_attempts", record.failed_attempts.to_string());
         self.put_enrollment(id, record.clone())?;
         self.audit(event, &[])?;
@@ -681,13 +738,13 @@ impl<'a> Group<'a> {
             if let Some(existing) = self.keys.get(key) {
                 return Ok(Committed::Existing(*existing));
             }
-            if let Some(existing) = self.store.idempotency(key)? {
+            if let Some(existing) = self.backend.idempotency(key)? {
                 return Ok(Committed::Existing(existing));
             }
         }
         let stored = match &self.stored {
             Ok(stored) => stored.contains(&serial),
-            Err(e) => return Err(CaError::Storage(e.to_string())),
+            Err(e) => return Err(e.for_group()),
         };
         if stored || self.serials.contains(&serial) {
             return Err(CaError::SerialCollision(serial));
@@ -712,11 +769,11 @@ impl<'a> Group<'a> {
         self.counters.cert_seq += 1;
         record.seq = self.counters.cert_seq;
         if let Some(old) = renewed_from {
-            // Old serial ‖ the renewal's issuance seq: every renewal is kept, oldest first.
-            let mut key = [0u8; 24];
-            key[..16].copy_from_slice(old.as_bytes());
-            key[16..].copy_from_slice(&record.seq.to_be_bytes());
-            self.put(cf::RENEWALS, &key, serial.as_bytes())?;
+            self.change(Change::Renewal {
+                old,
+                seq: record.seq,
+                serial,
+            })?;
         }
         record.issued_at = record.issued_at.max(self.counters.last_issued_at);
         self.counters.last_issued_at = record.issued_at;
@@ -740,30 +797,24 @@ impl<'a> Group<'a> {
             None => self.audit(event, &[])?,
         };
         record.audit_seq = Some(head.seq);
-        let seq = record.seq.to_be_bytes();
-        self.put(cf::ISSUED, &seq, &record.encode()?)?;
-        self.put(cf::SERIALS, serial.as_bytes(), &seq)?;
-        let mut expiry_key = [0u8; 24];
-        expiry_key[..8].copy_from_slice(&record.not_after.to_be_bytes());
-        expiry_key[8..].copy_from_slice(serial.as_bytes());
-        self.put(cf::BY_EXPIRY, &expiry_key, &[])?;
+        let seq = record.seq;
+        self.change(Change::Certificate(record.clone()))?;
         if let Some((key, request_hash)) = idempotency {
             let entry = IdempotencyRecord {
                 serial,
                 request_hash,
             };
-            self.put(cf::IDEM, key.as_bytes(), &entry.encode())?;
+            self.change(Change::Idempotency(key.clone(), entry))?;
             let previous = self.keys.insert(key.clone(), entry);
             self.undo.push(Undo::Key(key, previous));
         }
-        for mut key in names {
-            key.extend_from_slice(&seq);
-            self.put(cf::NAMES, &key, &[])?;
+        for prefix in names {
+            self.change(Change::Name(prefix, seq))?;
         }
         if let Some((id, e)) = redeemed {
             let event = AuditEvent::new(
                 record.issued_at,
-                "(public)",
+                PUBLIC_ACTOR,
                 AuditAction::EnrollmentRedeemed,
                 hex::encode(id),
             )
@@ -780,35 +831,29 @@ impl<'a> Group<'a> {
     }
 
     /// The revocation state of `serial` as this group leaves it.
-    fn revocation(&self, serial: &Serial) -> Result<Option<Revocation>, CaError> {
+    fn revocation(&mut self, serial: &Serial) -> Result<Option<Revocation>, CaError> {
         match self.revocations.get(serial) {
             Some(state) => Ok(*state),
-            None => self.store.revocation(serial),
+            None => self.backend.revocation(serial),
         }
     }
 
-    fn not_after(&self, serial: &Serial) -> Result<i64, CaError> {
+    fn not_after(&mut self, serial: &Serial) -> Result<i64, CaError> {
         if let Some(not_after) = self.certificates.get(serial) {
             return Ok(*not_after);
         }
-        self.store
-            .certificate(serial)?
-            .map(|r| r.not_after)
+        self.backend
+            .not_after(serial)?
             .ok_or_else(|| CaError::SerialNotFound(serial.to_hex()))
     }
 
     fn record_change(&mut self, serial: &Serial, state: Option<Revocation>) -> Result<(), CaError> {
         self.counters.change_seq += 1;
-        match &state {
-            Some(r) => self.put(
-                cf::REVOKED,
-                serial.as_bytes(),
-                &super::record::encode_revocation(r)?,
-            )?,
-            None => self.delete(cf::REVOKED, serial.as_bytes())?,
-        }
-        let change = self.counters.change_seq.to_be_bytes();
-        self.put(cf::CRL_CHANGES, &change, serial.as_bytes())?;
+        self.change(Change::Revocation {
+            serial: *serial,
+            state,
+            change_seq: self.counters.change_seq,
+        })?;
         let previous = self.revocations.insert(*serial, state);
         self.undo.push(Undo::Revocation(*serial, previous));
         Ok(())
@@ -844,7 +889,7 @@ impl<'a> Group<'a> {
         if let (RevocationReason::KeyCompromise, Some(key)) = (req.reason, req.blocked_key) {
             // Never certified again (Baseline Requirements 6.1.1.3 item 4); the audit entry
             // names the key.
-            self.put(cf::BLOCKED_KEYS, &key, req.serial.as_bytes())?;
+            self.change(Change::BlockedKey(key, req.serial))?;
             event = event.with("blocked_key_sha256", hex::encode(key));
         }
         self.audit(event, &[req.serial])?;
@@ -868,6 +913,8 @@ impl<'a> Group<'a> {
         }
     }
 
+    /// Allocates the next CRL number. Its audit entry makes the group write, so the number is
+    /// durable (with the counters) before it is used.
     fn crl_number(&mut self, req: CrlRequest) -> Result<CrlPosition, CaError> {
         self.counters.crl_number = (self.counters.crl_number + 1).max(req.floor);
         let at = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -879,9 +926,6 @@ impl<'a> Group<'a> {
         )
         .with("kind", req.kind);
         self.audit(event, &[])?;
-        // An empty batch is not written; a CRL number must be durable before it is used.
-        let number = self.counters.crl_number.to_be_bytes();
-        self.put(cf::META, META_CRL_NUMBER, &number)?;
         Ok(CrlPosition {
             number: self.counters.crl_number,
             change_seq: self.counters.change_seq,
@@ -894,18 +938,12 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::audit::AuditEntry;
+    use crate::store::cf;
 
     const NOW: i64 = 1_800_000_000;
 
     fn counters(store: &Store) -> Counters {
-        Counters {
-            cert_seq: store.meta_u64(META_CERT_SEQ).unwrap(),
-            change_seq: store.meta_u64(META_CHANGE_SEQ).unwrap(),
-            crl_number: store.meta_u64(META_CRL_NUMBER).unwrap(),
-            audit: store.checked_audit_head().unwrap(),
-            last_issued_at: store.last_issued_at().unwrap(),
-        }
+        RocksGroups::new(store.clone()).unwrap().begin().unwrap()
     }
 
     fn serial(n: u8) -> Serial {
@@ -994,19 +1032,21 @@ mod tests {
     /// Commits `ops` in one group, the operations at `faulty` failing right after their first
     /// write; returns the counters after the group.
     fn commit_with_faults(store: &Store, ops: Vec<WriteOp>, faulty: &[usize]) -> Counters {
-        let before = counters(store);
-        let mut group = Group::new(store, &ops, before);
+        let mut backend = RocksGroups::new(store.clone()).unwrap();
+        let mut group = Group::begin(&mut backend, &ops).unwrap();
         group.fault.faulty = faulty.iter().copied().collect();
-        group.commit(ops, before)
+        group.commit(ops);
+        counters(store)
     }
 
     /// Commits `ops` in one group, the operations at `at_end` failing once all their writes
     /// are staged; returns the counters after the group.
     fn commit_failing_at_end(store: &Store, ops: Vec<WriteOp>, at_end: &[usize]) -> Counters {
-        let before = counters(store);
-        let mut group = Group::new(store, &ops, before);
+        let mut backend = RocksGroups::new(store.clone()).unwrap();
+        let mut group = Group::begin(&mut backend, &ops).unwrap();
         group.fault.at_end = at_end.iter().copied().collect();
-        group.commit(ops, before)
+        group.commit(ops);
+        counters(store)
     }
 
     /// Healthy setup: certificates 1 and 2, certificate 2 on hold, an enrollment (its id is

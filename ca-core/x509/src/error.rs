@@ -152,6 +152,11 @@ pub enum CaError {
     /// The store failed. The message names the operation, never secret data.
     #[error("storage failure: {0}")]
     Storage(String),
+    /// The store cannot be reached for now (a database that is restarting or failing over):
+    /// nothing was written, and the request may be retried. The message names what failed,
+    /// never a credential.
+    #[error("the store is unavailable: {0}")]
+    StoreUnavailable(String),
     /// A stored record could not be encoded or decoded (a corrupt or foreign value); the
     /// codec's error is the source.
     #[error("{what}")]
@@ -384,6 +389,7 @@ impl CaError {
             CaError::ShuttingDown => "shutting_down",
             CaError::SerialCollision(_) => "serial_collision",
             CaError::Storage(_) | CaError::Database(_) | CaError::Record { .. } => "storage_error",
+            CaError::StoreUnavailable(_) => "storage_unavailable",
             CaError::Signing(e) if e.is_retryable() => "signer_unavailable",
             CaError::Signing(_)
             | CaError::Encoding(_)
@@ -409,6 +415,16 @@ impl CaError {
             CaError::WeakKeySmallFactor { .. } => "weak_key_small_factor",
             CaError::WeakKeyRoca { .. } => "weak_key_roca",
             CaError::WeakKeyFermat { .. } => "weak_key_fermat",
+        }
+    }
+
+    /// The same refusal for another request of a store group that failed as a whole: a
+    /// passing unavailability stays retryable (503), anything else is a storage error naming
+    /// this one.
+    pub fn for_group(&self) -> CaError {
+        match self {
+            CaError::StoreUnavailable(what) => CaError::StoreUnavailable(what.clone()),
+            other => CaError::Storage(other.to_string()),
         }
     }
 
@@ -451,6 +467,7 @@ impl CaError {
             | CaError::RenewalRefused(_) => ErrorClass::Conflict,
             CaError::Overloaded => ErrorClass::Overloaded,
             CaError::ShuttingDown | CaError::SerialCollision(_) => ErrorClass::Unavailable,
+            CaError::StoreUnavailable(_) => ErrorClass::Unavailable,
             CaError::Signing(e) if e.is_retryable() => ErrorClass::Unavailable,
             CaError::Storage(_)
             | CaError::Database(_)
