@@ -146,85 +146,30 @@ impl Store {
         let audit = self.cf(cf::AUDIT)?;
         let mut it = self.db.raw_iterator_cf(audit);
         it.seek_to_first();
-        let mut entries = 0u64;
-        let walk = verify_chain(std::iter::from_fn(|| {
+        let entries = std::iter::from_fn(|| {
             let (k, v) = (it.key()?, it.value()?);
             let seq = <[u8; 8]>::try_from(k).map_or(0, u64::from_be_bytes);
             let entry = AuditEntry::decode(v);
             it.next();
-            entries += 1;
             Some((seq, entry))
-        }));
-        it.status().db()?;
-        let mut report = AuditReport {
+        });
+        let mut cps = self.db.raw_iterator_cf(self.cf(cf::CHECKPOINTS)?);
+        cps.seek_to_first();
+        let checkpoints = std::iter::from_fn(|| {
+            let cp = cps.value().map(Checkpoint::decode);
+            cps.next();
+            cp
+        });
+        let report = verify_log(
+            ca_cert_der,
             entries,
-            head: AuditHead::GENESIS,
-            checkpoints: 0,
-            latest_checkpoint: None,
-            broken: None,
-        };
-        match walk {
-            Ok(head) => report.head = head,
-            Err(b) => {
-                report.head = self.audit_entry_head(b.seq().saturating_sub(1))?;
-                report.broken = Some(b);
-                return Ok(report);
-            }
-        }
-        let recorded = self.audit_head()?;
-        if recorded.seq > report.head.seq {
-            report.broken = Some(AuditBreak::Truncated {
-                last: report.head.seq,
-                recorded: recorded.seq,
-            });
-        } else if recorded != report.head {
-            report.broken = Some(AuditBreak::Unchained {
-                seq: report.head.seq,
-            });
-        }
-        self.verify_checkpoints(ca_cert_der, &mut report)?;
-        Ok(report)
-    }
-
-    fn verify_checkpoints(
-        &self,
-        ca_cert_der: &[u8],
-        report: &mut AuditReport,
-    ) -> Result<(), CaError> {
-        let checkpoints = self.cf(cf::CHECKPOINTS)?;
-        let mut it = self.db.raw_iterator_cf(checkpoints);
-        it.seek_to_first();
-        while let Some(v) = it.value() {
-            let cp = Checkpoint::decode(v)?;
-            let seq = cp.head.seq;
-            let mismatch = |reason: String| AuditBreak::Checkpoint { seq, reason };
-            let problem = if let Err(e) = cp.verify(ca_cert_der) {
-                Some(mismatch(e.to_string()))
-            } else if seq > report.head.seq {
-                Some(AuditBreak::Truncated {
-                    last: report.head.seq,
-                    recorded: seq,
-                })
-            } else if self.audit_entry_head(seq)? != cp.head {
-                Some(mismatch(
-                    "the entry's hash differs from the signed one".into(),
-                ))
-            } else {
-                None
-            };
-            if let Some(p) = problem {
-                // The earliest failure is the one to report.
-                if report.broken.as_ref().is_none_or(|b| p.seq() < b.seq()) {
-                    report.broken = Some(p);
-                }
-            } else {
-                report.checkpoints += 1;
-            }
-            report.latest_checkpoint = Some(cp);
-            it.next();
-        }
+            || self.audit_head(),
+            checkpoints,
+            |seq| self.audit_entry_head(seq),
+        )?;
         it.status().db()?;
-        Ok(())
+        cps.status().db()?;
+        Ok(report)
     }
 
     /// The head as of entry `seq` (its hash), or genesis for 0.
@@ -240,4 +185,75 @@ impl Store {
             },
         )
     }
+}
+
+/// Checks an audit log, whichever store holds it: `entries` (sequence number as stored, and
+/// the entry) from the first on must chain; `recorded` is the head the store recorded with
+/// its last write (read after the walk); each of `checkpoints` must verify against the CA
+/// certificate `ca_cert_der` and name an entry that exists with the hash it signed
+/// (`entry_head` answers an entry's head by sequence number, genesis for 0).
+pub fn verify_log(
+    ca_cert_der: &[u8],
+    entries: impl Iterator<Item = (u64, Result<AuditEntry, CaError>)>,
+    recorded: impl FnOnce() -> Result<AuditHead, CaError>,
+    checkpoints: impl Iterator<Item = Result<Checkpoint, CaError>>,
+    mut entry_head: impl FnMut(u64) -> Result<AuditHead, CaError>,
+) -> Result<AuditReport, CaError> {
+    let mut count = 0u64;
+    let walk = verify_chain(entries.inspect(|_| count += 1));
+    let mut report = AuditReport {
+        entries: count,
+        head: AuditHead::GENESIS,
+        checkpoints: 0,
+        latest_checkpoint: None,
+        broken: None,
+    };
+    match walk {
+        Ok(head) => report.head = head,
+        Err(b) => {
+            report.head = entry_head(b.seq().saturating_sub(1))?;
+            report.broken = Some(b);
+            return Ok(report);
+        }
+    }
+    let recorded = recorded()?;
+    if recorded.seq > report.head.seq {
+        report.broken = Some(AuditBreak::Truncated {
+            last: report.head.seq,
+            recorded: recorded.seq,
+        });
+    } else if recorded != report.head {
+        report.broken = Some(AuditBreak::Unchained {
+            seq: report.head.seq,
+        });
+    }
+    for cp in checkpoints {
+        let cp = cp?;
+        let seq = cp.head.seq;
+        let mismatch = |reason: String| AuditBreak::Checkpoint { seq, reason };
+        let problem = if let Err(e) = cp.verify(ca_cert_der) {
+            Some(mismatch(e.to_string()))
+        } else if seq > report.head.seq {
+            Some(AuditBreak::Truncated {
+                last: report.head.seq,
+                recorded: seq,
+            })
+        } else if entry_head(seq)? != cp.head {
+            Some(mismatch(
+                "the entry's hash differs from the signed one".into(),
+            ))
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            // The earliest failure is the one to report.
+            if report.broken.as_ref().is_none_or(|b| p.seq() < b.seq()) {
+                report.broken = Some(p);
+            }
+        } else {
+            report.checkpoints += 1;
+        }
+        report.latest_checkpoint = Some(cp);
+    }
+    Ok(report)
 }

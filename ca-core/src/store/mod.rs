@@ -69,7 +69,7 @@ use rocksdb::{
     Options, ReadOptions, WriteBatch, WriteBufferManager, WriteOptions, DB,
 };
 
-pub use audit_log::AuditReport;
+pub use audit_log::{verify_log, AuditReport};
 pub use record::{CertRecord, EnrollmentRecord, IdempotencyRecord, TokenRecord};
 pub use seam::{
     AuditStore, CertificateStore, EnrollmentStore, RevocationStore, Storage, TokenStore,

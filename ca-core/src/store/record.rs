@@ -253,12 +253,12 @@ impl EnrollmentRecord {
 const REVOCATION_V1: u8 = 1;
 
 /// Encodes a revocation record with its format version.
-pub(crate) fn encode_revocation(r: &Revocation) -> Result<Vec<u8>, CaError> {
+pub fn encode_revocation(r: &Revocation) -> Result<Vec<u8>, CaError> {
     encode(REVOCATION_V1, r)
 }
 
 /// Decodes a stored revocation record.
-pub(crate) fn decode_revocation(bytes: &[u8]) -> Result<Revocation, CaError> {
+pub fn decode_revocation(bytes: &[u8]) -> Result<Revocation, CaError> {
     decode_versioned(bytes, REVOCATION_V1, "revocation")
 }
 

@@ -1,0 +1,395 @@
+//! The store seam's traits on PostgreSQL: reads from the pool (each sees what was committed
+//! when it ran, on any node), writes through the writer's groups ([`PgGroups`]).
+
+use std::sync::Arc;
+
+use ca_core::audit::{AuditEntry, AuditEvent, AuditHead, Checkpoint};
+use ca_core::metrics::Metrics;
+use ca_core::ocsp::CertStatus;
+use ca_core::revocation::Revocation;
+use ca_core::store::query::{CertificateQuery, Cursor, CursorKey, Page, CURSOR_KEY_LEN};
+use ca_core::store::record::decode_revocation;
+use ca_core::store::writer::{apply_one, serve, StoreWriter, WriteOp};
+use ca_core::store::{
+    verify_log, AuditReport, AuditStore, CertRecord, CertificateStore, EnrollmentRecord,
+    EnrollmentStore, IdempotencyKey, IdempotencyRecord, RevocationStore, Storage, TokenRecord,
+    TokenStore,
+};
+use ca_core::{CaError, Serial};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+use crate::groups::{
+    counters_of, hash_of, idempotency_of, seq_of, serial_of, sql_seq, PgGroups, HEAD_COLUMNS,
+};
+use crate::{db_error, PgStore};
+
+/// Rows fetched per round trip by the walks over whole tables.
+const PAGE: i64 = 10_000;
+
+impl PgStore {
+    /// The rows `sql` answers for `params`.
+    fn rows(
+        &self,
+        sql: &'static str,
+        params: Vec<Box<dyn ToSql + Send + Sync>>,
+    ) -> Result<Vec<Row>, CaError> {
+        self.run(move |c| async move {
+            let refs: Vec<&(dyn ToSql + Sync)> = params
+                .iter()
+                .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                .collect();
+            c.query(sql, &refs).await.map_err(db_error)
+        })
+    }
+
+    /// The one row `sql` answers for `key`, if any.
+    fn row(&self, sql: &'static str, key: Vec<u8>) -> Result<Option<Row>, CaError> {
+        Ok(self.rows(sql, vec![Box::new(key)])?.into_iter().next())
+    }
+
+    fn head(&self) -> Result<Row, CaError> {
+        self.run(|c| async move {
+            let sql = format!("SELECT {HEAD_COLUMNS}, cursor_key FROM ca_head");
+            c.query_one(&sql, &[]).await.map_err(db_error)
+        })
+    }
+
+    fn audit_entry_head(&self, seq: u64) -> Result<AuditHead, CaError> {
+        if seq == 0 {
+            return Ok(AuditHead::GENESIS);
+        }
+        let row = self.rows(
+            "SELECT entry FROM audit_log WHERE seq = $1",
+            vec![Box::new(sql_seq(seq)?)],
+        )?;
+        Ok(match row.first() {
+            Some(r) => AuditEntry::decode(r.get(0))?.head(),
+            None => AuditHead { seq, hash: [0; 32] },
+        })
+    }
+}
+
+impl CertificateStore for PgStore {
+    fn certificate(&self, serial: &Serial) -> Result<Option<CertRecord>, CaError> {
+        self.row(
+            "SELECT record FROM certificates WHERE serial = $1",
+            serial.as_bytes().to_vec(),
+        )?
+        .map(|r| CertRecord::decode(r.get(0)))
+        .transpose()
+    }
+    fn certificate_at(&self, seq: u64) -> Result<Option<CertRecord>, CaError> {
+        self.rows(
+            "SELECT record FROM certificates WHERE seq = $1",
+            vec![Box::new(sql_seq(seq)?)],
+        )?
+        .first()
+        .map(|r| CertRecord::decode(r.get(0)))
+        .transpose()
+    }
+    fn contains_serial(&self, serial: &Serial) -> Result<bool, CaError> {
+        Ok(self
+            .row(
+                "SELECT 1 FROM certificates WHERE serial = $1",
+                serial.as_bytes().to_vec(),
+            )?
+            .is_some())
+    }
+    fn renewed_by(&self, serial: &Serial) -> Result<Vec<Serial>, CaError> {
+        self.rows(
+            "SELECT serial FROM renewals WHERE old_serial = $1 ORDER BY seq",
+            vec![Box::new(serial.as_bytes().to_vec())],
+        )?
+        .iter()
+        .map(|r| serial_of(r.get(0)))
+        .collect()
+    }
+    fn idempotency(&self, key: &IdempotencyKey) -> Result<Option<IdempotencyRecord>, CaError> {
+        self.row(
+            "SELECT serial, request_hash FROM idempotency WHERE key = $1",
+            key.as_bytes().to_vec(),
+        )?
+        .map(|r| idempotency_of(&r))
+        .transpose()
+    }
+    fn last_cert_seq(&self) -> Result<u64, CaError> {
+        Ok(counters_of(&self.head()?)?.cert_seq)
+    }
+    fn count_certificates(&self) -> Result<u64, CaError> {
+        let rows = self.rows("SELECT count(*) FROM certificates", Vec::new())?;
+        seq_of(rows.first().map_or(0, |r| r.get(0)))
+    }
+    fn query(
+        &self,
+        _query: &CertificateQuery,
+        _cursor: Option<&Cursor>,
+        _limit: usize,
+    ) -> Result<Page, CaError> {
+        Err(CaError::Storage(
+            "certificate queries are not available on the PostgreSQL store yet".into(),
+        ))
+    }
+    fn cursor_key(&self) -> Result<CursorKey, CaError> {
+        let row = self.head()?;
+        let secret: Vec<u8> = row.try_get("cursor_key").map_err(db_error)?;
+        let secret = zeroize::Zeroizing::new(
+            <[u8; CURSOR_KEY_LEN]>::try_from(secret.as_slice())
+                .map_err(|_| CaError::Storage("malformed cursor key in ca_head".into()))?,
+        );
+        CursorKey::new(&secret)
+    }
+}
+
+impl RevocationStore for PgStore {
+    fn revocation(&self, serial: &Serial) -> Result<Option<Revocation>, CaError> {
+        self.row(
+            "SELECT record FROM revocations WHERE serial = $1",
+            serial.as_bytes().to_vec(),
+        )?
+        .map(|r| decode_revocation(r.get(0)))
+        .transpose()
+    }
+    fn ocsp_status(&self, serial: &Serial) -> Result<CertStatus, CaError> {
+        // One round trip: whether this CA issued it, and its revocation if any.
+        let row = self.row(
+            "SELECT r.record FROM certificates c LEFT JOIN revocations r USING (serial) \
+             WHERE c.serial = $1",
+            serial.as_bytes().to_vec(),
+        )?;
+        match row {
+            None => Ok(CertStatus::Unknown),
+            Some(r) => {
+                let revocation = r
+                    .get::<_, Option<&[u8]>>(0)
+                    .map(decode_revocation)
+                    .transpose()?;
+                CertStatus::issued(revocation.as_ref())
+            }
+        }
+    }
+    fn for_each_revocation(
+        &self,
+        f: &mut dyn FnMut(Serial, Revocation) -> Result<(), CaError>,
+    ) -> Result<(), CaError> {
+        let mut after: Vec<u8> = Vec::new();
+        loop {
+            let rows = self.rows(
+                "SELECT serial, record FROM revocations WHERE serial > $1 \
+                 ORDER BY serial LIMIT $2",
+                vec![Box::new(after.clone()), Box::new(PAGE)],
+            )?;
+            for r in &rows {
+                f(serial_of(r.get(0))?, decode_revocation(r.get(1))?)?;
+            }
+            match rows.last() {
+                Some(r) if rows.len() as i64 == PAGE => after = r.get::<_, Vec<u8>>(0),
+                _ => return Ok(()),
+            }
+        }
+    }
+    fn changed_since(&self, after: u64, until: u64) -> Result<Vec<Serial>, CaError> {
+        self.rows(
+            "SELECT DISTINCT serial FROM crl_changes WHERE change_seq > $1 AND change_seq <= $2 \
+             ORDER BY serial",
+            vec![
+                Box::new(sql_seq(after)?),
+                Box::new(sql_seq(until.min(i64::MAX as u64))?),
+            ],
+        )?
+        .iter()
+        .map(|r| serial_of(r.get(0)))
+        .collect()
+    }
+    fn last_crl_number(&self) -> Result<u64, CaError> {
+        Ok(counters_of(&self.head()?)?.crl_number)
+    }
+    fn blocked_keys(&self) -> Result<Vec<[u8; 32]>, CaError> {
+        self.rows("SELECT spki_sha256 FROM blocked_keys", Vec::new())?
+            .iter()
+            .map(|r| hash_of(r.get(0)))
+            .collect()
+    }
+}
+
+impl AuditStore for PgStore {
+    fn audit_head(&self) -> Result<AuditHead, CaError> {
+        Ok(counters_of(&self.head()?)?.audit)
+    }
+    fn audit_entries(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, CaError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.rows(
+            "SELECT entry FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+            vec![Box::new(sql_seq(after)?), Box::new(limit)],
+        )?
+        .iter()
+        .map(|r| AuditEntry::decode(r.get(0)))
+        .collect()
+    }
+    fn events(&self, serial: &Serial) -> Result<Vec<AuditEntry>, CaError> {
+        self.rows(
+            "SELECT a.entry FROM audit_events e JOIN audit_log a USING (seq) \
+             WHERE e.serial = $1 ORDER BY e.seq",
+            vec![Box::new(serial.as_bytes().to_vec())],
+        )?
+        .iter()
+        .map(|r| AuditEntry::decode(r.get(0)))
+        .collect()
+    }
+    fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, CaError> {
+        self.rows(
+            "SELECT checkpoint FROM checkpoints ORDER BY seq DESC LIMIT 1",
+            Vec::new(),
+        )?
+        .first()
+        .map(|r| Checkpoint::decode(r.get(0)))
+        .transpose()
+    }
+    fn verify_audit(&self, ca_cert_der: &[u8]) -> Result<AuditReport, CaError> {
+        // Walked in pages; an error ends the walk and is reported after it.
+        let mut failed: Option<CaError> = None;
+        let mut next = 0i64;
+        let mut page = Vec::new().into_iter();
+        let entries = std::iter::from_fn(|| loop {
+            if let Some(row) = page.next() {
+                let row: Row = row;
+                let seq: i64 = row.get(0);
+                next = seq;
+                return Some((seq_of(seq).unwrap_or(0), AuditEntry::decode(row.get(1))));
+            }
+            if failed.is_some() {
+                return None;
+            }
+            match self.rows(
+                "SELECT seq, entry FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+                vec![Box::new(next), Box::new(PAGE)],
+            ) {
+                Ok(rows) if rows.is_empty() => return None,
+                Ok(rows) => page = rows.into_iter(),
+                Err(e) => {
+                    failed = Some(e);
+                    return None;
+                }
+            }
+        });
+        let checkpoints = self
+            .rows(
+                "SELECT checkpoint FROM checkpoints ORDER BY seq",
+                Vec::new(),
+            )?
+            .into_iter()
+            .map(|r| Checkpoint::decode(r.get(0)));
+        let report = verify_log(
+            ca_cert_der,
+            entries,
+            || self.audit_head(),
+            checkpoints,
+            |seq| self.audit_entry_head(seq),
+        );
+        match failed {
+            Some(e) => Err(e),
+            None => report,
+        }
+    }
+    fn record_event(&self, event: AuditEvent) -> Result<AuditHead, CaError> {
+        apply_one(&mut PgGroups::new(self.clone()), |tx| {
+            WriteOp::Record(event, Vec::new(), tx)
+        })
+    }
+}
+
+impl TokenStore for PgStore {
+    fn token(&self, token_hash: &[u8; 32]) -> Result<Option<TokenRecord>, CaError> {
+        self.row(
+            "SELECT record FROM tokens WHERE hash = $1",
+            token_hash.to_vec(),
+        )?
+        .map(|r| TokenRecord::decode(r.get(0)))
+        .transpose()
+    }
+    fn tokens(&self) -> Result<Vec<TokenRecord>, CaError> {
+        let mut tokens = self
+            .rows("SELECT hash, record FROM tokens", Vec::new())?
+            .iter()
+            .map(|r| Ok((hash_of(r.get(0))?, TokenRecord::decode(r.get(1))?)))
+            .collect::<Result<Vec<_>, CaError>>()?;
+        tokens.sort_by(|(ha, a), (hb, b)| (a.created_at, ha).cmp(&(b.created_at, hb)));
+        Ok(tokens.into_iter().map(|(_, record)| record).collect())
+    }
+    fn token_name_holder(&self, name: &str) -> Result<Option<[u8; 32]>, CaError> {
+        self.rows(
+            "SELECT hash FROM token_names WHERE name = $1",
+            vec![Box::new(name.to_string())],
+        )?
+        .first()
+        .map(|r| hash_of(r.get(0)))
+        .transpose()
+    }
+    fn token_by_name(&self, name: &str) -> Result<Option<([u8; 32], TokenRecord)>, CaError> {
+        let rows = self.rows(
+            "SELECT t.hash, t.record FROM token_names n JOIN tokens t USING (hash) \
+             WHERE n.name = $1",
+            vec![Box::new(name.to_string())],
+        )?;
+        rows.first()
+            .map(|r| Ok((hash_of(r.get(0))?, TokenRecord::decode(r.get(1))?)))
+            .transpose()
+    }
+    fn has_tokens(&self) -> Result<bool, CaError> {
+        Ok(!self
+            .rows("SELECT 1 FROM tokens LIMIT 1", Vec::new())?
+            .is_empty())
+    }
+    fn put_token(
+        &self,
+        token_hash: &[u8; 32],
+        record: &TokenRecord,
+        actor: &str,
+    ) -> Result<(), CaError> {
+        apply_one(&mut PgGroups::new(self.clone()), |tx| {
+            WriteOp::PutToken(*token_hash, record.clone(), actor.to_string(), tx)
+        })
+    }
+    fn revoke_token(&self, name: &str, at: i64, actor: &str) -> Result<TokenRecord, CaError> {
+        apply_one(&mut PgGroups::new(self.clone()), |tx| {
+            WriteOp::RevokeToken(name.to_string(), at, actor.to_string(), tx)
+        })
+    }
+}
+
+impl EnrollmentStore for PgStore {
+    fn enrollment(&self, id: &[u8; 16]) -> Result<Option<EnrollmentRecord>, CaError> {
+        self.row("SELECT record FROM enrollments WHERE id = $1", id.to_vec())?
+            .map(|r| EnrollmentRecord::decode(r.get(0)))
+            .transpose()
+    }
+    fn enrollment_counts(&self, now: i64) -> Result<[u64; 4], CaError> {
+        use ca_core::enrollment::EnrollmentState;
+        let mut counts = [0u64; 4];
+        for r in self.rows("SELECT record FROM enrollments", Vec::new())? {
+            let state = EnrollmentRecord::decode(r.get(0))?.state(now);
+            if let Some(i) = EnrollmentState::ALL.iter().position(|s| *s == state) {
+                counts[i] += 1;
+            }
+        }
+        Ok(counts)
+    }
+}
+
+impl Storage for PgStore {
+    fn start_writer(
+        &self,
+        max_batch: usize,
+        metrics: Arc<Metrics>,
+    ) -> Result<StoreWriter, CaError> {
+        let mut groups = PgGroups::new(self.clone());
+        StoreWriter::spawn(move |rx| serve(&mut groups, &rx, max_batch, &metrics))
+    }
+    fn flush(&self) -> Result<(), CaError> {
+        // Every group is committed durably by the database before it is answered.
+        Ok(())
+    }
+    fn memory(&self) -> Result<Vec<(&'static str, u64)>, CaError> {
+        Ok(Vec::new())
+    }
+}
