@@ -185,4 +185,7 @@ impl StatusObserver for CrlPublisher {
     fn status_changed(&self, _serial: &Serial) {
         self.mark_dirty();
     }
+    fn statuses_changed(&self) {
+        self.mark_dirty();
+    }
 }

@@ -85,11 +85,33 @@ impl Default for EngineConfig {
 pub trait StatusObserver: Send + Sync {
     /// `serial`'s status changed and the change is durable.
     fn status_changed(&self, serial: &Serial);
+    /// Any serial's status may have changed (another node's changes may have been missed).
+    fn statuses_changed(&self);
 }
 
 impl StatusObserver for crate::ocsp::OcspCache {
     fn status_changed(&self, serial: &Serial) {
         self.invalidate(serial);
+    }
+    fn statuses_changed(&self) {
+        self.clear();
+    }
+}
+
+/// The engine's status observers, shared with the store's feed of other nodes' changes.
+type Observers = Arc<std::sync::RwLock<Vec<Weak<dyn StatusObserver>>>>;
+
+/// Tells every live observer of `observers` that `serial`'s status changed (`None`: any).
+fn tell(observers: &Observers, serial: Option<&Serial>) {
+    let observers = match observers.read() {
+        Ok(observers) => observers.clone(),
+        Err(_) => return,
+    };
+    for observer in observers.iter().filter_map(Weak::upgrade) {
+        match serial {
+            Some(serial) => observer.status_changed(serial),
+            None => observer.statuses_changed(),
+        }
     }
 }
 
@@ -307,8 +329,9 @@ struct Job {
 
 /// The running engine: queue, workers and store writer.
 pub struct Engine {
-    /// Told of every committed status change (held weakly: their owners keep them alive).
-    observers: std::sync::RwLock<Vec<Weak<dyn StatusObserver>>>,
+    /// Told of every committed status change, this node's and (through the store's feed)
+    /// other nodes' (held weakly: their owners keep them alive).
+    observers: Observers,
     queue: Option<Sender<Job>>,
     to_writer: Option<Sender<WriteOp>>,
     ca: Arc<CertificateAuthority>,
@@ -325,6 +348,26 @@ impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine").finish_non_exhaustive()
     }
+}
+
+/// Subscribes to the revocation changes that other nodes sharing the store commit: the
+/// observers hear of them as of this node's own, and keys they blocked are blocked here too.
+fn watch_other_nodes(
+    store: &Arc<dyn Storage>,
+    observers: &Observers,
+    blocked: &Arc<BlockedKeys>,
+) -> Result<(), CaError> {
+    let (observers, blocked) = (observers.clone(), blocked.clone());
+    let weak_store = Arc::downgrade(store);
+    store.watch_changes(Arc::new(move |serial: Option<Serial>| {
+        if let Some(store) = weak_store.upgrade() {
+            match store.blocked_keys() {
+                Ok(keys) => keys.into_iter().for_each(|k| blocked.insert(k)),
+                Err(e) => tracing::warn!(error = %e, "reading the blocked keys after another node's revocation"),
+            }
+        }
+        tell(&observers, serial.as_ref());
+    }))
 }
 
 impl Engine {
@@ -389,6 +432,8 @@ impl Engine {
                 })
                 .map_err(|e| CaError::internal("starting a worker thread", Some(Box::new(e))))?;
         }
+        let observers = Observers::default();
+        watch_other_nodes(&store, &observers, &blocked)?;
         tracing::info!(
             workers,
             queue = config.queue_capacity,
@@ -396,7 +441,7 @@ impl Engine {
             "issuance engine started"
         );
         Ok(Engine {
-            observers: std::sync::RwLock::new(Vec::new()),
+            observers,
             queue: Some(queue),
             to_writer: Some(writer.sender()),
             ca,
@@ -419,13 +464,7 @@ impl Engine {
 
     /// Tells every live observer that `serial`'s status changed.
     fn status_changed(&self, serial: &Serial) {
-        let observers = match self.observers.read() {
-            Ok(observers) => observers.clone(),
-            Err(_) => return,
-        };
-        for observer in observers.iter().filter_map(Weak::upgrade) {
-            observer.status_changed(serial);
-        }
+        tell(&self.observers, Some(serial));
     }
 
     /// The CA this engine issues for.

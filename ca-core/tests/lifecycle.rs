@@ -535,6 +535,9 @@ fn status_changes_reach_the_observers_from_the_engine() {
         fn status_changed(&self, serial: &Serial) {
             self.0.lock().unwrap().push(*serial);
         }
+        fn statuses_changed(&self) {
+            panic!("a store with one writer has no other node's changes to tell");
+        }
     }
 
     let dir = tempfile::tempdir().unwrap();

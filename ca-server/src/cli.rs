@@ -198,6 +198,16 @@ pub enum Command {
         /// PKCS#11 sessions: signatures in flight at once.
         #[arg(long, default_value_t = crate::config::DEFAULT_PKCS11_SESSIONS, requires = "pkcs11_module")]
         pkcs11_sessions: usize,
+        /// Keep the CA's records in this PostgreSQL database (a libpq URL without a password,
+        /// e.g. postgres://ca@db.example/ca) instead of RocksDB in the data directory: creates
+        /// the schema, and writes `[store] backend = "postgres"`. Every node of the CA uses the
+        /// same database.
+        #[arg(long)]
+        store_url: Option<String>,
+        /// The file holding the database password (mode 0600); without it, libpq's password
+        /// file (PGPASSFILE or ~/.pgpass). Never put the password in the URL.
+        #[arg(long, requires = "store_url")]
+        store_password_file: Option<PathBuf>,
     },
     /// Install an intermediate CA's certificate signed by the parent CA.
     Import {
@@ -379,6 +389,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
             pkcs11_pin_file,
             pkcs11_key_label,
             pkcs11_sessions,
+            store_url,
+            store_password_file,
         } => {
             let pkcs11 = match (pkcs11_module, pkcs11_token) {
                 (Some(module), Some(token_label)) => Some(crate::config::Pkcs11Settings {
@@ -399,6 +411,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     intermediate,
                     tls_names: &server_tls::server_names(&tls_names).map_err(CliError::TlsName)?,
                     pkcs11,
+                    store: match store_url {
+                        Some(url) => Some((url, store_password_file.map(absolute).transpose()?)),
+                        None => None,
+                    },
                 },
             )?;
             match done.created {
@@ -437,7 +453,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         } => {
             let config = datadir::prepare(&dir)?;
             let material = datadir::load_ca(&dir, &config)?;
-            let store = datadir::open_store(&dir, &config)?;
+            let store = datadir::open_store(&dir, &config)?.into_shared();
             let urls = config.offline_status_urls()?;
             let core = datadir::start_core(&dir, &config, material, store, &urls)?;
             let published = core.crl.generate()?;
@@ -476,7 +492,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 return Err(CliError::NameOfClientCertificate { name });
             }
             let store = datadir::open_store(&dir, &config)?;
-            let token = create_token_expiring(&store, role, &name, CLI_ACTOR, expires_at)?;
+            let token = create_token_expiring(store.storage(), role, &name, CLI_ACTOR, expires_at)?;
             println!("{token}");
             Ok(())
         }
@@ -486,7 +502,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let config = datadir::prepare(&dir)?;
             let store = datadir::open_store(&dir, &config)?;
             let at = time::OffsetDateTime::now_utc().unix_timestamp();
-            let revoked = store.revoke_token(&name, at, CLI_ACTOR)?;
+            let revoked = store.storage().revoke_token(&name, at, CLI_ACTOR)?;
             println!("token {:?} (role {}) revoked", revoked.name, revoked.role);
             Ok(())
         }

@@ -24,8 +24,9 @@ use ca_core::ocsp::{
     check_responder_certificate, issue_responder_certificate, ResponderValidity, RESPONDER_PROFILE,
 };
 use ca_core::server_tls::{self, SERVER_TLS_PROFILE};
-use ca_core::store::Store;
+use ca_core::store::{Storage, Store};
 use ca_core::{armor, name, CaError, Serial};
+use ca_store_pg::{PgConfig, PgStore};
 use keys::pkcs11::{Pkcs11Config, Pkcs11Pin, Pkcs11Signer};
 use keys::{
     KeyAlgorithm, KeyError, KeyProvider, RandomError, SecureRandom, Signer, SoftwareKey,
@@ -37,8 +38,8 @@ use x509_parser::error::X509Error;
 
 use crate::auth::{create_token, Role};
 use crate::config::{
-    Config, ConfigError, Pkcs11Settings, ResponderKeyStore, StatusUrlError, CONFIG_FILE,
-    PKCS11_PIN_ENV,
+    Config, ConfigError, Pkcs11Settings, ResponderKeyStore, StatusUrlError, StoreBackend,
+    CONFIG_FILE, PKCS11_PIN_ENV,
 };
 use crate::durable;
 use crate::responder_key::ResponderKeys;
@@ -217,6 +218,13 @@ pub enum DataDirError {
         /// The CA chain file.
         chain: PathBuf,
     },
+    /// `init --store-url` named a database that belongs to a CA already (a second node is a
+    /// copy of the first node's data directory, not a new `init`).
+    #[error(
+        "the database holds a CA's records already: a new CA needs a database of its own; a \
+         second node of the same CA is a copy of the first node's data directory"
+    )]
+    StoreInUse,
     /// A file `init` would move into the data directory is there already.
     #[error("{} exists already; move it away and run `init` again", path.display())]
     Exists {
@@ -530,7 +538,7 @@ pub fn warn_bootstrap_file(dir: &Path) {
 
 /// Records in the audit log that the server starts with the configuration in `dir`, by the
 /// SHA-256 of the file (before the engine runs).
-pub fn record_configuration(dir: &Path, store: &Store) -> Result<(), DataDirError> {
+pub fn record_configuration(dir: &Path, store: &dyn Storage) -> Result<(), DataDirError> {
     let path = dir.join(CONFIG_FILE);
     let text = fs::read(&path).map_err(|source| DataDirError::Read {
         path: path.clone(),
@@ -587,6 +595,9 @@ pub struct InitRequest<'a> {
     pub tls_names: &'a [San],
     /// The CA key in this PKCS#11 token instead of a key file (`[ca.pkcs11]`).
     pub pkcs11: Option<Pkcs11Settings>,
+    /// The records in this PostgreSQL database instead of RocksDB (`[store]`): its URL and
+    /// password file.
+    pub store: Option<(String, Option<PathBuf>)>,
 }
 
 /// What `ca-server init` created, with paths in the data directory.
@@ -680,6 +691,17 @@ fn build_and_install(
     let mut config = prepare(tmp)?;
     if let Some(pkcs11) = &req.pkcs11 {
         config.ca.pkcs11 = Some(pkcs11.clone());
+        write_public(&tmp.join(CONFIG_FILE), config.to_toml()?.as_bytes())?;
+    }
+    if let Some((url, password_file)) = &req.store {
+        config.store.backend = StoreBackend::Postgres;
+        config.store.url = Some(url.clone());
+        config.store.password_file = password_file.clone();
+        // Creates the schema (or finds it); a database with records belongs to a CA already.
+        let store = PgStore::create(&pg_config(tmp, &config)?)?;
+        if store.in_use()? {
+            return Err(DataDirError::StoreInUse);
+        }
         write_public(&tmp.join(CONFIG_FILE), config.to_toml()?.as_bytes())?;
     }
     // A key generated in the token is destroyed again when a later step fails (dropped).
@@ -1122,7 +1144,7 @@ pub fn load_ca_certificates(dir: &Path, config: &Config) -> Result<Vec<Vec<u8>>,
 
 /// On a store with no tokens yet, creates one token per role and writes them, mode 0600, to
 /// `bootstrap-tokens.json`; returns its path when it did.
-pub fn bootstrap_tokens(dir: &Path, store: &Store) -> Result<Option<PathBuf>, DataDirError> {
+pub fn bootstrap_tokens(dir: &Path, store: &dyn Storage) -> Result<Option<PathBuf>, DataDirError> {
     if store.has_tokens()? {
         return Ok(None);
     }
@@ -1168,7 +1190,7 @@ pub fn start_core(
     dir: &Path,
     config: &Config,
     material: CaMaterial,
-    store: Store,
+    store: Arc<dyn Storage>,
     urls: &Urls,
 ) -> Result<Core, DataDirError> {
     for (name, profile) in &config.profiles {
@@ -1190,11 +1212,7 @@ pub fn start_core(
         })?
         .with_random(material.random);
     let ca_der = ca.certificate().to_vec();
-    let engine = Arc::new(Engine::start(
-        Arc::new(ca),
-        Arc::new(store),
-        &config.engine,
-    )?);
+    let engine = Arc::new(Engine::start(Arc::new(ca), store, &config.engine)?);
     engine
         .metrics()
         .registry()
@@ -1253,7 +1271,7 @@ pub fn issue_tls_certificate(dir: &Path, names: &[San]) -> Result<TlsIssued, Dat
     let pkcs8 = keys::generate_pkcs8(KeyAlgorithm::EcdsaP256)?;
     let key = SoftwareKey::from_pkcs8(&pkcs8)?;
     let material = load_ca(dir, &config)?;
-    let store = open_store(dir, &config)?;
+    let store = open_store(dir, &config)?.into_shared();
     let urls = config
         .status_urls(config.listen, true, config.public.listen)?
         .urls;
@@ -1305,12 +1323,76 @@ pub fn default_public_listen(api: SocketAddr) -> SocketAddr {
     SocketAddr::new(api.ip(), port)
 }
 
-/// Opens the store named by the configuration.
-pub fn open_store(dir: &Path, config: &Config) -> Result<Store, DataDirError> {
-    let store = Store::open(&Config::resolve(dir, &config.ca.db_dir))?;
-    // A store whose audit log does not end where the store says is not written to.
-    store.checked_audit_head()?;
-    Ok(store)
+/// The store a data directory's configuration names (`[store] backend`), opened.
+#[derive(Debug)]
+pub enum OpenStore {
+    /// RocksDB in `[ca] db_dir`.
+    Rocks(Store),
+    /// The PostgreSQL database at `[store] url`.
+    Postgres(PgStore),
+}
+
+impl OpenStore {
+    /// The store, through the seam.
+    pub fn storage(&self) -> &dyn Storage {
+        match self {
+            OpenStore::Rocks(s) => s,
+            OpenStore::Postgres(s) => s,
+        }
+    }
+
+    /// The store, shared, for the engine.
+    pub fn into_shared(self) -> Arc<dyn Storage> {
+        match self {
+            OpenStore::Rocks(s) => Arc::new(s),
+            OpenStore::Postgres(s) => Arc::new(s),
+        }
+    }
+}
+
+/// Opens the store named by the configuration; refuses one whose audit log does not end
+/// where the store recorded its head.
+pub fn open_store(dir: &Path, config: &Config) -> Result<OpenStore, DataDirError> {
+    match config.store.backend {
+        StoreBackend::Rocksdb => {
+            let store = Store::open(&Config::resolve(dir, &config.ca.db_dir))?;
+            store.checked_audit_head()?;
+            Ok(OpenStore::Rocks(store))
+        }
+        StoreBackend::Postgres => {
+            let store = PgStore::open(&pg_config(dir, config)?)?;
+            store.checked_audit_head()?;
+            Ok(OpenStore::Postgres(store))
+        }
+    }
+}
+
+/// How to reach the PostgreSQL store: `[store] url`, the password from `[store]
+/// password_file` (mode 0600) or else libpq's password file, and the pool size.
+pub fn pg_config(dir: &Path, config: &Config) -> Result<PgConfig, DataDirError> {
+    let url = config
+        .store
+        .url
+        .clone()
+        .ok_or_else(|| CaError::Storage("[store] backend = \"postgres\" needs a url".into()))?;
+    let password = match &config.store.password_file {
+        Some(file) => {
+            let path = Config::resolve(dir, file);
+            let bytes = keys::read_secret_file(&path)?;
+            let text = std::str::from_utf8(&bytes).map_err(|_| {
+                CaError::Storage(format!("the password file {} is not UTF-8", path.display()))
+            })?;
+            Some(zeroize::Zeroizing::new(
+                text.trim_end_matches(['\n', '\r']).to_string(),
+            ))
+        }
+        None => PgConfig::passfile_password(&url)?,
+    };
+    Ok(PgConfig {
+        url,
+        password,
+        pool_size: config.store.pool_size,
+    })
 }
 
 /// A delegated OCSP responder (RFC 6960 section 4.2.2.2): its key and its certificate.

@@ -9,14 +9,15 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use ca_core::audit::{AuditBreak, AuditHead, Checkpoint};
 use ca_core::store::query::CertificateQuery;
-use ca_core::store::Store;
+use ca_core::store::{Storage, Store};
 use ca_core::CaError;
+use ca_store_pg::PgStore;
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::api::certificate_view;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, StoreBackend};
 use crate::datadir::{self, DataDirError};
 
 /// Why `audit verify` or `export` failed, or what `audit verify` found broken.
@@ -99,8 +100,9 @@ pub enum OfflineError {
     },
 }
 
-/// Opens the configured store read-only.
-fn open(dir: &Path) -> Result<(Config, Store), OfflineError> {
+/// Opens the configured store: RocksDB read-only (a server may hold it), or the PostgreSQL
+/// database that the nodes share.
+fn open(dir: &Path) -> Result<(Config, Box<dyn Storage>), OfflineError> {
     let path = dir.join(crate::config::CONFIG_FILE);
     if !path.exists() {
         return Err(OfflineError::NotADataDir {
@@ -109,8 +111,15 @@ fn open(dir: &Path) -> Result<(Config, Store), OfflineError> {
         });
     }
     let config = Config::load(&path)?;
-    let db = Config::resolve(dir, &config.ca.db_dir);
-    let store = Store::open_read_only(&db)?;
+    let store: Box<dyn Storage> = match config.store.backend {
+        StoreBackend::Rocksdb => Box::new(Store::open_read_only(&Config::resolve(
+            dir,
+            &config.ca.db_dir,
+        ))?),
+        StoreBackend::Postgres => {
+            Box::new(PgStore::open(&crate::datadir::pg_config(dir, &config)?)?)
+        }
+    };
     Ok((config, store))
 }
 
@@ -350,7 +359,7 @@ pub fn export(
     loop {
         let page = store.query(&query, cursor.as_ref(), 1000)?;
         for row in &page.rows {
-            let item = certificate_view(&store, &row.record, row.revocation.as_ref())
+            let item = certificate_view(store.as_ref(), &row.record, row.revocation.as_ref())
                 .map_err(|e| OfflineError::View { message: e.message })?;
             let item = redaction.apply(item, &row.record.der);
             match format {

@@ -56,7 +56,7 @@ pub fn load_key_file(path: &Path) -> Result<SoftwareKey, KeyError> {
 
 /// Reads a file holding a secret (a key, a PIN), which group and others must not be able to
 /// read ([`KeyError::InsecurePermissions`] otherwise); the bytes are wiped when dropped.
-pub(crate) fn read_secret_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+pub fn read_secret_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     let io = |source| KeyError::Io {
         path: path.to_path_buf(),
         source,

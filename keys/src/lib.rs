@@ -33,7 +33,7 @@ mod software;
 
 pub use algorithm::{KeyAlgorithm, SignatureScheme};
 pub use error::{KeyError, Pkcs11Failure, RandomError, SignError};
-pub use file::{load_key_file, load_pkcs8_file, write_key_file};
+pub use file::{load_key_file, load_pkcs8_file, read_secret_file, write_key_file};
 pub use provider::{KeyProvider, SoftwareKeys};
 pub use random::{SecureRandom, SystemRandom};
 pub use software::{generate_pkcs8, generate_rsa_pkcs8, SoftwareKey};

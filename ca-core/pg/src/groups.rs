@@ -577,7 +577,8 @@ impl Rows {
                 self.checkpoints.0.is_empty(),
             ),
         ];
-        let revoked_any = !self.crl_changes.0.is_empty();
+        let notify =
+            (!self.crl_changes.1.is_empty()).then(|| crate::feed::payload(&self.crl_changes.1));
         let mut pending = Vec::new();
         for (sql, params, empty) in &statements {
             if !empty {
@@ -589,11 +590,14 @@ impl Rows {
         for outcome in futures_util::future::join_all(pending).await {
             outcome.map_err(db_error)?;
         }
-        if revoked_any {
-            // Delivered at commit: every node drops what it cached of revocation state.
-            c.batch_execute("NOTIFY ca_revocations")
-                .await
-                .map_err(db_error)?;
+        if let Some(payload) = notify {
+            // Delivered at commit: every node drops what it cached of these serials' status.
+            c.execute(
+                "SELECT pg_notify($1, $2)",
+                &[&crate::feed::CHANNEL, &payload],
+            )
+            .await
+            .map_err(db_error)?;
         }
         Ok(())
     }

@@ -16,7 +16,10 @@
 //! handlers from the runtime's); this crate runs the asynchronous client on a small runtime of
 //! its own and waits for it ([`PgStore::run`]).
 
+mod feed;
 mod groups;
+mod index;
+pub mod passfile;
 mod reads;
 pub mod schema;
 
@@ -78,6 +81,34 @@ impl PgConfig {
     }
 }
 
+impl PgConfig {
+    /// The password that libpq's password file ([`passfile::default_path`]) gives `url`'s
+    /// first host, port, database and user, if the file exists and has a matching line. The
+    /// file must not be readable by group or others.
+    pub fn passfile_password(url: &str) -> Result<Option<Zeroizing<String>>, CaError> {
+        let Some(path) = passfile::default_path().filter(|p| p.exists()) else {
+            return Ok(None);
+        };
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| CaError::Storage(format!("the database URL is not valid: {e}")))?;
+        let host = match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => "localhost".into(),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let user = config.get_user().unwrap_or_default();
+        let database = config.get_dbname().unwrap_or(user);
+        let text = keys::read_secret_file(&path)
+            .map_err(|e| CaError::Storage(format!("the password file {}: {e}", path.display())))?;
+        let text = std::str::from_utf8(&text).map_err(|_| {
+            CaError::Storage(format!("the password file {} is not UTF-8", path.display()))
+        })?;
+        Ok(passfile::lookup(text, &host, port, database, user))
+    }
+}
+
 /// How long a connection attempt may take before the store reports itself unavailable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a request waits for a pooled connection.
@@ -92,7 +123,19 @@ pub struct PgStore {
 struct Inner {
     pool: Pool,
     config: tokio_postgres::Config,
-    runtime: tokio::runtime::Runtime,
+    /// Where the store's tasks run.
+    handle: tokio::runtime::Handle,
+    /// The runtime itself, shut down in the background when the store goes (it may go on a
+    /// runtime's thread, where waiting for it is not allowed).
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl std::fmt::Debug for PgStore {
@@ -121,6 +164,81 @@ impl PgStore {
         Ok(store)
     }
 
+    /// Binds the database to the CA whose certificate has SHA-256 `ca_sha256` (the first node
+    /// to start records it), and refuses a node of another CA: two CAs never share one
+    /// database.
+    pub fn bind_ca(&self, ca_sha256: [u8; 32]) -> Result<(), CaError> {
+        self.run(move |c| async move {
+            let bound: Option<Vec<u8>> = c
+                .query_one(
+                    "UPDATE ca_head SET ca_sha256 = coalesce(ca_sha256, $1) RETURNING ca_sha256",
+                    &[&ca_sha256.as_slice()],
+                )
+                .await
+                .map_err(db_error)?
+                .get(0);
+            match bound {
+                Some(b) if b == ca_sha256 => Ok(()),
+                Some(b) => Err(CaError::Storage(format!(
+                    "the database belongs to another CA (certificate SHA-256 {}), not to this \
+                     node's ({}): every node of a CA is a copy of the first node's data \
+                     directory",
+                    hex::encode(b),
+                    hex::encode(ca_sha256)
+                ))),
+                None => Err(CaError::Storage(
+                    "the database did not record its CA".into(),
+                )),
+            }
+        })
+    }
+
+    /// Whether the database belongs to a CA already: bound to one ([`PgStore::bind_ca`]) or
+    /// holding audit entries.
+    pub fn in_use(&self) -> Result<bool, CaError> {
+        self.run(|c| async move {
+            let row = c
+                .query_one(
+                    "SELECT ca_sha256 IS NOT NULL OR audit_seq > 0 FROM ca_head",
+                    &[],
+                )
+                .await
+                .map_err(db_error)?;
+            Ok(row.get(0))
+        })
+    }
+
+    /// The audit head recorded in `ca_head`, after checking that the log's last entry is that
+    /// head: a database whose log was cut or edited at its end is not written to.
+    pub fn checked_audit_head(&self) -> Result<ca_core::audit::AuditHead, CaError> {
+        self.run(|c| async move {
+            let head = c
+                .query_one(
+                    &format!("SELECT {} FROM ca_head", groups::HEAD_COLUMNS),
+                    &[],
+                )
+                .await
+                .map_err(db_error)?;
+            let recorded = groups::counters_of(&head)?.audit;
+            let last = c
+                .query_opt("SELECT entry FROM audit_log ORDER BY seq DESC LIMIT 1", &[])
+                .await
+                .map_err(db_error)?
+                .map(|r| ca_core::audit::AuditEntry::decode(r.get(0)))
+                .transpose()?
+                .map_or(ca_core::audit::AuditHead::GENESIS, |e| e.head());
+            if last != recorded {
+                return Err(CaError::Storage(format!(
+                    "the audit log ends at entry {} but the database recorded its head at \
+                     entry {}: the database was altered or damaged; run `ca-server audit \
+                     verify` and restore it from a backup",
+                    last.seq, recorded.seq
+                )));
+            }
+            Ok(recorded)
+        })
+    }
+
     fn connect(config: &PgConfig) -> Result<Self, CaError> {
         let client_config = config.client_config()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -147,7 +265,8 @@ impl PgStore {
             inner: Arc::new(Inner {
                 pool,
                 config: client_config,
-                runtime,
+                handle: runtime.handle().clone(),
+                runtime: Some(runtime),
             }),
         })
     }
@@ -174,7 +293,7 @@ impl PgStore {
         fut: impl Future<Output = Result<T, CaError>> + Send + 'static,
     ) -> Result<T, CaError> {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.inner.runtime.spawn(async move {
+        self.inner.handle.spawn(async move {
             let _ = tx.send(fut.await);
         });
         let wait = || {
@@ -189,10 +308,16 @@ impl PgStore {
         }
     }
 
+    /// Starts the feed of other nodes' revocation changes ([`feed::listen`]).
+    pub(crate) fn listen(&self, changed: ca_core::store::ChangeListener) {
+        let config = self.inner.config.clone();
+        self.inner.handle.spawn(feed::listen(config, changed));
+    }
+
     /// A connection of its own, outside the pool (the writer's, held across a group).
     pub(crate) fn dedicated(&self) -> Result<tokio_postgres::Client, CaError> {
         let config = self.inner.config.clone();
-        let handle = self.inner.runtime.handle().clone();
+        let handle = self.inner.handle.clone();
         self.block_on(async move {
             let (client, connection) = config
                 .connect(tokio_postgres::NoTls)

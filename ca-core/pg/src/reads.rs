@@ -7,13 +7,15 @@ use ca_core::audit::{AuditEntry, AuditEvent, AuditHead, Checkpoint};
 use ca_core::metrics::Metrics;
 use ca_core::ocsp::CertStatus;
 use ca_core::revocation::Revocation;
-use ca_core::store::query::{CertificateQuery, Cursor, CursorKey, Page, CURSOR_KEY_LEN};
+use ca_core::store::query::{
+    query_page, CertificateQuery, Cursor, CursorKey, Page, CURSOR_KEY_LEN,
+};
 use ca_core::store::record::decode_revocation;
 use ca_core::store::writer::{apply_one, serve, StoreWriter, WriteOp};
 use ca_core::store::{
-    verify_log, AuditReport, AuditStore, CertRecord, CertificateStore, EnrollmentRecord,
-    EnrollmentStore, IdempotencyKey, IdempotencyRecord, RevocationStore, Storage, TokenRecord,
-    TokenStore,
+    verify_log, AuditReport, AuditStore, CertRecord, CertificateStore, ChangeListener,
+    EnrollmentRecord, EnrollmentStore, IdempotencyKey, IdempotencyRecord, RevocationStore, Storage,
+    TokenRecord, TokenStore,
 };
 use ca_core::{CaError, Serial};
 use tokio_postgres::types::ToSql;
@@ -29,7 +31,7 @@ const PAGE: i64 = 10_000;
 
 impl PgStore {
     /// The rows `sql` answers for `params`.
-    fn rows(
+    pub(crate) fn rows(
         &self,
         sql: &'static str,
         params: Vec<Box<dyn ToSql + Send + Sync>>,
@@ -122,13 +124,11 @@ impl CertificateStore for PgStore {
     }
     fn query(
         &self,
-        _query: &CertificateQuery,
-        _cursor: Option<&Cursor>,
-        _limit: usize,
+        query: &CertificateQuery,
+        cursor: Option<&Cursor>,
+        limit: usize,
     ) -> Result<Page, CaError> {
-        Err(CaError::Storage(
-            "certificate queries are not available on the PostgreSQL store yet".into(),
-        ))
+        query_page(self, query, cursor, limit)
     }
     fn cursor_key(&self) -> Result<CursorKey, CaError> {
         let row = self.head()?;
@@ -209,6 +209,10 @@ impl RevocationStore for PgStore {
             .iter()
             .map(|r| hash_of(r.get(0)))
             .collect()
+    }
+    fn watch_changes(&self, changed: ChangeListener) -> Result<(), CaError> {
+        self.listen(changed);
+        Ok(())
     }
 }
 

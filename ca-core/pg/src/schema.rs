@@ -7,7 +7,7 @@
 //! | table          | key                      | holds |
 //! |----------------|--------------------------|-------|
 //! | `ca_schema`    | –                        | the schema version (one row) |
-//! | `ca_head`      | –                        | the counters and audit head (one row, locked by each writer group) |
+//! | `ca_head`      | –                        | the counters and audit head (one row, locked by each writer group), and the SHA-256 of the CA certificate the database belongs to |
 //! | `certificates` | `seq`; `serial` unique   | [`CertRecord`](ca_core::store::CertRecord), notAfter, issuedAt |
 //! | `idempotency`  | SHA-256(token) ‖ request_id | serial and request digest |
 //! | `names`        | tag ‖ name ‖ 0 ‖ seq     | the subject and SAN index of the auditor's queries |
@@ -41,7 +41,8 @@ CREATE TABLE ca_head (
     audit_seq      bigint NOT NULL,
     audit_hash     bytea  NOT NULL,
     last_issued_at bigint NOT NULL,
-    cursor_key     bytea  NOT NULL
+    cursor_key     bytea  NOT NULL,
+    ca_sha256      bytea
 );
 CREATE TABLE certificates (
     seq       bigint PRIMARY KEY,
@@ -136,7 +137,7 @@ pub(crate) async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), C
         let mut cursor_key = zeroize::Zeroizing::new([0u8; ca_core::store::query::CURSOR_KEY_LEN]);
         keys::SecureRandom::fill(&keys::SystemRandom::new(), cursor_key.as_mut())?;
         tx.execute(
-            "INSERT INTO ca_head VALUES (true, 0, 0, 0, 0, $1, 0, $2)",
+            "INSERT INTO ca_head VALUES (true, 0, 0, 0, 0, $1, 0, $2, NULL)",
             &[
                 &ca_core::audit::AuditHead::GENESIS.hash.as_slice(),
                 &cursor_key.as_slice(),

@@ -72,7 +72,8 @@ use rocksdb::{
 pub use audit_log::{verify_log, AuditReport};
 pub use record::{CertRecord, EnrollmentRecord, IdempotencyRecord, TokenRecord};
 pub use seam::{
-    AuditStore, CertificateStore, EnrollmentStore, RevocationStore, Storage, TokenStore,
+    AuditStore, CertificateStore, ChangeListener, EnrollmentStore, RevocationStore, Storage,
+    TokenStore,
 };
 pub use tokens::{new_token_id, UPGRADE_ACTOR};
 

@@ -16,7 +16,7 @@ use base64::Engine as _;
 use keys::{SecureRandom, SystemRandom};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
 
-use super::{cf, decode_seq, CertRecord, Store};
+use super::{cf, decode_seq, CertRecord, CertificateStore, RevocationStore, Store};
 use crate::error::CaError;
 use crate::revocation::{Revocation, Status};
 use crate::serial::Serial;
@@ -210,183 +210,243 @@ struct Plan {
     end: Option<Vec<u8>>,
 }
 
+/// A position in one of a store's indexes, walked in key order (bytewise): the seam between
+/// the query logic here and a store's layout. The families and their keys are those of the
+/// table at the top of `store/mod.rs`; a store names them in its own way.
+pub trait IndexIter {
+    /// Moves to the first entry whose key is at or after `key`.
+    fn seek(&mut self, key: &[u8]);
+    /// The current entry's key, `None` past the end (or after a failure).
+    fn key(&self) -> Option<&[u8]>;
+    /// The current entry's value.
+    fn value(&self) -> Option<&[u8]>;
+    /// Moves to the next entry.
+    fn next(&mut self);
+    /// The failure that ended the walk, if any.
+    fn status(&self) -> Result<(), CaError>;
+}
+
+/// A store whose certificates can be queried: its indexes ([`IndexIter`]) and the reads a
+/// query makes beside them.
+pub trait Indexed: CertificateStore + RevocationStore {
+    /// A walk over the index `family` (one of [`cf::ISSUED`], [`cf::NAMES`], [`cf::REVOKED`],
+    /// [`cf::BY_EXPIRY`]).
+    fn index(&self, family: &'static str) -> Result<Box<dyn IndexIter + '_>, CaError>;
+}
+
+/// One page of certificates of `store` matching `query`, at most `limit`, continuing after
+/// `cursor`. A cursor from a query with other filters is refused when it belongs to another
+/// index.
+pub fn query_page<S: Indexed + ?Sized>(
+    store: &S,
+    query: &CertificateQuery,
+    cursor: Option<&Cursor>,
+    limit: usize,
+) -> Result<Page, CaError> {
+    let plan = plan(store, query)?;
+    let mut it = store.index(plan.family)?;
+    match cursor {
+        Some(c) if c.walk != plan.walk as u8 || !c.key.starts_with(&plan.prefix) => {
+            return Err(CaError::InvalidRequest(
+                "the cursor belongs to a query with other filters".into(),
+            ))
+        }
+        Some(c) => {
+            it.seek(&c.key);
+            if it.key() == Some(c.key.as_slice()) {
+                it.next();
+            }
+        }
+        None => it.seek(&plan.start),
+    }
+    let mut rows = Vec::with_capacity(limit.min(1000));
+    let mut examined = 0;
+    let mut last: Option<Vec<u8>> = None;
+    while let Some(key) = it.key() {
+        if !key.starts_with(&plan.prefix) || plan.end.as_deref().is_some_and(|e| key >= e) {
+            return Ok(Page { rows, next: None });
+        }
+        if rows.len() >= limit || examined >= MAX_EXAMINED {
+            break;
+        }
+        examined += 1;
+        if let Some(row) = matching_row(store, query, record_of(store, &plan, key, it.value())?)? {
+            if plan.walk == Walk::Issued
+                && query
+                    .issued_before
+                    .is_some_and(|b| row.record.issued_at >= b)
+            {
+                return Ok(Page { rows, next: None });
+            }
+            if matches(query, &row) {
+                rows.push(row);
+            }
+        }
+        last = Some(key.to_vec());
+        it.next();
+    }
+    it.status()?;
+    let next = match (it.key().is_some(), last) {
+        (true, Some(key)) => Some(Cursor {
+            walk: plan.walk as u8,
+            key,
+        }),
+        _ => None,
+    };
+    Ok(Page { rows, next })
+}
+
+/// The certificate an index entry points at: `issued` holds it, `names` keys end with its
+/// issuance sequence number, `revoked` and `by_expiry` keys hold its serial.
+fn record_of<S: Indexed + ?Sized>(
+    store: &S,
+    plan: &Plan,
+    key: &[u8],
+    value: Option<&[u8]>,
+) -> Result<Option<CertRecord>, CaError> {
+    let malformed = || CaError::Storage(format!("malformed entry in {}", plan.family));
+    match plan.walk {
+        Walk::Issued => value.map(CertRecord::decode).transpose(),
+        Walk::Subject | Walk::San => {
+            let at = key.len().checked_sub(8).ok_or_else(malformed)?;
+            store.certificate_at(decode_seq(&key[at..])?)
+        }
+        Walk::Revoked => store.certificate(&Serial::from_bytes(key).ok_or_else(malformed)?),
+        Walk::Expiry => {
+            let serial = key.get(8..).and_then(Serial::from_bytes);
+            store.certificate(&serial.ok_or_else(malformed)?)
+        }
+    }
+}
+
+fn matching_row<S: Indexed + ?Sized>(
+    store: &S,
+    query: &CertificateQuery,
+    record: Option<CertRecord>,
+) -> Result<Option<Row>, CaError> {
+    let Some(record) = record else {
+        return Ok(None);
+    };
+    if query
+        .requester
+        .as_ref()
+        .is_some_and(|r| *r != record.requester)
+        || query.profile.as_ref().is_some_and(|p| *p != record.profile)
+    {
+        // Still a row for the issued-range stop check; filtered out by `matches`.
+        return Ok(Some(Row {
+            record,
+            revocation: None,
+        }));
+    }
+    let revocation = store.revocation(&record.serial)?;
+    Ok(Some(Row { record, revocation }))
+}
+
+fn plan<S: Indexed + ?Sized>(store: &S, q: &CertificateQuery) -> Result<Plan, CaError> {
+    let names = |walk, tag, value: &str| {
+        let prefix = names_prefix(tag, value);
+        Plan {
+            walk,
+            family: cf::NAMES,
+            start: prefix.clone(),
+            prefix,
+            end: None,
+        }
+    };
+    if let Some(san) = &q.san {
+        return Ok(names(Walk::San, SAN_TAG, san));
+    }
+    if let Some(subject) = &q.subject {
+        return Ok(names(Walk::Subject, SUBJECT_TAG, subject));
+    }
+    if matches!(q.status, Some(Status::Revoked | Status::OnHold)) {
+        return Ok(Plan {
+            walk: Walk::Revoked,
+            family: cf::REVOKED,
+            prefix: Vec::new(),
+            start: Vec::new(),
+            end: None,
+        });
+    }
+    let expired_bound = (q.status == Some(Status::Expired)).then_some(q.now);
+    if let Some(bound) = [q.expires_before, expired_bound]
+        .into_iter()
+        .flatten()
+        .min()
+    {
+        return Ok(Plan {
+            walk: Walk::Expiry,
+            family: cf::BY_EXPIRY,
+            prefix: Vec::new(),
+            start: Vec::new(),
+            end: Some(bound.max(0).to_be_bytes().to_vec()),
+        });
+    }
+    let start = match q.issued_after {
+        Some(t) => first_issued_at_or_after(store, t)?,
+        None => 1,
+    };
+    Ok(Plan {
+        walk: Walk::Issued,
+        family: cf::ISSUED,
+        prefix: Vec::new(),
+        start: start.to_be_bytes().to_vec(),
+        end: None,
+    })
+}
+
+/// The first issuance sequence number whose certificate was issued at or after `t`, by
+/// binary search over the issuance order (the store writer keeps issuance times from
+/// decreasing along the sequence).
+fn first_issued_at_or_after<S: Indexed + ?Sized>(store: &S, t: i64) -> Result<u64, CaError> {
+    let (mut lo, mut hi) = (1u64, store.last_cert_seq()? + 1);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let issued_at = store.certificate_at(mid)?.map_or(i64::MIN, |r| r.issued_at);
+        if issued_at < t {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo)
+}
+
+/// RocksDB's indexes are its column families.
+impl IndexIter for rocksdb::DBRawIteratorWithThreadMode<'_, rocksdb::DB> {
+    fn seek(&mut self, key: &[u8]) {
+        rocksdb::DBRawIteratorWithThreadMode::seek(self, key);
+    }
+    fn key(&self) -> Option<&[u8]> {
+        rocksdb::DBRawIteratorWithThreadMode::key(self)
+    }
+    fn value(&self) -> Option<&[u8]> {
+        rocksdb::DBRawIteratorWithThreadMode::value(self)
+    }
+    fn next(&mut self) {
+        rocksdb::DBRawIteratorWithThreadMode::next(self);
+    }
+    fn status(&self) -> Result<(), CaError> {
+        rocksdb::DBRawIteratorWithThreadMode::status(self).db()
+    }
+}
+
+impl Indexed for Store {
+    fn index(&self, family: &'static str) -> Result<Box<dyn IndexIter + '_>, CaError> {
+        Ok(Box::new(self.db.raw_iterator_cf(self.cf(family)?)))
+    }
+}
+
 impl Store {
-    /// One page of certificates matching `query`, at most `limit`, continuing after `cursor`.
-    /// A cursor from a query with other filters is refused when it belongs to another index.
+    /// One page of certificates matching `query` ([`query_page`]).
     pub fn query(
         &self,
         query: &CertificateQuery,
         cursor: Option<&Cursor>,
         limit: usize,
     ) -> Result<Page, CaError> {
-        let plan = self.plan(query)?;
-        let mut it = self.db.raw_iterator_cf(self.cf(plan.family)?);
-        match cursor {
-            Some(c) if c.walk != plan.walk as u8 || !c.key.starts_with(&plan.prefix) => {
-                return Err(CaError::InvalidRequest(
-                    "the cursor belongs to a query with other filters".into(),
-                ))
-            }
-            Some(c) => {
-                it.seek(&c.key);
-                if it.key() == Some(c.key.as_slice()) {
-                    it.next();
-                }
-            }
-            None => it.seek(&plan.start),
-        }
-        let mut rows = Vec::with_capacity(limit.min(1000));
-        let mut examined = 0;
-        let mut last: Option<Vec<u8>> = None;
-        while let Some(key) = it.key() {
-            if !key.starts_with(&plan.prefix) || plan.end.as_deref().is_some_and(|e| key >= e) {
-                return Ok(Page { rows, next: None });
-            }
-            if rows.len() >= limit || examined >= MAX_EXAMINED {
-                break;
-            }
-            examined += 1;
-            if let Some(row) = self.matching_row(query, self.record_of(&plan, key, it.value())?)? {
-                if plan.walk == Walk::Issued
-                    && query
-                        .issued_before
-                        .is_some_and(|b| row.record.issued_at >= b)
-                {
-                    return Ok(Page { rows, next: None });
-                }
-                if matches(query, &row) {
-                    rows.push(row);
-                }
-            }
-            last = Some(key.to_vec());
-            it.next();
-        }
-        it.status().db()?;
-        let next = match (it.valid(), last) {
-            (true, Some(key)) => Some(Cursor {
-                walk: plan.walk as u8,
-                key,
-            }),
-            _ => None,
-        };
-        Ok(Page { rows, next })
-    }
-
-    /// The certificate an index entry points at: `issued` holds it, `names` keys end with
-    /// its issuance sequence number, `revoked` and `by_expiry` keys hold its serial.
-    fn record_of(
-        &self,
-        plan: &Plan,
-        key: &[u8],
-        value: Option<&[u8]>,
-    ) -> Result<Option<CertRecord>, CaError> {
-        let malformed = || CaError::Storage(format!("malformed entry in {}", plan.family));
-        match plan.walk {
-            Walk::Issued => value.map(CertRecord::decode).transpose(),
-            Walk::Subject | Walk::San => {
-                let at = key.len().checked_sub(8).ok_or_else(malformed)?;
-                self.certificate_at(decode_seq(&key[at..])?)
-            }
-            Walk::Revoked => self.certificate(&Serial::from_bytes(key).ok_or_else(malformed)?),
-            Walk::Expiry => {
-                let serial = key.get(8..).and_then(Serial::from_bytes);
-                self.certificate(&serial.ok_or_else(malformed)?)
-            }
-        }
-    }
-
-    fn matching_row(
-        &self,
-        query: &CertificateQuery,
-        record: Option<CertRecord>,
-    ) -> Result<Option<Row>, CaError> {
-        let Some(record) = record else {
-            return Ok(None);
-        };
-        if query
-            .requester
-            .as_ref()
-            .is_some_and(|r| *r != record.requester)
-            || query.profile.as_ref().is_some_and(|p| *p != record.profile)
-        {
-            // Still a row for the issued-range stop check; filtered out by `matches`.
-            return Ok(Some(Row {
-                record,
-                revocation: None,
-            }));
-        }
-        let revocation = self.revocation(&record.serial)?;
-        Ok(Some(Row { record, revocation }))
-    }
-
-    fn plan(&self, q: &CertificateQuery) -> Result<Plan, CaError> {
-        let names = |walk, tag, value: &str| {
-            let prefix = names_prefix(tag, value);
-            Plan {
-                walk,
-                family: cf::NAMES,
-                start: prefix.clone(),
-                prefix,
-                end: None,
-            }
-        };
-        if let Some(san) = &q.san {
-            return Ok(names(Walk::San, SAN_TAG, san));
-        }
-        if let Some(subject) = &q.subject {
-            return Ok(names(Walk::Subject, SUBJECT_TAG, subject));
-        }
-        if matches!(q.status, Some(Status::Revoked | Status::OnHold)) {
-            return Ok(Plan {
-                walk: Walk::Revoked,
-                family: cf::REVOKED,
-                prefix: Vec::new(),
-                start: Vec::new(),
-                end: None,
-            });
-        }
-        let expired_bound = (q.status == Some(Status::Expired)).then_some(q.now);
-        if let Some(bound) = [q.expires_before, expired_bound]
-            .into_iter()
-            .flatten()
-            .min()
-        {
-            return Ok(Plan {
-                walk: Walk::Expiry,
-                family: cf::BY_EXPIRY,
-                prefix: Vec::new(),
-                start: Vec::new(),
-                end: Some(bound.max(0).to_be_bytes().to_vec()),
-            });
-        }
-        let start = match q.issued_after {
-            Some(t) => self.first_issued_at_or_after(t)?,
-            None => 1,
-        };
-        Ok(Plan {
-            walk: Walk::Issued,
-            family: cf::ISSUED,
-            prefix: Vec::new(),
-            start: start.to_be_bytes().to_vec(),
-            end: None,
-        })
-    }
-
-    /// The first issuance sequence number whose certificate was issued at or after `t`, by
-    /// binary search over `issued` (the store writer keeps issuance times from
-    /// decreasing along the sequence).
-    fn first_issued_at_or_after(&self, t: i64) -> Result<u64, CaError> {
-        let (mut lo, mut hi) = (1u64, self.last_cert_seq()? + 1);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            let issued_at = self.certificate_at(mid)?.map_or(i64::MIN, |r| r.issued_at);
-            if issued_at < t {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        Ok(lo)
+        query_page(self, query, cursor, limit)
     }
 }
 

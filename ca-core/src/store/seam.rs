@@ -70,7 +70,18 @@ pub trait RevocationStore: Send + Sync {
     fn last_crl_number(&self) -> Result<u64, CaError>;
     /// The SubjectPublicKeyInfo SHA-256 of every key blocked by a keyCompromise revocation.
     fn blocked_keys(&self) -> Result<Vec<[u8; 32]>, CaError>;
+    /// Starts telling `changed` of the revocation changes that other writers of this store
+    /// commit: each serial, or `None` when any serial may have changed (the feed was
+    /// interrupted and changes may have been missed). A store with one writer, this process's,
+    /// has nothing to tell (the default).
+    fn watch_changes(&self, changed: ChangeListener) -> Result<(), CaError> {
+        drop(changed);
+        Ok(())
+    }
 }
+
+/// What [`RevocationStore::watch_changes`] calls.
+pub type ChangeListener = Arc<dyn Fn(Option<Serial>) + Send + Sync>;
 
 /// The hash-chained audit log and its signed checkpoints.
 pub trait AuditStore: Send + Sync {

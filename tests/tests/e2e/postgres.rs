@@ -33,3 +33,211 @@ fn throwaway_clusters_start_side_by_side_answer_with_the_password_and_go_away() 
     assert!(!data.exists(), "the cluster's directory outlived it");
     assert_eq!(b.psql("select 2").trim(), "2");
 }
+
+/// Copies the data directory of a node to make another (what the README tells an operator to
+/// do): everything but the embedded store's folder.
+fn copy_node(from: &std::path::Path, to: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir(to).expect("creating the second node's directory");
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    for entry in std::fs::read_dir(from).expect("reading the first node's directory") {
+        let entry = entry.expect("entry");
+        if entry.file_type().expect("type").is_file() {
+            let target = to.join(entry.file_name());
+            std::fs::copy(entry.path(), &target).expect("copying a file");
+        }
+    }
+}
+
+/// Two `ca-server` nodes on one PostgreSQL database are one CA: each issues (single, batch,
+/// DER) into one issuance sequence and one audit chain, a request_id replayed on the other
+/// node answers the same certificate, a token minted on one works on the other, a revocation
+/// made on one is what the other's OCSP responder answers within a second (its cached "good"
+/// answer dropped) and what its next CRL lists, and `audit verify` passes on the database.
+#[test]
+fn two_nodes_on_one_database_are_one_ca() {
+    use e2e_tests::judges::ocsp::ocsp_status;
+    use e2e_tests::prelude::*;
+    use serde_json::json;
+
+    let pg = Postgres::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    let password_file = pg.password_file();
+    ca_server_ok(&[
+        "init",
+        "--data-dir",
+        a_dir.to_str().expect("UTF-8"),
+        "--subject",
+        "CN=Test Root,O=Test,C=XX",
+        "--store-url",
+        &pg.url("postgres"),
+        "--store-password-file",
+        password_file.to_str().expect("UTF-8"),
+    ]);
+    assert!(
+        !a_dir.join("db").exists(),
+        "a RocksDB store beside the database"
+    );
+    let a = Server::serve(&a_dir);
+    copy_node(&a_dir, &b_dir);
+    let b = Server::serve(&b_dir);
+    let again = ca_server(&[
+        "init",
+        "--data-dir",
+        tmp.path().join("third").to_str().expect("UTF-8"),
+        "--store-url",
+        &pg.url("postgres"),
+        "--store-password-file",
+        password_file.to_str().expect("UTF-8"),
+    ]);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        !again.status.success() && stderr.contains("holds a CA's records already"),
+        "init on a database in use: {stderr}"
+    );
+    // A node of another CA is refused by the database.
+    let other = tmp.path().join("other");
+    init_ca(&other, "ec-p256");
+    let store = format!(
+        "backend = \"postgres\"\nurl = \"{}\"\npassword_file = \"{}\"",
+        pg.url("postgres"),
+        password_file.display()
+    );
+    configure(&other, &[("backend = \"rocksdb\"", &store)], "");
+    let refused = ca_server(&["serve", "--data-dir", other.to_str().expect("UTF-8")]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("belongs to another CA"),
+        "a node of another CA: {stderr}"
+    );
+
+    // Single on A, batch on B, DER on A.
+    let csr = server_csr("one.pg.example.com");
+    let single = a.post(
+        "/v1/certificates",
+        &a.tokens.ra,
+        &json!({"csr": csr.pem, "profile": "tls-server", "validity_days": 30}),
+    );
+    assert_eq!(single.status, 201, "single on A: {single}");
+    a.check_issued(&single.json, &csr, "tls-server", 30);
+    let batch = b.post(
+        "/v1/certificates/batch",
+        &b.tokens.ra,
+        &json!({"requests": (0..5).map(|i| json!({
+            "csr": server_csr(&format!("b{i}.pg.example.com")).pem, "profile": "tls-server"
+        })).collect::<Vec<_>>()}),
+    );
+    assert_eq!(batch.status, 200, "batch on B: {batch}");
+    let serials: Vec<String> = batch.json["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["serial"].as_str().expect("every item issued").to_string())
+        .collect();
+    let der = a.post_raw(
+        "/v1/certificates?profile=tls-server",
+        Some(&a.tokens.ra),
+        "application/pkcs10",
+        server_csr("der.pg.example.com").der(),
+    );
+    assert_eq!(der.status, 201, "DER on A: {der}");
+    // Each node reads what the other stored; a query's pages are walked across both, each
+    // cursor given to the other node.
+    assert_eq!(a.record(&serials[0])["serial"], serials[0].as_str());
+    let total = a.certificate_count();
+    assert_eq!(total, b.certificate_count());
+    let mut walked = Vec::new();
+    let mut cursor: Option<String> = None;
+    for node in [&a, &b].into_iter().cycle() {
+        let mut path = "/v1/certificates?limit=2".to_string();
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let r = node.get(&path, Some(&node.tokens.auditor));
+        assert_eq!(r.status, 200, "{path}: {r}");
+        for item in r.json["items"].as_array().expect("items") {
+            walked.push(item["serial"].as_str().expect("serial").to_string());
+        }
+        match r.json["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    let unique: std::collections::HashSet<&String> = walked.iter().collect();
+    assert_eq!((walked.len(), unique.len()), (total, total), "{walked:?}");
+    assert!(serials.iter().all(|s| unique.contains(s)));
+
+    // A request_id replayed on the other node answers the same certificate.
+    let body = json!({"csr": csr.pem, "profile": "tls-server", "request_id": "pg-7"});
+    let first = a.post("/v1/certificates", &a.tokens.ra, &body);
+    assert_eq!(first.status, 201, "{first}");
+    let replay = b.post("/v1/certificates", &b.tokens.ra, &body);
+    assert_eq!(replay.status, 200, "replay on B: {replay}");
+    assert_eq!(replay.json["serial"], first.json["serial"]);
+
+    // A token minted on A works on B.
+    let minted = a.post(
+        "/v1/tokens",
+        &a.tokens.operator,
+        &json!({"role": "ra", "name": "ra-pg"}),
+    );
+    assert_eq!(minted.status, 201, "{minted}");
+    let token = minted.json["token"].as_str().expect("token");
+    let r = b.post(
+        "/v1/certificates",
+        token,
+        &json!({"csr": server_csr("token.pg.example.com").pem, "profile": "tls-server"}),
+    );
+    assert_eq!(r.status, 201, "the minted token on B: {r}");
+
+    // B's OCSP answers "good" (and caches it: requests without a nonce are answered from the
+    // cache); A revokes; B answers "revoked" within a second.
+    let issued = b.post(
+        "/v1/certificates",
+        &b.tokens.ra,
+        &json!({"csr": server_csr("revoked.pg.example.com").pem, "profile": "tls-server"}),
+    );
+    assert_eq!(issued.status, 201, "{issued}");
+    let serial = issued.json["serial"].as_str().expect("serial").to_string();
+    let leaf = b.leaf_file(&issued.json);
+    let leaf = leaf.to_str().expect("UTF-8 path");
+    let b_ocsp = format!("{}/ocsp", b.base);
+    assert_eq!(
+        ocsp_status(&b.ocsp_ask(&b_ocsp, &["-no_nonce", "-cert", leaf]), leaf).0,
+        "good"
+    );
+    assert_eq!(
+        ocsp_status(&b.ocsp_ask(&b_ocsp, &["-no_nonce", "-cert", leaf]), leaf).0,
+        "good"
+    );
+    let crl_before = b.generate_crl()["crl_number"].as_u64().expect("number");
+    a.revoke_ok(&serial, "keyCompromise");
+    let revoked_at = std::time::Instant::now();
+    let status = loop {
+        let out = b.ocsp_ask(&b_ocsp, &["-no_nonce", "-cert", leaf]);
+        let status = ocsp_status(&out, leaf).0;
+        if status == "revoked" || revoked_at.elapsed() > std::time::Duration::from_secs(1) {
+            break status;
+        }
+    };
+    assert_eq!(status, "revoked", "B's OCSP a second after A's revocation");
+    let generated = b.generate_crl();
+    assert!(generated["crl_number"].as_u64().expect("number") > crl_before);
+    let crl = b.check_crl(&b.crl(), "B's CRL after A's revocation");
+    assert!(crl.entry(&serial).is_some(), "B's CRL lists A's revocation");
+
+    a.terminate();
+    b.terminate();
+    let out = ca_server(&[
+        "audit",
+        "verify",
+        "--data-dir",
+        b_dir.to_str().expect("UTF-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "audit verify on the database: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
