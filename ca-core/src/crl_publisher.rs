@@ -13,6 +13,7 @@ use ca_x509::error::CaError;
 
 use crate::engine::{Engine, StatusObserver};
 use crate::serial::Serial;
+use crate::store::StoredCrls;
 
 /// The CRLs currently served.
 #[derive(Clone, Debug)]
@@ -102,7 +103,72 @@ impl CrlPublisher {
         result
     }
 
+    /// Publishes CRLs that cover every revocation change committed until now: the newest
+    /// another node published, when they do and are not due for a rebuild, else new ones.
+    /// One node of a shared store builds at a time ([`RevocationStore::as_crl_builder`]).
     fn build_and_publish(&self, actor: &str) -> Result<PublishedCrls, CaError> {
+        let store = self.engine.store();
+        let wanted = store.last_change_seq()?;
+        let mut published = None;
+        store.as_crl_builder(&mut || {
+            let now = OffsetDateTime::now_utc().unix_timestamp();
+            let current = self.current().map_or(0, |c| c.number);
+            let half = (self.config.next_update_hours * 3600 / 2) as i64;
+            published = Some(match store.crls_after(current)? {
+                Some(stored) if stored.change_seq >= wanted && now - stored.this_update < half => {
+                    self.adopt(stored)
+                }
+                _ => {
+                    let built = self.build(actor)?;
+                    store.put_crls(&built)?;
+                    self.adopt(built)
+                }
+            });
+            Ok(())
+        })?;
+        published.ok_or_else(|| CaError::internal("the CRL builder did not run", None))
+    }
+
+    /// Serves `crls` from now on, and builds later deltas against them.
+    fn adopt(&self, crls: StoredCrls) -> PublishedCrls {
+        let published = PublishedCrls {
+            full: Bytes::from(crls.full),
+            number: crls.number,
+            this_update: crls.this_update,
+            entries: usize::try_from(crls.entries).unwrap_or(usize::MAX),
+            delta: Bytes::from(crls.delta),
+        };
+        if let Ok(mut base) = self.base.lock() {
+            *base = Some((crls.number, crls.change_seq));
+        }
+        if let Ok(mut current) = self.current.write() {
+            *current = Some(published.clone());
+        }
+        let next_update = published.this_update + (self.config.next_update_hours * 3600) as i64;
+        let metrics = self.engine.metrics();
+        metrics
+            .crl_number
+            .set(i64::try_from(published.number).unwrap_or(i64::MAX));
+        metrics.crl_entries.set(published.entries as i64);
+        metrics.crl_bytes.set(published.full.len() as i64);
+        metrics.crl_this_update.set(published.this_update);
+        for kind in ["full", "delta"] {
+            metrics
+                .crl_next_update
+                .with_label_values(&[kind])
+                .set(next_update);
+        }
+        tracing::info!(
+            number = published.number,
+            entries = published.entries,
+            bytes = published.full.len(),
+            "CRL published"
+        );
+        published
+    }
+
+    /// Builds and signs a complete CRL and a delta CRL from the store.
+    fn build(&self, actor: &str) -> Result<StoredCrls, CaError> {
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let floor = u64::try_from(now).unwrap_or(0);
         let full_pos = self.engine.next_crl_number_blocking(floor, actor, "full")?;
@@ -145,39 +211,14 @@ impl CrlPublisher {
             .builder
             .delta(delta_pos.number, previous.0, now, next_update, changes)?;
 
-        let published = PublishedCrls {
-            full: Bytes::from(full),
+        Ok(StoredCrls {
             number: full_pos.number,
             this_update: now,
-            entries: count,
-            delta: Bytes::from(delta),
-        };
-        if let Ok(mut base) = self.base.lock() {
-            *base = Some((full_pos.number, full_pos.change_seq));
-        }
-        if let Ok(mut current) = self.current.write() {
-            *current = Some(published.clone());
-        }
-        let metrics = self.engine.metrics();
-        metrics
-            .crl_number
-            .set(i64::try_from(published.number).unwrap_or(i64::MAX));
-        metrics.crl_entries.set(count as i64);
-        metrics.crl_bytes.set(published.full.len() as i64);
-        metrics.crl_this_update.set(now);
-        for kind in ["full", "delta"] {
-            metrics
-                .crl_next_update
-                .with_label_values(&[kind])
-                .set(next_update);
-        }
-        tracing::info!(
-            number = full_pos.number,
-            entries = count,
-            bytes = published.full.len(),
-            "CRL published"
-        );
-        Ok(published)
+            change_seq: full_pos.change_seq,
+            entries: count as u64,
+            full,
+            delta,
+        })
     }
 }
 

@@ -137,27 +137,38 @@ impl Postgres {
         );
         pg.assert_ok(&out, "initdb");
         let _ = std::fs::remove_file(&pwfile);
+        pg.pg_ctl(&["start"]);
+        pg
+    }
+
+    /// `pg_ctl ACTION -w` on the cluster, listening on 127.0.0.1 only at its port, with its
+    /// socket in its directory and its log in `server.log`.
+    fn pg_ctl(&self, action: &[&str]) {
+        let data = self.data_dir();
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1",
-            pg.port,
-            pg.dir.path().display()
+            self.port,
+            self.dir.path().display()
         );
-        let log = pg.dir.path().join("server.log");
-        let out = pg.run(
-            "pg_ctl",
-            &[
-                "-D".as_ref(),
-                data.as_os_str(),
-                "-l".as_ref(),
-                log.as_os_str(),
-                "-w".as_ref(),
-                "-o".as_ref(),
-                options.as_ref(),
-                "start".as_ref(),
-            ],
-        );
-        pg.assert_ok(&out, "pg_ctl start");
-        pg
+        let log = self.dir.path().join("server.log");
+        let mut args: Vec<&OsStr> = vec![
+            "-D".as_ref(),
+            data.as_os_str(),
+            "-l".as_ref(),
+            log.as_os_str(),
+            "-w".as_ref(),
+            "-o".as_ref(),
+            options.as_ref(),
+        ];
+        args.extend(action.iter().map(OsStr::new));
+        let out = self.run("pg_ctl", &args);
+        self.assert_ok(&out, &format!("pg_ctl {}", action.join(" ")));
+    }
+
+    /// `pg_ctl restart -m fast`: every session ends (what it had not committed is rolled
+    /// back), and the cluster accepts connections again on the same port when this returns.
+    pub fn restart(&self) {
+        self.pg_ctl(&["-m", "fast", "restart"]);
     }
 
     /// The TCP port on 127.0.0.1.

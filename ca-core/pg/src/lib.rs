@@ -117,11 +117,11 @@ const POOL_WAIT: Duration = Duration::from_secs(5);
 /// The PostgreSQL store. Cheap to clone; every clone shares the pool and runtime.
 #[derive(Clone)]
 pub struct PgStore {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    pool: Pool,
+pub(crate) struct Inner {
+    pub(crate) pool: Pool,
     config: tokio_postgres::Config,
     /// Where the store's tasks run.
     handle: tokio::runtime::Handle,
@@ -359,7 +359,7 @@ pub(crate) fn db_error(e: tokio_postgres::Error) -> CaError {
     }
 }
 
-fn pool_error(e: deadpool_postgres::PoolError) -> CaError {
+pub(crate) fn pool_error(e: deadpool_postgres::PoolError) -> CaError {
     match e {
         deadpool_postgres::PoolError::Backend(e) => db_error(e),
         other => CaError::StoreUnavailable(format!("no database connection: {other}")),

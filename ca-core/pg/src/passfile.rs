@@ -76,4 +76,21 @@ mod tests {
         );
         assert_eq!(lookup("a:1:b:c\n", "a", 1, "b", "c"), None);
     }
+
+    fn escape(field: &str) -> String {
+        field.replace('\\', "\\\\").replace(':', "\\:")
+    }
+
+    proptest::proptest! {
+        /// Any text is read without a panic; any five fields, escaped, read back as written.
+        #[test]
+        fn any_line_is_read_and_escaped_fields_round_trip(
+            text in "\\PC*",
+            fields in proptest::array::uniform5("[^\n\r]*"),
+        ) {
+            let _ = lookup(&text, "h", 5432, "d", "u");
+            let line = fields.iter().map(|f| escape(f)).collect::<Vec<_>>().join(":");
+            proptest::prop_assert_eq!(super::fields(&line), Some(fields.clone()));
+        }
+    }
 }

@@ -15,7 +15,7 @@ use ca_core::store::writer::{apply_one, serve, StoreWriter, WriteOp};
 use ca_core::store::{
     verify_log, AuditReport, AuditStore, CertRecord, CertificateStore, ChangeListener,
     EnrollmentRecord, EnrollmentStore, IdempotencyKey, IdempotencyRecord, RevocationStore, Storage,
-    TokenRecord, TokenStore,
+    StoredCrls, TokenRecord, TokenStore,
 };
 use ca_core::{CaError, Serial};
 use tokio_postgres::types::ToSql;
@@ -25,6 +25,9 @@ use crate::groups::{
     counters_of, hash_of, idempotency_of, seq_of, serial_of, sql_seq, PgGroups, HEAD_COLUMNS,
 };
 use crate::{db_error, PgStore};
+
+/// The advisory lock (PostgreSQL's `pg_advisory_xact_lock`) that the node building CRLs holds.
+const CRL_BUILDER_LOCK: i64 = 0x6361_2d63_726c; // "ca-crl"
 
 /// Rows fetched per round trip by the walks over whole tables.
 const PAGE: i64 = 10_000;
@@ -209,6 +212,69 @@ impl RevocationStore for PgStore {
             .iter()
             .map(|r| hash_of(r.get(0)))
             .collect()
+    }
+    fn last_change_seq(&self) -> Result<u64, CaError> {
+        Ok(counters_of(&self.head()?)?.change_seq)
+    }
+    fn as_crl_builder(
+        &self,
+        build: &mut dyn FnMut() -> Result<(), CaError>,
+    ) -> Result<(), CaError> {
+        // A transaction-level advisory lock: released at COMMIT, or by the server when this
+        // node dies while building.
+        let pool = self.inner.pool.clone();
+        let client = Arc::new(self.block_on(async move {
+            let client = pool.get().await.map_err(crate::pool_error)?;
+            client
+                .batch_execute(&format!(
+                    "BEGIN; SELECT pg_advisory_xact_lock({CRL_BUILDER_LOCK})"
+                ))
+                .await
+                .map_err(db_error)?;
+            Ok(client)
+        })?);
+        let built = build();
+        let end = if built.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        let c = client.clone();
+        let ended = self.block_on(async move { c.batch_execute(end).await.map_err(db_error) });
+        built.and(ended)
+    }
+    fn crls_after(&self, number: u64) -> Result<Option<StoredCrls>, CaError> {
+        self.rows(
+            "SELECT number, this_update, change_seq, entries, full_der, delta_der FROM crls \
+             WHERE number > $1",
+            vec![Box::new(sql_seq(number)?)],
+        )?
+        .first()
+        .map(|r| {
+            Ok(StoredCrls {
+                number: seq_of(r.get(0))?,
+                this_update: r.get(1),
+                change_seq: seq_of(r.get(2))?,
+                entries: seq_of(r.get(3))?,
+                full: r.get(4),
+                delta: r.get(5),
+            })
+        })
+        .transpose()
+    }
+    fn put_crls(&self, crls: &StoredCrls) -> Result<(), CaError> {
+        self.rows(
+            "INSERT INTO crls VALUES (true, $1, $2, $3, $4, $5, $6) ON CONFLICT (one) DO UPDATE \
+             SET number = EXCLUDED.number, this_update = EXCLUDED.this_update, \
+             change_seq = EXCLUDED.change_seq, entries = EXCLUDED.entries, \
+             full_der = EXCLUDED.full_der, delta_der = EXCLUDED.delta_der \
+             WHERE crls.number < EXCLUDED.number",
+            vec![
+                Box::new(sql_seq(crls.number)?),
+                Box::new(crls.this_update),
+                Box::new(sql_seq(crls.change_seq)?),
+                Box::new(sql_seq(crls.entries)?),
+                Box::new(crls.full.clone()),
+                Box::new(crls.delta.clone()),
+            ],
+        )
+        .map(drop)
     }
     fn watch_changes(&self, changed: ChangeListener) -> Result<(), CaError> {
         self.listen(changed);

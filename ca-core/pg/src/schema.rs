@@ -21,6 +21,7 @@
 //! | `audit_log`    | seq                      | the hash-chained entry |
 //! | `audit_events` | serial, seq              | which entries concern a serial |
 //! | `checkpoints`  | seq                      | the signed checkpoint |
+//! | `crls`         | –                        | the newest complete and delta CRLs, served by every node |
 
 use ca_core::CaError;
 use tokio_postgres::GenericClient;
@@ -77,6 +78,15 @@ CREATE TABLE audit_events (
     PRIMARY KEY (serial, seq)
 );
 CREATE TABLE checkpoints (seq bigint PRIMARY KEY, checkpoint bytea NOT NULL);
+CREATE TABLE crls (
+    one         boolean PRIMARY KEY DEFAULT true CHECK (one),
+    number      bigint NOT NULL,
+    this_update bigint NOT NULL,
+    change_seq  bigint NOT NULL,
+    entries     bigint NOT NULL,
+    full_der    bytea  NOT NULL,
+    delta_der   bytea  NOT NULL
+);
 "#];
 
 /// The version the database holds (0 when it has no schema).

@@ -73,7 +73,7 @@ pub use audit_log::{verify_log, AuditReport};
 pub use record::{CertRecord, EnrollmentRecord, IdempotencyRecord, TokenRecord};
 pub use seam::{
     AuditStore, CertificateStore, ChangeListener, EnrollmentStore, RevocationStore, Storage,
-    TokenStore,
+    StoredCrls, TokenStore,
 };
 pub use tokens::{new_token_id, UPGRADE_ACTOR};
 

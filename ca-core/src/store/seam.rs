@@ -68,6 +68,29 @@ pub trait RevocationStore: Send + Sync {
     fn changed_since(&self, after: u64, until: u64) -> Result<Vec<Serial>, CaError>;
     /// The number of the last CRL issued (0 before the first); it never goes back.
     fn last_crl_number(&self) -> Result<u64, CaError>;
+    /// The sequence number of the last revocation change committed (0 before the first).
+    fn last_change_seq(&self) -> Result<u64, CaError>;
+    /// Runs `build` as the one CRL builder of every node sharing this store: a store shared
+    /// by several nodes makes the others wait until it returns; a store of one node simply
+    /// runs it (the default).
+    fn as_crl_builder(
+        &self,
+        build: &mut dyn FnMut() -> Result<(), CaError>,
+    ) -> Result<(), CaError> {
+        build()
+    }
+    /// The newest CRLs any node published, if this store keeps them for every node and has
+    /// ones numbered above `number` (the default: it keeps none; each node serves its own).
+    fn crls_after(&self, number: u64) -> Result<Option<StoredCrls>, CaError> {
+        let _ = number;
+        Ok(None)
+    }
+    /// Keeps `crls` as the newest, for every node, when this store is shared (the default:
+    /// nothing to do).
+    fn put_crls(&self, crls: &StoredCrls) -> Result<(), CaError> {
+        let _ = crls;
+        Ok(())
+    }
     /// The SubjectPublicKeyInfo SHA-256 of every key blocked by a keyCompromise revocation.
     fn blocked_keys(&self) -> Result<Vec<[u8; 32]>, CaError>;
     /// Starts telling `changed` of the revocation changes that other writers of this store
@@ -78,6 +101,24 @@ pub trait RevocationStore: Send + Sync {
         drop(changed);
         Ok(())
     }
+}
+
+/// A complete CRL and its delta as published, kept by a store shared by several nodes so that
+/// every node serves the newest ([`RevocationStore::put_crls`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredCrls {
+    /// The complete CRL's number.
+    pub number: u64,
+    /// thisUpdate of both, Unix seconds.
+    pub this_update: i64,
+    /// Every revocation change up to this sequence number is on the complete CRL.
+    pub change_seq: u64,
+    /// Entries on the complete CRL.
+    pub entries: u64,
+    /// The complete CRL, DER.
+    pub full: Vec<u8>,
+    /// The delta CRL, DER.
+    pub delta: Vec<u8>,
 }
 
 /// What [`RevocationStore::watch_changes`] calls.
@@ -198,6 +239,9 @@ impl RevocationStore for Store {
     }
     fn last_crl_number(&self) -> Result<u64, CaError> {
         Store::last_crl_number(self)
+    }
+    fn last_change_seq(&self) -> Result<u64, CaError> {
+        self.meta_u64(super::META_CHANGE_SEQ)
     }
     fn blocked_keys(&self) -> Result<Vec<[u8; 32]>, CaError> {
         Store::blocked_keys(self)

@@ -226,6 +226,12 @@ fn two_nodes_on_one_database_are_one_ca() {
     assert!(generated["crl_number"].as_u64().expect("number") > crl_before);
     let crl = b.check_crl(&b.crl(), "B's CRL after A's revocation");
     assert!(crl.entry(&serial).is_some(), "B's CRL lists A's revocation");
+    // The CRLs B built are in the database: A, asked to publish, serves them instead of
+    // building others (they cover every change), and both nodes serve the same bytes.
+    let number = generated["crl_number"].as_u64().expect("number");
+    assert_eq!(a.generate_crl()["crl_number"].as_u64(), Some(number));
+    assert_eq!(a.crl(), b.crl());
+    assert_eq!(a.delta_crl(), b.delta_crl());
 
     a.terminate();
     b.terminate();
@@ -240,4 +246,314 @@ fn two_nodes_on_one_database_are_one_ca() {
         "audit verify on the database: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// What a load thread saw: the serials acknowledged (201), and every other outcome by HTTP
+/// status and error code (`connection` for a request that got no answer).
+#[derive(Debug, Default)]
+struct Seen {
+    acknowledged: Vec<String>,
+    revoked: Vec<String>,
+    other: std::collections::BTreeMap<String, usize>,
+}
+
+/// Issues certificates on `base` until `stop` (revoking each one it got when `revoke`), as
+/// fast as one connection allows; stops early when the server goes away.
+fn load(
+    base: String,
+    token: String,
+    csr_pem: String,
+    revoke: bool,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Seen> {
+    std::thread::spawn(move || {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(std::time::Duration::from_secs(20))
+            .build()
+            .expect("client");
+        let mut seen = Seen::default();
+        let body = serde_json::json!({"csr": csr_pem, "profile": "tls-server"});
+        let note = |seen: &mut Seen, r: Result<reqwest::blocking::Response, reqwest::Error>| match r
+        {
+            Err(_) => {
+                *seen.other.entry("connection".into()).or_default() += 1;
+                None
+            }
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let retry_after = r.headers().contains_key("retry-after");
+                let v: serde_json::Value = r.json().unwrap_or_default();
+                if status == 201 || status == 200 {
+                    return Some(v);
+                }
+                let code = v["error"]["code"].as_str().unwrap_or("?").to_string();
+                let key = format!("{status} {code} retry-after={retry_after}");
+                *seen.other.entry(key).or_default() += 1;
+                None
+            }
+        };
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let r = client
+                .post(format!("{base}/v1/certificates"))
+                .bearer_auth(&token)
+                .json(&body)
+                .send();
+            let Some(v) = note(&mut seen, r) else {
+                if seen.other.contains_key("connection") {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                continue;
+            };
+            let serial = v["serial"].as_str().expect("serial").to_string();
+            seen.acknowledged.push(serial.clone());
+            if revoke {
+                let r = client
+                    .post(format!("{base}/v1/certificates/{serial}/revoke"))
+                    .bearer_auth(&token)
+                    .json(&serde_json::json!({"reason": "superseded"}))
+                    .send();
+                if note(&mut seen, r).is_some() {
+                    seen.revoked.push(serial);
+                }
+            }
+        }
+        seen
+    })
+}
+
+/// Every serial `node` lists, walking the query's pages.
+fn listed(node: &e2e_tests::server::Server) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = "/v1/certificates?limit=1000".to_string();
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let r = node.get(&path, Some(&node.tokens.auditor));
+        assert_eq!(r.status, 200, "{path}: {r}");
+        for item in r.json["items"].as_array().expect("items") {
+            out.push(item["serial"].as_str().expect("serial").to_string());
+        }
+        match r.json["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return out,
+        }
+    }
+}
+
+/// Two nodes of one CA on `pg`, in `tmp/a` and `tmp/b`.
+fn two_nodes(
+    pg: &Postgres,
+    tmp: &std::path::Path,
+) -> (e2e_tests::server::Server, e2e_tests::server::Server) {
+    use e2e_tests::prelude::*;
+    let (a_dir, b_dir) = (tmp.join("a"), tmp.join("b"));
+    let password_file = pg.password_file();
+    ca_server_ok(&[
+        "init",
+        "--data-dir",
+        a_dir.to_str().expect("UTF-8"),
+        "--subject",
+        "CN=Test Root,O=Test,C=XX",
+        "--store-url",
+        &pg.url("postgres"),
+        "--store-password-file",
+        password_file.to_str().expect("UTF-8"),
+    ]);
+    let a = Server::serve(&a_dir);
+    copy_node(&a_dir, &b_dir);
+    let b = Server::serve(&b_dir);
+    (a, b)
+}
+
+/// Every acknowledged certificate is stored once and every acknowledged revocation holds, as
+/// `node` reads the database; `ca-server audit verify` passes on `dir`.
+fn nothing_acknowledged_lost(
+    node: &e2e_tests::server::Server,
+    seen: &[Seen],
+    dir: &std::path::Path,
+) {
+    let listed = listed(node);
+    let unique: std::collections::HashSet<&String> = listed.iter().collect();
+    assert_eq!(unique.len(), listed.len(), "a serial listed twice");
+    for s in seen {
+        for serial in &s.acknowledged {
+            assert!(unique.contains(serial), "acknowledged {serial} is missing");
+        }
+        for serial in &s.revoked {
+            let r = node.get(
+                &format!("/v1/certificates/{serial}"),
+                Some(&node.tokens.auditor),
+            );
+            assert_eq!(
+                r.json["status"], "revoked",
+                "acknowledged revocation of {serial}: {r}"
+            );
+        }
+    }
+    let out = e2e_tests::binary::ca_server(&[
+        "audit",
+        "verify",
+        "--data-dir",
+        dir.to_str().expect("UTF-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "audit verify: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// SIGKILL of one of two nodes under load: the other keeps serving (every request it got was
+/// answered with a certificate), every acknowledged certificate and revocation of both is in
+/// the database, no serial twice, and the audit log verifies.
+#[test]
+fn a_node_killed_under_load_loses_nothing_acknowledged() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let pg = Postgres::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (a, b) = two_nodes(&pg, tmp.path());
+    let csr = e2e_tests::fixtures::server_csr("load.pg.example.com").pem;
+    let (stop_a, stop_b) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let mut on_a = Vec::new();
+    let mut on_b = Vec::new();
+    for revoke in [false, true] {
+        on_a.push(load(
+            a.base.clone(),
+            a.tokens.ra.clone(),
+            csr.clone(),
+            revoke,
+            stop_a.clone(),
+        ));
+        on_b.push(load(
+            b.base.clone(),
+            b.tokens.ra.clone(),
+            csr.clone(),
+            revoke,
+            stop_b.clone(),
+        ));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    a.kill9();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    stop_a.store(true, Ordering::Relaxed);
+    stop_b.store(true, Ordering::Relaxed);
+    let seen_a: Vec<Seen> = on_a.into_iter().map(|t| t.join().expect("load")).collect();
+    let seen_b: Vec<Seen> = on_b.into_iter().map(|t| t.join().expect("load")).collect();
+    for s in &seen_b {
+        assert!(
+            s.other.is_empty(),
+            "the surviving node refused: {:?}",
+            s.other
+        );
+        assert!(
+            s.acknowledged.len() > 10,
+            "the surviving node served little: {s:?}"
+        );
+    }
+    assert!(
+        seen_a.iter().all(|s| !s.acknowledged.is_empty()),
+        "{seen_a:?}"
+    );
+    for (node, seen) in [("killed", &seen_a), ("surviving", &seen_b)] {
+        for s in seen.iter() {
+            eprintln!(
+                "{node} node: {} certificates and {} revocations acknowledged, {:?}",
+                s.acknowledged.len(),
+                s.revoked.len(),
+                s.other
+            );
+        }
+    }
+    let mut all = seen_a;
+    all.extend(seen_b);
+    let dir = b.dir.clone();
+    nothing_acknowledged_lost(&b, &all, &dir);
+    b.terminate();
+}
+
+/// PostgreSQL restarted under load (`pg_ctl restart -m fast`): while it is down the nodes
+/// answer 503 `storage_unavailable` with Retry-After (no 500, no hang, no dropped connection),
+/// they reconnect by themselves, and nothing acknowledged is lost.
+#[test]
+fn nodes_ride_out_a_database_restart() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let pg = Postgres::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (a, b) = two_nodes(&pg, tmp.path());
+    let csr = e2e_tests::fixtures::server_csr("restart.pg.example.com").pem;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for node in [&a, &b] {
+        for revoke in [false, true] {
+            threads.push(load(
+                node.base.clone(),
+                node.tokens.ra.clone(),
+                csr.clone(),
+                revoke,
+                stop.clone(),
+            ));
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    pg.restart();
+    // Back by themselves: each node issues again within ten seconds.
+    for node in [&a, &b] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let r = node.post(
+                "/v1/certificates",
+                &node.tokens.ra,
+                &serde_json::json!({"csr": csr, "profile": "tls-server"}),
+            );
+            if r.status == 201 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not back after the restart: {r}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let seen: Vec<Seen> = threads
+        .into_iter()
+        .map(|t| t.join().expect("load"))
+        .collect();
+    for s in &seen {
+        for (outcome, n) in &s.other {
+            assert!(
+                outcome.starts_with("503 storage_unavailable retry-after=true"),
+                "{n} answers {outcome} while the database restarted: {:?}",
+                s.other
+            );
+        }
+    }
+    assert!(
+        seen.iter().any(|s| !s.other.is_empty()),
+        "no request met the restart: {seen:?}"
+    );
+    for s in &seen {
+        eprintln!(
+            "{} certificates and {} revocations acknowledged, {:?}",
+            s.acknowledged.len(),
+            s.revoked.len(),
+            s.other
+        );
+    }
+    let dir = a.dir.clone();
+    a.terminate();
+    nothing_acknowledged_lost(&b, &seen, &dir);
+    b.terminate();
 }
