@@ -438,6 +438,12 @@ pub struct StoreConfig {
     pub password_file: Option<PathBuf>,
     /// PostgreSQL: connections for reads (the writer has one of its own).
     pub pool_size: usize,
+    /// PostgreSQL: the CA certificates (PEM) that the database server's certificate must
+    /// chain to, relative to the data directory unless absolute. Given, every connection is
+    /// TLS and the certificate is verified against them and the URL's host; absent, the
+    /// connections are plain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
     /// RocksDB: read the whole store with checksums verified before serving (2.4 s for a
     /// store of 1,000,000 certificates, 551 MB, on the project's 2-vCPU machine); a damaged
     /// store is refused. Off only where a store is too large for it and is verified by other
@@ -466,6 +472,7 @@ impl Default for StoreConfig {
             url: None,
             password_file: None,
             pool_size: DEFAULT_STORE_POOL_SIZE,
+            ca_file: None,
             verify_on_start: true,
         }
     }

@@ -1368,7 +1368,8 @@ pub fn open_store(dir: &Path, config: &Config) -> Result<OpenStore, DataDirError
 }
 
 /// How to reach the PostgreSQL store: `[store] url`, the password from `[store]
-/// password_file` (mode 0600) or else libpq's password file, and the pool size.
+/// password_file` (mode 0600) or else libpq's password file, the pool size, and the CA
+/// certificates of `[store] ca_file` (TLS).
 pub fn pg_config(dir: &Path, config: &Config) -> Result<PgConfig, DataDirError> {
     let url = config
         .store
@@ -1388,10 +1389,18 @@ pub fn pg_config(dir: &Path, config: &Config) -> Result<PgConfig, DataDirError> 
         }
         None => PgConfig::passfile_password(&url)?,
     };
+    let tls_roots_pem = match &config.store.ca_file {
+        Some(file) => {
+            let path = Config::resolve(dir, file);
+            Some(fs::read(&path).map_err(|source| DataDirError::Read { path, source })?)
+        }
+        None => None,
+    };
     Ok(PgConfig {
         url,
         password,
         pool_size: config.store.pool_size,
+        tls_roots_pem,
     })
 }
 

@@ -171,6 +171,170 @@ impl Postgres {
         self.pg_ctl(&["-m", "fast", "restart"]);
     }
 
+    /// A synchronous standby of this cluster, named `name` (its `application_name`): a
+    /// `pg_basebackup` of it on a free port, streaming from it, and this cluster made to wait
+    /// for it at every commit (`synchronous_standby_names`); returns once the standby is in
+    /// sync.
+    pub fn start_standby(&self, name: &str) -> Postgres {
+        let standby = Postgres {
+            dir: tempfile::tempdir().expect("tempdir"),
+            bin: self.bin.clone(),
+            port: free_port(),
+            as_user: self.as_user,
+        };
+        standby.give_to_cluster_user(standby.dir.path());
+        let conninfo = format!(
+            "host=127.0.0.1 port={} user=postgres password={PASSWORD} application_name={name}",
+            self.port
+        );
+        let data = standby.data_dir();
+        let out = standby.run(
+            "pg_basebackup",
+            &[
+                "-d".as_ref(),
+                conninfo.as_ref(),
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-R".as_ref(),
+                "-X".as_ref(),
+                "stream".as_ref(),
+            ],
+        );
+        standby.assert_ok(&out, "pg_basebackup");
+        // Its own primary_conninfo, with the name the primary waits for.
+        let auto = data.join("postgresql.auto.conf");
+        let mut conf = std::fs::read_to_string(&auto).expect("postgresql.auto.conf");
+        conf.push_str(&format!("primary_conninfo = '{conninfo}'\n"));
+        std::fs::write(&auto, conf).expect("writing postgresql.auto.conf");
+        standby.pg_ctl(&["start"]);
+        self.psql(&format!(
+            "ALTER SYSTEM SET synchronous_standby_names = '{name}'"
+        ));
+        self.psql("SELECT pg_reload_conf()");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while self
+            .psql(&format!(
+                "SELECT sync_state FROM pg_stat_replication WHERE application_name = '{name}'"
+            ))
+            .trim()
+            != "sync"
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name} never became a synchronous standby"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        standby
+    }
+
+    /// Turns TLS on: a server certificate for IP address 127.0.0.1 from a throwaway CA made
+    /// with `openssl`, `ssl = on`, reloaded. Returns the CA certificate's PEM file, and the
+    /// PEM file of another CA that did not issue it.
+    pub fn enable_tls(&self) -> (PathBuf, PathBuf) {
+        use crate::command::openssl;
+        let d = self.dir.path();
+        let p = |name: &str| d.join(name).to_str().expect("UTF-8 path").to_string();
+        for ca in ["tls-ca", "other-ca"] {
+            openssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &p(&format!("{ca}.key")),
+                "-out",
+                &p(&format!("{ca}.pem")),
+                "-subj",
+                &format!("/CN={ca}"),
+                "-days",
+                "2",
+            ]);
+        }
+        std::fs::write(
+            d.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("writing the extensions");
+        openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &p("server.key"),
+            "-out",
+            &p("server.csr"),
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &p("server.csr"),
+            "-CA",
+            &p("tls-ca.pem"),
+            "-CAkey",
+            &p("tls-ca.key"),
+            "-CAcreateserial",
+            "-out",
+            &p("server.crt"),
+            "-days",
+            "2",
+            "-extfile",
+            &p("server.ext"),
+        ]);
+        let data = self.data_dir();
+        for file in ["server.crt", "server.key"] {
+            let target = data.join(file);
+            std::fs::copy(d.join(file), &target).expect("copying the server's TLS files");
+            std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .expect("chmod");
+            self.give_to_cluster_user(&target);
+        }
+        self.psql("ALTER SYSTEM SET ssl = on");
+        self.psql("SELECT pg_reload_conf()");
+        (d.join("tls-ca.pem"), d.join("other-ca.pem"))
+    }
+
+    /// `pg_ctl promote`: a standby becomes a primary that accepts writes.
+    pub fn promote(&self) {
+        let data = self.data_dir();
+        let out = self.run(
+            "pg_ctl",
+            &[
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-w".as_ref(),
+                "promote".as_ref(),
+            ],
+        );
+        self.assert_ok(&out, "pg_ctl promote");
+    }
+
+    /// `pg_ctl stop -m immediate`: the cluster dies as in a crash (its directory stays until
+    /// it is dropped).
+    pub fn kill(&self) {
+        let data = self.data_dir();
+        let out = self.run(
+            "pg_ctl",
+            &[
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-m".as_ref(),
+                "immediate".as_ref(),
+                "stop".as_ref(),
+            ],
+        );
+        self.assert_ok(&out, "pg_ctl stop -m immediate");
+    }
+
     /// The TCP port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port

@@ -8,6 +8,7 @@ use std::time::Duration;
 use ca_core::store::ChangeListener;
 use ca_core::Serial;
 use tokio_postgres::AsyncMessage;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// The channel of revocation changes.
 pub(crate) const CHANNEL: &str = "ca_revocations";
@@ -35,9 +36,13 @@ pub(crate) fn payload(serials: &[Vec<u8>]) -> String {
 /// Listens for ever, reconnecting after a failure. While the feed is down, changes may be
 /// missed: `changed(None)` is called once a second until it is back (every cached status
 /// dropped, so that no node answers from a cache older than a second).
-pub(crate) async fn listen(config: tokio_postgres::Config, changed: ChangeListener) {
+pub(crate) async fn listen(
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    changed: ChangeListener,
+) {
     loop {
-        if let Err(e) = listen_once(&config, &changed).await {
+        if let Err(e) = listen_once(&config, &tls, &changed).await {
             tracing::warn!(error = %e, "the database's feed of revocation changes is interrupted; retrying");
         }
         changed(None);
@@ -47,9 +52,10 @@ pub(crate) async fn listen(config: tokio_postgres::Config, changed: ChangeListen
 
 async fn listen_once(
     config: &tokio_postgres::Config,
+    tls: &MakeRustlsConnect,
     changed: &ChangeListener,
 ) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
+    let (client, mut connection) = config.connect(tls.clone()).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         loop {

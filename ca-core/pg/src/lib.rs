@@ -30,6 +30,7 @@ use std::time::Duration;
 use ca_core::error::CaError;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::error::SqlState;
+use tokio_postgres_rustls::MakeRustlsConnect;
 use zeroize::Zeroizing;
 
 pub use schema::SCHEMA_VERSION;
@@ -44,6 +45,10 @@ pub struct PgConfig {
     pub password: Option<Zeroizing<String>>,
     /// Connections in the pool (the writer takes one for itself besides).
     pub pool_size: usize,
+    /// The certificates (PEM) that the database server's certificate must chain to. Given,
+    /// every connection is TLS (rustls), the server's certificate verified against them and
+    /// the URL's host; absent, connections are plain (`sslmode=require` is then refused).
+    pub tls_roots_pem: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for PgConfig {
@@ -52,11 +57,57 @@ impl std::fmt::Debug for PgConfig {
             .field("url", &self.url)
             .field("password", &self.password.as_ref().map(|_| "(redacted)"))
             .field("pool_size", &self.pool_size)
+            .field("tls", &self.tls_roots_pem.is_some())
             .finish()
     }
 }
 
 impl PgConfig {
+    /// The TLS connector: rustls with the roots of `tls_roots_pem`, and the URL's TLS mode
+    /// made to match (required with roots, off without).
+    fn tls(&self, config: &mut tokio_postgres::Config) -> Result<MakeRustlsConnect, CaError> {
+        let mut roots = rustls::RootCertStore::empty();
+        match &self.tls_roots_pem {
+            Some(pem_text) => {
+                let blocks = pem::parse_many(pem_text).map_err(|e| {
+                    CaError::Storage(format!("the database's CA certificates: {e}"))
+                })?;
+                for block in blocks.iter().filter(|b| b.tag() == "CERTIFICATE") {
+                    roots
+                        .add(rustls::pki_types::CertificateDer::from(
+                            block.contents().to_vec(),
+                        ))
+                        .map_err(|e| {
+                            CaError::Storage(format!("the database's CA certificates: {e}"))
+                        })?;
+                }
+                if roots.is_empty() {
+                    return Err(CaError::Storage(
+                        "the database's CA certificate file holds no certificate".into(),
+                    ));
+                }
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+            }
+            None if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require => {
+                return Err(CaError::Storage(
+                    "sslmode=require needs the database's CA certificates ([store] ca_file) to \
+                     verify its certificate"
+                        .into(),
+                ))
+            }
+            None => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| CaError::Storage(format!("TLS to the database: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(MakeRustlsConnect::new(tls))
+    }
+
     /// Parses the URL and refuses one that carries a password.
     fn client_config(&self) -> Result<tokio_postgres::Config, CaError> {
         let mut config: tokio_postgres::Config = self
@@ -123,6 +174,7 @@ pub struct PgStore {
 pub(crate) struct Inner {
     pub(crate) pool: Pool,
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     /// Where the store's tasks run.
     handle: tokio::runtime::Handle,
     /// The runtime itself, shut down in the background when the store goes (it may go on a
@@ -240,7 +292,8 @@ impl PgStore {
     }
 
     fn connect(config: &PgConfig) -> Result<Self, CaError> {
-        let client_config = config.client_config()?;
+        let mut client_config = config.client_config()?;
+        let tls = config.tls(&mut client_config)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("ca-pg")
@@ -249,7 +302,7 @@ impl PgStore {
             .map_err(|e| CaError::internal("starting the database runtime", Some(Box::new(e))))?;
         let manager = Manager::from_config(
             client_config.clone(),
-            tokio_postgres::NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -265,6 +318,7 @@ impl PgStore {
             inner: Arc::new(Inner {
                 pool,
                 config: client_config,
+                tls,
                 handle: runtime.handle().clone(),
                 runtime: Some(runtime),
             }),
@@ -310,19 +364,16 @@ impl PgStore {
 
     /// Starts the feed of other nodes' revocation changes ([`feed::listen`]).
     pub(crate) fn listen(&self, changed: ca_core::store::ChangeListener) {
-        let config = self.inner.config.clone();
-        self.inner.handle.spawn(feed::listen(config, changed));
+        let (config, tls) = (self.inner.config.clone(), self.inner.tls.clone());
+        self.inner.handle.spawn(feed::listen(config, tls, changed));
     }
 
     /// A connection of its own, outside the pool (the writer's, held across a group).
     pub(crate) fn dedicated(&self) -> Result<tokio_postgres::Client, CaError> {
-        let config = self.inner.config.clone();
+        let (config, tls) = (self.inner.config.clone(), self.inner.tls.clone());
         let handle = self.inner.handle.clone();
         self.block_on(async move {
-            let (client, connection) = config
-                .connect(tokio_postgres::NoTls)
-                .await
-                .map_err(db_error)?;
+            let (client, connection) = config.connect(tls).await.map_err(db_error)?;
             handle.spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::warn!(error = %e, "the store writer's database connection ended");
@@ -353,7 +404,14 @@ pub(crate) fn db_error(e: tokio_postgres::Error) -> CaError {
         }
     };
     if passing {
-        CaError::StoreUnavailable(format!("the database: {e}"))
+        // The causes say what failed (a refused connection, a certificate not trusted).
+        let mut what = format!("the database: {e}");
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            what.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        CaError::StoreUnavailable(what)
     } else {
         CaError::Database(Box::new(e))
     }

@@ -29,6 +29,7 @@ fn config(pg: &Postgres) -> PgConfig {
         url: pg.url("postgres"),
         password: Some(zeroize::Zeroizing::new(pg.password().to_string())),
         pool_size: 4,
+        tls_roots_pem: None,
     }
 }
 
@@ -366,4 +367,40 @@ fn a_database_that_is_down_is_unavailable_not_a_fault() {
     let err = node.store.certificate(&serial(1)).unwrap_err();
     assert_eq!(err.code(), "storage_unavailable", "{err} (port {port})");
     node.writer.join();
+}
+
+/// With the database's CA certificates given, every connection is TLS through rustls and the
+/// server's certificate is verified: the right CA works (the server reports TLS for the
+/// store's sessions), another CA's is refused, and `sslmode=require` without CA certificates
+/// is refused before connecting.
+#[test]
+fn tls_to_the_database_verifies_its_certificate() {
+    let pg = Postgres::start();
+    let (ca, other) = pg.enable_tls();
+    let mut tls = config(&pg);
+    tls.tls_roots_pem = Some(std::fs::read(&ca).unwrap());
+    drop(PgStore::create(&tls).unwrap());
+    let store = PgStore::open(&tls).unwrap();
+    assert!(store.audit_head().is_ok());
+    let plain = pg.psql(
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.application_name = 'ca-server' AND NOT s.ssl",
+    );
+    let encrypted = pg.psql(
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.application_name = 'ca-server' AND s.ssl",
+    );
+    assert_eq!(plain.trim(), "0", "a plain session of the store");
+    assert_ne!(encrypted.trim(), "0", "no TLS session of the store");
+
+    let mut wrong = config(&pg);
+    wrong.tls_roots_pem = Some(std::fs::read(&other).unwrap());
+    let err = PgStore::open(&wrong).unwrap_err();
+    assert_eq!(err.code(), "storage_unavailable", "{err}");
+    assert!(format!("{err}").contains("certificate"), "{err}");
+
+    let mut require = config(&pg);
+    require.url.push_str("?sslmode=require");
+    let err = PgStore::open(&require).unwrap_err().to_string();
+    assert!(err.contains("sslmode=require needs"), "{err}");
 }

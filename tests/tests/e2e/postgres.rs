@@ -191,6 +191,44 @@ fn two_nodes_on_one_database_are_one_ca() {
     );
     assert_eq!(r.status, 201, "the minted token on B: {r}");
 
+    // An enrolment code redeemed on both nodes at once: one certificate, one refusal.
+    let created = a.post(
+        "/v1/enrollments",
+        &a.tokens.ra,
+        &json!({"profile": "personal", "subject": "CN=Maria Silva,SN=Silva,GN=Maria",
+                "sans": ["maria@example.com"], "expires_in_hours": 1, "max_attempts": 3}),
+    );
+    assert_eq!(created.status, 201, "{created}");
+    let id = created.json["id"].as_str().expect("id").to_string();
+    let code = created.json["code"].as_str().expect("code").to_string();
+    let enrol_csr = make_csr("ec-p256", "/CN=x", &["email:maria@example.com"]).pem;
+    let redeem = |node: &Server| {
+        let r = node.request(
+            reqwest::Method::POST,
+            &format!("/v1/enrollments/{id}/redeem"),
+            None,
+            Some(&json!({"code": code, "csr": enrol_csr})),
+        );
+        let code = r.json["error"]["code"].as_str().unwrap_or("").to_string();
+        (r.status, code)
+    };
+    let statuses: Vec<(u16, String)> = std::thread::scope(|s| {
+        let (redeem, a, b) = (&redeem, &a, &b);
+        let x = s.spawn(move || redeem(a));
+        let y = s.spawn(move || redeem(b));
+        vec![x.join().expect("A"), y.join().expect("B")]
+    });
+    let mut statuses = statuses;
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        vec![
+            (201, String::new()),
+            (409, "enrollment_already_redeemed".into())
+        ],
+        "one code redeemed on two nodes at once"
+    );
+
     // B's OCSP answers "good" (and caches it: requests without a nonce are answered from the
     // cache); A revokes; B answers "revoked" within a second.
     let issued = b.post(
@@ -348,6 +386,15 @@ fn two_nodes(
     pg: &Postgres,
     tmp: &std::path::Path,
 ) -> (e2e_tests::server::Server, e2e_tests::server::Server) {
+    two_nodes_at(pg, &pg.url("postgres"), tmp)
+}
+
+/// Two nodes of one CA on the database at `url` (with `pg`'s password), in `tmp/a` and `tmp/b`.
+fn two_nodes_at(
+    pg: &Postgres,
+    url: &str,
+    tmp: &std::path::Path,
+) -> (e2e_tests::server::Server, e2e_tests::server::Server) {
     use e2e_tests::prelude::*;
     let (a_dir, b_dir) = (tmp.join("a"), tmp.join("b"));
     let password_file = pg.password_file();
@@ -358,7 +405,7 @@ fn two_nodes(
         "--subject",
         "CN=Test Root,O=Test,C=XX",
         "--store-url",
-        &pg.url("postgres"),
+        url,
         "--store-password-file",
         password_file.to_str().expect("UTF-8"),
     ]);
@@ -556,4 +603,87 @@ fn nodes_ride_out_a_database_restart() {
     a.terminate();
     nothing_acknowledged_lost(&b, &seen, &dir);
     b.terminate();
+}
+
+/// Each node back within `within`: it issues a certificate.
+fn back_within(nodes: &[&e2e_tests::server::Server], csr: &str, within: std::time::Duration) {
+    for node in nodes {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let r = node.post(
+                "/v1/certificates",
+                &node.tokens.ra,
+                &serde_json::json!({"csr": csr, "profile": "tls-server"}),
+            );
+            if r.status == 201 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "not back: {r}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+/// A primary with a synchronous standby; the primary dies under load and the standby is
+/// promoted: the nodes, whose URL names both hosts with `target_session_attrs=read-write`,
+/// answer 503 `storage_unavailable` meanwhile, go on on the new primary by themselves, and
+/// nothing they acknowledged is lost (every commit waited for the standby).
+#[test]
+fn the_nodes_follow_a_promoted_synchronous_standby() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let primary = Postgres::start();
+    let standby = primary.start_standby("standby1");
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
+        primary.port(),
+        standby.port()
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (a, b) = two_nodes_at(&primary, &url, tmp.path());
+    let csr = e2e_tests::fixtures::server_csr("failover.pg.example.com").pem;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for node in [&a, &b] {
+        for revoke in [false, true] {
+            threads.push(load(
+                node.base.clone(),
+                node.tokens.ra.clone(),
+                csr.clone(),
+                revoke,
+                stop.clone(),
+            ));
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    primary.kill();
+    standby.promote();
+    back_within(&[&a, &b], &csr, std::time::Duration::from_secs(20));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let seen: Vec<Seen> = threads
+        .into_iter()
+        .map(|t| t.join().expect("load"))
+        .collect();
+    for s in &seen {
+        eprintln!(
+            "{} certificates and {} revocations acknowledged, {:?}",
+            s.acknowledged.len(),
+            s.revoked.len(),
+            s.other
+        );
+        for (outcome, n) in &s.other {
+            assert!(
+                outcome.starts_with("503 storage_unavailable retry-after=true"),
+                "{n} answers {outcome} during the failover: {:?}",
+                s.other
+            );
+        }
+    }
+    let dir = a.dir.clone();
+    a.terminate();
+    nothing_acknowledged_lost(&b, &seen, &dir);
+    b.terminate();
+    assert_eq!(standby.psql("SELECT pg_is_in_recovery()").trim(), "f");
 }
