@@ -312,6 +312,7 @@ impl GroupBackend for PgGroups {
                 .on_client(|c| async move { c.batch_execute("ROLLBACK").await.map_err(db_error) });
         }
         let rows = Rows::of(writes);
+        let tokens = rows.tokens.keys.clone();
         let head = [
             sql_seq(counters.cert_seq)?,
             sql_seq(counters.change_seq)?,
@@ -337,7 +338,12 @@ impl GroupBackend for PgGroups {
             .await
             .map_err(db_error)?;
             c.batch_execute("COMMIT").await.map_err(db_error)
-        })
+        })?;
+        // This node's cache at once; the others' through the feed.
+        if !tokens.is_empty() {
+            self.store.inner.feed.tokens.invalidate(Some(&tokens));
+        }
+        Ok(())
     }
 }
 
@@ -483,6 +489,7 @@ impl Rows {
         }
         let (blocked, blocked_by) = self.blocked_keys.into_columns();
         let (token_hashes, token_records) = self.tokens.into_columns();
+        let tokens = (!token_hashes.is_empty()).then(|| crate::feed::payload(&token_hashes));
         let (enrollment_ids, enrollment_records) = self.enrollments.into_columns();
         let statements: Vec<(&str, Vec<&(dyn ToSql + Sync)>, bool)> = vec![
             (
@@ -577,7 +584,7 @@ impl Rows {
                 self.checkpoints.0.is_empty(),
             ),
         ];
-        let notify =
+        let revoked =
             (!self.crl_changes.1.is_empty()).then(|| crate::feed::payload(&self.crl_changes.1));
         let mut pending = Vec::new();
         for (sql, params, empty) in &statements {
@@ -590,14 +597,18 @@ impl Rows {
         for outcome in futures_util::future::join_all(pending).await {
             outcome.map_err(db_error)?;
         }
-        if let Some(payload) = notify {
-            // Delivered at commit: every node drops what it cached of these serials' status.
-            c.execute(
-                "SELECT pg_notify($1, $2)",
-                &[&crate::feed::CHANNEL, &payload],
-            )
-            .await
-            .map_err(db_error)?;
+        // Delivered at commit: every node drops what it cached of these serials' status and
+        // of these tokens.
+        let notices = [
+            (crate::feed::REVOCATIONS, revoked),
+            (crate::feed::TOKENS, tokens),
+        ];
+        for (channel, payload) in notices {
+            if let Some(payload) = payload {
+                c.execute("SELECT pg_notify($1, $2)", &[&channel, &payload])
+                    .await
+                    .map_err(db_error)?;
+            }
         }
         Ok(())
     }

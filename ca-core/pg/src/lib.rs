@@ -175,6 +175,8 @@ pub(crate) struct Inner {
     pub(crate) pool: Pool,
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
+    /// Other nodes' changes, and the token cache they keep current.
+    pub(crate) feed: Arc<feed::Feed>,
     /// Where the store's tasks run.
     handle: tokio::runtime::Handle,
     /// The runtime itself, shut down in the background when the store goes (it may go on a
@@ -319,6 +321,7 @@ impl PgStore {
                 pool,
                 config: client_config,
                 tls,
+                feed: Arc::default(),
                 handle: runtime.handle().clone(),
                 runtime: Some(runtime),
             }),
@@ -362,10 +365,19 @@ impl PgStore {
         }
     }
 
-    /// Starts the feed of other nodes' revocation changes ([`feed::listen`]).
+    /// Tells `changed` of other nodes' revocation changes ([`feed::listen`]).
     pub(crate) fn listen(&self, changed: ca_core::store::ChangeListener) {
-        let (config, tls) = (self.inner.config.clone(), self.inner.tls.clone());
-        self.inner.handle.spawn(feed::listen(config, tls, changed));
+        self.inner.feed.add_listener(changed);
+        self.ensure_feed();
+    }
+
+    /// Starts listening for other nodes' changes, once.
+    pub(crate) fn ensure_feed(&self) {
+        if self.inner.feed.start_once() {
+            let (config, tls) = (self.inner.config.clone(), self.inner.tls.clone());
+            let feed = self.inner.feed.clone();
+            self.inner.handle.spawn(feed::listen(config, tls, feed));
+        }
     }
 
     /// A connection of its own, outside the pool (the writer's, held across a group).

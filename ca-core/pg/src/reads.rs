@@ -370,12 +370,24 @@ impl AuditStore for PgStore {
 
 impl TokenStore for PgStore {
     fn token(&self, token_hash: &[u8; 32]) -> Result<Option<TokenRecord>, CaError> {
-        self.row(
-            "SELECT record FROM tokens WHERE hash = $1",
-            token_hash.to_vec(),
-        )?
-        .map(|r| TokenRecord::decode(r.get(0)))
-        .transpose()
+        // Every request authenticates: tokens are cached while the feed of changes runs.
+        self.ensure_feed();
+        let cache = &self.inner.feed.tokens;
+        if let Some(record) = cache.get(token_hash) {
+            return Ok(Some(record));
+        }
+        let generation = cache.generation();
+        let record = self
+            .row(
+                "SELECT record FROM tokens WHERE hash = $1",
+                token_hash.to_vec(),
+            )?
+            .map(|r| TokenRecord::decode(r.get(0)))
+            .transpose()?;
+        if let Some(record) = &record {
+            cache.put(generation, *token_hash, record.clone());
+        }
+        Ok(record)
     }
     fn tokens(&self) -> Result<Vec<TokenRecord>, CaError> {
         let mut tokens = self

@@ -190,6 +190,27 @@ fn two_nodes_on_one_database_are_one_ca() {
         &json!({"csr": server_csr("token.pg.example.com").pem, "profile": "tls-server"}),
     );
     assert_eq!(r.status, 201, "the minted token on B: {r}");
+    // Revoked on A, it stops working on B within a second (B had it cached).
+    let revoked = a.request(
+        reqwest::Method::DELETE,
+        "/v1/tokens/ra-pg",
+        Some(&a.tokens.operator),
+        None,
+    );
+    assert_eq!(revoked.status, 204, "{revoked}");
+    let since = std::time::Instant::now();
+    let refused = loop {
+        let r = b.get("/v1/certificates?limit=1", Some(token));
+        if r.status == 401 || since.elapsed() > std::time::Duration::from_secs(1) {
+            break r;
+        }
+    };
+    assert_error(
+        &refused,
+        401,
+        "unauthorized",
+        "a token revoked on the other node",
+    );
 
     // An enrolment code redeemed on both nodes at once: one certificate, one refusal.
     let created = a.post(
