@@ -321,17 +321,7 @@ impl Postgres {
     /// `pg_ctl stop -m immediate`: the cluster dies as in a crash (its directory stays until
     /// it is dropped).
     pub fn kill(&self) {
-        let data = self.data_dir();
-        let out = self.run(
-            "pg_ctl",
-            &[
-                "-D".as_ref(),
-                data.as_os_str(),
-                "-m".as_ref(),
-                "immediate".as_ref(),
-                "stop".as_ref(),
-            ],
-        );
+        let out = self.stop_immediately();
         self.assert_ok(&out, "pg_ctl stop -m immediate");
     }
 
@@ -379,6 +369,21 @@ impl Postgres {
         self.dir.path().join("data")
     }
 
+    /// `pg_ctl stop -m immediate`, whatever it answers.
+    fn stop_immediately(&self) -> Output {
+        let data = self.data_dir();
+        self.run(
+            "pg_ctl",
+            &[
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-m".as_ref(),
+                "immediate".as_ref(),
+                "stop".as_ref(),
+            ],
+        )
+    }
+
     /// Hands `path` to [`CLUSTER_USER`] when the cluster runs as that user.
     fn give_to_cluster_user(&self, path: &Path) {
         if self.as_user {
@@ -419,17 +424,7 @@ impl Postgres {
 impl Drop for Postgres {
     /// Stops the cluster at once (`-m immediate`); the directory goes with the `TempDir`.
     fn drop(&mut self) {
-        let data = self.data_dir();
-        let _ = self.run(
-            "pg_ctl",
-            &[
-                "-D".as_ref(),
-                data.as_os_str(),
-                "-m".as_ref(),
-                "immediate".as_ref(),
-                "stop".as_ref(),
-            ],
-        );
+        let _ = self.stop_immediately();
     }
 }
 

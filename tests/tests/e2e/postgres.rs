@@ -552,74 +552,15 @@ fn a_node_killed_under_load_loses_nothing_acknowledged() {
 /// they reconnect by themselves, and nothing acknowledged is lost.
 #[test]
 fn nodes_ride_out_a_database_restart() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-
     let pg = Postgres::start();
     let tmp = tempfile::tempdir().expect("tempdir");
     let (a, b) = two_nodes(&pg, tmp.path());
-    let csr = e2e_tests::fixtures::server_csr("restart.pg.example.com").pem;
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut threads = Vec::new();
-    for node in [&a, &b] {
-        for revoke in [false, true] {
-            threads.push(load(
-                node.base.clone(),
-                node.tokens.ra.clone(),
-                csr.clone(),
-                revoke,
-                stop.clone(),
-            ));
-        }
-    }
-    std::thread::sleep(std::time::Duration::from_millis(1000));
-    pg.restart();
-    // Back by themselves: each node issues again within ten seconds.
-    for node in [&a, &b] {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let r = node.post(
-                "/v1/certificates",
-                &node.tokens.ra,
-                &serde_json::json!({"csr": csr, "profile": "tls-server"}),
-            );
-            if r.status == 201 {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "not back after the restart: {r}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-    }
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    stop.store(true, Ordering::Relaxed);
-    let seen: Vec<Seen> = threads
-        .into_iter()
-        .map(|t| t.join().expect("load"))
-        .collect();
-    for s in &seen {
-        for (outcome, n) in &s.other {
-            assert!(
-                outcome.starts_with("503 storage_unavailable retry-after=true"),
-                "{n} answers {outcome} while the database restarted: {:?}",
-                s.other
-            );
-        }
-    }
-    assert!(
-        seen.iter().any(|s| !s.other.is_empty()),
-        "no request met the restart: {seen:?}"
+    let seen = through_a_fault(
+        &[&a, &b],
+        "restart",
+        std::time::Duration::from_secs(10),
+        || pg.restart(),
     );
-    for s in &seen {
-        eprintln!(
-            "{} certificates and {} revocations acknowledged, {:?}",
-            s.acknowledged.len(),
-            s.revoked.len(),
-            s.other
-        );
-    }
     let dir = a.dir.clone();
     a.terminate();
     nothing_acknowledged_lost(&b, &seen, &dir);
@@ -645,28 +586,23 @@ fn back_within(nodes: &[&e2e_tests::server::Server], csr: &str, within: std::tim
     }
 }
 
-/// A primary with a synchronous standby; the primary dies under load and the standby is
-/// promoted: the nodes, whose URL names both hosts with `target_session_attrs=read-write`,
-/// answer 503 `storage_unavailable` meanwhile, go on on the new primary by themselves, and
-/// nothing they acknowledged is lost (every commit waited for the standby).
-#[test]
-fn the_nodes_follow_a_promoted_synchronous_standby() {
+/// Load on `nodes` (issuing, and issuing then revoking, on each) through `fault`: each node
+/// must issue again within `back` of it by itself, and every request that failed meanwhile
+/// was answered 503 `storage_unavailable` with Retry-After (no 500, no hang, no dropped
+/// connection). Returns what each load thread saw.
+fn through_a_fault(
+    nodes: &[&e2e_tests::server::Server],
+    name: &str,
+    back: std::time::Duration,
+    fault: impl FnOnce(),
+) -> Vec<Seen> {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
-    let primary = Postgres::start();
-    let standby = primary.start_standby("standby1");
-    let url = format!(
-        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
-        primary.port(),
-        standby.port()
-    );
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let (a, b) = two_nodes_at(&primary, &url, tmp.path());
-    let csr = e2e_tests::fixtures::server_csr("failover.pg.example.com").pem;
+    let csr = e2e_tests::fixtures::server_csr(&format!("{name}.pg.example.com")).pem;
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
-    for node in [&a, &b] {
+    for node in nodes {
         for revoke in [false, true] {
             threads.push(load(
                 node.base.clone(),
@@ -678,9 +614,8 @@ fn the_nodes_follow_a_promoted_synchronous_standby() {
         }
     }
     std::thread::sleep(std::time::Duration::from_millis(1000));
-    primary.kill();
-    standby.promote();
-    back_within(&[&a, &b], &csr, std::time::Duration::from_secs(20));
+    fault();
+    back_within(nodes, &csr, back);
     std::thread::sleep(std::time::Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
     let seen: Vec<Seen> = threads
@@ -689,7 +624,7 @@ fn the_nodes_follow_a_promoted_synchronous_standby() {
         .collect();
     for s in &seen {
         eprintln!(
-            "{} certificates and {} revocations acknowledged, {:?}",
+            "{name}: {} certificates and {} revocations acknowledged, {:?}",
             s.acknowledged.len(),
             s.revoked.len(),
             s.other
@@ -697,11 +632,42 @@ fn the_nodes_follow_a_promoted_synchronous_standby() {
         for (outcome, n) in &s.other {
             assert!(
                 outcome.starts_with("503 storage_unavailable retry-after=true"),
-                "{n} answers {outcome} during the failover: {:?}",
+                "{n} answers {outcome} during the {name}: {:?}",
                 s.other
             );
         }
     }
+    assert!(
+        seen.iter().any(|s| !s.other.is_empty()),
+        "no request met the {name}: {seen:?}"
+    );
+    seen
+}
+
+/// A primary with a synchronous standby; the primary dies under load and the standby is
+/// promoted: the nodes, whose URL names both hosts with `target_session_attrs=read-write`,
+/// answer 503 `storage_unavailable` meanwhile, go on on the new primary by themselves, and
+/// nothing they acknowledged is lost (every commit waited for the standby).
+#[test]
+fn the_nodes_follow_a_promoted_synchronous_standby() {
+    let primary = Postgres::start();
+    let standby = primary.start_standby("standby1");
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
+        primary.port(),
+        standby.port()
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (a, b) = two_nodes_at(&primary, &url, tmp.path());
+    let seen = through_a_fault(
+        &[&a, &b],
+        "failover",
+        std::time::Duration::from_secs(20),
+        || {
+            primary.kill();
+            standby.promote();
+        },
+    );
     let dir = a.dir.clone();
     a.terminate();
     nothing_acknowledged_lost(&b, &seen, &dir);
