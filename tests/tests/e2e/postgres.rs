@@ -147,23 +147,7 @@ fn two_nodes_on_one_database_are_one_ca() {
     assert_eq!(a.record(&serials[0])["serial"], serials[0].as_str());
     let total = a.certificate_count();
     assert_eq!(total, b.certificate_count());
-    let mut walked = Vec::new();
-    let mut cursor: Option<String> = None;
-    for node in [&a, &b].into_iter().cycle() {
-        let mut path = "/v1/certificates?limit=2".to_string();
-        if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={c}"));
-        }
-        let r = node.get(&path, Some(&node.tokens.auditor));
-        assert_eq!(r.status, 200, "{path}: {r}");
-        for item in r.json["items"].as_array().expect("items") {
-            walked.push(item["serial"].as_str().expect("serial").to_string());
-        }
-        match r.json["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
-            None => break,
-        }
-    }
+    let walked = listed(&[&a, &b], 2);
     let unique: std::collections::HashSet<&String> = walked.iter().collect();
     assert_eq!((walked.len(), unique.len()), (total, total), "{walked:?}");
     assert!(serials.iter().all(|s| unique.contains(s)));
@@ -381,12 +365,13 @@ fn load(
     })
 }
 
-/// Every serial `node` lists, walking the query's pages.
-fn listed(node: &e2e_tests::server::Server) -> Vec<String> {
+/// Every serial the nodes list, walking the query's pages of `limit`, each page asked of the
+/// next node with the cursor the previous one gave.
+fn listed(nodes: &[&e2e_tests::server::Server], limit: usize) -> Vec<String> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
-    loop {
-        let mut path = "/v1/certificates?limit=1000".to_string();
+    for node in nodes.iter().cycle() {
+        let mut path = format!("/v1/certificates?limit={limit}");
         if let Some(c) = &cursor {
             path.push_str(&format!("&cursor={c}"));
         }
@@ -397,9 +382,10 @@ fn listed(node: &e2e_tests::server::Server) -> Vec<String> {
         }
         match r.json["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_string()),
-            None => return out,
+            None => break,
         }
     }
+    out
 }
 
 /// Two nodes of one CA on `pg`, in `tmp/a` and `tmp/b`.
@@ -443,7 +429,7 @@ fn nothing_acknowledged_lost(
     seen: &[Seen],
     dir: &std::path::Path,
 ) {
-    let listed = listed(node);
+    let listed = listed(&[node], 1000);
     let unique: std::collections::HashSet<&String> = listed.iter().collect();
     assert_eq!(unique.len(), listed.len(), "a serial listed twice");
     for s in seen {
