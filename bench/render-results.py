@@ -543,6 +543,87 @@ leaves the host).""" if path_cpu else "."))
         ]:
             if label in R:
                 print(row(label, cmd))
+def pg_us_per_certificate(label, certificates):
+    """CPU microseconds of the PostgreSQL cluster per certificate during a scenario."""
+    ticks = read(f"results/{label}.pg-ticks").strip()
+    if not ticks or not certificates:
+        return None
+    return int(ticks) * 1e6 / os.sysconf("SC_CLK_TCK") / certificates
+
+
+pg_labels = ["pg-batch100-c4", "pg-single-c64", "pg2-a-batch100-c2", "pg2-b-batch100-c2",
+             "cfssl-pg-single-c16", "cfssl-pg-single-c64"]
+if any(label in R for label in pg_labels):
+    pl = limit_of("pg-batch100-c4")
+    both = [R[l] for l in ["pg2-a-batch100-c2", "pg2-b-batch100-c2"] if l in R]
+    two_rate = sum(r["certificates_per_sec"] for r in both)
+    two_certs = sum(r["certificates"] for r in both)
+    cfssl_best = max([rate(l) for l in ["cfssl-pg-single-c16", "cfssl-pg-single-c64"]] or [0])
+    print("""
+## The store in PostgreSQL (several nodes on one database)
+
+A throwaway PostgreSQL cluster on loopback, on the same two vCPUs as the nodes and the load
+generator; `[store] backend = "postgres"` (README, *Several nodes on PostgreSQL*). Two nodes
+are two `ca-server` processes on that database, each loaded by its own `ca-bench` at the same
+time (both skip their limit measurement; their sum is read against the limit measured just
+before for one node). `cfssl serve -db-config` records its certificates in a database of the
+same cluster (its `certificates` and `ocsp_responses` tables). The last column is the cluster's
+own CPU per certificate, from /proc around each load.
+""")
+    print("| target | measured | |")
+    print("|---|---|---|")
+    if "pg-batch100-c4" in R:
+        print(f"| batch of 100 with PostgreSQL ≥ 0.40 L | {rate('pg-batch100-c4'):,.0f}/s = "
+              f"{int(frac('pg-batch100-c4') * 1000) / 1000:.3f} L | {verdict(frac('pg-batch100-c4') >= 0.40)} |")
+    if cfssl_best and "pg-batch100-c4" in R:
+        ratio = rate("pg-batch100-c4") / cfssl_best
+        print(f"| ≥ 10x `cfssl serve` with its PostgreSQL database | {ratio:.1f}x "
+              f"({rate('pg-batch100-c4'):,.0f}/s in batches against cfssl's best "
+              f"{cfssl_best:,.0f}/s) | {verdict(ratio >= 10)} |")
+    if rate("cfssl-pg-single-c64") and "pg-single-c64" in R:
+        single = rate("pg-single-c64") / rate("cfssl-pg-single-c64")
+        print(f"| the same, one certificate per request at c64 | {single:.2f}x "
+              f"({rate('pg-single-c64'):,.0f}/s against {rate('cfssl-pg-single-c64'):,.0f}/s) | "
+              f"{verdict(single >= 10)} |")
+    if both and pl.get("certificates_per_sec"):
+        print(f"| two nodes on one database | {two_rate:,.0f}/s = "
+              f"{two_rate / pl['certificates_per_sec']:.2f} L together | |")
+    print("""
+| scenario | certificates/s | of L | of L∥ | p50 / p99 / max ms | errors | command | PostgreSQL µs/certificate |
+|---|---|---|---|---|---|---|---|""")
+    for label, cmd in [
+        ("pg-batch100-c4", "ca-bench --mode batch --batch-size 100 --connections 4"),
+        ("pg-single-c64", "ca-bench --connections 64"),
+        ("pg2-a-batch100-c2", "ca-bench --mode batch --batch-size 100 --connections 2 --limit-seconds 0  # node A"),
+        ("pg2-b-batch100-c2", "ca-bench --mode batch --batch-size 100 --connections 2 --limit-seconds 0  # node B, at once"),
+        ("cfssl-pg-single-c16", "ca-bench --target cfssl --connections 16  # cfssl serve -db-config"),
+        ("cfssl-pg-single-c64", "ca-bench --target cfssl --connections 64  # cfssl serve -db-config"),
+    ]:
+        if label not in R:
+            continue
+        tick_label = "pg2-nodes" if label.startswith("pg2-") else label
+        certs = two_certs if label.startswith("pg2-") else R[label]["certificates"]
+        pg = pg_us_per_certificate(tick_label, certs)
+        print(row(label, cmd) + (f" {pg:.0f} |" if pg is not None else " - |"))
+    cpu = [l for l in ["pg-batch100-c4", "pg-single-c64"] if (R.get(l) or {}).get("cpu_us_per_certificate")]
+    if cpu:
+        print("""
+Where the CPU goes with PostgreSQL (µs per certificate; `ca-pg` is the store's own runtime:
+its pool of reads and the feed of other nodes' changes):
+
+| scenario | workers | store writer | ca-pg | HTTP, JSON | client | PostgreSQL | total |
+|---|---|---|---|---|---|---|---|""")
+        for label in cpu:
+            split = R[label]["cpu_us_per_certificate"]
+            pg = pg_us_per_certificate(label, R[label]["certificates"]) or 0
+            total = sum(split.values()) + pg
+            print(f"| {label} | {split.get('server:ca-worker', 0):.1f} | "
+                  f"{split.get('server:ca-store-writer', 0):.1f} | {split.get('server:ca-pg', 0):.1f} | "
+                  f"{split.get('server:ca-http', 0):.1f} | {split.get('client', 0):.1f} | {pg:.1f} | {total:.1f} |")
+    rows = read("cfssl-pg-rows.txt").strip()
+    if rows:
+        print(f"\ncfssl recorded {int(rows):,} certificates in its database during its two scenarios.")
+
 if query_text:
     print("""
 ## Auditor queries over 1,000,000 stored certificates (criterion)

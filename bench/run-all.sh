@@ -134,6 +134,90 @@ load hsm-rsa hsm-rsa3072-batch100-c4 --mode batch --connections 4 $(hsm_args ben
 stop_server hsm-rsa
 unset SOFTHSM2_CONF
 
+# The store in PostgreSQL: a throwaway cluster on loopback, sharing the two vCPUs (PostgreSQL
+# refuses to run as root: then as the unprivileged user the tests use, created when missing,
+# in a directory of its own).
+# One node; then two nodes of one CA (a copy of the first node's data directory, as the README
+# says), each loaded by its own ca-bench at the same time; then `cfssl serve` with its
+# certificate database in the same cluster. The cluster's own CPU is sampled from /proc around
+# each load (results/LABEL.pg-ticks, in clock ticks).
+step "the store in PostgreSQL"
+PG=$(mktemp -d)
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+pg_port=$((20000 + RANDOM % 20000))
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u ca-test-pg -- "$@"; else "$@"; fi; }
+if [ "$(id -u)" -eq 0 ] && ! id -u ca-test-pg >/dev/null 2>&1; then
+  useradd --system --no-create-home --shell /usr/sbin/nologin ca-test-pg
+fi
+( umask 077; printf 'bench-cluster-password' > "$PG/password"; cp "$PG/password" "$PG/initdb-password" )
+[ "$(id -u)" -ne 0 ] || chown -R ca-test-pg "$PG"
+as_pg "$PGBIN/initdb" -D "$PG/data" -U postgres -E UTF8 --auth-local=trust \
+  --auth-host=scram-sha-256 --pwfile "$PG/initdb-password" >/dev/null
+as_pg "$PGBIN/pg_ctl" -D "$PG/data" -l "$PG/log" -w \
+  -o "-p $pg_port -k $PG -c listen_addresses=127.0.0.1" start >/dev/null
+[ "$(id -u)" -ne 0 ] || chown root "$PG/password"
+pg_psql() { as_pg "$PGBIN/psql" -h "$PG" -p "$pg_port" -U postgres -X -q "$@"; }
+# Clock ticks of CPU the cluster's processes have used so far.
+pg_cpu() {
+  local sum=0 p
+  for p in $(pgrep -u "$(stat -c %U "$PG/data")" -f "postgres"); do
+    sum=$(( sum + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) ))
+  done
+  echo "$sum"
+}
+# pg_load NAME LABEL ca-bench-args...: load, with the cluster's CPU in results/LABEL.pg-ticks.
+pg_load() {
+  local label=$2 before
+  before=$(pg_cpu)
+  load "$@"
+  echo "$(( $(pg_cpu) - before ))" > "$OUT/results/$label.pg-ticks"
+}
+start_server pg ec-p256 "" --store-url "postgres://postgres@127.0.0.1:$pg_port/postgres" \
+  --store-password-file "$PG/password"
+pg_load pg pg-batch100-c4 --mode batch --batch-size 100 --connections 4
+pg_load pg pg-single-c64 --connections 64
+mkdir -m 700 "$OUT/pg2"
+cp -p "$OUT/pg/config.toml" "$OUT/pg/ca.pem" "$OUT/pg/ca-key.pem" "$OUT/pg/bootstrap-tokens.json" "$OUT/pg2/"
+"$BIN/ca-server" serve --data-dir "$OUT/pg2" --listen 127.0.0.1:0 > "$OUT/pg2/out.log" 2> "$OUT/pg2/err.log" &
+echo $! > "$OUT/pg2/pid"
+for _ in $(seq 100); do
+  port=$(sed -n 's|^listening on http://127.0.0.1:\([0-9]*\)$|\1|p' "$OUT/pg2/out.log")
+  [ -n "$port" ] && { echo "$port" > "$OUT/pg2/port"; break; }
+  sleep 0.1
+done
+# Both nodes at once, each ca-bench skipping its limit measurement (which would run against
+# the other one's load): their sum is read against the limit measured for pg-batch100-c4.
+before=$(pg_cpu)
+load pg pg2-a-batch100-c2 --mode batch --batch-size 100 --connections 2 --limit-seconds 0 &
+a_load=$!
+load pg2 pg2-b-batch100-c2 --mode batch --batch-size 100 --connections 2 --limit-seconds 0
+wait "$a_load"
+echo "$(( $(pg_cpu) - before ))" > "$OUT/results/pg2-nodes.pg-ticks"
+stop_server pg2
+stop_server pg
+pg_psql -c "CREATE DATABASE cfssl" postgres
+pg_psql -c "CREATE TABLE certificates (serial_number bytea NOT NULL,
+  authority_key_identifier bytea NOT NULL, ca_label bytea, status bytea NOT NULL, reason int,
+  expiry timestamptz, revoked_at timestamptz, pem bytea NOT NULL,
+  PRIMARY KEY (serial_number, authority_key_identifier))" cfssl
+pg_psql -c "CREATE TABLE ocsp_responses (serial_number bytea NOT NULL,
+  authority_key_identifier bytea NOT NULL, body bytea NOT NULL, expiry timestamptz,
+  PRIMARY KEY (serial_number, authority_key_identifier))" cfssl
+( umask 077
+  printf '{"driver": "postgres", "data_source": "postgres://postgres:%s@127.0.0.1:%s/cfssl?sslmode=disable"}\n' \
+    "$(cat "$PG/password")" "$pg_port" > "$OUT/cfssl-db.json" )
+cfssl_port=$((20000 + RANDOM % 20000))
+cfssl serve -address 127.0.0.1 -port "$cfssl_port" -ca "$OUT/p256/ca.pem" -ca-key "$OUT/p256/ca-key.pem" \
+  -config "$OUT/cfssl.json" -db-config "$OUT/cfssl-db.json" > "$OUT/cfssl-pg.log" 2>&1 &
+mkdir -p "$OUT/cfssl-pg"; echo $! > "$OUT/cfssl-pg/pid"
+sleep 2
+echo "$cfssl_port" > "$OUT/cfssl-pg/port"
+for c in 16 64; do pg_load cfssl-pg "cfssl-pg-single-c$c" --target cfssl --connections "$c" --limit-seconds 0; done
+kill "$(cat "$OUT/cfssl-pg/pid")" 2>/dev/null || true
+pg_psql -t -c "SELECT count(*) FROM certificates" cfssl | tr -d ' ' > "$OUT/cfssl-pg-rows.txt"
+as_pg "$PGBIN/pg_ctl" -D "$PG/data" -m fast stop >/dev/null
+rm -rf "$PG"
+
 start_server w1 ec-p256 1
 load w1 workers1-batch100-c4 --mode batch --connections 4
 stop_server w1
