@@ -162,6 +162,8 @@ impl PgConfig {
 
 /// How long a connection attempt may take before the store reports itself unavailable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The smallest pool: the CRL builder's lock and its reads each need a connection.
+const MIN_POOL_SIZE: usize = 2;
 /// How long a request waits for a pooled connection.
 const POOL_WAIT: Duration = Duration::from_secs(5);
 
@@ -310,7 +312,9 @@ impl PgStore {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(config.pool_size.max(1))
+            // The CRL builder holds one connection (its advisory lock) while its reads take
+            // another.
+            .max_size(config.pool_size.max(MIN_POOL_SIZE))
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .wait_timeout(Some(POOL_WAIT))
             .create_timeout(Some(CONNECT_TIMEOUT))

@@ -55,7 +55,7 @@ impl PgStore {
 
     fn head(&self) -> Result<Row, CaError> {
         self.run(|c| async move {
-            let sql = format!("SELECT {HEAD_COLUMNS}, cursor_key FROM ca_head");
+            let sql = format!("SELECT {HEAD_COLUMNS} FROM ca_head");
             c.query_one(&sql, &[]).await.map_err(db_error)
         })
     }
@@ -134,10 +134,14 @@ impl CertificateStore for PgStore {
         query_page(self, query, cursor, limit)
     }
     fn cursor_key(&self) -> Result<CursorKey, CaError> {
-        let row = self.head()?;
-        let secret: Vec<u8> = row.try_get("cursor_key").map_err(db_error)?;
+        let rows = self.rows("SELECT cursor_key FROM ca_head", Vec::new())?;
+        let secret: &[u8] = rows
+            .first()
+            .ok_or_else(|| CaError::Storage("ca_head is empty".into()))?
+            .try_get(0)
+            .map_err(db_error)?;
         let secret = zeroize::Zeroizing::new(
-            <[u8; CURSOR_KEY_LEN]>::try_from(secret.as_slice())
+            <[u8; CURSOR_KEY_LEN]>::try_from(secret)
                 .map_err(|_| CaError::Storage("malformed cursor key in ca_head".into()))?,
         );
         CursorKey::new(&secret)
