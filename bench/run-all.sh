@@ -32,11 +32,16 @@ step() { printf '\n== %s\n' "$*" >&2; }
 
 # A server on a fresh data directory: start_server NAME CA_KEY_TYPE [WORKERS [INIT-ARGS...]]
 start_server() {
-  local dir="$OUT/$1" key_type=$2 workers=${3:-} port
+  local name=$1 dir="$OUT/$1" key_type=$2 workers=${3:-}
   shift 2; shift $(( $# > 0 ? 1 : 0 ))
   mkdir -p "$dir"
   [ -n "$workers" ] && printf '[engine]\nworkers = %s\n' "$workers" > "$dir/config.toml"
   "$BIN/ca-server" init --data-dir "$dir" --key-type "$key_type" --subject "CN=Bench $key_type CA" "$@" >/dev/null 2>&1
+  serve_dir "$name"
+}
+# serve_dir NAME: `ca-server serve` on the data directory $OUT/NAME, its pid and port noted there.
+serve_dir() {
+  local dir="$OUT/$1" port
   "$BIN/ca-server" serve --data-dir "$dir" --listen 127.0.0.1:0 > "$dir/out.log" 2> "$dir/err.log" &
   echo $! > "$dir/pid"
   for _ in $(seq 100); do
@@ -178,13 +183,7 @@ pg_load pg pg-batch100-c4 --mode batch --batch-size 100 --connections 4
 pg_load pg pg-single-c64 --connections 64
 mkdir -m 700 "$OUT/pg2"
 cp -p "$OUT/pg/config.toml" "$OUT/pg/ca.pem" "$OUT/pg/ca-key.pem" "$OUT/pg/bootstrap-tokens.json" "$OUT/pg2/"
-"$BIN/ca-server" serve --data-dir "$OUT/pg2" --listen 127.0.0.1:0 > "$OUT/pg2/out.log" 2> "$OUT/pg2/err.log" &
-echo $! > "$OUT/pg2/pid"
-for _ in $(seq 100); do
-  port=$(sed -n 's|^listening on http://127.0.0.1:\([0-9]*\)$|\1|p' "$OUT/pg2/out.log")
-  [ -n "$port" ] && { echo "$port" > "$OUT/pg2/port"; break; }
-  sleep 0.1
-done
+serve_dir pg2
 # Both nodes at once, each ca-bench skipping its limit measurement (which would run against
 # the other one's load): their sum is read against the limit measured for pg-batch100-c4.
 before=$(pg_cpu)

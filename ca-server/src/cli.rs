@@ -453,7 +453,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         } => {
             let config = datadir::prepare(&dir)?;
             let material = datadir::load_ca(&dir, &config)?;
-            let store = datadir::open_store(&dir, &config)?.into_shared();
+            let store = datadir::open_store(&dir, &config)?;
             let urls = config.offline_status_urls()?;
             let core = datadir::start_core(&dir, &config, material, store, &urls)?;
             let published = core.crl.generate()?;
@@ -492,7 +492,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 return Err(CliError::NameOfClientCertificate { name });
             }
             let store = datadir::open_store(&dir, &config)?;
-            let token = create_token_expiring(store.storage(), role, &name, CLI_ACTOR, expires_at)?;
+            let token = create_token_expiring(store.as_ref(), role, &name, CLI_ACTOR, expires_at)?;
             println!("{token}");
             Ok(())
         }
@@ -502,7 +502,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let config = datadir::prepare(&dir)?;
             let store = datadir::open_store(&dir, &config)?;
             let at = time::OffsetDateTime::now_utc().unix_timestamp();
-            let revoked = store.storage().revoke_token(&name, at, CLI_ACTOR)?;
+            let revoked = store.revoke_token(&name, at, CLI_ACTOR)?;
             println!("token {:?} (role {}) revoked", revoked.name, revoked.role);
             Ok(())
         }

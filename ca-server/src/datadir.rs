@@ -1271,7 +1271,7 @@ pub fn issue_tls_certificate(dir: &Path, names: &[San]) -> Result<TlsIssued, Dat
     let pkcs8 = keys::generate_pkcs8(KeyAlgorithm::EcdsaP256)?;
     let key = SoftwareKey::from_pkcs8(&pkcs8)?;
     let material = load_ca(dir, &config)?;
-    let store = open_store(dir, &config)?.into_shared();
+    let store = open_store(dir, &config)?;
     let urls = config
         .status_urls(config.listen, true, config.public.listen)?
         .urls;
@@ -1323,46 +1323,19 @@ pub fn default_public_listen(api: SocketAddr) -> SocketAddr {
     SocketAddr::new(api.ip(), port)
 }
 
-/// The store a data directory's configuration names (`[store] backend`), opened.
-#[derive(Debug)]
-pub enum OpenStore {
-    /// RocksDB in `[ca] db_dir`.
-    Rocks(Store),
-    /// The PostgreSQL database at `[store] url`.
-    Postgres(PgStore),
-}
-
-impl OpenStore {
-    /// The store, through the seam.
-    pub fn storage(&self) -> &dyn Storage {
-        match self {
-            OpenStore::Rocks(s) => s,
-            OpenStore::Postgres(s) => s,
-        }
-    }
-
-    /// The store, shared, for the engine.
-    pub fn into_shared(self) -> Arc<dyn Storage> {
-        match self {
-            OpenStore::Rocks(s) => Arc::new(s),
-            OpenStore::Postgres(s) => Arc::new(s),
-        }
-    }
-}
-
 /// Opens the store named by the configuration; refuses one whose audit log does not end
 /// where the store recorded its head.
-pub fn open_store(dir: &Path, config: &Config) -> Result<OpenStore, DataDirError> {
+pub fn open_store(dir: &Path, config: &Config) -> Result<Arc<dyn Storage>, DataDirError> {
     match config.store.backend {
         StoreBackend::Rocksdb => {
             let store = Store::open(&Config::resolve(dir, &config.ca.db_dir))?;
             store.checked_audit_head()?;
-            Ok(OpenStore::Rocks(store))
+            Ok(Arc::new(store))
         }
         StoreBackend::Postgres => {
             let store = PgStore::open(&pg_config(dir, config)?)?;
             store.checked_audit_head()?;
-            Ok(OpenStore::Postgres(store))
+            Ok(Arc::new(store))
         }
     }
 }

@@ -158,24 +158,24 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), ServeError> 
     }
     let material = datadir::load_ca(dir, &config)?;
     let store = datadir::open_store(dir, &config)?;
-    if let (datadir::OpenStore::Postgres(pg), Some(ca)) = (&store, material.chain.first()) {
-        pg.bind_ca(<sha2::Sha256 as sha2::Digest>::digest(ca).into())?;
+    if let Some(ca) = material.chain.first() {
+        store.bind_ca(<sha2::Sha256 as sha2::Digest>::digest(ca).into())?;
     }
-    if let (datadir::OpenStore::Rocks(rocks), true) = (&store, config.store.verify_on_start) {
+    if config.store.verify_on_start {
         let started = std::time::Instant::now();
-        let entries = rocks.verify_checksums()?;
-        tracing::info!(
-            entries,
-            seconds = started.elapsed().as_secs_f64(),
-            "store checksums verified"
-        );
+        if let Some(entries) = store.verify_files()? {
+            tracing::info!(
+                entries,
+                seconds = started.elapsed().as_secs_f64(),
+                "store checksums verified"
+            );
+        }
     }
-    match datadir::bootstrap_tokens(dir, store.storage())? {
+    match datadir::bootstrap_tokens(dir, store.as_ref())? {
         Some(path) => println!("bootstrap tokens written to {}", path.display()),
         None => datadir::warn_bootstrap_file(dir),
     }
-    datadir::record_configuration(dir, store.storage())?;
-    let store = store.into_shared();
+    datadir::record_configuration(dir, store.as_ref())?;
 
     let listen = options.listen.unwrap_or(config.listen);
     let tls = tls_options(dir, &config)?;

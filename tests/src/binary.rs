@@ -123,3 +123,21 @@ pub fn serve_refused_on(dir: &Path, listen: &str) -> String {
     assert!(!out.status.success(), "ca-server serve exited successfully");
     String::from_utf8_lossy(&out.stderr).to_string()
 }
+
+/// `ca-server audit verify --data-dir DIR` passes (the chain, the recorded head and every
+/// signed checkpoint, whatever store the configuration names).
+pub fn audit_verify_ok(dir: &Path) {
+    let out = ca_server(&[
+        "audit",
+        "verify",
+        "--data-dir",
+        dir.to_str().expect("UTF-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "audit verify on {}: {}{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -235,25 +235,8 @@ impl Postgres {
         use crate::command::openssl;
         let d = self.dir.path();
         let p = |name: &str| d.join(name).to_str().expect("UTF-8 path").to_string();
-        for ca in ["tls-ca", "other-ca"] {
-            openssl(&[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &p(&format!("{ca}.key")),
-                "-out",
-                &p(&format!("{ca}.pem")),
-                "-subj",
-                &format!("/CN={ca}"),
-                "-days",
-                "2",
-            ]);
-        }
+        let (ca_key, ca) = crate::parent_ca::openssl_root(d, "tls-ca", "/CN=tls-ca");
+        let (_, other) = crate::parent_ca::openssl_root(d, "other-ca", "/CN=other-ca");
         std::fs::write(
             d.join("server.ext"),
             "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
@@ -279,9 +262,9 @@ impl Postgres {
             "-in",
             &p("server.csr"),
             "-CA",
-            &p("tls-ca.pem"),
+            ca.to_str().expect("UTF-8 path"),
             "-CAkey",
-            &p("tls-ca.key"),
+            ca_key.to_str().expect("UTF-8 path"),
             "-CAcreateserial",
             "-out",
             &p("server.crt"),
@@ -300,7 +283,7 @@ impl Postgres {
         }
         self.psql("ALTER SYSTEM SET ssl = on");
         self.psql("SELECT pg_reload_conf()");
-        (d.join("tls-ca.pem"), d.join("other-ca.pem"))
+        (ca, other)
     }
 
     /// `pg_ctl promote`: a standby becomes a primary that accepts writes.

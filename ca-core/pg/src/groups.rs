@@ -245,7 +245,7 @@ impl GroupBackend for PgGroups {
         )
     }
 
-    fn stage(&self, change: Change, writes: &mut Vec<PgWrite>) -> Result<(), CaError> {
+    fn stage(&self, change: Change<'_>, writes: &mut Vec<PgWrite>) -> Result<(), CaError> {
         writes.push(match change {
             Change::Certificate(record) => PgWrite::Certificate {
                 seq: sql_seq(record.seq)?,
@@ -259,9 +259,11 @@ impl GroupBackend for PgGroups {
                 serial: entry.serial.as_bytes().to_vec(),
                 request_hash: entry.request_hash.to_vec(),
             },
-            Change::Name(mut prefix, seq) => {
-                prefix.extend_from_slice(&seq.to_be_bytes());
-                PgWrite::Name(prefix)
+            Change::Name(prefix, seq) => {
+                let mut key = Vec::with_capacity(prefix.len() + 8);
+                key.extend_from_slice(prefix);
+                key.extend_from_slice(&seq.to_be_bytes());
+                PgWrite::Name(key)
             }
             Change::Renewal { old, seq, serial } => PgWrite::Renewal {
                 old: old.as_bytes().to_vec(),
@@ -286,7 +288,7 @@ impl GroupBackend for PgGroups {
                 record: record.encode()?,
             },
             Change::TokenName(name, hash) => PgWrite::TokenName {
-                name,
+                name: name.to_string(),
                 hash: hash.to_vec(),
             },
             Change::Enrollment(id, record) => PgWrite::Enrollment {

@@ -220,35 +220,6 @@ impl PgStore {
         Ok(store)
     }
 
-    /// Binds the database to the CA whose certificate has SHA-256 `ca_sha256` (the first node
-    /// to start records it), and refuses a node of another CA: two CAs never share one
-    /// database.
-    pub fn bind_ca(&self, ca_sha256: [u8; 32]) -> Result<(), CaError> {
-        self.run(move |c| async move {
-            let bound: Option<Vec<u8>> = c
-                .query_one(
-                    "UPDATE ca_head SET ca_sha256 = coalesce(ca_sha256, $1) RETURNING ca_sha256",
-                    &[&ca_sha256.as_slice()],
-                )
-                .await
-                .map_err(db_error)?
-                .get(0);
-            match bound {
-                Some(b) if b == ca_sha256 => Ok(()),
-                Some(b) => Err(CaError::Storage(format!(
-                    "the database belongs to another CA (certificate SHA-256 {}), not to this \
-                     node's ({}): every node of a CA is a copy of the first node's data \
-                     directory",
-                    hex::encode(b),
-                    hex::encode(ca_sha256)
-                ))),
-                None => Err(CaError::Storage(
-                    "the database did not record its CA".into(),
-                )),
-            }
-        })
-    }
-
     /// Whether the database belongs to a CA already: bound to one ([`PgStore::bind_ca`]) or
     /// holding audit entries.
     pub fn in_use(&self) -> Result<bool, CaError> {

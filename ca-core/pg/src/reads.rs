@@ -475,6 +475,33 @@ impl Storage for PgStore {
         // Every group is committed durably by the database before it is answered.
         Ok(())
     }
+    /// The first node to start records its CA; two CAs never share one database.
+    fn bind_ca(&self, ca_sha256: [u8; 32]) -> Result<(), CaError> {
+        self.run(move |c| async move {
+            let bound: Option<Vec<u8>> = c
+                .query_one(
+                    "UPDATE ca_head SET ca_sha256 = coalesce(ca_sha256, $1) RETURNING ca_sha256",
+                    &[&ca_sha256.as_slice()],
+                )
+                .await
+                .map_err(db_error)?
+                .get(0);
+            match bound {
+                Some(b) if b == ca_sha256 => Ok(()),
+                Some(b) => Err(CaError::Storage(format!(
+                    "the database belongs to another CA (certificate SHA-256 {}), not to this \
+                     node's ({}): every node of a CA is a copy of the first node's data \
+                     directory",
+                    hex::encode(b),
+                    hex::encode(ca_sha256)
+                ))),
+                None => Err(CaError::Storage(
+                    "the database did not record its CA".into(),
+                )),
+            }
+        })
+    }
+
     fn memory(&self) -> Result<Vec<(&'static str, u64)>, CaError> {
         Ok(Vec::new())
     }

@@ -72,7 +72,7 @@ impl Store {
         for event in events {
             let entry = AuditEntry::chain(head, event)?;
             head = entry.head();
-            lay_out(Change::Audit(entry, Vec::new()), &mut writes)?;
+            lay_out(Change::Audit(&entry, &[]), &mut writes)?;
         }
         to_batch(self, writes, &mut batch)?;
         batch.put_cf(self.cf(cf::META)?, META_AUDIT_HEAD, head.encode());

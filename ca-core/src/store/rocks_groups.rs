@@ -41,7 +41,7 @@ impl RocksGroups {
 }
 
 /// Lays `change` out as column family entries, appended to `writes`.
-pub(crate) fn lay_out(change: Change, writes: &mut Vec<RocksWrite>) -> Result<(), CaError> {
+pub(crate) fn lay_out(change: Change<'_>, writes: &mut Vec<RocksWrite>) -> Result<(), CaError> {
     let mut put = |cf: &'static str, key: Vec<u8>, value: Vec<u8>| {
         writes.push((cf, key, Some(value)));
     };
@@ -59,9 +59,11 @@ pub(crate) fn lay_out(change: Change, writes: &mut Vec<RocksWrite>) -> Result<()
         Change::Idempotency(key, entry) => {
             put(cf::IDEM, key.as_bytes().to_vec(), entry.encode().to_vec());
         }
-        Change::Name(mut prefix, seq) => {
-            prefix.extend_from_slice(&seq.to_be_bytes());
-            put(cf::NAMES, prefix, Vec::new());
+        Change::Name(prefix, seq) => {
+            let mut key = Vec::with_capacity(prefix.len() + 8);
+            key.extend_from_slice(prefix);
+            key.extend_from_slice(&seq.to_be_bytes());
+            put(cf::NAMES, key, Vec::new());
         }
         Change::Renewal { old, seq, serial } => {
             // Old serial ‖ the renewal's issuance seq: every renewal is kept, oldest first.
@@ -90,7 +92,9 @@ pub(crate) fn lay_out(change: Change, writes: &mut Vec<RocksWrite>) -> Result<()
             put(cf::BLOCKED_KEYS, key.to_vec(), serial.as_bytes().to_vec());
         }
         Change::Token(hash, record) => put(cf::TOKENS, hash.to_vec(), record.encode()?),
-        Change::TokenName(name, hash) => put(cf::TOKEN_NAMES, name.into_bytes(), hash.to_vec()),
+        Change::TokenName(name, hash) => {
+            put(cf::TOKEN_NAMES, name.as_bytes().to_vec(), hash.to_vec())
+        }
         Change::Enrollment(id, record) => put(cf::ENROLLMENTS, id.to_vec(), record.encode()?),
         Change::Audit(entry, serials) => {
             let seq = entry.seq.to_be_bytes();
@@ -156,7 +160,7 @@ impl GroupBackend for RocksGroups {
     fn not_after(&mut self, serial: &Serial) -> Result<Option<i64>, CaError> {
         Ok(self.store.certificate(serial)?.map(|r| r.not_after))
     }
-    fn stage(&self, change: Change, writes: &mut Vec<RocksWrite>) -> Result<(), CaError> {
+    fn stage(&self, change: Change<'_>, writes: &mut Vec<RocksWrite>) -> Result<(), CaError> {
         lay_out(change, writes)
     }
     fn commit(&mut self, writes: Vec<RocksWrite>, counters: &Counters) -> Result<(), CaError> {

@@ -182,6 +182,19 @@ pub trait Storage:
         -> Result<StoreWriter, CaError>;
     /// Makes everything written durable in the store's own files (at shutdown).
     fn flush(&self) -> Result<(), CaError>;
+    /// Binds the store to the CA whose certificate has this SHA-256, refusing a store of
+    /// another CA. A store in the CA's own data directory belongs to it (the default); a store
+    /// that several nodes share records the first CA that serves from it.
+    fn bind_ca(&self, ca_sha256: [u8; 32]) -> Result<(), CaError> {
+        let _ = ca_sha256;
+        Ok(())
+    }
+    /// Reads every record with its checksums verified (`[store] verify_on_start`) and answers
+    /// how many it read; `None` for a store whose files its database server checks (the
+    /// default).
+    fn verify_files(&self) -> Result<Option<u64>, CaError> {
+        Ok(None)
+    }
     /// The store's memory by use, in bytes (`ca_store_memory_bytes{use}`).
     fn memory(&self) -> Result<Vec<(&'static str, u64)>, CaError>;
 }
@@ -317,6 +330,9 @@ impl Storage for Store {
     }
     fn flush(&self) -> Result<(), CaError> {
         Store::flush(self)
+    }
+    fn verify_files(&self) -> Result<Option<u64>, CaError> {
+        self.verify_checksums().map(Some)
     }
     fn memory(&self) -> Result<Vec<(&'static str, u64)>, CaError> {
         let memory = Store::memory(self)?;

@@ -188,17 +188,18 @@ pub struct Counters {
     pub last_issued_at: i64,
 }
 
-/// One change a group makes, in terms of the store seam's records; each store lays it out in
-/// its own tables ([`GroupBackend::stage`]).
-#[derive(Clone, Debug)]
-pub enum Change {
+/// One change a group makes, in terms of the store seam's records, borrowed from the
+/// operation that makes it; each store lays it out in its own tables
+/// ([`GroupBackend::stage`]).
+#[derive(Clone, Copy, Debug)]
+pub enum Change<'a> {
     /// A new certificate (its record holds its issuance seq and serial).
-    Certificate(CertRecord),
+    Certificate(&'a CertRecord),
     /// A request's idempotency key, pointing at the certificate it produced.
-    Idempotency(IdempotencyKey, IdempotencyRecord),
+    Idempotency(&'a IdempotencyKey, &'a IdempotencyRecord),
     /// A `names` index entry (see [`super::query::names_prefix`]) of the certificate with this
     /// issuance seq.
-    Name(Vec<u8>, u64),
+    Name(&'a [u8], u64),
     /// `serial` (issuance seq `seq`) renews `old`.
     Renewal {
         /// The renewed certificate.
@@ -221,15 +222,15 @@ pub enum Change {
     /// a serial.
     BlockedKey([u8; 32], Serial),
     /// An API token (new or changed), by hash.
-    Token([u8; 32], TokenRecord),
+    Token(&'a [u8; 32], &'a TokenRecord),
     /// A token name taken for good by the token with this hash.
-    TokenName(String, [u8; 32]),
+    TokenName(&'a str, &'a [u8; 32]),
     /// An enrollment (new or changed), by id.
-    Enrollment([u8; 16], EnrollmentRecord),
+    Enrollment(&'a [u8; 16], &'a EnrollmentRecord),
     /// An audit entry, and the serials it concerns (their `events`).
-    Audit(AuditEntry, Vec<Serial>),
+    Audit(&'a AuditEntry, &'a [Serial]),
     /// A signed checkpoint of the audit log.
-    Checkpoint(Checkpoint),
+    Checkpoint(&'a Checkpoint),
 }
 
 /// The storage side of the store writer: where a group's reads come from and where its
@@ -260,7 +261,7 @@ pub trait GroupBackend {
     /// The notAfter of the certificate `serial`, if this CA issued it.
     fn not_after(&mut self, serial: &Serial) -> Result<Option<i64>, CaError>;
     /// Lays `change` out as the store's writes, appended to `writes`.
-    fn stage(&self, change: Change, writes: &mut Vec<Self::Write>) -> Result<(), CaError>;
+    fn stage(&self, change: Change<'_>, writes: &mut Vec<Self::Write>) -> Result<(), CaError>;
     /// Writes `writes` and `counters` durably, all or nothing, and ends the group.
     fn commit(&mut self, writes: Vec<Self::Write>, counters: &Counters) -> Result<(), CaError>;
 }
@@ -519,7 +520,7 @@ impl<'b, B: GroupBackend> Group<'b, B> {
             }
             WriteOp::AuditHead(tx) => Answer::Head(tx, Ok(self.counters.audit)),
             WriteOp::Checkpoint(cp, tx) => {
-                Answer::Unit(tx, self.atomic(|g| g.change(Change::Checkpoint(cp))))
+                Answer::Unit(tx, self.atomic(|g| g.change(Change::Checkpoint(&cp))))
             }
             WriteOp::CreateEnrollment(id, record, actor, tx) => {
                 Answer::Unit(tx, self.atomic(|g| g.create_enrollment(id, record, &actor)))
@@ -572,7 +573,7 @@ impl<'b, B: GroupBackend> Group<'b, B> {
     }
 
     /// Stages `change` for the operation being applied.
-    fn change(&mut self, change: Change) -> Result<(), CaError> {
+    fn change(&mut self, change: Change<'_>) -> Result<(), CaError> {
         self.backend.stage(change, &mut self.staged)?;
         self.wrote()
     }
@@ -594,7 +595,7 @@ impl<'b, B: GroupBackend> Group<'b, B> {
     fn audit(&mut self, event: AuditEvent, serials: &[Serial]) -> Result<AuditHead, CaError> {
         let entry = AuditEntry::chain(self.counters.audit, event)?;
         let head = entry.head();
-        self.change(Change::Audit(entry, serials.to_vec()))?;
+        self.change(Change::Audit(&entry, serials))?;
         self.counters.audit = head;
         Ok(head)
     }
@@ -611,8 +612,8 @@ impl<'b, B: GroupBackend> Group<'b, B> {
         if self.token_name_holder(&record.name)?.is_some() {
             return Err(CaError::TokenNameTaken(record.name.clone()));
         }
-        self.change(Change::Token(*hash, record.clone()))?;
-        self.change(Change::TokenName(record.name.clone(), *hash))?;
+        self.change(Change::Token(hash, record))?;
+        self.change(Change::TokenName(&record.name, hash))?;
         let previous = self.token_names.insert(record.name.clone(), *hash);
         self.undo
             .push(Undo::TokenName(record.name.clone(), previous));
@@ -629,7 +630,7 @@ impl<'b, B: GroupBackend> Group<'b, B> {
             None => self.backend.token(&hash)?.ok_or_else(not_found)?,
         };
         let revoked = revoked_token(record, at)?;
-        self.change(Change::Token(hash, revoked.clone()))?;
+        self.change(Change::Token(&hash, &revoked))?;
         let previous = self.tokens.insert(hash, revoked.clone());
         self.undo.push(Undo::Token(hash, previous));
         self.audit(token_revoked_event(&revoked, at, actor), &[])?;
@@ -648,7 +649,7 @@ impl<'b, B: GroupBackend> Group<'b, B> {
     }
 
     fn put_enrollment(&mut self, id: [u8; 16], record: EnrollmentRecord) -> Result<(), CaError> {
-        self.change(Change::Enrollment(id, record.clone()))?;
+        self.change(Change::Enrollment(&id, &record))?;
         let previous = self.enrollments.insert(id, record);
         self.undo.push(Undo::Enrollment(id, previous));
         Ok(())
@@ -798,17 +799,17 @@ impl<'b, B: GroupBackend> Group<'b, B> {
         };
         record.audit_seq = Some(head.seq);
         let seq = record.seq;
-        self.change(Change::Certificate(record.clone()))?;
+        self.change(Change::Certificate(&record))?;
         if let Some((key, request_hash)) = idempotency {
             let entry = IdempotencyRecord {
                 serial,
                 request_hash,
             };
-            self.change(Change::Idempotency(key.clone(), entry))?;
+            self.change(Change::Idempotency(&key, &entry))?;
             let previous = self.keys.insert(key.clone(), entry);
             self.undo.push(Undo::Key(key, previous));
         }
-        for prefix in names {
+        for prefix in &names {
             self.change(Change::Name(prefix, seq))?;
         }
         if let Some((id, e)) = redeemed {

@@ -50,17 +50,6 @@ fn init_in_token(
     ca_server_with_env(&args, &hsm.env())
 }
 
-/// `ca-server audit verify` on `dir` passes: the checkpoints the token signed verify.
-fn audit_verify_ok(dir: &Path) {
-    let out = ca_server(&[
-        "audit",
-        "verify",
-        "--data-dir",
-        dir.to_str().expect("UTF-8"),
-    ]);
-    assert!(out.status.success(), "audit verify: {}", text(&out));
-}
-
 /// The lines of `stderr` that report the failure (`ca-server: ...`; the others are logs).
 fn error_lines(stderr: &str) -> usize {
     stderr

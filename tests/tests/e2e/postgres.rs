@@ -278,17 +278,7 @@ fn two_nodes_on_one_database_are_one_ca() {
 
     a.terminate();
     b.terminate();
-    let out = ca_server(&[
-        "audit",
-        "verify",
-        "--data-dir",
-        b_dir.to_str().expect("UTF-8"),
-    ]);
-    assert!(
-        out.status.success(),
-        "audit verify on the database: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    audit_verify_ok(&b_dir);
 }
 
 /// What a load thread saw: the serials acknowledged (201), and every other outcome by HTTP
@@ -447,17 +437,7 @@ fn nothing_acknowledged_lost(
             );
         }
     }
-    let out = e2e_tests::binary::ca_server(&[
-        "audit",
-        "verify",
-        "--data-dir",
-        dir.to_str().expect("UTF-8"),
-    ]);
-    assert!(
-        out.status.success(),
-        "audit verify: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    e2e_tests::binary::audit_verify_ok(dir);
 }
 
 /// SIGKILL of one of two nodes under load: the other keeps serving (every request it got was
