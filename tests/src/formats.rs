@@ -23,6 +23,15 @@ pub fn pem_certs(text: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The serial (hex, as the API writes it) of the one certificate in the PEM file `path`.
+pub fn serial_of_pem(path: &std::path::Path) -> String {
+    let pem = std::fs::read_to_string(path).expect("reading the certificate file");
+    let certs = pem_certs(&pem);
+    assert_eq!(certs.len(), 1, "{} holds one certificate", path.display());
+    let (_, cert) = x509_parser::parse_x509_certificate(&certs[0]).expect("the certificate parses");
+    hex::encode(cert.raw_serial())
+}
+
 /// PEM-encodes DER with the given label, 64 characters a line.
 pub fn to_pem(label: &str, der: &[u8]) -> String {
     let lf = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);

@@ -3,9 +3,15 @@
 //! groups of every node sharing the database run one after another and each reads what all
 //! earlier ones committed; it ends with multi-row inserts (`UNNEST` of arrays) per table, the
 //! counters written back to `ca_head`, and `COMMIT` with synchronous commit.
+//!
+//! Every statement is prepared once per connection, and the statements of a step are sent
+//! together without waiting for each answer (the protocol's pipelining): `BEGIN` and the lock
+//! of the head are one round trip, and every insert, the head's update and `COMMIT` another.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use ca_core::audit::AuditHead;
 use ca_core::revocation::Revocation;
@@ -13,8 +19,9 @@ use ca_core::store::record::{decode_revocation, encode_revocation};
 use ca_core::store::writer::{Change, Counters, GroupBackend};
 use ca_core::store::{EnrollmentRecord, IdempotencyKey, IdempotencyRecord, TokenRecord};
 use ca_core::{CaError, Serial};
+use futures_util::TryFutureExt;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Statement};
 
 use crate::{db_error, PgStore};
 
@@ -81,11 +88,41 @@ pub(crate) fn seq_of(n: i64) -> Result<u64, CaError> {
     u64::try_from(n).map_err(|_| CaError::Storage(format!("negative sequence number {n}")))
 }
 
+/// The writer's connection and the statements prepared on it.
+pub(crate) struct Conn {
+    client: Client,
+    prepared: Mutex<HashMap<&'static str, Statement>>,
+}
+
+impl Conn {
+    /// `sql` prepared on this connection: by the server the first time, from memory after.
+    async fn statement(&self, sql: &'static str) -> Result<Statement, CaError> {
+        let known = self
+            .prepared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(sql)
+            .cloned();
+        if let Some(statement) = known {
+            return Ok(statement);
+        }
+        let statement = self.client.prepare(sql).await.map_err(db_error)?;
+        self.prepared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(sql, statement.clone());
+        Ok(statement)
+    }
+}
+
+/// A statement sent in a pipeline, its answer reduced to success or the database's error.
+type Call<'a> = Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send + 'a>>;
+
 /// The writer's groups on a [`PgStore`]: a connection of their own, opened again after one
 /// failed.
 pub(crate) struct PgGroups {
     store: PgStore,
-    client: Option<Arc<Client>>,
+    client: Option<Arc<Conn>>,
 }
 
 impl PgGroups {
@@ -96,11 +133,14 @@ impl PgGroups {
         }
     }
 
-    fn client(&mut self) -> Result<Arc<Client>, CaError> {
+    fn client(&mut self) -> Result<Arc<Conn>, CaError> {
         match &self.client {
-            Some(c) if !c.is_closed() => Ok(c.clone()),
+            Some(c) if !c.client.is_closed() => Ok(c.clone()),
             _ => {
-                let client = Arc::new(self.store.dedicated()?);
+                let client = Arc::new(Conn {
+                    client: self.store.dedicated()?,
+                    prepared: Mutex::default(),
+                });
                 self.client = Some(client.clone());
                 Ok(client)
             }
@@ -111,7 +151,7 @@ impl PgGroups {
     /// transaction is lost with it, and the next group opens a new one).
     fn on_client<T: Send + 'static, Fut>(
         &mut self,
-        f: impl FnOnce(Arc<Client>) -> Fut,
+        f: impl FnOnce(Arc<Conn>) -> Fut,
     ) -> Result<T, CaError>
     where
         Fut: std::future::Future<Output = Result<T, CaError>> + Send + 'static,
@@ -132,7 +172,13 @@ impl PgGroups {
         decode: impl FnOnce(tokio_postgres::Row) -> Result<T, CaError> + Send + 'static,
     ) -> Result<Option<T>, CaError> {
         self.on_client(move |c| async move {
-            match c.query_opt(sql, &[&key]).await.map_err(db_error)? {
+            let statement = c.statement(sql).await?;
+            match c
+                .client
+                .query_opt(&statement, &[&key])
+                .await
+                .map_err(db_error)?
+            {
                 Some(row) => decode(row).map(Some),
                 None => Ok(None),
             }
@@ -157,21 +203,37 @@ pub(crate) fn counters_of(row: &tokio_postgres::Row) -> Result<Counters, CaError
     })
 }
 
+/// The columns of `ca_head` that [`counters_of`] reads, as a literal for `concat!`.
+macro_rules! head_columns {
+    () => {
+        "cert_seq, change_seq, crl_number, audit_seq, audit_hash, last_issued_at"
+    };
+}
+
 /// The columns of `ca_head` that [`counters_of`] reads.
-pub(crate) const HEAD_COLUMNS: &str =
-    "cert_seq, change_seq, crl_number, audit_seq, audit_hash, last_issued_at";
+pub(crate) const HEAD_COLUMNS: &str = head_columns!();
+
+/// A group's first statement after `BEGIN`: the lock that serializes the groups of every node.
+const LOCK_HEAD: &str = concat!("SELECT ", head_columns!(), " FROM ca_head FOR UPDATE");
+
+/// A group's last statement before `COMMIT`: the counters it moved.
+const UPDATE_HEAD: &str = "UPDATE ca_head SET cert_seq = $1, change_seq = $2, crl_number = $3, \
+                           audit_seq = $4, audit_hash = $5, last_issued_at = $6";
 
 impl GroupBackend for PgGroups {
     type Write = PgWrite;
 
     fn begin(&mut self) -> Result<Counters, CaError> {
         self.on_client(|c| async move {
-            c.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
-                .await
-                .map_err(db_error)?;
-            let sql = format!("SELECT {HEAD_COLUMNS} FROM ca_head FOR UPDATE");
-            let row = c.query_one(&sql, &[]).await.map_err(db_error)?;
-            counters_of(&row)
+            let lock_head = c.statement(LOCK_HEAD).await?;
+            let (begun, row) = futures_util::future::join(
+                c.client
+                    .batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
+                c.client.query_one(&lock_head, &[]),
+            )
+            .await;
+            begun.map_err(db_error)?;
+            counters_of(&row.map_err(db_error)?)
         })
     }
 
@@ -181,11 +243,12 @@ impl GroupBackend for PgGroups {
         }
         let keys: Vec<Vec<u8>> = serials.iter().map(|s| s.as_bytes().to_vec()).collect();
         self.on_client(move |c| async move {
+            let statement = c
+                .statement("SELECT serial FROM certificates WHERE serial = ANY($1)")
+                .await?;
             let rows = c
-                .query(
-                    "SELECT serial FROM certificates WHERE serial = ANY($1)",
-                    &[&keys],
-                )
+                .client
+                .query(&statement, &[&keys])
                 .await
                 .map_err(db_error)?;
             rows.iter()
@@ -205,8 +268,12 @@ impl GroupBackend for PgGroups {
     fn token_name_holder(&mut self, name: &str) -> Result<Option<[u8; 32]>, CaError> {
         let name = name.to_string();
         self.on_client(move |c| async move {
+            let statement = c
+                .statement("SELECT hash FROM token_names WHERE name = $1")
+                .await?;
             let row = c
-                .query_opt("SELECT hash FROM token_names WHERE name = $1", &[&name])
+                .client
+                .query_opt(&statement, &[&name])
                 .await
                 .map_err(db_error)?;
             row.map(|r| hash_of(r.get(0))).transpose()
@@ -310,8 +377,9 @@ impl GroupBackend for PgGroups {
 
     fn commit(&mut self, writes: Vec<PgWrite>, counters: &Counters) -> Result<(), CaError> {
         if writes.is_empty() {
-            return self
-                .on_client(|c| async move { c.batch_execute("ROLLBACK").await.map_err(db_error) });
+            return self.on_client(|c| async move {
+                c.client.batch_execute("ROLLBACK").await.map_err(db_error)
+            });
         }
         let rows = Rows::of(writes);
         let tokens = rows.tokens.keys.clone();
@@ -324,22 +392,15 @@ impl GroupBackend for PgGroups {
         let audit_hash = counters.audit.hash.to_vec();
         let last_issued_at = counters.last_issued_at;
         self.on_client(move |c| async move {
-            rows.insert(&c).await?;
-            c.execute(
-                "UPDATE ca_head SET cert_seq = $1, change_seq = $2, crl_number = $3, \
-                 audit_seq = $4, audit_hash = $5, last_issued_at = $6",
-                &[
-                    &head[0],
-                    &head[1],
-                    &head[2],
-                    &head[3],
-                    &audit_hash,
-                    &last_issued_at,
-                ],
-            )
-            .await
-            .map_err(db_error)?;
-            c.batch_execute("COMMIT").await.map_err(db_error)
+            let head: [&(dyn ToSql + Sync); 6] = [
+                &head[0],
+                &head[1],
+                &head[2],
+                &head[3],
+                &audit_hash,
+                &last_issued_at,
+            ];
+            rows.commit(&c, &head).await
         })?;
         // This node's cache at once; the others' through the feed.
         if !tokens.is_empty() {
@@ -476,8 +537,10 @@ impl Rows {
         r
     }
 
-    /// Sends every insert of the group, pipelined on one connection.
-    async fn insert(self, c: &Client) -> Result<(), CaError> {
+    /// Sends every insert of the group, the notices, the update of `ca_head` to `head` and
+    /// `COMMIT`, pipelined on one connection. A failed statement aborts the transaction (the
+    /// `COMMIT` behind it then rolls back) and is the error reported.
+    async fn commit(self, c: &Conn, head: &[&(dyn ToSql + Sync); 6]) -> Result<(), CaError> {
         let (revoked, states) = self.revocations.into_columns();
         let (mut upserted, mut records, mut released) = (Vec::new(), Vec::new(), Vec::new());
         for (serial, state) in revoked.into_iter().zip(states) {
@@ -493,7 +556,7 @@ impl Rows {
         let (token_hashes, token_records) = self.tokens.into_columns();
         let tokens = (!token_hashes.is_empty()).then(|| crate::feed::payload(&token_hashes));
         let (enrollment_ids, enrollment_records) = self.enrollments.into_columns();
-        let statements: Vec<(&str, Vec<&(dyn ToSql + Sync)>, bool)> = vec![
+        let statements: Vec<(&'static str, Vec<&(dyn ToSql + Sync)>, bool)> = vec![
             (
                 "INSERT INTO certificates (seq, serial, not_after, issued_at, record) \
                  SELECT * FROM UNNEST($1::bigint[], $2::bytea[], $3::bigint[], $4::bigint[], \
@@ -588,29 +651,41 @@ impl Rows {
         ];
         let revoked =
             (!self.crl_changes.1.is_empty()).then(|| crate::feed::payload(&self.crl_changes.1));
-        let mut pending = Vec::new();
-        for (sql, params, empty) in &statements {
-            if !empty {
-                pending.push(c.execute(*sql, params.as_slice()));
-            }
-        }
-        // Polled together, the statements go out pipelined; the first failure aborts the
-        // transaction, and with it every other statement.
-        for outcome in futures_util::future::join_all(pending).await {
-            outcome.map_err(db_error)?;
-        }
         // Delivered at commit: every node drops what it cached of these serials' status and
         // of these tokens.
-        let notices = [
+        let notices: Vec<(&str, String)> = [
             (crate::feed::REVOCATIONS, revoked),
             (crate::feed::TOKENS, tokens),
-        ];
-        for (channel, payload) in notices {
-            if let Some(payload) = payload {
-                c.execute("SELECT pg_notify($1, $2)", &[&channel, &payload])
-                    .await
-                    .map_err(db_error)?;
+        ]
+        .into_iter()
+        .filter_map(|(channel, payload)| Some((channel, payload?)))
+        .collect();
+        let mut prepared = Vec::new();
+        for (sql, params, empty) in statements {
+            if !empty {
+                prepared.push((c.statement(sql).await?, params));
             }
+        }
+        let notify = c.statement("SELECT pg_notify($1, $2)").await?;
+        let update_head = c.statement(UPDATE_HEAD).await?;
+        let notice_params: Vec<[&(dyn ToSql + Sync); 2]> = notices
+            .iter()
+            .map(|(channel, payload)| [channel as &(dyn ToSql + Sync), payload])
+            .collect();
+        let mut calls: Vec<Call<'_>> = Vec::new();
+        for (statement, params) in &prepared {
+            calls.push(Box::pin(
+                c.client.execute(statement, params.as_slice()).map_ok(drop),
+            ));
+        }
+        for params in &notice_params {
+            calls.push(Box::pin(c.client.execute(&notify, params).map_ok(drop)));
+        }
+        calls.push(Box::pin(c.client.execute(&update_head, head).map_ok(drop)));
+        calls.push(Box::pin(c.client.batch_execute("COMMIT")));
+        // Polled together, in order, the statements go out pipelined.
+        for outcome in futures_util::future::join_all(calls).await {
+            outcome.map_err(db_error)?;
         }
         Ok(())
     }

@@ -33,7 +33,7 @@ const CRL_BUILDER_LOCK: i64 = 0x6361_2d63_726c; // "ca-crl"
 const PAGE: i64 = 10_000;
 
 impl PgStore {
-    /// The rows `sql` answers for `params`.
+    /// The rows `sql` answers for `params`; `sql` is prepared once per pooled connection.
     pub(crate) fn rows(
         &self,
         sql: &'static str,
@@ -44,7 +44,8 @@ impl PgStore {
                 .iter()
                 .map(|p| p.as_ref() as &(dyn ToSql + Sync))
                 .collect();
-            c.query(sql, &refs).await.map_err(db_error)
+            let statement = c.prepare_cached(sql).await.map_err(db_error)?;
+            c.query(&statement, &refs).await.map_err(db_error)
         })
     }
 

@@ -369,6 +369,45 @@ fn a_database_that_is_down_is_unavailable_not_a_fault() {
     node.writer.join();
 }
 
+/// A group's statements go to the database in one pipeline ending in `COMMIT`. When one of
+/// them fails, the transaction is aborted and that `COMMIT` rolls it back without an error of
+/// its own: the group must be reported failed, and nothing of it stored, not even the rows
+/// sent before the failing statement or the counters.
+#[test]
+fn a_group_that_fails_midway_stores_nothing_and_says_so() {
+    let pg = Postgres::start();
+    drop(PgStore::create(&config(&pg)).unwrap());
+    let node = Node::start(&pg);
+    assert!(matches!(
+        node.issue(certificate(1)).unwrap(),
+        Committed::Stored(_)
+    ));
+    let head = node.store.audit_head().unwrap();
+    // The name index refuses every insert; certificates and the audit log are sent first.
+    pg.psql(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$; \
+         CREATE TRIGGER refuse BEFORE INSERT ON names \
+         FOR EACH STATEMENT EXECUTE FUNCTION refuse();",
+    );
+    let err = node.issue(certificate(2)).unwrap_err();
+    assert_eq!(err.code(), "storage_error", "{err}");
+    assert!(node.store.certificate(&serial(2)).unwrap().is_none());
+    assert_eq!(node.store.count_certificates().unwrap(), 1);
+    assert_eq!(node.store.last_cert_seq().unwrap(), 1);
+    assert_eq!(node.store.audit_head().unwrap(), head);
+
+    // The next group after the fault stores normally, in the sequence the failed one left.
+    pg.psql("DROP TRIGGER refuse ON names");
+    match node.issue(certificate(3)).unwrap() {
+        Committed::Stored(cert) => assert_eq!(cert.seq, 2),
+        other => panic!("{other:?}"),
+    }
+    let report = node.store.verify_audit(&[]).unwrap();
+    assert!(report.broken.is_none(), "{:?}", report.broken);
+    node.writer.join();
+}
+
 /// With the database's CA certificates given, every connection is TLS through rustls and the
 /// server's certificate is verified: the right CA works (the server reports TLS for the
 /// store's sessions), another CA's is refused, and `sslmode=require` without CA certificates

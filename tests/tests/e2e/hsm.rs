@@ -446,15 +446,6 @@ fn an_intermediate_whose_key_is_in_the_token_is_imported_and_issues() {
     assert!(found.is_empty(), "private key material: {found:?}");
 }
 
-/// The serial (hex) of the one certificate in the PEM file `path`.
-fn serial_of_pem(path: &Path) -> String {
-    let pem = std::fs::read_to_string(path).expect("reading the certificate file");
-    let certs = pem_certs(&pem);
-    assert_eq!(certs.len(), 1, "{} holds one certificate", path.display());
-    let (_, cert) = x509_parser::parse_x509_certificate(&certs[0]).expect("the certificate parses");
-    hex::encode(cert.raw_serial())
-}
-
 /// `[ocsp] delegated = true` with the CA key in the token: the responder's key is generated in
 /// the token too (labelled after its certificate's serial), no `ocsp-key.pem` is written, and
 /// OpenSSL verifies the answers it signs against the CA; a restart keeps the responder, and

@@ -34,15 +34,22 @@ fn throwaway_clusters_start_side_by_side_answer_with_the_password_and_go_away() 
     assert_eq!(b.psql("select 2").trim(), "2");
 }
 
+/// The files of a node's own delegated OCSP responder, which a new node must not copy
+/// (README, *Several nodes on PostgreSQL*): each node issues itself its own.
+const OWN_RESPONDER: [&str; 2] = ["ocsp.pem", "ocsp-key.pem"];
+
 /// Copies the data directory of a node to make another (what the README tells an operator to
-/// do): everything but the embedded store's folder.
+/// do): every file but the node's own OCSP responder, and not the embedded store's folder.
+/// (The bootstrap tokens file, which the README leaves out too, is copied for the harness's
+/// clients: the tokens in it are the database's, so it changes nothing for the node.)
 fn copy_node(from: &std::path::Path, to: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir(to).expect("creating the second node's directory");
     std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700)).expect("chmod");
     for entry in std::fs::read_dir(from).expect("reading the first node's directory") {
         let entry = entry.expect("entry");
-        if entry.file_type().expect("type").is_file() {
+        let own = OWN_RESPONDER.iter().any(|f| entry.file_name() == *f);
+        if entry.file_type().expect("type").is_file() && !own {
             let target = to.join(entry.file_name());
             std::fs::copy(entry.path(), &target).expect("copying a file");
         }
@@ -54,6 +61,8 @@ fn copy_node(from: &std::path::Path, to: &std::path::Path) {
 /// node answers the same certificate, a token minted on one works on the other, a revocation
 /// made on one is what the other's OCSP responder answers within a second (its cached "good"
 /// answer dropped) and what its next CRL lists, and `audit verify` passes on the database.
+/// Each node signs its OCSP answers with a delegated responder of its own, whose certificate
+/// is recorded in the database like every certificate.
 #[test]
 fn two_nodes_on_one_database_are_one_ca() {
     use e2e_tests::judges::ocsp::ocsp_status;
@@ -79,9 +88,17 @@ fn two_nodes_on_one_database_are_one_ca() {
         !a_dir.join("db").exists(),
         "a RocksDB store beside the database"
     );
+    configure(&a_dir, &[("delegated = false", "delegated = true")], "");
     let a = Server::serve(&a_dir);
     copy_node(&a_dir, &b_dir);
     let b = Server::serve(&b_dir);
+    let responders = [&a_dir, &b_dir].map(|d| serial_of_pem(&d.join("ocsp.pem")));
+    assert_ne!(responders[0], responders[1], "the nodes share a responder");
+    for node in [&a, &b] {
+        for serial in &responders {
+            assert_eq!(node.record(serial)["serial"], serial.as_str());
+        }
+    }
     let again = ca_server(&[
         "init",
         "--data-dir",
@@ -265,6 +282,24 @@ fn two_nodes_on_one_database_are_one_ca() {
         }
     };
     assert_eq!(status, "revoked", "B's OCSP a second after A's revocation");
+    // Each node's answers carry its own responder's certificate (openssl verified the chain
+    // to the CA above).
+    for (node, dir) in [(&a, &a_dir), (&b, &b_dir)] {
+        let own = pem_certs(&std::fs::read_to_string(dir.join("ocsp.pem")).expect("ocsp.pem"));
+        let resp = node.scratch().join("resp.der");
+        let url = format!("{}/ocsp", node.base);
+        let out = node.ocsp_ask(
+            &url,
+            &["-cert", leaf, "-respout", resp.to_str().expect("UTF-8")],
+        );
+        assert_eq!(ocsp_status(&out, leaf).0, "revoked", "{out}");
+        let bytes = std::fs::read(&resp).expect("the response");
+        assert!(
+            bytes.windows(own[0].len()).any(|w| w == own[0].as_slice()),
+            "{} answers without its own responder certificate",
+            node.base
+        );
+    }
     let generated = b.generate_crl();
     assert!(generated["crl_number"].as_u64().expect("number") > crl_before);
     let crl = b.check_crl(&b.crl(), "B's CRL after A's revocation");
