@@ -23,7 +23,7 @@ use futures_util::TryFutureExt;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 
-use crate::{db_error, PgStore};
+use crate::{col, db_error, PgStore};
 
 /// A change laid out as the rows it writes.
 #[derive(Debug)]
@@ -188,18 +188,18 @@ impl PgGroups {
 
 /// The counters as `ca_head`'s columns hold them.
 pub(crate) fn counters_of(row: &tokio_postgres::Row) -> Result<Counters, CaError> {
-    let hash: Vec<u8> = row.try_get("audit_hash").map_err(db_error)?;
+    let hash: Vec<u8> = col(row, "audit_hash")?;
     Ok(Counters {
-        cert_seq: seq_of(row.try_get("cert_seq").map_err(db_error)?)?,
-        change_seq: seq_of(row.try_get("change_seq").map_err(db_error)?)?,
-        crl_number: seq_of(row.try_get("crl_number").map_err(db_error)?)?,
+        cert_seq: seq_of(col(row, "cert_seq")?)?,
+        change_seq: seq_of(col(row, "change_seq")?)?,
+        crl_number: seq_of(col(row, "crl_number")?)?,
         audit: AuditHead {
-            seq: seq_of(row.try_get("audit_seq").map_err(db_error)?)?,
+            seq: seq_of(col(row, "audit_seq")?)?,
             hash: hash
                 .try_into()
                 .map_err(|_| CaError::Storage("malformed audit head in ca_head".into()))?,
         },
-        last_issued_at: row.try_get("last_issued_at").map_err(db_error)?,
+        last_issued_at: col(row, "last_issued_at")?,
     })
 }
 
@@ -252,7 +252,7 @@ impl GroupBackend for PgGroups {
                 .await
                 .map_err(db_error)?;
             rows.iter()
-                .map(|r| serial_of(r.get::<_, &[u8]>(0)))
+                .map(|r| serial_of(col::<&[u8], _>(r, 0)?))
                 .collect()
         })
     }
@@ -276,7 +276,7 @@ impl GroupBackend for PgGroups {
                 .query_opt(&statement, &[&name])
                 .await
                 .map_err(db_error)?;
-            row.map(|r| hash_of(r.get(0))).transpose()
+            row.map(|r| hash_of(col(&r, 0)?)).transpose()
         })
     }
 
@@ -284,7 +284,7 @@ impl GroupBackend for PgGroups {
         self.one(
             "SELECT record FROM tokens WHERE hash = $1",
             hash.to_vec(),
-            |row| TokenRecord::decode(row.get(0)),
+            |row| TokenRecord::decode(col(&row, 0)?),
         )
     }
 
@@ -292,7 +292,7 @@ impl GroupBackend for PgGroups {
         self.one(
             "SELECT record FROM enrollments WHERE id = $1",
             id.to_vec(),
-            |row| EnrollmentRecord::decode(row.get(0)),
+            |row| EnrollmentRecord::decode(col(&row, 0)?),
         )
     }
 
@@ -300,7 +300,7 @@ impl GroupBackend for PgGroups {
         self.one(
             "SELECT record FROM revocations WHERE serial = $1",
             serial.as_bytes().to_vec(),
-            |row| decode_revocation(row.get(0)),
+            |row| decode_revocation(col(&row, 0)?),
         )
     }
 
@@ -308,7 +308,7 @@ impl GroupBackend for PgGroups {
         self.one(
             "SELECT not_after FROM certificates WHERE serial = $1",
             serial.as_bytes().to_vec(),
-            |row| Ok(row.get(0)),
+            |row| col(&row, 0),
         )
     }
 
@@ -704,7 +704,7 @@ pub(crate) fn hash_of(bytes: &[u8]) -> Result<[u8; 32], CaError> {
 
 pub(crate) fn idempotency_of(row: &tokio_postgres::Row) -> Result<IdempotencyRecord, CaError> {
     Ok(IdempotencyRecord {
-        serial: serial_of(row.get(0))?,
-        request_hash: hash_of(row.get(1))?,
+        serial: serial_of(col(row, 0)?)?,
+        request_hash: hash_of(col(row, 1)?)?,
     })
 }

@@ -8,7 +8,7 @@ use ca_core::store::query::{IndexIter, Indexed};
 use ca_core::CaError;
 use tokio_postgres::types::ToSql;
 
-use crate::PgStore;
+use crate::{col, PgStore};
 
 /// Index entries fetched per round trip.
 const PAGE: i64 = 256;
@@ -87,18 +87,19 @@ impl PgIndex<'_> {
             params.push(Box::new(key.get(8..).unwrap_or_default().to_vec()));
         }
         let rows = self.store.rows(sql, params)?;
-        Ok(rows
-            .iter()
-            .map(|r| match self.family {
-                cf::ISSUED => (r.get::<_, i64>(0).to_be_bytes().to_vec(), r.get(1)),
-                cf::BY_EXPIRY => {
-                    let mut key = r.get::<_, i64>(0).to_be_bytes().to_vec();
-                    key.extend_from_slice(r.get::<_, &[u8]>(1));
-                    (key, Vec::new())
-                }
-                _ => (r.get(0), r.get(1)),
+        rows.iter()
+            .map(|r| {
+                Ok(match self.family {
+                    cf::ISSUED => (col::<i64, _>(r, 0)?.to_be_bytes().to_vec(), col(r, 1)?),
+                    cf::BY_EXPIRY => {
+                        let mut key = col::<i64, _>(r, 0)?.to_be_bytes().to_vec();
+                        key.extend_from_slice(col::<&[u8], _>(r, 1)?);
+                        (key, Vec::new())
+                    }
+                    _ => (col(r, 0)?, col(r, 1)?),
+                })
             })
-            .collect())
+            .collect()
     }
 }
 

@@ -231,7 +231,7 @@ impl PgStore {
                 )
                 .await
                 .map_err(db_error)?;
-            Ok(row.get(0))
+            col(&row, 0)
         })
     }
 
@@ -251,7 +251,7 @@ impl PgStore {
                 .query_opt("SELECT entry FROM audit_log ORDER BY seq DESC LIMIT 1", &[])
                 .await
                 .map_err(db_error)?
-                .map(|r| ca_core::audit::AuditEntry::decode(r.get(0)))
+                .map(|r| ca_core::audit::AuditEntry::decode(col(&r, 0)?))
                 .transpose()?
                 .map_or(ca_core::audit::AuditHead::GENESIS, |e| e.head());
             if last != recorded {
@@ -369,6 +369,19 @@ impl PgStore {
             Ok(client)
         })
     }
+}
+
+/// Column `i` of `row` as `T`. A column of another type, or a NULL where the schema allows
+/// none, means a database this build's schema did not make: a storage error, never a panic.
+pub(crate) fn col<'a, T: tokio_postgres::types::FromSql<'a>, I>(
+    row: &'a tokio_postgres::Row,
+    i: I,
+) -> Result<T, CaError>
+where
+    I: tokio_postgres::row::RowIndex + std::fmt::Display,
+{
+    row.try_get(&i)
+        .map_err(|e| CaError::Storage(format!("column {i} of a row from the database: {e}")))
 }
 
 /// A database error as the seam reports it: a connection that failed or a server that is

@@ -24,7 +24,7 @@ use tokio_postgres::Row;
 use crate::groups::{
     counters_of, hash_of, idempotency_of, seq_of, serial_of, sql_seq, PgGroups, HEAD_COLUMNS,
 };
-use crate::{db_error, PgStore};
+use crate::{col, db_error, PgStore};
 
 /// The advisory lock (PostgreSQL's `pg_advisory_xact_lock`) that the node building CRLs holds.
 const CRL_BUILDER_LOCK: i64 = 0x6361_2d63_726c; // "ca-crl"
@@ -70,7 +70,7 @@ impl PgStore {
             vec![Box::new(sql_seq(seq)?)],
         )?;
         Ok(match row.first() {
-            Some(r) => AuditEntry::decode(r.get(0))?.head(),
+            Some(r) => AuditEntry::decode(col(r, 0)?)?.head(),
             None => AuditHead { seq, hash: [0; 32] },
         })
     }
@@ -82,7 +82,7 @@ impl CertificateStore for PgStore {
             "SELECT record FROM certificates WHERE serial = $1",
             serial.as_bytes().to_vec(),
         )?
-        .map(|r| CertRecord::decode(r.get(0)))
+        .map(|r| CertRecord::decode(col(&r, 0)?))
         .transpose()
     }
     fn certificate_at(&self, seq: u64) -> Result<Option<CertRecord>, CaError> {
@@ -91,7 +91,7 @@ impl CertificateStore for PgStore {
             vec![Box::new(sql_seq(seq)?)],
         )?
         .first()
-        .map(|r| CertRecord::decode(r.get(0)))
+        .map(|r| CertRecord::decode(col(r, 0)?))
         .transpose()
     }
     fn contains_serial(&self, serial: &Serial) -> Result<bool, CaError> {
@@ -108,7 +108,7 @@ impl CertificateStore for PgStore {
             vec![Box::new(serial.as_bytes().to_vec())],
         )?
         .iter()
-        .map(|r| serial_of(r.get(0)))
+        .map(|r| serial_of(col(r, 0)?))
         .collect()
     }
     fn idempotency(&self, key: &IdempotencyKey) -> Result<Option<IdempotencyRecord>, CaError> {
@@ -124,7 +124,7 @@ impl CertificateStore for PgStore {
     }
     fn count_certificates(&self) -> Result<u64, CaError> {
         let rows = self.rows("SELECT count(*) FROM certificates", Vec::new())?;
-        seq_of(rows.first().map_or(0, |r| r.get(0)))
+        seq_of(rows.first().map_or(Ok(0), |r| col(r, 0))?)
     }
     fn query(
         &self,
@@ -155,7 +155,7 @@ impl RevocationStore for PgStore {
             "SELECT record FROM revocations WHERE serial = $1",
             serial.as_bytes().to_vec(),
         )?
-        .map(|r| decode_revocation(r.get(0)))
+        .map(|r| decode_revocation(col(&r, 0)?))
         .transpose()
     }
     fn ocsp_status(&self, serial: &Serial) -> Result<CertStatus, CaError> {
@@ -168,8 +168,7 @@ impl RevocationStore for PgStore {
         match row {
             None => Ok(CertStatus::Unknown),
             Some(r) => {
-                let revocation = r
-                    .get::<_, Option<&[u8]>>(0)
+                let revocation = col::<Option<&[u8]>, _>(&r, 0)?
                     .map(decode_revocation)
                     .transpose()?;
                 CertStatus::issued(revocation.as_ref())
@@ -188,10 +187,10 @@ impl RevocationStore for PgStore {
                 vec![Box::new(after.clone()), Box::new(PAGE)],
             )?;
             for r in &rows {
-                f(serial_of(r.get(0))?, decode_revocation(r.get(1))?)?;
+                f(serial_of(col(r, 0)?)?, decode_revocation(col(r, 1)?)?)?;
             }
             match rows.last() {
-                Some(r) if rows.len() as i64 == PAGE => after = r.get::<_, Vec<u8>>(0),
+                Some(r) if rows.len() as i64 == PAGE => after = col::<Vec<u8>, _>(r, 0)?,
                 _ => return Ok(()),
             }
         }
@@ -206,7 +205,7 @@ impl RevocationStore for PgStore {
             ],
         )?
         .iter()
-        .map(|r| serial_of(r.get(0)))
+        .map(|r| serial_of(col(r, 0)?))
         .collect()
     }
     fn last_crl_number(&self) -> Result<u64, CaError> {
@@ -215,7 +214,7 @@ impl RevocationStore for PgStore {
     fn blocked_keys(&self) -> Result<Vec<[u8; 32]>, CaError> {
         self.rows("SELECT spki_sha256 FROM blocked_keys", Vec::new())?
             .iter()
-            .map(|r| hash_of(r.get(0)))
+            .map(|r| hash_of(col(r, 0)?))
             .collect()
     }
     fn last_change_seq(&self) -> Result<u64, CaError> {
@@ -253,12 +252,12 @@ impl RevocationStore for PgStore {
         .first()
         .map(|r| {
             Ok(StoredCrls {
-                number: seq_of(r.get(0))?,
-                this_update: r.get(1),
-                change_seq: seq_of(r.get(2))?,
-                entries: seq_of(r.get(3))?,
-                full: r.get(4),
-                delta: r.get(5),
+                number: seq_of(col(r, 0)?)?,
+                this_update: col(r, 1)?,
+                change_seq: seq_of(col(r, 2)?)?,
+                entries: seq_of(col(r, 3)?)?,
+                full: col(r, 4)?,
+                delta: col(r, 5)?,
             })
         })
         .transpose()
@@ -298,7 +297,7 @@ impl AuditStore for PgStore {
             vec![Box::new(sql_seq(after)?), Box::new(limit)],
         )?
         .iter()
-        .map(|r| AuditEntry::decode(r.get(0)))
+        .map(|r| AuditEntry::decode(col(r, 0)?))
         .collect()
     }
     fn events(&self, serial: &Serial) -> Result<Vec<AuditEntry>, CaError> {
@@ -308,7 +307,7 @@ impl AuditStore for PgStore {
             vec![Box::new(serial.as_bytes().to_vec())],
         )?
         .iter()
-        .map(|r| AuditEntry::decode(r.get(0)))
+        .map(|r| AuditEntry::decode(col(r, 0)?))
         .collect()
     }
     fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, CaError> {
@@ -317,7 +316,7 @@ impl AuditStore for PgStore {
             Vec::new(),
         )?
         .first()
-        .map(|r| Checkpoint::decode(r.get(0)))
+        .map(|r| Checkpoint::decode(col(r, 0)?))
         .transpose()
     }
     fn verify_audit(&self, ca_cert_der: &[u8]) -> Result<AuditReport, CaError> {
@@ -328,9 +327,15 @@ impl AuditStore for PgStore {
         let entries = std::iter::from_fn(|| loop {
             if let Some(row) = page.next() {
                 let row: Row = row;
-                let seq: i64 = row.get(0);
+                let (seq, entry) = match (col::<i64, _>(&row, 0), col::<&[u8], _>(&row, 1)) {
+                    (Ok(seq), Ok(entry)) => (seq, entry),
+                    (Err(e), _) | (_, Err(e)) => {
+                        failed = Some(e);
+                        return None;
+                    }
+                };
                 next = seq;
-                return Some((seq_of(seq).unwrap_or(0), AuditEntry::decode(row.get(1))));
+                return Some((seq_of(seq).unwrap_or(0), AuditEntry::decode(entry)));
             }
             if failed.is_some() {
                 return None;
@@ -353,7 +358,7 @@ impl AuditStore for PgStore {
                 Vec::new(),
             )?
             .into_iter()
-            .map(|r| Checkpoint::decode(r.get(0)));
+            .map(|r| Checkpoint::decode(col(&r, 0)?));
         let report = verify_log(
             ca_cert_der,
             entries,
@@ -387,7 +392,7 @@ impl TokenStore for PgStore {
                 "SELECT record FROM tokens WHERE hash = $1",
                 token_hash.to_vec(),
             )?
-            .map(|r| TokenRecord::decode(r.get(0)))
+            .map(|r| TokenRecord::decode(col(&r, 0)?))
             .transpose()?;
         if let Some(record) = &record {
             cache.put(generation, *token_hash, record.clone());
@@ -398,7 +403,7 @@ impl TokenStore for PgStore {
         let mut tokens = self
             .rows("SELECT hash, record FROM tokens", Vec::new())?
             .iter()
-            .map(|r| Ok((hash_of(r.get(0))?, TokenRecord::decode(r.get(1))?)))
+            .map(|r| Ok((hash_of(col(r, 0)?)?, TokenRecord::decode(col(r, 1)?)?)))
             .collect::<Result<Vec<_>, CaError>>()?;
         tokens.sort_by(|(ha, a), (hb, b)| (a.created_at, ha).cmp(&(b.created_at, hb)));
         Ok(tokens.into_iter().map(|(_, record)| record).collect())
@@ -409,7 +414,7 @@ impl TokenStore for PgStore {
             vec![Box::new(name.to_string())],
         )?
         .first()
-        .map(|r| hash_of(r.get(0)))
+        .map(|r| hash_of(col(r, 0)?))
         .transpose()
     }
     fn token_by_name(&self, name: &str) -> Result<Option<([u8; 32], TokenRecord)>, CaError> {
@@ -419,7 +424,7 @@ impl TokenStore for PgStore {
             vec![Box::new(name.to_string())],
         )?;
         rows.first()
-            .map(|r| Ok((hash_of(r.get(0))?, TokenRecord::decode(r.get(1))?)))
+            .map(|r| Ok((hash_of(col(r, 0)?)?, TokenRecord::decode(col(r, 1)?)?)))
             .transpose()
     }
     fn has_tokens(&self) -> Result<bool, CaError> {
@@ -447,14 +452,14 @@ impl TokenStore for PgStore {
 impl EnrollmentStore for PgStore {
     fn enrollment(&self, id: &[u8; 16]) -> Result<Option<EnrollmentRecord>, CaError> {
         self.row("SELECT record FROM enrollments WHERE id = $1", id.to_vec())?
-            .map(|r| EnrollmentRecord::decode(r.get(0)))
+            .map(|r| EnrollmentRecord::decode(col(&r, 0)?))
             .transpose()
     }
     fn enrollment_counts(&self, now: i64) -> Result<[u64; 4], CaError> {
         use ca_core::enrollment::EnrollmentState;
         let mut counts = [0u64; 4];
         for r in self.rows("SELECT record FROM enrollments", Vec::new())? {
-            let state = EnrollmentRecord::decode(r.get(0))?.state(now);
+            let state = EnrollmentRecord::decode(col(&r, 0)?)?.state(now);
             if let Some(i) = EnrollmentState::ALL.iter().position(|s| *s == state) {
                 counts[i] += 1;
             }
@@ -479,14 +484,14 @@ impl Storage for PgStore {
     /// The first node to start records its CA; two CAs never share one database.
     fn bind_ca(&self, ca_sha256: [u8; 32]) -> Result<(), CaError> {
         self.run(move |c| async move {
-            let bound: Option<Vec<u8>> = c
+            let row = c
                 .query_one(
                     "UPDATE ca_head SET ca_sha256 = coalesce(ca_sha256, $1) RETURNING ca_sha256",
                     &[&ca_sha256.as_slice()],
                 )
                 .await
-                .map_err(db_error)?
-                .get(0);
+                .map_err(db_error)?;
+            let bound: Option<Vec<u8>> = col(&row, 0)?;
             match bound {
                 Some(b) if b == ca_sha256 => Ok(()),
                 Some(b) => Err(CaError::Storage(format!(

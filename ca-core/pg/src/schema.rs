@@ -26,7 +26,7 @@
 use ca_core::CaError;
 use tokio_postgres::GenericClient;
 
-use crate::db_error;
+use crate::{col, db_error};
 
 /// The schema this build writes. A newer one is refused; an older one is migrated by
 /// `ca-server init --store-url`.
@@ -91,11 +91,11 @@ CREATE TABLE crls (
 
 /// The version the database holds (0 when it has no schema).
 async fn version(client: &impl GenericClient) -> Result<i32, CaError> {
-    let exists = client
+    let row = client
         .query_one("SELECT to_regclass('ca_schema') IS NOT NULL", &[])
         .await
-        .map_err(db_error)?
-        .get::<_, bool>(0);
+        .map_err(db_error)?;
+    let exists: bool = col(&row, 0)?;
     if !exists {
         return Ok(0);
     }
@@ -103,7 +103,7 @@ async fn version(client: &impl GenericClient) -> Result<i32, CaError> {
         .query_opt("SELECT version FROM ca_schema", &[])
         .await
         .map_err(db_error)?;
-    Ok(row.map_or(0, |r| r.get(0)))
+    row.map_or(Ok(0), |r| col(&r, 0))
 }
 
 fn newer(version: i32) -> CaError {

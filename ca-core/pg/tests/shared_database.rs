@@ -408,6 +408,53 @@ fn a_group_that_fails_midway_stores_nothing_and_says_so() {
     node.writer.join();
 }
 
+/// A row the schema does not allow (a column altered behind the CA's back to another type) is
+/// a storage error where it is read, on the read pool and in the writer's groups;
+/// nothing panics, and the writer goes on with the groups that do not read it.
+#[test]
+fn rows_the_schema_does_not_allow_are_storage_errors_not_panics() {
+    let pg = Postgres::start();
+    drop(PgStore::create(&config(&pg)).unwrap());
+    let node = Node::start(&pg);
+    for n in 1..=2 {
+        assert!(matches!(
+            node.issue(certificate(n)).unwrap(),
+            Committed::Stored(_)
+        ));
+    }
+    let revoke = |n: u32| RevokeRequest {
+        serial: serial(n),
+        reason: RevocationReason::Superseded,
+        at: NOW,
+        invalidity_date: None,
+        actor: "ra".into(),
+        blocked_key: None,
+    };
+    node.ask(|tx| WriteOp::Revoke(revoke(1), tx)).unwrap();
+    pg.psql(
+        "ALTER TABLE revocations ALTER COLUMN record TYPE text USING encode(record, 'hex'); \
+         ALTER TABLE certificates ALTER COLUMN not_after TYPE numeric;",
+    );
+    // The read pool: columns of another type.
+    let err = node.store.ocsp_status(&serial(1)).unwrap_err();
+    assert_eq!(err.code(), "storage_error", "{err}");
+    let err = node
+        .store
+        .for_each_revocation(&mut |_, _| Ok(()))
+        .unwrap_err();
+    assert_eq!(err.code(), "storage_error", "{err}");
+    // The writer: revoking reads the revocation and notAfter under the group's lock.
+    for n in [1, 2] {
+        let err = node.ask(|tx| WriteOp::Revoke(revoke(n), tx)).unwrap_err();
+        assert_eq!(err.code(), "storage_error", "{err}");
+    }
+    assert!(matches!(
+        node.issue(certificate(3)).unwrap(),
+        Committed::Stored(_)
+    ));
+    node.writer.join();
+}
+
 /// With the database's CA certificates given, every connection is TLS through rustls and the
 /// server's certificate is verified: the right CA works (the server reports TLS for the
 /// store's sessions), another CA's is refused, and `sslmode=require` without CA certificates
