@@ -39,7 +39,8 @@ use crate::store::writer::{
     Committed, CrlPosition, CrlRequest, NewCertificate, RevokeRequest, StoreWriter, WriteOp,
 };
 use crate::store::{
-    CertRecord, EnrollmentRecord, IdempotencyKey, IdempotencyRecord, Storage, TokenRecord,
+    CertRecord, EnrollmentRecord, IdempotencyKey, IdempotencyRecord, RemoteChange, Storage,
+    TokenRecord,
 };
 use crate::{csr, inspect, name};
 
@@ -352,6 +353,8 @@ impl std::fmt::Debug for Engine {
 
 /// Subscribes to the revocation changes that other nodes sharing the store commit: the
 /// observers hear of them as of this node's own, and keys they blocked are blocked here too.
+/// When changes may have been missed, the observers drop everything and the blocked keys are
+/// read again from the store.
 fn watch_other_nodes(
     store: &Arc<dyn Storage>,
     observers: &Observers,
@@ -359,14 +362,21 @@ fn watch_other_nodes(
 ) -> Result<(), CaError> {
     let (observers, blocked) = (observers.clone(), blocked.clone());
     let weak_store = Arc::downgrade(store);
-    store.watch_changes(Arc::new(move |serial: Option<Serial>| {
-        if let Some(store) = weak_store.upgrade() {
-            match store.blocked_keys() {
-                Ok(keys) => keys.into_iter().for_each(|k| blocked.insert(k)),
-                Err(e) => tracing::warn!(error = %e, "reading the blocked keys after another node's revocation"),
+    store.watch_changes(Arc::new(move |change: RemoteChange| match change {
+        RemoteChange::Revocation(serial) => tell(&observers, Some(&serial)),
+        RemoteChange::BlockedKey(key) => blocked.insert(key),
+        RemoteChange::Any => {
+            if let Some(store) = weak_store.upgrade() {
+                match store.blocked_keys() {
+                    Ok(keys) => keys.into_iter().for_each(|k| blocked.insert(k)),
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        "reading the blocked keys after the feed of other nodes' changes missed some"
+                    ),
+                }
             }
+            tell(&observers, None);
         }
-        tell(&observers, serial.as_ref());
     }))
 }
 

@@ -1,16 +1,17 @@
 //! What other nodes change, as they commit: every group that changes revocation state sends
-//! `NOTIFY ca_revocations` with the serials, and every group that changes tokens `NOTIFY
-//! ca_tokens` with their hashes (PostgreSQL delivers a notification at commit, to every
-//! listening session). Each node listens on a connection of its own: revocations go to the
-//! engine's listeners (which drop cached OCSP answers and have the CRLs rebuilt), token changes
-//! to the store's [`TokenCache`].
+//! `NOTIFY ca_revocations` with the serials and `NOTIFY ca_blocked_keys` with the keys its
+//! keyCompromise revocations blocked, and every group that changes tokens `NOTIFY ca_tokens`
+//! with their hashes (PostgreSQL delivers a notification at commit, to every listening
+//! session). Each node listens on a connection of its own: revocations and blocked keys go to
+//! the engine's listeners (which drop cached OCSP answers, have the CRLs rebuilt and block the
+//! keys), token changes to the store's [`TokenCache`].
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use ca_core::store::{ChangeListener, TokenRecord};
+use ca_core::store::{ChangeListener, RemoteChange, TokenRecord};
 use ca_core::Serial;
 use tokio_postgres::AsyncMessage;
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -19,6 +20,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 pub(crate) const REVOCATIONS: &str = "ca_revocations";
 /// The channel of token changes.
 pub(crate) const TOKENS: &str = "ca_tokens";
+/// The channel of keys blocked by keyCompromise revocations.
+pub(crate) const BLOCKED_KEYS: &str = "ca_blocked_keys";
 
 /// The payload meaning "any may have changed" (PostgreSQL caps a payload at 8000 bytes).
 const ANY: &str = "*";
@@ -133,15 +136,15 @@ impl Feed {
             .push(listener);
     }
 
-    /// Tells every listener that `serial` changed (`None`: any may have).
-    fn revoked(&self, serial: Option<Serial>) {
+    /// Tells every listener of `change`.
+    fn tell(&self, change: RemoteChange) {
         let listeners = self
             .listeners
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         for listener in listeners {
-            listener(serial);
+            listener(change);
         }
     }
 }
@@ -160,7 +163,7 @@ pub(crate) async fn listen(
             tracing::warn!(error = %e, "the database's feed of changes is interrupted; retrying");
         }
         feed.tokens.set_live(false);
-        feed.revoked(None);
+        feed.tell(RemoteChange::Any);
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
@@ -188,27 +191,32 @@ async fn listen_once(
         }
     });
     client
-        .batch_execute(&format!("LISTEN {REVOCATIONS}; LISTEN {TOKENS}"))
+        .batch_execute(&format!(
+            "LISTEN {REVOCATIONS}; LISTEN {TOKENS}; LISTEN {BLOCKED_KEYS}"
+        ))
         .await?;
     // Whatever changed before the LISTEN took effect is covered by dropping everything once.
     feed.tokens.set_live(true);
-    feed.revoked(None);
+    feed.tell(RemoteChange::Any);
     while let Some((channel, payload)) = rx.recv().await {
         let keys = keys_of(&payload);
         if channel == TOKENS {
             feed.tokens.invalidate(keys.as_deref());
             continue;
         }
-        match keys {
-            Some(keys) => {
-                for key in keys {
-                    match Serial::from_bytes(&key) {
-                        Some(serial) => feed.revoked(Some(serial)),
-                        None => feed.revoked(None),
-                    }
-                }
-            }
-            None => feed.revoked(None),
+        let Some(keys) = keys else {
+            feed.tell(RemoteChange::Any);
+            continue;
+        };
+        for key in keys {
+            let change = if channel == BLOCKED_KEYS {
+                <[u8; 32]>::try_from(key.as_slice())
+                    .ok()
+                    .map(RemoteChange::BlockedKey)
+            } else {
+                Serial::from_bytes(&key).map(RemoteChange::Revocation)
+            };
+            feed.tell(change.unwrap_or(RemoteChange::Any));
         }
     }
     drop(client);

@@ -652,9 +652,11 @@ impl Rows {
         let revoked =
             (!self.crl_changes.1.is_empty()).then(|| crate::feed::payload(&self.crl_changes.1));
         // Delivered at commit: every node drops what it cached of these serials' status and
-        // of these tokens.
+        // of these tokens, and blocks these keys.
+        let blocked_keys = (!blocked.is_empty()).then(|| crate::feed::payload(&blocked));
         let notices: Vec<(&str, String)> = [
             (crate::feed::REVOCATIONS, revoked),
+            (crate::feed::BLOCKED_KEYS, blocked_keys),
             (crate::feed::TOKENS, tokens),
         ]
         .into_iter()

@@ -72,8 +72,8 @@ use rocksdb::{
 pub use audit_log::{verify_log, AuditReport};
 pub use record::{CertRecord, EnrollmentRecord, IdempotencyRecord, TokenRecord};
 pub use seam::{
-    AuditStore, CertificateStore, ChangeListener, EnrollmentStore, RevocationStore, Storage,
-    StoredCrls, TokenStore,
+    AuditStore, CertificateStore, ChangeListener, EnrollmentStore, RemoteChange, RevocationStore,
+    Storage, StoredCrls, TokenStore,
 };
 pub use tokens::{new_token_id, UPGRADE_ACTOR};
 

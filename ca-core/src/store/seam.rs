@@ -94,9 +94,8 @@ pub trait RevocationStore: Send + Sync {
     /// The SubjectPublicKeyInfo SHA-256 of every key blocked by a keyCompromise revocation.
     fn blocked_keys(&self) -> Result<Vec<[u8; 32]>, CaError>;
     /// Starts telling `changed` of the revocation changes that other writers of this store
-    /// commit: each serial, or `None` when any serial may have changed (the feed was
-    /// interrupted and changes may have been missed). A store with one writer, this process's,
-    /// has nothing to tell (the default).
+    /// commit ([`RemoteChange`]). A store with one writer, this process's, has nothing to tell
+    /// (the default).
     fn watch_changes(&self, changed: ChangeListener) -> Result<(), CaError> {
         drop(changed);
         Ok(())
@@ -121,8 +120,21 @@ pub struct StoredCrls {
     pub delta: Vec<u8>,
 }
 
+/// A change another writer of a shared store committed, as [`RevocationStore::watch_changes`]
+/// reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RemoteChange {
+    /// The revocation state of this serial changed.
+    Revocation(Serial),
+    /// This key (SHA-256 of its SubjectPublicKeyInfo) was blocked by a keyCompromise
+    /// revocation.
+    BlockedKey([u8; 32]),
+    /// Anything may have changed: the feed was interrupted, or named too many changes to list.
+    Any,
+}
+
 /// What [`RevocationStore::watch_changes`] calls.
-pub type ChangeListener = Arc<dyn Fn(Option<Serial>) + Send + Sync>;
+pub type ChangeListener = Arc<dyn Fn(RemoteChange) + Send + Sync>;
 
 /// The hash-chained audit log and its signed checkpoints.
 pub trait AuditStore: Send + Sync {

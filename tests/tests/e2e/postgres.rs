@@ -60,7 +60,8 @@ fn copy_node(from: &std::path::Path, to: &std::path::Path) {
 /// DER) into one issuance sequence and one audit chain, a request_id replayed on the other
 /// node answers the same certificate, a token minted on one works on the other, a revocation
 /// made on one is what the other's OCSP responder answers within a second (its cached "good"
-/// answer dropped) and what its next CRL lists, and `audit verify` passes on the database.
+/// answer dropped) and what its next CRL lists, a key it blocked is refused by the other
+/// within a second, and `audit verify` passes on the database.
 /// Each node signs its OCSP answers with a delegated responder of its own, whose certificate
 /// is recorded in the database like every certificate.
 #[test]
@@ -253,11 +254,9 @@ fn two_nodes_on_one_database_are_one_ca() {
 
     // B's OCSP answers "good" (and caches it: requests without a nonce are answered from the
     // cache); A revokes; B answers "revoked" within a second.
-    let issued = b.post(
-        "/v1/certificates",
-        &b.tokens.ra,
-        &json!({"csr": server_csr("revoked.pg.example.com").pem, "profile": "tls-server"}),
-    );
+    let compromised = json!({"csr": server_csr("revoked.pg.example.com").pem,
+                             "profile": "tls-server"});
+    let issued = b.post("/v1/certificates", &b.tokens.ra, &compromised);
     assert_eq!(issued.status, 201, "{issued}");
     let serial = issued.json["serial"].as_str().expect("serial").to_string();
     let leaf = b.leaf_file(&issued.json);
@@ -282,6 +281,14 @@ fn two_nodes_on_one_database_are_one_ca() {
         }
     };
     assert_eq!(status, "revoked", "B's OCSP a second after A's revocation");
+    // The key A's keyCompromise revocation blocked is refused by B within a second.
+    let refused = loop {
+        let r = b.post("/v1/certificates", &b.tokens.ra, &compromised);
+        if r.status != 201 || revoked_at.elapsed() > std::time::Duration::from_secs(1) {
+            break r;
+        }
+    };
+    assert_error(&refused, 422, "key_blocked", "B, after A blocked the key");
     // Each node's answers carry its own responder's certificate (openssl verified the chain
     // to the CA above).
     for (node, dir) in [(&a, &a_dir), (&b, &b_dir)] {
