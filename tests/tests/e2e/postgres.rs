@@ -61,7 +61,8 @@ fn copy_node(from: &std::path::Path, to: &std::path::Path) {
 /// node answers the same certificate, a token minted on one works on the other, a revocation
 /// made on one is what the other's OCSP responder answers within a second (its cached "good"
 /// answer dropped) and what its next CRL lists, a key it blocked is refused by the other
-/// within a second, and `audit verify` passes on the database.
+/// within a second, a hold placed on one node is released on the other and the certificate
+/// renewed on the first, with one history of events, and `audit verify` passes on the database.
 /// Each node signs its OCSP answers with a delegated responder of its own, whose certificate
 /// is recorded in the database like every certificate.
 #[test]
@@ -254,8 +255,17 @@ fn two_nodes_on_one_database_are_one_ca() {
 
     // B's OCSP answers "good" (and caches it: requests without a nonce are answered from the
     // cache); A revokes; B answers "revoked" within a second.
-    let compromised = json!({"csr": server_csr("revoked.pg.example.com").pem,
-                             "profile": "tls-server"});
+    // A key of its own, which A's keyCompromise revocation blocks.
+    let host = "revoked.pg.example.com";
+    let key = fresh_p256_key(tmp.path());
+    let csr = make_csr_for_key(
+        &key,
+        "ec-p256",
+        &format!("/CN={host}"),
+        &[&format!("DNS:{host}")],
+        &[],
+    );
+    let compromised = json!({"csr": csr.pem, "profile": "tls-server"});
     let issued = b.post("/v1/certificates", &b.tokens.ra, &compromised);
     assert_eq!(issued.status, 201, "{issued}");
     let serial = issued.json["serial"].as_str().expect("serial").to_string();
@@ -317,6 +327,53 @@ fn two_nodes_on_one_database_are_one_ca() {
     assert_eq!(a.generate_crl()["crl_number"].as_u64(), Some(number));
     assert_eq!(a.crl(), b.crl());
     assert_eq!(a.delta_crl(), b.delta_crl());
+
+    // One certificate's life across both nodes: held on B, released on A (B's OCSP answers
+    // "good" again within a second, its cached "revoked" dropped), renewed on B; its events,
+    // read on A, are one history.
+    let life = a.issue(&server_csr("life.pg.example.com"), "tls-server", Some(30));
+    let old = life["serial"].as_str().expect("serial").to_string();
+    let life_leaf = a.leaf_file(&life);
+    let life_leaf = life_leaf.to_str().expect("UTF-8 path");
+    b.revoke_ok(&old, "certificateHold");
+    let ask = || {
+        ocsp_status(
+            &b.ocsp_ask(&b_ocsp, &["-no_nonce", "-cert", life_leaf]),
+            life_leaf,
+        )
+        .0
+    };
+    assert_eq!(ask(), "revoked");
+    let r = a.release_hold(&old);
+    assert_eq!(r.status, 200, "release on A: {r}");
+    let released_at = std::time::Instant::now();
+    let status = loop {
+        let status = ask();
+        if status == "good" || released_at.elapsed() > std::time::Duration::from_secs(1) {
+            break status;
+        }
+    };
+    assert_eq!(status, "good", "B's OCSP a second after A's release");
+    let r = b.renew(&old, None);
+    assert_eq!(r.status, 201, "renewal on B: {r}");
+    let renewed = r.json["serial"].as_str().expect("serial").to_string();
+    assert_eq!(a.record(&renewed)["renewed_from"], old.as_str());
+    let r = a.get(
+        &format!("/v1/certificates/{old}/events"),
+        Some(&a.tokens.auditor),
+    );
+    assert_eq!(r.status, 200, "events on A: {r}");
+    let kinds: Vec<&str> = r.json["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["type"].as_str().expect("type"))
+        .collect();
+    assert_eq!(
+        kinds,
+        ["issued", "revoked", "hold_released", "renewed"],
+        "{r}"
+    );
 
     a.terminate();
     b.terminate();
