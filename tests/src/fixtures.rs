@@ -212,6 +212,18 @@ pub fn server_csr(host: &str) -> Csr {
     make_csr("ec-p256", &format!("/CN={host}"), &[&format!("DNS:{host}")])
 }
 
+/// [`server_csr`] with the P-256 key in `key` (e.g. one of [`fresh_p256_key`]) instead of the
+/// shared one.
+pub fn server_csr_with_key(key: &Path, host: &str) -> Csr {
+    make_csr_for_key(
+        key,
+        "ec-p256",
+        &format!("/CN={host}"),
+        &[&format!("DNS:{host}")],
+        &[],
+    )
+}
+
 /// The longest validity in days the built-in `tls-server` profile allows now: the CA/Browser
 /// Forum TLS BR schedule (section 6.3.2) of README, *Profiles*: 397 days, 200 from
 /// 2026-03-15, 100 from 2027-03-15, 47 from 2029-03-15.

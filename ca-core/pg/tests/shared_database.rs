@@ -40,6 +40,12 @@ struct Node {
 }
 
 impl Node {
+    /// The first node on a database it creates the schema in.
+    fn on_new_database(pg: &Postgres) -> Node {
+        drop(PgStore::create(&config(pg)).unwrap());
+        Node::start(pg)
+    }
+
     fn start(pg: &Postgres) -> Node {
         let store = PgStore::open(&config(pg)).unwrap();
         let metrics = Arc::new(ca_core::metrics::Metrics::new().unwrap());
@@ -59,6 +65,14 @@ impl Node {
 
     fn issue(&self, cert: NewCertificate) -> Result<Committed, CaError> {
         self.ask(|tx| WriteOp::Certificate(cert, tx))
+    }
+
+    /// Issues [`certificate`] `n`, which must be stored; its record.
+    fn stored(&self, n: u32) -> CertRecord {
+        match self.issue(certificate(n)).unwrap() {
+            Committed::Stored(record) => record,
+            other => panic!("certificate {n}: {other:?}"),
+        }
     }
 }
 
@@ -103,8 +117,7 @@ fn token(name: &str) -> TokenRecord {
 #[test]
 fn two_writers_on_one_database_behave_as_one_store() {
     let pg = Postgres::start();
-    drop(PgStore::create(&config(&pg)).unwrap());
-    let a = Node::start(&pg);
+    let a = Node::on_new_database(&pg);
     let b = Node::start(&pg);
 
     // Issuance from both at once: one issuance sequence without gaps or repeats, one chain.
@@ -354,12 +367,8 @@ fn the_schema_is_created_once_and_a_newer_one_or_a_password_in_the_url_is_refuse
 #[test]
 fn a_database_that_is_down_is_unavailable_not_a_fault() {
     let pg = Postgres::start();
-    drop(PgStore::create(&config(&pg)).unwrap());
-    let node = Node::start(&pg);
-    assert!(matches!(
-        node.issue(certificate(1)).unwrap(),
-        Committed::Stored(_)
-    ));
+    let node = Node::on_new_database(&pg);
+    node.stored(1);
     let port = pg.port();
     drop(pg);
     let err = node.issue(certificate(2)).unwrap_err();
@@ -376,12 +385,8 @@ fn a_database_that_is_down_is_unavailable_not_a_fault() {
 #[test]
 fn a_group_that_fails_midway_stores_nothing_and_says_so() {
     let pg = Postgres::start();
-    drop(PgStore::create(&config(&pg)).unwrap());
-    let node = Node::start(&pg);
-    assert!(matches!(
-        node.issue(certificate(1)).unwrap(),
-        Committed::Stored(_)
-    ));
+    let node = Node::on_new_database(&pg);
+    node.stored(1);
     let head = node.store.audit_head().unwrap();
     // The name index refuses every insert; certificates and the audit log are sent first.
     pg.psql(
@@ -399,10 +404,7 @@ fn a_group_that_fails_midway_stores_nothing_and_says_so() {
 
     // The next group after the fault stores normally, in the sequence the failed one left.
     pg.psql("DROP TRIGGER refuse ON names");
-    match node.issue(certificate(3)).unwrap() {
-        Committed::Stored(cert) => assert_eq!(cert.seq, 2),
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(node.stored(3).seq, 2);
     let report = node.store.verify_audit(&[]).unwrap();
     assert!(report.broken.is_none(), "{:?}", report.broken);
     node.writer.join();
@@ -414,13 +416,9 @@ fn a_group_that_fails_midway_stores_nothing_and_says_so() {
 #[test]
 fn rows_the_schema_does_not_allow_are_storage_errors_not_panics() {
     let pg = Postgres::start();
-    drop(PgStore::create(&config(&pg)).unwrap());
-    let node = Node::start(&pg);
+    let node = Node::on_new_database(&pg);
     for n in 1..=2 {
-        assert!(matches!(
-            node.issue(certificate(n)).unwrap(),
-            Committed::Stored(_)
-        ));
+        node.stored(n);
     }
     let revoke = |n: u32| RevokeRequest {
         serial: serial(n),
@@ -448,10 +446,7 @@ fn rows_the_schema_does_not_allow_are_storage_errors_not_panics() {
         let err = node.ask(|tx| WriteOp::Revoke(revoke(n), tx)).unwrap_err();
         assert_eq!(err.code(), "storage_error", "{err}");
     }
-    assert!(matches!(
-        node.issue(certificate(3)).unwrap(),
-        Committed::Stored(_)
-    ));
+    node.stored(3);
     node.writer.join();
 }
 

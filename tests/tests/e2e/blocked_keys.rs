@@ -11,17 +11,6 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use x509_parser::prelude::FromDer;
 
-/// A tls-server CSR for `host` with the P-256 key in `key`.
-fn csr_for(key: &Path, host: &str) -> Csr {
-    make_csr_for_key(
-        key,
-        "ec-p256",
-        &format!("/CN={host}"),
-        &[&format!("DNS:{host}")],
-        &[],
-    )
-}
-
 fn serial_of(v: &Value) -> String {
     v["serial"].as_str().expect("serial").to_string()
 }
@@ -68,7 +57,7 @@ fn every_path_refuses(s: &Server, blocked: &Csr, other: &Value, fresh_key: &Path
     assert_key_blocked(&r, &key, "POST /v1/certificates, DER form");
 
     // A batch: the blocked request fails alone.
-    let good = csr_for(fresh_key, "good.blocked.example.com");
+    let good = server_csr_with_key(fresh_key, "good.blocked.example.com");
     let r = s.post(
         "/v1/certificates/batch",
         &s.tokens.ra,
@@ -140,18 +129,18 @@ fn a_key_compromise_revocation_blocks_the_key_everywhere_and_across_restarts() {
     // Another reason blocks nothing: the key of a superseded certificate is certified again,
     // also by a same-key renewal.
     let sup = s.issue(
-        &csr_for(&superseded, "sup-1.blocked.example.com"),
+        &server_csr_with_key(&superseded, "sup-1.blocked.example.com"),
         "tls-server",
         None,
     );
     let sup_2 = s.issue(
-        &csr_for(&superseded, "sup-2.blocked.example.com"),
+        &server_csr_with_key(&superseded, "sup-2.blocked.example.com"),
         "tls-server",
         None,
     );
     s.revoke_ok(&serial_of(&sup), "superseded");
     s.issue(
-        &csr_for(&superseded, "sup-3.blocked.example.com"),
+        &server_csr_with_key(&superseded, "sup-3.blocked.example.com"),
         "tls-server",
         None,
     );
@@ -160,17 +149,17 @@ fn a_key_compromise_revocation_blocks_the_key_everywhere_and_across_restarts() {
 
     // Two certificates for one key; the first is revoked for keyCompromise.
     let first = s.issue(
-        &csr_for(&compromised, "kc-1.blocked.example.com"),
+        &server_csr_with_key(&compromised, "kc-1.blocked.example.com"),
         "tls-server",
         None,
     );
     let second = s.issue(
-        &csr_for(&compromised, "kc-2.blocked.example.com"),
+        &server_csr_with_key(&compromised, "kc-2.blocked.example.com"),
         "tls-server",
         None,
     );
     s.revoke_ok(&serial_of(&first), "keyCompromise");
-    let blocked = csr_for(&compromised, "kc-3.blocked.example.com");
+    let blocked = server_csr_with_key(&compromised, "kc-3.blocked.example.com");
 
     // The revocation's audit entry names the blocked key.
     let log = e2e_tests::audit_chain::audit_log(&s);

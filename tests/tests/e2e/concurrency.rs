@@ -21,14 +21,7 @@ fn eight_threads_of_6_requests_each_answered_with_its_own_certificate() {
             (0..PER_THREAD)
                 .map(|i| {
                     let host = format!("conc-{t}-{i}.example.com");
-                    let key = fresh_p256_key(keys.path());
-                    let csr = make_csr_for_key(
-                        &key,
-                        "ec-p256",
-                        &format!("/CN={host}"),
-                        &[&format!("DNS:{host}")],
-                        &[],
-                    );
+                    let csr = server_csr_with_key(&fresh_p256_key(keys.path()), &host);
                     (csr, 1 + u32::try_from(t * PER_THREAD + i).unwrap() % 30)
                 })
                 .collect()

@@ -256,15 +256,8 @@ fn two_nodes_on_one_database_are_one_ca() {
     // B's OCSP answers "good" (and caches it: requests without a nonce are answered from the
     // cache); A revokes; B answers "revoked" within a second.
     // A key of its own, which A's keyCompromise revocation blocks.
-    let host = "revoked.pg.example.com";
     let key = fresh_p256_key(tmp.path());
-    let csr = make_csr_for_key(
-        &key,
-        "ec-p256",
-        &format!("/CN={host}"),
-        &[&format!("DNS:{host}")],
-        &[],
-    );
+    let csr = server_csr_with_key(&key, "revoked.pg.example.com");
     let compromised = json!({"csr": csr.pem, "profile": "tls-server"});
     let issued = b.post("/v1/certificates", &b.tokens.ra, &compromised);
     assert_eq!(issued.status, 201, "{issued}");
