@@ -8,7 +8,7 @@ corpus="$here/corpus"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-mkdir -p "$corpus"/{csr,ocsp_request,pem,json_bodies}
+mkdir -p "$corpus"/{csr,ocsp_request,pem,json_bodies,acme_jws}
 
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ec.key 2>/dev/null
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out ec384.key 2>/dev/null
@@ -95,5 +95,68 @@ bodies = {
 }
 for name, body in bodies.items():
     open(f"{out}/seed-{name}.json", "w").write(json.dumps(body))
+PY
+# ACME requests (RFC 8555 section 6.2): flattened JWS signed with each accepted algorithm, in
+# the jwk form (newAccount) and the kid form, and a POST-as-GET.
+python3 - "$corpus/acme_jws" <<'PY'
+import base64, json, subprocess, sys
+out = sys.argv[1]
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+def der_ints(der):  # the two INTEGERs of an ECDSA-Sig-Value
+    def read(i):
+        n = der[i + 1]; i += 2
+        if n & 0x80:
+            k = n & 0x7f; n = int.from_bytes(der[i:i + k], "big"); i += k
+        return i, n
+    i, _ = read(0)
+    vals = []
+    for _ in range(2):
+        j, n = read(i); vals.append(int.from_bytes(der[j:j + n], "big")); i = j + n
+    return vals
+def pub(key):
+    return subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-outform", "DER"],
+                          check=True, capture_output=True).stdout
+def sign(key, alg, data):
+    open("input", "wb").write(data)
+    if alg == "EdDSA":
+        cmd = ["openssl", "pkeyutl", "-sign", "-rawin", "-inkey", key, "-in", "input"]
+    else:
+        cmd = ["openssl", "dgst", "-sha384" if alg == "ES384" else "-sha256", "-sign", key, "input"]
+    sig = subprocess.run(cmd, check=True, capture_output=True).stdout
+    if alg in ("ES256", "ES384"):
+        size = 48 if alg == "ES384" else 32
+        r, s = der_ints(sig)
+        sig = r.to_bytes(size, "big") + s.to_bytes(size, "big")
+    return sig
+def jwk(key, alg):
+    spki = pub(key)
+    if alg == "EdDSA":
+        return {"kty": "OKP", "crv": "Ed25519", "x": b64(spki[-32:])}
+    if alg in ("ES256", "ES384"):
+        size = 48 if alg == "ES384" else 32
+        point = spki[-(2 * size + 1):]
+        return {"kty": "EC", "crv": "P-384" if size == 48 else "P-256",
+                "x": b64(point[1:1 + size]), "y": b64(point[1 + size:])}
+    text = subprocess.run(["openssl", "rsa", "-pubin", "-inform", "DER", "-noout", "-modulus"],
+                          input=spki, check=True, capture_output=True).stdout.decode()
+    return {"kty": "RSA", "n": b64(bytes.fromhex(text.strip().split("=")[1])), "e": "AQAB"}
+def jws(key, alg, form, payload):
+    header = {"alg": alg, "nonce": "bm9uY2Utc2VlZA", "url": "https://ca.test/acme/new-acct"}
+    if form == "jwk":
+        header["jwk"] = jwk(key, alg)
+    else:
+        header["kid"] = "https://ca.test/acme/acct/1"
+    protected, body = b64(json.dumps(header).encode()), b64(payload)
+    signature = sign(key, alg, f"{protected}.{body}".encode())
+    return json.dumps({"protected": protected, "payload": body, "signature": b64(signature)})
+new_account = json.dumps({"termsOfServiceAgreed": True,
+                          "contact": ["mailto:admin@example.org"]}).encode()
+new_order = json.dumps({"identifiers": [{"type": "dns", "value": "www.example.org"}]}).encode()
+for key, alg in [("ec.key", "ES256"), ("ec384.key", "ES384"), ("rsa.key", "RS256"),
+                 ("ed.key", "EdDSA")]:
+    open(f"{out}/seed-{alg.lower()}-new-account.json", "w").write(
+        jws(key, alg, "jwk", new_account))
+open(f"{out}/seed-es256-kid-new-order.json", "w").write(jws("ec.key", "ES256", "kid", new_order))
+open(f"{out}/seed-eddsa-post-as-get.json", "w").write(jws("ed.key", "EdDSA", "jwk", b""))
 PY
 echo "seeds written to $corpus"
