@@ -18,8 +18,8 @@ fuzz_target!(|data: &[u8]| {
         Ok(parsed) => parsed,
         Err(problem) => return document(&problem),
     };
-    assert!(!parsed.nonce().is_empty());
-    let Some(key) = parsed.embedded_key() else {
+    assert!(!parsed.header().nonce().is_empty());
+    let Some(key) = parsed.header().embedded_key() else {
         return;
     };
     // The canonical JWK reads back to the same key.

@@ -178,6 +178,16 @@ impl Server {
         r.json
     }
 
+    /// POST /v1/enrollments with the bootstrap RA token and `body`; asserts 201 and returns
+    /// the enrollment's id and one-time code.
+    pub fn create_enrollment(&self, body: &Value) -> (String, String) {
+        let r = self.post("/v1/enrollments", &self.tokens.ra, body);
+        assert_eq!(r.status, 201, "POST /v1/enrollments: {r}");
+        let id = r.json["id"].as_str().expect("id").to_string();
+        let code = r.json["code"].as_str().expect("code").to_string();
+        (id, code)
+    }
+
     /// POST /v1/certificates/{serial}/revoke with the bootstrap RA token.
     pub fn revoke(&self, serial: &str, reason: &str, invalidity_date: Option<&str>) -> Resp {
         let mut body = serde_json::json!({ "reason": reason });

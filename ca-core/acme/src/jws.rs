@@ -68,14 +68,55 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
     T::deserialize(d).map(Some)
 }
 
-/// A JWS whose form and protected header follow RFC 8555 section 6.2, its signature not yet
-/// checked. Its payload is reachable only through [`verify`](Self::verify).
+/// The protected header parameters of a request that RFC 8555 section 6.2 requires, as a
+/// [`ParsedJws`] read them and a [`VerifiedJws`] keeps them.
 #[derive(Clone, Debug)]
-pub struct ParsedJws {
+pub struct JwsHeader {
     alg: JwsAlgorithm,
     nonce: String,
     url: String,
     key: KeyRef,
+}
+
+impl JwsHeader {
+    /// The `alg` header parameter.
+    pub fn alg(&self) -> JwsAlgorithm {
+        self.alg
+    }
+
+    /// The `nonce` header parameter, as received (base64url), for the server to check and
+    /// consume (RFC 8555 section 6.5).
+    pub fn nonce(&self) -> &str {
+        &self.nonce
+    }
+
+    /// The `url` header parameter, for the server to compare with the request's URL (RFC 8555
+    /// section 6.4).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The key the request names: `jwk` or `kid` (RFC 8555 section 6.2).
+    pub fn key_ref(&self) -> &KeyRef {
+        &self.key
+    }
+
+    /// The key of the `jwk` form, `None` for the `kid` form: what `newAccount` and
+    /// `revokeCert` signed with the certificate's key verify with (RFC 8555 sections 7.3 and
+    /// 7.6).
+    pub fn embedded_key(&self) -> Option<&AccountKey> {
+        match &self.key {
+            KeyRef::Jwk(key) => Some(key),
+            KeyRef::Kid(_) => None,
+        }
+    }
+}
+
+/// A JWS whose form and protected header follow RFC 8555 section 6.2, its signature not yet
+/// checked. Its payload is reachable only through [`verify`](Self::verify).
+#[derive(Clone, Debug)]
+pub struct ParsedJws {
+    header: JwsHeader,
     signing_input: Vec<u8>,
     payload: Vec<u8>,
     signature: Vec<u8>,
@@ -208,46 +249,21 @@ impl ParsedJws {
         signing_input.push(b'.');
         signing_input.extend_from_slice(payload.as_bytes());
         Ok(Self {
-            alg,
-            nonce,
-            url,
-            key,
+            header: JwsHeader {
+                alg,
+                nonce,
+                url,
+                key,
+            },
             signing_input,
             payload: payload_bytes,
             signature,
         })
     }
 
-    /// The `alg` header parameter.
-    pub fn alg(&self) -> JwsAlgorithm {
-        self.alg
-    }
-
-    /// The `nonce` header parameter, as received (base64url), for the server to check and
-    /// consume (RFC 8555 section 6.5).
-    pub fn nonce(&self) -> &str {
-        &self.nonce
-    }
-
-    /// The `url` header parameter, for the server to compare with the request's URL (RFC 8555
-    /// section 6.4).
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// The key the request names: `jwk` or `kid` (RFC 8555 section 6.2).
-    pub fn key_ref(&self) -> &KeyRef {
-        &self.key
-    }
-
-    /// The key of the `jwk` form, `None` for the `kid` form: what `newAccount` and
-    /// `revokeCert` signed with the certificate's key verify with (RFC 8555 sections 7.3 and
-    /// 7.6).
-    pub fn embedded_key(&self) -> Option<&AccountKey> {
-        match &self.key {
-            KeyRef::Jwk(key) => Some(key),
-            KeyRef::Kid(_) => None,
-        }
+    /// The protected header's parameters.
+    pub fn header(&self) -> &JwsHeader {
+        &self.header
     }
 
     /// The JWS Signing Input (RFC 7515 section 5.1 step 8): `protected`, `.`, `payload`, as
@@ -265,19 +281,16 @@ impl ParsedJws {
     /// the server to reject such a request without naming a type, and Boulder and Pebble
     /// answer `malformed`.
     pub fn verify(self, key: &AccountKey) -> Result<VerifiedJws, Problem> {
-        if let KeyRef::Jwk(embedded) = &self.key {
+        if let Some(embedded) = self.header.embedded_key() {
             if embedded != key {
                 return Err(Problem::malformed(
                     "the JWS carries a jwk other than the key it is verified with",
                 ));
             }
         }
-        key.verify(self.alg, &self.signing_input, &self.signature)?;
+        key.verify(self.header.alg, &self.signing_input, &self.signature)?;
         Ok(VerifiedJws {
-            alg: self.alg,
-            nonce: self.nonce,
-            url: self.url,
-            key: self.key,
+            header: self.header,
             verified_with: key.clone(),
             payload: self.payload,
         })
@@ -286,12 +299,9 @@ impl ParsedJws {
     /// [`verify`](Self::verify) with the embedded key of the `jwk` form; the `kid` form is
     /// `malformed` here (RFC 8555 section 7.3: `newAccount` must carry `jwk`).
     pub fn verify_embedded(self) -> Result<VerifiedJws, Problem> {
-        match &self.key {
-            KeyRef::Jwk(key) => {
-                let key = key.clone();
-                self.verify(&key)
-            }
-            KeyRef::Kid(_) => Err(Problem::malformed(
+        match self.header.embedded_key().cloned() {
+            Some(key) => self.verify(&key),
+            None => Err(Problem::malformed(
                 "this request must carry its key as jwk, not kid",
             )),
         }
@@ -302,10 +312,7 @@ impl ParsedJws {
 /// way to its payload.
 #[derive(Clone, Debug)]
 pub struct VerifiedJws {
-    alg: JwsAlgorithm,
-    nonce: String,
-    url: String,
-    key: KeyRef,
+    header: JwsHeader,
     verified_with: AccountKey,
     payload: Vec<u8>,
 }
@@ -322,24 +329,9 @@ impl VerifiedJws {
         self.payload.is_empty()
     }
 
-    /// The `alg` header parameter.
-    pub fn alg(&self) -> JwsAlgorithm {
-        self.alg
-    }
-
-    /// The `nonce` header parameter, for the server to consume (RFC 8555 section 6.5).
-    pub fn nonce(&self) -> &str {
-        &self.nonce
-    }
-
-    /// The `url` header parameter, for the server to compare (RFC 8555 section 6.4).
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// The key reference of the header: `jwk` or `kid` (RFC 8555 section 6.2).
-    pub fn key_ref(&self) -> &KeyRef {
-        &self.key
+    /// The protected header's parameters.
+    pub fn header(&self) -> &JwsHeader {
+        &self.header
     }
 
     /// The key the signature verified with.

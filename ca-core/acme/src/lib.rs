@@ -20,5 +20,5 @@ pub mod problem;
 
 pub use alg::JwsAlgorithm;
 pub use jwk::{AccountKey, AccountKeyKind};
-pub use jws::{KeyRef, ParsedJws, VerifiedJws, MAX_JWS_BODY};
+pub use jws::{JwsHeader, KeyRef, ParsedJws, VerifiedJws, MAX_JWS_BODY};
 pub use problem::{Identifier, Problem, ProblemType, Subproblem};

@@ -21,16 +21,19 @@ fn account_key(key: &TestKey) -> AccountKey {
 fn each_algorithm_round_trips_in_both_forms() {
     for key in TestKey::all() {
         let parsed = ParsedJws::parse(&key.jws(&key.jwk_header(), PAYLOAD)).unwrap();
-        assert_eq!(parsed.alg().name(), key.alg());
-        assert_eq!(parsed.embedded_key(), Some(&account_key(&key)));
+        assert_eq!(parsed.header().alg().name(), key.alg());
+        assert_eq!(parsed.header().embedded_key(), Some(&account_key(&key)));
         let verified = parsed.verify_embedded().unwrap();
         assert_eq!(verified.payload(), PAYLOAD, "{}", key.alg());
-        assert_eq!((verified.nonce(), verified.url()), (NONCE, URL));
+        assert_eq!(
+            (verified.header().nonce(), verified.header().url()),
+            (NONCE, URL)
+        );
         assert_eq!(verified.key(), &account_key(&key));
 
         let parsed = ParsedJws::parse(&key.jws(&key.kid_header(), PAYLOAD)).unwrap();
-        assert_eq!(parsed.key_ref(), &KeyRef::Kid(KID.into()));
-        assert_eq!(parsed.embedded_key(), None);
+        assert_eq!(parsed.header().key_ref(), &KeyRef::Kid(KID.into()));
+        assert_eq!(parsed.header().embedded_key(), None);
         let verified = parsed.verify(&account_key(&key)).unwrap();
         assert_eq!(verified.payload(), PAYLOAD);
         assert!(!verified.is_post_as_get());

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use ca_core::audit::AuditHead;
 use ca_core::revocation::Revocation;
+use ca_core::store::query::names_key;
 use ca_core::store::record::{decode_revocation, encode_revocation};
 use ca_core::store::writer::{Change, Counters, GroupBackend};
 use ca_core::store::{EnrollmentRecord, IdempotencyKey, IdempotencyRecord, TokenRecord};
@@ -326,12 +327,7 @@ impl GroupBackend for PgGroups {
                 serial: entry.serial.as_bytes().to_vec(),
                 request_hash: entry.request_hash.to_vec(),
             },
-            Change::Name(prefix, seq) => {
-                let mut key = Vec::with_capacity(prefix.len() + 8);
-                key.extend_from_slice(prefix);
-                key.extend_from_slice(&seq.to_be_bytes());
-                PgWrite::Name(key)
-            }
+            Change::Name(prefix, seq) => PgWrite::Name(names_key(prefix, seq)),
             Change::Renewal { old, seq, serial } => PgWrite::Renewal {
                 old: old.as_bytes().to_vec(),
                 seq: sql_seq(seq)?,

@@ -41,6 +41,16 @@ pub fn names_prefix(tag: u8, value: &str) -> Vec<u8> {
     key
 }
 
+/// The `names` index key of the certificate with issuance sequence number `seq` under
+/// `prefix` (a [`names_prefix`]): the prefix, then `seq` big-endian, so that a prefix's
+/// certificates are in issuance order.
+pub fn names_key(prefix: &[u8], seq: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(prefix.len() + 8);
+    key.extend_from_slice(prefix);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
 /// Filters of `GET /v1/certificates`; every one given must hold.
 #[derive(Clone, Debug, Default)]
 pub struct CertificateQuery {

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 
 use rocksdb::WriteBatch;
 
+use super::query::names_key;
 use super::record::encode_revocation;
 use super::writer::{Change, Counters, GroupBackend};
 use super::{
@@ -59,12 +60,7 @@ pub(crate) fn lay_out(change: Change<'_>, writes: &mut Vec<RocksWrite>) -> Resul
         Change::Idempotency(key, entry) => {
             put(cf::IDEM, key.as_bytes().to_vec(), entry.encode().to_vec());
         }
-        Change::Name(prefix, seq) => {
-            let mut key = Vec::with_capacity(prefix.len() + 8);
-            key.extend_from_slice(prefix);
-            key.extend_from_slice(&seq.to_be_bytes());
-            put(cf::NAMES, key, Vec::new());
-        }
+        Change::Name(prefix, seq) => put(cf::NAMES, names_key(prefix, seq), Vec::new()),
         Change::Renewal { old, seq, serial } => {
             // Old serial ‖ the renewal's issuance seq: every renewal is kept, oldest first.
             let mut key = Vec::with_capacity(24);

@@ -216,15 +216,10 @@ fn two_nodes_on_one_database_are_one_ca() {
     );
 
     // An enrolment code redeemed on both nodes at once: one certificate, one refusal.
-    let created = a.post(
-        "/v1/enrollments",
-        &a.tokens.ra,
+    let (id, code) = a.create_enrollment(
         &json!({"profile": "personal", "subject": "CN=Maria Silva,SN=Silva,GN=Maria",
                 "sans": ["maria@example.com"], "expires_in_hours": 1, "max_attempts": 3}),
     );
-    assert_eq!(created.status, 201, "{created}");
-    let id = created.json["id"].as_str().expect("id").to_string();
-    let code = created.json["code"].as_str().expect("code").to_string();
     let enrol_csr = make_csr("ec-p256", "/CN=x", &["email:maria@example.com"]).pem;
     let redeem = |node: &Server| {
         let r = node.request(

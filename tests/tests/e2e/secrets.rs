@@ -101,15 +101,10 @@ fn a_generated_subscriber_key_is_never_stored() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = new_dir(tmp.path());
     let s = Server::serve(&dir);
-    let r = s.post(
-        "/v1/enrollments",
-        &s.tokens.ra,
+    let (id, code) = s.create_enrollment(
         &json!({"profile": "personal", "subject": "CN=Maria Silva,SN=Silva,GN=Maria",
                 "sans": ["maria@example.com"], "expires_in_hours": 1, "max_attempts": 3}),
     );
-    assert_eq!(r.status, 201, "{r}");
-    let id = r.json["id"].as_str().expect("id").to_string();
-    let code = r.json["code"].as_str().expect("code").to_string();
     let password = "correct horse battery staple";
     let r = s.request(
         reqwest::Method::POST,

@@ -144,15 +144,10 @@ fn small_order_ed25519_keys_are_refused_on_every_path() {
     the_batch_path_refuses_it_alone(&s, &weak, &mut c);
 
     // Enrollment redeemed with the CSR (tls-client: personal takes no Ed25519 key at all).
-    let r = s.post(
-        "/v1/enrollments",
-        &s.tokens.ra,
+    let (id, code) = s.create_enrollment(
         &json!({"profile": "tls-client", "subject": "CN=Weak Key", "sans": [],
                 "expires_in_hours": 1, "max_attempts": 3}),
     );
-    assert_eq!(r.status, 201, "POST /v1/enrollments: {r}");
-    let id = r.json["id"].as_str().expect("id").to_string();
-    let code = r.json["code"].as_str().expect("code").to_string();
     let r = s.request(
         reqwest::Method::POST,
         &format!("/v1/enrollments/{id}/redeem"),
@@ -524,15 +519,10 @@ fn rsa_keys_with_computable_factors_are_refused_on_every_path() {
     }
 
     // Enrollment redeemed with each CSR: refused, and the code is not used up.
-    let r = s.post(
-        "/v1/enrollments",
-        &s.tokens.ra,
+    let (id, code) = s.create_enrollment(
         &json!({"profile": "personal", "subject": "CN=weak-rsa@example.com",
                 "sans": ["weak-rsa@example.com"], "expires_in_hours": 1, "max_attempts": 3}),
     );
-    assert_eq!(r.status, 201, "POST /v1/enrollments: {r}");
-    let id = r.json["id"].as_str().expect("id").to_string();
-    let code = r.json["code"].as_str().expect("code").to_string();
     for (csr, error_code, _) in &weak {
         let r = s.request(
             reqwest::Method::POST,
