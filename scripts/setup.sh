@@ -2,7 +2,7 @@
 # Installs what building and testing need on a fresh Debian machine, when it is missing:
 # a C++ compiler and libclang (RocksDB's bindings), the OpenSSL CLI, SoftHSM2 and OpenSC's
 # pkcs11-tool (the HSM tests), PostgreSQL (throwaway clusters for the shared-database
-# tests), and pkilint and schemathesis in venvs.
+# tests), pebble-challtestsrv (the ACME VA's DNS tests), and pkilint and schemathesis in venvs.
 # Idempotent and quiet when everything is there.
 set -euo pipefail
 
@@ -17,6 +17,9 @@ command -v jq >/dev/null 2>&1 || need_apt+=(jq)
 { [ -f /usr/lib/softhsm/libsofthsm2.so ] && command -v softhsm2-util >/dev/null 2>&1; } ||
   need_apt+=(softhsm2)
 command -v pkcs11-tool >/dev/null 2>&1 || need_apt+=(opensc)
+# The ACME validation authority's DNS tests (acme-va/tests/dns.rs): pebble-challtestsrv, from
+# Debian's pebble package, serves their A, AAAA, TXT and CAA records.
+command -v pebble-challtestsrv >/dev/null 2>&1 || need_apt+=(pebble)
 # The tests of the shared database (tests/src/postgres.rs) run throwaway clusters with
 # initdb and pg_ctl, which Debian keeps in /usr/lib/postgresql/N/bin.
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
