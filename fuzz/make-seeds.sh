@@ -8,7 +8,7 @@ corpus="$here/corpus"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-mkdir -p "$corpus"/{csr,ocsp_request,pem,json_bodies,acme_jws}
+mkdir -p "$corpus"/{csr,ocsp_request,pem,json_bodies,acme_jws,acme_bodies}
 
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ec.key 2>/dev/null
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out ec384.key 2>/dev/null
@@ -158,5 +158,27 @@ for key, alg in [("ec.key", "ES256"), ("ec384.key", "ES384"), ("rsa.key", "RS256
         jws(key, alg, "jwk", new_account))
 open(f"{out}/seed-es256-kid-new-order.json", "w").write(jws("ec.key", "ES256", "kid", new_order))
 open(f"{out}/seed-eddsa-post-as-get.json", "w").write(jws("ed.key", "EdDSA", "jwk", b""))
+PY
+# ACME payloads (RFC 8555 section 7): the first byte picks the parser (acme_bodies.rs).
+python3 - "$corpus/acme_bodies" <<'PY'
+import json, sys
+out = sys.argv[1]
+ed = {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+seeds = {
+    "new-account": (0, {"termsOfServiceAgreed": True, "contact": ["mailto:admin@example.org"]}),
+    "only-existing": (0, {"onlyReturnExisting": True}),
+    "new-order": (1, {"identifiers": [{"type": "dns", "value": "www.example.org"},
+                                      {"type": "dns", "value": "*.example.org"},
+                                      {"type": "ip", "value": "2001:db8::1"}]}),
+    "finalize": (2, {"csr": "MIIBAA"}),
+    "revoke": (3, {"certificate": "MIIBAA", "reason": 1}),
+    "challenge": (4, {}),
+    "deactivate": (5, {"status": "deactivated"}),
+    "key-change": (6, {"account": "https://ca.test/acme/acct/1", "oldKey": ed}),
+    "eab": (7, {"protected": "eyJhbGciOiJIUzI1NiIsImtpZCI6ImsxIiwidXJsIjoiaHR0cHM6Ly9jYS50ZXN0L2FjbWUvbmV3LWFjY291bnQifQ",
+                "payload": "e30", "signature": "AAAA"}),
+}
+for name, (which, body) in seeds.items():
+    open(f"{out}/seed-{name}", "wb").write(bytes([which]) + json.dumps(body).encode())
 PY
 echo "seeds written to $corpus"

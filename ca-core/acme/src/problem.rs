@@ -173,6 +173,30 @@ impl Problem {
         }
     }
 
+    /// One problem for the identifiers of a request that were refused, each a subproblem
+    /// (RFC 8555 section 6.7.1): of their common type when they share one, `compound`
+    /// otherwise; a single refusal keeps its own detail.
+    pub fn for_identifiers(refused: Vec<(Identifier, Problem)>) -> Problem {
+        let kind = match refused.first() {
+            Some((_, first)) if refused.iter().all(|(_, p)| p.kind == first.kind) => first.kind,
+            _ => ProblemType::Compound,
+        };
+        let detail = match refused.as_slice() {
+            [(_, only)] => only.detail.clone(),
+            _ => format!("{} identifiers were refused", refused.len()),
+        };
+        let mut problem = Problem::new(kind, detail);
+        problem.subproblems = refused
+            .into_iter()
+            .map(|(identifier, p)| Subproblem {
+                kind: p.kind,
+                detail: p.detail,
+                identifier: Some(identifier),
+            })
+            .collect();
+        problem
+    }
+
     /// The HTTP status of the answer: [`ProblemType::status`] of its type.
     pub fn status(&self) -> u16 {
         self.kind.status()
