@@ -26,6 +26,7 @@
 //! fall back; an answer that is wrong is final.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod caa;
 mod dns;
@@ -54,8 +55,10 @@ pub struct VaConfig {
     /// The DNS resolver to ask (UDP, then TCP for truncated answers); `None`: the system's,
     /// from `/etc/resolv.conf`. `/etc/hosts` is never read.
     pub resolver: Option<SocketAddr>,
-    /// Addresses the VA never connects to: a name that resolves only to such addresses fails
-    /// with `connection`, an IP identifier among them with `rejectedIdentifier`.
+    /// Addresses the VA never connects to: the addresses of a name in these networks are left
+    /// out (the others are tried); a name that resolves only to such addresses, or a redirect
+    /// to one, fails with `connection`, an IP identifier among them with `rejectedIdentifier`.
+    /// IPv4-mapped IPv6 addresses are checked as the IPv4 address too.
     pub deny_networks: Vec<IpNet>,
     /// The longest one validation or CAA check may take, every step included (DNS, connect,
     /// TLS, redirects, reading); the time spent waiting in the queue is not counted.
@@ -526,6 +529,29 @@ mod tests {
             serde_json::to_value(&dns).unwrap(),
             serde_json::json!({"hostname": "example.com"})
         );
+    }
+
+    #[test]
+    fn a_va_is_built_outside_a_runtime_and_checks_its_settings() {
+        let config = VaConfig {
+            resolver: Some("127.0.0.1:53".parse().unwrap()),
+            ..VaConfig::default()
+        };
+        let va = Va::new(config.clone()).unwrap();
+        assert_eq!((va.in_flight(), va.queued()), (0, 0));
+        if std::path::Path::new("/etc/resolv.conf").exists() {
+            Va::new(VaConfig::default()).unwrap();
+        }
+        let none = VaConfig {
+            max_in_flight: 0,
+            ..config.clone()
+        };
+        assert!(matches!(Va::new(none), Err(VaError::Config(_))));
+        let instant = VaConfig {
+            timeout: Duration::ZERO,
+            ..config
+        };
+        assert!(matches!(Va::new(instant), Err(VaError::Config(_))));
     }
 
     #[test]

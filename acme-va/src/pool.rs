@@ -95,7 +95,10 @@ mod tests {
         // Polled once: waiting in the queue.
         assert!(futures_poll_once(second.as_mut()).await.is_none());
         assert_eq!(pool.queued(), 1);
-        let refused = pool.enter().await.unwrap_err();
+        let refused = tokio::time::timeout(std::time::Duration::from_secs(2), pool.enter())
+            .await
+            .expect("refused at once, not queued")
+            .unwrap_err();
         assert_eq!(refused.kind, ProblemType::ServerInternal);
         assert!(
             refused.detail.contains("queue is full"),

@@ -42,10 +42,13 @@ async fn a_full_queue_refuses_at_once() {
     assert_eq!(va.in_flight(), 1);
 
     let started = std::time::Instant::now();
-    let problem = va
-        .validate(Challenge::Http01, &ident, TOKEN, KEY_AUTHORIZATION)
-        .await
-        .unwrap_err();
+    let problem = tokio::time::timeout(
+        Duration::from_secs(2),
+        va.validate(Challenge::Http01, &ident, TOKEN, KEY_AUTHORIZATION),
+    )
+    .await
+    .expect("refused at once, not queued")
+    .unwrap_err();
     assert_eq!(problem.kind, ProblemType::ServerInternal, "{problem}");
     assert!(problem.detail.contains("queue is full"), "{problem}");
     assert!(started.elapsed() < Duration::from_secs(1));

@@ -148,3 +148,31 @@ async fn the_default_deny_list_refuses_loopback_before_any_connection() {
     assert_eq!(problem.kind, ProblemType::RejectedIdentifier, "{problem}");
     assert_eq!(server.connections.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn every_validation_sees_the_certificate_afresh() {
+    // TLS 1.2, whose sessions the client could resume by ID: a resumed session carries the
+    // certificate of the first handshake, not the one the server has now.
+    let (cert, key) = certificate(
+        vec![rcgen::SanType::IpAddress(loopback_ip())],
+        vec![acme_identifier(KEY_AUTHORIZATION)],
+    );
+    let (tls, switch) = tls12_config_with_switch(cert, key, ALPN);
+    let server = TlsServer::start("127.0.0.1", tls).await;
+    let va = Va::new(config(1, server.port(), None)).unwrap();
+    let ident = Ident::Ip(loopback_ip());
+    va.validate(Challenge::TlsAlpn01, &ident, TOKEN, KEY_AUTHORIZATION)
+        .await
+        .unwrap();
+    server.server_names(1).await;
+    let (cert, key) = certificate(
+        vec![rcgen::SanType::IpAddress(loopback_ip())],
+        vec![acme_identifier("another.key-authorization")],
+    );
+    switch.set(cert, key);
+    let problem = va
+        .validate(Challenge::TlsAlpn01, &ident, TOKEN, KEY_AUTHORIZATION)
+        .await
+        .unwrap_err();
+    assert_eq!(problem.kind, ProblemType::Unauthorized, "{problem}");
+}

@@ -208,24 +208,66 @@ pub fn tls_config(
     key: PrivateKeyDer<'static>,
     alpn: &[&[u8]],
 ) -> Arc<ServerConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let signing_key = provider.key_provider.load_private_key(key).unwrap();
-    let certified = Arc::new(CertifiedKey::new(vec![cert], signing_key));
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+    server_config(Arc::new(Switch::new(cert, key)), alpn, false)
+}
+
+/// A TLS 1.2 server configuration (sessions resumed by their ID), and the switch that changes
+/// the certificate it presents.
+pub fn tls12_config_with_switch(
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+    alpn: &[&[u8]],
+) -> (Arc<ServerConfig>, Switch) {
+    let switch = Switch::new(cert, key);
+    (server_config(Arc::new(switch.clone()), alpn, true), switch)
+}
+
+fn server_config(
+    resolver: Arc<dyn ResolvesServerCert>,
+    alpn: &[&[u8]],
+    tls12_only: bool,
+) -> Arc<ServerConfig> {
+    let builder =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()));
+    let builder = if tls12_only {
+        builder.with_protocol_versions(&[&rustls::version::TLS12])
+    } else {
+        builder.with_safe_default_protocol_versions()
+    };
+    let mut config = builder
         .unwrap()
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(Always(certified)));
+        .with_cert_resolver(resolver);
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Arc::new(config)
 }
 
-#[derive(Debug)]
-struct Always(Arc<CertifiedKey>);
+/// The certificate a test TLS server presents, which a test may change.
+#[derive(Clone, Debug)]
+pub struct Switch(Arc<Mutex<Arc<CertifiedKey>>>);
 
-impl ResolvesServerCert for Always {
+impl Switch {
+    fn new(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> Self {
+        Self(Arc::new(Mutex::new(certified_key(cert, key))))
+    }
+
+    /// From now on, `cert`.
+    pub fn set(&self, cert: CertificateDer<'static>, key: PrivateKeyDer<'static>) {
+        *self.0.lock().unwrap() = certified_key(cert, key);
+    }
+}
+
+fn certified_key(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> Arc<CertifiedKey> {
+    let signing_key = rustls::crypto::ring::default_provider()
+        .key_provider
+        .load_private_key(key)
+        .unwrap();
+    Arc::new(CertifiedKey::new(vec![cert], signing_key))
+}
+
+impl ResolvesServerCert for Switch {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.clone())
+        Some(self.0.lock().unwrap().clone())
     }
 }
 
@@ -327,8 +369,24 @@ impl Drop for ChallTestSrv {
 
 pub const CHALLTESTSRV: &str = "pebble-challtestsrv";
 
+/// Held while a server picks its ports and starts, so that the tests of one binary, which
+/// run at once, never pick the same free port.
+static STARTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 impl ChallTestSrv {
     pub async fn start() -> Self {
+        let _starting = STARTING.lock().await;
+        for _ in 0..5 {
+            if let Some(server) = Self::try_start().await {
+                return server;
+            }
+        }
+        panic!("{CHALLTESTSRV} did not start (5 tries)");
+    }
+
+    /// One try on ports free a moment ago: `None` when the server exits (a port was taken in
+    /// between) or does not answer within 10 s.
+    async fn try_start() -> Option<Self> {
         let dns_port = loop {
             let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
             let port = udp.local_addr().unwrap().port();
@@ -354,25 +412,33 @@ impl ChallTestSrv {
                      package, which scripts/setup.sh installs"
                 )
             });
-        let server = Self {
+        let mut server = Self {
             child,
             dns,
             management,
         };
         let start = std::time::Instant::now();
         loop {
+            if server.child.try_wait().ok().flatten().is_some() {
+                return None;
+            }
             let up = TcpStream::connect(management).await.is_ok()
                 && TcpStream::connect(dns).await.is_ok();
             if up {
                 break;
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "{CHALLTESTSRV} did not start"
-            );
+            if start.elapsed() > Duration::from_secs(10) {
+                return None;
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        server
+        // Both ports answer: make sure they are this server's (it exits at once when it
+        // cannot bind one of them).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if server.child.try_wait().ok().flatten().is_some() {
+            return None;
+        }
+        Some(server)
     }
 
     /// POSTs `json` to the management API's `path`; panics unless it answers 200.
