@@ -68,6 +68,15 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
     T::deserialize(d).map(Some)
 }
 
+/// Which JWS [`ParsedJws::parse_as`] reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// A request (RFC 8555 section 6.2).
+    Request,
+    /// The inner JWS of a key change (section 7.3.5).
+    KeyChange,
+}
+
 /// The protected header parameters of a request that RFC 8555 section 6.2 requires, as a
 /// [`ParsedJws`] read them and a [`VerifiedJws`] keeps them.
 #[derive(Clone, Debug)]
@@ -140,6 +149,18 @@ impl ParsedJws {
     /// `badNonce`: a missing nonce (RFC 8555 section 6.5: a nonce "unacceptable (or not
     /// present)"). A `jwk` must parse as an [`AccountKey`].
     pub fn parse(body: &[u8]) -> Result<Self, Problem> {
+        Self::parse_as(body, Form::Request)
+    }
+
+    /// Parses the inner JWS of a key change (RFC 8555 section 7.3.5): the payload of the
+    /// outer request, signed with the new key. As [`parse`](Self::parse), except that it
+    /// must carry its key as `jwk` and no `nonce` (`malformed` otherwise);
+    /// [`JwsHeader::nonce`] is empty.
+    pub fn parse_key_change(body: &[u8]) -> Result<Self, Problem> {
+        Self::parse_as(body, Form::KeyChange)
+    }
+
+    fn parse_as(body: &[u8], form: Form) -> Result<Self, Problem> {
         if body.len() > MAX_JWS_BODY {
             return Err(Problem::malformed(format!(
                 "the request body is larger than {MAX_JWS_BODY} bytes"
@@ -197,6 +218,12 @@ impl ParsedJws {
             None => return Err(Problem::malformed("the protected header has no alg")),
         };
         let nonce = match header.nonce {
+            None if form == Form::KeyChange => String::new(),
+            Some(_) if form == Form::KeyChange => {
+                return Err(Problem::malformed(
+                    "the inner JWS of a key change must not carry a nonce",
+                ))
+            }
             Some(Value::String(nonce)) => nonce,
             Some(_) => {
                 return Err(Problem::malformed(
@@ -210,7 +237,7 @@ impl ParsedJws {
                 ))
             }
         };
-        if b64::decode("the nonce", &nonce)?.is_empty() {
+        if form == Form::Request && b64::decode("the nonce", &nonce)?.is_empty() {
             return Err(Problem::malformed("the nonce is empty"));
         }
         let url = match header.url {
@@ -222,6 +249,11 @@ impl ParsedJws {
             }
             None => return Err(Problem::malformed("the protected header has no url")),
         };
+        if form == Form::KeyChange && header.kid.is_some() {
+            return Err(Problem::malformed(
+                "the inner JWS of a key change must carry the new key as jwk",
+            ));
+        }
         let key = match (header.jwk, header.kid) {
             (Some(jwk), None) => KeyRef::Jwk(AccountKey::from_jwk(&jwk)?),
             (None, Some(Value::String(kid))) if !kid.is_empty() => KeyRef::Kid(kid),

@@ -358,3 +358,33 @@ fn details_quote_client_input_short_and_sanitized() {
     assert!(problem.detail.len() < 120, "{}", problem.detail);
     assert!(!problem.detail.contains('\u{1b}'));
 }
+
+/// The inner JWS of a key change (RFC 8555 section 7.3.5): `jwk`, no nonce; anything else
+/// is `malformed`.
+#[test]
+fn a_key_change_inner_jws_has_a_jwk_and_no_nonce() {
+    let key = TestKey::p256();
+    let mut header = key.jwk_header();
+    header.as_object_mut().unwrap().remove("nonce");
+    let inner = ParsedJws::parse_key_change(&key.jws(&header, PAYLOAD)).unwrap();
+    assert_eq!(inner.header().nonce(), "");
+    assert_eq!(inner.verify_embedded().unwrap().key(), &account_key(&key));
+    // An outer request without a nonce is still badNonce.
+    assert_eq!(
+        kind(ParsedJws::parse(&key.jws(&header, PAYLOAD))),
+        ProblemType::BadNonce
+    );
+    // With a nonce, or with kid, the inner JWS is refused.
+    assert_eq!(
+        kind(ParsedJws::parse_key_change(
+            &key.jws(&key.jwk_header(), PAYLOAD)
+        )),
+        ProblemType::Malformed
+    );
+    let mut kid = key.kid_header();
+    kid.as_object_mut().unwrap().remove("nonce");
+    assert_eq!(
+        kind(ParsedJws::parse_key_change(&key.jws(&kid, PAYLOAD))),
+        ProblemType::Malformed
+    );
+}
