@@ -66,11 +66,34 @@ pub enum AuditAction {
     /// An API token was renamed when the store was upgraded, because an older token held
     /// its name (target: the new name; details: `from`, `id`).
     TokenRenamed,
+    // The ACME front end's actions (RFC 8555); the target is the object's id, its details are
+    // the front end's. New actions go last: an entry stores its action's position.
+    /// An ACME account was created (RFC 8555 section 7.3).
+    AcmeAccountCreated,
+    /// An ACME account's contacts or agreement changed (RFC 8555 section 7.3.2).
+    AcmeAccountUpdated,
+    /// An ACME account was deactivated (RFC 8555 section 7.3.6).
+    AcmeAccountDeactivated,
+    /// An ACME account's key was replaced (RFC 8555 section 7.3.5).
+    AcmeAccountKeyChanged,
+    /// An ACME order was created (RFC 8555 section 7.4).
+    AcmeOrderCreated,
+    /// An ACME order's state changed (ready, processing, valid, invalid).
+    AcmeOrderUpdated,
+    /// An ACME authorization became valid: one of its challenges was validated (RFC 8555
+    /// section 7.5.1).
+    AcmeAuthorizationValidated,
+    /// An ACME authorization became invalid: a challenge failed (RFC 8555 section 7.5.1).
+    AcmeAuthorizationInvalid,
+    /// An ACME authorization was deactivated by its account (RFC 8555 section 7.5.2).
+    AcmeAuthorizationDeactivated,
+    /// An external account binding key was created (RFC 8555 section 7.3.4).
+    AcmeEabKeyCreated,
 }
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [AuditAction; 14] = [
+    pub const ALL: [AuditAction; 24] = [
         AuditAction::CertificateIssued,
         AuditAction::CertificateRenewed,
         AuditAction::CertificateRevoked,
@@ -85,6 +108,16 @@ impl AuditAction {
         AuditAction::TokenRevoked,
         AuditAction::TokenRenamed,
         AuditAction::EnrollmentReopened,
+        AuditAction::AcmeAccountCreated,
+        AuditAction::AcmeAccountUpdated,
+        AuditAction::AcmeAccountDeactivated,
+        AuditAction::AcmeAccountKeyChanged,
+        AuditAction::AcmeOrderCreated,
+        AuditAction::AcmeOrderUpdated,
+        AuditAction::AcmeAuthorizationValidated,
+        AuditAction::AcmeAuthorizationInvalid,
+        AuditAction::AcmeAuthorizationDeactivated,
+        AuditAction::AcmeEabKeyCreated,
     ];
 
     /// The action's name as the API shows it and the hash covers it.
@@ -104,6 +137,16 @@ impl AuditAction {
             AuditAction::ConfigurationLoaded => "configuration_loaded",
             AuditAction::TokenRevoked => "token_revoked",
             AuditAction::TokenRenamed => "token_renamed",
+            AuditAction::AcmeAccountCreated => "acme_account_created",
+            AuditAction::AcmeAccountUpdated => "acme_account_updated",
+            AuditAction::AcmeAccountDeactivated => "acme_account_deactivated",
+            AuditAction::AcmeAccountKeyChanged => "acme_account_key_changed",
+            AuditAction::AcmeOrderCreated => "acme_order_created",
+            AuditAction::AcmeOrderUpdated => "acme_order_updated",
+            AuditAction::AcmeAuthorizationValidated => "acme_authorization_validated",
+            AuditAction::AcmeAuthorizationInvalid => "acme_authorization_invalid",
+            AuditAction::AcmeAuthorizationDeactivated => "acme_authorization_deactivated",
+            AuditAction::AcmeEabKeyCreated => "acme_eab_key_created",
         }
     }
 }
@@ -450,6 +493,29 @@ mod tests {
         }
         assert_eq!(AuditHead::decode(&head.encode()), Some(head));
         assert_eq!(walk(&[]).unwrap(), AuditHead::GENESIS);
+    }
+
+    /// Entries store their action as its position among the variants (postcard): the ACME
+    /// actions come after every older one, so that stored entries keep their action.
+    #[test]
+    fn acme_actions_are_stored_after_the_older_actions() {
+        let acme: Vec<AuditAction> = AuditAction::ALL
+            .into_iter()
+            .filter(|a| a.name().starts_with("acme_"))
+            .collect();
+        assert_eq!(acme.len(), 10);
+        for (i, action) in acme.into_iter().enumerate() {
+            assert_eq!(postcard::to_allocvec(&action).unwrap(), [14 + i as u8]);
+            let decoded: AuditAction = postcard::from_bytes(&[14 + i as u8]).unwrap();
+            assert_eq!(decoded, action);
+        }
+        assert_eq!(
+            postcard::to_allocvec(&AuditAction::TokenRenamed).unwrap(),
+            [13]
+        );
+        let names: std::collections::HashSet<&str> =
+            AuditAction::ALL.iter().map(|a| a.name()).collect();
+        assert_eq!(names.len(), AuditAction::ALL.len());
     }
 
     #[test]

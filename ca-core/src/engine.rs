@@ -39,8 +39,8 @@ use crate::store::writer::{
     Committed, CrlPosition, CrlRequest, NewCertificate, RevokeRequest, StoreWriter, WriteOp,
 };
 use crate::store::{
-    CertRecord, EnrollmentRecord, IdempotencyKey, IdempotencyRecord, RemoteChange, Storage,
-    TokenRecord,
+    AcmeKind, AcmeObject, AcmeWrite, CertRecord, EnrollmentRecord, IdempotencyKey,
+    IdempotencyRecord, RemoteChange, Storage, TokenRecord,
 };
 use crate::{csr, inspect, name};
 
@@ -1059,6 +1059,37 @@ impl Engine {
     pub async fn store_checkpoint(&self, checkpoint: Checkpoint) -> Result<(), CaError> {
         self.write(|reply| WriteOp::Checkpoint(checkpoint, reply))
             .await
+    }
+
+    /// Makes one ACME change (objects, unique keys, list members) with its audit entry,
+    /// durably and all or nothing ([`crate::store::acme`]). A write beyond the limits is
+    /// [`CaError::InvalidRequest`], refused before it reaches the store; an object not at the
+    /// version a put expects is [`CaError::AcmeConflict`], a key claimed by another id
+    /// [`CaError::AcmeIndexTaken`].
+    pub async fn acme_write(&self, write: AcmeWrite) -> Result<(), CaError> {
+        write.check()?;
+        self.write(|reply| WriteOp::Acme(write, reply)).await
+    }
+
+    /// The stored ACME object of this kind and id, as last committed by any node.
+    pub fn acme_object(&self, kind: AcmeKind, id: &[u8]) -> Result<Option<AcmeObject>, CaError> {
+        self.store.acme_object(kind, id)
+    }
+
+    /// The id that holds the ACME unique key `key`.
+    pub fn acme_claim_holder(&self, key: &[u8]) -> Result<Option<Vec<u8>>, CaError> {
+        self.store.acme_claim_holder(key)
+    }
+
+    /// The ACME list members (whole link keys) that start with `prefix`, in key order,
+    /// strictly after `after`, at most `limit` of them.
+    pub fn acme_links(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, CaError> {
+        self.store.acme_links(prefix, after, limit)
     }
 
     /// Stops taking requests, lets the workers finish what is queued, waits for the writer to

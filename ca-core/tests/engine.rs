@@ -337,3 +337,98 @@ fn no_certificate_ends_after_its_issuer() {
         assert_eq!(err.code(), "validity_not_allowed");
     });
 }
+
+/// ACME objects go through the engine to the store writer and are read back through it; a
+/// write beyond the limits is refused before it reaches the writer (no store group runs for
+/// it), and a stale one is a conflict. Neither leaves an audit entry.
+#[test]
+fn acme_writes_go_through_the_engine() {
+    use ca_core::audit::{AuditAction, AuditEvent};
+    use ca_core::error::ErrorClass;
+    use ca_core::store::{AcmeIndexOp, AcmeKind, AcmeObject, AcmePut, AcmeWrite};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let engine = Engine::start(authority(), Arc::new(store), &EngineConfig::default()).unwrap();
+    let write = |expect: Option<u64>, value: Vec<u8>, action| AcmeWrite {
+        puts: vec![AcmePut {
+            kind: AcmeKind::Account,
+            id: b"acct".to_vec(),
+            expect,
+            value,
+        }],
+        index: vec![
+            AcmeIndexOp::Claim {
+                key: b"thumb".to_vec(),
+                id: b"acct".to_vec(),
+            },
+            AcmeIndexOp::Link {
+                key: b"acct/order-1".to_vec(),
+            },
+        ],
+        event: AuditEvent::new(1_800_000_000, "acme", action, "acct"),
+    };
+    runtime().block_on(async {
+        let head = engine.audit_head().await.unwrap();
+        engine
+            .acme_write(write(None, b"v1".to_vec(), AuditAction::AcmeAccountCreated))
+            .await
+            .unwrap();
+        assert_eq!(
+            engine.acme_object(AcmeKind::Account, b"acct").unwrap(),
+            Some(AcmeObject {
+                version: 1,
+                value: b"v1".to_vec()
+            })
+        );
+        assert_eq!(
+            engine.acme_claim_holder(b"thumb").unwrap(),
+            Some(b"acct".to_vec())
+        );
+        assert_eq!(
+            engine.acme_links(b"acct/", None, 10).unwrap(),
+            [b"acct/order-1".to_vec()]
+        );
+        let after = engine.audit_head().await.unwrap();
+        assert_eq!(after.seq, head.seq + 1);
+
+        let stale = engine
+            .acme_write(write(None, b"v1".to_vec(), AuditAction::AcmeAccountCreated))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (stale.code(), stale.class()),
+            ("conflict", ErrorClass::Conflict)
+        );
+        let groups = engine.metrics().commit_batch.get_sample_count();
+        let too_large = engine
+            .acme_write(write(
+                Some(1),
+                vec![0; ca_core::store::MAX_ACME_VALUE_LEN + 1],
+                AuditAction::AcmeAccountUpdated,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (too_large.code(), too_large.class()),
+            ("invalid_request", ErrorClass::BadInput)
+        );
+        assert_eq!(
+            engine.metrics().commit_batch.get_sample_count(),
+            groups,
+            "the oversized write reached the store writer"
+        );
+        assert_eq!(engine.audit_head().await.unwrap(), after);
+        assert_eq!(
+            engine
+                .acme_object(AcmeKind::Account, b"acct")
+                .unwrap()
+                .map(|o| o.version),
+            Some(1)
+        );
+        let entry = engine.store().audit_entries(head.seq, 10).unwrap();
+        assert_eq!(entry.len(), 1);
+        assert_eq!(entry[0].event.action, AuditAction::AcmeAccountCreated);
+    });
+    engine.shutdown();
+}

@@ -18,7 +18,7 @@ use ca_core::revocation::Revocation;
 use ca_core::store::query::names_key;
 use ca_core::store::record::{decode_revocation, encode_revocation};
 use ca_core::store::writer::{Change, Counters, GroupBackend};
-use ca_core::store::{EnrollmentRecord, IdempotencyKey, IdempotencyRecord, TokenRecord};
+use ca_core::store::{AcmeKind, EnrollmentRecord, IdempotencyKey, IdempotencyRecord, TokenRecord};
 use ca_core::{CaError, Serial};
 use futures_util::TryFutureExt;
 use tokio_postgres::types::ToSql;
@@ -77,6 +77,25 @@ pub(crate) enum PgWrite {
         seq: i64,
         checkpoint: Vec<u8>,
     },
+    AcmeObject {
+        kind: AcmeKind,
+        id: Vec<u8>,
+        version: i64,
+        value: Vec<u8>,
+    },
+    AcmeClaim {
+        key: Vec<u8>,
+        id: Option<Vec<u8>>,
+    },
+    AcmeLink {
+        key: Vec<u8>,
+        linked: bool,
+    },
+}
+
+/// An ACME kind as `acme_objects.kind` holds it.
+pub(crate) fn sql_kind(kind: AcmeKind) -> i16 {
+    i16::from(kind as u8)
 }
 
 /// A sequence number as PostgreSQL's `bigint`.
@@ -313,6 +332,29 @@ impl GroupBackend for PgGroups {
         )
     }
 
+    fn acme_version(&mut self, kind: AcmeKind, id: &[u8]) -> Result<Option<u64>, CaError> {
+        let (kind, id) = (sql_kind(kind), id.to_vec());
+        self.on_client(move |c| async move {
+            let statement = c
+                .statement("SELECT version FROM acme_objects WHERE kind = $1 AND id = $2")
+                .await?;
+            let row = c
+                .client
+                .query_opt(&statement, &[&kind, &id])
+                .await
+                .map_err(db_error)?;
+            row.map(|r| seq_of(col(&r, 0)?)).transpose()
+        })
+    }
+
+    fn acme_claim_holder(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, CaError> {
+        self.one(
+            "SELECT id FROM acme_claims WHERE key = $1",
+            key.to_vec(),
+            |row| col(&row, 0),
+        )
+    }
+
     fn stage(&self, change: Change<'_>, writes: &mut Vec<PgWrite>) -> Result<(), CaError> {
         writes.push(match change {
             Change::Certificate(record) => PgWrite::Certificate {
@@ -366,6 +408,25 @@ impl GroupBackend for PgGroups {
             Change::Checkpoint(cp) => PgWrite::Checkpoint {
                 seq: sql_seq(cp.head.seq)?,
                 checkpoint: cp.encode()?,
+            },
+            Change::AcmeObject {
+                kind,
+                id,
+                version,
+                value,
+            } => PgWrite::AcmeObject {
+                kind,
+                id: id.to_vec(),
+                version: sql_seq(version)?,
+                value: value.to_vec(),
+            },
+            Change::AcmeClaim { key, id } => PgWrite::AcmeClaim {
+                key: key.to_vec(),
+                id: id.map(<[u8]>::to_vec),
+            },
+            Change::AcmeLink { key, linked } => PgWrite::AcmeLink {
+                key: key.to_vec(),
+                linked,
             },
         });
         Ok(())
@@ -429,6 +490,12 @@ struct Rows {
     audit: (Ints, Blobs),
     events: (Blobs, Ints),
     checkpoints: (Ints, Blobs),
+    /// ACME objects by kind byte ‖ id: kind, id, version, value.
+    acme_objects: Last<(i16, Vec<u8>, i64, Vec<u8>)>,
+    /// ACME claims by key: the holder (`None`: released).
+    acme_claims: Last<Option<Vec<u8>>>,
+    /// ACME links by key: whether present.
+    acme_links: Last<bool>,
 }
 
 /// The last value written under each key, in the order keys were first written.
@@ -528,6 +595,20 @@ impl Rows {
                     r.checkpoints.0.push(seq);
                     r.checkpoints.1.push(checkpoint);
                 }
+                PgWrite::AcmeObject {
+                    kind,
+                    id,
+                    version,
+                    value,
+                } => {
+                    let mut key = Vec::with_capacity(1 + id.len());
+                    key.push(kind as u8);
+                    key.extend_from_slice(&id);
+                    r.acme_objects
+                        .put(key, (sql_kind(kind), id, version, value));
+                }
+                PgWrite::AcmeClaim { key, id } => r.acme_claims.put(key, id),
+                PgWrite::AcmeLink { key, linked } => r.acme_links.put(key, linked),
             }
         }
         r
@@ -552,6 +633,35 @@ impl Rows {
         let (token_hashes, token_records) = self.tokens.into_columns();
         let tokens = (!token_hashes.is_empty()).then(|| crate::feed::payload(&token_hashes));
         let (enrollment_ids, enrollment_records) = self.enrollments.into_columns();
+        let (mut acme_kinds, mut acme_ids, mut acme_versions, mut acme_values) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (kind, id, version, value) in self.acme_objects.into_columns().1 {
+            acme_kinds.push(kind);
+            acme_ids.push(id);
+            acme_versions.push(version);
+            acme_values.push(value);
+        }
+        let (mut claimed, mut claimed_by, mut released_claims) =
+            (Vec::new(), Vec::new(), Vec::new());
+        let (claim_keys, holders) = self.acme_claims.into_columns();
+        for (key, holder) in claim_keys.into_iter().zip(holders) {
+            match holder {
+                Some(id) => {
+                    claimed.push(key);
+                    claimed_by.push(id);
+                }
+                None => released_claims.push(key),
+            }
+        }
+        let (mut linked, mut unlinked) = (Vec::new(), Vec::new());
+        let (link_keys, present) = self.acme_links.into_columns();
+        for (key, present) in link_keys.into_iter().zip(present) {
+            if present {
+                linked.push(key);
+            } else {
+                unlinked.push(key);
+            }
+        }
         let statements: Vec<(&'static str, Vec<&(dyn ToSql + Sync)>, bool)> = vec![
             (
                 "INSERT INTO certificates (seq, serial, not_after, issued_at, record) \
@@ -643,6 +753,36 @@ impl Rows {
                  ON CONFLICT (seq) DO UPDATE SET checkpoint = EXCLUDED.checkpoint",
                 vec![&self.checkpoints.0, &self.checkpoints.1],
                 self.checkpoints.0.is_empty(),
+            ),
+            (
+                "INSERT INTO acme_objects (kind, id, version, value) \
+                 SELECT * FROM UNNEST($1::smallint[], $2::bytea[], $3::bigint[], $4::bytea[]) \
+                 ON CONFLICT (kind, id) DO UPDATE \
+                 SET version = EXCLUDED.version, value = EXCLUDED.value",
+                vec![&acme_kinds, &acme_ids, &acme_versions, &acme_values],
+                acme_kinds.is_empty(),
+            ),
+            (
+                "INSERT INTO acme_claims (key, id) SELECT * FROM UNNEST($1::bytea[], $2::bytea[]) \
+                 ON CONFLICT (key) DO UPDATE SET id = EXCLUDED.id",
+                vec![&claimed, &claimed_by],
+                claimed.is_empty(),
+            ),
+            (
+                "DELETE FROM acme_claims WHERE key = ANY($1::bytea[])",
+                vec![&released_claims],
+                released_claims.is_empty(),
+            ),
+            (
+                "INSERT INTO acme_links (key) SELECT * FROM UNNEST($1::bytea[]) \
+                 ON CONFLICT (key) DO NOTHING",
+                vec![&linked],
+                linked.is_empty(),
+            ),
+            (
+                "DELETE FROM acme_links WHERE key = ANY($1::bytea[])",
+                vec![&unlinked],
+                unlinked.is_empty(),
             ),
         ];
         let revoked =

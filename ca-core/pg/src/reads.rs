@@ -13,16 +13,17 @@ use ca_core::store::query::{
 use ca_core::store::record::decode_revocation;
 use ca_core::store::writer::{apply_one, serve, StoreWriter, WriteOp};
 use ca_core::store::{
-    verify_log, AuditReport, AuditStore, CertRecord, CertificateStore, ChangeListener,
-    EnrollmentRecord, EnrollmentStore, IdempotencyKey, IdempotencyRecord, RevocationStore, Storage,
-    StoredCrls, TokenRecord, TokenStore,
+    verify_log, AcmeKind, AcmeObject, AcmeStore, AuditReport, AuditStore, CertRecord,
+    CertificateStore, ChangeListener, EnrollmentRecord, EnrollmentStore, IdempotencyKey,
+    IdempotencyRecord, RevocationStore, Storage, StoredCrls, TokenRecord, TokenStore,
 };
 use ca_core::{CaError, Serial};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use crate::groups::{
-    counters_of, hash_of, idempotency_of, seq_of, serial_of, sql_seq, PgGroups, HEAD_COLUMNS,
+    counters_of, hash_of, idempotency_of, seq_of, serial_of, sql_kind, sql_seq, PgGroups,
+    HEAD_COLUMNS,
 };
 use crate::{col, db_error, PgStore};
 
@@ -468,6 +469,62 @@ impl EnrollmentStore for PgStore {
     }
 }
 
+/// The least key above every key that starts with `prefix`; `None` when there is none (an
+/// empty prefix, or one of 0xff bytes only).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let last = prefix.iter().rposition(|b| *b != 0xff)?;
+    let mut end = prefix[..=last].to_vec();
+    end[last] += 1;
+    Some(end)
+}
+
+impl AcmeStore for PgStore {
+    fn acme_object(&self, kind: AcmeKind, id: &[u8]) -> Result<Option<AcmeObject>, CaError> {
+        self.rows(
+            "SELECT version, value FROM acme_objects WHERE kind = $1 AND id = $2",
+            vec![Box::new(sql_kind(kind)), Box::new(id.to_vec())],
+        )?
+        .first()
+        .map(|r| {
+            Ok(AcmeObject {
+                version: seq_of(col(r, 0)?)?,
+                value: col(r, 1)?,
+            })
+        })
+        .transpose()
+    }
+    fn acme_claim_holder(&self, key: &[u8]) -> Result<Option<Vec<u8>>, CaError> {
+        self.row("SELECT id FROM acme_claims WHERE key = $1", key.to_vec())?
+            .map(|r| col(&r, 0))
+            .transpose()
+    }
+    fn acme_links(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, CaError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // bytea compares byte by byte, a prefix before its extensions: RocksDB's order.
+        self.rows(
+            "SELECT key FROM acme_links WHERE key >= $1 \
+             AND ($2::bytea IS NULL OR key > $2) AND ($3::bytea IS NULL OR key < $3) \
+             ORDER BY key LIMIT $4",
+            vec![
+                Box::new(prefix.to_vec()),
+                Box::new(after.map(<[u8]>::to_vec)),
+                Box::new(prefix_end(prefix)),
+                Box::new(i64::try_from(limit).unwrap_or(i64::MAX)),
+            ],
+        )?
+        .iter()
+        .map(|r| col(r, 0))
+        .collect()
+    }
+}
+
 impl Storage for PgStore {
     fn start_writer(
         &self,
@@ -510,5 +567,19 @@ impl Storage for PgStore {
 
     fn memory(&self) -> Result<Vec<(&'static str, u64)>, CaError> {
         Ok(Vec::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn the_end_of_a_prefix_is_the_least_key_after_its_extensions() {
+        assert_eq!(prefix_end(b"acct/"), Some(b"acct0".to_vec()));
+        assert_eq!(prefix_end(b"a\xff\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b"\x00"), Some(b"\x01".to_vec()));
+        assert_eq!(prefix_end(b"\xff\xff"), None);
+        assert_eq!(prefix_end(b""), None);
     }
 }

@@ -22,6 +22,11 @@
 //! | `audit_events` | serial, seq              | which entries concern a serial |
 //! | `checkpoints`  | seq                      | the signed checkpoint |
 //! | `crls`         | –                        | the newest complete and delta CRLs, served by every node |
+//! | `acme_objects` | kind, id                 | an ACME object's version and the front end's value ([`ca_core::store::acme`]) |
+//! | `acme_claims`  | key                      | the id of the ACME object that holds a unique key |
+//! | `acme_links`   | key                      | the members of the ACME front end's lists, listed by prefix |
+//!
+//! Version 2 added the three `acme_` tables.
 
 use ca_core::CaError;
 use tokio_postgres::GenericClient;
@@ -30,10 +35,11 @@ use crate::{col, db_error};
 
 /// The schema this build writes. A newer one is refused; an older one is migrated by
 /// `ca-server init --store-url`.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Each version's statements, in order; `MIGRATIONS[v - 1]` brings version `v - 1` to `v`.
-const MIGRATIONS: [&str; 1] = [r#"
+const MIGRATIONS: [&str; 2] = [
+    r#"
 CREATE TABLE ca_head (
     one            boolean PRIMARY KEY DEFAULT true CHECK (one),
     cert_seq       bigint NOT NULL,
@@ -87,7 +93,19 @@ CREATE TABLE crls (
     full_der    bytea  NOT NULL,
     delta_der   bytea  NOT NULL
 );
-"#];
+"#,
+    r#"
+CREATE TABLE acme_objects (
+    kind    smallint NOT NULL,
+    id      bytea    NOT NULL,
+    version bigint   NOT NULL,
+    value   bytea    NOT NULL,
+    PRIMARY KEY (kind, id)
+);
+CREATE TABLE acme_claims (key bytea PRIMARY KEY, id bytea NOT NULL);
+CREATE TABLE acme_links (key bytea PRIMARY KEY);
+"#,
+];
 
 /// The version the database holds (0 when it has no schema).
 async fn version(client: &impl GenericClient) -> Result<i32, CaError> {

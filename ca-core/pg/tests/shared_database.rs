@@ -14,8 +14,9 @@ use ca_core::store::writer::{
     Committed, CrlPosition, CrlRequest, NewCertificate, RevokeRequest, StoreWriter, WriteOp,
 };
 use ca_core::store::{
-    AuditStore, CertRecord, CertificateStore, EnrollmentRecord, EnrollmentStore, IdempotencyKey,
-    RevocationStore, Storage, TokenRecord, TokenStore,
+    AcmeIndexOp, AcmeKind, AcmeObject, AcmePut, AcmeStore, AcmeWrite, AuditStore, CertRecord,
+    CertificateStore, EnrollmentRecord, EnrollmentStore, IdempotencyKey, RevocationStore, Storage,
+    TokenRecord, TokenStore,
 };
 use ca_core::{CaError, Serial};
 use ca_store_pg::{PgConfig, PgStore};
@@ -484,4 +485,305 @@ fn tls_to_the_database_verifies_its_certificate() {
     require.url.push_str("?sslmode=require");
     let err = PgStore::open(&require).unwrap_err().to_string();
     assert!(err.contains("sslmode=require needs"), "{err}");
+}
+
+fn acme_put(kind: AcmeKind, id: &[u8], expect: Option<u64>, value: &[u8]) -> AcmePut {
+    AcmePut {
+        kind,
+        id: id.to_vec(),
+        expect,
+        value: value.to_vec(),
+    }
+}
+
+fn acme_claim(key: &[u8], id: &[u8]) -> AcmeIndexOp {
+    AcmeIndexOp::Claim {
+        key: key.to_vec(),
+        id: id.to_vec(),
+    }
+}
+
+fn acme_link(key: &[u8]) -> AcmeIndexOp {
+    AcmeIndexOp::Link { key: key.to_vec() }
+}
+
+fn acme_write(puts: Vec<AcmePut>, index: Vec<AcmeIndexOp>, action: AuditAction) -> AcmeWrite {
+    AcmeWrite {
+        puts,
+        index,
+        event: AuditEvent::new(NOW, "acme", action, "target"),
+    }
+}
+
+impl Node {
+    fn acme(&self, write: AcmeWrite) -> Result<(), CaError> {
+        self.ask(|tx| WriteOp::Acme(write, tx))
+    }
+}
+
+/// ACME objects on one database through two nodes: versions and claims are checked under the
+/// groups' lock, so of two changes made from the same version exactly one is stored, and
+/// what one node writes the other reads. A refused write stores nothing.
+#[test]
+fn acme_objects_are_versioned_across_nodes() {
+    use AcmeKind::{Account, Order};
+    let pg = Postgres::start();
+    let a = Node::on_new_database(&pg);
+    let b = Node::start(&pg);
+
+    // Written through A, read through B.
+    let mut links: Vec<AcmeIndexOp> = [&b"acct/o3"[..], b"acct/o1", b"acct/o2", b"acct0/x"]
+        .iter()
+        .map(|k| acme_link(k))
+        .collect();
+    links.push(acme_claim(b"thumb-1", b"acct"));
+    a.acme(acme_write(
+        vec![
+            acme_put(Account, b"acct", None, b"v1"),
+            acme_put(Order, b"acct", None, b"order"),
+        ],
+        links,
+        AuditAction::AcmeAccountCreated,
+    ))
+    .unwrap();
+    let object = |version, value: &[u8]| {
+        Some(AcmeObject {
+            version,
+            value: value.to_vec(),
+        })
+    };
+    assert_eq!(
+        b.store.acme_object(Account, b"acct").unwrap(),
+        object(1, b"v1")
+    );
+    assert_eq!(
+        b.store.acme_object(Order, b"acct").unwrap(),
+        object(1, b"order")
+    );
+    assert_eq!(b.store.acme_object(Account, b"none").unwrap(), None);
+    assert_eq!(
+        b.store.acme_claim_holder(b"thumb-1").unwrap(),
+        Some(b"acct".to_vec())
+    );
+    assert_eq!(b.store.acme_claim_holder(b"thumb-2").unwrap(), None);
+    let keys = |keys: &[&[u8]]| keys.iter().map(|k| k.to_vec()).collect::<Vec<_>>();
+    assert_eq!(
+        b.store.acme_links(b"acct/", None, 10).unwrap(),
+        keys(&[b"acct/o1", b"acct/o2", b"acct/o3"])
+    );
+    assert_eq!(
+        b.store.acme_links(b"acct/", Some(b"acct/o1"), 1).unwrap(),
+        keys(&[b"acct/o2"])
+    );
+    assert_eq!(
+        b.store.acme_links(b"acct/", Some(b"acct/o2"), 10).unwrap(),
+        keys(&[b"acct/o3"])
+    );
+    assert_eq!(b.store.acme_links(b"acct", None, 10).unwrap().len(), 4);
+    assert!(b.store.acme_links(b"acct/", None, 0).unwrap().is_empty());
+
+    // Refused through B: a create of an existing id, a stale version, a key held by another
+    // id. Nothing of them is stored, no audit entry.
+    let head = a.store.audit_head().unwrap();
+    let refused = [
+        acme_write(
+            vec![acme_put(Account, b"acct", None, b"again")],
+            vec![],
+            AuditAction::AcmeAccountCreated,
+        ),
+        acme_write(
+            vec![
+                acme_put(Order, b"o-new", None, b"order"),
+                acme_put(Account, b"acct", Some(2), b"ahead"),
+            ],
+            vec![acme_link(b"acct/o-new")],
+            AuditAction::AcmeOrderCreated,
+        ),
+        acme_write(
+            vec![acme_put(Account, b"other", None, b"other")],
+            vec![acme_link(b"other/o1"), acme_claim(b"thumb-1", b"other")],
+            AuditAction::AcmeAccountCreated,
+        ),
+    ];
+    for write in refused {
+        let err = b.acme(write).unwrap_err();
+        assert_eq!(err.code(), "conflict", "{err}");
+    }
+    assert_eq!(a.store.audit_head().unwrap(), head);
+    assert_eq!(a.store.acme_object(Order, b"o-new").unwrap(), None);
+    assert_eq!(a.store.acme_object(Account, b"other").unwrap(), None);
+    assert!(a.store.acme_links(b"other/", None, 10).unwrap().is_empty());
+    assert_eq!(a.store.acme_links(b"acct/", None, 10).unwrap().len(), 3);
+    assert_eq!(
+        a.store.acme_object(Account, b"acct").unwrap(),
+        object(1, b"v1")
+    );
+
+    // A key change in one write, then the old key claimed by another account.
+    b.acme(acme_write(
+        vec![acme_put(Account, b"acct", Some(1), b"v2")],
+        vec![
+            AcmeIndexOp::Release {
+                key: b"thumb-1".to_vec(),
+            },
+            acme_claim(b"thumb-2", b"acct"),
+            AcmeIndexOp::Unlink {
+                key: b"acct/o3".to_vec(),
+            },
+        ],
+        AuditAction::AcmeAccountKeyChanged,
+    ))
+    .unwrap();
+    a.acme(acme_write(
+        vec![acme_put(Account, b"other", None, b"other")],
+        vec![acme_claim(b"thumb-1", b"other")],
+        AuditAction::AcmeAccountCreated,
+    ))
+    .unwrap();
+    assert_eq!(
+        b.store.acme_claim_holder(b"thumb-1").unwrap(),
+        Some(b"other".to_vec())
+    );
+    assert_eq!(
+        b.store.acme_claim_holder(b"thumb-2").unwrap(),
+        Some(b"acct".to_vec())
+    );
+    assert_eq!(
+        a.store.acme_links(b"acct/", None, 10).unwrap(),
+        keys(&[b"acct/o1", b"acct/o2"])
+    );
+
+    // Writes sent together to one writer (one group, or several): each sees the one before.
+    let pending: Vec<_> = (2..12u64)
+        .map(|v| {
+            let (tx, rx) = oneshot::channel();
+            let write = acme_write(
+                vec![acme_put(Order, b"acct", Some(v - 1), &v.to_be_bytes())],
+                vec![acme_link(format!("acct/o{v:02}").as_bytes())],
+                AuditAction::AcmeOrderUpdated,
+            );
+            a.writer.sender().send(WriteOp::Acme(write, tx)).unwrap();
+            rx
+        })
+        .collect();
+    for rx in pending {
+        rx.blocking_recv().unwrap().unwrap();
+    }
+    assert_eq!(
+        b.store.acme_object(Order, b"acct").unwrap(),
+        object(11, &11u64.to_be_bytes())
+    );
+
+    // Both nodes change the object from the version they read, at once: one wins each round.
+    for _ in 0..10 {
+        let version = a
+            .store
+            .acme_object(Account, b"acct")
+            .unwrap()
+            .unwrap()
+            .version;
+        let barrier = std::sync::Barrier::new(2);
+        let outcomes: Vec<Result<(), CaError>> = thread::scope(|s| {
+            let barrier = &barrier;
+            let racers: Vec<_> = [&a, &b]
+                .into_iter()
+                .enumerate()
+                .map(|(i, node)| {
+                    s.spawn(move || {
+                        barrier.wait();
+                        node.acme(acme_write(
+                            vec![acme_put(Account, b"acct", Some(version), &[i as u8])],
+                            vec![acme_link(format!("acct/race-{version}-{i}").as_bytes())],
+                            AuditAction::AcmeAccountUpdated,
+                        ))
+                    })
+                })
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        let won: Vec<usize> = (0..2).filter(|i| outcomes[*i].is_ok()).collect();
+        assert_eq!(won.len(), 1, "{outcomes:?}");
+        let lost = &outcomes[1 - won[0]];
+        assert!(
+            matches!(lost, Err(CaError::AcmeConflict { .. })),
+            "{outcomes:?}"
+        );
+        let stored = b.store.acme_object(Account, b"acct").unwrap().unwrap();
+        assert_eq!(stored.version, version + 1);
+        assert_eq!(stored.value, [won[0] as u8]);
+        let raced = a
+            .store
+            .acme_links(format!("acct/race-{version}-").as_bytes(), None, 10)
+            .unwrap();
+        assert_eq!(
+            raced,
+            [format!("acct/race-{version}-{}", won[0]).into_bytes()]
+        );
+    }
+    let report = b.store.verify_audit(&[]).unwrap();
+    assert!(report.broken.is_none(), "{:?}", report.broken);
+    assert_eq!(report.head, a.store.audit_head().unwrap());
+
+    // Keys of 0xff bytes: the prefix has no upper bound.
+    a.acme(acme_write(
+        vec![],
+        vec![
+            acme_link(b"\xff\xff"),
+            acme_link(b"\xff\xff\x01"),
+            acme_link(b"\xfe"),
+        ],
+        AuditAction::AcmeOrderCreated,
+    ))
+    .unwrap();
+    assert_eq!(
+        b.store.acme_links(b"\xff", None, 10).unwrap(),
+        keys(&[b"\xff\xff", b"\xff\xff\x01"])
+    );
+    assert_eq!(b.store.acme_links(b"", None, 100).unwrap().len(), 26);
+
+    // A column the schema does not allow is a storage error where it is read, not a panic.
+    pg.psql("ALTER TABLE acme_objects ALTER COLUMN version TYPE numeric");
+    let err = b.store.acme_object(Account, b"acct").unwrap_err();
+    assert_eq!(err.code(), "storage_error", "{err}");
+    let err = a
+        .acme(acme_write(
+            vec![acme_put(Account, b"acct", Some(12), b"x")],
+            vec![],
+            AuditAction::AcmeAccountUpdated,
+        ))
+        .unwrap_err();
+    assert_eq!(err.code(), "storage_error", "{err}");
+    a.stored(1);
+    a.writer.join();
+    b.writer.join();
+}
+
+/// A database of schema version 1 (before the ACME tables) is refused by `open` and brought up
+/// to date by `create` (`ca-server init --store-url`), keeping what it holds.
+#[test]
+fn a_version_1_database_is_migrated_to_the_acme_tables() {
+    let pg = Postgres::start();
+    let node = Node::on_new_database(&pg);
+    node.stored(1);
+    node.writer.join();
+    pg.psql("DROP TABLE acme_objects, acme_claims, acme_links; UPDATE ca_schema SET version = 1");
+    let err = PgStore::open(&config(&pg)).unwrap_err().to_string();
+    assert!(err.contains("schema version 1, older"), "{err}");
+    drop(PgStore::create(&config(&pg)).unwrap());
+    assert_eq!(pg.psql("SELECT version FROM ca_schema").trim(), "2");
+    let node = Node::start(&pg);
+    assert!(node.store.contains_serial(&serial(1)).unwrap());
+    node.acme(acme_write(
+        vec![acme_put(AcmeKind::Account, b"acct", None, b"v1")],
+        vec![acme_claim(b"thumb", b"acct")],
+        AuditAction::AcmeAccountCreated,
+    ))
+    .unwrap();
+    assert_eq!(
+        node.store.acme_claim_holder(b"thumb").unwrap(),
+        Some(b"acct".to_vec())
+    );
+    let report = node.store.verify_audit(&[]).unwrap();
+    assert!(report.broken.is_none() && report.entries == 2, "{report:?}");
+    node.writer.join();
 }

@@ -22,6 +22,8 @@
 //! | `checkpoints` | audit seq (8)                       | [`Checkpoint`]           |
 //! | `enrollments` | enrollment id (16)                   | [`EnrollmentRecord`]     |
 //! | `blocked_keys` | SHA-256(SubjectPublicKeyInfo) (32)  | serial (16) whose keyCompromise revocation blocked it |
+//! | `acme_objects` | ACME kind (1) ‖ object id          | version (8) ‖ the ACME front end's value |
+//! | `acme_index` | `c` ‖ claimed key, `l` ‖ link key     | the claim's holder id; empty for a link |
 //! | `meta`      | name                                  | schema version, counters |
 //!
 //! Certificates are keyed by their issuance sequence number, so that new ones are appended:
@@ -43,6 +45,10 @@
 //! revocation's own commit and never deleted: no certificate is issued for such a key again
 //! (CA/Browser Forum Baseline Requirements 6.1.1.3 item 4; [`blocked_keys`]).
 //!
+//! `acme_objects` and `acme_index` keep the ACME front end's objects, unique keys and lists
+//! ([`acme`]). A store created by a build without them gets them when it is opened for
+//! writing; nothing is migrated, so the schema version stays.
+//!
 //! [`AuditEntry`]: crate::audit::AuditEntry
 //! [`Checkpoint`]: crate::audit::Checkpoint
 //!
@@ -50,6 +56,7 @@
 //! ([`writer`]) writes, in synced WriteBatches (group commit); before it starts (bootstrap,
 //! command line) the few writes it needs (schema version, tokens) are made directly.
 
+pub mod acme;
 mod audit_log;
 pub mod blocked_keys;
 mod migrate;
@@ -69,11 +76,15 @@ use rocksdb::{
     Options, ReadOptions, WriteBatch, WriteBufferManager, WriteOptions, DB,
 };
 
+pub use acme::{
+    AcmeIndexOp, AcmeKind, AcmeObject, AcmePut, AcmeWrite, MAX_ACME_INDEX_OPS, MAX_ACME_KEY_LEN,
+    MAX_ACME_PUTS, MAX_ACME_VALUE_LEN,
+};
 pub use audit_log::{verify_log, AuditReport};
 pub use record::{CertRecord, EnrollmentRecord, IdempotencyRecord, TokenRecord};
 pub use seam::{
-    AuditStore, CertificateStore, ChangeListener, EnrollmentStore, RemoteChange, RevocationStore,
-    Storage, StoredCrls, TokenStore,
+    AcmeStore, AuditStore, CertificateStore, ChangeListener, EnrollmentStore, RemoteChange,
+    RevocationStore, Storage, StoredCrls, TokenStore,
 };
 pub use tokens::{new_token_id, UPGRADE_ACTOR};
 
@@ -124,10 +135,14 @@ pub mod cf {
     pub const ENROLLMENTS: &str = "enrollments";
     /// Keys of certificates revoked for keyCompromise: never certified again.
     pub const BLOCKED_KEYS: &str = "blocked_keys";
+    /// ACME objects by kind and id, with their versions.
+    pub const ACME_OBJECTS: &str = "acme_objects";
+    /// ACME claims (unique keys to their holder) and links (ordered list members).
+    pub const ACME_INDEX: &str = "acme_index";
     /// Schema version and counters.
     pub const META: &str = "meta";
     /// Every family this build uses.
-    pub const ALL: [&str; 16] = [
+    pub const ALL: [&str; 18] = [
         ENROLLMENTS,
         NAMES,
         AUDIT,
@@ -144,6 +159,8 @@ pub mod cf {
         CRL_CHANGES,
         TOKEN_NAMES,
         BLOCKED_KEYS,
+        ACME_OBJECTS,
+        ACME_INDEX,
     ];
 }
 

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 
 use rocksdb::WriteBatch;
 
+use super::acme::{self, AcmeKind};
 use super::query::names_key;
 use super::record::encode_revocation;
 use super::writer::{Change, Counters, GroupBackend};
@@ -109,6 +110,22 @@ pub(crate) fn lay_out(change: Change<'_>, writes: &mut Vec<RocksWrite>) -> Resul
                 cp.encode()?,
             );
         }
+        Change::AcmeObject {
+            kind,
+            id,
+            version,
+            value,
+        } => put(
+            cf::ACME_OBJECTS,
+            acme::object_key(kind, id),
+            acme::encode_object(version, value),
+        ),
+        Change::AcmeClaim { key, id } => {
+            writes.push((cf::ACME_INDEX, acme::claim_key(key), id.map(<[u8]>::to_vec)))
+        }
+        Change::AcmeLink { key, linked } => {
+            writes.push((cf::ACME_INDEX, acme::link_key(key), linked.then(Vec::new)))
+        }
     }
     Ok(())
 }
@@ -155,6 +172,12 @@ impl GroupBackend for RocksGroups {
     }
     fn not_after(&mut self, serial: &Serial) -> Result<Option<i64>, CaError> {
         Ok(self.store.certificate(serial)?.map(|r| r.not_after))
+    }
+    fn acme_version(&mut self, kind: AcmeKind, id: &[u8]) -> Result<Option<u64>, CaError> {
+        self.store.acme_version(kind, id)
+    }
+    fn acme_claim_holder(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, CaError> {
+        self.store.acme_claim_holder(key)
     }
     fn stage(&self, change: Change<'_>, writes: &mut Vec<RocksWrite>) -> Result<(), CaError> {
         lay_out(change, writes)

@@ -12,6 +12,7 @@
 
 use std::sync::Arc;
 
+use super::acme::{AcmeKind, AcmeObject};
 use super::query::{CertificateQuery, Cursor, CursorKey, Page};
 use super::writer::StoreWriter;
 use super::{
@@ -184,9 +185,32 @@ pub trait EnrollmentStore: Send + Sync {
     fn enrollment_counts(&self, now: i64) -> Result<[u64; 4], CaError>;
 }
 
+/// The ACME front end's objects, unique keys and lists ([`super::acme`]), written by
+/// [`WriteOp::Acme`](super::writer::WriteOp::Acme).
+pub trait AcmeStore: Send + Sync {
+    /// The stored object of this kind and id.
+    fn acme_object(&self, kind: AcmeKind, id: &[u8]) -> Result<Option<AcmeObject>, CaError>;
+    /// The id that holds the unique key `key`.
+    fn acme_claim_holder(&self, key: &[u8]) -> Result<Option<Vec<u8>>, CaError>;
+    /// The link keys (whole) that start with `prefix`, in key order, strictly after `after`,
+    /// at most `limit` of them.
+    fn acme_links(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, CaError>;
+}
+
 /// A complete store: every concern above, the writer, and what an operator watches.
 pub trait Storage:
-    CertificateStore + RevocationStore + AuditStore + TokenStore + EnrollmentStore + std::fmt::Debug
+    CertificateStore
+    + RevocationStore
+    + AuditStore
+    + TokenStore
+    + EnrollmentStore
+    + AcmeStore
+    + std::fmt::Debug
 {
     /// Starts the single writer through which every change is committed, grouping up to
     /// `max_batch` operations per durable commit.
@@ -329,6 +353,23 @@ impl EnrollmentStore for Store {
     }
     fn enrollment_counts(&self, now: i64) -> Result<[u64; 4], CaError> {
         Store::enrollment_counts(self, now)
+    }
+}
+
+impl AcmeStore for Store {
+    fn acme_object(&self, kind: AcmeKind, id: &[u8]) -> Result<Option<AcmeObject>, CaError> {
+        Store::acme_object(self, kind, id)
+    }
+    fn acme_claim_holder(&self, key: &[u8]) -> Result<Option<Vec<u8>>, CaError> {
+        Store::acme_claim_holder(self, key)
+    }
+    fn acme_links(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, CaError> {
+        Store::acme_links(self, prefix, after, limit)
     }
 }
 

@@ -16,6 +16,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::oneshot;
 
+use super::acme::{self, AcmeIndexOp, AcmeKind, AcmeWrite};
 use super::rocks_groups::RocksGroups;
 use super::tokens::{revoked_token, token_event, token_revoked_event};
 use super::{CertRecord, EnrollmentRecord, IdempotencyKey, IdempotencyRecord, Store, TokenRecord};
@@ -125,6 +126,10 @@ pub enum WriteOp {
     /// Roll back the redemption of an enrollment (its id) for a certificate (its serial) that
     /// could not be delivered: revoke the certificate and make the enrollment pending again.
     UndoRedemption([u8; 16], Serial, Reply<()>),
+    /// Make one ACME change (its objects, claims and links) with its audit entry, all or
+    /// nothing; refused when an object is not at the expected version or a key is claimed by
+    /// another id.
+    Acme(AcmeWrite, Reply<()>),
 }
 
 /// The running writer thread: the one place through which a store is changed while an
@@ -231,6 +236,31 @@ pub enum Change<'a> {
     Audit(&'a AuditEntry, &'a [Serial]),
     /// A signed checkpoint of the audit log.
     Checkpoint(&'a Checkpoint),
+    /// An ACME object, new or changed, at this version.
+    AcmeObject {
+        /// The object's kind.
+        kind: AcmeKind,
+        /// The object's id.
+        id: &'a [u8],
+        /// Its version from now on.
+        version: u64,
+        /// Its value from now on.
+        value: &'a [u8],
+    },
+    /// An ACME unique key, claimed by the object id `id` (`None`: released).
+    AcmeClaim {
+        /// The unique key.
+        key: &'a [u8],
+        /// Its holder from now on.
+        id: Option<&'a [u8]>,
+    },
+    /// An ACME list member, added (`linked`) or removed.
+    AcmeLink {
+        /// The member's key.
+        key: &'a [u8],
+        /// Whether it is a member from now on.
+        linked: bool,
+    },
 }
 
 /// The storage side of the store writer: where a group's reads come from and where its
@@ -260,6 +290,10 @@ pub trait GroupBackend {
     fn revocation(&mut self, serial: &Serial) -> Result<Option<Revocation>, CaError>;
     /// The notAfter of the certificate `serial`, if this CA issued it.
     fn not_after(&mut self, serial: &Serial) -> Result<Option<i64>, CaError>;
+    /// The stored version of the ACME object of this kind and id.
+    fn acme_version(&mut self, kind: AcmeKind, id: &[u8]) -> Result<Option<u64>, CaError>;
+    /// The id that holds the ACME unique key `key`.
+    fn acme_claim_holder(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, CaError>;
     /// Lays `change` out as the store's writes, appended to `writes`.
     fn stage(&self, change: Change<'_>, writes: &mut Vec<Self::Write>) -> Result<(), CaError>;
     /// Writes `writes` and `counters` durably, all or nothing, and ends the group.
@@ -327,7 +361,8 @@ impl Answer {
             | WriteOp::PutToken(_, _, _, tx)
             | WriteOp::Checkpoint(_, tx)
             | WriteOp::CreateEnrollment(_, _, _, tx)
-            | WriteOp::UndoRedemption(_, _, tx) => Answer::Unit(tx, Err(error.for_group())),
+            | WriteOp::UndoRedemption(_, _, tx)
+            | WriteOp::Acme(_, tx) => Answer::Unit(tx, Err(error.for_group())),
             WriteOp::NextCrlNumber(_, tx) => Answer::Crl(tx, Err(error.for_group())),
             WriteOp::RevokeToken(_, _, _, tx) => Answer::Token(tx, Err(error.for_group())),
             WriteOp::Record(_, _, tx) | WriteOp::AuditHead(tx) => {
@@ -394,6 +429,10 @@ struct Group<'b, B: GroupBackend> {
     token_names: HashMap<String, [u8; 32]>,
     /// Tokens this group changes, by hash.
     tokens: HashMap<[u8; 32], TokenRecord>,
+    /// Versions of the ACME objects this group writes.
+    acme_objects: HashMap<(AcmeKind, Vec<u8>), u64>,
+    /// Holders of the ACME keys this group claims (`None`: released).
+    acme_claims: HashMap<Vec<u8>, Option<Vec<u8>>>,
     /// Test-only fault injection (see [`Fault`]).
     #[cfg(test)]
     fault: Fault,
@@ -408,6 +447,8 @@ enum Undo {
     Enrollment([u8; 16], Option<EnrollmentRecord>),
     TokenName(String, Option<[u8; 32]>),
     Token([u8; 32], Option<TokenRecord>),
+    AcmeObject((AcmeKind, Vec<u8>), Option<u64>),
+    AcmeClaim(Vec<u8>, Option<Option<Vec<u8>>>),
 }
 
 /// Puts `previous` back under `key` (removes the key when there was none).
@@ -470,6 +511,8 @@ impl<'b, B: GroupBackend> Group<'b, B> {
             enrollments: HashMap::new(),
             token_names: HashMap::new(),
             tokens: HashMap::new(),
+            acme_objects: HashMap::new(),
+            acme_claims: HashMap::new(),
             #[cfg(test)]
             fault: Fault::default(),
         })
@@ -531,6 +574,7 @@ impl<'b, B: GroupBackend> Group<'b, B> {
             WriteOp::UndoRedemption(id, serial, tx) => {
                 Answer::Unit(tx, self.atomic(|g| g.undo_redemption(id, serial)))
             }
+            WriteOp::Acme(write, tx) => Answer::Unit(tx, self.atomic(|g| g.acme(write))),
         }
     }
 
@@ -566,6 +610,8 @@ impl<'b, B: GroupBackend> Group<'b, B> {
                     Undo::Enrollment(id, prev) => restore(&mut self.enrollments, id, prev),
                     Undo::TokenName(name, prev) => restore(&mut self.token_names, name, prev),
                     Undo::Token(hash, prev) => restore(&mut self.tokens, hash, prev),
+                    Undo::AcmeObject(key, prev) => restore(&mut self.acme_objects, key, prev),
+                    Undo::AcmeClaim(key, prev) => restore(&mut self.acme_claims, key, prev),
                 }
             }
         }
@@ -725,6 +771,83 @@ impl<'b, B: GroupBackend> Group<'b, B> {
         .with("serial", serial.to_hex());
         self.put_enrollment(id, record)?;
         self.audit(event, &[serial]).map(drop)
+    }
+
+    /// The version of an ACME object as this group leaves it.
+    fn acme_version(&mut self, kind: AcmeKind, id: &[u8]) -> Result<Option<u64>, CaError> {
+        match self.acme_objects.get(&(kind, id.to_vec())) {
+            Some(version) => Ok(Some(*version)),
+            None => self.backend.acme_version(kind, id),
+        }
+    }
+
+    /// The holder of an ACME unique key as this group leaves it.
+    fn acme_claim_holder(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, CaError> {
+        match self.acme_claims.get(key) {
+            Some(holder) => Ok(holder.clone()),
+            None => self.backend.acme_claim_holder(key),
+        }
+    }
+
+    fn set_acme_claim(&mut self, key: &[u8], id: Option<&[u8]>) -> Result<(), CaError> {
+        self.change(Change::AcmeClaim { key, id })?;
+        let previous = self
+            .acme_claims
+            .insert(key.to_vec(), id.map(<[u8]>::to_vec));
+        self.undo.push(Undo::AcmeClaim(key.to_vec(), previous));
+        Ok(())
+    }
+
+    /// One ACME change: every put at the version it expects, then the index changes, then the
+    /// audit entry. A put whose object is not at the expected version, or a claim of a key
+    /// another id holds, refuses the whole change.
+    fn acme(&mut self, write: AcmeWrite) -> Result<(), CaError> {
+        write.check()?;
+        let AcmeWrite { puts, index, event } = write;
+        for put in &puts {
+            let stored = self.acme_version(put.kind, &put.id)?;
+            if stored != put.expect {
+                return Err(acme::conflict(put, stored));
+            }
+            let version = match put.expect {
+                None => 1,
+                Some(v) => v.checked_add(1).ok_or_else(|| CaError::AcmeConflict {
+                    what: format!(
+                        "{} {} has no version after {v}",
+                        put.kind.name(),
+                        hex::encode(&put.id)
+                    ),
+                })?,
+            };
+            self.change(Change::AcmeObject {
+                kind: put.kind,
+                id: &put.id,
+                version,
+                value: &put.value,
+            })?;
+            let key = (put.kind, put.id.clone());
+            let previous = self.acme_objects.insert(key.clone(), version);
+            self.undo.push(Undo::AcmeObject(key, previous));
+        }
+        for op in &index {
+            match op {
+                AcmeIndexOp::Claim { key, id } => match self.acme_claim_holder(key)? {
+                    Some(holder) if holder == *id => {}
+                    Some(holder) => return Err(CaError::AcmeIndexTaken { holder }),
+                    None => self.set_acme_claim(key, Some(id))?,
+                },
+                AcmeIndexOp::Release { key } => {
+                    if self.acme_claim_holder(key)?.is_some() {
+                        self.set_acme_claim(key, None)?;
+                    }
+                }
+                AcmeIndexOp::Link { key } => self.change(Change::AcmeLink { key, linked: true })?,
+                AcmeIndexOp::Unlink { key } => {
+                    self.change(Change::AcmeLink { key, linked: false })?
+                }
+            }
+        }
+        self.audit(event, &[]).map(drop)
     }
 
     fn certificate(&mut self, cert: NewCertificate) -> Result<Committed, CaError> {
@@ -1004,6 +1127,38 @@ mod tests {
         }
     }
 
+    /// An ACME write: `puts` (kind Account, id, expected version), then `index`.
+    fn acme_write(
+        puts: &[(&[u8], Option<u64>)],
+        index: Vec<AcmeIndexOp>,
+        action: AuditAction,
+    ) -> AcmeWrite {
+        AcmeWrite {
+            puts: puts
+                .iter()
+                .map(|(id, expect)| acme::AcmePut {
+                    kind: AcmeKind::Account,
+                    id: id.to_vec(),
+                    expect: *expect,
+                    value: format!("{expect:?}").into_bytes(),
+                })
+                .collect(),
+            index,
+            event: AuditEvent::new(NOW, "acme", action, "target"),
+        }
+    }
+
+    fn claim(key: &[u8], id: &[u8]) -> AcmeIndexOp {
+        AcmeIndexOp::Claim {
+            key: key.to_vec(),
+            id: id.to_vec(),
+        }
+    }
+
+    fn link(key: &[u8]) -> AcmeIndexOp {
+        AcmeIndexOp::Link { key: key.to_vec() }
+    }
+
     fn revoke(n: u8, reason: RevocationReason) -> RevokeRequest {
         RevokeRequest {
             serial: serial(n),
@@ -1138,6 +1293,22 @@ mod tests {
             ),
             op!(CreateEnrollment, [8; 16], enrollment(), "ra".to_string()),
             op!(FailedAttempt, enrollment_id),
+            op!(
+                Acme,
+                acme_write(
+                    &[(b"acct", None)],
+                    vec![claim(b"thumb", b"acct"), link(b"acct/order")],
+                    AuditAction::AcmeAccountCreated
+                )
+            ),
+            op!(
+                Acme,
+                acme_write(
+                    &[],
+                    vec![link(b"acct/order"), claim(b"thumb", b"acct")],
+                    AuditAction::AcmeOrderCreated
+                )
+            ),
             op!(Record, event("healthy"), vec![]),
         ];
         let faulty: Vec<usize> = (0..ops.len() - 1).collect();
@@ -1274,6 +1445,16 @@ mod tests {
                 enrollment(),
                 "ra".to_string()
             ));
+            // Refused should a failed one leave its version behind; without its claim, should
+            // a failed one leave that behind (claiming what the same id holds is no change).
+            all.push(op!(
+                Acme,
+                acme_write(
+                    &[(b"acct", None)],
+                    vec![claim(b"thumb", b"acct"), link(b"acct/order")],
+                    AuditAction::AcmeAccountCreated
+                )
+            ));
         }
         let n = all.len() / 2;
         let after = commit_failing_at_end(&store, all, &(0..n).collect::<Vec<_>>());
@@ -1303,6 +1484,128 @@ mod tests {
         assert_eq!(store.key_blocked_by(&[1; 32]).unwrap(), Some(serial(1)));
         assert!(store.token(&[5; 32]).unwrap().unwrap().revoked_at.is_some());
         assert_eq!(store.token_name_holder("new").unwrap(), Some([9; 32]));
+        assert_eq!(
+            store.acme_object(AcmeKind::Account, b"acct").unwrap(),
+            Some(acme::AcmeObject {
+                version: 1,
+                value: b"None".to_vec()
+            })
+        );
+        assert_eq!(
+            store.acme_claim_holder(b"thumb").unwrap(),
+            Some(b"acct".to_vec())
+        );
+        assert_eq!(
+            store.acme_links(b"acct/", None, 10).unwrap(),
+            [b"acct/order".to_vec()]
+        );
+        let report = store.verify_audit(&[]).unwrap();
+        assert!(report.broken.is_none(), "{:?}", report.broken);
+        assert_eq!(report.head, after.audit);
+    }
+
+    /// ACME writes of one group see each other's versions and claims, as if each had been
+    /// committed alone in the order sent; a refused one leaves nothing, its puts included.
+    #[test]
+    fn acme_writes_in_one_group_see_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let before = counters(&store);
+        let writes = vec![
+            // Created at version 1, with its key and first order.
+            acme_write(
+                &[(b"a", None)],
+                vec![claim(b"thumb-1", b"a"), link(b"a/o1")],
+                AuditAction::AcmeAccountCreated,
+            ),
+            // Changed from version 1 to 2.
+            acme_write(
+                &[(b"a", Some(1))],
+                vec![link(b"a/o2")],
+                AuditAction::AcmeAccountUpdated,
+            ),
+            // Refused: the key is held by `a`; `c` is not created.
+            acme_write(
+                &[(b"c", None)],
+                vec![link(b"c/o1"), claim(b"thumb-1", b"c")],
+                AuditAction::AcmeAccountCreated,
+            ),
+            // Refused: `a` is at version 2 now.
+            acme_write(
+                &[(b"a", Some(1))],
+                vec![link(b"a/stale")],
+                AuditAction::AcmeAccountUpdated,
+            ),
+            // The key change: version 3, the old key released, the new one claimed.
+            acme_write(
+                &[(b"a", Some(2))],
+                vec![
+                    AcmeIndexOp::Release {
+                        key: b"thumb-1".to_vec(),
+                    },
+                    claim(b"thumb-2", b"a"),
+                ],
+                AuditAction::AcmeAccountKeyChanged,
+            ),
+            // The released key, free within the group.
+            acme_write(
+                &[(b"b", None)],
+                vec![claim(b"thumb-1", b"b")],
+                AuditAction::AcmeAccountCreated,
+            ),
+        ];
+        let mut receivers = Vec::new();
+        let ops = writes
+            .into_iter()
+            .map(|w| {
+                let (tx, rx) = oneshot::channel();
+                receivers.push(rx);
+                WriteOp::Acme(w, tx)
+            })
+            .collect();
+        let after = commit_with_faults(&store, ops, &[]);
+        let answers: Vec<Result<(), String>> = receivers
+            .iter_mut()
+            .map(|rx| rx.try_recv().unwrap().map_err(|e| format!("{e:?}")))
+            .collect();
+        assert!(answers[0].is_ok() && answers[1].is_ok(), "{answers:?}");
+        assert!(
+            answers[2]
+                .as_ref()
+                .is_err_and(|e| e.starts_with("AcmeIndexTaken { holder: [97] }")),
+            "{answers:?}"
+        );
+        assert!(
+            answers[3]
+                .as_ref()
+                .is_err_and(|e| e.starts_with("AcmeConflict")),
+            "{answers:?}"
+        );
+        assert!(answers[4].is_ok() && answers[5].is_ok(), "{answers:?}");
+
+        let version = |id: &[u8]| {
+            store
+                .acme_object(AcmeKind::Account, id)
+                .unwrap()
+                .map(|o| o.version)
+        };
+        assert_eq!(
+            (version(b"a"), version(b"b"), version(b"c")),
+            (Some(3), Some(1), None)
+        );
+        assert_eq!(
+            store.acme_claim_holder(b"thumb-1").unwrap(),
+            Some(b"b".to_vec())
+        );
+        assert_eq!(
+            store.acme_claim_holder(b"thumb-2").unwrap(),
+            Some(b"a".to_vec())
+        );
+        assert_eq!(
+            store.acme_links(b"", None, 10).unwrap(),
+            [b"a/o1".to_vec(), b"a/o2".to_vec()]
+        );
+        assert_eq!(after.audit.seq, before.audit.seq + 4);
         let report = store.verify_audit(&[]).unwrap();
         assert!(report.broken.is_none(), "{:?}", report.broken);
         assert_eq!(report.head, after.audit);

@@ -277,6 +277,23 @@ pub enum CaError {
         spki_sha256: [u8; 32],
     },
 
+    // --- ACME objects (RFC 8555), kept with optimistic concurrency --------------------------
+    /// An ACME object is not at the version a change was made from: another change came first
+    /// (or the object exists already where the change creates it, or is gone). Nothing of the
+    /// change was stored; the change may be made again from the stored object.
+    #[error("conflicting ACME change: {what}")]
+    AcmeConflict {
+        /// Which object, and its stored and expected versions.
+        what: String,
+    },
+    /// A unique ACME key (an account key's thumbprint, a bound external account binding key)
+    /// is held by another object. Nothing of the change was stored.
+    #[error("the ACME key is held by {}", hex::encode(holder))]
+    AcmeIndexTaken {
+        /// The id of the object that holds the key.
+        holder: Vec<u8>,
+    },
+
     // --- Weak RSA moduli (CA/Browser Forum Baseline Requirements 6.1.1.3, crate::weak_rsa) ---
     /// The RSA modulus is divisible by an odd prime below 1000.
     #[error("weak public key: the RSA modulus is divisible by {factor}")]
@@ -411,6 +428,8 @@ impl CaError {
             CaError::PasswordNotAllowed(_) => "password_not_allowed",
             // Blocked keys.
             CaError::KeyBlocked { .. } => "key_blocked",
+            // ACME objects.
+            CaError::AcmeConflict { .. } | CaError::AcmeIndexTaken { .. } => "conflict",
             // Weak RSA moduli.
             CaError::WeakKeySmallFactor { .. } => "weak_key_small_factor",
             CaError::WeakKeyRoca { .. } => "weak_key_roca",
@@ -460,6 +479,7 @@ impl CaError {
             }
             CaError::EnrollmentLocked => ErrorClass::Locked,
             CaError::EnrollmentExpired => ErrorClass::Gone,
+            CaError::AcmeConflict { .. } | CaError::AcmeIndexTaken { .. } => ErrorClass::Conflict,
             CaError::EnrollmentRedeemed
             | CaError::IdempotencyConflict(_)
             | CaError::AlreadyRevoked { .. }
