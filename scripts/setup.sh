@@ -2,7 +2,8 @@
 # Installs what building and testing need on a fresh Debian machine, when it is missing:
 # a C++ compiler and libclang (RocksDB's bindings), the OpenSSL CLI, SoftHSM2 and OpenSC's
 # pkcs11-tool (the HSM tests), PostgreSQL (throwaway clusters for the shared-database
-# tests), pebble-challtestsrv (the ACME VA's DNS tests), and pkilint and schemathesis in venvs.
+# tests), lego, certbot and pebble-challtestsrv (the ACME tests), and pkilint and
+# schemathesis in venvs.
 # Idempotent and quiet when everything is there.
 set -euo pipefail
 
@@ -17,8 +18,11 @@ command -v jq >/dev/null 2>&1 || need_apt+=(jq)
 { [ -f /usr/lib/softhsm/libsofthsm2.so ] && command -v softhsm2-util >/dev/null 2>&1; } ||
   need_apt+=(softhsm2)
 command -v pkcs11-tool >/dev/null 2>&1 || need_apt+=(opensc)
-# The ACME validation authority's DNS tests (acme-va/tests/dns.rs): pebble-challtestsrv, from
-# Debian's pebble package, serves their A, AAAA, TXT and CAA records.
+# The ACME tests: the clients lego and certbot (tests/src/acme.rs), and pebble-challtestsrv,
+# from Debian's pebble package, the DNS that serves the A, AAAA, TXT and CAA records of the
+# validation authority's tests (acme-va/tests/dns.rs) and resolves every name to 127.0.0.1.
+command -v lego >/dev/null 2>&1 || need_apt+=(lego)
+command -v certbot >/dev/null 2>&1 || need_apt+=(certbot)
 command -v pebble-challtestsrv >/dev/null 2>&1 || need_apt+=(pebble)
 # The tests of the shared database (tests/src/postgres.rs) run throwaway clusters with
 # initdb and pg_ctl, which Debian keeps in /usr/lib/postgresql/N/bin.

@@ -89,11 +89,14 @@ pub enum AuditAction {
     AcmeAuthorizationDeactivated,
     /// An external account binding key was created (RFC 8555 section 7.3.4).
     AcmeEabKeyCreated,
+    /// A client asked for a challenge's validation, which started (RFC 8555 section 7.5.1;
+    /// details: `challenge`).
+    AcmeChallengeStarted,
 }
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [AuditAction; 24] = [
+    pub const ALL: [AuditAction; 25] = [
         AuditAction::CertificateIssued,
         AuditAction::CertificateRenewed,
         AuditAction::CertificateRevoked,
@@ -118,6 +121,7 @@ impl AuditAction {
         AuditAction::AcmeAuthorizationInvalid,
         AuditAction::AcmeAuthorizationDeactivated,
         AuditAction::AcmeEabKeyCreated,
+        AuditAction::AcmeChallengeStarted,
     ];
 
     /// The action's name as the API shows it and the hash covers it.
@@ -147,6 +151,7 @@ impl AuditAction {
             AuditAction::AcmeAuthorizationInvalid => "acme_authorization_invalid",
             AuditAction::AcmeAuthorizationDeactivated => "acme_authorization_deactivated",
             AuditAction::AcmeEabKeyCreated => "acme_eab_key_created",
+            AuditAction::AcmeChallengeStarted => "acme_challenge_started",
         }
     }
 }

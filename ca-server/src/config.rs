@@ -275,6 +275,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Revocation requests.
     pub revocation: RevocationConfig,
+    /// The ACME front end.
+    pub acme: crate::acme::AcmeConfig,
     /// Certificate profiles by name.
     pub profiles: BTreeMap<String, Profile>,
 }
@@ -718,6 +720,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             log: LogConfig::default(),
             revocation: RevocationConfig::default(),
+            acme: crate::acme::AcmeConfig::default(),
             profiles: Profile::builtin(),
         }
     }

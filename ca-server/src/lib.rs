@@ -3,6 +3,7 @@
 
 #![deny(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod acme;
 pub mod api;
 pub mod auth;
 pub mod cli;

@@ -31,6 +31,9 @@ use crate::request_log::{self, RequestLog};
 /// to fix or names the step that failed; the error underneath is its source.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// `[acme]` is enabled but cannot start.
+    #[error(transparent)]
+    Acme(#[from] crate::acme::AcmeStartError),
     /// The data directory, its configuration, the CA or the store cannot be used.
     #[error(transparent)]
     DataDir(#[from] DataDirError),
@@ -252,6 +255,19 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), ServeError> 
     let ocsp_renewal = renewal
         .map(|(issuer, delegate)| tokio::spawn(ocsp_renewal(issuer, delegate, ocsp.clone())));
     let log = Arc::new(RequestLog::new(config.log.outcome_lines_per_second));
+    let acme_front = if config.acme.enabled {
+        let metrics = crate::acme::AcmeMetrics::register(engine.metrics().registry())
+            .map_err(|e| crate::acme::AcmeStartError::Setting(e.to_string()))?;
+        Some(Arc::new(crate::acme::AcmeFront::start(
+            engine.clone(),
+            config.acme.clone(),
+            &chain_pem,
+            tls.is_some(),
+            metrics,
+        )?))
+    } else {
+        None
+    };
     let state = Arc::new(AppState {
         engine: engine.clone(),
         chain_pem,
@@ -269,6 +285,7 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), ServeError> 
         client_certificate_names: config.tls.clients.iter().map(|c| c.name.clone()).collect(),
         log: log.clone(),
         signer_check: crate::api::SignerCheck::default(),
+        acme: acme_front,
     });
     let log_timer = tokio::spawn(request_log::flush_timer(log.clone()));
     let crl_timer = tokio::spawn(crl_timer(crl));

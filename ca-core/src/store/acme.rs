@@ -205,6 +205,7 @@ fn is_acme_action(action: AuditAction) -> bool {
             | AuditAction::AcmeAuthorizationInvalid
             | AuditAction::AcmeAuthorizationDeactivated
             | AuditAction::AcmeEabKeyCreated
+            | AuditAction::AcmeChallengeStarted
     )
 }
 

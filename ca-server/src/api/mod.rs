@@ -1,5 +1,6 @@
 //! The HTTP API of `docs/API.md`: routes, authentication and the shared state.
 
+mod acme_eab;
 mod audit;
 mod certificates;
 mod enrollments;
@@ -73,6 +74,8 @@ pub struct AppState {
     pub log: Arc<RequestLog>,
     /// The CA key's readiness for `/readyz`, checked at most once a second.
     pub signer_check: SignerCheck,
+    /// The ACME front end, when `[acme] enabled`.
+    pub acme: Option<Arc<crate::acme::AcmeFront>>,
 }
 
 impl AppState {
@@ -145,6 +148,9 @@ fn access(method: &Method, route: &str) -> Option<Access> {
             Public
         }
         "/ocsp" if write => Public,
+        "/v1/acme/eab" if write => Roles(OPERATOR),
+        // ACME requests authenticate themselves with JWS (RFC 8555 section 6.2).
+        acme if crate::acme::ROUTES.contains(&acme) => Public,
         _ => return None,
     })
 }
@@ -310,8 +316,14 @@ pub fn router(state: Arc<AppState>, limits: BodyLimits) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/openapi.json", get(openapi::get))
-        .merge(status_routes())
-        .fallback(ops::not_found);
+        .route("/v1/acme/eab", post(acme_eab::create))
+        .merge(status_routes());
+    let api = if state.acme.is_some() {
+        api.merge(crate::acme::routes())
+    } else {
+        api
+    };
+    let api = api.fallback(ops::not_found);
     finish(api, state, limits)
 }
 
@@ -407,6 +419,7 @@ mod tests {
         "/ocsp/{*request}",
         "/ca.pem",
         "/ca.der",
+        "/v1/acme/eab",
     ];
 
     /// A ca-admin token issues (from CA profiles: the engine's rule) and revokes what it

@@ -165,9 +165,16 @@ mod tests {
         routes
     }
 
+    /// ACME's routes follow RFC 8555 and are described in docs/API.md's *ACME* section, not
+    /// in the OpenAPI description of the JSON API.
+    fn is_acme(path: &str) -> bool {
+        path.starts_with("/acme/")
+    }
+
     #[test]
     fn routes_match_description() {
-        let routed = routes_in_source();
+        let mut routed = routes_in_source();
+        routed.retain(|(_, path)| !is_acme(path));
         assert!(
             routed.contains(&("get".into(), "/healthz".into()))
                 && routed.contains(&("post".into(), "/v1/certificates".into())),
@@ -242,7 +249,8 @@ mod tests {
             .into_iter()
             .map(|(m, p)| (m, normalized(&p)))
             .collect();
-        let named = api_md_operations(&read("../docs/API.md"));
+        let mut named = api_md_operations(&read("../docs/API.md"));
+        named.retain(|(_, path)| !is_acme(path));
         let missing_in_md: Vec<_> = described.difference(&named).collect();
         assert!(
             missing_in_md.is_empty(),
