@@ -1076,6 +1076,18 @@ impl Engine {
         self.store.acme_object(kind, id)
     }
 
+    /// The key that seals ACME nonces on a store shared by several nodes
+    /// ([`crate::store::AcmeStore::acme_nonce_key`]).
+    pub fn acme_nonce_key(&self) -> Result<Option<[u8; 32]>, CaError> {
+        self.store.acme_nonce_key()
+    }
+
+    /// Spends an ACME nonce for every node sharing the store
+    /// ([`crate::store::AcmeStore::acme_spend_nonce`]).
+    pub fn acme_spend_nonce(&self, id: &[u8; 16], expires: i64) -> Result<Option<bool>, CaError> {
+        self.store.acme_spend_nonce(id, expires)
+    }
+
     /// The id that holds the ACME unique key `key`.
     pub fn acme_claim_holder(&self, key: &[u8]) -> Result<Option<Vec<u8>>, CaError> {
         self.store.acme_claim_holder(key)

@@ -523,7 +523,43 @@ impl AcmeStore for PgStore {
         .map(|r| col(r, 0))
         .collect()
     }
+    /// HMAC-SHA-256 of the cursor key in `ca_head` (shared by every node, drawn when the
+    /// schema was made) under the label `acme nonce`.
+    fn acme_nonce_key(&self) -> Result<Option<[u8; 32]>, CaError> {
+        let rows = self.rows("SELECT cursor_key FROM ca_head", Vec::new())?;
+        let secret: Vec<u8> = col(
+            rows.first()
+                .ok_or_else(|| CaError::Storage("ca_head is empty".into()))?,
+            0,
+        )?;
+        let secret = zeroize::Zeroizing::new(secret);
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret);
+        let tag = ring::hmac::sign(&key, b"acme nonce");
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        Ok(Some(out))
+    }
+    /// The insert that only the first spender makes; about once in 4096 spends, also the
+    /// removal of the nonces past their expiry.
+    fn acme_spend_nonce(&self, id: &[u8; 16], expires: i64) -> Result<Option<bool>, CaError> {
+        let inserted = self.rows(
+            "INSERT INTO acme_nonces (id, expires) VALUES ($1, $2) ON CONFLICT DO NOTHING              RETURNING 1",
+            vec![Box::new(id.to_vec()), Box::new(expires)],
+        )?;
+        if id[0] == 0 && id[1] < 16 {
+            // The nonce ids are random: this prunes on about 1 spend in 4096.
+            self.rows(
+                "DELETE FROM acme_nonces WHERE expires < $1",
+                vec![Box::new(expires - NONCE_PRUNE_MARGIN)],
+            )?;
+        }
+        Ok(Some(!inserted.is_empty()))
+    }
 }
+
+/// How long before a spend's own expiry the spent nonces it prunes expired, in seconds: a
+/// nonce is kept at least this long past its expiry, far beyond any clock skew of the nodes.
+const NONCE_PRUNE_MARGIN: i64 = 3600;
 
 impl Storage for PgStore {
     fn start_writer(

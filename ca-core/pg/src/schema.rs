@@ -104,6 +104,8 @@ CREATE TABLE acme_objects (
 );
 CREATE TABLE acme_claims (key bytea PRIMARY KEY, id bytea NOT NULL);
 CREATE TABLE acme_links (key bytea PRIMARY KEY);
+CREATE TABLE acme_nonces (id bytea PRIMARY KEY, expires bigint NOT NULL);
+CREATE INDEX acme_nonces_expires ON acme_nonces (expires);
 "#,
 ];
 

@@ -758,6 +758,66 @@ fn acme_objects_are_versioned_across_nodes() {
     b.writer.join();
 }
 
+/// ACME nonces (RFC 8555 section 6.5) across nodes: every node derives the same sealing key
+/// from the database, and a nonce is spent once for all of them; spent nonces past their
+/// expiry are pruned.
+#[test]
+fn acme_nonces_are_spent_once_across_nodes() {
+    let pg = Postgres::start();
+    let a = Node::on_new_database(&pg);
+    let b = Node::start(&pg);
+    let key = a.store.acme_nonce_key().unwrap();
+    assert!(
+        key.is_some(),
+        "a shared store seals nonces with its own key"
+    );
+    assert_eq!(key, b.store.acme_nonce_key().unwrap());
+    let other = Postgres::start();
+    let c = Node::on_new_database(&other);
+    assert_ne!(
+        key,
+        c.store.acme_nonce_key().unwrap(),
+        "each database has its own key"
+    );
+
+    let id = [7u8; 16];
+    assert_eq!(
+        a.store.acme_spend_nonce(&id, 2_000_000_000).unwrap(),
+        Some(true)
+    );
+    assert_eq!(
+        b.store.acme_spend_nonce(&id, 2_000_000_000).unwrap(),
+        Some(false)
+    );
+    assert_eq!(
+        a.store.acme_spend_nonce(&id, 2_000_000_000).unwrap(),
+        Some(false)
+    );
+    assert_eq!(
+        b.store.acme_spend_nonce(&[8; 16], 2_000_000_000).unwrap(),
+        Some(true)
+    );
+
+    // A spend whose id starts 00 0x prunes what expired an hour before its own expiry.
+    let old = [9u8; 16];
+    assert_eq!(a.store.acme_spend_nonce(&old, 1_000).unwrap(), Some(true));
+    let mut pruner = [0u8; 16];
+    pruner[15] = 1;
+    assert_eq!(
+        a.store.acme_spend_nonce(&pruner, 10_000).unwrap(),
+        Some(true)
+    );
+    assert_eq!(
+        a.store.acme_spend_nonce(&old, 1_000).unwrap(),
+        Some(true),
+        "the expired nonce was pruned (its seal refuses it anyway)"
+    );
+    assert_eq!(
+        a.store.acme_spend_nonce(&id, 2_000_000_000).unwrap(),
+        Some(false)
+    );
+}
+
 /// A database of schema version 1 (before the ACME tables) is refused by `open` and brought up
 /// to date by `create` (`ca-server init --store-url`), keeping what it holds.
 #[test]
@@ -766,7 +826,10 @@ fn a_version_1_database_is_migrated_to_the_acme_tables() {
     let node = Node::on_new_database(&pg);
     node.stored(1);
     node.writer.join();
-    pg.psql("DROP TABLE acme_objects, acme_claims, acme_links; UPDATE ca_schema SET version = 1");
+    pg.psql(
+        "DROP TABLE acme_objects, acme_claims, acme_links, acme_nonces; \
+         UPDATE ca_schema SET version = 1",
+    );
     let err = PgStore::open(&config(&pg)).unwrap_err().to_string();
     assert!(err.contains("schema version 1, older"), "{err}");
     drop(PgStore::create(&config(&pg)).unwrap());

@@ -200,6 +200,21 @@ pub trait AcmeStore: Send + Sync {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Vec<u8>>, CaError>;
+    /// The key that seals ACME nonces (RFC 8555 section 6.5) when this store is shared by
+    /// several nodes, the same on every node, so that a nonce one node hands out is accepted
+    /// by another; `None` for a store of one node, whose nonces never leave the process (the
+    /// default).
+    fn acme_nonce_key(&self) -> Result<Option<[u8; 32]>, CaError> {
+        Ok(None)
+    }
+    /// Spends the ACME nonce `id` for every node sharing this store: `Some(true)` the first
+    /// time, `Some(false)` when any node spent it before. Spent nonces are kept until
+    /// `expires` (Unix seconds), after which their seal refuses them anyway. `None` for a
+    /// store of one node, which keeps no nonces (the default).
+    fn acme_spend_nonce(&self, id: &[u8; 16], expires: i64) -> Result<Option<bool>, CaError> {
+        let _ = (id, expires);
+        Ok(None)
+    }
 }
 
 /// A complete store: every concern above, the writer, and what an operator watches.

@@ -106,9 +106,12 @@ pub enum AcmeStartError {
     /// The validation authority could not start.
     #[error("[acme] the validation authority: {0}")]
     Va(String),
-    /// No randomness for the nonce key.
-    #[error("no randomness for the ACME nonce key")]
+    /// No randomness for the nonces.
+    #[error("no randomness for the ACME nonces")]
     Random,
+    /// The store's nonce key cannot be read.
+    #[error("[acme] the store's nonce key: {0}")]
+    Store(#[from] CaError),
 }
 
 impl AcmeFront {
@@ -150,8 +153,12 @@ impl AcmeFront {
             ..ca_acme_va::VaConfig::default()
         })
         .map_err(|e| AcmeStartError::Va(e.to_string()))?;
-        let nonces =
-            Nonces::new(engine.ca().random().as_ref()).map_err(|_| AcmeStartError::Random)?;
+        let rng = engine.ca().random().as_ref();
+        let nonces = match engine.acme_nonce_key()? {
+            Some(key) => Nonces::shared(rng, &key),
+            None => Nonces::local(rng),
+        }
+        .map_err(|_| AcmeStartError::Random)?;
         Ok(AcmeFront {
             engine,
             config,
@@ -392,7 +399,7 @@ fn respond(front: &AcmeFront, urls: &Urls, resource: &str, result: Handled) -> R
     let answer = answer
         .with(
             header::HeaderName::from_static("replay-nonce"),
-            front.nonces.issue(),
+            front.nonces.issue(now()),
         )
         .link(&urls.directory(), "index")
         .with(header::CACHE_CONTROL, "no-store");
@@ -456,7 +463,8 @@ impl AcmeFront {
     ) -> Result<Requester, Refusal> {
         let parsed = ParsedJws::parse(body)?;
         let header = parsed.header();
-        if !self.nonces.redeem(header.nonce()) {
+        let spend = |id: &[u8; 16], expires| self.engine.acme_spend_nonce(id, expires);
+        if !self.nonces.redeem(header.nonce(), now(), spend)? {
             return Err(Problem::new(
                 ProblemType::BadNonce,
                 "the nonce is not one this server issued, or was used before; retry with the \
