@@ -179,9 +179,19 @@ pub async fn challenge(
             parse_challenge_response(requester.jws.payload())?;
             let status = authz_status(&authz.record, now());
             let challenge = &authz.record.challenges[index];
-            // Only a pending challenge of a pending authorization starts a validation; any other
-            // answer is the challenge as it stands (RFC 8555 section 7.5.1).
-            if status != AuthzStatus::Pending || challenge.status != ChallengeStatus::Pending {
+            // Only a pending challenge of a pending authorization starts a validation, or one
+            // whose validation never finished (its node stopped); any other answer is the
+            // challenge as it stands (RFC 8555 section 7.5.1).
+            let at = now();
+            let abandoned = challenge.status == ChallengeStatus::Processing
+                && challenge.started.is_none_or(|started| {
+                    at > started
+                        + front.config.validation_timeout_secs as i64
+                        + ABANDONED_AFTER_SECS
+                });
+            if status != AuthzStatus::Pending
+                || (challenge.status != ChallengeStatus::Pending && !abandoned)
+            {
                 return Ok(
                     Answer::json(StatusCode::OK, challenge_json(&urls, &id, challenge))
                         .link(&up, "up"),
@@ -190,6 +200,7 @@ pub async fn challenge(
             let (account_id, account) = requester.account()?;
             let mut started = authz.record.clone();
             started.challenges[index].status = ChallengeStatus::Processing;
+            started.challenges[index].started = Some(at);
             front
                 .engine
                 .acme_write(AcmeWrite {
@@ -223,6 +234,10 @@ pub async fn challenge(
     )
     .await
 }
+
+/// How long past its timeout a validation that has not stored its outcome counts as
+/// abandoned, in seconds.
+const ABANDONED_AFTER_SECS: i64 = 30;
 
 /// One validation to run: the authorization as it was stored when it started.
 struct Validation {
@@ -293,6 +308,9 @@ async fn validate(state: Arc<AppState>, job: Validation) {
             c.status = ChallengeStatus::Invalid;
             c.error = Some(problem.to_json());
             write.event.action = AuditAction::AcmeAuthorizationInvalid;
+            write.index.push(AcmeIndexOp::Link {
+                key: records::failure_link(&authz.account, &authz.identifier, at, &authz_id),
+            });
             write.event = write.event.clone().with("error", problem.kind.name());
             problem.kind.name().to_string()
         }

@@ -111,7 +111,29 @@ async fn create(
         },
     )?;
     let at = now();
-    check_order_rate(front, account_id, at)?;
+    check_hourly(
+        front,
+        &records::orders_prefix(account_id),
+        front.config.orders_per_account_per_hour,
+        at,
+        "orders by this account ([acme] orders_per_account_per_hour)",
+    )?;
+    for identifier in &request.identifiers {
+        let stored = StoredIdentifier {
+            kind: identifier.kind().into(),
+            value: identifier.authz_value(),
+        };
+        check_hourly(
+            front,
+            &records::failures_prefix(account_id, &stored),
+            front.config.failed_validations_per_hour,
+            at,
+            &format!(
+                "failed validations of {} by this account ([acme] failed_validations_per_hour)",
+                ca_acme::problem::quote(&stored.value)
+            ),
+        )?;
+    }
 
     let id = front.random_id()?;
     let expires = at + front.config.order_lifetime_secs;
@@ -163,6 +185,7 @@ async fn create(
                 token: token_from_bytes(&token),
                 status: ChallengeStatus::Pending,
                 validated: None,
+                started: None,
                 error: None,
                 validation_record: None,
             });
@@ -206,17 +229,23 @@ async fn create(
     )
 }
 
-/// Refuses a new order when the account created `[acme] orders_per_account_per_hour` in
-/// the last hour (`rateLimited` with Retry-After).
-fn check_order_rate(front: &AcmeFront, account: &Id, at: i64) -> Result<(), Refusal> {
-    let limit = front.config.orders_per_account_per_hour as usize;
+/// Refuses with `rateLimited` (and Retry-After: when the oldest of them leaves the hour)
+/// when the list under `prefix`, whose keys are the prefix and a big-endian Unix time, has
+/// `limit` members from the last hour; `what` says what was counted.
+fn check_hourly(
+    front: &AcmeFront,
+    prefix: &[u8],
+    limit: u32,
+    at: i64,
+    what: &str,
+) -> Result<(), Refusal> {
+    let limit = limit as usize;
     if limit == 0 {
         return Ok(());
     }
-    let prefix = records::orders_prefix(account);
-    let mut after = prefix.clone();
+    let mut after = prefix.to_vec();
     after.extend_from_slice(&((at - 3600).max(0) as u64).to_be_bytes());
-    let recent = front.engine.acme_links(&prefix, Some(&after), limit)?;
+    let recent = front.engine.acme_links(prefix, Some(&after), limit)?;
     if recent.len() < limit {
         return Ok(());
     }
@@ -228,7 +257,7 @@ fn check_order_rate(front: &AcmeFront, account: &Id, at: i64) -> Result<(), Refu
     Err(Refusal {
         problem: Box::new(Problem::new(
             ProblemType::RateLimited,
-            format!("this account created {limit} orders in the last hour ([acme] orders_per_account_per_hour)"),
+            format!("{limit} {what} in the last hour"),
         )),
         status: None,
         retry_after: Some((oldest + 3600 - at).max(1) as u64),

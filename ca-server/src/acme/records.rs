@@ -108,6 +108,10 @@ pub struct ChallengeRecord {
     /// When it was validated, Unix seconds.
     #[serde(default)]
     pub validated: Option<i64>,
+    /// When its validation started, Unix seconds (a validation that never finished, its
+    /// node gone, is started again after this plus the validation timeout).
+    #[serde(default)]
+    pub started: Option<i64>,
     /// Why it failed, as a problem document.
     #[serde(default)]
     pub error: Option<Value>,
@@ -253,6 +257,22 @@ pub fn authz_prefix(account: &Id, identifier: &StoredIdentifier) -> Vec<u8> {
     let mut key = b"authz:".to_vec();
     key.extend_from_slice(account);
     key.extend_from_slice(ctx.finish().as_ref());
+    key
+}
+
+/// The list prefix of an account's failed validations of one identifier (the rate of
+/// `[acme] failed_validations_per_hour`).
+pub fn failures_prefix(account: &Id, identifier: &StoredIdentifier) -> Vec<u8> {
+    let mut key = b"failed:".to_vec();
+    key.extend_from_slice(&authz_prefix(account, identifier)[b"authz:".len()..]);
+    key
+}
+
+/// The list key of a failed validation: the prefix, when it failed, the authorization's id.
+pub fn failure_link(account: &Id, identifier: &StoredIdentifier, at: i64, authz: &Id) -> Vec<u8> {
+    let mut key = failures_prefix(account, identifier);
+    key.extend_from_slice(&(at.max(0) as u64).to_be_bytes());
+    key.extend_from_slice(authz);
     key
 }
 
