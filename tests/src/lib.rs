@@ -25,6 +25,7 @@
 //!
 //! A test file starts with `use e2e_tests::prelude::*;`, which brings what most tests use.
 
+pub mod acme;
 pub mod api;
 pub mod audit_chain;
 pub mod binary;

@@ -10,6 +10,7 @@
 //! cargo test --release -p e2e-tests --test e2e -- --exact ca_key_types::ca_ed25519
 //! ```
 
+mod acme;
 mod audit;
 mod batch;
 mod blocked_keys;
