@@ -6,6 +6,10 @@
 //! - [`Va::check_caa`]: the CAA records of a name (RFC 8659) with the `accounturi` and
 //!   `validationmethods` parameters of RFC 8657.
 //!
+//! - [`Perspectives`]: multi-perspective validation (CA/B Forum Baseline Requirements
+//!   3.2.2.9): the local [`Va`] and remote validation agents ([`RemoteVa`], over mutually
+//!   authenticated TLS, the [`wire`] format), with a quorum of remote agreement.
+//!
 //! Every failure is a [`ca_acme::Problem`] of an RFC 8555 section 6.7 type, ready to be put in
 //! the challenge's `error`. Validations run in a bounded pool ([`VaConfig::max_in_flight`],
 //! [`VaConfig::queue`]), each within [`VaConfig::timeout`].
@@ -33,9 +37,15 @@ mod dns;
 mod dns01;
 mod http01;
 mod net;
+mod perspectives;
 mod pool;
+mod remote;
 mod tls;
 mod tlsalpn01;
+pub mod wire;
+
+pub use perspectives::{BoxFuture, Check, Observer, Perspective, Perspectives};
+pub use remote::{RemoteTls, RemoteVa};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -43,7 +53,7 @@ use std::time::Duration;
 
 use ca_acme::{Problem, ProblemType};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The settings of a [`Va`].
 #[derive(Clone, Debug)]
@@ -196,25 +206,29 @@ impl std::fmt::Display for Ident {
 /// one), one for `tls-alpn-01`, one for `dns-01`. Serialized as Boulder's `validationRecord`
 /// entries of a challenge: `url`, `hostname`, `port` (a string, as Boulder writes it),
 /// `addressesResolved`, `addressUsed`, each left out when empty.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+///
+/// Read back (a remote agent's answer, [`wire`]) with the port as a string or a number.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ValidationRecord {
     /// The URL requested (`http-01`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// The name or address looked up or connected to.
     pub hostname: String,
     /// The port connected to (`http-01`, `tls-alpn-01`).
     #[serde(
+        default,
         skip_serializing_if = "Option::is_none",
-        serialize_with = "port_as_string"
+        serialize_with = "port_as_string",
+        deserialize_with = "port_from_string"
     )]
     pub port: Option<u16>,
     /// Every address the name resolved to (denied ones included), or the IP identifier.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses_resolved: Vec<IpAddr>,
     /// The address connected to (the last one tried when every try failed).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address_used: Option<IpAddr>,
 }
 
@@ -222,6 +236,23 @@ fn port_as_string<S: serde::Serializer>(port: &Option<u16>, s: S) -> Result<S::O
     match port {
         Some(port) => s.serialize_str(&port.to_string()),
         None => s.serialize_none(),
+    }
+}
+
+fn port_from_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Port {
+        Text(String),
+        Number(u16),
+    }
+    match Option::<Port>::deserialize(d)? {
+        None => Ok(None),
+        Some(Port::Number(port)) => Ok(Some(port)),
+        Some(Port::Text(text)) => text
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom("a port is a number from 0 to 65535")),
     }
 }
 
@@ -240,6 +271,10 @@ pub enum VaError {
     /// A setting is out of range.
     #[error("invalid VA configuration: {0}")]
     Config(&'static str),
+    /// A remote validation agent's URL or TLS material cannot be used, or the quorum is out
+    /// of range ([`RemoteVa`], [`Perspectives`]).
+    #[error("remote validation agents: {0}")]
+    Remote(String),
 }
 
 /// The validation authority: cheap to clone (the clones share the resolver and the pool),

@@ -91,6 +91,9 @@ pub enum CliError {
     /// The manual page could not be written.
     #[error("writing the manual page")]
     Man(#[source] std::io::Error),
+    /// `va` could not start.
+    #[error(transparent)]
+    Va(#[from] crate::va_agent::AgentError),
 }
 
 /// `path` made absolute against the working directory, as the configuration keeps it (the
@@ -260,6 +263,41 @@ pub enum Command {
         /// certificate by `certificate_sha256` instead.
         #[arg(long)]
         redact: bool,
+    },
+    /// Run a remote validation agent for ACME multi-perspective validation (CA/B Forum BR
+    /// 3.2.2.9): serves `POST /va/v1/validate` and `/va/v1/caa` over TLS to a CA presenting a
+    /// client certificate from --client-ca (`[acme] remote_vas`). Needs no data directory.
+    Va {
+        /// Listen address (e.g. 0.0.0.0:8443; 127.0.0.1:0 for any port). Prints `listening on
+        /// https://ADDR`.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// The agent's TLS certificate chain, PEM (its names are what the CA's URL names).
+        #[arg(long)]
+        cert: PathBuf,
+        /// The agent's PKCS#8 key, PEM, mode 0600.
+        #[arg(long)]
+        key: PathBuf,
+        /// The CA certificates the CA's client certificate must chain to, PEM; a client
+        /// without such a certificate fails the TLS handshake.
+        #[arg(long)]
+        client_ca: PathBuf,
+        /// The port http-01 validation connects to.
+        #[arg(long, default_value_t = 80)]
+        http01_port: u16,
+        /// The port tls-alpn-01 validation connects to.
+        #[arg(long, default_value_t = 443)]
+        tlsalpn01_port: u16,
+        /// The DNS resolver (address:port); default: the system's.
+        #[arg(long)]
+        dns_resolver: Option<std::net::SocketAddr>,
+        /// A network validation never connects to (CIDR; repeat it). Without any: loopback,
+        /// link-local, unspecified and cloud metadata addresses; `none` denies nothing.
+        #[arg(long = "deny-network")]
+        deny_networks: Vec<String>,
+        /// Time for one validation or CAA check, seconds.
+        #[arg(long, default_value_t = 10)]
+        timeout_secs: u64,
     },
     /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell), e.g.
     /// `ca-server completions bash > /etc/bash_completion.d/ca-server`.
@@ -556,6 +594,35 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     )?;
                 }
             }
+            Ok(())
+        }
+        Command::Va {
+            listen,
+            cert,
+            key,
+            client_ca,
+            http01_port,
+            tlsalpn01_port,
+            dns_resolver,
+            deny_networks,
+            timeout_secs,
+        } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("ca-va")
+                .build()
+                .map_err(CliError::Runtime)?;
+            runtime.block_on(crate::va_agent::run(crate::va_agent::AgentOptions {
+                listen,
+                cert,
+                key,
+                client_ca,
+                http01_port,
+                tlsalpn01_port,
+                dns_resolver,
+                deny_networks,
+                timeout_secs,
+            }))?;
             Ok(())
         }
         Command::Completions { shell } => {

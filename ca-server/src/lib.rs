@@ -17,3 +17,4 @@ pub mod offline;
 pub mod request_log;
 pub mod responder_key;
 pub mod serve;
+pub mod va_agent;

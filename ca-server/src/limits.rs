@@ -261,7 +261,12 @@ pub async fn limit(
                     .map(|p| p.addr.ip().to_string())
                     .unwrap_or_default(),
             );
-            let mut response = early_answer(&request, e);
+            let mut response = if path_of(&request).starts_with(crate::acme::PREFIX) {
+                // ACME clients read problem documents (RFC 8555 section 6.6).
+                crate::acme::rate_limited(e.message.as_str())
+            } else {
+                early_answer(&request, e)
+            };
             let secs = wait.as_secs().max(1).to_string();
             if let Ok(v) = HeaderValue::from_str(&secs) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);

@@ -26,6 +26,7 @@
 //! A test file starts with `use e2e_tests::prelude::*;`, which brings what most tests use.
 
 pub mod acme;
+pub mod acme_client;
 pub mod api;
 pub mod audit_chain;
 pub mod binary;

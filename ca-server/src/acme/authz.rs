@@ -186,7 +186,7 @@ pub async fn challenge(
             let abandoned = challenge.status == ChallengeStatus::Processing
                 && challenge.started.is_none_or(|started| {
                     at > started
-                        + front.config.validation_timeout_secs as i64
+                        + front.config.longest_validation_secs() as i64
                         + ABANDONED_AFTER_SECS
                 });
             if status != AuthzStatus::Pending

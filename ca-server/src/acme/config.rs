@@ -55,6 +55,22 @@ pub struct AcmeConfig {
     /// Failed validations one account may have per identifier per hour before new orders
     /// for that identifier are refused (0: no limit).
     pub failed_validations_per_hour: u32,
+    /// Remote validation agents (`ca-server va`), `https://host:port` each, asked alongside
+    /// the local validation (multi-perspective validation, CA/B Forum BR 3.2.2.9). Empty:
+    /// local validation only.
+    pub remote_vas: Vec<String>,
+    /// How many remote agents must agree with the local validation. Absent: all but one when
+    /// there are three or more, else all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_va_quorum: Option<usize>,
+    /// The CA's client certificate (PEM) it presents to the agents.
+    pub remote_va_cert: String,
+    /// Its PKCS#8 key (PEM, mode 0600).
+    pub remote_va_key: String,
+    /// The CA certificates (PEM) the agents' server certificates chain to.
+    pub remote_va_ca_file: String,
+    /// How long an agent is waited for, in seconds; 0: `validation_timeout_secs` + 5.
+    pub remote_va_timeout_secs: u64,
 }
 
 impl Default for AcmeConfig {
@@ -87,6 +103,37 @@ impl Default for AcmeConfig {
             order_lifetime_secs: 7 * 86_400,
             orders_per_account_per_hour: 300,
             failed_validations_per_hour: 5,
+            remote_vas: Vec::new(),
+            remote_va_quorum: None,
+            remote_va_cert: String::new(),
+            remote_va_key: String::new(),
+            remote_va_ca_file: String::new(),
+            remote_va_timeout_secs: 0,
         }
+    }
+}
+
+impl AcmeConfig {
+    /// How long the CA waits for a remote agent's answer, in seconds:
+    /// `remote_va_timeout_secs`, or `validation_timeout_secs` + 5 when that is 0.
+    pub fn remote_timeout_secs(&self) -> u64 {
+        match self.remote_va_timeout_secs {
+            0 => self.validation_timeout_secs.max(1) + 5,
+            secs => secs,
+        }
+    }
+
+    /// The longest a validation may take, in seconds: the challenge and then CAA, each
+    /// bounded by the local timeout or, with remote agents, theirs. A validation that has
+    /// not stored its outcome after this (and a margin) was abandoned by its node.
+    pub fn longest_validation_secs(&self) -> u64 {
+        let each = if self.remote_vas.is_empty() {
+            self.validation_timeout_secs.max(1)
+        } else {
+            self.validation_timeout_secs
+                .max(1)
+                .max(self.remote_timeout_secs())
+        };
+        2 * each
     }
 }

@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use ca_acme::{AccountKey, AccountStatus, KeyRef, ParsedJws, Problem, ProblemType, VerifiedJws};
-use ca_acme_va::Va;
+use ca_acme_va::{Perspectives, RemoteTls, RemoteVa, Va};
 use ca_core::engine::Engine;
 use ca_core::error::CaError;
 use serde_json::{json, Value};
@@ -45,7 +45,8 @@ pub struct AcmeFront {
     engine: Arc<Engine>,
     config: AcmeConfig,
     nonces: Nonces,
-    va: Va,
+    /// The local validation authority, with the remote agents of `[acme] remote_vas`.
+    va: Perspectives,
     /// The CA chain, issuing CA first, as PEM: what follows the leaf in a download.
     chain_pem: String,
     /// `https` when the listener is TLS.
@@ -66,6 +67,9 @@ pub struct AcmeMetrics {
     pub requests: prometheus::IntCounterVec,
     /// Validations finished, by challenge type and outcome.
     pub validations: prometheus::IntCounterVec,
+    /// Each perspective's outcome of each validation and CAA check: `local` or a remote
+    /// agent's URL, `validation` or `caa`, `valid` or the problem type.
+    pub perspectives: prometheus::IntCounterVec,
 }
 
 impl AcmeMetrics {
@@ -73,23 +77,34 @@ impl AcmeMetrics {
     pub fn register(registry: &prometheus::Registry) -> Result<Self, prometheus::Error> {
         let requests = prometheus::IntCounterVec::new(
             prometheus::Opts::new(
-                "ca_acme_requests_total",
+                "acme_requests_total",
                 "ACME requests answered, by resource and outcome",
             ),
             &["resource", "outcome"],
         )?;
         let validations = prometheus::IntCounterVec::new(
             prometheus::Opts::new(
-                "ca_acme_validations_total",
+                "acme_validations_total",
                 "ACME challenge validations finished, by type and outcome",
             ),
             &["type", "outcome"],
         )?;
+        let perspectives = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                // The registry prefixes `ca_`: exposed as ca_acme_perspective_results_total.
+                "acme_perspective_results_total",
+                "ACME validations and CAA checks by network perspective (local or a remote \
+                 agent) and outcome",
+            ),
+            &["perspective", "check", "outcome"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(validations.clone()))?;
+        registry.register(Box::new(perspectives.clone()))?;
         Ok(AcmeMetrics {
             requests,
             validations,
+            perspectives,
         })
     }
 }
@@ -153,6 +168,12 @@ impl AcmeFront {
             ..ca_acme_va::VaConfig::default()
         })
         .map_err(|e| AcmeStartError::Va(e.to_string()))?;
+        let counter = metrics.perspectives.clone();
+        let va = perspectives(&config, va)?.observed(Arc::new(move |check, name, outcome| {
+            counter
+                .with_label_values(&[name, check.name(), outcome])
+                .inc()
+        }));
         let rng = engine.ca().random().as_ref();
         let nonces = match engine.acme_nonce_key()? {
             Some(key) => Nonces::shared(rng, &key),
@@ -176,7 +197,7 @@ impl AcmeFront {
         if !self.config.base_url.is_empty() {
             return self.config.base_url.trim_end_matches('/').to_string();
         }
-        format!("{}://{}", self.scheme, host.0)
+        format!("{}://{}", self.scheme, host.host)
     }
 
     fn profile_enabled(&self, name: &str) -> bool {
@@ -190,9 +211,89 @@ impl AcmeFront {
     }
 }
 
-/// The host a request was sent to: its `Host` header (HTTP/1.1) or the authority of its URI
-/// (HTTP/2's `:authority`), `localhost` when it has neither or it is not printable ASCII.
-pub struct RequestHost(String);
+/// The local VA with the remote agents of `[acme] remote_vas`: their TLS material read
+/// (the key must be mode 0600) and the quorum checked. Every refusal names its setting.
+fn perspectives(config: &AcmeConfig, va: Va) -> Result<Perspectives, AcmeStartError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    if config.remote_vas.is_empty() {
+        if config.remote_va_quorum.is_some_and(|q| q > 0) {
+            return Err(AcmeStartError::Setting(
+                "remote_va_quorum is set but remote_vas is empty".into(),
+            ));
+        }
+        return Ok(Perspectives::local(va));
+    }
+    let setting = |key: &str, why: String| AcmeStartError::Setting(format!("{key}: {why}"));
+    let path = |key: &str, value: &str| {
+        if value.is_empty() {
+            Err(setting(
+                key,
+                "must be set when remote_vas names remote validation agents".into(),
+            ))
+        } else {
+            Ok(std::path::PathBuf::from(value))
+        }
+    };
+    let certificates = |key: &str, value: &str| {
+        let file = path(key, value)?;
+        let text = std::fs::read(&file)
+            .map_err(|e| setting(key, format!("reading {}: {e}", file.display())))?;
+        let certs = CertificateDer::pem_slice_iter(&text)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| setting(key, format!("{}: {e}", file.display())))?;
+        if certs.is_empty() {
+            return Err(setting(
+                key,
+                format!("{} holds no certificate", file.display()),
+            ));
+        }
+        Ok(certs)
+    };
+    let chain = certificates("remote_va_cert", &config.remote_va_cert)?;
+    let key_file = path("remote_va_key", &config.remote_va_key)?;
+    let key = keys::load_pkcs8_file(&key_file)
+        .map_err(|e| setting("remote_va_key", crate::cli::error_chain(&e)))?;
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.to_vec()));
+    let roots = certificates("remote_va_ca_file", &config.remote_va_ca_file)?;
+    let tls =
+        RemoteTls::new(chain, key, roots).map_err(|e| setting("remote_va_cert", e.to_string()))?;
+    let timeout = std::time::Duration::from_secs(config.remote_timeout_secs());
+    let mut remotes = Vec::new();
+    for url in &config.remote_vas {
+        remotes.push(
+            RemoteVa::new(url, &tls, timeout).map_err(|e| setting("remote_vas", e.to_string()))?,
+        );
+    }
+    let quorum = config
+        .remote_va_quorum
+        .unwrap_or_else(|| Perspectives::default_quorum(remotes.len()));
+    if quorum == 0 || quorum > remotes.len() {
+        return Err(setting(
+            "remote_va_quorum",
+            format!(
+                "{quorum} must be between 1 and the number of remote_vas ({})",
+                remotes.len()
+            ),
+        ));
+    }
+    let perspectives = Perspectives::new(va, remotes, quorum, timeout)
+        .map_err(|e| setting("remote_va_quorum", e.to_string()))?;
+    tracing::info!(
+        remotes = ?perspectives.remotes(),
+        quorum,
+        "ACME validation from several perspectives"
+    );
+    Ok(perspectives)
+}
+
+/// What an ACME handler reads from the request's head: the host it was sent to (its `Host`
+/// header in HTTP/1.1, the authority of its URI in HTTP/2; `localhost` when it has neither or
+/// it is not printable ASCII), and whether its body is declared `application/jose+json`.
+pub struct RequestHost {
+    host: String,
+    jose: bool,
+}
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestHost {
     type Rejection = std::convert::Infallible;
@@ -209,9 +310,18 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestHost {
             .or_else(|| parts.uri.authority().map(|a| a.as_str().to_string()))
             .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
             .unwrap_or_else(|| "localhost".into());
-        Ok(RequestHost(host))
+        let jose = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case(JOSE_JSON));
+        Ok(RequestHost { host, jose })
     }
 }
+
+/// The media type of every ACME POST body (RFC 8555 section 6.2).
+const JOSE_JSON: &str = "application/jose+json";
 
 /// The URLs of one request: the base and the resources under it.
 #[derive(Clone, Debug)]
@@ -664,6 +774,14 @@ where
     };
     let urls = Urls::new(front.base(host));
     let url = urls.at(path);
+    if !host.jose {
+        // RFC 8555 section 6.2: any other Content-Type is 415.
+        let mut refusal = Refusal::from(Problem::malformed(format!(
+            "the request's Content-Type must be {JOSE_JSON}"
+        )));
+        refusal.status = Some(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        return respond(front, &urls, resource, Err(refusal));
+    }
     let result = match front.authenticate(&urls, &url, &body, form) {
         Ok(requester) => handle(front.clone(), urls.clone(), requester).await,
         Err(refusal) => Err(refusal),
@@ -711,3 +829,15 @@ pub const ROUTES: &[&str] = &[
     "/acme/key-change",
     "/acme/renewal-info/{id}",
 ];
+
+/// The answer to an ACME request refused by the server's rate limits before it reached the
+/// ACME front end: a `rateLimited` problem document (RFC 8555 section 6.6), 429.
+pub fn rate_limited(detail: &str) -> Response {
+    let problem = Problem::new(ProblemType::RateLimited, detail);
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        problem.to_json().to_string(),
+    )
+        .into_response()
+}

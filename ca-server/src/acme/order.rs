@@ -97,19 +97,31 @@ async fn create(
         ))
         .into());
     }
-    // The profile's name rules, before any authorization is made for a name it would refuse.
-    let sans: Vec<San> = request
+    // The profile's name rules, before any authorization is made for a name it would refuse:
+    // each identifier alone (one subproblem per refused one), then all together (their
+    // number, repeats).
+    let rules = front.engine.ca().profile(&profile)?;
+    let names = |sans: Vec<San>| Identity {
+        subject: Vec::new(),
+        sans,
+    };
+    let refused: Vec<_> = request
         .identifiers
         .iter()
-        .map(|id| San::from_value(&id.value()))
+        .filter_map(|id| {
+            let one = names(vec![San::from_value(&id.value())]);
+            let refusal = Refusal::from(rules.check_names(&profile, &one).err()?);
+            Some((id.for_problem(), *refusal.problem))
+        })
         .collect();
-    front.engine.ca().profile(&profile)?.check_names(
-        &profile,
-        &Identity {
-            subject: Vec::new(),
-            sans,
-        },
-    )?;
+    if !refused.is_empty() {
+        return Err(Problem::for_identifiers(refused).into());
+    }
+    let all = request
+        .identifiers
+        .iter()
+        .map(|id| San::from_value(&id.value()));
+    rules.check_names(&profile, &names(all.collect()))?;
     let at = now();
     check_hourly(
         front,
@@ -223,10 +235,8 @@ async fn create(
     });
     front.engine.acme_write(write).await?;
     let status = current_status(front, &order)?;
-    Ok(
-        Answer::json(StatusCode::CREATED, order_json(urls, &id, &order, status))
-            .location(urls.order(&id)),
-    )
+    let answer = Answer::json(StatusCode::CREATED, order_json(urls, &id, &order, status));
+    Ok(with_retry(answer.location(urls.order(&id)), status))
 }
 
 /// Refuses with `rateLimited` (and Retry-After: when the oldest of them leaves the hour)

@@ -11,6 +11,8 @@
 //! ```
 
 mod acme;
+mod acme_protocol;
+mod acme_remote_va;
 mod audit;
 mod batch;
 mod blocked_keys;

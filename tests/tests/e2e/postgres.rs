@@ -727,3 +727,129 @@ fn the_nodes_follow_a_promoted_synchronous_standby() {
     b.terminate();
     assert_eq!(standby.psql("SELECT pg_is_in_recovery()").trim(), "f");
 }
+
+/// ACME on two nodes of one database is one service (RFC 8555 behind a load balancer: both
+/// nodes answer under one base URL, `[acme] base_url`): an account and an order created on
+/// one node are validated and finalized on the other; a nonce one node handed out is accepted
+/// by the other, once; the certificate is downloaded from the first node and verifies.
+#[test]
+fn acme_on_two_nodes_is_one_service() {
+    use e2e_tests::acme::{free_port, set_acme_table, ChallTestSrv};
+    use e2e_tests::acme_client::{AccountKey, Acme, Http01Responder, KeyRef};
+    use e2e_tests::formats::pem_certs;
+    use e2e_tests::prelude::*;
+    use serde_json::json;
+
+    let pg = Postgres::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    let password_file = pg.password_file();
+    ca_server_ok(&[
+        "init",
+        "--data-dir",
+        a_dir.to_str().expect("UTF-8"),
+        "--subject",
+        "CN=Test Root,O=Test,C=XX",
+        "--store-url",
+        &pg.url("postgres"),
+        "--store-password-file",
+        password_file.to_str().expect("UTF-8"),
+    ]);
+    let dns = ChallTestSrv::start();
+    let http01 = Http01Responder::start();
+    let a_addr = format!("127.0.0.1:{}", free_port());
+    set_acme_table(
+        &a_dir,
+        &format!(
+            "enabled = true\neab_required = false\nbase_url = \"http://{a_addr}\"\n\
+             http01_port = {}\ndns_resolver = \"{}\"\ndeny_networks = []\n",
+            http01.port, dns.dns
+        ),
+    );
+    let a = Server::serve_on(&a_dir, &a_addr);
+    copy_node(&a_dir, &b_dir);
+    let b = Server::serve(&b_dir);
+    // What the load balancer would do: the same URL, sent to node B.
+    let b_host = b.base.trim_start_matches("http://").to_string();
+    let on_b = |url: &str| url.replacen(&a_addr, &b_host, 1);
+
+    let acme = Acme::new(&format!("{}/acme/directory", a.base));
+    let account = acme.register(AccountKey::es256(), None);
+    let names = ["two-nodes.example.com"];
+    let (order_url, order) = acme.order(&account, &names);
+
+    // The challenge answered on B, with a nonce A handed out.
+    let authz_url = order["authorizations"][0].as_str().expect("authz");
+    let authz = acme.get_as(&account, authz_url);
+    let challenge = Acme::challenge_of(&authz.json, "http-01");
+    let token = challenge["token"].as_str().expect("token");
+    http01.serve(token, &account.key.key_authorization(token));
+    let challenge_url = challenge["url"].as_str().expect("challenge url");
+    let jws = acme.jws(
+        &account.key,
+        KeyRef::Kid(&account.url),
+        challenge_url,
+        Some(&json!({})),
+    );
+    let r = acme.post_jws(&on_b(challenge_url), &jws);
+    assert_eq!(
+        r.status, 200,
+        "the challenge posted to B with A's nonce: {r}"
+    );
+    // The same JWS again, to A: its nonce was spent on B.
+    let replay = acme.post_jws(challenge_url, &jws);
+    assert_eq!(
+        (replay.status, replay.problem_type().as_str()),
+        (400, "badNonce"),
+        "a nonce spent on B, replayed to A: {replay}"
+    );
+    let r = acme.poll_authz(&account, authz_url);
+    assert_eq!(
+        r.json["status"], "valid",
+        "the authorization, read on A: {r}"
+    );
+
+    // Finalized on B.
+    let finalize_url = order["finalize"].as_str().expect("finalize");
+    let csr = account.key.csr(tmp.path(), &names);
+    let payload = json!({"csr": e2e_tests::acme_client::b64(&csr)});
+    let jws = acme.jws(
+        &AccountKey::es256(),
+        KeyRef::Kid(&account.url),
+        finalize_url,
+        None,
+    );
+    let wrong_key = acme.post_jws(&on_b(finalize_url), &jws);
+    assert_eq!(
+        wrong_key.status, 400,
+        "a JWS not signed by the account: {wrong_key}"
+    );
+    let jws = acme.jws(
+        &account.key,
+        KeyRef::Kid(&account.url),
+        finalize_url,
+        Some(&payload),
+    );
+    let r = acme.post_jws(&on_b(finalize_url), &jws);
+    assert_eq!(r.status, 200, "finalize on B: {r}");
+    assert_eq!(r.json["status"], "valid", "{r}");
+
+    // Read and downloaded on A.
+    let r = acme.get_as(&account, &order_url);
+    assert_eq!(r.json["status"], "valid", "the order, read on A: {r}");
+    let cert_url = r.json["certificate"].as_str().expect("certificate URL");
+    let r = acme.get_as(&account, cert_url);
+    assert_eq!(r.status, 200, "download from A: {r}");
+    let chain = pem_certs(&r.text);
+    let leaf = tmp.path().join("leaf.pem");
+    std::fs::write(&leaf, &r.text).expect("writing the chain");
+    let out = openssl(&[
+        "verify",
+        "-CAfile",
+        a_dir.join("ca.pem").to_str().expect("UTF-8"),
+        leaf.to_str().expect("UTF-8"),
+    ]);
+    assert!(out.contains(": OK"), "openssl verify: {out}");
+    assert!(chain.len() >= 2, "the leaf and the CA chain");
+    drop((a, b));
+}
