@@ -3,6 +3,7 @@
 
 #![deny(missing_docs)]
 
+pub mod acme;
 pub mod cpu;
 pub mod limit;
 

@@ -38,6 +38,23 @@ pub struct Limit {
     pub parallel_certificates_per_sec: f64,
 }
 
+impl Limit {
+    /// L_acme: ACME orders per second the crypto allows on all cores, when an order costs
+    /// `verifications` P-256 signature verifications (its JWS requests and its CSR; ES256
+    /// and a P-256 CSR are the same ring primitive) and one CA key signature:
+    /// `cores / (verifications/verify_rate + 1/sign_rate)`, L's definition with
+    /// `verifications` in place of 1.
+    pub fn acme_orders_per_sec(&self, verifications: f64) -> f64 {
+        self.cores as f64 / (verifications / self.verify_per_sec + 1.0 / self.sign_per_sec)
+    }
+
+    /// [`acme_orders_per_sec`](Self::acme_orders_per_sec) from the rates measured with
+    /// every core at once: `1 / (verifications/verify∥ + 1/sign∥)`.
+    pub fn parallel_acme_orders_per_sec(&self, verifications: f64) -> f64 {
+        1.0 / (verifications / self.parallel_verify_per_sec + 1.0 / self.parallel_sign_per_sec)
+    }
+}
+
 fn rate(duration: Duration, op: impl FnMut()) -> f64 {
     counted_rate(duration, op).0
 }

@@ -1,5 +1,7 @@
 //! `ca-bench`: drives a running ca-server and reports certificates per second, latency
 //! percentiles and errors by code, next to the machine's limit L measured just before.
+//! `--mode acme` drives an ACME server (ca-server's, or pebble) instead and reports orders
+//! per second next to L_acme, the limit the crypto of an order allows (`bench::acme`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -25,7 +27,8 @@ use serde_json::{json, Value};
 #[derive(Debug, Parser)]
 #[command(name = "ca-bench", version)]
 struct Args {
-    /// Base URL of the server.
+    /// Base URL of the server; with `--mode acme`, the ACME directory's URL
+    /// (`http://HOST:PORT/acme/directory`, or pebble's `https://127.0.0.1:14000/dir`).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
     /// RA bearer token; by default the `ra` token of DATA_DIR/bootstrap-tokens.json.
@@ -34,7 +37,7 @@ struct Args {
     /// Data directory whose bootstrap tokens to use.
     #[arg(long, default_value = "./ca-data")]
     data_dir: PathBuf,
-    /// Endpoint: one certificate per request, or batches.
+    /// Endpoint: one certificate per request, batches, or complete ACME orders (RFC 8555).
     #[arg(long, value_enum, default_value = "single")]
     mode: Mode,
     /// Which server: ca-server, or `cfssl serve` (its /api/v1/cfssl/sign, single mode only)
@@ -63,9 +66,28 @@ struct Args {
     /// The CA's key type, for measuring L.
     #[arg(long, default_value = "ec-p256")]
     ca_key_type: KeyAlgorithm,
-    /// Distinct pre-generated CSRs (used round-robin).
-    #[arg(long, default_value_t = 512)]
-    csrs: usize,
+    /// Distinct pre-generated CSRs (used round-robin); 512 by default, 50,000 with
+    /// `--mode acme` (one per order, each for its own name `o<n>.bench.example.com`).
+    #[arg(long)]
+    csrs: Option<usize>,
+    /// ACME: accounts created before the run (worker i orders with account i mod N).
+    #[arg(long, default_value_t = 16)]
+    accounts: usize,
+    /// ACME: the port of the http-01 responder ca-bench runs on 127.0.0.1 (and ::1): the
+    /// server's `[acme] http01_port` (pebble's `httpPort`).
+    #[arg(long, default_value_t = 5002)]
+    http01_port: u16,
+    /// ACME: the CA certificates (PEM) to trust for an https:// directory (pebble's).
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// ACME: milliseconds before the first poll of an authorization or order, doubling
+    /// for each next poll up to --poll-max-ms (the servers' Retry-After of 1 s would hold
+    /// each worker to one order a second).
+    #[arg(long, default_value_t = 5.0)]
+    poll_ms: f64,
+    /// ACME: the longest wait between two polls, in milliseconds.
+    #[arg(long, default_value_t = 1000.0)]
+    poll_max_ms: f64,
     /// Profile to request.
     #[arg(long, default_value = "tls-server")]
     profile: String,
@@ -111,6 +133,7 @@ enum Target {
 enum Mode {
     Single,
     Batch,
+    Acme,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
@@ -227,9 +250,10 @@ fn token(args: &Args) -> Result<String, String> {
 }
 
 fn bodies(args: &Args) -> Result<Vec<Bytes>, String> {
-    eprint!("generating {} CSRs ...", args.csrs);
-    let mut ders = Vec::with_capacity(args.csrs);
-    for i in 0..args.csrs.max(1) {
+    let csrs = args.csrs.unwrap_or(512);
+    eprint!("generating {csrs} CSRs ...");
+    let mut ders = Vec::with_capacity(csrs);
+    for i in 0..csrs.max(1) {
         ders.push(
             csr_der(args.key_type.into(), &format!("h{i}.bench.example.com"))
                 .map_err(|e| e.to_string())?,
@@ -254,7 +278,7 @@ fn bodies(args: &Args) -> Result<Vec<Bytes>, String> {
             .iter()
             .map(|r| Bytes::from(r.to_string()))
             .collect(),
-        Mode::Batch => requests
+        Mode::Batch | Mode::Acme => requests
             .chunks(args.batch_size.max(1))
             .cycle()
             .take(requests.len().div_ceil(args.batch_size.max(1)).max(8))
@@ -281,9 +305,16 @@ fn open_token_key(args: &Args, module: &std::path::Path) -> Result<Pkcs11Signer,
 }
 
 fn run(args: Args) -> Result<(), String> {
-    if args.target == Target::Cfssl && matches!(args.mode, Mode::Batch) {
-        return Err("cfssl has no batch endpoint".into());
+    if args.target == Target::Cfssl && !matches!(args.mode, Mode::Single) {
+        return Err("cfssl has only the single endpoint".into());
     }
+    let acme = matches!(args.mode, Mode::Acme);
+    // ACME account keys (ES256) and CSRs are P-256: L_acme's verifications are P-256 ones.
+    let csr_key: CsrKey = if acme {
+        CsrKey::EcP256
+    } else {
+        args.key_type.into()
+    };
     if args.body == BodyFormat::Der
         && (args.target == Target::Cfssl || matches!(args.mode, Mode::Batch))
     {
@@ -295,11 +326,11 @@ fn run(args: Args) -> Result<(), String> {
             Some(module) => {
                 eprintln!("measuring the limit L_hsm (the token's sign rate, ring's verify) ...");
                 let signer = open_token_key(&args, module)?;
-                limit::measure_with(&signer, "pkcs11", args.key_type.into(), per_rate)
+                limit::measure_with(&signer, "pkcs11", csr_key, per_rate)
             }
             None => {
                 eprintln!("measuring the machine's limit L (ring sign and verify rates) ...");
-                limit::measure(args.ca_key_type, args.key_type.into(), per_rate)
+                limit::measure(args.ca_key_type, csr_key, per_rate)
             }
         };
         Some(measured.map_err(|e| e.to_string())?)
@@ -321,6 +352,9 @@ fn run(args: Args) -> Result<(), String> {
             l.sign_cpu_us
         );
     }
+    if acme {
+        return run_acme(&args, limit);
+    }
     let address = args
         .url
         .strip_prefix("http://")
@@ -331,6 +365,7 @@ fn run(args: Args) -> Result<(), String> {
         address: address.clone(),
         host: HeaderValue::from_str(&address).map_err(|e| e.to_string())?,
         path: match (args.target, args.mode, args.body) {
+            (_, Mode::Acme, _) => String::new(), // run_acme's
             (Target::Cfssl, _, _) => "/api/v1/cfssl/sign".to_string(),
             (Target::Ca, Mode::Single, BodyFormat::Json) => "/v1/certificates".to_string(),
             (Target::Ca, Mode::Single, BodyFormat::Der) => {
@@ -659,6 +694,227 @@ fn print_table(r: &Report) {
             l.verify_per_sec,
             l.certificates_per_sec,
             l.parallel_certificates_per_sec
+        );
+    }
+}
+
+/// The result of an ACME scenario.
+#[derive(Debug, Serialize)]
+struct AcmeReport {
+    label: String,
+    mode: Mode,
+    directory: String,
+    connections: usize,
+    accounts: usize,
+    ca_key_type: String,
+    seconds: f64,
+    orders: u64,
+    orders_per_sec: f64,
+    /// JWS requests per completed order in the client's flow: 5 + k + m.
+    jws_per_order: f64,
+    /// Average authorization polls (k) and order polls (m) per completed order.
+    authz_polls_per_order: f64,
+    order_polls_per_order: f64,
+    /// Verifications L_acme counts per order: the JWS requests and the CSR.
+    verifications_per_order: f64,
+    /// All JWS requests sent during the run (failed and unfinished orders, badNonce
+    /// retries included) per completed order.
+    jws_sent_per_order: f64,
+    /// L_acme = cores / (verifications_per_order/verify + 1/sign).
+    limit_orders_per_sec: Option<f64>,
+    /// The same from the rates of all cores at once.
+    parallel_limit_orders_per_sec: Option<f64>,
+    fraction_of_limit: Option<f64>,
+    latency_ms: BTreeMap<&'static str, f64>,
+    errors: BTreeMap<String, u64>,
+    outcome: bench::acme::AcmeOutcome,
+    limit: Option<Limit>,
+    /// CPU microseconds per order by thread group (`server:NAME`, `client`), with
+    /// `--server-pid`.
+    cpu_us_per_order: BTreeMap<String, f64>,
+}
+
+fn run_acme(args: &Args, limit: Option<Limit>) -> Result<(), String> {
+    let options = bench::acme::AcmeOptions {
+        directory: args.url.clone(),
+        accounts: args.accounts.max(1),
+        connections: args.connections.max(1),
+        duration: Duration::from_secs_f64(args.duration),
+        csrs: args.csrs.unwrap_or(50_000),
+        http01_port: args.http01_port,
+        ca_file: args.ca_file.clone(),
+        poll_first: Duration::from_secs_f64(args.poll_ms.max(0.0) / 1000.0),
+        poll_max: Duration::from_secs_f64(args.poll_max_ms.max(args.poll_ms).max(0.0) / 1000.0),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    // The CPU is sampled around the orders only: run() sets up (directory, responder, CSRs,
+    // accounts) before its clock starts, so the samples are taken by its start hook.
+    let cpu_before: Mutex<Option<(cpu::Sample, cpu::Sample)>> = Mutex::new(None);
+    let outcome = runtime.block_on(bench::acme::run(&options, || {
+        if let Some(pid) = args.server_pid {
+            if let Ok(mut before) = cpu_before.lock() {
+                *before = Some((cpu::sample(pid), cpu::sample(std::process::id())));
+            }
+        }
+    }))?;
+    let orders = outcome.orders;
+    let cpu_us_per_order = match (
+        args.server_pid,
+        cpu_before.lock().ok().and_then(|b| b.clone()),
+    ) {
+        (Some(pid), Some((server, client))) if orders > 0 => {
+            let per_order = |d: Duration| d.as_secs_f64() * 1e6 / orders as f64;
+            let mut split: BTreeMap<String, f64> = cpu::used(&server, &cpu::sample(pid))
+                .into_iter()
+                .map(|(name, d)| (format!("server:{name}"), per_order(d)))
+                .collect();
+            let client: Duration = cpu::used(&client, &cpu::sample(std::process::id()))
+                .values()
+                .sum();
+            split.insert("client".into(), per_order(client));
+            split
+        }
+        _ => BTreeMap::new(),
+    };
+    let mut latencies = outcome.latencies_us.clone();
+    latencies.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        let i = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
+        f64::from(latencies[i]) / 1000.0
+    };
+    let per_order = |n: u64| {
+        if orders == 0 {
+            0.0
+        } else {
+            n as f64 / orders as f64
+        }
+    };
+    let jws_per_order = outcome.jws_per_order();
+    let verifications = jws_per_order + 1.0;
+    let orders_per_sec = orders as f64 / outcome.seconds;
+    let limit_orders = limit
+        .filter(|_| orders > 0)
+        .map(|l| l.acme_orders_per_sec(verifications));
+    let report = AcmeReport {
+        label: args.label.clone(),
+        mode: args.mode,
+        directory: args.url.clone(),
+        connections: options.connections,
+        accounts: options.accounts,
+        ca_key_type: args.ca_key_type.to_string(),
+        seconds: outcome.seconds,
+        orders,
+        orders_per_sec,
+        jws_per_order,
+        authz_polls_per_order: per_order(outcome.authz_polls),
+        order_polls_per_order: per_order(outcome.order_polls),
+        verifications_per_order: verifications,
+        jws_sent_per_order: per_order(outcome.jws_requests),
+        limit_orders_per_sec: limit_orders,
+        parallel_limit_orders_per_sec: limit
+            .filter(|_| orders > 0)
+            .map(|l| l.parallel_acme_orders_per_sec(verifications)),
+        fraction_of_limit: limit_orders.map(|l| orders_per_sec / l),
+        latency_ms: BTreeMap::from([
+            ("p50", pct(0.50)),
+            ("p90", pct(0.90)),
+            ("p99", pct(0.99)),
+            ("max", pct(1.0)),
+        ]),
+        errors: outcome.errors.clone(),
+        outcome,
+        limit,
+        cpu_us_per_order,
+    };
+    print_acme_table(&report);
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn print_acme_table(r: &AcmeReport) {
+    println!(
+        "| scenario | orders/s | fraction of L_acme | JWS/order (k authz polls, m order polls) \
+         | p50 ms | p90 ms | p99 ms | max ms | errors |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let errors = if r.errors.is_empty() {
+        "0".to_string()
+    } else {
+        r.errors
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "| {} acme c{} a{} | {:.1} | {} | {:.2} (k {:.2}, m {:.2}) | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
+        r.label,
+        r.connections,
+        r.accounts,
+        r.orders_per_sec,
+        r.fraction_of_limit
+            .map_or_else(|| "-".to_string(), |f| format!("{f:.3}")),
+        r.jws_per_order,
+        r.authz_polls_per_order,
+        r.order_polls_per_order,
+        r.latency_ms["p50"],
+        r.latency_ms["p90"],
+        r.latency_ms["p99"],
+        r.latency_ms["max"],
+        errors
+    );
+    let o = &r.outcome;
+    println!(
+        "{} orders in {:.1} s; JWS sent per order {:.2} (all requests of the run); badNonce \
+         retries {}, newNonce requests {}; http-01 answered {}, unknown token {}{}",
+        o.orders,
+        o.seconds,
+        r.jws_sent_per_order,
+        o.bad_nonce_retries,
+        o.new_nonce_requests,
+        o.http01_answered,
+        o.http01_unknown,
+        if o.names_reused {
+            "; names were ordered again (more orders than --csrs)"
+        } else {
+            ""
+        }
+    );
+    if o.stalled {
+        println!(
+            "STALLED: no order completed in two consecutive seconds (orders each second: {:?})",
+            o.orders_each_second
+        );
+    }
+    if !r.cpu_us_per_order.is_empty() {
+        let parts: Vec<String> = r
+            .cpu_us_per_order
+            .iter()
+            .filter(|(_, us)| **us >= 0.5)
+            .map(|(name, us)| format!("{name} {us:.0}"))
+            .collect();
+        let total: f64 = r.cpu_us_per_order.values().sum();
+        println!("CPU µs per order: {} (total {total:.0})", parts.join(", "));
+    }
+    if let (Some(l), Some(limit)) = (&r.limit, r.limit_orders_per_sec) {
+        println!(
+            "L_acme = {} cores / ({:.2} verifications/{:.0} verify/s + 1/{:.0} sign/s) = {:.0} \
+             orders/s; measured with all cores at once: {:.0}",
+            l.cores,
+            r.verifications_per_order,
+            l.verify_per_sec,
+            l.sign_per_sec,
+            limit,
+            r.parallel_limit_orders_per_sec.unwrap_or(0.0)
         );
     }
 }
