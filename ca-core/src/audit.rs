@@ -508,7 +508,7 @@ mod tests {
             .into_iter()
             .filter(|a| a.name().starts_with("acme_"))
             .collect();
-        assert_eq!(acme.len(), 10);
+        assert_eq!(acme.len(), 11);
         for (i, action) in acme.into_iter().enumerate() {
             assert_eq!(postcard::to_allocvec(&action).unwrap(), [14 + i as u8]);
             let decoded: AuditAction = postcard::from_bytes(&[14 + i as u8]).unwrap();
