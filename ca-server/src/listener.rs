@@ -118,14 +118,26 @@ pub enum TlsConfigError {
 /// The first byte of a TLS connection: a handshake record (RFC 8446 section 5.1).
 const TLS_HANDSHAKE: u8 = 0x16;
 
+/// Which client certificates a TLS listener asks for.
+#[derive(Clone, Copy, Debug)]
+pub enum ClientCertificates<'a> {
+    /// None.
+    None,
+    /// Optional, chaining to one of this file's certificates (the API: without one a request
+    /// needs a bearer token).
+    Optional(&'a Path),
+    /// Required, chaining to one of this file's certificates (a remote validation agent).
+    Required(&'a Path),
+}
+
 /// Builds the rustls configuration from PEM files: the server's certificate chain, its
-/// PKCS#8 key (mode 0600, as for CA keys), and optionally the CA whose certificates clients
-/// may authenticate with (then a client certificate is optional; without one a request needs a
-/// bearer token).
+/// PKCS#8 key (mode 0600, as for CA keys), the client certificates it asks for, and the
+/// application protocols it offers (ALPN, in order of preference).
 pub fn tls_config(
     cert_file: &Path,
     key_file: &Path,
-    client_ca_file: Option<&Path>,
+    clients: ClientCertificates<'_>,
+    alpn: &[&[u8]],
 ) -> Result<Arc<ServerConfig>, TlsConfigError> {
     let read = |p: &Path| {
         std::fs::read(p).map_err(|source| TlsConfigError::Read {
@@ -151,9 +163,9 @@ pub fn tls_config(
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(TlsConfigError::Versions)?;
-    let builder = match client_ca_file {
-        None => builder.with_no_client_auth(),
-        Some(path) => {
+    let builder = match clients {
+        ClientCertificates::None => builder.with_no_client_auth(),
+        ClientCertificates::Optional(path) | ClientCertificates::Required(path) => {
             let mut roots = RootCertStore::empty();
             for cert in CertificateDer::pem_slice_iter(&read(path)?) {
                 let cert = cert.map_err(pem(path))?;
@@ -162,17 +174,23 @@ pub fn tls_config(
                     source,
                 })?;
             }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .allow_unauthenticated()
-                .build()
-                .map_err(TlsConfigError::Verifier)?;
-            builder.with_client_cert_verifier(verifier)
+            if roots.is_empty() {
+                return Err(TlsConfigError::NoCertificate {
+                    path: path.to_path_buf(),
+                });
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = match clients {
+                ClientCertificates::Optional(_) => verifier.allow_unauthenticated(),
+                _ => verifier,
+            };
+            builder.with_client_cert_verifier(verifier.build().map_err(TlsConfigError::Verifier)?)
         }
     };
     let mut config = builder
         .with_single_cert(certs, key)
         .map_err(TlsConfigError::CertificateAndKey)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }
 

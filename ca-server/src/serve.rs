@@ -409,10 +409,15 @@ fn tls_options(
     }
     let client_ca = (!tls.client_ca_file.as_os_str().is_empty())
         .then(|| Config::resolve(dir, &tls.client_ca_file));
+    let clients = match &client_ca {
+        Some(path) => listener::ClientCertificates::Optional(path),
+        None => listener::ClientCertificates::None,
+    };
     listener::tls_config(
         &Config::resolve(dir, &tls.cert_file),
         &Config::resolve(dir, &tls.key_file),
-        client_ca.as_deref(),
+        clients,
+        &[b"h2", b"http/1.1"],
     )
     .map(Some)
 }

@@ -6,8 +6,7 @@
 //! `--client-ca` fails its handshake. Each validation and CAA check is one log line.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -18,10 +17,6 @@ use axum::{Extension, Router};
 use ca_acme::Problem;
 use ca_acme_va::wire::{self, Answer, CaaRequest, ValidateRequest};
 use ca_acme_va::{Va, VaConfig};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
 
 use crate::listener::{self, ListenerOptions, Peer, TlsConfigError};
 
@@ -72,61 +67,6 @@ pub enum AgentError {
     /// The shutdown signal handlers could not be installed.
     #[error("va: installing the signal handlers")]
     Signal(#[source] std::io::Error),
-}
-
-/// The TLS configuration of the agent: its certificate and key (mode 0600), and a client
-/// certificate REQUIRED, chaining to one of `client_ca`'s certificates.
-pub fn tls_config(
-    cert_file: &Path,
-    key_file: &Path,
-    client_ca_file: &Path,
-) -> Result<Arc<ServerConfig>, TlsConfigError> {
-    let read = |p: &Path| {
-        std::fs::read(p).map_err(|source| TlsConfigError::Read {
-            path: p.to_path_buf(),
-            source,
-        })
-    };
-    let pem = |p: &Path| {
-        let path = p.to_path_buf();
-        move |source: rustls::pki_types::pem::Error| TlsConfigError::Pem { path, source }
-    };
-    let certs = CertificateDer::pem_slice_iter(&read(cert_file)?)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(pem(cert_file))?;
-    if certs.is_empty() {
-        return Err(TlsConfigError::NoCertificate {
-            path: cert_file.to_path_buf(),
-        });
-    }
-    let der = keys::load_pkcs8_file(key_file)?;
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(der.to_vec()));
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&read(client_ca_file)?) {
-        let cert = cert.map_err(pem(client_ca_file))?;
-        roots.add(cert).map_err(|source| TlsConfigError::ClientCa {
-            path: client_ca_file.to_path_buf(),
-            source,
-        })?;
-    }
-    if roots.is_empty() {
-        return Err(TlsConfigError::NoCertificate {
-            path: client_ca_file.to_path_buf(),
-        });
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(TlsConfigError::Verifier)?;
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(TlsConfigError::Versions)?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
-        .map_err(TlsConfigError::CertificateAndKey)?;
-    // HTTP/1.1 only: what the CA's client speaks (one request per connection).
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
 }
 
 /// The validation authority of `options`.
@@ -201,7 +141,13 @@ async fn dispatch(
 /// Runs the agent until SIGINT or SIGTERM: prints `listening on https://ADDR` once it accepts
 /// connections.
 pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
-    let tls = tls_config(&options.cert, &options.key, &options.client_ca)?;
+    // A client certificate required; HTTP/1.1 only, what the CA's client speaks.
+    let tls = listener::tls_config(
+        &options.cert,
+        &options.key,
+        listener::ClientCertificates::Required(&options.client_ca),
+        &[b"http/1.1"],
+    )?;
     let va = build_va(&options)?;
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
