@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
 use crate::acme::{set_acme_table, ChallTestSrv};
-use crate::api::http_client;
+use crate::api::{http_client, Checks};
 use crate::command::openssl;
 use crate::data_dir::{create_token, new_dir};
 use crate::formats::{pem_certs, to_pem};
@@ -519,54 +519,33 @@ impl AcmeResp {
 }
 
 /// Checks collected rather than stopping at the first failure, so that one defect does not
-/// hide the next; [`finish`](Soft::finish) panics listing every failure.
-#[derive(Default)]
-pub struct Soft {
-    failures: Vec<String>,
-    count: usize,
-}
+/// hide the next: the API tests' [`Checks`], with the ACME answers' own checks.
+pub type Soft = Checks;
 
-impl Soft {
-    pub fn new() -> Soft {
-        Soft::default()
+impl Checks {
+    /// A collector with no checks yet.
+    pub fn new() -> Checks {
+        Checks::default()
     }
 
     /// Records a failure unless `r` is the problem `status` `kind` with the ACME headers.
     pub fn problem(&mut self, what: &str, r: &AcmeResp, status: u16, kind: &str, directory: &str) {
-        self.count += 1;
-        if let Some(m) = r.problem_mismatch(status, kind, directory) {
-            self.failures.push(format!("{what}: {m}"));
-        }
+        let mismatch = r.problem_mismatch(status, kind, directory);
+        self.check(mismatch.is_none(), || {
+            format!("{what}: {}", mismatch.unwrap_or_default())
+        });
     }
 
     /// Records a failure unless `r` is `status` with the ACME headers.
     pub fn ok(&mut self, what: &str, r: &AcmeResp, status: u16, directory: &str) {
-        self.count += 1;
-        if r.status != status {
-            self.failures
-                .push(format!("{what}: expected HTTP {status}: {r}"));
-        } else if let Some(m) = r.headers_mismatch(directory) {
-            self.failures.push(format!("{what}: {m}"));
-        }
-    }
-
-    /// Records a failure unless `ok`.
-    pub fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
-        self.count += 1;
-        if !ok {
-            self.failures.push(what());
-        }
-    }
-
-    /// Panics listing every failure.
-    pub fn finish(self, what: &str) {
-        assert!(
-            self.failures.is_empty(),
-            "{what}: {} of {} checks failed:\n  - {}",
-            self.failures.len(),
-            self.count,
-            self.failures.join("\n  - ")
-        );
+        let mismatch = if r.status != status {
+            Some(format!("expected HTTP {status}: {r}"))
+        } else {
+            r.headers_mismatch(directory)
+        };
+        self.check(mismatch.is_none(), || {
+            format!("{what}: {}", mismatch.unwrap_or_default())
+        });
     }
 }
 
