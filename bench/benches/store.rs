@@ -40,6 +40,7 @@ fn new_certificate(der: &[u8], i: usize, rng: &keys::SystemRandom) -> NewCertifi
             names_prefix(SAN_TAG, &host),
         ],
         enrollment: None,
+        protocol: Default::default(),
     }
 }
 

@@ -227,6 +227,7 @@ impl EngineFixture {
                             requester: ca_core::engine::Requester {
                                 name: "bench".into(),
                                 token_hash: [1; 32],
+                                protocol: Default::default(),
                             },
                         })
                         .await

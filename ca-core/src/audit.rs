@@ -162,6 +162,33 @@ impl fmt::Display for AuditAction {
     }
 }
 
+/// The protocol a request arrived by, recorded as the `protocol` detail of the audit entries
+/// it makes (absent for the JSON API, the contract's own).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// The JSON API (`/v1/...`).
+    #[default]
+    Api,
+    /// ACME (RFC 8555).
+    Acme,
+    /// EST (RFC 7030).
+    Est,
+    /// CMP (RFC 9483 over RFC 9811).
+    Cmp,
+}
+
+impl Protocol {
+    /// The name in the audit log: `api`, `acme`, `est`, `cmp`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Api => "api",
+            Protocol::Acme => "acme",
+            Protocol::Est => "est",
+            Protocol::Cmp => "cmp",
+        }
+    }
+}
+
 /// Something that happened, before it takes its place in the chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {

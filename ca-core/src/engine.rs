@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
-use crate::audit::{AuditEvent, AuditHead, Checkpoint};
+use crate::audit::{AuditEvent, AuditHead, Checkpoint, Protocol};
 use crate::authority::{CertificateAuthority, PreparedCertificate};
 use crate::blocklist::BlockedKeys;
 use crate::csr::VerifiedCsr;
@@ -127,6 +127,8 @@ pub struct Requester {
     pub name: String,
     /// SHA-256 of the token (scopes `request_id`s).
     pub token_hash: [u8; 32],
+    /// The protocol the request came by (the `protocol` detail of its audit entries).
+    pub protocol: Protocol,
 }
 
 /// One issuance request, as the RA sent it.
@@ -616,7 +618,7 @@ impl Engine {
         key: RedeemKey,
     ) -> Result<Issued, CaError> {
         let verified = self.verify_redemption(id, code).await?;
-        self.redeem_verified(verified, key).await
+        self.redeem_verified(verified, key, Protocol::Api).await
     }
 
     /// Checks a redemption before anything is spent on it: the enrollment exists and is
@@ -674,6 +676,7 @@ impl Engine {
         &self,
         redemption: VerifiedRedemption,
         key: RedeemKey,
+        protocol: Protocol,
     ) -> Result<Issued, CaError> {
         let VerifiedRedemption { id, record } = redemption;
         let subject = name::parse_rfc4514(&record.subject)?;
@@ -696,6 +699,7 @@ impl Engine {
             requester: Requester {
                 name: record.requester,
                 token_hash: [0; 32],
+                protocol,
             },
         })
         .await
@@ -1027,6 +1031,7 @@ impl Engine {
             idempotency: None,
             names,
             enrollment: None,
+            protocol: Protocol::Api,
         };
         match self
             .send_op(|reply| WriteOp::Certificate(new, reply))?
@@ -1253,6 +1258,7 @@ impl Worker {
                         idempotency,
                         names: built.names,
                         enrollment,
+                        protocol: work.requester.protocol,
                     },
                     reply,
                     build_time: built.build_time,

@@ -34,6 +34,7 @@ fn requester() -> Requester {
     Requester {
         name: "test-ra".into(),
         token_hash: [3; 32],
+        protocol: Default::default(),
     }
 }
 

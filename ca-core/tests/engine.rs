@@ -52,6 +52,7 @@ fn request(csr: Vec<u8>, request_id: Option<&str>) -> IssueRequest {
         requester: Requester {
             name: "test-ra".into(),
             token_hash: [7; 32],
+            protocol: Default::default(),
         },
     }
 }
@@ -266,6 +267,7 @@ fn an_undone_redemption_revokes_its_certificate_and_reopens_the_enrollment() {
                 requester: Requester {
                     name: "test-ra".into(),
                     token_hash: [7; 32],
+                    protocol: Default::default(),
                 },
             })
             .await

@@ -157,6 +157,7 @@ fn request(csr: Vec<u8>) -> IssueRequest {
         requester: Requester {
             name: "test-ra".into(),
             token_hash: [7; 32],
+            protocol: Default::default(),
         },
     }
 }

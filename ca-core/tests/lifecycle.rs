@@ -35,6 +35,7 @@ fn requester() -> Requester {
     Requester {
         name: "test-ra".into(),
         token_hash: [3; 32],
+        protocol: Default::default(),
     }
 }
 
@@ -114,6 +115,7 @@ fn store_signed(
                 idempotency: None,
                 names: Vec::new(),
                 enrollment: None,
+                protocol: Default::default(),
             },
             tx,
         ))

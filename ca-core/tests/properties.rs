@@ -250,6 +250,7 @@ fn issued_store(count: usize) -> IssuedStore {
                     requester: Requester {
                         name: if i % 2 == 0 { "ra-even" } else { "ra-odd" }.into(),
                         token_hash: [i as u8 % 2; 32],
+                        protocol: Default::default(),
                     },
                 })
                 .await

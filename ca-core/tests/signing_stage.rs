@@ -106,6 +106,7 @@ fn request(host: &str) -> IssueRequest {
         requester: Requester {
             name: "test-ra".into(),
             token_hash: [7; 32],
+            protocol: Default::default(),
         },
     }
 }

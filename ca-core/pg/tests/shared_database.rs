@@ -101,6 +101,7 @@ fn certificate(n: u32) -> NewCertificate {
         idempotency: None,
         names: vec![ca_core::store::query::names_prefix(b'N', "example.com")],
         enrollment: None,
+        protocol: Default::default(),
     }
 }
 

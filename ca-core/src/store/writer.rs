@@ -20,7 +20,7 @@ use super::acme::{self, AcmeIndexOp, AcmeKind, AcmeWrite};
 use super::rocks_groups::RocksGroups;
 use super::tokens::{revoked_token, token_event, token_revoked_event};
 use super::{CertRecord, EnrollmentRecord, IdempotencyKey, IdempotencyRecord, Store, TokenRecord};
-use crate::audit::{AuditAction, AuditEntry, AuditEvent, AuditHead, Checkpoint};
+use crate::audit::{AuditAction, AuditEntry, AuditEvent, AuditHead, Checkpoint, Protocol};
 use crate::error::CaError;
 use crate::metrics::Metrics;
 use crate::revocation::{Revocation, RevocationReason};
@@ -43,6 +43,9 @@ pub struct NewCertificate {
     /// The enrollment this certificate redeems: it must still be pending when the certificate
     /// commits, and is marked redeemed in the same batch (a code works once).
     pub enrollment: Option<[u8; 16]>,
+    /// The protocol the request came by: the issuance entry's `protocol` detail, except for
+    /// the JSON API.
+    pub protocol: Protocol,
 }
 
 /// What became of a [`NewCertificate`].
@@ -856,6 +859,7 @@ impl<'b, B: GroupBackend> Group<'b, B> {
             idempotency,
             names,
             enrollment,
+            protocol,
         } = cert;
         let serial = record.serial;
         if let Some((key, _)) = &idempotency {
@@ -901,13 +905,16 @@ impl<'b, B: GroupBackend> Group<'b, B> {
         }
         record.issued_at = record.issued_at.max(self.counters.last_issued_at);
         self.counters.last_issued_at = record.issued_at;
-        let event = AuditEvent::new(
+        let mut event = AuditEvent::new(
             record.issued_at,
             &record.requester,
             AuditAction::CertificateIssued,
             serial.to_hex(),
         )
         .with("profile", record.profile.clone());
+        if protocol != Protocol::Api {
+            event = event.with("protocol", protocol.name());
+        }
         // The record names its issuance entry; a renewal is an event of the old serial too.
         let head = match renewed_from {
             Some(old) => self.audit(
@@ -1097,6 +1104,7 @@ mod tests {
             idempotency: Some((IdempotencyKey::new(&[n; 32], "request"), [n; 32])),
             names: vec![b"Nexample.com\0".to_vec()],
             enrollment,
+            protocol: Protocol::Api,
         }
     }
 
@@ -1362,6 +1370,34 @@ mod tests {
     }
 
     /// Token names are decided by the writer: within one group and against the store.
+    #[test]
+    fn the_issuance_entry_names_the_protocol_except_the_json_api() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (tx1, mut rx1) = oneshot::channel();
+        let (tx2, mut rx2) = oneshot::channel();
+        let est = NewCertificate {
+            protocol: Protocol::Est,
+            ..certificate(2, None, None)
+        };
+        commit_with_faults(
+            &store,
+            vec![
+                WriteOp::Certificate(certificate(1, None, None), tx1),
+                WriteOp::Certificate(est, tx2),
+            ],
+            &[],
+        );
+        assert!(rx1.try_recv().unwrap().is_ok());
+        assert!(rx2.try_recv().unwrap().is_ok());
+        let entries = store.audit_entries(0, 10).unwrap();
+        let protocols: Vec<Option<&str>> = entries
+            .iter()
+            .map(|e| e.event.details.get("protocol").map(String::as_str))
+            .collect();
+        assert_eq!(protocols, [None, Some("est")]);
+    }
+
     #[test]
     fn token_names_are_unique_within_a_group_and_across_groups() {
         let dir = tempfile::tempdir().unwrap();

@@ -11,7 +11,7 @@ use axum::response::Response;
 use ca_acme::challenge::{token_from_bytes, ChallengeType, TOKEN_BYTES};
 use ca_acme::messages::{Finalize, NewOrder};
 use ca_acme::{AcmeIdentifier, AuthzStatus, ChallengeStatus, OrderStatus, Problem, ProblemType};
-use ca_core::audit::{AuditAction, AuditEvent};
+use ca_core::audit::{AuditAction, AuditEvent, Protocol};
 use ca_core::csr::San;
 use ca_core::engine::{IssueRequest, Requester as EngineRequester};
 use ca_core::error::CaError;
@@ -548,6 +548,7 @@ pub async fn finalize(
                     requester: EngineRequester {
                         name: account.requester.clone(),
                         token_hash: account.requester_token_hash,
+                        protocol: Protocol::Acme,
                     },
                 })
                 .await;

@@ -10,6 +10,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
+use ca_core::audit::Protocol;
 use ca_core::csr::San;
 use ca_core::engine::{Identity, IssueRequest, Issued, RenewRequest, Requester};
 use ca_core::revocation::{Revocation, Status};
@@ -426,6 +427,7 @@ pub(super) fn requester(caller: &Caller) -> Requester {
     Requester {
         name: caller.name.clone(),
         token_hash: caller.token_hash,
+        protocol: Protocol::Api,
     }
 }
 

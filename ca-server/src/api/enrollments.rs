@@ -13,6 +13,7 @@ use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use bytes::Bytes;
+use ca_core::audit::Protocol;
 use ca_core::engine::{EnrollmentRequest, Issued, RedeemKey};
 use ca_core::pkcs12::{FriendlyName, Pkcs12Password};
 use ca_core::store::EnrollmentRecord;
@@ -263,7 +264,7 @@ pub async fn redeem(
             let (pkcs8, key) = generated?;
             let issued = state
                 .engine
-                .redeem_verified(verified, RedeemKey::Generated(key))
+                .redeem_verified(verified, RedeemKey::Generated(key), Protocol::Api)
                 .await?;
             let chain = state.engine.ca().chain().to_vec();
             let cert = issued.record.der.clone();
