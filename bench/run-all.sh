@@ -224,6 +224,11 @@ start_server w2 ec-p256 2
 load w2 workers2-batch100-c4 --mode batch --connections 4
 stop_server w2
 
+step "ACME orders: ca-server and pebble (bench/acme-vs-pebble.sh)"
+mkdir -p "$OUT/acme"
+SKIP_BUILD=1 BIN="$BIN" OUT="$OUT/acme" DURATION="$DURATION" bench/acme-vs-pebble.sh | tail -n 4
+cp "$OUT"/acme/acme-*.json "$OUT/results/"
+
 if [[ "$LONG" == *" --long "* ]]; then
   step "1,000,000 issuances: resident memory"
   start_server mem ec-p256

@@ -236,6 +236,8 @@ enum Input {
         csr: Vec<u8>,
         /// What the RA asserts over the CSR's names.
         identity: Identity,
+        /// `csr` already verified by the caller ([`Engine::issue_verified`]).
+        verified: Option<Box<VerifiedCsr>>,
     },
     /// A renewal: names from the old certificate; the key from it or from a CSR.
     Renewal {
@@ -281,7 +283,7 @@ impl Work {
             h.update(bytes);
         };
         match &self.input {
-            Input::Csr { csr, identity } => {
+            Input::Csr { csr, identity, .. } => {
                 field(csr);
                 // Only present where given, so that digests of requests without identity
                 // data stay as they were.
@@ -520,11 +522,33 @@ impl Engine {
         self.issue_kind(request, Kind::Ca).await
     }
 
+    /// [`Engine::issue`] for a request whose CSR the caller has verified already (a front end
+    /// that must read the CSR's names before it asks): `verified` is what
+    /// [`csr::parse_and_verify`] returned for `request.csr`, and the CSR is not verified again.
+    pub async fn issue_verified(
+        &self,
+        request: IssueRequest,
+        verified: VerifiedCsr,
+    ) -> Result<Issued, CaError> {
+        self.issue_input(request, Kind::EndEntity, Some(Box::new(verified)))
+            .await
+    }
+
     async fn issue_kind(&self, request: IssueRequest, kind: Kind) -> Result<Issued, CaError> {
+        self.issue_input(request, kind, None).await
+    }
+
+    async fn issue_input(
+        &self,
+        request: IssueRequest,
+        kind: Kind,
+        verified: Option<Box<VerifiedCsr>>,
+    ) -> Result<Issued, CaError> {
         self.run(Work {
             input: Input::Csr {
                 csr: request.csr,
                 identity: request.identity,
+                verified,
             },
             kind,
             profile: request.profile,
@@ -1281,6 +1305,10 @@ fn verify_csrs(batch: &[Job], metrics: &Metrics) -> Vec<Option<Result<VerifiedCs
     let mut slots = Vec::new();
     for job in batch {
         match &job.work.input {
+            Input::Csr {
+                verified: Some(verified),
+                ..
+            } => out.push(Some(Ok(VerifiedCsr::clone(verified)))),
             Input::Csr { csr, .. } => match csr::parse(csr) {
                 Ok(p) => {
                     slots.push(out.len());
@@ -1292,10 +1320,10 @@ fn verify_csrs(batch: &[Job], metrics: &Metrics) -> Vec<Option<Result<VerifiedCs
             _ => out.push(None),
         }
     }
+    let count = slots.len();
     for (slot, result) in slots.into_iter().zip(csr::verify_all(parsed)) {
         out[slot] = Some(result);
     }
-    let count = out.iter().filter(|o| o.is_some()).count();
     if count > 0 {
         let each = started.elapsed().as_secs_f64() / count as f64;
         for _ in 0..count {
@@ -1351,7 +1379,7 @@ fn build(
     // A plain CSR was verified (and timed) with its batch; the others are verified here.
     let verified_here = pre_verified.is_none();
     let (verified, identity, renewed_from) = match &work.input {
-        Input::Csr { csr, identity } => (
+        Input::Csr { csr, identity, .. } => (
             pre_verified.unwrap_or_else(|| csr::parse_and_verify(csr))?,
             std::borrow::Cow::Borrowed(identity),
             None,

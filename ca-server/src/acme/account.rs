@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use ca_acme::eab::ParsedEab;
@@ -17,13 +17,17 @@ use serde_json::{json, Value};
 
 use super::records::{self, AccountRecord, EabKeyRecord, Id, Versioned};
 use super::{
-    now, parse_id, post_with, AcmeFront, Answer, Handled, KeyForm, Refusal, RequestHost, Requester,
-    Urls,
+    now, parse_b64url, parse_id, post_with, AcmeFront, Answer, Handled, KeyForm, Refusal,
+    RequestHost, Requester, Urls,
 };
 use crate::api::AppState;
 
 /// Most orders listed in one page of an account's orders (RFC 8555 section 7.1.2.1).
 const ORDERS_PAGE: usize = 100;
+
+/// Bytes of an order's position in its account's list: creation time (8) and id (16), as
+/// [`records::order_link`] writes them after the account's prefix.
+const ORDER_POSITION: usize = 24;
 
 /// The account object (RFC 8555 section 7.1.2).
 fn account_json(urls: &Urls, id: &Id, account: &AccountRecord) -> Value {
@@ -265,14 +269,20 @@ pub async fn account(
 }
 
 /// `POST /acme/acct/{id}/orders` (RFC 8555 section 7.1.2.1): the account's orders, oldest
-/// first, [`ORDERS_PAGE`] a page, with a `next` link (`?cursor=`).
+/// first, [`ORDERS_PAGE`] a page; a page with more after it has a `next` link to
+/// `?cursor=`, the last listed order's position (its creation time and id, base64url).
 pub async fn orders(
     state: State<Arc<AppState>>,
     host: RequestHost,
     Path(path_id): Path<String>,
+    RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    let path = format!("/acct/{path_id}/orders");
+    // The JWS names the URL it was sent to, query included.
+    let path = match &query {
+        Some(query) => format!("/acct/{path_id}/orders?{query}"),
+        None => format!("/acct/{path_id}/orders"),
+    };
     post_with(
         &state,
         &host,
@@ -283,14 +293,38 @@ pub async fn orders(
         |front, urls, requester| async move {
             let (id, _) = own_account(&requester, &path_id)?;
             let prefix = records::orders_prefix(id);
-            let links = front.engine.acme_links(&prefix, None, ORDERS_PAGE)?;
+            let after = match query.as_deref().map(|q| q.strip_prefix("cursor=")) {
+                None => None,
+                Some(cursor) => {
+                    let position: [u8; ORDER_POSITION] = cursor
+                        .and_then(parse_b64url)
+                        .ok_or_else(|| Problem::malformed("the orders list's cursor is not one"))?;
+                    Some([prefix.as_slice(), &position].concat())
+                }
+            };
+            let mut links = front
+                .engine
+                .acme_links(&prefix, after.as_deref(), ORDERS_PAGE + 1)?;
+            let more = links.len() > ORDERS_PAGE;
+            links.truncate(ORDERS_PAGE);
             let orders: Vec<String> = links
                 .iter()
                 .filter_map(|key| key.get(prefix.len() + 8..))
                 .filter_map(|order| <[u8; 16]>::try_from(order).ok())
                 .map(|order| urls.order(&order))
                 .collect();
-            Ok(Answer::json(StatusCode::OK, json!({"orders": orders})))
+            let answer = Answer::json(StatusCode::OK, json!({"orders": orders}));
+            match links.last().and_then(|last| last.get(prefix.len()..)) {
+                Some(position) if more => {
+                    let next = format!(
+                        "{}/orders?cursor={}",
+                        urls.account(id),
+                        ca_acme::b64url(position)
+                    );
+                    Ok(answer.link(&next, "next"))
+                }
+                _ => Ok(answer),
+            }
         },
     )
     .await

@@ -3,6 +3,7 @@
 //! in the background.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -224,7 +225,16 @@ pub async fn challenge(
                 account: account.record.clone(),
                 account_uri: urls.account(account_id),
             };
-            tokio::spawn(validate(shared, job));
+            // The validation runs on its own task: it finishes and stores its outcome even
+            // when this answer stops waiting for it.
+            let validation = tokio::spawn(validate(shared, job));
+            let wait = Duration::from_millis(front.config.challenge_answer_wait_ms);
+            if !wait.is_zero() {
+                if let Ok(Ok(Some(done))) = tokio::time::timeout(wait, validation).await {
+                    let body = challenge_json(&urls, &id, &done.challenges[index]);
+                    return Ok(Answer::json(StatusCode::OK, body).link(&up, "up"));
+                }
+            }
             let body = challenge_json(&urls, &id, &started.challenges[index]);
             Ok(Answer::json(StatusCode::OK, body).link(&up, "up").with(
                 header::RETRY_AFTER,
@@ -251,9 +261,9 @@ struct Validation {
 
 /// Runs a validation and stores its outcome: the authorization valid (and listed for
 /// reuse) or invalid, with the challenge's error and validation record, in one audited
-/// write.
-async fn validate(state: Arc<AppState>, job: Validation) {
-    let Some(front) = front(&state) else { return };
+/// write. Answers the authorization as stored, `None` when its outcome could not be stored.
+async fn validate(state: Arc<AppState>, job: Validation) -> Option<AuthzRecord> {
+    let front = front(&state)?;
     let Validation {
         authz_id,
         version,
@@ -324,11 +334,15 @@ async fn validate(state: Arc<AppState>, job: Validation) {
         Ok(put) => write.puts.push(put),
         Err(e) => {
             tracing::error!(error = %e.chain(), "storing an ACME validation's outcome");
-            return;
+            return None;
         }
     }
-    if let Err(e) = front.engine.acme_write(write).await {
-        tracing::error!(error = %e.chain(), authz = %ca_acme::b64url(&authz_id), "storing an ACME validation's outcome");
+    match front.engine.acme_write(write).await {
+        Ok(()) => Some(authz),
+        Err(e) => {
+            tracing::error!(error = %e.chain(), authz = %ca_acme::b64url(&authz_id), "storing an ACME validation's outcome");
+            None
+        }
     }
 }
 

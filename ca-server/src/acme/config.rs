@@ -45,6 +45,10 @@ pub struct AcmeConfig {
     pub validation_concurrency: usize,
     /// Validations waiting beyond those; more are refused at once.
     pub validation_queue: usize,
+    /// How long the answer to a challenge waits for its validation, in milliseconds: a
+    /// validation done by then is answered with its outcome (sparing the client a poll),
+    /// else the answer is `processing` with `Retry-After` (0: never wait).
+    pub challenge_answer_wait_ms: u64,
     /// How long a valid authorization is reused for new orders of the same account, in
     /// seconds (0: never).
     pub authz_reuse_secs: i64,
@@ -99,6 +103,7 @@ impl Default for AcmeConfig {
             validation_timeout_secs: 10,
             validation_concurrency: 64,
             validation_queue: 1024,
+            challenge_answer_wait_ms: 1_000,
             authz_reuse_secs: 86_400,
             order_lifetime_secs: 7 * 86_400,
             orders_per_account_per_hour: 300,

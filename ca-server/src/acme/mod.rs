@@ -358,9 +358,14 @@ impl Urls {
 
 /// Reads an id from a URL path segment.
 fn parse_id(segment: &str) -> Option<Id> {
+    parse_b64url(segment)
+}
+
+/// Reads `N` bytes written in base64url (an id, a list cursor).
+fn parse_b64url<const N: usize>(text: &str) -> Option<[u8; N]> {
     use base64::Engine as _;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(segment)
+        .decode(text)
         .ok()?;
     bytes.try_into().ok()
 }

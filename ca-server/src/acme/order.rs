@@ -12,7 +12,7 @@ use ca_acme::challenge::{token_from_bytes, ChallengeType, TOKEN_BYTES};
 use ca_acme::messages::{Finalize, NewOrder};
 use ca_acme::{AcmeIdentifier, AuthzStatus, ChallengeStatus, OrderStatus, Problem, ProblemType};
 use ca_core::audit::{AuditAction, AuditEvent, Protocol};
-use ca_core::csr::San;
+use ca_core::csr::{San, VerifiedCsr};
 use ca_core::engine::{IssueRequest, Requester as EngineRequester};
 use ca_core::error::CaError;
 use ca_core::profile::Identity;
@@ -444,8 +444,9 @@ pub async fn order(
 }
 
 /// The CSR's names must be the order's identifiers (RFC 8555 section 7.4): every SAN an
-/// identifier and every identifier a SAN, a subject CN one of them.
-fn check_csr_names(order: &OrderRecord, csr: &[u8]) -> Result<(), Refusal> {
+/// identifier and every identifier a SAN, a subject CN one of them. Answers the verified
+/// CSR, which the engine then issues without verifying it again.
+fn check_csr_names(order: &OrderRecord, csr: &[u8]) -> Result<VerifiedCsr, Refusal> {
     let verified = ca_core::csr::parse_and_verify(csr)?;
     let wanted: BTreeSet<String> = order.identifiers.iter().map(|i| i.value.clone()).collect();
     let mut named = BTreeSet::new();
@@ -475,7 +476,7 @@ fn check_csr_names(order: &OrderRecord, csr: &[u8]) -> Result<(), Refusal> {
         )
         .into());
     }
-    Ok(())
+    Ok(verified)
 }
 
 /// `POST /acme/order/{id}/finalize` (RFC 8555 section 7.4): a ready order and a CSR of its
@@ -512,7 +513,7 @@ pub async fn finalize(
                 )
                 .into());
             }
-            check_csr_names(&order.record, &request.csr)?;
+            let verified = check_csr_names(&order.record, &request.csr)?;
 
             let mut processing = order.record.clone();
             processing.status = OrderStatus::Processing;
@@ -539,18 +540,21 @@ pub async fn finalize(
             }
             let issued = front
                 .engine
-                .issue(IssueRequest {
-                    csr: request.csr,
-                    profile: processing.profile.clone(),
-                    identity: Identity::default(),
-                    validity_days: None,
-                    request_id: Some(format!("acme-order-{}", ca_acme::b64url(&id))),
-                    requester: EngineRequester {
-                        name: account.requester.clone(),
-                        token_hash: account.requester_token_hash,
-                        protocol: Protocol::Acme,
+                .issue_verified(
+                    IssueRequest {
+                        csr: request.csr,
+                        profile: processing.profile.clone(),
+                        identity: Identity::default(),
+                        validity_days: None,
+                        request_id: Some(format!("acme-order-{}", ca_acme::b64url(&id))),
+                        requester: EngineRequester {
+                            name: account.requester.clone(),
+                            token_hash: account.requester_token_hash,
+                            protocol: Protocol::Acme,
+                        },
                     },
-                })
+                    verified,
+                )
                 .await;
             let mut done = processing.clone();
             let mut write = AcmeWrite {

@@ -924,6 +924,74 @@ fn identifiers_wildcards_and_validity_requests() {
 }
 
 #[test]
+fn a_challenge_answer_that_does_not_wait_is_processing_with_retry_after() {
+    let p = ProtoServer::start(false, "challenge_answer_wait_ms = 0");
+    let acme = p.client();
+    let mut soft = Soft::new();
+    let a = p.account(&acme);
+    let (_, order) = acme.order(&a, &[&name("nowait")]);
+    let authz_url = order["authorizations"][0].as_str().unwrap().to_string();
+    let r = acme.answer_http01(&a, &p.http01, &authz_url, None);
+    soft.check(
+        r.json["status"] == "processing" && r.retry_after().is_some(),
+        || format!("the challenge answer is processing with Retry-After: {r}"),
+    );
+    let r = acme.poll_authz(&a, &authz_url);
+    soft.check(r.json["status"] == "valid", || {
+        format!("the authorization turns valid: {r}")
+    });
+    soft.finish("challenge answer without waiting");
+}
+
+#[test]
+fn the_orders_list_is_paged_with_next_links() {
+    let p = ProtoServer::start(false, "");
+    let acme = p.client();
+    let d = acme.directory_url.clone();
+    let mut soft = Soft::new();
+    let a = p.account(&acme);
+    // One more than a page (100): the first page links to a second with the last one.
+    let created: Vec<String> = (0..101)
+        .map(|i| {
+            let r = acme.new_order(&a, &[&name(&format!("page{i}"))]);
+            r.expect_ok(201, &d);
+            r.location()
+        })
+        .collect();
+    let r = acme.get_as(&a, &a.url);
+    let orders_url = r.json["orders"].as_str().unwrap().to_string();
+    let mut listed: Vec<String> = Vec::new();
+    let mut url = orders_url.clone();
+    let mut pages = 0;
+    loop {
+        let r = acme.get_as(&a, &url);
+        soft.ok("a page of the orders list", &r, 200, &d);
+        pages += 1;
+        listed.extend(
+            r.json["orders"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u.as_str().unwrap().to_string()),
+        );
+        match r.links("next").first() {
+            Some(next) if pages < 5 => url = next.clone(),
+            _ => break,
+        }
+    }
+    soft.check(pages == 2, || {
+        format!("101 orders take 2 pages, not {pages}")
+    });
+    soft.check(listed == created, || {
+        format!("the pages list every order once, oldest first: {listed:?}")
+    });
+    // A cursor that is not one is malformed.
+    let r = acme.get_as(&a, &format!("{orders_url}?cursor=AAAA"));
+    soft.problem("a bad cursor", &r, 400, "malformed", &d);
+    soft.finish("orders list pages");
+}
+
+#[test]
 fn a_failed_http01_makes_the_authorization_and_the_order_invalid() {
     let p = ProtoServer::start(false, "failed_validations_per_hour = 1");
     let acme = p.client();
@@ -935,9 +1003,12 @@ fn a_failed_http01_makes_the_authorization_and_the_order_invalid() {
     let authz_url = order["authorizations"][0].as_str().unwrap().to_string();
     let r = acme.answer_http01(&a, &p.http01, &authz_url, Some("not the key authorization"));
     let challenge_url = r.json["url"].as_str().unwrap().to_string();
+    // A validation done within [acme] challenge_answer_wait_ms is answered with its outcome.
     soft.check(
-        r.json["status"] == "processing" && r.retry_after().is_some(),
-        || format!("the challenge answer is processing with Retry-After: {r}"),
+        r.json["status"] == "invalid"
+            && r.json["error"]["type"] == format!("{ERROR_URN}unauthorized")
+            && r.retry_after().is_none(),
+        || format!("the challenge answer is the failed validation: {r}"),
     );
     let r = acme.poll_authz(&a, &authz_url);
     soft.check(r.json["status"] == "invalid", || {
@@ -1173,6 +1244,13 @@ fn the_audit_log_records_each_acme_step_and_verifies() {
             .iter()
             .any(|e| e["details"]["status"] == "valid" && e["details"]["serial"] == serial.as_str()),
         "an acme_order_updated entry records the order valid with serial {serial}: {updated:?}"
+    );
+    let issued = log
+        .iter()
+        .find(|e| e["action"] == "certificate_issued" && e["target"] == serial.as_str());
+    assert!(
+        issued.is_some_and(|e| e["details"]["protocol"] == "acme"),
+        "the certificate_issued entry of {serial} names the protocol acme: {issued:?}"
     );
     p.stop_and_verify_audit();
 }
