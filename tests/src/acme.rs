@@ -138,6 +138,35 @@ impl ChallTestSrv {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Adds a CAA `issue` record with `value` (a CA's domain) to `host` (`POST /add-caa`).
+    pub fn add_caa_issue(&self, host: &str, value: &str) {
+        let body = format!(
+            r#"{{"host":"{}.","policies":[{{"tag":"issue","value":"{value}"}}]}}"#,
+            host.trim_end_matches('.')
+        );
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--fail",
+                "--noproxy",
+                "*",
+                "-m",
+                "10",
+                "-X",
+                "POST",
+                "-d",
+            ])
+            .arg(&body)
+            .arg(format!("http://{}/add-caa", self.management))
+            .output()
+            .expect("running curl");
+        assert!(
+            out.status.success(),
+            "add-caa {body}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// A shell script for lego's `exec` DNS provider (`EXEC_PATH`): `present FQDN VALUE` sets
     /// the TXT record FQDN to VALUE (`POST /set-txt {"host", "value"}`), `cleanup FQDN VALUE`
     /// clears FQDN's TXT records (`POST /clear-txt {"host"}`), with curl. Written into `dir`.

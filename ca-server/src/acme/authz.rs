@@ -357,22 +357,7 @@ async fn check(
 ) -> Result<Value, Problem> {
     let key = AccountKey::from_json(account.key.as_bytes())?;
     let key_authz = key_authorization(&challenge.token, &key.thumbprint_b64());
-    let ident = match authz.identifier.kind.as_str() {
-        "ip" => Ident::Ip(
-            authz
-                .identifier
-                .value
-                .parse()
-                .map_err(|_| Problem::malformed("the stored ip identifier does not parse"))?,
-        ),
-        _ => Ident::Dns(authz.identifier.value.clone()),
-    };
-    let kind = match ChallengeType::from_name(&challenge.kind) {
-        Some(ChallengeType::Http01) => Challenge::Http01,
-        Some(ChallengeType::Dns01) => Challenge::Dns01,
-        Some(ChallengeType::TlsAlpn01) => Challenge::TlsAlpn01,
-        None => return Err(Problem::malformed("unknown challenge type")),
-    };
+    let (ident, kind) = va_terms(authz, challenge)?;
     let records = front
         .va
         .validate(kind, &ident, &challenge.token, &key_authz)
@@ -395,4 +380,65 @@ async fn check(
             "encoding the validation record",
         )
     })
+}
+
+/// Checks CAA again before issuance for a valid authorization whose validation (and CAA
+/// check) was `[acme] caa_recheck_secs` or more before `at`: the CA/B Forum Baseline
+/// Requirements (3.2.2.8) let a CAA check stand for at most 8 hours, and a reused
+/// authorization may be older. Nothing to do without `[acme] caa_identities`.
+pub(super) async fn recheck_caa(
+    front: &AcmeFront,
+    authz: &AuthzRecord,
+    account_uri: &str,
+    at: i64,
+) -> Result<(), Problem> {
+    if front.config.caa_identities.is_empty() {
+        return Ok(());
+    }
+    let Some((challenge, validated)) = authz
+        .challenges
+        .iter()
+        .find_map(|c| Some((c, c.validated?)).filter(|_| c.status == ChallengeStatus::Valid))
+    else {
+        return Ok(());
+    };
+    if at - validated < front.config.caa_recheck_secs {
+        return Ok(());
+    }
+    let (ident, kind) = va_terms(authz, challenge)?;
+    front
+        .va
+        .check_caa(
+            &ident,
+            authz.wildcard,
+            &front.config.caa_identities,
+            account_uri,
+            kind,
+        )
+        .await
+}
+
+/// A stored authorization's identifier and one of its challenges' types, as the validation
+/// authority takes them.
+fn va_terms(
+    authz: &AuthzRecord,
+    challenge: &ChallengeRecord,
+) -> Result<(Ident, Challenge), Problem> {
+    let ident = match authz.identifier.kind.as_str() {
+        "ip" => Ident::Ip(
+            authz
+                .identifier
+                .value
+                .parse()
+                .map_err(|_| Problem::malformed("the stored ip identifier does not parse"))?,
+        ),
+        _ => Ident::Dns(authz.identifier.value.clone()),
+    };
+    let kind = match ChallengeType::from_name(&challenge.kind) {
+        Some(ChallengeType::Http01) => Challenge::Http01,
+        Some(ChallengeType::Dns01) => Challenge::Dns01,
+        Some(ChallengeType::TlsAlpn01) => Challenge::TlsAlpn01,
+        None => return Err(Problem::malformed("unknown challenge type")),
+    };
+    Ok((ident, kind))
 }

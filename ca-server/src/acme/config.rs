@@ -52,6 +52,10 @@ pub struct AcmeConfig {
     /// How long a valid authorization is reused for new orders of the same account, in
     /// seconds (0: never).
     pub authz_reuse_secs: i64,
+    /// How old an authorization's CAA check may be at finalize before CAA is checked again,
+    /// in seconds (CA/B Forum BR 3.2.2.8 allows 8 hours; the default leaves one hour's
+    /// margin). Only with `caa_identities`.
+    pub caa_recheck_secs: i64,
     /// How long a new order and its pending authorizations stay usable, in seconds.
     pub order_lifetime_secs: i64,
     /// Orders one account may create per hour (0: no limit).
@@ -105,6 +109,7 @@ impl Default for AcmeConfig {
             validation_queue: 1024,
             challenge_answer_wait_ms: 1_000,
             authz_reuse_secs: 86_400,
+            caa_recheck_secs: 7 * 3_600,
             order_lifetime_secs: 7 * 86_400,
             orders_per_account_per_hour: 300,
             failed_validations_per_hour: 5,

@@ -498,8 +498,9 @@ pub async fn finalize(
         KeyForm::Kid,
         body,
         |front, urls, requester| async move {
-            let (_, account) = requester.account()?;
+            let (account_id, account) = requester.account()?;
             let account: AccountRecord = account.record.clone();
+            let account_uri = urls.account(account_id);
             let (id, order) = own_order(&front, &requester, &path_id)?;
             let request = Finalize::parse(requester.jws.payload())?;
             let status = current_status(&front, &order.record)?;
@@ -514,6 +515,14 @@ pub async fn finalize(
                 .into());
             }
             let verified = check_csr_names(&order.record, &request.csr)?;
+            if status == OrderStatus::Ready {
+                let at = now();
+                for authz_id in &order.record.authorizations {
+                    if let Some(authz) = records::load::<AuthzRecord>(&front.engine, authz_id)? {
+                        super::authz::recheck_caa(&front, &authz.record, &account_uri, at).await?;
+                    }
+                }
+            }
 
             let mut processing = order.record.clone();
             processing.status = OrderStatus::Processing;

@@ -996,6 +996,32 @@ fn the_orders_list_is_paged_with_next_links() {
 }
 
 #[test]
+fn caa_is_checked_again_at_finalize_when_the_authorization_is_old() {
+    // caa_recheck_secs = 0: every authorization is old enough to be checked again.
+    let p = ProtoServer::start(
+        false,
+        "caa_identities = [\"proto-ca.example\"]\ncaa_recheck_secs = 0",
+    );
+    let acme = p.client();
+    let d = acme.directory_url.clone();
+    let mut soft = Soft::new();
+    let a = p.account(&acme);
+    let host = name("caa-later");
+    let (_, order) = acme.order(&a, &[&host]);
+    let authz_url = order["authorizations"][0].as_str().unwrap().to_string();
+    acme.answer_http01(&a, &p.http01, &authz_url, None);
+    let r = acme.poll_authz(&a, &authz_url);
+    assert_eq!(r.json["status"], "valid", "no CAA record yet: {r}");
+    // Another CA's record appears between validation and finalize.
+    p.dns.add_caa_issue(&host, "other-ca.example");
+    let cert_key = AccountKey::es256();
+    let csr = cert_key.csr(p.scratch.path(), &[&host]);
+    let r = acme.finalize(&a, &order, &csr);
+    soft.problem("finalize after CAA forbids this CA", &r, 403, "caa", &d);
+    soft.finish("CAA at finalize");
+}
+
+#[test]
 fn a_failed_http01_makes_the_authorization_and_the_order_invalid() {
     let p = ProtoServer::start(false, "failed_validations_per_hour = 1");
     let acme = p.client();
