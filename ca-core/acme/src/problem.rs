@@ -17,7 +17,7 @@ macro_rules! problem_types {
         }
 
         impl ProblemType {
-            /// Every error type of RFC 8555 section 6.7, in its table's order.
+            /// Every error type of RFC 8555 section 6.7, in its table's order, and RFC 9773's.
             pub const ALL: &'static [ProblemType] = &[$(Self::$variant,)*];
 
             /// The name after `urn:ietf:params:acme:error:` (RFC 8555 section 6.7).
@@ -53,6 +53,9 @@ problem_types! {
     AccountDoesNotExist = "accountDoesNotExist", 400;
     /// The certificate to revoke is already revoked.
     AlreadyRevoked = "alreadyRevoked", 400;
+    /// The certificate a new order `replaces` was replaced by another order already
+    /// (RFC 9773 section 5: 409).
+    AlreadyReplaced = "alreadyReplaced", 409;
     /// The CSR is unacceptable.
     BadCsr = "badCSR", 400;
     /// The request's nonce is missing, malformed or not one the server issued (section 6.5).

@@ -201,6 +201,21 @@ pub async fn revoke(state: State<Arc<AppState>>, host: RequestHost, body: Bytes)
     .await
 }
 
+/// The serial an ARI CertID (RFC 9773 section 4.1: base64url(authorityKeyIdentifier) `.`
+/// base64url(serial)) names; `None` for a serial this CA never writes. The serial alone
+/// names a certificate of this CA.
+pub(super) fn cert_id_serial(cert_id: &str) -> Result<Option<Serial>, Refusal> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (_aki, serial) = cert_id
+        .split_once('.')
+        .ok_or_else(|| Problem::malformed("the CertID is not keyIdentifier.serial"))?;
+    let serial = b64
+        .decode(serial)
+        .map_err(|_| Problem::malformed("the CertID's serial is not base64url"))?;
+    Ok(Serial::from_bytes(&serial))
+}
+
 /// `GET /acme/renewal-info/{certID}` (RFC 9773 section 4): when to renew. The CertID is
 /// base64url(authorityKeyIdentifier) `.` base64url(serial). A certificate's window is the
 /// last third of its validity but its final sixth; a revoked one's lies in the past, so that
@@ -215,15 +230,7 @@ pub async fn renewal_info(
     };
     let urls = Urls::new(front.base(&host));
     let result = (|| {
-        use base64::Engine as _;
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let (_aki, serial) = cert_id
-            .split_once('.')
-            .ok_or_else(|| Problem::malformed("the CertID is not keyIdentifier.serial"))?;
-        let serial = b64
-            .decode(serial)
-            .map_err(|_| Problem::malformed("the CertID's serial is not base64url"))?;
-        let serial = Serial::from_bytes(&serial).ok_or_else(|| not_found("certificate"))?;
+        let serial = cert_id_serial(&cert_id)?.ok_or_else(|| not_found("certificate"))?;
         let record = front
             .engine
             .store()

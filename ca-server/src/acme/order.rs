@@ -148,6 +148,10 @@ async fn create(
     }
 
     let id = front.random_id()?;
+    let replaced = match &request.replaces {
+        Some(cert_id) => check_replaces(front, account_id, &request.identifiers, cert_id, &id)?,
+        None => Vec::new(),
+    };
     let expires = at + front.config.order_lifetime_secs;
     let mut write = AcmeWrite {
         puts: Vec::new(),
@@ -233,6 +237,7 @@ async fn create(
     write.index.push(AcmeIndexOp::Link {
         key: records::order_link(account_id, at, &id),
     });
+    write.index.extend(replaced);
     front.engine.acme_write(write).await?;
     let status = current_status(front, &order)?;
     let answer = Answer::json(StatusCode::CREATED, order_json(urls, &id, &order, status));
@@ -370,6 +375,9 @@ pub fn order_json(urls: &Urls, id: &Id, order: &OrderRecord, status: OrderStatus
     if let Some(serial) = &order.serial {
         body["certificate"] = urls.certificate(serial).into();
     }
+    if let Some(replaces) = &order.replaces {
+        body["replaces"] = replaces.clone().into();
+    }
     body
 }
 
@@ -441,6 +449,65 @@ pub async fn order(
         },
     )
     .await
+}
+
+/// An order that `replaces` a certificate (RFC 9773 section 5) must name one this account
+/// ordered and share an identifier with it, and no other order that is not invalid may
+/// replace it already (`alreadyReplaced`, 409). Answers the index changes that make order
+/// `id` its replacement, written with the order (a race between two loses on the claim).
+fn check_replaces(
+    front: &AcmeFront,
+    account_id: &Id,
+    identifiers: &[AcmeIdentifier],
+    cert_id: &str,
+    id: &Id,
+) -> Result<Vec<AcmeIndexOp>, Refusal> {
+    let not_ours = || Problem::malformed("replaces names no certificate this account ordered");
+    let serial = super::cert::cert_id_serial(cert_id)?.ok_or_else(not_ours)?;
+    let serial = serial.to_hex();
+    let ordered_by = front
+        .engine
+        .acme_claim_holder(&records::certificate_key(&serial))?
+        .and_then(|holder| Id::try_from(holder.as_slice()).ok())
+        .ok_or_else(not_ours)?;
+    let old = records::load::<OrderRecord>(&front.engine, &ordered_by)?.ok_or_else(not_ours)?;
+    if old.record.account != *account_id {
+        return Err(not_ours().into());
+    }
+    let shares = identifiers
+        .iter()
+        .map(StoredIdentifier::from_identifier)
+        .any(|i| old.record.identifiers.contains(&i));
+    if !shares {
+        return Err(Problem::malformed(
+            "replaces names a certificate that shares no identifier with this order",
+        )
+        .into());
+    }
+    let key = records::replaced_key(&serial);
+    let claim = AcmeIndexOp::Claim {
+        key: key.clone(),
+        id: id.to_vec(),
+    };
+    let Some(holder) = front.engine.acme_claim_holder(&key)? else {
+        return Ok(vec![claim]);
+    };
+    let replacing = Id::try_from(holder.as_slice())
+        .ok()
+        .map(|other| records::load::<OrderRecord>(&front.engine, &other))
+        .transpose()?
+        .flatten();
+    match replacing {
+        Some(other) if current_status(front, &other.record)? != OrderStatus::Invalid => {
+            Err(Problem::new(
+                ProblemType::AlreadyReplaced,
+                format!("certificate {serial} is replaced by another order already"),
+            )
+            .into())
+        }
+        // Its replacement failed: this order takes its place.
+        _ => Ok(vec![AcmeIndexOp::Release { key }, claim]),
+    }
 }
 
 /// The CSR's names must be the order's identifiers (RFC 8555 section 7.4): every SAN an

@@ -231,6 +231,14 @@ pub fn certificate_key(serial_hex: &str) -> Vec<u8> {
     key
 }
 
+/// The unique key of a certificate's replacement: held by the order that `replaces` it
+/// (RFC 9773 section 5).
+pub fn replaced_key(serial_hex: &str) -> Vec<u8> {
+    let mut key = b"replaced:".to_vec();
+    key.extend_from_slice(serial_hex.as_bytes());
+    key
+}
+
 /// The list prefix of an account's orders.
 pub fn orders_prefix(account: &Id) -> Vec<u8> {
     let mut key = b"orders:".to_vec();

@@ -1022,6 +1022,63 @@ fn caa_is_checked_again_at_finalize_when_the_authorization_is_old() {
 }
 
 #[test]
+fn an_order_replaces_a_certificate_once() {
+    let p = ProtoServer::start(false, "");
+    let acme = p.client();
+    let d = acme.directory_url.clone();
+    let mut soft = Soft::new();
+    let a = p.account(&acme);
+    let stranger = p.account(&acme);
+    let host = name("replaced");
+    let (_, chain) = acme.issue(
+        &a,
+        &p.http01,
+        &AccountKey::es256(),
+        p.scratch.path(),
+        &[&host],
+    );
+    let cert_id = ari_cert_id(&chain[0]);
+    let order_replacing = |account: &Account, names: &[&str]| {
+        let identifiers: Vec<Value> = names
+            .iter()
+            .map(|n| json!({"type": "dns", "value": n}))
+            .collect();
+        acme.post_as(
+            account,
+            &acme.url("newOrder"),
+            &json!({"identifiers": identifiers, "replaces": cert_id}),
+        )
+    };
+    // RFC 9773 section 5: another account's certificate, or one sharing no identifier, is
+    // refused; the first replacement is accepted and records what it replaces; a second
+    // is alreadyReplaced (409) while the first is not invalid.
+    let r = order_replacing(&stranger, &[&host]);
+    soft.problem(
+        "replacing another account's certificate",
+        &r,
+        400,
+        "malformed",
+        &d,
+    );
+    let r = order_replacing(&a, &[&name("elsewhere")]);
+    soft.problem(
+        "replacing with no shared identifier",
+        &r,
+        400,
+        "malformed",
+        &d,
+    );
+    let r = order_replacing(&a, &[&host]);
+    soft.ok("the first replacement", &r, 201, &d);
+    soft.check(r.json["replaces"] == cert_id.as_str(), || {
+        format!("the order names what it replaces: {r}")
+    });
+    let r = order_replacing(&a, &[&host]);
+    soft.problem("a second replacement", &r, 409, "alreadyReplaced", &d);
+    soft.finish("replaces");
+}
+
+#[test]
 fn a_failed_http01_makes_the_authorization_and_the_order_invalid() {
     let p = ProtoServer::start(false, "failed_validations_per_hour = 1");
     let acme = p.client();
