@@ -40,19 +40,28 @@ const PKCS10: &str = "application/pkcs10";
 /// CSR asked for: an enrolment's names (or a renewed certificate's) win over the CSR's.
 pub const SUBJECT_REPLACED: HeaderName = HeaderName::from_static("x-est-subject-replaced");
 
-/// The EST routes.
+/// The EST routes: each operation at the default profile and under a profile label.
 pub(super) fn router() -> Router<Arc<AppState>> {
-    let mut router = Router::new();
-    for label in ["", "/{profile}"] {
-        let at = |op: &str| format!("{PREFIX}{label}/{op}");
-        router = router
-            .route(&at("cacerts"), get(cacerts))
-            .route(&at("csrattrs"), get(csrattrs))
-            .route(&at("simpleenroll"), post(simpleenroll))
-            .route(&at("simplereenroll"), post(simplereenroll))
-            .route(&at("serverkeygen"), post(serverkeygen));
-    }
-    router
+    Router::new()
+        .route("/.well-known/est/cacerts", get(cacerts))
+        .route("/.well-known/est/{profile}/cacerts", get(cacerts))
+        .route("/.well-known/est/csrattrs", get(csrattrs))
+        .route("/.well-known/est/{profile}/csrattrs", get(csrattrs))
+        .route("/.well-known/est/simpleenroll", post(simpleenroll))
+        .route(
+            "/.well-known/est/{profile}/simpleenroll",
+            post(simpleenroll),
+        )
+        .route("/.well-known/est/simplereenroll", post(simplereenroll))
+        .route(
+            "/.well-known/est/{profile}/simplereenroll",
+            post(simplereenroll),
+        )
+        .route("/.well-known/est/serverkeygen", post(serverkeygen))
+        .route(
+            "/.well-known/est/{profile}/serverkeygen",
+            post(serverkeygen),
+        )
 }
 
 /// The profile label of the path, if any.
