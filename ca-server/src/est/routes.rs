@@ -181,13 +181,18 @@ fn pkcs10_body(
 /// A certs-only answer with the issued certificate, flagged when its names are not the CSR's.
 fn certificate_answer(issued: &Issued, replaced: bool) -> Result<Response, EstError> {
     let der = body::certs_only(std::slice::from_ref(&issued.record.der))?;
-    let mut response = base64_answer(CERTS_ONLY, &der);
+    Ok(flag_replaced(base64_answer(CERTS_ONLY, &der), replaced))
+}
+
+/// Adds `X-EST-Subject-Replaced: true` to an enrolment answer whose certificate does not have
+/// the names the CSR asked for.
+fn flag_replaced(mut response: Response, replaced: bool) -> Response {
     if replaced {
         response
             .headers_mut()
             .insert(SUBJECT_REPLACED, HeaderValue::from_static("true"));
     }
-    Ok(response)
+    response
 }
 
 /// Whether a CSR asks for other names than `subject` (RFC 4514) and `sans` (the API's form).
@@ -417,18 +422,13 @@ async fn serverkeygen(
             .log
             .issued(record, &record.requester, false, started.elapsed());
         let content_type = format!("multipart/mixed; boundary={}", body::MULTIPART_BOUNDARY);
-        let mut response = (
+        let response = (
             StatusCode::OK,
             [(header::CONTENT_TYPE, content_type)],
             multipart.to_vec(),
         )
             .into_response();
-        if replaced {
-            response
-                .headers_mut()
-                .insert(SUBJECT_REPLACED, HeaderValue::from_static("true"));
-        }
-        Ok(response)
+        Ok(flag_replaced(response, replaced))
     })
     .await
 }
