@@ -43,6 +43,7 @@ fn request() -> Request<Body> {
     request.extensions_mut().insert(Peer {
         addr: SocketAddr::from(([127, 0, 0, 1], 40000)),
         client_certificate: None,
+        tls_certificate: None,
     });
     request
 }

@@ -18,8 +18,8 @@
 #![deny(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub use ca_x509::{
-    armor, authority, ca_profile, conformance, csr, error, fuzzing, hostname, inspect, name, ocsp,
-    other_name, pkcs12, policy, profile, revocation, serial, server_tls, spki, time_format,
+    armor, authority, ca_profile, conformance, csr, error, est, fuzzing, hostname, inspect, name,
+    ocsp, other_name, pkcs12, policy, profile, revocation, serial, server_tls, spki, time_format,
 };
 
 pub mod audit;

@@ -277,6 +277,8 @@ pub struct Config {
     pub revocation: RevocationConfig,
     /// The ACME front end.
     pub acme: crate::acme::AcmeConfig,
+    /// The EST front end.
+    pub est: crate::est::EstConfig,
     /// Certificate profiles by name.
     pub profiles: BTreeMap<String, Profile>,
 }
@@ -721,6 +723,7 @@ impl Default for Config {
             log: LogConfig::default(),
             revocation: RevocationConfig::default(),
             acme: crate::acme::AcmeConfig::default(),
+            est: crate::est::EstConfig::default(),
             profiles: Profile::builtin(),
         }
     }

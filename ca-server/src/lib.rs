@@ -11,6 +11,7 @@ pub mod client_auth;
 pub mod config;
 pub mod datadir;
 pub mod durable;
+pub mod est;
 pub mod limits;
 pub mod listener;
 pub mod offline;

@@ -22,10 +22,15 @@ use hyper::service::Service as _;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -42,6 +47,10 @@ pub struct Peer {
     /// The client's TLS certificate, verified against the configured client CA, if it
     /// presented one.
     pub client_certificate: Option<Arc<ClientCertificate>>,
+    /// The DER of the end-entity certificate the client presented in the TLS handshake,
+    /// whose key the handshake proved it holds, whether or not it chains to the client CA
+    /// (EST's `simplereenroll` judges it against this CA's own certificates).
+    pub tls_certificate: Option<Arc<[u8]>>,
 }
 
 /// How the listener serves.
@@ -64,6 +73,19 @@ pub struct ListenerOptions {
     pub plain: Option<Router>,
     /// Connections holding a slot (`ca_http_connections{listener}`).
     pub connections: prometheus::IntGauge,
+    /// How a client certificate is judged for [`Peer::client_certificate`].
+    pub client_chain: ClientChain,
+}
+
+/// How a connection's client certificate becomes [`Peer::client_certificate`] (the API's
+/// callers by certificate).
+#[derive(Clone, Debug)]
+pub enum ClientChain {
+    /// The handshake verified its chain (or asked for none): it counts as it is.
+    Handshake,
+    /// The handshake accepted any certificate ([`ClientCertificates::Any`], for EST): it
+    /// counts only when this verifier accepts its chain, and without a verifier never.
+    After(Option<Arc<dyn ClientCertVerifier>>),
 }
 
 /// Why the TLS configuration of `[tls]` cannot be built. Each variant names the file or the
@@ -128,6 +150,97 @@ pub enum ClientCertificates<'a> {
     Optional(&'a Path),
     /// Required, chaining to one of this file's certificates (a remote validation agent).
     Required(&'a Path),
+    /// Optional, and any certificate is accepted once the handshake proved its key is held
+    /// (EST, RFC 7030 section 3.3.2: a certificate this CA issued is judged per request);
+    /// this verifier's chain check, if any, is made after the handshake
+    /// ([`ClientChain::After`]) and its CA names are the hints sent to clients.
+    Any(Option<&'a Arc<dyn ClientCertVerifier>>),
+}
+
+/// The verifier of client certificates chaining to one of the certificates of `path` (PEM),
+/// RFC 5280 section 6 by `webpki`; with `optional`, a client may present none.
+pub fn client_verifier(
+    path: &Path,
+    optional: bool,
+) -> Result<Arc<dyn ClientCertVerifier>, TlsConfigError> {
+    let text = std::fs::read(path).map_err(|source| TlsConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&text) {
+        let cert = cert.map_err(|source| TlsConfigError::Pem {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        roots.add(cert).map_err(|source| TlsConfigError::ClientCa {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    }
+    if roots.is_empty() {
+        return Err(TlsConfigError::NoCertificate {
+            path: path.to_path_buf(),
+        });
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+    let verifier = if optional {
+        verifier.allow_unauthenticated()
+    } else {
+        verifier
+    };
+    verifier.build().map_err(TlsConfigError::Verifier)
+}
+
+/// Accepts any client certificate whose key the handshake proves (its CertificateVerify
+/// signature, RFC 8446 section 4.4.3), without judging its chain: see
+/// [`ClientCertificates::Any`].
+#[derive(Debug)]
+struct AnyClientCertificate {
+    hints: Vec<DistinguishedName>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for AnyClientCertificate {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &self.hints
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
 }
 
 /// Builds the rustls configuration from PEM files: the server's certificate chain, its
@@ -165,26 +278,19 @@ pub fn tls_config(
         .map_err(TlsConfigError::Versions)?;
     let builder = match clients {
         ClientCertificates::None => builder.with_no_client_auth(),
-        ClientCertificates::Optional(path) | ClientCertificates::Required(path) => {
-            let mut roots = RootCertStore::empty();
-            for cert in CertificateDer::pem_slice_iter(&read(path)?) {
-                let cert = cert.map_err(pem(path))?;
-                roots.add(cert).map_err(|source| TlsConfigError::ClientCa {
-                    path: path.to_path_buf(),
-                    source,
-                })?;
-            }
-            if roots.is_empty() {
-                return Err(TlsConfigError::NoCertificate {
-                    path: path.to_path_buf(),
-                });
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-            let verifier = match clients {
-                ClientCertificates::Optional(_) => verifier.allow_unauthenticated(),
-                _ => verifier,
-            };
-            builder.with_client_cert_verifier(verifier.build().map_err(TlsConfigError::Verifier)?)
+        ClientCertificates::Optional(path) => {
+            builder.with_client_cert_verifier(client_verifier(path, true)?)
+        }
+        ClientCertificates::Required(path) => {
+            builder.with_client_cert_verifier(client_verifier(path, false)?)
+        }
+        ClientCertificates::Any(chain) => {
+            builder.with_client_cert_verifier(Arc::new(AnyClientCertificate {
+                hints: chain
+                    .map(|v| v.root_hint_subjects().to_vec())
+                    .unwrap_or_default(),
+                algorithms: provider.signature_verification_algorithms,
+            }))
         }
     };
     let mut config = builder
@@ -279,6 +385,7 @@ pub async fn serve(
                 let peer = Peer {
                     addr,
                     client_certificate: None,
+                    tls_certificate: None,
                 };
                 return connection(tcp, peer, app, &builder, &options, stop).await;
             };
@@ -289,6 +396,7 @@ pub async fn serve(
                         let peer = Peer {
                             addr,
                             client_certificate: None,
+                            tls_certificate: None,
                         };
                         let plain = plain.clone();
                         return connection(tcp, peer, plain, &builder, &options, stop).await;
@@ -305,16 +413,23 @@ pub async fn serve(
                 Ok(Err(e)) => return tracing::debug!(%addr, error = %e, "TLS handshake failed"),
                 Err(_) => return tracing::debug!(%addr, "TLS handshake timed out"),
             };
-            let client_certificate = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|certs| certs.first())
-                .and_then(|cert| ClientCertificate::parse(cert))
+            let presented = tls.get_ref().1.peer_certificates().unwrap_or_default();
+            let tls_certificate = presented.first().map(|c| Arc::<[u8]>::from(c.as_ref()));
+            let client_certificate = presented
+                .split_first()
+                .filter(|(leaf, rest)| match &options.client_chain {
+                    ClientChain::Handshake => true,
+                    ClientChain::After(None) => false,
+                    ClientChain::After(Some(verifier)) => verifier
+                        .verify_client_cert(leaf, rest, UnixTime::now())
+                        .is_ok(),
+                })
+                .and_then(|(leaf, _)| ClientCertificate::parse(leaf))
                 .map(Arc::new);
             let peer = Peer {
                 addr,
                 client_certificate,
+                tls_certificate,
             };
             connection(tls, peer, app, &builder, &options, stop).await;
         });

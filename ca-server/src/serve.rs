@@ -34,6 +34,9 @@ pub enum ServeError {
     /// `[acme]` is enabled but cannot start.
     #[error(transparent)]
     Acme(#[from] crate::acme::AcmeStartError),
+    /// `[est]` is enabled but cannot start.
+    #[error(transparent)]
+    Est(#[from] crate::est::EstStartError),
     /// The data directory, its configuration, the CA or the store cannot be used.
     #[error(transparent)]
     DataDir(#[from] DataDirError),
@@ -268,6 +271,14 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), ServeError> 
     } else {
         None
     };
+    let est_front = if config.est.enabled {
+        Some(Arc::new(crate::est::EstFront::start(
+            engine.clone(),
+            config.est.clone(),
+        )?))
+    } else {
+        None
+    };
     let state = Arc::new(AppState {
         engine: engine.clone(),
         chain_pem,
@@ -286,6 +297,7 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), ServeError> 
         log: log.clone(),
         signer_check: crate::api::SignerCheck::default(),
         acme: acme_front,
+        est: est_front,
     });
     let log_timer = tokio::spawn(request_log::flush_timer(log.clone()));
     let crl_timer = tokio::spawn(crl_timer(crl));
@@ -323,8 +335,11 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), ServeError> 
         max_header_bytes: config.limits.max_header_bytes,
         // Certificates issued before the status listener name the TLS port.
         plain: tls.is_some().then(|| status_app.clone()),
-        tls: tls.clone(),
+        tls: tls.as_ref().map(|(config, _)| config.clone()),
         connections: connections.with_label_values(&["api"]),
+        client_chain: tls
+            .as_ref()
+            .map_or(listener::ClientChain::Handshake, |(_, chain)| chain.clone()),
     };
     let public_task = public.map(|(public_listener, public_bound)| {
         println!("serving CRLs, OCSP and the CA certificate on http://{public_bound}");
@@ -398,28 +413,50 @@ async fn bind(
     Ok((listener, bound))
 }
 
-/// The rustls configuration named by `[tls]`, if any.
+/// The rustls configuration named by `[tls]`, if any, and how its client certificates count
+/// for the API. With `[est] enabled` any client certificate is accepted at the handshake
+/// (EST's `simplereenroll` judges certificates this CA issued per request), and one counts for
+/// the API only when it chains to `client_ca_file`, as without EST.
 fn tls_options(
     dir: &Path,
     config: &Config,
-) -> Result<Option<Arc<rustls::ServerConfig>>, TlsConfigError> {
+) -> Result<Option<(Arc<rustls::ServerConfig>, listener::ClientChain)>, TlsConfigError> {
     let tls = &config.tls;
     if tls.cert_file.as_os_str().is_empty() {
         return Ok(None);
     }
     let client_ca = (!tls.client_ca_file.as_os_str().is_empty())
         .then(|| Config::resolve(dir, &tls.client_ca_file));
-    let clients = match &client_ca {
-        Some(path) => listener::ClientCertificates::Optional(path),
-        None => listener::ClientCertificates::None,
+    let est_chain = if config.est.enabled {
+        let verifier = client_ca
+            .as_deref()
+            .map(|path| listener::client_verifier(path, true))
+            .transpose()?;
+        Some(verifier)
+    } else {
+        None
     };
-    listener::tls_config(
+    let (clients, chain) = match (&est_chain, &client_ca) {
+        (Some(verifier), _) => (
+            listener::ClientCertificates::Any(verifier.as_ref()),
+            listener::ClientChain::After(verifier.clone()),
+        ),
+        (None, Some(path)) => (
+            listener::ClientCertificates::Optional(path),
+            listener::ClientChain::Handshake,
+        ),
+        (None, None) => (
+            listener::ClientCertificates::None,
+            listener::ClientChain::Handshake,
+        ),
+    };
+    let config = listener::tls_config(
         &Config::resolve(dir, &tls.cert_file),
         &Config::resolve(dir, &tls.key_file),
         clients,
         &[b"h2", b"http/1.1"],
-    )
-    .map(Some)
+    )?;
+    Ok(Some((config, chain)))
 }
 
 /// The request limits of `[limits]` and the client certificates of `[tls]`; every warning

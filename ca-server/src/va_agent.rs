@@ -179,6 +179,7 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
         max_header_bytes: 16 * 1024,
         plain: None,
         connections,
+        client_chain: listener::ClientChain::Handshake,
     };
     tracing::info!(
         %addr,

@@ -65,3 +65,8 @@ fn ocsp_request_corpus() {
 fn json_bodies_corpus() {
     replay("json_bodies", ca_server::api::fuzzing::parse_bodies);
 }
+
+#[test]
+fn est_bodies_corpus() {
+    replay("est_bodies", ca_core::fuzzing::est_bodies);
+}

@@ -11,6 +11,7 @@
 //! | [`data_dir`] | data directories, `config.toml`, tokens |
 //! | [`server`] | a running `ca-server serve`: start, output, stop |
 //! | [`api`] | requests to the JSON API, answers, error checks |
+//! | [`est`] | EST (RFC 7030) with curl and openssl over TLS |
 //! | [`fixtures`] | keys and CSRs made by openssl |
 //! | [`judges`] | certificates, CRLs and OCSP answers judged by x509-parser, OpenSSL and pkilint |
 //! | [`secrets`] | secrets looked for in the server's output |
@@ -32,6 +33,7 @@ pub mod audit_chain;
 pub mod binary;
 pub mod command;
 pub mod data_dir;
+pub mod est;
 pub mod fixtures;
 pub mod formats;
 pub mod judges;

@@ -1,6 +1,6 @@
 //! The bodies of the fuzz targets of `fuzz/` for the parsers of ca-core, kept here so that the
 //! fuzzers and the corpus replay test of `./test` (`ca-server/tests/fuzz_corpus.rs`) run the
-//! same code: `csr`, `pem` and `ocsp_request`. Not part of the API.
+//! same code: `csr`, `pem`, `ocsp_request` and `est_bodies`. Not part of the API.
 //!
 //! Each function feeds `data` to the parser as the server would and checks what must hold;
 //! a failed check panics, which is the finding.
@@ -151,6 +151,43 @@ pub fn ocsp_request(fixture: &OcspFixture, data: &[u8]) {
         if let Ok(der) = decode_get_request(path) {
             assert!(!der.is_empty());
             answer(fixture, &der, now);
+        }
+    }
+}
+
+/// `est_bodies`: the EST (RFC 7030, RFC 8951) parsers of [`crate::est`] as the EST front end
+/// feeds them. The first byte picks the parser: a base64 PKCS#10 body (`simpleenroll`), whose
+/// decoded request re-encodes to the same DER, re-parses for its attributes and goes on to the
+/// CSR parser; an `Authorization` header value (HTTP Basic), whose user name holds no colon;
+/// or a bare base64 body, which round-trips.
+pub fn est_bodies(data: &[u8]) {
+    use crate::est;
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
+    match which % 3 {
+        0 => {
+            let Ok(der) = est::decode_pkcs10_body(rest) else {
+                return;
+            };
+            assert!(der.len() <= crate::csr::MAX_CSR_DER);
+            let text = est::encode_base64_body(&der);
+            assert_eq!(est::decode_base64_body(text.as_bytes()), Ok(der.clone()));
+            est::requests_key_encryption(&der).expect("a decoded request re-parses");
+            let _ = parse_and_verify(&der);
+        }
+        1 => {
+            if let Ok(Some(credentials)) = est::parse_basic(rest) {
+                assert!(!credentials.user.contains(':'));
+                assert!(!credentials.user.chars().any(char::is_control));
+            }
+        }
+        _ => {
+            if let Ok(der) = est::decode_base64_body(rest) {
+                let text = est::encode_base64_body(&der);
+                assert!(text.lines().all(|l| l.len() <= 65));
+                assert_eq!(est::decode_base64_body(text.as_bytes()), Ok(der));
+            }
         }
     }
 }

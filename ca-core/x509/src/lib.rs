@@ -12,7 +12,7 @@
 //!   a DER template per profile that leaves only the per-certificate fields to write;
 //! - [`crl`] encodes complete and delta CRLs (RFC 5280 section 5), [`ocsp`] answers OCSP
 //!   requests (RFC 6960) through a status lookup the caller provides, [`pkcs12`] writes
-//!   PKCS#12 files (RFC 7292);
+//!   PKCS#12 files (RFC 7292), [`est`] the bodies of EST (RFC 7030);
 //! - [`spki`] encodes a subject key's SubjectPublicKeyInfo and hashes it (the identity of a
 //!   key on the block list of keys reported compromised);
 //! - [`serial`], [`name`], [`revocation`], [`armor`] and [`time_format`] are the shared
@@ -33,6 +33,7 @@ pub mod crl;
 pub mod csr;
 pub mod der_util;
 pub mod error;
+pub mod est;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hostname;

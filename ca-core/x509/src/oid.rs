@@ -32,6 +32,15 @@ pub const SECP521R1: ObjectIdentifier = oid("1.3.132.0.35");
 /// lists the curves of the same arc).
 pub const SECP256K1: ObjectIdentifier = oid("1.3.132.0.10");
 
+// EST (RFC 7030) request attributes.
+
+/// id-aa-decryptKeyID, RFC 7030 section 4.4.1.1: a symmetric key to encrypt a
+/// server-generated key with.
+pub const ID_AA_DECRYPT_KEY_ID: ObjectIdentifier = oid("1.2.840.113549.1.9.16.2.37");
+/// id-aa-asymmDecryptKeyID, RFC 7030 section 4.4.1.2: an asymmetric key to encrypt a
+/// server-generated key with.
+pub const ID_AA_ASYMM_DECRYPT_KEY_ID: ObjectIdentifier = oid("1.2.840.113549.1.9.16.2.54");
+
 // Signature algorithms (the Ed25519 one is ID_ED25519).
 
 /// ecdsa-with-SHA256, RFC 5758 section 3.2: no parameters.

@@ -79,7 +79,7 @@ impl KeyGeneration {
     }
 
     /// A slot, or [`CaError::Overloaded`] after [`KEY_GENERATION_WAIT`].
-    async fn slot(&self) -> Result<OwnedSemaphorePermit, CaError> {
+    pub(crate) async fn slot(&self) -> Result<OwnedSemaphorePermit, CaError> {
         match tokio::time::timeout(self.wait, self.permits.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(_)) => Err(CaError::ShuttingDown),
@@ -190,7 +190,7 @@ pub(super) struct RedeemBody {
 
 /// Key types the CA generates for subscribers.
 #[derive(Clone, Copy, Debug)]
-enum Generated {
+pub(crate) enum Generated {
     /// An EC or Ed25519 key from `ring`, or an RSA key of a CA size.
     Key(KeyAlgorithm),
     /// A 2048-bit RSA key (a subscriber size, never a CA key).
@@ -207,7 +207,7 @@ const GENERATED: [(&str, Generated); 6] = [
     ("rsa-4096", Generated::Key(KeyAlgorithm::Rsa4096)),
 ];
 
-fn generated_key_type(name: &str) -> Result<(&'static str, Generated), ApiError> {
+pub(crate) fn generated_key_type(name: &str) -> Result<(&'static str, Generated), ApiError> {
     GENERATED
         .into_iter()
         .find(|(n, _)| *n == name)
@@ -306,7 +306,12 @@ pub async fn redeem(
 /// and the friendly name were checked before): the certificate, whose key is lost, is revoked
 /// (cessationOfOperation) and the enrollment is pending again, so the code can be redeemed
 /// anew. Returns the error to answer.
-async fn undo(state: &AppState, id: &[u8; 16], issued: &Issued, error: CaError) -> ApiError {
+pub(crate) async fn undo(
+    state: &AppState,
+    id: &[u8; 16],
+    issued: &Issued,
+    error: CaError,
+) -> ApiError {
     tracing::error!(
         enrollment = %hex::encode(id),
         serial = %hex::encode(issued.record.serial),
@@ -329,7 +334,7 @@ async fn undo(state: &AppState, id: &[u8; 16], issued: &Issued, error: CaError) 
 }
 
 /// Generates a subscriber key: its PKCS#8 (wiped on drop) and its public key.
-fn generate(kind: Generated) -> Result<(Zeroizing<Vec<u8>>, csr::SubjectKey), CaError> {
+pub(crate) fn generate(kind: Generated) -> Result<(Zeroizing<Vec<u8>>, csr::SubjectKey), CaError> {
     let failed = |e: keys::KeyError| CaError::Crypto(format!("key generation: {e}"));
     let (pkcs8, spki) = match kind {
         Generated::Rsa2048 => keys::generate_rsa_pkcs8(2048).map_err(failed)?,

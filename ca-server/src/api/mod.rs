@@ -3,7 +3,7 @@
 mod acme_eab;
 mod audit;
 mod certificates;
-mod enrollments;
+pub(crate) mod enrollments;
 mod error;
 pub mod fuzzing;
 mod metrics;
@@ -76,6 +76,8 @@ pub struct AppState {
     pub signer_check: SignerCheck,
     /// The ACME front end, when `[acme] enabled`.
     pub acme: Option<Arc<crate::acme::AcmeFront>>,
+    /// The EST front end, when `[est] enabled`.
+    pub est: Option<Arc<crate::est::EstFront>>,
 }
 
 impl AppState {
@@ -151,6 +153,9 @@ fn access(method: &Method, route: &str) -> Option<Access> {
         "/v1/acme/eab" if write => Roles(OPERATOR),
         // ACME requests authenticate themselves with JWS (RFC 8555 section 6.2).
         acme if crate::acme::ROUTES.contains(&acme) => Public,
+        // EST requests authenticate themselves (HTTP Basic, a bearer token, or a TLS client
+        // certificate; RFC 7030 section 3.2.3).
+        est if crate::est::is_route(est) => Public,
         _ => return None,
     })
 }
@@ -320,6 +325,11 @@ pub fn router(state: Arc<AppState>, limits: BodyLimits) -> Router {
         .merge(status_routes());
     let api = if state.acme.is_some() {
         api.merge(crate::acme::routes())
+    } else {
+        api
+    };
+    let api = if state.est.is_some() {
+        api.merge(crate::est::routes())
     } else {
         api
     };

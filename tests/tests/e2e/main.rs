@@ -24,6 +24,7 @@ mod crash;
 mod crl;
 mod enrollment;
 mod errors;
+mod est;
 mod hsm;
 mod idempotency;
 mod import;
