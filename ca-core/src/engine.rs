@@ -27,7 +27,7 @@ use crate::audit::{AuditEvent, AuditHead, Checkpoint, Protocol};
 use crate::authority::{CertificateAuthority, PreparedCertificate};
 use crate::blocklist::BlockedKeys;
 use crate::csr::VerifiedCsr;
-use crate::enrollment::{CodeHash, EnrollmentCode};
+use crate::enrollment::{CodeHash, CodeKey, EnrollmentCode};
 use crate::error::{CaError, ErrorClass};
 use crate::metrics::{CodeChecks, Metrics};
 pub use crate::profile::Identity;
@@ -182,6 +182,10 @@ pub struct EnrollmentRequest {
     pub max_attempts: u32,
     /// The RA that asked.
     pub requester: Requester,
+    /// Derive the code from the enrollment's id with this key instead of drawing it (the CMP
+    /// front end's, whose MAC protection needs the code again: see
+    /// [`crate::enrollment::CodeKey`]).
+    pub code_key: Option<Arc<CodeKey>>,
 }
 
 /// A created enrollment: its id and the code, which exists only in this answer.
@@ -586,7 +590,10 @@ impl Engine {
         }
         let mut id = [0u8; 16];
         self.ca.random().fill(&mut id)?;
-        let code = EnrollmentCode::generate(self.ca.random().as_ref())?;
+        let code = match &request.code_key {
+            Some(key) => key.derive(&id),
+            None => EnrollmentCode::generate(self.ca.random().as_ref())?,
+        };
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let record = EnrollmentRecord {
             profile: request.profile,

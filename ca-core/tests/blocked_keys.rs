@@ -213,6 +213,7 @@ fn a_key_compromise_revocation_blocks_the_key_for_every_path_and_restart() {
                 lifetime_secs: 3600,
                 max_attempts: 3,
                 requester: requester(),
+                code_key: None,
             })
             .await
             .unwrap();

@@ -277,6 +277,8 @@ pub struct Config {
     pub revocation: RevocationConfig,
     /// The ACME front end.
     pub acme: crate::acme::AcmeConfig,
+    /// The CMP front end.
+    pub cmp: crate::cmp::CmpConfig,
     /// Certificate profiles by name.
     pub profiles: BTreeMap<String, Profile>,
 }
@@ -721,6 +723,7 @@ impl Default for Config {
             log: LogConfig::default(),
             revocation: RevocationConfig::default(),
             acme: crate::acme::AcmeConfig::default(),
+            cmp: crate::cmp::CmpConfig::default(),
             profiles: Profile::builtin(),
         }
     }

@@ -34,6 +34,9 @@ pub enum ServeError {
     /// `[acme]` is enabled but cannot start.
     #[error(transparent)]
     Acme(#[from] crate::acme::AcmeStartError),
+    /// `[cmp]` is enabled but cannot start.
+    #[error(transparent)]
+    Cmp(#[from] crate::cmp::CmpStartError),
     /// The data directory, its configuration, the CA or the store cannot be used.
     #[error(transparent)]
     DataDir(#[from] DataDirError),
@@ -268,6 +271,15 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), ServeError> 
     } else {
         None
     };
+    let cmp_front = if config.cmp.enabled {
+        Some(Arc::new(crate::cmp::CmpFront::start(
+            engine.clone(),
+            config.cmp.clone(),
+            dir,
+        )?))
+    } else {
+        None
+    };
     let state = Arc::new(AppState {
         engine: engine.clone(),
         chain_pem,
@@ -286,6 +298,7 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), ServeError> 
         log: log.clone(),
         signer_check: crate::api::SignerCheck::default(),
         acme: acme_front,
+        cmp: cmp_front,
     });
     let log_timer = tokio::spawn(request_log::flush_timer(log.clone()));
     let crl_timer = tokio::spawn(crl_timer(crl));

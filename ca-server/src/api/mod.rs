@@ -76,6 +76,8 @@ pub struct AppState {
     pub signer_check: SignerCheck,
     /// The ACME front end, when `[acme] enabled`.
     pub acme: Option<Arc<crate::acme::AcmeFront>>,
+    /// The CMP front end, when `[cmp] enabled`.
+    pub cmp: Option<Arc<crate::cmp::CmpFront>>,
 }
 
 impl AppState {
@@ -151,6 +153,8 @@ fn access(method: &Method, route: &str) -> Option<Access> {
         "/v1/acme/eab" if write => Roles(OPERATOR),
         // ACME requests authenticate themselves with JWS (RFC 8555 section 6.2).
         acme if crate::acme::ROUTES.contains(&acme) => Public,
+        // CMP requests carry their own protection (RFC 9810 section 5.1.3).
+        cmp if crate::cmp::ROUTES.contains(&cmp) && write => Public,
         _ => return None,
     })
 }
@@ -323,6 +327,11 @@ pub fn router(state: Arc<AppState>, limits: BodyLimits) -> Router {
     } else {
         api
     };
+    let api = if state.cmp.is_some() {
+        api.merge(crate::cmp::routes())
+    } else {
+        api
+    };
     let api = api.fallback(ops::not_found);
     finish(api, state, limits)
 }
@@ -420,6 +429,8 @@ mod tests {
         "/ca.pem",
         "/ca.der",
         "/v1/acme/eab",
+        "/.well-known/cmp",
+        "/.well-known/cmp/p/{profile}",
     ];
 
     /// A ca-admin token issues (from CA profiles: the engine's rule) and revokes what it
