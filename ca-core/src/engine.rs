@@ -157,6 +157,9 @@ pub struct RenewRequest {
     pub serial: Serial,
     /// A CSR for a new key (re-key); `None` keeps the old public key.
     pub csr: Option<Vec<u8>>,
+    /// A new key whose possession the front end verified (CMP's kur, RFC 4211 section 4.1),
+    /// in place of a CSR's; `csr` wins when both are given.
+    pub key: Option<csr::SubjectKey>,
     /// Requested validity in days; the profile's default when absent.
     pub validity_days: Option<u32>,
     /// The RA's idempotency key.
@@ -245,6 +248,7 @@ enum Input {
     Renewal {
         old: Box<CertRecord>,
         csr: Option<Vec<u8>>,
+        key: Option<csr::SubjectKey>,
     },
     /// A redeemed enrollment: names from the enrollment, the key from the redemption.
     Enrollment {
@@ -297,10 +301,13 @@ impl Work {
                     field(san.value().as_bytes());
                 }
             }
-            Input::Renewal { old, csr } => {
+            Input::Renewal { old, csr, key } => {
                 field(b"renewal");
                 field(old.serial.as_bytes());
                 field(csr.as_deref().unwrap_or_default());
+                if let Some(key) = key {
+                    field(&key.bits);
+                }
             }
             Input::Enrollment { id, .. } => {
                 field(b"enrollment");
@@ -552,6 +559,7 @@ impl Engine {
             input: Input::Renewal {
                 old: Box::new(old),
                 csr: request.csr,
+                key: request.key,
             },
             validity_days: request.validity_days,
             request_id: request.request_id,
@@ -1363,7 +1371,7 @@ fn build(
             std::borrow::Cow::Borrowed(identity),
             None,
         ),
-        Input::Renewal { old, csr } => {
+        Input::Renewal { old, csr, key } => {
             // The certificate's names were the profile's to check when it was issued; they
             // come back as identity data, over an empty CSR.
             let mut names = inspect::as_request(&old.der)?;
@@ -1373,8 +1381,14 @@ fn build(
                     check_rekey_subject(&names.subject, &request.subject)?;
                     names.key = request.key;
                 }
-                // A key certified before weak keys were refused is not certified again.
-                None => names.key.check_strength()?,
+                None => match key {
+                    Some(key) => {
+                        key.check_strength()?;
+                        names.key = key.clone();
+                    }
+                    // A key certified before weak keys were refused is not certified again.
+                    None => names.key.check_strength()?,
+                },
             }
             let identity = Identity {
                 subject: std::mem::take(&mut names.subject),

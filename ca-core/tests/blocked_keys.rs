@@ -60,6 +60,7 @@ fn renew_request(serial: Serial, csr: Option<Vec<u8>>) -> RenewRequest {
     RenewRequest {
         serial,
         csr,
+        key: None,
         validity_days: None,
         request_id: None,
         requester: requester(),

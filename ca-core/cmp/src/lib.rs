@@ -9,6 +9,7 @@
 
 pub mod answer;
 pub mod error;
+pub mod general;
 pub mod mac;
 pub mod request;
 

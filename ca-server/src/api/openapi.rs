@@ -165,10 +165,11 @@ mod tests {
         routes
     }
 
-    /// ACME's routes follow RFC 8555 and are described in docs/API.md's *ACME* section, not
-    /// in the OpenAPI description of the JSON API.
+    /// ACME's and CMP's routes follow their RFCs (RFC 8555; RFC 9483 over RFC 9811) and are
+    /// described in docs/API.md's *ACME* and *CMP* sections, not in the OpenAPI description
+    /// of the JSON API.
     fn is_acme(path: &str) -> bool {
-        path.starts_with("/acme/")
+        path.starts_with("/acme/") || path.starts_with("/.well-known/cmp")
     }
 
     #[test]

@@ -22,10 +22,12 @@ use ca_cmp::answer::{Answer, Envelope, FailureInfo, MacProtector, Protector};
 use ca_cmp::mac::Pbm;
 use ca_cmp::{CertKind, Request};
 use ca_core::audit::Protocol;
-use ca_core::engine::{Engine, RedeemKey, VerifiedRedemption};
+use ca_core::engine::{Engine, RedeemKey, RenewRequest, Requester, VerifiedRedemption};
 use ca_core::enrollment::{CodeHash, CodeKey, EnrollmentCode, CODE_KEY_LEN};
 use ca_core::error::{CaError, ErrorClass};
 use ca_core::metrics::CodeChecks;
+use ca_core::revocation::RevocationReason;
+use ca_core::store::CertRecord;
 use cmpv2::message::PkiMessage;
 use cmpv2::status::PkiStatus;
 use der::{Decode, Encode};
@@ -66,6 +68,8 @@ pub struct CmpFront {
     code_key: Arc<CodeKey>,
     /// The CA chain, issuing CA first: the extraCerts of a certificate answer.
     chain: Vec<Certificate>,
+    /// The issuing CA certificate's subjectKeyIdentifier: the senderKID of signed answers.
+    ca_key_id: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for CmpFront {
@@ -96,11 +100,13 @@ impl CmpFront {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| CmpStartError::Setting(format!("the CA chain does not parse: {e}")))?;
         let code_key = Arc::new(read_code_key(&dir.join(CODE_KEY_FILE), engine.as_ref())?);
+        let ca_key_id = chain.first().and_then(subject_key_id);
         Ok(CmpFront {
             engine,
             config,
             code_key,
             chain,
+            ca_key_id,
         })
     }
 
@@ -108,6 +114,25 @@ impl CmpFront {
     pub fn code_key(&self) -> Arc<CodeKey> {
         self.code_key.clone()
     }
+}
+
+/// The subjectKeyIdentifier of `certificate`, when it has one.
+fn subject_key_id(certificate: &Certificate) -> Option<Vec<u8>> {
+    use x509_cert::ext::pkix::SubjectKeyIdentifier;
+    let extension = certificate
+        .tbs_certificate
+        .extensions
+        .iter()
+        .flatten()
+        .find(|e| e.extn_id == const_oid_ski())?;
+    SubjectKeyIdentifier::from_der(extension.extn_value.as_bytes())
+        .ok()
+        .map(|ski| ski.0.as_bytes().to_vec())
+}
+
+/// id-ce-subjectKeyIdentifier (RFC 5280 section 4.2.1.2).
+fn const_oid_ski() -> der::oid::ObjectIdentifier {
+    der::oid::ObjectIdentifier::new_unwrap("2.5.29.14")
 }
 
 /// Reads the code key at `path`, or draws one and writes it there (mode 0600, durably).
@@ -228,6 +253,9 @@ async fn serve(
 enum Protection {
     /// Unprotected: an error whose request's protection could not be verified.
     None,
+    /// Signed by the CA key (RFC 9483 section 3.2): the answer to a signature-protected
+    /// request, and to an unprotected genm.
+    Ca,
     /// MAC with the request's parameters and the enrollment's code.
     Mac {
         pbm: Pbm,
@@ -320,14 +348,19 @@ impl CmpFront {
             ),
             nonce,
             now: time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64,
-            extra_certs: match answer {
-                Answer::Issued { .. } => self.chain.clone(),
+            extra_certs: match (&answer, &protection) {
+                (Answer::Issued { .. }, _) | (_, Protection::Ca) => self.chain.clone(),
                 _ => Vec::new(),
             },
         };
         let mac;
+        let ca = CaProtector {
+            signer: self.engine.ca().signer().clone(),
+            kid: self.ca_key_id.clone(),
+        };
         let protector: Option<&dyn Protector> = match &protection {
             Protection::None => None,
+            Protection::Ca => Some(&ca),
             Protection::Mac { pbm, code, kid } => {
                 mac = MacProtector {
                     pbm,
@@ -378,21 +411,180 @@ impl CmpFront {
                     .await?;
                 self.issued(None, -1, &issued.record.der)
             }
-            Request::CertConf(statuses) => {
-                let sender = self.mac_sender(message, protection).await?;
-                self.confirm(&sender, statuses).await
+            Request::CertConf(statuses) => match &message.header.protection_alg {
+                Some(algorithm) if algorithm.oid != ca_cmp::mac::PASSWORD_BASED_MAC => {
+                    // The certConf of a kur, signed by the certificate it renewed. The new
+                    // certificate is committed and nothing of the transaction is kept, so
+                    // it is taken as it is (a rejection is logged; rr revokes).
+                    let old = self.certificate_sender(message, protection)?;
+                    if statuses.iter().any(|s| {
+                        s.status_info
+                            .as_ref()
+                            .is_some_and(|i| i.status == PkiStatus::Rejection)
+                    }) {
+                        tracing::warn!(renewed = %old.serial, "a CMP kur certificate was rejected by the subscriber in certConf");
+                    }
+                    Ok(Answer::Confirmed)
+                }
+                _ => {
+                    let sender = self.mac_sender(message, protection).await?;
+                    self.confirm(&sender, statuses).await
+                }
+            },
+            Request::Certificate(CertKind::Kur, request) => {
+                let old = self.certificate_sender(message, protection)?;
+                let pop = ca_cmp::signature_pop(request)?;
+                let key = self.proven_key(&pop)?;
+                let issued = self
+                    .engine
+                    .renew(RenewRequest {
+                        serial: old.serial,
+                        csr: None,
+                        key: Some(key),
+                        validity_days: None,
+                        request_id: None,
+                        requester: Requester {
+                            name: old.requester.clone(),
+                            token_hash: [0; 32],
+                            protocol: Protocol::Cmp,
+                        },
+                    })
+                    .await?;
+                let cert_req_id = int_value(&request.cert_req.cert_req_id)?;
+                let mut answer =
+                    self.issued(Some(CertKind::Kur), cert_req_id, &issued.record.der)?;
+                if let Answer::Issued { ca_pubs, .. } = &mut answer {
+                    ca_pubs.clear();
+                }
+                Ok(answer)
             }
-            Request::Certificate(CertKind::Kur, _) | Request::Rr(_) | Request::Genm(_) => {
-                Err(Refusal {
-                    failure: FailureInfo::BadRequest,
-                    text: "this message type is not served yet".into(),
-                })
+            Request::Rr(template) => {
+                let holder = self.certificate_sender(message, protection)?;
+                let named = template
+                    .serial_number
+                    .as_ref()
+                    .and_then(|n| ca_core::serial::Serial::from_bytes(n.as_bytes()));
+                if named != Some(holder.serial) {
+                    return Err(Refusal {
+                        failure: FailureInfo::BadCertId,
+                        text: "an rr must name the certificate that signs it".into(),
+                    });
+                }
+                let reason = revocation_reason(message)?;
+                self.engine
+                    .revoke(holder.serial, reason, None, &holder.requester)
+                    .await?;
+                Ok(Answer::Revoked)
+            }
+            Request::Genm(infos) => {
+                *protection = match &message.header.protection_alg {
+                    // A MAC-protected genm is answered with the same MAC once it verifies.
+                    Some(algorithm) if algorithm.oid == ca_cmp::mac::PASSWORD_BASED_MAC => {
+                        self.mac_sender(message, protection).await?;
+                        std::mem::replace(protection, Protection::None)
+                    }
+                    Some(_) => {
+                        self.certificate_sender(message, protection)?;
+                        Protection::Ca
+                    }
+                    None => Protection::Ca,
+                };
+                Ok(Answer::General(ca_cmp::general::answer(
+                    infos,
+                    &self.chain,
+                )?))
             }
             Request::PollReq => Err(Refusal {
                 failure: FailureInfo::BadRequest,
                 text: "nothing is waiting: every request is answered at once".into(),
             }),
         }
+    }
+
+    /// The key a signature proof of possession proves, once the signature verifies.
+    fn proven_key(&self, pop: &ca_cmp::SignaturePop) -> Result<ca_core::csr::SubjectKey, Refusal> {
+        let key = ca_core::csr::key_from_spki_der(&pop.public_key)?;
+        ca_core::csr::verify_signature(&pop.algorithm, &key, &pop.signed, &pop.signature).map_err(
+            |e| match e {
+                CaError::CsrSignatureInvalid => Refusal {
+                    failure: FailureInfo::BadPop,
+                    text: "the proof of possession does not verify".into(),
+                },
+                other => Refusal::from(other),
+            },
+        )?;
+        Ok(key)
+    }
+
+    /// Checks a request signed by a subscriber (RFC 9483 section 3.2): the first of
+    /// extraCerts is a certificate this CA issued (the stored one, byte for byte), not
+    /// revoked and not expired, and its key's signature over ProtectedPart verifies. Sets
+    /// `protection` to the CA's signature once it does (and for the refusals after the
+    /// certificate is known).
+    fn certificate_sender(
+        &self,
+        message: &PkiMessage<'_>,
+        protection: &mut Protection,
+    ) -> Result<CertRecord, Refusal> {
+        let untrusted = |text: &str| Refusal {
+            failure: FailureInfo::SignerNotTrusted,
+            text: text.into(),
+        };
+        let algorithm = message.header.protection_alg.as_ref().ok_or(Refusal {
+            failure: FailureInfo::BadMessageCheck,
+            text: "the request must be signed with the certificate's key".into(),
+        })?;
+        if algorithm.oid == ca_cmp::mac::PASSWORD_BASED_MAC {
+            return Err(Refusal {
+                failure: FailureInfo::WrongIntegrity,
+                text: "kur and rr must be signed with the certificate's key, not MAC-protected"
+                    .into(),
+            });
+        }
+        let cert = message
+            .extra_certs
+            .as_ref()
+            .and_then(|certs| certs.first())
+            .ok_or_else(|| untrusted("the signer's certificate must come first in extraCerts"))?;
+        let der = cert.to_der().map_err(ca_cmp::CmpError::from)?;
+        let serial =
+            ca_core::serial::Serial::from_bytes(cert.tbs_certificate.serial_number.as_bytes())
+                .ok_or_else(|| untrusted("the signer's certificate was not issued by this CA"))?;
+        let record = self
+            .engine
+            .store()
+            .certificate(&serial)?
+            .filter(|r| r.der == der)
+            .ok_or_else(|| untrusted("the signer's certificate was not issued by this CA"))?;
+        let spki = cert
+            .tbs_certificate
+            .subject_public_key_info
+            .to_der()
+            .map_err(ca_cmp::CmpError::from)?;
+        let key = ca_core::csr::key_from_spki_der(&spki)?;
+        let data = ca_cmp::protected_part(message)?;
+        let signature = message
+            .protection
+            .as_ref()
+            .map(|p| p.raw_bytes())
+            .unwrap_or_default();
+        ca_core::csr::verify_signature(algorithm.oid.as_bytes(), &key, &data, signature).map_err(
+            |_| Refusal {
+                failure: FailureInfo::BadMessageCheck,
+                text: "the signature does not verify with the certificate's key".into(),
+            },
+        )?;
+        *protection = Protection::Ca;
+        if self.engine.store().revocation(&serial)?.is_some() {
+            return Err(Refusal {
+                failure: FailureInfo::CertRevoked,
+                text: "the signer's certificate is revoked".into(),
+            });
+        }
+        if record.not_after < time::OffsetDateTime::now_utc().unix_timestamp() {
+            return Err(untrusted("the signer's certificate has expired"));
+        }
+        Ok(record)
     }
 
     /// The certificate answer for the DER `certificate`.
@@ -553,6 +745,53 @@ impl CmpFront {
         }
         Ok(Answer::Confirmed)
     }
+}
+
+/// The CA key's signature over an answer (RFC 9483 section 3.2), with the CA certificate's
+/// subjectKeyIdentifier as senderKID.
+struct CaProtector {
+    signer: Arc<dyn keys::Signer>,
+    kid: Option<Vec<u8>>,
+}
+
+impl Protector for CaProtector {
+    fn algorithm(&self) -> spki::AlgorithmIdentifierOwned {
+        ca_x509::der_util::signature_algorithm(self.signer.scheme())
+    }
+    fn sender_kid(&self) -> Option<Vec<u8>> {
+        self.kid.clone()
+    }
+    fn protect(&self, protected_part: &[u8]) -> Result<Vec<u8>, ca_cmp::CmpError> {
+        self.signer
+            .sign(protected_part)
+            .map_err(|e| ca_cmp::CmpError::Encoding(format!("signing the answer: {e}")))
+    }
+}
+
+/// The revocation reason of an rr: its crlEntryDetails' reasonCode (RFC 5280 section
+/// 5.3.1), unspecified when absent; only the reasons a subscriber may give.
+fn revocation_reason(message: &PkiMessage<'_>) -> Result<RevocationReason, Refusal> {
+    use x509_cert::ext::pkix::CrlReason;
+    let refused = || Refusal {
+        failure: FailureInfo::BadRequest,
+        text: "a subscriber may give the reasons unspecified (0), keyCompromise (1), \
+               affiliationChanged (3), superseded (4) and cessationOfOperation (5)"
+            .into(),
+    };
+    let cmpv2::body::PkiBody::Rr(details) = &message.body else {
+        return Ok(RevocationReason::Unspecified);
+    };
+    let reason_code = details
+        .iter()
+        .flat_map(|d| d.crl_entry_details.iter().flatten())
+        .find(|e| e.extn_id == der::oid::ObjectIdentifier::new_unwrap("2.5.29.21"));
+    let Some(extension) = reason_code else {
+        return Ok(RevocationReason::Unspecified);
+    };
+    let reason = CrlReason::from_der(extension.extn_value.as_bytes()).map_err(|_| refused())?;
+    RevocationReason::from_code(reason as u8)
+        .filter(|r| crate::acme::cert::SUBSCRIBER_REASONS.contains(r))
+        .ok_or_else(refused)
 }
 
 /// The enrollment id a senderKID names: 32 hex digits (as the JSON API shows the id, and as
