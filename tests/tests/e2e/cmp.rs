@@ -223,3 +223,149 @@ fn non_cmp_bodies_are_http_errors() {
         .unwrap();
     assert_eq!(r.status(), 404, "a profile not served");
 }
+
+#[test]
+fn kur_and_rr_are_signed_by_the_certificate_and_genm_lists_the_ca() {
+    let c = CmpServer::start();
+    let ca = c.s.ca().file.to_str().unwrap().to_string();
+    let (id, code) = c.enrollment(&maria(1.0, 3));
+    let old_key = key_file("ec-p256");
+    let old = c.file("old.pem");
+    c.ir(".well-known/cmp", &id, &code, &old_key, &old)
+        .assert_ok("ir");
+
+    // kur with the old certificate and key, for a new key: same subject, new key, audited as
+    // a CMP renewal; the answer is signed by the CA (checked by openssl against -trusted).
+    let new_key = key_file("ec-p384");
+    let new = c.file("new.pem");
+    let run = c.openssl_cmp(
+        ".well-known/cmp",
+        &[
+            "-cmd",
+            "kur",
+            "-cert",
+            old.to_str().unwrap(),
+            "-key",
+            old_key.to_str().unwrap(),
+            "-newkey",
+            new_key.to_str().unwrap(),
+            "-trusted",
+            &ca,
+            "-certout",
+            new.to_str().unwrap(),
+        ],
+    );
+    run.assert_ok("kur");
+    assert!(
+        run.output.contains("received KUP") && run.output.contains("received PKICONF"),
+        "{}",
+        run.output
+    );
+    let new_der = read_cert(&new);
+    let old_der = read_cert(&old);
+    let (_, new_cert) = x509_parser::parse_x509_certificate(&new_der).unwrap();
+    let (_, old_cert) = x509_parser::parse_x509_certificate(&old_der).unwrap();
+    assert_eq!(new_cert.subject(), old_cert.subject());
+    assert_ne!(new_cert.public_key().raw, old_cert.public_key().raw);
+    openssl_verify(c.s.ca(), &new, "tls-client", "CMP kur certificate");
+    pkilint(&new, "CMP kur certificate");
+    let new_serial = serial_of(&new_der);
+    let log = e2e_tests::audit_chain::audit_log(&c.s);
+    let renewed = log
+        .iter()
+        .find(|e| e["action"] == "certificate_renewed" && e["target"] == new_serial.as_str())
+        .unwrap_or_else(|| panic!("no certificate_renewed entry for {new_serial}"));
+    assert_eq!(renewed["details"]["protocol"], "cmp", "{renewed}");
+
+    // A kur signed by a key that is not the certificate's is refused.
+    let run = c.openssl_cmp(
+        ".well-known/cmp",
+        &[
+            "-cmd",
+            "kur",
+            "-cert",
+            old.to_str().unwrap(),
+            "-key",
+            new_key.to_str().unwrap(),
+            "-newkey",
+            new_key.to_str().unwrap(),
+            "-trusted",
+            &ca,
+            "-certout",
+            c.file("x.pem").to_str().unwrap(),
+        ],
+    );
+    assert!(!run.ok, "a kur signed by another key: {}", run.output);
+
+    // rr for the new certificate, signed with its key: OCSP says revoked (superseded).
+    let run = c.openssl_cmp(
+        ".well-known/cmp",
+        &[
+            "-cmd",
+            "rr",
+            "-cert",
+            new.to_str().unwrap(),
+            "-key",
+            new_key.to_str().unwrap(),
+            "-oldcert",
+            new.to_str().unwrap(),
+            "-revreason",
+            "4",
+            "-trusted",
+            &ca,
+        ],
+    );
+    run.assert_ok("rr");
+    assert!(run.output.contains("revocation accepted"), "{}", run.output);
+    let leaf = new.to_str().unwrap();
+    let out =
+        c.s.ocsp_ask(&format!("{}/ocsp", c.s.base), &["-cert", leaf]);
+    let (status, reason) = ocsp_status(&out, leaf);
+    assert_eq!(status, "revoked", "OCSP after rr:\n{out}");
+    assert_eq!(reason.as_deref(), Some("superseded"), "{out}");
+
+    // A revoked certificate signs nothing more: certRevoked.
+    let run = c.openssl_cmp(
+        ".well-known/cmp",
+        &[
+            "-cmd",
+            "kur",
+            "-cert",
+            new.to_str().unwrap(),
+            "-key",
+            new_key.to_str().unwrap(),
+            "-newkey",
+            old_key.to_str().unwrap(),
+            "-trusted",
+            &ca,
+            "-certout",
+            c.file("y.pem").to_str().unwrap(),
+        ],
+    );
+    run.assert_refused("certRevoked", "a kur signed by a revoked certificate");
+
+    // genm, unprotected, answered with the CA certificates, signed by the CA.
+    let run = c.openssl_cmp(
+        ".well-known/cmp",
+        &[
+            "-cmd",
+            "genm",
+            "-infotype",
+            "caCerts",
+            "-subject",
+            "/CN=anyone",
+            "-unprotected_requests",
+            "-trusted",
+            &ca,
+        ],
+    );
+    run.assert_ok("genm");
+    assert!(
+        run.output.contains("received GENP")
+            && run
+                .output
+                .contains("genp contains ITAV of type: id-it-caCerts"),
+        "{}",
+        run.output
+    );
+}
