@@ -208,7 +208,9 @@ pub struct CreatedEnrollment {
 pub enum RedeemKey {
     /// A CSR: its signature proves possession; its own subject and SANs are ignored.
     Csr(Vec<u8>),
-    /// The public key of a key pair the CA generated.
+    /// The public key of a key pair the CA generated, or whose possession the front end
+    /// verified otherwise (a CMP certTemplate's key with its signature POP, RFC 4211 section
+    /// 4.1).
     Generated(csr::SubjectKey),
 }
 
