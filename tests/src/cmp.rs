@@ -108,6 +108,31 @@ impl CmpServer {
     }
 }
 
+impl CmpServer {
+    /// `openssl cmp -cmd kur -cert CERT -key KEY -newkey NEW_KEY -trusted CA -certout OUT` on
+    /// the default path: a renewal signed with `key`, whose answer must be signed by the CA.
+    pub fn kur(&self, cert: &Path, key: &Path, new_key: &Path, out: &Path) -> CmpRun {
+        let path = |p: &Path| p.to_str().expect("UTF-8 path").to_string();
+        self.openssl_cmp(
+            ".well-known/cmp",
+            &[
+                "-cmd",
+                "kur",
+                "-cert",
+                &path(cert),
+                "-key",
+                &path(key),
+                "-newkey",
+                &path(new_key),
+                "-trusted",
+                &path(&self.s.ca().file),
+                "-certout",
+                &path(out),
+            ],
+        )
+    }
+}
+
 /// One run of `openssl cmp`.
 #[derive(Debug)]
 pub struct CmpRun {

@@ -238,23 +238,7 @@ fn kur_and_rr_are_signed_by_the_certificate_and_genm_lists_the_ca() {
     // a CMP renewal; the answer is signed by the CA (checked by openssl against -trusted).
     let new_key = key_file("ec-p384");
     let new = c.file("new.pem");
-    let run = c.openssl_cmp(
-        ".well-known/cmp",
-        &[
-            "-cmd",
-            "kur",
-            "-cert",
-            old.to_str().unwrap(),
-            "-key",
-            old_key.to_str().unwrap(),
-            "-newkey",
-            new_key.to_str().unwrap(),
-            "-trusted",
-            &ca,
-            "-certout",
-            new.to_str().unwrap(),
-        ],
-    );
+    let run = c.kur(&old, &old_key, &new_key, &new);
     run.assert_ok("kur");
     assert!(
         run.output.contains("received KUP") && run.output.contains("received PKICONF"),
@@ -278,23 +262,7 @@ fn kur_and_rr_are_signed_by_the_certificate_and_genm_lists_the_ca() {
     assert_eq!(renewed["details"]["protocol"], "cmp", "{renewed}");
 
     // A kur signed by a key that is not the certificate's is refused.
-    let run = c.openssl_cmp(
-        ".well-known/cmp",
-        &[
-            "-cmd",
-            "kur",
-            "-cert",
-            old.to_str().unwrap(),
-            "-key",
-            new_key.to_str().unwrap(),
-            "-newkey",
-            new_key.to_str().unwrap(),
-            "-trusted",
-            &ca,
-            "-certout",
-            c.file("x.pem").to_str().unwrap(),
-        ],
-    );
+    let run = c.kur(&old, &new_key, &new_key, &c.file("x.pem"));
     assert!(!run.ok, "a kur signed by another key: {}", run.output);
 
     // rr for the new certificate, signed with its key: OCSP says revoked (superseded).
@@ -325,23 +293,7 @@ fn kur_and_rr_are_signed_by_the_certificate_and_genm_lists_the_ca() {
     assert_eq!(reason.as_deref(), Some("superseded"), "{out}");
 
     // A revoked certificate signs nothing more: certRevoked.
-    let run = c.openssl_cmp(
-        ".well-known/cmp",
-        &[
-            "-cmd",
-            "kur",
-            "-cert",
-            new.to_str().unwrap(),
-            "-key",
-            new_key.to_str().unwrap(),
-            "-newkey",
-            old_key.to_str().unwrap(),
-            "-trusted",
-            &ca,
-            "-certout",
-            c.file("y.pem").to_str().unwrap(),
-        ],
-    );
+    let run = c.kur(&new, &new_key, &old_key, &c.file("y.pem"));
     run.assert_refused("certRevoked", "a kur signed by a revoked certificate");
 
     // genm, unprotected, answered with the CA certificates, signed by the CA.
