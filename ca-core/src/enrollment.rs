@@ -334,6 +334,30 @@ mod tests {
     }
 
     #[test]
+    fn derived_codes_are_codes_of_their_id_and_key_only() {
+        let key = CodeKey::new(&[1; CODE_KEY_LEN]);
+        let code = key.derive(&[9; 16]);
+        assert_eq!(
+            EnrollmentCode::normalize(code.as_str()).map(|c| c.as_str().to_string()),
+            Some(code.as_str().to_string()),
+            "a derived code reads back as itself"
+        );
+        assert_eq!(
+            key.derive(&[9; 16]).as_str(),
+            code.as_str(),
+            "deterministic"
+        );
+        assert_ne!(key.derive(&[8; 16]).as_str(), code.as_str(), "another id");
+        let other = CodeKey::new(&[2; CODE_KEY_LEN]);
+        assert_ne!(
+            other.derive(&[9; 16]).as_str(),
+            code.as_str(),
+            "another key"
+        );
+        assert_eq!(format!("{key:?}"), "CodeKey(..)");
+    }
+
+    #[test]
     fn generated_code_has_80_bits_in_16_symbols_of_four_groups() {
         assert_eq!(CODE_SYMBOLS, 16);
         const { assert!(CODE_BITS >= 60) };
