@@ -27,7 +27,7 @@ use crate::audit::{AuditEvent, AuditHead, Checkpoint, Protocol};
 use crate::authority::{CertificateAuthority, PreparedCertificate};
 use crate::blocklist::BlockedKeys;
 use crate::csr::VerifiedCsr;
-use crate::enrollment::{CodeHash, EnrollmentCode};
+use crate::enrollment::{CodeHash, CodeKey, EnrollmentCode};
 use crate::error::{CaError, ErrorClass};
 use crate::metrics::{CodeChecks, Metrics};
 pub use crate::profile::Identity;
@@ -157,6 +157,9 @@ pub struct RenewRequest {
     pub serial: Serial,
     /// A CSR for a new key (re-key); `None` keeps the old public key.
     pub csr: Option<Vec<u8>>,
+    /// A new key whose possession the front end verified (CMP's kur, RFC 4211 section 4.1),
+    /// in place of a CSR's; `csr` wins when both are given.
+    pub key: Option<csr::SubjectKey>,
     /// Requested validity in days; the profile's default when absent.
     pub validity_days: Option<u32>,
     /// The RA's idempotency key.
@@ -182,6 +185,10 @@ pub struct EnrollmentRequest {
     pub max_attempts: u32,
     /// The RA that asked.
     pub requester: Requester,
+    /// Derive the code from the enrollment's id with this key instead of drawing it (the CMP
+    /// front end's, whose MAC protection needs the code again: see
+    /// [`crate::enrollment::CodeKey`]).
+    pub code_key: Option<Arc<CodeKey>>,
 }
 
 /// A created enrollment: its id and the code, which exists only in this answer.
@@ -201,7 +208,9 @@ pub struct CreatedEnrollment {
 pub enum RedeemKey {
     /// A CSR: its signature proves possession; its own subject and SANs are ignored.
     Csr(Vec<u8>),
-    /// The public key of a key pair the CA generated.
+    /// The public key of a key pair the CA generated, or whose possession the front end
+    /// verified otherwise (a CMP certTemplate's key with its signature POP, RFC 4211 section
+    /// 4.1).
     Generated(csr::SubjectKey),
 }
 
@@ -243,6 +252,7 @@ enum Input {
     Renewal {
         old: Box<CertRecord>,
         csr: Option<Vec<u8>>,
+        key: Option<csr::SubjectKey>,
     },
     /// A redeemed enrollment: names from the enrollment, the key from the redemption.
     Enrollment {
@@ -295,10 +305,13 @@ impl Work {
                     field(san.value().as_bytes());
                 }
             }
-            Input::Renewal { old, csr } => {
+            Input::Renewal { old, csr, key } => {
                 field(b"renewal");
                 field(old.serial.as_bytes());
                 field(csr.as_deref().unwrap_or_default());
+                if let Some(key) = key {
+                    field(&key.bits);
+                }
             }
             Input::Enrollment { id, .. } => {
                 field(b"enrollment");
@@ -572,6 +585,7 @@ impl Engine {
             input: Input::Renewal {
                 old: Box::new(old),
                 csr: request.csr,
+                key: request.key,
             },
             validity_days: request.validity_days,
             request_id: request.request_id,
@@ -610,7 +624,10 @@ impl Engine {
         }
         let mut id = [0u8; 16];
         self.ca.random().fill(&mut id)?;
-        let code = EnrollmentCode::generate(self.ca.random().as_ref())?;
+        let code = match &request.code_key {
+            Some(key) => key.derive(&id),
+            None => EnrollmentCode::generate(self.ca.random().as_ref())?,
+        };
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let record = EnrollmentRecord {
             profile: request.profile,
@@ -1384,7 +1401,7 @@ fn build(
             std::borrow::Cow::Borrowed(identity),
             None,
         ),
-        Input::Renewal { old, csr } => {
+        Input::Renewal { old, csr, key } => {
             // The certificate's names were the profile's to check when it was issued; they
             // come back as identity data, over an empty CSR.
             let mut names = inspect::as_request(&old.der)?;
@@ -1394,8 +1411,14 @@ fn build(
                     check_rekey_subject(&names.subject, &request.subject)?;
                     names.key = request.key;
                 }
-                // A key certified before weak keys were refused is not certified again.
-                None => names.key.check_strength()?,
+                None => match key {
+                    Some(key) => {
+                        key.check_strength()?;
+                        names.key = key.clone();
+                    }
+                    // A key certified before weak keys were refused is not certified again.
+                    None => names.key.check_strength()?,
+                },
             }
             let identity = Identity {
                 subject: std::mem::take(&mut names.subject),

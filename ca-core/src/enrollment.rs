@@ -8,6 +8,12 @@
 //! The CA keeps only a [`CodeHash`] (PBKDF2-HMAC-SHA256, RFC 8018 section 5.2, with a random
 //! salt) and checks a presented code against it in constant time; the code itself is never
 //! stored, and its `Debug` output is redacted.
+//!
+//! Where the CMP front end is on, a code is not drawn but derived from the enrollment's id
+//! with the server's [`CodeKey`] (HMAC-SHA256, RFC 2104): CMP's password-based MAC (RFC 9810
+//! section 5.1.3.1) is keyed by the code itself with a salt and iteration count the client
+//! chooses, so the server must be able to have the code again, and a hash cannot give it.
+//! The store still holds only the hash; the key lives outside it (docs/API.md, "CMP").
 
 use std::fmt;
 use std::num::NonZeroU32;
@@ -133,6 +139,41 @@ impl fmt::Debug for EnrollmentCode {
 impl Drop for EnrollmentCode {
     fn drop(&mut self) {
         self.text.zeroize();
+    }
+}
+
+/// The length of a [`CodeKey`]'s secret.
+pub const CODE_KEY_LEN: usize = 32;
+
+/// Bound to every derived code, so that the key derives nothing else that could be confused
+/// with a code.
+const CODE_KEY_LABEL: &[u8] = b"ca-core enrollment code v1\0";
+
+/// The server's secret from which enrollment codes are derived ([`CodeKey::derive`]) when a
+/// front end needs a code again after it was handed out (CMP's MAC protection).
+pub struct CodeKey(ring::hmac::Key);
+
+impl CodeKey {
+    /// A key from its secret.
+    pub fn new(secret: &[u8; CODE_KEY_LEN]) -> CodeKey {
+        CodeKey(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret))
+    }
+
+    /// The code of enrollment `id`: the first [`CODE_BITS`] of HMAC-SHA256(key, label || id),
+    /// as a pseudorandom function of the id as unpredictable as a drawn code to anyone
+    /// without the key.
+    pub fn derive(&self, id: &[u8; 16]) -> EnrollmentCode {
+        let tag = ring::hmac::sign(&self.0, &[CODE_KEY_LABEL, id.as_slice()].concat());
+        let mut bytes = Zeroizing::new([0u8; CODE_BYTES]);
+        bytes.copy_from_slice(&tag.as_ref()[..CODE_BYTES]);
+        let symbols = Zeroizing::new(encode(&bytes));
+        EnrollmentCode::from_symbols(&symbols)
+    }
+}
+
+impl fmt::Debug for CodeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CodeKey(..)")
     }
 }
 
@@ -290,6 +331,30 @@ mod tests {
 
     fn symbols(code: &EnrollmentCode) -> String {
         code.as_str().replace('-', "")
+    }
+
+    #[test]
+    fn derived_codes_are_codes_of_their_id_and_key_only() {
+        let key = CodeKey::new(&[1; CODE_KEY_LEN]);
+        let code = key.derive(&[9; 16]);
+        assert_eq!(
+            EnrollmentCode::normalize(code.as_str()).map(|c| c.as_str().to_string()),
+            Some(code.as_str().to_string()),
+            "a derived code reads back as itself"
+        );
+        assert_eq!(
+            key.derive(&[9; 16]).as_str(),
+            code.as_str(),
+            "deterministic"
+        );
+        assert_ne!(key.derive(&[8; 16]).as_str(), code.as_str(), "another id");
+        let other = CodeKey::new(&[2; CODE_KEY_LEN]);
+        assert_ne!(
+            other.derive(&[9; 16]).as_str(),
+            code.as_str(),
+            "another key"
+        );
+        assert_eq!(format!("{key:?}"), "CodeKey(..)");
     }
 
     #[test]

@@ -60,6 +60,7 @@ fn renew_request(serial: Serial, csr: Option<Vec<u8>>) -> RenewRequest {
     RenewRequest {
         serial,
         csr,
+        key: None,
         validity_days: None,
         request_id: None,
         requester: requester(),
@@ -213,6 +214,7 @@ fn a_key_compromise_revocation_blocks_the_key_for_every_path_and_restart() {
                 lifetime_secs: 3600,
                 max_attempts: 3,
                 requester: requester(),
+                code_key: None,
             })
             .await
             .unwrap();

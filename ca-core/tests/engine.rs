@@ -269,6 +269,7 @@ fn an_undone_redemption_revokes_its_certificate_and_reopens_the_enrollment() {
                     token_hash: [7; 32],
                     protocol: Default::default(),
                 },
+                code_key: None,
             })
             .await
             .unwrap();

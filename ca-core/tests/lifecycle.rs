@@ -145,6 +145,7 @@ fn renew(serial: Serial) -> RenewRequest {
     RenewRequest {
         serial,
         csr: None,
+        key: None,
         validity_days: None,
         request_id: None,
         requester: requester(),

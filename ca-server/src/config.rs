@@ -279,6 +279,8 @@ pub struct Config {
     pub acme: crate::acme::AcmeConfig,
     /// The EST front end.
     pub est: crate::est::EstConfig,
+    /// The CMP front end.
+    pub cmp: crate::cmp::CmpConfig,
     /// Certificate profiles by name.
     pub profiles: BTreeMap<String, Profile>,
 }
@@ -724,6 +726,7 @@ impl Default for Config {
             revocation: RevocationConfig::default(),
             acme: crate::acme::AcmeConfig::default(),
             est: crate::est::EstConfig::default(),
+            cmp: crate::cmp::CmpConfig::default(),
             profiles: Profile::builtin(),
         }
     }

@@ -8,6 +8,7 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod client_auth;
+pub mod cmp;
 pub mod config;
 pub mod datadir;
 pub mod durable;

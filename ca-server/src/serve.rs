@@ -37,6 +37,9 @@ pub enum ServeError {
     /// `[est]` is enabled but cannot start.
     #[error(transparent)]
     Est(#[from] crate::est::EstStartError),
+    /// `[cmp]` is enabled but cannot start.
+    #[error(transparent)]
+    Cmp(#[from] crate::cmp::CmpStartError),
     /// The data directory, its configuration, the CA or the store cannot be used.
     #[error(transparent)]
     DataDir(#[from] DataDirError),
@@ -279,6 +282,15 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), ServeError> 
     } else {
         None
     };
+    let cmp_front = if config.cmp.enabled {
+        Some(Arc::new(crate::cmp::CmpFront::start(
+            engine.clone(),
+            config.cmp.clone(),
+            dir,
+        )?))
+    } else {
+        None
+    };
     let state = Arc::new(AppState {
         engine: engine.clone(),
         chain_pem,
@@ -298,6 +310,7 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), ServeError> 
         signer_check: crate::api::SignerCheck::default(),
         acme: acme_front,
         est: est_front,
+        cmp: cmp_front,
     });
     let log_timer = tokio::spawn(request_log::flush_timer(log.clone()));
     let crl_timer = tokio::spawn(crl_timer(crl));

@@ -31,6 +31,7 @@ pub mod acme_client;
 pub mod api;
 pub mod audit_chain;
 pub mod binary;
+pub mod cmp;
 pub mod command;
 pub mod data_dir;
 pub mod est;

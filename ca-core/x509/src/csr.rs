@@ -734,7 +734,31 @@ fn signature_algorithm(
     csr: &X509CertificationRequest<'_>,
     key: &SubjectKey,
 ) -> Result<&'static dyn VerificationAlgorithm, CaError> {
-    let sig_oid = &csr.signature_algorithm.algorithm;
+    verification_algorithm(&csr.signature_algorithm.algorithm, key)
+}
+
+/// Verifies `signature` over `message` by `key` with the signature algorithm whose OID's
+/// content octets are `sig_oid` (one a CSR may use, fitting the key): the proof of possession
+/// of a CRMF request (RFC 4211 section 4.1) and a CMP message's signature protection (RFC
+/// 9810 section 5.1.3.3). [`CaError::CsrSignatureAlgorithm`] for an algorithm that does not
+/// fit, [`CaError::CsrSignatureInvalid`] for a signature that does not verify.
+pub fn verify_signature(
+    sig_oid: &[u8],
+    key: &SubjectKey,
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), CaError> {
+    let oid = x509_parser::der_parser::oid::Oid::new(std::borrow::Cow::Borrowed(sig_oid));
+    UnparsedPublicKey::new(verification_algorithm(&oid, key)?, &key.bits)
+        .verify(message, signature)
+        .map_err(|_| CaError::CsrSignatureInvalid)
+}
+
+/// The verification algorithm of signature algorithm `sig_oid` for `key`, which must fit it.
+fn verification_algorithm(
+    sig_oid: &x509_parser::der_parser::oid::Oid<'_>,
+    key: &SubjectKey,
+) -> Result<&'static dyn VerificationAlgorithm, CaError> {
     Ok(match key.key_type {
         SubjectKeyType::EcP256 if *sig_oid == oids::OID_SIG_ECDSA_WITH_SHA256 => {
             &signature::ECDSA_P256_SHA256_ASN1

@@ -28,7 +28,7 @@ const ARI_RETRY_AFTER: u64 = 6 * 3600;
 
 /// The reasons a subscriber may give (RFC 8555 section 7.6 leaves it to the server; these
 /// are the Baseline Requirements' subscriber reasons, section 4.9.1.1).
-const SUBSCRIBER_REASONS: [RevocationReason; 5] = [
+pub(crate) const SUBSCRIBER_REASONS: [RevocationReason; 5] = [
     RevocationReason::Unspecified,
     RevocationReason::KeyCompromise,
     RevocationReason::AffiliationChanged,

@@ -10,7 +10,7 @@
 
 mod account;
 mod authz;
-mod cert;
+pub(crate) mod cert;
 pub mod config;
 pub mod nonce;
 mod order;

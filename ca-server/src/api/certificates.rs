@@ -358,6 +358,7 @@ pub async fn renew(
         .renew(RenewRequest {
             serial,
             csr: body.csr.map(String::into_bytes),
+            key: None,
             validity_days: body.validity_days,
             request_id: body.request_id,
             requester: requester(&caller),

@@ -123,6 +123,7 @@ pub async fn create(
         lifetime_secs,
         max_attempts: body.max_attempts,
         requester: requester(&caller),
+        code_key: state.cmp.as_ref().map(|cmp| cmp.code_key()),
     };
     let created = engine.create_enrollment(request).await?;
     let id = hex::encode(created.id);

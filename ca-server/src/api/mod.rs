@@ -78,6 +78,8 @@ pub struct AppState {
     pub acme: Option<Arc<crate::acme::AcmeFront>>,
     /// The EST front end, when `[est] enabled`.
     pub est: Option<Arc<crate::est::EstFront>>,
+    /// The CMP front end, when `[cmp] enabled`.
+    pub cmp: Option<Arc<crate::cmp::CmpFront>>,
 }
 
 impl AppState {
@@ -156,6 +158,8 @@ fn access(method: &Method, route: &str) -> Option<Access> {
         // EST requests authenticate themselves (HTTP Basic, a bearer token, or a TLS client
         // certificate; RFC 7030 section 3.2.3).
         est if crate::est::is_route(est) => Public,
+        // CMP requests carry their own protection (RFC 9810 section 5.1.3).
+        cmp if crate::cmp::ROUTES.contains(&cmp) && write => Public,
         _ => return None,
     })
 }
@@ -333,6 +337,11 @@ pub fn router(state: Arc<AppState>, limits: BodyLimits) -> Router {
     } else {
         api
     };
+    let api = if state.cmp.is_some() {
+        api.merge(crate::cmp::routes())
+    } else {
+        api
+    };
     let api = api.fallback(ops::not_found);
     finish(api, state, limits)
 }
@@ -430,6 +439,8 @@ mod tests {
         "/ca.pem",
         "/ca.der",
         "/v1/acme/eab",
+        "/.well-known/cmp",
+        "/.well-known/cmp/p/{profile}",
     ];
 
     /// A ca-admin token issues (from CA profiles: the engine's rule) and revokes what it

@@ -165,16 +165,19 @@ mod tests {
         routes
     }
 
-    /// ACME's routes follow RFC 8555 and EST's RFC 7030; they are described in docs/API.md's
-    /// *ACME* and *EST* sections, not in the OpenAPI description of the JSON API.
-    fn is_acme_or_est(path: &str) -> bool {
-        path.starts_with("/acme/") || path.starts_with("/.well-known/est/")
+    /// The routes of ACME, EST and CMP follow their RFCs (RFC 8555, RFC 7030, RFC 9483 over
+    /// RFC 9811); docs/API.md's *ACME*, *EST* and *CMP* sections describe them, not the
+    /// OpenAPI description of the JSON API.
+    fn is_protocol_front(path: &str) -> bool {
+        path.starts_with("/acme/")
+            || path.starts_with("/.well-known/est/")
+            || path.starts_with("/.well-known/cmp")
     }
 
     #[test]
     fn routes_match_description() {
         let mut routed = routes_in_source();
-        routed.retain(|(_, path)| !is_acme_or_est(path));
+        routed.retain(|(_, path)| !is_protocol_front(path));
         assert!(
             routed.contains(&("get".into(), "/healthz".into()))
                 && routed.contains(&("post".into(), "/v1/certificates".into())),
@@ -250,7 +253,7 @@ mod tests {
             .map(|(m, p)| (m, normalized(&p)))
             .collect();
         let mut named = api_md_operations(&read("../docs/API.md"));
-        named.retain(|(_, path)| !is_acme_or_est(path));
+        named.retain(|(_, path)| !is_protocol_front(path));
         let missing_in_md: Vec<_> = described.difference(&named).collect();
         assert!(
             missing_in_md.is_empty(),

@@ -347,6 +347,7 @@ async fn simplereenroll(
             .renew(RenewRequest {
                 serial: old.serial,
                 csr: (csr.key != old_key).then_some(der),
+                key: None,
                 validity_days: None,
                 request_id: None,
                 requester: Requester {

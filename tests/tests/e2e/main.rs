@@ -17,6 +17,7 @@ mod audit;
 mod batch;
 mod blocked_keys;
 mod ca_key_types;
+mod cmp;
 mod concurrency;
 mod config;
 mod conformance;

@@ -1,0 +1,218 @@
+//! Reading a request PKIMessage (RFC 9810 section 5.1) and what the lightweight profile (RFC
+//! 9483 section 3) requires of it.
+
+use cmpv2::body::PkiBody;
+use cmpv2::message::{PkiMessage, ProtectedPart};
+use cmpv2::status::CertStatus;
+use crmf::pop::ProofOfPossession;
+use crmf::request::{CertReqMsg, CertTemplate};
+use der::{Decode, Encode};
+use x509_cert::request::CertReq;
+
+use crate::error::CmpError;
+
+/// The largest PKIMessage read (the HTTP front refuses a longer body before decoding).
+pub const MAX_MESSAGE: usize = 64 * 1024;
+
+/// Shortest senderNonce accepted (RFC 9483 section 3.1: 128 bits).
+const MIN_NONCE: usize = 16;
+
+/// Decodes a DER PKIMessage of at most [`MAX_MESSAGE`] bytes (strict DER: BER and trailing
+/// bytes are refused).
+pub fn decode(der: &[u8]) -> Result<PkiMessage<'_>, CmpError> {
+    if der.len() > MAX_MESSAGE {
+        return Err(CmpError::Malformed(format!(
+            "{} bytes exceed the limit of {MAX_MESSAGE}",
+            der.len()
+        )));
+    }
+    PkiMessage::from_der(der).map_err(|e| CmpError::Malformed(e.to_string()))
+}
+
+/// The DER of ProtectedPart (header and body): what a message's protection covers (RFC 9810
+/// section 5.1.3).
+pub fn protected_part(message: &PkiMessage<'_>) -> Result<Vec<u8>, CmpError> {
+    Ok(ProtectedPart {
+        header: message.header.clone(),
+        body: message.body.clone(),
+    }
+    .to_der()?)
+}
+
+/// The kind of a certificate request carried in CRMF (RFC 9810 sections 5.3.1, 5.3.3, 5.3.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CertKind {
+    /// Initialization request: answered with `ip`.
+    Ir,
+    /// Certification request: answered with `cp`.
+    Cr,
+    /// Key update request: answered with `kup`.
+    Kur,
+}
+
+impl CertKind {
+    /// The message type's name (for logs and errors).
+    pub fn name(self) -> &'static str {
+        match self {
+            CertKind::Ir => "ir",
+            CertKind::Cr => "cr",
+            CertKind::Kur => "kur",
+        }
+    }
+}
+
+/// What a request asks, with its parts borrowed from the message.
+#[derive(Debug)]
+pub enum Request<'m> {
+    /// `ir`, `cr` or `kur` with its one CertReqMsg (RFC 9483 section 4.1.1: exactly one).
+    Certificate(CertKind, &'m CertReqMsg),
+    /// `p10cr`: a PKCS#10 request (RFC 9483 section 4.1.4).
+    P10cr(&'m CertReq),
+    /// `certConf` for the certificates of this transaction (RFC 9483 section 4.1.1).
+    CertConf(&'m [CertStatus<'m>]),
+    /// `rr` for one certificate (RFC 9483 section 4.2): its issuer and serial number.
+    Rr(&'m CertTemplate),
+    /// `genm` with its InfoTypeAndValues (RFC 9483 section 4.3).
+    Genm(&'m [cmpv2::gen::InfoTypeAndValue]),
+    /// `pollReq` (RFC 9483 section 4.4).
+    PollReq,
+}
+
+impl Request<'_> {
+    /// Reads what `message` asks, after the header checks RFC 9483 section 3.1 makes of every
+    /// request: a transactionID and a senderNonce of at least 128 bits.
+    pub fn read<'m>(message: &'m PkiMessage<'m>) -> Result<Request<'m>, CmpError> {
+        let header = &message.header;
+        if header.trans_id.is_none() {
+            return Err(CmpError::BadHeader("transactionID missing".into()));
+        }
+        match &header.sender_nonce {
+            Some(nonce) if nonce.as_bytes().len() >= MIN_NONCE => {}
+            _ => {
+                return Err(CmpError::BadHeader(
+                    "senderNonce missing or shorter than 128 bits".into(),
+                ))
+            }
+        }
+        let one = |messages: &'m [CertReqMsg]| match messages {
+            [one] => Ok(one),
+            _ => Err(CmpError::BadRequest(format!(
+                "{} certificate requests in one message (exactly one is served)",
+                messages.len()
+            ))),
+        };
+        Ok(match &message.body {
+            PkiBody::Ir(m) => Request::Certificate(CertKind::Ir, one(m)?),
+            PkiBody::Cr(m) => Request::Certificate(CertKind::Cr, one(m)?),
+            PkiBody::KUr(m) => Request::Certificate(CertKind::Kur, one(m)?),
+            PkiBody::P10cr(csr) => Request::P10cr(csr),
+            PkiBody::CertConf(statuses) => Request::CertConf(statuses),
+            PkiBody::Rr(details) => match details.as_slice() {
+                [one] => Request::Rr(&one.cert_details),
+                _ => {
+                    return Err(CmpError::BadRequest(
+                        "an rr must name exactly one certificate".into(),
+                    ))
+                }
+            },
+            PkiBody::GenM(infos) => Request::Genm(infos),
+            PkiBody::PollReq(_) => Request::PollReq,
+            other => return Err(CmpError::UnsupportedBody(body_name(other))),
+        })
+    }
+}
+
+/// A signature proof of possession (RFC 4211 section 4.1) to verify: the key it proves, the
+/// algorithm, what was signed and the signature.
+#[derive(Debug)]
+pub struct SignaturePop {
+    /// The DER SubjectPublicKeyInfo of certTemplate.publicKey.
+    pub public_key: Vec<u8>,
+    /// The content octets of the signature algorithm's OID.
+    pub algorithm: Vec<u8>,
+    /// The DER of the CertRequest: what the signature covers when poposkInput is absent.
+    pub signed: Vec<u8>,
+    /// The signature.
+    pub signature: Vec<u8>,
+}
+
+/// The signature proof of possession of `request`, which must carry a public key in its
+/// template and a POPOSigningKey without poposkInput (RFC 4211 section 4.1, RFC 9483 section
+/// 4.1.1); anything else is `badPOP` or `badCertTemplate`.
+pub fn signature_pop(request: &CertReqMsg) -> Result<SignaturePop, CmpError> {
+    let public_key = request
+        .cert_req
+        .cert_template
+        .subject_public_key_info
+        .as_ref()
+        .ok_or_else(|| CmpError::BadCertTemplate("the template has no public key".into()))?
+        .to_der()?;
+    let Some(ProofOfPossession::Signature(pop)) = &request.popo else {
+        return Err(CmpError::BadPop);
+    };
+    if pop.poposk_input.is_some() {
+        return Err(CmpError::BadPop);
+    }
+    Ok(SignaturePop {
+        public_key,
+        algorithm: pop.alg_id.oid.as_bytes().to_vec(),
+        signed: request.cert_req.to_der()?,
+        signature: pop.signature.raw_bytes().to_vec(),
+    })
+}
+
+/// The name of a body's type, as RFC 9810 section 5.1.2 writes it.
+fn body_name(body: &PkiBody<'_>) -> &'static str {
+    match body {
+        PkiBody::Ir(_) => "ir",
+        PkiBody::Ip(_) => "ip",
+        PkiBody::Cr(_) => "cr",
+        PkiBody::Cp(_) => "cp",
+        PkiBody::P10cr(_) => "p10cr",
+        PkiBody::Popdecc(_) => "popdecc",
+        PkiBody::Popdecr(_) => "popdecr",
+        PkiBody::KUr(_) => "kur",
+        PkiBody::Kup(_) => "kup",
+        PkiBody::Krr(_) => "krr",
+        PkiBody::Krp(_) => "krp",
+        PkiBody::Rr(_) => "rr",
+        PkiBody::Rp(_) => "rp",
+        PkiBody::Ccr(_) => "ccr",
+        PkiBody::Ccp(_) => "ccp",
+        PkiBody::Ckuann(_) => "ckuann",
+        PkiBody::Cann(_) => "cann",
+        PkiBody::Rann(_) => "rann",
+        PkiBody::CrlAnn(_) => "crlann",
+        PkiBody::PkiConf(_) => "pkiconf",
+        PkiBody::GenM(_) => "genm",
+        PkiBody::GenP(_) => "genp",
+        PkiBody::Error(_) => "error",
+        PkiBody::CertConf(_) => "certConf",
+        PkiBody::PollReq(_) => "pollReq",
+        PkiBody::PollRep(_) => "pollRep",
+    }
+}
+
+/// The certHash a certConf carries for `certificate` (RFC 9810 section 5.3.18 for pvno 2):
+/// the hash of its DER with the hash of its signature algorithm (SHA-512 for Ed25519, as
+/// RFC 9810 and OpenSSL take it). `None` for a signature algorithm without a known hash.
+pub fn certificate_hash(certificate: &[u8]) -> Option<Vec<u8>> {
+    use sha2::Digest;
+    let parsed = x509_cert::Certificate::from_der(certificate).ok()?;
+    let algorithm = parsed.signature_algorithm.oid.to_string();
+    Some(match algorithm.as_str() {
+        // ecdsa-with-SHA256, sha256WithRSAEncryption
+        "1.2.840.10045.4.3.2" | "1.2.840.113549.1.1.11" => {
+            sha2::Sha256::digest(certificate).to_vec()
+        }
+        // ecdsa-with-SHA384, sha384WithRSAEncryption
+        "1.2.840.10045.4.3.3" | "1.2.840.113549.1.1.12" => {
+            sha2::Sha384::digest(certificate).to_vec()
+        }
+        // ecdsa-with-SHA512, sha512WithRSAEncryption, Ed25519
+        "1.2.840.10045.4.3.4" | "1.2.840.113549.1.1.13" | "1.3.101.112" => {
+            sha2::Sha512::digest(certificate).to_vec()
+        }
+        _ => return None,
+    })
+}

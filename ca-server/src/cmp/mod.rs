@@ -1,0 +1,839 @@
+//! The CMP front end: RFC 9483's lightweight profile of CMP (RFC 9810) over HTTP (RFC 9811)
+//! at `/.well-known/cmp` and `/.well-known/cmp/p/{profile}`, on the engine.
+//!
+//! An `ir`, `cr` or `p10cr` redeems an enrollment: senderKID is the enrollment's id, the
+//! MAC secret its one-time code (RFC 9483 section 4.1.1's "reference number and shared
+//! secret"). Every CMP-level answer is HTTP 200 with a DER PKIMessage, an `error` body with
+//! PKIStatusInfo and a PKIFailureInfo bit when refused; a body that is not a PKIMessage is
+//! HTTP 400, another media type 415 (RFC 9811 section 3.3).
+
+pub mod config;
+
+use std::path::Path as FsPath;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use ca_cmp::answer::{Answer, Envelope, FailureInfo, MacProtector, Protector};
+use ca_cmp::mac::Pbm;
+use ca_cmp::{CertKind, Request};
+use ca_core::audit::Protocol;
+use ca_core::engine::{Engine, RedeemKey, RenewRequest, Requester, VerifiedRedemption};
+use ca_core::enrollment::{CodeHash, CodeKey, EnrollmentCode, CODE_KEY_LEN};
+use ca_core::error::{CaError, ErrorClass};
+use ca_core::metrics::CodeChecks;
+use ca_core::revocation::RevocationReason;
+use ca_core::store::CertRecord;
+use cmpv2::message::PkiMessage;
+use cmpv2::status::PkiStatus;
+use der::{Decode, Encode};
+use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::Certificate;
+
+pub use config::CmpConfig;
+
+use crate::api::AppState;
+
+/// The CMP paths (RFC 9811 section 3.3).
+pub const ROUTES: &[&str] = &["/.well-known/cmp", "/.well-known/cmp/p/{profile}"];
+
+/// The file in the data directory holding the key enrollment codes are derived from while
+/// CMP is on ([`CodeKey`]).
+pub const CODE_KEY_FILE: &str = "cmp-code.key";
+
+/// Why the CMP front end cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum CmpStartError {
+    /// The code key file cannot be read or written.
+    #[error("{path}: {message}")]
+    CodeKey {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A setting names something that does not exist.
+    #[error("[cmp] {0}")]
+    Setting(String),
+}
+
+/// The CMP front end's state.
+pub struct CmpFront {
+    engine: Arc<Engine>,
+    config: CmpConfig,
+    code_key: Arc<CodeKey>,
+    /// The CA chain, issuing CA first: the extraCerts of a certificate answer.
+    chain: Vec<Certificate>,
+    /// The issuing CA certificate's subjectKeyIdentifier: the senderKID of signed answers.
+    ca_key_id: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for CmpFront {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CmpFront").finish_non_exhaustive()
+    }
+}
+
+impl CmpFront {
+    /// Starts the front end: checks the profiles, reads the code key from the data directory
+    /// `dir` (drawing it on first start).
+    pub fn start(
+        engine: Arc<Engine>,
+        config: CmpConfig,
+        dir: &FsPath,
+    ) -> Result<CmpFront, CmpStartError> {
+        for name in std::iter::once(&config.profile).chain(&config.profiles) {
+            engine
+                .ca()
+                .profile(name)
+                .map_err(|_| CmpStartError::Setting(format!("profile {name:?} does not exist")))?;
+        }
+        let chain = engine
+            .ca()
+            .chain()
+            .iter()
+            .map(|der| Certificate::from_der(der))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| CmpStartError::Setting(format!("the CA chain does not parse: {e}")))?;
+        let code_key = Arc::new(read_code_key(&dir.join(CODE_KEY_FILE), engine.as_ref())?);
+        let ca_key_id = chain.first().and_then(subject_key_id);
+        Ok(CmpFront {
+            engine,
+            config,
+            code_key,
+            chain,
+            ca_key_id,
+        })
+    }
+
+    /// The key enrollment codes are derived from while CMP is on.
+    pub fn code_key(&self) -> Arc<CodeKey> {
+        self.code_key.clone()
+    }
+}
+
+/// The subjectKeyIdentifier of `certificate`, when it has one.
+fn subject_key_id(certificate: &Certificate) -> Option<Vec<u8>> {
+    use x509_cert::ext::pkix::SubjectKeyIdentifier;
+    let extension = certificate
+        .tbs_certificate
+        .extensions
+        .iter()
+        .flatten()
+        .find(|e| e.extn_id == const_oid_ski())?;
+    SubjectKeyIdentifier::from_der(extension.extn_value.as_bytes())
+        .ok()
+        .map(|ski| ski.0.as_bytes().to_vec())
+}
+
+/// id-ce-subjectKeyIdentifier (RFC 5280 section 4.2.1.2).
+fn const_oid_ski() -> der::oid::ObjectIdentifier {
+    der::oid::ObjectIdentifier::new_unwrap("2.5.29.14")
+}
+
+/// Reads the code key at `path`, or draws one and writes it there (mode 0600, durably).
+fn read_code_key(path: &FsPath, engine: &Engine) -> Result<CodeKey, CmpStartError> {
+    let fail = |message: String| CmpStartError::CodeKey {
+        path: path.to_path_buf(),
+        message,
+    };
+    if !path.exists() {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut secret = zeroize::Zeroizing::new([0u8; CODE_KEY_LEN]);
+        engine
+            .ca()
+            .random()
+            .fill(secret.as_mut())
+            .map_err(|e| fail(e.to_string()))?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .and_then(|mut file| {
+                file.write_all(secret.as_ref())?;
+                file.sync_all()
+            })
+            .and_then(|()| crate::durable::sync_parent(path))
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    let bytes = keys::read_secret_file(path).map_err(|e| fail(e.to_string()))?;
+    let secret = <&[u8; CODE_KEY_LEN]>::try_from(bytes.as_slice())
+        .map_err(|_| fail(format!("not {CODE_KEY_LEN} bytes")))?;
+    Ok(CodeKey::new(secret))
+}
+
+/// The CMP routes.
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/.well-known/cmp", post(default_path))
+        .route("/.well-known/cmp/p/{profile}", post(profile_path))
+}
+
+async fn default_path(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    serve(state, None, &headers, &body).await
+}
+
+async fn profile_path(
+    State(state): State<Arc<AppState>>,
+    Path(profile): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    serve(state, Some(profile), &headers, &body).await
+}
+
+/// A plain-text HTTP refusal of something that is not a CMP request.
+fn not_cmp(status: StatusCode, text: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain")], text).into_response()
+}
+
+async fn serve(
+    state: Arc<AppState>,
+    profile: Option<String>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let Some(front) = state.cmp.clone() else {
+        return not_cmp(StatusCode::NOT_FOUND, "CMP is not enabled".into());
+    };
+    if let Some(name) = &profile {
+        if !front.config.serves(name) {
+            return not_cmp(
+                StatusCode::NOT_FOUND,
+                format!("no CMP profile {name:?} is served"),
+            );
+        }
+    }
+    let media_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    if media_type.as_deref() != Some(ca_cmp::CONTENT_TYPE) {
+        return not_cmp(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("the body must be {}", ca_cmp::CONTENT_TYPE),
+        );
+    }
+    let message = match ca_cmp::decode(body) {
+        Ok(message) => message,
+        Err(e) => return not_cmp(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    match front.answer(profile.as_deref(), &message).await {
+        Ok(der) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(ca_cmp::CONTENT_TYPE),
+            )],
+            der,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "a CMP answer could not be encoded");
+            not_cmp(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the answer could not be encoded".into(),
+            )
+        }
+    }
+}
+
+/// How an answer is protected.
+enum Protection {
+    /// Unprotected: an error whose request's protection could not be verified.
+    None,
+    /// Signed by the CA key (RFC 9483 section 3.2): the answer to a signature-protected
+    /// request, and to an unprotected genm.
+    Ca,
+    /// MAC with the request's parameters and the enrollment's code.
+    Mac {
+        pbm: Pbm,
+        code: EnrollmentCode,
+        kid: Vec<u8>,
+    },
+}
+
+/// A refused request: the failure bit, the statusString, and how the error is protected.
+struct Refusal {
+    failure: FailureInfo,
+    text: String,
+}
+
+impl From<ca_cmp::CmpError> for Refusal {
+    fn from(e: ca_cmp::CmpError) -> Self {
+        Refusal {
+            failure: e.failure(),
+            text: e.to_string(),
+        }
+    }
+}
+
+impl From<CaError> for Refusal {
+    fn from(e: CaError) -> Self {
+        Refusal {
+            failure: failure_of(&e),
+            text: e.to_string(),
+        }
+    }
+}
+
+/// The PKIFailureInfo bit of a core error (docs/API.md, "CMP", lists the map).
+fn failure_of(e: &CaError) -> FailureInfo {
+    match e {
+        CaError::CsrSignatureInvalid => FailureInfo::BadPop,
+        CaError::EnrollmentCodeInvalid { .. } => FailureInfo::BadMessageCheck,
+        CaError::EnrollmentRedeemed => FailureInfo::DuplicateCertReq,
+        CaError::EnrollmentNotFound(_) | CaError::EnrollmentLocked | CaError::EnrollmentExpired => {
+            FailureInfo::NotAuthorized
+        }
+        _ => match e.class() {
+            ErrorClass::BadInput | ErrorClass::Policy => FailureInfo::BadCertTemplate,
+            ErrorClass::NotFound => FailureInfo::BadCertId,
+            ErrorClass::Conflict => FailureInfo::BadRequest,
+            ErrorClass::Forbidden | ErrorClass::Locked => FailureInfo::NotAuthorized,
+            ErrorClass::Gone => FailureInfo::CertRevoked,
+            ErrorClass::Overloaded | ErrorClass::Unavailable => FailureInfo::SystemUnavail,
+            ErrorClass::Internal => FailureInfo::SystemFailure,
+        },
+    }
+}
+
+/// An enrollment whose code keyed the request's MAC.
+struct MacSender {
+    id: [u8; 16],
+    profile: String,
+    serial: Option<ca_core::serial::Serial>,
+}
+
+impl CmpFront {
+    /// The DER answer to `message`, received at the path of `profile` (`None`: the default
+    /// path).
+    async fn answer(
+        &self,
+        profile: Option<&str>,
+        message: &PkiMessage<'_>,
+    ) -> Result<Vec<u8>, ca_cmp::CmpError> {
+        let mut protection = Protection::None;
+        let answer = match self.handle(profile, message, &mut protection).await {
+            Ok(answer) => answer,
+            Err(refusal) => Answer::Error {
+                failure: refusal.failure,
+                text: refusal.text,
+            },
+        };
+        let mut nonce = [0u8; 16];
+        self.engine
+            .ca()
+            .random()
+            .fill(&mut nonce)
+            .map_err(|e| ca_cmp::CmpError::Encoding(e.to_string()))?;
+        let issuing = self.chain.first();
+        let envelope = Envelope {
+            request: &message.header,
+            sender: GeneralName::DirectoryName(
+                issuing
+                    .map(|c| c.tbs_certificate.subject.clone())
+                    .unwrap_or_default(),
+            ),
+            nonce,
+            now: time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64,
+            extra_certs: match (&answer, &protection) {
+                (Answer::Issued { .. }, _) | (_, Protection::Ca) => self.chain.clone(),
+                _ => Vec::new(),
+            },
+        };
+        let mac;
+        let ca = CaProtector {
+            signer: self.engine.ca().signer().clone(),
+            kid: self.ca_key_id.clone(),
+        };
+        let protector: Option<&dyn Protector> = match &protection {
+            Protection::None => None,
+            Protection::Ca => Some(&ca),
+            Protection::Mac { pbm, code, kid } => {
+                mac = MacProtector {
+                    pbm,
+                    secret: code.as_str().as_bytes(),
+                    kid: kid.clone(),
+                };
+                Some(&mac)
+            }
+        };
+        answer.encode(envelope, protector)
+    }
+
+    async fn handle(
+        &self,
+        profile: Option<&str>,
+        message: &PkiMessage<'_>,
+        protection: &mut Protection,
+    ) -> Result<Answer, Refusal> {
+        let request = Request::read(message)?;
+        match request {
+            Request::Certificate(kind @ (CertKind::Ir | CertKind::Cr), request) => {
+                let sender = self.mac_sender(message, protection).await?;
+                let pop = ca_cmp::signature_pop(request)?;
+                let key = ca_core::csr::key_from_spki_der(&pop.public_key)?;
+                ca_core::csr::verify_signature(&pop.algorithm, &key, &pop.signed, &pop.signature)
+                    .map_err(|e| match e {
+                    CaError::CsrSignatureInvalid => Refusal {
+                        failure: FailureInfo::BadPop,
+                        text: "the proof of possession does not verify".into(),
+                    },
+                    other => Refusal::from(other),
+                })?;
+                let verified = self.redemption(profile, &sender, protection).await?;
+                let issued = self
+                    .engine
+                    .redeem_verified(verified, RedeemKey::Generated(key), Protocol::Cmp)
+                    .await?;
+                let cert_req_id = int_value(&request.cert_req.cert_req_id)?;
+                self.issued(Some(kind), cert_req_id, &issued.record.der)
+            }
+            Request::P10cr(csr) => {
+                let sender = self.mac_sender(message, protection).await?;
+                let der = csr.to_der().map_err(ca_cmp::CmpError::from)?;
+                let verified = self.redemption(profile, &sender, protection).await?;
+                let issued = self
+                    .engine
+                    .redeem_verified(verified, RedeemKey::Csr(der), Protocol::Cmp)
+                    .await?;
+                self.issued(None, -1, &issued.record.der)
+            }
+            Request::CertConf(statuses) => match &message.header.protection_alg {
+                Some(algorithm) if algorithm.oid != ca_cmp::mac::PASSWORD_BASED_MAC => {
+                    // The certConf of a kur, signed by the certificate it renewed. The new
+                    // certificate is committed and nothing of the transaction is kept, so
+                    // it is taken as it is (a rejection is logged; rr revokes).
+                    let old = self.certificate_sender(message, protection)?;
+                    if statuses.iter().any(|s| {
+                        s.status_info
+                            .as_ref()
+                            .is_some_and(|i| i.status == PkiStatus::Rejection)
+                    }) {
+                        tracing::warn!(renewed = %old.serial, "a CMP kur certificate was rejected by the subscriber in certConf");
+                    }
+                    Ok(Answer::Confirmed)
+                }
+                _ => {
+                    let sender = self.mac_sender(message, protection).await?;
+                    self.confirm(&sender, statuses).await
+                }
+            },
+            Request::Certificate(CertKind::Kur, request) => {
+                let old = self.certificate_sender(message, protection)?;
+                let pop = ca_cmp::signature_pop(request)?;
+                let key = self.proven_key(&pop)?;
+                let issued = self
+                    .engine
+                    .renew(RenewRequest {
+                        serial: old.serial,
+                        csr: None,
+                        key: Some(key),
+                        validity_days: None,
+                        request_id: None,
+                        requester: Requester {
+                            name: old.requester.clone(),
+                            token_hash: [0; 32],
+                            protocol: Protocol::Cmp,
+                        },
+                    })
+                    .await?;
+                let cert_req_id = int_value(&request.cert_req.cert_req_id)?;
+                let mut answer =
+                    self.issued(Some(CertKind::Kur), cert_req_id, &issued.record.der)?;
+                if let Answer::Issued { ca_pubs, .. } = &mut answer {
+                    ca_pubs.clear();
+                }
+                Ok(answer)
+            }
+            Request::Rr(template) => {
+                let holder = self.certificate_sender(message, protection)?;
+                let named = template
+                    .serial_number
+                    .as_ref()
+                    .and_then(|n| ca_core::serial::Serial::from_bytes(n.as_bytes()));
+                if named != Some(holder.serial) {
+                    return Err(Refusal {
+                        failure: FailureInfo::BadCertId,
+                        text: "an rr must name the certificate that signs it".into(),
+                    });
+                }
+                let reason = revocation_reason(message)?;
+                self.engine
+                    .revoke(holder.serial, reason, None, &holder.requester)
+                    .await?;
+                Ok(Answer::Revoked)
+            }
+            Request::Genm(infos) => {
+                *protection = match &message.header.protection_alg {
+                    // A MAC-protected genm is answered with the same MAC once it verifies.
+                    Some(algorithm) if algorithm.oid == ca_cmp::mac::PASSWORD_BASED_MAC => {
+                        self.mac_sender(message, protection).await?;
+                        std::mem::replace(protection, Protection::None)
+                    }
+                    Some(_) => {
+                        self.certificate_sender(message, protection)?;
+                        Protection::Ca
+                    }
+                    None => Protection::Ca,
+                };
+                Ok(Answer::General(ca_cmp::general::answer(
+                    infos,
+                    &self.chain,
+                )?))
+            }
+            Request::PollReq => Err(Refusal {
+                failure: FailureInfo::BadRequest,
+                text: "nothing is waiting: every request is answered at once".into(),
+            }),
+        }
+    }
+
+    /// The key a signature proof of possession proves, once the signature verifies.
+    fn proven_key(&self, pop: &ca_cmp::SignaturePop) -> Result<ca_core::csr::SubjectKey, Refusal> {
+        let key = ca_core::csr::key_from_spki_der(&pop.public_key)?;
+        ca_core::csr::verify_signature(&pop.algorithm, &key, &pop.signed, &pop.signature).map_err(
+            |e| match e {
+                CaError::CsrSignatureInvalid => Refusal {
+                    failure: FailureInfo::BadPop,
+                    text: "the proof of possession does not verify".into(),
+                },
+                other => Refusal::from(other),
+            },
+        )?;
+        Ok(key)
+    }
+
+    /// Checks a request signed by a subscriber (RFC 9483 section 3.2): the first of
+    /// extraCerts is a certificate this CA issued (the stored one, byte for byte), not
+    /// revoked and not expired, and its key's signature over ProtectedPart verifies. Sets
+    /// `protection` to the CA's signature once it does (and for the refusals after the
+    /// certificate is known).
+    fn certificate_sender(
+        &self,
+        message: &PkiMessage<'_>,
+        protection: &mut Protection,
+    ) -> Result<CertRecord, Refusal> {
+        let untrusted = |text: &str| Refusal {
+            failure: FailureInfo::SignerNotTrusted,
+            text: text.into(),
+        };
+        let algorithm = message.header.protection_alg.as_ref().ok_or(Refusal {
+            failure: FailureInfo::BadMessageCheck,
+            text: "the request must be signed with the certificate's key".into(),
+        })?;
+        if algorithm.oid == ca_cmp::mac::PASSWORD_BASED_MAC {
+            return Err(Refusal {
+                failure: FailureInfo::WrongIntegrity,
+                text: "kur and rr must be signed with the certificate's key, not MAC-protected"
+                    .into(),
+            });
+        }
+        let cert = message
+            .extra_certs
+            .as_ref()
+            .and_then(|certs| certs.first())
+            .ok_or_else(|| untrusted("the signer's certificate must come first in extraCerts"))?;
+        let der = cert.to_der().map_err(ca_cmp::CmpError::from)?;
+        let serial =
+            ca_core::serial::Serial::from_bytes(cert.tbs_certificate.serial_number.as_bytes())
+                .ok_or_else(|| untrusted("the signer's certificate was not issued by this CA"))?;
+        let record = self
+            .engine
+            .store()
+            .certificate(&serial)?
+            .filter(|r| r.der == der)
+            .ok_or_else(|| untrusted("the signer's certificate was not issued by this CA"))?;
+        let spki = cert
+            .tbs_certificate
+            .subject_public_key_info
+            .to_der()
+            .map_err(ca_cmp::CmpError::from)?;
+        let key = ca_core::csr::key_from_spki_der(&spki)?;
+        let data = ca_cmp::protected_part(message)?;
+        let signature = message
+            .protection
+            .as_ref()
+            .map(|p| p.raw_bytes())
+            .unwrap_or_default();
+        ca_core::csr::verify_signature(algorithm.oid.as_bytes(), &key, &data, signature).map_err(
+            |_| Refusal {
+                failure: FailureInfo::BadMessageCheck,
+                text: "the signature does not verify with the certificate's key".into(),
+            },
+        )?;
+        *protection = Protection::Ca;
+        if self.engine.store().revocation(&serial)?.is_some() {
+            return Err(Refusal {
+                failure: FailureInfo::CertRevoked,
+                text: "the signer's certificate is revoked".into(),
+            });
+        }
+        if record.not_after < time::OffsetDateTime::now_utc().unix_timestamp() {
+            return Err(untrusted("the signer's certificate has expired"));
+        }
+        Ok(record)
+    }
+
+    /// The certificate answer for the DER `certificate`.
+    fn issued(
+        &self,
+        kind: Option<CertKind>,
+        cert_req_id: i64,
+        certificate: &[u8],
+    ) -> Result<Answer, Refusal> {
+        let certificate = Certificate::from_der(certificate).map_err(ca_cmp::CmpError::from)?;
+        Ok(Answer::Issued {
+            kind,
+            cert_req_id,
+            certificate: Box::new(certificate),
+            // RFC 9483 section 4.1.1: the trust anchor in caPubs only for a MAC-protected
+            // request, which has no other way to learn it.
+            ca_pubs: self.chain.last().cloned().into_iter().collect(),
+        })
+    }
+
+    /// Checks a MAC-protected request: its senderKID names an enrollment whose code (derived
+    /// with the code key, and checked against the stored hash) keys its MAC. A MAC that does
+    /// not verify counts as a wrong code (RFC 9483 section 3.2 has no other way to tell a
+    /// wrong secret). Sets `protection` for the answer once the MAC verified.
+    async fn mac_sender(
+        &self,
+        message: &PkiMessage<'_>,
+        protection: &mut Protection,
+    ) -> Result<MacSender, Refusal> {
+        let algorithm = message.header.protection_alg.as_ref().ok_or(Refusal {
+            failure: FailureInfo::BadMessageCheck,
+            text: "the request must be MAC-protected with the enrollment's code".into(),
+        })?;
+        let pbm = Pbm::from_algorithm(algorithm)?;
+        let kid = message
+            .header
+            .sender_kid
+            .as_ref()
+            .map(|k| k.as_bytes().to_vec())
+            .unwrap_or_default();
+        let id = enrollment_id(&kid).ok_or(Refusal {
+            failure: FailureInfo::NotAuthorized,
+            text: "senderKID is not an enrollment id (32 hex digits)".into(),
+        })?;
+        let record = self
+            .engine
+            .store()
+            .enrollment(&id)?
+            .ok_or_else(|| CaError::EnrollmentNotFound(hex::encode(id)))?;
+        let code = self.code_key.derive(&id);
+        let checks = CodeChecks::counted(self.engine.metrics());
+        if !CodeHash::from_bytes(&record.code_hash)?.verify(code.as_str(), &checks) {
+            return Err(Refusal {
+                failure: FailureInfo::NotAuthorized,
+                text: "this enrollment was created while CMP was off: its code cannot key a MAC"
+                    .into(),
+            });
+        }
+        let data = ca_cmp::protected_part(message)?;
+        let tag = message
+            .protection
+            .as_ref()
+            .map(|p| p.raw_bytes())
+            .unwrap_or_default();
+        if !pbm.verify(code.as_str().as_bytes(), &data, tag) {
+            // Counted like a wrong code in the JSON API: an empty code is never right.
+            let refusal = match self.engine.verify_redemption(id, "").await {
+                Err(CaError::EnrollmentCodeInvalid { attempts_left }) => Refusal {
+                    failure: FailureInfo::BadMessageCheck,
+                    text: format!(
+                        "the MAC does not verify with the enrollment's code ({attempts_left} attempts left)"
+                    ),
+                },
+                Err(other) => Refusal::from(other),
+                Ok(_) => Refusal {
+                    failure: FailureInfo::BadMessageCheck,
+                    text: "the MAC does not verify with the enrollment's code".into(),
+                },
+            };
+            return Err(refusal);
+        }
+        *protection = Protection::Mac { pbm, code, kid };
+        Ok(MacSender {
+            id,
+            profile: record.profile,
+            serial: record.serial,
+        })
+    }
+
+    /// The verified redemption of `sender`'s enrollment, which must be of the path's profile
+    /// when a profile path was used.
+    async fn redemption(
+        &self,
+        profile: Option<&str>,
+        sender: &MacSender,
+        protection: &Protection,
+    ) -> Result<VerifiedRedemption, Refusal> {
+        if let Some(name) = profile {
+            if name != sender.profile {
+                return Err(Refusal {
+                    failure: FailureInfo::WrongAuthority,
+                    text: format!(
+                        "the enrollment is for profile {:?}, not {name:?}",
+                        sender.profile
+                    ),
+                });
+            }
+        }
+        let Protection::Mac { code, .. } = protection else {
+            return Err(Refusal {
+                failure: FailureInfo::BadMessageCheck,
+                text: "the request must be MAC-protected".into(),
+            });
+        };
+        Ok(self
+            .engine
+            .verify_redemption(sender.id, code.as_str())
+            .await?)
+    }
+
+    /// certConf (RFC 9483 section 4.1.1): the certificate confirmed must be the one the
+    /// enrollment was redeemed for (by its certHash); a rejection by the subscriber rolls the
+    /// redemption back (the certificate revoked, the enrollment pending again).
+    async fn confirm(
+        &self,
+        sender: &MacSender,
+        statuses: &[cmpv2::status::CertStatus<'_>],
+    ) -> Result<Answer, Refusal> {
+        let serial = sender.serial.ok_or(Refusal {
+            failure: FailureInfo::BadRequest,
+            text: "the enrollment was not redeemed: nothing to confirm".into(),
+        })?;
+        let [status] = statuses else {
+            return Err(Refusal {
+                failure: FailureInfo::BadRequest,
+                text: "a certConf must confirm exactly one certificate".into(),
+            });
+        };
+        let record = self
+            .engine
+            .store()
+            .certificate(&serial)?
+            .ok_or_else(|| CaError::SerialNotFound(serial.to_hex()))?;
+        let hash = ca_cmp::certificate_hash(&record.der);
+        if hash.as_deref() != Some(status.cert_hash.as_bytes()) {
+            return Err(Refusal {
+                failure: FailureInfo::BadCertId,
+                text: "certHash is not that of the certificate issued for this enrollment".into(),
+            });
+        }
+        let rejected = status
+            .status_info
+            .as_ref()
+            .is_some_and(|s| s.status == PkiStatus::Rejection);
+        if rejected {
+            self.engine.undo_redemption(sender.id, serial).await?;
+            tracing::info!(enrollment = %hex::encode(sender.id), %serial, "CMP certificate rejected by the subscriber; redemption undone");
+        }
+        Ok(Answer::Confirmed)
+    }
+}
+
+/// The CA key's signature over an answer (RFC 9483 section 3.2), with the CA certificate's
+/// subjectKeyIdentifier as senderKID.
+struct CaProtector {
+    signer: Arc<dyn keys::Signer>,
+    kid: Option<Vec<u8>>,
+}
+
+impl Protector for CaProtector {
+    fn algorithm(&self) -> spki::AlgorithmIdentifierOwned {
+        ca_x509::der_util::signature_algorithm(self.signer.scheme())
+    }
+    fn sender_kid(&self) -> Option<Vec<u8>> {
+        self.kid.clone()
+    }
+    fn protect(&self, protected_part: &[u8]) -> Result<Vec<u8>, ca_cmp::CmpError> {
+        self.signer
+            .sign(protected_part)
+            .map_err(|e| ca_cmp::CmpError::Encoding(format!("signing the answer: {e}")))
+    }
+}
+
+/// The revocation reason of an rr: its crlEntryDetails' reasonCode (RFC 5280 section
+/// 5.3.1), unspecified when absent; only the reasons a subscriber may give.
+fn revocation_reason(message: &PkiMessage<'_>) -> Result<RevocationReason, Refusal> {
+    use x509_cert::ext::pkix::CrlReason;
+    let refused = || Refusal {
+        failure: FailureInfo::BadRequest,
+        text: "a subscriber may give the reasons unspecified (0), keyCompromise (1), \
+               affiliationChanged (3), superseded (4) and cessationOfOperation (5)"
+            .into(),
+    };
+    let cmpv2::body::PkiBody::Rr(details) = &message.body else {
+        return Ok(RevocationReason::Unspecified);
+    };
+    let reason_code = details
+        .iter()
+        .flat_map(|d| d.crl_entry_details.iter().flatten())
+        .find(|e| e.extn_id == der::oid::ObjectIdentifier::new_unwrap("2.5.29.21"));
+    let Some(extension) = reason_code else {
+        return Ok(RevocationReason::Unspecified);
+    };
+    let reason = CrlReason::from_der(extension.extn_value.as_bytes()).map_err(|_| refused())?;
+    RevocationReason::from_code(reason as u8)
+        .filter(|r| crate::acme::cert::SUBSCRIBER_REASONS.contains(r))
+        .ok_or_else(refused)
+}
+
+/// The enrollment id a senderKID names: 32 hex digits (as the JSON API shows the id, and as
+/// `openssl cmp -ref` sends it) or the 16 bytes themselves.
+fn enrollment_id(kid: &[u8]) -> Option<[u8; 16]> {
+    if let Ok(id) = <[u8; 16]>::try_from(kid) {
+        return Some(id);
+    }
+    let mut id = [0u8; 16];
+    hex::decode_to_slice(kid, &mut id).ok()?;
+    Some(id)
+}
+
+/// The value of a small INTEGER (a certReqId).
+fn int_value(value: &der::asn1::Int) -> Result<i64, Refusal> {
+    value
+        .to_der()
+        .ok()
+        .and_then(|der| i64::from_der(&der).ok())
+        .ok_or(Refusal {
+            failure: FailureInfo::BadDataFormat,
+            text: "certReqId out of range".into(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enrollment_ids_are_hex_or_raw() {
+        let id = [0xab; 16];
+        assert_eq!(enrollment_id(hex::encode(id).as_bytes()), Some(id));
+        assert_eq!(enrollment_id(&id), Some(id));
+        assert_eq!(enrollment_id(b"not an id"), None);
+    }
+
+    #[test]
+    fn cert_req_ids_read_signed() {
+        let int = |n: i64| der::asn1::Int::from_der(&n.to_der().unwrap()).unwrap();
+        assert_eq!(int_value(&int(0)).ok(), Some(0));
+        assert_eq!(int_value(&int(-1)).ok(), Some(-1));
+        assert_eq!(int_value(&int(300)).ok(), Some(300));
+    }
+}

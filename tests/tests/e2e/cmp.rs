@@ -1,0 +1,323 @@
+//! CMP (RFC 9483 lightweight profile over RFC 9811 HTTP) with OpenSSL 3.0's `openssl cmp`:
+//! enrollments created with the JSON API redeemed by `ir`, `cr` and `p10cr` with
+//! password-based MAC protection (senderKID = the enrollment id, secret = its code), each
+//! confirmed with certConf/pkiConf; the refusals as CMP error answers with their
+//! PKIFailureInfo bit; the audit's `protocol: cmp`.
+
+use e2e_tests::cmp::CmpServer;
+use e2e_tests::prelude::*;
+use serde_json::{json, Value};
+
+const SUBJECT: &str = "CN=Maria Silva,O=Example";
+
+fn maria(hours: f64, attempts: u32) -> Value {
+    json!({"profile": "tls-client", "subject": SUBJECT, "sans": ["maria@example.com"],
+           "expires_in_hours": hours, "max_attempts": attempts})
+}
+
+/// The DER certificates of a PEM file.
+fn read_cert(path: &std::path::Path) -> Vec<u8> {
+    let pem = std::fs::read_to_string(path).expect("reading the certificate openssl saved");
+    pem_certs(&pem).pop().expect("a certificate")
+}
+
+/// The serial of a DER certificate, as the API writes it (lower-case hex).
+fn serial_of(der: &[u8]) -> String {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    hex::encode(cert.raw_serial())
+}
+
+fn assert_issued_by_cmp(c: &CmpServer, serial: &str) {
+    let log = e2e_tests::audit_chain::audit_log(&c.s);
+    let entry = log
+        .iter()
+        .find(|e| e["action"] == "certificate_issued" && e["target"] == serial)
+        .unwrap_or_else(|| panic!("no certificate_issued entry for {serial}"));
+    assert_eq!(entry["details"]["protocol"], "cmp", "{entry}");
+}
+
+#[test]
+fn ir_redeems_an_enrollment_with_its_code_as_mac_secret() {
+    let c = CmpServer::start();
+    let (id, code) = c.enrollment(&maria(1.0, 3));
+    let key = key_file("ec-p256");
+    let out = c.file("ir.pem");
+    let run = c.ir(".well-known/cmp", &id, &code, &key, &out);
+    run.assert_ok("ir");
+    assert!(
+        run.output.contains("received IP")
+            && run.output.contains("sending CERTCONF")
+            && run.output.contains("received PKICONF"),
+        "ir, certConf, pkiConf:\n{}",
+        run.output
+    );
+    let der = read_cert(&out);
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    assert_eq!(
+        cert.subject().to_string(),
+        "O=Example, CN=Maria Silva",
+        "the enrollment's subject wins over the certTemplate's"
+    );
+    openssl_verify(c.s.ca(), &out, "tls-client", "CMP ir certificate");
+    pkilint(&out, "CMP ir certificate");
+    let serial = serial_of(&der);
+    let state = c.enrollment_state(&id);
+    assert_eq!(state["state"], "redeemed", "{state}");
+    assert_eq!(state["serial"], serial.as_str(), "{state}");
+    assert_issued_by_cmp(&c, &serial);
+}
+
+#[test]
+fn p10cr_and_cr_redeem_enrollments() {
+    let c = CmpServer::start();
+    // p10cr on the profile's own path, with a CSR whose names are not the enrollment's.
+    let (id, code) = c.enrollment(&json!({"profile": "personal",
+        "subject": "CN=Maria Silva,SN=Silva,GN=Maria", "sans": ["maria@example.com"],
+        "expires_in_hours": 1.0, "max_attempts": 3}));
+    let csr = make_csr("ec-p256", "/CN=Someone Else", &[]);
+    let csr_file = c.file("p10.csr");
+    std::fs::write(&csr_file, &csr.pem).unwrap();
+    let out = c.file("p10cr.pem");
+    let run = c.openssl_cmp(
+        ".well-known/cmp/p/personal",
+        &[
+            "-cmd",
+            "p10cr",
+            "-csr",
+            csr_file.to_str().unwrap(),
+            "-ref",
+            &id,
+            "-secret",
+            &format!("pass:{code}"),
+            "-certout",
+            out.to_str().unwrap(),
+        ],
+    );
+    run.assert_ok("p10cr");
+    assert!(run.output.contains("received CP"), "{}", run.output);
+    let der = read_cert(&out);
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    assert_eq!(
+        cert.subject().to_string(),
+        "givenName=Maria, surname=Silva, CN=Maria Silva"
+    );
+    openssl_verify(c.s.ca(), &out, "personal", "CMP p10cr certificate");
+    pkilint(&out, "CMP p10cr certificate");
+    assert_issued_by_cmp(&c, &serial_of(&der));
+
+    // An enrollment of another profile is refused on a profile's path.
+    let (id, code) = c.enrollment(&maria(1.0, 3));
+    let key = key_file("ec-p384");
+    let run = c.ir(
+        ".well-known/cmp/p/personal",
+        &id,
+        &code,
+        &key,
+        &c.file("x.pem"),
+    );
+    run.assert_refused(
+        "wrongAuthority",
+        "a tls-client enrollment on the personal path",
+    );
+
+    // cr, like ir, redeems it on the default path.
+    let out = c.file("cr.pem");
+    let run = c.openssl_cmp(
+        ".well-known/cmp",
+        &[
+            "-cmd",
+            "cr",
+            "-ref",
+            &id,
+            "-secret",
+            &format!("pass:{code}"),
+            "-newkey",
+            key.to_str().unwrap(),
+            "-subject",
+            "/CN=x",
+            "-certout",
+            out.to_str().unwrap(),
+        ],
+    );
+    run.assert_ok("cr");
+    assert!(run.output.contains("received CP"), "{}", run.output);
+    openssl_verify(c.s.ca(), &out, "tls-client", "CMP cr certificate");
+    assert_issued_by_cmp(&c, &serial_of(&read_cert(&out)));
+}
+
+#[test]
+fn refusals_carry_their_failure_info() {
+    let c = CmpServer::start();
+    let key = key_file("ec-p256");
+
+    // A wrong secret: badMessageCheck, counted like a wrong code; the limit locks.
+    let (id, code) = c.enrollment(&maria(1.0, 2));
+    let run = c.ir(".well-known/cmp", &id, "WRONG-CODE", &key, &c.file("a.pem"));
+    run.assert_refused("badMessageCheck", "a wrong secret");
+    assert!(run.output.contains("1 attempts left"), "{}", run.output);
+    let state = c.enrollment_state(&id);
+    assert_eq!(state["attempts_left"], 1, "{state}");
+    let run = c.ir(".well-known/cmp", &id, "WRONG-CODE", &key, &c.file("b.pem"));
+    run.assert_refused("badMessageCheck", "a second wrong secret");
+    assert_eq!(c.enrollment_state(&id)["state"], "locked");
+    let run = c.ir(".well-known/cmp", &id, &code, &key, &c.file("c.pem"));
+    run.assert_refused("notAuthorized", "the right secret after the limit");
+
+    // A second redemption of the same code: duplicateCertReq.
+    let (id, code) = c.enrollment(&maria(1.0, 3));
+    c.ir(".well-known/cmp", &id, &code, &key, &c.file("d.pem"))
+        .assert_ok("first redemption");
+    let run = c.ir(".well-known/cmp", &id, &code, &key, &c.file("e.pem"));
+    run.assert_refused("duplicateCertReq", "a second redemption");
+    assert!(run.output.contains("already redeemed"), "{}", run.output);
+
+    // An expired enrollment: notAuthorized.
+    let (id, code) = c.enrollment(&maria(1.0 / 3600.0, 3));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while c.enrollment_state(&id)["state"] != "expired" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not expired after 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let run = c.ir(".well-known/cmp", &id, &code, &key, &c.file("f.pem"));
+    run.assert_refused("notAuthorized", "an expired enrollment");
+    assert!(run.output.contains("expired"), "{}", run.output);
+
+    // An unknown reference: notAuthorized.
+    let run = c.ir(
+        ".well-known/cmp",
+        &"ab".repeat(16),
+        &code,
+        &key,
+        &c.file("g.pem"),
+    );
+    run.assert_refused("notAuthorized", "an unknown enrollment id");
+}
+
+#[test]
+fn non_cmp_bodies_are_http_errors() {
+    let c = CmpServer::start();
+    let url = format!("{}/.well-known/cmp", c.s.base);
+    let client = reqwest::blocking::Client::new();
+    let r = client
+        .post(&url)
+        .header("content-type", "application/pkixcmp")
+        .body(vec![0x30, 0x03, 0x02, 0x01, 0x00])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400, "not a PKIMessage");
+    let r = client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 415, "another media type");
+    let r = client
+        .post(format!("{}/.well-known/cmp/p/nonexistent", c.s.base))
+        .header("content-type", "application/pkixcmp")
+        .body(vec![0x30, 0x00])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404, "a profile not served");
+}
+
+#[test]
+fn kur_and_rr_are_signed_by_the_certificate_and_genm_lists_the_ca() {
+    let c = CmpServer::start();
+    let ca = c.s.ca().file.to_str().unwrap().to_string();
+    let (id, code) = c.enrollment(&maria(1.0, 3));
+    let old_key = key_file("ec-p256");
+    let old = c.file("old.pem");
+    c.ir(".well-known/cmp", &id, &code, &old_key, &old)
+        .assert_ok("ir");
+
+    // kur with the old certificate and key, for a new key: same subject, new key, audited as
+    // a CMP renewal; the answer is signed by the CA (checked by openssl against -trusted).
+    let new_key = key_file("ec-p384");
+    let new = c.file("new.pem");
+    let run = c.kur(&old, &old_key, &new_key, &new);
+    run.assert_ok("kur");
+    assert!(
+        run.output.contains("received KUP") && run.output.contains("received PKICONF"),
+        "{}",
+        run.output
+    );
+    let new_der = read_cert(&new);
+    let old_der = read_cert(&old);
+    let (_, new_cert) = x509_parser::parse_x509_certificate(&new_der).unwrap();
+    let (_, old_cert) = x509_parser::parse_x509_certificate(&old_der).unwrap();
+    assert_eq!(new_cert.subject(), old_cert.subject());
+    assert_ne!(new_cert.public_key().raw, old_cert.public_key().raw);
+    openssl_verify(c.s.ca(), &new, "tls-client", "CMP kur certificate");
+    pkilint(&new, "CMP kur certificate");
+    let new_serial = serial_of(&new_der);
+    let log = e2e_tests::audit_chain::audit_log(&c.s);
+    let renewed = log
+        .iter()
+        .find(|e| e["action"] == "certificate_renewed" && e["target"] == new_serial.as_str())
+        .unwrap_or_else(|| panic!("no certificate_renewed entry for {new_serial}"));
+    assert_eq!(renewed["details"]["protocol"], "cmp", "{renewed}");
+
+    // A kur signed by a key that is not the certificate's is refused.
+    let run = c.kur(&old, &new_key, &new_key, &c.file("x.pem"));
+    assert!(!run.ok, "a kur signed by another key: {}", run.output);
+
+    // rr for the new certificate, signed with its key: OCSP says revoked (superseded).
+    let run = c.openssl_cmp(
+        ".well-known/cmp",
+        &[
+            "-cmd",
+            "rr",
+            "-cert",
+            new.to_str().unwrap(),
+            "-key",
+            new_key.to_str().unwrap(),
+            "-oldcert",
+            new.to_str().unwrap(),
+            "-revreason",
+            "4",
+            "-trusted",
+            &ca,
+        ],
+    );
+    run.assert_ok("rr");
+    assert!(run.output.contains("revocation accepted"), "{}", run.output);
+    let leaf = new.to_str().unwrap();
+    let out =
+        c.s.ocsp_ask(&format!("{}/ocsp", c.s.base), &["-cert", leaf]);
+    let (status, reason) = ocsp_status(&out, leaf);
+    assert_eq!(status, "revoked", "OCSP after rr:\n{out}");
+    assert_eq!(reason.as_deref(), Some("superseded"), "{out}");
+
+    // A revoked certificate signs nothing more: certRevoked.
+    let run = c.kur(&new, &new_key, &old_key, &c.file("y.pem"));
+    run.assert_refused("certRevoked", "a kur signed by a revoked certificate");
+
+    // genm, unprotected, answered with the CA certificates, signed by the CA.
+    let run = c.openssl_cmp(
+        ".well-known/cmp",
+        &[
+            "-cmd",
+            "genm",
+            "-infotype",
+            "caCerts",
+            "-subject",
+            "/CN=anyone",
+            "-unprotected_requests",
+            "-trusted",
+            &ca,
+        ],
+    );
+    run.assert_ok("genm");
+    assert!(
+        run.output.contains("received GENP")
+            && run
+                .output
+                .contains("genp contains ITAV of type: id-it-caCerts"),
+        "{}",
+        run.output
+    );
+}
