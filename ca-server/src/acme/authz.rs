@@ -362,18 +362,7 @@ async fn check(
         .va
         .validate(kind, &ident, &challenge.token, &key_authz)
         .await?;
-    if !front.config.caa_identities.is_empty() {
-        front
-            .va
-            .check_caa(
-                &ident,
-                authz.wildcard,
-                &front.config.caa_identities,
-                account_uri,
-                kind,
-            )
-            .await?;
-    }
+    caa(front, authz, challenge, account_uri).await?;
     serde_json::to_value(records).map_err(|_| {
         Problem::new(
             ProblemType::ServerInternal,
@@ -403,6 +392,20 @@ pub(super) async fn recheck_caa(
         return Ok(());
     };
     if at - validated < front.config.caa_recheck_secs {
+        return Ok(());
+    }
+    caa(front, authz, challenge, account_uri).await
+}
+
+/// CAA (RFC 8659, RFC 8657) for an authorization's identifier and the method of
+/// `challenge`, when the CA has `[acme] caa_identities`.
+async fn caa(
+    front: &AcmeFront,
+    authz: &AuthzRecord,
+    challenge: &ChallengeRecord,
+    account_uri: &str,
+) -> Result<(), Problem> {
+    if front.config.caa_identities.is_empty() {
         return Ok(());
     }
     let (ident, kind) = va_terms(authz, challenge)?;
