@@ -262,17 +262,18 @@ mod tests {
 
     #[test]
     fn every_type_has_its_urn_and_a_status() {
-        assert_eq!(ProblemType::ALL.len(), 24);
+        assert_eq!(ProblemType::ALL.len(), 25);
         for kind in ProblemType::ALL {
             assert_eq!(
                 kind.urn(),
                 format!("urn:ietf:params:acme:error:{}", kind.name())
             );
-            assert!(matches!(kind.status(), 400 | 403 | 429 | 500), "{kind}");
+            assert!(matches!(kind.status(), 400 | 403 | 409 | 429 | 500), "{kind}");
         }
         assert_eq!(ProblemType::BadNonce.status(), 400);
         assert_eq!(ProblemType::Unauthorized.status(), 403);
         assert_eq!(ProblemType::RateLimited.status(), 429);
+        assert_eq!(ProblemType::AlreadyReplaced.status(), 409);
         assert_eq!(ProblemType::ServerInternal.status(), 500);
         assert_eq!(
             ProblemType::BadCsr.urn(),
