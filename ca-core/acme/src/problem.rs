@@ -268,7 +268,10 @@ mod tests {
                 kind.urn(),
                 format!("urn:ietf:params:acme:error:{}", kind.name())
             );
-            assert!(matches!(kind.status(), 400 | 403 | 409 | 429 | 500), "{kind}");
+            assert!(
+                matches!(kind.status(), 400 | 403 | 409 | 429 | 500),
+                "{kind}"
+            );
         }
         assert_eq!(ProblemType::BadNonce.status(), 400);
         assert_eq!(ProblemType::Unauthorized.status(), 403);
