@@ -155,17 +155,33 @@ pub struct IssueRequest {
 pub struct RenewRequest {
     /// The certificate to renew.
     pub serial: Serial,
-    /// A CSR for a new key (re-key); `None` keeps the old public key.
-    pub csr: Option<Vec<u8>>,
-    /// A new key whose possession the front end verified (CMP's kur, RFC 4211 section 4.1),
-    /// in place of a CSR's; `csr` wins when both are given.
-    pub key: Option<csr::SubjectKey>,
+    /// The key the new certificate certifies.
+    pub key: NewKey,
     /// Requested validity in days; the profile's default when absent.
     pub validity_days: Option<u32>,
     /// The RA's idempotency key.
     pub request_id: Option<String>,
     /// Who asked.
     pub requester: Requester,
+}
+
+/// The key a renewal certifies (API contract: Renewal).
+#[derive(Clone, Debug)]
+pub enum NewKey {
+    /// The old certificate's public key.
+    Keep,
+    /// A CSR's key (re-key): its signature proves possession, and its subject must be the
+    /// certificate's or empty.
+    Csr(Vec<u8>),
+    /// A key whose possession the front end verified (CMP's kur, RFC 4211 section 4.1).
+    Proven(csr::SubjectKey),
+}
+
+impl NewKey {
+    /// [`NewKey::Csr`] for a CSR, else [`NewKey::Keep`].
+    pub fn from_csr(csr: Option<Vec<u8>>) -> Self {
+        csr.map_or(NewKey::Keep, NewKey::Csr)
+    }
 }
 
 /// An enrollment to create (API contract: Enrollment).
@@ -249,11 +265,7 @@ enum Input {
         verified: Option<Box<VerifiedCsr>>,
     },
     /// A renewal: names from the old certificate; the key from it or from a CSR.
-    Renewal {
-        old: Box<CertRecord>,
-        csr: Option<Vec<u8>>,
-        key: Option<csr::SubjectKey>,
-    },
+    Renewal { old: Box<CertRecord>, key: NewKey },
     /// A redeemed enrollment: names from the enrollment, the key from the redemption.
     Enrollment {
         id: [u8; 16],
@@ -305,12 +317,16 @@ impl Work {
                     field(san.value().as_bytes());
                 }
             }
-            Input::Renewal { old, csr, key } => {
+            Input::Renewal { old, key } => {
                 field(b"renewal");
                 field(old.serial.as_bytes());
-                field(csr.as_deref().unwrap_or_default());
-                if let Some(key) = key {
-                    field(&key.bits);
+                match key {
+                    NewKey::Keep => field(&[]),
+                    NewKey::Csr(csr) => field(csr),
+                    NewKey::Proven(key) => {
+                        field(&[]);
+                        field(&key.bits);
+                    }
                 }
             }
             Input::Enrollment { id, .. } => {
@@ -584,7 +600,6 @@ impl Engine {
             profile: old.profile.clone(),
             input: Input::Renewal {
                 old: Box::new(old),
-                csr: request.csr,
                 key: request.key,
             },
             validity_days: request.validity_days,
@@ -1401,24 +1416,22 @@ fn build(
             std::borrow::Cow::Borrowed(identity),
             None,
         ),
-        Input::Renewal { old, csr, key } => {
+        Input::Renewal { old, key } => {
             // The certificate's names were the profile's to check when it was issued; they
             // come back as identity data, over an empty CSR.
             let mut names = inspect::as_request(&old.der)?;
-            match csr {
-                Some(csr) => {
+            match key {
+                NewKey::Csr(csr) => {
                     let request = csr::parse_and_verify(csr)?;
                     check_rekey_subject(&names.subject, &request.subject)?;
                     names.key = request.key;
                 }
-                None => match key {
-                    Some(key) => {
-                        key.check_strength()?;
-                        names.key = key.clone();
-                    }
-                    // A key certified before weak keys were refused is not certified again.
-                    None => names.key.check_strength()?,
-                },
+                NewKey::Proven(key) => {
+                    key.check_strength()?;
+                    names.key = key.clone();
+                }
+                // A key certified before weak keys were refused is not certified again.
+                NewKey::Keep => names.key.check_strength()?,
             }
             let identity = Identity {
                 subject: std::mem::take(&mut names.subject),

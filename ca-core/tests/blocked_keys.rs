@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use ca_core::authority::{create_root, CertificateAuthority, Urls};
 use ca_core::engine::{
-    Engine, EngineConfig, EnrollmentRequest, IssueRequest, RedeemKey, RenewRequest, Requester,
+    Engine, EngineConfig, EnrollmentRequest, IssueRequest, NewKey, RedeemKey, RenewRequest,
+    Requester,
 };
 use ca_core::name::parse_rfc4514;
 use ca_core::profile::Profile;
@@ -59,8 +60,7 @@ fn issue_request(csr: Vec<u8>) -> IssueRequest {
 fn renew_request(serial: Serial, csr: Option<Vec<u8>>) -> RenewRequest {
     RenewRequest {
         serial,
-        csr,
-        key: None,
+        key: NewKey::from_csr(csr),
         validity_days: None,
         request_id: None,
         requester: requester(),

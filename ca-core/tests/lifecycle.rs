@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use ca_core::authority::{create_root, CertificateAuthority, Urls};
 use ca_core::csr::parse_and_verify;
-use ca_core::engine::{Engine, EngineConfig, IssueRequest, RenewRequest, Requester};
+use ca_core::engine::{Engine, EngineConfig, IssueRequest, NewKey, RenewRequest, Requester};
 use ca_core::name::parse_rfc4514;
 use ca_core::profile::Profile;
 use ca_core::revocation::RevocationReason;
@@ -144,8 +144,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn renew(serial: Serial) -> RenewRequest {
     RenewRequest {
         serial,
-        csr: None,
-        key: None,
+        key: NewKey::Keep,
         validity_days: None,
         request_id: None,
         requester: requester(),
@@ -324,13 +323,13 @@ fn renewal_keeps_names_and_key_within_the_grace_period_only() {
 
         // A re-key CSR naming another subject is refused: a renewal keeps the subject.
         let mut rekey = renew(new_serial);
-        rekey.csr = Some(csr("personal", "another subject"));
+        rekey.key = NewKey::Csr(csr("personal", "another subject"));
         assert!(matches!(
             engine.renew(rekey).await,
             Err(CaError::SubjectNotAllowed(_))
         ));
         let mut rekey = renew(new_serial);
-        rekey.csr = Some(csr("personal", "old.example.com"));
+        rekey.key = NewKey::Csr(csr("personal", "old.example.com"));
         let rekeyed = engine.renew(rekey).await.unwrap();
         let (_, rekeyed_cert) = x509_parser::parse_x509_certificate(&rekeyed.record.der).unwrap();
         assert_ne!(rekeyed_cert.public_key().raw, new_cert.public_key().raw);

@@ -12,7 +12,7 @@ use axum::Json;
 use bytes::Bytes;
 use ca_core::audit::Protocol;
 use ca_core::csr::San;
-use ca_core::engine::{Identity, IssueRequest, Issued, RenewRequest, Requester};
+use ca_core::engine::{Identity, IssueRequest, Issued, NewKey, RenewRequest, Requester};
 use ca_core::revocation::{Revocation, Status};
 use ca_core::store::{CertRecord, Storage};
 use ca_core::{inspect, CaError, Serial};
@@ -357,8 +357,7 @@ pub async fn renew(
         .engine
         .renew(RenewRequest {
             serial,
-            csr: body.csr.map(String::into_bytes),
-            key: None,
+            key: NewKey::from_csr(body.csr.map(String::into_bytes)),
             validity_days: body.validity_days,
             request_id: body.request_id,
             requester: requester(&caller),

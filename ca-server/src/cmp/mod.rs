@@ -22,7 +22,7 @@ use ca_cmp::answer::{Answer, Envelope, FailureInfo, MacProtector, Protector};
 use ca_cmp::mac::Pbm;
 use ca_cmp::{CertKind, Request};
 use ca_core::audit::Protocol;
-use ca_core::engine::{Engine, RedeemKey, RenewRequest, Requester, VerifiedRedemption};
+use ca_core::engine::{Engine, NewKey, RedeemKey, RenewRequest, Requester, VerifiedRedemption};
 use ca_core::enrollment::{CodeHash, CodeKey, EnrollmentCode, CODE_KEY_LEN};
 use ca_core::error::{CaError, ErrorClass};
 use ca_core::metrics::CodeChecks;
@@ -439,8 +439,7 @@ impl CmpFront {
                     .engine
                     .renew(RenewRequest {
                         serial: old.serial,
-                        csr: None,
-                        key: Some(key),
+                        key: NewKey::Proven(key),
                         validity_days: None,
                         request_id: None,
                         requester: Requester {

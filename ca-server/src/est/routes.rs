@@ -16,7 +16,7 @@ use bytes::Bytes;
 use ca_core::audit::Protocol;
 use ca_core::csr::{self, VerifiedCsr};
 use ca_core::engine::{
-    IssueRequest, Issued, RedeemKey, RenewRequest, Requester, VerifiedRedemption,
+    IssueRequest, Issued, NewKey, RedeemKey, RenewRequest, Requester, VerifiedRedemption,
 };
 use ca_core::est::{self as body, BasicCredentials};
 use ca_core::{name, CaError};
@@ -346,8 +346,7 @@ async fn simplereenroll(
         let issued = engine
             .renew(RenewRequest {
                 serial: old.serial,
-                csr: (csr.key != old_key).then_some(der),
-                key: None,
+                key: NewKey::from_csr((csr.key != old_key).then_some(der)),
                 validity_days: None,
                 request_id: None,
                 requester: Requester {
