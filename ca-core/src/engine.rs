@@ -149,6 +149,24 @@ pub struct IssueRequest {
     pub requester: Requester,
 }
 
+/// A request for a certificate on a key whose possession the front end established, with
+/// names the requester asserts: CMP's `ir` and `cr` from a registered RA (RFC 9483 section
+/// 5), with a signature proof of possession or the RA's `raVerified` (RFC 4211 section 4).
+#[derive(Clone, Debug)]
+pub struct KeyRequest {
+    /// The key to certify.
+    pub key: csr::SubjectKey,
+    /// The profile name.
+    pub profile: String,
+    /// The subject and SANs the requester asserts, checked by the profile as a CSR request's
+    /// identity data over an empty CSR.
+    pub identity: Identity,
+    /// Requested validity in days; the profile's default when absent.
+    pub validity_days: Option<u32>,
+    /// Who asked.
+    pub requester: Requester,
+}
+
 /// A renewal request (API contract: Renewal): same subject, SANs and profile as the old
 /// certificate; the old key unless a CSR re-keys.
 #[derive(Clone, Debug)]
@@ -266,6 +284,11 @@ enum Input {
     },
     /// A renewal: names from the old certificate; the key from it or from a CSR.
     Renewal { old: Box<CertRecord>, key: NewKey },
+    /// A proven key and the requester's names ([`Engine::issue_for_key`]).
+    Key {
+        key: csr::SubjectKey,
+        identity: Identity,
+    },
     /// A redeemed enrollment: names from the enrollment, the key from the redemption.
     Enrollment {
         id: [u8; 16],
@@ -332,6 +355,17 @@ impl Work {
             Input::Enrollment { id, .. } => {
                 field(b"enrollment");
                 field(id);
+            }
+            Input::Key { key, identity } => {
+                field(b"key");
+                field(&key.bits);
+                for attr in &identity.subject {
+                    field(attr.kind.short_name().as_bytes());
+                    field(attr.value.as_bytes());
+                }
+                for san in &identity.sans {
+                    field(san.value().as_bytes());
+                }
             }
         }
         field(self.profile.as_bytes());
@@ -583,6 +617,24 @@ impl Engine {
             profile: request.profile,
             validity_days: request.validity_days,
             request_id: request.request_id,
+            requester: request.requester,
+        })
+        .await
+    }
+
+    /// Issues a certificate for a key whose possession the caller established, with the
+    /// names the requester asserts ([`KeyRequest`]); recorded and audited as any issuance.
+    pub async fn issue_for_key(&self, request: KeyRequest) -> Result<Issued, CaError> {
+        request.key.check_strength()?;
+        self.run(Work {
+            input: Input::Key {
+                key: request.key,
+                identity: request.identity,
+            },
+            kind: Kind::EndEntity,
+            profile: request.profile,
+            validity_days: request.validity_days,
+            request_id: None,
             requester: request.requester,
         })
         .await
@@ -1456,6 +1508,14 @@ fn build(
                 sans: sans.clone(),
             };
             (names, std::borrow::Cow::Owned(identity), None)
+        }
+        Input::Key { key, identity } => {
+            let names = csr::VerifiedCsr {
+                key: key.clone(),
+                subject: Vec::new(),
+                sans: Vec::new(),
+            };
+            (names, std::borrow::Cow::Borrowed(identity), None)
         }
     };
     if verified_here {

@@ -287,6 +287,8 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), ServeError> 
             engine.clone(),
             config.cmp.clone(),
             dir,
+            crl.clone(),
+            urls.crl.clone(),
         )?))
     } else {
         None

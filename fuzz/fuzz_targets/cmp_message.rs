@@ -6,7 +6,7 @@
 #![no_main]
 
 use ca_cmp::answer::{Answer, Envelope, FailureInfo};
-use ca_cmp::mac::Pbm;
+use ca_cmp::mac::PasswordMac;
 use ca_cmp::Request;
 use libfuzzer_sys::fuzz_target;
 use x509_cert::ext::pkix::name::GeneralName;
@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = ca_cmp::signature_pop(request);
     }
     if let Some(algorithm) = &message.header.protection_alg {
-        if let Ok(pbm) = Pbm::from_algorithm(algorithm) {
+        if let Ok(pbm) = PasswordMac::from_algorithm(algorithm) {
             let tag = pbm.compute(b"0123-4567-89AB-CDEF", &part);
             assert!(pbm.verify(b"0123-4567-89AB-CDEF", &part, &tag));
         }

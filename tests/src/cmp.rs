@@ -19,18 +19,137 @@ pub struct CmpServer {
     _tmp: TempDir,
 }
 
+/// A registration authority's CMP signing key and certificate (self-signed, EC P-256), as
+/// `[[cmp.ras]]` registers it by the certificate's SHA-256.
+pub struct CmpRa {
+    /// Its name (`[[cmp.ras]] name`): the requester of what it asks.
+    pub name: String,
+    /// The certificate, PEM.
+    pub cert: PathBuf,
+    /// The private key, PEM.
+    pub key: PathBuf,
+    /// The SHA-256 of the certificate's DER, hex.
+    pub sha256: String,
+}
+
+impl CmpRa {
+    /// Makes one in `dir` with `openssl`, its certificate issued by an RA CA of its own
+    /// (`openssl cmp` leaves a self-signed protection certificate out of extraCerts).
+    pub fn new(dir: &Path, name: &str) -> CmpRa {
+        let file = |suffix: &str| dir.join(format!("{name}{suffix}"));
+        let (cert, key) = (file(".pem"), file("-key.pem"));
+        let (ca_cert, ca_key, csr, ext) = (
+            file("-ca.pem"),
+            file("-ca-key.pem"),
+            file(".csr"),
+            file(".ext"),
+        );
+        std::fs::write(
+            &ext,
+            "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n",
+        )
+        .expect("writing the extensions file");
+        let p = |path: &Path| path.to_str().expect("UTF-8 path").to_string();
+        let runs: [Vec<String>; 3] = [
+            vec![
+                "req".into(),
+                "-x509".into(),
+                "-newkey".into(),
+                "ec".into(),
+                "-pkeyopt".into(),
+                "ec_paramgen_curve:P-256".into(),
+                "-nodes".into(),
+                "-days".into(),
+                "2".into(),
+                "-subj".into(),
+                format!("/CN={name} CA/O=Example RA"),
+                "-keyout".into(),
+                p(&ca_key),
+                "-out".into(),
+                p(&ca_cert),
+            ],
+            vec![
+                "req".into(),
+                "-new".into(),
+                "-newkey".into(),
+                "ec".into(),
+                "-pkeyopt".into(),
+                "ec_paramgen_curve:P-256".into(),
+                "-nodes".into(),
+                "-subj".into(),
+                format!("/CN={name}/O=Example RA"),
+                "-keyout".into(),
+                p(&key),
+                "-out".into(),
+                p(&csr),
+            ],
+            vec![
+                "x509".into(),
+                "-req".into(),
+                "-in".into(),
+                p(&csr),
+                "-CA".into(),
+                p(&ca_cert),
+                "-CAkey".into(),
+                p(&ca_key),
+                "-days".into(),
+                "2".into(),
+                "-extfile".into(),
+                p(&ext),
+                "-out".into(),
+                p(&cert),
+            ],
+        ];
+        for args in runs {
+            let out = output_within(Command::new("openssl").args(&args), COMMAND_DEADLINE);
+            assert!(out.status.success(), "openssl {args:?}: {out:?}");
+        }
+        let pem = std::fs::read_to_string(&cert).expect("reading the RA certificate");
+        let der = crate::formats::pem_certs(&pem)
+            .pop()
+            .expect("a certificate");
+        CmpRa {
+            name: name.into(),
+            cert,
+            key,
+            sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&der)),
+        }
+    }
+}
+
 impl CmpServer {
     /// Starts one.
     pub fn start() -> CmpServer {
+        Self::start_with(|_| String::new())
+    }
+
+    /// Starts one with `[[cmp.ras]]` registering a new RA (named `cmp-ra`), and that RA.
+    pub fn start_with_ra() -> (CmpServer, CmpRa) {
+        let mut ra = None;
+        let server = Self::start_with(|dir| {
+            let made = CmpRa::new(dir, "cmp-ra");
+            let entry = format!(
+                "\n[[cmp.ras]]\nname = \"{}\"\ncertificate_sha256 = \"{}\"\n",
+                made.name, made.sha256
+            );
+            ra = Some(made);
+            entry
+        });
+        (server, ra.expect("the RA was made"))
+    }
+
+    /// Starts one with `append(data dir)` appended to its configuration.
+    fn start_with(append: impl FnOnce(&Path) -> String) -> CmpServer {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = new_dir(tmp.path());
+        let extra = append(&dir);
         configure(
             &dir,
             &[(
                 "[cmp]\nenabled = false\nprofile = \"tls-client\"\nprofiles = []",
                 "[cmp]\nenabled = true\nprofile = \"tls-client\"\nprofiles = [\"personal\"]",
             )],
-            "",
+            &extra,
         );
         CmpServer {
             s: Server::serve(&dir),

@@ -17,7 +17,7 @@ use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::Certificate;
 
 use crate::error::CmpError;
-use crate::mac::Pbm;
+use crate::mac::PasswordMac;
 use crate::request::CertKind;
 
 /// The PKIFailureInfo bits (RFC 9810 section 5.2.3), by bit number. (`cmpv2` 0.2's own
@@ -80,7 +80,7 @@ pub trait Protector {
 /// (RFC 9483 section 3.2: a MAC-protected request gets a MAC-protected answer).
 pub struct MacProtector<'a> {
     /// The request's parameters.
-    pub pbm: &'a Pbm,
+    pub pbm: &'a PasswordMac,
     /// The shared secret.
     pub secret: &'a [u8],
     /// The request's senderKID, echoed.

@@ -14,10 +14,11 @@ pub mod mac;
 pub mod request;
 
 pub use answer::{Answer, Envelope, FailureInfo, MacProtector, Protector};
+pub use crmf::request::CertReqMsg;
 pub use error::CmpError;
 pub use request::{
-    certificate_hash, decode, protected_part, signature_pop, CertKind, Request, SignaturePop,
-    MAX_MESSAGE,
+    certificate_hash, decode, protected_part, ra_key_proof, signature_pop, template_names,
+    CertKind, KeyProof, Request, SignaturePop, MAX_MESSAGE,
 };
 
 /// The media type of a DER PKIMessage over HTTP (RFC 9811 section 3.4).

@@ -161,6 +161,53 @@ pub fn signature_pop(request: &CertReqMsg) -> Result<SignaturePop, CmpError> {
     })
 }
 
+/// How a request from a registered RA proves possession of its template's key (RFC 9483
+/// section 5): the subscriber's signature, or the RA's word (`raVerified`, RFC 4211 section
+/// 4.3: the RA checked possession itself).
+#[derive(Debug)]
+pub enum KeyProof {
+    /// A signature proof of possession to verify.
+    Signature(SignaturePop),
+    /// `raVerified`: the DER SubjectPublicKeyInfo of certTemplate.publicKey.
+    RaVerified(Vec<u8>),
+}
+
+/// The proof of possession of an RA's `request`: [`signature_pop`], or `raVerified` with the
+/// template's key.
+pub fn ra_key_proof(request: &CertReqMsg) -> Result<KeyProof, CmpError> {
+    match &request.popo {
+        Some(ProofOfPossession::RaVerified(_)) => Ok(KeyProof::RaVerified(
+            request
+                .cert_req
+                .cert_template
+                .subject_public_key_info
+                .as_ref()
+                .ok_or_else(|| CmpError::BadCertTemplate("the template has no public key".into()))?
+                .to_der()?,
+        )),
+        _ => Ok(KeyProof::Signature(signature_pop(request)?)),
+    }
+}
+
+/// The names a certTemplate asks for (RFC 4211 section 5): the DER of its subject, and the
+/// DER of its subjectAltName extension's value.
+pub fn template_names(
+    template: &CertTemplate,
+) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>), CmpError> {
+    let subject = template.subject.as_ref().map(|n| n.to_der()).transpose()?;
+    let san = template
+        .extensions
+        .iter()
+        .flatten()
+        .find(|e| e.extn_id == SUBJECT_ALT_NAME)
+        .map(|e| e.extn_value.as_bytes().to_vec());
+    Ok((subject, san))
+}
+
+/// id-ce-subjectAltName (RFC 5280 section 4.2.1.6).
+const SUBJECT_ALT_NAME: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("2.5.29.17");
+
 /// The name of a body's type, as RFC 9810 section 5.1.2 writes it.
 fn body_name(body: &PkiBody<'_>) -> &'static str {
     match body {

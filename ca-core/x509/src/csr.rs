@@ -641,6 +641,46 @@ pub fn verify_all(requests: Vec<ParsedCsr>) -> Vec<Result<VerifiedCsr, CaError>>
         .collect()
 }
 
+/// The subject and SANs a CRMF certTemplate asks for (RFC 4211 section 5), read as a CSR's
+/// are: `subject` the DER of its Name (absent: an empty subject), `subject_alt_name` the DER of
+/// its SubjectAltName extension's value (absent: no SANs).
+pub fn template_names(
+    subject: Option<&[u8]>,
+    subject_alt_name: Option<&[u8]>,
+) -> Result<(Vec<SubjectAttribute>, Vec<San>), CaError> {
+    let subject = match subject {
+        Some(der) => {
+            let (rest, name) = X509Name::from_der(der)
+                .map_err(|e| CaError::CsrMalformed(format!("malformed subject: {e}")))?;
+            if !rest.is_empty() {
+                return Err(CaError::CsrMalformed(
+                    "trailing bytes after the subject".into(),
+                ));
+            }
+            subject_attributes(&name)?
+        }
+        None => Vec::new(),
+    };
+    let sans = match subject_alt_name {
+        Some(der) => {
+            let (rest, names) = x509_parser::extensions::SubjectAlternativeName::from_der(der)
+                .map_err(|e| CaError::CsrMalformed(format!("malformed subjectAltName: {e}")))?;
+            if !rest.is_empty() {
+                return Err(CaError::CsrMalformed(
+                    "trailing bytes after the subjectAltName".into(),
+                ));
+            }
+            names
+                .general_names
+                .iter()
+                .map(san_from)
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        None => Vec::new(),
+    };
+    Ok((subject, sans))
+}
+
 /// The subject key of a DER SubjectPublicKeyInfo (RFC 5280 section 4.1.2.7), e.g. of a key
 /// the CA generated for a subscriber, checked as [`SubjectKey::check_strength`] does.
 pub fn key_from_spki_der(spki: &[u8]) -> Result<SubjectKey, CaError> {

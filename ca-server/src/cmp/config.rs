@@ -16,6 +16,28 @@ pub struct CmpConfig {
     /// Further profiles, each served at `/.well-known/cmp/p/{profile}`, where an enrollment
     /// must be of that profile.
     pub profiles: Vec<String>,
+    /// The RAs whose signed `ir`, `cr`, `p10cr` and `rr` are taken (RFC 9483 section 5),
+    /// each by its CMP signing certificate.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ras: Vec<CmpRaConfig>,
+}
+
+/// A registered RA's CMP signing certificate (`[[cmp.ras]]`): named by the SHA-256 of the
+/// certificate's DER or of its SubjectPublicKeyInfo (hex, colons allowed), so that the RA is a
+/// key it proves by signing, never a name it chose.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CmpRaConfig {
+    /// The requester name its certificates are issued under (the owner the JSON API's
+    /// queries and revocations see).
+    pub name: String,
+    /// SHA-256 of the certificate's DER.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_sha256: Option<String>,
+    /// SHA-256 of the certificate's SubjectPublicKeyInfo DER (survives a renewal with the
+    /// same key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spki_sha256: Option<String>,
 }
 
 impl Default for CmpConfig {
@@ -24,6 +46,7 @@ impl Default for CmpConfig {
             enabled: false,
             profile: "tls-client".into(),
             profiles: Vec::new(),
+            ras: Vec::new(),
         }
     }
 }

@@ -19,10 +19,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use ca_cmp::answer::{Answer, Envelope, FailureInfo, MacProtector, Protector};
-use ca_cmp::mac::Pbm;
+use ca_cmp::mac::PasswordMac;
 use ca_cmp::{CertKind, Request};
 use ca_core::audit::Protocol;
-use ca_core::engine::{Engine, NewKey, RedeemKey, RenewRequest, Requester, VerifiedRedemption};
+use ca_core::crl::CrlPublisher;
+use ca_core::engine::{
+    Engine, IssueRequest, KeyRequest, NewKey, RedeemKey, RenewRequest, Requester,
+    VerifiedRedemption,
+};
 use ca_core::enrollment::{CodeHash, CodeKey, EnrollmentCode, CODE_KEY_LEN};
 use ca_core::error::{CaError, ErrorClass};
 use ca_core::metrics::CodeChecks;
@@ -70,6 +74,78 @@ pub struct CmpFront {
     chain: Vec<Certificate>,
     /// The issuing CA certificate's subjectKeyIdentifier: the senderKID of signed answers.
     ca_key_id: Option<Vec<u8>>,
+    /// The CRLs served, for a genm's crlStatusList.
+    crl: Arc<CrlPublisher>,
+    /// The URLs the complete CRL is published at.
+    crl_urls: Vec<String>,
+    /// The registered RAs' signing certificates.
+    ras: Vec<RegisteredRa>,
+}
+
+/// A `[[cmp.ras]]` entry, its fingerprints read.
+#[derive(Debug)]
+struct RegisteredRa {
+    name: String,
+    certificate_sha256: Option<[u8; 32]>,
+    spki_sha256: Option<[u8; 32]>,
+}
+
+impl RegisteredRa {
+    fn from_config(c: &config::CmpRaConfig) -> Result<RegisteredRa, CmpStartError> {
+        let fingerprint = |field: &str, value: &Option<String>| {
+            value
+                .as_deref()
+                .map(|v| {
+                    crate::client_auth::parse_fingerprint(v).ok_or_else(|| {
+                        CmpStartError::Setting(format!(
+                            "ras: {:?}: {field} must be a SHA-256 fingerprint (64 hex digits)",
+                            c.name
+                        ))
+                    })
+                })
+                .transpose()
+        };
+        let ra = RegisteredRa {
+            name: c.name.clone(),
+            certificate_sha256: fingerprint("certificate_sha256", &c.certificate_sha256)?,
+            spki_sha256: fingerprint("spki_sha256", &c.spki_sha256)?,
+        };
+        if ra.certificate_sha256.is_none() && ra.spki_sha256.is_none() {
+            return Err(CmpStartError::Setting(format!(
+                "ras: {:?}: give certificate_sha256 or spki_sha256",
+                c.name
+            )));
+        }
+        if c.name.is_empty() || c.name == ca_core::engine::CA_REQUESTER {
+            return Err(CmpStartError::Setting(format!(
+                "ras: {:?} is not a requester name an RA may have",
+                c.name
+            )));
+        }
+        Ok(ra)
+    }
+
+    /// Whether `certificate` (DER) with SubjectPublicKeyInfo `spki` (DER) is this RA's.
+    fn names(&self, certificate: &[u8], spki: &[u8]) -> bool {
+        use sha2::{Digest, Sha256};
+        let is = |pin: &Option<[u8; 32]>, der: &[u8]| {
+            pin.is_some_and(|p| {
+                bool::from(subtle::ConstantTimeEq::ct_eq(
+                    &p[..],
+                    &Sha256::digest(der)[..],
+                ))
+            })
+        };
+        is(&self.certificate_sha256, certificate) || is(&self.spki_sha256, spki)
+    }
+}
+
+/// Who signed a signature-protected request, once the signature verified.
+enum Signer {
+    /// A subscriber, by a certificate this CA issued (the stored record).
+    Subscriber(Box<CertRecord>),
+    /// A registered RA, by its name.
+    Ra(String),
 }
 
 impl std::fmt::Debug for CmpFront {
@@ -80,11 +156,13 @@ impl std::fmt::Debug for CmpFront {
 
 impl CmpFront {
     /// Starts the front end: checks the profiles, reads the code key from the data directory
-    /// `dir` (drawing it on first start).
+    /// `dir` (drawing it on first start). `crl` and `crl_urls` are the CRLs served and where.
     pub fn start(
         engine: Arc<Engine>,
         config: CmpConfig,
         dir: &FsPath,
+        crl: Arc<CrlPublisher>,
+        crl_urls: Vec<String>,
     ) -> Result<CmpFront, CmpStartError> {
         for name in std::iter::once(&config.profile).chain(&config.profiles) {
             engine
@@ -101,12 +179,20 @@ impl CmpFront {
             .map_err(|e| CmpStartError::Setting(format!("the CA chain does not parse: {e}")))?;
         let code_key = Arc::new(read_code_key(&dir.join(CODE_KEY_FILE), engine.as_ref())?);
         let ca_key_id = chain.first().and_then(subject_key_id);
+        let ras = config
+            .ras
+            .iter()
+            .map(RegisteredRa::from_config)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(CmpFront {
             engine,
             config,
             code_key,
             chain,
             ca_key_id,
+            crl,
+            crl_urls,
+            ras,
         })
     }
 
@@ -258,7 +344,7 @@ enum Protection {
     Ca,
     /// MAC with the request's parameters and the enrollment's code.
     Mac {
-        pbm: Pbm,
+        pbm: PasswordMac,
         code: EnrollmentCode,
         kid: Vec<u8>,
     },
@@ -380,61 +466,82 @@ impl CmpFront {
         protection: &mut Protection,
     ) -> Result<Answer, Refusal> {
         let request = Request::read(message)?;
+        let mac = message
+            .header
+            .protection_alg
+            .as_ref()
+            .is_none_or(ca_cmp::mac::is_password_mac);
         match request {
             Request::Certificate(kind @ (CertKind::Ir | CertKind::Cr), request) => {
+                let cert_req_id = int_value(&request.cert_req.cert_req_id)?;
+                if !mac {
+                    let ra = self.ra_signer(message, protection)?;
+                    let issued = self.issue_for_ra(profile, request, ra).await?;
+                    return self.issued(Some(kind), cert_req_id, &issued, false);
+                }
                 let sender = self.mac_sender(message, protection).await?;
-                let pop = ca_cmp::signature_pop(request)?;
-                let key = ca_core::csr::key_from_spki_der(&pop.public_key)?;
-                ca_core::csr::verify_signature(&pop.algorithm, &key, &pop.signed, &pop.signature)
-                    .map_err(|e| match e {
-                    CaError::CsrSignatureInvalid => Refusal {
-                        failure: FailureInfo::BadPop,
-                        text: "the proof of possession does not verify".into(),
-                    },
-                    other => Refusal::from(other),
-                })?;
+                let key = self.proven_key(&ca_cmp::signature_pop(request)?)?;
                 let verified = self.redemption(profile, &sender, protection).await?;
                 let issued = self
                     .engine
                     .redeem_verified(verified, RedeemKey::Generated(key), Protocol::Cmp)
                     .await?;
-                let cert_req_id = int_value(&request.cert_req.cert_req_id)?;
-                self.issued(Some(kind), cert_req_id, &issued.record.der)
+                self.issued(Some(kind), cert_req_id, &issued.record.der, true)
             }
             Request::P10cr(csr) => {
-                let sender = self.mac_sender(message, protection).await?;
                 let der = csr.to_der().map_err(ca_cmp::CmpError::from)?;
+                if !mac {
+                    let ra = self.ra_signer(message, protection)?;
+                    let issued = self
+                        .engine
+                        .issue(IssueRequest {
+                            csr: der,
+                            profile: self.profile_of(profile).to_string(),
+                            identity: Default::default(),
+                            validity_days: None,
+                            request_id: None,
+                            requester: ra_requester(ra),
+                        })
+                        .await?;
+                    return self.issued(None, -1, &issued.record.der, false);
+                }
+                let sender = self.mac_sender(message, protection).await?;
                 let verified = self.redemption(profile, &sender, protection).await?;
                 let issued = self
                     .engine
                     .redeem_verified(verified, RedeemKey::Csr(der), Protocol::Cmp)
                     .await?;
-                self.issued(None, -1, &issued.record.der)
+                self.issued(None, -1, &issued.record.der, true)
             }
-            Request::CertConf(statuses) => match &message.header.protection_alg {
-                Some(algorithm) if algorithm.oid != ca_cmp::mac::PASSWORD_BASED_MAC => {
-                    // The certConf of a kur, signed by the certificate it renewed. The new
-                    // certificate is committed and nothing of the transaction is kept, so
-                    // it is taken as it is (a rejection is logged; rr revokes).
-                    let old = self.certificate_sender(message, protection)?;
-                    if statuses.iter().any(|s| {
-                        s.status_info
-                            .as_ref()
-                            .is_some_and(|i| i.status == PkiStatus::Rejection)
-                    }) {
-                        tracing::warn!(renewed = %old.serial, "a CMP kur certificate was rejected by the subscriber in certConf");
+            Request::CertConf(statuses) if !mac => {
+                // The certConf of a kur (signed by the certificate it renewed) or of an RA's
+                // request. The new certificate is committed and nothing of the transaction is
+                // kept, so it is taken as it is (a rejection is logged; rr revokes).
+                let signer = self.signed_by(message, protection)?;
+                let rejected = statuses.iter().any(|s| {
+                    s.status_info
+                        .as_ref()
+                        .is_some_and(|i| i.status == PkiStatus::Rejection)
+                });
+                if rejected {
+                    match signer {
+                        Signer::Subscriber(old) => {
+                            tracing::warn!(renewed = %old.serial, "a CMP kur certificate was rejected by the subscriber in certConf")
+                        }
+                        Signer::Ra(ra) => {
+                            tracing::warn!(%ra, "a CMP certificate was rejected by the RA in certConf")
+                        }
                     }
-                    Ok(Answer::Confirmed)
                 }
-                _ => {
-                    let sender = self.mac_sender(message, protection).await?;
-                    self.confirm(&sender, statuses).await
-                }
-            },
+                Ok(Answer::Confirmed)
+            }
+            Request::CertConf(statuses) => {
+                let sender = self.mac_sender(message, protection).await?;
+                self.confirm(&sender, statuses).await
+            }
             Request::Certificate(CertKind::Kur, request) => {
-                let old = self.certificate_sender(message, protection)?;
-                let pop = ca_cmp::signature_pop(request)?;
-                let key = self.proven_key(&pop)?;
+                let old = self.subscriber_signer(message, protection)?;
+                let key = self.proven_key(&ca_cmp::signature_pop(request)?)?;
                 let issued = self
                     .engine
                     .renew(RenewRequest {
@@ -450,47 +557,69 @@ impl CmpFront {
                     })
                     .await?;
                 let cert_req_id = int_value(&request.cert_req.cert_req_id)?;
-                let mut answer =
-                    self.issued(Some(CertKind::Kur), cert_req_id, &issued.record.der)?;
-                if let Answer::Issued { ca_pubs, .. } = &mut answer {
-                    ca_pubs.clear();
-                }
-                Ok(answer)
+                self.issued(Some(CertKind::Kur), cert_req_id, &issued.record.der, false)
             }
             Request::Rr(template) => {
-                let holder = self.certificate_sender(message, protection)?;
                 let named = template
                     .serial_number
                     .as_ref()
                     .and_then(|n| ca_core::serial::Serial::from_bytes(n.as_bytes()));
-                if named != Some(holder.serial) {
-                    return Err(Refusal {
-                        failure: FailureInfo::BadCertId,
-                        text: "an rr must name the certificate that signs it".into(),
-                    });
-                }
+                let (serial, requester) = match self.signed_by(message, protection)? {
+                    Signer::Subscriber(holder) if named == Some(holder.serial) => {
+                        (holder.serial, holder.requester)
+                    }
+                    Signer::Subscriber(_) => {
+                        return Err(Refusal {
+                            failure: FailureInfo::BadCertId,
+                            text: "an rr must name the certificate that signs it".into(),
+                        })
+                    }
+                    // An RA revokes the certificates issued under its name, as its token does
+                    // in the JSON API.
+                    Signer::Ra(ra) => {
+                        let record = named
+                            .and_then(|serial| self.engine.store().certificate(&serial).transpose())
+                            .transpose()?
+                            .filter(|record| record.requester == ra)
+                            .ok_or(Refusal {
+                                failure: FailureInfo::BadCertId,
+                                text: "the RA did not request a certificate of this serial number"
+                                    .into(),
+                            })?;
+                        (record.serial, ra)
+                    }
+                };
                 let reason = revocation_reason(message)?;
-                self.engine
-                    .revoke(holder.serial, reason, None, &holder.requester)
-                    .await?;
+                self.engine.revoke(serial, reason, None, &requester).await?;
                 Ok(Answer::Revoked)
             }
             Request::Genm(infos) => {
                 *protection = match &message.header.protection_alg {
                     // A MAC-protected genm is answered with the same MAC once it verifies.
-                    Some(algorithm) if algorithm.oid == ca_cmp::mac::PASSWORD_BASED_MAC => {
+                    Some(_) if mac => {
                         self.mac_sender(message, protection).await?;
                         std::mem::replace(protection, Protection::None)
                     }
                     Some(_) => {
-                        self.certificate_sender(message, protection)?;
+                        self.signed_by(message, protection)?;
                         Protection::Ca
                     }
                     None => Protection::Ca,
                 };
+                let published = self.crl.current();
+                let issuer = self.chain.first().map(|c| &c.tbs_certificate.subject);
+                let current = published.as_ref().zip(issuer).map(|(crl, issuer)| {
+                    ca_cmp::general::CurrentCrl {
+                        der: &crl.full,
+                        this_update: crl.this_update,
+                        urls: &self.crl_urls,
+                        issuer,
+                    }
+                });
                 Ok(Answer::General(ca_cmp::general::answer(
                     infos,
                     &self.chain,
+                    current,
                 )?))
             }
             Request::PollReq => Err(Refusal {
@@ -498,6 +627,39 @@ impl CmpFront {
                 text: "nothing is waiting: every request is answered at once".into(),
             }),
         }
+    }
+
+    /// The profile of a request at the path of `profile` (`None`: the default path).
+    fn profile_of<'p>(&'p self, profile: Option<&'p str>) -> &'p str {
+        profile.unwrap_or(&self.config.profile)
+    }
+
+    /// Issues an RA's `ir` or `cr` (RFC 9483 section 5): the certTemplate's key, proven by
+    /// its signature POP or vouched for by the RA (`raVerified`, RFC 4211 section 4.3), and
+    /// its subject and SANs, which the profile checks as the identity data of a JSON request.
+    async fn issue_for_ra(
+        &self,
+        profile: Option<&str>,
+        request: &ca_cmp::CertReqMsg,
+        ra: String,
+    ) -> Result<Vec<u8>, Refusal> {
+        let key = match ca_cmp::ra_key_proof(request)? {
+            ca_cmp::KeyProof::RaVerified(spki) => ca_core::csr::key_from_spki_der(&spki)?,
+            ca_cmp::KeyProof::Signature(pop) => self.proven_key(&pop)?,
+        };
+        let (subject, san) = ca_cmp::template_names(&request.cert_req.cert_template)?;
+        let (subject, sans) = ca_core::csr::template_names(subject.as_deref(), san.as_deref())?;
+        let issued = self
+            .engine
+            .issue_for_key(KeyRequest {
+                key,
+                profile: self.profile_of(profile).to_string(),
+                identity: ca_core::profile::Identity { subject, sans },
+                validity_days: None,
+                requester: ra_requester(ra),
+            })
+            .await?;
+        Ok(issued.record.der)
     }
 
     /// The key a signature proof of possession proves, once the signature verifies.
@@ -515,25 +677,58 @@ impl CmpFront {
         Ok(key)
     }
 
-    /// Checks a request signed by a subscriber (RFC 9483 section 3.2): the first of
-    /// extraCerts is a certificate this CA issued (the stored one, byte for byte), not
-    /// revoked and not expired, and its key's signature over ProtectedPart verifies. Sets
-    /// `protection` to the CA's signature once it does (and for the refusals after the
-    /// certificate is known).
-    fn certificate_sender(
+    /// [`CmpFront::signed_by`] for a request only a subscriber signs (`kur`).
+    fn subscriber_signer(
         &self,
         message: &PkiMessage<'_>,
         protection: &mut Protection,
-    ) -> Result<CertRecord, Refusal> {
+    ) -> Result<Box<CertRecord>, Refusal> {
+        match self.signed_by(message, protection)? {
+            Signer::Subscriber(record) => Ok(record),
+            Signer::Ra(_) => Err(Refusal {
+                failure: FailureInfo::NotAuthorized,
+                text: "a kur is signed by the certificate it renews, not by an RA".into(),
+            }),
+        }
+    }
+
+    /// [`CmpFront::signed_by`] for a request only a registered RA signs (`ir`, `cr`,
+    /// `p10cr`: a subscriber without an enrollment has nothing to redeem).
+    fn ra_signer(
+        &self,
+        message: &PkiMessage<'_>,
+        protection: &mut Protection,
+    ) -> Result<String, Refusal> {
+        match self.signed_by(message, protection)? {
+            Signer::Ra(name) => Ok(name),
+            Signer::Subscriber(_) => Err(Refusal {
+                failure: FailureInfo::NotAuthorized,
+                text: "a signed ir, cr or p10cr must come from a registered RA; a subscriber \
+                       redeems an enrollment (MAC) or renews with kur"
+                    .into(),
+            }),
+        }
+    }
+
+    /// Checks a signature-protected request (RFC 9483 section 3.2): the first of extraCerts
+    /// is a registered RA's certificate ([[cmp.ras]]) within its validity, or a certificate
+    /// this CA issued (the stored one, byte for byte) and not expired; neither revoked by this
+    /// CA; and its key's signature over ProtectedPart verifies. Sets `protection` to the CA's
+    /// signature once it does (and for the refusals after the certificate is known).
+    fn signed_by(
+        &self,
+        message: &PkiMessage<'_>,
+        protection: &mut Protection,
+    ) -> Result<Signer, Refusal> {
         let untrusted = |text: &str| Refusal {
             failure: FailureInfo::SignerNotTrusted,
             text: text.into(),
         };
         let algorithm = message.header.protection_alg.as_ref().ok_or(Refusal {
             failure: FailureInfo::BadMessageCheck,
-            text: "the request must be signed with the certificate's key".into(),
+            text: "the request must be signed".into(),
         })?;
-        if algorithm.oid == ca_cmp::mac::PASSWORD_BASED_MAC {
+        if ca_cmp::mac::is_password_mac(algorithm) {
             return Err(Refusal {
                 failure: FailureInfo::WrongIntegrity,
                 text: "kur and rr must be signed with the certificate's key, not MAC-protected"
@@ -546,20 +741,35 @@ impl CmpFront {
             .and_then(|certs| certs.first())
             .ok_or_else(|| untrusted("the signer's certificate must come first in extraCerts"))?;
         let der = cert.to_der().map_err(ca_cmp::CmpError::from)?;
-        let serial =
-            ca_core::serial::Serial::from_bytes(cert.tbs_certificate.serial_number.as_bytes())
-                .ok_or_else(|| untrusted("the signer's certificate was not issued by this CA"))?;
-        let record = self
-            .engine
-            .store()
-            .certificate(&serial)?
-            .filter(|r| r.der == der)
-            .ok_or_else(|| untrusted("the signer's certificate was not issued by this CA"))?;
         let spki = cert
             .tbs_certificate
             .subject_public_key_info
             .to_der()
             .map_err(ca_cmp::CmpError::from)?;
+        let serial =
+            ca_core::serial::Serial::from_bytes(cert.tbs_certificate.serial_number.as_bytes());
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let signer = match self.ras.iter().find(|ra| ra.names(&der, &spki)) {
+            Some(ra) => {
+                let validity = &cert.tbs_certificate.validity;
+                let seconds = |t: &x509_cert::time::Time| t.to_unix_duration().as_secs() as i64;
+                if now < seconds(&validity.not_before) || now > seconds(&validity.not_after) {
+                    return Err(untrusted("the RA's certificate is not within its validity"));
+                }
+                Signer::Ra(ra.name.clone())
+            }
+            None => {
+                let record = serial
+                    .map(|serial| self.engine.store().certificate(&serial))
+                    .transpose()?
+                    .flatten()
+                    .filter(|r| r.der == der)
+                    .ok_or_else(|| {
+                        untrusted("the signer's certificate was not issued by this CA")
+                    })?;
+                Signer::Subscriber(Box::new(record))
+            }
+        };
         let key = ca_core::csr::key_from_spki_der(&spki)?;
         let data = ca_cmp::protected_part(message)?;
         let signature = message
@@ -574,24 +784,37 @@ impl CmpFront {
             },
         )?;
         *protection = Protection::Ca;
-        if self.engine.store().revocation(&serial)?.is_some() {
-            return Err(Refusal {
-                failure: FailureInfo::CertRevoked,
-                text: "the signer's certificate is revoked".into(),
-            });
+        // An RA's certificate this CA issued is revoked like any other.
+        if let Some(serial) = serial {
+            if self.engine.store().revocation(&serial)?.is_some()
+                && (matches!(signer, Signer::Subscriber(_))
+                    || self
+                        .engine
+                        .store()
+                        .certificate(&serial)?
+                        .is_some_and(|r| r.der == der))
+            {
+                return Err(Refusal {
+                    failure: FailureInfo::CertRevoked,
+                    text: "the signer's certificate is revoked".into(),
+                });
+            }
         }
-        if record.not_after < time::OffsetDateTime::now_utc().unix_timestamp() {
-            return Err(untrusted("the signer's certificate has expired"));
+        if let Signer::Subscriber(record) = &signer {
+            if record.not_after < now {
+                return Err(untrusted("the signer's certificate has expired"));
+            }
         }
-        Ok(record)
+        Ok(signer)
     }
 
-    /// The certificate answer for the DER `certificate`.
+    /// The certificate answer for the DER `certificate`; `mac`: the request was MAC-protected.
     fn issued(
         &self,
         kind: Option<CertKind>,
         cert_req_id: i64,
         certificate: &[u8],
+        mac: bool,
     ) -> Result<Answer, Refusal> {
         let certificate = Certificate::from_der(certificate).map_err(ca_cmp::CmpError::from)?;
         Ok(Answer::Issued {
@@ -600,7 +823,11 @@ impl CmpFront {
             certificate: Box::new(certificate),
             // RFC 9483 section 4.1.1: the trust anchor in caPubs only for a MAC-protected
             // request, which has no other way to learn it.
-            ca_pubs: self.chain.last().cloned().into_iter().collect(),
+            ca_pubs: if mac {
+                self.chain.last().cloned().into_iter().collect()
+            } else {
+                Vec::new()
+            },
         })
     }
 
@@ -617,7 +844,7 @@ impl CmpFront {
             failure: FailureInfo::BadMessageCheck,
             text: "the request must be MAC-protected with the enrollment's code".into(),
         })?;
-        let pbm = Pbm::from_algorithm(algorithm)?;
+        let pbm = PasswordMac::from_algorithm(algorithm)?;
         let kid = message
             .header
             .sender_kid
@@ -764,6 +991,15 @@ impl Protector for CaProtector {
         self.signer
             .sign(protected_part)
             .map_err(|e| ca_cmp::CmpError::Encoding(format!("signing the answer: {e}")))
+    }
+}
+
+/// The requester an RA's requests are issued under: its `[[cmp.ras]]` name.
+fn ra_requester(name: String) -> Requester {
+    Requester {
+        name,
+        token_hash: [0; 32],
+        protocol: Protocol::Cmp,
     }
 }
 

@@ -4,7 +4,7 @@
 //! confirmed with certConf/pkiConf; the refusals as CMP error answers with their
 //! PKIFailureInfo bit; the audit's `protocol: cmp`.
 
-use e2e_tests::cmp::CmpServer;
+use e2e_tests::cmp::{CmpRa, CmpServer};
 use e2e_tests::prelude::*;
 use serde_json::{json, Value};
 
@@ -320,4 +320,219 @@ fn kur_and_rr_are_signed_by_the_certificate_and_genm_lists_the_ca() {
         "{}",
         run.output
     );
+}
+
+/// The requester of `serial` in its `certificate_issued` audit entry, and the protocol.
+fn issued_entry(c: &CmpServer, serial: &str) -> Value {
+    let log = e2e_tests::audit_chain::audit_log(&c.s);
+    log.into_iter()
+        .find(|e| e["action"] == "certificate_issued" && e["target"] == serial)
+        .unwrap_or_else(|| panic!("no certificate_issued entry for {serial}"))
+}
+
+#[test]
+fn a_registered_ra_signs_ir_p10cr_and_rr() {
+    let (c, ra) = CmpServer::start_with_ra();
+    let ca = c.s.ca().file.to_str().unwrap().to_string();
+    let (ra_cert, ra_key) = (ra.cert.to_str().unwrap(), ra.key.to_str().unwrap());
+    let ra_ir = |popo: &str, key: &std::path::Path, subject: &str, out: &std::path::Path| {
+        c.openssl_cmp(
+            ".well-known/cmp",
+            &[
+                "-cmd",
+                "ir",
+                "-cert",
+                ra_cert,
+                "-key",
+                ra_key,
+                "-trusted",
+                &ca,
+                "-newkey",
+                key.to_str().unwrap(),
+                "-popo",
+                popo,
+                "-subject",
+                subject,
+                "-sans",
+                "device7.example.com",
+                "-certout",
+                out.to_str().unwrap(),
+            ],
+        )
+    };
+
+    // ir signed by the RA, with the device's own signature POP: the template's names, the
+    // RA as requester, protocol cmp; the answer signed by the CA.
+    let out = c.file("ra-ir.pem");
+    let run = ra_ir("1", &key_file("ec-p256"), "/CN=Device 7/O=Example", &out);
+    run.assert_ok("an RA's ir");
+    assert!(
+        run.output.contains("received IP") && run.output.contains("received PKICONF"),
+        "{}",
+        run.output
+    );
+    let der = read_cert(&out);
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    assert_eq!(cert.subject().to_string(), "CN=Device 7, O=Example");
+    openssl_verify(c.s.ca(), &out, "tls-client", "an RA's CMP ir certificate");
+    pkilint(&out, "an RA's CMP ir certificate");
+    let serial = serial_of(&der);
+    let entry = issued_entry(&c, &serial);
+    assert_eq!(entry["details"]["protocol"], "cmp", "{entry}");
+    assert_eq!(entry["actor"], ra.name.as_str(), "{entry}");
+
+    // raVerified: the RA vouches for the key's possession.
+    let out = c.file("ra-verified.pem");
+    ra_ir("0", &key_file("ec-p384"), "/CN=Device 8/O=Example", &out)
+        .assert_ok("an RA's ir with raVerified");
+    openssl_verify(c.s.ca(), &out, "tls-client", "a raVerified certificate");
+
+    // The profile still judges the template: a subject attribute it does not allow.
+    let run = ra_ir(
+        "1",
+        &key_file("ec-p256"),
+        "/CN=x/UID=not-allowed",
+        &c.file("bad.pem"),
+    );
+    run.assert_refused("badCertTemplate", "a template the profile refuses");
+
+    // p10cr signed by the RA: the CSR's names.
+    let csr = make_csr(
+        "ec-p256",
+        "/CN=Device 9/O=Example",
+        &["email:device9@example.com"],
+    );
+    let csr_file = c.file("ra.csr");
+    std::fs::write(&csr_file, &csr.pem).unwrap();
+    let p10 = c.file("ra-p10cr.pem");
+    c.openssl_cmp(
+        ".well-known/cmp",
+        &[
+            "-cmd",
+            "p10cr",
+            "-cert",
+            ra_cert,
+            "-key",
+            ra_key,
+            "-trusted",
+            &ca,
+            "-csr",
+            csr_file.to_str().unwrap(),
+            "-certout",
+            p10.to_str().unwrap(),
+        ],
+    )
+    .assert_ok("an RA's p10cr");
+    let p10_der = read_cert(&p10);
+    let (_, p10_cert) = x509_parser::parse_x509_certificate(&p10_der).unwrap();
+    assert_eq!(p10_cert.subject().to_string(), "CN=Device 9, O=Example");
+    assert_eq!(
+        issued_entry(&c, &serial_of(&p10_der))["actor"],
+        ra.name.as_str()
+    );
+
+    // rr signed by the RA for a certificate it requested: revoked, as OCSP says.
+    c.openssl_cmp(
+        ".well-known/cmp",
+        &[
+            "-cmd",
+            "rr",
+            "-cert",
+            ra_cert,
+            "-key",
+            ra_key,
+            "-trusted",
+            &ca,
+            "-oldcert",
+            out.to_str().unwrap(),
+            "-revreason",
+            "5",
+        ],
+    )
+    .assert_ok("an RA's rr");
+    let leaf = out.to_str().unwrap();
+    let ocsp =
+        c.s.ocsp_ask(&format!("{}/ocsp", c.s.base), &["-cert", leaf]);
+    assert_eq!(ocsp_status(&ocsp, leaf).0, "revoked", "{ocsp}");
+
+    // ... but not one it did not request: an enrollment's certificate.
+    let (id, code) = c.enrollment(&maria(1.0, 3));
+    let theirs = c.file("theirs.pem");
+    c.ir(".well-known/cmp", &id, &code, &key_file("ec-p256"), &theirs)
+        .assert_ok("ir");
+    let run = c.openssl_cmp(
+        ".well-known/cmp",
+        &[
+            "-cmd",
+            "rr",
+            "-cert",
+            ra_cert,
+            "-key",
+            ra_key,
+            "-trusted",
+            &ca,
+            "-oldcert",
+            theirs.to_str().unwrap(),
+            "-revreason",
+            "5",
+        ],
+    );
+    run.assert_refused(
+        "badCertId",
+        "an RA revoking another requester's certificate",
+    );
+}
+
+#[test]
+fn only_registered_ras_sign_certificate_requests() {
+    let (c, _ra) = CmpServer::start_with_ra();
+    let ca = c.s.ca().file.to_str().unwrap().to_string();
+    // An RA certificate that is not registered: signerNotTrusted.
+    let stranger = CmpRa::new(c.s.scratch(), "stranger");
+    let run = c.openssl_cmp(
+        ".well-known/cmp",
+        &[
+            "-cmd",
+            "ir",
+            "-cert",
+            stranger.cert.to_str().unwrap(),
+            "-key",
+            stranger.key.to_str().unwrap(),
+            "-trusted",
+            &ca,
+            "-newkey",
+            key_file("ec-p256").to_str().unwrap(),
+            "-subject",
+            "/CN=Device 7/O=Example",
+            "-certout",
+            c.file("x.pem").to_str().unwrap(),
+        ],
+    );
+    run.assert_refused("signerNotTrusted", "an unregistered RA");
+
+    // A subscriber's certificate signs a kur, not an ir: notAuthorized.
+    let (id, code) = c.enrollment(&maria(1.0, 3));
+    let (key, cert) = (key_file("ec-p256"), c.file("mine.pem"));
+    c.ir(".well-known/cmp", &id, &code, &key, &cert)
+        .assert_ok("ir");
+    let run = c.openssl_cmp(
+        ".well-known/cmp",
+        &[
+            "-cmd",
+            "ir",
+            "-cert",
+            cert.to_str().unwrap(),
+            "-key",
+            key.to_str().unwrap(),
+            "-trusted",
+            &ca,
+            "-newkey",
+            key_file("ec-p384").to_str().unwrap(),
+            "-subject",
+            "/CN=Someone/O=Example",
+            "-certout",
+            c.file("y.pem").to_str().unwrap(),
+        ],
+    );
+    run.assert_refused("notAuthorized", "a subscriber-signed ir");
 }
