@@ -32,6 +32,7 @@ pub mod api;
 pub mod audit_chain;
 pub mod binary;
 pub mod cmp;
+pub mod cmp_client;
 pub mod command;
 pub mod data_dir;
 pub mod est;

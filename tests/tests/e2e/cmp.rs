@@ -536,3 +536,166 @@ fn only_registered_ras_sign_certificate_requests() {
     );
     run.assert_refused("notAuthorized", "a subscriber-signed ir");
 }
+
+/// PBMAC1 (RFC 9481 section 6.1.1) with the tests' own client, which OpenSSL 3.0 lacks: an ir
+/// redeems the enrollment, the answer is PBMAC1-protected with the same parameters, certConf
+/// is taken; a wrong secret is badMessageCheck and counts as a wrong code.
+#[test]
+fn pbmac1_protected_ir_and_cert_conf() {
+    use der::Encode;
+    use e2e_tests::cmp_client::{self as client, ClientKey, Pbmac1, Request};
+    let c = CmpServer::start();
+    let url = format!("{}/.well-known/cmp", c.s.base);
+    let (id, code) = c.enrollment(&maria(1.0, 3));
+    let mac = Pbmac1 {
+        salt: client::random(16),
+        iterations: 10_000,
+    };
+    let kid = id.as_bytes().to_vec();
+
+    let key = ClientKey::generate();
+    let wrong = client::send(
+        &url,
+        client::encode(
+            Request {
+                body: client::ir_body(&key),
+                sender_kid: Some(kid.clone()),
+                transaction: client::random(16),
+            },
+            Some((&mac, b"WRONG-CODE")),
+        ),
+    );
+    assert_eq!(
+        wrong.failure_bits(),
+        vec![1],
+        "badMessageCheck for a wrong secret"
+    );
+    assert_eq!(c.enrollment_state(&id)["attempts_left"], 2);
+
+    let transaction = client::random(16);
+    let ip = client::send(
+        &url,
+        client::encode(
+            Request {
+                body: client::ir_body(&key),
+                sender_kid: Some(kid.clone()),
+                transaction: transaction.clone(),
+            },
+            Some((&mac, code.as_bytes())),
+        ),
+    );
+    assert!(
+        ip.mac_verifies(&mac, code.as_bytes()),
+        "the ip is PBMAC1-protected"
+    );
+    let der = ip.certificate().expect("an ip with the certificate");
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    assert_eq!(
+        cert.public_key().raw,
+        key.spki().to_der().unwrap().as_slice()
+    );
+    let file = c.file("pbmac1.pem");
+    std::fs::write(&file, to_pem("CERTIFICATE", &der)).unwrap();
+    openssl_verify(c.s.ca(), &file, "tls-client", "a PBMAC1 ir certificate");
+    assert_issued_by_cmp(&c, &serial_of(&der));
+
+    let conf = client::send(
+        &url,
+        client::encode(
+            Request {
+                body: client::cert_conf_body(&der),
+                sender_kid: Some(kid),
+                transaction,
+            },
+            Some((&mac, code.as_bytes())),
+        ),
+    );
+    assert!(
+        matches!(conf.message().body, cmpv2::body::PkiBody::PkiConf(_)),
+        "pkiConf"
+    );
+    assert!(conf.mac_verifies(&mac, code.as_bytes()));
+    assert_eq!(c.enrollment_state(&id)["state"], "redeemed");
+}
+
+/// The general messages OpenSSL 3.0 cannot ask (RFC 9483 section 4.3), with the tests' own
+/// client: rootCaCert, certReqTemplate and crlStatusList (the current CRL when the client's
+/// is older or absent, no value when it is current), in one unprotected genm answered with
+/// the CA's signature.
+#[test]
+fn genm_answers_root_ca_update_template_and_crl_status() {
+    use der::Decode;
+    use e2e_tests::cmp_client::{self as client, info, Request};
+    let c = CmpServer::start();
+    let url = format!("{}/.well-known/cmp", c.s.base);
+    let crl = c.s.get("/crl", None);
+    assert_eq!(crl.status, 200);
+    let (_, parsed) = x509_parser::parse_x509_crl(&crl.bytes).unwrap();
+    let this_update = parsed.last_update().to_datetime();
+    let utc = format!(
+        "{:02}{:02}{:02}{:02}{:02}{:02}Z",
+        this_update.year() % 100,
+        this_update.month() as u8,
+        this_update.day(),
+        this_update.hour(),
+        this_update.minute(),
+        this_update.second()
+    );
+    let crl_url = format!("{}/crl", c.s.base);
+    let ask = |this_update: Option<&str>| {
+        client::send(
+            &url,
+            client::encode(
+                Request {
+                    body: client::genm_body(&[
+                        (info::ROOT_CA_CERT, None),
+                        (info::CERT_REQ_TEMPLATE, None),
+                        (
+                            info::CRL_STATUS_LIST,
+                            Some(client::crl_status_list(&crl_url, this_update)),
+                        ),
+                    ]),
+                    sender_kid: None,
+                    transaction: client::random(16),
+                },
+                None,
+            ),
+        )
+    };
+    let ca = x509_cert::Certificate::from_der(&c.s.ca().ders[0]).unwrap();
+
+    let genp = ask(None);
+    assert!(genp.signed_by(&ca), "the genp is signed by the CA");
+    let general = genp.general();
+    assert_eq!(
+        general,
+        vec![
+            (info::ROOT_CA_KEY_UPDATE.to_string(), None),
+            (info::CERT_REQ_TEMPLATE.to_string(), None),
+            (
+                info::CRLS.to_string(),
+                Some(e2e_tests::cmp_client::tlv(0x30, &crl.bytes))
+            ),
+        ],
+        "no root update, no template beyond the profile, the current CRL"
+    );
+    // A client whose CRL is the current one gets id-it-crls without value.
+    let general = ask(Some(&utc)).general();
+    assert_eq!(general[2], (info::CRLS.to_string(), None), "{utc}");
+    // Another CRL than this CA's: nothing newer to give.
+    let other = client::send(
+        &url,
+        client::encode(
+            Request {
+                body: client::genm_body(&[(
+                    info::CRL_STATUS_LIST,
+                    Some(client::crl_status_list("http://other.example/crl", None)),
+                )]),
+                sender_kid: None,
+                transaction: client::random(16),
+            },
+            None,
+        ),
+    );
+    assert_eq!(other.general(), vec![(info::CRLS.to_string(), None)]);
+}
