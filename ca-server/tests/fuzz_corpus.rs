@@ -70,3 +70,8 @@ fn json_bodies_corpus() {
 fn est_bodies_corpus() {
     replay("est_bodies", ca_core::fuzzing::est_bodies);
 }
+
+#[test]
+fn cmp_message_corpus() {
+    replay("cmp_message", ca_cmp::fuzzing::cmp_message);
+}

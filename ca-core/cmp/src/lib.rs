@@ -7,8 +7,12 @@
 //! genp, pkiConf, error) and protects them. No storage, no async runtime: the server's
 //! front end (`ca-server/src/cmp/`) joins this to the engine.
 
+#![deny(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 pub mod answer;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod general;
 pub mod mac;
 pub mod request;
@@ -18,7 +22,7 @@ pub use crmf::request::CertReqMsg;
 pub use error::CmpError;
 pub use request::{
     certificate_hash, decode, protected_part, ra_key_proof, signature_pop, template_names,
-    CertKind, KeyProof, Request, SignaturePop, MAX_MESSAGE,
+    CertKind, KeyProof, Request, SignaturePop, TemplateNames, MAX_MESSAGE,
 };
 
 /// The media type of a DER PKIMessage over HTTP (RFC 9811 section 3.4).

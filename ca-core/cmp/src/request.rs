@@ -189,19 +189,26 @@ pub fn ra_key_proof(request: &CertReqMsg) -> Result<KeyProof, CmpError> {
     }
 }
 
-/// The names a certTemplate asks for (RFC 4211 section 5): the DER of its subject, and the
-/// DER of its subjectAltName extension's value.
-pub fn template_names(
-    template: &CertTemplate,
-) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>), CmpError> {
-    let subject = template.subject.as_ref().map(|n| n.to_der()).transpose()?;
-    let san = template
-        .extensions
-        .iter()
-        .flatten()
-        .find(|e| e.extn_id == SUBJECT_ALT_NAME)
-        .map(|e| e.extn_value.as_bytes().to_vec());
-    Ok((subject, san))
+/// The names a certTemplate asks for (RFC 4211 section 5), as DER.
+#[derive(Debug, Default)]
+pub struct TemplateNames {
+    /// The DER of its subject.
+    pub subject: Option<Vec<u8>>,
+    /// The DER of its subjectAltName extension's value.
+    pub subject_alt_name: Option<Vec<u8>>,
+}
+
+/// The names `template` asks for.
+pub fn template_names(template: &CertTemplate) -> Result<TemplateNames, CmpError> {
+    Ok(TemplateNames {
+        subject: template.subject.as_ref().map(|n| n.to_der()).transpose()?,
+        subject_alt_name: template
+            .extensions
+            .iter()
+            .flatten()
+            .find(|e| e.extn_id == SUBJECT_ALT_NAME)
+            .map(|e| e.extn_value.as_bytes().to_vec()),
+    })
 }
 
 /// id-ce-subjectAltName (RFC 5280 section 4.2.1.6).

@@ -647,8 +647,11 @@ impl CmpFront {
             ca_cmp::KeyProof::RaVerified(spki) => ca_core::csr::key_from_spki_der(&spki)?,
             ca_cmp::KeyProof::Signature(pop) => self.proven_key(&pop)?,
         };
-        let (subject, san) = ca_cmp::template_names(&request.cert_req.cert_template)?;
-        let (subject, sans) = ca_core::csr::template_names(subject.as_deref(), san.as_deref())?;
+        let names = ca_cmp::template_names(&request.cert_req.cert_template)?;
+        let (subject, sans) = ca_core::csr::template_names(
+            names.subject.as_deref(),
+            names.subject_alt_name.as_deref(),
+        )?;
         let issued = self
             .engine
             .issue_for_key(KeyRequest {
