@@ -442,6 +442,25 @@ def save(fig, name, alt, bottom):
     FIGURES[name] = alt
 
 
+def plot_series(ax, series, value):
+    """Draws each (legend, color, style, marker, [(connections, result)]) curve of `value`."""
+    for name, color, style, marker, pts in series:
+        ax.plot([c for c, _ in pts], [value(r) for _, r in pts], style, color=color,
+                marker=marker, markersize=9 if marker == "*" else 7, linewidth=2, label=name,
+                markerfacecolor="none" if marker == "D" else color, markeredgewidth=1.8)
+
+
+def finish(fig, ax, title, name, alt, grid="y", note="", bottom=0.04):
+    """Grid, title, the legend beside the plot (never over the data), footer; saves it."""
+    ax.grid(True, axis=grid, color="#e5e5e5")
+    ax.set_axisbelow(True)
+    ax.set_title(title, fontsize=11)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8.5, frameon=False)
+    footer(fig, note)
+    save(fig, name, alt, bottom)
+
+
 def concurrency_series():
     """(legend, color, line style, marker, [(connections, result)]) of every curve."""
     return [(name, color, style, marker, pts) for name, color, style, marker, pts in [
@@ -460,10 +479,7 @@ def throughput_figure():
     if not series:
         return
     fig, ax = plt.subplots(figsize=(10, 5.2))
-    for name, color, style, marker, pts in series:
-        ax.plot([c for c, _ in pts], [r["certificates_per_sec"] for _, r in pts], style,
-                color=color, marker=marker, markersize=7, linewidth=2, label=name,
-                markerfacecolor="none" if marker == "D" else color, markeredgewidth=1.8)
+    plot_series(ax, series, lambda r: r["certificates_per_sec"])
     top = max(r["certificates_per_sec"] for *_, pts in series for _, r in pts)
     lim = p256 or next((r["limit"] for *_, pts in series for _, r in pts if r.get("limit")), {})
     if lim.get("certificates_per_sec"):
@@ -479,13 +495,9 @@ def throughput_figure():
     ax.yaxis.set_major_locator(MaxNLocator(nbins=8, steps=[1, 2, 2.5, 5, 10]))
     thousands(ax.yaxis)
     ax.set_ylabel("certificates per second")
-    ax.grid(True, axis="y", color="#e5e5e5")
-    ax.set_title("Issuance throughput against concurrency\n"
-                 "P-256 CA and CSRs, durable store; L and L∥ as ca-bench measured them in this run",
-                 fontsize=11)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8.5, frameon=False)
-    footer(fig)
-    save(fig, "throughput-vs-concurrency.png", "throughput against concurrency", 0.04)
+    finish(fig, ax, "Issuance throughput against concurrency\n"
+           "P-256 CA and CSRs, durable store; L and L∥ as ca-bench measured them in this run",
+           "throughput-vs-concurrency.png", "throughput against concurrency")
 
 
 def latency_figure():
@@ -497,10 +509,7 @@ def latency_figure():
     if not pts_all:
         return
     fig, ax = plt.subplots(figsize=(10, 5.2))
-    for name, color, style, marker, pts in series:
-        ax.plot([c for c, _ in pts], [r["latency_ms"]["p99"] for _, r in pts], style,
-                color=color, marker=marker, markersize=9 if marker == "*" else 7, linewidth=2,
-                label=name, markerfacecolor="none" if marker == "D" else color, markeredgewidth=1.8)
+    plot_series(ax, series, lambda r: r["latency_ms"]["p99"])
     ax.axhline(20, color="#444444", linestyle=(0, (6, 3)), linewidth=1.2,
                label="target: single at c64, p99 ≤ 20 ms")
     if half:
@@ -514,13 +523,9 @@ def latency_figure():
     ax.yaxis.set_minor_locator(NullLocator())
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
     ax.set_ylabel("p99 latency of a request (ms, log scale)")
-    ax.grid(True, axis="y", color="#e5e5e5")
-    ax.set_title("99th-percentile latency against concurrency\n"
-                 "a batch request carries 100 certificates; same scenarios as the throughput figure",
-                 fontsize=11)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8.5, frameon=False)
-    footer(fig)
-    save(fig, "p99-latency-vs-concurrency.png", "p99 latency against concurrency", 0.04)
+    finish(fig, ax, "99th-percentile latency against concurrency\n"
+           "a batch request carries 100 certificates; same scenarios as the throughput figure",
+           "p99-latency-vs-concurrency.png", "p99 latency against concurrency")
 
 
 # Thread groups of the CPU figure: (name, color, keys of cpu_us_per_certificate).
@@ -581,16 +586,12 @@ def cpu_figure():
     ax.xaxis.set_major_locator(MaxNLocator(nbins=8, steps=[1, 2, 2.5, 5, 10]))
     thousands(ax.xaxis)
     ax.set_xlabel("CPU µs per certificate (server threads by group, and the client)")
-    ax.grid(True, axis="x", color="#e5e5e5")
-    ax.set_axisbelow(True)
-    ax.set_title("Where the CPU goes: CPU time per certificate by thread group", fontsize=11)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8.5, frameon=False)
     left_out = [l for l in ["rsa3072-single-c64", "rsa3072-batch100-c4", "hsm-rsa3072-batch100-c4",
                             "cfssl-pg-single-c16", "cfssl-pg-single-c64"] if l in R]
-    footer(fig, "in the tables only (their signature or database alone is ten times the others): "
-           + ", ".join(left_out) if left_out else "")
-    save(fig, "cpu-per-certificate.png", "CPU per certificate by thread group",
-         0.07 if left_out else 0.04)
+    finish(fig, ax, "Where the CPU goes: CPU time per certificate by thread group",
+           "cpu-per-certificate.png", "CPU per certificate by thread group", grid="x",
+           note="in the tables only (their signature or database alone is ten times the others): "
+           + ", ".join(left_out) if left_out else "", bottom=0.07 if left_out else 0.04)
 
 
 def acme_figure():
@@ -627,14 +628,8 @@ def acme_figure():
     ax.xaxis.set_major_locator(MaxNLocator(nbins=8, steps=[1, 2, 2.5, 5, 10]))
     thousands(ax.xaxis)
     ax.set_xlabel("complete ACME orders per second (RFC 8555: order, http-01, finalize, download)")
-    ax.grid(True, axis="x", color="#e5e5e5")
-    ax.set_axisbelow(True)
-    ax.set_title("ACME orders: ca-server and pebble on the same machine (bench/acme-vs-pebble.sh)",
-                 fontsize=11)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8.5, frameon=False)
-    footer(fig)
-    save(fig, "acme-orders.png", "ACME orders per second, ca-server and pebble", 0.05)
+    finish(fig, ax, "ACME orders: ca-server and pebble on the same machine (bench/acme-vs-pebble.sh)",
+           "acme-orders.png", "ACME orders per second, ca-server and pebble", grid="x", bottom=0.05)
 
 
 def figure(name):
