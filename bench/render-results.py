@@ -388,7 +388,8 @@ def run_info():
     date = info.get("date") or (
         datetime.fromtimestamp(max(written), timezone.utc) if written
         else datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")
-    machine = info.get("machine") or f"{cores} vCPUs"
+    measured = [r["limit"]["cores"] for r in R.values() if (r.get("limit") or {}).get("cores")]
+    machine = info.get("machine") or (f"{measured[0]} vCPUs" if measured else "machine not recorded")
     return date, machine, info.get("by") or "bench/run-all.sh"
 
 
@@ -505,7 +506,11 @@ def latency_figure():
     half = scenarios(r"single-c(\d+)-half-rate")
     if half:
         series.insert(3, ("ca-server, single at half the c64 rate", COLORS["half"], "", "*", half))
-    pts_all = [(c, r) for *_, pts in series for c, r in pts if r["latency_ms"].get("p99", 0) > 0]
+    # A scenario that completed no request has no latency to draw.
+    series = [(name, color, style, marker, [(c, r) for c, r in pts if r["latency_ms"].get("p99", 0) > 0])
+              for name, color, style, marker, pts in series]
+    series = [s for s in series if s[-1]]
+    pts_all = [(c, r) for *_, pts in series for c, r in pts]
     if not pts_all:
         return
     fig, ax = plt.subplots(figsize=(10, 5.2))
