@@ -1,5 +1,18 @@
 #!/usr/bin/env python3
-"""Renders bench/RESULTS.md (to stdout) and chart.svg from a bench/run-all.sh output folder."""
+"""Renders bench/RESULTS.md (to stdout) and its figures (PNG, with matplotlib) from a
+bench/run-all.sh output folder (or one that `ca-bench --report DIR` wrote).
+
+    render-results.py OUT [--figures DIR]
+
+OUT holds results/LABEL.json (one per ca-bench scenario), the criterion and `openssl speed`
+excerpts (*.txt) and run.json (the run's date and machine). The figures are written to DIR
+(default OUT), and RESULTS.md names them relative to it, so RESULTS.md belongs in DIR. A
+scenario missing from OUT reads "not run".
+
+The figures need matplotlib: on Debian `apt-get install python3-matplotlib`, for
+/usr/bin/python3.
+"""
+import argparse
 import glob
 import json
 import os
@@ -7,7 +20,21 @@ import re
 import sys
 from datetime import datetime, timezone
 
-out = sys.argv[1]
+try:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
+except ImportError:
+    sys.exit("render-results: matplotlib is missing; on Debian: apt-get install "
+             "python3-matplotlib, then run this script with /usr/bin/python3")
+
+parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+parser.add_argument("out", help="the run's folder (results/*.json, *.txt, run.json)")
+parser.add_argument("--figures", help="where to write the figures (default: OUT)")
+cli = parser.parse_args()
+out = cli.out
+fig_dir = cli.figures or out
 R = {os.path.basename(p)[:-5]: json.load(open(p)) for p in glob.glob(f"{out}/results/*.json")}
 
 
@@ -103,7 +130,15 @@ def limit_drift():
 
 
 def verdict(ok):
+    """A target's verdict: met, not met, or not run (None: its scenario is not in this run)."""
+    if ok is None:
+        return "not run"
     return "**met**" if ok else "not met"
+
+
+def ran(*labels):
+    """Whether every one of these scenarios is in this run."""
+    return all(label in R for label in labels)
 
 
 def targets_table():
@@ -117,31 +152,43 @@ def targets_table():
     filled = (R.get("large-fill") or R.get("million") or {}).get("certificates", 0)
     flat = million_window(rss, filled)
     large = large_raw = None
-    if "large-after" in R and "batch100-c4" in R:
+    if ran("large-after", "large-fill", "batch100-c4") and frac("batch100-c4") and batch:
         # As a fraction of the limit measured just before each: the shared machine's speed
         # drifts over the fill's ten minutes (the workers' crypto, which does not depend on
         # the store, costs more when it is slower), and the issue asks for ratios of L.
         large = frac("large-after") / frac("batch100-c4") - 1
         large_raw = rate("large-after") / batch - 1
+    not_run = "-"
+    # (target, measured, met: True/False, or None when its scenario was not run, where)
     rows = [
-        ("engine in-process ≥ 0.90 L", f"{eng:,.0f}/s = {eng_f:.2f} L", eng_f >= 0.9,
-         "writer + crypto; see *Where the CPU goes*"),
-        ("batch of 100 over HTTP ≥ 0.75 L", f"{batch:,.0f}/s = {frac('batch100-c4'):.2f} L",
-         frac("batch100-c4") >= 0.75, "CPU per certificate, below"),
+        ("engine in-process ≥ 0.90 L", f"{eng:,.0f}/s = {eng_f:.2f} L" if eng_f else not_run,
+         eng_f >= 0.9 if eng_f else None, "writer + crypto; see *Where the CPU goes*"),
+        ("batch of 100 over HTTP ≥ 0.75 L",
+         f"{batch:,.0f}/s = {frac('batch100-c4'):.2f} L" if ran("batch100-c4") else not_run,
+         frac("batch100-c4") >= 0.75 if ran("batch100-c4") else None, "CPU per certificate, below"),
         ("single at c64 ≥ 0.50 L, p99 ≤ 20 ms",
-         f"{single:,.0f}/s = {frac('single-c64'):.2f} L, p99 {p99('single-c64'):.1f} ms",
-         frac("single-c64") >= 0.5 and p99("single-c64") <= 20, "HTTP round trip on both sides, below"),
-        ("half that rate: p99 ≤ 5 ms", f"p99 {p99('single-c64-half-rate'):.1f} ms",
-         0 < p99("single-c64-half-rate") <= 5, "see the latency note below"),
+         f"{single:,.0f}/s = {frac('single-c64'):.2f} L, p99 {p99('single-c64'):.1f} ms"
+         if ran("single-c64") else not_run,
+         frac("single-c64") >= 0.5 and p99("single-c64") <= 20 if ran("single-c64") else None,
+         "HTTP round trip on both sides, below"),
+        ("half that rate: p99 ≤ 5 ms",
+         f"p99 {p99('single-c64-half-rate'):.1f} ms" if ran("single-c64-half-rate") else not_run,
+         0 < p99("single-c64-half-rate") <= 5 if ran("single-c64-half-rate") else None,
+         "see the latency note below"),
         ("Ed25519 CA + CSRs (profile tls-client: the TLS BR allow no Ed25519): same ratios",
-         f"single {frac('ed25519-single-c64'):.2f} L, batch {frac('ed25519-batch100-c4'):.2f} L",
-         frac("ed25519-single-c64") >= 0.5 and frac("ed25519-batch100-c4") >= 0.75,
+         f"single {frac('ed25519-single-c64'):.2f} L, batch {frac('ed25519-batch100-c4'):.2f} L"
+         if ran("ed25519-single-c64", "ed25519-batch100-c4") else not_run,
+         frac("ed25519-single-c64") >= 0.5 and frac("ed25519-batch100-c4") >= 0.75
+         if ran("ed25519-single-c64", "ed25519-batch100-c4") else None,
          "HTTP and writer as for P-256; verification is batched"),
         ("RSA-3072 CA, P-256 CSRs: same ratios",
-         f"single {frac('rsa3072-single-c64'):.2f} L, batch {frac('rsa3072-batch100-c4'):.2f} L",
-         frac("rsa3072-single-c64") >= 0.5 and frac("rsa3072-batch100-c4") >= 0.75,
+         f"single {frac('rsa3072-single-c64'):.2f} L, batch {frac('rsa3072-batch100-c4'):.2f} L"
+         if ran("rsa3072-single-c64", "rsa3072-batch100-c4") else not_run,
+         frac("rsa3072-single-c64") >= 0.5 and frac("rsa3072-batch100-c4") >= 0.75
+         if ran("rsa3072-single-c64", "rsa3072-batch100-c4") else None,
          "the signature dominates; the overheads are small beside it"),
-        ("1 → 2 workers ≥ 1.8x", f"{w2 / w1:.2f}x" if w1 else "not run", w1 and w2 / w1 >= 1.8,
+        ("1 → 2 workers ≥ 1.8x", f"{w2 / w1:.2f}x" if w1 and w2 else not_run,
+         w2 / w1 >= 1.8 if w1 and w2 else None,
          "two vCPUs give < 2x one; the writer and HTTP share them"),
         ("resident memory flat (±10%) over 1M issuances, < 256 MiB",
          f"at most {flat:+.1%} within any 1,000,000 issuances after the first quarter of the run "
@@ -149,17 +196,19 @@ def targets_table():
          f"{min(mid) / 1024:.0f}–{max(mid) / 1024:.0f} MiB, peak {max(rss) / 1024:.0f} MiB"
          + (f" (the 1,000,000-issuance run alone: {million_window(short, R['million']['certificates']):+.1%}, "
             f"peak {max(short) / 1024:.0f} MiB)" if short and "large-fill" in R and "million" in R else "")
-         if mid else "run with --long", bool(mid) and flat <= 0.10 and max(rss) < 256 * 1024,
+         if mid else "run with `bench/run-all.sh --long`",
+         flat <= 0.10 and max(rss) < 256 * 1024 if mid else None,
          "see *Memory* below"),
         ("with millions stored: within 10% of empty",
          f"{large:+.1%} of its fraction of L with {R['large-fill']['certificates']:,} stored "
          f"({large_raw:+.1%} in certificates/s, the machine's L {limit_drift():+.1%})"
          if large is not None
-         else "run with --large-store", large is not None and large >= -0.10,
+         else "run with `bench/run-all.sh --large-store`", large >= -0.10 if large is not None else None,
          "writer and RocksDB CPU in `large-after`; see below"),
         ("≥ 3.5x cfssl single, ≥ 5x with batches (c64)",
-         f"{single / cf:.1f}x single, {batch / cf:.1f}x batch" if cf else "not run",
-         bool(cf) and single / cf >= 3.5 and batch / cf >= 5, "cfssl's own CPU per certificate, below"),
+         f"{single / cf:.1f}x single, {batch / cf:.1f}x batch" if cf and single and batch else not_run,
+         single / cf >= 3.5 and batch / cf >= 5 if cf and single and batch else None,
+         "cfssl's own CPU per certificate, below"),
     ]
     out = ["## The issue's targets in this run", "",
            "| target | measured | | where the time goes |", "|---|---|---|---|"]
@@ -208,6 +257,7 @@ def cpu_table():
             cells = [f"{v:.1f}" for v in known]
         cap = (lim.get("cores", 2) * 1e6 / total) if total else 0
         out.append(f"| {label} | " + " | ".join(cells) + f" | {other:.1f} | {total:.1f} | {cap:,.0f}/s |")
+    out.append(figure("cpu-per-certificate.png").rstrip("\n"))
     out.append(ANALYSIS.format(floor=floor, **gap_figures(floor)))
     return "\n".join(out)
 
@@ -319,17 +369,288 @@ ossl_scaling = osslN[1] / ossl1[1] if ossl1[1] else 0
 w1 = (R.get("workers1-batch100-c4") or {}).get("certificates_per_sec", 0)
 w2 = (R.get("workers2-batch100-c4") or {}).get("certificates_per_sec", 0)
 worker_scaling = w2 / w1 if w1 else 0
-# When the figures were written (run-all copies them into `out` as it ends), so that
-# rendering them again keeps the run's time.
-stamp = os.path.join(out, "openssl-p256.txt")
-now = (datetime.fromtimestamp(os.path.getmtime(stamp), timezone.utc) if os.path.exists(stamp)
-       else datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def pg_us_per_certificate(label, certificates):
+    """CPU microseconds of the PostgreSQL cluster per certificate during a scenario."""
+    ticks = read(f"results/{label}.pg-ticks").strip()
+    if not ticks or not certificates:
+        return None
+    return int(ticks) * 1e6 / os.sysconf("SC_CLK_TCK") / certificates
+
+
+def run_info():
+    """(date, machine, command) of the run: run.json, written by bench/run-all.sh and
+    `ca-bench --report`; without it, when the newest result was written and the limit's core
+    count."""
+    info = json.loads(read("run.json") or "{}")
+    written = [os.path.getmtime(p) for p in glob.glob(f"{out}/results/*.json") + glob.glob(f"{out}/*.txt")]
+    date = info.get("date") or (
+        datetime.fromtimestamp(max(written), timezone.utc) if written
+        else datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")
+    measured = [r["limit"]["cores"] for r in R.values() if (r.get("limit") or {}).get("cores")]
+    machine = info.get("machine") or (f"{measured[0]} vCPUs" if measured else "machine not recorded")
+    return date, machine, info.get("by") or "bench/run-all.sh"
+
+
+run_date, run_machine, run_by = run_info()
+
+
+# The figures (matplotlib, Agg): what the tables say, drawn. Scenarios are found by their
+# labels' pattern, so that a folder with other concurrencies (an operator's own
+# `ca-bench --report` runs) is drawn the same way.
+FIGURES = {}  # file name -> alternative text, for those drawn
+COLORS = {"single": "#1f77b4", "der": "#ff7f0e", "batch": "#2ca02c", "half": "#9467bd",
+          "pg": "#17becf", "cfssl": "#d62728", "cfssl-pg": "#8c564b"}
+
+
+def scenarios(pattern):
+    """[(connections, result)] of the scenarios whose label matches `pattern` (one group: the
+    connection count), by connections."""
+    found = []
+    for label, r in R.items():
+        m = re.fullmatch(pattern, label)
+        if m and r.get("certificates_per_sec") is not None:
+            found.append((int(m.group(1)), r))
+    return sorted(found, key=lambda cr: cr[0])
+
+
+def thousands(axis):
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+
+
+def concurrency_axis(ax, xs):
+    """Connections on a base-2 log axis, a tick at each measured concurrency."""
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(xs)
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlim(min(xs) / 1.6, max(xs) * 1.6)
+    ax.set_xlabel("concurrent connections (batch: requests of 100 certificates in flight)")
+
+
+def footer(fig, note=""):
+    text = f"{run_by} · {run_date} · {run_machine} · load generator on the same machine"
+    fig.text(0.01, 0.012, text + (f"\n{note}" if note else ""), fontsize=7.5, color="#555555",
+             ha="left", va="bottom")
+
+
+def save(fig, name, alt, bottom):
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    os.makedirs(fig_dir, exist_ok=True)
+    fig.savefig(os.path.join(fig_dir, name), dpi=110)
+    plt.close(fig)
+    FIGURES[name] = alt
+
+
+def plot_series(ax, series, value):
+    """Draws each (legend, color, style, marker, [(connections, result)]) curve of `value`."""
+    for name, color, style, marker, pts in series:
+        ax.plot([c for c, _ in pts], [value(r) for _, r in pts], style, color=color,
+                marker=marker, markersize=9 if marker == "*" else 7, linewidth=2, label=name,
+                markerfacecolor="none" if marker == "D" else color, markeredgewidth=1.8)
+
+
+def finish(fig, ax, title, name, alt, grid="y", note="", bottom=0.04):
+    """Grid, title, the legend beside the plot (never over the data), footer; saves it."""
+    ax.grid(True, axis=grid, color="#e5e5e5")
+    ax.set_axisbelow(True)
+    ax.set_title(title, fontsize=11)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8.5, frameon=False)
+    footer(fig, note)
+    save(fig, name, alt, bottom)
+
+
+def concurrency_series():
+    """(legend, color, line style, marker, [(connections, result)]) of every curve."""
+    return [(name, color, style, marker, pts) for name, color, style, marker, pts in [
+        ("ca-server, single (JSON)", COLORS["single"], "-", "o", scenarios(r"single-c(\d+)")),
+        ("ca-server, single (DER)", COLORS["der"], "-", "D", scenarios(r"single-c(\d+)-der")),
+        ("ca-server, batch of 100", COLORS["batch"], "-", "s", scenarios(r"batch100-c(\d+)")),
+        ("ca-server + PostgreSQL, single", COLORS["pg"], "-", "^", scenarios(r"pg-single-c(\d+)")),
+        ("ca-server + PostgreSQL, batch of 100", COLORS["pg"], "-", "v", scenarios(r"pg-batch100-c(\d+)")),
+        ("cfssl serve (peer)", COLORS["cfssl"], "--", "x", scenarios(r"cfssl-single-c(\d+)")),
+        ("cfssl serve + PostgreSQL (peer)", COLORS["cfssl-pg"], "--", "P", scenarios(r"cfssl-pg-single-c(\d+)")),
+    ] if pts]
+
+
+def throughput_figure():
+    series = concurrency_series()
+    if not series:
+        return
+    fig, ax = plt.subplots(figsize=(10, 5.2))
+    plot_series(ax, series, lambda r: r["certificates_per_sec"])
+    top = max(r["certificates_per_sec"] for *_, pts in series for _, r in pts)
+    lim = p256 or next((r["limit"] for *_, pts in series for _, r in pts if r.get("limit")), {})
+    if lim.get("certificates_per_sec"):
+        ax.axhline(lim["certificates_per_sec"], color="#444444", linestyle=(0, (6, 3)), linewidth=1.2,
+                   label=f"L = {lim['certificates_per_sec']:,.0f}/s (cores × one core's rate)")
+        top = max(top, lim["certificates_per_sec"])
+    if lim.get("parallel_certificates_per_sec"):
+        ax.axhline(lim["parallel_certificates_per_sec"], color="#888888", linestyle=":", linewidth=1.5,
+                   label=f"L∥ = {lim['parallel_certificates_per_sec']:,.0f}/s (all cores at once)")
+        top = max(top, lim["parallel_certificates_per_sec"])
+    concurrency_axis(ax, sorted({c for *_, pts in series for c, _ in pts}))
+    ax.set_ylim(0, top * 1.08)
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=8, steps=[1, 2, 2.5, 5, 10]))
+    thousands(ax.yaxis)
+    ax.set_ylabel("certificates per second")
+    finish(fig, ax, "Issuance throughput against concurrency\n"
+           "P-256 CA and CSRs, durable store; L and L∥ as ca-bench measured them in this run",
+           "throughput-vs-concurrency.png", "throughput against concurrency")
+
+
+def latency_figure():
+    series = concurrency_series()
+    half = scenarios(r"single-c(\d+)-half-rate")
+    if half:
+        series.insert(3, ("ca-server, single at half the c64 rate", COLORS["half"], "", "*", half))
+    # A scenario that completed no request has no latency to draw.
+    series = [(name, color, style, marker, [(c, r) for c, r in pts if r["latency_ms"].get("p99", 0) > 0])
+              for name, color, style, marker, pts in series]
+    series = [s for s in series if s[-1]]
+    pts_all = [(c, r) for *_, pts in series for c, r in pts]
+    if not pts_all:
+        return
+    fig, ax = plt.subplots(figsize=(10, 5.2))
+    plot_series(ax, series, lambda r: r["latency_ms"]["p99"])
+    ax.axhline(20, color="#444444", linestyle=(0, (6, 3)), linewidth=1.2,
+               label="target: single at c64, p99 ≤ 20 ms")
+    if half:
+        ax.axhline(5, color=COLORS["half"], linestyle=":", linewidth=1.5,
+                   label="target: at half that rate, p99 ≤ 5 ms")
+    concurrency_axis(ax, sorted({c for c, _ in pts_all}))
+    values = [r["latency_ms"]["p99"] for _, r in pts_all] + [20]
+    ax.set_yscale("log")
+    ax.set_ylim(min(values) / 1.5, max(values) * 1.5)
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+    ax.set_ylabel("p99 latency of a request (ms, log scale)")
+    finish(fig, ax, "99th-percentile latency against concurrency\n"
+           "a batch request carries 100 certificates; same scenarios as the throughput figure",
+           "p99-latency-vs-concurrency.png", "p99 latency against concurrency")
+
+
+# Thread groups of the CPU figure: (name, color, keys of cpu_us_per_certificate).
+CPU_STACK = [
+    ("verify + sign (workers)", "#1f77b4", ["server:ca-worker"]),
+    ("PKCS#11 signer (SoftHSM2)", "#aec7e8", ["server:ca-signer"]),
+    ("store writer", "#2ca02c", ["server:ca-store-writer"]),
+    ("RocksDB flush + compaction", "#98df8a", ["server:rocksdb:high", "server:rocksdb:low"]),
+    ("PostgreSQL pool (ca-pg)", "#17becf", ["server:ca-pg"]),
+    ("HTTP, JSON", "#ff7f0e", ["server:ca-http"]),
+    ("cfssl serve (all of it)", "#d62728", ["server:cfssl"]),
+    ("client (ca-bench)", "#7f7f7f", ["client"]),
+]
+CPU_SCENARIOS = ["batch100-c4", "single-c64", "single-c64-der", "single-c16",
+                 "ed25519-batch100-c4", "ed25519-single-c64", "hsm-batch100-c4", "hsm-single-c64",
+                 "pg-batch100-c4", "pg-single-c64", "large-after", "cfssl-single-c64"]
+
+
+def cpu_figure():
+    """Stacked bars: CPU µs per certificate by thread group, the crypto floor beside them.
+    The scenarios whose signature alone costs ten times the others (RSA-3072, cfssl with
+    PostgreSQL) are in the tables only: they would flatten every other bar."""
+    labels = [l for l in CPU_SCENARIOS if (R.get(l) or {}).get("cpu_us_per_certificate")]
+    if not labels:
+        return
+    pg_extra = {l: pg_us_per_certificate(l, R[l]["certificates"]) for l in labels if l.startswith("pg-")}
+    stack = CPU_STACK + ([("PostgreSQL cluster", "#bcbd22", [])] if any(v for v in pg_extra.values()) else [])
+    fig, ax = plt.subplots(figsize=(10, 0.42 * len(labels) + 2.2))
+    ys = list(range(len(labels)))[::-1]
+    left = [0.0] * len(labels)
+    for name, color, keys in stack:
+        widths = []
+        for label in labels:
+            split = R[label]["cpu_us_per_certificate"]
+            widths.append(pg_extra.get(label) or 0 if not keys else sum(split.get(k, 0) for k in keys))
+        if not any(w > 0 for w in widths):
+            continue
+        ax.barh(ys, widths, left=left, color=color, edgecolor="white", linewidth=0.5, height=0.7,
+                label=name)
+        left = [a + w for a, w in zip(left, widths)]
+    totals = []
+    for label, y in zip(labels, ys):
+        split = R[label]["cpu_us_per_certificate"]
+        known = {k for _, _, keys in CPU_STACK for k in keys}
+        other = sum(v for k, v in split.items() if k not in known)
+        total = sum(split.values()) + (pg_extra.get(label) or 0)
+        totals.append(total)
+        ax.text(total + 3, y, f"{total:,.0f} µs" + (f" (other {other:.1f})" if other >= 0.5 else ""),
+                va="center", fontsize=8.5)
+    lim = p256 or limit_of("batch100-c4")
+    if lim.get("parallel_certificates_per_sec"):
+        floor = lim.get("cores", 2) * 1e6 / lim["parallel_certificates_per_sec"]
+        ax.axvline(floor, color="black", linestyle=(0, (4, 3)), linewidth=1.2,
+                   label=f"P-256 crypto floor: vCPUs / L∥ = {floor:.0f} µs")
+    ax.set_yticks(ys)
+    ax.set_yticklabels(labels, fontsize=9)
+    ax.set_xlim(0, max(totals) * 1.18)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=8, steps=[1, 2, 2.5, 5, 10]))
+    thousands(ax.xaxis)
+    ax.set_xlabel("CPU µs per certificate (server threads by group, and the client)")
+    left_out = [l for l in ["rsa3072-single-c64", "rsa3072-batch100-c4", "hsm-rsa3072-batch100-c4",
+                            "cfssl-pg-single-c16", "cfssl-pg-single-c64"] if l in R]
+    finish(fig, ax, "Where the CPU goes: CPU time per certificate by thread group",
+           "cpu-per-certificate.png", "CPU per certificate by thread group", grid="x",
+           note="in the tables only (their signature or database alone is ten times the others): "
+           + ", ".join(left_out) if left_out else "", bottom=0.07 if left_out else 0.04)
+
+
+def acme_figure():
+    """Orders per second of ca-server's ACME front and of pebble (the completed run)."""
+    def name_of(name, r):
+        f = r.get("fraction_of_limit")
+        return (f"{name}, c{r['connections']}\n{r['orders_per_sec']:,.0f}/s"
+                + (f" = {f:.3f} L_acme" if f else "") + f", p99 {r['latency_ms']['p99']:.0f} ms")
+
+    acme, pebble = R.get("acme-ca"), R.get("acme-pebble")
+    if not acme or not pebble:
+        return  # RESULTS.md's ACME section needs both
+    bars = [(name_of("ca-server ACME", acme), acme, COLORS["single"]),
+            (name_of("pebble (peer)", pebble), pebble, COLORS["cfssl"])]
+    fig, ax = plt.subplots(figsize=(10, 0.6 * len(bars) + 2.0))
+    ys = list(range(len(bars)))[::-1]
+    ax.barh(ys, [r["orders_per_sec"] for _, r, _ in bars], color=[c for *_, c in bars], height=0.55)
+    top = max(r["orders_per_sec"] for _, r, _ in bars)
+    # The targets are ca-server's: half its L_acme, and five times pebble's rate.
+    y = ys[0]
+    half = (acme.get("limit_orders_per_sec") or 0) / 2
+    if half:
+        ax.plot([half, half], [y - 0.35, y + 0.35], color="black", linewidth=1.5,
+                linestyle=(0, (4, 2)), label=f"target: ½ L_acme = {half:,.0f}/s")
+        top = max(top, half)
+    if pebble.get("orders_per_sec"):
+        five = 5 * pebble["orders_per_sec"]
+        ax.plot([five, five], [y - 0.35, y + 0.35], color=COLORS["cfssl"], linewidth=1.5,
+                linestyle=":", label=f"target: 5 × pebble = {five:,.0f}/s")
+        top = max(top, five)
+    ax.set_yticks(ys)
+    ax.set_yticklabels([name for name, _, _ in bars], fontsize=9)
+    ax.set_xlim(0, top * 1.1)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=8, steps=[1, 2, 2.5, 5, 10]))
+    thousands(ax.xaxis)
+    ax.set_xlabel("complete ACME orders per second (RFC 8555: order, http-01, finalize, download)")
+    finish(fig, ax, "ACME orders: ca-server and pebble on the same machine (bench/acme-vs-pebble.sh)",
+           "acme-orders.png", "ACME orders per second, ca-server and pebble", grid="x", bottom=0.05)
+
+
+def figure(name):
+    """The Markdown that shows a figure, when it was drawn."""
+    return f"\n![{FIGURES[name]}]({name})\n" if name in FIGURES else ""
+
+
+throughput_figure()
+latency_figure()
+cpu_figure()
+acme_figure()
 B = "ca-bench --url URL --duration 10"
 print(f"""# Benchmark results
 
-Regenerated by `bench/run-all.sh` on {now}, on this project's machine: {os.cpu_count()} vCPUs,
-the kind CI runs on. The load generator runs on the same machine as the server. Every
-throughput is a fraction of the limit measured in the same run.
+Measured by `{run_by}` on {run_date}, on {run_machine}. The load generator runs on the same
+machine as the server. Every throughput is a fraction of the limit measured in the same run.
 
 ## The machine's limit
 
@@ -363,9 +684,7 @@ every scenario measures its own limit just before it runs. Tables give both frac
 {row('single-c64-half-rate', B + ' --connections 64 --rate HALF')}
 {row('single-c64-der', B + ' --connections 64 --body der')}
 {row('batch100-c4', B + ' --mode batch --batch-size 100 --connections 4')}
-
-![throughput against concurrency](throughput-vs-concurrency.svg)
-
+{figure('throughput-vs-concurrency.png')}{figure('p99-latency-vs-concurrency.png')}
 ## Side by side with `cfssl serve` (same machine, CA, CSRs and client)
 
 | scenario | certificates/s | | | latency ms p50 / p99 / max | errors | command |
@@ -511,7 +830,7 @@ just before each run (here verify₁ {verify:,.0f}/s, sign₁ {sign:,.0f}/s, v =
 |---|---|---|
 | ≥ 0.5 L_acme | {f:.3f} L_acme | {verdict(f >= 0.5)} |
 | ≥ 5x pebble | {ratio:.1f}x | {verdict(ratio >= 5)} |
-""" + (f"""
+{figure("acme-orders.png")}""" + (f"""
 pebble stops answering under concurrent orders (its in-memory store takes two locks in both
 orders); the script halves its connections until a run completes: {', '.join(f'c{c}: {n:,} orders' for c, n in stalled)}
 before the c{pebble['connections']} run above.
@@ -603,14 +922,6 @@ leaves the host).""" if path_cpu else "."))
         ]:
             if label in R:
                 print(row(label, cmd))
-def pg_us_per_certificate(label, certificates):
-    """CPU microseconds of the PostgreSQL cluster per certificate during a scenario."""
-    ticks = read(f"results/{label}.pg-ticks").strip()
-    if not ticks or not certificates:
-        return None
-    return int(ticks) * 1e6 / os.sysconf("SC_CLK_TCK") / certificates
-
-
 pg_labels = ["pg-batch100-c4", "pg-single-c64", "pg2-a-batch100-c2", "pg2-b-batch100-c2",
              "cfssl-pg-single-c16", "cfssl-pg-single-c64"]
 if any(label in R for label in pg_labels):
@@ -772,38 +1083,3 @@ block cache grew by about 7 MiB per million certificates and took the cache past
 Those partitions are now ordinary cache entries (`block_cache_pinned` stays at 0 and the
 cache at its capacity), and `issued`, only ever read at sequence numbers that exist, has no
 bloom filter.""")
-
-# The chart: throughput against concurrency, ours and cfssl's.
-series = {
-    "ca-server single": [(c, R[f"single-c{c}"]["certificates_per_sec"]) for c in (1, 4, 16, 64) if f"single-c{c}" in R],
-    "cfssl serve": [(c, R[f"cfssl-single-c{c}"]["certificates_per_sec"]) for c in (16, 64) if f"cfssl-single-c{c}" in R],
-}
-W, H, PAD = 640, 360, 60
-ymax = max([v for s in series.values() for _, v in s] + [p256.get("parallel_certificates_per_sec", 1)]) * 1.1
-xs = [1, 4, 16, 64]
-def X(c): return PAD + xs.index(c) * (W - 2 * PAD) / (len(xs) - 1)
-def Y(v): return H - PAD - v / ymax * (H - 2 * PAD)
-svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
-       f'<rect width="{W}" height="{H}" fill="white"/>',
-       f'<line x1="{PAD}" y1="{H-PAD}" x2="{W-PAD}" y2="{H-PAD}" stroke="black"/>',
-       f'<line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{H-PAD}" stroke="black"/>',
-       f'<text x="{W/2}" y="{H-15}" text-anchor="middle">concurrent connections</text>',
-       f'<text x="15" y="{H/2}" transform="rotate(-90 15 {H/2})" text-anchor="middle">certificates/s</text>']
-for c in xs:
-    svg.append(f'<text x="{X(c)}" y="{H-PAD+18}" text-anchor="middle">{c}</text>')
-for i in range(6):
-    v = ymax * i / 5
-    svg.append(f'<text x="{PAD-5}" y="{Y(v)+4}" text-anchor="end">{v:,.0f}</text>')
-lpar = p256.get("parallel_certificates_per_sec")
-if lpar:
-    svg.append(f'<line x1="{PAD}" y1="{Y(lpar)}" x2="{W-PAD}" y2="{Y(lpar)}" stroke="gray" stroke-dasharray="4"/>')
-    svg.append(f'<text x="{W-PAD}" y="{Y(lpar)-5}" text-anchor="end" fill="gray">L∥ {lpar:,.0f}/s</text>')
-for (name, pts), color in zip(series.items(), ["#1f77b4", "#d62728"]):
-    if pts:
-        svg.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="' +
-                   " ".join(f"{X(c)},{Y(v)}" for c, v in pts) + '"/>')
-        for c, v in pts:
-            svg.append(f'<circle cx="{X(c)}" cy="{Y(v)}" r="3" fill="{color}"/>')
-        svg.append(f'<text x="{X(pts[-1][0])-5}" y="{Y(pts[-1][1])-8}" text-anchor="end" fill="{color}">{name}</text>')
-svg.append("</svg>")
-open(os.path.join(out, "chart.svg"), "w").write("\n".join(svg))

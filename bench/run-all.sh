@@ -8,8 +8,10 @@
 #   bench/run-all.sh --large-store   # adds 9 minutes of issuance (~7M certificates), then
 #                                    # the batch scenario again on that store
 # (both flags may be given.) The raw figures stay in bench/last-run/, from which
-# `python3 bench/render-results.py bench/last-run` renders RESULTS.md again. Every scenario also reports the CPU time per certificate of each
-# of the server's thread groups and of the client (`ca-bench --server-pid`).
+# `python3 bench/render-results.py bench/last-run --figures bench > bench/RESULTS.md` renders
+# RESULTS.md and its figures (bench/*.png, drawn with matplotlib: Debian's python3-matplotlib,
+# installed here when missing) again. Every scenario also reports the CPU time per
+# certificate of each of the server's thread groups and of the client (`ca-bench --server-pid`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LONG=" $* "
@@ -20,6 +22,18 @@ OUT=$(mktemp -d)
 trap 'pkill -P $$ 2>/dev/null || true; rm -rf "$OUT"' EXIT
 
 scripts/setup.sh
+# The renderer draws the report's figures with matplotlib: a python3 that has it, or Debian's
+# python3-matplotlib (for /usr/bin/python3), installed now rather than after the run.
+PYTHON=""
+for py in python3 /usr/bin/python3; do
+  if "$py" -c "import matplotlib" >/dev/null 2>&1; then PYTHON=$py; break; fi
+done
+[ -n "$PYTHON" ] || {
+  echo "run-all: installing python3-matplotlib (the report's figures)" >&2
+  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq python3-matplotlib >/dev/null
+  PYTHON=/usr/bin/python3
+}
 command -v cfssl >/dev/null 2>&1 || {
   echo "run-all: installing golang-cfssl (the peer CA for the comparison)" >&2
   sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
@@ -251,10 +265,19 @@ if [[ "$LONG" == *" --large-store "* ]]; then
 fi
 
 step "rendering bench/RESULTS.md (raw figures kept in bench/last-run/)"
+# The run's date and machine, for the report's header and figures.
+"$PYTHON" - "$OUT/run.json" "bench/run-all.sh${*:+ $*}" <<'EOF'
+import json, os, platform, sys
+from datetime import datetime, timezone
+model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+              if line.startswith("model name")), "")
+machine = ", ".join(x for x in [f"{os.cpu_count()} vCPUs", model, f"Linux {platform.release()}"] if x)
+json.dump({"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+           "machine": machine, "by": sys.argv[2]}, open(sys.argv[1], "w"), indent=2)
+EOF
 rm -rf bench/last-run && mkdir -p bench/last-run
-cp -r "$OUT/results" bench/last-run/
+cp -r "$OUT/results" "$OUT/run.json" bench/last-run/
 find "$OUT" -maxdepth 1 -name '*.txt' -exec cp {} bench/last-run/ \;
-python3 bench/render-results.py bench/last-run > bench/RESULTS.md.new
+"$PYTHON" bench/render-results.py bench/last-run --figures bench > bench/RESULTS.md.new
 mv bench/RESULTS.md.new bench/RESULTS.md
-mv bench/last-run/chart.svg bench/throughput-vs-concurrency.svg
-echo "bench/RESULTS.md and bench/throughput-vs-concurrency.svg written" >&2
+echo "bench/RESULTS.md and its figures (bench/*.png) written" >&2

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use bench::cpu;
 use bench::limit::{self, Limit};
+use bench::report::{Rendered, ReportDir, RunInfo, Scenario, ScenarioLabel};
 use bench::{csr_der, CsrKey};
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
@@ -116,9 +117,21 @@ struct Args {
     /// of its thread groups and of this client.
     #[arg(long)]
     server_pid: Option<u32>,
-    /// A label for the scenario in the JSON.
+    /// A label for the scenario in the JSON (with --report: its file name; by default the
+    /// name bench/run-all.sh gives the same scenario, e.g. `single-c64`, `batch100-c4`;
+    /// the report's ACME section reads `acme-ca` and `acme-pebble`).
     #[arg(long, default_value = "")]
     label: String,
+    /// Also write the result into this report folder (results/LABEL.json and run.json, the
+    /// layout of bench/run-all.sh's output, where the results of several runs accumulate),
+    /// then render the folder's RESULTS.md and figures (PNG) with bench/render-results.py
+    /// when a python3 with matplotlib is here; otherwise print how to render it later.
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
+    /// The renderer for --report (default: render-results.py of the source tree ca-bench
+    /// was built from).
+    #[arg(long, value_name = "PATH", requires = "report")]
+    renderer: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
@@ -304,9 +317,27 @@ fn open_token_key(args: &Args, module: &std::path::Path) -> Result<Pkcs11Signer,
     Pkcs11Signer::open(&config).map_err(|e| e.to_string())
 }
 
-fn run(args: Args) -> Result<(), String> {
+fn run(mut args: Args) -> Result<(), String> {
     if args.target == Target::Cfssl && !matches!(args.mode, Mode::Single) {
         return Err("cfssl has only the single endpoint".into());
+    }
+    // With --report the label names the result's file: checked (or chosen) before the run.
+    if args.report.is_some() {
+        let label = if args.label.is_empty() {
+            ScenarioLabel::for_scenario(&Scenario {
+                acme: matches!(args.mode, Mode::Acme),
+                cfssl: args.target == Target::Cfssl,
+                pkcs11: args.pkcs11_module.is_some(),
+                ca_key: &args.ca_key_type.to_string(),
+                batch_size: matches!(args.mode, Mode::Batch).then_some(args.batch_size),
+                connections: args.connections,
+                der: args.body == BodyFormat::Der,
+                rate: args.rate,
+            })
+        } else {
+            ScenarioLabel::new(&args.label).map_err(|e| e.to_string())?
+        };
+        args.label = label.as_str().to_string();
     }
     let acme = matches!(args.mode, Mode::Acme);
     // ACME account keys (ES256) and CSRs are P-256: L_acme's verifications are P-256 ones.
@@ -449,7 +480,44 @@ fn run(args: Args) -> Result<(), String> {
         let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
         std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
     }
+    to_report(&args, &report)
+}
+
+/// `--report DIR`: the result into the folder under its label, then the folder rendered.
+fn to_report<T: Serialize>(args: &Args, result: &T) -> Result<(), String> {
+    let Some(dir) = &args.report else {
+        return Ok(());
+    };
+    let label = ScenarioLabel::new(&args.label).map_err(|e| e.to_string())?;
+    let folder = ReportDir::new(dir);
+    let path = write_report(&folder, &label, result)?;
+    println!("result written to {}", path.display());
+    let renderer = args.renderer.clone().unwrap_or_else(|| {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/render-results.py"))
+    });
+    match folder.render(&renderer).map_err(|e| e.to_string())? {
+        Rendered::Drawn { markdown, figures } => {
+            println!("report: {}", markdown.display());
+            for figure in figures {
+                println!("figure: {}", figure.display());
+            }
+        }
+        Rendered::Later { why, command } => {
+            println!("report not rendered: {why}; render it later with\n  {command}");
+        }
+    }
     Ok(())
+}
+
+/// Writes one result into the report folder, with this machine and the time as run.json.
+fn write_report<T: Serialize>(
+    folder: &ReportDir,
+    label: &ScenarioLabel,
+    result: &T,
+) -> Result<PathBuf, String> {
+    folder
+        .write(label, result, &RunInfo::now("ca-bench --report"))
+        .map_err(|e| e.to_string())
 }
 
 async fn drive(args: &Args, shared: Arc<Shared>) -> (f64, u64) {
@@ -837,7 +905,7 @@ fn run_acme(args: &Args, limit: Option<Limit>) -> Result<(), String> {
         let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
         std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
     }
-    Ok(())
+    to_report(args, &report)
 }
 
 fn print_acme_table(r: &AcmeReport) {
@@ -916,5 +984,141 @@ fn print_acme_table(r: &AcmeReport) {
             limit,
             r.parallel_limit_orders_per_sec.unwrap_or(0.0)
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A result as a load run gives it, with made-up figures.
+    fn synthetic(label: &str, mode: Mode, connections: usize, per_sec: f64) -> Report {
+        let limit = Limit {
+            signer: "ring",
+            sign_cpu_us: 16.0,
+            sign_per_sec: 60_000.0,
+            verify_per_sec: 20_000.0,
+            cores: 2,
+            certificates_per_sec: 30_000.0,
+            parallel_sign_per_sec: 120_000.0,
+            parallel_verify_per_sec: 39_000.0,
+            parallel_certificates_per_sec: 29_000.0,
+        };
+        Report {
+            label: label.into(),
+            target: Target::Ca,
+            mode,
+            body: BodyFormat::Json,
+            connections,
+            batch_size: 100,
+            key_type: CsrKey::EcP256,
+            ca_key_type: "ec-p256".into(),
+            rate_cap: 0.0,
+            seconds: 10.0,
+            certificates: (per_sec * 10.0) as u64,
+            certificates_per_sec: per_sec,
+            fraction_of_limit: Some(per_sec / limit.certificates_per_sec),
+            latency_ms: BTreeMap::from([("p50", 5.0), ("p90", 7.0), ("p99", 10.0), ("max", 18.0)]),
+            errors: BTreeMap::new(),
+            limit: Some(limit),
+            cpu_us_per_certificate: BTreeMap::from([
+                ("client".to_string(), 10.0),
+                ("server:ca-http".to_string(), 26.0),
+                ("server:ca-store-writer".to_string(), 23.0),
+                ("server:ca-worker".to_string(), 80.0),
+            ]),
+        }
+    }
+
+    fn read_json(path: &std::path::Path) -> Value {
+        let text = std::fs::read_to_string(path).expect("written");
+        serde_json::from_str(&text).expect("JSON")
+    }
+
+    #[test]
+    fn a_report_folder_holds_each_result_where_the_renderer_reads_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let folder = ReportDir::new(dir.path().join("mine"));
+        let label = ScenarioLabel::new("single-c64").expect("label");
+        let path = write_report(
+            &folder,
+            &label,
+            &synthetic("single-c64", Mode::Single, 64, 12_000.0),
+        )
+        .expect("written");
+        assert_eq!(path, dir.path().join("mine/results/single-c64.json"));
+        // The fields bench/render-results.py reads, under the names it reads.
+        let result = read_json(&path);
+        assert_eq!(result["label"], "single-c64");
+        assert_eq!(result["mode"], "single");
+        assert_eq!(result["target"], "ca");
+        assert_eq!(result["certificates_per_sec"], 12_000.0);
+        assert_eq!(result["fraction_of_limit"], 0.4);
+        assert_eq!(result["latency_ms"]["p99"], 10.0);
+        assert_eq!(result["limit"]["cores"], 2);
+        assert_eq!(result["limit"]["parallel_certificates_per_sec"], 29_000.0);
+        assert_eq!(result["cpu_us_per_certificate"]["server:ca-worker"], 80.0);
+        let run = read_json(&dir.path().join("mine/run.json"));
+        assert_eq!(run["by"], "ca-bench --report");
+        assert!(
+            run["machine"].as_str().is_some_and(|m| m.contains("vCPUs")),
+            "{run}"
+        );
+        assert!(
+            run["date"].as_str().is_some_and(|d| d.ends_with(" UTC")),
+            "{run}"
+        );
+    }
+
+    #[test]
+    fn the_renderer_draws_a_folder_with_some_scenarios_only() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let folder = ReportDir::new(dir.path());
+        for (label, mode, connections, per_sec) in [
+            ("single-c64", Mode::Single, 64, 12_000.0),
+            ("batch100-c4", Mode::Batch, 4, 18_000.0),
+        ] {
+            let label_ = ScenarioLabel::new(label).expect("label");
+            write_report(
+                &folder,
+                &label_,
+                &synthetic(label, mode, connections, per_sec),
+            )
+            .expect("written");
+        }
+        let renderer = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/render-results.py"));
+        match folder.render(&renderer).expect("rendered") {
+            Rendered::Drawn { markdown, figures } => {
+                let text = std::fs::read_to_string(markdown).expect("RESULTS.md");
+                assert!(text.contains("| single-c64 | 12,000 | 0.40 |"), "{text}");
+                assert!(text.contains("| batch100-c4 | 18,000 | 0.60 |"), "{text}");
+                // Scenarios this folder does not have read "not run", never "not met".
+                assert!(
+                    text.contains("run with `bench/run-all.sh --long` | not run |"),
+                    "{text}"
+                );
+                assert!(
+                    text.contains("| 1 → 2 workers ≥ 1.8x | - | not run |"),
+                    "{text}"
+                );
+                let names: Vec<String> = figures
+                    .iter()
+                    .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .collect();
+                for figure in [
+                    "cpu-per-certificate.png",
+                    "p99-latency-vs-concurrency.png",
+                    "throughput-vs-concurrency.png",
+                ] {
+                    assert!(names.iter().any(|n| n == figure), "{names:?}");
+                    assert!(text.contains(&format!("]({figure})")), "{text}");
+                }
+            }
+            // Without matplotlib here, the folder is left to render later.
+            Rendered::Later { why, command } => {
+                assert!(why.contains("matplotlib"), "{why}");
+                assert!(command.contains("render-results.py"), "{command}");
+            }
+        }
     }
 }
