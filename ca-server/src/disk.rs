@@ -142,7 +142,7 @@ mod tests {
                 .iter()
                 .find(|f| f.name() == name)
                 .map(|f| f.get_metric()[0].get_gauge().get_value())
-                .unwrap_or_else(|| panic!("{name} is exported"))
+                .expect("the metric is exported")
         };
         assert_eq!(value("ca_store_disk_bytes"), 4096.0);
         let size = value("ca_store_filesystem_size_bytes");
