@@ -128,20 +128,8 @@ fn alert_rules_pass_promtool_and_each_alert_is_tested_both_ways() {
 /// keywords, label names (in `{...}`, `by (...)`, `on (...)` and the like), strings, ranges,
 /// numbers or Grafana variables.
 fn metric_names(expr: &str) -> BTreeSet<String> {
-    const KEYWORDS: [&str; 12] = [
-        "by",
-        "without",
-        "on",
-        "ignoring",
-        "group_left",
-        "group_right",
-        "and",
-        "or",
-        "unless",
-        "bool",
-        "offset",
-        "atan2",
-    ];
+    // Binary operators and modifiers, besides the keywords that take label lists.
+    const KEYWORDS: [&str; 6] = ["and", "or", "unless", "bool", "offset", "atan2"];
     const LABEL_LISTS: [&str; 6] = [
         "by",
         "without",
