@@ -2,8 +2,8 @@
 # Installs what building and testing need on a fresh Debian machine, when it is missing:
 # a C++ compiler and libclang (RocksDB's bindings), the OpenSSL CLI, SoftHSM2 and OpenSC's
 # pkcs11-tool (the HSM tests), PostgreSQL (throwaway clusters for the shared-database
-# tests), lego, certbot and pebble-challtestsrv (the ACME tests), and pkilint and
-# schemathesis in venvs.
+# tests), lego, certbot and pebble-challtestsrv (the ACME tests), promtool and
+# systemd-analyze (the operations tests), cargo-deny, and pkilint and schemathesis in venvs.
 # Idempotent and quiet when everything is there.
 set -euo pipefail
 
@@ -38,6 +38,11 @@ has_libclang() {
   return 1
 }
 has_libclang || need_apt+=(libclang-dev)
+# The operations tests (tests/tests/e2e/ops.rs): promtool, from Debian's prometheus package,
+# checks and unit-tests deploy/prometheus/alerts.yml; systemd-analyze verifies
+# deploy/systemd/ca-server.service (it runs without systemd as PID 1).
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 if [ "${1:-}" = "--with-pkilint" ]; then
   python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 fi
@@ -49,6 +54,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 command -v cargo >/dev/null 2>&1 || { echo "setup: cargo is missing; install Rust with rustup" >&2; exit 1; }
+# cargo-deny, for ./test's license, ban and source checks (deny.toml); built from source, a
+# few minutes once (under four on two cores).
+if ! cargo deny --version >/dev/null 2>&1; then
+  echo "setup: installing cargo-deny" >&2
+  cargo install --locked --quiet cargo-deny
+fi
 
 if [ "${1:-}" = "--with-pkilint" ]; then
   venv="${PKILINT_VENV:-$(pwd)/.venv}"

@@ -472,6 +472,9 @@ impl Engine {
             config.workers
         };
         let metrics = Arc::new(Metrics::new()?);
+        metrics
+            .queue_capacity
+            .set(i64::try_from(config.queue_capacity.max(1)).unwrap_or(i64::MAX));
         let blocked = Arc::new(BlockedKeys::new(store.blocked_keys()?));
         let writer = store.start_writer(config.max_commit_batch, metrics.clone())?;
         let (sign_at, signing) = SigningStage::start(

@@ -7,6 +7,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry,
 };
 
+use crate::audit::Checkpoint;
 use ca_x509::error::CaError;
 use ca_x509::revocation::DegradedEntries;
 
@@ -51,6 +52,9 @@ pub struct Metrics {
     pub worker_batch: Histogram,
     /// Requests waiting for a worker (sampled when scraped).
     pub queue_depth: IntGauge,
+    /// Requests the queue holds (`[engine] queue_capacity`); beyond it requests are refused
+    /// `overloaded`. Saturation is `queue_depth / queue_capacity`.
+    pub queue_capacity: IntGauge,
     /// RocksDB's memory by use (`block_cache`, of which `block_cache_pinned`, `memtables`,
     /// `table_readers`), in bytes (sampled when scraped).
     pub store_memory: IntGaugeVec,
@@ -72,6 +76,9 @@ pub struct Metrics {
     pub audit_head: IntGauge,
     /// Sequence number of the newest signed audit checkpoint.
     pub audit_checkpoint: IntGauge,
+    /// When the newest signed audit checkpoint was signed, Unix seconds (its age is now minus
+    /// this; a checkpoint is signed only when the head moved).
+    pub audit_checkpoint_time: IntGauge,
     /// Stored revocations written into a CRL or an OCSP answer without a field that could
     /// not be encoded, by field (`ca_status_entries_degraded_total{field=...}`).
     pub status_entries_degraded: IntCounterVec,
@@ -201,6 +208,10 @@ impl Metrics {
                 build(exponential_buckets(1.0, 2.0, 7))?,
             )?,
             queue_depth: gauge("queue_depth", "Requests waiting for a worker")?,
+            queue_capacity: gauge(
+                "queue_capacity",
+                "Requests the queue holds; beyond it requests are refused overloaded",
+            )?,
             store_memory: build(IntGaugeVec::new(
                 Opts::new("store_memory_bytes", "RocksDB memory by use, in bytes"),
                 &["use"],
@@ -230,6 +241,10 @@ impl Metrics {
             audit_checkpoint: gauge(
                 "audit_checkpoint_seq",
                 "Sequence number of the newest signed audit checkpoint",
+            )?,
+            audit_checkpoint_time: gauge(
+                "audit_checkpoint_time_seconds",
+                "When the newest signed audit checkpoint was signed, Unix seconds",
             )?,
             status_entries_degraded: counter(
                 "status_entries_degraded_total",
@@ -273,6 +288,14 @@ impl Metrics {
     pub fn degraded_entries(&self) -> DegradedEntries {
         let counter = self.status_entries_degraded.clone();
         DegradedEntries::counting(move |field| counter.with_label_values(&[field]).inc())
+    }
+
+    /// Shows `checkpoint` as the newest signed audit checkpoint (`ca_audit_checkpoint_seq`,
+    /// `ca_audit_checkpoint_time_seconds`).
+    pub fn checkpoint(&self, checkpoint: &Checkpoint) {
+        self.audit_checkpoint
+            .set(i64::try_from(checkpoint.head.seq).unwrap_or(i64::MAX));
+        self.audit_checkpoint_time.set(checkpoint.at);
     }
 
     /// Counts a refusal or failure under its API code.

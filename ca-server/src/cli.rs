@@ -123,21 +123,24 @@ pub fn error_chain(error: &(dyn Error + 'static)) -> String {
     line
 }
 
-/// `ca-server --version`: the version, the commit, and a digest of the sources it was built
-/// from (the end-to-end tests compare it with their own, so that they never run a binary
-/// built from other sources).
-const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (commit ",
-    env!("CA_BUILD_COMMIT"),
-    ", sources ",
-    env!("CA_SOURCE_DIGEST"),
-    ")"
-);
+/// `ca-server --version`: the version, the commit, the store's schema version
+/// ([`ca_core::store::SCHEMA_VERSION`], the newest store layout this build reads and writes),
+/// and a digest of the sources it was built from (the end-to-end tests compare it with their
+/// own, so that they never run a binary built from other sources), e.g.
+/// `0.1.0 (commit 8642ae5, schema 5, sources 3f…)`.
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (commit {}, schema {}, sources {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("CA_BUILD_COMMIT"),
+        ca_core::store::SCHEMA_VERSION,
+        env!("CA_SOURCE_DIGEST"),
+    )
+});
 
 /// A high-throughput certificate authority.
 #[derive(Debug, Parser)]
-#[command(name = "ca-server", version = VERSION)]
+#[command(name = "ca-server", version = VERSION.as_str())]
 pub struct Cli {
     /// The data directory: configuration, CA key and certificate, store.
     #[arg(long, global = true, default_value = "./ca-data")]

@@ -11,6 +11,7 @@ pub mod client_auth;
 pub mod cmp;
 pub mod config;
 pub mod datadir;
+pub mod disk;
 pub mod durable;
 pub mod est;
 pub mod limits;

@@ -18,11 +18,12 @@ use crate::api::{
 };
 use crate::cli::error_chain;
 use crate::client_auth::{ClientCertificates, ClientMappingError};
-use crate::config::{Config, StatusUrlError};
+use crate::config::{Config, StatusUrlError, StoreBackend};
 use crate::datadir::{
     self, Core, Created, DataDirError, OcspDelegate, ResponderIssuer, DEV_CA_SUBJECT,
     ROOT_VALIDITY_DAYS,
 };
+use crate::disk::DiskMetrics;
 use crate::limits::{self, Limits, RateLimiter};
 use crate::listener::{self, ListenerOptions, TlsConfigError};
 use crate::request_log::{self, RequestLog};
@@ -300,6 +301,14 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), ServeError> 
         crl: crl.clone(),
         ocsp,
         http_metrics: HttpMetrics::new(engine.metrics().registry())?,
+        disk: DiskMetrics::register(
+            engine.metrics().registry(),
+            match config.store.backend {
+                StoreBackend::Rocksdb => Some(Config::resolve(dir, &config.ca.db_dir)),
+                StoreBackend::Postgres => None,
+            },
+            dir,
+        )?,
         enrollment: EnrollmentLimits {
             min_password_length: config.enrollment.min_password_length,
             max_lifetime_hours: config.enrollment.max_lifetime_hours,
@@ -580,11 +589,8 @@ async fn checkpoint(engine: &Arc<Engine>, signer: &Arc<dyn Signer>) {
     .await;
     match result {
         Ok(Some(cp)) => {
+            engine.metrics().checkpoint(&cp);
             let seq = cp.head.seq;
-            engine
-                .metrics()
-                .audit_checkpoint
-                .set(i64::try_from(seq).unwrap_or(i64::MAX));
             tracing::info!(seq, hash = %hex::encode(cp.head.hash), "signed an audit checkpoint");
         }
         Ok(None) => {}

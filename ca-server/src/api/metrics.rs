@@ -1,6 +1,7 @@
 //! `GET /metrics` (operator) and the server's own metrics: requests and latency by route and
-//! status, build information, the expiry of the CA's certificates, enrollments by state, and
-//! the process's CPU time, resident memory and open file descriptors.
+//! status, build information, the expiry of the CA's certificates, enrollments by state, the
+//! newest audit checkpoint, the disk under the store ([`crate::disk`]), and the process's CPU
+//! time, resident memory and open file descriptors.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -217,6 +218,14 @@ pub async fn metrics(
     metrics
         .audit_head
         .set(i64::try_from(head.seq).unwrap_or(i64::MAX));
+    // From the store, so that a restarted server shows the checkpoint signed before.
+    if let Some(checkpoint) = state.engine.store().latest_checkpoint()? {
+        metrics.checkpoint(&checkpoint);
+    }
+    let disk = state.disk.clone();
+    tokio::task::spawn_blocking(move || disk.sample())
+        .await
+        .map_err(|e| CaError::internal("measuring the disk", Some(Box::new(e))))?;
     let memory = state.engine.store().memory()?;
     for (name, bytes) in memory {
         metrics

@@ -58,6 +58,8 @@ pub struct AppState {
     pub ocsp: Arc<OcspResponder>,
     /// HTTP request metrics.
     pub http_metrics: HttpMetrics,
+    /// The disk under the store, measured when `/metrics` is scraped.
+    pub disk: crate::disk::DiskMetrics,
     /// Limits of enrollments.
     pub enrollment: EnrollmentLimits,
     /// The earliest invalidity date a revocation may give, Unix seconds

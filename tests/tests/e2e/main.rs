@@ -39,6 +39,7 @@ mod metrics;
 mod ocsp;
 mod ocsp_delegated;
 mod openapi;
+mod ops;
 mod postgres;
 mod profile_gaps;
 mod query;
