@@ -28,11 +28,7 @@ fn serial_of(der: &[u8]) -> String {
 }
 
 fn assert_issued_by_cmp(c: &CmpServer, serial: &str) {
-    let log = e2e_tests::audit_chain::audit_log(&c.s);
-    let entry = log
-        .iter()
-        .find(|e| e["action"] == "certificate_issued" && e["target"] == serial)
-        .unwrap_or_else(|| panic!("no certificate_issued entry for {serial}"));
+    let entry = issued_entry(c, serial);
     assert_eq!(entry["details"]["protocol"], "cmp", "{entry}");
 }
 
@@ -322,7 +318,7 @@ fn kur_and_rr_are_signed_by_the_certificate_and_genm_lists_the_ca() {
     );
 }
 
-/// The requester of `serial` in its `certificate_issued` audit entry, and the protocol.
+/// The `certificate_issued` audit entry of `serial`.
 fn issued_entry(c: &CmpServer, serial: &str) -> Value {
     let log = e2e_tests::audit_chain::audit_log(&c.s);
     log.into_iter()
@@ -357,6 +353,26 @@ fn a_registered_ra_signs_ir_p10cr_and_rr() {
                 "device7.example.com",
                 "-certout",
                 out.to_str().unwrap(),
+            ],
+        )
+    };
+
+    let ra_rr = |certificate: &std::path::Path| {
+        c.openssl_cmp(
+            ".well-known/cmp",
+            &[
+                "-cmd",
+                "rr",
+                "-cert",
+                ra_cert,
+                "-key",
+                ra_key,
+                "-trusted",
+                &ca,
+                "-oldcert",
+                certificate.to_str().unwrap(),
+                "-revreason",
+                "5",
             ],
         )
     };
@@ -432,24 +448,7 @@ fn a_registered_ra_signs_ir_p10cr_and_rr() {
     );
 
     // rr signed by the RA for a certificate it requested: revoked, as OCSP says.
-    c.openssl_cmp(
-        ".well-known/cmp",
-        &[
-            "-cmd",
-            "rr",
-            "-cert",
-            ra_cert,
-            "-key",
-            ra_key,
-            "-trusted",
-            &ca,
-            "-oldcert",
-            out.to_str().unwrap(),
-            "-revreason",
-            "5",
-        ],
-    )
-    .assert_ok("an RA's rr");
+    ra_rr(&out).assert_ok("an RA's rr");
     let leaf = out.to_str().unwrap();
     let ocsp =
         c.s.ocsp_ask(&format!("{}/ocsp", c.s.base), &["-cert", leaf]);
@@ -460,24 +459,7 @@ fn a_registered_ra_signs_ir_p10cr_and_rr() {
     let theirs = c.file("theirs.pem");
     c.ir(".well-known/cmp", &id, &code, &key_file("ec-p256"), &theirs)
         .assert_ok("ir");
-    let run = c.openssl_cmp(
-        ".well-known/cmp",
-        &[
-            "-cmd",
-            "rr",
-            "-cert",
-            ra_cert,
-            "-key",
-            ra_key,
-            "-trusted",
-            &ca,
-            "-oldcert",
-            theirs.to_str().unwrap(),
-            "-revreason",
-            "5",
-        ],
-    );
-    run.assert_refused(
+    ra_rr(&theirs).assert_refused(
         "badCertId",
         "an RA revoking another requester's certificate",
     );
