@@ -402,6 +402,7 @@ fn a_registered_ra_signs_ir_p10cr_and_rr() {
     ra_ir("0", &key_file("ec-p384"), "/CN=Device 8/O=Example", &out)
         .assert_ok("an RA's ir with raVerified");
     openssl_verify(c.s.ca(), &out, "tls-client", "a raVerified certificate");
+    pkilint(&out, "a raVerified certificate");
 
     // The profile still judges the template: a subject attribute it does not allow.
     let run = ra_ir(
@@ -439,6 +440,8 @@ fn a_registered_ra_signs_ir_p10cr_and_rr() {
         ],
     )
     .assert_ok("an RA's p10cr");
+    openssl_verify(c.s.ca(), &p10, "tls-client", "an RA's p10cr certificate");
+    pkilint(&p10, "an RA's p10cr certificate");
     let p10_der = read_cert(&p10);
     let (_, p10_cert) = x509_parser::parse_x509_certificate(&p10_der).unwrap();
     assert_eq!(p10_cert.subject().to_string(), "CN=Device 9, O=Example");
@@ -579,6 +582,7 @@ fn pbmac1_protected_ir_and_cert_conf() {
     let file = c.file("pbmac1.pem");
     std::fs::write(&file, to_pem("CERTIFICATE", &der)).unwrap();
     openssl_verify(c.s.ca(), &file, "tls-client", "a PBMAC1 ir certificate");
+    pkilint(&file, "a PBMAC1 ir certificate");
     assert_issued_by_cmp(&c, &serial_of(&der));
 
     let conf = client::send(
