@@ -323,6 +323,23 @@ pub enum AuditCommand {
         #[arg(long)]
         checkpoint: Option<PathBuf>,
     },
+    /// Stream the log's entries and its newer signed checkpoints as JSON lines (`{"entry":
+    /// ...}`, `{"checkpoint": ...}`) for a collector off the host; resumable with the last
+    /// entry's sequence number and hash; stops at a log that does not continue the chain.
+    Follow {
+        /// Start after this entry's sequence number (0: from the first entry).
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// The hash of entry `--from` (hex), as the collector holds it.
+        #[arg(long)]
+        from_hash: Option<String>,
+        /// Print what is there and exit instead of following.
+        #[arg(long)]
+        once: bool,
+        /// Milliseconds between looks at the log.
+        #[arg(long, default_value_t = 1000)]
+        poll_ms: u64,
+    },
 }
 
 /// CRL subcommands.
@@ -561,6 +578,23 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Audit {
             command: AuditCommand::Verify { checkpoint },
         } => Ok(offline::audit_verify(&dir, checkpoint.as_deref())?),
+        Command::Audit {
+            command:
+                AuditCommand::Follow {
+                    from,
+                    from_hash,
+                    once,
+                    poll_ms,
+                },
+        } => Ok(offline::audit_follow(
+            &dir,
+            &offline::Follow {
+                from,
+                from_hash,
+                once,
+                poll: std::time::Duration::from_millis(poll_ms.max(10)),
+            },
+        )?),
         Command::Export {
             format,
             out,

@@ -1,5 +1,5 @@
 //! Commands that read the store on disk, also while a server runs on it (RocksDB read-only):
-//! `audit verify` and `export`.
+//! `audit verify`, `audit follow` and `export`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -92,6 +92,16 @@ pub enum OfflineError {
     /// The export could not be written.
     #[error("writing the export")]
     Write(#[source] std::io::Error),
+    /// `audit follow --from-hash` is not 64 hex digits.
+    #[error("--from-hash must be 64 hex digits")]
+    FromHash,
+    /// The log does not continue the chain the follower holds: an entry's prev_hash is not
+    /// the hash of the entry before it (or of `--from-hash`), or entries are missing.
+    #[error("audit log BROKEN at entry {seq}: it does not continue the chain followed so far")]
+    Discontinued {
+        /// The entry that does not continue the chain.
+        seq: u64,
+    },
     /// A stored certificate could not be shown as the API shows it.
     #[error("{message}")]
     View {
@@ -215,6 +225,88 @@ pub fn audit_verify(dir: &Path, kept: Option<&Path>) -> Result<(), OfflineError>
     }
     println!("audit log OK");
     Ok(())
+}
+
+/// What `audit follow` writes and how often it looks.
+#[derive(Clone, Debug)]
+pub struct Follow {
+    /// Print the entries after this sequence number (0: from the first).
+    pub from: u64,
+    /// The hash of entry `from`, as the collector holds it: the first entry printed must
+    /// chain to it.
+    pub from_hash: Option<String>,
+    /// Print what is there and exit, instead of following.
+    pub once: bool,
+    /// How long to wait between looks at the log.
+    pub poll: Duration,
+}
+
+/// Entries read per page.
+const FOLLOW_PAGE: usize = 1000;
+
+/// `audit follow`: writes the audit log's entries after `follow.from`, oldest first, and each
+/// newer signed checkpoint, as JSON lines on standard output for a collector off the host
+/// (`{"entry": ...}` and `{"checkpoint": ...}`, each as `GET /v1/audit` and `GET
+/// /v1/audit/checkpoint` show them), then looks again every `follow.poll` until stopped.
+/// Each entry must continue the chain printed so far (its prev_hash the hash of the one
+/// before, the first the hash of `--from-hash`), or the command stops with
+/// [`OfflineError::Discontinued`]: a collector that resumes with its last sequence number and
+/// hash notices a log rewritten behind it.
+pub fn audit_follow(dir: &Path, follow: &Follow) -> Result<(), OfflineError> {
+    let mut last_hash = follow
+        .from_hash
+        .as_deref()
+        .map(|h| {
+            hex::decode(h)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or(OfflineError::FromHash)
+        })
+        .transpose()?;
+    let mut after = follow.from;
+    let mut checkpoint_seq = 0;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut line = |value: Value| -> Result<(), OfflineError> {
+        writeln!(out, "{value}")
+            .and_then(|()| out.flush())
+            .map_err(OfflineError::Write)
+    };
+    loop {
+        // A read-only open sees the log as it is now; the next look opens it again.
+        let (_, store) = open(dir)?;
+        loop {
+            let entries = store.audit_entries(after, FOLLOW_PAGE)?;
+            for entry in &entries {
+                let continues =
+                    entry.seq == after + 1 && last_hash.is_none_or(|hash| hash == entry.prev_hash);
+                if !continues {
+                    return Err(OfflineError::Discontinued { seq: entry.seq });
+                }
+                let json = crate::api::audit_entry_json(entry)
+                    .map_err(|e| OfflineError::View { message: e.message })?;
+                line(serde_json::json!({ "entry": json }))?;
+                after = entry.seq;
+                last_hash = Some(entry.hash);
+            }
+            if entries.len() < FOLLOW_PAGE {
+                break;
+            }
+        }
+        if let Some(cp) = store.latest_checkpoint()? {
+            if cp.head.seq > checkpoint_seq && cp.head.seq <= after {
+                let json = crate::api::checkpoint_json(&cp)
+                    .map_err(|e| OfflineError::View { message: e.message })?;
+                line(serde_json::json!({ "checkpoint": json }))?;
+                checkpoint_seq = cp.head.seq;
+            }
+        }
+        drop(store);
+        if follow.once {
+            return Ok(());
+        }
+        std::thread::sleep(follow.poll);
+    }
 }
 
 /// The fields of the API's certificate view that carry identity data (names, e-mail

@@ -599,3 +599,138 @@ fn an_altered_checkpoint_is_named_not_a_storage_failure() {
     );
     s.terminate();
 }
+
+/// The JSON lines of `ca-server audit follow --once` with these extra arguments: its entries
+/// and checkpoints, or its failure output.
+fn follow_once(dir: &Path, extra: &[&str]) -> Result<(Vec<Value>, Vec<Value>), String> {
+    let mut args = vec![
+        "audit",
+        "follow",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--once",
+    ];
+    args.extend_from_slice(extra);
+    let out = ca_server(&args);
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let (mut entries, mut checkpoints) = (Vec::new(), Vec::new());
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let v: Value = serde_json::from_str(line).expect("each line is JSON");
+        match (v.get("entry"), v.get("checkpoint")) {
+            (Some(e), None) => entries.push(e.clone()),
+            (None, Some(c)) => checkpoints.push(c.clone()),
+            _ => panic!("a line is an entry or a checkpoint: {line}"),
+        }
+    }
+    Ok((entries, checkpoints))
+}
+
+/// `audit follow` streams the log as the API shows it, while the server runs: every entry
+/// once, in order, as a chain an auditor checks independently, with the signed checkpoints;
+/// a collector resumes from its last entry and hash, and a hash that the log does not
+/// continue stops it.
+#[test]
+fn audit_follow_streams_the_log_and_resumes_from_the_last_entry() {
+    let s = Server::fresh();
+    for i in 0..3 {
+        s.issue(
+            &make_csr(
+                "ec-p256",
+                &format!("/CN=f{i}.example.com"),
+                &[&format!("DNS:f{i}.example.com")],
+            ),
+            "tls-server",
+            None,
+        );
+    }
+    let (entries, checkpoints) = follow_once(&s.dir, &[]).expect("follow from the start");
+    check_chain(&entries);
+    assert_eq!(entries, audit_log(&s), "the same entries as GET /v1/audit");
+    let api_checkpoint = s.get("/v1/audit/checkpoint", Some(&s.tokens.auditor));
+    assert_eq!(
+        checkpoints.last(),
+        Some(&api_checkpoint.json),
+        "the newest checkpoint"
+    );
+
+    // Resume after the last entry seen, with its hash: only what came since.
+    let last = entries.last().expect("entries").clone();
+    let (seq, hash) = (
+        last["seq"].as_u64().unwrap(),
+        last["hash"].as_str().unwrap(),
+    );
+    let revoked = s.issue(
+        &make_csr("ec-p256", "/CN=f3.example.com", &["DNS:f3.example.com"]),
+        "tls-server",
+        None,
+    );
+    let r = s.post(
+        &format!("/v1/certificates/{}/revoke", serial(&revoked)),
+        &s.tokens.ra,
+        &json!({"reason": "superseded"}),
+    );
+    assert_eq!(r.status, 200, "{r}");
+    let from = seq.to_string();
+    let (more, _) = follow_once(&s.dir, &["--from", &from, "--from-hash", hash]).expect("resume");
+    assert!(more.len() >= 2, "the issuance and the revocation: {more:?}");
+    assert_eq!(more[0]["seq"].as_u64(), Some(seq + 1));
+    assert_eq!(more[0]["prev_hash"].as_str(), Some(hash));
+    let mut whole = entries.clone();
+    whole.extend(more);
+    check_chain(&whole);
+
+    // A collector whose last hash the log does not continue (a rewritten history) is told.
+    let forged = format!(
+        "{}{}",
+        if hash.starts_with('0') { "1" } else { "0" },
+        &hash[1..]
+    );
+    let err = follow_once(&s.dir, &["--from", &from, "--from-hash", &forged])
+        .expect_err("a chain that does not continue");
+    assert!(
+        err.contains(&format!("BROKEN at entry {}", seq + 1)),
+        "{err}"
+    );
+
+    // Following (not --once) prints new entries as they are written.
+    let mut child = Command::new(server_bin())
+        .args(["audit", "follow", "--data-dir", s.dir.to_str().unwrap()])
+        .args(["--from", &from, "--poll-ms", "100"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("audit follow");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let newest = s.issue(
+        &make_csr("ec-p256", "/CN=f4.example.com", &["DNS:f4.example.com"]),
+        "tls-server",
+        None,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let seen = loop {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("a line for the new certificate within 30 s");
+        if line.contains(&serial(&newest)) {
+            break line;
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(seen.contains("certificate_issued"), "{seen}");
+    s.terminate();
+}
