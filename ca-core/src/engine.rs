@@ -332,13 +332,7 @@ impl Work {
                 field(csr);
                 // Only present where given, so that digests of requests without identity
                 // data stay as they were.
-                for attr in &identity.subject {
-                    field(attr.kind.short_name().as_bytes());
-                    field(attr.value.as_bytes());
-                }
-                for san in &identity.sans {
-                    field(san.value().as_bytes());
-                }
+                identity_fields(identity).iter().for_each(|f| field(f));
             }
             Input::Renewal { old, key } => {
                 field(b"renewal");
@@ -359,13 +353,7 @@ impl Work {
             Input::Key { key, identity } => {
                 field(b"key");
                 field(&key.bits);
-                for attr in &identity.subject {
-                    field(attr.kind.short_name().as_bytes());
-                    field(attr.value.as_bytes());
-                }
-                for san in &identity.sans {
-                    field(san.value().as_bytes());
-                }
+                identity_fields(identity).iter().for_each(|f| field(f));
             }
         }
         field(self.profile.as_bytes());
@@ -377,6 +365,19 @@ impl Work {
         );
         h.finalize().into()
     }
+}
+
+/// The fields of identity data a request digest covers: each subject attribute's type and
+/// value, then each SAN.
+fn identity_fields(identity: &Identity) -> Vec<Vec<u8>> {
+    let subject = identity.subject.iter().flat_map(|a| {
+        [
+            a.kind.short_name().as_bytes().to_vec(),
+            a.value.clone().into_bytes(),
+        ]
+    });
+    let sans = identity.sans.iter().map(|s| s.value().into_bytes());
+    subject.chain(sans).collect()
 }
 
 /// A stored certificate handed back to the requester.
