@@ -170,6 +170,8 @@ impl CrlPublisher {
     /// Builds and signs a complete CRL and a delta CRL from the store.
     fn build(&self, actor: &str) -> Result<StoredCrls, CaError> {
         let now = OffsetDateTime::now_utc().unix_timestamp();
+        // A thisUpdate never goes back behind one signed before ([`crate::clock`]).
+        self.engine.clock().check(now)?;
         let floor = u64::try_from(now).unwrap_or(0);
         let full_pos = self.engine.next_crl_number_blocking(floor, actor, "full")?;
         let next_update = now + (self.config.next_update_hours * 3600) as i64;
@@ -211,6 +213,7 @@ impl CrlPublisher {
             .builder
             .delta(delta_pos.number, previous.0, now, next_update, changes)?;
 
+        self.engine.clock().signed(now);
         Ok(StoredCrls {
             number: full_pos.number,
             this_update: now,

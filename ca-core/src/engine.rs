@@ -26,6 +26,7 @@ use tokio::sync::oneshot;
 use crate::audit::{AuditEvent, AuditHead, Checkpoint, Protocol};
 use crate::authority::{CertificateAuthority, PreparedCertificate};
 use crate::blocklist::BlockedKeys;
+use crate::clock::ClockGuard;
 use crate::csr::VerifiedCsr;
 use crate::enrollment::{CodeHash, CodeKey, EnrollmentCode};
 use crate::error::{CaError, ErrorClass};
@@ -65,6 +66,10 @@ pub struct EngineConfig {
     pub queue_capacity: usize,
     /// Most certificates committed in one WriteBatch.
     pub max_commit_batch: usize,
+    /// Nothing is signed while the system clock is behind the newest time this CA recorded
+    /// (in the audit log, a certificate's issued_at, a CRL's thisUpdate) by more than this
+    /// many seconds ([`crate::clock`]); 0 disables the check.
+    pub clock_tolerance_secs: u64,
 }
 
 impl Default for EngineConfig {
@@ -74,6 +79,7 @@ impl Default for EngineConfig {
             signers: 32,
             queue_capacity: 4096,
             max_commit_batch: 1024,
+            clock_tolerance_secs: 300,
         }
     }
 }
@@ -411,12 +417,24 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     /// Keys of certificates revoked for keyCompromise: never certified again.
     blocked: Arc<BlockedKeys>,
+    /// The newest time signed: nothing is signed while the clock is behind it.
+    clock: ClockGuard,
 }
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine").finish_non_exhaustive()
     }
+}
+
+/// The newest time the store recorded: its last audit entry's (every issuance, revocation
+/// and CRL number is in the audit log), 0 for an empty log.
+fn newest_recorded(store: &dyn Storage) -> Result<i64, CaError> {
+    let head = store.audit_head()?;
+    Ok(store
+        .audit_entries(head.seq.saturating_sub(1), 1)?
+        .first()
+        .map_or(0, |e| e.event.at))
 }
 
 /// Subscribes to the revocation changes that other nodes sharing the store commit: the
@@ -477,6 +495,10 @@ impl Engine {
             .queue_capacity
             .set(i64::try_from(config.queue_capacity.max(1)).unwrap_or(i64::MAX));
         let blocked = Arc::new(BlockedKeys::new(store.blocked_keys()?));
+        let clock = ClockGuard::new(
+            newest_recorded(store.as_ref())?,
+            config.clock_tolerance_secs,
+        );
         let writer = store.start_writer(config.max_commit_batch, metrics.clone())?;
         let (sign_at, signing) = SigningStage::start(
             ca.signer().clone(),
@@ -532,6 +554,7 @@ impl Engine {
             writer: Some(writer),
             metrics,
             blocked,
+            clock,
         })
     }
 
@@ -561,6 +584,11 @@ impl Engine {
     /// The engine's metrics (and their registry, which the server exposes).
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The clock guard: what signs checks it first and tells it what it signed.
+    pub fn clock(&self) -> &ClockGuard {
+        &self.clock
     }
 
     /// The keys no longer certified (those of certificates revoked for keyCompromise).
@@ -916,6 +944,8 @@ impl Engine {
                 return self.replay(id, existing, digest);
             }
         }
+        self.clock
+            .check(OffsetDateTime::now_utc().unix_timestamp())?;
         self.check_renewable(&work)?;
         let work = Arc::new(work);
         for _ in 0..SERIAL_ATTEMPTS {
@@ -925,10 +955,11 @@ impl Engine {
                 .map_err(|_| CaError::Storage("the request was dropped before commit".into()))?;
             match committed {
                 Ok(Committed::Stored(record)) => {
+                    self.clock.signed(record.issued_at);
                     return Ok(Issued {
                         record,
                         replayed: false,
-                    })
+                    });
                 }
                 Ok(Committed::Existing(existing)) => {
                     let id = work.request_id.as_deref().unwrap_or_default();

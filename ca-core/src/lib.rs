@@ -24,6 +24,7 @@ pub use ca_x509::{
 
 pub mod audit;
 pub mod blocklist;
+pub mod clock;
 mod codec;
 pub mod engine;
 pub mod enrollment;

@@ -55,6 +55,9 @@ pub struct Metrics {
     /// Requests the queue holds (`[engine] queue_capacity`); beyond it requests are refused
     /// `overloaded`. Saturation is `queue_depth / queue_capacity`.
     pub queue_capacity: IntGauge,
+    /// Seconds the system clock is behind the newest time the CA signed (0 when it is not);
+    /// beyond `[engine] clock_tolerance_secs` nothing is signed ([`crate::clock`]).
+    pub clock_behind: IntGauge,
     /// RocksDB's memory by use (`block_cache`, of which `block_cache_pinned`, `memtables`,
     /// `table_readers`), in bytes (sampled when scraped).
     pub store_memory: IntGaugeVec,
@@ -211,6 +214,10 @@ impl Metrics {
             queue_capacity: gauge(
                 "queue_capacity",
                 "Requests the queue holds; beyond it requests are refused overloaded",
+            )?,
+            clock_behind: gauge(
+                "clock_behind_seconds",
+                "Seconds the system clock is behind the newest time the CA signed",
             )?,
             store_memory: build(IntGaugeVec::new(
                 Opts::new("store_memory_bytes", "RocksDB memory by use, in bytes"),

@@ -435,3 +435,48 @@ fn acme_writes_go_through_the_engine() {
     });
     engine.shutdown();
 }
+
+/// Clock sanity (`ca_core::clock`): an engine started on a store whose log holds a time two
+/// hours ahead of the clock (as a clock set back after that entry finds it) signs nothing
+/// (`clock_behind`, 503); within the tolerance, or with the check off, it signs.
+#[test]
+fn a_clock_behind_what_was_signed_signs_nothing() {
+    use ca_core::audit::{AuditAction, AuditEvent};
+    use ca_core::store::Storage;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .record_event(AuditEvent::new(
+            now + 7200,
+            "test",
+            AuditAction::TokenCreated,
+            "ahead",
+        ))
+        .unwrap();
+    let store: Arc<dyn Storage> = Arc::new(store);
+    let engine = Engine::start(authority(), store.clone(), &EngineConfig::default()).unwrap();
+    let refused = runtime().block_on(engine.issue(request(csr_pem("clock.example.com"), None)));
+    match refused {
+        Err(e @ CaError::ClockBehind { .. }) => {
+            assert_eq!(e.code(), "clock_behind");
+            assert_eq!(e.class(), ca_core::ErrorClass::Unavailable);
+        }
+        other => panic!("expected clock_behind, got {other:?}"),
+    }
+    assert_eq!(store.count_certificates().unwrap(), 0, "nothing was signed");
+    assert!((7190..=7210).contains(&engine.clock().behind(now)));
+    drop(engine);
+
+    // A tolerance wider than the gap, or 0 (no check), lets it sign.
+    for tolerance in [8000, 0] {
+        let config = EngineConfig {
+            clock_tolerance_secs: tolerance,
+            ..EngineConfig::default()
+        };
+        let engine = Engine::start(authority(), store.clone(), &config).unwrap();
+        runtime()
+            .block_on(engine.issue(request(csr_pem("clock.example.com"), None)))
+            .unwrap();
+    }
+}

@@ -152,6 +152,18 @@ pub enum CaError {
     /// The store failed. The message names the operation, never secret data.
     #[error("storage failure: {0}")]
     Storage(String),
+    /// The system clock is behind the newest time the CA signed (a certificate's issued_at, a
+    /// CRL's thisUpdate) by more than the tolerance: nothing is signed until it is right.
+    #[error(
+        "the system clock is {behind_secs} s behind the newest time this CA signed (tolerance \
+         {tolerance_secs} s); nothing is signed until the clock is right"
+    )]
+    ClockBehind {
+        /// How far behind.
+        behind_secs: u64,
+        /// `[engine] clock_tolerance_secs`.
+        tolerance_secs: u64,
+    },
     /// The store cannot be reached for now (a database that is restarting or failing over):
     /// nothing was written, and the request may be retried. The message names what failed,
     /// never a credential.
@@ -407,6 +419,7 @@ impl CaError {
             CaError::SerialCollision(_) => "serial_collision",
             CaError::Storage(_) | CaError::Database(_) | CaError::Record { .. } => "storage_error",
             CaError::StoreUnavailable(_) => "storage_unavailable",
+            CaError::ClockBehind { .. } => "clock_behind",
             CaError::Signing(e) if e.is_retryable() => "signer_unavailable",
             CaError::Signing(_)
             | CaError::Encoding(_)
@@ -487,7 +500,7 @@ impl CaError {
             | CaError::RenewalRefused(_) => ErrorClass::Conflict,
             CaError::Overloaded => ErrorClass::Overloaded,
             CaError::ShuttingDown | CaError::SerialCollision(_) => ErrorClass::Unavailable,
-            CaError::StoreUnavailable(_) => ErrorClass::Unavailable,
+            CaError::StoreUnavailable(_) | CaError::ClockBehind { .. } => ErrorClass::Unavailable,
             CaError::Signing(e) if e.is_retryable() => ErrorClass::Unavailable,
             CaError::Storage(_)
             | CaError::Database(_)

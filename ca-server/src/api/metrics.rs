@@ -234,6 +234,7 @@ pub async fn metrics(
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    metrics.clock_behind.set(state.engine.clock().behind(now));
     let counts = state.engine.store().enrollment_counts(now)?;
     for (enrollment_state, count) in ca_core::enrollment::EnrollmentState::ALL.iter().zip(counts) {
         metrics

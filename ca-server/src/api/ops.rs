@@ -18,10 +18,16 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: the store answers and the CA key can sign (an HSM that does not answer
-/// makes it 503 `signer_unavailable`, with Retry-After, until it does again).
+/// `GET /readyz`: the store answers, the clock is not behind what the CA signed (503
+/// `clock_behind`) and the CA key can sign (an HSM that does not answer makes it 503
+/// `signer_unavailable`, with Retry-After, until it does again).
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
     state.engine.store().last_cert_seq()?;
+    // A clock behind what was signed already signs nothing (503 `clock_behind`).
+    state
+        .engine
+        .clock()
+        .check(time::OffsetDateTime::now_utc().unix_timestamp())?;
     // The CA key must answer too: an HSM that is unreachable makes the server not ready.
     state.signer_check.check(&state).await?;
     Ok(Json(
