@@ -18,10 +18,16 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: the store answers and the CA key can sign (an HSM that does not answer
-/// makes it 503 `signer_unavailable`, with Retry-After, until it does again).
+/// `GET /readyz`: the store answers and can write, and the CA key can sign. A store that
+/// cannot write (its filesystem below `[store] min_free_bytes` or full) makes it 503
+/// `storage_unavailable`, and an HSM that does not answer 503 `signer_unavailable`, each with
+/// Retry-After and the reason in the message, until it passes.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
     state.engine.store().last_cert_seq()?;
+    let store = state.engine.store().clone();
+    tokio::task::spawn_blocking(move || store.writable())
+        .await
+        .map_err(|e| CaError::internal("store check task failed", Some(Box::new(e))))??;
     // The CA key must answer too: an HSM that is unreachable makes the server not ready.
     state.signer_check.check(&state).await?;
     Ok(Json(
