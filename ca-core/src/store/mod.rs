@@ -913,6 +913,22 @@ mod tests {
         syncs.parse().expect("the WAL line counts syncs")
     }
 
+    /// Sends the writer an audit event to record and answers its outcome.
+    fn record_event(writer: &writer::StoreWriter) -> Result<crate::audit::AuditHead, CaError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let event = crate::audit::AuditEvent::new(
+            0,
+            "test",
+            crate::audit::AuditAction::CrlGenerated,
+            "x".to_string(),
+        );
+        writer
+            .sender()
+            .send(writer::WriteOp::Record(event, Vec::new(), reply))
+            .unwrap();
+        answer.blocking_recv().unwrap()
+    }
+
     /// Nothing is acknowledged before it is on disk: every write of the store, the writer's
     /// group commits included, syncs the WAL (surviving a power loss, not only a killed
     /// process, which the page cache would outlive anyway).
@@ -930,18 +946,7 @@ mod tests {
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new().unwrap());
         let writer = writer::StoreWriter::start(store.clone(), 16, metrics).unwrap();
         let before = wal_syncs(&store);
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let event = crate::audit::AuditEvent::new(
-            0,
-            "test",
-            crate::audit::AuditAction::CrlGenerated,
-            "x".to_string(),
-        );
-        writer
-            .sender()
-            .send(writer::WriteOp::Record(event, Vec::new(), reply))
-            .unwrap();
-        answer.blocking_recv().unwrap().unwrap();
+        record_event(&writer).unwrap();
         assert!(
             wal_syncs(&store) > before,
             "the writer's commit synced the WAL before answering"
@@ -958,20 +963,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new().unwrap());
         let writer = writer::StoreWriter::start(store.clone(), 16, metrics).unwrap();
-        let record = || {
-            let (reply, answer) = tokio::sync::oneshot::channel();
-            let event = crate::audit::AuditEvent::new(
-                0,
-                "test",
-                crate::audit::AuditAction::CrlGenerated,
-                "x".to_string(),
-            );
-            writer
-                .sender()
-                .send(writer::WriteOp::Record(event, Vec::new(), reply))
-                .unwrap();
-            answer.blocking_recv().unwrap()
-        };
+        let record = || record_event(&writer);
         let head = record().unwrap();
         store.set_min_free_bytes(u64::MAX);
         let err = record().unwrap_err();

@@ -213,24 +213,15 @@ fn assert_unavailable(s: &Server, path: &str, body: &Value, why: &str, what: &st
     );
 }
 
-/// `ca-server audit verify` on the stopped server's data directory, run in the namespace
-/// that sees its store.
+/// `ca-server audit verify` on the stopped server's data directory passes, run in the
+/// namespace that sees its store.
 fn audit_verify_in(tmpfs: &PrivateTmpfs, dir: &Path) {
     let bin = server_bin();
-    let out = tmpfs.run(&[
+    tmpfs.run_ok(&[
         bin.as_os_str(),
         OsStr::new("audit"),
         OsStr::new("verify"),
         OsStr::new("--data-dir"),
         dir.as_os_str(),
     ]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "audit verify after a full disk: {text}"
-    );
 }
