@@ -61,6 +61,9 @@ pub struct Metrics {
     /// RocksDB's memory by use (`block_cache`, of which `block_cache_pinned`, `memtables`,
     /// `table_readers`), in bytes (sampled when scraped).
     pub store_memory: IntGaugeVec,
+    /// 1 while the store can write, 0 while it cannot (its filesystem below `[store]
+    /// min_free_bytes`, full, or its last write failed); sampled when scraped.
+    pub store_writable: IntGauge,
     /// Number of the last complete CRL.
     pub crl_number: IntGauge,
     /// Entries on the last complete CRL.
@@ -224,6 +227,10 @@ impl Metrics {
                 &["use"],
             ))
             .and_then(|m| register(r, m))?,
+            store_writable: gauge(
+                "store_writable",
+                "1 while the store can write, 0 while its disk is full or below the reserve",
+            )?,
             crl_number: gauge("crl_number", "Number of the last complete CRL")?,
             crl_entries: gauge("crl_entries", "Entries on the last complete CRL")?,
             crl_bytes: gauge("crl_bytes", "Size of the last complete CRL in bytes")?,

@@ -455,7 +455,15 @@ pub struct StoreConfig {
     /// store is refused. Off only where a store is too large for it and is verified by other
     /// means. (PostgreSQL checks its own pages.)
     pub verify_on_start: bool,
+    /// RocksDB: the free space, in bytes, kept on the filesystem of `[ca] db_dir`. Below it
+    /// every write (issuance, revocation, enrollment, ...) is refused before it starts with 503
+    /// `storage_unavailable` and `/readyz` is not ready, until space is freed; 0: no reserve.
+    pub min_free_bytes: u64,
 }
+
+/// The free space kept on the store's filesystem by default (`[store] min_free_bytes`):
+/// 64 MiB, enough for RocksDB to flush its memtables and finish a compaction.
+pub const DEFAULT_STORE_MIN_FREE_BYTES: u64 = 64 << 20;
 
 /// The store implementation (`[store] backend`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -480,6 +488,7 @@ impl Default for StoreConfig {
             pool_size: DEFAULT_STORE_POOL_SIZE,
             ca_file: None,
             verify_on_start: true,
+            min_free_bytes: DEFAULT_STORE_MIN_FREE_BYTES,
         }
     }
 }

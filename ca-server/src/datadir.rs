@@ -1330,6 +1330,7 @@ pub fn open_store(dir: &Path, config: &Config) -> Result<Arc<dyn Storage>, DataD
         StoreBackend::Rocksdb => {
             let store = Store::open(&Config::resolve(dir, &config.ca.db_dir))?;
             store.checked_audit_head()?;
+            store.set_min_free_bytes(config.store.min_free_bytes);
             Ok(Arc::new(store))
         }
         StoreBackend::Postgres => {

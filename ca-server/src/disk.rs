@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
+use ca_core::store::space::filesystem_space;
 use ca_core::CaError;
 use prometheus::{IntGauge, Registry};
 
@@ -75,13 +76,11 @@ impl DiskMetrics {
                 Err(e) => tracing::debug!(dir = %dir.display(), error = %e, "measuring the store"),
             }
         }
-        match rustix::fs::statvfs(&self.filesystem) {
-            Ok(fs) => {
-                let bytes = |blocks: u64| {
-                    i64::try_from(blocks.saturating_mul(fs.f_frsize)).unwrap_or(i64::MAX)
-                };
-                self.avail.set(bytes(fs.f_bavail));
-                self.size.set(bytes(fs.f_blocks));
+        match filesystem_space(&self.filesystem) {
+            Ok(space) => {
+                let bytes = |bytes: u64| i64::try_from(bytes).unwrap_or(i64::MAX);
+                self.avail.set(bytes(space.avail));
+                self.size.set(bytes(space.size));
             }
             Err(e) => tracing::debug!(
                 dir = %self.filesystem.display(),

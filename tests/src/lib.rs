@@ -42,6 +42,7 @@ pub mod judges;
 pub mod parent_ca;
 pub mod postgres;
 pub mod power_loss;
+pub mod private_tmpfs;
 pub mod raw_http;
 pub mod secrets;
 pub mod server;

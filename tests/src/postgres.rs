@@ -52,7 +52,7 @@ pub fn postgres_bin() -> PathBuf {
 }
 
 /// Whether this process runs as root (then the cluster runs as [`CLUSTER_USER`]).
-fn running_as_root() -> bool {
+pub fn running_as_root() -> bool {
     std::fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
         .unwrap_or(false)

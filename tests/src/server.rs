@@ -73,7 +73,19 @@ impl Server {
 
     /// [`Server::serve_on`] with these environment variables added.
     pub fn serve_with_env(dir: &Path, listen: &str, env: &[(&str, std::ffi::OsString)]) -> Server {
-        let mut child = spawn_serve(dir, listen, env);
+        Server::serve_wrapped(dir, listen, env, &[])
+    }
+
+    /// [`Server::serve_with_env`], the server run by the command `wrapper` (e.g. `nsenter
+    /// ... --`, see [`crate::private_tmpfs::PrivateTmpfs::wrapper`]), which must exec it so
+    /// that the child's pid is the server's; empty: run directly.
+    pub fn serve_wrapped(
+        dir: &Path,
+        listen: &str,
+        env: &[(&str, std::ffi::OsString)],
+        wrapper: &[std::ffi::OsString],
+    ) -> Server {
+        let mut child = spawn_serve(dir, listen, env, wrapper);
         let log = Arc::new(Mutex::new(String::new()));
         let err_reader = copy_stderr(&mut child, &log);
         let (tx, rx) = mpsc::channel::<(String, Option<String>)>();
@@ -220,15 +232,29 @@ impl Server {
 }
 
 /// Spawns `ca-server serve --data-dir DIR --listen LISTEN` (with `--public-listen
-/// 127.0.0.1:0` when the configuration has a `[public] listen`), its outputs piped.
-fn spawn_serve(dir: &Path, listen: &str, env: &[(&str, std::ffi::OsString)]) -> Child {
+/// 127.0.0.1:0` when the configuration has a `[public] listen`), its outputs piped, run by
+/// `wrapper` when it is not empty.
+fn spawn_serve(
+    dir: &Path,
+    listen: &str,
+    env: &[(&str, std::ffi::OsString)],
+    wrapper: &[std::ffi::OsString],
+) -> Child {
     let config = std::fs::read_to_string(dir.join("config.toml")).unwrap_or_default();
     let public: &[&str] = if config.contains("\n[public]\nlisten") {
         &["--public-listen", "127.0.0.1:0"]
     } else {
         &[]
     };
-    Command::new(server_bin())
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(server_bin());
+            command
+        }
+        None => Command::new(server_bin()),
+    };
+    command
         .arg("serve")
         .arg("--data-dir")
         .arg(dir)

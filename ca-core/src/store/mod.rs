@@ -64,6 +64,7 @@ pub mod query;
 pub mod record;
 mod rocks_groups;
 mod seam;
+pub mod space;
 mod tokens;
 pub mod writer;
 
@@ -175,6 +176,9 @@ const STORE_MEMORY: usize = DB_WRITE_BUFFER + BLOCK_CACHE;
 
 const META_SCHEMA: &[u8] = b"schema_version";
 const META_CERT_SEQ: &[u8] = b"cert_seq";
+/// A key never written: its deletion is the write that tells whether the store writes again
+/// ([`Store::writable`]).
+const META_WRITE_PROBE: &[u8] = b"write_probe";
 const META_CHANGE_SEQ: &[u8] = b"crl_change_seq";
 const META_CRL_NUMBER: &[u8] = b"crl_number";
 const META_AUDIT_HEAD: &[u8] = b"audit_head";
@@ -210,6 +214,8 @@ impl IdempotencyKey {
 #[derive(Clone)]
 pub struct Store {
     db: Arc<DB>,
+    /// The free-space reserve and the outcome of the last write ([`space::WriteGate`]).
+    gate: Arc<space::WriteGate>,
 }
 
 impl std::fmt::Debug for Store {
@@ -389,7 +395,10 @@ impl Store {
         if !read_only {
             prepopulate_block_cache(&db, &names)?;
         }
-        Ok(Store { db: Arc::new(db) })
+        Ok(Store {
+            db: Arc::new(db),
+            gate: Arc::new(space::WriteGate::new(path)),
+        })
     }
 
     /// The recorded schema version (`None` on a new store).
@@ -483,11 +492,56 @@ impl Store {
             .ok_or_else(|| CaError::Storage(format!("column family {name} is missing")))
     }
 
-    /// Writes a batch with the WAL synced to disk before returning.
+    /// Writes a batch with the WAL synced to disk before returning. Refused before it starts
+    /// (503 `storage_unavailable`) while the filesystem has less free space than the reserve;
+    /// a write that fails for lack of space answers the same.
     pub(crate) fn write(&self, batch: WriteBatch) -> Result<(), CaError> {
+        if let Err(why) = self.gate.admit() {
+            return Err(why.into());
+        }
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
-        self.db.write_opt(batch, &opts).db()
+        match self.db.write_opt(batch, &opts) {
+            Ok(()) => {
+                self.gate.record(Ok(()));
+                Ok(())
+            }
+            Err(e) => match space::classify(&e) {
+                Some(why @ space::NotWritable::DiskFull) => {
+                    tracing::error!(error = %e, "store write failed: the disk is full");
+                    self.gate.record(Err(why.clone()));
+                    Err(why.into())
+                }
+                Some(why) => {
+                    self.gate.record(Err(why));
+                    Err(CaError::Database(Box::new(e)))
+                }
+                None => Err(CaError::Database(Box::new(e))),
+            },
+        }
+    }
+
+    /// Refuses writes while the store's filesystem has less than `bytes` free (`[store]
+    /// min_free_bytes`; 0: never).
+    pub fn set_min_free_bytes(&self, bytes: u64) {
+        self.gate.set_reserve(bytes);
+    }
+
+    /// Ok when the store can write now; otherwise why not, as the error a write would get.
+    /// After a failed write, a write that changes nothing (the deletion of an absent key) is
+    /// tried, at most once per second, so that the store is seen writable again once space
+    /// is freed even when no request writes.
+    pub fn writable(&self) -> Result<(), CaError> {
+        if self.gate.probe_due() {
+            let mut batch = WriteBatch::default();
+            batch.delete_cf(self.cf(cf::META)?, META_WRITE_PROBE);
+            // The outcome is recorded in the gate, which answers below.
+            let _ = self.write(batch);
+        }
+        match self.gate.state() {
+            Some(why) => Err(why.into()),
+            None => Ok(()),
+        }
     }
 
     /// The certificate with this serial.
@@ -859,6 +913,22 @@ mod tests {
         syncs.parse().expect("the WAL line counts syncs")
     }
 
+    /// Sends the writer an audit event to record and answers its outcome.
+    fn record_event(writer: &writer::StoreWriter) -> Result<crate::audit::AuditHead, CaError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let event = crate::audit::AuditEvent::new(
+            0,
+            "test",
+            crate::audit::AuditAction::CrlGenerated,
+            "x".to_string(),
+        );
+        writer
+            .sender()
+            .send(writer::WriteOp::Record(event, Vec::new(), reply))
+            .unwrap();
+        answer.blocking_recv().unwrap()
+    }
+
     /// Nothing is acknowledged before it is on disk: every write of the store, the writer's
     /// group commits included, syncs the WAL (surviving a power loss, not only a killed
     /// process, which the page cache would outlive anyway).
@@ -876,22 +946,37 @@ mod tests {
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new().unwrap());
         let writer = writer::StoreWriter::start(store.clone(), 16, metrics).unwrap();
         let before = wal_syncs(&store);
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let event = crate::audit::AuditEvent::new(
-            0,
-            "test",
-            crate::audit::AuditAction::CrlGenerated,
-            "x".to_string(),
-        );
-        writer
-            .sender()
-            .send(writer::WriteOp::Record(event, Vec::new(), reply))
-            .unwrap();
-        answer.blocking_recv().unwrap().unwrap();
+        record_event(&writer).unwrap();
         assert!(
             wal_syncs(&store) > before,
             "the writer's commit synced the WAL before answering"
         );
+        writer.join();
+    }
+
+    /// Below the free-space reserve the writer's group is refused before it writes, with a
+    /// retryable `storage_unavailable`, leaving the audit head where it was; writes resume
+    /// once the reserve is met.
+    #[test]
+    fn below_the_reserve_writes_are_refused_unwritten_and_resume_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::new().unwrap());
+        let writer = writer::StoreWriter::start(store.clone(), 16, metrics).unwrap();
+        let record = || record_event(&writer);
+        let head = record().unwrap();
+        store.set_min_free_bytes(u64::MAX);
+        let err = record().unwrap_err();
+        assert_eq!(err.code(), "storage_unavailable", "{err}");
+        assert!(err.to_string().contains("min_free_bytes"), "{err}");
+        assert_eq!(
+            Store::writable(&store).unwrap_err().code(),
+            "storage_unavailable"
+        );
+        assert_eq!(store.audit_head().unwrap(), head, "nothing was written");
+        store.set_min_free_bytes(0);
+        assert!(Store::writable(&store).is_ok());
+        assert_eq!(record().unwrap().seq, head.seq + 1);
         writer.join();
     }
 

@@ -248,6 +248,12 @@ pub trait Storage:
     }
     /// The store's memory by use, in bytes (`ca_store_memory_bytes{use}`).
     fn memory(&self) -> Result<Vec<(&'static str, u64)>, CaError>;
+    /// Ok when the store can write now; otherwise the error a write would get (503
+    /// `storage_unavailable` while its disk is full or below the reserve). A store on a
+    /// database server, whose disk the server watches, answers Ok (the default).
+    fn writable(&self) -> Result<(), CaError> {
+        Ok(())
+    }
 }
 
 impl CertificateStore for Store {
@@ -401,6 +407,9 @@ impl Storage for Store {
     }
     fn verify_files(&self) -> Result<Option<u64>, CaError> {
         self.verify_checksums().map(Some)
+    }
+    fn writable(&self) -> Result<(), CaError> {
+        Store::writable(self)
     }
     fn memory(&self) -> Result<Vec<(&'static str, u64)>, CaError> {
         let memory = Store::memory(self)?;

@@ -226,6 +226,11 @@ pub async fn metrics(
     tokio::task::spawn_blocking(move || disk.sample())
         .await
         .map_err(|e| CaError::internal("measuring the disk", Some(Box::new(e))))?;
+    let store = state.engine.store().clone();
+    let writable = tokio::task::spawn_blocking(move || store.writable())
+        .await
+        .map_err(|e| CaError::internal("checking the store", Some(Box::new(e))))?;
+    metrics.store_writable.set(i64::from(writable.is_ok()));
     let memory = state.engine.store().memory()?;
     for (name, bytes) in memory {
         metrics

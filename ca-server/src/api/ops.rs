@@ -18,11 +18,17 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: the store answers, the clock is not behind what the CA signed (503
-/// `clock_behind`) and the CA key can sign (an HSM that does not answer makes it 503
-/// `signer_unavailable`, with Retry-After, until it does again).
+/// `GET /readyz`: the store answers and can write, the clock is not behind what the CA
+/// signed, and the CA key can sign. A store that cannot write (its filesystem below `[store]
+/// min_free_bytes` or full) makes it 503 `storage_unavailable`, a clock behind 503
+/// `clock_behind`, and an HSM that does not answer 503 `signer_unavailable`, each with
+/// Retry-After and the reason in the message, until it passes.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
     state.engine.store().last_cert_seq()?;
+    let store = state.engine.store().clone();
+    tokio::task::spawn_blocking(move || store.writable())
+        .await
+        .map_err(|e| CaError::internal("store check task failed", Some(Box::new(e))))??;
     // A clock behind what was signed already signs nothing (503 `clock_behind`).
     state
         .engine

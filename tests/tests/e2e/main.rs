@@ -23,6 +23,7 @@ mod config;
 mod conformance;
 mod crash;
 mod crl;
+mod disk_full;
 mod enrollment;
 mod errors;
 mod est;
