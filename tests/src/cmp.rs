@@ -252,6 +252,41 @@ impl CmpServer {
     }
 }
 
+impl CmpServer {
+    /// `openssl cmp -cmd ir` on the default path, signed with `cert` and `key` (an RA's, or a
+    /// subscriber's), for `new_key` and `subject`, the answer checked against the CA (`-trusted`),
+    /// with `extra` arguments (`-popo`, `-sans`).
+    pub fn signed_ir(
+        &self,
+        (cert, key): (&Path, &Path),
+        new_key: &Path,
+        subject: &str,
+        extra: &[&str],
+        out: &Path,
+    ) -> CmpRun {
+        let path = |p: &Path| p.to_str().expect("UTF-8 path").to_string();
+        let mut args = vec![
+            "-cmd".to_string(),
+            "ir".into(),
+            "-cert".into(),
+            path(cert),
+            "-key".into(),
+            path(key),
+            "-trusted".into(),
+            path(&self.s.ca().file),
+            "-newkey".into(),
+            path(new_key),
+            "-subject".into(),
+            subject.into(),
+            "-certout".into(),
+            path(out),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.openssl_cmp(".well-known/cmp", &args)
+    }
+}
+
 /// One run of `openssl cmp`.
 #[derive(Debug)]
 pub struct CmpRun {

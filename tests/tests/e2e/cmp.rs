@@ -332,28 +332,12 @@ fn a_registered_ra_signs_ir_p10cr_and_rr() {
     let ca = c.s.ca().file.to_str().unwrap().to_string();
     let (ra_cert, ra_key) = (ra.cert.to_str().unwrap(), ra.key.to_str().unwrap());
     let ra_ir = |popo: &str, key: &std::path::Path, subject: &str, out: &std::path::Path| {
-        c.openssl_cmp(
-            ".well-known/cmp",
-            &[
-                "-cmd",
-                "ir",
-                "-cert",
-                ra_cert,
-                "-key",
-                ra_key,
-                "-trusted",
-                &ca,
-                "-newkey",
-                key.to_str().unwrap(),
-                "-popo",
-                popo,
-                "-subject",
-                subject,
-                "-sans",
-                "device7.example.com",
-                "-certout",
-                out.to_str().unwrap(),
-            ],
+        c.signed_ir(
+            (&ra.cert, &ra.key),
+            key,
+            subject,
+            &["-popo", popo, "-sans", "device7.example.com"],
+            out,
         )
     };
 
@@ -471,27 +455,14 @@ fn a_registered_ra_signs_ir_p10cr_and_rr() {
 #[test]
 fn only_registered_ras_sign_certificate_requests() {
     let (c, _ra) = CmpServer::start_with_ra();
-    let ca = c.s.ca().file.to_str().unwrap().to_string();
     // An RA certificate that is not registered: signerNotTrusted.
     let stranger = CmpRa::new(c.s.scratch(), "stranger");
-    let run = c.openssl_cmp(
-        ".well-known/cmp",
-        &[
-            "-cmd",
-            "ir",
-            "-cert",
-            stranger.cert.to_str().unwrap(),
-            "-key",
-            stranger.key.to_str().unwrap(),
-            "-trusted",
-            &ca,
-            "-newkey",
-            key_file("ec-p256").to_str().unwrap(),
-            "-subject",
-            "/CN=Device 7/O=Example",
-            "-certout",
-            c.file("x.pem").to_str().unwrap(),
-        ],
+    let run = c.signed_ir(
+        (&stranger.cert, &stranger.key),
+        &key_file("ec-p256"),
+        "/CN=Device 7/O=Example",
+        &[],
+        &c.file("x.pem"),
     );
     run.assert_refused("signerNotTrusted", "an unregistered RA");
 
@@ -500,24 +471,12 @@ fn only_registered_ras_sign_certificate_requests() {
     let (key, cert) = (key_file("ec-p256"), c.file("mine.pem"));
     c.ir(".well-known/cmp", &id, &code, &key, &cert)
         .assert_ok("ir");
-    let run = c.openssl_cmp(
-        ".well-known/cmp",
-        &[
-            "-cmd",
-            "ir",
-            "-cert",
-            cert.to_str().unwrap(),
-            "-key",
-            key.to_str().unwrap(),
-            "-trusted",
-            &ca,
-            "-newkey",
-            key_file("ec-p384").to_str().unwrap(),
-            "-subject",
-            "/CN=Someone/O=Example",
-            "-certout",
-            c.file("y.pem").to_str().unwrap(),
-        ],
+    let run = c.signed_ir(
+        (&cert, &key),
+        &key_file("ec-p384"),
+        "/CN=Someone/O=Example",
+        &[],
+        &c.file("y.pem"),
     );
     run.assert_refused("notAuthorized", "a subscriber-signed ir");
 }
