@@ -53,7 +53,7 @@ pub enum NotWritable {
 }
 
 impl NotWritable {
-    /// The label of `ca_store_write_refusals_total{reason}` and of logs.
+    /// A short name of the reason, for logs.
     pub fn reason(&self) -> &'static str {
         match self {
             NotWritable::BelowReserve { .. } => "below_reserve",
