@@ -160,7 +160,8 @@ pub struct IssueRequest {
 /// 5), with a signature proof of possession or the RA's `raVerified` (RFC 4211 section 4).
 #[derive(Clone, Debug)]
 pub struct KeyRequest {
-    /// The key to certify.
+    /// The key to certify, as [`csr::key_from_spki_der`] returns it: its strength checked
+    /// already.
     pub key: csr::SubjectKey,
     /// The profile name.
     pub profile: String,
@@ -197,7 +198,17 @@ pub enum NewKey {
     /// A CSR's key (re-key): its signature proves possession, and its subject must be the
     /// certificate's or empty.
     Csr(Vec<u8>),
-    /// A key whose possession the front end verified (CMP's kur, RFC 4211 section 4.1).
+    /// [`NewKey::Csr`] whose CSR the front end verified already (EST's `simplereenroll`
+    /// reads the CSR's key to tell a re-key from a renewal): `verified` is what
+    /// [`csr::parse_and_verify`] returned for `csr`, which is not verified again.
+    VerifiedCsr {
+        /// The CSR, PEM or DER (the request digest covers it as for [`NewKey::Csr`]).
+        csr: Vec<u8>,
+        /// Its verification.
+        verified: Box<csr::VerifiedCsr>,
+    },
+    /// A key whose possession the front end verified (CMP's kur, RFC 4211 section 4.1), as
+    /// [`csr::key_from_spki_der`] returns it: its strength checked already.
     Proven(csr::SubjectKey),
 }
 
@@ -345,7 +356,7 @@ impl Work {
                 field(old.serial.as_bytes());
                 match key {
                     NewKey::Keep => field(&[]),
-                    NewKey::Csr(csr) => field(csr),
+                    NewKey::Csr(csr) | NewKey::VerifiedCsr { csr, .. } => field(csr),
                     NewKey::Proven(key) => {
                         field(&[]);
                         field(&key.bits);
@@ -657,7 +668,6 @@ impl Engine {
     /// Issues a certificate for a key whose possession the caller established, with the
     /// names the requester asserts ([`KeyRequest`]); recorded and audited as any issuance.
     pub async fn issue_for_key(&self, request: KeyRequest) -> Result<Issued, CaError> {
-        request.key.check_strength()?;
         self.run(Work {
             input: Input::Key {
                 key: request.key,
@@ -1513,10 +1523,11 @@ fn build(
                     check_rekey_subject(&names.subject, &request.subject)?;
                     names.key = request.key;
                 }
-                NewKey::Proven(key) => {
-                    key.check_strength()?;
-                    names.key = key.clone();
+                NewKey::VerifiedCsr { verified, .. } => {
+                    check_rekey_subject(&names.subject, &verified.subject)?;
+                    names.key = verified.key.clone();
                 }
+                NewKey::Proven(key) => names.key = key.clone(),
                 // A key certified before weak keys were refused is not certified again.
                 NewKey::Keep => names.key.check_strength()?,
             }

@@ -206,14 +206,10 @@ pub fn template_names(template: &CertTemplate) -> Result<TemplateNames, CmpError
             .extensions
             .iter()
             .flatten()
-            .find(|e| e.extn_id == SUBJECT_ALT_NAME)
+            .find(|e| e.extn_id == ca_x509::oid::ID_CE_SUBJECT_ALT_NAME)
             .map(|e| e.extn_value.as_bytes().to_vec()),
     })
 }
-
-/// id-ce-subjectAltName (RFC 5280 section 4.2.1.6).
-const SUBJECT_ALT_NAME: der::asn1::ObjectIdentifier =
-    der::asn1::ObjectIdentifier::new_unwrap("2.5.29.17");
 
 /// The name of a body's type, as RFC 9810 section 5.1.2 writes it.
 fn body_name(body: &PkiBody<'_>) -> &'static str {

@@ -210,15 +210,10 @@ fn subject_key_id(certificate: &Certificate) -> Option<Vec<u8>> {
         .extensions
         .iter()
         .flatten()
-        .find(|e| e.extn_id == const_oid_ski())?;
+        .find(|e| e.extn_id == ca_x509::oid::ID_CE_SUBJECT_KEY_IDENTIFIER)?;
     SubjectKeyIdentifier::from_der(extension.extn_value.as_bytes())
         .ok()
         .map(|ski| ski.0.as_bytes().to_vec())
-}
-
-/// id-ce-subjectKeyIdentifier (RFC 5280 section 4.2.1.2).
-fn const_oid_ski() -> der::oid::ObjectIdentifier {
-    der::oid::ObjectIdentifier::new_unwrap("2.5.29.14")
 }
 
 /// Reads the code key at `path`, or draws one and writes it there (mode 0600, durably).
@@ -1022,7 +1017,7 @@ fn revocation_reason(message: &PkiMessage<'_>) -> Result<RevocationReason, Refus
     let reason_code = details
         .iter()
         .flat_map(|d| d.crl_entry_details.iter().flatten())
-        .find(|e| e.extn_id == der::oid::ObjectIdentifier::new_unwrap("2.5.29.21"));
+        .find(|e| e.extn_id == ca_x509::oid::ID_CE_CRL_REASONS);
     let Some(extension) = reason_code else {
         return Ok(RevocationReason::Unspecified);
     };

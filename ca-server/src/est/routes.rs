@@ -346,7 +346,14 @@ async fn simplereenroll(
         let issued = engine
             .renew(RenewRequest {
                 serial: old.serial,
-                key: NewKey::from_csr((csr.key != old_key).then_some(der)),
+                key: if csr.key == old_key {
+                    NewKey::Keep
+                } else {
+                    NewKey::VerifiedCsr {
+                        csr: der,
+                        verified: Box::new(csr),
+                    }
+                },
                 validity_days: None,
                 request_id: None,
                 requester: Requester {
