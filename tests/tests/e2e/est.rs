@@ -342,6 +342,7 @@ fn est_reenrolment_with_the_certificate_being_renewed() {
         "tls-client",
         "a renewed certificate",
     );
+    pkilint(&renewed_file, "a renewed EST certificate");
     let (subject2, serial2, pubkey2) = subject_serial_key(&renewed_file);
     assert_eq!(
         (subject2.as_str(), pubkey2.as_str()),
@@ -568,6 +569,7 @@ fn est_by_an_ra_and_server_side_key_generation() {
     ]);
     let (_, cert) = print_certs(&work, body_of(parts[2]).as_bytes());
     openssl_verify(&est_ca(&s), &cert, "tls-client", "an EST certificate");
+    pkilint(&cert, "a serverkeygen EST certificate");
     let (subject, _, cert_pub) = subject_serial_key(&cert);
     assert_eq!(subject, "CN=meter-9,O=Example");
     assert_eq!(
