@@ -568,7 +568,11 @@ impl Lego<'_> {
             cmd.args(["--domains", d]);
         }
         if let Some(eab) = &self.eab {
-            cmd.args(["--eab", "--kid", &eab.kid, "--hmac", &eab.hmac_key]);
+            // `--opt=value`: a base64url value may start with `-`, which a parser would take
+            // for an option.
+            cmd.arg("--eab")
+                .arg(format!("--kid={}", eab.kid))
+                .arg(format!("--hmac={}", eab.hmac_key));
         }
         if challenge {
             match self.challenge {
@@ -694,7 +698,10 @@ impl Certbot<'_> {
             .args(["--http-01-port", &self.acme.http01_port.to_string()])
             .args(["--agree-tos", "-m", "admin@example.com"]);
         if let Some(eab) = &self.eab {
-            cmd.args(["--eab-kid", &eab.kid, "--eab-hmac-key", &eab.hmac_key]);
+            // `--opt=value`: a base64url value may start with `-`, which argparse would take
+            // for an option.
+            cmd.arg(format!("--eab-kid={}", eab.kid))
+                .arg(format!("--eab-hmac-key={}", eab.hmac_key));
         }
         for d in domains {
             cmd.args(["-d", d]);
