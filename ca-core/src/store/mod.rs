@@ -496,7 +496,7 @@ impl Store {
     /// (503 `storage_unavailable`) while the filesystem has less free space than the reserve;
     /// a write that fails for lack of space answers the same.
     pub(crate) fn write(&self, batch: WriteBatch) -> Result<(), CaError> {
-        if let Err(why) = self.gate.admit() {
+        if let Err(why) = self.gate.admit(batch.size_in_bytes() as u64) {
             return Err(why.into());
         }
         let mut opts = WriteOptions::default();

@@ -18,6 +18,10 @@ use crate::error::CaError;
 /// How long a measure of the free space is used before the filesystem is asked again.
 const FREE_SPACE_TTL: Duration = Duration::from_secs(1);
 
+/// The bytes of disk a write is counted as using, per byte of its batch: its WAL record now
+/// and its table file when the memtable is flushed.
+const WRITE_AMPLIFICATION: u64 = 2;
+
 /// The space of a filesystem, in bytes, from `statvfs(3)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FilesystemSpace {
@@ -68,7 +72,8 @@ impl std::fmt::Display for NotWritable {
         match self {
             NotWritable::BelowReserve { avail, reserve } => write!(
                 f,
-                "the store's filesystem has {avail} bytes free, below the reserve of {reserve} \
+                "the store's filesystem has {avail} bytes free, too few to write and keep the \
+                 reserve of {reserve} \
                  bytes ([store] min_free_bytes); writes resume once space is freed"
             ),
             NotWritable::DiskFull => write!(
@@ -91,27 +96,71 @@ impl From<NotWritable> for CaError {
     }
 }
 
+/// How a gate measures its filesystem ([`filesystem_space`], or a fake in tests).
+type MeasureFs = Box<dyn Fn(&Path) -> std::io::Result<FilesystemSpace> + Send + Sync>;
+
+/// A measure of the free space, and the bytes written since.
+#[derive(Clone, Copy, Debug)]
+struct Measure {
+    /// When the filesystem was asked.
+    at: Instant,
+    /// Bytes available then.
+    avail: u64,
+    /// Bytes admitted since, times [`WRITE_AMPLIFICATION`].
+    spent: u64,
+}
+
+impl Measure {
+    /// The bytes available now, as far as this measure knows.
+    fn left(&self) -> u64 {
+        self.avail.saturating_sub(self.spent)
+    }
+}
+
 /// The gate every write of a store passes: the free-space reserve of the store's filesystem
-/// (measured at most once per second) and the outcome of the last write.
-#[derive(Debug)]
+/// and the outcome of the last write.
+///
+/// The filesystem is asked at most once per [`FREE_SPACE_TTL`]; in between, the bytes each
+/// admitted write will use are taken off the last measure, and the filesystem is asked again
+/// as soon as that estimate falls below the reserve, so that a second of writes cannot run
+/// past the reserve.
 pub struct WriteGate {
     /// A directory on the filesystem measured (the store's).
     dir: PathBuf,
+    /// How the filesystem is measured ([`filesystem_space`]).
+    measure: MeasureFs,
     /// The reserve in bytes; 0: no reserve.
     reserve: AtomicU64,
-    /// The last measure of the free space, and when it was taken.
-    free: Mutex<Option<(Instant, u64)>>,
+    /// The last measure of the free space.
+    free: Mutex<Option<Measure>>,
     /// Why the last write failed, until one succeeds.
     failure: Mutex<Option<NotWritable>>,
     /// When the last probe write was tried ([`WriteGate::probe_due`]).
     probed: Mutex<Option<Instant>>,
 }
 
+impl std::fmt::Debug for WriteGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteGate")
+            .field("dir", &self.dir)
+            .field("reserve", &self.reserve)
+            .field("free", &self.free)
+            .field("failure", &self.failure)
+            .finish_non_exhaustive()
+    }
+}
+
 impl WriteGate {
     /// A gate for the store in `dir`, without a reserve.
     pub fn new(dir: &Path) -> Self {
+        Self::measured_by(dir, Box::new(filesystem_space))
+    }
+
+    /// A gate whose filesystem is measured by `measure`.
+    fn measured_by(dir: &Path, measure: MeasureFs) -> Self {
         WriteGate {
             dir: dir.to_path_buf(),
+            measure,
             reserve: AtomicU64::new(0),
             free: Mutex::new(None),
             failure: Mutex::new(None),
@@ -125,37 +174,46 @@ impl WriteGate {
         *lock(&self.free) = None;
     }
 
-    /// The bytes available on the store's filesystem, measured at most once per
-    /// [`FREE_SPACE_TTL`]; `None` when it cannot be measured (then nothing is refused for it).
-    fn avail(&self) -> Option<u64> {
-        let mut free = lock(&self.free);
-        if let Some((at, bytes)) = *free {
-            if at.elapsed() < FREE_SPACE_TTL {
-                return Some(bytes);
-            }
-        }
-        match filesystem_space(&self.dir) {
-            Ok(space) => {
-                *free = Some((Instant::now(), space.avail));
-                Some(space.avail)
-            }
-            Err(e) => {
-                tracing::debug!(dir = %self.dir.display(), error = %e, "statvfs of the store");
-                None
-            }
-        }
-    }
-
-    /// Ok when a write may start: the filesystem has at least the reserve free.
-    pub fn admit(&self) -> Result<(), NotWritable> {
+    /// Ok when a write of `bytes` (its batch's size) may start: it leaves the filesystem at
+    /// least the reserve free, as last measured less what the writes admitted since will use.
+    /// The filesystem is asked again when the measure is older than [`FREE_SPACE_TTL`] or
+    /// its estimate does not admit the write; when it cannot be asked, nothing is refused
+    /// for it.
+    pub fn admit(&self, bytes: u64) -> Result<(), NotWritable> {
         let reserve = self.reserve.load(Ordering::Relaxed);
         if reserve == 0 {
             return Ok(());
         }
-        match self.avail() {
-            Some(avail) if avail < reserve => Err(NotWritable::BelowReserve { avail, reserve }),
-            _ => Ok(()),
+        let need = reserve.saturating_add(bytes.saturating_mul(WRITE_AMPLIFICATION));
+        let mut free = lock(&self.free);
+        let measure = match *free {
+            Some(m) if m.at.elapsed() < FREE_SPACE_TTL && m.left() >= need => m,
+            _ => match (self.measure)(&self.dir) {
+                Ok(space) => Measure {
+                    at: Instant::now(),
+                    avail: space.avail,
+                    spent: 0,
+                },
+                Err(e) => {
+                    tracing::debug!(dir = %self.dir.display(), error = %e, "statvfs of the store");
+                    *free = None;
+                    return Ok(());
+                }
+            },
+        };
+        *free = Some(measure);
+        let left = measure.left();
+        if left < need {
+            return Err(NotWritable::BelowReserve {
+                avail: left,
+                reserve,
+            });
         }
+        *free = Some(Measure {
+            spent: measure.spent.saturating_add(need - reserve),
+            ..measure
+        });
+        Ok(())
     }
 
     /// Records the outcome of a write: a success clears the failure recorded before.
@@ -181,7 +239,7 @@ impl WriteGate {
     /// Why the store cannot write now, if it cannot: below the reserve, or its last write
     /// failed.
     pub fn state(&self) -> Option<NotWritable> {
-        self.admit().err().or_else(|| lock(&self.failure).clone())
+        self.admit(0).err().or_else(|| lock(&self.failure).clone())
     }
 
     /// Whether the last write failed.
@@ -232,9 +290,9 @@ mod tests {
     fn a_reserve_above_the_free_space_refuses_and_zero_admits() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let gate = WriteGate::new(tmp.path());
-        assert_eq!(gate.admit(), Ok(()));
+        assert_eq!(gate.admit(0), Ok(()));
         gate.set_reserve(u64::MAX);
-        let refused = gate.admit().expect_err("below the reserve");
+        let refused = gate.admit(0).expect_err("below the reserve");
         assert_eq!(refused.reason(), "below_reserve");
         assert_eq!(gate.state().map(|s| s.reason()), Some("below_reserve"));
         let error = CaError::from(refused);
@@ -252,6 +310,41 @@ mod tests {
         assert!(gate.failed());
         gate.record(Ok(()));
         assert_eq!(gate.state(), None);
+    }
+
+    /// Writes in quick succession (within one measure's life) stop near the reserve: each
+    /// admitted write is taken off the last measure, and the filesystem asked again.
+    #[test]
+    fn writes_between_two_measures_do_not_run_past_the_reserve() {
+        use std::sync::Arc;
+        const MIB: u64 = 1 << 20;
+        let avail = Arc::new(AtomicU64::new(100 * MIB));
+        let disk = Arc::clone(&avail);
+        let gate = WriteGate::measured_by(
+            Path::new("/"),
+            Box::new(move |_| {
+                Ok(FilesystemSpace {
+                    avail: disk.load(Ordering::Relaxed),
+                    size: 200 * MIB,
+                })
+            }),
+        );
+        gate.set_reserve(10 * MIB);
+        let mut writes = 0;
+        while gate.admit(MIB).is_ok() {
+            // The write's WAL record and, later, its table file.
+            avail.fetch_sub(WRITE_AMPLIFICATION * MIB, Ordering::Relaxed);
+            writes += 1;
+            assert!(writes < 100, "never refused");
+        }
+        let left = avail.load(Ordering::Relaxed);
+        assert!(
+            (10 * MIB..13 * MIB).contains(&left),
+            "refused with {left} bytes free after {writes} writes"
+        );
+        // Space freed: admitted again at once (the filesystem is asked again).
+        avail.fetch_add(50 * MIB, Ordering::Relaxed);
+        assert_eq!(gate.admit(MIB), Ok(()));
     }
 
     #[test]

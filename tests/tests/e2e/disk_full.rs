@@ -18,10 +18,11 @@ use serde_json::{json, Value};
 const BATCH: usize = 500;
 
 /// With `[store] min_free_bytes` of 8 MiB on a 48 MB tmpfs (the measurement) holding
-/// an 8 MiB filler, the server refuses before the disk is full.
+/// a 16 MiB filler, the server refuses before the disk is full; freeing the filler puts the
+/// free space above the reserve whatever was written while refusing.
 #[test]
 fn below_the_free_space_reserve_writes_are_refused_and_resume_once_space_is_freed() {
-    fill_and_recover("48m", 8, 8 << 20, "min_free_bytes");
+    fill_and_recover("48m", 16, 8 << 20, "min_free_bytes");
 }
 
 /// Without a reserve, RocksDB's writes fail for lack of space: the same refusals. RocksDB
