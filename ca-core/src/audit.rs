@@ -92,11 +92,15 @@ pub enum AuditAction {
     /// A client asked for a challenge's validation, which started (RFC 8555 section 7.5.1;
     /// details: `challenge`).
     AcmeChallengeStarted,
+    /// The CRL numbers to come were raised above a floor, after a restore from a backup
+    /// (target: the last number now taken; details: `previous`, `why`), so that no number
+    /// published before is used again (RFC 5280 section 5.2.3).
+    CrlNumberRaised,
 }
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [AuditAction; 25] = [
+    pub const ALL: [AuditAction; 26] = [
         AuditAction::CertificateIssued,
         AuditAction::CertificateRenewed,
         AuditAction::CertificateRevoked,
@@ -122,6 +126,7 @@ impl AuditAction {
         AuditAction::AcmeAuthorizationDeactivated,
         AuditAction::AcmeEabKeyCreated,
         AuditAction::AcmeChallengeStarted,
+        AuditAction::CrlNumberRaised,
     ];
 
     /// The action's name as the API shows it and the hash covers it.
@@ -152,6 +157,7 @@ impl AuditAction {
             AuditAction::AcmeAuthorizationDeactivated => "acme_authorization_deactivated",
             AuditAction::AcmeEabKeyCreated => "acme_eab_key_created",
             AuditAction::AcmeChallengeStarted => "acme_challenge_started",
+            AuditAction::CrlNumberRaised => "crl_number_raised",
         }
     }
 }

@@ -37,7 +37,8 @@ use crate::serial::{RandomSerials, Serial, SerialSource};
 use crate::signing::{SignAt, SigningStage, Unsigned};
 use crate::store::query::{names_prefix, SAN_TAG, SUBJECT_TAG};
 use crate::store::writer::{
-    Committed, CrlPosition, CrlRequest, NewCertificate, RevokeRequest, StoreWriter, WriteOp,
+    Committed, CrlFloor, CrlPosition, CrlRequest, NewCertificate, RevokeRequest, StoreWriter,
+    WriteOp,
 };
 use crate::store::{
     AcmeKind, AcmeObject, AcmeWrite, CertRecord, EnrollmentRecord, IdempotencyKey,
@@ -1133,6 +1134,26 @@ impl Engine {
             kind,
         };
         self.send_op(|reply| WriteOp::NextCrlNumber(request, reply))?
+            .blocking_recv()
+            .map_err(|_| writer_gone())?
+    }
+
+    /// Raises the last CRL number taken to at least `floor`, durably and in the audit log (as
+    /// `actor` asked, for the reason `why`), so that every CRL signed from now on is numbered
+    /// above it (RFC 5280 section 5.2.3: numbers only increase). Answers the last number
+    /// taken. Blocking: not for the async runtime's threads.
+    pub fn raise_crl_number_blocking(
+        &self,
+        floor: u64,
+        actor: &str,
+        why: &str,
+    ) -> Result<CrlPosition, CaError> {
+        let request = CrlFloor {
+            floor,
+            actor: actor.to_string(),
+            why: why.to_string(),
+        };
+        self.send_op(|reply| WriteOp::RaiseCrlNumber(request, reply))?
             .blocking_recv()
             .map_err(|_| writer_gone())?
     }

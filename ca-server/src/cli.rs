@@ -32,6 +32,9 @@ pub enum CliError {
     /// `audit verify` or `export` failed.
     #[error(transparent)]
     Offline(#[from] OfflineError),
+    /// `backup` or `restore` failed.
+    #[error(transparent)]
+    Backup(#[from] crate::backup::CliBackupError),
     /// No URLs can be derived for the CRL that `crl generate` builds.
     #[error(transparent)]
     StatusUrls(#[from] StatusUrlError),
@@ -253,6 +256,39 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Back up the data directory into a new directory: a consistent copy of the store, the
+    /// configuration, CA chain and key files, and a manifest (audit head, last CRL number,
+    /// certificate count, SHA-256 of each file). Works while the server runs: the command
+    /// then asks it (`POST /v1/backup`, with an operator token) and moves the backup it wrote.
+    Backup {
+        /// The backup directory to create (never overwritten). It holds the CA key file when
+        /// the data directory does: keep it as you keep the key.
+        #[arg(long)]
+        out: PathBuf,
+        /// The running server's API URL; default: from the configuration's `listen`.
+        #[arg(long)]
+        url: Option<String>,
+        /// The file holding an operator token (mode 0600); default: the environment
+        /// variable CA_TOKEN.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// CA certificates (PEM) the server's TLS certificate must chain to; default: the CA
+        /// chain of the data directory.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+    },
+    /// Restore a backup into a new data directory (--data-dir, absent or empty): verifies the
+    /// manifest first, then raises the CRL numbers to come above every number the CA may have
+    /// published since the backup (recorded in the audit log).
+    Restore {
+        /// The backup directory (from `ca-server backup`).
+        #[arg(long)]
+        from: PathBuf,
+        /// The last CRL number seen published (e.g. `openssl crl -noout -crlnumber` of the
+        /// CRL at the distribution point), when above the floor the restore computes.
+        #[arg(long)]
+        crl_number_floor: Option<u64>,
+    },
     /// Write every certificate, in issuance order, for offline audit (works while the server
     /// runs).
     Export {
@@ -350,6 +386,13 @@ pub enum CrlCommand {
         /// Where to write the CRL.
         #[arg(long, default_value = "crl.der")]
         out: PathBuf,
+    },
+    /// Make every CRL from now on numbered above N (e.g. after restoring the database from
+    /// its own backup: the last number seen published); recorded in the audit log.
+    Floor {
+        /// The last CRL number that may have been published.
+        #[arg(long)]
+        above: u64,
     },
 }
 
@@ -527,6 +570,47 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 published.entries,
                 out.display()
             );
+            Ok(())
+        }
+        Command::Crl {
+            command: CrlCommand::Floor { above },
+        } => {
+            let config = datadir::prepare(&dir)?;
+            let material = datadir::load_ca(&dir, &config)?;
+            let store = datadir::open_store(&dir, &config)?;
+            let urls = config.offline_status_urls()?;
+            let core = datadir::start_core(&dir, &config, material, store, &urls)?;
+            let position =
+                core.engine
+                    .raise_crl_number_blocking(above, CLI_ACTOR, "ca-server crl floor")?;
+            println!(
+                "the next CRL is numbered above {} (asked: above {above})",
+                position.number
+            );
+            Ok(())
+        }
+        Command::Backup {
+            out,
+            url,
+            token_file,
+            ca_file,
+        } => {
+            crate::backup::backup_command(
+                &dir,
+                &out,
+                &crate::backup::Remote {
+                    url,
+                    token_file,
+                    ca_file,
+                },
+            )?;
+            Ok(())
+        }
+        Command::Restore {
+            from,
+            crl_number_floor,
+        } => {
+            crate::backup::restore_command(&from, &dir, crl_number_floor, CLI_ACTOR)?;
             Ok(())
         }
         Command::Token {

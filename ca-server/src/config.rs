@@ -459,6 +459,10 @@ pub struct StoreConfig {
     /// every write (issuance, revocation, enrollment, ...) is refused before it starts with 503
     /// `storage_unavailable` and `/readyz` is not ready, until space is freed; 0: no reserve.
     pub min_free_bytes: u64,
+    /// RocksDB: where `POST /v1/backup` writes backups, relative to the data directory unless
+    /// absolute (on the store's filesystem, the store's table files are hard-linked, not
+    /// copied); `ca-server backup --out` moves them from there.
+    pub backup_dir: PathBuf,
 }
 
 /// The free space kept on the store's filesystem by default (`[store] min_free_bytes`):
@@ -489,6 +493,7 @@ impl Default for StoreConfig {
             ca_file: None,
             verify_on_start: true,
             min_free_bytes: DEFAULT_STORE_MIN_FREE_BYTES,
+            backup_dir: PathBuf::from("backups"),
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod acme;
 pub mod api;
 pub mod auth;
+pub mod backup;
 pub mod cli;
 pub mod client_auth;
 pub mod cmp;
@@ -17,6 +18,7 @@ pub mod est;
 pub mod limits;
 pub mod listener;
 pub mod offline;
+pub mod operator_client;
 pub mod request_log;
 pub mod responder_key;
 pub mod serve;

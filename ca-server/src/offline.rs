@@ -75,14 +75,20 @@ pub enum OfflineError {
         source: AuditBreak,
     },
     /// The log's entry at the kept checkpoint is not the one the checkpoint signed.
-    #[error("audit log BROKEN at entry {seq}: its hash differs from the kept checkpoint")]
+    #[error(
+        "audit log BROKEN at entry {seq}: its hash differs from the kept checkpoint; the log \
+         was rewritten, or rolled back (a restore of a backup taken before the checkpoint) \
+         and written again since"
+    )]
     KeptHashDiffers {
         /// The checkpoint's entry.
         seq: u64,
     },
     /// The log ends before the kept checkpoint's entry: entries were cut off.
     #[error(
-        "audit log BROKEN at entry {}: the log ends at entry {head}, before the kept checkpoint",
+        "audit log BROKEN at entry {}: the log ends at entry {head}, before the kept checkpoint; \
+         entries were cut off, or the store was rolled back (a restore of a backup taken \
+         before the checkpoint)",
         head + 1
     )]
     LogEndsBefore {

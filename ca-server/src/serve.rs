@@ -14,7 +14,8 @@ use keys::Signer;
 use tokio::net::TcpListener;
 
 use crate::api::{
-    self, AppState, BodyLimits, EnrollmentLimits, HttpMetrics, KeyGeneration, OcspBudget,
+    self, AppState, BackupSite, BodyLimits, EnrollmentLimits, HttpMetrics, KeyGeneration,
+    OcspBudget,
 };
 use crate::cli::error_chain;
 use crate::client_auth::{ClientCertificates, ClientMappingError};
@@ -296,6 +297,7 @@ pub async fn serve(dir: &Path, options: ServeOptions) -> Result<(), ServeError> 
     };
     let state = Arc::new(AppState {
         engine: engine.clone(),
+        backup: Arc::new(BackupSite::new(dir.to_path_buf(), config.clone())),
         chain_pem,
         max_batch: config.max_batch,
         crl: crl.clone(),

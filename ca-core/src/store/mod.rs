@@ -846,6 +846,15 @@ impl Store {
         Ok(entries)
     }
 
+    /// Writes a consistent copy of the store, as of now, to the new directory `dir` (a RocksDB
+    /// checkpoint): the memtables are flushed, then the table files are hard-linked when `dir`
+    /// is on the store's filesystem and copied otherwise. Writes go on meanwhile; the copy
+    /// holds every write acknowledged before the call.
+    pub fn checkpoint(&self, dir: &Path) -> Result<(), CaError> {
+        let checkpoint = rocksdb::checkpoint::Checkpoint::new(&self.db).db()?;
+        checkpoint.create_checkpoint(dir).db()
+    }
+
     /// Flushes memtables to SST files (on shutdown, so that the next start replays no WAL).
     pub fn flush(&self) -> Result<(), CaError> {
         for name in cf::ALL {

@@ -10,6 +10,7 @@
 //! ([`TokenStore::put_token`], [`AuditStore::record_event`]) are for the command line, while
 //! no engine runs.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use super::acme::{AcmeKind, AcmeObject};
@@ -248,6 +249,18 @@ pub trait Storage:
     }
     /// The store's memory by use, in bytes (`ca_store_memory_bytes{use}`).
     fn memory(&self) -> Result<Vec<(&'static str, u64)>, CaError>;
+    /// Writes a consistent copy of the store as of now into the new directory `dir`, while
+    /// writes go on (`ca-server backup`). A store on a database server is backed up by the
+    /// server's own tools (PostgreSQL: `pg_basebackup` and archived WAL): refused (the
+    /// default).
+    fn checkpoint(&self, dir: &Path) -> Result<(), CaError> {
+        let _ = dir;
+        Err(CaError::InvalidRequest(
+            "this store is backed up by its database server's own tools (PostgreSQL: \
+             pg_basebackup with WAL archiving), not by ca-server backup"
+                .into(),
+        ))
+    }
     /// Ok when the store can write now; otherwise the error a write would get (503
     /// `storage_unavailable` while its disk is full or below the reserve). A store on a
     /// database server, whose disk the server watches, answers Ok (the default).
@@ -404,6 +417,9 @@ impl Storage for Store {
     }
     fn flush(&self) -> Result<(), CaError> {
         Store::flush(self)
+    }
+    fn checkpoint(&self, dir: &Path) -> Result<(), CaError> {
+        Store::checkpoint(self, dir)
     }
     fn verify_files(&self) -> Result<Option<u64>, CaError> {
         self.verify_checksums().map(Some)

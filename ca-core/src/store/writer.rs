@@ -87,6 +87,19 @@ pub struct CrlRequest {
     pub kind: &'static str,
 }
 
+/// A floor under the CRL numbers to come: the last number taken becomes at least `floor`, so
+/// that the next CRL is numbered above it. After a restore, the floor is above every number
+/// the CA may have published since the backup.
+#[derive(Clone, Debug)]
+pub struct CrlFloor {
+    /// The least last number.
+    pub floor: u64,
+    /// Who asked, for the audit log.
+    pub actor: String,
+    /// Why, for the audit log (e.g. the backup restored).
+    pub why: String,
+}
+
 /// A freshly allocated CRL number and the CRL change sequence at that moment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CrlPosition {
@@ -110,6 +123,8 @@ pub enum WriteOp {
     ReleaseHold(Serial, String, Reply<()>),
     /// Allocate the next CRL number.
     NextCrlNumber(CrlRequest, Reply<CrlPosition>),
+    /// Raise the last CRL number taken to a floor (unchanged when above it already).
+    RaiseCrlNumber(CrlFloor, Reply<CrlPosition>),
     /// Store an API token under its hash, as `actor` asked; refused when its name is or was
     /// taken.
     PutToken([u8; 32], TokenRecord, String, Reply<()>),
@@ -366,7 +381,9 @@ impl Answer {
             | WriteOp::CreateEnrollment(_, _, _, tx)
             | WriteOp::UndoRedemption(_, _, tx)
             | WriteOp::Acme(_, tx) => Answer::Unit(tx, Err(error.for_group())),
-            WriteOp::NextCrlNumber(_, tx) => Answer::Crl(tx, Err(error.for_group())),
+            WriteOp::NextCrlNumber(_, tx) | WriteOp::RaiseCrlNumber(_, tx) => {
+                Answer::Crl(tx, Err(error.for_group()))
+            }
             WriteOp::RevokeToken(_, _, _, tx) => Answer::Token(tx, Err(error.for_group())),
             WriteOp::Record(_, _, tx) | WriteOp::AuditHead(tx) => {
                 Answer::Head(tx, Err(error.for_group()))
@@ -555,6 +572,9 @@ impl<'b, B: GroupBackend> Group<'b, B> {
                 Answer::Unit(tx, self.atomic(|g| g.release(serial, actor)))
             }
             WriteOp::NextCrlNumber(req, tx) => Answer::Crl(tx, self.atomic(|g| g.crl_number(req))),
+            WriteOp::RaiseCrlNumber(req, tx) => {
+                Answer::Crl(tx, self.atomic(|g| g.raise_crl_number(req)))
+            }
             WriteOp::PutToken(hash, record, actor, tx) => {
                 Answer::Unit(tx, self.atomic(|g| g.token(&hash, &record, &actor)))
             }
@@ -1062,6 +1082,25 @@ impl<'b, B: GroupBackend> Group<'b, B> {
             change_seq: self.counters.change_seq,
         })
     }
+
+    fn raise_crl_number(&mut self, req: CrlFloor) -> Result<CrlPosition, CaError> {
+        let previous = self.counters.crl_number;
+        self.counters.crl_number = previous.max(req.floor);
+        let at = time::OffsetDateTime::now_utc().unix_timestamp();
+        let event = AuditEvent::new(
+            at,
+            &req.actor,
+            AuditAction::CrlNumberRaised,
+            self.counters.crl_number.to_string(),
+        )
+        .with("previous", previous.to_string())
+        .with("why", req.why);
+        self.audit(event, &[])?;
+        Ok(CrlPosition {
+            number: self.counters.crl_number,
+            change_seq: self.counters.change_seq,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -1473,6 +1512,14 @@ mod tests {
             all.push(op!(Revoke, revoke(1, RevocationReason::KeyCompromise)));
             all.push(op!(ReleaseHold, serial(2), "ra".to_string()));
             all.push(op!(NextCrlNumber, crl()));
+            all.push(op!(
+                RaiseCrlNumber,
+                CrlFloor {
+                    floor: 7,
+                    actor: "op".into(),
+                    why: "test".into(),
+                }
+            ));
             all.push(op!(PutToken, [9; 32], token("new"), "op".to_string()));
             all.push(op!(RevokeToken, "old".to_string(), NOW, "op".to_string()));
             all.push(op!(

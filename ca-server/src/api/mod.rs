@@ -2,6 +2,7 @@
 
 mod acme_eab;
 mod audit;
+mod backups;
 mod certificates;
 pub(crate) mod enrollments;
 mod error;
@@ -12,6 +13,8 @@ mod openapi;
 mod ops;
 mod revocation;
 mod tokens;
+
+pub use backups::BackupSite;
 
 use crate::request_log::RequestLog;
 use std::sync::Arc;
@@ -48,6 +51,8 @@ use crate::limits::Identity;
 pub struct AppState {
     /// The issuance engine (and through it the CA and the store).
     pub engine: Arc<Engine>,
+    /// Where `POST /v1/backup` writes.
+    pub backup: Arc<BackupSite>,
     /// The CA chain as PEM strings, issuing CA first.
     pub chain_pem: Vec<String>,
     /// Most requests in one batch call.
@@ -145,7 +150,7 @@ fn access(method: &Method, route: &str) -> Option<Access> {
         "/v1/enrollments" if write => Roles(RA),
         "/v1/enrollments/{id}" if read => Roles(READERS),
         "/v1/enrollments/{id}/redeem" if write => Public,
-        "/v1/crl/generate" if write => Roles(OPERATOR),
+        "/v1/crl/generate" | "/v1/backup" if write => Roles(OPERATOR),
         "/metrics" if read => Roles(OPERATOR),
         "/crl" | "/crl/delta" | "/ocsp/{*request}" | "/ca.pem" | "/ca.der" | "/healthz"
         | "/readyz"
@@ -323,6 +328,7 @@ pub fn router(state: Arc<AppState>, limits: BodyLimits) -> Router {
             post(revocation::release_hold),
         )
         .route("/v1/crl/generate", post(revocation::generate))
+        .route("/v1/backup", post(backups::create))
         .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -430,6 +436,7 @@ mod tests {
         "/v1/enrollments/{id}",
         "/v1/enrollments/{id}/redeem",
         "/v1/crl/generate",
+        "/v1/backup",
         "/metrics",
         "/healthz",
         "/readyz",

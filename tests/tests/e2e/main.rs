@@ -14,6 +14,7 @@ mod acme;
 mod acme_protocol;
 mod acme_remote_va;
 mod audit;
+mod backup;
 mod batch;
 mod blocked_keys;
 mod ca_key_types;
