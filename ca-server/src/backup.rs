@@ -665,11 +665,10 @@ pub fn backup_command(dir: &Path, out: &Path, remote: &Remote) -> Result<Manifes
     Ok(manifest)
 }
 
-/// Whether opening the store failed because another process (the server) holds its lock.
+/// Whether opening the store failed because another process (the server) holds its lock
+/// (RocksDB: `IO error: While lock file: DIR/LOCK: Resource temporarily unavailable`).
 fn held_by_another_process(error: &CaError) -> bool {
-    crate::cli::error_chain(error)
-        .to_ascii_lowercase()
-        .contains("lock")
+    crate::cli::error_chain(error).contains("lock file")
 }
 
 /// Asks the running server for a backup named after `out` and answers where it wrote it.
