@@ -558,20 +558,14 @@ pub fn restore(
         &Config::resolve(dir, &manifest.db_dir),
         &|_| false,
     )?;
-    let config = datadir::prepare(dir)?;
-    let material = datadir::load_ca(dir, &config)?;
-    let store = datadir::open_store(dir, &config)?;
-    let head = store.audit_head()?;
+    let core = datadir::start_offline_core(dir)?;
+    let head = core.engine.store().audit_head()?;
     if head.seq != manifest.audit_head.seq || hex::encode(head.hash) != manifest.audit_head.hash {
         return Err(BackupError::HeadDiffers {
             expected: manifest.audit_head.seq,
             found: head.seq,
         });
     }
-    let urls = config
-        .offline_status_urls()
-        .map_err(|e| BackupError::Core(CaError::InvalidRequest(format!("the status URLs: {e}"))))?;
-    let core = datadir::start_core(dir, &config, material, store, &urls)?;
     let floor = crl_floor(
         manifest.crl_number,
         time::OffsetDateTime::now_utc().unix_timestamp(),

@@ -552,11 +552,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Crl {
             command: CrlCommand::Generate { out },
         } => {
-            let config = datadir::prepare(&dir)?;
-            let material = datadir::load_ca(&dir, &config)?;
-            let store = datadir::open_store(&dir, &config)?;
-            let urls = config.offline_status_urls()?;
-            let core = datadir::start_core(&dir, &config, material, store, &urls)?;
+            let core = datadir::start_offline_core(&dir)?;
             let published = core.crl.generate()?;
             crate::durable::write(&out, &published.full, crate::durable::PUBLIC).map_err(
                 |source| CliError::Write {
@@ -575,11 +571,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Crl {
             command: CrlCommand::Floor { above },
         } => {
-            let config = datadir::prepare(&dir)?;
-            let material = datadir::load_ca(&dir, &config)?;
-            let store = datadir::open_store(&dir, &config)?;
-            let urls = config.offline_status_urls()?;
-            let core = datadir::start_core(&dir, &config, material, store, &urls)?;
+            let core = datadir::start_offline_core(&dir)?;
             let position =
                 core.engine
                     .raise_crl_number_blocking(above, CLI_ACTOR, "ca-server crl floor")?;

@@ -1184,6 +1184,17 @@ pub struct Core {
     pub signer: Arc<dyn Signer>,
 }
 
+/// The CA core of the data directory `dir` with no server running (`crl generate`, `crl
+/// floor`, `restore`): its configuration, CA key and store, with the status URLs the
+/// configuration gives ([`Config::offline_status_urls`]).
+pub fn start_offline_core(dir: &Path) -> Result<Core, DataDirError> {
+    let config = prepare(dir)?;
+    let material = load_ca(dir, &config)?;
+    let store = open_store(dir, &config)?;
+    let urls = config.offline_status_urls()?;
+    start_core(dir, &config, material, store, &urls)
+}
+
 /// Builds the CA (checking that key and certificate belong together), starts the engine and
 /// prepares the CRL publisher.
 pub fn start_core(

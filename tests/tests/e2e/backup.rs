@@ -200,7 +200,7 @@ fn a_backup_under_load_restores_every_acknowledged_certificate_and_no_crl_number
 
 /// With the server stopped, `backup` copies the store itself; a backup whose file changed, or
 /// that holds a file its manifest does not list, is refused before anything is restored; an
-/// RA token may not ask for a backup.
+/// RA token may not ask for a backup; `crl floor` raises the CRL numbers to come.
 #[test]
 fn an_offline_backup_restores_and_a_damaged_one_is_refused() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -279,9 +279,22 @@ fn an_offline_backup_restores_and_a_damaged_one_is_refused() {
         "--from",
         path(&backup),
     ]);
+    // The operator's floor, as after a restore by other means (PostgreSQL).
+    let floor = "5000000000";
+    let out = ca_server_ok(&[
+        "crl",
+        "floor",
+        "--data-dir",
+        path(&target),
+        "--above",
+        floor,
+    ]);
+    assert!(out.contains(floor), "{out}");
     let r = Server::serve(&target);
     let serial = issued["serial"].as_str().expect("serial");
     assert_eq!(r.record(serial)["certificate"], issued["certificate"]);
+    let number = r.generate_crl()["crl_number"].as_u64().expect("crl_number");
+    assert!(number > 5_000_000_000, "numbered above the floor: {number}");
     r.terminate();
 }
 
