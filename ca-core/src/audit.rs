@@ -92,11 +92,19 @@ pub enum AuditAction {
     /// A client asked for a challenge's validation, which started (RFC 8555 section 7.5.1;
     /// details: `challenge`).
     AcmeChallengeStarted,
+    /// An operator started a mass revocation: every certificate matching a filter is revoked
+    /// (target: the action's id; details: the filter, `reason`, `invalidity_date`; see
+    /// [`crate::mass_revocation`]). Each certificate's own `certificate_revoked` entry names
+    /// the action (`action`).
+    MassRevocationStarted,
+    /// A mass revocation walked every matching certificate (target: the action's id;
+    /// details: the counts `examined`, `matched`, `revoked`, `already_revoked`, `expired`).
+    MassRevocationCompleted,
 }
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [AuditAction; 25] = [
+    pub const ALL: [AuditAction; 27] = [
         AuditAction::CertificateIssued,
         AuditAction::CertificateRenewed,
         AuditAction::CertificateRevoked,
@@ -122,6 +130,8 @@ impl AuditAction {
         AuditAction::AcmeAuthorizationDeactivated,
         AuditAction::AcmeEabKeyCreated,
         AuditAction::AcmeChallengeStarted,
+        AuditAction::MassRevocationStarted,
+        AuditAction::MassRevocationCompleted,
     ];
 
     /// The action's name as the API shows it and the hash covers it.
@@ -152,6 +162,8 @@ impl AuditAction {
             AuditAction::AcmeAuthorizationDeactivated => "acme_authorization_deactivated",
             AuditAction::AcmeEabKeyCreated => "acme_eab_key_created",
             AuditAction::AcmeChallengeStarted => "acme_challenge_started",
+            AuditAction::MassRevocationStarted => "mass_revocation_started",
+            AuditAction::MassRevocationCompleted => "mass_revocation_completed",
         }
     }
 }
@@ -544,6 +556,14 @@ mod tests {
         assert_eq!(
             postcard::to_allocvec(&AuditAction::TokenRenamed).unwrap(),
             [13]
+        );
+        assert_eq!(
+            postcard::to_allocvec(&AuditAction::MassRevocationStarted).unwrap(),
+            [25]
+        );
+        assert_eq!(
+            postcard::to_allocvec(&AuditAction::MassRevocationCompleted).unwrap(),
+            [26]
         );
         let names: std::collections::HashSet<&str> =
             AuditAction::ALL.iter().map(|a| a.name()).collect();

@@ -5,6 +5,7 @@
 
 pub mod acme;
 pub mod api;
+pub mod api_client;
 pub mod auth;
 pub mod cli;
 pub mod client_auth;
@@ -19,5 +20,6 @@ pub mod listener;
 pub mod offline;
 pub mod request_log;
 pub mod responder_key;
+pub mod revoke_matching;
 pub mod serve;
 pub mod va_agent;

@@ -6,6 +6,7 @@ mod certificates;
 pub(crate) mod enrollments;
 mod error;
 pub mod fuzzing;
+mod mass_revocation;
 mod metrics;
 mod ocsp;
 mod openapi;
@@ -146,6 +147,7 @@ fn access(method: &Method, route: &str) -> Option<Access> {
         "/v1/enrollments/{id}" if read => Roles(READERS),
         "/v1/enrollments/{id}/redeem" if write => Public,
         "/v1/crl/generate" if write => Roles(OPERATOR),
+        "/v1/mass-revocations" if write => Roles(OPERATOR),
         "/metrics" if read => Roles(OPERATOR),
         "/crl" | "/crl/delta" | "/ocsp/{*request}" | "/ca.pem" | "/ca.der" | "/healthz"
         | "/readyz"
@@ -323,6 +325,7 @@ pub fn router(state: Arc<AppState>, limits: BodyLimits) -> Router {
             post(revocation::release_hold),
         )
         .route("/v1/crl/generate", post(revocation::generate))
+        .route("/v1/mass-revocations", post(mass_revocation::step))
         .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -430,6 +433,7 @@ mod tests {
         "/v1/enrollments/{id}",
         "/v1/enrollments/{id}/redeem",
         "/v1/crl/generate",
+        "/v1/mass-revocations",
         "/metrics",
         "/healthz",
         "/readyz",
