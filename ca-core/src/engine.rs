@@ -1142,8 +1142,9 @@ impl Engine {
         Ok(progress)
     }
 
-    /// Walks a mass revocation on from `progress` for about `budget` (page by page: one page
-    /// examines at most [`crate::store::query::MAX_EXAMINED`] certificates), revoking what
+    /// Walks a mass revocation on from `progress` for about `budget`, page by page (a page
+    /// holds at most `page` certificates of the query and examines at most
+    /// [`crate::store::query::MAX_EXAMINED`]; at least one page per call), revoking what
     /// matches through the store writer's group commit, or counting it in a dry run. Once the
     /// walk is complete, the action's `mass_revocation_completed` entry is recorded. A step
     /// that fails changed only what it answered before; repeating it from the same progress
@@ -1152,6 +1153,7 @@ impl Engine {
         &self,
         mut progress: Progress,
         budget: std::time::Duration,
+        page: usize,
     ) -> Result<Progress, CaError> {
         let started = Instant::now();
         while !progress.done {
@@ -1162,7 +1164,7 @@ impl Engine {
                 progress.cursor()?,
             );
             let scan = tokio::task::spawn_blocking(move || {
-                mass_revocation::scan(store.as_ref(), &request, cursor.as_ref(), now)
+                mass_revocation::scan(store.as_ref(), &request, cursor.as_ref(), now, page)
             })
             .await
             .map_err(|e| {

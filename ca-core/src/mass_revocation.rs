@@ -246,15 +246,17 @@ pub struct Scan {
     pub next: Option<Cursor>,
 }
 
-/// One page of the walk for `request` from `cursor`: at most [`MAX_EXAMINED`] certificates
-/// examined, each matching one classified at `now` ([`disposition`]). Reads only.
+/// One page of the walk for `request` from `cursor`: at most `page` certificates of the
+/// query's and never more than [`MAX_EXAMINED`] examined, each matching one classified at
+/// `now` ([`disposition`]). Reads only.
 pub fn scan(
     store: &dyn Storage,
     request: &MassRevocationRequest,
     cursor: Option<&Cursor>,
     now: i64,
+    page: usize,
 ) -> Result<Scan, CaError> {
-    let page = store.query(&request.filter.query(), cursor, MAX_EXAMINED)?;
+    let page = store.query(&request.filter.query(), cursor, page.clamp(1, MAX_EXAMINED))?;
     let mut tally = Tally::default();
     let mut candidates = Vec::new();
     for row in page.rows {

@@ -17,6 +17,7 @@ use axum::Json;
 use bytes::Bytes;
 use ca_core::mass_revocation::{MassRevocationRequest, Mode, Progress, RevocationFilter};
 use ca_core::revocation::{parse_invalidity_date, RevocationReason};
+use ca_core::store::query::MAX_EXAMINED;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
@@ -157,7 +158,7 @@ pub async fn step(
     };
     let progress = state
         .engine
-        .mass_revocation_step(progress, STEP_BUDGET)
+        .mass_revocation_step(progress, STEP_BUDGET, MAX_EXAMINED)
         .await?;
     let continuation = if progress.done {
         None

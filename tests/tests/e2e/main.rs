@@ -36,6 +36,7 @@ mod issuance;
 mod judges;
 mod limits;
 mod logs;
+mod mass_revocation;
 mod metrics;
 mod ocsp;
 mod ocsp_delegated;
