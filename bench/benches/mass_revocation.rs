@@ -47,6 +47,7 @@ fn walk(
         progress = rt.block_on(engine.mass_revocation_step(progress, STEP_BUDGET, MAX_EXAMINED))?;
     }
     let secs = started.elapsed().as_secs_f64();
+    eprintln!("  {:?}", progress.tally);
     Ok((progress.tally.revoked, progress.tally.matched, secs))
 }
 
@@ -66,7 +67,7 @@ fn run(scenario: &str, pristine: &Path) -> Result<(u64, u64, f64), FixtureError>
         )?;
         let engine = &fixture.engine;
         let filter = match scenario {
-            "one_key" => {
+            "one_key" | "dry_one_key" => {
                 // The key of the first certificate: on CERTS / NAMES certificates.
                 let first = engine
                     .store()
@@ -87,7 +88,7 @@ fn run(scenario: &str, pristine: &Path) -> Result<(u64, u64, f64), FixtureError>
             reason: RevocationReason::Superseded,
             invalidity_date: None,
         };
-        let dry_run = scenario == "dry_run_all";
+        let dry_run = scenario.starts_with("dry");
         walk(engine, &fixture.runtime, request, dry_run)?
     };
     Ok(result)
@@ -152,7 +153,13 @@ fn main() -> Result<(), FixtureError> {
         .filter(|a| !a.starts_with('-'))
         .collect();
     let pristine = db_dir()?;
-    let scenarios = ["writer_limit", "all_of_requester", "one_key", "dry_run_all"];
+    let scenarios = [
+        "writer_limit",
+        "all_of_requester",
+        "one_key",
+        "dry_run_all",
+        "dry_one_key",
+    ];
     for scenario in scenarios
         .iter()
         .filter(|s| filter.is_empty() || filter.iter().any(|f| s.contains(f.as_str())))
