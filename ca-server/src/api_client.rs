@@ -144,23 +144,7 @@ impl ApiClient {
             why: why.to_string(),
         };
         let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
-        if !matches!(parsed.path(), "" | "/")
-            || parsed.query().is_some()
-            || parsed.fragment().is_some()
-            || !parsed.username().is_empty()
-            || parsed.password().is_some()
-        {
-            return Err(bad("the server's URL is http(s)://host:port, nothing more"));
-        }
-        let (host, server_name) = match parsed.host() {
-            Some(url::Host::Domain(name)) => (
-                name.to_string(),
-                ServerName::try_from(name.to_string()).map_err(|e| bad(&e.to_string()))?,
-            ),
-            Some(url::Host::Ipv4(ip)) => (ip.to_string(), ServerName::IpAddress(ip.into())),
-            Some(url::Host::Ipv6(ip)) => (ip.to_string(), ServerName::IpAddress(ip.into())),
-            None => return Err(bad("no host")),
-        };
+        let (host, server_name) = ca_acme_va::server_authority(&parsed).map_err(|why| bad(&why))?;
         let tls = match (parsed.scheme(), ca_file) {
             ("http", _) => None,
             ("https", Some(ca_file)) => Some((tls_connector(ca_file)?, server_name)),

@@ -16,13 +16,13 @@ use axum::extract::State;
 use axum::Json;
 use bytes::Bytes;
 use ca_core::mass_revocation::{MassRevocationRequest, Mode, Progress, RevocationFilter};
-use ca_core::revocation::{parse_invalidity_date, RevocationReason};
+use ca_core::revocation::RevocationReason;
 use ca_core::store::query::MAX_EXAMINED;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use time::OffsetDateTime;
 
 use super::audit::time_param;
+use super::revocation::invalidity_date;
 use super::{body_or_error, parse_json, ApiError, AppState, Authenticated};
 use crate::auth::Caller;
 
@@ -104,17 +104,7 @@ fn request(state: &AppState, body: MassRevocationBody) -> Result<MassRevocationR
             )
         })?
         .parse()?;
-    let invalidity_date = body
-        .invalidity_date
-        .as_deref()
-        .map(|s| {
-            parse_invalidity_date(
-                s,
-                OffsetDateTime::now_utc().unix_timestamp(),
-                state.min_invalidity_date,
-            )
-        })
-        .transpose()?;
+    let invalidity_date = invalidity_date(state, body.invalidity_date.as_deref())?;
     Ok(MassRevocationRequest {
         filter,
         reason,

@@ -11,23 +11,11 @@ use std::path::Path;
 
 use e2e_tests::prelude::*;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-use x509_parser::prelude::FromDer;
 
 const ROUTE: &str = "/v1/mass-revocations";
 
 fn serial_of(v: &Value) -> String {
     v["serial"].as_str().expect("serial").to_string()
-}
-
-/// SHA-256 of a CSR's SubjectPublicKeyInfo, hex: the key filter.
-fn spki_sha256(csr: &Csr) -> String {
-    let der = csr.der();
-    let (_, request) = x509_parser::certification_request::X509CertificationRequest::from_der(&der)
-        .expect("a CSR");
-    hex::encode(Sha256::digest(
-        request.certification_request_info.subject_pki.raw,
-    ))
 }
 
 /// A new API token of `role` named `name`, created by the operator.
@@ -157,7 +145,7 @@ fn a_filter_revokes_exactly_its_certificates_with_ocsp_crl_and_audit() {
         "tls-client",
     );
     let all = [&k1, &k2, &a1, &a2, &b1, &b2];
-    let key_filter = json!({"spki_sha256": spki_sha256(&on_key_a)});
+    let key_filter = json!({"spki_sha256": csr_spki_sha256(&on_key_a)});
 
     // The dry run: two on the key, nothing changes (no audit entry, all still valid).
     let audit_before = audit_entries(&s).len();
@@ -260,37 +248,22 @@ fn a_filter_revokes_exactly_its_certificates_with_ocsp_crl_and_audit() {
     // `window_start` (k2 is ra-b's but older; b1 and b2 are in it).
     let after = rfc3339(window_start + 1);
     let before = rfc3339(now_unix() + 60);
-    let dry = revoke_matching(
-        &s,
-        &[
-            "--requester",
-            "ra-b",
-            "--issued-after",
-            &after,
-            "--issued-before",
-            &before,
-            "--reason",
-            "superseded",
-            "--dry-run",
-        ],
-    );
+    let filter = [
+        "--requester",
+        "ra-b",
+        "--issued-after",
+        &after,
+        "--issued-before",
+        &before,
+        "--reason",
+        "superseded",
+    ];
+    let dry = revoke_matching(&s, &[&filter[..], &["--dry-run"]].concat());
     assert!(dry.status.success(), "{dry:?}");
     let answer: Value = serde_json::from_slice(&dry.stdout).expect("JSON on stdout");
     assert_eq!(counts(&answer), [2, 2, 0, 0], "CLI dry run: {answer}");
     assert_eq!(s.record(&serial_of(&b1))["status"], "valid");
-    let out = revoke_matching(
-        &s,
-        &[
-            "--requester",
-            "ra-b",
-            "--issued-after",
-            &after,
-            "--issued-before",
-            &before,
-            "--reason",
-            "superseded",
-        ],
-    );
+    let out = revoke_matching(&s, &filter);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
