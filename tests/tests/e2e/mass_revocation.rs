@@ -388,3 +388,61 @@ fn only_operators_may_and_bad_filters_are_refused() {
         );
     }
 }
+
+/// The same walk on the PostgreSQL store (`[store] backend = "postgres"`): the engine's query
+/// and writer, not RocksDB's, find and revoke the key's certificates.
+#[test]
+fn on_postgresql_the_key_filter_revokes_its_certificates() {
+    let pg = e2e_tests::postgres::Postgres::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("ca");
+    let password_file = pg.password_file();
+    ca_server_ok(&[
+        "init",
+        "--data-dir",
+        dir.to_str().expect("UTF-8"),
+        "--subject",
+        "CN=Test Root,O=Test,C=XX",
+        "--store-url",
+        &pg.url("postgres"),
+        "--store-password-file",
+        password_file.to_str().expect("UTF-8"),
+    ]);
+    let s = Server::serve(&dir);
+    let key = fresh_p256_key(s.scratch());
+    let on_key: Vec<Value> = (0..2)
+        .map(|i| {
+            s.issue(
+                &server_csr_with_key(&key, &format!("pg{i}.mass.example.com")),
+                "tls-server",
+                None,
+            )
+        })
+        .collect();
+    let other = s.issue(&server_csr("pg-other.mass.example.com"), "tls-server", None);
+    let csr = server_csr_with_key(&key, "pg0.mass.example.com");
+    let filter = json!({"spki_sha256": csr_spki_sha256(&csr)});
+    let dry = walk(
+        &s,
+        json!({"filter": filter, "reason": "keyCompromise", "dry_run": true}),
+    );
+    assert_eq!(counts(&dry), [2, 2, 0, 0], "dry run: {dry}");
+    let done = walk(&s, json!({"filter": filter, "reason": "keyCompromise"}));
+    assert_eq!(counts(&done), [2, 2, 0, 0], "action: {done}");
+    for c in &on_key {
+        assert_eq!(s.record(&serial_of(c))["status"], "revoked", "{c}");
+    }
+    assert_eq!(s.record(&serial_of(&other))["status"], "valid");
+    let again = server_csr_with_key(&key, "pg2.mass.example.com");
+    let r = s.post(
+        "/v1/certificates",
+        &s.tokens.ra,
+        &json!({"csr": again.pem, "profile": "tls-server"}),
+    );
+    assert_error(
+        &r,
+        422,
+        "key_blocked",
+        "a CSR with the compromised key, on PostgreSQL",
+    );
+}
