@@ -201,6 +201,17 @@ impl Protocol {
     }
 }
 
+/// The id of one mass revocation: 128 random bits, shown in hex. It is the target of the
+/// action's audit entries and the `action` detail of every revocation it made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ActionId(pub [u8; 16]);
+
+impl fmt::Display for ActionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
 /// Something that happened, before it takes its place in the chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {

@@ -15,10 +15,9 @@
 //! action's id as its `action` detail, and `mass_revocation_completed` (the counts) once the
 //! walk is complete.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
+pub use crate::audit::ActionId;
 use crate::audit::{rfc3339, AuditAction, AuditEvent};
 use crate::error::CaError;
 use crate::revocation::{Revocation, RevocationReason};
@@ -34,17 +33,6 @@ const MAX_SEALED_LEN: usize = 4096;
 
 /// Bound to every sealed [`Progress`] with the caller's context.
 const PROGRESS_CONTEXT: &[u8] = b"mass revocation v1\0";
-
-/// The id of one mass revocation: 128 random bits, shown in hex. It is the target of the
-/// action's audit entries and the `action` detail of every revocation it made.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct ActionId(pub [u8; 16]);
-
-impl fmt::Display for ActionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
 
 /// Which certificates a mass revocation covers: every filter given must hold, and at least
 /// one must be given.

@@ -76,7 +76,7 @@ pub struct RevokeRequest {
     pub blocked_key: Option<[u8; 32]>,
     /// The mass revocation this revocation belongs to ([`crate::mass_revocation`]): its id
     /// is the `action` detail of the audit entry.
-    pub action: Option<crate::mass_revocation::ActionId>,
+    pub action: Option<crate::audit::ActionId>,
 }
 
 /// A CRL number to allocate.
