@@ -45,7 +45,7 @@ mod tlsalpn01;
 pub mod wire;
 
 pub use perspectives::{BoxFuture, Check, Observer, Perspective, Perspectives};
-pub use remote::{RemoteTls, RemoteVa};
+pub use remote::{server_authority, RemoteTls, RemoteVa};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;

@@ -75,6 +75,32 @@ impl RemoteTls {
     }
 }
 
+/// The host of a server's URL, which must be `scheme://host[:port]` (nothing after the
+/// authority but `/`, no user information), and the name its TLS certificate must hold (a DNS
+/// name or an IP address, RFC 6125); otherwise why not.
+pub fn server_authority(parsed: &url::Url) -> Result<(String, ServerName<'static>), String> {
+    if !matches!(parsed.path(), "" | "/")
+        || parsed.query().is_some()
+        || parsed.fragment().is_some()
+        || !parsed.username().is_empty()
+        || parsed.password().is_some()
+    {
+        return Err(format!(
+            "a server URL is {}://host:port, nothing more",
+            parsed.scheme()
+        ));
+    }
+    match parsed.host() {
+        Some(url::Host::Domain(name)) => Ok((
+            name.to_string(),
+            ServerName::try_from(name.to_string()).map_err(|e| e.to_string())?,
+        )),
+        Some(url::Host::Ipv4(ip)) => Ok((ip.to_string(), ServerName::IpAddress(ip.into()))),
+        Some(url::Host::Ipv6(ip)) => Ok((ip.to_string(), ServerName::IpAddress(ip.into()))),
+        None => Err("no host".into()),
+    }
+}
+
 /// One remote validation agent, `https://host:port`.
 #[derive(Clone)]
 pub struct RemoteVa {
@@ -104,26 +130,10 @@ impl RemoteVa {
         if parsed.scheme() != "https" {
             return Err(bad("an agent URL is https://host:port"));
         }
-        if !matches!(parsed.path(), "" | "/")
-            || parsed.query().is_some()
-            || parsed.fragment().is_some()
-            || !parsed.username().is_empty()
-            || parsed.password().is_some()
-        {
-            return Err(bad("an agent URL is https://host:port, nothing more"));
-        }
         if timeout.is_zero() {
             return Err(bad("the timeout must not be zero"));
         }
-        let (host, server_name) = match parsed.host() {
-            Some(url::Host::Domain(name)) => (
-                name.to_string(),
-                ServerName::try_from(name.to_string()).map_err(|e| bad(&e.to_string()))?,
-            ),
-            Some(url::Host::Ipv4(ip)) => (ip.to_string(), ServerName::IpAddress(ip.into())),
-            Some(url::Host::Ipv6(ip)) => (ip.to_string(), ServerName::IpAddress(ip.into())),
-            None => return Err(bad("no host")),
-        };
+        let (host, server_name) = server_authority(&parsed).map_err(|why| bad(&why))?;
         Ok(RemoteVa {
             url: format!("https://{}", parsed.authority()),
             host,

@@ -1,97 +1,13 @@
 //! Auditor query latency over a store of 1,000,000 certificates (issue 5): one page of
-//! `GET /v1/certificates` at the store level, for each kind of filter. The store is built
-//! once through the engine (real certificates, durable writes) and kept under the target
-//! directory for later runs.
+//! `GET /v1/certificates` at the store level, for each kind of filter, on the store of
+//! [`bench::store_1m`].
 
-use std::path::PathBuf;
-use std::time::Instant;
-
-use bench::{authority, csr_der, CsrKey, EngineFixture};
-use ca_core::revocation::{RevocationReason, Status};
-use ca_core::store::query::{CertificateQuery, Cursor};
-use ca_core::store::Store;
+use ca_core::revocation::Status;
+use ca_core::store::query::CertificateQuery;
 use criterion::{criterion_group, criterion_main, Criterion};
-use keys::KeyAlgorithm;
-
-const CERTS: usize = 1_000_000;
-/// Distinct SANs among the CSRs: each common name is on CERTS / NAMES certificates.
-const NAMES: usize = 1000;
-const REVOKED: usize = 1000;
-const CHUNK: usize = 2000;
-
-fn store_dir() -> PathBuf {
-    let base = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("bench-data").join("query-1m")
-}
-
-/// Opens the 1M-certificate store, building it first when it is not there yet.
-fn store() -> Store {
-    let dir = store_dir();
-    let done = dir.join("COMPLETE");
-    if !done.exists() {
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        build(&dir.join("db"));
-        std::fs::write(&done, CERTS.to_string()).unwrap();
-    }
-    Store::open(&dir.join("db")).unwrap()
-}
-
-fn build(db: &std::path::Path) {
-    let fixture = EngineFixture::at(
-        authority(KeyAlgorithm::EcdsaP256).unwrap(),
-        db,
-        &Default::default(),
-        0,
-    )
-    .unwrap();
-    let mut csrs: Vec<Vec<u8>> = (0..NAMES)
-        .map(|i| csr_der(CsrKey::EcP256, &format!("h{i}.bench.example.com")).unwrap())
-        .collect();
-    csrs.push(csr_der(CsrKey::EcP256, "rare.bench.example.com").unwrap());
-    let started = Instant::now();
-    let mut issued = 0;
-    while issued < CERTS {
-        let n = CHUNK.min(CERTS - issued);
-        let chunk: Vec<Vec<u8>> = (issued..issued + n)
-            // The rare name once, in the middle of the store.
-            .map(|i| csrs[if i == CERTS / 2 { NAMES } else { i % NAMES }].clone())
-            .collect();
-        fixture.issue_all(chunk).unwrap();
-        issued += n;
-        eprint!(
-            "\rbuilding the query store: {issued} of {CERTS} certificates ({:.0}/s)",
-            issued as f64 / started.elapsed().as_secs_f64()
-        );
-    }
-    eprintln!();
-    // Revoke REVOKED certificates spread over the store.
-    let store = fixture.engine.store().clone();
-    let step = CERTS / REVOKED;
-    let mut cursor: Option<Cursor> = None;
-    let mut revoked = 0;
-    while revoked < REVOKED {
-        let page = store
-            .query(&CertificateQuery::default(), cursor.as_ref(), step)
-            .unwrap();
-        let serial = page.rows[0].record.serial;
-        fixture
-            .runtime
-            .block_on(
-                fixture
-                    .engine
-                    .revoke(serial, RevocationReason::KeyCompromise, None, "bench"),
-            )
-            .unwrap();
-        revoked += 1;
-        cursor = page.next;
-    }
-}
 
 fn query(c: &mut Criterion) {
-    let store = store();
+    let store = bench::store_1m::store().unwrap();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let base = CertificateQuery {
         now,

@@ -7,6 +7,7 @@ pub mod acme;
 pub mod cpu;
 pub mod limit;
 pub mod report;
+pub mod store_1m;
 
 /// The benchmarks and the load generator run on jemalloc, as ca-server does (its `main.rs`
 /// says why), so that the in-process figures are those of the server's allocator, RocksDB's

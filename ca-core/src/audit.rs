@@ -92,6 +92,14 @@ pub enum AuditAction {
     /// A client asked for a challenge's validation, which started (RFC 8555 section 7.5.1;
     /// details: `challenge`).
     AcmeChallengeStarted,
+    /// An operator started a mass revocation: every certificate matching a filter is revoked
+    /// (target: the action's id; details: the filter, `reason`, `invalidity_date`; see
+    /// [`crate::mass_revocation`]). Each certificate's own `certificate_revoked` entry names
+    /// the action (`action`).
+    MassRevocationStarted,
+    /// A mass revocation walked every matching certificate (target: the action's id;
+    /// details: the counts `examined`, `matched`, `revoked`, `already_revoked`, `expired`).
+    MassRevocationCompleted,
     /// The CRL numbers to come were raised above a floor, after a restore from a backup
     /// (target: the last number now taken; details: `previous`, `why`), so that no number
     /// published before is used again (RFC 5280 section 5.2.3).
@@ -100,7 +108,7 @@ pub enum AuditAction {
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [AuditAction; 26] = [
+    pub const ALL: [AuditAction; 28] = [
         AuditAction::CertificateIssued,
         AuditAction::CertificateRenewed,
         AuditAction::CertificateRevoked,
@@ -126,6 +134,8 @@ impl AuditAction {
         AuditAction::AcmeAuthorizationDeactivated,
         AuditAction::AcmeEabKeyCreated,
         AuditAction::AcmeChallengeStarted,
+        AuditAction::MassRevocationStarted,
+        AuditAction::MassRevocationCompleted,
         AuditAction::CrlNumberRaised,
     ];
 
@@ -157,6 +167,8 @@ impl AuditAction {
             AuditAction::AcmeAuthorizationDeactivated => "acme_authorization_deactivated",
             AuditAction::AcmeEabKeyCreated => "acme_eab_key_created",
             AuditAction::AcmeChallengeStarted => "acme_challenge_started",
+            AuditAction::MassRevocationStarted => "mass_revocation_started",
+            AuditAction::MassRevocationCompleted => "mass_revocation_completed",
             AuditAction::CrlNumberRaised => "crl_number_raised",
         }
     }
@@ -192,6 +204,17 @@ impl Protocol {
             Protocol::Est => "est",
             Protocol::Cmp => "cmp",
         }
+    }
+}
+
+/// The id of one mass revocation: 128 random bits, shown in hex. It is the target of the
+/// action's audit entries and the `action` detail of every revocation it made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ActionId(pub [u8; 16]);
+
+impl fmt::Display for ActionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
     }
 }
 
@@ -550,6 +573,14 @@ mod tests {
         assert_eq!(
             postcard::to_allocvec(&AuditAction::TokenRenamed).unwrap(),
             [13]
+        );
+        assert_eq!(
+            postcard::to_allocvec(&AuditAction::MassRevocationStarted).unwrap(),
+            [25]
+        );
+        assert_eq!(
+            postcard::to_allocvec(&AuditAction::MassRevocationCompleted).unwrap(),
+            [26]
         );
         let names: std::collections::HashSet<&str> =
             AuditAction::ALL.iter().map(|a| a.name()).collect();

@@ -30,6 +30,7 @@ use crate::clock::ClockGuard;
 use crate::csr::VerifiedCsr;
 use crate::enrollment::{CodeHash, CodeKey, EnrollmentCode};
 use crate::error::{CaError, ErrorClass};
+use crate::mass_revocation::{self, ActionId, MassRevocationRequest, Mode, Progress};
 use crate::metrics::{CodeChecks, Metrics};
 pub use crate::profile::Identity;
 use crate::revocation::{Revocation, RevocationReason};
@@ -51,6 +52,10 @@ const SERIAL_ATTEMPTS: usize = 3;
 
 /// Most queued requests a worker takes at once (their CSRs are verified together).
 const MAX_WORKER_BATCH: usize = 64;
+
+/// Most revocations of a mass revocation waiting for the store writer at once: two default
+/// commit groups, so that the writer always has the next group ready.
+const MASS_REVOCATIONS_IN_FLIGHT: usize = 2048;
 
 /// Engine sizing.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -1082,17 +1087,154 @@ impl Engine {
             invalidity_date,
             actor: actor.to_string(),
             blocked_key,
+            action: None,
         };
         let revocation = self.write(|reply| WriteOp::Revoke(request, reply)).await?;
+        self.revoked(&serial, reason, blocked_key);
+        Ok(revocation)
+    }
+
+    /// What follows a durable revocation: its key blocked for the workers, the status
+    /// observers told, the metric counted.
+    fn revoked(&self, serial: &Serial, reason: RevocationReason, blocked_key: Option<[u8; 32]>) {
         if let Some(key) = blocked_key {
             self.blocked.insert(key);
         }
-        self.status_changed(&serial);
+        self.status_changed(serial);
         self.metrics
             .revocations
             .with_label_values(&[reason.name()])
             .inc();
-        Ok(revocation)
+    }
+
+    /// Starts a mass revocation ([`crate::mass_revocation`]) as `actor` asks, or its dry run:
+    /// checks the request (a filter, an invalidity date not after now) and, for the action,
+    /// draws its id and records `mass_revocation_started` durably before any certificate is
+    /// revoked. Nothing is walked yet: [`Engine::mass_revocation_step`] does it.
+    pub async fn start_mass_revocation(
+        &self,
+        request: MassRevocationRequest,
+        actor: &str,
+        dry_run: bool,
+    ) -> Result<Progress, CaError> {
+        request.filter.check()?;
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        if let Some(date) = request.invalidity_date {
+            crate::revocation::check_invalidity_date(
+                date,
+                now,
+                crate::revocation::EARLIEST_INVALIDITY_DATE,
+            )?;
+        }
+        let mode = if dry_run {
+            Mode::DryRun
+        } else {
+            let mut id = [0u8; 16];
+            self.ca.random().fill(&mut id)?;
+            Mode::Revoke {
+                id: ActionId(id),
+                actor: actor.to_string(),
+            }
+        };
+        let progress = Progress::new(request, mode);
+        if let Some(event) = progress.started_event(now)? {
+            self.record(event, Vec::new()).await?;
+        }
+        Ok(progress)
+    }
+
+    /// Walks a mass revocation on from `progress` for about `budget`, page by page (a page
+    /// holds at most `page` certificates of the query and examines at most
+    /// [`crate::store::query::MAX_EXAMINED`]; at least one page per call), revoking what
+    /// matches through the store writer's group commit, or counting it in a dry run. Once the
+    /// walk is complete, the action's `mass_revocation_completed` entry is recorded. A step
+    /// that fails changed only what it answered before; repeating it from the same progress
+    /// is safe (what it revoked then counts as already revoked).
+    pub async fn mass_revocation_step(
+        &self,
+        mut progress: Progress,
+        budget: std::time::Duration,
+        page: usize,
+    ) -> Result<Progress, CaError> {
+        let started = Instant::now();
+        while !progress.done {
+            let now = OffsetDateTime::now_utc().unix_timestamp();
+            let (store, request, cursor) = (
+                self.store.clone(),
+                progress.request.clone(),
+                progress.cursor()?,
+            );
+            let scan = tokio::task::spawn_blocking(move || {
+                mass_revocation::scan(store.as_ref(), &request, cursor.as_ref(), now, page)
+            })
+            .await
+            .map_err(|e| {
+                CaError::internal("the mass revocation walk failed", Some(Box::new(e)))
+            })??;
+            let mut tally = scan.tally;
+            if let Mode::Revoke { id, actor } = &progress.mode {
+                let raced = self
+                    .revoke_candidates(&progress.request, *id, actor, scan.candidates)
+                    .await?;
+                tally.revoked -= raced;
+                tally.already_revoked += raced;
+            }
+            progress.advance(scan.next, tally);
+            if started.elapsed() >= budget {
+                break;
+            }
+        }
+        if progress.done {
+            let at = OffsetDateTime::now_utc().unix_timestamp();
+            if let Some(event) = progress.completed_event(at) {
+                self.record(event, Vec::new()).await?;
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Revokes `candidates` in action `id`, at most [`MASS_REVOCATIONS_IN_FLIGHT`] waiting for
+    /// the writer at a time (so that issuance keeps its turn in every group); answers how many
+    /// were revoked meanwhile by someone else.
+    async fn revoke_candidates(
+        &self,
+        request: &MassRevocationRequest,
+        id: ActionId,
+        actor: &str,
+        candidates: Vec<mass_revocation::Candidate>,
+    ) -> Result<u64, CaError> {
+        let at = OffsetDateTime::now_utc().unix_timestamp();
+        let mut in_flight = std::collections::VecDeque::new();
+        let mut raced = 0;
+        let mut candidates = candidates.into_iter();
+        loop {
+            let next = if in_flight.len() < MASS_REVOCATIONS_IN_FLIGHT {
+                candidates.next()
+            } else {
+                None
+            };
+            if let Some(c) = next {
+                let revoke = RevokeRequest {
+                    serial: c.serial,
+                    reason: request.reason,
+                    at,
+                    invalidity_date: request.invalidity_date,
+                    actor: actor.to_string(),
+                    blocked_key: c.blocked_key,
+                    action: Some(id),
+                };
+                in_flight.push_back((c, self.send_op(|reply| WriteOp::Revoke(revoke, reply))?));
+                continue;
+            }
+            let Some((c, rx)) = in_flight.pop_front() else {
+                return Ok(raced);
+            };
+            match rx.await.map_err(|_| writer_gone())? {
+                Ok(_) => self.revoked(&c.serial, request.reason, c.blocked_key),
+                Err(CaError::AlreadyRevoked { .. }) => raced += 1,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The SubjectPublicKeyInfo SHA-256 of the stored certificate `serial`; `None` when it is

@@ -28,6 +28,7 @@ pub mod clock;
 mod codec;
 pub mod engine;
 pub mod enrollment;
+pub mod mass_revocation;
 pub mod metered_signer;
 pub mod metrics;
 pub mod store;

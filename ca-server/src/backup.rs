@@ -25,9 +25,9 @@ use ca_core::CaError;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::api_client::{ApiClient, ClientError};
 use crate::config::{Config, StoreBackend};
 use crate::datadir::{self, DataDirError};
-use crate::operator_client::{self, ClientError, OperatorClient};
 
 /// The manifest's file in a backup.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -615,12 +615,30 @@ pub fn valid_name(name: &str) -> bool {
 /// How `ca-server backup` reaches a running server.
 #[derive(Clone, Debug, Default)]
 pub struct Remote {
-    /// The API's URL; default [`operator_client::default_url`].
+    /// The API's URL; default [`default_url`].
     pub url: Option<String>,
-    /// The operator token's file; default `CA_TOKEN`.
+    /// The file holding an operator token.
     pub token_file: Option<PathBuf>,
     /// CA certificates for the server's TLS certificate; default the CA chain.
-    pub ca_file: Option<PathBuf>,
+    pub cacert: Option<PathBuf>,
+}
+
+/// The URL of the server of the data directory `config` describes: `https` when `[tls]`
+/// names a certificate, the listen address (loopback when it listens on every address).
+pub fn default_url(config: &Config) -> String {
+    let scheme = if config.tls.cert_file.as_os_str().is_empty() {
+        "http"
+    } else {
+        "https"
+    };
+    let mut addr = config.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("{scheme}://{addr}")
 }
 
 /// How long `ca-server backup` waits for a running server's backup.
@@ -674,29 +692,34 @@ fn ask_server(
     out: &Path,
     remote: &Remote,
 ) -> Result<PathBuf, CliBackupError> {
-    let token = operator_client::read_token(remote.token_file.as_deref())?;
-    let roots_file = remote
-        .ca_file
+    let token_file = remote
+        .token_file
+        .as_deref()
+        .ok_or(CliBackupError::NoTokenFile)?;
+    let cacert = remote
+        .cacert
         .clone()
         .unwrap_or_else(|| Config::resolve(dir, &config.ca.chain_file));
-    let roots = fs::read(&roots_file).map_err(at(&roots_file))?;
-    let url = remote
-        .url
-        .clone()
-        .unwrap_or_else(|| operator_client::default_url(config));
-    let client = OperatorClient::new(&url, token, &roots, SERVER_BACKUP_WAIT)?;
+    let url = remote.url.clone().unwrap_or_else(|| default_url(config));
+    let client = ApiClient::new(&url, token_file, Some(&cacert), SERVER_BACKUP_WAIT)?;
     let name = out
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .filter(|n| valid_name(n))
         .unwrap_or_else(|| format!("backup-{}", std::process::id()));
     let written = Config::resolve(dir, &config.store.backup_dir).join(&name);
-    match client.post("/v1/backup", &serde_json::json!({ "name": name })) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(CliBackupError::Runtime)?;
+    let asked =
+        runtime.block_on(client.post_json("/v1/backup", &serde_json::json!({ "name": name })));
+    match asked {
         Ok(answer) => Ok(answer["path"]
             .as_str()
             .map(PathBuf::from)
             .unwrap_or(written)),
-        Err(ClientError::Refused { code, .. }) if code == "request_timeout" => {
+        Err(ClientError::Api { code, .. }) if code == "request_timeout" => {
             let started = Instant::now();
             while !written.join(MANIFEST_FILE).exists() {
                 if started.elapsed() > SERVER_BACKUP_WAIT {
@@ -748,6 +771,12 @@ pub enum CliBackupError {
     /// The directory holds no configuration.
     #[error("{} is not a data directory (no config.toml)", .0.display())]
     NotADataDir(PathBuf),
+    /// The async runtime of the request to the server could not start.
+    #[error("starting the runtime")]
+    Runtime(#[source] io::Error),
+    /// The server holds the store and no operator token was given to ask it.
+    #[error("the server holds the store: give --token-file FILE (an operator token) to ask it")]
+    NoTokenFile,
     /// The server's backup did not appear in time.
     #[error("the server's backup {} did not appear within an hour", .0.display())]
     ServerTimeout(PathBuf),

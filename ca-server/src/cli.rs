@@ -94,6 +94,9 @@ pub enum CliError {
     /// The manual page could not be written.
     #[error("writing the manual page")]
     Man(#[source] std::io::Error),
+    /// A request to a running server failed.
+    #[error(transparent)]
+    Client(#[from] crate::api_client::ClientError),
     /// `va` could not start.
     #[error(transparent)]
     Va(#[from] crate::va_agent::AgentError),
@@ -268,14 +271,13 @@ pub enum Command {
         /// The running server's API URL; default: from the configuration's `listen`.
         #[arg(long)]
         url: Option<String>,
-        /// The file holding an operator token (mode 0600); default: the environment
-        /// variable CA_TOKEN.
+        /// The file holding an operator token, to ask a running server.
         #[arg(long)]
         token_file: Option<PathBuf>,
         /// CA certificates (PEM) the server's TLS certificate must chain to; default: the CA
         /// chain of the data directory.
         #[arg(long)]
-        ca_file: Option<PathBuf>,
+        cacert: Option<PathBuf>,
     },
     /// Restore a backup into a new data directory (--data-dir, absent or empty): verifies the
     /// manifest first, then raises the CRL numbers to come above every number the CA may have
@@ -336,6 +338,51 @@ pub enum Command {
         deny_networks: Vec<String>,
         /// Time for one validation or CAA check, seconds.
         #[arg(long, default_value_t = 10)]
+        timeout_secs: u64,
+    },
+    /// Revoke every certificate matching a filter through a running server (an operator
+    /// token): a dry run counts first, then the action walks in steps with a progress line per
+    /// step on standard error; the last answer is printed as JSON (docs/API.md, "Mass
+    /// revocation").
+    RevokeMatching {
+        /// The server's API, http(s)://host:port.
+        #[arg(long)]
+        url: String,
+        /// The file holding an operator token (its first line).
+        #[arg(long)]
+        token_file: PathBuf,
+        /// For an https URL: the CA certificates (PEM) of the server's TLS certificate.
+        #[arg(long)]
+        cacert: Option<PathBuf>,
+        /// SHA-256 of the SubjectPublicKeyInfo of the key, hex.
+        #[arg(long)]
+        spki_sha256: Option<String>,
+        /// The token name the certificates were issued to.
+        #[arg(long)]
+        requester: Option<String>,
+        /// The profile they were issued under.
+        #[arg(long)]
+        profile: Option<String>,
+        /// Issued at or after this RFC 3339 time.
+        #[arg(long)]
+        issued_after: Option<String>,
+        /// Issued before this RFC 3339 time.
+        #[arg(long)]
+        issued_before: Option<String>,
+        /// The RFC 5280 reason name (keyCompromise also blocks each key).
+        #[arg(long, required_unless_present = "continuation")]
+        reason: Option<String>,
+        /// When the keys are known or suspected to have been compromised, RFC 3339.
+        #[arg(long)]
+        invalidity_date: Option<String>,
+        /// Count only: what would be revoked, changing nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Resume an action from the continuation a stopped run printed.
+        #[arg(long, conflicts_with_all = ["spki_sha256", "requester", "profile", "issued_after", "issued_before", "reason", "invalidity_date", "dry_run"])]
+        continuation: Option<String>,
+        /// Seconds to wait for one step's answer.
+        #[arg(long, default_value_t = 60)]
         timeout_secs: u64,
     },
     /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell), e.g.
@@ -585,7 +632,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             out,
             url,
             token_file,
-            ca_file,
+            cacert,
         } => {
             crate::backup::backup_command(
                 &dir,
@@ -593,7 +640,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 &crate::backup::Remote {
                     url,
                     token_file,
-                    ca_file,
+                    cacert,
                 },
             )?;
             Ok(())
@@ -736,6 +783,50 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 deny_networks,
                 timeout_secs,
             }))?;
+            Ok(())
+        }
+        Command::RevokeMatching {
+            url,
+            token_file,
+            cacert,
+            spki_sha256,
+            requester,
+            profile,
+            issued_after,
+            issued_before,
+            reason,
+            invalidity_date,
+            dry_run,
+            continuation,
+            timeout_secs,
+        } => {
+            let filter = [
+                ("spki_sha256", spki_sha256),
+                ("requester", requester),
+                ("profile", profile),
+                ("issued_after", issued_after),
+                ("issued_before", issued_before),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k.to_string(), serde_json::Value::String(v))))
+            .collect();
+            let options = crate::revoke_matching::RevokeMatching {
+                url,
+                token_file,
+                cacert,
+                filter,
+                reason: reason.unwrap_or_default(),
+                invalidity_date,
+                dry_run,
+                continuation,
+                timeout: std::time::Duration::from_secs(timeout_secs.max(1)),
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(CliError::Runtime)?;
+            let answer = runtime.block_on(crate::revoke_matching::run(&options))?;
+            println!("{answer}");
             Ok(())
         }
         Command::Completions { shell } => {

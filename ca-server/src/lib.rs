@@ -5,6 +5,7 @@
 
 pub mod acme;
 pub mod api;
+pub mod api_client;
 pub mod auth;
 pub mod backup;
 pub mod cli;
@@ -18,8 +19,8 @@ pub mod est;
 pub mod limits;
 pub mod listener;
 pub mod offline;
-pub mod operator_client;
 pub mod request_log;
 pub mod responder_key;
+pub mod revoke_matching;
 pub mod serve;
 pub mod va_agent;

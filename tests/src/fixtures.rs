@@ -256,3 +256,16 @@ pub fn sha256_fingerprint(cert: &Path) -> String {
         .expect("Fingerprint=...")
         .to_string()
 }
+
+/// SHA-256 of a CSR's DER SubjectPublicKeyInfo, lower-case hex: what `key_blocked` messages,
+/// `blocked_key_sha256` audit details and the mass revocation's key filter name.
+pub fn csr_spki_sha256(csr: &Csr) -> String {
+    use sha2::Digest;
+    use x509_parser::prelude::FromDer;
+    let der = csr.der();
+    let (_, request) = x509_parser::certification_request::X509CertificationRequest::from_der(&der)
+        .expect("a CSR");
+    hex::encode(sha2::Sha256::digest(
+        request.certification_request_info.subject_pki.raw,
+    ))
+}

@@ -46,6 +46,14 @@ pub fn parse_rfc3339(s: &str) -> i64 {
         .unix_timestamp()
 }
 
+/// Unix seconds as an RFC 3339 UTC time (`2025-01-02T03:04:05Z`).
+pub fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .expect("a time in range")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("formatting a time")
+}
+
 pub fn now_unix() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

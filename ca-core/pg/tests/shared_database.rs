@@ -246,6 +246,7 @@ fn two_writers_on_one_database_behave_as_one_store() {
         invalidity_date: None,
         actor: "ra".into(),
         blocked_key: Some([8; 32]),
+        action: None,
     };
     a.ask(|tx| WriteOp::Revoke(revoke.clone(), tx)).unwrap();
     assert!(matches!(
@@ -429,6 +430,7 @@ fn rows_the_schema_does_not_allow_are_storage_errors_not_panics() {
         invalidity_date: None,
         actor: "ra".into(),
         blocked_key: None,
+        action: None,
     };
     node.ask(|tx| WriteOp::Revoke(revoke(1), tx)).unwrap();
     pg.psql(

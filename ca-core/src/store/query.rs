@@ -132,14 +132,14 @@ impl CursorKey {
     }
 }
 
-impl Cursor {
-    /// The cursor as the API shows it: base64url of a random 96-bit nonce and the encrypted
-    /// [`Cursor::encode`] form with its tag, bound to `context` (who may use it).
-    pub fn seal(&self, key: &CursorKey, context: &[u8]) -> Result<String, CaError> {
+impl CursorKey {
+    /// `data` sealed for `context`: base64url of a random 96-bit nonce and `data` encrypted
+    /// with its tag, bound to `context` (who may use it).
+    pub fn seal(&self, data: &[u8], context: &[u8]) -> Result<String, CaError> {
         let mut nonce = [0u8; NONCE_LEN];
         SystemRandom::new().fill(&mut nonce)?;
-        let mut data = self.encode().into_bytes();
-        key.0
+        let mut data = data.to_vec();
+        self.0
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from([CURSOR_AAD, context].concat()),
@@ -151,24 +151,41 @@ impl Cursor {
         Ok(URL_SAFE_NO_PAD.encode(out))
     }
 
+    /// The data of a [`CursorKey::seal`]ed text of at most `max_len` characters; anything this
+    /// key did not seal for `context` is `None`.
+    pub fn open(&self, text: &str, context: &[u8], max_len: usize) -> Option<Vec<u8>> {
+        if text.len() > max_len {
+            return None;
+        }
+        let mut bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
+        if bytes.len() < NONCE_LEN {
+            return None;
+        }
+        let mut data = bytes.split_off(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(&bytes).ok()?;
+        let plain = self
+            .0
+            .open_in_place(nonce, Aad::from([CURSOR_AAD, context].concat()), &mut data)
+            .ok()?;
+        let len = plain.len();
+        data.truncate(len);
+        Some(data)
+    }
+}
+
+impl Cursor {
+    /// The cursor as the API shows it: [`Cursor::encode`] sealed by [`CursorKey::seal`] for
+    /// `context` (who may use it).
+    pub fn seal(&self, key: &CursorKey, context: &[u8]) -> Result<String, CaError> {
+        key.seal(self.encode().as_bytes(), context)
+    }
+
     /// Reads a sealed cursor a client sent back; anything this CA did not seal for `context`
     /// is `invalid_request`.
     pub fn open(text: &str, key: &CursorKey, context: &[u8]) -> Result<Cursor, CaError> {
         let bad = || CaError::InvalidRequest("the cursor is not one this CA gave out".into());
-        if text.len() > 4096 {
-            return Err(bad());
-        }
-        let mut bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
-        if bytes.len() < NONCE_LEN {
-            return Err(bad());
-        }
-        let mut data = bytes.split_off(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(&bytes).map_err(|_| bad())?;
-        let plain = key
-            .0
-            .open_in_place(nonce, Aad::from([CURSOR_AAD, context].concat()), &mut data)
-            .map_err(|_| bad())?;
-        Cursor::decode(std::str::from_utf8(plain).map_err(|_| bad())?)
+        let plain = key.open(text, context, 4096).ok_or_else(bad)?;
+        Cursor::decode(std::str::from_utf8(&plain).map_err(|_| bad())?)
     }
 
     /// The cursor's plaintext form: base64url of the index tag and the last key.

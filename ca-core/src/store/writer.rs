@@ -74,6 +74,9 @@ pub struct RevokeRequest {
     /// For a keyCompromise revocation: SHA-256 of the certificate's SubjectPublicKeyInfo,
     /// blocked (`blocked_keys`) in the revocation's own commit. Ignored for other reasons.
     pub blocked_key: Option<[u8; 32]>,
+    /// The mass revocation this revocation belongs to ([`crate::mass_revocation`]): its id
+    /// is the `action` detail of the audit entry.
+    pub action: Option<crate::audit::ActionId>,
 }
 
 /// A CRL number to allocate.
@@ -783,6 +786,7 @@ impl<'b, B: GroupBackend> Group<'b, B> {
             invalidity_date: None,
             actor: PUBLIC_ACTOR.to_string(),
             blocked_key: None,
+            action: None,
         })?;
         record.serial = None;
         let event = AuditEvent::new(
@@ -1037,6 +1041,9 @@ impl<'b, B: GroupBackend> Group<'b, B> {
         if let Some(d) = req.invalidity_date {
             event = event.with("invalidity_date", crate::audit::rfc3339(d)?);
         }
+        if let Some(action) = req.action {
+            event = event.with("action", action.to_string());
+        }
         if let (RevocationReason::KeyCompromise, Some(key)) = (req.reason, req.blocked_key) {
             // Never certified again (Baseline Requirements 6.1.1.3 item 4); the audit entry
             // names the key.
@@ -1214,6 +1221,7 @@ mod tests {
             invalidity_date: Some(NOW - 10),
             actor: "ra".into(),
             blocked_key: (reason == RevocationReason::KeyCompromise).then_some([n; 32]),
+            action: None,
         }
     }
 

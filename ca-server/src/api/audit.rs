@@ -58,7 +58,7 @@ fn limit(limit: Option<usize>) -> Result<usize, ApiError> {
     }
 }
 
-fn time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
+pub(super) fn time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
     value
         .map(|s| {
             OffsetDateTime::parse(s, &Rfc3339)

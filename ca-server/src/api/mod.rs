@@ -7,6 +7,7 @@ mod certificates;
 pub(crate) mod enrollments;
 mod error;
 pub mod fuzzing;
+mod mass_revocation;
 mod metrics;
 mod ocsp;
 mod openapi;
@@ -151,6 +152,7 @@ fn access(method: &Method, route: &str) -> Option<Access> {
         "/v1/enrollments/{id}" if read => Roles(READERS),
         "/v1/enrollments/{id}/redeem" if write => Public,
         "/v1/crl/generate" | "/v1/backup" if write => Roles(OPERATOR),
+        "/v1/mass-revocations" if write => Roles(OPERATOR),
         "/metrics" if read => Roles(OPERATOR),
         "/crl" | "/crl/delta" | "/ocsp/{*request}" | "/ca.pem" | "/ca.der" | "/healthz"
         | "/readyz"
@@ -328,6 +330,7 @@ pub fn router(state: Arc<AppState>, limits: BodyLimits) -> Router {
             post(revocation::release_hold),
         )
         .route("/v1/crl/generate", post(revocation::generate))
+        .route("/v1/mass-revocations", post(mass_revocation::step))
         .route("/v1/backup", post(backups::create))
         .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(ops::healthz))
@@ -436,6 +439,7 @@ mod tests {
         "/v1/enrollments/{id}",
         "/v1/enrollments/{id}/redeem",
         "/v1/crl/generate",
+        "/v1/mass-revocations",
         "/v1/backup",
         "/metrics",
         "/healthz",

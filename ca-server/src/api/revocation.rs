@@ -43,19 +43,7 @@ pub async fn revoke(
     }
     let body: RevokeBody = parse_json(&body)?;
     let reason = RevocationReason::from_name(&body.reason)?;
-    // Checked against now here, and against the revocation time the store writer sets by
-    // the engine, which is not earlier.
-    let invalidity_date = body
-        .invalidity_date
-        .as_deref()
-        .map(|s| {
-            parse_invalidity_date(
-                s,
-                OffsetDateTime::now_utc().unix_timestamp(),
-                state.min_invalidity_date,
-            )
-        })
-        .transpose()?;
+    let invalidity_date = invalidity_date(&state, body.invalidity_date.as_deref())?;
     let serial = record.serial;
     state
         .engine
@@ -63,6 +51,24 @@ pub async fn revoke(
         .await?;
     tracing::info!(%serial, reason = reason.name(), actor = %caller.name, "revoked");
     Ok(Json(certificate_json(&state, &record)?))
+}
+
+/// A revocation's `invalidity_date` (RFC 5280 section 5.3.2), checked against now and the
+/// configured floor here, and against the revocation time the store writer sets by the engine,
+/// which is not earlier.
+pub(super) fn invalidity_date(
+    state: &AppState,
+    text: Option<&str>,
+) -> Result<Option<i64>, ApiError> {
+    text.map(|s| {
+        parse_invalidity_date(
+            s,
+            OffsetDateTime::now_utc().unix_timestamp(),
+            state.min_invalidity_date,
+        )
+    })
+    .transpose()
+    .map_err(ApiError::from)
 }
 
 /// `POST /v1/certificates/{serial}/release-hold` (ra): ends a certificateHold.

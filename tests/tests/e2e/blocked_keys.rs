@@ -8,21 +8,9 @@ use std::path::Path;
 
 use e2e_tests::prelude::*;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-use x509_parser::prelude::FromDer;
 
 fn serial_of(v: &Value) -> String {
     v["serial"].as_str().expect("serial").to_string()
-}
-
-/// SHA-256 of the DER SubjectPublicKeyInfo of a CSR, hex: what the refusal names.
-fn spki_sha256(csr: &Csr) -> String {
-    let der = csr.der();
-    let (_, request) = x509_parser::certification_request::X509CertificationRequest::from_der(&der)
-        .expect("a CSR");
-    hex::encode(Sha256::digest(
-        request.certification_request_info.subject_pki.raw,
-    ))
 }
 
 fn assert_key_blocked(r: &Resp, key: &str, what: &str) {
@@ -46,7 +34,7 @@ fn issue_json(s: &Server, csr: &Csr) -> Resp {
 /// compromised key) is blocked and `other` (a certificate's answer) has the same key.
 /// Returns how many certificates the good requests among them stored.
 fn every_path_refuses(s: &Server, blocked: &Csr, other: &Value, fresh_key: &Path) -> usize {
-    let key = spki_sha256(blocked);
+    let key = csr_spki_sha256(blocked);
     assert_key_blocked(&issue_json(s, blocked), &key, "POST /v1/certificates");
     let r = s.post_raw(
         "/v1/certificates?profile=tls-server",
@@ -169,7 +157,7 @@ fn a_key_compromise_revocation_blocks_the_key_everywhere_and_across_restarts() {
         .expect("the keyCompromise revocation's audit entry");
     assert_eq!(
         entry["details"]["blocked_key_sha256"].as_str(),
-        Some(spki_sha256(&blocked).as_str()),
+        Some(csr_spki_sha256(&blocked).as_str()),
         "{entry}"
     );
 
@@ -188,7 +176,7 @@ fn a_key_compromise_revocation_blocks_the_key_everywhere_and_across_restarts() {
 
     // After a restart the block is read back from the store.
     let s = Server::serve(&dir);
-    let key = spki_sha256(&blocked);
+    let key = csr_spki_sha256(&blocked);
     assert_key_blocked(&issue_json(&s, &blocked), &key, "after a restart");
     assert_key_blocked(
         &s.renew(&serial_of(&second), None),

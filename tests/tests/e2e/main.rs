@@ -37,6 +37,7 @@ mod issuance;
 mod judges;
 mod limits;
 mod logs;
+mod mass_revocation;
 mod metrics;
 mod ocsp;
 mod ocsp_delegated;
