@@ -812,7 +812,13 @@ impl Engine {
         redemption: &VerifiedRedemption,
         key_type: &str,
     ) -> Result<(), CaError> {
-        let name = &redemption.record.profile;
+        self.check_profile_key_type(&redemption.record.profile, key_type)
+    }
+
+    /// Refuses a key type that profile `name` does not allow ([`CaError::KeyTypeNotAllowed`];
+    /// an unknown profile is [`CaError::UnknownProfile`]), before the CA generates a key for
+    /// a request under it.
+    pub fn check_profile_key_type(&self, name: &str, key_type: &str) -> Result<(), CaError> {
         let profile = self.ca.profile(name)?;
         if profile.allows_key_type(key_type) {
             Ok(())
