@@ -19,7 +19,8 @@
 
 pub use ca_x509::{
     armor, authority, ca_profile, conformance, csr, error, est, fuzzing, hostname, inspect, name,
-    ocsp, other_name, pkcs12, policy, profile, revocation, serial, server_tls, spki, time_format,
+    ocsp, other_name, pkcs12, policy, profile, revocation, serial, server_key, server_tls, spki,
+    time_format,
 };
 
 pub mod audit;

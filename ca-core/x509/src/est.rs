@@ -40,6 +40,13 @@ pub enum EstBodyError {
     /// The decoded body is not one PKCS#10 request (RFC 2986).
     #[error("the body is not a DER PKCS#10 request: {0}")]
     NotPkcs10(String),
+    /// A key identifier attribute of a `serverkeygen` request (RFC 7030 section 4.4.1) does
+    /// not hold one non-empty OCTET STRING, or the request has more than one.
+    #[error(
+        "the request's DecryptKeyIdentifier or AsymmetricDecryptKeyIdentifier attribute is not \
+         one non-empty OCTET STRING, or there are several (RFC 7030 section 4.4.1)"
+    )]
+    KeyIdentifier,
     /// The `Authorization` header is not `Basic` with base64 `user:password` (RFC 7617).
     #[error("the Authorization header is not HTTP Basic credentials (RFC 7617)")]
     Credentials,
@@ -156,39 +163,79 @@ pub fn csr_attrs(key_types: &[SubjectKeyType]) -> Result<Option<Vec<u8>>, CaErro
     attrs.to_der().map(Some).map_err(failed)
 }
 
-/// Whether a PKCS#10 request (DER) asks for its server-generated key to be encrypted (RFC
-/// 7030 section 4.4.1.1 and 4.4.1.2: the `DecryptKeyIdentifier` or
-/// `AsymmetricDecryptKeyIdentifier` attribute).
-pub fn requests_key_encryption(csr_der: &[u8]) -> Result<bool, EstBodyError> {
+/// How a `serverkeygen` request asks for its server-generated key to be protected (RFC 7030
+/// section 4.4.1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyEncryption {
+    /// No encryption attribute: the key is protected by TLS alone (section 4.4.2).
+    None,
+    /// `DecryptKeyIdentifier` (section 4.4.1.1): a symmetric key shared with the server.
+    Symmetric,
+    /// `AsymmetricDecryptKeyIdentifier` (section 4.4.1.2): the subjectKeyIdentifier of the
+    /// public key to encrypt to.
+    Asymmetric(Vec<u8>),
+}
+
+/// Which encryption a PKCS#10 request (DER) asks for its server-generated key (RFC 7030
+/// section 4.4.1.1 and 4.4.1.2): the `DecryptKeyIdentifier` or
+/// `AsymmetricDecryptKeyIdentifier` attribute, each with exactly one OCTET STRING value
+/// (`AsymmetricDecryptKeyIdentifier ::= OCTET STRING`, RFC 5958 appendix A; the symmetric
+/// one is RFC 6032's `KeyIdentifier`, also an OCTET STRING), and not both.
+pub fn key_encryption(csr_der: &[u8]) -> Result<KeyEncryption, EstBodyError> {
     let req = x509_cert::request::CertReq::from_der(csr_der)
         .map_err(|e| EstBodyError::NotPkcs10(e.to_string()))?;
-    Ok(req
-        .info
-        .attributes
-        .iter()
-        .any(|a| a.oid == ID_AA_DECRYPT_KEY_ID || a.oid == ID_AA_ASYMM_DECRYPT_KEY_ID))
+    let mut asked = KeyEncryption::None;
+    for attribute in req.info.attributes.iter() {
+        let symmetric = attribute.oid == ID_AA_DECRYPT_KEY_ID;
+        if !symmetric && attribute.oid != ID_AA_ASYMM_DECRYPT_KEY_ID {
+            continue;
+        }
+        let identifier = match attribute.values.as_slice() {
+            [value] => value
+                .decode_as::<der::asn1::OctetString>()
+                .ok()
+                .filter(|id| !id.as_bytes().is_empty()),
+            _ => None,
+        }
+        .ok_or(EstBodyError::KeyIdentifier)?;
+        if asked != KeyEncryption::None {
+            return Err(EstBodyError::KeyIdentifier);
+        }
+        asked = if symmetric {
+            KeyEncryption::Symmetric
+        } else {
+            KeyEncryption::Asymmetric(identifier.as_bytes().to_vec())
+        };
+    }
+    Ok(asked)
 }
 
 /// The boundary of [`serverkeygen_multipart`]: `-` and `_` never occur in base64, so it
 /// cannot occur in a part.
 pub const MULTIPART_BOUNDARY: &str = "est-ca_server-boundary";
 
+/// The media type of the key part of a `serverkeygen` answer protected by TLS alone (RFC
+/// 7030 section 4.4.2).
+pub const PKCS8: &str = "application/pkcs8";
+/// The media type of an encrypted key part of a `serverkeygen` answer (RFC 7030 section
+/// 4.4.2): a CMS SignedData over an EnvelopedData ([`crate::server_key`]).
+pub const SERVER_GENERATED_KEY: &str = "application/pkcs7-mime; smime-type=server-generated-key";
+
 /// The `multipart/mixed` body of a server-side key generation answer (RFC 7030 section
-/// 4.4.2, RFC 2046 section 5.1.1): the private key as `application/pkcs8` (base64 DER
-/// PKCS#8, unencrypted: it travels only inside TLS), then the certificate as
-/// `application/pkcs7-mime; smime-type=certs-only` (base64 DER). The caller answers it with
-/// `Content-Type: multipart/mixed; boundary=` [`MULTIPART_BOUNDARY`]. The key's text is
-/// wiped when the answer is dropped.
-pub fn serverkeygen_multipart(pkcs8: &[u8], certs_only: &[u8]) -> Zeroizing<Vec<u8>> {
-    let key = Zeroizing::new(encode_base64_body(pkcs8));
+/// 4.4.2, RFC 2046 section 5.1.1): the private key part of media type `key_type` ([`PKCS8`]:
+/// unencrypted PKCS#8, which travels only inside TLS; [`SERVER_GENERATED_KEY`]: encrypted),
+/// base64 DER `key`, then the certificate as `application/pkcs7-mime;
+/// smime-type=certs-only` (base64 DER). The caller answers it with `Content-Type:
+/// multipart/mixed; boundary=` [`MULTIPART_BOUNDARY`]. The key's text is wiped when the
+/// answer is dropped.
+pub fn serverkeygen_multipart(key_type: &str, key: &[u8], certs_only: &[u8]) -> Zeroizing<Vec<u8>> {
+    let key = Zeroizing::new(encode_base64_body(key));
     let cert = encode_base64_body(certs_only);
     let b = MULTIPART_BOUNDARY;
     let mut body = Zeroizing::new(Vec::with_capacity(key.len() + cert.len() + 512));
     for part in [
-        format!(
-            "--{b}\r\nContent-Type: application/pkcs8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
-        )
-        .as_bytes(),
+        format!("--{b}\r\nContent-Type: {key_type}\r\nContent-Transfer-Encoding: base64\r\n\r\n")
+            .as_bytes(),
         key.as_bytes(),
         format!(
             "--{b}\r\nContent-Type: application/pkcs7-mime; smime-type=certs-only\r\n\
@@ -312,9 +359,81 @@ mod tests {
         );
     }
 
+    /// A DER PKCS#10 request (its signature is not the parser's concern here) with
+    /// `attributes`, each an OID and its values.
+    fn request_with(attributes: &[(ObjectIdentifier, Vec<Any>)]) -> Vec<u8> {
+        use x509_cert::request::{CertReq, CertReqInfo, Version};
+        let mut set = SetOfVec::new();
+        for (oid, values) in attributes {
+            set.insert(x509_cert::attr::Attribute {
+                oid: *oid,
+                values: SetOfVec::try_from(values.clone()).unwrap(),
+            })
+            .unwrap();
+        }
+        let spki = spki::SubjectPublicKeyInfoOwned {
+            algorithm: spki::AlgorithmIdentifierOwned {
+                oid: ID_ED25519,
+                parameters: None,
+            },
+            subject_public_key: der::asn1::BitString::from_bytes(&[0; 32]).unwrap(),
+        };
+        CertReq {
+            info: CertReqInfo {
+                version: Version::V1,
+                subject: Default::default(),
+                public_key: spki,
+                attributes: set,
+            },
+            algorithm: spki::AlgorithmIdentifierOwned {
+                oid: ID_ED25519,
+                parameters: None,
+            },
+            signature: der::asn1::BitString::from_bytes(&[0; 64]).unwrap(),
+        }
+        .to_der()
+        .unwrap()
+    }
+
+    #[test]
+    fn key_encryption_attributes_are_read_and_malformed_ones_refused() {
+        let id =
+            |bytes: &[u8]| Any::encode_from(&der::asn1::OctetString::new(bytes).unwrap()).unwrap();
+        assert_eq!(key_encryption(&request_with(&[])), Ok(KeyEncryption::None));
+        assert_eq!(
+            key_encryption(&request_with(&[(
+                ID_AA_ASYMM_DECRYPT_KEY_ID,
+                vec![id(b"ski")]
+            )])),
+            Ok(KeyEncryption::Asymmetric(b"ski".to_vec()))
+        );
+        assert_eq!(
+            key_encryption(&request_with(&[(ID_AA_DECRYPT_KEY_ID, vec![id(b"kek")])])),
+            Ok(KeyEncryption::Symmetric)
+        );
+        for bad in [
+            vec![(ID_AA_ASYMM_DECRYPT_KEY_ID, vec![id(b"")])],
+            vec![(ID_AA_ASYMM_DECRYPT_KEY_ID, vec![id(b"a"), id(b"b")])],
+            vec![(
+                ID_AA_ASYMM_DECRYPT_KEY_ID,
+                vec![Any::encode_from(&ID_ED25519).unwrap()],
+            )],
+            vec![
+                (ID_AA_ASYMM_DECRYPT_KEY_ID, vec![id(b"a")]),
+                (ID_AA_DECRYPT_KEY_ID, vec![id(b"b")]),
+            ],
+        ] {
+            assert_eq!(
+                key_encryption(&request_with(&bad)),
+                Err(EstBodyError::KeyIdentifier),
+                "{bad:?}"
+            );
+        }
+    }
+
     #[test]
     fn the_multipart_answer_has_both_parts_and_a_closing_boundary() {
-        let body = serverkeygen_multipart(b"key", b"cert");
+        let body = serverkeygen_multipart(PKCS8, b"key", b"cert");
         let text = String::from_utf8(body.to_vec()).unwrap();
         assert_eq!(text.matches(MULTIPART_BOUNDARY).count(), 3);
         assert!(text.contains("application/pkcs8\r\n"));

@@ -12,7 +12,8 @@
 //!   a DER template per profile that leaves only the per-certificate fields to write;
 //! - [`crl`] encodes complete and delta CRLs (RFC 5280 section 5), [`ocsp`] answers OCSP
 //!   requests (RFC 6960) through a status lookup the caller provides, [`pkcs12`] writes
-//!   PKCS#12 files (RFC 7292), [`est`] the bodies of EST (RFC 7030);
+//!   PKCS#12 files (RFC 7292), [`est`] the bodies of EST (RFC 7030) and [`server_key`] its
+//!   encrypted server-generated keys (RFC 7030 section 4.4.2);
 //! - [`spki`] encodes a subject key's SubjectPublicKeyInfo and hashes it (the identity of a
 //!   key on the block list of keys reported compromised);
 //! - [`serial`], [`name`], [`revocation`], [`armor`] and [`time_format`] are the shared
@@ -47,6 +48,7 @@ pub mod policy;
 pub mod profile;
 pub mod revocation;
 pub mod serial;
+pub mod server_key;
 pub mod server_tls;
 pub mod spki;
 mod template;

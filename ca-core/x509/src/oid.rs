@@ -213,3 +213,28 @@ pub const X509_CERTIFICATE: ObjectIdentifier08 = oid08("1.2.840.113549.1.9.22.1"
 pub const PKCS_9_AT_FRIENDLY_NAME: ObjectIdentifier08 = oid08("1.2.840.113549.1.9.20");
 /// pkcs-9-at-localKeyId, RFC 2985 section 5.5.2.
 pub const PKCS_9_AT_LOCAL_KEY_ID: ObjectIdentifier08 = oid08("1.2.840.113549.1.9.21");
+
+// Encrypted server-generated keys of EST (RFC 7030 section 4.4.2): a CMS SignedData (RFC 5652
+// section 5) over an EnvelopedData (section 6) of an AsymmetricKeyPackage (RFC 5958), of the
+// der 0.8 generation.
+
+/// id-signedData, RFC 5652 section 5.1.
+pub const ID_SIGNED_DATA: ObjectIdentifier08 = oid08("1.2.840.113549.1.7.2");
+/// id-envelopedData, RFC 5652 section 6.1.
+pub const ID_ENVELOPED_DATA: ObjectIdentifier08 = oid08("1.2.840.113549.1.7.3");
+/// id-ct-KP-aKeyPackage, the content type of an AsymmetricKeyPackage, RFC 5958 section 2.
+pub const ID_CT_KP_A_KEY_PACKAGE: ObjectIdentifier08 = oid08("2.16.840.1.101.2.1.2.78.5");
+/// id-contentType, the content-type signed attribute, RFC 5652 section 11.1.
+pub const ID_CONTENT_TYPE: ObjectIdentifier08 = oid08("1.2.840.113549.1.9.3");
+/// id-messageDigest, the message-digest signed attribute, RFC 5652 section 11.2.
+pub const ID_MESSAGE_DIGEST: ObjectIdentifier08 = oid08("1.2.840.113549.1.9.4");
+/// id-RSAES-OAEP, RFC 8017 appendix A.2.1 (in CMS: RFC 3560 section 2.2).
+pub const ID_RSAES_OAEP: ObjectIdentifier08 = oid08("1.2.840.113549.1.1.7");
+/// id-aes256-CBC, RFC 3565 section 4.1.
+pub const ID_AES256_CBC: ObjectIdentifier08 = oid08("2.16.840.1.101.3.4.1.42");
+/// id-sha256 as a CMS digest algorithm, RFC 5754 section 2.2.
+pub const ID_SHA256_08: ObjectIdentifier08 = oid08("2.16.840.1.101.3.4.2.1");
+/// id-sha384, RFC 5754 section 2.3.
+pub const ID_SHA384_08: ObjectIdentifier08 = oid08("2.16.840.1.101.3.4.2.2");
+/// id-sha512, RFC 5754 section 2.4 (the digest of Ed25519 signers, RFC 8419 section 3).
+pub const ID_SHA512_08: ObjectIdentifier08 = oid08("2.16.840.1.101.3.4.2.3");

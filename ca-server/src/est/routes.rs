@@ -16,17 +16,21 @@ use bytes::Bytes;
 use ca_core::audit::Protocol;
 use ca_core::csr::{self, VerifiedCsr};
 use ca_core::engine::{
-    IssueRequest, Issued, NewKey, RedeemKey, RenewRequest, Requester, VerifiedRedemption,
+    IssueRequest, Issued, KeyRequest, NewKey, RedeemKey, RenewRequest, Requester,
+    VerifiedRedemption,
 };
-use ca_core::est::{self as body, BasicCredentials};
+use ca_core::est::{self as body, BasicCredentials, KeyEncryption};
+use ca_core::server_key::{self, RecipientError};
 use ca_core::{name, CaError};
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
+use zeroize::Zeroizing;
 
 use super::auth::{self, Enroller};
 use super::{EstError, EstFront, PREFIX};
 use crate::api::enrollments::{generate, generated_key_type, undo};
 use crate::api::AppState;
+use crate::auth::Caller;
 use crate::limits::Identity;
 use crate::listener::Peer;
 
@@ -277,11 +281,7 @@ async fn simpleenroll(
                         identity: Default::default(),
                         validity_days: None,
                         request_id: None,
-                        requester: Requester {
-                            name: caller.name.clone(),
-                            token_hash: caller.token_hash,
-                            protocol: Protocol::Est,
-                        },
+                        requester: ra_requester(&caller),
                     })
                     .await?;
                 (issued, false)
@@ -371,59 +371,118 @@ async fn simplereenroll(
     .await
 }
 
-/// `POST serverkeygen` (RFC 7030 section 4.4): a subscriber redeems its enrolment for a key
-/// the CA generates, of the CSR's key type; the answer is `multipart/mixed` with the key
-/// (PKCS#8, unencrypted: it is protected by TLS alone) and the certificate. A request asking
-/// for the key to be encrypted (section 4.4.1.1 and 4.4.1.2) is refused 501, as is an RA.
+/// `POST serverkeygen` (RFC 7030 section 4.4): the CA generates a key of the CSR's key type
+/// (on the bounded key-generation pool) and certifies it, for a subscriber redeeming its
+/// enrolment (the enrolment's names win) or for an RA (the CSR's subject and SANs under the
+/// path's profile, as `simpleenroll` issues them, through [`Engine::issue_for_key`]). The CSR
+/// must be signed, but its key is not certified (section 4.4.1). The answer is
+/// `multipart/mixed` with the key and the certificate (section 4.4.2): the key as PKCS#8
+/// protected by TLS alone, or, when the CSR carries an `AsymmetricDecryptKeyIdentifier`
+/// (section 4.4.1.2), as a CMS SignedData over an EnvelopedData to that key
+/// ([`encryption_recipient`]); a `DecryptKeyIdentifier` (section 4.4.1.1) is refused 501.
+///
+/// [`Engine::issue_for_key`]: ca_core::engine::Engine::issue_for_key
 async fn serverkeygen(
     State(state): State<Arc<AppState>>,
     path: Label,
     headers: HeaderMap,
     identity: Option<Extension<Identity>>,
+    peer: Option<Extension<Peer>>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Response {
     answer(&state, "serverkeygen", async {
         let started = Instant::now();
         let front = front(&state)?;
         let profile = front.profile(label(&path))?;
-        let Enroller::Subscriber { id, credentials } =
-            auth::enroller(&headers, identity.as_deref())?
-        else {
-            return Err(EstError::new(
-                StatusCode::NOT_IMPLEMENTED,
-                "serverkeygen is served for enrolments (HTTP Basic), not for RAs",
-            ));
-        };
+        let enroller = auth::enroller(&headers, identity.as_deref())?;
         let der = pkcs10_body(&headers, bytes)?;
-        if body::requests_key_encryption(&der)? {
-            return Err(EstError::new(
-                StatusCode::NOT_IMPLEMENTED,
-                "encrypting the generated key (DecryptKeyIdentifier, \
-                 AsymmetricDecryptKeyIdentifier) is not supported; the key is protected by TLS",
-            ));
-        }
+        let recipient = match body::key_encryption(&der)? {
+            KeyEncryption::None => None,
+            KeyEncryption::Symmetric => {
+                return Err(EstError::new(
+                    StatusCode::NOT_IMPLEMENTED,
+                    "a DecryptKeyIdentifier (a symmetric key shared with the server) is not \
+                     supported: this server shares no symmetric key with its clients; ask with \
+                     an AsymmetricDecryptKeyIdentifier, or for the key protected by TLS alone",
+                ))
+            }
+            KeyEncryption::Asymmetric(identifier) => {
+                Some(encryption_recipient(peer.as_deref(), &identifier)?)
+            }
+        };
         let csr = csr::parse_and_verify(&der)?;
         let (key_type, kind) = generated_key_type(&csr.key.key_type.name())?;
-        let verified = verify(front, id, &credentials, &profile).await?;
-        front.engine.check_key_type(&verified, key_type)?;
-        let record = verified.record();
-        let replaced = names_differ(&csr, &record.subject, &record.sans);
-        let enrolment = *verified.id();
-        let slot = state.key_generation.slot().await?;
-        let (slot, generated) = tokio::task::spawn_blocking(move || (slot, generate(kind)))
-            .await
-            .map_err(|e| CaError::Crypto(format!("key generation task failed: {e}")))?;
-        drop(slot);
-        let (pkcs8, key) = generated?;
-        let issued = front
-            .engine
-            .redeem_verified(verified, RedeemKey::Generated(key), Protocol::Est)
-            .await?;
-        let certs = match body::certs_only(std::slice::from_ref(&issued.record.der)) {
-            Ok(certs) => certs,
-            Err(e) => return Err(undo(&state, &enrolment, &issued, e).await.into()),
+        let (holder, replaced) = match enroller {
+            Enroller::Subscriber { id, credentials } => {
+                let verified = verify(front, id, &credentials, &profile).await?;
+                front.engine.check_key_type(&verified, key_type)?;
+                let record = verified.record();
+                let replaced = names_differ(&csr, &record.subject, &record.sans);
+                (KeyHolder::Enrolment(verified), replaced)
+            }
+            Enroller::Ra(caller) => {
+                front.engine.check_profile_key_type(&profile, key_type)?;
+                (KeyHolder::Ra(caller), false)
+            }
         };
-        let multipart = body::serverkeygen_multipart(&pkcs8, &certs);
+        let signer = Arc::clone(front.engine.ca().signer());
+        let chain = front.engine.ca().chain().to_vec();
+        let slot = state.key_generation.slot().await?;
+        let (slot, generated) = tokio::task::spawn_blocking(move || {
+            let generated = generate(kind).and_then(|(pkcs8, key)| {
+                let part = match &recipient {
+                    None => KeyPart::Pkcs8(pkcs8),
+                    Some(recipient) => KeyPart::Encrypted(server_key::server_generated_key(
+                        &pkcs8,
+                        recipient,
+                        signer.as_ref(),
+                        &chain,
+                    )?),
+                };
+                Ok((part, key))
+            });
+            (slot, generated)
+        })
+        .await
+        .map_err(|e| CaError::Crypto(format!("key generation task failed: {e}")))?;
+        drop(slot);
+        let (part, key) = generated?;
+        let (issued, certs) = match holder {
+            KeyHolder::Enrolment(verified) => {
+                let enrolment = *verified.id();
+                let issued = front
+                    .engine
+                    .redeem_verified(verified, RedeemKey::Generated(key), Protocol::Est)
+                    .await?;
+                match body::certs_only(std::slice::from_ref(&issued.record.der)) {
+                    Ok(certs) => (issued, certs),
+                    Err(e) => return Err(undo(&state, &enrolment, &issued, e).await.into()),
+                }
+            }
+            KeyHolder::Ra(caller) => {
+                let issued = front
+                    .engine
+                    .issue_for_key(KeyRequest {
+                        key,
+                        profile,
+                        identity: ca_core::profile::Identity {
+                            subject: csr.subject,
+                            sans: csr.sans,
+                        },
+                        validity_days: None,
+                        requester: ra_requester(&caller),
+                    })
+                    .await?;
+                let certs = body::certs_only(std::slice::from_ref(&issued.record.der))?;
+                (issued, certs)
+            }
+        };
+        let multipart = match &part {
+            KeyPart::Pkcs8(pkcs8) => body::serverkeygen_multipart(body::PKCS8, pkcs8, &certs),
+            KeyPart::Encrypted(cms) => {
+                body::serverkeygen_multipart(body::SERVER_GENERATED_KEY, cms, &certs)
+            }
+        };
         let record = &issued.record;
         state
             .log
@@ -438,4 +497,55 @@ async fn serverkeygen(
         Ok(flag_replaced(response, replaced))
     })
     .await
+}
+
+/// Whom a `serverkeygen` key is certified for: the subscriber of a verified enrolment, or an
+/// RA asking with a CSR's names.
+enum KeyHolder {
+    Enrolment(VerifiedRedemption),
+    Ra(Caller),
+}
+
+/// The key part of a `serverkeygen` answer (RFC 7030 section 4.4.2).
+enum KeyPart {
+    /// PKCS#8 DER, protected by TLS alone; wiped on drop.
+    Pkcs8(Zeroizing<Vec<u8>>),
+    /// The server-generated-key CMS message ([`server_key::server_generated_key`]).
+    Encrypted(Vec<u8>),
+}
+
+/// The key an `AsymmetricDecryptKeyIdentifier` (RFC 7030 section 4.4.1.2) may name: the key
+/// of the TLS client certificate of the connection, whose private key the handshake proved
+/// the requester holds, so that only the requester (the device, or the RA that forwards the
+/// key) can decrypt it. Its subjectKeyIdentifier must be the identifier; any other identifier
+/// is 400, an EC or Ed25519 key 501 (only RSA key transport is implemented).
+fn encryption_recipient(
+    peer: Option<&Peer>,
+    identifier: &[u8],
+) -> Result<server_key::Recipient, EstError> {
+    let certificate = peer
+        .and_then(|p| p.tls_certificate.as_deref())
+        .ok_or_else(|| {
+            EstError::bad_request(
+                "an AsymmetricDecryptKeyIdentifier must name the key of the TLS client \
+                 certificate, and the connection has none",
+            )
+        })?;
+    server_key::Recipient::from_certificate(certificate, identifier, "the TLS client certificate")
+        .map_err(|e| match e {
+            RecipientError::UnknownIdentifier(_) => EstError::bad_request(e.to_string()),
+            RecipientError::Unsupported(_) => {
+                EstError::new(StatusCode::NOT_IMPLEMENTED, e.to_string())
+            }
+            RecipientError::Certificate(_) => EstError::bad_request(e.to_string()),
+        })
+}
+
+/// The requester of what an RA asks for over EST: the RA by name and token hash.
+fn ra_requester(caller: &Caller) -> Requester {
+    Requester {
+        name: caller.name.clone(),
+        token_hash: caller.token_hash,
+        protocol: Protocol::Est,
+    }
 }
