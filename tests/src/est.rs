@@ -227,3 +227,149 @@ pub fn subject_serial_key(cert: &Path) -> (String, String, String) {
         key,
     )
 }
+
+/// Which key-encryption attribute a `serverkeygen` request carries (RFC 7030 section 4.4.1).
+#[derive(Clone, Copy, Debug)]
+pub enum DecryptKeyId<'a> {
+    /// `AsymmetricDecryptKeyIdentifier` (id-aa-asymmDecryptKeyID, section 4.4.1.2).
+    Asymmetric(&'a [u8]),
+    /// `DecryptKeyIdentifier` (id-aa-decryptKeyID, section 4.4.1.1).
+    Symmetric(&'a [u8]),
+}
+
+/// An EST body (base64 DER) of a PKCS#10 request for `cn` with a fresh P-256 key, signed,
+/// carrying `attribute`: built here because `openssl req` cannot add these attributes.
+pub fn csr_with_decrypt_key_id(dir: &Path, cn: &str, attribute: DecryptKeyId<'_>) -> PathBuf {
+    use der::asn1::{Any, BitString, ObjectIdentifier, OctetString, SetOfVec};
+    use der::Encode;
+    use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+    use std::str::FromStr;
+    use x509_cert::request::{CertReq, CertReqInfo, Version};
+
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
+    let key =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+    let oid = |s| ObjectIdentifier::new_unwrap(s);
+    let (attribute_oid, identifier) = match attribute {
+        DecryptKeyId::Asymmetric(id) => (oid("1.2.840.113549.1.9.16.2.54"), id),
+        DecryptKeyId::Symmetric(id) => (oid("1.2.840.113549.1.9.16.2.37"), id),
+    };
+    let mut values = SetOfVec::new();
+    values
+        .insert(Any::encode_from(&OctetString::new(identifier).unwrap()).unwrap())
+        .unwrap();
+    let mut attributes = SetOfVec::new();
+    attributes
+        .insert(x509_cert::attr::Attribute {
+            oid: attribute_oid,
+            values,
+        })
+        .unwrap();
+    let info = CertReqInfo {
+        version: Version::V1,
+        subject: x509_cert::name::Name::from_str(&format!("CN={cn}")).unwrap(),
+        public_key: spki::SubjectPublicKeyInfoOwned {
+            algorithm: spki::AlgorithmIdentifierOwned {
+                oid: oid("1.2.840.10045.2.1"),
+                parameters: Some(Any::encode_from(&oid("1.2.840.10045.3.1.7")).unwrap()),
+            },
+            subject_public_key: BitString::from_bytes(key.public_key().as_ref()).unwrap(),
+        },
+        attributes,
+    };
+    let signature = key.sign(&rng, &info.to_der().unwrap()).unwrap();
+    let request = CertReq {
+        info,
+        algorithm: spki::AlgorithmIdentifierOwned {
+            oid: oid("1.2.840.10045.4.3.2"),
+            parameters: None,
+        },
+        signature: BitString::from_bytes(signature.as_ref()).unwrap(),
+    };
+    let b64 = dir.join(format!("csr-{}.b64", unique()));
+    std::fs::write(&b64, base64_lines(&request.to_der().unwrap())).unwrap();
+    b64
+}
+
+fn base64_lines(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    text.as_bytes()
+        .chunks(64)
+        .map(|l| format!("{}\n", String::from_utf8_lossy(l)))
+        .collect()
+}
+
+/// The subjectKeyIdentifier of a PEM certificate file, as `openssl x509 -ext` prints it.
+pub fn subject_key_identifier(cert: &Path) -> Vec<u8> {
+    let text = openssl(&[
+        "x509",
+        "-in",
+        cert.to_str().unwrap(),
+        "-noout",
+        "-ext",
+        "subjectKeyIdentifier",
+    ]);
+    let hex_text: String = text
+        .lines()
+        .nth(1)
+        .expect("a subjectKeyIdentifier")
+        .trim()
+        .replace(':', "");
+    hex::decode(hex_text).unwrap()
+}
+
+/// The parts of a `multipart/mixed` `serverkeygen` answer (RFC 7030 section 4.4.2): each
+/// part's headers (lower case) and base64 body, in order.
+pub fn multipart_parts(r: &Curl) -> Vec<(String, String)> {
+    let content_type = r.header("content-type").expect("a content type");
+    assert!(
+        content_type.starts_with("multipart/mixed"),
+        "{content_type}"
+    );
+    let boundary = content_type
+        .split("boundary=")
+        .nth(1)
+        .expect("a boundary")
+        .to_string();
+    let text = r.text();
+    let parts: Vec<&str> = text.split(&format!("--{boundary}")).collect();
+    assert_eq!(parts.len(), 4, "two parts and the end: {text}");
+    assert!(parts[3].starts_with("--"), "the closing boundary: {text}");
+    parts[1..3]
+        .iter()
+        .map(|p| {
+            let (head, body) = p.split_once("\r\n\r\n").expect("part headers");
+            (head.to_ascii_lowercase(), body.to_string())
+        })
+        .collect()
+}
+
+/// Decodes a base64 part to a DER file in `dir` with `openssl base64 -d`.
+pub fn base64_part_to_der(dir: &Path, body: &str) -> PathBuf {
+    let b64 = dir.join(format!("part-{}.b64", unique()));
+    let der = b64.with_extension("der");
+    std::fs::write(&b64, body).unwrap();
+    openssl(&[
+        "base64",
+        "-d",
+        "-in",
+        b64.to_str().unwrap(),
+        "-out",
+        der.to_str().unwrap(),
+    ]);
+    der
+}
+
+/// `openssl pkey -pubout` of a DER private key file (PKCS#8).
+pub fn der_key_public(key_der: &Path) -> String {
+    openssl(&[
+        "pkey",
+        "-inform",
+        "DER",
+        "-in",
+        key_der.to_str().unwrap(),
+        "-pubout",
+    ])
+}

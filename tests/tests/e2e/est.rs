@@ -536,38 +536,19 @@ fn est_by_an_ra_and_server_side_key_generation() {
         &post_csr(&csr, &["-u", &user]),
     );
     assert_eq!(r.status, 200, "serverkeygen: {}", r.text());
-    let content_type = r.header("content-type").unwrap();
-    let boundary = content_type
-        .split("boundary=")
-        .nth(1)
-        .expect("a boundary")
-        .to_string();
-    let text = r.text();
-    let parts: Vec<&str> = text.split(&format!("--{boundary}")).collect();
-    assert_eq!(parts.len(), 4, "two parts and the end: {text}");
-    let body_of = |part: &str| part.split_once("\r\n\r\n").unwrap().1.to_string();
-    assert!(parts[1].contains("application/pkcs8"), "{}", parts[1]);
-    assert!(parts[2].contains("smime-type=certs-only"), "{}", parts[2]);
-    let key_b64 = work.join("generated.b64");
-    std::fs::write(&key_b64, body_of(parts[1])).unwrap();
-    let key_der = work.join("generated.der");
-    openssl(&[
-        "base64",
-        "-d",
-        "-in",
-        key_b64.to_str().unwrap(),
-        "-out",
-        key_der.to_str().unwrap(),
-    ]);
-    let generated_pub = openssl(&[
-        "pkey",
-        "-inform",
-        "DER",
-        "-in",
-        key_der.to_str().unwrap(),
-        "-pubout",
-    ]);
-    let (_, cert) = print_certs(&work, body_of(parts[2]).as_bytes());
+    let parts = multipart_parts(&r);
+    assert!(
+        parts[0].0.contains("application/pkcs8\r\n"),
+        "{}",
+        parts[0].0
+    );
+    assert!(
+        parts[1].0.contains("smime-type=certs-only"),
+        "{}",
+        parts[1].0
+    );
+    let generated_pub = der_key_public(&base64_part_to_der(&work, &parts[0].1));
+    let (_, cert) = print_certs(&work, parts[1].1.as_bytes());
     openssl_verify(&est_ca(&s), &cert, "tls-client", "an EST certificate");
     pkilint(&cert, "a serverkeygen EST certificate");
     let (subject, _, cert_pub) = subject_serial_key(&cert);
@@ -580,12 +561,265 @@ fn est_by_an_ra_and_server_side_key_generation() {
         cert_pub,
         openssl(&["pkey", "-in", key.to_str().unwrap(), "-pubout"])
     );
-    // An RA cannot ask for a generated key here; nor can anyone ask for it encrypted.
-    let r = est(
-        &s,
-        "/.well-known/est/serverkeygen",
-        &post_csr(&csr, &["-H", &bearer]),
+    s.terminate();
+}
+
+/// An RA's certificate for `cn` under `tls-client`, issued through the JSON API of `s` for
+/// `key` (PEM): the certificate file, in `dir`.
+fn ra_certificate(s: &Server, key: &Path, cn: &str, dir: &Path) -> std::path::PathBuf {
+    let csr = openssl(&[
+        "req",
+        "-new",
+        "-key",
+        key.to_str().unwrap(),
+        "-subj",
+        &format!("/CN={cn}"),
+    ]);
+    let r = s.post(
+        "/v1/certificates",
+        &s.tokens.ra,
+        &json!({"csr": csr, "profile": "tls-client"}),
     );
+    assert_eq!(r.status, 201, "{r}");
+    let cert = dir.join(format!("{cn}.pem"));
+    std::fs::write(&cert, r.json["certificate"].as_str().unwrap()).unwrap();
+    cert
+}
+
+/// Checks a plain `serverkeygen` answer (RFC 7030 section 4.4.2) as a device would with
+/// openssl: a PKCS#8 part whose key is the certificate's, a certificate that verifies and
+/// lints, for `subject`.
+fn plain_serverkeygen_answer(s: &Server, r: &Curl, subject: &str, what: &str) {
+    assert_eq!(r.status, 200, "{what}: {}", r.text());
+    let work = s.scratch();
+    let parts = multipart_parts(r);
+    assert!(
+        parts[0].0.contains("application/pkcs8\r\n"),
+        "{}",
+        parts[0].0
+    );
+    assert!(
+        parts[1].0.contains("smime-type=certs-only"),
+        "{}",
+        parts[1].0
+    );
+    let generated_pub = der_key_public(&base64_part_to_der(work, &parts[0].1));
+    let (_, cert) = print_certs(work, parts[1].1.as_bytes());
+    openssl_verify(&est_ca(s), &cert, "tls-client", what);
+    pkilint(&cert, what);
+    let (got, _, cert_pub) = subject_serial_key(&cert);
+    assert_eq!(got, subject, "{what}");
+    assert_eq!(
+        cert_pub, generated_pub,
+        "{what}: the key is the certificate's"
+    );
+}
+
+/// Wraps the DER of an EnvelopedData (the eContent `openssl cms -verify -out` writes) in the
+/// ContentInfo `openssl cms -decrypt -inform DER` reads (RFC 5652 section 3).
+fn enveloped_content_info(enveloped: &[u8]) -> Vec<u8> {
+    use der::{Encode, Header, Length, Tag};
+    let oid = der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.3")
+        .to_der()
+        .unwrap();
+    let explicit = Header::new(
+        Tag::ContextSpecific {
+            constructed: true,
+            number: der::TagNumber::N0,
+        },
+        Length::try_from(enveloped.len()).unwrap(),
+    )
+    .unwrap()
+    .to_der()
+    .unwrap();
+    let inner = [oid, explicit, enveloped.to_vec()].concat();
+    let outer = Header::new(Tag::Sequence, Length::try_from(inner.len()).unwrap())
+        .unwrap()
+        .to_der()
+        .unwrap();
+    [outer, inner].concat()
+}
+
+#[test]
+fn est_serverkeygen_by_an_ra_plain_and_encrypted_to_its_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = new_dir(tmp.path());
+    // Two RA client certificates, an RSA one and a P-256 one, mapped to role ra.
+    let plain = Server::serve(&dir);
+    let rsa_key = tmp.path().join("ra-rsa.key");
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        rsa_key.to_str().unwrap(),
+    ]);
+    let rsa_cert = ra_certificate(&plain, &rsa_key, "ra-rsa", tmp.path());
+    let ec_key = fresh_p256_key(tmp.path());
+    let ec_cert = ra_certificate(&plain, &ec_key, "ra-ec", tmp.path());
+    plain.terminate();
+    est_on(&dir, "");
+    let mapping = |cert: &Path, name: &str| {
+        format!(
+            "\n[[tls.clients]]\ncertificate_sha256 = \"{}\"\nrole = \"ra\"\nname = \"{name}\"\n",
+            sha256_fingerprint(cert)
+        )
+    };
+    configure(
+        &dir,
+        &[("client_ca_file = \"\"", "client_ca_file = \"ca.pem\"")],
+        &(mapping(&rsa_cert, "ra-rsa") + &mapping(&ec_cert, "ra-ec")),
+    );
+    let s = Server::serve(&dir);
+    let work = s.scratch().to_path_buf();
+    let bearer = format!("Authorization: Bearer {}", s.tokens.ra);
+    let rsa_tls = [
+        "--cert",
+        rsa_cert.to_str().unwrap(),
+        "--key",
+        rsa_key.to_str().unwrap(),
+    ];
+    let ec_tls = [
+        "--cert",
+        ec_cert.to_str().unwrap(),
+        "--key",
+        ec_key.to_str().unwrap(),
+    ];
+    const KEYGEN: &str = "/.well-known/est/serverkeygen";
+
+    // An RA by its bearer token: a key of the CSR's type, the CSR's names.
+    let csr_key = fresh_p256_key(&work);
+    let csr = est_csr(
+        &work,
+        &csr_key,
+        "/CN=sensor-8",
+        &["-addext", "subjectAltName=DNS:sensor-8.example"],
+    );
+    let r = est(&s, KEYGEN, &post_csr(&csr, &["-H", &bearer]));
+    plain_serverkeygen_answer(&s, &r, "CN=sensor-8", "RA token serverkeygen");
+    // An RA by its client certificate.
+    let r = est(&s, KEYGEN, &post_csr(&csr, &rsa_tls));
+    plain_serverkeygen_answer(&s, &r, "CN=sensor-8", "RA certificate serverkeygen");
+
+    // Encrypted to the RA's RSA key, named by its client certificate's subjectKeyIdentifier.
+    let ski = subject_key_identifier(&rsa_cert);
+    let enc_csr = csr_with_decrypt_key_id(&work, "sensor-9", DecryptKeyId::Asymmetric(&ski));
+    let r = est(&s, KEYGEN, &post_csr(&enc_csr, &rsa_tls));
+    assert_eq!(r.status, 200, "encrypted serverkeygen: {}", r.text());
+    let parts = multipart_parts(&r);
+    assert!(
+        parts[0]
+            .0
+            .contains("application/pkcs7-mime; smime-type=server-generated-key"),
+        "{}",
+        parts[0].0
+    );
+    let signed = base64_part_to_der(&work, &parts[0].1);
+    let enveloped = work.join("enveloped.der");
+    // The SignedData verifies to the CA (the CA's own certificate signs it, so no S/MIME
+    // purpose applies).
+    openssl(&[
+        "cms",
+        "-verify",
+        "-inform",
+        "DER",
+        "-in",
+        signed.to_str().unwrap(),
+        "-CAfile",
+        s.dir.join("ca.pem").to_str().unwrap(),
+        "-purpose",
+        "any",
+        "-binary",
+        "-out",
+        enveloped.to_str().unwrap(),
+    ]);
+    let enveloped_ci = work.join("enveloped-ci.der");
+    std::fs::write(
+        &enveloped_ci,
+        enveloped_content_info(&std::fs::read(&enveloped).unwrap()),
+    )
+    .unwrap();
+    let package = work.join("package.der");
+    openssl(&[
+        "cms",
+        "-decrypt",
+        "-inform",
+        "DER",
+        "-in",
+        enveloped_ci.to_str().unwrap(),
+        "-recip",
+        rsa_cert.to_str().unwrap(),
+        "-inkey",
+        rsa_key.to_str().unwrap(),
+        "-binary",
+        "-out",
+        package.to_str().unwrap(),
+    ]);
+    // AsymmetricKeyPackage ::= SEQUENCE OF OneAsymmetricKey (RFC 5958): one key, PKCS#8.
+    let keys: Vec<der::Any> = der::Decode::from_der(&std::fs::read(&package).unwrap()).unwrap();
+    assert_eq!(keys.len(), 1);
+    let key_der = work.join("decrypted.der");
+    std::fs::write(&key_der, der::Encode::to_der(&keys[0]).unwrap()).unwrap();
+    let (_, cert) = print_certs(&work, parts[1].1.as_bytes());
+    openssl_verify(&est_ca(&s), &cert, "tls-client", "encrypted serverkeygen");
+    pkilint(&cert, "an encrypted serverkeygen certificate");
+    let (subject, _, cert_pub) = subject_serial_key(&cert);
+    assert_eq!(subject, "CN=sensor-9");
+    assert_eq!(
+        der_key_public(&key_der),
+        cert_pub,
+        "the decrypted key is the certificate's"
+    );
+
+    // Refusals: an identifier that is not the client certificate's, or without one; an EC
+    // recipient (501); a symmetric key (501); a key type the profile refuses (422); a role
+    // other than ra (403).
+    let other = csr_with_decrypt_key_id(&work, "sensor-x", DecryptKeyId::Asymmetric(b"other"));
+    let r = est(&s, KEYGEN, &post_csr(&other, &rsa_tls));
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("subjectKeyIdentifier"), "{}", r.text());
+    let r = est(&s, KEYGEN, &post_csr(&enc_csr, &["-H", &bearer]));
+    assert_eq!(r.status, 400, "no client certificate: {}", r.text());
+    let ec_ski = subject_key_identifier(&ec_cert);
+    let ec_csr = csr_with_decrypt_key_id(&work, "sensor-x", DecryptKeyId::Asymmetric(&ec_ski));
+    let r = est(&s, KEYGEN, &post_csr(&ec_csr, &ec_tls));
     assert_eq!(r.status, 501, "{}", r.text());
+    assert!(r.text().contains("RSA keys only"), "{}", r.text());
+    let kek = csr_with_decrypt_key_id(&work, "sensor-x", DecryptKeyId::Symmetric(b"kek-1"));
+    let r = est(&s, KEYGEN, &post_csr(&kek, &rsa_tls));
+    assert_eq!(r.status, 501, "{}", r.text());
+    let ed_key = work.join("ed25519.key");
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "ed25519",
+        "-out",
+        ed_key.to_str().unwrap(),
+    ]);
+    let ed_csr = est_csr(&work, &ed_key, "/CN=sensor-x", &[]);
+    let r = est(&s, KEYGEN, &post_csr(&ed_csr, &["-H", &bearer]));
+    assert_eq!(r.status, 422, "{}", r.text());
+    let auditor = format!("Authorization: Bearer {}", s.tokens.auditor);
+    let r = est(&s, KEYGEN, &post_csr(&csr, &["-H", &auditor]));
+    assert_eq!(r.status, 403, "an auditor: {}", r.text());
+
+    // Audited with protocol est, the RA as the actor.
+    let (_, audit) = curl_json(&s, "GET", "/v1/audit?limit=1000", &s.tokens.auditor, None);
+    let est: Vec<(&Value, &Value)> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["details"]["protocol"] == "est")
+        .map(|e| (&e["action"], &e["actor"]))
+        .collect();
+    let issued = json!("certificate_issued");
+    let (token_ra, rsa_ra) = (json!("bootstrap-ra"), json!("ra-rsa"));
+    assert_eq!(
+        est,
+        [(&issued, &token_ra), (&issued, &rsa_ra), (&issued, &rsa_ra)],
+        "{audit}"
+    );
     s.terminate();
 }
