@@ -774,7 +774,7 @@ fn est_serverkeygen_by_an_ra_plain_and_encrypted_to_its_key() {
     );
 
     // Refusals: an identifier that is not the client certificate's, or without one; an EC
-    // recipient (501); a symmetric key (501); a key type the profile refuses (422); a role
+    // recipient (501); a symmetric key (501); a key type the path's profile refuses (422); a role
     // other than ra (403).
     let other = csr_with_decrypt_key_id(&work, "sensor-x", DecryptKeyId::Asymmetric(b"other"));
     let r = est(&s, KEYGEN, &post_csr(&other, &rsa_tls));
@@ -799,7 +799,12 @@ fn est_serverkeygen_by_an_ra_plain_and_encrypted_to_its_key() {
         ed_key.to_str().unwrap(),
     ]);
     let ed_csr = est_csr(&work, &ed_key, "/CN=sensor-x", &[]);
-    let r = est(&s, KEYGEN, &post_csr(&ed_csr, &["-H", &bearer]));
+    // `personal` allows no Ed25519 key (tls-client does).
+    let r = est(
+        &s,
+        "/.well-known/est/personal/serverkeygen",
+        &post_csr(&ed_csr, &["-H", &bearer]),
+    );
     assert_eq!(r.status, 422, "{}", r.text());
     let auditor = format!("Authorization: Bearer {}", s.tokens.auditor);
     let r = est(&s, KEYGEN, &post_csr(&csr, &["-H", &auditor]));
