@@ -364,8 +364,13 @@ mod tests {
         let signer = SoftwareKey::from_pkcs8(&ca_pkcs8).unwrap();
         let generated = keys::generate_pkcs8(KeyAlgorithm::EcdsaP384).unwrap();
 
-        let der =
-            server_generated_key(&generated, &recipient, &signer, &[ca_cert.clone()]).unwrap();
+        let der = server_generated_key(
+            &generated,
+            &recipient,
+            &signer,
+            std::slice::from_ref(&ca_cert),
+        )
+        .unwrap();
 
         // The SignedData: over an EnvelopedData, one signer, the CA's certificate.
         let info = ContentInfo::from_der(&der).unwrap();
@@ -412,8 +417,9 @@ mod tests {
         // The EnvelopedData: to the recipient's subjectKeyIdentifier, with RSAES-OAEP.
         let enveloped = EnvelopedData::from_der(&enveloped_der).unwrap();
         assert_eq!(enveloped.version, CmsVersion::V2);
-        let Some(RecipientInfo::Ktri(ktri)) = enveloped.recip_infos.0.get(0) else {
-            panic!("a KeyTransRecipientInfo");
+        let ktri = match enveloped.recip_infos.0.get(0) {
+            Some(RecipientInfo::Ktri(ktri)) => ktri,
+            other => unreachable!("a KeyTransRecipientInfo, not {other:?}"),
         };
         assert_eq!(
             ktri.rid,
@@ -456,8 +462,13 @@ mod tests {
         let (ca_cert, _) = certificate(&ca_pkcs8);
         let signer = SoftwareKey::from_pkcs8(&ca_pkcs8).unwrap();
         let generated = keys::generate_pkcs8(KeyAlgorithm::EcdsaP256).unwrap();
-        let der =
-            server_generated_key(&generated, &recipient, &signer, &[ca_cert.clone()]).unwrap();
+        let der = server_generated_key(
+            &generated,
+            &recipient,
+            &signer,
+            std::slice::from_ref(&ca_cert),
+        )
+        .unwrap();
 
         let dir = tempfile::tempdir().unwrap();
         let file = |name: &str, bytes: &[u8]| {
