@@ -14,6 +14,10 @@ use crate::error::CmpError;
 /// The largest PKIMessage read (the HTTP front refuses a longer body before decoding).
 pub const MAX_MESSAGE: usize = 64 * 1024;
 
+/// Longest transactionID accepted (RFC 9483 section 3.1 asks for 128 random bits; the server
+/// keys a transaction's certificate by it).
+pub const MAX_TRANSACTION_ID: usize = 64;
+
 /// Shortest senderNonce accepted (RFC 9483 section 3.1: 128 bits).
 const MIN_NONCE: usize = 16;
 
@@ -80,11 +84,18 @@ pub enum Request<'m> {
 
 impl Request<'_> {
     /// Reads what `message` asks, after the header checks RFC 9483 section 3.1 makes of every
-    /// request: a transactionID and a senderNonce of at least 128 bits.
+    /// request: a transactionID (of at most [`MAX_TRANSACTION_ID`] bytes) and a senderNonce of
+    /// at least 128 bits.
     pub fn read<'m>(message: &'m PkiMessage<'m>) -> Result<Request<'m>, CmpError> {
         let header = &message.header;
-        if header.trans_id.is_none() {
-            return Err(CmpError::BadHeader("transactionID missing".into()));
+        match &header.trans_id {
+            Some(id) if id.as_bytes().len() <= MAX_TRANSACTION_ID => {}
+            Some(_) => {
+                return Err(CmpError::BadHeader(format!(
+                    "transactionID longer than {MAX_TRANSACTION_ID} bytes"
+                )))
+            }
+            None => return Err(CmpError::BadHeader("transactionID missing".into())),
         }
         match &header.sender_nonce {
             Some(nonce) if nonce.as_bytes().len() >= MIN_NONCE => {}
