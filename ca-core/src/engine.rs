@@ -176,6 +176,8 @@ pub struct KeyRequest {
     pub identity: Identity,
     /// Requested validity in days; the profile's default when absent.
     pub validity_days: Option<u32>,
+    /// The requester's idempotency key (CMP: derived from the transactionID).
+    pub request_id: Option<String>,
     /// Who asked.
     pub requester: Requester,
 }
@@ -672,7 +674,8 @@ impl Engine {
     }
 
     /// Issues a certificate for a key whose possession the caller established, with the
-    /// names the requester asserts ([`KeyRequest`]); recorded and audited as any issuance.
+    /// names the requester asserts ([`KeyRequest`]); recorded and audited as any issuance. A
+    /// repeated `request_id` answers its first result, as [`Engine::issue`] does.
     pub async fn issue_for_key(&self, request: KeyRequest) -> Result<Issued, CaError> {
         self.run(Work {
             input: Input::Key {
@@ -682,7 +685,7 @@ impl Engine {
             kind: Kind::EndEntity,
             profile: request.profile,
             validity_days: request.validity_days,
-            request_id: None,
+            request_id: request.request_id,
             requester: request.requester,
         })
         .await

@@ -231,24 +231,27 @@ impl CmpServer {
     /// `openssl cmp -cmd kur -cert CERT -key KEY -newkey NEW_KEY -trusted CA -certout OUT` on
     /// the default path: a renewal signed with `key`, whose answer must be signed by the CA.
     pub fn kur(&self, cert: &Path, key: &Path, new_key: &Path, out: &Path) -> CmpRun {
+        self.kur_with(cert, key, new_key, out, &[])
+    }
+
+    /// [`CmpServer::kur`] with `extra` arguments (`-out_trusted`).
+    pub fn kur_with(
+        &self,
+        cert: &Path,
+        key: &Path,
+        new_key: &Path,
+        out: &Path,
+        extra: &[&str],
+    ) -> CmpRun {
         let path = |p: &Path| p.to_str().expect("UTF-8 path").to_string();
-        self.openssl_cmp(
-            ".well-known/cmp",
-            &[
-                "-cmd",
-                "kur",
-                "-cert",
-                &path(cert),
-                "-key",
-                &path(key),
-                "-newkey",
-                &path(new_key),
-                "-trusted",
-                &path(&self.s.ca().file),
-                "-certout",
-                &path(out),
-            ],
-        )
+        let (cert, key, new_key) = (path(cert), path(key), path(new_key));
+        let (ca, out) = (path(&self.s.ca().file), path(out));
+        let mut args: Vec<&str> = vec![
+            "-cmd", "kur", "-cert", &cert, "-key", &key, "-newkey", &new_key, "-trusted", &ca,
+            "-certout", &out,
+        ];
+        args.extend_from_slice(extra);
+        self.openssl_cmp(".well-known/cmp", &args)
     }
 }
 

@@ -1,13 +1,15 @@
 //! A CMP client of the tests' own, on RustCrypto's typed structures (`cmpv2`, `crmf`), for
-//! what OpenSSL 3.0's `openssl cmp` cannot send: PBMAC1 protection (RFC 9481 section 6.1.1)
-//! and the general messages added after 3.0 (RFC 9483 section 4.3: rootCaCert,
-//! certReqTemplate, crlStatusList). Its key derivation, MAC and DER of the parameters are
-//! its own (ring's PBKDF2 and HMAC, hand-written TLVs), not the server's.
+//! what OpenSSL 3.0's `openssl cmp` cannot send: PBMAC1 protection (RFC 9481 section 6.1.1),
+//! the general messages added after 3.0 (RFC 9483 section 4.3: rootCaCert,
+//! certReqTemplate, crlStatusList), cmp2021 messages (pvno 3, CertStatus.hashAlg, RFC 9810
+//! section 5.3.18) and chosen transactionIDs and certHashes. Its key derivation, MAC,
+//! signatures and DER of what `cmpv2` 0.2 cannot write (pvno 3, hashAlg) are its own (ring,
+//! hand-written TLVs), not the server's.
 
 use cmpv2::body::PkiBody;
 use cmpv2::gen::InfoTypeAndValue;
 use cmpv2::header::{PkiHeader, Pvno};
-use cmpv2::message::{PkiMessage, ProtectedPart};
+use cmpv2::message::PkiMessage;
 use cmpv2::status::CertStatus;
 use crmf::pop::{PopoSigningKey, ProofOfPossession};
 use crmf::request::{CertReqMsg, CertRequest, CertTemplate};
@@ -111,6 +113,24 @@ pub struct ClientKey {
 }
 
 impl ClientKey {
+    /// The key of a PKCS#8 PEM file (`openssl req -newkey ec -nodes -keyout`).
+    pub fn from_pem_file(path: &std::path::Path) -> ClientKey {
+        let pem = std::fs::read_to_string(path).expect("reading the key");
+        let [(label, der)] = &crate::formats::pem_blocks(&pem)[..] else {
+            panic!("one PEM block in {}", path.display());
+        };
+        assert_eq!(label, "PRIVATE KEY", "a PKCS#8 key");
+        let alg = &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING;
+        ClientKey {
+            pair: ring::signature::EcdsaKeyPair::from_pkcs8(
+                alg,
+                der,
+                &ring::rand::SystemRandom::new(),
+            )
+            .expect("an EC P-256 PKCS#8 key"),
+        }
+    }
+
     /// A fresh one.
     pub fn generate() -> ClientKey {
         let rng = ring::rand::SystemRandom::new();
@@ -154,23 +174,64 @@ pub fn random(count: usize) -> Vec<u8> {
 }
 
 /// A request: header fields the tests vary, and the body.
-pub struct Request<'a> {
-    /// The body.
-    pub body: PkiBody<'a>,
+pub struct Request {
+    /// The body, DER.
+    pub body: Vec<u8>,
     /// senderKID (an enrollment id for MAC protection).
     pub sender_kid: Option<Vec<u8>>,
     /// The transactionID.
     pub transaction: Vec<u8>,
 }
 
-/// The DER of `request`, protected by `mac` under `secret` (unprotected when `None`).
-pub fn encode(request: Request<'_>, mac: Option<(&Pbmac1, &[u8])>) -> Vec<u8> {
+/// The DER of `request` (pvno 2), protected by `mac` under `secret` (unprotected when
+/// `None`).
+pub fn encode(request: Request, mac: Option<(&Pbmac1, &[u8])>) -> Vec<u8> {
+    encode_pvno(request, 2, mac)
+}
+
+/// [`encode`] with pvno `pvno`.
+pub fn encode_pvno(request: Request, pvno: u8, mac: Option<(&Pbmac1, &[u8])>) -> Vec<u8> {
+    let algorithm = mac.map(|(m, _)| m.algorithm());
+    assemble(
+        request,
+        pvno,
+        algorithm,
+        |part| mac.map(|(m, secret)| m.mac(secret, part)),
+        Vec::new(),
+    )
+}
+
+/// The DER of `request` with pvno `pvno`, signed (ecdsa-with-SHA256) by `key`, whose
+/// certificate `certificate` (DER) is the first of extraCerts (RFC 9483 section 3.2).
+pub fn encode_signed(request: Request, pvno: u8, key: &ClientKey, certificate: &[u8]) -> Vec<u8> {
+    let algorithm = AlgorithmIdentifierOwned {
+        oid: oid("1.2.840.10045.4.3.2"),
+        parameters: None,
+    };
+    assemble(
+        request,
+        pvno,
+        Some(algorithm),
+        |part| Some(key.sign(part)),
+        certificate.to_vec(),
+    )
+}
+
+/// A PKIMessage written out: the header (`cmpv2`'s, its pvno INTEGER rewritten), the body,
+/// protection over ProtectedPart, extraCerts.
+fn assemble(
+    request: Request,
+    pvno: u8,
+    algorithm: Option<AlgorithmIdentifierOwned>,
+    protect: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
+    extra_certs: Vec<u8>,
+) -> Vec<u8> {
     let header = PkiHeader {
         pvno: Pvno::Cmp2000,
         sender: GeneralName::DirectoryName(Name::default()),
         recipient: GeneralName::DirectoryName(Name::default()),
         message_time: None,
-        protection_alg: mac.map(|(m, _)| m.algorithm()),
+        protection_alg: algorithm,
         sender_kid: request
             .sender_kid
             .map(|k| OctetString::new(k).expect("an OCTET STRING")),
@@ -181,27 +242,61 @@ pub fn encode(request: Request<'_>, mac: Option<(&Pbmac1, &[u8])>) -> Vec<u8> {
         free_text: None,
         general_info: None,
     };
-    let protection = mac.map(|(m, secret)| {
-        let part = ProtectedPart {
-            header: header.clone(),
-            body: request.body.clone(),
-        }
-        .to_der()
-        .expect("ProtectedPart DER");
-        BitString::from_bytes(&m.mac(secret, &part)).expect("a BIT STRING")
-    });
-    PkiMessage {
-        header,
-        body: request.body,
-        protection,
-        extra_certs: None,
+    let mut header = header.to_der().expect("PKIHeader DER");
+    // PKIHeader ::= SEQUENCE { pvno INTEGER, ...: the INTEGER's one content byte.
+    let at = if header[1] < 0x80 {
+        2
+    } else {
+        2 + usize::from(header[1] & 0x7f)
+    };
+    assert_eq!(header[at..at + 2], [0x02, 0x01], "pvno opens the header");
+    header[at + 2] = pvno;
+    let part = tlv_long(0x30, &[header.clone(), request.body.clone()].concat());
+    let mut content = [header, request.body].concat();
+    if let Some(protection) = protect(&part) {
+        let bits = BitString::from_bytes(&protection).expect("a BIT STRING");
+        content.extend(tlv_long(0xa0, &bits.to_der().expect("DER")));
     }
-    .to_der()
-    .expect("PKIMessage DER")
+    if !extra_certs.is_empty() {
+        content.extend(tlv_long(0xa1, &tlv_long(0x30, &extra_certs)));
+    }
+    tlv_long(0x30, &content)
 }
 
-/// An `ir` for `key` with a signature POP (RFC 4211 section 4.1, no poposkInput).
-pub fn ir_body(key: &ClientKey) -> PkiBody<'static> {
+/// A DER TLV with a one-byte tag, of any length.
+fn tlv_long(tag: u8, content: &[u8]) -> Vec<u8> {
+    if content.len() < 0x10000 {
+        return tlv(tag, content);
+    }
+    let n = content.len();
+    [
+        vec![tag, 0x83, (n >> 16) as u8, (n >> 8) as u8, n as u8],
+        content.to_vec(),
+    ]
+    .concat()
+}
+
+/// An `ir` for `key` with a signature POP (RFC 4211 section 4.1, no poposkInput), DER.
+pub fn ir_body(key: &ClientKey) -> Vec<u8> {
+    certificate_body(key, PkiBody::Ir, None)
+}
+
+/// An `ir` as an RA sends it: [`ir_body`] with `subject` (RFC 4514) in the template.
+pub fn ra_ir_body(key: &ClientKey, subject: &str) -> Vec<u8> {
+    let name = std::str::FromStr::from_str(subject).expect("an RFC 4514 name");
+    certificate_body(key, PkiBody::Ir, Some(name))
+}
+
+/// A `kur` for `key` with a signature POP, as [`ir_body`], DER.
+pub fn kur_body(key: &ClientKey) -> Vec<u8> {
+    certificate_body(key, PkiBody::KUr, None)
+}
+
+fn certificate_body(
+    key: &ClientKey,
+    kind: fn(Vec<CertReqMsg>) -> PkiBody<'static>,
+    subject: Option<Name>,
+) -> Vec<u8> {
     let cert_req = CertRequest {
         cert_req_id: Int::new(&[0]).expect("an INTEGER"),
         cert_template: CertTemplate {
@@ -210,7 +305,7 @@ pub fn ir_body(key: &ClientKey) -> PkiBody<'static> {
             signature: None,
             issuer: None,
             validity: None,
-            subject: None,
+            subject,
             subject_public_key_info: Some(key.spki()),
             issuer_unique_id: None,
             subject_unique_id: None,
@@ -219,7 +314,7 @@ pub fn ir_body(key: &ClientKey) -> PkiBody<'static> {
         controls: None,
     };
     let signature = key.sign(&cert_req.to_der().expect("CertRequest DER"));
-    PkiBody::Ir(vec![CertReqMsg {
+    kind(vec![CertReqMsg {
         cert_req,
         popo: Some(ProofOfPossession::Signature(Box::new(PopoSigningKey {
             poposk_input: None,
@@ -231,10 +326,12 @@ pub fn ir_body(key: &ClientKey) -> PkiBody<'static> {
         }))),
         reg_info: None,
     }])
+    .to_der()
+    .expect("body DER")
 }
 
 /// A `certConf` accepting `certificate` (certHash SHA-256: the CA signs with ECDSA-SHA256).
-pub fn cert_conf_body(certificate: &[u8]) -> PkiBody<'static> {
+pub fn cert_conf_body(certificate: &[u8]) -> Vec<u8> {
     use sha2::Digest;
     PkiBody::CertConf(vec![CertStatus {
         cert_hash: OctetString::new(sha2::Sha256::digest(certificate).to_vec())
@@ -242,10 +339,27 @@ pub fn cert_conf_body(certificate: &[u8]) -> PkiBody<'static> {
         cert_req_id: Int::new(&[0]).expect("an INTEGER"),
         status_info: None,
     }])
+    .to_der()
+    .expect("body DER")
+}
+
+/// A `certConf` with one CertStatus written out (RFC 9810 section 5.3.18): `cert_hash`,
+/// certReqId 0, status rejection when `rejected` (else none: accepted), and the cmp2021
+/// field hashAlg ([0] EXPLICIT AlgorithmIdentifier, parameters absent) when given.
+pub fn cert_status_body(cert_hash: &[u8], hash_alg: Option<&str>, rejected: bool) -> Vec<u8> {
+    let mut status = [tlv(0x04, cert_hash), vec![0x02, 0x01, 0x00]].concat();
+    if rejected {
+        // PKIStatusInfo { status rejection (2) }.
+        status.extend(tlv(0x30, &[0x02, 0x01, 0x02]));
+    }
+    if let Some(alg) = hash_alg {
+        status.extend(tlv(0xa0, &tlv(0x30, &tlv(0x06, oid(alg).as_bytes()))));
+    }
+    tlv(0xb8, &tlv(0x30, &tlv(0x30, &status)))
 }
 
 /// A `genm` asking for these info types, with these values (DER).
-pub fn genm_body(asked: &[(&str, Option<Vec<u8>>)]) -> PkiBody<'static> {
+pub fn genm_body(asked: &[(&str, Option<Vec<u8>>)]) -> Vec<u8> {
     PkiBody::GenM(
         asked
             .iter()
@@ -257,6 +371,8 @@ pub fn genm_body(asked: &[(&str, Option<Vec<u8>>)]) -> PkiBody<'static> {
             })
             .collect(),
     )
+    .to_der()
+    .expect("body DER")
 }
 
 /// A crlStatusList's value (RFC 9483 section 4.3.4): one CRLStatus naming the CRL by the URI
@@ -271,16 +387,47 @@ pub fn crl_status_list(uri: &str, this_update: Option<&str>) -> Vec<u8> {
     tlv(0x30, &tlv(0x30, &status))
 }
 
+/// Where the pvno's value byte of a DER PKIMessage is.
+fn pvno_at(der: &[u8]) -> usize {
+    let content = |at: usize| {
+        if der[at + 1] < 0x80 {
+            at + 2
+        } else {
+            at + 2 + usize::from(der[at + 1] & 0x7f)
+        }
+    };
+    let at = content(content(0));
+    assert_eq!(der[at..at + 2], [0x02, 0x01], "pvno opens the header");
+    at + 2
+}
+
+/// The DER of ProtectedPart as a PKIMessage carries it: its header and body, as they are.
+fn protected_part(der: &[u8]) -> Vec<u8> {
+    use der::Reader;
+    let outer = der::asn1::AnyRef::from_der(der).expect("a SEQUENCE");
+    let mut fields = der::SliceReader::new(outer.value()).expect("DER");
+    let header = fields.tlv_bytes().expect("a header");
+    let body = fields.tlv_bytes().expect("a body");
+    tlv_long(0x30, &[header, body].concat())
+}
+
 /// A decoded answer.
 pub struct Answer {
     /// Its DER.
     pub der: Vec<u8>,
+    /// Its DER with pvno 2, as `cmpv2` reads it.
+    typed: Vec<u8>,
 }
 
 impl Answer {
-    /// The message.
+    /// The message (a pvno 3 answer read as pvno 2: [`Answer::pvno`] tells).
     pub fn message(&self) -> PkiMessage<'_> {
-        PkiMessage::from_der(&self.der).expect("the answer is a DER PKIMessage")
+        PkiMessage::from_der(&self.typed).expect("the answer is a DER PKIMessage")
+    }
+
+    /// The answer's pvno.
+    pub fn pvno(&self) -> u8 {
+        self.der[pvno_at(&self.der)]
     }
 
     /// Whether its protection is PBMAC1 with `mac`'s parameters and verifies under `secret`.
@@ -289,12 +436,7 @@ impl Answer {
         let Some(algorithm) = &message.header.protection_alg else {
             return false;
         };
-        let part = ProtectedPart {
-            header: message.header.clone(),
-            body: message.body.clone(),
-        }
-        .to_der()
-        .expect("ProtectedPart DER");
+        let part = protected_part(&self.der);
         *algorithm == mac.algorithm()
             && message
                 .protection
@@ -305,12 +447,7 @@ impl Answer {
     /// Whether its protection is an ECDSA-SHA256 signature by `ca`'s key.
     pub fn signed_by(&self, ca: &Certificate) -> bool {
         let message = self.message();
-        let part = ProtectedPart {
-            header: message.header.clone(),
-            body: message.body.clone(),
-        }
-        .to_der()
-        .expect("ProtectedPart DER");
+        let part = protected_part(&self.der);
         let key = ca
             .tbs_certificate
             .subject_public_key_info
@@ -396,7 +533,9 @@ pub fn send(url: &str, der: Vec<u8>) -> Answer {
         .send()
         .expect("the CMP request is sent");
     assert_eq!(r.status(), 200, "CMP over HTTP answers 200");
-    Answer {
-        der: r.bytes().expect("the answer's body").to_vec(),
-    }
+    let der = r.bytes().expect("the answer's body").to_vec();
+    let mut typed = der.clone();
+    let at = pvno_at(&typed);
+    typed[at] = 2;
+    Answer { der, typed }
 }

@@ -18,6 +18,7 @@ use x509_cert::Certificate;
 
 use crate::error::CmpError;
 use crate::mac::PasswordMac;
+use crate::received::{set_pvno, Version};
 use crate::request::CertKind;
 
 /// The PKIFailureInfo bits (RFC 9810 section 5.2.3), by bit number. (`cmpv2` 0.2's own
@@ -133,6 +134,8 @@ pub enum Answer {
 pub struct Envelope<'a> {
     /// The request's header (transactionID, nonces and sender are taken from it).
     pub request: &'a PkiHeader<'a>,
+    /// The answer's pvno: the request's when served (RFC 9810 section 7).
+    pub version: Version,
     /// The answer's sender: the CA's name.
     pub sender: GeneralName,
     /// A fresh senderNonce.
@@ -252,8 +255,8 @@ impl Answer {
         Ok(der::Any::from_der(&der)?)
     }
 
-    /// The answer as a DER PKIMessage: header after RFC 9483 section 3.1 (pvno 2, the
-    /// request's transactionID, its senderNonce as recipNonce, its sender as recipient),
+    /// The answer as a DER PKIMessage: header after RFC 9483 section 3.1 (pvno of
+    /// `envelope.version`, the request's transactionID, its senderNonce as recipNonce, its sender as recipient),
     /// protected by `protector` (unprotected when `None`: only for an error whose request's
     /// protection could not be verified).
     pub fn encode(
@@ -282,24 +285,28 @@ impl Answer {
             general_info: None,
         };
         let body = self.body()?;
+        // `cmpv2` writes pvno 2; set_pvno writes the version answered.
         let protection = match protector {
             Some(p) => {
-                let part = Protected {
+                let mut part = Protected {
                     header: header.clone(),
                     body: body.clone(),
                 }
                 .to_der()?;
+                set_pvno(&mut part, envelope.version)?;
                 Some(BitString::from_bytes(&p.protect(&part)?)?)
             }
             None => None,
         };
-        Ok(Message {
+        let mut der = Message {
             header,
             body,
             protection,
             extra_certs: (!envelope.extra_certs.is_empty()).then_some(envelope.extra_certs),
         }
-        .to_der()?)
+        .to_der()?;
+        set_pvno(&mut der, envelope.version)?;
+        Ok(der)
     }
 }
 

@@ -13,6 +13,9 @@ pub enum CmpError {
     /// A message of a type this server does not accept as a request.
     #[error("unsupported message type {0}")]
     UnsupportedBody(&'static str),
+    /// A pvno this server does not speak (RFC 9810 section 7: it speaks 2 and 3).
+    #[error("unsupported protocol version {0} (pvno 2 and 3 are served)")]
+    UnsupportedVersion(i64),
     /// The protection algorithm (or one of its parameters) is not one this server accepts.
     #[error("unsupported protection: {0}")]
     BadAlg(String),
@@ -42,6 +45,7 @@ impl CmpError {
         match self {
             CmpError::Malformed(_) => FailureInfo::BadDataFormat,
             CmpError::UnsupportedBody(_) => FailureInfo::BadRequest,
+            CmpError::UnsupportedVersion(_) => FailureInfo::UnsupportedVersion,
             CmpError::BadAlg(_) => FailureInfo::BadAlg,
             CmpError::BadMessageCheck(_) => FailureInfo::BadMessageCheck,
             CmpError::BadHeader(_) => FailureInfo::BadDataFormat,

@@ -9,20 +9,39 @@ use x509_cert::ext::pkix::name::GeneralName;
 use crate::answer::{Answer, Envelope, FailureInfo};
 use crate::general::CurrentCrl;
 use crate::mac::PasswordMac;
-use crate::Request;
+use crate::{Received, Request, Version};
 
 /// A request body of `POST /.well-known/cmp` (a DER PKIMessage, RFC 9810 section 5.1) through
-/// `decode`, `Request::read`, the proof-of-possession readers (an enrollment's and an RA's),
+/// `Received::read` (pvno 2 and 3, hashAlg) and `decode`, `Request::read`, certHash with each
+/// CertStatus's hashAlg, the proof-of-possession readers (an enrollment's and an RA's),
 /// the certTemplate's names as the profile reads them, the password-based MAC parameters
 /// (PBM and PBMAC1) and computation, the genm answer (a crlStatusList among its info types),
 /// and an error answer to it, which must always encode. Panics on a broken rule.
 pub fn cmp_message(data: &[u8]) {
-    let Ok(message) = crate::decode(data) else {
+    let Ok(received) = Received::read(data) else {
+        assert!(
+            crate::decode(data).is_err(),
+            "what decode reads, Received reads"
+        );
         return;
     };
-    let part = crate::protected_part(&message).expect("a decoded message re-encodes");
-    assert!(part.len() <= data.len() + 16);
+    let message = received.message().expect("a read message decodes");
+    let part = received.protected_part();
+    assert!(part.len() <= data.len());
+    if received.version() == Ok(Version::Cmp2000) && received.hash_alg(0).is_none() {
+        assert_eq!(
+            crate::protected_part(&message).expect("a decoded message re-encodes"),
+            part,
+            "a pvno 2 message is read as it was received"
+        );
+    }
+    let _ = received.check_syntax();
     match Request::read(&message) {
+        Ok(Request::CertConf(statuses)) => {
+            for (i, _) in statuses.iter().enumerate() {
+                let _ = crate::cert_hash(data, received.hash_alg(i));
+            }
+        }
         Ok(Request::Certificate(_, request)) => {
             let _ = crate::signature_pop(request);
             let _ = crate::ra_key_proof(request);
@@ -48,8 +67,8 @@ pub fn cmp_message(data: &[u8]) {
     }
     if let Some(algorithm) = &message.header.protection_alg {
         if let Ok(pbm) = PasswordMac::from_algorithm(algorithm) {
-            let tag = pbm.compute(b"0123-4567-89AB-CDEF", &part);
-            assert!(pbm.verify(b"0123-4567-89AB-CDEF", &part, &tag));
+            let tag = pbm.compute(b"0123-4567-89AB-CDEF", part);
+            assert!(pbm.verify(b"0123-4567-89AB-CDEF", part, &tag));
         }
     }
     let answer = Answer::Error {
@@ -60,6 +79,7 @@ pub fn cmp_message(data: &[u8]) {
         .encode(
             Envelope {
                 request: &message.header,
+                version: received.answer_version(),
                 sender: GeneralName::DirectoryName(Default::default()),
                 nonce: [7; 16],
                 now: 1_700_000_000,

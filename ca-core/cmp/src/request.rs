@@ -6,13 +6,17 @@ use cmpv2::message::{PkiMessage, ProtectedPart};
 use cmpv2::status::CertStatus;
 use crmf::pop::ProofOfPossession;
 use crmf::request::{CertReqMsg, CertTemplate};
-use der::{Decode, Encode};
+use der::{Decode, Encode, Tagged};
 use x509_cert::request::CertReq;
 
 use crate::error::CmpError;
 
 /// The largest PKIMessage read (the HTTP front refuses a longer body before decoding).
 pub const MAX_MESSAGE: usize = 64 * 1024;
+
+/// Longest transactionID accepted (RFC 9483 section 3.1 asks for 128 random bits; the server
+/// keys a transaction's certificate by it).
+pub const MAX_TRANSACTION_ID: usize = 64;
 
 /// Shortest senderNonce accepted (RFC 9483 section 3.1: 128 bits).
 const MIN_NONCE: usize = 16;
@@ -80,11 +84,18 @@ pub enum Request<'m> {
 
 impl Request<'_> {
     /// Reads what `message` asks, after the header checks RFC 9483 section 3.1 makes of every
-    /// request: a transactionID and a senderNonce of at least 128 bits.
+    /// request: a transactionID (of at most [`MAX_TRANSACTION_ID`] bytes) and a senderNonce of
+    /// at least 128 bits.
     pub fn read<'m>(message: &'m PkiMessage<'m>) -> Result<Request<'m>, CmpError> {
         let header = &message.header;
-        if header.trans_id.is_none() {
-            return Err(CmpError::BadHeader("transactionID missing".into()));
+        match &header.trans_id {
+            Some(id) if id.as_bytes().len() <= MAX_TRANSACTION_ID => {}
+            Some(_) => {
+                return Err(CmpError::BadHeader(format!(
+                    "transactionID longer than {MAX_TRANSACTION_ID} bytes"
+                )))
+            }
+            None => return Err(CmpError::BadHeader("transactionID missing".into())),
         }
         match &header.sender_nonce {
             Some(nonce) if nonce.as_bytes().len() >= MIN_NONCE => {}
@@ -243,26 +254,144 @@ fn body_name(body: &PkiBody<'_>) -> &'static str {
     }
 }
 
-/// The certHash a certConf carries for `certificate` (RFC 9810 section 5.3.18 for pvno 2):
-/// the hash of its DER with the hash of its signature algorithm (SHA-512 for Ed25519, as
-/// RFC 9810 and OpenSSL take it). `None` for a signature algorithm without a known hash.
+/// The certHash a certConf carries for `certificate` without hashAlg (RFC 9810 section
+/// 5.3.18): the hash of its DER with the hash of its signature algorithm (SHA-512 for
+/// Ed25519, as RFC 9810 and OpenSSL take it). `None` for a signature algorithm without a
+/// known hash.
 pub fn certificate_hash(certificate: &[u8]) -> Option<Vec<u8>> {
-    use sha2::Digest;
     let parsed = x509_cert::Certificate::from_der(certificate).ok()?;
     let algorithm = parsed.signature_algorithm.oid.to_string();
-    Some(match algorithm.as_str() {
+    let hash = match algorithm.as_str() {
         // ecdsa-with-SHA256, sha256WithRSAEncryption
-        "1.2.840.10045.4.3.2" | "1.2.840.113549.1.1.11" => {
-            sha2::Sha256::digest(certificate).to_vec()
-        }
+        "1.2.840.10045.4.3.2" | "1.2.840.113549.1.1.11" => Hash::Sha256,
         // ecdsa-with-SHA384, sha384WithRSAEncryption
-        "1.2.840.10045.4.3.3" | "1.2.840.113549.1.1.12" => {
-            sha2::Sha384::digest(certificate).to_vec()
-        }
+        "1.2.840.10045.4.3.3" | "1.2.840.113549.1.1.12" => Hash::Sha384,
         // ecdsa-with-SHA512, sha512WithRSAEncryption, Ed25519
-        "1.2.840.10045.4.3.4" | "1.2.840.113549.1.1.13" | "1.3.101.112" => {
-            sha2::Sha512::digest(certificate).to_vec()
-        }
+        "1.2.840.10045.4.3.4" | "1.2.840.113549.1.1.13" | "1.3.101.112" => Hash::Sha512,
         _ => return None,
-    })
+    };
+    Some(hash.digest(certificate))
+}
+
+/// The certHash a certConf's CertStatus carries for `certificate` (RFC 9810 section
+/// 5.3.18): with `hash_alg` (cmp2021), the hash of the DER with that algorithm (SHA-256,
+/// SHA-384 or SHA-512, parameters absent or NULL; another is `badAlg`); without it, as
+/// [`certificate_hash`] says.
+pub fn cert_hash(
+    certificate: &[u8],
+    hash_alg: Option<&spki::AlgorithmIdentifierOwned>,
+) -> Result<Option<Vec<u8>>, CmpError> {
+    let Some(algorithm) = hash_alg else {
+        return Ok(certificate_hash(certificate));
+    };
+    let null_or_absent = algorithm
+        .parameters
+        .as_ref()
+        .is_none_or(|p| p.tag() == der::Tag::Null && p.value().is_empty());
+    let hash = match algorithm.oid.to_string().as_str() {
+        "2.16.840.1.101.3.4.2.1" if null_or_absent => Hash::Sha256,
+        "2.16.840.1.101.3.4.2.2" if null_or_absent => Hash::Sha384,
+        "2.16.840.1.101.3.4.2.3" if null_or_absent => Hash::Sha512,
+        other => {
+            return Err(CmpError::BadAlg(format!(
+                "hashAlg {other}: SHA-256, SHA-384 and SHA-512 are served"
+            )))
+        }
+    };
+    Ok(Some(hash.digest(certificate)))
+}
+
+/// The hash functions a certHash is computed with.
+#[derive(Clone, Copy)]
+enum Hash {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl Hash {
+    fn digest(self, data: &[u8]) -> Vec<u8> {
+        use sha2::Digest;
+        match self {
+            Hash::Sha256 => sha2::Sha256::digest(data).to_vec(),
+            Hash::Sha384 => sha2::Sha384::digest(data).to_vec(),
+            Hash::Sha512 => sha2::Sha512::digest(data).to_vec(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use der::asn1::ObjectIdentifier;
+    use sha2::Digest;
+    use spki::AlgorithmIdentifierOwned;
+
+    /// A certificate signed with ecdsa-with-SHA256 (its signature is not checked here).
+    fn certificate() -> Vec<u8> {
+        use std::str::FromStr;
+        let der = include_bytes!("../testdata/ecdsa-p256.der").to_vec();
+        assert_eq!(
+            x509_cert::Certificate::from_der(&der)
+                .unwrap()
+                .signature_algorithm
+                .oid,
+            ObjectIdentifier::from_str("1.2.840.10045.4.3.2").unwrap()
+        );
+        der
+    }
+
+    fn alg(oid: &str, parameters: Option<der::Any>) -> AlgorithmIdentifierOwned {
+        AlgorithmIdentifierOwned {
+            oid: ObjectIdentifier::new_unwrap(oid),
+            parameters,
+        }
+    }
+
+    #[test]
+    fn without_hash_alg_the_signature_hash_is_used() {
+        let der = certificate();
+        let sha256 = sha2::Sha256::digest(&der).to_vec();
+        assert_eq!(certificate_hash(&der), Some(sha256.clone()));
+        assert_eq!(cert_hash(&der, None).unwrap(), Some(sha256));
+        assert_eq!(cert_hash(b"not a certificate", None).unwrap(), None);
+    }
+
+    #[test]
+    fn hash_alg_chooses_the_hash() {
+        let der = certificate();
+        let sha384 = alg("2.16.840.1.101.3.4.2.2", None);
+        assert_eq!(
+            cert_hash(&der, Some(&sha384)).unwrap(),
+            Some(sha2::Sha384::digest(&der).to_vec())
+        );
+        let sha512 = alg(
+            "2.16.840.1.101.3.4.2.3",
+            Some(der::Any::from(der::asn1::Null)),
+        );
+        assert_eq!(
+            cert_hash(&der, Some(&sha512)).unwrap(),
+            Some(sha2::Sha512::digest(&der).to_vec())
+        );
+        // The same algorithm as the signature's still names it explicitly.
+        let sha256 = alg("2.16.840.1.101.3.4.2.1", None);
+        assert_eq!(
+            cert_hash(&der, Some(&sha256)).unwrap(),
+            certificate_hash(&der)
+        );
+        // SHA-1, and SHA-256 with parameters, are not served.
+        let sha1 = alg("1.3.14.3.2.26", None);
+        assert!(matches!(
+            cert_hash(&der, Some(&sha1)),
+            Err(CmpError::BadAlg(_))
+        ));
+        let odd = alg(
+            "2.16.840.1.101.3.4.2.1",
+            Some(der::Any::from_der(&[0x01, 0x01, 0xff]).unwrap()),
+        );
+        assert!(matches!(
+            cert_hash(&der, Some(&odd)),
+            Err(CmpError::BadAlg(_))
+        ));
+    }
 }

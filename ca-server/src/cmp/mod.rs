@@ -20,18 +20,18 @@ use axum::routing::post;
 use axum::Router;
 use ca_cmp::answer::{Answer, Envelope, FailureInfo, MacProtector, Protector};
 use ca_cmp::mac::PasswordMac;
-use ca_cmp::{CertKind, Request};
+use ca_cmp::{CertKind, Received, Request};
 use ca_core::audit::Protocol;
 use ca_core::crl::CrlPublisher;
 use ca_core::engine::{
-    Engine, IssueRequest, KeyRequest, NewKey, RedeemKey, RenewRequest, Requester,
+    Engine, IssueRequest, Issued, KeyRequest, NewKey, RedeemKey, RenewRequest, Requester,
     VerifiedRedemption,
 };
 use ca_core::enrollment::{CodeHash, CodeKey, EnrollmentCode, CODE_KEY_LEN};
 use ca_core::error::{CaError, ErrorClass};
 use ca_core::metrics::CodeChecks;
 use ca_core::revocation::RevocationReason;
-use ca_core::store::CertRecord;
+use ca_core::store::{CertRecord, IdempotencyKey};
 use cmpv2::message::PkiMessage;
 use cmpv2::status::PkiStatus;
 use der::{Decode, Encode};
@@ -306,11 +306,11 @@ async fn serve(
             format!("the body must be {}", ca_cmp::CONTENT_TYPE),
         );
     }
-    let message = match ca_cmp::decode(body) {
-        Ok(message) => message,
+    let received = match ca_cmp::Received::read(body) {
+        Ok(received) => received,
         Err(e) => return not_cmp(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    match front.answer(profile.as_deref(), &message).await {
+    match front.answer(profile.as_deref(), &received).await {
         Ok(der) => (
             StatusCode::OK,
             [(
@@ -375,6 +375,7 @@ fn failure_of(e: &CaError) -> FailureInfo {
         CaError::CsrSignatureInvalid => FailureInfo::BadPop,
         CaError::EnrollmentCodeInvalid { .. } => FailureInfo::BadMessageCheck,
         CaError::EnrollmentRedeemed => FailureInfo::DuplicateCertReq,
+        CaError::IdempotencyConflict(_) => FailureInfo::TransactionIdInUse,
         CaError::EnrollmentNotFound(_) | CaError::EnrollmentLocked | CaError::EnrollmentExpired => {
             FailureInfo::NotAuthorized
         }
@@ -390,6 +391,13 @@ fn failure_of(e: &CaError) -> FailureInfo {
     }
 }
 
+/// A request as received: the typed message, and what `cmpv2` does not type (pvno, hashAlg,
+/// the ProtectedPart as received).
+struct Incoming<'m> {
+    message: &'m PkiMessage<'m>,
+    received: &'m Received,
+}
+
 /// An enrollment whose code keyed the request's MAC.
 struct MacSender {
     id: [u8; 16],
@@ -398,15 +406,22 @@ struct MacSender {
 }
 
 impl CmpFront {
-    /// The DER answer to `message`, received at the path of `profile` (`None`: the default
-    /// path).
+    /// The DER answer to `received`, at the path of `profile` (`None`: the default path), in
+    /// the request's version (RFC 9810 section 7; a version not served is answered with
+    /// `unsupportedVersion`, unprotected, in the nearest version served).
     async fn answer(
         &self,
         profile: Option<&str>,
-        message: &PkiMessage<'_>,
+        received: &Received,
     ) -> Result<Vec<u8>, ca_cmp::CmpError> {
+        let message = &received.message()?;
+        let request = Incoming { message, received };
         let mut protection = Protection::None;
-        let answer = match self.handle(profile, message, &mut protection).await {
+        let handled = match received.check_syntax() {
+            Ok(_) => self.handle(profile, &request, &mut protection).await,
+            Err(e) => Err(Refusal::from(e)),
+        };
+        let answer = match handled {
             Ok(answer) => answer,
             Err(refusal) => Answer::Error {
                 failure: refusal.failure,
@@ -422,6 +437,7 @@ impl CmpFront {
         let issuing = self.chain.first();
         let envelope = Envelope {
             request: &message.header,
+            version: received.answer_version(),
             sender: GeneralName::DirectoryName(
                 issuing
                     .map(|c| c.tbs_certificate.subject.clone())
@@ -457,9 +473,10 @@ impl CmpFront {
     async fn handle(
         &self,
         profile: Option<&str>,
-        message: &PkiMessage<'_>,
+        incoming: &Incoming<'_>,
         protection: &mut Protection,
     ) -> Result<Answer, Refusal> {
+        let message = incoming.message;
         let request = Request::read(message)?;
         let mac = message
             .header
@@ -470,11 +487,11 @@ impl CmpFront {
             Request::Certificate(kind @ (CertKind::Ir | CertKind::Cr), request) => {
                 let cert_req_id = int_value(&request.cert_req.cert_req_id)?;
                 if !mac {
-                    let ra = self.ra_signer(message, protection)?;
-                    let issued = self.issue_for_ra(profile, request, ra).await?;
+                    let ra = self.ra_signer(incoming, protection)?;
+                    let issued = self.issue_for_ra(profile, message, request, ra).await?;
                     return self.issued(Some(kind), cert_req_id, &issued, false);
                 }
-                let sender = self.mac_sender(message, protection).await?;
+                let sender = self.mac_sender(incoming, protection).await?;
                 let key = self.proven_key(&ca_cmp::signature_pop(request)?)?;
                 let verified = self.redemption(profile, &sender, protection).await?;
                 let issued = self
@@ -486,7 +503,7 @@ impl CmpFront {
             Request::P10cr(csr) => {
                 let der = csr.to_der().map_err(ca_cmp::CmpError::from)?;
                 if !mac {
-                    let ra = self.ra_signer(message, protection)?;
+                    let ra = self.ra_signer(incoming, protection)?;
                     let issued = self
                         .engine
                         .issue(IssueRequest {
@@ -494,13 +511,14 @@ impl CmpFront {
                             profile: self.profile_of(profile).to_string(),
                             identity: Default::default(),
                             validity_days: None,
-                            request_id: None,
+                            request_id: Some(transaction_request_id(message)),
                             requester: ra_requester(ra),
                         })
-                        .await?;
+                        .await;
+                    let issued = self.first_answer(issued)?;
                     return self.issued(None, -1, &issued.record.der, false);
                 }
-                let sender = self.mac_sender(message, protection).await?;
+                let sender = self.mac_sender(incoming, protection).await?;
                 let verified = self.redemption(profile, &sender, protection).await?;
                 let issued = self
                     .engine
@@ -510,32 +528,21 @@ impl CmpFront {
             }
             Request::CertConf(statuses) if !mac => {
                 // The certConf of a kur (signed by the certificate it renewed) or of an RA's
-                // request. The new certificate is committed and nothing of the transaction is
-                // kept, so it is taken as it is (a rejection is logged; rr revokes).
-                let signer = self.signed_by(message, protection)?;
-                let rejected = statuses.iter().any(|s| {
-                    s.status_info
-                        .as_ref()
-                        .is_some_and(|i| i.status == PkiStatus::Rejection)
-                });
-                if rejected {
-                    match signer {
-                        Signer::Subscriber(old) => {
-                            tracing::warn!(renewed = %old.serial, "a CMP kur certificate was rejected by the subscriber in certConf")
-                        }
-                        Signer::Ra(ra) => {
-                            tracing::warn!(%ra, "a CMP certificate was rejected by the RA in certConf")
-                        }
-                    }
-                }
-                Ok(Answer::Confirmed)
+                // request, in the signer's transaction scope.
+                let requester = match self.signed_by(incoming, protection)? {
+                    Signer::Subscriber(old) => kur_requester(&old),
+                    Signer::Ra(ra) => ra_requester(ra),
+                };
+                self.confirm_transaction(incoming, &requester, statuses)
+                    .await
             }
             Request::CertConf(statuses) => {
-                let sender = self.mac_sender(message, protection).await?;
-                self.confirm(&sender, statuses).await
+                let sender = self.mac_sender(incoming, protection).await?;
+                self.confirm(&sender, statuses, incoming.received.hash_alg(0))
+                    .await
             }
             Request::Certificate(CertKind::Kur, request) => {
-                let old = self.subscriber_signer(message, protection)?;
+                let old = self.subscriber_signer(incoming, protection)?;
                 let key = self.proven_key(&ca_cmp::signature_pop(request)?)?;
                 let issued = self
                     .engine
@@ -543,14 +550,11 @@ impl CmpFront {
                         serial: old.serial,
                         key: NewKey::Proven(key),
                         validity_days: None,
-                        request_id: None,
-                        requester: Requester {
-                            name: old.requester.clone(),
-                            token_hash: [0; 32],
-                            protocol: Protocol::Cmp,
-                        },
+                        request_id: Some(transaction_request_id(message)),
+                        requester: kur_requester(&old),
                     })
-                    .await?;
+                    .await;
+                let issued = self.first_answer(issued)?;
                 let cert_req_id = int_value(&request.cert_req.cert_req_id)?;
                 self.issued(Some(CertKind::Kur), cert_req_id, &issued.record.der, false)
             }
@@ -559,7 +563,7 @@ impl CmpFront {
                     .serial_number
                     .as_ref()
                     .and_then(|n| ca_core::serial::Serial::from_bytes(n.as_bytes()));
-                let (serial, requester) = match self.signed_by(message, protection)? {
+                let (serial, requester) = match self.signed_by(incoming, protection)? {
                     Signer::Subscriber(holder) if named == Some(holder.serial) => {
                         (holder.serial, holder.requester)
                     }
@@ -592,11 +596,11 @@ impl CmpFront {
                 *protection = match &message.header.protection_alg {
                     // A MAC-protected genm is answered with the same MAC once it verifies.
                     Some(_) if mac => {
-                        self.mac_sender(message, protection).await?;
+                        self.mac_sender(incoming, protection).await?;
                         std::mem::replace(protection, Protection::None)
                     }
                     Some(_) => {
-                        self.signed_by(message, protection)?;
+                        self.signed_by(incoming, protection)?;
                         Protection::Ca
                     }
                     None => Protection::Ca,
@@ -635,6 +639,7 @@ impl CmpFront {
     async fn issue_for_ra(
         &self,
         profile: Option<&str>,
+        message: &PkiMessage<'_>,
         request: &ca_cmp::CertReqMsg,
         ra: String,
     ) -> Result<Vec<u8>, Refusal> {
@@ -654,10 +659,11 @@ impl CmpFront {
                 profile: self.profile_of(profile).to_string(),
                 identity: ca_core::profile::Identity { subject, sans },
                 validity_days: None,
+                request_id: Some(transaction_request_id(message)),
                 requester: ra_requester(ra),
             })
-            .await?;
-        Ok(issued.record.der)
+            .await;
+        Ok(self.first_answer(issued)?.record.der)
     }
 
     /// The key a signature proof of possession proves, once the signature verifies.
@@ -678,10 +684,10 @@ impl CmpFront {
     /// [`CmpFront::signed_by`] for a request only a subscriber signs (`kur`).
     fn subscriber_signer(
         &self,
-        message: &PkiMessage<'_>,
+        incoming: &Incoming<'_>,
         protection: &mut Protection,
     ) -> Result<Box<CertRecord>, Refusal> {
-        match self.signed_by(message, protection)? {
+        match self.signed_by(incoming, protection)? {
             Signer::Subscriber(record) => Ok(record),
             Signer::Ra(_) => Err(Refusal {
                 failure: FailureInfo::NotAuthorized,
@@ -694,10 +700,10 @@ impl CmpFront {
     /// `p10cr`: a subscriber without an enrollment has nothing to redeem).
     fn ra_signer(
         &self,
-        message: &PkiMessage<'_>,
+        incoming: &Incoming<'_>,
         protection: &mut Protection,
     ) -> Result<String, Refusal> {
-        match self.signed_by(message, protection)? {
+        match self.signed_by(incoming, protection)? {
             Signer::Ra(name) => Ok(name),
             Signer::Subscriber(_) => Err(Refusal {
                 failure: FailureInfo::NotAuthorized,
@@ -715,9 +721,10 @@ impl CmpFront {
     /// signature once it does (and for the refusals after the certificate is known).
     fn signed_by(
         &self,
-        message: &PkiMessage<'_>,
+        incoming: &Incoming<'_>,
         protection: &mut Protection,
     ) -> Result<Signer, Refusal> {
+        let message = incoming.message;
         let untrusted = |text: &str| Refusal {
             failure: FailureInfo::SignerNotTrusted,
             text: text.into(),
@@ -769,13 +776,13 @@ impl CmpFront {
             }
         };
         let key = ca_core::csr::key_from_spki_der(&spki)?;
-        let data = ca_cmp::protected_part(message)?;
+        let data = incoming.received.protected_part();
         let signature = message
             .protection
             .as_ref()
             .map(|p| p.raw_bytes())
             .unwrap_or_default();
-        ca_core::csr::verify_signature(algorithm.oid.as_bytes(), &key, &data, signature).map_err(
+        ca_core::csr::verify_signature(algorithm.oid.as_bytes(), &key, data, signature).map_err(
             |_| Refusal {
                 failure: FailureInfo::BadMessageCheck,
                 text: "the signature does not verify with the certificate's key".into(),
@@ -835,9 +842,10 @@ impl CmpFront {
     /// wrong secret). Sets `protection` for the answer once the MAC verified.
     async fn mac_sender(
         &self,
-        message: &PkiMessage<'_>,
+        incoming: &Incoming<'_>,
         protection: &mut Protection,
     ) -> Result<MacSender, Refusal> {
+        let message = incoming.message;
         let algorithm = message.header.protection_alg.as_ref().ok_or(Refusal {
             failure: FailureInfo::BadMessageCheck,
             text: "the request must be MAC-protected with the enrollment's code".into(),
@@ -867,13 +875,13 @@ impl CmpFront {
                     .into(),
             });
         }
-        let data = ca_cmp::protected_part(message)?;
+        let data = incoming.received.protected_part();
         let tag = message
             .protection
             .as_ref()
             .map(|p| p.raw_bytes())
             .unwrap_or_default();
-        if !pbm.verify(code.as_str().as_bytes(), &data, tag) {
+        if !pbm.verify(code.as_str().as_bytes(), data, tag) {
             // Counted like a wrong code in the JSON API: an empty code is never right.
             let refusal = match self.engine.verify_redemption(id, "").await {
                 Err(CaError::EnrollmentCodeInvalid { attempts_left }) => Refusal {
@@ -936,6 +944,7 @@ impl CmpFront {
         &self,
         sender: &MacSender,
         statuses: &[cmpv2::status::CertStatus<'_>],
+        hash_alg: Option<&spki::AlgorithmIdentifierOwned>,
     ) -> Result<Answer, Refusal> {
         let serial = sender.serial.ok_or(Refusal {
             failure: FailureInfo::BadRequest,
@@ -952,22 +961,148 @@ impl CmpFront {
             .store()
             .certificate(&serial)?
             .ok_or_else(|| CaError::SerialNotFound(serial.to_hex()))?;
-        let hash = ca_cmp::certificate_hash(&record.der);
-        if hash.as_deref() != Some(status.cert_hash.as_bytes()) {
-            return Err(Refusal {
-                failure: FailureInfo::BadCertId,
-                text: "certHash is not that of the certificate issued for this enrollment".into(),
-            });
-        }
-        let rejected = status
-            .status_info
-            .as_ref()
-            .is_some_and(|s| s.status == PkiStatus::Rejection);
-        if rejected {
+        check_cert_hash(&record.der, status, hash_alg)?;
+        if rejected(status) {
             self.engine.undo_redemption(sender.id, serial).await?;
             tracing::info!(enrollment = %hex::encode(sender.id), %serial, "CMP certificate rejected by the subscriber; redemption undone");
         }
         Ok(Answer::Confirmed)
+    }
+
+    /// certConf of a kur or of an RA's request (RFC 9483 sections 4.1.1, 4.1.3 and 5): the
+    /// certificate the transaction issued is the one `requester` (the signer's transaction
+    /// scope) asked for under this transactionID; certHash must be its hash (RFC 9810
+    /// section 5.3.18), and a rejection revokes it (cessationOfOperation, audited as
+    /// `certificate_revoked`; a renewed certificate stays as it is).
+    async fn confirm_transaction(
+        &self,
+        incoming: &Incoming<'_>,
+        requester: &Requester,
+        statuses: &[cmpv2::status::CertStatus<'_>],
+    ) -> Result<Answer, Refusal> {
+        let [status] = statuses else {
+            return Err(Refusal {
+                failure: FailureInfo::BadRequest,
+                text: "a certConf must confirm exactly one certificate".into(),
+            });
+        };
+        let key = IdempotencyKey::new(
+            &requester.token_hash,
+            &transaction_request_id(incoming.message),
+        );
+        let entry = self.engine.store().idempotency(&key)?.ok_or(Refusal {
+            failure: FailureInfo::BadRequest,
+            text: "no certificate was issued to this signer in this transaction".into(),
+        })?;
+        let record = self
+            .engine
+            .store()
+            .certificate(&entry.serial)?
+            .filter(|r| r.requester == requester.name)
+            .ok_or_else(|| CaError::SerialNotFound(entry.serial.to_hex()))?;
+        check_cert_hash(&record.der, status, incoming.received.hash_alg(0))?;
+        if rejected(status) {
+            match self
+                .engine
+                .revoke(
+                    record.serial,
+                    RevocationReason::CessationOfOperation,
+                    None,
+                    &requester.name,
+                )
+                .await
+            {
+                // A repeated certConf (its pkiConf was lost) is answered again.
+                Ok(_) | Err(CaError::AlreadyRevoked { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            tracing::warn!(serial = %record.serial, requester = %requester.name, "a CMP certificate was rejected in certConf; revoked");
+        }
+        Ok(Answer::Confirmed)
+    }
+
+    /// The certificate of a certificate request under a transactionID: a retransmission (its
+    /// answer was lost) gets the certificate issued first, unless that was revoked since (a
+    /// finished transaction: `transactionIdInUse`); the transactionID of another request is
+    /// `transactionIdInUse` too.
+    fn first_answer(&self, issued: Result<Issued, CaError>) -> Result<Issued, Refusal> {
+        let in_use = |text: &str| Refusal {
+            failure: FailureInfo::TransactionIdInUse,
+            text: text.into(),
+        };
+        match issued {
+            Ok(issued)
+                if issued.replayed
+                    && self
+                        .engine
+                        .store()
+                        .revocation(&issued.record.serial)?
+                        .is_some() =>
+            {
+                Err(in_use(
+                    "this transactionID's certificate was revoked: start a new transaction",
+                ))
+            }
+            Ok(issued) => Ok(issued),
+            Err(CaError::IdempotencyConflict(_)) => Err(in_use(
+                "this transactionID was used for another request: start a new transaction",
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Whether a CertStatus rejects its certificate.
+fn rejected(status: &cmpv2::status::CertStatus<'_>) -> bool {
+    status
+        .status_info
+        .as_ref()
+        .is_some_and(|s| s.status == PkiStatus::Rejection)
+}
+
+/// Checks a CertStatus's certHash against `certificate` (DER), hashed with its hashAlg
+/// (RFC 9810 section 5.3.18): `badCertId` when it is another certificate's.
+fn check_cert_hash(
+    certificate: &[u8],
+    status: &cmpv2::status::CertStatus<'_>,
+    hash_alg: Option<&spki::AlgorithmIdentifierOwned>,
+) -> Result<(), Refusal> {
+    let hash = ca_cmp::cert_hash(certificate, hash_alg)?;
+    if hash.as_deref() != Some(status.cert_hash.as_bytes()) {
+        return Err(Refusal {
+            failure: FailureInfo::BadCertId,
+            text: "certHash is not that of the certificate issued in this transaction".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The request_id a CMP certificate request is issued under (docs/API.md, "CMP",
+/// "Transactions"): `cmp:` and its transactionID in hex, in the signer's scope.
+fn transaction_request_id(message: &PkiMessage<'_>) -> String {
+    let id = message.header.trans_id.as_ref().map(|t| t.as_bytes());
+    format!("cmp:{}", hex::encode(id.unwrap_or_default()))
+}
+
+/// The transaction scope (the `token_hash` that scopes request_ids) of a signer: SHA-256 of
+/// a label and what names it, so that no JSON API token's hash is one.
+fn transaction_scope(label: &[u8], name: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::new()
+        .chain_update(label)
+        .chain_update([0])
+        .chain_update(name)
+        .finalize()
+        .into()
+}
+
+/// The requester of a kur and its certConf: the old certificate's requester, in the scope of
+/// the old certificate (only its key signs there).
+fn kur_requester(old: &CertRecord) -> Requester {
+    Requester {
+        name: old.requester.clone(),
+        token_hash: transaction_scope(b"cmp-kur", old.serial.as_bytes()),
+        protocol: Protocol::Cmp,
     }
 }
 
@@ -992,11 +1127,12 @@ impl Protector for CaProtector {
     }
 }
 
-/// The requester an RA's requests are issued under: its `[[cmp.ras]]` name.
+/// The requester an RA's requests are issued under: its `[[cmp.ras]]` name, in the scope of
+/// that name (only its registered certificates sign there).
 fn ra_requester(name: String) -> Requester {
     Requester {
+        token_hash: transaction_scope(b"cmp-ra", name.as_bytes()),
         name,
-        token_hash: [0; 32],
         protocol: Protocol::Cmp,
     }
 }

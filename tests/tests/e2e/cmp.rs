@@ -644,3 +644,280 @@ fn genm_answers_root_ca_update_template_and_crl_status() {
     );
     assert_eq!(other.general(), vec![(info::CRLS.to_string(), None)]);
 }
+
+/// The JSON API's status of `serial` (`valid`, `revoked`).
+fn api_status(c: &CmpServer, serial: &str) -> String {
+    let r = c.s.get(
+        &format!("/v1/certificates/{serial}"),
+        Some(&c.s.tokens.auditor),
+    );
+    assert_eq!(r.status, 200, "GET /v1/certificates/{serial}: {r}");
+    r.json["status"].as_str().unwrap_or_default().to_string()
+}
+
+/// The target of the only audit entry of `action` whose actor is `actor`.
+fn only_target(c: &CmpServer, action: &str, actor: &str) -> String {
+    let log = e2e_tests::audit_chain::audit_log(&c.s);
+    let found: Vec<_> = log
+        .iter()
+        .filter(|e| e["action"] == action && e["actor"] == actor)
+        .collect();
+    assert_eq!(found.len(), 1, "one {action} by {actor}: {found:?}");
+    found[0]["target"].as_str().unwrap().to_string()
+}
+
+/// certConf after kur and after an RA's ir (RFC 9483 sections 4.1.1, 4.1.3 and 5): when
+/// `openssl cmp` cannot verify the new certificate against `-out_trusted` (here a certificate
+/// of another CA), it rejects it in certConf, and the server revokes the new certificate
+/// (cessationOfOperation, audited) while the renewed one stays good.
+#[test]
+fn certificates_rejected_in_cert_conf_are_revoked() {
+    let (c, ra) = CmpServer::start_with_ra();
+    let unrelated = CmpRa::new(c.s.scratch(), "unrelated");
+    let out_trusted = ["-out_trusted", unrelated.cert.to_str().unwrap()];
+    let (id, code) = c.enrollment(&maria(1.0, 3));
+    let old_key = key_file("ec-p256");
+    let old = c.file("old.pem");
+    c.ir(".well-known/cmp", &id, &code, &old_key, &old)
+        .assert_ok("ir");
+    let old_serial = serial_of(&read_cert(&old));
+    let owner = issued_entry(&c, &old_serial)["actor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let run = c.kur_with(
+        &old,
+        &old_key,
+        &key_file("ec-p384"),
+        &c.file("new.pem"),
+        &out_trusted,
+    );
+    assert!(
+        !run.ok && run.output.contains("received PKICONF"),
+        "openssl rejects the new certificate in certConf and gets pkiConf:\n{}",
+        run.output
+    );
+    let new_serial = only_target(&c, "certificate_renewed", &owner);
+    assert_eq!(api_status(&c, &new_serial), "revoked", "the rejected kup");
+    let revoked = only_target(&c, "certificate_revoked", &owner);
+    assert_eq!(revoked, new_serial, "the rejection is audited");
+    let leaf = old.to_str().unwrap();
+    let ocsp =
+        c.s.ocsp_ask(&format!("{}/ocsp", c.s.base), &["-cert", leaf]);
+    assert_eq!(
+        ocsp_status(&ocsp, leaf).0,
+        "good",
+        "the renewed one:\n{ocsp}"
+    );
+
+    let run = c.signed_ir(
+        (&ra.cert, &ra.key),
+        &key_file("ec-p256"),
+        "/CN=Device 9/O=Example",
+        &[
+            &["-popo", "1", "-sans", "device9.example.com"][..],
+            &out_trusted[..],
+        ]
+        .concat(),
+        &c.file("ra.pem"),
+    );
+    assert!(
+        !run.ok && run.output.contains("received PKICONF"),
+        "the RA rejects the certificate in certConf:\n{}",
+        run.output
+    );
+    let serial = only_target(&c, "certificate_issued", &ra.name);
+    assert_eq!(api_status(&c, &serial), "revoked", "the RA's rejected ip");
+    assert_eq!(only_target(&c, "certificate_revoked", &ra.name), serial);
+}
+
+/// cmp2021 (RFC 9810 sections 5.3.18 and 7) and certConf in a signer's transactions, with the
+/// tests' own client: pvno 3 is answered in pvno 3, hashAlg chooses certHash's hash; a kur
+/// or an RA's ir retransmitted under its transactionID gets the same certificate, another
+/// request under it is transactionIdInUse; certConf must name the certificate its signer's
+/// transaction issued (badCertId for another certHash, badRequest for another signer's
+/// transaction), and a rejection revokes it.
+#[test]
+fn cmp2021_cert_conf_and_transactions() {
+    use e2e_tests::cmp_client::{self as client, ClientKey, Pbmac1, Request};
+    use sha2::Digest;
+    const SHA384: &str = "2.16.840.1.101.3.4.2.2";
+    const SHA512: &str = "2.16.840.1.101.3.4.2.3";
+    const BAD_REQUEST: usize = 2;
+    const BAD_CERT_ID: usize = 4;
+    const TRANSACTION_ID_IN_USE: usize = 21;
+    const UNSUPPORTED_VERSION: usize = 22;
+    let (c, ra) = CmpServer::start_with_ra();
+    let url = format!("{}/.well-known/cmp", c.s.base);
+    let request = |body: Vec<u8>, kid: Option<Vec<u8>>, transaction: &[u8]| Request {
+        body,
+        sender_kid: kid,
+        transaction: transaction.to_vec(),
+    };
+    let is_conf = |a: &client::Answer| matches!(a.message().body, cmpv2::body::PkiBody::PkiConf(_));
+
+    // An enrollment redeemed with a MAC-protected ir, confirmed in pvno 3 with hashAlg
+    // SHA-512 (the CA signs with ECDSA-SHA256, so the default would be SHA-256).
+    let (id, code) = c.enrollment(&maria(1.0, 3));
+    let mac = Pbmac1 {
+        salt: client::random(16),
+        iterations: 1_000,
+    };
+    let kid = Some(id.as_bytes().to_vec());
+    let secret = Some((&mac, code.as_bytes()));
+    let key1 = ClientKey::generate();
+    let t1 = client::random(16);
+    let ip = client::send(
+        &url,
+        client::encode(request(client::ir_body(&key1), kid.clone(), &t1), secret),
+    );
+    let cert1 = ip.certificate().expect("an ip");
+    let sha256 = sha2::Sha256::digest(&cert1).to_vec();
+    let sha512 = sha2::Sha512::digest(&cert1).to_vec();
+    let conf = |hash: &[u8], alg: Option<&str>, pvno: u8| {
+        let body = client::cert_status_body(hash, alg, false);
+        client::send(
+            &url,
+            client::encode_pvno(request(body, kid.clone(), &t1), pvno, secret),
+        )
+    };
+    let answer = conf(&sha512, Some(SHA512), 2);
+    assert_eq!(
+        answer.failure_bits(),
+        vec![BAD_REQUEST],
+        "hashAlg needs pvno 3"
+    );
+    assert_eq!(answer.pvno(), 2);
+    let answer = conf(&sha256, Some(SHA512), 3);
+    assert_eq!(
+        answer.failure_bits(),
+        vec![BAD_CERT_ID],
+        "hashAlg SHA-512, SHA-256 hash"
+    );
+    let answer = conf(&sha512, Some(SHA512), 3);
+    assert!(is_conf(&answer), "pkiConf for hashAlg SHA-512");
+    assert_eq!(answer.pvno(), 3, "answered in the request's version");
+    assert!(answer.mac_verifies(&mac, code.as_bytes()), "over pvno 3");
+    let answer = conf(&sha256, None, 3);
+    assert!(
+        is_conf(&answer),
+        "pvno 3 without hashAlg: the signature's hash"
+    );
+    let answer = client::send(
+        &url,
+        client::encode_pvno(request(client::genm_body(&[]), None, &t1), 4, None),
+    );
+    assert_eq!(answer.failure_bits(), vec![UNSUPPORTED_VERSION]);
+    assert_eq!(answer.pvno(), 3, "the highest version served");
+
+    // kur signed by the certificate, transaction t2; its retransmission gets the same one.
+    let signed = |body: Vec<u8>, t: &[u8], pvno: u8, key: &ClientKey, cert: &[u8]| {
+        client::send(
+            &url,
+            client::encode_signed(request(body, None, t), pvno, key, cert),
+        )
+    };
+    let key2 = ClientKey::generate();
+    let t2 = client::random(16);
+    let kup = signed(client::kur_body(&key2), &t2, 2, &key1, &cert1);
+    let cert2 = kup.certificate().expect("a kup");
+    let again = signed(client::kur_body(&key2), &t2, 2, &key1, &cert1);
+    assert_eq!(
+        again.certificate(),
+        Some(cert2.clone()),
+        "a retransmitted kur"
+    );
+    let other = signed(
+        client::kur_body(&ClientKey::generate()),
+        &t2,
+        2,
+        &key1,
+        &cert1,
+    );
+    assert_eq!(other.failure_bits(), vec![TRANSACTION_ID_IN_USE]);
+
+    // RA ir, transaction t3, and its retransmission.
+    let ra_key = ClientKey::from_pem_file(&ra.key);
+    let ra_cert = read_cert(&ra.cert);
+    let key3 = ClientKey::generate();
+    let t3 = client::random(16);
+    let ra_ir = || {
+        signed(
+            client::ra_ir_body(&key3, "CN=Device 10,O=Example"),
+            &t3,
+            2,
+            &ra_key,
+            &ra_cert,
+        )
+    };
+    let ip = ra_ir();
+    let cert3 = ip
+        .certificate()
+        .unwrap_or_else(|| panic!("an ip: {:?}", ip.failure_bits()));
+    assert_eq!(
+        ra_ir().certificate(),
+        Some(cert3.clone()),
+        "a retransmitted RA ir"
+    );
+
+    // certConf of t2: another certificate's hash is badCertId; another signer's transaction
+    // (the RA's t3 signed by the subscriber, the subscriber's t2 by the RA) is badRequest.
+    let hash = |cert: &[u8]| sha2::Sha256::digest(cert).to_vec();
+    let status =
+        |cert: &[u8], rejected: bool| client::cert_status_body(&hash(cert), None, rejected);
+    let answer = signed(status(&cert1, false), &t2, 2, &key1, &cert1);
+    assert_eq!(
+        answer.failure_bits(),
+        vec![BAD_CERT_ID],
+        "the renewed certificate's hash"
+    );
+    let answer = signed(status(&cert3, false), &t3, 2, &key1, &cert1);
+    assert_eq!(
+        answer.failure_bits(),
+        vec![BAD_REQUEST],
+        "the RA's transaction"
+    );
+    let answer = signed(status(&cert2, true), &t2, 2, &ra_key, &ra_cert);
+    assert_eq!(
+        answer.failure_bits(),
+        vec![BAD_REQUEST],
+        "the subscriber's transaction"
+    );
+    assert_eq!(api_status(&c, &serial_of(&cert2)), "valid");
+
+    // Rejections in pvno 3 with hashAlg SHA-384: the new certificates revoked, the renewed
+    // one valid; the finished transaction's retransmission is transactionIdInUse.
+    let reject =
+        |cert: &[u8]| client::cert_status_body(&sha2::Sha384::digest(cert), Some(SHA384), true);
+    let answer = signed(reject(&cert2), &t2, 3, &key1, &cert1);
+    assert!(
+        is_conf(&answer) && answer.pvno() == 3,
+        "{:?}",
+        answer.failure_bits()
+    );
+    assert_eq!(
+        api_status(&c, &serial_of(&cert2)),
+        "revoked",
+        "the rejected kup"
+    );
+    assert_eq!(
+        api_status(&c, &serial_of(&cert1)),
+        "valid",
+        "the renewed certificate"
+    );
+    let again = signed(reject(&cert2), &t2, 3, &key1, &cert1);
+    assert!(
+        is_conf(&again),
+        "a repeated certConf: {:?}",
+        again.failure_bits()
+    );
+    let answer = signed(reject(&cert3), &t3, 3, &ra_key, &ra_cert);
+    assert!(is_conf(&answer), "{:?}", answer.failure_bits());
+    assert_eq!(
+        api_status(&c, &serial_of(&cert3)),
+        "revoked",
+        "the RA's rejected ip"
+    );
+    assert_eq!(ra_ir().failure_bits(), vec![TRANSACTION_ID_IN_USE]);
+}
