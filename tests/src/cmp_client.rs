@@ -478,20 +478,28 @@ impl Answer {
     }
 
     /// The PKIFailureInfo bits of an `error` answer (bit numbers, RFC 9810 section 5.2.3).
+    /// Read off the DER: `cmpv2` 0.2 keeps PKIStatusInfo's fields private and decodes
+    /// failInfo into 16 bits, so it cannot read an answer with a bit above 15
+    /// (`transactionIdInUse`, `unsupportedVersion`, `notAuthorized`, ...).
     pub fn failure_bits(&self) -> Vec<usize> {
-        let message = self.message();
-        let PkiBody::Error(error) = &message.body else {
+        let sequence =
+            |der: &[u8]| -> Vec<der::Any> { Vec::<der::Any>::from_der(der).expect("a SEQUENCE") };
+        // PKIMessage ::= SEQUENCE { header, body [23] ErrorMsgContent (for `error`), ... }
+        let message = sequence(&self.der);
+        let body = message.get(1).expect("a body");
+        if body.tag()
+            != (der::Tag::ContextSpecific {
+                constructed: true,
+                number: der::TagNumber::new(23),
+            })
+        {
             return Vec::new();
-        };
+        }
         // ErrorMsgContent ::= SEQUENCE { PKIStatusInfo, ... }; PKIStatusInfo ::= SEQUENCE {
-        // status, statusString OPTIONAL, failInfo BIT STRING OPTIONAL }: the BIT STRING
-        // read off the DER, since `cmpv2` keeps these fields private.
-        let der = error.to_der().expect("DER");
-        let content: Vec<der::Any> =
-            Vec::<der::Any>::from_der(&der).expect("ErrorMsgContent is a SEQUENCE");
+        // status, statusString OPTIONAL, failInfo BIT STRING OPTIONAL }.
+        let content = sequence(body.value());
         let status_info = content.first().expect("PKIStatusInfo");
-        let fields: Vec<der::Any> =
-            Vec::<der::Any>::from_der(&status_info.to_der().expect("DER")).expect("a SEQUENCE");
+        let fields = sequence(&status_info.to_der().expect("DER"));
         let Some(bits) = fields
             .iter()
             .find(|f| f.tag() == der::Tag::BitString)

@@ -470,6 +470,7 @@ async fn serverkeygen(
                             sans: csr.sans,
                         },
                         validity_days: None,
+                        request_id: None,
                         requester: ra_requester(&caller),
                     })
                     .await?;
