@@ -339,8 +339,9 @@ mod tests {
         let three = Received::read(&with_pvno(&with_hash_alg, 3)).unwrap();
         assert_eq!(three.check_syntax().unwrap(), Version::Cmp2021);
         let message = three.message().unwrap();
-        let PkiBody::CertConf(statuses) = &message.body else {
-            panic!("a certConf");
+        let statuses = match &message.body {
+            PkiBody::CertConf(statuses) => statuses,
+            other => unreachable!("a certConf, not {other:?}"),
         };
         assert_eq!(statuses[0].cert_hash.as_bytes(), &[9; 48]);
         assert_eq!(three.hash_alg(0), Some(&alg));
