@@ -373,3 +373,16 @@ pub fn der_key_public(key_der: &Path) -> String {
         "-pubout",
     ])
 }
+
+/// The audit log's entries made through EST (`details.protocol` is `est`), oldest first, as
+/// (action, actor) pairs.
+pub fn est_audit(s: &Server) -> Vec<(Value, Value)> {
+    let (_, audit) = curl_json(s, "GET", "/v1/audit?limit=1000", &s.tokens.auditor, None);
+    audit["items"]
+        .as_array()
+        .expect("the audit page lists items")
+        .iter()
+        .filter(|e| e["details"]["protocol"] == "est")
+        .map(|e| (e["action"].clone(), e["actor"].clone()))
+        .collect()
+}

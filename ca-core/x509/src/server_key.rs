@@ -355,15 +355,26 @@ mod tests {
         (key, cert, ski)
     }
 
-    #[test]
-    fn the_key_is_signed_by_the_ca_and_decrypts_with_the_recipient_key() {
+    /// A generated key sealed by [`server_generated_key`] for a new RSA recipient, with
+    /// what made it.
+    struct Sealed {
+        recipient_key: rsa::RsaPrivateKey,
+        recipient_cert: Vec<u8>,
+        ski: Vec<u8>,
+        ca_cert: Vec<u8>,
+        signer: SoftwareKey,
+        generated: Zeroizing<Vec<u8>>,
+        der: Vec<u8>,
+    }
+
+    /// A P-256 CA seals a new key of `generated` type for a new RSA recipient.
+    fn sealed(generated: KeyAlgorithm) -> Sealed {
         let (recipient_key, recipient_cert, ski) = rsa_recipient();
         let recipient = Recipient::from_certificate(&recipient_cert, &ski, "the test").unwrap();
         let ca_pkcs8 = keys::generate_pkcs8(KeyAlgorithm::EcdsaP256).unwrap();
         let (ca_cert, _) = certificate(&ca_pkcs8);
         let signer = SoftwareKey::from_pkcs8(&ca_pkcs8).unwrap();
-        let generated = keys::generate_pkcs8(KeyAlgorithm::EcdsaP384).unwrap();
-
+        let generated = keys::generate_pkcs8(generated).unwrap();
         let der = server_generated_key(
             &generated,
             &recipient,
@@ -371,6 +382,27 @@ mod tests {
             std::slice::from_ref(&ca_cert),
         )
         .unwrap();
+        Sealed {
+            recipient_key,
+            recipient_cert,
+            ski,
+            ca_cert,
+            signer,
+            generated,
+            der,
+        }
+    }
+
+    #[test]
+    fn the_key_is_signed_by_the_ca_and_decrypts_with_the_recipient_key() {
+        let Sealed {
+            recipient_key,
+            signer,
+            generated,
+            der,
+            ski,
+            ..
+        } = sealed(KeyAlgorithm::EcdsaP384);
 
         // The SignedData: over an EnvelopedData, one signer, the CA's certificate.
         let info = ContentInfo::from_der(&der).unwrap();
@@ -456,19 +488,14 @@ mod tests {
     #[test]
     fn openssl_verifies_and_decrypts_it() {
         use std::process::Command;
-        let (recipient_key, recipient_cert, ski) = rsa_recipient();
-        let recipient = Recipient::from_certificate(&recipient_cert, &ski, "the test").unwrap();
-        let ca_pkcs8 = keys::generate_pkcs8(KeyAlgorithm::EcdsaP256).unwrap();
-        let (ca_cert, _) = certificate(&ca_pkcs8);
-        let signer = SoftwareKey::from_pkcs8(&ca_pkcs8).unwrap();
-        let generated = keys::generate_pkcs8(KeyAlgorithm::EcdsaP256).unwrap();
-        let der = server_generated_key(
-            &generated,
-            &recipient,
-            &signer,
-            std::slice::from_ref(&ca_cert),
-        )
-        .unwrap();
+        let Sealed {
+            recipient_key,
+            recipient_cert,
+            ca_cert,
+            generated,
+            der,
+            ..
+        } = sealed(KeyAlgorithm::EcdsaP256);
 
         let dir = tempfile::tempdir().unwrap();
         let file = |name: &str, bytes: &[u8]| {

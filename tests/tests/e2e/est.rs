@@ -424,14 +424,7 @@ fn est_reenrolment_with_the_certificate_being_renewed() {
 
     // The enrolment and both renewals are audited with protocol est, requested by the RA
     // that created the enrolment.
-    let (_, audit) = curl_json(&s, "GET", "/v1/audit?limit=1000", &s.tokens.auditor, None);
-    let est: Vec<(&Value, &Value)> = audit["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["details"]["protocol"] == "est")
-        .map(|e| (&e["action"], &e["actor"]))
-        .collect();
+    let est = est_audit(&s);
     let (issued, renewed, ra) = (
         json!("certificate_issued"),
         json!("certificate_renewed"),
@@ -439,8 +432,7 @@ fn est_reenrolment_with_the_certificate_being_renewed() {
     );
     assert_eq!(
         est,
-        [(&issued, &ra), (&renewed, &ra), (&renewed, &ra)],
-        "{audit}"
+        [(&issued, &ra), (&renewed, &ra), (&renewed, &ra)].map(owned),
     );
     s.terminate();
 }
@@ -811,20 +803,17 @@ fn est_serverkeygen_by_an_ra_plain_and_encrypted_to_its_key() {
     assert_eq!(r.status, 403, "an auditor: {}", r.text());
 
     // Audited with protocol est, the RA as the actor.
-    let (_, audit) = curl_json(&s, "GET", "/v1/audit?limit=1000", &s.tokens.auditor, None);
-    let est: Vec<(&Value, &Value)> = audit["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["details"]["protocol"] == "est")
-        .map(|e| (&e["action"], &e["actor"]))
-        .collect();
+    let est = est_audit(&s);
     let issued = json!("certificate_issued");
     let (token_ra, rsa_ra) = (json!("bootstrap-ra"), json!("ra-rsa"));
     assert_eq!(
         est,
-        [(&issued, &token_ra), (&issued, &rsa_ra), (&issued, &rsa_ra)],
-        "{audit}"
+        [(&issued, &token_ra), (&issued, &rsa_ra), (&issued, &rsa_ra)].map(owned),
     );
     s.terminate();
+}
+
+/// An (action, actor) pair of [`est_audit`], from references.
+fn owned((action, actor): (&Value, &Value)) -> (Value, Value) {
+    (action.clone(), actor.clone())
 }
