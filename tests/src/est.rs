@@ -169,18 +169,8 @@ pub fn est_csr(dir: &Path, key: &Path, subj: &str, extra: &[&str]) -> PathBuf {
 /// -inform DER -print_certs` prints them (PEM with subject and issuer lines), written to a
 /// PEM file of the certificates alone: (text, file).
 pub fn print_certs(dir: &Path, body: &[u8]) -> (String, PathBuf) {
-    let b64 = dir.join(format!("p7-{}.b64", unique()));
-    let der = b64.with_extension("der");
-    let pem = b64.with_extension("pem");
-    std::fs::write(&b64, body).unwrap();
-    openssl(&[
-        "base64",
-        "-d",
-        "-in",
-        b64.to_str().unwrap(),
-        "-out",
-        der.to_str().unwrap(),
-    ]);
+    let der = base64_part_to_der(dir, body);
+    let pem = der.with_extension("pem");
     let text = openssl(&[
         "pkcs7",
         "-inform",
@@ -347,7 +337,7 @@ pub fn multipart_parts(r: &Curl) -> Vec<(String, String)> {
 }
 
 /// Decodes a base64 part to a DER file in `dir` with `openssl base64 -d`.
-pub fn base64_part_to_der(dir: &Path, body: &str) -> PathBuf {
+pub fn base64_part_to_der(dir: &Path, body: impl AsRef<[u8]>) -> PathBuf {
     let b64 = dir.join(format!("part-{}.b64", unique()));
     let der = b64.with_extension("der");
     std::fs::write(&b64, body).unwrap();

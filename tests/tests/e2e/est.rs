@@ -527,27 +527,11 @@ fn est_by_an_ra_and_server_side_key_generation() {
         "/.well-known/est/serverkeygen",
         &post_csr(&csr, &["-u", &user]),
     );
-    assert_eq!(r.status, 200, "serverkeygen: {}", r.text());
-    let parts = multipart_parts(&r);
-    assert!(
-        parts[0].0.contains("application/pkcs8\r\n"),
-        "{}",
-        parts[0].0
-    );
-    assert!(
-        parts[1].0.contains("smime-type=certs-only"),
-        "{}",
-        parts[1].0
-    );
-    let generated_pub = der_key_public(&base64_part_to_der(&work, &parts[0].1));
-    let (_, cert) = print_certs(&work, parts[1].1.as_bytes());
-    openssl_verify(&est_ca(&s), &cert, "tls-client", "an EST certificate");
-    pkilint(&cert, "a serverkeygen EST certificate");
-    let (subject, _, cert_pub) = subject_serial_key(&cert);
-    assert_eq!(subject, "CN=meter-9,O=Example");
-    assert_eq!(
-        cert_pub, generated_pub,
-        "the generated key is the certificate's"
+    let cert_pub = plain_serverkeygen_answer(
+        &s,
+        &r,
+        "CN=meter-9,O=Example",
+        "a serverkeygen EST certificate",
     );
     assert_ne!(
         cert_pub,
@@ -580,8 +564,8 @@ fn ra_certificate(s: &Server, key: &Path, cn: &str, dir: &Path) -> std::path::Pa
 
 /// Checks a plain `serverkeygen` answer (RFC 7030 section 4.4.2) as a device would with
 /// openssl: a PKCS#8 part whose key is the certificate's, a certificate that verifies and
-/// lints, for `subject`.
-fn plain_serverkeygen_answer(s: &Server, r: &Curl, subject: &str, what: &str) {
+/// lints, for `subject`. Returns the certificate's public key (PEM).
+fn plain_serverkeygen_answer(s: &Server, r: &Curl, subject: &str, what: &str) -> String {
     assert_eq!(r.status, 200, "{what}: {}", r.text());
     let work = s.scratch();
     let parts = multipart_parts(r);
@@ -605,6 +589,7 @@ fn plain_serverkeygen_answer(s: &Server, r: &Curl, subject: &str, what: &str) {
         cert_pub, generated_pub,
         "{what}: the key is the certificate's"
     );
+    cert_pub
 }
 
 /// Wraps the DER of an EnvelopedData (the eContent `openssl cms -verify -out` writes) in the
