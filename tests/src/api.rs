@@ -3,11 +3,12 @@
 //! the checks of error answers (status, code and the `{"error": {...}}` shape), one at a time
 //! or collected ([`Checks`]).
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::fixtures::Csr;
+use crate::fixtures::{make_csr_for_key, Csr};
 use crate::formats::{now_unix, parse_rfc3339};
 use crate::server::Server;
 
@@ -122,6 +123,23 @@ impl Server {
         identity_subject: &str,
     ) -> Value {
         self.issue_body(csr, profile, validity_days, Some(identity_subject))
+    }
+
+    /// A `tls-client` certificate for `subj` (with `sans`, such as `DNS:portal.example`) on
+    /// the private key in `key`, issued by the bootstrap RA and written as PEM to `out`: its
+    /// serial.
+    pub fn tls_client_certificate(
+        &self,
+        key: &Path,
+        subj: &str,
+        sans: &[&str],
+        out: &Path,
+    ) -> String {
+        let csr = make_csr_for_key(key, "key file", subj, sans, &[]);
+        let issued = self.issue(&csr, "tls-client", None);
+        std::fs::write(out, issued["certificate"].as_str().expect("a certificate"))
+            .expect("writing the client certificate");
+        issued["serial"].as_str().expect("a serial").to_string()
     }
 
     fn issue_body(

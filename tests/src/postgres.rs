@@ -328,6 +328,33 @@ impl Postgres {
         path
     }
 
+    /// `ca-server init` of a test CA (`CN=Test Root,O=Test,C=XX`) in `dir` whose store is the
+    /// database at `url`, with the superuser's password file: the command's outcome.
+    pub fn init_ca(&self, dir: &Path, url: &str) -> Output {
+        let password_file = self.password_file();
+        crate::binary::ca_server(&[
+            "init",
+            "--data-dir",
+            dir.to_str().expect("UTF-8 path"),
+            "--subject",
+            "CN=Test Root,O=Test,C=XX",
+            "--store-url",
+            url,
+            "--store-password-file",
+            password_file.to_str().expect("UTF-8 path"),
+        ])
+    }
+
+    /// [`Postgres::init_ca`], which must succeed.
+    pub fn init_ca_ok(&self, dir: &Path, url: &str) {
+        let out = self.init_ca(dir, url);
+        assert!(
+            out.status.success(),
+            "ca-server init on {url}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The superuser's password.
     pub fn password(&self) -> &'static str {
         PASSWORD

@@ -540,28 +540,6 @@ fn est_by_an_ra_and_server_side_key_generation() {
     s.terminate();
 }
 
-/// An RA's certificate for `cn` under `tls-client`, issued through the JSON API of `s` for
-/// `key` (PEM): the certificate file, in `dir`.
-fn ra_certificate(s: &Server, key: &Path, cn: &str, dir: &Path) -> std::path::PathBuf {
-    let csr = openssl(&[
-        "req",
-        "-new",
-        "-key",
-        key.to_str().unwrap(),
-        "-subj",
-        &format!("/CN={cn}"),
-    ]);
-    let r = s.post(
-        "/v1/certificates",
-        &s.tokens.ra,
-        &json!({"csr": csr, "profile": "tls-client"}),
-    );
-    assert_eq!(r.status, 201, "{r}");
-    let cert = dir.join(format!("{cn}.pem"));
-    std::fs::write(&cert, r.json["certificate"].as_str().unwrap()).unwrap();
-    cert
-}
-
 /// Checks a plain `serverkeygen` answer (RFC 7030 section 4.4.2) as a device would with
 /// openssl: a PKCS#8 part whose key is the certificate's, a certificate that verifies and
 /// lints, for `subject`. Returns the certificate's public key (PEM).
@@ -633,9 +611,11 @@ fn est_serverkeygen_by_an_ra_plain_and_encrypted_to_its_key() {
         "-out",
         rsa_key.to_str().unwrap(),
     ]);
-    let rsa_cert = ra_certificate(&plain, &rsa_key, "ra-rsa", tmp.path());
+    let rsa_cert = tmp.path().join("ra-rsa.pem");
+    plain.tls_client_certificate(&rsa_key, "/CN=ra-rsa", &[], &rsa_cert);
     let ec_key = fresh_p256_key(tmp.path());
-    let ec_cert = ra_certificate(&plain, &ec_key, "ra-ec", tmp.path());
+    let ec_cert = tmp.path().join("ra-ec.pem");
+    plain.tls_client_certificate(&ec_key, "/CN=ra-ec", &[], &ec_cert);
     plain.terminate();
     est_on(&dir, "");
     let mapping = |cert: &Path, name: &str| {

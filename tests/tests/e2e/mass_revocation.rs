@@ -396,18 +396,7 @@ fn on_postgresql_the_key_filter_revokes_its_certificates() {
     let pg = e2e_tests::postgres::Postgres::start();
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("ca");
-    let password_file = pg.password_file();
-    ca_server_ok(&[
-        "init",
-        "--data-dir",
-        dir.to_str().expect("UTF-8"),
-        "--subject",
-        "CN=Test Root,O=Test,C=XX",
-        "--store-url",
-        &pg.url("postgres"),
-        "--store-password-file",
-        password_file.to_str().expect("UTF-8"),
-    ]);
+    pg.init_ca_ok(&dir, &pg.url("postgres"));
     let s = Server::serve(&dir);
     let key = fresh_p256_key(s.scratch());
     let on_key: Vec<Value> = (0..2)

@@ -74,18 +74,7 @@ fn two_nodes_on_one_database_are_one_ca() {
     let pg = Postgres::start();
     let tmp = tempfile::tempdir().expect("tempdir");
     let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
-    let password_file = pg.password_file();
-    ca_server_ok(&[
-        "init",
-        "--data-dir",
-        a_dir.to_str().expect("UTF-8"),
-        "--subject",
-        "CN=Test Root,O=Test,C=XX",
-        "--store-url",
-        &pg.url("postgres"),
-        "--store-password-file",
-        password_file.to_str().expect("UTF-8"),
-    ]);
+    pg.init_ca_ok(&a_dir, &pg.url("postgres"));
     assert!(
         !a_dir.join("db").exists(),
         "a RocksDB store beside the database"
@@ -101,15 +90,7 @@ fn two_nodes_on_one_database_are_one_ca() {
             assert_eq!(node.record(serial)["serial"], serial.as_str());
         }
     }
-    let again = ca_server(&[
-        "init",
-        "--data-dir",
-        tmp.path().join("third").to_str().expect("UTF-8"),
-        "--store-url",
-        &pg.url("postgres"),
-        "--store-password-file",
-        password_file.to_str().expect("UTF-8"),
-    ]);
+    let again = pg.init_ca(&tmp.path().join("third"), &pg.url("postgres"));
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(
         !again.status.success() && stderr.contains("holds a CA's records already"),
@@ -121,7 +102,7 @@ fn two_nodes_on_one_database_are_one_ca() {
     let store = format!(
         "backend = \"postgres\"\nurl = \"{}\"\npassword_file = \"{}\"",
         pg.url("postgres"),
-        password_file.display()
+        pg.password_file().display()
     );
     configure(&other, &[("backend = \"rocksdb\"", &store)], "");
     let refused = ca_server(&["serve", "--data-dir", other.to_str().expect("UTF-8")]);
@@ -473,22 +454,6 @@ fn two_nodes(
     two_nodes_at(pg, &pg.url("postgres"), tmp)
 }
 
-/// `ca-server init` of a CA in `dir` on the database at `url` (with `pg`'s password).
-fn init_node(pg: &Postgres, url: &str, dir: &std::path::Path) {
-    let password_file = pg.password_file();
-    e2e_tests::prelude::ca_server_ok(&[
-        "init",
-        "--data-dir",
-        dir.to_str().expect("UTF-8"),
-        "--subject",
-        "CN=Test Root,O=Test,C=XX",
-        "--store-url",
-        url,
-        "--store-password-file",
-        password_file.to_str().expect("UTF-8"),
-    ]);
-}
-
 /// Two nodes of one CA on the database at `url` (with `pg`'s password), in `tmp/a` and `tmp/b`.
 fn two_nodes_at(
     pg: &Postgres,
@@ -497,7 +462,7 @@ fn two_nodes_at(
 ) -> (e2e_tests::server::Server, e2e_tests::server::Server) {
     use e2e_tests::prelude::*;
     let (a_dir, b_dir) = (tmp.join("a"), tmp.join("b"));
-    init_node(pg, url, &a_dir);
+    pg.init_ca_ok(&a_dir, url);
     let a = Server::serve(&a_dir);
     copy_node(&a_dir, &b_dir);
     let b = Server::serve(&b_dir);
@@ -748,7 +713,7 @@ fn acme_on_two_nodes_is_one_service() {
     let pg = Postgres::start();
     let tmp = tempfile::tempdir().expect("tempdir");
     let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
-    init_node(&pg, &pg.url("postgres"), &a_dir);
+    pg.init_ca_ok(&a_dir, &pg.url("postgres"));
     let dns = ChallTestSrv::start();
     let http01 = Http01Responder::start();
     let a_addr = format!("127.0.0.1:{}", free_port());

@@ -33,25 +33,9 @@ fn client_certificate(
     subj: &str,
 ) -> (PathBuf, PathBuf, String) {
     let key = fresh_p256_key(tmp);
-    let csr = openssl(&[
-        "req",
-        "-new",
-        "-key",
-        key.to_str().unwrap(),
-        "-subj",
-        subj,
-        "-addext",
-        &format!("subjectAltName=DNS:{file}.example"),
-    ]);
-    let r = s.post(
-        "/v1/certificates",
-        &s.tokens.ra,
-        &json!({"csr": csr, "profile": "tls-client"}),
-    );
-    assert_eq!(r.status, 201, "client certificate {subj}: {r}");
     let cert = tmp.join(format!("{file}.pem"));
-    std::fs::write(&cert, r.json["certificate"].as_str().unwrap()).unwrap();
-    (cert, key, r.json["serial"].as_str().unwrap().to_string())
+    let serial = s.tls_client_certificate(&key, subj, &[&format!("DNS:{file}.example")], &cert);
+    (cert, key, serial)
 }
 
 /// Turns TLS on with the CA's own server certificate for `ca.test.example` and 127.0.0.1.
