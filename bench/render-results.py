@@ -5,7 +5,8 @@ bench/run-all.sh output folder (or one that `ca-bench --report DIR` wrote).
     render-results.py OUT [--figures DIR]
 
 OUT holds results/LABEL.json (one per ca-bench scenario), the criterion and `openssl speed`
-excerpts (*.txt) and run.json (the run's date and machine). The figures are written to DIR
+excerpts (*.txt), run.json (the run's date and machine) and extra-*.md (sections measured
+outside run-all.sh, printed at the end as they are). The figures are written to DIR
 (default OUT), and RESULTS.md names them relative to it, so RESULTS.md belongs in DIR. A
 scenario missing from OUT reads "not run".
 
@@ -808,12 +809,21 @@ if acme and pebble:
     budget = lim.get("cores", 2) * 1e6 / half if half else 0
     stalled = sorted((R[k]["connections"], R[k]["outcome"]["orders"]) for k in R
                      if k.startswith("acme-pebble-c"))
+    # pebble's fastest second in any of its runs, the stalled ones included: its rate at the
+    # concurrency it does best at, had it not deadlocked.
+    peak_c, peak = max(((R[k]["connections"], max(R[k]["outcome"].get("orders_each_second") or [0]))
+                        for k in R if k.startswith("acme-pebble")), key=lambda cp: cp[1],
+                       default=(0, 0))
+    peak_ratio = acme["orders_per_sec"] / peak if peak else 0
     print(f"""
 ## ACME orders (`bench/acme-vs-pebble.sh`)
 
 `ca-bench --mode acme` drives whole RFC 8555 orders (newOrder, authorization, http-01
-challenge answered by its own responder, polls, finalize with a pre-generated P-256 CSR,
-certificate download; ES256 account keys created before the clock starts) against ca-server's
+challenge answered by its own responder, the authorization polled unless the challenge's
+answer says `valid` already (as lego reads it; ca-server answers once the validation is done,
+within `[acme] challenge_answer_wait_ms`), finalize with a pre-generated P-256 CSR, the order
+polled while processing, certificate download; ES256 account keys created before the clock
+starts) against ca-server's
 ACME front and, in the same run, Debian's `pebble` (`PEBBLE_VA_NOSLEEP=1
 PEBBLE_WFE_NONCEREJECT=0 PEBBLE_AUTHZREUSE=0`), both resolving through `pebble-challtestsrv`.
 **L_acme** = cores / (v/verify₁ + 1/sign₁): the crypto an order costs the server, v P-256
@@ -829,11 +839,13 @@ just before each run (here verify₁ {verify:,.0f}/s, sign₁ {sign:,.0f}/s, v =
 | target | measured | |
 |---|---|---|
 | ≥ 0.5 L_acme | {f:.3f} L_acme | {verdict(f >= 0.5)} |
-| ≥ 5x pebble | {ratio:.1f}x | {verdict(ratio >= 5)} |
+| ≥ 5x pebble | {ratio:.1f}x its rate at c{pebble['connections']}; {peak_ratio:.1f}x its fastest second in any run ({peak:,}/s at c{peak_c}) | {verdict(min(ratio, peak_ratio) >= 5)} |
 {figure("acme-orders.png")}""" + (f"""
 pebble stops answering under concurrent orders (its in-memory store takes two locks in both
 orders); the script halves its connections until a run completes: {', '.join(f'c{c}: {n:,} orders' for c, n in stalled)}
-before the c{pebble['connections']} run above.
+before the c{pebble['connections']} run above. Which concurrency pebble survives varies from
+run to run, and its rate with it, so the target is judged against both its completed run and
+its fastest second at any concurrency.
 """ if stalled else "") + (f"""
 **Why not 0.5 L_acme on this machine.** Half of L_acme is {half:,.0f} orders/s, which leaves
 {budget:,.0f} CPU µs per order for everything on {lim.get('cores', 2)} vCPUs. The server's crypto alone is
@@ -1083,3 +1095,8 @@ block cache grew by about 7 MiB per million certificates and took the cache past
 Those partitions are now ordinary cache entries (`block_cache_pinned` stays at 0 and the
 cache at its capacity), and `issued`, only ever read at sequence numbers that exist, has no
 bloom filter.""")
+# Sections measured outside run-all.sh (each with its own command and date), kept as
+# OUT/extra-*.md and printed as they are, in name order.
+for path in sorted(glob.glob(os.path.join(out, "extra-*.md"))):
+    print()
+    print(open(path).read().rstrip("\n"))

@@ -6,9 +6,10 @@
 //! Each worker owns one keep-alive HTTP/1.1 connection (TLS with `--ca-file`, for pebble) and
 //! the nonce of its last answer (`Replay-Nonce`), so that no order needs a newNonce; a
 //! `badNonce` is retried once with the nonce that came with it. One order is: newOrder →
-//! authorization (POST-as-GET) → challenge `{}` → the authorization polled until valid →
-//! finalize → the order polled while processing → the certificate (POST-as-GET). Each of
-//! these is one JWS the server verifies.
+//! authorization (POST-as-GET) → challenge `{}` → the authorization polled until valid
+//! (unless the challenge's answer already says `valid`, as lego reads it) → finalize → the
+//! order polled while processing → the certificate (POST-as-GET). Each of these is one JWS
+//! the server verifies.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -818,7 +819,19 @@ async fn order(
             map.insert(token.to_string(), format!("{token}.{}", account.thumbprint));
         }
         let _published = Published(&shared.tokens, token.to_string());
-        client.post(account, "challenge", url, "{}").await?;
+        let answered = client
+            .post(account, "challenge", url, "{}")
+            .await?
+            .json("challenge")?;
+        match status_of(&answered) {
+            // A server may answer once the validation is done (ca-server waits up to `[acme]
+            // challenge_answer_wait_ms`); lego then skips the polls, and so does this client.
+            "valid" => {
+                return finish(shared, client, account, &order_url, &finalize_url, csr, 0).await
+            }
+            "invalid" => return Err(format!("challenge invalid: {}", error_of(&answered))),
+            _ => {}
+        }
         let mut wait = shared.poll_first;
         loop {
             tokio::time::sleep(wait).await;
@@ -839,10 +852,23 @@ async fn order(
             }
         }
     }
+    finish(shared, client, account, &order_url, &finalize_url, csr, k).await
+}
 
+/// The rest of an order whose authorization is valid (after `k` authorization polls):
+/// finalize, the order polls, the certificate.
+async fn finish(
+    shared: &Shared,
+    client: &mut Client,
+    account: &Account,
+    order_url: &str,
+    finalize_url: &str,
+    csr: &str,
+    k: u64,
+) -> Result<(u64, u64), String> {
     let payload = format!(r#"{{"csr":"{csr}"}}"#);
     let mut order = client
-        .post(account, "finalize", &finalize_url, &payload)
+        .post(account, "finalize", finalize_url, &payload)
         .await?
         .json("finalize")?;
     let mut m = 0;
@@ -855,7 +881,7 @@ async fn order(
         }
         m += 1;
         order = client
-            .post(account, "order poll", &order_url, "")
+            .post(account, "order poll", order_url, "")
             .await?
             .json("order poll")?;
     }
