@@ -21,7 +21,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use crate::api::Resp;
 use crate::binary::ca_server_ok;
 use crate::command::{output_within, COMMAND_DEADLINE};
-use crate::data_dir::{create_token, new_dir};
+use crate::data_dir::{configure, create_token, new_dir};
 use crate::formats::{pem_certs, to_pem};
 use crate::judges::certificates::openssl_verify;
 use crate::judges::pkilint::pkilint;
@@ -207,6 +207,9 @@ impl Drop for ChallTestSrv {
 pub struct AcmeSetup {
     /// `[acme] eab_required`.
     pub eab_required: bool,
+    /// `[limits] public_requests_per_second = 0`: ACME requests carry no bearer token, so a
+    /// load generator's would all share the limit of its one address.
+    pub unlimited_public_rate: bool,
 }
 
 /// An External Account Binding key as `POST /v1/acme/eab` answers it.
@@ -283,6 +286,16 @@ impl AcmeServer {
                 setup.eab_required, dns.dns
             ),
         );
+        if setup.unlimited_public_rate {
+            configure(
+                &dir,
+                &[(
+                    "public_requests_per_second = 100.0",
+                    "public_requests_per_second = 0.0",
+                )],
+                "",
+            );
+        }
         let s = Server::serve(&dir);
         assert!(s.base.starts_with("https://"), "TLS is on: {}", s.base);
         let acme = AcmeServer {

@@ -51,6 +51,19 @@ pub fn server_bin() -> PathBuf {
         .clone()
 }
 
+/// The `ca-bench` load generator, built beside `ca-server` (`cargo build --release
+/// --workspace --bins`).
+pub fn bench_bin() -> PathBuf {
+    let bin = profile_dir().join("ca-bench");
+    assert!(
+        bin.is_file(),
+        "ca-bench not found at {}: build it first with `cargo build --release --workspace \
+         --bins`",
+        bin.display()
+    );
+    bin
+}
+
 /// `target/<profile>`, where cargo puts the `ca-server` binary: the parent of the directory of
 /// the test executable (`target/<profile>/deps/`).
 pub(crate) fn profile_dir() -> PathBuf {

@@ -8,7 +8,10 @@ use e2e_tests::acme::{AcmeServer, AcmeSetup, Challenge, ACME_RA};
 use e2e_tests::prelude::*;
 
 fn with_eab() -> AcmeServer {
-    AcmeServer::start(AcmeSetup { eab_required: true })
+    AcmeServer::start(AcmeSetup {
+        eab_required: true,
+        unlimited_public_rate: false,
+    })
 }
 
 /// The RA the EAB key was made for lists the certificate (`GET /v1/certificates` with its
@@ -118,6 +121,7 @@ fn lego_dns01_with_a_wildcard_and_eab() {
 fn certbot_issues_and_revokes_without_eab() {
     let acme = AcmeServer::start(AcmeSetup {
         eab_required: false,
+        unlimited_public_rate: false,
     });
     let name = "certbot.example.com";
     let certbot = acme.certbot(None);
@@ -145,4 +149,52 @@ fn certbot_with_eab() {
     let serial = acme.check_certificate(&certbot.cert_file(name), &[name], "certbot with EAB");
     the_ra_owns(&acme, &serial, "certbot with EAB");
     acme.s.terminate();
+}
+
+/// `ca-bench --mode acme`, the load generator of bench/acme-vs-pebble.sh, completes whole
+/// orders against the server without an error, and reads the challenge's answer as lego does:
+/// the server answers `valid` once the validation is done (within `[acme]
+/// challenge_answer_wait_ms`), so no order polls its authorization and each takes 5 JWS.
+#[test]
+fn ca_bench_completes_orders_on_the_valid_challenge_answer() {
+    let acme = AcmeServer::start(AcmeSetup {
+        eab_required: false,
+        unlimited_public_rate: true,
+    });
+    let report = acme.clients.path().join("ca-bench.json");
+    let (http01_port, ca_file) = (acme.http01_port.to_string(), acme.ca_file());
+    let directory = acme.directory();
+    let mut bench = std::process::Command::new(e2e_tests::binary::bench_bin());
+    bench.args([
+        "--mode",
+        "acme",
+        "--url",
+        &directory,
+        "--http01-port",
+        &http01_port,
+    ]);
+    // A name and an account's hourly orders (300) to spare for every order of the second:
+    // each order validates, none is refused.
+    bench.args(["--connections", "2", "--accounts", "16", "--duration", "1"]);
+    bench.args(["--csrs", "5000", "--limit-seconds", "0"]);
+    bench
+        .arg("--ca-file")
+        .arg(&ca_file)
+        .arg("--json")
+        .arg(&report);
+    acme.run_client("ca-bench --mode acme", &mut bench);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("ca-bench's JSON report"))
+            .expect("ca-bench's report is JSON");
+    assert!(
+        report["orders"].as_u64().unwrap_or(0) > 0,
+        "no order completed: {report}"
+    );
+    assert_eq!(report["errors"], serde_json::json!({}), "{report}");
+    assert!(
+        report["outcome"]["http01_answered"].as_u64() >= report["orders"].as_u64(),
+        "an order completed without its http-01 challenge fetched: {report}"
+    );
+    assert_eq!(report["authz_polls_per_order"], 0.0, "{report}");
+    assert_eq!(report["jws_per_order"], 5.0, "{report}");
 }
