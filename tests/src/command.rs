@@ -1,6 +1,7 @@
 //! Running the external programs the tests drive (`ca-server` subcommands, openssl, curl,
 //! pkilint) with a deadline, so that a hanging program fails its test instead of the run.
 
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -70,4 +71,15 @@ pub fn openssl(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("openssl stdout is UTF-8")
+}
+
+/// curl's `--cert`/`--key` arguments for a TLS client certificate and its private key (PEM
+/// files).
+pub fn curl_client_cert<'a>(cert: &'a Path, key: &'a Path) -> [&'a str; 4] {
+    [
+        "--cert",
+        cert.to_str().expect("UTF-8 path"),
+        "--key",
+        key.to_str().expect("UTF-8 path"),
+    ]
 }

@@ -425,19 +425,24 @@ async fn serverkeygen(
                 (KeyHolder::Ra(caller), false)
             }
         };
-        let signer = Arc::clone(front.engine.ca().signer());
-        let chain = front.engine.ca().chain().to_vec();
+        // The CA key signs the encrypted key's CMS message, with the chain in it.
+        let sealing = recipient.map(|recipient| {
+            let ca = front.engine.ca();
+            (recipient, Arc::clone(ca.signer()), ca.chain().to_vec())
+        });
         let slot = state.key_generation.slot().await?;
         let (slot, generated) = tokio::task::spawn_blocking(move || {
             let generated = generate(kind).and_then(|(pkcs8, key)| {
-                let part = match &recipient {
+                let part = match &sealing {
                     None => KeyPart::Pkcs8(pkcs8),
-                    Some(recipient) => KeyPart::Encrypted(server_key::server_generated_key(
-                        &pkcs8,
-                        recipient,
-                        signer.as_ref(),
-                        &chain,
-                    )?),
+                    Some((recipient, signer, chain)) => {
+                        KeyPart::Encrypted(server_key::server_generated_key(
+                            &pkcs8,
+                            recipient,
+                            signer.as_ref(),
+                            chain,
+                        )?)
+                    }
                 };
                 Ok((part, key))
             });
@@ -534,11 +539,12 @@ fn encryption_recipient(
         })?;
     server_key::Recipient::from_certificate(certificate, identifier, "the TLS client certificate")
         .map_err(|e| match e {
-            RecipientError::UnknownIdentifier(_) => EstError::bad_request(e.to_string()),
             RecipientError::Unsupported(_) => {
                 EstError::new(StatusCode::NOT_IMPLEMENTED, e.to_string())
             }
-            RecipientError::Certificate(_) => EstError::bad_request(e.to_string()),
+            RecipientError::UnknownIdentifier(_) | RecipientError::Certificate(_) => {
+                EstError::bad_request(e.to_string())
+            }
         })
 }
 

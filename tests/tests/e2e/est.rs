@@ -324,12 +324,7 @@ fn est_reenrolment_with_the_certificate_being_renewed() {
     let (subject, serial, pubkey) = subject_serial_key(&cert);
 
     // Keep-key: the CSR's key is the certificate's.
-    let tls = [
-        "--cert",
-        cert.to_str().unwrap(),
-        "--key",
-        key.to_str().unwrap(),
-    ];
+    let tls = curl_client_cert(&cert, &key);
     let csr = est_csr(&work, &key, "/O=Example/CN=router-1", &[]);
     let r = est(&s, "/.well-known/est/simplereenroll", &post_csr(&csr, &tls));
     assert_eq!(r.status, 200, "simplereenroll: {}", r.text());
@@ -354,12 +349,7 @@ fn est_reenrolment_with_the_certificate_being_renewed() {
     // Re-key: a CSR for a new key, authenticated by the renewed certificate.
     let new_key = fresh_p256_key(&work);
     let csr = est_csr(&work, &new_key, "/O=Example/CN=router-1", &[]);
-    let tls2 = [
-        "--cert",
-        renewed_file.to_str().unwrap(),
-        "--key",
-        key.to_str().unwrap(),
-    ];
+    let tls2 = curl_client_cert(&renewed_file, &key);
     let r = est(
         &s,
         "/.well-known/est/simplereenroll",
@@ -405,12 +395,7 @@ fn est_reenrolment_with_the_certificate_being_renewed() {
         "-out",
         foreign.to_str().unwrap(),
     ]);
-    let tls3 = [
-        "--cert",
-        foreign.to_str().unwrap(),
-        "--key",
-        key.to_str().unwrap(),
-    ];
+    let tls3 = curl_client_cert(&foreign, &key);
     let r = est(
         &s,
         "/.well-known/est/simplereenroll",
@@ -495,12 +480,7 @@ fn est_by_an_ra_and_server_side_key_generation() {
     pkilint(&cert, "an RA's EST certificate");
     assert_eq!(subject_serial_key(&cert).0, "CN=sensor-7");
     // An RA by its client certificate.
-    let tls = [
-        "--cert",
-        ra_cert.to_str().unwrap(),
-        "--key",
-        ra_key.to_str().unwrap(),
-    ];
+    let tls = curl_client_cert(&ra_cert, &ra_key);
     let r = est(&s, "/.well-known/est/simpleenroll", &post_csr(&csr, &tls));
     assert_eq!(r.status, 200, "an RA certificate: {}", r.text());
     // The mapped certificate keeps its API role; another token's role is refused.
@@ -601,16 +581,7 @@ fn est_serverkeygen_by_an_ra_plain_and_encrypted_to_its_key() {
     let dir = new_dir(tmp.path());
     // Two RA client certificates, an RSA one and a P-256 one, mapped to role ra.
     let plain = Server::serve(&dir);
-    let rsa_key = tmp.path().join("ra-rsa.key");
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "RSA",
-        "-pkeyopt",
-        "rsa_keygen_bits:2048",
-        "-out",
-        rsa_key.to_str().unwrap(),
-    ]);
+    let rsa_key = key_file("rsa-2048");
     let rsa_cert = tmp.path().join("ra-rsa.pem");
     plain.tls_client_certificate(&rsa_key, "/CN=ra-rsa", &[], &rsa_cert);
     let ec_key = fresh_p256_key(tmp.path());
@@ -632,18 +603,8 @@ fn est_serverkeygen_by_an_ra_plain_and_encrypted_to_its_key() {
     let s = Server::serve(&dir);
     let work = s.scratch().to_path_buf();
     let bearer = format!("Authorization: Bearer {}", s.tokens.ra);
-    let rsa_tls = [
-        "--cert",
-        rsa_cert.to_str().unwrap(),
-        "--key",
-        rsa_key.to_str().unwrap(),
-    ];
-    let ec_tls = [
-        "--cert",
-        ec_cert.to_str().unwrap(),
-        "--key",
-        ec_key.to_str().unwrap(),
-    ];
+    let rsa_tls = curl_client_cert(&rsa_cert, &rsa_key);
+    let ec_tls = curl_client_cert(&ec_cert, &ec_key);
     const KEYGEN: &str = "/.well-known/est/serverkeygen";
 
     // An RA by its bearer token: a key of the CSR's type, the CSR's names.

@@ -51,16 +51,6 @@ fn tls_on(dir: &Path) {
     ]);
 }
 
-/// curl's `--cert`/`--key` arguments for a client certificate.
-fn cert_args<'a>(cert: &'a Path, key: &'a Path) -> [&'a str; 4] {
-    [
-        "--cert",
-        cert.to_str().unwrap(),
-        "--key",
-        key.to_str().unwrap(),
-    ]
-}
-
 /// curl over TLS against the server as `ca.test.example`, trusting only the CA; (HTTP
 /// status, body).
 fn curl(s: &Server, path: &str, extra: &[&str]) -> (u16, String) {
@@ -138,7 +128,7 @@ fn tls_with_the_cas_own_certificate_and_client_certificates_as_roles() {
     );
     // No token, no certificate: 401. The mapped client certificate acts as its role.
     assert_eq!(curl(&s, "/v1/audit?limit=1", &[]).0, 401);
-    let portal = cert_args(&client_cert, &key);
+    let portal = curl_client_cert(&client_cert, &key);
     let (code, body) = curl(&s, "/v1/audit?limit=1", &portal);
     assert_eq!(
         code, 200,
@@ -154,7 +144,7 @@ fn tls_with_the_cas_own_certificate_and_client_certificates_as_roles() {
         "an auditor certificate may not generate CRLs: {body}"
     );
     assert!(body.contains("\"forbidden\""), "{body}");
-    let stranger = cert_args(&stranger_cert, &stranger_key);
+    let stranger = curl_client_cert(&stranger_cert, &stranger_key);
     let (code, body) = curl(&s, "/v1/audit?limit=1", &stranger);
     assert_eq!(code, 401, "an unmapped certificate is no one: {body}");
     assert!(
@@ -603,12 +593,20 @@ fn an_ra_cannot_become_a_mapped_role_by_choosing_its_subject() {
         ),
     );
     let s = Server::serve(&dir);
-    let (code, body) = curl(&s, "/v1/audit?limit=1", &cert_args(&forged, &forged_key));
+    let (code, body) = curl(
+        &s,
+        "/v1/audit?limit=1",
+        &curl_client_cert(&forged, &forged_key),
+    );
     assert_eq!(
         code, 401,
         "a certificate the RA chose the subject of is no one: {body}"
     );
-    let (code, body) = curl(&s, "/v1/audit?limit=1", &cert_args(&portal, &portal_key));
+    let (code, body) = curl(
+        &s,
+        "/v1/audit?limit=1",
+        &curl_client_cert(&portal, &portal_key),
+    );
     assert_eq!(code, 200, "the fingerprint mapping still works: {body}");
     let bearer = format!("Authorization: Bearer {}", tokens.auditor);
     assert_eq!(curl(&s, "/v1/audit?limit=1", &["-H", &bearer]).0, 200);
@@ -642,7 +640,7 @@ fn a_revoked_or_held_client_certificate_loses_its_role() {
         ),
     );
     let s = Server::serve(&dir);
-    let args = cert_args(&cert, &key);
+    let args = curl_client_cert(&cert, &key);
     let get = format!("/v1/certificates/{serial}");
     let (code, body) = curl(&s, &get, &args);
     assert_eq!(
